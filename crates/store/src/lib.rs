@@ -1,1 +1,140 @@
-//! placeholder
+//! The storage interface: the domain operations Steward needs, independent of the database.
+//!
+//! Each backend (`store-sqlite`, `store-postgres`) implements [`Store`] with its own
+//! migrations; the contract suite (feature `contract`) runs against every backend so they
+//! behave the same.
+//!
+//! Architecture Invariant: every operation takes the workspace it acts in; no query reads or
+//! writes across workspaces.
+
+mod changes;
+mod page;
+mod records;
+
+#[cfg(feature = "contract")]
+pub mod contract;
+
+pub use changes::{Changes, KnownPerson, Op};
+pub use page::{Cursor, DEFAULT_LIMIT, MAX_LIMIT, Page, PageRequest};
+pub use records::*;
+
+use async_trait::async_trait;
+use domain::{AccountId, ApiKey, IdentityKey, KeyHash, NewEvent, Timestamp, WorkspaceId};
+
+pub type Result<T, E = StoreError> = std::result::Result<T, E>;
+
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    /// The disk or database is full: the write was refused and nothing was stored.
+    #[error("storage is full: {0}")]
+    Full(String),
+    #[error("{0} already exists")]
+    Conflict(&'static str),
+    #[error("the pagination cursor is not valid for this list")]
+    InvalidCursor,
+    #[error("storage error: {0}")]
+    Backend(String),
+}
+
+/// A position in a workspace's event log. Ordered; `ZERO` is before the first event.
+///
+/// `tx` orders by commit where the backend needs it (PostgreSQL assigns sequence numbers before
+/// commit, so a reader ordering by `seq` alone could skip a row that commits late); SQLite has a
+/// single writer, so its `tx` is always 0.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct LogPosition {
+    pub tx: i64,
+    pub seq: i64,
+}
+
+impl LogPosition {
+    pub const ZERO: LogPosition = LogPosition { tx: 0, seq: 0 };
+}
+
+/// An event read back from the log, for processing.
+#[derive(Clone, Debug, PartialEq)]
+pub struct LoggedEvent {
+    pub position: LogPosition,
+    pub event: NewEvent,
+}
+
+/// The outcome of an append: every message is durably stored, once.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct AppendReport {
+    /// Messages stored now.
+    pub stored: usize,
+    /// Messages whose `messageId` was already stored in this workspace.
+    pub duplicates: usize,
+}
+
+/// How far processing of a workspace's log has got.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct LogStatus {
+    pub cursor: LogPosition,
+    pub total_events: i64,
+    /// Events appended but not yet processed.
+    pub pending_events: i64,
+    /// When the oldest unprocessed event was received.
+    pub oldest_pending_received_at: Option<Timestamp>,
+}
+
+#[async_trait]
+pub trait Store: Send + Sync + 'static {
+    /// Which backend this is, for logs and metrics.
+    fn backend(&self) -> &'static str;
+
+    // Workspaces, keys and operators.
+    async fn create_workspace(&self, name: &str) -> Result<Workspace>;
+    async fn get_workspace(&self, id: &WorkspaceId) -> Result<Option<Workspace>>;
+    async fn list_workspaces(&self) -> Result<Vec<Workspace>>;
+    async fn insert_key(&self, key: &ApiKey) -> Result<()>;
+    /// Finds a key by the hash of its secret, revoked or not.
+    async fn find_key(&self, hash: &KeyHash) -> Result<Option<ApiKey>>;
+    async fn list_keys(&self, ws: &WorkspaceId) -> Result<Vec<ApiKey>>;
+    /// Returns false when the workspace has no such key or it was already revoked.
+    async fn revoke_key(&self, ws: &WorkspaceId, key_id: &str, at: Timestamp) -> Result<bool>;
+    async fn insert_operator(&self, op: &Operator) -> Result<()>;
+    async fn find_operator_by_email(&self, ws: &WorkspaceId, email: &str) -> Result<Option<Operator>>;
+    async fn list_operators(&self, ws: &WorkspaceId) -> Result<Vec<Operator>>;
+
+    // The event log.
+    /// Stores events durably before returning, each `message_id` at most once per workspace.
+    async fn append_events(&self, ws: &WorkspaceId, events: &[NewEvent]) -> Result<AppendReport>;
+    /// Up to `limit` events after `after`, in log order.
+    async fn read_log(&self, ws: &WorkspaceId, after: LogPosition, limit: usize) -> Result<Vec<LoggedEvent>>;
+    async fn log_status(&self, ws: &WorkspaceId) -> Result<LogStatus>;
+
+    // Processing: identity, accounts, traits.
+    async fn load_identities(&self, ws: &WorkspaceId, keys: &[IdentityKey]) -> Result<Vec<(IdentityKey, KnownPerson)>>;
+    /// Applies `changes` and moves the processing cursor from `from` to `to`, atomically.
+    /// Returns false, changing nothing, when the cursor is no longer at `from` (another process
+    /// got there first).
+    async fn apply_changes(&self, ws: &WorkspaceId, from: LogPosition, to: LogPosition, changes: &Changes)
+    -> Result<bool>;
+    /// Forgets everything processing derived for the workspace and rewinds its cursor to zero,
+    /// so that the log is replayed.
+    async fn reset_processing(&self, ws: &WorkspaceId) -> Result<()>;
+
+    // Reads.
+    async fn list_accounts(&self, ws: &WorkspaceId, page: &PageRequest) -> Result<Page<Account>>;
+    async fn get_account(&self, ws: &WorkspaceId, id: &AccountId) -> Result<Option<Account>>;
+    async fn account_people(&self, ws: &WorkspaceId, id: &AccountId, page: &PageRequest) -> Result<Page<Person>>;
+    /// The account's events, newest first: those sent for it explicitly (`group`,
+    /// `context.groupId`) and those of its people sent without an explicit account.
+    async fn account_timeline(&self, ws: &WorkspaceId, id: &AccountId, page: &PageRequest) -> Result<Page<StoredEvent>>;
+    /// A person by Steward's person id, or else by `userId`, or else by `anonymousId`.
+    async fn get_person(&self, ws: &WorkspaceId, id: &str) -> Result<Option<Person>>;
+    /// Events newest first (by log order).
+    async fn list_events(&self, ws: &WorkspaceId, filter: &EventFilter, page: &PageRequest) -> Result<Page<StoredEvent>>;
+    async fn trait_history(&self, ws: &WorkspaceId, subject: &TraitSubject) -> Result<Vec<TraitChange>>;
+
+    // Billing and support records.
+    /// Inserts or updates a subscription; an update older than the stored one (`updated_at`)
+    /// is ignored, so out-of-order deliveries converge on the newest state. Returns whether it
+    /// was applied.
+    async fn upsert_subscription(&self, ws: &WorkspaceId, sub: &Subscription) -> Result<bool>;
+    async fn account_subscriptions(&self, ws: &WorkspaceId, id: &AccountId) -> Result<Vec<Subscription>>;
+    /// As [`Store::upsert_subscription`], for tickets.
+    async fn upsert_ticket(&self, ws: &WorkspaceId, ticket: &Ticket) -> Result<bool>;
+    async fn account_tickets(&self, ws: &WorkspaceId, id: &AccountId) -> Result<Vec<Ticket>>;
+}

@@ -1,0 +1,151 @@
+-- Steward's embedded schema. Times are UTC milliseconds since the epoch; JSON is text.
+
+CREATE TABLE workspaces (
+    workspace_id TEXT PRIMARY KEY,
+    name         TEXT NOT NULL,
+    created_at   INTEGER NOT NULL
+);
+
+CREATE TABLE api_keys (
+    key_id       TEXT PRIMARY KEY,
+    workspace_id TEXT NOT NULL REFERENCES workspaces (workspace_id),
+    role         TEXT NOT NULL,
+    prefix       TEXT NOT NULL,
+    hash         TEXT NOT NULL UNIQUE,
+    created_at   INTEGER NOT NULL,
+    revoked_at   INTEGER
+);
+CREATE INDEX api_keys_workspace ON api_keys (workspace_id);
+
+CREATE TABLE operators (
+    workspace_id  TEXT NOT NULL REFERENCES workspaces (workspace_id),
+    operator_id   TEXT NOT NULL,
+    email         TEXT NOT NULL,
+    name          TEXT NOT NULL,
+    role          TEXT NOT NULL,
+    password_hash TEXT,
+    created_at    INTEGER NOT NULL,
+    PRIMARY KEY (workspace_id, operator_id),
+    UNIQUE (workspace_id, email)
+);
+
+-- The event log. `seq` (the rowid) is the log order: one writer appends, so it only grows.
+CREATE TABLE events (
+    seq          INTEGER PRIMARY KEY,
+    workspace_id TEXT NOT NULL,
+    message_id   TEXT NOT NULL,
+    type         TEXT NOT NULL,
+    name         TEXT,
+    user_id      TEXT,
+    anonymous_id TEXT,
+    group_id     TEXT,
+    previous_id  TEXT,
+    person_id    TEXT,
+    timestamp    INTEGER NOT NULL,
+    received_at  INTEGER NOT NULL,
+    payload      TEXT NOT NULL
+);
+CREATE UNIQUE INDEX events_message ON events (workspace_id, message_id);
+CREATE INDEX events_log ON events (workspace_id, seq);
+CREATE INDEX events_person ON events (workspace_id, person_id, timestamp) WHERE person_id IS NOT NULL;
+CREATE INDEX events_group ON events (workspace_id, group_id, timestamp) WHERE group_id IS NOT NULL;
+CREATE INDEX events_user ON events (workspace_id, user_id) WHERE user_id IS NOT NULL;
+
+CREATE TABLE processing_cursors (
+    workspace_id TEXT PRIMARY KEY,
+    tx           INTEGER NOT NULL,
+    seq          INTEGER NOT NULL
+);
+
+CREATE TABLE people (
+    workspace_id  TEXT NOT NULL,
+    person_id     TEXT NOT NULL,
+    user_id       TEXT,
+    traits        TEXT NOT NULL DEFAULT '{}',
+    first_seen_at INTEGER,
+    last_seen_at  INTEGER,
+    created_at    INTEGER NOT NULL,
+    PRIMARY KEY (workspace_id, person_id)
+) WITHOUT ROWID;
+
+CREATE TABLE identities (
+    workspace_id TEXT NOT NULL,
+    kind         TEXT NOT NULL,
+    value        TEXT NOT NULL,
+    person_id    TEXT NOT NULL,
+    PRIMARY KEY (workspace_id, kind, value)
+) WITHOUT ROWID;
+CREATE INDEX identities_person ON identities (workspace_id, person_id);
+
+CREATE TABLE person_merges (
+    workspace_id TEXT NOT NULL,
+    from_id      TEXT NOT NULL,
+    into_id      TEXT NOT NULL,
+    merged_at    INTEGER NOT NULL
+);
+
+CREATE TABLE accounts (
+    workspace_id  TEXT NOT NULL,
+    account_id    TEXT NOT NULL,
+    traits        TEXT NOT NULL DEFAULT '{}',
+    first_seen_at INTEGER,
+    last_seen_at  INTEGER,
+    created_at    INTEGER NOT NULL,
+    PRIMARY KEY (workspace_id, account_id)
+) WITHOUT ROWID;
+
+CREATE TABLE memberships (
+    workspace_id TEXT NOT NULL,
+    account_id   TEXT NOT NULL,
+    person_id    TEXT NOT NULL,
+    created_at   INTEGER NOT NULL,
+    PRIMARY KEY (workspace_id, account_id, person_id)
+) WITHOUT ROWID;
+CREATE INDEX memberships_person ON memberships (workspace_id, person_id);
+
+CREATE TABLE trait_history (
+    workspace_id TEXT NOT NULL,
+    subject_kind TEXT NOT NULL,
+    subject_id   TEXT NOT NULL,
+    key          TEXT NOT NULL,
+    value        TEXT NOT NULL,
+    at           INTEGER NOT NULL
+);
+CREATE INDEX trait_history_subject ON trait_history (workspace_id, subject_kind, subject_id, at);
+
+CREATE TABLE subscriptions (
+    workspace_id         TEXT NOT NULL,
+    subscription_id      TEXT NOT NULL,
+    account_id           TEXT NOT NULL,
+    plan                 TEXT,
+    status               TEXT NOT NULL,
+    mrr_minor            INTEGER NOT NULL,
+    currency             TEXT NOT NULL,
+    quantity             INTEGER NOT NULL,
+    started_at           INTEGER NOT NULL,
+    ended_at             INTEGER,
+    current_period_end   INTEGER,
+    cancel_at_period_end INTEGER NOT NULL,
+    updated_at           INTEGER NOT NULL,
+    attributes           TEXT NOT NULL,
+    PRIMARY KEY (workspace_id, subscription_id)
+);
+CREATE INDEX subscriptions_account ON subscriptions (workspace_id, account_id);
+
+CREATE TABLE tickets (
+    workspace_id      TEXT NOT NULL,
+    ticket_id         TEXT NOT NULL,
+    account_id        TEXT,
+    person_id         TEXT,
+    subject           TEXT NOT NULL,
+    status            TEXT NOT NULL,
+    priority          TEXT NOT NULL,
+    opened_at         INTEGER NOT NULL,
+    first_response_at INTEGER,
+    resolved_at       INTEGER,
+    csat              INTEGER,
+    updated_at        INTEGER NOT NULL,
+    attributes        TEXT NOT NULL,
+    PRIMARY KEY (workspace_id, ticket_id)
+);
+CREATE INDEX tickets_account ON tickets (workspace_id, account_id);

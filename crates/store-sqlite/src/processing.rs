@@ -1,0 +1,256 @@
+//! Applying what processing decided: people, identities, accounts, memberships, traits.
+
+use domain::{IdKind, IdentityKey, Timestamp, WorkspaceId};
+use rusqlite::{Connection, OptionalExtension, params};
+use serde_json::{Map, Value};
+use store::{Changes, KnownPerson, LogPosition, Op, Result};
+
+use crate::log::cursor;
+use crate::{SqliteStore, ms, sql_error};
+
+impl SqliteStore {
+    pub(crate) async fn identities(&self, ws: &WorkspaceId, keys: &[IdentityKey]) -> Result<Vec<(IdentityKey, KnownPerson)>> {
+        let ws = ws.clone();
+        let keys = keys.to_vec();
+        self.read(move |conn| {
+            let mut stmt = conn
+                .prepare_cached(
+                    "SELECT i.person_id, p.user_id FROM identities i
+                     JOIN people p ON p.workspace_id = i.workspace_id AND p.person_id = i.person_id
+                     WHERE i.workspace_id = ?1 AND i.kind = ?2 AND i.value = ?3",
+                )
+                .map_err(sql_error)?;
+            let mut out = Vec::new();
+            for key in keys {
+                let found = stmt
+                    .query_row(params![ws.as_str(), key.kind.as_str(), key.value], |r| {
+                        Ok(KnownPerson { person_id: r.get(0)?, user_id: r.get(1)? })
+                    })
+                    .optional()
+                    .map_err(sql_error)?;
+                if let Some(p) = found {
+                    out.push((key, p));
+                }
+            }
+            Ok(out)
+        })
+        .await
+    }
+
+    pub(crate) async fn apply(&self, ws: &WorkspaceId, from: LogPosition, to: LogPosition, changes: &Changes) -> Result<bool> {
+        let ws = ws.clone();
+        let changes = changes.clone();
+        self.write(move |conn| {
+            if cursor(conn, &ws)? != from {
+                return Ok(false);
+            }
+            for op in &changes.ops {
+                apply_op(conn, &ws, op)?;
+            }
+            let mut assign = conn
+                .prepare_cached("UPDATE events SET person_id = ?3 WHERE workspace_id = ?1 AND seq = ?2")
+                .map_err(sql_error)?;
+            for (seq, person) in &changes.event_people {
+                assign.execute(params![ws.as_str(), seq, person]).map_err(sql_error)?;
+            }
+            conn.prepare_cached(
+                "INSERT INTO processing_cursors (workspace_id, tx, seq) VALUES (?1, ?2, ?3)
+                 ON CONFLICT (workspace_id) DO UPDATE SET tx = excluded.tx, seq = excluded.seq",
+            )
+            .map_err(sql_error)?
+            .execute(params![ws.as_str(), to.tx, to.seq])
+            .map_err(sql_error)?;
+            Ok(true)
+        })
+        .await
+    }
+
+    pub(crate) async fn reset(&self, ws: &WorkspaceId) -> Result<()> {
+        let ws = ws.clone();
+        self.write(move |conn| {
+            for table in ["people", "identities", "person_merges", "accounts", "memberships", "trait_history", "processing_cursors"] {
+                conn.execute(&format!("DELETE FROM {table} WHERE workspace_id = ?1"), [ws.as_str()]).map_err(sql_error)?;
+            }
+            conn.execute("UPDATE events SET person_id = NULL WHERE workspace_id = ?1 AND person_id IS NOT NULL", [ws.as_str()])
+                .map_err(sql_error)?;
+            Ok(())
+        })
+        .await
+    }
+}
+
+fn exec(conn: &Connection, sql: &str, params: impl rusqlite::Params) -> Result<usize> {
+    conn.prepare_cached(sql).map_err(sql_error)?.execute(params).map_err(sql_error)
+}
+
+fn apply_op(conn: &Connection, ws: &WorkspaceId, op: &Op) -> Result<()> {
+    let w = ws.as_str();
+    match op {
+        Op::CreatePerson { person_id, user_id, at } => {
+            exec(
+                conn,
+                "INSERT OR IGNORE INTO people (workspace_id, person_id, user_id, created_at) VALUES (?1, ?2, ?3, ?4)",
+                params![w, person_id, user_id, ms(at)],
+            )?;
+        }
+        Op::SetUserId { person_id, user_id } => {
+            exec(conn, "UPDATE people SET user_id = ?3 WHERE workspace_id = ?1 AND person_id = ?2", params![w, person_id, user_id])?;
+        }
+        Op::LinkIdentity { key, person_id } => {
+            exec(
+                conn,
+                "INSERT INTO identities (workspace_id, kind, value, person_id) VALUES (?1, ?2, ?3, ?4)
+                 ON CONFLICT (workspace_id, kind, value) DO UPDATE SET person_id = excluded.person_id",
+                params![w, key.kind.as_str(), key.value, person_id],
+            )?;
+        }
+        Op::MergePeople { from, into, at } => merge(conn, ws, from, into, at)?,
+        Op::SetPersonTraits { person_id, traits, at } => set_traits(conn, ws, "person", person_id, traits, at)?,
+        Op::UpsertAccount { account_id, at } => {
+            exec(
+                conn,
+                "INSERT OR IGNORE INTO accounts (workspace_id, account_id, created_at) VALUES (?1, ?2, ?3)",
+                params![w, account_id.as_str(), ms(at)],
+            )?;
+        }
+        Op::SetAccountTraits { account_id, traits, at } => set_traits(conn, ws, "account", account_id.as_str(), traits, at)?,
+        Op::AddMembership { person_id, account_id, at } => {
+            exec(
+                conn,
+                "INSERT OR IGNORE INTO memberships (workspace_id, account_id, person_id, created_at) VALUES (?1, ?2, ?3, ?4)",
+                params![w, account_id.as_str(), person_id, ms(at)],
+            )?;
+        }
+        Op::Seen { person_id, account_id, first, last } => {
+            let (first, last) = (ms(first), ms(last));
+            if let Some(p) = person_id {
+                exec(
+                    conn,
+                    "UPDATE people SET first_seen_at = min(coalesce(first_seen_at, ?3), ?3),
+                                       last_seen_at = max(coalesce(last_seen_at, ?4), ?4)
+                     WHERE workspace_id = ?1 AND person_id = ?2",
+                    params![w, p, first, last],
+                )?;
+            }
+            match (account_id, person_id) {
+                (Some(a), _) => {
+                    exec(
+                        conn,
+                        "UPDATE accounts SET first_seen_at = min(coalesce(first_seen_at, ?3), ?3),
+                                             last_seen_at = max(coalesce(last_seen_at, ?4), ?4)
+                         WHERE workspace_id = ?1 AND account_id = ?2",
+                        params![w, a.as_str(), first, last],
+                    )?;
+                }
+                (None, Some(p)) => {
+                    exec(
+                        conn,
+                        "UPDATE accounts SET first_seen_at = min(coalesce(first_seen_at, ?3), ?3),
+                                             last_seen_at = max(coalesce(last_seen_at, ?4), ?4)
+                         WHERE workspace_id = ?1 AND account_id IN
+                               (SELECT account_id FROM memberships WHERE workspace_id = ?1 AND person_id = ?2)",
+                        params![w, p, first, last],
+                    )?;
+                }
+                (None, None) => {}
+            }
+        }
+    }
+    Ok(())
+}
+
+fn load_traits(conn: &Connection, ws: &WorkspaceId, kind: &str, id: &str) -> Result<Option<Map<String, Value>>> {
+    let sql = match kind {
+        "person" => "SELECT traits FROM people WHERE workspace_id = ?1 AND person_id = ?2",
+        _ => "SELECT traits FROM accounts WHERE workspace_id = ?1 AND account_id = ?2",
+    };
+    let text: Option<String> = conn
+        .prepare_cached(sql)
+        .map_err(sql_error)?
+        .query_row(params![ws.as_str(), id], |r| r.get(0))
+        .optional()
+        .map_err(sql_error)?;
+    Ok(text.map(|t| match serde_json::from_str(&t) {
+        Ok(Value::Object(m)) => m,
+        _ => Map::new(),
+    }))
+}
+
+fn store_traits(conn: &Connection, ws: &WorkspaceId, kind: &str, id: &str, traits: &Map<String, Value>) -> Result<()> {
+    let sql = match kind {
+        "person" => "UPDATE people SET traits = ?3 WHERE workspace_id = ?1 AND person_id = ?2",
+        _ => "UPDATE accounts SET traits = ?3 WHERE workspace_id = ?1 AND account_id = ?2",
+    };
+    exec(conn, sql, params![ws.as_str(), id, Value::Object(traits.clone()).to_string()])?;
+    Ok(())
+}
+
+fn set_traits(conn: &Connection, ws: &WorkspaceId, kind: &str, id: &str, new: &Map<String, Value>, at: &Timestamp) -> Result<()> {
+    let Some(mut current) = load_traits(conn, ws, kind, id)? else { return Ok(()) };
+    let mut changed = false;
+    for (k, v) in new {
+        if current.get(k) != Some(v) {
+            exec(
+                conn,
+                "INSERT INTO trait_history (workspace_id, subject_kind, subject_id, key, value, at) VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+                params![ws.as_str(), kind, id, k, v.to_string(), ms(at)],
+            )?;
+            current.insert(k.clone(), v.clone());
+            changed = true;
+        }
+    }
+    if changed {
+        store_traits(conn, ws, kind, id, &current)?;
+    }
+    Ok(())
+}
+
+fn merge(conn: &Connection, ws: &WorkspaceId, from: &str, into: &str, at: &Timestamp) -> Result<()> {
+    let w = ws.as_str();
+    if from == into {
+        return Ok(());
+    }
+    let Some(from_traits) = load_traits(conn, ws, "person", from)? else { return Ok(()) };
+    let mut traits = load_traits(conn, ws, "person", into)?.unwrap_or_default();
+    for (k, v) in from_traits {
+        traits.entry(k).or_insert(v);
+    }
+    store_traits(conn, ws, "person", into, &traits)?;
+    exec(
+        conn,
+        "UPDATE people SET
+             user_id = coalesce(people.user_id, f.user_id),
+             first_seen_at = CASE WHEN people.first_seen_at IS NULL THEN f.first_seen_at
+                                  WHEN f.first_seen_at IS NULL THEN people.first_seen_at
+                                  ELSE min(people.first_seen_at, f.first_seen_at) END,
+             last_seen_at = max(coalesce(people.last_seen_at, f.last_seen_at), coalesce(f.last_seen_at, people.last_seen_at))
+         FROM (SELECT user_id, first_seen_at, last_seen_at FROM people WHERE workspace_id = ?1 AND person_id = ?2) AS f
+         WHERE people.workspace_id = ?1 AND people.person_id = ?3",
+        params![w, from, into],
+    )?;
+    exec(conn, "UPDATE identities SET person_id = ?3 WHERE workspace_id = ?1 AND person_id = ?2", params![w, from, into])?;
+    exec(
+        conn,
+        "INSERT OR IGNORE INTO memberships (workspace_id, account_id, person_id, created_at)
+         SELECT workspace_id, account_id, ?3, created_at FROM memberships WHERE workspace_id = ?1 AND person_id = ?2",
+        params![w, from, into],
+    )?;
+    exec(conn, "DELETE FROM memberships WHERE workspace_id = ?1 AND person_id = ?2", params![w, from])?;
+    exec(conn, "UPDATE events SET person_id = ?3 WHERE workspace_id = ?1 AND person_id = ?2", params![w, from, into])?;
+    exec(
+        conn,
+        "UPDATE trait_history SET subject_id = ?3 WHERE workspace_id = ?1 AND subject_kind = 'person' AND subject_id = ?2",
+        params![w, from, into],
+    )?;
+    exec(conn, "DELETE FROM people WHERE workspace_id = ?1 AND person_id = ?2", params![w, from])?;
+    exec(
+        conn,
+        "INSERT INTO person_merges (workspace_id, from_id, into_id, merged_at) VALUES (?1, ?2, ?3, ?4)",
+        params![w, from, into, ms(at)],
+    )?;
+    Ok(())
+}
+
+pub(crate) fn kind_of(s: &str) -> IdKind {
+    IdKind::parse(s).unwrap_or(IdKind::User)
+}

@@ -1,0 +1,468 @@
+//! The contract every backend fulfils. Each backend's tests call [`contract_tests!`] with a
+//! function that makes a fresh, empty store (or `None` to skip, when no database is configured).
+
+use crate::*;
+use chrono::{DateTime, Duration, TimeZone, Utc};
+use domain::{Currency, EventType, IdKind, KeyRole, Money, NewApiKey};
+use serde_json::{Value, json};
+
+/// Generates one `#[tokio::test]` per contract case. `$make` is an async fn returning
+/// `Option<impl Store>`.
+#[macro_export]
+macro_rules! contract_tests {
+    ($make:path) => {
+        $crate::contract_tests!(@cases $make;
+            workspaces_and_keys, operators, append_stores_each_message_once, read_log_in_order,
+            processing_creates_people_accounts_and_traits, apply_changes_is_compare_and_set,
+            merging_people_moves_everything, reset_processing_rewinds, event_filters_and_pages,
+            explicit_account_wins_over_membership, billing_and_support_records_keep_the_newest,
+            workspaces_are_isolated, account_list_pages_in_order);
+    };
+    (@cases $make:path; $($case:ident),* $(,)?) => {
+        $(
+            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn $case() {
+                match $make().await {
+                    Some(store) => $crate::contract::$case(&store).await,
+                    None => eprintln!("skipped {}: no database configured", stringify!($case)),
+                }
+            }
+        )*
+    };
+}
+
+fn t(day: u32, hour: u32) -> DateTime<Utc> {
+    Utc.with_ymd_and_hms(2026, 10, day, hour, 0, 0).unwrap()
+}
+
+/// Events as the capture path makes them, from Segment messages.
+pub fn events(messages: Value) -> Vec<NewEvent> {
+    let body = json!({ "batch": messages }).to_string();
+    let parsed = capture::parse_batch(body.as_bytes(), t(20, 12), &capture::Limits::default()).unwrap();
+    assert!(parsed.rejected.is_empty(), "{:?}", parsed.rejected);
+    parsed.events
+}
+
+fn track(id: &str, user: &str, name: &str, day: u32) -> Value {
+    json!({"type": "track", "messageId": id, "userId": user, "event": name,
+           "timestamp": t(day, 10).to_rfc3339()})
+}
+
+async fn workspace<S: Store>(s: &S, name: &str) -> WorkspaceId {
+    s.create_workspace(name).await.unwrap().workspace_id
+}
+
+fn acct(s: &str) -> AccountId {
+    AccountId::parse(s).unwrap()
+}
+
+fn obj(v: Value) -> serde_json::Map<String, Value> {
+    v.as_object().unwrap().clone()
+}
+
+async fn all_events<S: Store>(s: &S, ws: &WorkspaceId, filter: &EventFilter) -> Vec<StoredEvent> {
+    let mut out = Vec::new();
+    let mut page = PageRequest::first(1000);
+    loop {
+        let p = s.list_events(ws, filter, &page).await.unwrap();
+        out.extend(p.items);
+        match p.next {
+            Some(c) => page.after = Some(c),
+            None => return out,
+        }
+    }
+}
+
+/// Creates a person with a user id and links it, as processing would.
+fn person_ops(person: &str, user: &str, at: DateTime<Utc>) -> Vec<Op> {
+    vec![
+        Op::CreatePerson { person_id: person.into(), user_id: Some(user.into()), at },
+        Op::LinkIdentity { key: IdentityKey::user(user), person_id: person.into() },
+    ]
+}
+
+/// Applies `changes` as the next step of processing everything appended so far.
+async fn process<S: Store>(s: &S, ws: &WorkspaceId, changes: Changes) {
+    let status = s.log_status(ws).await.unwrap();
+    let log = s.read_log(ws, status.cursor, 100_000).await.unwrap();
+    let to = log.last().map(|e| e.position).unwrap_or(status.cursor);
+    assert!(s.apply_changes(ws, status.cursor, to, &changes).await.unwrap());
+}
+
+pub async fn workspaces_and_keys<S: Store>(s: &S) {
+    let ws = s.create_workspace("Acme Analytics").await.unwrap();
+    assert_eq!(s.get_workspace(&ws.workspace_id).await.unwrap().unwrap().name, "Acme Analytics");
+    assert!(s.list_workspaces().await.unwrap().iter().any(|w| w.workspace_id == ws.workspace_id));
+    assert!(s.get_workspace(&WorkspaceId::generate()).await.unwrap().is_none());
+
+    let now = t(1, 9);
+    let write = NewApiKey::generate(&ws.workspace_id, KeyRole::Write, now);
+    let admin = NewApiKey::generate(&ws.workspace_id, KeyRole::Admin, now);
+    s.insert_key(&write.key).await.unwrap();
+    s.insert_key(&admin.key).await.unwrap();
+    let found = s.find_key(&KeyHash::of(&write.secret)).await.unwrap().unwrap();
+    assert_eq!(found, write.key);
+    assert!(s.find_key(&KeyHash::of("stw_wk_nope")).await.unwrap().is_none());
+    assert_eq!(s.list_keys(&ws.workspace_id).await.unwrap().len(), 2);
+
+    let other = workspace(s, "Other").await;
+    assert!(!s.revoke_key(&other, &admin.key.key_id, now).await.unwrap(), "keys are revoked within their workspace");
+    assert!(s.revoke_key(&ws.workspace_id, &admin.key.key_id, now).await.unwrap());
+    assert!(!s.revoke_key(&ws.workspace_id, &admin.key.key_id, now).await.unwrap());
+    let revoked = s.find_key(&KeyHash::of(&admin.secret)).await.unwrap().unwrap();
+    assert_eq!(revoked.revoked_at, Some(now));
+}
+
+pub async fn operators<S: Store>(s: &S) {
+    let ws = workspace(s, "Ops").await;
+    let op = Operator {
+        operator_id: "op_1".into(),
+        workspace_id: ws.clone(),
+        email: "csm@steward.test".into(),
+        name: "Casey".into(),
+        role: KeyRole::Member,
+        password_hash: Some("$argon2id$v=19$m=19456,t=2,p=1$c2FsdA$aGFzaA".into()),
+        created_at: t(1, 9),
+    };
+    s.insert_operator(&op).await.unwrap();
+    assert_eq!(s.find_operator_by_email(&ws, "CSM@steward.test").await.unwrap(), Some(op.clone()));
+    let dup = Operator { operator_id: "op_2".into(), ..op.clone() };
+    assert!(matches!(s.insert_operator(&dup).await, Err(StoreError::Conflict(_))));
+    let other = workspace(s, "Other").await;
+    assert!(s.find_operator_by_email(&other, "csm@steward.test").await.unwrap().is_none());
+    assert_eq!(s.list_operators(&ws).await.unwrap(), vec![op]);
+}
+
+pub async fn append_stores_each_message_once<S: Store>(s: &S) {
+    let ws = workspace(s, "Dedup").await;
+    let first = events(json!([track("m1", "u1", "A", 1), track("m2", "u1", "B", 2), track("m3", "u2", "C", 3)]));
+    assert_eq!(s.append_events(&ws, &first).await.unwrap(), AppendReport { stored: 3, duplicates: 0 });
+    // A retry of the same batch plus one new message, and a duplicate within the batch.
+    let retry = events(json!([track("m1", "u1", "A", 1), track("m2", "u1", "B", 2), track("m3", "u2", "C", 3),
+                              track("m4", "u2", "D", 4), track("m4", "u2", "D", 4)]));
+    assert_eq!(s.append_events(&ws, &retry).await.unwrap(), AppendReport { stored: 1, duplicates: 4 });
+    let stored = all_events(s, &ws, &EventFilter::default()).await;
+    let mut ids: Vec<_> = stored.iter().map(|e| e.message_id.as_str()).collect();
+    ids.sort();
+    assert_eq!(ids, ["m1", "m2", "m3", "m4"]);
+    let m1 = stored.iter().find(|e| e.message_id == "m1").unwrap();
+    assert_eq!((m1.kind, m1.name.as_deref(), m1.user_id.as_deref()), (EventType::Track, Some("A"), Some("u1")));
+    assert_eq!(m1.timestamp, t(1, 10));
+    assert_eq!(m1.message["event"], "A");
+    assert_eq!(s.append_events(&ws, &[]).await.unwrap(), AppendReport::default());
+}
+
+pub async fn read_log_in_order<S: Store>(s: &S) {
+    let ws = workspace(s, "Log").await;
+    s.append_events(&ws, &events(json!([track("a", "u", "1", 5), track("b", "u", "2", 1)]))).await.unwrap();
+    s.append_events(&ws, &events(json!([track("c", "u", "3", 3)]))).await.unwrap();
+    let log = s.read_log(&ws, LogPosition::ZERO, 10).await.unwrap();
+    let ids: Vec<_> = log.iter().map(|e| e.event.message_id.as_str()).collect();
+    assert_eq!(ids, ["a", "b", "c"], "log order is append order, not event time");
+    assert!(log.windows(2).all(|w| w[0].position < w[1].position));
+    let rest = s.read_log(&ws, log[0].position, 1).await.unwrap();
+    assert_eq!(rest.len(), 1);
+    assert_eq!(rest[0].event.message_id, "b");
+    assert_eq!(rest[0].event, log[1].event);
+    assert!(s.read_log(&ws, log[2].position, 10).await.unwrap().is_empty());
+
+    let status = s.log_status(&ws).await.unwrap();
+    assert_eq!((status.cursor, status.total_events, status.pending_events), (LogPosition::ZERO, 3, 3));
+    assert_eq!(status.oldest_pending_received_at, Some(t(20, 12)));
+    assert!(s.apply_changes(&ws, LogPosition::ZERO, log[1].position, &Changes::default()).await.unwrap());
+    let status = s.log_status(&ws).await.unwrap();
+    assert_eq!((status.cursor, status.pending_events), (log[1].position, 1));
+}
+
+pub async fn processing_creates_people_accounts_and_traits<S: Store>(s: &S) {
+    let ws = workspace(s, "Proc").await;
+    s.append_events(&ws, &events(json!([
+        {"type": "identify", "messageId": "i1", "userId": "u1", "anonymousId": "anon-1",
+         "traits": {"email": "ana@acme.test"}, "timestamp": t(1, 9).to_rfc3339()},
+        {"type": "group", "messageId": "g1", "userId": "u1", "groupId": "acme",
+         "traits": {"name": "Acme", "plan": "pro"}, "timestamp": t(1, 9).to_rfc3339()},
+        track("e1", "u1", "Report Created", 2),
+    ]))).await.unwrap();
+    let log = s.read_log(&ws, LogPosition::ZERO, 10).await.unwrap();
+    let p = "p_ana".to_string();
+    let mut ops = person_ops(&p, "u1", t(1, 9));
+    ops.extend([
+        Op::LinkIdentity { key: IdentityKey::anonymous("anon-1"), person_id: p.clone() },
+        Op::SetPersonTraits { person_id: p.clone(), traits: obj(json!({"email": "ana@acme.test"})), at: t(1, 9) },
+        Op::UpsertAccount { account_id: acct("acme"), at: t(1, 9) },
+        Op::SetAccountTraits { account_id: acct("acme"), traits: obj(json!({"name": "Acme", "plan": "pro"})), at: t(1, 9) },
+        Op::AddMembership { person_id: p.clone(), account_id: acct("acme"), at: t(1, 9) },
+        Op::AddMembership { person_id: p.clone(), account_id: acct("acme"), at: t(1, 9) },
+        Op::Seen { person_id: Some(p.clone()), account_id: Some(acct("acme")), first: t(1, 9), last: t(1, 9) },
+        Op::Seen { person_id: Some(p.clone()), account_id: None, first: t(2, 10), last: t(2, 10) },
+        Op::SetAccountTraits { account_id: acct("acme"), traits: obj(json!({"plan": "enterprise"})), at: t(3, 9) },
+    ]);
+    let changes = Changes { ops, event_people: log.iter().map(|e| (e.position.seq, p.clone())).collect() };
+    assert!(s.apply_changes(&ws, LogPosition::ZERO, log[2].position, &changes).await.unwrap());
+
+    let known = s.load_identities(&ws, &[IdentityKey::user("u1"), IdentityKey::anonymous("anon-1"), IdentityKey::user("nobody")]).await.unwrap();
+    assert_eq!(known.len(), 2);
+    assert!(known.iter().all(|(_, k)| k == &KnownPerson { person_id: p.clone(), user_id: Some("u1".into()) }));
+
+    for id in ["p_ana", "u1", "anon-1"] {
+        let person = s.get_person(&ws, id).await.unwrap().unwrap_or_else(|| panic!("person by {id}"));
+        assert_eq!(person.person_id, p);
+        assert_eq!(person.user_ids, ["u1"]);
+        assert_eq!(person.anonymous_ids, ["anon-1"]);
+        assert_eq!(person.account_ids, [acct("acme")]);
+        assert_eq!(person.traits, json!({"email": "ana@acme.test"}));
+        assert_eq!((person.first_seen_at, person.last_seen_at), (Some(t(1, 9)), Some(t(2, 10))));
+    }
+    let account = s.get_account(&ws, &acct("acme")).await.unwrap().unwrap();
+    assert_eq!(account.name.as_deref(), Some("Acme"));
+    assert_eq!(account.traits, json!({"name": "Acme", "plan": "enterprise"}));
+    assert_eq!(account.people_count, 1);
+    assert_eq!((account.first_seen_at, account.last_seen_at), (Some(t(1, 9)), Some(t(2, 10))));
+    let people = s.account_people(&ws, &acct("acme"), &PageRequest::first(10)).await.unwrap();
+    assert_eq!(people.items.iter().map(|p| p.person_id.as_str()).collect::<Vec<_>>(), ["p_ana"]);
+
+    let timeline = s.account_timeline(&ws, &acct("acme"), &PageRequest::first(10)).await.unwrap();
+    let ids: Vec<_> = timeline.items.iter().map(|e| e.message_id.as_str()).collect();
+    assert_eq!(ids, ["e1", "g1", "i1"], "newest first; the person's events count for the account");
+    assert!(timeline.items.iter().all(|e| e.account_ids == [acct("acme")] && e.person_id.as_deref() == Some("p_ana")));
+
+    let history = s.trait_history(&ws, &TraitSubject::Account(acct("acme"))).await.unwrap();
+    let plan: Vec<_> = history.iter().filter(|c| c.key == "plan").map(|c| (c.value.clone(), c.at)).collect();
+    assert_eq!(plan, [(json!("pro"), t(1, 9)), (json!("enterprise"), t(3, 9))]);
+    assert_eq!(s.log_status(&ws).await.unwrap().pending_events, 0);
+}
+
+pub async fn apply_changes_is_compare_and_set<S: Store>(s: &S) {
+    let ws = workspace(s, "Cas").await;
+    s.append_events(&ws, &events(json!([track("a", "u", "x", 1)]))).await.unwrap();
+    let to = s.read_log(&ws, LogPosition::ZERO, 10).await.unwrap()[0].position;
+    let changes = Changes { ops: person_ops("p_1", "u", t(1, 1)), event_people: vec![] };
+    assert!(s.apply_changes(&ws, LogPosition::ZERO, to, &changes).await.unwrap());
+    let again = Changes { ops: person_ops("p_2", "u2", t(1, 1)), event_people: vec![] };
+    assert!(!s.apply_changes(&ws, LogPosition::ZERO, to, &again).await.unwrap(), "a stale cursor applies nothing");
+    assert!(s.get_person(&ws, "p_2").await.unwrap().is_none());
+    assert_eq!(s.log_status(&ws).await.unwrap().cursor, to);
+}
+
+pub async fn merging_people_moves_everything<S: Store>(s: &S) {
+    let ws = workspace(s, "Merge").await;
+    s.append_events(&ws, &events(json!([
+        {"type": "track", "messageId": "anon-ev", "anonymousId": "a1", "event": "Visited", "timestamp": t(1, 8).to_rfc3339()},
+        track("user-ev", "u1", "Signed In", 2),
+    ]))).await.unwrap();
+    let log = s.read_log(&ws, LogPosition::ZERO, 10).await.unwrap();
+    let mut ops = vec![
+        Op::CreatePerson { person_id: "p_anon".into(), user_id: None, at: t(1, 8) },
+        Op::LinkIdentity { key: IdentityKey::anonymous("a1"), person_id: "p_anon".into() },
+        Op::SetPersonTraits { person_id: "p_anon".into(), traits: obj(json!({"utm": "ads", "plan": "free"})), at: t(1, 8) },
+        Op::UpsertAccount { account_id: acct("beta"), at: t(1, 8) },
+        Op::AddMembership { person_id: "p_anon".into(), account_id: acct("beta"), at: t(1, 8) },
+        Op::Seen { person_id: Some("p_anon".into()), account_id: None, first: t(1, 8), last: t(1, 8) },
+    ];
+    ops.extend(person_ops("p_user", "u1", t(2, 10)));
+    ops.push(Op::SetPersonTraits { person_id: "p_user".into(), traits: obj(json!({"plan": "pro"})), at: t(2, 10) });
+    let first = Changes { ops, event_people: vec![(log[0].position.seq, "p_anon".into()), (log[1].position.seq, "p_user".into())] };
+    assert!(s.apply_changes(&ws, LogPosition::ZERO, log[1].position, &first).await.unwrap());
+
+    s.append_events(&ws, &events(json!([{"type": "alias", "messageId": "al", "userId": "u1", "previousId": "a1"}]))).await.unwrap();
+    let alias = s.read_log(&ws, log[1].position, 10).await.unwrap();
+    let merge = Changes {
+        ops: vec![Op::MergePeople { from: "p_anon".into(), into: "p_user".into(), at: t(3, 1) }],
+        event_people: vec![(alias[0].position.seq, "p_user".into())],
+    };
+    assert!(s.apply_changes(&ws, log[1].position, alias[0].position, &merge).await.unwrap());
+
+    assert!(s.get_person(&ws, "p_anon").await.unwrap().is_none());
+    let p = s.get_person(&ws, "a1").await.unwrap().expect("the anonymous id now names the merged person");
+    assert_eq!(p.person_id, "p_user");
+    assert_eq!((p.user_ids.as_slice(), p.anonymous_ids.as_slice()), (&["u1".to_string()][..], &["a1".to_string()][..]));
+    assert_eq!(p.traits, json!({"plan": "pro", "utm": "ads"}), "the surviving person's traits win");
+    assert_eq!(p.account_ids, [acct("beta")]);
+    assert_eq!(p.first_seen_at, Some(t(1, 8)));
+    let evs = all_events(s, &ws, &EventFilter { account_id: Some(acct("beta")), ..Default::default() }).await;
+    let mut ids: Vec<_> = evs.iter().map(|e| e.message_id.as_str()).collect();
+    ids.sort();
+    assert_eq!(ids, ["al", "anon-ev", "user-ev"]);
+    assert!(evs.iter().all(|e| e.person_id.as_deref() == Some("p_user")));
+    let known = s.load_identities(&ws, &[IdentityKey::anonymous("a1")]).await.unwrap();
+    assert_eq!(known[0].1.person_id, "p_user");
+    assert_eq!(s.get_account(&ws, &acct("beta")).await.unwrap().unwrap().people_count, 1);
+}
+
+pub async fn reset_processing_rewinds<S: Store>(s: &S) {
+    let ws = workspace(s, "Reset").await;
+    s.append_events(&ws, &events(json!([track("a", "u", "x", 1)]))).await.unwrap();
+    let log = s.read_log(&ws, LogPosition::ZERO, 10).await.unwrap();
+    let mut ops = person_ops("p_1", "u", t(1, 1));
+    ops.push(Op::UpsertAccount { account_id: acct("acme"), at: t(1, 1) });
+    ops.push(Op::AddMembership { person_id: "p_1".into(), account_id: acct("acme"), at: t(1, 1) });
+    let changes = Changes { ops, event_people: vec![(log[0].position.seq, "p_1".into())] };
+    assert!(s.apply_changes(&ws, LogPosition::ZERO, log[0].position, &changes).await.unwrap());
+    s.reset_processing(&ws).await.unwrap();
+    assert!(s.get_person(&ws, "u").await.unwrap().is_none());
+    assert!(s.get_account(&ws, &acct("acme")).await.unwrap().is_none());
+    assert!(s.load_identities(&ws, &[IdentityKey::user("u")]).await.unwrap().is_empty());
+    let status = s.log_status(&ws).await.unwrap();
+    assert_eq!((status.cursor, status.pending_events, status.total_events), (LogPosition::ZERO, 1, 1));
+    let evs = all_events(s, &ws, &EventFilter::default()).await;
+    assert_eq!((evs.len(), evs[0].person_id.clone()), (1, None), "the log itself is kept");
+}
+
+pub async fn event_filters_and_pages<S: Store>(s: &S) {
+    let ws = workspace(s, "Filters").await;
+    let mut msgs = Vec::new();
+    for i in 0..120u32 {
+        let user = format!("u{}", i % 3);
+        let day = 1 + i % 28;
+        msgs.push(match i % 4 {
+            0 => json!({"type": "page", "messageId": format!("m{i}"), "userId": user, "name": "Home", "timestamp": t(day, 9).to_rfc3339()}),
+            _ => track(&format!("m{i}"), &user, "Clicked", day),
+        });
+    }
+    s.append_events(&ws, &events(Value::Array(msgs))).await.unwrap();
+
+    let mut seen = Vec::new();
+    let mut page = PageRequest::first(50);
+    let mut pages = 0;
+    loop {
+        let p = s.list_events(&ws, &EventFilter::default(), &page).await.unwrap();
+        pages += 1;
+        assert!(p.items.windows(2).all(|w| w[0].seq > w[1].seq), "newest first");
+        seen.extend(p.items.into_iter().map(|e| e.message_id));
+        match p.next {
+            Some(c) => page.after = Some(Cursor::decode(&c.encode()).unwrap()),
+            None => break,
+        }
+    }
+    assert_eq!((pages, seen.len()), (3, 120));
+    seen.sort();
+    seen.dedup();
+    assert_eq!(seen.len(), 120);
+
+    let ws_ref = &ws;
+    let count = |f: EventFilter| async move { all_events(s, ws_ref, &f).await };
+    assert_eq!(count(EventFilter { kind: Some(EventType::Page), ..Default::default() }).await.len(), 30);
+    assert_eq!(count(EventFilter { user_id: Some("u1".into()), ..Default::default() }).await.len(), 40);
+    let one = count(EventFilter { message_id: Some("m7".into()), ..Default::default() }).await;
+    assert_eq!((one.len(), one[0].user_id.as_deref()), (1, Some("u1")));
+    let ranged = count(EventFilter { since: Some(t(1, 0)), until: Some(t(3, 0)), ..Default::default() }).await;
+    assert!(ranged.iter().all(|e| e.timestamp >= t(1, 0) && e.timestamp < t(3, 0)));
+    assert_eq!(ranged.len(), 10, "days 1 and 2: i % 28 in {{0, 1}} over 120 messages");
+    let bad = PageRequest { limit: 10, after: Some(Cursor(vec!["not-a-number".into()])) };
+    assert!(matches!(s.list_events(&ws, &EventFilter::default(), &bad).await, Err(StoreError::InvalidCursor)));
+}
+
+pub async fn explicit_account_wins_over_membership<S: Store>(s: &S) {
+    let ws = workspace(s, "Attribution").await;
+    s.append_events(&ws, &events(json!([
+        {"type": "track", "messageId": "for-a", "userId": "u", "event": "x", "context": {"groupId": "a"}, "timestamp": t(1, 1).to_rfc3339()},
+        track("for-both", "u", "y", 2),
+    ]))).await.unwrap();
+    let log = s.read_log(&ws, LogPosition::ZERO, 10).await.unwrap();
+    let mut ops = person_ops("p", "u", t(1, 1));
+    for a in ["a", "b"] {
+        ops.push(Op::UpsertAccount { account_id: acct(a), at: t(1, 1) });
+        ops.push(Op::AddMembership { person_id: "p".into(), account_id: acct(a), at: t(1, 1) });
+    }
+    let changes = Changes { ops, event_people: log.iter().map(|e| (e.position.seq, "p".to_string())).collect() };
+    assert!(s.apply_changes(&ws, LogPosition::ZERO, log[1].position, &changes).await.unwrap());
+    let ids = |p: Page<StoredEvent>| p.items.into_iter().map(|e| e.message_id).collect::<Vec<_>>();
+    assert_eq!(ids(s.account_timeline(&ws, &acct("a"), &PageRequest::first(10)).await.unwrap()), ["for-both", "for-a"]);
+    assert_eq!(ids(s.account_timeline(&ws, &acct("b"), &PageRequest::first(10)).await.unwrap()), ["for-both"]);
+    let both = all_events(s, &ws, &EventFilter { message_id: Some("for-both".into()), ..Default::default() }).await;
+    assert_eq!(both[0].account_ids, [acct("a"), acct("b")]);
+    let only_a = all_events(s, &ws, &EventFilter { message_id: Some("for-a".into()), ..Default::default() }).await;
+    assert_eq!(only_a[0].account_ids, [acct("a")]);
+}
+
+pub async fn billing_and_support_records_keep_the_newest<S: Store>(s: &S) {
+    let ws = workspace(s, "Billing").await;
+    let usd = Currency::parse("usd").unwrap();
+    let sub = Subscription {
+        subscription_id: "sub_1".into(),
+        account_id: acct("acme"),
+        plan: Some("pro".into()),
+        status: SubscriptionStatus::Active,
+        mrr: Money::new(9_900, usd),
+        quantity: 3,
+        started_at: t(1, 0),
+        ended_at: None,
+        current_period_end: Some(t(31, 0)),
+        cancel_at_period_end: false,
+        updated_at: t(2, 0),
+        attributes: json!({"source": "test"}),
+    };
+    assert!(s.upsert_subscription(&ws, &sub).await.unwrap());
+    let newer = Subscription { status: SubscriptionStatus::Canceled, ended_at: Some(t(5, 0)), updated_at: t(5, 0), ..sub.clone() };
+    let stale = Subscription { quantity: 99, updated_at: t(3, 0), ..sub.clone() };
+    assert!(s.upsert_subscription(&ws, &newer).await.unwrap());
+    assert!(!s.upsert_subscription(&ws, &stale).await.unwrap(), "an older update arriving late is ignored");
+    assert_eq!(s.account_subscriptions(&ws, &acct("acme")).await.unwrap(), vec![newer]);
+
+    let ticket = Ticket {
+        ticket_id: "t_1".into(),
+        account_id: Some(acct("acme")),
+        person_id: None,
+        subject: "Export fails".into(),
+        status: TicketStatus::Open,
+        priority: TicketPriority::High,
+        opened_at: t(4, 0),
+        first_response_at: None,
+        resolved_at: None,
+        csat: None,
+        updated_at: t(4, 0),
+        attributes: json!({}),
+    };
+    assert!(s.upsert_ticket(&ws, &ticket).await.unwrap());
+    let solved = Ticket { status: TicketStatus::Solved, resolved_at: Some(t(6, 0)), csat: Some(5), updated_at: t(6, 0), ..ticket.clone() };
+    assert!(s.upsert_ticket(&ws, &solved).await.unwrap());
+    assert!(!s.upsert_ticket(&ws, &ticket).await.unwrap());
+    assert_eq!(s.account_tickets(&ws, &acct("acme")).await.unwrap(), vec![solved]);
+    let other = workspace(s, "Other").await;
+    assert!(s.account_subscriptions(&other, &acct("acme")).await.unwrap().is_empty());
+    assert!(s.account_tickets(&other, &acct("acme")).await.unwrap().is_empty());
+}
+
+pub async fn workspaces_are_isolated<S: Store>(s: &S) {
+    let a = workspace(s, "A").await;
+    let b = workspace(s, "B").await;
+    let batch = events(json!([track("same-id", "u", "x", 1)]));
+    assert_eq!(s.append_events(&a, &batch).await.unwrap().stored, 1);
+    assert_eq!(s.append_events(&b, &batch).await.unwrap().stored, 1, "message ids are unique per workspace");
+    let log = s.read_log(&a, LogPosition::ZERO, 10).await.unwrap();
+    let mut ops = person_ops("p", "u", t(1, 1));
+    ops.push(Op::UpsertAccount { account_id: acct("acme"), at: t(1, 1) });
+    ops.push(Op::AddMembership { person_id: "p".into(), account_id: acct("acme"), at: t(1, 1) });
+    process(s, &a, Changes { ops, event_people: vec![(log[0].position.seq, "p".into())] }).await;
+
+    assert!(s.get_person(&b, "u").await.unwrap().is_none());
+    assert!(s.get_person(&b, "p").await.unwrap().is_none());
+    assert!(s.get_account(&b, &acct("acme")).await.unwrap().is_none());
+    assert!(s.list_accounts(&b, &PageRequest::first(10)).await.unwrap().items.is_empty());
+    assert!(s.load_identities(&b, &[IdentityKey::user("u")]).await.unwrap().is_empty());
+    assert!(s.account_timeline(&b, &acct("acme"), &PageRequest::first(10)).await.unwrap().items.is_empty());
+    assert_eq!(s.read_log(&b, LogPosition::ZERO, 10).await.unwrap().len(), 1);
+    assert_eq!(s.log_status(&b).await.unwrap().pending_events, 1);
+    assert_eq!(all_events(s, &b, &EventFilter::default()).await[0].person_id, None);
+    assert_eq!(s.log_status(&a).await.unwrap().pending_events, 0);
+    assert_eq!(s.get_person(&a, "u").await.unwrap().unwrap().person_id, "p");
+    let _ = IdKind::User;
+}
+
+pub async fn account_list_pages_in_order<S: Store>(s: &S) {
+    let ws = workspace(s, "Accounts").await;
+    let ops: Vec<Op> = (0..25).map(|i| Op::UpsertAccount { account_id: acct(&format!("acct_{i:02}")), at: t(1, 1) + Duration::hours(i) }).collect();
+    process(s, &ws, Changes { ops, event_people: vec![] }).await;
+    let mut page = PageRequest::first(10);
+    let mut ids = Vec::new();
+    loop {
+        let p = s.list_accounts(&ws, &page).await.unwrap();
+        ids.extend(p.items.into_iter().map(|a| a.account_id.to_string()));
+        match p.next {
+            Some(c) => page.after = Some(c),
+            None => break,
+        }
+    }
+    let expected: Vec<_> = (0..25).map(|i| format!("acct_{i:02}")).collect();
+    assert_eq!(ids, expected);
+}
