@@ -1,0 +1,139 @@
+//! The processing worker: one unit of work is one slice of one workspace's log.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::Duration;
+
+use domain::{IdentityKey, WorkspaceId};
+use store::{LogPosition, Result, Store};
+use tokio::sync::{Mutex, Notify};
+use tokio_util::sync::CancellationToken;
+
+use crate::resolve;
+
+#[derive(Clone, Debug)]
+pub struct ProcessorConfig {
+    /// Events per slice: per transaction.
+    pub batch: usize,
+    /// How long to sleep when there is nothing to do and nobody wakes the worker (events
+    /// appended by another process are found this way).
+    pub idle_poll: Duration,
+}
+
+impl Default for ProcessorConfig {
+    fn default() -> Self {
+        ProcessorConfig { batch: 2_000, idle_poll: Duration::from_millis(250) }
+    }
+}
+
+pub struct Processor {
+    store: Arc<dyn Store>,
+    config: ProcessorConfig,
+    /// Where each workspace's processing is; reloaded from the store when another process
+    /// moved it.
+    cursors: Mutex<HashMap<WorkspaceId, LogPosition>>,
+    wake: Notify,
+}
+
+impl Processor {
+    pub fn new(store: Arc<dyn Store>, config: ProcessorConfig) -> Arc<Processor> {
+        Arc::new(Processor { store, config, cursors: Mutex::default(), wake: Notify::new() })
+    }
+
+    /// Tells the worker that events were appended.
+    pub fn wake(&self) {
+        self.wake.notify_one();
+    }
+
+    /// Processes the next slice of `ws`'s log. Returns how many events it processed (0 when
+    /// the workspace is up to date).
+    pub async fn run_once(&self, ws: &WorkspaceId) -> Result<usize> {
+        let mut cursors = self.cursors.lock().await;
+        let from = match cursors.get(ws) {
+            Some(c) => *c,
+            None => self.store.log_status(ws).await?.cursor,
+        };
+        let events = self.store.read_log(ws, from, self.config.batch).await?;
+        let Some(last) = events.last() else {
+            cursors.insert(ws.clone(), from);
+            return Ok(0);
+        };
+        let to = last.position;
+        let mut keys: Vec<IdentityKey> = Vec::new();
+        for e in &events {
+            let e = &e.event;
+            keys.extend(e.user_id.iter().map(IdentityKey::user));
+            keys.extend(e.anonymous_id.iter().map(IdentityKey::anonymous));
+            if let Some(p) = &e.previous_id {
+                keys.push(IdentityKey::user(p));
+                keys.push(IdentityKey::anonymous(p));
+            }
+        }
+        keys.sort();
+        keys.dedup();
+        let known = self.store.load_identities(ws, &keys).await?;
+        let changes = resolve(ws, &events, known);
+        if self.store.apply_changes(ws, from, to, &changes).await? {
+            cursors.insert(ws.clone(), to);
+            metrics::counter!("steward_events_processed_total").increment(events.len() as u64);
+            Ok(events.len())
+        } else {
+            // Another process processed this slice first: start again from where it is.
+            cursors.remove(ws);
+            tracing::debug!(workspace = %ws, "processing cursor moved elsewhere; reloading");
+            Ok(0)
+        }
+    }
+
+    /// Processes `ws` until its log is fully processed.
+    pub async fn run_until_idle(&self, ws: &WorkspaceId) -> Result<usize> {
+        let mut total = 0;
+        loop {
+            let n = self.run_once(ws).await?;
+            if n == 0 && self.store.log_status(ws).await?.pending_events == 0 {
+                return Ok(total);
+            }
+            total += n;
+        }
+    }
+
+    /// Forgets the workspace's derived state and processes its whole log again.
+    pub async fn replay(&self, ws: &WorkspaceId) -> Result<usize> {
+        {
+            let mut cursors = self.cursors.lock().await;
+            self.store.reset_processing(ws).await?;
+            cursors.remove(ws);
+        }
+        self.run_until_idle(ws).await
+    }
+
+    /// Processes every workspace until `shutdown`.
+    pub async fn run(self: Arc<Self>, shutdown: CancellationToken) {
+        tracing::info!(batch = self.config.batch, "processor started");
+        while !shutdown.is_cancelled() {
+            let mut processed = 0;
+            match self.store.list_workspaces().await {
+                Ok(workspaces) => {
+                    for ws in workspaces {
+                        match self.run_once(&ws.workspace_id).await {
+                            Ok(n) => processed += n,
+                            Err(e) => {
+                                metrics::counter!("steward_processing_errors_total").increment(1);
+                                tracing::error!(workspace = %ws.workspace_id, error = %e, "processing failed; will retry");
+                            }
+                        }
+                    }
+                }
+                Err(e) => tracing::error!(error = %e, "cannot list workspaces"),
+            }
+            if processed == 0 {
+                tokio::select! {
+                    _ = shutdown.cancelled() => break,
+                    _ = self.wake.notified() => {}
+                    _ = tokio::time::sleep(self.config.idle_poll) => {}
+                }
+            }
+        }
+        tracing::info!("processor stopped");
+    }
+}
