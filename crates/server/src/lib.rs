@@ -1,1 +1,117 @@
-//! placeholder
+//! Steward's HTTP server: the Segment-compatible capture endpoints, the read API, health and
+//! metrics. Handlers turn wire input into domain types first thing and answer with one error
+//! shape (see [`error::ApiError`]).
+
+mod api;
+mod auth;
+mod ingest;
+mod error;
+mod ops;
+
+pub use error::ApiError;
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use axum::Router;
+use axum::routing::{get, post};
+use processor::Processor;
+use store::Store;
+use tokio::sync::Semaphore;
+use tokio_util::sync::CancellationToken;
+
+#[derive(Clone, Debug)]
+pub struct ServerConfig {
+    pub limits: capture::Limits,
+    /// Events accepted but not yet committed, across all requests; beyond it capture answers
+    /// 429 so memory stays bounded.
+    pub max_inflight_events: usize,
+    /// Benchmarks only: parse and validate, then answer without storing. Measures the
+    /// parsing ceiling that durable ingest is compared with.
+    pub discard_events: bool,
+    /// How long a looked-up API key is trusted before it is looked up again (so a revoked key
+    /// stops working within this time).
+    pub key_cache_ttl: Duration,
+}
+
+impl Default for ServerConfig {
+    fn default() -> Self {
+        ServerConfig {
+            limits: capture::Limits::default(),
+            max_inflight_events: 200_000,
+            discard_events: false,
+            key_cache_ttl: Duration::from_secs(5),
+        }
+    }
+}
+
+/// What every handler shares.
+#[derive(Clone)]
+pub struct AppState {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    store: Arc<dyn Store>,
+    processor: Option<Arc<Processor>>,
+    config: ServerConfig,
+    inflight: Semaphore,
+    keys: auth::KeyCache,
+    metrics: metrics_exporter_prometheus::PrometheusHandle,
+}
+
+impl AppState {
+    pub fn new(store: Arc<dyn Store>, processor: Option<Arc<Processor>>, config: ServerConfig) -> AppState {
+        AppState {
+            inner: Arc::new(Inner {
+                inflight: Semaphore::new(config.max_inflight_events),
+                keys: auth::KeyCache::new(config.key_cache_ttl),
+                metrics: ops::metrics_handle(),
+                store,
+                processor,
+                config,
+            }),
+        }
+    }
+
+    pub fn store(&self) -> &Arc<dyn Store> {
+        &self.inner.store
+    }
+}
+
+pub fn router(state: AppState) -> Router {
+    let capture = Router::new()
+        .route("/v1/batch", post(ingest::batch))
+        .route("/v1/import", post(ingest::batch))
+        .route("/v1/track", post(ingest::track))
+        .route("/v1/identify", post(ingest::identify))
+        .route("/v1/group", post(ingest::group))
+        .route("/v1/page", post(ingest::page))
+        .route("/v1/screen", post(ingest::screen))
+        .route("/v1/alias", post(ingest::alias));
+    let api = Router::new()
+        .route("/api/v1/openapi.json", get(api::openapi))
+        .route("/api/v1/accounts", get(api::list_accounts))
+        .route("/api/v1/accounts/{id}", get(api::get_account))
+        .route("/api/v1/accounts/{id}/people", get(api::account_people))
+        .route("/api/v1/accounts/{id}/timeline", get(api::account_timeline))
+        .route("/api/v1/people/{id}", get(api::get_person))
+        .route("/api/v1/events", get(api::list_events));
+    let ops = Router::new()
+        .route("/healthz", get(ops::healthz))
+        .route("/readyz", get(ops::readyz))
+        .route("/metrics", get(ops::metrics));
+    capture
+        .merge(api)
+        .merge(ops)
+        .fallback(|| async { ApiError::not_found("route", "no such endpoint") })
+        .layer(axum::middleware::from_fn(ops::track_requests))
+        .layer(axum::extract::DefaultBodyLimit::disable())
+        .with_state(state)
+}
+
+/// Serves until `shutdown`, then finishes in-flight requests before returning.
+pub async fn serve(listener: tokio::net::TcpListener, state: AppState, shutdown: CancellationToken) -> std::io::Result<()> {
+    let app = router(state);
+    axum::serve(listener, app).with_graceful_shutdown(async move { shutdown.cancelled().await }).await
+}

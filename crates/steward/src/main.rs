@@ -1,1 +1,20 @@
-fn main() {}
+//! The `steward` binary: a thin layer of commands over the library crates.
+
+mod admin;
+mod bench;
+mod cli;
+mod client;
+mod config;
+mod demo;
+mod run;
+
+use anyhow::Result;
+use clap::Parser;
+
+fn main() -> Result<()> {
+    let cli = cli::Cli::parse();
+    let config = config::Config::load(&cli)?;
+    config::init_logging(&config);
+    let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
+    runtime.block_on(cli::dispatch(cli, config))
+}

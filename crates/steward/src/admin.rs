@@ -1,0 +1,90 @@
+//! Workspaces, keys and replays from the command line. These work while a server runs on the
+//! same data: SQLite serializes the writers, PostgreSQL is made for it.
+
+use anyhow::{Context, Result, bail};
+use domain::{KeyRole, NewApiKey, WorkspaceId};
+use serde_json::json;
+
+use crate::cli::{KeysCommand, WorkspaceCommand};
+use crate::config::Config;
+use crate::run::Backend;
+
+/// A workspace with its write key and admin key: what a new user needs to start.
+pub struct NewWorkspace {
+    pub workspace_id: WorkspaceId,
+    pub write_key: String,
+    pub admin_key: String,
+}
+
+pub async fn create_workspace(store: &dyn store::Store, name: &str) -> Result<NewWorkspace> {
+    let ws = store.create_workspace(name).await?;
+    let now = chrono::Utc::now();
+    let write = NewApiKey::generate(&ws.workspace_id, KeyRole::Write, now);
+    let admin = NewApiKey::generate(&ws.workspace_id, KeyRole::Admin, now);
+    store.insert_key(&write.key).await?;
+    store.insert_key(&admin.key).await?;
+    Ok(NewWorkspace { workspace_id: ws.workspace_id, write_key: write.secret, admin_key: admin.secret })
+}
+
+async fn existing(store: &dyn store::Store, id: &str) -> Result<WorkspaceId> {
+    let ws = WorkspaceId::parse(id).with_context(|| format!("{id:?} is not a workspace id"))?;
+    if store.get_workspace(&ws).await?.is_none() {
+        bail!("no workspace {id}");
+    }
+    Ok(ws)
+}
+
+pub async fn workspace(config: Config, command: WorkspaceCommand) -> Result<()> {
+    let backend = Backend::open(&config).await?;
+    let store = backend.store();
+    let out = match command {
+        WorkspaceCommand::Create { name, .. } => {
+            anyhow::ensure!(!name.trim().is_empty(), "the workspace name must not be empty");
+            let ws = create_workspace(store.as_ref(), &name).await?;
+            json!({"workspace_id": ws.workspace_id, "name": name, "write_key": ws.write_key, "admin_key": ws.admin_key})
+        }
+        WorkspaceCommand::List { .. } => json!(store.list_workspaces().await?),
+    };
+    println!("{out}");
+    backend.close().await;
+    Ok(())
+}
+
+pub async fn keys(config: Config, command: KeysCommand) -> Result<()> {
+    let backend = Backend::open(&config).await?;
+    let store = backend.store();
+    let out = match command {
+        KeysCommand::Create { workspace, role, .. } => {
+            let ws = existing(store.as_ref(), &workspace).await?;
+            let role: KeyRole = role.parse()?;
+            let key = NewApiKey::generate(&ws, role, chrono::Utc::now());
+            store.insert_key(&key.key).await?;
+            json!({"key_id": key.key.key_id, "workspace_id": ws, "role": role, "key": key.secret})
+        }
+        KeysCommand::List { workspace, .. } => {
+            let ws = existing(store.as_ref(), &workspace).await?;
+            json!(store.list_keys(&ws).await?)
+        }
+        KeysCommand::Revoke { workspace, key_id, .. } => {
+            let ws = existing(store.as_ref(), &workspace).await?;
+            if !store.revoke_key(&ws, &key_id, chrono::Utc::now()).await? {
+                bail!("workspace {ws} has no active key {key_id}");
+            }
+            json!({"key_id": key_id, "revoked": true})
+        }
+    };
+    println!("{out}");
+    backend.close().await;
+    Ok(())
+}
+
+pub async fn replay(config: Config, workspace: &str) -> Result<()> {
+    let backend = Backend::open(&config).await?;
+    let store = backend.store();
+    let ws = existing(store.as_ref(), workspace).await?;
+    let processor = processor::Processor::new(store, processor::ProcessorConfig::default());
+    let n = processor.replay(&ws).await?;
+    println!("{}", json!({"workspace_id": ws, "replayed_events": n}));
+    backend.close().await;
+    Ok(())
+}

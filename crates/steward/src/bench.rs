@@ -1,0 +1,199 @@
+//! `steward bench`: ingest throughput and latency, measured against a baseline in the same
+//! process. Targets are servers started in-process (`discard`: parses and answers without
+//! storing, the parsing ceiling; `sqlite`; `postgres`), or an external server by URL.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, Result, bail};
+use clap::Subcommand;
+use hyper::body::Bytes;
+use serde_json::json;
+
+use crate::client::Client;
+use crate::config::{Config, DatabaseUrl};
+
+#[derive(Subcommand, Debug)]
+pub enum BenchCommand {
+    /// Durable events/s through /v1/batch, and p50/p99 of single /v1/track requests at a fixed rate.
+    Ingest {
+        /// Comma-separated in-process targets: discard, sqlite, postgres.
+        #[arg(long, default_value = "discard,sqlite")]
+        targets: String,
+        /// PostgreSQL for the `postgres` target (default: STEWARD_DATABASE_URL).
+        #[arg(long)]
+        postgres_url: Option<String>,
+        /// Benchmark an external server instead (needs --write-key).
+        #[arg(long)]
+        url: Option<String>,
+        #[arg(long)]
+        write_key: Option<String>,
+        #[arg(long, default_value_t = 8)]
+        concurrency: usize,
+        /// Messages per /v1/batch request.
+        #[arg(long, default_value_t = 500)]
+        batch: usize,
+        /// Seconds of /v1/batch load per target.
+        #[arg(long, default_value_t = 10)]
+        seconds: u64,
+        /// Single /v1/track requests per second in the latency run (0 skips it).
+        #[arg(long, default_value_t = 10_000)]
+        rate: u64,
+        /// Seconds of the latency run per target.
+        #[arg(long, default_value_t = 5)]
+        rate_seconds: u64,
+    },
+}
+
+struct Outcome {
+    target: String,
+    events_per_sec: f64,
+    batch_p50_ms: f64,
+    batch_p99_ms: f64,
+    track_sent: u64,
+    track_ok: u64,
+    track_p50_ms: f64,
+    track_p99_ms: f64,
+}
+
+pub async fn run(config: Config, command: BenchCommand) -> Result<()> {
+    let BenchCommand::Ingest { targets, postgres_url, url, write_key, concurrency, batch, seconds, rate, rate_seconds } = command;
+    let mut outcomes = Vec::new();
+    if let Some(url) = url {
+        let key = write_key.context("--url needs --write-key")?;
+        let client = Client::with_write_key(&url, &key);
+        outcomes.push(measure(url.clone(), &client, concurrency, batch, seconds, rate, rate_seconds).await?);
+    } else {
+        for target in targets.split(',').map(str::trim).filter(|t| !t.is_empty()) {
+            let dir = tempfile::tempdir()?;
+            let mut cfg = Config { listen: "127.0.0.1:0".parse()?, data_dir: dir.path().to_path_buf(), ..config.clone() };
+            cfg.database_url = None;
+            let discard = match target {
+                "discard" => true,
+                "sqlite" => false,
+                "postgres" => {
+                    let url = postgres_url.clone().or_else(|| config.database_url.as_ref().map(|u| u.0.clone()));
+                    cfg.database_url = Some(DatabaseUrl(url.context("the postgres target needs --postgres-url or STEWARD_DATABASE_URL")?));
+                    false
+                }
+                other => bail!("unknown target {other:?}: expected discard, sqlite or postgres"),
+            };
+            let running = crate::run::start(&cfg, discard).await?;
+            let ws = crate::admin::create_workspace(running.backend.store().as_ref(), "bench").await?;
+            let client = Client::with_write_key(&format!("http://{}", running.addr), &ws.write_key);
+            eprintln!("bench: {target} ...");
+            outcomes.push(measure(target.to_owned(), &client, concurrency, batch, seconds, rate, rate_seconds).await?);
+            running.stop().await;
+        }
+    }
+    print_table(&outcomes, concurrency, batch, rate);
+    Ok(())
+}
+
+/// A batch of `n` distinct track messages, as an SDK would send it.
+fn batch_body(run: u64, seq: u64, n: usize) -> Bytes {
+    let messages: Vec<_> = (0..n)
+        .map(|i| {
+            json!({"type": "track", "messageId": format!("bench-{run}-{seq}-{i}"), "userId": format!("user-{}", (seq as usize * n + i) % 5_000),
+                   "event": "Report Created", "properties": {"report_id": i, "format": "pdf", "rows": 1_200},
+                   "context": {"groupId": format!("acct-{}", i % 200), "library": {"name": "steward-bench", "version": "1"}},
+                   "timestamp": "2026-11-20T10:00:00.000Z"})
+        })
+        .collect();
+    Bytes::from(json!({"batch": messages, "sentAt": "2026-11-20T10:00:00.000Z"}).to_string())
+}
+
+async fn measure(target: String, client: &Client, concurrency: usize, batch: usize, seconds: u64, rate: u64, rate_seconds: u64) -> Result<Outcome> {
+    let run = domain::random_bytes::<4>().iter().fold(0u64, |a, b| a * 256 + *b as u64);
+    // Closed loop: `concurrency` clients each send a batch, wait for the ack, repeat.
+    let stored = Arc::new(AtomicU64::new(0));
+    let counter = Arc::new(AtomicU64::new(0));
+    let deadline = Instant::now() + Duration::from_secs(seconds);
+    let started = Instant::now();
+    let mut workers = Vec::new();
+    for _ in 0..concurrency {
+        let (client, stored, counter) = (client.clone(), stored.clone(), counter.clone());
+        workers.push(tokio::spawn(async move {
+            let mut latencies = Vec::new();
+            while Instant::now() < deadline {
+                let seq = counter.fetch_add(1, Ordering::Relaxed);
+                let body = batch_body(run, seq, batch);
+                let t = Instant::now();
+                let (status, reply) = client.post("/v1/batch", body).await?;
+                latencies.push(t.elapsed());
+                if status != 200 {
+                    bail!("batch refused: {status} {}", String::from_utf8_lossy(&reply));
+                }
+                stored.fetch_add(batch as u64, Ordering::Relaxed);
+            }
+            Ok(latencies)
+        }));
+    }
+    let mut latencies = Vec::new();
+    for w in workers {
+        latencies.extend(w.await??);
+    }
+    let elapsed = started.elapsed().as_secs_f64();
+    let events_per_sec = stored.load(Ordering::Relaxed) as f64 / elapsed;
+    let (batch_p50_ms, batch_p99_ms) = percentiles(&mut latencies);
+
+    // Open loop at a fixed rate: latency is measured from when each request was due, so a
+    // slow server cannot hide its queueing by slowing the sender down.
+    let (mut track_sent, mut track_ok, mut track_p50_ms, mut track_p99_ms) = (0, 0, 0.0, 0.0);
+    if rate > 0 {
+        let total = rate * rate_seconds;
+        let interval = Duration::from_secs_f64(1.0 / rate as f64);
+        let ok = Arc::new(AtomicUsize::new(0));
+        let start = tokio::time::Instant::now() + Duration::from_millis(50);
+        let mut tasks = Vec::with_capacity(total as usize);
+        for i in 0..total {
+            let due = start + interval * i as u32;
+            tokio::time::sleep_until(due).await;
+            let (client, ok) = (client.clone(), ok.clone());
+            tasks.push(tokio::spawn(async move {
+                let body = Bytes::from(
+                    json!({"messageId": format!("bench-{run}-track-{i}"), "userId": format!("user-{}", i % 5_000), "event": "Signed In",
+                           "context": {"groupId": format!("acct-{}", i % 200)}})
+                    .to_string(),
+                );
+                let r = client.post("/v1/track", body).await;
+                if matches!(r, Ok((200, _))) {
+                    ok.fetch_add(1, Ordering::Relaxed);
+                }
+                due.elapsed()
+            }));
+        }
+        let mut lat = Vec::with_capacity(tasks.len());
+        for t in tasks {
+            lat.push(t.await?);
+        }
+        track_sent = total;
+        track_ok = ok.load(Ordering::Relaxed) as u64;
+        (track_p50_ms, track_p99_ms) = percentiles(&mut lat);
+    }
+    Ok(Outcome { target, events_per_sec, batch_p50_ms, batch_p99_ms, track_sent, track_ok, track_p50_ms, track_p99_ms })
+}
+
+fn percentiles(samples: &mut [Duration]) -> (f64, f64) {
+    if samples.is_empty() {
+        return (0.0, 0.0);
+    }
+    samples.sort();
+    let at = |q: f64| samples[((samples.len() - 1) as f64 * q).round() as usize].as_secs_f64() * 1000.0;
+    (at(0.50), at(0.99))
+}
+
+fn print_table(outcomes: &[Outcome], concurrency: usize, batch: usize, rate: u64) {
+    let baseline = outcomes.iter().find(|o| o.target == "discard").map(|o| o.events_per_sec);
+    println!("/v1/batch: {concurrency} concurrent clients x {batch} messages; /v1/track: {rate} requests/s, open loop");
+    println!("| target | batch events/s | vs discard | batch p50 ms | batch p99 ms | track ok/sent | track p50 ms | track p99 ms |");
+    println!("| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: |");
+    for o in outcomes {
+        let ratio = baseline.map(|b| format!("{:.2}", o.events_per_sec / b)).unwrap_or_else(|| "-".into());
+        println!(
+            "| {} | {:.0} | {} | {:.1} | {:.1} | {}/{} | {:.2} | {:.2} |",
+            o.target, o.events_per_sec, ratio, o.batch_p50_ms, o.batch_p99_ms, o.track_ok, o.track_sent, o.track_p50_ms, o.track_p99_ms
+        );
+    }
+}

@@ -1,0 +1,144 @@
+//! Command-line interface.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+
+use anyhow::Result;
+use clap::{Args, Parser, Subcommand};
+
+use crate::config::Config;
+
+#[derive(Parser, Debug)]
+#[command(name = "steward", version, about = "A self-hosted, autonomous customer success manager")]
+pub struct Cli {
+    /// Configuration file (default: ./steward.toml if it exists).
+    #[arg(long, global = true, env = "STEWARD_CONFIG")]
+    pub config: Option<PathBuf>,
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Args, Debug, Clone, Default)]
+pub struct Location {
+    /// Directory of the embedded database (default ./steward-data).
+    #[arg(long)]
+    pub data_dir: Option<PathBuf>,
+}
+
+#[derive(Subcommand, Debug)]
+pub enum Command {
+    /// Run the server: capture, processing and the API.
+    Serve {
+        /// Address to listen on (default 127.0.0.1:8080).
+        #[arg(long)]
+        listen: Option<SocketAddr>,
+        #[command(flatten)]
+        location: Location,
+        /// Benchmarks only: validate events and answer without storing them.
+        #[arg(long, hide = true)]
+        discard_events: bool,
+    },
+    /// Run the server with a fresh workspace full of simulated customers.
+    Demo {
+        #[arg(long)]
+        listen: Option<SocketAddr>,
+        /// Where to keep the demo's database (default: a new directory under the system's temp dir).
+        #[arg(long)]
+        data_dir: Option<PathBuf>,
+        #[arg(long, default_value_t = 42)]
+        seed: u64,
+        #[arg(long, default_value_t = 300)]
+        accounts: usize,
+        #[arg(long, default_value_t = 180)]
+        days: u32,
+        /// Fill the workspace, print its keys, and exit instead of serving.
+        #[arg(long)]
+        no_serve: bool,
+    },
+    /// Print the effective configuration, secrets redacted.
+    Config {
+        #[command(flatten)]
+        location: Location,
+    },
+    /// Manage workspaces.
+    Workspace {
+        #[command(subcommand)]
+        command: WorkspaceCommand,
+    },
+    /// Manage API keys.
+    Keys {
+        #[command(subcommand)]
+        command: KeysCommand,
+    },
+    /// Process a workspace's event log again from the start, rebuilding people and accounts.
+    Replay {
+        #[arg(long)]
+        workspace: String,
+        #[command(flatten)]
+        location: Location,
+    },
+    /// Measure ingest throughput and latency.
+    Bench {
+        #[command(subcommand)]
+        command: crate::bench::BenchCommand,
+    },
+}
+
+#[derive(Subcommand, Debug)]
+pub enum WorkspaceCommand {
+    /// Create a workspace; prints its id, write key and admin key as JSON.
+    Create {
+        name: String,
+        #[command(flatten)]
+        location: Location,
+    },
+    /// List workspaces as JSON.
+    List {
+        #[command(flatten)]
+        location: Location,
+    },
+}
+
+#[derive(Subcommand, Debug)]
+pub enum KeysCommand {
+    /// Create a key; prints it (shown once) as JSON.
+    Create {
+        #[arg(long)]
+        workspace: String,
+        /// admin, member, viewer or write.
+        #[arg(long)]
+        role: String,
+        #[command(flatten)]
+        location: Location,
+    },
+    /// List a workspace's keys (without secrets) as JSON.
+    List {
+        #[arg(long)]
+        workspace: String,
+        #[command(flatten)]
+        location: Location,
+    },
+    /// Revoke a key by its id.
+    Revoke {
+        #[arg(long)]
+        workspace: String,
+        key_id: String,
+        #[command(flatten)]
+        location: Location,
+    },
+}
+
+pub async fn dispatch(cli: Cli, config: Config) -> Result<()> {
+    match cli.command {
+        Command::Serve { discard_events, .. } => crate::run::serve(config, discard_events).await,
+        Command::Demo { seed, accounts, days, no_serve, .. } => crate::demo::run(config, seed, accounts, days, no_serve).await,
+        Command::Config { .. } => {
+            print!("{}", config.to_redacted_toml()?);
+            Ok(())
+        }
+        Command::Workspace { command } => crate::admin::workspace(config, command).await,
+        Command::Keys { command } => crate::admin::keys(config, command).await,
+        Command::Replay { workspace, .. } => crate::admin::replay(config, &workspace).await,
+        Command::Bench { command } => crate::bench::run(config, command).await,
+    }
+}

@@ -1,0 +1,175 @@
+//! Configuration: one typed struct, layered from defaults, `steward.toml`, `STEWARD_*`
+//! environment variables (`__` separates nested keys) and command-line flags, in that order.
+
+use std::fmt;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+
+use anyhow::{Context, Result};
+use figment::Figment;
+use figment::providers::{Env, Format, Serialized, Toml};
+use serde::{Deserialize, Serialize};
+
+use crate::cli::{Cli, Command, KeysCommand, Location, WorkspaceCommand};
+
+#[derive(Clone, Debug, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Config {
+    pub listen: SocketAddr,
+    pub data_dir: PathBuf,
+    /// `postgres://...` selects PostgreSQL instead of the embedded database.
+    pub database_url: Option<DatabaseUrl>,
+    /// `text` or `json`.
+    pub log_format: String,
+    pub ingest: IngestConfig,
+    pub processor: ProcessorSettings,
+}
+
+#[derive(Clone, Debug, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct IngestConfig {
+    pub max_inflight_events: usize,
+    pub key_cache_ttl_secs: u64,
+}
+
+#[derive(Clone, Debug, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ProcessorSettings {
+    pub batch: usize,
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Config {
+            listen: "127.0.0.1:8080".parse().expect("a valid address"),
+            data_dir: PathBuf::from("./steward-data"),
+            database_url: None,
+            log_format: "text".into(),
+            ingest: IngestConfig { max_inflight_events: 200_000, key_cache_ttl_secs: 5 },
+            processor: ProcessorSettings { batch: 2_000 },
+        }
+    }
+}
+
+/// A database URL whose password never prints.
+#[derive(Clone, Deserialize)]
+#[serde(transparent)]
+pub struct DatabaseUrl(pub String);
+
+impl DatabaseUrl {
+    pub fn redacted(&self) -> String {
+        // postgres://user:password@host/db -> postgres://user:***@host/db
+        let s = &self.0;
+        if let (Some(scheme_end), Some(at)) = (s.find("://"), s.rfind('@')) {
+            let userinfo = &s[scheme_end + 3..at];
+            if let Some(colon) = userinfo.find(':') {
+                return format!("{}{}:***{}", &s[..scheme_end + 3], &userinfo[..colon], &s[at..]);
+            }
+        }
+        s.clone()
+    }
+}
+
+impl fmt::Debug for DatabaseUrl {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.redacted())
+    }
+}
+
+impl Serialize for DatabaseUrl {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(&self.redacted())
+    }
+}
+
+impl Config {
+    pub fn load(cli: &Cli) -> Result<Config> {
+        let mut figment = Figment::from(Serialized::defaults(Config::default()));
+        let file = cli.config.clone().or_else(|| Path::new("steward.toml").exists().then(|| "steward.toml".into()));
+        if let Some(file) = &file {
+            anyhow::ensure!(file.exists(), "configuration file {} does not exist", file.display());
+            figment = figment.merge(Toml::file(file));
+        }
+        // STEWARD_CONFIG names the file; it is not a setting.
+        figment = figment.merge(Env::prefixed("STEWARD_").ignore(&["config"]).split("__"));
+        let mut config: Config = figment.extract().context("invalid configuration")?;
+        if let Some(url) = &config.database_url
+            && url.0.is_empty()
+        {
+            config.database_url = None;
+        }
+        config.apply_flags(&cli.command);
+        if let Some(url) = &config.database_url {
+            anyhow::ensure!(
+                url.0.starts_with("postgres://") || url.0.starts_with("postgresql://"),
+                "database_url must be a postgres:// URL (leave it unset for the embedded database)"
+            );
+        }
+        anyhow::ensure!(matches!(config.log_format.as_str(), "text" | "json"), "log_format must be \"text\" or \"json\"");
+        Ok(config)
+    }
+
+    fn apply_flags(&mut self, command: &Command) {
+        let location = |l: &Location| l.data_dir.clone();
+        let (listen, dir) = match command {
+            Command::Serve { listen, location: l, .. } => (*listen, location(l)),
+            Command::Demo { listen, data_dir, .. } => (*listen, data_dir.clone()),
+            Command::Config { location: l } | Command::Replay { location: l, .. } => (None, location(l)),
+            Command::Workspace { command: WorkspaceCommand::Create { location: l, .. } | WorkspaceCommand::List { location: l } } => {
+                (None, location(l))
+            }
+            Command::Keys {
+                command:
+                    KeysCommand::Create { location: l, .. } | KeysCommand::List { location: l, .. } | KeysCommand::Revoke { location: l, .. },
+            } => (None, location(l)),
+            Command::Bench { .. } => (None, None),
+        };
+        if let Some(l) = listen {
+            self.listen = l;
+        }
+        if let Some(d) = dir {
+            self.data_dir = d;
+        }
+    }
+
+    pub fn to_redacted_toml(&self) -> Result<String> {
+        Ok(toml::to_string_pretty(self)?)
+    }
+
+    pub fn server_config(&self, discard_events: bool) -> server::ServerConfig {
+        server::ServerConfig {
+            max_inflight_events: self.ingest.max_inflight_events,
+            key_cache_ttl: std::time::Duration::from_secs(self.ingest.key_cache_ttl_secs),
+            discard_events,
+            ..Default::default()
+        }
+    }
+}
+
+pub fn init_logging(config: &Config) {
+    use tracing_subscriber::EnvFilter;
+    let filter = EnvFilter::try_from_env("STEWARD_LOG").unwrap_or_else(|_| EnvFilter::new("info"));
+    let builder = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr);
+    if config.log_format == "json" {
+        builder.json().init();
+    } else {
+        builder.init();
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn passwords_never_print() {
+        let url = DatabaseUrl("postgres://steward:hunter2@db.internal:5432/steward".into());
+        assert_eq!(url.redacted(), "postgres://steward:***@db.internal:5432/steward");
+        assert!(!format!("{url:?}").contains("hunter2"));
+        let config = Config { database_url: Some(url), ..Config::default() };
+        let text = config.to_redacted_toml().unwrap();
+        assert!(text.contains("postgres://steward:***@db.internal"), "{text}");
+        assert!(!text.contains("hunter2"));
+        assert_eq!(DatabaseUrl("postgres://localhost/db".into()).redacted(), "postgres://localhost/db");
+    }
+}

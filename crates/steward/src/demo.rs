@@ -1,0 +1,67 @@
+//! `steward demo`: a server with a fresh workspace filled with a simulated B2B SaaS company's
+//! customers, sent through the real capture endpoint.
+
+use std::time::Instant;
+
+use anyhow::{Context, Result, bail};
+use chrono::Utc;
+use hyper::body::Bytes;
+use simulator::{SimConfig, Simulation};
+
+use crate::client::Client;
+use crate::config::Config;
+
+pub async fn run(mut config: Config, seed: u64, accounts: usize, days: u32, no_serve: bool) -> Result<()> {
+    if config.database_url.is_none() && !std::env::args().any(|a| a == "--data-dir") {
+        // A fresh directory: a demo never mixes with real data.
+        config.data_dir = std::env::temp_dir().join(format!("steward-demo-{}", domain::random_token(8).to_lowercase()));
+    }
+    let running = crate::run::start(&config, false).await?;
+    let base = format!("http://{}", running.addr);
+    let ws = crate::admin::create_workspace(running.backend.store().as_ref(), "Demo: Acme Analytics").await?;
+    println!("Filling a demo workspace with {accounts} simulated accounts over {days} days (seed {seed})...");
+
+    let started = Instant::now();
+    let sim = Simulation::new(SimConfig { seed, accounts, days, end: Utc::now() });
+    let client = Client::with_write_key(&base, &ws.write_key);
+    let mut sent = 0usize;
+    for batch in sim.batches(2_000) {
+        let n = batch["batch"].as_array().map_or(0, Vec::len);
+        let body = Bytes::from(serde_json::to_vec(&batch)?);
+        let (status, reply) = client.post("/v1/batch", body).await.context("sending a demo batch")?;
+        if status != 200 {
+            bail!("the server refused a demo batch: {status} {}", String::from_utf8_lossy(&reply));
+        }
+        sent += n;
+    }
+    let store = running.backend.store();
+    loop {
+        let status = store.log_status(&ws.workspace_id).await?;
+        if status.pending_events == 0 {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+    }
+    let secs = started.elapsed().as_secs_f64();
+    println!("Sent and processed {sent} events in {secs:.1} s ({:.0} events/s).", sent as f64 / secs);
+    println!();
+    println!("Steward demo is running at {base}");
+    println!("  data:          {}", running.backend.describe(&config));
+    println!("  workspace:     {}", ws.workspace_id);
+    println!("  write key:     {}   (for the Segment/RudderStack SDKs: host {base})", ws.write_key);
+    println!("  admin key:     {}", ws.admin_key);
+    println!();
+    println!("Try:");
+    println!("  curl -s -H 'Authorization: Bearer {}' '{base}/api/v1/accounts?limit=5'", ws.admin_key);
+    println!("  curl -s -H 'Authorization: Bearer {}' '{base}/api/v1/accounts/acct_0001/timeline?limit=5'", ws.admin_key);
+    println!("  curl -s -u '{}:' {base}/v1/track -d '{{\"userId\":\"u1\",\"event\":\"Tried Steward\"}}'", ws.write_key);
+    if no_serve {
+        running.stop().await;
+        return Ok(());
+    }
+    println!();
+    println!("Press Ctrl-C to stop.");
+    crate::run::wait_for_signal().await;
+    running.stop().await;
+    Ok(())
+}

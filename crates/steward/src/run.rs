@@ -1,0 +1,121 @@
+//! Running the server: open the store, start processing and HTTP, stop cleanly on a signal.
+
+use std::sync::Arc;
+
+use anyhow::{Context, Result};
+use processor::{Processor, ProcessorConfig};
+use store::Store;
+use store_postgres::PgStore;
+use store_sqlite::SqliteStore;
+use tokio_util::sync::CancellationToken;
+
+use crate::config::Config;
+
+/// The configured store, kept concrete so that it can be closed cleanly.
+pub enum Backend {
+    Sqlite(Arc<SqliteStore>),
+    Postgres(Arc<PgStore>),
+}
+
+impl Backend {
+    pub async fn open(config: &Config) -> Result<Backend> {
+        Ok(match &config.database_url {
+            Some(url) => Backend::Postgres(Arc::new(
+                PgStore::connect(&url.0).await.with_context(|| format!("connecting to {}", url.redacted()))?,
+            )),
+            None => Backend::Sqlite(Arc::new(
+                SqliteStore::open_in_dir(&config.data_dir)
+                    .with_context(|| format!("opening the database in {}", config.data_dir.display()))?,
+            )),
+        })
+    }
+
+    pub fn store(&self) -> Arc<dyn Store> {
+        match self {
+            Backend::Sqlite(s) => s.clone(),
+            Backend::Postgres(s) => s.clone(),
+        }
+    }
+
+    /// Waits for queued writes to commit, then releases the database.
+    pub async fn close(&self) {
+        match self {
+            Backend::Sqlite(s) => {
+                let s = s.clone();
+                let _ = tokio::task::spawn_blocking(move || s.close()).await;
+            }
+            Backend::Postgres(s) => s.close().await,
+        }
+    }
+
+    pub fn describe(&self, config: &Config) -> String {
+        match self {
+            Backend::Sqlite(s) => format!("sqlite:{}", s.path().display()),
+            Backend::Postgres(_) => config.database_url.as_ref().map(|u| u.redacted()).unwrap_or_default(),
+        }
+    }
+}
+
+/// A running server: its address, and what stops it.
+pub struct Running {
+    pub addr: std::net::SocketAddr,
+    pub shutdown: CancellationToken,
+    pub backend: Backend,
+    tasks: Vec<tokio::task::JoinHandle<()>>,
+}
+
+impl Running {
+    /// Stops accepting, finishes in-flight requests and processing, and closes the store.
+    pub async fn stop(self) {
+        self.shutdown.cancel();
+        for t in self.tasks {
+            let _ = t.await;
+        }
+        self.backend.close().await;
+    }
+}
+
+pub async fn start(config: &Config, discard_events: bool) -> Result<Running> {
+    let backend = Backend::open(config).await?;
+    let store = backend.store();
+    let processor = Processor::new(store.clone(), ProcessorConfig { batch: config.processor.batch, ..Default::default() });
+    let shutdown = CancellationToken::new();
+    let listener = tokio::net::TcpListener::bind(config.listen).await.with_context(|| format!("listening on {}", config.listen))?;
+    let addr = listener.local_addr()?;
+    let state = server::AppState::new(store, Some(processor.clone()), config.server_config(discard_events));
+    let http = {
+        let shutdown = shutdown.clone();
+        tokio::spawn(async move {
+            if let Err(e) = server::serve(listener, state, shutdown).await {
+                tracing::error!(error = %e, "the HTTP server failed");
+            }
+        })
+    };
+    let processing = tokio::spawn(processor.run(shutdown.clone()));
+    tracing::info!(%addr, store = %backend.describe(config), "steward is serving");
+    Ok(Running { addr, shutdown, backend, tasks: vec![http, processing] })
+}
+
+pub async fn serve(config: Config, discard_events: bool) -> Result<()> {
+    let running = start(&config, discard_events).await?;
+    println!("Steward is listening on http://{}", running.addr);
+    wait_for_signal().await;
+    tracing::info!("shutting down: finishing in-flight requests");
+    running.stop().await;
+    tracing::info!("stopped");
+    Ok(())
+}
+
+pub async fn wait_for_signal() {
+    let ctrl_c = tokio::signal::ctrl_c();
+    #[cfg(unix)]
+    {
+        let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()).expect("install SIGTERM handler");
+        tokio::select! {
+            _ = ctrl_c => {}
+            _ = term.recv() => {}
+        }
+    }
+    #[cfg(not(unix))]
+    let _ = ctrl_c.await;
+}
