@@ -90,8 +90,12 @@ impl Config {
             anyhow::ensure!(file.exists(), "configuration file {} does not exist", file.display());
             figment = figment.merge(Toml::file(file));
         }
-        // STEWARD_CONFIG names the file; it is not a setting.
-        figment = figment.merge(Env::prefixed("STEWARD_").ignore(&["config"]).split("__"));
+        // STEWARD_CONFIG names the file and STEWARD_LOG the log filter; STEWARD_TEST_* belong
+        // to the test suite. None of them is a setting.
+        let env = Env::prefixed("STEWARD_")
+            .filter(|k| k != "config" && k != "log" && !k.as_str().starts_with("test_"))
+            .split("__");
+        figment = figment.merge(env);
         let mut config: Config = figment.extract().context("invalid configuration")?;
         if let Some(url) = &config.database_url
             && url.0.is_empty()

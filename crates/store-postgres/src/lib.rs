@@ -1,1 +1,284 @@
-//! placeholder
+//! PostgreSQL storage, for running several Steward processes against one database.
+//!
+//! Unlike SQLite there is no single writer: every process writes through its own pool, so
+//! everything that must not race is settled by the database itself. The event log orders rows
+//! by the transaction that wrote them (see [`log`]), processing serializes on a row lock of the
+//! workspace's cursor (see [`processing`]), and migrations run under an advisory lock.
+//!
+//! All SQL is runtime `sqlx::query`/`query_as`: the compile-time macros check against one
+//! database's schema, and the workspace serves two.
+
+mod log;
+mod processing;
+mod reads;
+mod records;
+
+use chrono::{DateTime, Utc};
+use sqlx::postgres::{PgConnectOptions, PgPool, PgPoolOptions};
+use std::str::FromStr;
+use std::time::Duration;
+use store::{Result, StoreError};
+
+/// Schema migrations, in order; `schema_migrations` records the versions that have run.
+const MIGRATIONS: &[&str] = &[include_str!("../migrations/0001_init.sql")];
+
+/// Connections per process. Appends are one statement each, so a few connections carry a busy
+/// ingest; the rest leaves room for reads while processing holds one in a transaction.
+const MAX_CONNECTIONS: u32 = 16;
+
+/// How long a caller waits for a pooled connection before getting an error rather than hanging.
+const ACQUIRE_TIMEOUT: Duration = Duration::from_secs(10);
+
+pub struct PgStore {
+    pool: PgPool,
+}
+
+impl PgStore {
+    /// Connects, runs migrations. `url` like `postgres://postgres@127.0.0.1:5432/test`.
+    pub async fn connect(url: &str) -> Result<PgStore> {
+        PgStore::open(url, None).await
+    }
+
+    /// Same, but every connection uses `search_path = schema` (created if missing): used by
+    /// tests for isolation. `schema` must be a plain lower-case identifier.
+    pub async fn connect_in_schema(url: &str, schema: &str) -> Result<PgStore> {
+        if !is_plain_identifier(schema) {
+            return Err(StoreError::Backend(format!(
+                "schema name {schema:?} must be 1 to 63 characters of a-z, 0-9 and _, not starting with a digit"
+            )));
+        }
+        PgStore::open(url, Some(schema)).await
+    }
+
+    /// Waits for connections in use to be returned, then closes them all.
+    pub async fn close(&self) {
+        self.pool.close().await;
+    }
+
+    async fn open(url: &str, schema: Option<&str>) -> Result<PgStore> {
+        let mut options = PgConnectOptions::from_str(url).map_err(|e| StoreError::Backend(format!("database url: {e}")))?;
+        if let Some(schema) = schema {
+            // A startup parameter rather than a `SET` after connecting: no extra round trip,
+            // and a connection can never be used before it applies.
+            options = options.options([("search_path", schema)]);
+        }
+        let pool = PgPoolOptions::new()
+            .max_connections(MAX_CONNECTIONS)
+            .acquire_timeout(ACQUIRE_TIMEOUT)
+            .connect_with(options)
+            .await
+            .map_err(db_error)?;
+        migrate(&pool, schema).await?;
+        Ok(PgStore { pool })
+    }
+}
+
+/// Names that need no quoting anywhere (in `search_path` or DDL), so none is misread.
+fn is_plain_identifier(s: &str) -> bool {
+    !s.is_empty()
+        && s.len() <= 63
+        && !s.starts_with(|c: char| c.is_ascii_digit())
+        && s.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'_')
+}
+
+/// Applies the migrations not yet recorded, all in one transaction.
+///
+/// Processes starting at once against an empty database would otherwise race to create the
+/// same tables; the transaction-scoped advisory lock makes the others wait and then find the
+/// work done. The lock is keyed by schema, so isolated test schemas migrate in parallel.
+async fn migrate(pool: &PgPool, schema: Option<&str>) -> Result<()> {
+    let mut tx = pool.begin().await.map_err(db_error)?;
+    sqlx::query("SELECT pg_advisory_xact_lock($1)")
+        .bind(lock_key(&format!("steward.migrations:{}", schema.unwrap_or_default())))
+        .execute(&mut *tx)
+        .await
+        .map_err(db_error)?;
+    if let Some(schema) = schema {
+        // Checked by `is_plain_identifier`: safe to splice into DDL, which cannot take binds.
+        sqlx::query(sqlx::AssertSqlSafe(format!("CREATE SCHEMA IF NOT EXISTS {schema}")))
+            .execute(&mut *tx)
+            .await
+            .map_err(db_error)?;
+    }
+    sqlx::query(
+        "CREATE TABLE IF NOT EXISTS schema_migrations (
+             version    bigint PRIMARY KEY,
+             applied_at timestamptz NOT NULL DEFAULT now()
+         )",
+    )
+    .execute(&mut *tx)
+    .await
+    .map_err(db_error)?;
+    let done: i64 = sqlx::query_scalar("SELECT coalesce(max(version), 0) FROM schema_migrations")
+        .fetch_one(&mut *tx)
+        .await
+        .map_err(db_error)?;
+    for (i, sql) in MIGRATIONS.iter().enumerate().skip(done as usize) {
+        let version = i as i64 + 1;
+        // A migration file holds several statements: the simple query protocol runs them all.
+        sqlx::raw_sql(*sql).execute(&mut *tx).await.map_err(db_error)?;
+        sqlx::query("INSERT INTO schema_migrations (version) VALUES ($1)")
+            .bind(version)
+            .execute(&mut *tx)
+            .await
+            .map_err(db_error)?;
+        tracing::info!(migration = version, "migrated the PostgreSQL schema");
+    }
+    tx.commit().await.map_err(db_error)
+}
+
+/// A stable 64-bit key for an advisory lock (FNV-1a): the same in every process and release.
+fn lock_key(name: &str) -> i64 {
+    let mut h: u64 = 0xcbf2_9ce4_8422_2325;
+    for b in name.bytes() {
+        h ^= u64::from(b);
+        h = h.wrapping_mul(0x0100_0000_01b3);
+    }
+    h as i64
+}
+
+/// Maps a database error to the store's error kinds.
+pub(crate) fn db_error(e: sqlx::Error) -> StoreError {
+    if let sqlx::Error::Database(db) = &e {
+        match db.code().as_deref() {
+            // disk_full
+            Some("53100") => return StoreError::Full(db.message().to_owned()),
+            // Class 23, integrity constraint violation: as SQLite's ConstraintViolation, which
+            // the other backend maps to Conflict, so callers see the same error from both.
+            Some(code) if code.starts_with("23") => return StoreError::Conflict("a record with that key"),
+            _ => {}
+        }
+    }
+    StoreError::Backend(e.to_string())
+}
+
+/// Now, to the microsecond: what timestamptz holds, so a value reads back equal.
+pub(crate) fn now() -> DateTime<Utc> {
+    let t = Utc::now();
+    DateTime::from_timestamp_micros(t.timestamp_micros()).unwrap_or(t)
+}
+
+/// A column that must parse as one of Steward's own values; a failure means a corrupt row.
+pub(crate) fn parse_col<T: FromStr>(s: &str) -> Result<T> {
+    s.parse().map_err(|_| StoreError::Backend(format!("unexpected stored value {s:?}")))
+}
+
+pub(crate) fn account_id(s: &str) -> Result<domain::AccountId> {
+    domain::AccountId::parse(s).map_err(|e| StoreError::Backend(e.to_string()))
+}
+
+mod store_impl {
+    //! [`store::Store`] for PostgreSQL: each operation delegates to the module that owns it.
+    use super::PgStore;
+    use async_trait::async_trait;
+    use domain::{AccountId, ApiKey, IdentityKey, KeyHash, NewEvent, Timestamp, WorkspaceId};
+    use store::*;
+
+    #[async_trait]
+    impl Store for PgStore {
+        fn backend(&self) -> &'static str {
+            "postgres"
+        }
+        async fn create_workspace(&self, name: &str) -> Result<Workspace> {
+            self.new_workspace(name).await
+        }
+        async fn get_workspace(&self, id: &WorkspaceId) -> Result<Option<Workspace>> {
+            Ok(self.workspaces(Some(id)).await?.pop())
+        }
+        async fn list_workspaces(&self) -> Result<Vec<Workspace>> {
+            self.workspaces(None).await
+        }
+        async fn insert_key(&self, key: &ApiKey) -> Result<()> {
+            self.add_key(key).await
+        }
+        async fn find_key(&self, hash: &KeyHash) -> Result<Option<ApiKey>> {
+            self.key_by_hash(hash).await
+        }
+        async fn list_keys(&self, ws: &WorkspaceId) -> Result<Vec<ApiKey>> {
+            self.keys(ws).await
+        }
+        async fn revoke_key(&self, ws: &WorkspaceId, key_id: &str, at: Timestamp) -> Result<bool> {
+            self.revoke(ws, key_id, at).await
+        }
+        async fn insert_operator(&self, op: &Operator) -> Result<()> {
+            self.add_operator(op).await
+        }
+        async fn find_operator_by_email(&self, ws: &WorkspaceId, email: &str) -> Result<Option<Operator>> {
+            Ok(self.operators(ws, Some(email)).await?.pop())
+        }
+        async fn list_operators(&self, ws: &WorkspaceId) -> Result<Vec<Operator>> {
+            self.operators(ws, None).await
+        }
+        async fn append_events(&self, ws: &WorkspaceId, events: &[NewEvent]) -> Result<AppendReport> {
+            self.append(ws, events).await
+        }
+        async fn read_log(&self, ws: &WorkspaceId, after: LogPosition, limit: usize) -> Result<Vec<LoggedEvent>> {
+            self.read_log_after(ws, after, limit).await
+        }
+        async fn log_status(&self, ws: &WorkspaceId) -> Result<LogStatus> {
+            self.status(ws).await
+        }
+        async fn load_identities(&self, ws: &WorkspaceId, keys: &[IdentityKey]) -> Result<Vec<(IdentityKey, KnownPerson)>> {
+            self.identities(ws, keys).await
+        }
+        async fn apply_changes(&self, ws: &WorkspaceId, from: LogPosition, to: LogPosition, changes: &Changes) -> Result<bool> {
+            self.apply(ws, from, to, changes).await
+        }
+        async fn reset_processing(&self, ws: &WorkspaceId) -> Result<()> {
+            self.reset(ws).await
+        }
+        async fn list_accounts(&self, ws: &WorkspaceId, page: &PageRequest) -> Result<Page<Account>> {
+            self.accounts(ws, page).await
+        }
+        async fn get_account(&self, ws: &WorkspaceId, id: &AccountId) -> Result<Option<Account>> {
+            self.account(ws, id).await
+        }
+        async fn account_people(&self, ws: &WorkspaceId, id: &AccountId, page: &PageRequest) -> Result<Page<Person>> {
+            self.people_of(ws, id, page).await
+        }
+        async fn account_timeline(&self, ws: &WorkspaceId, id: &AccountId, page: &PageRequest) -> Result<Page<StoredEvent>> {
+            self.timeline(ws, id, page).await
+        }
+        async fn get_person(&self, ws: &WorkspaceId, id: &str) -> Result<Option<Person>> {
+            self.find_person(ws, id).await
+        }
+        async fn list_events(&self, ws: &WorkspaceId, filter: &EventFilter, page: &PageRequest) -> Result<Page<StoredEvent>> {
+            self.events(ws, filter, page).await
+        }
+        async fn trait_history(&self, ws: &WorkspaceId, subject: &TraitSubject) -> Result<Vec<TraitChange>> {
+            self.traits_history(ws, subject).await
+        }
+        async fn upsert_subscription(&self, ws: &WorkspaceId, sub: &Subscription) -> Result<bool> {
+            self.put_subscription(ws, sub).await
+        }
+        async fn account_subscriptions(&self, ws: &WorkspaceId, id: &AccountId) -> Result<Vec<Subscription>> {
+            self.subscriptions_of(ws, id).await
+        }
+        async fn upsert_ticket(&self, ws: &WorkspaceId, ticket: &Ticket) -> Result<bool> {
+            self.put_ticket(ws, ticket).await
+        }
+        async fn account_tickets(&self, ws: &WorkspaceId, id: &AccountId) -> Result<Vec<Ticket>> {
+            self.tickets_of(ws, id).await
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn schema_names_must_need_no_quoting() {
+        assert!(is_plain_identifier("steward_test_abc123"));
+        assert!(is_plain_identifier("_x"));
+        for bad in ["", "1abc", "Upper", "a-b", "a b", "a\"b", &"x".repeat(64)] {
+            assert!(!is_plain_identifier(bad), "{bad:?}");
+        }
+    }
+
+    #[test]
+    fn lock_keys_are_stable() {
+        assert_eq!(lock_key(""), 0xcbf2_9ce4_8422_2325_u64 as i64);
+        assert_ne!(lock_key("steward.migrations:a"), lock_key("steward.migrations:b"));
+    }
+}
