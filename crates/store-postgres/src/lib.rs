@@ -2,8 +2,8 @@
 //!
 //! Unlike SQLite there is no single writer: every process writes through its own pool, so
 //! everything that must not race is settled by the database itself. The event log orders rows
-//! by the transaction that wrote them (see [`log`]), processing serializes on a row lock of the
-//! workspace's cursor (see [`processing`]), and migrations run under an advisory lock.
+//! by the transaction that wrote them (see `log.rs`), processing serializes on a row lock of the
+//! workspace's cursor (see `processing.rs`), and migrations run under an advisory lock.
 //!
 //! All SQL is runtime `sqlx::query`/`query_as`: the compile-time macros check against one
 //! database's schema, and the workspace serves two.
@@ -57,6 +57,11 @@ impl PgStore {
 
     async fn open(url: &str, schema: Option<&str>) -> Result<PgStore> {
         let mut options = PgConnectOptions::from_str(url).map_err(|e| StoreError::Backend(format!("database url: {e}")))?;
+        if options.get_application_name().is_none() {
+            // So that an operator looking at pg_stat_activity (say, for a transaction holding
+            // the log back) can tell Steward's connections apart.
+            options = options.application_name("steward");
+        }
         if let Some(schema) = schema {
             // A startup parameter rather than a `SET` after connecting: no extra round trip,
             // and a connection can never be used before it applies.

@@ -25,26 +25,29 @@ use tokio::time::Instant;
 use crate::{PgStore, db_error, parse_col};
 
 /// The longest `read_log` waits for older transactions to end before it returns what is
-/// settled; a long transaction elsewhere in the cluster then delays events but blocks nothing.
-const SETTLE_WAIT: Duration = Duration::from_secs(1);
+/// settled. Appends and change sets take milliseconds, a migration a fraction of a second; a
+/// transaction running longer than this (a bulk job of another application in the cluster)
+/// delays processing until it ends, and is logged, but blocks no caller for longer.
+const SETTLE_WAIT: Duration = Duration::from_secs(5);
 /// The longest pause between two looks at the horizon while waiting.
 const SETTLE_POLL_MAX: Duration = Duration::from_millis(25);
 
-/// A log row: position, event fields, and whether it lies below the horizon.
+/// Whether visible rows are held back by the horizon, then a log row: position and event
+/// fields, all NULL when no row is below the horizon.
 type LogRow = (
-    i64,
-    i64,
-    String,
-    String,
-    Option<String>,
-    Option<String>,
-    Option<String>,
-    Option<String>,
-    Option<String>,
-    chrono::DateTime<chrono::Utc>,
-    chrono::DateTime<chrono::Utc>,
-    String,
     bool,
+    Option<i64>,
+    Option<i64>,
+    Option<String>,
+    Option<String>,
+    Option<String>,
+    Option<String>,
+    Option<String>,
+    Option<String>,
+    Option<String>,
+    Option<chrono::DateTime<chrono::Utc>>,
+    Option<chrono::DateTime<chrono::Utc>>,
+    Option<String>,
 );
 
 impl PgStore {
@@ -112,16 +115,22 @@ impl PgStore {
         loop {
             // The horizon and the rows come from the same statement, hence the same snapshot:
             // a transaction that ends between two statements could otherwise count as ended
-            // without its rows being visible. Rows at or above the horizon are fetched too, only
-            // to learn that some are held back; they sort after every settled row, so the
-            // settled ones are a prefix.
+            // without its rows being visible. The horizon row is always there (the events are
+            // joined to it), and says whether visible rows are held back, so that one round trip
+            // tells whether to wait without fetching those rows.
             let rows: Vec<LogRow> = sqlx::query_as(
-                "SELECT e.tx, e.seq, e.message_id, e.type, e.name, e.user_id, e.anonymous_id, e.group_id, e.previous_id,
-                        e.timestamp, e.received_at, e.payload, e.tx < h.xmin
-                 FROM events e, (SELECT pg_snapshot_xmin(pg_current_snapshot())::text::bigint AS xmin) h
-                 WHERE e.workspace_id = $1 AND (e.tx, e.seq) > ($2, $3)
-                 ORDER BY e.tx, e.seq
-                 LIMIT $4",
+                "SELECT h.held_back, e.tx, e.seq, e.message_id, e.type, e.name, e.user_id, e.anonymous_id, e.group_id,
+                        e.previous_id, e.timestamp, e.received_at, e.payload
+                 FROM (SELECT s.xmin, EXISTS (SELECT 1 FROM events x
+                                              WHERE x.workspace_id = $1 AND (x.tx, x.seq) > ($2, $3) AND x.tx >= s.xmin)
+                                      AS held_back
+                       FROM (SELECT pg_snapshot_xmin(pg_current_snapshot())::text::bigint AS xmin) s) h
+                 LEFT JOIN LATERAL (
+                     SELECT * FROM events e
+                     WHERE e.workspace_id = $1 AND (e.tx, e.seq) > ($2, $3) AND e.tx < h.xmin
+                     ORDER BY e.tx, e.seq
+                     LIMIT $4) e ON true
+                 ORDER BY e.tx, e.seq",
             )
             .bind(ws.as_str())
             .bind(after.tx)
@@ -130,11 +139,15 @@ impl PgStore {
             .fetch_all(&self.pool)
             .await
             .map_err(db_error)?;
-            let settled = rows.iter().take_while(|r| r.12).count();
-            if settled == rows.len() || Instant::now() >= deadline {
-                return rows.into_iter().take(settled).map(logged).collect();
+            let held_back = rows.first().is_some_and(|r| r.0);
+            let events = rows.into_iter().filter_map(logged).collect::<Result<Vec<_>>>()?;
+            if !held_back || events.len() as i64 >= limit {
+                return Ok(events);
             }
-            eprintln!("TMPWAIT {:?} settled={settled} rows={}", pause, rows.len());
+            if Instant::now() >= deadline {
+                tracing::warn!(workspace = %ws, "events are held back by a long-running transaction in the database");
+                return Ok(events);
+            }
             tokio::time::sleep(pause).await;
             pause = (pause * 2).min(SETTLE_POLL_MAX);
         }
@@ -163,21 +176,16 @@ impl PgStore {
     }
 }
 
-fn logged(row: LogRow) -> Result<LoggedEvent> {
-    let (tx, seq, message_id, kind, name, user_id, anonymous_id, group_id, previous_id, timestamp, received_at, payload, _) = row;
-    Ok(LoggedEvent {
+/// The event of a row, or None for the horizon row alone.
+fn logged(row: LogRow) -> Option<Result<LoggedEvent>> {
+    let (_, tx, seq, message_id, kind, name, user_id, anonymous_id, group_id, previous_id, timestamp, received_at, payload) = row;
+    let (Some(tx), Some(seq), Some(message_id), Some(kind), Some(timestamp), Some(received_at), Some(payload)) =
+        (tx, seq, message_id, kind, timestamp, received_at, payload)
+    else {
+        return None;
+    };
+    Some(parse_col(&kind).map(|kind| LoggedEvent {
         position: LogPosition { tx, seq },
-        event: NewEvent {
-            message_id,
-            kind: parse_col(&kind)?,
-            name,
-            user_id,
-            anonymous_id,
-            group_id,
-            previous_id,
-            timestamp,
-            received_at,
-            payload,
-        },
-    })
+        event: NewEvent { message_id, kind, name, user_id, anonymous_id, group_id, previous_id, timestamp, received_at, payload },
+    }))
 }

@@ -7,7 +7,7 @@
 //! can be read, compared in Rust (with exactly the SQLite backend's notion of "changed") and
 //! written back.
 
-use domain::{IdentityKey, Timestamp, WorkspaceId};
+use domain::{AccountId, IdentityKey, Timestamp, WorkspaceId};
 use serde_json::{Map, Value};
 use sqlx::PgConnection;
 use std::collections::HashMap;
@@ -48,12 +48,25 @@ impl PgStore {
     pub(crate) async fn apply(&self, ws: &WorkspaceId, from: LogPosition, to: LogPosition, changes: &Changes) -> Result<bool> {
         let mut tx = self.pool.begin().await.map_err(db_error)?;
         if lock_cursor(&mut tx, ws).await? != from {
-            // Another process got there first; dropping the transaction rolls it back.
+            // Another process got there first. Rolled back here rather than left to the pool:
+            // the row lock gave this transaction an id, and while it stays open it holds back
+            // every reader of the log (see log.rs).
+            tx.rollback().await.map_err(db_error)?;
             return Ok(false);
         }
+        // Runs of Seen ops (the processor emits one per person and account at the end of a
+        // slice) go as one statement; every other op is applied on its own, in order.
+        let mut seen = Vec::new();
         for op in &changes.ops {
-            apply_op(&mut tx, ws, op).await?;
+            match op {
+                Op::Seen { person_id, account_id, first, last } => seen.push((person_id, account_id, first, last)),
+                _ => {
+                    widen_seen(&mut tx, ws, std::mem::take(&mut seen)).await?;
+                    apply_op(&mut tx, ws, op).await?;
+                }
+            }
         }
+        widen_seen(&mut tx, ws, seen).await?;
         assign_events(&mut tx, ws, &changes.event_people).await?;
         sqlx::query("UPDATE processing_cursors SET tx = $2, seq = $3 WHERE workspace_id = $1")
             .bind(ws.as_str())
@@ -183,34 +196,50 @@ async fn apply_op(conn: &mut PgConnection, ws: &WorkspaceId, op: &Op) -> Result<
             exec(conn, q.bind(w).bind(account_id.as_str()).bind(person_id).bind(at)).await?;
         }
         Op::Seen { person_id, account_id, first, last } => {
-            // LEAST and GREATEST ignore NULL: a first sighting sets both bounds.
-            if let Some(p) = person_id {
-                let q = sqlx::query(
-                    "UPDATE people SET first_seen_at = LEAST(first_seen_at, $3), last_seen_at = GREATEST(last_seen_at, $4)
-                     WHERE workspace_id = $1 AND person_id = $2",
-                );
-                exec(conn, q.bind(w).bind(p).bind(first).bind(last)).await?;
-            }
-            match (account_id, person_id) {
-                (Some(a), _) => {
-                    let q = sqlx::query(
-                        "UPDATE accounts SET first_seen_at = LEAST(first_seen_at, $3), last_seen_at = GREATEST(last_seen_at, $4)
-                         WHERE workspace_id = $1 AND account_id = $2",
-                    );
-                    exec(conn, q.bind(w).bind(a.as_str()).bind(first).bind(last)).await?;
-                }
-                (None, Some(p)) => {
-                    let q = sqlx::query(
-                        "UPDATE accounts SET first_seen_at = LEAST(first_seen_at, $3), last_seen_at = GREATEST(last_seen_at, $4)
-                         WHERE workspace_id = $1 AND account_id IN
-                               (SELECT account_id FROM memberships WHERE workspace_id = $1 AND person_id = $2)",
-                    );
-                    exec(conn, q.bind(w).bind(p).bind(first).bind(last)).await?;
-                }
-                (None, None) => {}
-            }
+            widen_seen(conn, ws, vec![(person_id, account_id, first, last)]).await?;
         }
     }
+    Ok(())
+}
+
+/// One Seen op: the person, the explicit account, first and last activity.
+type Seen<'a> = (&'a Option<String>, &'a Option<AccountId>, &'a Timestamp, &'a Timestamp);
+
+/// Applies consecutive Seen ops in one statement. Widening (LEAST/GREATEST) gives the same
+/// result in any order and grouped, and no op of the run changes memberships, so this equals
+/// applying them one by one: the person's first/last seen, and that of the explicit account or
+/// else of every account the person is in. Grouping by target keeps each row updated once.
+async fn widen_seen(conn: &mut PgConnection, ws: &WorkspaceId, run: Vec<Seen<'_>>) -> Result<()> {
+    if run.is_empty() {
+        return Ok(());
+    }
+    let people: Vec<Option<&str>> = run.iter().map(|s| s.0.as_deref()).collect();
+    let accounts: Vec<Option<&str>> = run.iter().map(|s| s.1.as_ref().map(AccountId::as_str)).collect();
+    let firsts: Vec<Timestamp> = run.iter().map(|s| *s.2).collect();
+    let lasts: Vec<Timestamp> = run.iter().map(|s| *s.3).collect();
+    // LEAST and GREATEST ignore NULL: a first sighting sets both bounds.
+    let q = sqlx::query(
+        "WITH seen AS (
+             SELECT * FROM UNNEST($2::text[], $3::text[], $4::timestamptz[], $5::timestamptz[])
+                 AS s (person_id, account_id, first, last)),
+         people AS (
+             UPDATE people p SET first_seen_at = LEAST(p.first_seen_at, g.first),
+                                 last_seen_at = GREATEST(p.last_seen_at, g.last)
+             FROM (SELECT person_id, min(first) AS first, max(last) AS last
+                   FROM seen WHERE person_id IS NOT NULL GROUP BY person_id) g
+             WHERE p.workspace_id = $1 AND p.person_id = g.person_id)
+         UPDATE accounts a SET first_seen_at = LEAST(a.first_seen_at, g.first),
+                               last_seen_at = GREATEST(a.last_seen_at, g.last)
+         FROM (SELECT t.account_id, min(t.first) AS first, max(t.last) AS last FROM (
+                   SELECT s.account_id, s.first, s.last FROM seen s WHERE s.account_id IS NOT NULL
+                   UNION ALL
+                   SELECT m.account_id, s.first, s.last FROM seen s
+                   JOIN memberships m ON m.workspace_id = $1 AND m.person_id = s.person_id
+                   WHERE s.account_id IS NULL) t
+               GROUP BY t.account_id) g
+         WHERE a.workspace_id = $1 AND a.account_id = g.account_id",
+    );
+    exec(conn, q.bind(ws.as_str()).bind(people).bind(accounts).bind(firsts).bind(lasts)).await?;
     Ok(())
 }
 

@@ -49,25 +49,28 @@ async fn concurrent_appends_are_read_exactly_once() {
         tokio::spawn(async move {
             let total = WRITERS * BATCHES * PER_BATCH;
             let deadline = Instant::now() + Duration::from_secs(120);
-            let (mut position, mut seen, mut reads) = (LogPosition::ZERO, Vec::new(), 0);
+            let (mut position, mut seen, mut reads, mut reordered) = (LogPosition::ZERO, Vec::new(), 0, 0);
             while seen.len() < total {
                 assert!(Instant::now() < deadline, "the reader saw {} of {total} events", seen.len());
                 let batch = store.read_log(&ws, position, 7).await.unwrap();
                 reads += 1;
                 for e in batch {
+                    // A transaction that took its sequence numbers earlier but committed later:
+                    // the case a reader going by seq alone could skip.
+                    reordered += usize::from(e.position.seq < position.seq);
                     assert!(e.position > position, "positions only grow");
                     position = e.position;
                     seen.push(e.event.message_id);
                 }
             }
-            (position, seen, reads)
+            (position, seen, reads, reordered)
         })
     };
 
     for w in writers {
         w.await.unwrap();
     }
-    let (position, seen, reads) = reader.await.unwrap();
+    let (position, seen, reads, reordered) = reader.await.unwrap();
     assert!(store.read_log(&ws, position, 100).await.unwrap().is_empty(), "nothing is left behind the reader");
 
     let distinct: HashSet<&str> = seen.iter().map(String::as_str).collect();
@@ -76,13 +79,16 @@ async fn concurrent_appends_are_read_exactly_once() {
         .flat_map(|w| (0..BATCHES).flat_map(move |b| (0..PER_BATCH).map(move |i| format!("w{w}-b{b}-{i}"))))
         .collect();
     assert_eq!(distinct, expected.iter().map(String::as_str).collect(), "every event is read");
-    eprintln!("read {} events in {reads} reads", seen.len());
+    eprintln!("read {} events in {reads} reads; {reordered} came after a higher seq", seen.len());
     store.close().await;
 }
 
 /// The case the (tx, seq) order exists for, made deterministic: a transaction takes a sequence
 /// number, another appends after it and commits first. Read by seq alone, a reader would pass the
 /// first row before it commits and never return to it.
+///
+/// Whatever else runs in the database at the same time can only make the reader wait longer,
+/// never return sooner, so the outcome does not depend on other tests.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_row_that_commits_late_is_not_skipped() {
     let Some(url) = common::database_url() else {
@@ -90,7 +96,7 @@ async fn a_row_that_commits_late_is_not_skipped() {
         return;
     };
     let schema = common::fresh_schema();
-    let store = PgStore::connect_in_schema(&url, &schema).await.unwrap();
+    let store = Arc::new(PgStore::connect_in_schema(&url, &schema).await.unwrap());
     let ws = store.create_workspace("Late").await.unwrap().workspace_id;
     let raw = PgPoolOptions::new()
         .max_connections(1)
@@ -115,11 +121,18 @@ async fn a_row_that_commits_late_is_not_skipped() {
     .unwrap();
 
     store.append_events(&ws, &store::contract::events(json!([track("early")]))).await.unwrap();
-    let before = store.read_log(&ws, LogPosition::ZERO, 10).await.unwrap();
-    assert!(before.is_empty(), "an event is held back while an older transaction runs: {before:?}");
+    // "early" is committed and visible, but an older transaction is still running: the reader
+    // must wait for it rather than return "early" and move its position past "late".
+    let reader = {
+        let (store, ws) = (store.clone(), ws.clone());
+        tokio::spawn(async move { store.read_log(&ws, LogPosition::ZERO, 10).await.unwrap() })
+    };
+    // Give the reader time to start waiting; had it returned, it could only hold "early".
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert!(!reader.is_finished(), "read_log returned while an older transaction was still running");
 
     slow.commit().await.unwrap();
-    let log = store.read_log(&ws, LogPosition::ZERO, 10).await.unwrap();
+    let log = reader.await.unwrap();
     let ids: Vec<_> = log.iter().map(|e| e.event.message_id.as_str()).collect();
     assert_eq!(ids, ["late", "early"], "log order is commit order of the transactions' ids");
     assert!(log[0].position.seq < log[1].position.seq && log[0].position.tx < log[1].position.tx);
