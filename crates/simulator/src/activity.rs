@@ -1,14 +1,16 @@
 //! One customer's day, as Segment messages: its milestones (sign-ups, invitations, upgrades,
 //! cancellation) and its people's sessions in the product.
 
-use serde_json::{json, Map, Value};
+use serde_json::{Map, Value, json};
 
 use crate::catalog::{
-    authoring_factor, Page, ACCEPT_INVITE, APP_URL, DASHBOARD, FEATURES, INTEGRATIONS, PLANS, PRICING,
-    SESSION_HOURS, SIGN_UP, SITE_URL,
+    ACCEPT_INVITE, APP_URL, DASHBOARD, FEATURES, INTEGRATIONS, PLANS, PRICING, Page, SESSION_HOURS, SIGN_UP, SITE_URL,
+    authoring_factor,
 };
 use crate::rng::Rng;
-use crate::world::{is_weekend, streams, Customer, Member, Milestone, Ms, Subscription, Window, DAY, HOUR, MINUTE, SECOND};
+use crate::world::{
+    Customer, DAY, HOUR, MINUTE, Member, Milestone, Ms, SECOND, Subscription, Window, is_weekend, streams,
+};
 
 /// Weekend days see this share of a weekday's visitors (people working through the weekend).
 const WEEKEND_VISITS: f64 = 0.15;
@@ -140,9 +142,12 @@ pub(crate) fn simulate_day(c: &Customer, window: &Window, seed: u64, day: i64, o
     let mood = c.vitality(midday) * rng.log_normal(0.25);
     let visits = if weekend { mood * WEEKEND_VISITS } else { mood };
     let length = if weekend { WEEKEND_SESSION_LENGTH } else { 1.0 };
-    let adopted: Vec<usize> = (0..FEATURES.len()).filter(|&i| c.adoption[i].is_some_and(|t| t <= midday)).collect();
+    let workday = Workday {
+        customer: c,
+        adopted: (0..FEATURES.len()).filter(|&i| c.adoption[i].is_some_and(|t| t <= midday)).collect(),
+        until: until.min(closes - 1),
+    };
     let earliest = if c.signup < window.start { window.start + BACKFILL_SPAN } else { window.start };
-    let session_end = until.min(closes - 1);
 
     for member in &c.members {
         if member.joined >= closes {
@@ -155,7 +160,7 @@ pub(crate) fn simulate_day(c: &Customer, window: &Window, seed: u64, day: i64, o
             // Newcomers look around right after joining.
             let start = member.joined + rng.between(MINUTE, 4 * MINUTE);
             let actions = 1 + rng.poisson(actions_mean);
-            session(c, member, start, actions, &adopted, session_end, &mut today, &mut rng);
+            workday.session(member, start, actions, &mut today, &mut rng);
             continue;
         }
         let p = 1.0 - (-member.propensity * visits * dormancy).exp();
@@ -170,50 +175,52 @@ pub(crate) fn simulate_day(c: &Customer, window: &Window, seed: u64, day: i64, o
                 continue;
             }
             let actions = 1 + rng.poisson(actions_mean);
-            session(c, member, start, actions, &adopted, session_end, &mut today, &mut rng);
+            workday.session(member, start, actions, &mut today, &mut rng);
         }
     }
 }
 
-/// One visit to the product: maybe a sign-in, then pages and the actions done on them.
-#[allow(clippy::too_many_arguments)]
-fn session(
-    c: &Customer,
-    member: &Member,
-    start: Ms,
-    actions: u32,
-    adopted: &[usize],
+/// What a customer's people can do in the product on a given day.
+struct Workday<'a> {
+    customer: &'a Customer,
+    /// The features the customer has adopted by then (indices into `FEATURES`).
+    adopted: Vec<usize>,
+    /// Sessions stop at the end of the day, or at the churn.
     until: Ms,
-    today: &mut Day<'_>,
-    rng: &mut Rng,
-) {
-    if adopted.is_empty() {
-        return;
-    }
-    let mut t = start;
-    if rng.chance(0.45) {
-        today.track(t, member, "Signed In", json!({ "method": member.sign_in_method }));
-        t += rng.between(2 * SECOND, 15 * SECOND);
-    }
-    let authoring = authoring_factor(member.role);
-    let mut on_page = None;
-    for _ in 0..actions {
-        if t > until {
+}
+
+impl Workday<'_> {
+    /// One visit to the product: maybe a sign-in, then pages and the actions done on them.
+    fn session(&self, member: &Member, start: Ms, actions: u32, today: &mut Day<'_>, rng: &mut Rng) {
+        let (c, adopted, until) = (self.customer, &self.adopted, self.until);
+        if adopted.is_empty() {
             return;
         }
-        let feature = &FEATURES[adopted[rng.weighted(adopted, |&i| {
-            let f = &FEATURES[i];
-            if f.authoring { f.weight * authoring } else { f.weight }
-        })]];
-        if on_page != Some(feature.page.name) {
-            today.page(t, Sender::User(&member.user_id), &feature.page, APP_URL);
-            on_page = Some(feature.page.name);
-            t += rng.between(SECOND, 20 * SECOND);
+        let mut t = start;
+        if rng.chance(0.45) {
+            today.track(t, member, "Signed In", json!({ "method": member.sign_in_method }));
+            t += rng.between(2 * SECOND, 15 * SECOND);
         }
-        if let Some(event) = feature.event {
-            today.track(t, member, event, properties(c, event, t, rng));
+        let authoring = authoring_factor(member.role);
+        let mut on_page = None;
+        for _ in 0..actions {
+            if t > until {
+                return;
+            }
+            let feature = &FEATURES[adopted[rng.weighted(adopted, |&i| {
+                let f = &FEATURES[i];
+                if f.authoring { f.weight * authoring } else { f.weight }
+            })]];
+            if on_page != Some(feature.page.name) {
+                today.page(t, Sender::User(&member.user_id), &feature.page, APP_URL);
+                on_page = Some(feature.page.name);
+                t += rng.between(SECOND, 20 * SECOND);
+            }
+            if let Some(event) = feature.event {
+                today.track(t, member, event, properties(c, event, t, rng));
+            }
+            t += 3 * SECOND + (rng.exponential(75.0) * SECOND as f64) as Ms;
         }
-        t += 3 * SECOND + (rng.exponential(75.0) * SECOND as f64) as Ms;
     }
 }
 
@@ -281,7 +288,12 @@ fn celebrate(c: &Customer, at: Ms, milestone: &Milestone, opens: Ms, today: &mut
             if let Some(visitor) = &owner.anonymous_id {
                 let browsing = (at - rng.between(3 * MINUTE, 12 * MINUTE)).max(opens);
                 today.page(browsing, Sender::Visitor(visitor), &PRICING, SITE_URL);
-                today.page((at - rng.between(20 * SECOND, 2 * MINUTE)).max(browsing), Sender::Visitor(visitor), &SIGN_UP, SITE_URL);
+                today.page(
+                    (at - rng.between(20 * SECOND, 2 * MINUTE)).max(browsing),
+                    Sender::Visitor(visitor),
+                    &SIGN_UP,
+                    SITE_URL,
+                );
             }
             today.identify(at, owner);
             today.track(at + 150, owner, "Signed Up", json!({ "type": "organic" }));
@@ -294,7 +306,12 @@ fn celebrate(c: &Customer, at: Ms, milestone: &Milestone, opens: Ms, today: &mut
             let invitee = &c.members[member];
             let (by, _) = invitee.invitation.expect("an invite milestone has an invitation");
             let inviter = &c.members[by];
-            today.track(at, inviter, "Invite Sent", json!({ "invitee_email": invitee.email, "invitee_role": invitee.role }));
+            today.track(
+                at,
+                inviter,
+                "Invite Sent",
+                json!({ "invitee_email": invitee.email, "invitee_role": invitee.role }),
+            );
         }
         Milestone::Join { member } => {
             let m = &c.members[member];
@@ -326,7 +343,12 @@ fn celebrate(c: &Customer, at: Ms, milestone: &Milestone, opens: Ms, today: &mut
         Milestone::IntegrationConnected { by, integration } => {
             let m = &c.members[by];
             today.page(at, Sender::User(&m.user_id), &INTEGRATIONS, APP_URL);
-            today.track(at + rng.between(20 * SECOND, 3 * MINUTE), m, "Integration Connected", json!({ "integration": integration }));
+            today.track(
+                at + rng.between(20 * SECOND, 3 * MINUTE),
+                m,
+                "Integration Connected",
+                json!({ "integration": integration }),
+            );
         }
         Milestone::Cancellation => {
             let (_, reason) = c.churn.expect("a cancellation milestone has a churn");

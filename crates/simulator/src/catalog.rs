@@ -166,17 +166,18 @@ pub(crate) const TIME_ZONES: [(i32, f64); 9] = [
 
 /// Local hours at which sessions start, by weight: the working day, with a dip at lunch.
 pub(crate) const SESSION_HOURS: [f64; 24] = [
-    0.02, 0.01, 0.01, 0.01, 0.01, 0.03, 0.1, 0.35, 0.9, 1.4, 1.5, 1.35, 0.85, 1.1, 1.3, 1.25, 1.05, 0.7, 0.4,
-    0.3, 0.25, 0.2, 0.1, 0.05,
+    0.02, 0.01, 0.01, 0.01, 0.01, 0.03, 0.1, 0.35, 0.9, 1.4, 1.5, 1.35, 0.85, 1.1, 1.3, 1.25, 1.05, 0.7, 0.4, 0.3,
+    0.25, 0.2, 0.1, 0.05,
 ];
 
+#[rustfmt::skip]
 pub(crate) const COMPANY_STEMS: [&str; 48] = [
     "Northwind", "Bluepeak", "Ironbridge", "Silverline", "Redwood", "Brightwater", "Stonegate", "Clearview",
-    "Highland", "Oakridge", "Summit", "Evergreen", "Harbor", "Pinecrest", "Granite", "Riverstone", "Lakeshore",
-    "Copperfield", "Westbrook", "Sunrise", "Meridian", "Keystone", "Fairview", "Cedar", "Falcon", "Beacon",
-    "Horizon", "Maple", "Atlas", "Orion", "Vantage", "Juniper", "Crescent", "Sterling", "Aurora", "Pioneer",
-    "Cobalt", "Lumen", "Quarry", "Willow", "Bramble", "Tidewater", "Foxglove", "Larkspur", "Kestrel",
-    "Marigold", "Thistle", "Wrenfield",
+    "Highland", "Oakridge", "Summit", "Evergreen", "Harbor", "Pinecrest", "Granite", "Riverstone",
+    "Lakeshore", "Copperfield", "Westbrook", "Sunrise", "Meridian", "Keystone", "Fairview", "Cedar", "Falcon",
+    "Beacon", "Horizon", "Maple", "Atlas", "Orion", "Vantage", "Juniper", "Crescent", "Sterling", "Aurora",
+    "Pioneer", "Cobalt", "Lumen", "Quarry", "Willow", "Bramble", "Tidewater", "Foxglove", "Larkspur",
+    "Kestrel", "Marigold", "Thistle", "Wrenfield",
 ];
 
 /// Company name endings and the industry they suggest.
@@ -208,6 +209,7 @@ pub(crate) const COMPANY_KINDS: [(&str, &str); 25] = [
     ("Biotech", "Biotechnology"),
 ];
 
+#[rustfmt::skip]
 pub(crate) const FIRST_NAMES: [&str; 64] = [
     "James", "Mary", "John", "Patricia", "Robert", "Jennifer", "Michael", "Linda", "David", "Elizabeth",
     "William", "Barbara", "Richard", "Susan", "Joseph", "Jessica", "Thomas", "Sarah", "Charles", "Karen",
@@ -217,6 +219,7 @@ pub(crate) const FIRST_NAMES: [&str; 64] = [
     "Yuki", "Omar", "Leila", "Noah", "Emma", "Liam", "Olivia", "Hugo", "Chloe", "Felix", "Nora",
 ];
 
+#[rustfmt::skip]
 pub(crate) const LAST_NAMES: [&str; 64] = [
     "Smith", "Johnson", "Williams", "Brown", "Jones", "Garcia", "Miller", "Davis", "Rodriguez", "Martinez",
     "Hernandez", "Lopez", "Gonzalez", "Wilson", "Anderson", "Thomas", "Taylor", "Moore", "Jackson", "Martin",

@@ -13,6 +13,7 @@
 
 mod activity;
 mod catalog;
+mod planning;
 mod rng;
 mod stream;
 mod world;
@@ -22,9 +23,9 @@ mod tests;
 
 use chrono::{DateTime, Utc};
 
-pub use stream::{Messages, MAX_BATCH_BYTES, MAX_BATCH_MESSAGES};
+pub use stream::{MAX_BATCH_BYTES, MAX_BATCH_MESSAGES, Messages};
 
-use world::{Customer, Window, DAY};
+use world::{Customer, DAY, Window};
 
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct SimConfig {
@@ -111,17 +112,17 @@ impl Simulation {
         // Whole milliseconds, as the messages carry; the start rounds up to stay inside the window
         // (which leaves a zero-day window ending between two milliseconds empty).
         let end = config.end.timestamp_millis();
-        let exact = config.end.timestamp_subsec_nanos() % 1_000_000 == 0;
+        let exact = config.end.timestamp_subsec_nanos().is_multiple_of(1_000_000);
         let start = end - i64::from(config.days) * DAY + i64::from(!exact);
         let window = Window { start, end };
 
-        let fates = world::deal_fates(config.seed, config.accounts);
-        let names = world::company_names(config.seed, config.accounts);
+        let fates = planning::deal_fates(config.seed, config.accounts);
+        let names = planning::company_names(config.seed, config.accounts);
         let customers: Vec<Customer> = fates
             .into_iter()
             .zip(names)
             .enumerate()
-            .map(|(i, (fate, company))| world::plan_customer(config.seed, i, fate, company, &window))
+            .map(|(i, (fate, company))| planning::plan_customer(config.seed, i, fate, company, &window))
             .collect();
         let accounts = customers.iter().map(|c| ground_truth(c, &window)).collect();
         let max_utc_offset = customers.iter().map(|c| c.utc_offset).max().unwrap_or(0);

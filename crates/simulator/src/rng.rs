@@ -156,12 +156,13 @@ mod tests {
 
     #[test]
     fn known_first_outputs_stay_fixed() {
-        // Pinned so that a change to the generator, which would change every demo, is noticed.
+        // SplitMix64's published first output for seed 0, then xoshiro256** from that seeding as
+        // the reference algorithm gives it. Pinned: changing the generator changes every demo.
+        let mut state = 0;
+        assert_eq!(splitmix64(&mut state), 0xE220_A839_7B1D_CDAF);
         let mut r = Rng::new(0);
         let first: Vec<u64> = (0..3).map(|_| r.next_u64()).collect();
-        let mut again = Rng::new(0);
-        assert_eq!(first, (0..3).map(|_| again.next_u64()).collect::<Vec<_>>());
-        assert_ne!(first[0], first[1]);
+        assert_eq!(first, [0x99EC_5F36_CB75_F2B4, 0xBF6E_1F78_4956_452A, 0x1A5F_849D_4933_E6E0]);
         assert_ne!(Rng::stream(1, &[2, 3]).next_u64(), Rng::stream(1, &[3, 2]).next_u64());
     }
 

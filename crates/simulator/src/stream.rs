@@ -6,9 +6,9 @@ use std::io;
 
 use serde_json::{Map, Value};
 
-use crate::activity::{simulate_day, timestamp, Draft};
-use crate::world::{Ms, DAY};
 use crate::Simulation;
+use crate::activity::{Draft, simulate_day, timestamp};
+use crate::world::{DAY, Ms};
 
 /// Segment accepts 500 KB per batch; staying well under leaves room for what a sender adds
 /// (a write key, a batch-level context).
