@@ -11,8 +11,8 @@ mod body;
 mod message;
 mod time;
 
-pub use body::{decode_body, BodyError};
-pub use message::{normalize_message, Rejection};
+pub use body::{BodyError, decode_body};
+pub use message::{Rejection, normalize_message};
 pub use time::parse_timestamp;
 
 use domain::{EventType, NewEvent, Timestamp};

@@ -62,9 +62,9 @@ pub(crate) fn normalize_object(
     let kind = match forced_kind {
         Some(k) => k,
         None => match m.get("type") {
-            Some(Value::String(s)) => s
-                .parse::<EventType>()
-                .map_err(|e| reject("invalid_type", Some("type"), e.to_string()))?,
+            Some(Value::String(s)) => {
+                s.parse::<EventType>().map_err(|e| reject("invalid_type", Some("type"), e.to_string()))?
+            }
             Some(_) => return Err(reject("invalid_type", Some("type"), "`type` must be a string")),
             None => return Err(reject("missing_type", Some("type"), "`type` is required in a batch")),
         },
@@ -129,11 +129,7 @@ pub(crate) fn normalize_object(
         }
         EventType::Identify => {
             // `context.traits` are the client's idea of the user's traits; the message's own win.
-            let ctx_traits = m
-                .get("context")
-                .and_then(|c| c.get("traits"))
-                .and_then(Value::as_object)
-                .cloned();
+            let ctx_traits = m.get("context").and_then(|c| c.get("traits")).and_then(Value::as_object).cloned();
             if let Some(ctx_traits) = ctx_traits {
                 let traits = m.entry("traits").or_insert_with(|| Value::Object(Map::new()));
                 if let Value::Object(t) = traits {

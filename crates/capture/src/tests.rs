@@ -33,15 +33,23 @@ fn each_type_has_its_required_fields() {
         (json!({"type": "screen", "userId": "u", "name": 3}), Some(("invalid_field", Some("name")))),
         (json!({"type": "launch", "userId": "u"}), Some(("invalid_type", Some("type")))),
         (json!({"userId": "u"}), Some(("missing_type", Some("type")))),
-        (json!({"type": "track", "userId": "u", "event": "x", "properties": [1]}), Some(("invalid_field", Some("properties")))),
+        (
+            json!({"type": "track", "userId": "u", "event": "x", "properties": [1]}),
+            Some(("invalid_field", Some("properties"))),
+        ),
         (json!({"type": "track", "userId": {"a": 1}, "event": "x"}), Some(("invalid_field", Some("userId")))),
-        (json!({"type": "track", "userId": "u", "event": "x", "timestamp": "yesterday"}), Some(("invalid_timestamp", Some("timestamp")))),
+        (
+            json!({"type": "track", "userId": "u", "event": "x", "timestamp": "yesterday"}),
+            Some(("invalid_timestamp", Some("timestamp"))),
+        ),
         (json!(17), Some(("not_an_object", None))),
     ];
     for (msg, expected) in cases {
         let p = batch(json!({"batch": [msg.clone()]}));
         match expected {
-            None => assert_eq!((p.events.len(), p.rejected.len()), (1, 0), "{msg} should be accepted: {:?}", p.rejected),
+            None => {
+                assert_eq!((p.events.len(), p.rejected.len()), (1, 0), "{msg} should be accepted: {:?}", p.rejected)
+            }
             Some((code, field)) => {
                 assert_eq!(p.events.len(), 0, "{msg} should be rejected");
                 assert_eq!((p.rejected[0].code, p.rejected[0].field), (code, field), "{msg}");
@@ -87,7 +95,10 @@ fn clock_skew_is_corrected_as_segment_does() {
     ]}));
     assert_eq!(p.events[0].timestamp, Utc.with_ymd_and_hms(2025, 1, 2, 1, 4, 5).unwrap());
     assert_eq!(p.events[1].timestamp, now());
-    assert_eq!(p.events[2].timestamp.timestamp_millis(), Utc.with_ymd_and_hms(2025, 1, 2, 3, 4, 5).unwrap().timestamp_millis() + 123);
+    assert_eq!(
+        p.events[2].timestamp.timestamp_millis(),
+        Utc.with_ymd_and_hms(2025, 1, 2, 3, 4, 5).unwrap().timestamp_millis() + 123
+    );
 }
 
 #[test]
@@ -181,7 +192,7 @@ fn single_endpoints_take_their_type_from_the_path_and_the_key_from_the_body() {
 
 #[test]
 fn gzip_is_detected_by_content_and_bounded() {
-    use flate2::{write::GzEncoder, Compression};
+    use flate2::{Compression, write::GzEncoder};
     use std::io::Write;
     let gz = |data: &[u8]| {
         let mut e = GzEncoder::new(Vec::new(), Compression::fast());

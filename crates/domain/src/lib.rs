@@ -6,7 +6,7 @@ mod keys;
 mod money;
 
 pub use event::{EventType, NewEvent, UnknownEventType};
-pub use ids::{person_id_for, AccountId, IdKind, IdentityKey, InvalidId, WorkspaceId};
+pub use ids::{AccountId, IdKind, IdentityKey, InvalidId, WorkspaceId, person_id_for};
 pub use keys::{ApiKey, KeyHash, KeyRole, NewApiKey, UnknownRole};
 pub use money::{Currency, InvalidMoney, Money};
 

@@ -42,7 +42,8 @@ impl App {
     /// Everything processing derived, as one comparable value.
     async fn snapshot(&self) -> Value {
         let accounts = self.store.list_accounts(&self.ws, &PageRequest::first(1000)).await.unwrap().items;
-        let events = self.store.list_events(&self.ws, &EventFilter::default(), &PageRequest::first(1000)).await.unwrap().items;
+        let events =
+            self.store.list_events(&self.ws, &EventFilter::default(), &PageRequest::first(1000)).await.unwrap().items;
         let mut people = Vec::new();
         for e in &events {
             if let Some(p) = &e.person_id {
@@ -87,13 +88,24 @@ async fn an_anonymous_visitor_who_signs_up_is_one_person_in_their_account() {
     assert_eq!(ana.user_ids, ["ana"]);
     assert_eq!(ana.traits, json!({"email": "ana@acme.test"}));
     assert_eq!(ana.account_ids, [AccountId::parse("acme").unwrap()]);
-    let acme_events = app.store.list_events(&app.ws, &EventFilter { account_id: Some(AccountId::parse("acme").unwrap()), ..Default::default() }, &PageRequest::first(100)).await.unwrap();
+    let acme_events = app
+        .store
+        .list_events(
+            &app.ws,
+            &EventFilter { account_id: Some(AccountId::parse("acme").unwrap()), ..Default::default() },
+            &PageRequest::first(100),
+        )
+        .await
+        .unwrap();
     let mut ids: Vec<_> = acme_events.items.iter().map(|e| e.message_id.as_str()).collect();
     ids.sort();
     assert_eq!(ids, ["1", "2", "3", "4", "5", "6", "7", "8"], "pre-signup events count for the account too");
 
     let bob = app.person("anon-9").await;
-    assert_eq!((bob.user_ids.as_slice(), bob.anonymous_ids.as_slice()), (&["bob".to_string()][..], &["anon-9".to_string()][..]));
+    assert_eq!(
+        (bob.user_ids.as_slice(), bob.anonymous_ids.as_slice()),
+        (&["bob".to_string()][..], &["anon-9".to_string()][..])
+    );
 
     // anon-1 was Ana's device; Cy signing in on it takes the device, not Ana's history.
     let cy = app.person("cy").await;
@@ -150,7 +162,8 @@ async fn replaying_the_log_rebuilds_the_same_state() {
 #[tokio::test]
 async fn the_worker_processes_what_arrives_while_it_runs() {
     let app = App::new().await;
-    let p = Processor::new(app.store.clone(), ProcessorConfig { batch: 3, idle_poll: std::time::Duration::from_millis(5) });
+    let p =
+        Processor::new(app.store.clone(), ProcessorConfig { batch: 3, idle_poll: std::time::Duration::from_millis(5) });
     let shutdown = tokio_util::sync::CancellationToken::new();
     let task = tokio::spawn(p.clone().run(shutdown.clone()));
     app.send(story()).await;

@@ -31,8 +31,11 @@ fn page_request(q: &HashMap<String, String>) -> Result<PageRequest, ApiError> {
         Some(s) => match s.parse::<usize>() {
             Ok(n) if (1..=store::MAX_LIMIT).contains(&n) => n,
             _ => {
-                return Err(ApiError::bad_request("invalid_parameter", format!("`limit` must be a whole number from 1 to {}", store::MAX_LIMIT))
-                    .field("limit"));
+                return Err(ApiError::bad_request(
+                    "invalid_parameter",
+                    format!("`limit` must be a whole number from 1 to {}", store::MAX_LIMIT),
+                )
+                .field("limit"));
             }
         },
     };
@@ -51,7 +54,8 @@ fn time_param(q: &HashMap<String, String>, name: &'static str) -> Result<Option<
     q.get(name)
         .map(|s| {
             capture::parse_timestamp(s).ok_or_else(|| {
-                ApiError::bad_request("invalid_parameter", format!("`{name}` must be an ISO 8601 timestamp")).field(name)
+                ApiError::bad_request("invalid_parameter", format!("`{name}` must be an ISO 8601 timestamp"))
+                    .field(name)
             })
         })
         .transpose()
@@ -61,15 +65,24 @@ fn page_json<T: Serialize>(page: Page<T>) -> Response {
     Json(json!({"data": page.items, "next_cursor": page.next.map(|c| c.encode())})).into_response()
 }
 
-pub(crate) async fn list_accounts(State(s): State<AppState>, headers: HeaderMap, Query(q): Params) -> Result<Response, ApiError> {
+pub(crate) async fn list_accounts(
+    State(s): State<AppState>,
+    headers: HeaderMap,
+    Query(q): Params,
+) -> Result<Response, ApiError> {
     let ws = workspace(&s, &headers).await?;
     Ok(page_json(s.store().list_accounts(&ws, &page_request(&q)?).await?))
 }
 
-pub(crate) async fn get_account(State(s): State<AppState>, headers: HeaderMap, Path(id): Path<String>) -> Result<Response, ApiError> {
+pub(crate) async fn get_account(
+    State(s): State<AppState>,
+    headers: HeaderMap,
+    Path(id): Path<String>,
+) -> Result<Response, ApiError> {
     let ws = workspace(&s, &headers).await?;
     let account = s.store().get_account(&ws, &account_id(&id)?).await?;
-    let account = account.ok_or_else(|| ApiError::not_found("account", format!("no account {id:?} in this workspace")))?;
+    let account =
+        account.ok_or_else(|| ApiError::not_found("account", format!("no account {id:?} in this workspace")))?;
     Ok(Json(account).into_response())
 }
 
@@ -105,14 +118,22 @@ pub(crate) async fn account_timeline(
     Ok(page_json(s.store().account_timeline(&ws, &account, &page).await?))
 }
 
-pub(crate) async fn get_person(State(s): State<AppState>, headers: HeaderMap, Path(id): Path<String>) -> Result<Response, ApiError> {
+pub(crate) async fn get_person(
+    State(s): State<AppState>,
+    headers: HeaderMap,
+    Path(id): Path<String>,
+) -> Result<Response, ApiError> {
     let ws = workspace(&s, &headers).await?;
     let person = s.store().get_person(&ws, &id).await?;
     let person = person.ok_or_else(|| ApiError::not_found("person", format!("no person {id:?} in this workspace")))?;
     Ok(Json(person).into_response())
 }
 
-pub(crate) async fn list_events(State(s): State<AppState>, headers: HeaderMap, Query(q): Params) -> Result<Response, ApiError> {
+pub(crate) async fn list_events(
+    State(s): State<AppState>,
+    headers: HeaderMap,
+    Query(q): Params,
+) -> Result<Response, ApiError> {
     let ws = workspace(&s, &headers).await?;
     let filter = EventFilter {
         message_id: q.get("message_id").cloned(),
@@ -120,7 +141,10 @@ pub(crate) async fn list_events(State(s): State<AppState>, headers: HeaderMap, Q
         account_id: q.get("account_id").map(|a| account_id(a).map_err(|e| e.field("account_id"))).transpose()?,
         kind: q
             .get("type")
-            .map(|t| t.parse::<EventType>().map_err(|e| ApiError::bad_request("invalid_parameter", e.to_string()).field("type")))
+            .map(|t| {
+                t.parse::<EventType>()
+                    .map_err(|e| ApiError::bad_request("invalid_parameter", e.to_string()).field("type"))
+            })
             .transpose()?,
         since: time_param(&q, "since")?,
         until: time_param(&q, "until")?,

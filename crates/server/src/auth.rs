@@ -63,7 +63,11 @@ async fn lookup(state: &AppState, secret: &str) -> Result<ApiKey, ApiError> {
 }
 
 /// The workspace a capture request writes to.
-pub(crate) async fn write_key(state: &AppState, headers: &HeaderMap, body_key: Option<&str>) -> Result<ApiKey, ApiError> {
+pub(crate) async fn write_key(
+    state: &AppState,
+    headers: &HeaderMap,
+    body_key: Option<&str>,
+) -> Result<ApiKey, ApiError> {
     let secret = basic_username(headers).or_else(|| body_key.map(str::to_owned)).ok_or_else(|| {
         unauthorized("missing_write_key", "send the write key as the HTTP Basic username or as `writeKey` in the body")
     })?;

@@ -43,15 +43,28 @@ impl From<store::StoreError> for ApiError {
     fn from(e: store::StoreError) -> Self {
         use store::StoreError::*;
         match e {
-            InvalidCursor => ApiError::bad_request("invalid_parameter", "the cursor is not valid for this list").field("cursor"),
+            InvalidCursor => {
+                ApiError::bad_request("invalid_parameter", "the cursor is not valid for this list").field("cursor")
+            }
             Full(m) => {
                 tracing::error!(error = %m, "storage is full; refusing writes");
-                ApiError { retry_after: Some(30), ..ApiError::new(StatusCode::SERVICE_UNAVAILABLE, "storage_full", "storage is full; nothing was stored") }
+                ApiError {
+                    retry_after: Some(30),
+                    ..ApiError::new(
+                        StatusCode::SERVICE_UNAVAILABLE,
+                        "storage_full",
+                        "storage is full; nothing was stored",
+                    )
+                }
             }
             Conflict(what) => ApiError::new(StatusCode::CONFLICT, "conflict", format!("{what} already exists")),
             Backend(m) => {
                 tracing::error!(error = %m, "storage error");
-                ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, "storage_error", "the request could not be completed; nothing was stored")
+                ApiError::new(
+                    StatusCode::INTERNAL_SERVER_ERROR,
+                    "storage_error",
+                    "the request could not be completed; nothing was stored",
+                )
             }
         }
     }

@@ -28,7 +28,12 @@ macro_rules! single {
 single!(track => EventType::Track, identify => EventType::Identify, group => EventType::Group,
         page => EventType::Page, screen => EventType::Screen, alias => EventType::Alias);
 
-async fn ingest(State(state): State<AppState>, headers: HeaderMap, body: Body, kind: Option<EventType>) -> Result<Response, ApiError> {
+async fn ingest(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    body: Body,
+    kind: Option<EventType>,
+) -> Result<Response, ApiError> {
     let received_at = Utc::now();
     let limits = &state.inner.config.limits;
     let raw = axum::body::to_bytes(body, limits.max_batch_bytes)
@@ -63,7 +68,11 @@ async fn ingest(State(state): State<AppState>, headers: HeaderMap, body: Body, k
             metrics::counter!("steward_capture_overloaded_total").increment(1);
             return Err(ApiError {
                 retry_after: Some(1),
-                ..ApiError::new(StatusCode::TOO_MANY_REQUESTS, "overloaded", "too many events are waiting to be stored; retry shortly")
+                ..ApiError::new(
+                    StatusCode::TOO_MANY_REQUESTS,
+                    "overloaded",
+                    "too many events are waiting to be stored; retry shortly",
+                )
             });
         }
     };
@@ -88,14 +97,20 @@ async fn ingest(State(state): State<AppState>, headers: HeaderMap, body: Body, k
 fn request_error(e: RequestError) -> ApiError {
     let message = e.to_string();
     match e {
-        RequestError::Body(BodyError::TooLarge { .. }) => ApiError::new(StatusCode::PAYLOAD_TOO_LARGE, "body_too_large", message),
+        RequestError::Body(BodyError::TooLarge { .. }) => {
+            ApiError::new(StatusCode::PAYLOAD_TOO_LARGE, "body_too_large", message)
+        }
         RequestError::Body(BodyError::BadGzip(_)) => ApiError::bad_request("invalid_gzip", message),
         RequestError::Body(BodyError::Empty) => ApiError::bad_request("empty_body", message),
         RequestError::InvalidJson(_) => ApiError::bad_request("invalid_json", message),
         RequestError::NotAnObject => ApiError::bad_request("invalid_json", message),
         RequestError::MissingBatch => ApiError::bad_request("missing_batch", message).field("batch"),
-        RequestError::TooManyMessages { .. } => ApiError::new(StatusCode::PAYLOAD_TOO_LARGE, "too_many_messages", message).field("batch"),
-        RequestError::MessageTooLarge { .. } => ApiError::new(StatusCode::PAYLOAD_TOO_LARGE, "message_too_large", message),
+        RequestError::TooManyMessages { .. } => {
+            ApiError::new(StatusCode::PAYLOAD_TOO_LARGE, "too_many_messages", message).field("batch")
+        }
+        RequestError::MessageTooLarge { .. } => {
+            ApiError::new(StatusCode::PAYLOAD_TOO_LARGE, "message_too_large", message)
+        }
         RequestError::InvalidField { field, .. } => ApiError::bad_request("invalid_field", message).field(field),
     }
 }

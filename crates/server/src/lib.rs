@@ -4,8 +4,8 @@
 
 mod api;
 mod auth;
-mod ingest;
 mod error;
+mod ingest;
 mod ops;
 
 pub use error::ApiError;
@@ -111,7 +111,11 @@ pub fn router(state: AppState) -> Router {
 }
 
 /// Serves until `shutdown`, then finishes in-flight requests before returning.
-pub async fn serve(listener: tokio::net::TcpListener, state: AppState, shutdown: CancellationToken) -> std::io::Result<()> {
+pub async fn serve(
+    listener: tokio::net::TcpListener,
+    state: AppState,
+    shutdown: CancellationToken,
+) -> std::io::Result<()> {
     let app = router(state);
     axum::serve(listener, app).with_graceful_shutdown(async move { shutdown.cancelled().await }).await
 }

@@ -46,7 +46,8 @@ pub(crate) async fn metrics(State(state): State<AppState>) -> Response {
         for ws in workspaces {
             if let Ok(status) = state.inner.store.log_status(&ws.workspace_id).await {
                 let id = ws.workspace_id.to_string();
-                metrics::gauge!("steward_processing_queue_depth", "workspace" => id.clone()).set(status.pending_events as f64);
+                metrics::gauge!("steward_processing_queue_depth", "workspace" => id.clone())
+                    .set(status.pending_events as f64);
                 metrics::gauge!("steward_event_log_size", "workspace" => id.clone()).set(status.total_events as f64);
                 let lag = status
                     .oldest_pending_received_at
@@ -61,13 +62,15 @@ pub(crate) async fn metrics(State(state): State<AppState>) -> Response {
 
 /// Counts and times every request by route and status.
 pub(crate) async fn track_requests(req: Request, next: Next) -> Response {
-    let route = req.extensions().get::<MatchedPath>().map(|p| p.as_str().to_owned()).unwrap_or_else(|| "unmatched".into());
+    let route =
+        req.extensions().get::<MatchedPath>().map(|p| p.as_str().to_owned()).unwrap_or_else(|| "unmatched".into());
     let method = req.method().to_string();
     let start = Instant::now();
     let resp = next.run(req).await;
     let status = resp.status().as_u16().to_string();
     let elapsed = start.elapsed().as_secs_f64();
-    metrics::counter!("steward_http_requests_total", "route" => route.clone(), "method" => method, "status" => status).increment(1);
+    metrics::counter!("steward_http_requests_total", "route" => route.clone(), "method" => method, "status" => status)
+        .increment(1);
     metrics::histogram!("steward_http_request_duration_seconds", "route" => route).record(elapsed);
     resp
 }

@@ -60,7 +60,8 @@ impl TestApp {
         let status = resp.status();
         let retry_after = resp.headers().get("retry-after").map(|v| v.to_str().unwrap().to_owned());
         let bytes = axum::body::to_bytes(resp.into_body(), usize::MAX).await.unwrap();
-        let body = serde_json::from_slice(&bytes).unwrap_or_else(|_| Value::String(String::from_utf8_lossy(&bytes).into()));
+        let body =
+            serde_json::from_slice(&bytes).unwrap_or_else(|_| Value::String(String::from_utf8_lossy(&bytes).into()));
         Reply { status, retry_after, body }
     }
 
@@ -74,7 +75,8 @@ impl TestApp {
     }
 
     async fn get(&self, path: &str, key: &str) -> Reply {
-        self.request(Request::get(path).header("authorization", format!("Bearer {key}")).body(Body::empty()).unwrap()).await
+        self.request(Request::get(path).header("authorization", format!("Bearer {key}")).body(Body::empty()).unwrap())
+            .await
     }
 
     async fn stored(&self, ws: &Workspace) -> usize {
@@ -127,14 +129,70 @@ async fn bad_requests_get_their_specific_error_and_store_nothing() {
         ("/v1/batch", Some(&ws.write), "not json".into(), StatusCode::BAD_REQUEST, "invalid_json", None),
         ("/v1/batch", Some(&ws.write), "".into(), StatusCode::BAD_REQUEST, "empty_body", None),
         ("/v1/batch", Some(&ws.write), "{}".into(), StatusCode::BAD_REQUEST, "missing_batch", Some("batch")),
-        ("/v1/batch", Some(&ws.write), json!({"batch": too_many}).to_string(), StatusCode::PAYLOAD_TOO_LARGE, "too_many_messages", Some("batch")),
-        ("/v1/batch", Some(&ws.write), json!({"batch": huge}).to_string(), StatusCode::PAYLOAD_TOO_LARGE, "body_too_large", None),
-        ("/v1/track", Some(&ws.write), json!({"userId": "u", "event": "x", "properties": {"pad": big}}).to_string(), StatusCode::PAYLOAD_TOO_LARGE, "message_too_large", None),
-        ("/v1/track", Some(&ws.write), json!({"event": "x"}).to_string(), StatusCode::BAD_REQUEST, "missing_identity", Some("userId")),
-        ("/v1/batch", Some(&ws.write), json!({"batch": [{"type": "track", "event": "x"}]}).to_string(), StatusCode::BAD_REQUEST, "missing_identity", Some("userId")),
-        ("/v1/batch", None, json!({"batch": [track("m")]}).to_string(), StatusCode::UNAUTHORIZED, "missing_write_key", None),
-        ("/v1/batch", Some("stw_wk_wrongwrongwrongwrongwrongwrongwr"), json!({"batch": [track("m")]}).to_string(), StatusCode::UNAUTHORIZED, "invalid_api_key", None),
-        ("/v1/batch", Some(&ws.admin), json!({"batch": [track("m")]}).to_string(), StatusCode::FORBIDDEN, "wrong_key_type", None),
+        (
+            "/v1/batch",
+            Some(&ws.write),
+            json!({"batch": too_many}).to_string(),
+            StatusCode::PAYLOAD_TOO_LARGE,
+            "too_many_messages",
+            Some("batch"),
+        ),
+        (
+            "/v1/batch",
+            Some(&ws.write),
+            json!({"batch": huge}).to_string(),
+            StatusCode::PAYLOAD_TOO_LARGE,
+            "body_too_large",
+            None,
+        ),
+        (
+            "/v1/track",
+            Some(&ws.write),
+            json!({"userId": "u", "event": "x", "properties": {"pad": big}}).to_string(),
+            StatusCode::PAYLOAD_TOO_LARGE,
+            "message_too_large",
+            None,
+        ),
+        (
+            "/v1/track",
+            Some(&ws.write),
+            json!({"event": "x"}).to_string(),
+            StatusCode::BAD_REQUEST,
+            "missing_identity",
+            Some("userId"),
+        ),
+        (
+            "/v1/batch",
+            Some(&ws.write),
+            json!({"batch": [{"type": "track", "event": "x"}]}).to_string(),
+            StatusCode::BAD_REQUEST,
+            "missing_identity",
+            Some("userId"),
+        ),
+        (
+            "/v1/batch",
+            None,
+            json!({"batch": [track("m")]}).to_string(),
+            StatusCode::UNAUTHORIZED,
+            "missing_write_key",
+            None,
+        ),
+        (
+            "/v1/batch",
+            Some("stw_wk_wrongwrongwrongwrongwrongwrongwr"),
+            json!({"batch": [track("m")]}).to_string(),
+            StatusCode::UNAUTHORIZED,
+            "invalid_api_key",
+            None,
+        ),
+        (
+            "/v1/batch",
+            Some(&ws.admin),
+            json!({"batch": [track("m")]}).to_string(),
+            StatusCode::FORBIDDEN,
+            "wrong_key_type",
+            None,
+        ),
     ];
     for (path, key, body, status, code, field) in cases {
         let r = app.post(path, key, body.clone()).await;
@@ -162,8 +220,19 @@ async fn a_batch_with_some_invalid_messages_stores_the_rest_and_says_which() {
     let r = app.post("/v1/batch", Some(&ws.write), body.to_string()).await;
     assert_eq!(r.status, StatusCode::OK);
     assert_eq!(r.body["stored"], json!(2));
-    let rejected: Vec<_> = r.body["rejected"].as_array().unwrap().iter().map(|x| (x["index"].clone(), x["code"].clone(), x["field"].clone())).collect();
-    assert_eq!(rejected, [(json!(1), json!("missing_group_id"), json!("groupId")), (json!(3), json!("invalid_timestamp"), json!("timestamp"))]);
+    let rejected: Vec<_> = r.body["rejected"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|x| (x["index"].clone(), x["code"].clone(), x["field"].clone()))
+        .collect();
+    assert_eq!(
+        rejected,
+        [
+            (json!(1), json!("missing_group_id"), json!("groupId")),
+            (json!(3), json!("invalid_timestamp"), json!("timestamp"))
+        ]
+    );
     assert_eq!(app.stored(&ws).await, 2);
 }
 
@@ -238,12 +307,16 @@ async fn the_read_api_serves_the_workspace_of_its_key_only() {
         assert_eq!((r.status, r.body["error"]["code"].as_str()), (status, Some(code)), "{path}");
     }
     let anonymous = app.request(Request::get("/api/v1/accounts").body(Body::empty()).unwrap()).await;
-    assert_eq!((anonymous.status, anonymous.body["error"]["code"].as_str()), (StatusCode::UNAUTHORIZED, Some("missing_api_key")));
+    assert_eq!(
+        (anonymous.status, anonymous.body["error"]["code"].as_str()),
+        (StatusCode::UNAUTHORIZED, Some("missing_api_key"))
+    );
 }
 
 #[tokio::test]
 async fn revoked_keys_stop_working() {
-    let app = TestApp::with(server::ServerConfig { key_cache_ttl: std::time::Duration::ZERO, ..Default::default() }).await;
+    let app =
+        TestApp::with(server::ServerConfig { key_cache_ttl: std::time::Duration::ZERO, ..Default::default() }).await;
     let ws = app.workspace("acme").await;
     assert_eq!(app.get("/api/v1/accounts", &ws.admin).await.status, StatusCode::OK);
     let key = app.store.list_keys(&ws.id).await.unwrap().into_iter().find(|k| k.role == KeyRole::Admin).unwrap();
@@ -266,7 +339,10 @@ async fn every_route_is_documented_and_operations_endpoints_answer() {
         }
     }
     for code in ["invalid_json", "wrong_key_type", "overloaded", "storage_full", "message_too_large"] {
-        assert!(doc.body["info"]["description"].as_str().unwrap().contains(&format!("`{code}`")), "{code} undocumented");
+        assert!(
+            doc.body["info"]["description"].as_str().unwrap().contains(&format!("`{code}`")),
+            "{code} undocumented"
+        );
     }
     assert_eq!(app.request(Request::get("/healthz").body(Body::empty()).unwrap()).await.status, StatusCode::OK);
     assert_eq!(app.request(Request::get("/readyz").body(Body::empty()).unwrap()).await.status, StatusCode::OK);
@@ -274,7 +350,13 @@ async fn every_route_is_documented_and_operations_endpoints_answer() {
     app.post("/v1/batch", Some(&ws.write), json!({"batch": [track("m1")]}).to_string()).await;
     let metrics = app.request(Request::get("/metrics").body(Body::empty()).unwrap()).await;
     let text = metrics.body.as_str().unwrap().to_owned();
-    for name in ["steward_http_requests_total", "steward_events_stored_total", "steward_processing_queue_depth", "steward_processing_lag_seconds", "steward_ingest_inflight_events"] {
+    for name in [
+        "steward_http_requests_total",
+        "steward_events_stored_total",
+        "steward_processing_queue_depth",
+        "steward_processing_lag_seconds",
+        "steward_ingest_inflight_events",
+    ] {
         assert!(text.contains(name), "{name} missing from /metrics");
     }
 }

@@ -58,7 +58,8 @@ struct Outcome {
 }
 
 pub async fn run(config: Config, command: BenchCommand) -> Result<()> {
-    let BenchCommand::Ingest { targets, postgres_url, url, write_key, concurrency, batch, seconds, rate, rate_seconds } = command;
+    let BenchCommand::Ingest { targets, postgres_url, url, write_key, concurrency, batch, seconds, rate, rate_seconds } =
+        command;
     let mut outcomes = Vec::new();
     if let Some(url) = url {
         let key = write_key.context("--url needs --write-key")?;
@@ -67,14 +68,17 @@ pub async fn run(config: Config, command: BenchCommand) -> Result<()> {
     } else {
         for target in targets.split(',').map(str::trim).filter(|t| !t.is_empty()) {
             let dir = tempfile::tempdir()?;
-            let mut cfg = Config { listen: "127.0.0.1:0".parse()?, data_dir: dir.path().to_path_buf(), ..config.clone() };
+            let mut cfg =
+                Config { listen: "127.0.0.1:0".parse()?, data_dir: dir.path().to_path_buf(), ..config.clone() };
             cfg.database_url = None;
             let discard = match target {
                 "discard" => true,
                 "sqlite" => false,
                 "postgres" => {
                     let url = postgres_url.clone().or_else(|| config.database_url.as_ref().map(|u| u.0.clone()));
-                    cfg.database_url = Some(DatabaseUrl(url.context("the postgres target needs --postgres-url or STEWARD_DATABASE_URL")?));
+                    cfg.database_url = Some(DatabaseUrl(
+                        url.context("the postgres target needs --postgres-url or STEWARD_DATABASE_URL")?,
+                    ));
                     false
                 }
                 other => bail!("unknown target {other:?}: expected discard, sqlite or postgres"),
@@ -104,7 +108,15 @@ fn batch_body(run: u64, seq: u64, n: usize) -> Bytes {
     Bytes::from(json!({"batch": messages, "sentAt": "2026-11-20T10:00:00.000Z"}).to_string())
 }
 
-async fn measure(target: String, client: &Client, concurrency: usize, batch: usize, seconds: u64, rate: u64, rate_seconds: u64) -> Result<Outcome> {
+async fn measure(
+    target: String,
+    client: &Client,
+    concurrency: usize,
+    batch: usize,
+    seconds: u64,
+    rate: u64,
+    rate_seconds: u64,
+) -> Result<Outcome> {
     let run = domain::random_bytes::<4>().iter().fold(0u64, |a, b| a * 256 + *b as u64);
     // Closed loop: `concurrency` clients each send a batch, wait for the ack, repeat.
     let stored = Arc::new(AtomicU64::new(0));
@@ -187,13 +199,23 @@ fn percentiles(samples: &mut [Duration]) -> (f64, f64) {
 fn print_table(outcomes: &[Outcome], concurrency: usize, batch: usize, rate: u64) {
     let baseline = outcomes.iter().find(|o| o.target == "discard").map(|o| o.events_per_sec);
     println!("/v1/batch: {concurrency} concurrent clients x {batch} messages; /v1/track: {rate} requests/s, open loop");
-    println!("| target | batch events/s | vs discard | batch p50 ms | batch p99 ms | track ok/sent | track p50 ms | track p99 ms |");
+    println!(
+        "| target | batch events/s | vs discard | batch p50 ms | batch p99 ms | track ok/sent | track p50 ms | track p99 ms |"
+    );
     println!("| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: |");
     for o in outcomes {
         let ratio = baseline.map(|b| format!("{:.2}", o.events_per_sec / b)).unwrap_or_else(|| "-".into());
         println!(
             "| {} | {:.0} | {} | {:.1} | {:.1} | {}/{} | {:.2} | {:.2} |",
-            o.target, o.events_per_sec, ratio, o.batch_p50_ms, o.batch_p99_ms, o.track_ok, o.track_sent, o.track_p50_ms, o.track_p99_ms
+            o.target,
+            o.events_per_sec,
+            ratio,
+            o.batch_p50_ms,
+            o.batch_p99_ms,
+            o.track_ok,
+            o.track_sent,
+            o.track_p50_ms,
+            o.track_p99_ms
         );
     }
 }

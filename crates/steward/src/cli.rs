@@ -131,7 +131,9 @@ pub enum KeysCommand {
 pub async fn dispatch(cli: Cli, config: Config) -> Result<()> {
     match cli.command {
         Command::Serve { discard_events, .. } => crate::run::serve(config, discard_events).await,
-        Command::Demo { seed, accounts, days, no_serve, .. } => crate::demo::run(config, seed, accounts, days, no_serve).await,
+        Command::Demo { seed, accounts, days, no_serve, .. } => {
+            crate::demo::run(config, seed, accounts, days, no_serve).await
+        }
         Command::Config { .. } => {
             print!("{}", config.to_redacted_toml()?);
             Ok(())

@@ -109,7 +109,10 @@ impl Config {
                 "database_url must be a postgres:// URL (leave it unset for the embedded database)"
             );
         }
-        anyhow::ensure!(matches!(config.log_format.as_str(), "text" | "json"), "log_format must be \"text\" or \"json\"");
+        anyhow::ensure!(
+            matches!(config.log_format.as_str(), "text" | "json"),
+            "log_format must be \"text\" or \"json\""
+        );
         Ok(config)
     }
 
@@ -119,12 +122,14 @@ impl Config {
             Command::Serve { listen, location: l, .. } => (*listen, location(l)),
             Command::Demo { listen, data_dir, .. } => (*listen, data_dir.clone()),
             Command::Config { location: l } | Command::Replay { location: l, .. } => (None, location(l)),
-            Command::Workspace { command: WorkspaceCommand::Create { location: l, .. } | WorkspaceCommand::List { location: l } } => {
-                (None, location(l))
-            }
+            Command::Workspace {
+                command: WorkspaceCommand::Create { location: l, .. } | WorkspaceCommand::List { location: l },
+            } => (None, location(l)),
             Command::Keys {
                 command:
-                    KeysCommand::Create { location: l, .. } | KeysCommand::List { location: l, .. } | KeysCommand::Revoke { location: l, .. },
+                    KeysCommand::Create { location: l, .. }
+                    | KeysCommand::List { location: l, .. }
+                    | KeysCommand::Revoke { location: l, .. },
             } => (None, location(l)),
             Command::Bench { .. } => (None, None),
         };

@@ -53,7 +53,10 @@ pub async fn run(mut config: Config, seed: u64, accounts: usize, days: u32, no_s
     println!();
     println!("Try:");
     println!("  curl -s -H 'Authorization: Bearer {}' '{base}/api/v1/accounts?limit=5'", ws.admin_key);
-    println!("  curl -s -H 'Authorization: Bearer {}' '{base}/api/v1/accounts/acct_0001/timeline?limit=5'", ws.admin_key);
+    println!(
+        "  curl -s -H 'Authorization: Bearer {}' '{base}/api/v1/accounts/acct_0001/timeline?limit=5'",
+        ws.admin_key
+    );
     println!("  curl -s -u '{}:' {base}/v1/track -d '{{\"userId\":\"u1\",\"event\":\"Tried Steward\"}}'", ws.write_key);
     if no_serve {
         running.stop().await;

@@ -78,9 +78,12 @@ impl Running {
 pub async fn start(config: &Config, discard_events: bool) -> Result<Running> {
     let backend = Backend::open(config).await?;
     let store = backend.store();
-    let processor = Processor::new(store.clone(), ProcessorConfig { batch: config.processor.batch, ..Default::default() });
+    let processor =
+        Processor::new(store.clone(), ProcessorConfig { batch: config.processor.batch, ..Default::default() });
     let shutdown = CancellationToken::new();
-    let listener = tokio::net::TcpListener::bind(config.listen).await.with_context(|| format!("listening on {}", config.listen))?;
+    let listener = tokio::net::TcpListener::bind(config.listen)
+        .await
+        .with_context(|| format!("listening on {}", config.listen))?;
     let addr = listener.local_addr()?;
     let state = server::AppState::new(store, Some(processor.clone()), config.server_config(discard_events));
     let http = {
@@ -110,7 +113,8 @@ pub async fn wait_for_signal() {
     let ctrl_c = tokio::signal::ctrl_c();
     #[cfg(unix)]
     {
-        let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()).expect("install SIGTERM handler");
+        let mut term =
+            tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()).expect("install SIGTERM handler");
         tokio::select! {
             _ = ctrl_c => {}
             _ = term.recv() => {}

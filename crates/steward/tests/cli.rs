@@ -14,22 +14,38 @@ async fn keys_made_while_the_server_runs_work_at_once_and_revoked_ones_stop() {
     let data_dir = dir.path().to_str().unwrap();
 
     let other = create_workspace(dir.path(), "Globex");
-    let out = steward(&["keys", "create", "--workspace", &ws.id, "--role", "viewer", "--data-dir", data_dir]).output().unwrap();
+    let out = steward(&["keys", "create", "--workspace", &ws.id, "--role", "viewer", "--data-dir", data_dir])
+        .output()
+        .unwrap();
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
     let key: Value = serde_json::from_slice(&out.stdout).unwrap();
     let viewer = key["key"].as_str().unwrap();
     let http = Http::new();
     assert_eq!(http.get(&format!("{}/api/v1/accounts", server.base), Some(viewer)).await.unwrap().0, 200);
-    assert_eq!(http.post(&format!("{}/v1/track", server.base), &other.write_key, r#"{"userId":"u","event":"x"}"#.into()).await.unwrap().0, 200);
+    assert_eq!(
+        http.post(&format!("{}/v1/track", server.base), &other.write_key, r#"{"userId":"u","event":"x"}"#.into())
+            .await
+            .unwrap()
+            .0,
+        200
+    );
 
-    let out = steward(&["keys", "revoke", "--workspace", &ws.id, key["key_id"].as_str().unwrap(), "--data-dir", data_dir]).output().unwrap();
+    let out =
+        steward(&["keys", "revoke", "--workspace", &ws.id, key["key_id"].as_str().unwrap(), "--data-dir", data_dir])
+            .output()
+            .unwrap();
     assert!(out.status.success());
     let listed = steward(&["keys", "list", "--workspace", &ws.id, "--data-dir", data_dir]).output().unwrap();
     let listed: Value = serde_json::from_slice(&listed.stdout).unwrap();
     assert_eq!(listed.as_array().unwrap().len(), 3);
-    assert!(!String::from_utf8_lossy(&serde_json::to_vec(&listed).unwrap()).contains(viewer), "secrets are never shown again");
+    assert!(
+        !String::from_utf8_lossy(&serde_json::to_vec(&listed).unwrap()).contains(viewer),
+        "secrets are never shown again"
+    );
 
-    let bad = steward(&["keys", "create", "--workspace", &ws.id, "--role", "owner", "--data-dir", data_dir]).output().unwrap();
+    let bad = steward(&["keys", "create", "--workspace", &ws.id, "--role", "owner", "--data-dir", data_dir])
+        .output()
+        .unwrap();
     assert!(!bad.status.success());
     assert!(String::from_utf8_lossy(&bad.stderr).contains("unknown role"));
 }
@@ -54,5 +70,9 @@ fn config_is_layered_and_secrets_are_redacted() {
 
     let bad = steward(&["config"]).env("STEWARD_LISTEN", "nowhere").output().unwrap();
     assert!(!bad.status.success());
-    assert!(String::from_utf8_lossy(&bad.stderr).to_lowercase().contains("listen"), "{}", String::from_utf8_lossy(&bad.stderr));
+    assert!(
+        String::from_utf8_lossy(&bad.stderr).to_lowercase().contains("listen"),
+        "{}",
+        String::from_utf8_lossy(&bad.stderr)
+    );
 }

@@ -13,7 +13,14 @@ const CLIENTS: usize = 6;
 const BATCH: usize = 40;
 
 /// Sends batches until the server goes away; returns the ids of acknowledged batches' messages.
-async fn ingest_until_killed(http: Http, base: String, key: String, client: usize, round: usize, acked: Arc<Mutex<HashSet<String>>>) -> Vec<Vec<String>> {
+async fn ingest_until_killed(
+    http: Http,
+    base: String,
+    key: String,
+    client: usize,
+    round: usize,
+    acked: Arc<Mutex<HashSet<String>>>,
+) -> Vec<Vec<String>> {
     let mut unacked = Vec::new();
     for seq in 0.. {
         let ids: Vec<String> = (0..BATCH).map(|i| format!("crash-r{round}-c{client}-b{seq}-m{i}")).collect();
@@ -41,7 +48,16 @@ async fn acknowledged_events_survive_sigkill_and_are_stored_once() {
         let mut server = Server::start(dir.path()).await;
         let before = acked.lock().unwrap().len();
         let tasks: Vec<_> = (0..CLIENTS)
-            .map(|c| tokio::spawn(ingest_until_killed(http.clone(), server.base.clone(), ws.write_key.clone(), c, round, acked.clone())))
+            .map(|c| {
+                tokio::spawn(ingest_until_killed(
+                    http.clone(),
+                    server.base.clone(),
+                    ws.write_key.clone(),
+                    c,
+                    round,
+                    acked.clone(),
+                ))
+            })
             .collect();
         // Kill once a fair amount was acknowledged in this round: mid-ingest, whatever the speed.
         while acked.lock().unwrap().len() < before + 3_000 {
@@ -63,7 +79,14 @@ async fn acknowledged_events_survive_sigkill_and_are_stored_once() {
     assert!(doubled.is_empty(), "stored more than once: {doubled:?}");
 
     // A client retrying everything after the crash changes nothing.
-    let retry: Vec<_> = acked.iter().take(500).map(|id| json!({"type": "track", "messageId": id, "userId": "u", "event": "Clicked"})).collect();
-    let (status, body) = http.post(&format!("{}/v1/batch", server.base), &ws.write_key, json!({"batch": retry}).to_string()).await.unwrap();
+    let retry: Vec<_> = acked
+        .iter()
+        .take(500)
+        .map(|id| json!({"type": "track", "messageId": id, "userId": "u", "event": "Clicked"}))
+        .collect();
+    let (status, body) = http
+        .post(&format!("{}/v1/batch", server.base), &ws.write_key, json!({"batch": retry}).to_string())
+        .await
+        .unwrap();
     assert_eq!((status, body["stored"].as_u64(), body["duplicates"].as_u64()), (200, Some(0), Some(500)));
 }

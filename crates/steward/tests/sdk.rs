@@ -36,7 +36,8 @@ struct FlakyProxy {
 async fn forward(State(p): State<FlakyProxy>, req: Request) -> Response {
     let (parts, body) = req.into_parts();
     let bytes = body.collect().await.unwrap().to_bytes();
-    let mut up = hyper::Request::builder().method(parts.method.clone()).uri(format!("{}{}", p.upstream, parts.uri.path()));
+    let mut up =
+        hyper::Request::builder().method(parts.method.clone()).uri(format!("{}{}", p.upstream, parts.uri.path()));
     for (k, v) in &parts.headers {
         if k != "host" {
             up = up.header(k, v);
@@ -89,7 +90,8 @@ fn run_sdk(program: &str, script: &str, host: &str, key: &str, prefix: &str) -> 
 }
 
 fn python() -> String {
-    std::env::var("STEWARD_TEST_PYTHON").unwrap_or_else(|_| repo_root().join(".venv/bin/python").to_string_lossy().into_owned())
+    std::env::var("STEWARD_TEST_PYTHON")
+        .unwrap_or_else(|_| repo_root().join(".venv/bin/python").to_string_lossy().into_owned())
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

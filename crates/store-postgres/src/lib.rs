@@ -56,7 +56,8 @@ impl PgStore {
     }
 
     async fn open(url: &str, schema: Option<&str>) -> Result<PgStore> {
-        let mut options = PgConnectOptions::from_str(url).map_err(|e| StoreError::Backend(format!("database url: {e}")))?;
+        let mut options =
+            PgConnectOptions::from_str(url).map_err(|e| StoreError::Backend(format!("database url: {e}")))?;
         if options.get_application_name().is_none() {
             // So that an operator looking at pg_stat_activity (say, for a transaction holding
             // the log back) can tell Steward's connections apart.
@@ -223,10 +224,20 @@ mod store_impl {
         async fn log_status(&self, ws: &WorkspaceId) -> Result<LogStatus> {
             self.status(ws).await
         }
-        async fn load_identities(&self, ws: &WorkspaceId, keys: &[IdentityKey]) -> Result<Vec<(IdentityKey, KnownPerson)>> {
+        async fn load_identities(
+            &self,
+            ws: &WorkspaceId,
+            keys: &[IdentityKey],
+        ) -> Result<Vec<(IdentityKey, KnownPerson)>> {
             self.identities(ws, keys).await
         }
-        async fn apply_changes(&self, ws: &WorkspaceId, from: LogPosition, to: LogPosition, changes: &Changes) -> Result<bool> {
+        async fn apply_changes(
+            &self,
+            ws: &WorkspaceId,
+            from: LogPosition,
+            to: LogPosition,
+            changes: &Changes,
+        ) -> Result<bool> {
             self.apply(ws, from, to, changes).await
         }
         async fn reset_processing(&self, ws: &WorkspaceId) -> Result<()> {
@@ -241,13 +252,23 @@ mod store_impl {
         async fn account_people(&self, ws: &WorkspaceId, id: &AccountId, page: &PageRequest) -> Result<Page<Person>> {
             self.people_of(ws, id, page).await
         }
-        async fn account_timeline(&self, ws: &WorkspaceId, id: &AccountId, page: &PageRequest) -> Result<Page<StoredEvent>> {
+        async fn account_timeline(
+            &self,
+            ws: &WorkspaceId,
+            id: &AccountId,
+            page: &PageRequest,
+        ) -> Result<Page<StoredEvent>> {
             self.timeline(ws, id, page).await
         }
         async fn get_person(&self, ws: &WorkspaceId, id: &str) -> Result<Option<Person>> {
             self.find_person(ws, id).await
         }
-        async fn list_events(&self, ws: &WorkspaceId, filter: &EventFilter, page: &PageRequest) -> Result<Page<StoredEvent>> {
+        async fn list_events(
+            &self,
+            ws: &WorkspaceId,
+            filter: &EventFilter,
+            page: &PageRequest,
+        ) -> Result<Page<StoredEvent>> {
             self.events(ws, filter, page).await
         }
         async fn trait_history(&self, ws: &WorkspaceId, subject: &TraitSubject) -> Result<Vec<TraitChange>> {

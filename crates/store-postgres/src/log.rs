@@ -56,10 +56,20 @@ impl PgStore {
             return Ok(AppendReport::default());
         }
         let n = events.len();
-        let (mut ids, mut kinds, mut names, mut users, mut anons) =
-            (Vec::with_capacity(n), Vec::with_capacity(n), Vec::with_capacity(n), Vec::with_capacity(n), Vec::with_capacity(n));
-        let (mut groups, mut previous, mut times, mut received, mut payloads) =
-            (Vec::with_capacity(n), Vec::with_capacity(n), Vec::with_capacity(n), Vec::with_capacity(n), Vec::with_capacity(n));
+        let (mut ids, mut kinds, mut names, mut users, mut anons) = (
+            Vec::with_capacity(n),
+            Vec::with_capacity(n),
+            Vec::with_capacity(n),
+            Vec::with_capacity(n),
+            Vec::with_capacity(n),
+        );
+        let (mut groups, mut previous, mut times, mut received, mut payloads) = (
+            Vec::with_capacity(n),
+            Vec::with_capacity(n),
+            Vec::with_capacity(n),
+            Vec::with_capacity(n),
+            Vec::with_capacity(n),
+        );
         for e in events {
             ids.push(e.message_id.as_str());
             kinds.push(e.kind.as_str());
@@ -105,7 +115,12 @@ impl PgStore {
         Ok(AppendReport { stored, duplicates: n - stored })
     }
 
-    pub(crate) async fn read_log_after(&self, ws: &WorkspaceId, after: LogPosition, limit: usize) -> Result<Vec<LoggedEvent>> {
+    pub(crate) async fn read_log_after(
+        &self,
+        ws: &WorkspaceId,
+        after: LogPosition,
+        limit: usize,
+    ) -> Result<Vec<LoggedEvent>> {
         if limit == 0 {
             return Ok(Vec::new());
         }
@@ -154,19 +169,20 @@ impl PgStore {
     }
 
     pub(crate) async fn status(&self, ws: &WorkspaceId) -> Result<LogStatus> {
-        let (tx, seq, total, pending, oldest): (i64, i64, i64, i64, Option<chrono::DateTime<chrono::Utc>>) = sqlx::query_as(
-            "SELECT c.tx, c.seq,
+        let (tx, seq, total, pending, oldest): (i64, i64, i64, i64, Option<chrono::DateTime<chrono::Utc>>) =
+            sqlx::query_as(
+                "SELECT c.tx, c.seq,
                     (SELECT count(*) FROM events e WHERE e.workspace_id = $1),
                     (SELECT count(*) FROM events e WHERE e.workspace_id = $1 AND (e.tx, e.seq) > (c.tx, c.seq)),
                     (SELECT e.received_at FROM events e WHERE e.workspace_id = $1 AND (e.tx, e.seq) > (c.tx, c.seq)
                      ORDER BY e.tx, e.seq LIMIT 1)
              FROM (SELECT coalesce(max(p.tx), 0) AS tx, coalesce(max(p.seq), 0) AS seq
                    FROM processing_cursors p WHERE p.workspace_id = $1) c",
-        )
-        .bind(ws.as_str())
-        .fetch_one(&self.pool)
-        .await
-        .map_err(db_error)?;
+            )
+            .bind(ws.as_str())
+            .fetch_one(&self.pool)
+            .await
+            .map_err(db_error)?;
         Ok(LogStatus {
             cursor: LogPosition { tx, seq },
             total_events: total,
@@ -178,7 +194,21 @@ impl PgStore {
 
 /// The event of a row, or None for the horizon row alone.
 fn logged(row: LogRow) -> Option<Result<LoggedEvent>> {
-    let (_, tx, seq, message_id, kind, name, user_id, anonymous_id, group_id, previous_id, timestamp, received_at, payload) = row;
+    let (
+        _,
+        tx,
+        seq,
+        message_id,
+        kind,
+        name,
+        user_id,
+        anonymous_id,
+        group_id,
+        previous_id,
+        timestamp,
+        received_at,
+        payload,
+    ) = row;
     let (Some(tx), Some(seq), Some(message_id), Some(kind), Some(timestamp), Some(received_at), Some(payload)) =
         (tx, seq, message_id, kind, timestamp, received_at, payload)
     else {
@@ -186,6 +216,17 @@ fn logged(row: LogRow) -> Option<Result<LoggedEvent>> {
     };
     Some(parse_col(&kind).map(|kind| LoggedEvent {
         position: LogPosition { tx, seq },
-        event: NewEvent { message_id, kind, name, user_id, anonymous_id, group_id, previous_id, timestamp, received_at, payload },
+        event: NewEvent {
+            message_id,
+            kind,
+            name,
+            user_id,
+            anonymous_id,
+            group_id,
+            previous_id,
+            timestamp,
+            received_at,
+            payload,
+        },
     }))
 }

@@ -16,7 +16,11 @@ use store::{Changes, KnownPerson, LogPosition, Op, Result};
 use crate::{PgStore, db_error};
 
 impl PgStore {
-    pub(crate) async fn identities(&self, ws: &WorkspaceId, keys: &[IdentityKey]) -> Result<Vec<(IdentityKey, KnownPerson)>> {
+    pub(crate) async fn identities(
+        &self,
+        ws: &WorkspaceId,
+        keys: &[IdentityKey],
+    ) -> Result<Vec<(IdentityKey, KnownPerson)>> {
         if keys.is_empty() {
             return Ok(Vec::new());
         }
@@ -45,7 +49,13 @@ impl PgStore {
             .collect())
     }
 
-    pub(crate) async fn apply(&self, ws: &WorkspaceId, from: LogPosition, to: LogPosition, changes: &Changes) -> Result<bool> {
+    pub(crate) async fn apply(
+        &self,
+        ws: &WorkspaceId,
+        from: LogPosition,
+        to: LogPosition,
+        changes: &Changes,
+    ) -> Result<bool> {
         let mut tx = self.pool.begin().await.map_err(db_error)?;
         if lock_cursor(&mut tx, ws).await? != from {
             // Another process got there first. Rolled back here rather than left to the pool:
@@ -115,11 +125,12 @@ async fn lock_cursor(conn: &mut PgConnection, ws: &WorkspaceId) -> Result<LogPos
     .execute(&mut *conn)
     .await
     .map_err(db_error)?;
-    let (tx, seq): (i64, i64) = sqlx::query_as("SELECT tx, seq FROM processing_cursors WHERE workspace_id = $1 FOR UPDATE")
-        .bind(ws.as_str())
-        .fetch_one(&mut *conn)
-        .await
-        .map_err(db_error)?;
+    let (tx, seq): (i64, i64) =
+        sqlx::query_as("SELECT tx, seq FROM processing_cursors WHERE workspace_id = $1 FOR UPDATE")
+            .bind(ws.as_str())
+            .fetch_one(&mut *conn)
+            .await
+            .map_err(db_error)?;
     Ok(LogPosition { tx, seq })
 }
 
@@ -151,7 +162,10 @@ async fn assign_events(conn: &mut PgConnection, ws: &WorkspaceId, event_people: 
     Ok(())
 }
 
-async fn exec<'q>(conn: &mut PgConnection, query: sqlx::query::Query<'q, sqlx::Postgres, sqlx::postgres::PgArguments>) -> Result<u64> {
+async fn exec<'q>(
+    conn: &mut PgConnection,
+    query: sqlx::query::Query<'q, sqlx::Postgres, sqlx::postgres::PgArguments>,
+) -> Result<u64> {
     Ok(query.execute(conn).await.map_err(db_error)?.rows_affected())
 }
 
@@ -177,7 +191,9 @@ async fn apply_op(conn: &mut PgConnection, ws: &WorkspaceId, op: &Op) -> Result<
             exec(conn, q.bind(w).bind(key.kind.as_str()).bind(&key.value).bind(person_id)).await?;
         }
         Op::MergePeople { from, into, at } => merge(conn, ws, from, into, at).await?,
-        Op::SetPersonTraits { person_id, traits, at } => set_traits(conn, ws, Subject::Person, person_id, traits, at).await?,
+        Op::SetPersonTraits { person_id, traits, at } => {
+            set_traits(conn, ws, Subject::Person, person_id, traits, at).await?
+        }
         Op::UpsertAccount { account_id, at } => {
             let q = sqlx::query(
                 "INSERT INTO accounts (workspace_id, account_id, created_at) VALUES ($1, $2, $3)

@@ -53,7 +53,16 @@ fn to_account(row: AccountRow) -> Result<Account> {
     })
 }
 
-type PersonRow = (String, Option<String>, Value, Option<DateTime<Utc>>, Option<DateTime<Utc>>, Vec<String>, Vec<String>, Vec<String>);
+type PersonRow = (
+    String,
+    Option<String>,
+    Value,
+    Option<DateTime<Utc>>,
+    Option<DateTime<Utc>>,
+    Vec<String>,
+    Vec<String>,
+    Vec<String>,
+);
 
 fn to_person(row: PersonRow) -> Result<Person> {
     let (person_id, user_id, traits, first_seen_at, last_seen_at, user_ids, anonymous_ids, accounts) = row;
@@ -84,7 +93,8 @@ type EventRow = (
 );
 
 fn to_event(row: EventRow) -> Result<StoredEvent> {
-    let (seq, message_id, kind, name, user_id, anonymous_id, person_id, accounts, timestamp, received_at, payload) = row;
+    let (seq, message_id, kind, name, user_id, anonymous_id, person_id, accounts, timestamp, received_at, payload) =
+        row;
     Ok(StoredEvent {
         seq,
         message_id,
@@ -167,7 +177,12 @@ impl PgStore {
         Ok(page.finish(people, |p| Cursor(vec![p.person_id.clone()])))
     }
 
-    pub(crate) async fn timeline(&self, ws: &WorkspaceId, id: &AccountId, page: &PageRequest) -> Result<Page<StoredEvent>> {
+    pub(crate) async fn timeline(
+        &self,
+        ws: &WorkspaceId,
+        id: &AccountId,
+        page: &PageRequest,
+    ) -> Result<Page<StoredEvent>> {
         let after = match &page.after {
             Some(c) => Some((cursor_time(c, 0)?, c.int(1)?)),
             None => None,
@@ -213,7 +228,12 @@ impl PgStore {
         row.map(to_person).transpose()
     }
 
-    pub(crate) async fn events(&self, ws: &WorkspaceId, filter: &EventFilter, page: &PageRequest) -> Result<Page<StoredEvent>> {
+    pub(crate) async fn events(
+        &self,
+        ws: &WorkspaceId,
+        filter: &EventFilter,
+        page: &PageRequest,
+    ) -> Result<Page<StoredEvent>> {
         // $1 is the workspace; each filter present adds a clause and its placeholder, in order.
         let mut args = vec![Arg::Text(ws.to_string())];
         let mut clauses = vec!["e.workspace_id = $1".to_string()];

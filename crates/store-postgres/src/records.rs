@@ -10,9 +10,11 @@ use crate::{PgStore, account_id, db_error, now, parse_col};
 
 const KEY_COLUMNS: &str = "key_id, workspace_id, role, prefix, hash, created_at, revoked_at";
 const OPERATOR_COLUMNS: &str = "operator_id, workspace_id, email, name, role, password_hash, created_at";
-const SUBSCRIPTION_COLUMNS: &str = "subscription_id, account_id, plan, status, mrr_minor, currency, quantity, started_at,
+const SUBSCRIPTION_COLUMNS: &str =
+    "subscription_id, account_id, plan, status, mrr_minor, currency, quantity, started_at,
     ended_at, current_period_end, cancel_at_period_end, updated_at, attributes";
-const TICKET_COLUMNS: &str = "ticket_id, account_id, person_id, subject, status, priority, opened_at, first_response_at,
+const TICKET_COLUMNS: &str =
+    "ticket_id, account_id, person_id, subject, status, priority, opened_at, first_response_at,
     resolved_at, csat, updated_at, attributes";
 
 fn workspace_id(s: &str) -> Result<WorkspaceId> {
@@ -38,7 +40,15 @@ type OperatorRow = (String, String, String, String, String, Option<String>, Date
 
 fn to_operator(row: OperatorRow) -> Result<Operator> {
     let (operator_id, ws, email, name, role, password_hash, created_at) = row;
-    Ok(Operator { operator_id, workspace_id: workspace_id(&ws)?, email, name, role: parse_col(&role)?, password_hash, created_at })
+    Ok(Operator {
+        operator_id,
+        workspace_id: workspace_id(&ws)?,
+        email,
+        name,
+        role: parse_col(&role)?,
+        password_hash,
+        created_at,
+    })
 }
 
 type SubscriptionRow = (
@@ -58,8 +68,21 @@ type SubscriptionRow = (
 );
 
 fn to_subscription(row: SubscriptionRow) -> Result<Subscription> {
-    let (subscription_id, account, plan, status, mrr_minor, currency, quantity, started_at, ended_at, current_period_end, cancel, updated_at, attributes) =
-        row;
+    let (
+        subscription_id,
+        account,
+        plan,
+        status,
+        mrr_minor,
+        currency,
+        quantity,
+        started_at,
+        ended_at,
+        current_period_end,
+        cancel,
+        updated_at,
+        attributes,
+    ) = row;
     Ok(Subscription {
         subscription_id,
         account_id: account_id(&account)?,
@@ -92,8 +115,20 @@ type TicketRow = (
 );
 
 fn to_ticket(row: TicketRow) -> Result<Ticket> {
-    let (ticket_id, account, person_id, subject, status, priority, opened_at, first_response_at, resolved_at, csat, updated_at, attributes) =
-        row;
+    let (
+        ticket_id,
+        account,
+        person_id,
+        subject,
+        status,
+        priority,
+        opened_at,
+        first_response_at,
+        resolved_at,
+        csat,
+        updated_at,
+        attributes,
+    ) = row;
     Ok(Ticket {
         ticket_id,
         account_id: account.as_deref().map(account_id).transpose()?,
@@ -125,13 +160,19 @@ impl PgStore {
 
     pub(crate) async fn workspaces(&self, id: Option<&WorkspaceId>) -> Result<Vec<Workspace>> {
         let rows: Vec<(String, String, DateTime<Utc>)> = match id {
-            Some(id) => sqlx::query_as("SELECT workspace_id, name, created_at FROM workspaces WHERE workspace_id = $1")
-                .bind(id.as_str())
+            Some(id) => {
+                sqlx::query_as("SELECT workspace_id, name, created_at FROM workspaces WHERE workspace_id = $1")
+                    .bind(id.as_str())
+                    .fetch_all(&self.pool)
+                    .await
+            }
+            None => {
+                sqlx::query_as(
+                    "SELECT workspace_id, name, created_at FROM workspaces ORDER BY created_at, workspace_id",
+                )
                 .fetch_all(&self.pool)
-                .await,
-            None => sqlx::query_as("SELECT workspace_id, name, created_at FROM workspaces ORDER BY created_at, workspace_id")
-                .fetch_all(&self.pool)
-                .await,
+                .await
+            }
         }
         .map_err(db_error)?;
         rows.into_iter()
@@ -155,11 +196,12 @@ impl PgStore {
     }
 
     pub(crate) async fn key_by_hash(&self, hash: &KeyHash) -> Result<Option<ApiKey>> {
-        let row: Option<KeyRow> = sqlx::query_as(AssertSqlSafe(format!("SELECT {KEY_COLUMNS} FROM api_keys WHERE hash = $1")))
-            .bind(&hash.0)
-            .fetch_optional(&self.pool)
-            .await
-            .map_err(db_error)?;
+        let row: Option<KeyRow> =
+            sqlx::query_as(AssertSqlSafe(format!("SELECT {KEY_COLUMNS} FROM api_keys WHERE hash = $1")))
+                .bind(&hash.0)
+                .fetch_optional(&self.pool)
+                .await
+                .map_err(db_error)?;
         row.map(to_key).transpose()
     }
 
@@ -188,45 +230,46 @@ impl PgStore {
     }
 
     pub(crate) async fn add_operator(&self, op: &Operator) -> Result<()> {
-        sqlx::query(AssertSqlSafe(format!("INSERT INTO operators ({OPERATOR_COLUMNS}) VALUES ($1, $2, $3, $4, $5, $6, $7)")))
-            .bind(&op.operator_id)
-            .bind(op.workspace_id.as_str())
-            // Lower-cased, so that the unique (workspace, email) constraint ignores case.
-            .bind(op.email.to_lowercase())
-            .bind(&op.name)
-            .bind(op.role.as_str())
-            .bind(&op.password_hash)
-            .bind(op.created_at)
-            .execute(&self.pool)
-            .await
-            .map_err(|e| match db_error(e) {
-                StoreError::Conflict(_) => StoreError::Conflict("an operator with that email"),
-                other => other,
-            })?;
+        sqlx::query(AssertSqlSafe(format!(
+            "INSERT INTO operators ({OPERATOR_COLUMNS}) VALUES ($1, $2, $3, $4, $5, $6, $7)"
+        )))
+        .bind(&op.operator_id)
+        .bind(op.workspace_id.as_str())
+        // Lower-cased, so that the unique (workspace, email) constraint ignores case.
+        .bind(op.email.to_lowercase())
+        .bind(&op.name)
+        .bind(op.role.as_str())
+        .bind(&op.password_hash)
+        .bind(op.created_at)
+        .execute(&self.pool)
+        .await
+        .map_err(|e| match db_error(e) {
+            StoreError::Conflict(_) => StoreError::Conflict("an operator with that email"),
+            other => other,
+        })?;
         Ok(())
     }
 
     pub(crate) async fn operators(&self, ws: &WorkspaceId, email: Option<&str>) -> Result<Vec<Operator>> {
-        let rows: Vec<OperatorRow> = match email {
-            Some(email) => {
-                sqlx::query_as(AssertSqlSafe(format!(
-                    "SELECT {OPERATOR_COLUMNS} FROM operators WHERE workspace_id = $1 AND email = $2"
-                )))
-                .bind(ws.as_str())
-                .bind(email.to_lowercase())
-                .fetch_all(&self.pool)
-                .await
-            }
-            None => {
-                sqlx::query_as(AssertSqlSafe(format!(
+        let rows: Vec<OperatorRow> =
+            match email {
+                Some(email) => {
+                    sqlx::query_as(AssertSqlSafe(format!(
+                        "SELECT {OPERATOR_COLUMNS} FROM operators WHERE workspace_id = $1 AND email = $2"
+                    )))
+                    .bind(ws.as_str())
+                    .bind(email.to_lowercase())
+                    .fetch_all(&self.pool)
+                    .await
+                }
+                None => sqlx::query_as(AssertSqlSafe(format!(
                     "SELECT {OPERATOR_COLUMNS} FROM operators WHERE workspace_id = $1 ORDER BY created_at, operator_id"
                 )))
                 .bind(ws.as_str())
                 .fetch_all(&self.pool)
-                .await
+                .await,
             }
-        }
-        .map_err(db_error)?;
+            .map_err(db_error)?;
         rows.into_iter().map(to_operator).collect()
     }
 

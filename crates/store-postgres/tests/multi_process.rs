@@ -3,9 +3,9 @@
 
 mod common;
 
+use domain::IdentityKey;
 use serde_json::json;
 use std::sync::Arc;
-use domain::IdentityKey;
 use store::{Changes, LogPosition, Op, Store};
 use store_postgres::PgStore;
 
@@ -33,11 +33,12 @@ async fn processes_starting_at_once_migrate_once() {
     // Starting again later finds nothing to do.
     PgStore::connect_in_schema(&url, &schema).await.unwrap();
     let raw = sqlx::PgPool::connect(&url).await.unwrap();
-    let versions: Vec<i64> =
-        sqlx::query_scalar(sqlx::AssertSqlSafe(format!("SELECT version FROM {schema}.schema_migrations ORDER BY version")))
-            .fetch_all(&raw)
-            .await
-            .unwrap();
+    let versions: Vec<i64> = sqlx::query_scalar(sqlx::AssertSqlSafe(format!(
+        "SELECT version FROM {schema}.schema_migrations ORDER BY version"
+    )))
+    .fetch_all(&raw)
+    .await
+    .unwrap();
     assert_eq!(versions, [1]);
     raw.close().await;
 }
@@ -52,9 +53,12 @@ async fn one_process_wins_a_slice() {
     let a = Arc::new(PgStore::connect_in_schema(&url, &schema).await.unwrap());
     let b = Arc::new(PgStore::connect_in_schema(&url, &schema).await.unwrap());
     let ws = a.create_workspace("Race").await.unwrap().workspace_id;
-    a.append_events(&ws, &store::contract::events(json!([
-        {"type": "track", "messageId": "m1", "userId": "u", "event": "x", "timestamp": "2026-10-01T10:00:00Z"}
-    ])))
+    a.append_events(
+        &ws,
+        &store::contract::events(json!([
+            {"type": "track", "messageId": "m1", "userId": "u", "event": "x", "timestamp": "2026-10-01T10:00:00Z"}
+        ])),
+    )
     .await
     .unwrap();
     let to = b.read_log(&ws, LogPosition::ZERO, 10).await.unwrap()[0].position;
@@ -67,7 +71,11 @@ async fn one_process_wins_a_slice() {
             tokio::spawn(async move {
                 let changes = Changes {
                     ops: vec![
-                        Op::CreatePerson { person_id: person.into(), user_id: Some("u".into()), at: chrono::Utc::now() },
+                        Op::CreatePerson {
+                            person_id: person.into(),
+                            user_id: Some("u".into()),
+                            at: chrono::Utc::now(),
+                        },
                         Op::LinkIdentity { key: IdentityKey::user("u"), person_id: person.into() },
                     ],
                     event_people: vec![(to.seq, person.into())],

@@ -48,7 +48,11 @@ async fn a_run_of_seen_ops_widens_as_one_by_one() {
     // A membership after the run does not count for it; a later run widens it.
     ops.push(Op::AddMembership { person_id: "q".into(), account_id: acct("d"), at: t(1) });
     ops.push(seen(Some("q"), None, 1, 1));
-    assert!(s.apply_changes(&ws, LogPosition::ZERO, LogPosition::ZERO, &Changes { ops, event_people: vec![] }).await.unwrap());
+    assert!(
+        s.apply_changes(&ws, LogPosition::ZERO, LogPosition::ZERO, &Changes { ops, event_people: vec![] })
+            .await
+            .unwrap()
+    );
 
     let person = |id: &'static str| {
         let s = &s;

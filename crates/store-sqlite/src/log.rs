@@ -45,7 +45,12 @@ impl SqliteStore {
         .await
     }
 
-    pub(crate) async fn read_log_after(&self, ws: &WorkspaceId, after: LogPosition, limit: usize) -> Result<Vec<LoggedEvent>> {
+    pub(crate) async fn read_log_after(
+        &self,
+        ws: &WorkspaceId,
+        after: LogPosition,
+        limit: usize,
+    ) -> Result<Vec<LoggedEvent>> {
         let ws = ws.clone();
         self.read(move |conn| {
             let mut stmt = conn
@@ -110,7 +115,12 @@ impl SqliteStore {
                     |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)),
                 )
                 .map_err(sql_error)?;
-            Ok(LogStatus { cursor, total_events: total, pending_events: pending, oldest_pending_received_at: opt_time(oldest) })
+            Ok(LogStatus {
+                cursor,
+                total_events: total,
+                pending_events: pending,
+                oldest_pending_received_at: opt_time(oldest),
+            })
         })
         .await
     }

@@ -9,7 +9,11 @@ use crate::log::cursor;
 use crate::{SqliteStore, ms, sql_error};
 
 impl SqliteStore {
-    pub(crate) async fn identities(&self, ws: &WorkspaceId, keys: &[IdentityKey]) -> Result<Vec<(IdentityKey, KnownPerson)>> {
+    pub(crate) async fn identities(
+        &self,
+        ws: &WorkspaceId,
+        keys: &[IdentityKey],
+    ) -> Result<Vec<(IdentityKey, KnownPerson)>> {
         let ws = ws.clone();
         let keys = keys.to_vec();
         self.read(move |conn| {
@@ -37,7 +41,13 @@ impl SqliteStore {
         .await
     }
 
-    pub(crate) async fn apply(&self, ws: &WorkspaceId, from: LogPosition, to: LogPosition, changes: &Changes) -> Result<bool> {
+    pub(crate) async fn apply(
+        &self,
+        ws: &WorkspaceId,
+        from: LogPosition,
+        to: LogPosition,
+        changes: &Changes,
+    ) -> Result<bool> {
         let ws = ws.clone();
         let changes = changes.clone();
         self.write(move |conn| {
@@ -68,11 +78,23 @@ impl SqliteStore {
     pub(crate) async fn reset(&self, ws: &WorkspaceId) -> Result<()> {
         let ws = ws.clone();
         self.write(move |conn| {
-            for table in ["people", "identities", "person_merges", "accounts", "memberships", "trait_history", "processing_cursors"] {
-                conn.execute(&format!("DELETE FROM {table} WHERE workspace_id = ?1"), [ws.as_str()]).map_err(sql_error)?;
+            for table in [
+                "people",
+                "identities",
+                "person_merges",
+                "accounts",
+                "memberships",
+                "trait_history",
+                "processing_cursors",
+            ] {
+                conn.execute(&format!("DELETE FROM {table} WHERE workspace_id = ?1"), [ws.as_str()])
+                    .map_err(sql_error)?;
             }
-            conn.execute("UPDATE events SET person_id = NULL WHERE workspace_id = ?1 AND person_id IS NOT NULL", [ws.as_str()])
-                .map_err(sql_error)?;
+            conn.execute(
+                "UPDATE events SET person_id = NULL WHERE workspace_id = ?1 AND person_id IS NOT NULL",
+                [ws.as_str()],
+            )
+            .map_err(sql_error)?;
             Ok(())
         })
         .await
@@ -94,7 +116,11 @@ fn apply_op(conn: &Connection, ws: &WorkspaceId, op: &Op) -> Result<()> {
             )?;
         }
         Op::SetUserId { person_id, user_id } => {
-            exec(conn, "UPDATE people SET user_id = ?3 WHERE workspace_id = ?1 AND person_id = ?2", params![w, person_id, user_id])?;
+            exec(
+                conn,
+                "UPDATE people SET user_id = ?3 WHERE workspace_id = ?1 AND person_id = ?2",
+                params![w, person_id, user_id],
+            )?;
         }
         Op::LinkIdentity { key, person_id } => {
             exec(
@@ -113,7 +139,9 @@ fn apply_op(conn: &Connection, ws: &WorkspaceId, op: &Op) -> Result<()> {
                 params![w, account_id.as_str(), ms(at)],
             )?;
         }
-        Op::SetAccountTraits { account_id, traits, at } => set_traits(conn, ws, "account", account_id.as_str(), traits, at)?,
+        Op::SetAccountTraits { account_id, traits, at } => {
+            set_traits(conn, ws, "account", account_id.as_str(), traits, at)?
+        }
         Op::AddMembership { person_id, account_id, at } => {
             exec(
                 conn,
@@ -185,7 +213,14 @@ fn store_traits(conn: &Connection, ws: &WorkspaceId, kind: &str, id: &str, trait
     Ok(())
 }
 
-fn set_traits(conn: &Connection, ws: &WorkspaceId, kind: &str, id: &str, new: &Map<String, Value>, at: &Timestamp) -> Result<()> {
+fn set_traits(
+    conn: &Connection,
+    ws: &WorkspaceId,
+    kind: &str,
+    id: &str,
+    new: &Map<String, Value>,
+    at: &Timestamp,
+) -> Result<()> {
     let Some(mut current) = load_traits(conn, ws, kind, id)? else { return Ok(()) };
     let mut changed = false;
     for (k, v) in new {
@@ -228,7 +263,11 @@ fn merge(conn: &Connection, ws: &WorkspaceId, from: &str, into: &str, at: &Times
          WHERE people.workspace_id = ?1 AND people.person_id = ?3",
         params![w, from, into],
     )?;
-    exec(conn, "UPDATE identities SET person_id = ?3 WHERE workspace_id = ?1 AND person_id = ?2", params![w, from, into])?;
+    exec(
+        conn,
+        "UPDATE identities SET person_id = ?3 WHERE workspace_id = ?1 AND person_id = ?2",
+        params![w, from, into],
+    )?;
     exec(
         conn,
         "INSERT OR IGNORE INTO memberships (workspace_id, account_id, person_id, created_at)

@@ -42,17 +42,40 @@ fn to_account(row: (String, String, Option<i64>, Option<i64>, i64, i64)) -> Resu
     })
 }
 
-type EventRow = (i64, String, String, Option<String>, Option<String>, Option<String>, Option<String>, Option<String>, i64, i64, String);
+type EventRow = (
+    i64,
+    String,
+    String,
+    Option<String>,
+    Option<String>,
+    Option<String>,
+    Option<String>,
+    Option<String>,
+    i64,
+    i64,
+    String,
+);
 
 fn event_row(r: &Row<'_>) -> rusqlite::Result<EventRow> {
-    Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?, r.get(4)?, r.get(5)?, r.get(6)?, r.get(7)?, r.get(8)?, r.get(9)?, r.get(10)?))
+    Ok((
+        r.get(0)?,
+        r.get(1)?,
+        r.get(2)?,
+        r.get(3)?,
+        r.get(4)?,
+        r.get(5)?,
+        r.get(6)?,
+        r.get(7)?,
+        r.get(8)?,
+        r.get(9)?,
+        r.get(10)?,
+    ))
 }
 
 fn to_event(row: EventRow) -> Result<StoredEvent> {
     let (seq, message_id, kind, name, user_id, anonymous_id, person_id, accounts, ts, received, payload) = row;
-    let account_ids = accounts
-        .map(|a| a.split('\u{1f}').filter_map(|s| AccountId::parse(s).ok()).collect())
-        .unwrap_or_default();
+    let account_ids =
+        accounts.map(|a| a.split('\u{1f}').filter_map(|s| AccountId::parse(s).ok()).collect()).unwrap_or_default();
     Ok(StoredEvent {
         seq,
         message_id,
@@ -92,7 +115,8 @@ impl SqliteStore {
                 "SELECT {ACCOUNT_COLUMNS} FROM accounts a WHERE a.workspace_id = ?1 AND a.account_id > ?2
                  ORDER BY a.account_id LIMIT ?3"
             );
-            let rows = query(conn, &sql, params![ws.as_str(), after, page.fetch_limit() as i64], account_row, to_account)?;
+            let rows =
+                query(conn, &sql, params![ws.as_str(), after, page.fetch_limit() as i64], account_row, to_account)?;
             Ok(page.finish(rows, |a| Cursor(vec![a.account_id.to_string()])))
         })
         .await
@@ -101,8 +125,14 @@ impl SqliteStore {
     pub(crate) async fn account(&self, ws: &WorkspaceId, id: &AccountId) -> Result<Option<Account>> {
         let (ws, id) = (ws.clone(), id.clone());
         self.read(move |conn| {
-            let sql = format!("SELECT {ACCOUNT_COLUMNS} FROM accounts a WHERE a.workspace_id = ?1 AND a.account_id = ?2");
-            let row = conn.prepare_cached(&sql).map_err(sql_error)?.query_row(params![ws.as_str(), id.as_str()], account_row).optional().map_err(sql_error)?;
+            let sql =
+                format!("SELECT {ACCOUNT_COLUMNS} FROM accounts a WHERE a.workspace_id = ?1 AND a.account_id = ?2");
+            let row = conn
+                .prepare_cached(&sql)
+                .map_err(sql_error)?
+                .query_row(params![ws.as_str(), id.as_str()], account_row)
+                .optional()
+                .map_err(sql_error)?;
             row.map(to_account).transpose()
         })
         .await
@@ -129,7 +159,12 @@ impl SqliteStore {
         .await
     }
 
-    pub(crate) async fn timeline(&self, ws: &WorkspaceId, id: &AccountId, page: &PageRequest) -> Result<Page<StoredEvent>> {
+    pub(crate) async fn timeline(
+        &self,
+        ws: &WorkspaceId,
+        id: &AccountId,
+        page: &PageRequest,
+    ) -> Result<Page<StoredEvent>> {
         let (ws, id, page) = (ws.clone(), id.clone(), page.clone());
         self.read(move |conn| {
             let (ts, seq) = match &page.after {
@@ -141,7 +176,13 @@ impl SqliteStore {
                  AND (e.timestamp < ?3 OR (e.timestamp = ?3 AND e.seq < ?4))
                  ORDER BY e.timestamp DESC, e.seq DESC LIMIT ?5"
             );
-            let rows = query(conn, &sql, params![ws.as_str(), id.as_str(), ts, seq, page.fetch_limit() as i64], event_row, to_event)?;
+            let rows = query(
+                conn,
+                &sql,
+                params![ws.as_str(), id.as_str(), ts, seq, page.fetch_limit() as i64],
+                event_row,
+                to_event,
+            )?;
             Ok(page.finish(rows, |e| Cursor(vec![ms(&e.timestamp).to_string(), e.seq.to_string()])))
         })
         .await
@@ -155,7 +196,9 @@ impl SqliteStore {
             }
             for kind in [IdKind::User, IdKind::Anonymous] {
                 let found: Option<String> = conn
-                    .prepare_cached("SELECT person_id FROM identities WHERE workspace_id = ?1 AND kind = ?2 AND value = ?3")
+                    .prepare_cached(
+                        "SELECT person_id FROM identities WHERE workspace_id = ?1 AND kind = ?2 AND value = ?3",
+                    )
                     .map_err(sql_error)?
                     .query_row(params![ws.as_str(), kind.as_str(), id], |r| r.get(0))
                     .optional()
@@ -169,7 +212,12 @@ impl SqliteStore {
         .await
     }
 
-    pub(crate) async fn events(&self, ws: &WorkspaceId, filter: &EventFilter, page: &PageRequest) -> Result<Page<StoredEvent>> {
+    pub(crate) async fn events(
+        &self,
+        ws: &WorkspaceId,
+        filter: &EventFilter,
+        page: &PageRequest,
+    ) -> Result<Page<StoredEvent>> {
         let (ws, filter, page) = (ws.clone(), filter.clone(), page.clone());
         self.read(move |conn| {
             // ?1 is the workspace and ?2 the account (possibly unused); the rest are numbered in order.
@@ -256,7 +304,9 @@ fn person(conn: &Connection, ws: &WorkspaceId, id: &str) -> Result<Option<Person
         |r| r.get::<_, String>(0),
         |a| AccountId::parse(&a).map_err(|e| store::StoreError::Backend(e.to_string())),
     )?;
-    let pick = |k: IdKind| identities.iter().filter(|(kind, _)| kind_of(kind) == k).map(|(_, v)| v.clone()).collect::<Vec<_>>();
+    let pick = |k: IdKind| {
+        identities.iter().filter(|(kind, _)| kind_of(kind) == k).map(|(_, v)| v.clone()).collect::<Vec<_>>()
+    };
     Ok(Some(Person {
         person_id,
         user_id,

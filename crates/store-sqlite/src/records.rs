@@ -25,9 +25,11 @@ fn to_key(row: (String, String, String, String, String, i64, Option<i64>)) -> Re
 
 const KEY_COLUMNS: &str = "key_id, workspace_id, role, prefix, hash, created_at, revoked_at";
 const OPERATOR_COLUMNS: &str = "operator_id, workspace_id, email, name, role, password_hash, created_at";
-const SUBSCRIPTION_COLUMNS: &str = "subscription_id, account_id, plan, status, mrr_minor, currency, quantity, started_at,
+const SUBSCRIPTION_COLUMNS: &str =
+    "subscription_id, account_id, plan, status, mrr_minor, currency, quantity, started_at,
     ended_at, current_period_end, cancel_at_period_end, updated_at, attributes";
-const TICKET_COLUMNS: &str = "ticket_id, account_id, person_id, subject, status, priority, opened_at, first_response_at,
+const TICKET_COLUMNS: &str =
+    "ticket_id, account_id, person_id, subject, status, priority, opened_at, first_response_at,
     resolved_at, csat, updated_at, attributes";
 
 fn to_operator(r: &Row<'_>) -> rusqlite::Result<(String, String, String, String, String, Option<String>, i64)> {
@@ -142,7 +144,15 @@ impl SqliteStore {
         self.write(move |conn| {
             conn.execute(
                 &format!("INSERT INTO api_keys ({KEY_COLUMNS}) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)"),
-                params![k.key_id, k.workspace_id.as_str(), k.role.as_str(), k.prefix, k.hash.0, ms(&k.created_at), k.revoked_at.as_ref().map(ms)],
+                params![
+                    k.key_id,
+                    k.workspace_id.as_str(),
+                    k.role.as_str(),
+                    k.prefix,
+                    k.hash.0,
+                    ms(&k.created_at),
+                    k.revoked_at.as_ref().map(ms)
+                ],
             )
             .map_err(sql_error)?;
             Ok(())
@@ -168,7 +178,9 @@ impl SqliteStore {
         let ws = ws.clone();
         self.read(move |conn| {
             let mut stmt = conn
-                .prepare_cached(&format!("SELECT {KEY_COLUMNS} FROM api_keys WHERE workspace_id = ?1 ORDER BY created_at, key_id"))
+                .prepare_cached(&format!(
+                    "SELECT {KEY_COLUMNS} FROM api_keys WHERE workspace_id = ?1 ORDER BY created_at, key_id"
+                ))
                 .map_err(sql_error)?;
             let rows = stmt.query_map([ws.as_str()], key_row).map_err(sql_error)?;
             rows.map(|r| to_key(r.map_err(sql_error)?)).collect()
@@ -195,7 +207,15 @@ impl SqliteStore {
         self.write(move |conn| {
             conn.execute(
                 &format!("INSERT INTO operators ({OPERATOR_COLUMNS}) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)"),
-                params![op.operator_id, op.workspace_id.as_str(), op.email.to_lowercase(), op.name, op.role.as_str(), op.password_hash, ms(&op.created_at)],
+                params![
+                    op.operator_id,
+                    op.workspace_id.as_str(),
+                    op.email.to_lowercase(),
+                    op.name,
+                    op.role.as_str(),
+                    op.password_hash,
+                    ms(&op.created_at)
+                ],
             )
             .map_err(|e| match sql_error(e) {
                 StoreError::Conflict(_) => StoreError::Conflict("an operator with that email"),
@@ -238,9 +258,20 @@ impl SqliteStore {
                          WHERE excluded.updated_at >= subscriptions.updated_at"
                     ),
                     params![
-                        ws.as_str(), s.subscription_id, s.account_id.as_str(), s.plan, s.status.as_str(), s.mrr.minor,
-                        s.mrr.currency.as_str(), s.quantity, ms(&s.started_at), s.ended_at.as_ref().map(ms),
-                        s.current_period_end.as_ref().map(ms), s.cancel_at_period_end, ms(&s.updated_at), s.attributes.to_string(),
+                        ws.as_str(),
+                        s.subscription_id,
+                        s.account_id.as_str(),
+                        s.plan,
+                        s.status.as_str(),
+                        s.mrr.minor,
+                        s.mrr.currency.as_str(),
+                        s.quantity,
+                        ms(&s.started_at),
+                        s.ended_at.as_ref().map(ms),
+                        s.current_period_end.as_ref().map(ms),
+                        s.cancel_at_period_end,
+                        ms(&s.updated_at),
+                        s.attributes.to_string(),
                     ],
                 )
                 .map_err(sql_error)?;
@@ -279,9 +310,19 @@ impl SqliteStore {
                          WHERE excluded.updated_at >= tickets.updated_at"
                     ),
                     params![
-                        ws.as_str(), t.ticket_id, t.account_id.as_ref().map(|a| a.as_str()), t.person_id, t.subject,
-                        t.status.as_str(), t.priority.as_str(), ms(&t.opened_at), t.first_response_at.as_ref().map(ms),
-                        t.resolved_at.as_ref().map(ms), t.csat, ms(&t.updated_at), t.attributes.to_string(),
+                        ws.as_str(),
+                        t.ticket_id,
+                        t.account_id.as_ref().map(|a| a.as_str()),
+                        t.person_id,
+                        t.subject,
+                        t.status.as_str(),
+                        t.priority.as_str(),
+                        ms(&t.opened_at),
+                        t.first_response_at.as_ref().map(ms),
+                        t.resolved_at.as_ref().map(ms),
+                        t.csat,
+                        ms(&t.updated_at),
+                        t.attributes.to_string(),
                     ],
                 )
                 .map_err(sql_error)?;

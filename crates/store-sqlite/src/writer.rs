@@ -171,4 +171,3 @@ fn clone_error(e: &StoreError) -> StoreError {
         other => StoreError::Backend(other.to_string()),
     }
 }
-

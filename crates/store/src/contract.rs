@@ -138,8 +138,13 @@ pub async fn append_stores_each_message_once<S: Store>(s: &S) {
     let first = events(json!([track("m1", "u1", "A", 1), track("m2", "u1", "B", 2), track("m3", "u2", "C", 3)]));
     assert_eq!(s.append_events(&ws, &first).await.unwrap(), AppendReport { stored: 3, duplicates: 0 });
     // A retry of the same batch plus one new message, and a duplicate within the batch.
-    let retry = events(json!([track("m1", "u1", "A", 1), track("m2", "u1", "B", 2), track("m3", "u2", "C", 3),
-                              track("m4", "u2", "D", 4), track("m4", "u2", "D", 4)]));
+    let retry = events(json!([
+        track("m1", "u1", "A", 1),
+        track("m2", "u1", "B", 2),
+        track("m3", "u2", "C", 3),
+        track("m4", "u2", "D", 4),
+        track("m4", "u2", "D", 4)
+    ]));
     assert_eq!(s.append_events(&ws, &retry).await.unwrap(), AppendReport { stored: 1, duplicates: 4 });
     let stored = all_events(s, &ws, &EventFilter::default()).await;
     let mut ids: Vec<_> = stored.iter().map(|e| e.message_id.as_str()).collect();
@@ -176,13 +181,18 @@ pub async fn read_log_in_order<S: Store>(s: &S) {
 
 pub async fn processing_creates_people_accounts_and_traits<S: Store>(s: &S) {
     let ws = workspace(s, "Proc").await;
-    s.append_events(&ws, &events(json!([
-        {"type": "identify", "messageId": "i1", "userId": "u1", "anonymousId": "anon-1",
-         "traits": {"email": "ana@acme.test"}, "timestamp": t(1, 9).to_rfc3339()},
-        {"type": "group", "messageId": "g1", "userId": "u1", "groupId": "acme",
-         "traits": {"name": "Acme", "plan": "pro"}, "timestamp": t(1, 9).to_rfc3339()},
-        track("e1", "u1", "Report Created", 2),
-    ]))).await.unwrap();
+    s.append_events(
+        &ws,
+        &events(json!([
+            {"type": "identify", "messageId": "i1", "userId": "u1", "anonymousId": "anon-1",
+             "traits": {"email": "ana@acme.test"}, "timestamp": t(1, 9).to_rfc3339()},
+            {"type": "group", "messageId": "g1", "userId": "u1", "groupId": "acme",
+             "traits": {"name": "Acme", "plan": "pro"}, "timestamp": t(1, 9).to_rfc3339()},
+            track("e1", "u1", "Report Created", 2),
+        ])),
+    )
+    .await
+    .unwrap();
     let log = s.read_log(&ws, LogPosition::ZERO, 10).await.unwrap();
     let p = "p_ana".to_string();
     let mut ops = person_ops(&p, "u1", t(1, 9));
@@ -190,7 +200,11 @@ pub async fn processing_creates_people_accounts_and_traits<S: Store>(s: &S) {
         Op::LinkIdentity { key: IdentityKey::anonymous("anon-1"), person_id: p.clone() },
         Op::SetPersonTraits { person_id: p.clone(), traits: obj(json!({"email": "ana@acme.test"})), at: t(1, 9) },
         Op::UpsertAccount { account_id: acct("acme"), at: t(1, 9) },
-        Op::SetAccountTraits { account_id: acct("acme"), traits: obj(json!({"name": "Acme", "plan": "pro"})), at: t(1, 9) },
+        Op::SetAccountTraits {
+            account_id: acct("acme"),
+            traits: obj(json!({"name": "Acme", "plan": "pro"})),
+            at: t(1, 9),
+        },
         Op::AddMembership { person_id: p.clone(), account_id: acct("acme"), at: t(1, 9) },
         Op::AddMembership { person_id: p.clone(), account_id: acct("acme"), at: t(1, 9) },
         Op::Seen { person_id: Some(p.clone()), account_id: Some(acct("acme")), first: t(1, 9), last: t(1, 9) },
@@ -200,7 +214,10 @@ pub async fn processing_creates_people_accounts_and_traits<S: Store>(s: &S) {
     let changes = Changes { ops, event_people: log.iter().map(|e| (e.position.seq, p.clone())).collect() };
     assert!(s.apply_changes(&ws, LogPosition::ZERO, log[2].position, &changes).await.unwrap());
 
-    let known = s.load_identities(&ws, &[IdentityKey::user("u1"), IdentityKey::anonymous("anon-1"), IdentityKey::user("nobody")]).await.unwrap();
+    let known = s
+        .load_identities(&ws, &[IdentityKey::user("u1"), IdentityKey::anonymous("anon-1"), IdentityKey::user("nobody")])
+        .await
+        .unwrap();
     assert_eq!(known.len(), 2);
     assert!(known.iter().all(|(_, k)| k == &KnownPerson { person_id: p.clone(), user_id: Some("u1".into()) }));
 
@@ -254,17 +271,26 @@ pub async fn merging_people_moves_everything<S: Store>(s: &S) {
     let mut ops = vec![
         Op::CreatePerson { person_id: "p_anon".into(), user_id: None, at: t(1, 8) },
         Op::LinkIdentity { key: IdentityKey::anonymous("a1"), person_id: "p_anon".into() },
-        Op::SetPersonTraits { person_id: "p_anon".into(), traits: obj(json!({"utm": "ads", "plan": "free"})), at: t(1, 8) },
+        Op::SetPersonTraits {
+            person_id: "p_anon".into(),
+            traits: obj(json!({"utm": "ads", "plan": "free"})),
+            at: t(1, 8),
+        },
         Op::UpsertAccount { account_id: acct("beta"), at: t(1, 8) },
         Op::AddMembership { person_id: "p_anon".into(), account_id: acct("beta"), at: t(1, 8) },
         Op::Seen { person_id: Some("p_anon".into()), account_id: None, first: t(1, 8), last: t(1, 8) },
     ];
     ops.extend(person_ops("p_user", "u1", t(2, 10)));
     ops.push(Op::SetPersonTraits { person_id: "p_user".into(), traits: obj(json!({"plan": "pro"})), at: t(2, 10) });
-    let first = Changes { ops, event_people: vec![(log[0].position.seq, "p_anon".into()), (log[1].position.seq, "p_user".into())] };
+    let first = Changes {
+        ops,
+        event_people: vec![(log[0].position.seq, "p_anon".into()), (log[1].position.seq, "p_user".into())],
+    };
     assert!(s.apply_changes(&ws, LogPosition::ZERO, log[1].position, &first).await.unwrap());
 
-    s.append_events(&ws, &events(json!([{"type": "alias", "messageId": "al", "userId": "u1", "previousId": "a1"}]))).await.unwrap();
+    s.append_events(&ws, &events(json!([{"type": "alias", "messageId": "al", "userId": "u1", "previousId": "a1"}])))
+        .await
+        .unwrap();
     let alias = s.read_log(&ws, log[1].position, 10).await.unwrap();
     let merge = Changes {
         ops: vec![Op::MergePeople { from: "p_anon".into(), into: "p_user".into(), at: t(3, 1) }],
@@ -393,7 +419,12 @@ pub async fn billing_and_support_records_keep_the_newest<S: Store>(s: &S) {
         attributes: json!({"source": "test"}),
     };
     assert!(s.upsert_subscription(&ws, &sub).await.unwrap());
-    let newer = Subscription { status: SubscriptionStatus::Canceled, ended_at: Some(t(5, 0)), updated_at: t(5, 0), ..sub.clone() };
+    let newer = Subscription {
+        status: SubscriptionStatus::Canceled,
+        ended_at: Some(t(5, 0)),
+        updated_at: t(5, 0),
+        ..sub.clone()
+    };
     let stale = Subscription { quantity: 99, updated_at: t(3, 0), ..sub.clone() };
     assert!(s.upsert_subscription(&ws, &newer).await.unwrap());
     assert!(!s.upsert_subscription(&ws, &stale).await.unwrap(), "an older update arriving late is ignored");
@@ -414,7 +445,13 @@ pub async fn billing_and_support_records_keep_the_newest<S: Store>(s: &S) {
         attributes: json!({}),
     };
     assert!(s.upsert_ticket(&ws, &ticket).await.unwrap());
-    let solved = Ticket { status: TicketStatus::Solved, resolved_at: Some(t(6, 0)), csat: Some(5), updated_at: t(6, 0), ..ticket.clone() };
+    let solved = Ticket {
+        status: TicketStatus::Solved,
+        resolved_at: Some(t(6, 0)),
+        csat: Some(5),
+        updated_at: t(6, 0),
+        ..ticket.clone()
+    };
     assert!(s.upsert_ticket(&ws, &solved).await.unwrap());
     assert!(!s.upsert_ticket(&ws, &ticket).await.unwrap());
     assert_eq!(s.account_tickets(&ws, &acct("acme")).await.unwrap(), vec![solved]);
@@ -451,7 +488,9 @@ pub async fn workspaces_are_isolated<S: Store>(s: &S) {
 
 pub async fn account_list_pages_in_order<S: Store>(s: &S) {
     let ws = workspace(s, "Accounts").await;
-    let ops: Vec<Op> = (0..25).map(|i| Op::UpsertAccount { account_id: acct(&format!("acct_{i:02}")), at: t(1, 1) + Duration::hours(i) }).collect();
+    let ops: Vec<Op> = (0..25)
+        .map(|i| Op::UpsertAccount { account_id: acct(&format!("acct_{i:02}")), at: t(1, 1) + Duration::hours(i) })
+        .collect();
     process(s, &ws, Changes { ops, event_people: vec![] }).await;
     let mut page = PageRequest::first(10);
     let mut ids = Vec::new();

@@ -109,8 +109,13 @@ pub trait Store: Send + Sync + 'static {
     /// Applies `changes` and moves the processing cursor from `from` to `to`, atomically.
     /// Returns false, changing nothing, when the cursor is no longer at `from` (another process
     /// got there first).
-    async fn apply_changes(&self, ws: &WorkspaceId, from: LogPosition, to: LogPosition, changes: &Changes)
-    -> Result<bool>;
+    async fn apply_changes(
+        &self,
+        ws: &WorkspaceId,
+        from: LogPosition,
+        to: LogPosition,
+        changes: &Changes,
+    ) -> Result<bool>;
     /// Forgets everything processing derived for the workspace and rewinds its cursor to zero,
     /// so that the log is replayed.
     async fn reset_processing(&self, ws: &WorkspaceId) -> Result<()>;
@@ -121,11 +126,17 @@ pub trait Store: Send + Sync + 'static {
     async fn account_people(&self, ws: &WorkspaceId, id: &AccountId, page: &PageRequest) -> Result<Page<Person>>;
     /// The account's events, newest first: those sent for it explicitly (`group`,
     /// `context.groupId`) and those of its people sent without an explicit account.
-    async fn account_timeline(&self, ws: &WorkspaceId, id: &AccountId, page: &PageRequest) -> Result<Page<StoredEvent>>;
+    async fn account_timeline(&self, ws: &WorkspaceId, id: &AccountId, page: &PageRequest)
+    -> Result<Page<StoredEvent>>;
     /// A person by Steward's person id, or else by `userId`, or else by `anonymousId`.
     async fn get_person(&self, ws: &WorkspaceId, id: &str) -> Result<Option<Person>>;
     /// Events newest first (by log order).
-    async fn list_events(&self, ws: &WorkspaceId, filter: &EventFilter, page: &PageRequest) -> Result<Page<StoredEvent>>;
+    async fn list_events(
+        &self,
+        ws: &WorkspaceId,
+        filter: &EventFilter,
+        page: &PageRequest,
+    ) -> Result<Page<StoredEvent>>;
     async fn trait_history(&self, ws: &WorkspaceId, subject: &TraitSubject) -> Result<Vec<TraitChange>>;
 
     // Billing and support records.

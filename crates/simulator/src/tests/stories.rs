@@ -258,5 +258,3 @@ fn usage_speaks_a_b2b_vocabulary_with_heavy_actions_rarer() {
         assert!(pages.contains(name), "no {name} page");
     }
 }
-
-

@@ -57,10 +57,11 @@ impl Server {
     /// Starts `steward serve` on a free port and waits until it is ready.
     pub async fn start(data_dir: &Path) -> Server {
         let port = free_port();
-        let child = steward(&["serve", "--listen", &format!("127.0.0.1:{port}"), "--data-dir", data_dir.to_str().unwrap()])
-            .stdout(Stdio::null())
-            .spawn()
-            .unwrap();
+        let child =
+            steward(&["serve", "--listen", &format!("127.0.0.1:{port}"), "--data-dir", data_dir.to_str().unwrap()])
+                .stdout(Stdio::null())
+                .spawn()
+                .unwrap();
         let server = Server { child, base: format!("http://127.0.0.1:{port}"), data_dir: data_dir.to_path_buf() };
         let http = Http::new();
         let deadline = Instant::now() + Duration::from_secs(30);
@@ -129,7 +130,8 @@ impl Http {
             let (status, page) = self.get(&url, Some(admin)).await.expect("the API answers");
             assert_eq!(status, 200, "{page}");
             for e in page["data"].as_array().unwrap() {
-                let accounts = e["account_ids"].as_array().unwrap().iter().map(|a| a.as_str().unwrap().to_owned()).collect();
+                let accounts =
+                    e["account_ids"].as_array().unwrap().iter().map(|a| a.as_str().unwrap().to_owned()).collect();
                 let entry = out.entry(e["message_id"].as_str().unwrap().to_owned()).or_insert((0, Vec::new()));
                 entry.0 += 1;
                 entry.1 = accounts;
