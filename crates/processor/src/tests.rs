@@ -31,7 +31,7 @@ impl App {
     }
 
     async fn process(&self, batch: usize) {
-        let p = Processor::new(self.store.clone(), ProcessorConfig { batch, ..Default::default() });
+        let p = Processor::new(self.store.clone(), ProcessorConfig { batch, max_batch: batch, ..Default::default() });
         p.run_until_idle(&self.ws).await.unwrap();
     }
 
@@ -162,8 +162,10 @@ async fn replaying_the_log_rebuilds_the_same_state() {
 #[tokio::test]
 async fn the_worker_processes_what_arrives_while_it_runs() {
     let app = App::new().await;
-    let p =
-        Processor::new(app.store.clone(), ProcessorConfig { batch: 3, idle_poll: std::time::Duration::from_millis(5) });
+    let p = Processor::new(
+        app.store.clone(),
+        ProcessorConfig { batch: 3, max_batch: 3, idle_poll: std::time::Duration::from_millis(5) },
+    );
     let shutdown = tokio_util::sync::CancellationToken::new();
     let task = tokio::spawn(p.clone().run(shutdown.clone()));
     app.send(story()).await;

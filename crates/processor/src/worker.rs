@@ -13,8 +13,13 @@ use crate::resolve;
 
 #[derive(Clone, Debug)]
 pub struct ProcessorConfig {
-    /// Events per slice: per transaction.
+    /// Events per slice (per transaction) when processing keeps up: small slices keep the
+    /// time from ingest to processed short.
     pub batch: usize,
+    /// The largest slice. While a backlog lasts each full slice doubles the next, up to
+    /// this: the cost of a slice grows with the people and accounts it touches more than
+    /// with its events, so a backlog is worked off in fewer, larger transactions.
+    pub max_batch: usize,
     /// How long to sleep when there is nothing to do and nobody wakes the worker (events
     /// appended by another process are found this way).
     pub idle_poll: Duration,
@@ -22,7 +27,7 @@ pub struct ProcessorConfig {
 
 impl Default for ProcessorConfig {
     fn default() -> Self {
-        ProcessorConfig { batch: 2_000, idle_poll: Duration::from_millis(250) }
+        ProcessorConfig { batch: 2_000, max_batch: 32_000, idle_poll: Duration::from_millis(250) }
     }
 }
 
@@ -31,8 +36,15 @@ pub struct Processor {
     config: ProcessorConfig,
     /// Where each workspace's processing is; reloaded from the store when another process
     /// moved it.
-    cursors: Mutex<HashMap<WorkspaceId, LogPosition>>,
+    cursors: Mutex<HashMap<WorkspaceId, Cursor>>,
     wake: Notify,
+}
+
+/// Where a workspace's processing is, and how large its next slice is.
+#[derive(Clone, Copy)]
+struct Cursor {
+    at: LogPosition,
+    slice: usize,
 }
 
 impl Processor {
@@ -49,14 +61,19 @@ impl Processor {
     /// the workspace is up to date).
     pub async fn run_once(&self, ws: &WorkspaceId) -> Result<usize> {
         let mut cursors = self.cursors.lock().await;
-        let from = match cursors.get(ws) {
-            Some(c) => *c,
-            None => self.store.log_status(ws).await?.cursor,
+        let (from, slice) = match cursors.get(ws) {
+            Some(c) => (c.at, c.slice),
+            None => (self.store.log_status(ws).await?.cursor, self.config.batch),
         };
-        let events = self.store.read_log(ws, from, self.config.batch).await?;
+        let events = self.store.read_log(ws, from, slice).await?;
         let Some(last) = events.last() else {
-            cursors.insert(ws.clone(), from);
+            cursors.insert(ws.clone(), Cursor { at: from, slice: self.config.batch });
             return Ok(0);
+        };
+        let next_slice = if events.len() == slice {
+            (slice * 2).min(self.config.max_batch.max(self.config.batch))
+        } else {
+            self.config.batch
         };
         let to = last.position;
         let mut keys: Vec<IdentityKey> = Vec::new();
@@ -74,7 +91,7 @@ impl Processor {
         let known = self.store.load_identities(ws, &keys).await?;
         let changes = resolve(ws, &events, known);
         if self.store.apply_changes(ws, from, to, &changes).await? {
-            cursors.insert(ws.clone(), to);
+            cursors.insert(ws.clone(), Cursor { at: to, slice: next_slice });
             metrics::counter!("steward_events_processed_total").increment(events.len() as u64);
             Ok(events.len())
         } else {

@@ -35,7 +35,10 @@ pub struct IngestConfig {
 #[derive(Clone, Debug, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct ProcessorSettings {
+    /// Events per processing transaction while processing keeps up.
     pub batch: usize,
+    /// The largest slice while working off a backlog.
+    pub max_batch: usize,
 }
 
 impl Default for Config {
@@ -46,7 +49,7 @@ impl Default for Config {
             database_url: None,
             log_format: "text".into(),
             ingest: IngestConfig { max_inflight_events: 200_000, key_cache_ttl_secs: 5 },
-            processor: ProcessorSettings { batch: 2_000 },
+            processor: ProcessorSettings { batch: 2_000, max_batch: 32_000 },
         }
     }
 }

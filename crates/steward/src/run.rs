@@ -78,8 +78,10 @@ impl Running {
 pub async fn start(config: &Config, discard_events: bool) -> Result<Running> {
     let backend = Backend::open(config).await?;
     let store = backend.store();
-    let processor =
-        Processor::new(store.clone(), ProcessorConfig { batch: config.processor.batch, ..Default::default() });
+    let processor = Processor::new(
+        store.clone(),
+        ProcessorConfig { batch: config.processor.batch, max_batch: config.processor.max_batch, ..Default::default() },
+    );
     let shutdown = CancellationToken::new();
     let listener = tokio::net::TcpListener::bind(config.listen)
         .await

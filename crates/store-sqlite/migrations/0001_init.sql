@@ -1,7 +1,10 @@
 -- Steward's embedded schema. Times are UTC milliseconds since the epoch; JSON is text.
 
+-- `ws` is the workspace's number inside this database: the event tables repeat it on every row,
+-- so it is an integer rather than the public id.
 CREATE TABLE workspaces (
-    workspace_id TEXT PRIMARY KEY,
+    ws           INTEGER PRIMARY KEY,
+    workspace_id TEXT NOT NULL UNIQUE,
     name         TEXT NOT NULL,
     created_at   INTEGER NOT NULL
 );
@@ -30,9 +33,10 @@ CREATE TABLE operators (
 );
 
 -- The event log. `seq` (the rowid) is the log order: one writer appends, so it only grows.
+-- Ingest writes only here; everything derived from an event is written by processing.
 CREATE TABLE events (
     seq          INTEGER PRIMARY KEY,
-    workspace_id TEXT NOT NULL,
+    ws           INTEGER NOT NULL,
     message_id   TEXT NOT NULL,
     type         TEXT NOT NULL,
     name         TEXT,
@@ -40,16 +44,44 @@ CREATE TABLE events (
     anonymous_id TEXT,
     group_id     TEXT,
     previous_id  TEXT,
-    person_id    TEXT,
     timestamp    INTEGER NOT NULL,
     received_at  INTEGER NOT NULL,
     payload      TEXT NOT NULL
 );
-CREATE UNIQUE INDEX events_message ON events (workspace_id, message_id);
-CREATE INDEX events_log ON events (workspace_id, seq);
-CREATE INDEX events_person ON events (workspace_id, person_id, timestamp) WHERE person_id IS NOT NULL;
-CREATE INDEX events_group ON events (workspace_id, group_id, timestamp) WHERE group_id IS NOT NULL;
-CREATE INDEX events_user ON events (workspace_id, user_id) WHERE user_id IS NOT NULL;
+CREATE INDEX events_log ON events (ws, seq);
+
+-- Every stored message id, as the first 8 bytes of its SHA-256 (a match is confirmed against
+-- `events.message_id`). Ids of the newest events live in the writer's memory and are added
+-- here in sorted batches, so that each commit does not rewrite a page per event;
+-- `event_ids_through` in `store_meta` is the last `seq` whose id is here.
+CREATE TABLE event_ids (
+    ws   INTEGER NOT NULL,
+    hash INTEGER NOT NULL,
+    seq  INTEGER NOT NULL,
+    PRIMARY KEY (ws, hash, seq)
+) WITHOUT ROWID;
+
+CREATE TABLE store_meta (
+    key   TEXT PRIMARY KEY,
+    value INTEGER NOT NULL
+);
+
+-- Written by processing, in log order: who did each event.
+CREATE TABLE event_people (
+    seq       INTEGER PRIMARY KEY,
+    ws        INTEGER NOT NULL,
+    person_id TEXT NOT NULL
+);
+
+-- Written by processing: the events of each subject, newest first by event time. Subjects are
+-- `p:<person>` (every event of the person) and `g:<account>` (events naming the account).
+CREATE TABLE event_links (
+    ws      INTEGER NOT NULL,
+    subject TEXT NOT NULL,
+    ts      INTEGER NOT NULL,
+    seq     INTEGER NOT NULL,
+    PRIMARY KEY (ws, subject, ts, seq)
+) WITHOUT ROWID;
 
 CREATE TABLE processing_cursors (
     workspace_id TEXT PRIMARY KEY,

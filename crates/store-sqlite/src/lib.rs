@@ -5,6 +5,7 @@
 //! only grows and there is never lock contention between Steward's own writers. Other
 //! processes (the CLI creating a key while a server runs) wait on SQLite's busy timeout.
 
+mod ids;
 mod log;
 mod processing;
 mod reads;
@@ -12,7 +13,7 @@ mod records;
 mod writer;
 
 use chrono::{DateTime, Utc};
-use rusqlite::{Connection, OpenFlags};
+use rusqlite::{Connection, OpenFlags, OptionalExtension};
 use std::path::{Path, PathBuf};
 use std::sync::Mutex;
 use std::time::Duration;
@@ -31,6 +32,8 @@ pub struct SqliteStore {
     writer: Writer,
     readers: Mutex<Vec<Connection>>,
     reader_permits: Semaphore,
+    /// Workspace id → its number in this database (numbers never change).
+    ws_numbers: std::sync::RwLock<std::collections::HashMap<domain::WorkspaceId, i64>>,
 }
 
 impl SqliteStore {
@@ -42,10 +45,12 @@ impl SqliteStore {
         }
         let conn = connect(&path, false)?;
         migrate(&conn)?;
+        let ids = ids::RecentIds::new(lock_path(&path));
         let readers = (0..READERS).map(|_| connect(&path, true)).collect::<Result<Vec<_>>>()?;
         Ok(SqliteStore {
             path,
-            writer: Writer::start(conn),
+            writer: Writer::start(conn, ids),
+            ws_numbers: Default::default(),
             readers: Mutex::new(readers),
             reader_permits: Semaphore::new(READERS),
         })
@@ -85,8 +90,36 @@ impl SqliteStore {
     }
 
     async fn write<R: Send + 'static>(&self, f: impl FnOnce(&Connection) -> Result<R> + Send + 'static) -> Result<R> {
-        self.writer.write(f).await
+        self.writer.write(move |conn, _| f(conn)).await
     }
+
+    /// The workspace's number in this database; `None` for a workspace that does not exist.
+    async fn ws_number(&self, ws: &domain::WorkspaceId) -> Result<Option<i64>> {
+        if let Some(&n) = self.ws_numbers.read().expect("workspace numbers lock").get(ws) {
+            return Ok(Some(n));
+        }
+        let id = ws.clone();
+        let found: Option<i64> = self
+            .read(move |conn| {
+                conn.prepare_cached("SELECT ws FROM workspaces WHERE workspace_id = ?1")
+                    .map_err(sql_error)?
+                    .query_row([id.as_str()], |r| r.get(0))
+                    .optional()
+                    .map_err(sql_error)
+            })
+            .await?;
+        if let Some(n) = found {
+            self.ws_numbers.write().expect("workspace numbers lock").insert(ws.clone(), n);
+        }
+        Ok(found)
+    }
+}
+
+/// The file whose lock says which process appends events to the database at `path`.
+fn lock_path(path: &Path) -> PathBuf {
+    let mut name = path.file_name().unwrap_or_default().to_os_string();
+    name.push("-append.lock");
+    path.with_file_name(name)
 }
 
 fn connect(path: &Path, read_only: bool) -> Result<Connection> {

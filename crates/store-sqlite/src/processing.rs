@@ -48,6 +48,9 @@ impl SqliteStore {
         to: LogPosition,
         changes: &Changes,
     ) -> Result<bool> {
+        let Some(n) = self.ws_number(ws).await? else {
+            return Err(store::StoreError::Backend(format!("no workspace {ws}")));
+        };
         let ws = ws.clone();
         let changes = changes.clone();
         self.write(move |conn| {
@@ -55,13 +58,25 @@ impl SqliteStore {
                 return Ok(false);
             }
             for op in &changes.ops {
-                apply_op(conn, &ws, op)?;
+                apply_op(conn, &ws, n, op)?;
             }
-            let mut assign = conn
-                .prepare_cached("UPDATE events SET person_id = ?3 WHERE workspace_id = ?1 AND seq = ?2")
+            let mut person = conn
+                .prepare_cached(
+                    "INSERT INTO event_people (seq, ws, person_id) VALUES (?1, ?2, ?3)
+                     ON CONFLICT (seq) DO UPDATE SET person_id = excluded.person_id",
+                )
                 .map_err(sql_error)?;
-            for (seq, person) in &changes.event_people {
-                assign.execute(params![ws.as_str(), seq, person]).map_err(sql_error)?;
+            let mut links = conn
+                .prepare_cached(
+                    "INSERT OR IGNORE INTO event_links (ws, subject, ts, seq)
+                     SELECT ws, 'p:' || ?2, timestamp, seq FROM events WHERE seq = ?1
+                     UNION ALL
+                     SELECT ws, 'g:' || group_id, timestamp, seq FROM events WHERE seq = ?1 AND group_id IS NOT NULL",
+                )
+                .map_err(sql_error)?;
+            for (seq, p) in &changes.event_people {
+                person.execute(params![seq, n, p]).map_err(sql_error)?;
+                links.execute(params![seq, p]).map_err(sql_error)?;
             }
             conn.prepare_cached(
                 "INSERT INTO processing_cursors (workspace_id, tx, seq) VALUES (?1, ?2, ?3)
@@ -76,6 +91,7 @@ impl SqliteStore {
     }
 
     pub(crate) async fn reset(&self, ws: &WorkspaceId) -> Result<()> {
+        let n = self.ws_number(ws).await?.unwrap_or(-1);
         let ws = ws.clone();
         self.write(move |conn| {
             for table in [
@@ -90,11 +106,9 @@ impl SqliteStore {
                 conn.execute(&format!("DELETE FROM {table} WHERE workspace_id = ?1"), [ws.as_str()])
                     .map_err(sql_error)?;
             }
-            conn.execute(
-                "UPDATE events SET person_id = NULL WHERE workspace_id = ?1 AND person_id IS NOT NULL",
-                [ws.as_str()],
-            )
-            .map_err(sql_error)?;
+            for table in ["event_people", "event_links"] {
+                conn.execute(&format!("DELETE FROM {table} WHERE ws = ?1"), [n]).map_err(sql_error)?;
+            }
             Ok(())
         })
         .await
@@ -105,7 +119,7 @@ fn exec(conn: &Connection, sql: &str, params: impl rusqlite::Params) -> Result<u
     conn.prepare_cached(sql).map_err(sql_error)?.execute(params).map_err(sql_error)
 }
 
-fn apply_op(conn: &Connection, ws: &WorkspaceId, op: &Op) -> Result<()> {
+fn apply_op(conn: &Connection, ws: &WorkspaceId, n: i64, op: &Op) -> Result<()> {
     let w = ws.as_str();
     match op {
         Op::CreatePerson { person_id, user_id, at } => {
@@ -130,7 +144,7 @@ fn apply_op(conn: &Connection, ws: &WorkspaceId, op: &Op) -> Result<()> {
                 params![w, key.kind.as_str(), key.value, person_id],
             )?;
         }
-        Op::MergePeople { from, into, at } => merge(conn, ws, from, into, at)?,
+        Op::MergePeople { from, into, at } => merge(conn, ws, n, from, into, at)?,
         Op::SetPersonTraits { person_id, traits, at } => set_traits(conn, ws, "person", person_id, traits, at)?,
         Op::UpsertAccount { account_id, at } => {
             exec(
@@ -240,7 +254,7 @@ fn set_traits(
     Ok(())
 }
 
-fn merge(conn: &Connection, ws: &WorkspaceId, from: &str, into: &str, at: &Timestamp) -> Result<()> {
+fn merge(conn: &Connection, ws: &WorkspaceId, n: i64, from: &str, into: &str, at: &Timestamp) -> Result<()> {
     let w = ws.as_str();
     if from == into {
         return Ok(());
@@ -275,7 +289,17 @@ fn merge(conn: &Connection, ws: &WorkspaceId, from: &str, into: &str, at: &Times
         params![w, from, into],
     )?;
     exec(conn, "DELETE FROM memberships WHERE workspace_id = ?1 AND person_id = ?2", params![w, from])?;
-    exec(conn, "UPDATE events SET person_id = ?3 WHERE workspace_id = ?1 AND person_id = ?2", params![w, from, into])?;
+    exec(
+        conn,
+        "UPDATE event_people SET person_id = ?3
+         WHERE seq IN (SELECT seq FROM event_links WHERE ws = ?1 AND subject = 'p:' || ?2)",
+        params![n, from, into],
+    )?;
+    exec(
+        conn,
+        "UPDATE OR REPLACE event_links SET subject = 'p:' || ?3 WHERE ws = ?1 AND subject = 'p:' || ?2",
+        params![n, from, into],
+    )?;
     exec(
         conn,
         "UPDATE trait_history SET subject_id = ?3 WHERE workspace_id = ?1 AND subject_kind = 'person' AND subject_id = ?2",

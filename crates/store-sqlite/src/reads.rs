@@ -5,6 +5,7 @@ use rusqlite::types::Value as Sql;
 use rusqlite::{Connection, OptionalExtension, Row, params, params_from_iter};
 use store::{Account, Cursor, EventFilter, Page, PageRequest, Person, Result, StoredEvent, TraitChange, TraitSubject};
 
+use crate::ids::id_hash;
 use crate::processing::kind_of;
 use crate::{SqliteStore, json_col, ms, opt_time, parse_col, sql_error, time};
 
@@ -12,17 +13,20 @@ const ACCOUNT_COLUMNS: &str = "a.account_id, a.traits, a.first_seen_at, a.last_s
     (SELECT count(*) FROM memberships m WHERE m.workspace_id = a.workspace_id AND m.account_id = a.account_id)";
 
 /// The event columns, with the accounts each event counts towards: the explicit one, or
-/// else every account of its person.
-const EVENT_COLUMNS: &str = "e.seq, e.message_id, e.type, e.name, e.user_id, e.anonymous_id, e.person_id,
+/// else every account of its person. Needs `events e LEFT JOIN event_people ep` and the
+/// workspace id as `?1`.
+const EVENT_COLUMNS: &str = "e.seq, e.message_id, e.type, e.name, e.user_id, e.anonymous_id, ep.person_id,
     CASE WHEN e.group_id IS NOT NULL THEN e.group_id
          ELSE (SELECT group_concat(account_id, char(31)) FROM
-               (SELECT account_id FROM memberships m WHERE m.workspace_id = e.workspace_id AND m.person_id = e.person_id
+               (SELECT account_id FROM memberships m WHERE m.workspace_id = ?1 AND m.person_id = ep.person_id
                 ORDER BY account_id)) END,
     e.timestamp, e.received_at, e.payload";
 
-/// Events that count towards account `?2` of workspace `?1`.
-const FOR_ACCOUNT: &str = "(e.group_id = ?2 OR (e.group_id IS NULL AND e.person_id IN
-    (SELECT person_id FROM memberships WHERE workspace_id = ?1 AND account_id = ?2)))";
+const EVENTS_FROM: &str = "events e LEFT JOIN event_people ep ON ep.seq = e.seq";
+
+/// The link subjects of account `?2` (workspace `?1`): the account itself and its people.
+const ACCOUNT_SUBJECTS: &str = "SELECT 'g:' || ?2 UNION ALL
+    SELECT 'p:' || person_id FROM memberships WHERE workspace_id = ?1 AND account_id = ?2";
 
 fn account_row(r: &Row<'_>) -> rusqlite::Result<(String, String, Option<i64>, Option<i64>, i64, i64)> {
     Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?, r.get(4)?, r.get(5)?))
@@ -165,21 +169,25 @@ impl SqliteStore {
         id: &AccountId,
         page: &PageRequest,
     ) -> Result<Page<StoredEvent>> {
+        let n = self.ws_number(ws).await?.unwrap_or(-1);
         let (ws, id, page) = (ws.clone(), id.clone(), page.clone());
         self.read(move |conn| {
             let (ts, seq) = match &page.after {
                 Some(c) => (c.int(0)?, c.int(1)?),
                 None => (i64::MAX, i64::MAX),
             };
+            // A person's event that names another account counts only there.
             let sql = format!(
-                "SELECT {EVENT_COLUMNS} FROM events e WHERE e.workspace_id = ?1 AND {FOR_ACCOUNT}
-                 AND (e.timestamp < ?3 OR (e.timestamp = ?3 AND e.seq < ?4))
-                 ORDER BY e.timestamp DESC, e.seq DESC LIMIT ?5"
+                "SELECT {EVENT_COLUMNS} FROM event_links l JOIN events e ON e.seq = l.seq LEFT JOIN event_people ep ON ep.seq = e.seq
+                 WHERE l.ws = ?3 AND l.subject IN ({ACCOUNT_SUBJECTS})
+                   AND (l.subject = 'g:' || ?2 OR e.group_id IS NULL)
+                   AND (l.ts < ?4 OR (l.ts = ?4 AND l.seq < ?5))
+                 ORDER BY l.ts DESC, l.seq DESC LIMIT ?6"
             );
             let rows = query(
                 conn,
                 &sql,
-                params![ws.as_str(), id.as_str(), ts, seq, page.fetch_limit() as i64],
+                params![ws.as_str(), id.as_str(), n, ts, seq, page.fetch_limit() as i64],
                 event_row,
                 to_event,
             )?;
@@ -218,42 +226,65 @@ impl SqliteStore {
         filter: &EventFilter,
         page: &PageRequest,
     ) -> Result<Page<StoredEvent>> {
+        let n = self.ws_number(ws).await?.unwrap_or(-1);
         let (ws, filter, page) = (ws.clone(), filter.clone(), page.clone());
         self.read(move |conn| {
-            // ?1 is the workspace and ?2 the account (possibly unused); the rest are numbered in order.
+            // Events not yet processed have no links; they are found in the log's tail.
+            let processed = crate::log::cursor(conn, &ws)?.seq;
+            // ?1 is the workspace, ?2 the account (possibly unused), ?3 the workspace's number,
+            // ?4 where processing is; the rest are numbered in order.
             let mut args: Vec<Sql> = vec![
                 Sql::Text(ws.to_string()),
                 Sql::Text(filter.account_id.as_ref().map(|a| a.to_string()).unwrap_or_default()),
+                Sql::Integer(n),
+                Sql::Integer(processed),
             ];
-            let mut clauses = vec!["e.workspace_id = ?1".to_string()];
-            let mut push = |clause: &str, v: Sql| {
-                args.push(v);
-                clauses.push(clause.replace('?', &format!("?{}", args.len())));
+            let mut clauses = vec!["e.ws = ?3".to_string()];
+            let mut push = |clause: &str, v: Vec<Sql>| {
+                let mut clause = clause.to_string();
+                for (i, v) in v.into_iter().enumerate() {
+                    args.push(v);
+                    clause = clause.replace(&format!("?{}", (b'a' + i as u8) as char), &format!("?{}", args.len()));
+                }
+                clauses.push(clause);
             };
             if let Some(m) = &filter.message_id {
-                push("e.message_id = ?", Sql::Text(m.clone()));
+                let through = crate::ids::flushed_through(conn)?;
+                push(
+                    "(e.seq IN (SELECT seq FROM event_ids WHERE ws = ?3 AND hash = ?a) OR e.seq > ?b) AND e.message_id = ?c",
+                    vec![Sql::Integer(id_hash(m)), Sql::Integer(through), Sql::Text(m.clone())],
+                );
             }
             if let Some(u) = &filter.user_id {
-                push("e.user_id = ?", Sql::Text(u.clone()));
+                push(
+                    "(e.seq IN (SELECT l.seq FROM event_links l WHERE l.ws = ?3 AND l.subject =
+                        (SELECT 'p:' || person_id FROM identities WHERE workspace_id = ?1 AND kind = 'user' AND value = ?a))
+                      OR e.seq > ?4) AND e.user_id = ?a",
+                    vec![Sql::Text(u.clone())],
+                );
             }
             if let Some(k) = filter.kind {
-                push("e.type = ?", Sql::Text(k.as_str().into()));
+                push("e.type = ?a", vec![Sql::Text(k.as_str().into())]);
             }
             if let Some(s) = &filter.since {
-                push("e.timestamp >= ?", Sql::Integer(ms(s)));
+                push("e.timestamp >= ?a", vec![Sql::Integer(ms(s))]);
             }
             if let Some(u) = &filter.until {
-                push("e.timestamp < ?", Sql::Integer(ms(u)));
+                push("e.timestamp < ?a", vec![Sql::Integer(ms(u))]);
             }
             if let Some(c) = &page.after {
-                push("e.seq < ?", Sql::Integer(c.int(0)?));
+                push("e.seq < ?a", vec![Sql::Integer(c.int(0)?)]);
             }
             if filter.account_id.is_some() {
-                clauses.push(FOR_ACCOUNT.to_string());
+                clauses.push(format!(
+                    "((e.seq IN (SELECT l.seq FROM event_links l WHERE l.ws = ?3 AND l.subject IN ({ACCOUNT_SUBJECTS}))
+                       AND (e.group_id = ?2 OR e.group_id IS NULL))
+                      OR (e.seq > ?4 AND e.group_id = ?2))"
+                ));
             }
             args.push(Sql::Integer(page.fetch_limit() as i64));
             let sql = format!(
-                "SELECT {EVENT_COLUMNS} FROM events e WHERE {} ORDER BY e.seq DESC LIMIT ?{}",
+                "SELECT {EVENT_COLUMNS} FROM {EVENTS_FROM} WHERE {} ORDER BY e.seq DESC LIMIT ?{}",
                 clauses.join(" AND "),
                 args.len()
             );

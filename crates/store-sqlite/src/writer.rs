@@ -9,12 +9,13 @@ use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
 use store::{Result, StoreError};
 
+use crate::ids::RecentIds;
 use crate::sql_error;
 
 /// A piece of work queued for the writer.
 trait Work: Send {
     /// Runs inside a savepoint; says whether it succeeded.
-    fn run(&mut self, conn: &Connection) -> bool;
+    fn run(&mut self, conn: &Connection, ids: &mut RecentIds) -> bool;
     /// Reports the outcome once the transaction committed, or why it did not.
     fn finish(self: Box<Self>, committed: Result<()>);
 }
@@ -27,12 +28,12 @@ struct Typed<F, R> {
 
 impl<F, R> Work for Typed<F, R>
 where
-    F: FnOnce(&Connection) -> Result<R> + Send,
+    F: FnOnce(&Connection, &mut RecentIds) -> Result<R> + Send,
     R: Send,
 {
-    fn run(&mut self, conn: &Connection) -> bool {
+    fn run(&mut self, conn: &Connection, ids: &mut RecentIds) -> bool {
         let f = self.f.take().expect("work runs once");
-        let outcome = f(conn);
+        let outcome = f(conn, ids);
         let ok = outcome.is_ok();
         self.outcome = Some(outcome);
         ok
@@ -68,13 +69,13 @@ pub(crate) struct WriterStats {
 }
 
 impl Writer {
-    pub(crate) fn start(conn: Connection) -> Writer {
+    pub(crate) fn start(conn: Connection, ids: RecentIds) -> Writer {
         let (tx, rx) = std::sync::mpsc::sync_channel::<Job>(QUEUE);
         let stats = Arc::new(WriterStats::default());
         let thread_stats = stats.clone();
         let thread = std::thread::Builder::new()
             .name("sqlite-writer".into())
-            .spawn(move || run(conn, rx, &thread_stats))
+            .spawn(move || run(conn, ids, rx, &thread_stats))
             .expect("spawn the SQLite writer thread");
         Writer { queue: Mutex::new(Some(tx)), thread: Mutex::new(Some(thread)), stats }
     }
@@ -82,7 +83,7 @@ impl Writer {
     /// Runs `f` in the next transaction and returns its result once that transaction is durable.
     pub(crate) async fn write<R: Send + 'static>(
         &self,
-        f: impl FnOnce(&Connection) -> Result<R> + Send + 'static,
+        f: impl FnOnce(&Connection, &mut RecentIds) -> Result<R> + Send + 'static,
     ) -> Result<R> {
         let (done, done_rx) = tokio::sync::oneshot::channel();
         let job: Job = Box::new(Typed { f: Some(f), outcome: None, done });
@@ -117,9 +118,35 @@ impl Drop for Writer {
     }
 }
 
-fn run(conn: Connection, rx: Receiver<Job>, stats: &WriterStats) {
+/// How long the writer waits for work before it counts as idle and flushes recent ids.
+const IDLE: std::time::Duration = std::time::Duration::from_millis(100);
+
+fn run(conn: Connection, mut ids: RecentIds, rx: Receiver<Job>, stats: &WriterStats) {
     use std::sync::atomic::Ordering::Relaxed;
-    while let Ok(first) = rx.recv() {
+    use std::sync::mpsc::RecvTimeoutError;
+    let mut flush_failed: Option<std::time::Instant> = None;
+    let may_flush = |failed: &Option<std::time::Instant>| failed.is_none_or(|at| at.elapsed() > FLUSH_RETRY);
+    loop {
+        // Between groups, at most one flush step, so a flush never holds up ingest for long.
+        let first = if ids.wants_flush(false) && may_flush(&flush_failed) {
+            flush_failed = flush_step(&conn, &mut ids);
+            match rx.try_recv() {
+                Ok(job) => job,
+                Err(std::sync::mpsc::TryRecvError::Empty) => continue,
+                Err(std::sync::mpsc::TryRecvError::Disconnected) => break,
+            }
+        } else {
+            match rx.recv_timeout(IDLE) {
+                Ok(job) => job,
+                Err(RecvTimeoutError::Timeout) => {
+                    if ids.wants_flush(true) && may_flush(&flush_failed) {
+                        flush_failed = flush_step(&conn, &mut ids);
+                    }
+                    continue;
+                }
+                Err(RecvTimeoutError::Disconnected) => break,
+            }
+        };
         let mut group = vec![first];
         while group.len() < MAX_GROUP {
             match rx.try_recv() {
@@ -136,16 +163,21 @@ fn run(conn: Connection, rx: Receiver<Job>, stats: &WriterStats) {
             }
             continue;
         }
+        let group_mark = ids.mark();
         let mut ran = Vec::with_capacity(group.len());
         for mut job in group {
             if let Err(e) = conn.execute_batch("SAVEPOINT job") {
                 ran.push((job, Some(sql_error(e))));
                 continue;
             }
-            let ok = catch_unwind(AssertUnwindSafe(|| job.run(&conn))).unwrap_or_else(|_| {
+            let mark = ids.mark();
+            let ok = catch_unwind(AssertUnwindSafe(|| job.run(&conn, &mut ids))).unwrap_or_else(|_| {
                 tracing::error!("a write panicked; its savepoint is rolled back");
                 false
             });
+            if !ok {
+                ids.undo_to(mark);
+            }
             let end = if ok { "RELEASE job" } else { "ROLLBACK TO job; RELEASE job" };
             let err = conn.execute_batch(end).err().map(sql_error);
             ran.push((job, err));
@@ -153,7 +185,9 @@ fn run(conn: Connection, rx: Receiver<Job>, stats: &WriterStats) {
         let committed = conn.execute_batch("COMMIT").map_err(sql_error);
         if committed.is_err() {
             let _ = conn.execute_batch("ROLLBACK");
+            ids.undo_to(group_mark);
         }
+        ids.committed();
         for (job, err) in ran {
             let outcome = match (&committed, err) {
                 (Err(e), _) => Err(clone_error(e)),
@@ -161,6 +195,26 @@ fn run(conn: Connection, rx: Receiver<Job>, stats: &WriterStats) {
                 (Ok(()), None) => Ok(()),
             };
             job.finish(outcome);
+        }
+    }
+    // Leave as little as possible to rebuild at the next start.
+    while ids.wants_flush(true) {
+        if flush_step(&conn, &mut ids).is_some() {
+            break;
+        }
+    }
+}
+
+/// After a failed flush, how long before the next try.
+const FLUSH_RETRY: std::time::Duration = std::time::Duration::from_secs(1);
+
+/// One step of adding recent message ids to `event_ids`; when it failed, the time it did.
+fn flush_step(conn: &Connection, ids: &mut RecentIds) -> Option<std::time::Instant> {
+    match ids.flush_step(conn) {
+        Ok(_) => None,
+        Err(e) => {
+            tracing::warn!(error = %e, "could not add recent message ids to the index; will retry");
+            Some(std::time::Instant::now())
         }
     }
 }

@@ -1,0 +1,271 @@
+//! Exactly-once by message id without a B-tree page write per event.
+//!
+//! A unique index on random message ids costs one dirty page per insert once the index is
+//! larger than a commit's worth of inserts, so each commit of a few thousand events would
+//! rewrite megabytes of index. Instead the writer keeps the ids of the newest events in memory
+//! ([`RecentIds`]) and adds them to the `event_ids` table in sorted batches, which touch each
+//! page once per batch. A lookup checks both. The memory is rebuilt at start from the events
+//! after `event_ids_through`, so nothing depends on it surviving a crash.
+//!
+//! Architecture Invariant: only the writer thread touches [`RecentIds`], and every change to
+//! it is undone when the transaction that made it does not commit.
+
+use rusqlite::{Connection, OptionalExtension, params};
+use sha2::{Digest, Sha256};
+use std::collections::HashMap;
+use store::{Result, StoreError};
+
+use crate::sql_error;
+
+/// The 8 bytes of a message id's SHA-256 that `event_ids` keys on. Stable across versions:
+/// it is stored.
+pub(crate) fn id_hash(message_id: &str) -> i64 {
+    let digest = Sha256::digest(message_id.as_bytes());
+    i64::from_be_bytes(digest[..8].try_into().expect("a SHA-256 digest has 8 bytes"))
+}
+
+/// Ids added by one flush transaction at most, so a flush never holds the writer for long.
+const FLUSH_CHUNK: usize = 8_192;
+/// Recent ids beyond which a flush starts even while ingest is busy.
+pub(crate) const FLUSH_AT: usize = 65_536;
+
+#[derive(Default)]
+pub(crate) struct RecentIds {
+    /// Held while this process appends events: the memory is only right if no other process
+    /// appends to the same database. `None` until the first append.
+    owner: Option<std::fs::File>,
+    lock_path: std::path::PathBuf,
+    /// (workspace, hash) → seq of the first event with that hash.
+    first: HashMap<(i64, i64), i64>,
+    /// Further events whose id shares a hash with another (different ids; vanishingly rare).
+    more: Vec<(i64, i64, i64)>,
+    /// What the open transaction added, to undo if it does not commit.
+    journal: Vec<(i64, i64, i64)>,
+    /// A flush under way: the sorted ids up to `through`, and how many are already written.
+    flush: Option<Flush>,
+}
+
+struct Flush {
+    ids: Vec<(i64, i64, i64)>,
+    written: usize,
+    through: i64,
+}
+
+impl RecentIds {
+    /// Ids for the database whose append lock file is `lock_path`; nothing is loaded until
+    /// the first append.
+    pub(crate) fn new(lock_path: std::path::PathBuf) -> RecentIds {
+        RecentIds { lock_path, ..Default::default() }
+    }
+
+    /// Before an append: takes the database's append lock for this process and loads the ids
+    /// not yet in `event_ids`, or says that another process holds it.
+    pub(crate) fn ensure_owner(&mut self, conn: &Connection) -> Result<()> {
+        if self.owner.is_some() {
+            return Ok(());
+        }
+        let file = std::fs::OpenOptions::new()
+            .create(true)
+            .truncate(false)
+            .write(true)
+            .open(&self.lock_path)
+            .map_err(|e| StoreError::Backend(format!("open {}: {e}", self.lock_path.display())))?;
+        if let Err(e) = file.try_lock() {
+            return Err(StoreError::Backend(format!(
+                "another process is appending events to this database ({}): {e}",
+                self.lock_path.display()
+            )));
+        }
+        let loaded = RecentIds::load(conn)?;
+        (self.first, self.more) = (loaded.first, loaded.more);
+        self.owner = Some(file);
+        Ok(())
+    }
+
+    /// Rebuilds the memory from the events whose ids are not yet in `event_ids`.
+    fn load(conn: &Connection) -> Result<RecentIds> {
+        let through = flushed_through(conn)?;
+        let mut ids = RecentIds::default();
+        let mut stmt =
+            conn.prepare("SELECT ws, seq, message_id FROM events WHERE seq > ?1 ORDER BY seq").map_err(sql_error)?;
+        let rows = stmt
+            .query_map([through], |r| Ok((r.get::<_, i64>(0)?, r.get::<_, i64>(1)?, r.get::<_, String>(2)?)))
+            .map_err(sql_error)?;
+        for row in rows {
+            let (ws, seq, message_id) = row.map_err(sql_error)?;
+            ids.add(ws, id_hash(&message_id), seq);
+        }
+        ids.journal.clear();
+        Ok(ids)
+    }
+
+    pub(crate) fn len(&self) -> usize {
+        self.first.len() + self.more.len()
+    }
+
+    /// The seq of the stored event with this message id, if there is one.
+    pub(crate) fn find(&self, lookup: &mut Lookup<'_>, ws: i64, hash: i64, message_id: &str) -> Result<Option<i64>> {
+        lookup.candidates.clear();
+        if let Some(&seq) = self.first.get(&(ws, hash)) {
+            lookup.candidates.push(seq);
+            lookup.candidates.extend(self.more.iter().filter(|m| m.0 == ws && m.1 == hash).map(|m| m.2));
+        }
+        let rows = lookup.stored.query_map(params![ws, hash], |r| r.get::<_, i64>(0)).map_err(sql_error)?;
+        for seq in rows {
+            lookup.candidates.push(seq.map_err(sql_error)?);
+        }
+        for &seq in &lookup.candidates {
+            let same: Option<bool> =
+                lookup.confirm.query_row(params![seq, message_id], |r| r.get(0)).optional().map_err(sql_error)?;
+            if same == Some(true) {
+                return Ok(Some(seq));
+            }
+        }
+        Ok(None)
+    }
+
+    /// Records a newly appended event's id (undone if its transaction does not commit).
+    pub(crate) fn add(&mut self, ws: i64, hash: i64, seq: i64) {
+        use std::collections::hash_map::Entry;
+        match self.first.entry((ws, hash)) {
+            Entry::Vacant(v) => {
+                v.insert(seq);
+            }
+            Entry::Occupied(_) => self.more.push((ws, hash, seq)),
+        }
+        self.journal.push((ws, hash, seq));
+    }
+
+    /// A point to undo to.
+    pub(crate) fn mark(&self) -> usize {
+        self.journal.len()
+    }
+
+    /// Forgets what was added since `mark`: its savepoint or transaction was rolled back.
+    pub(crate) fn undo_to(&mut self, mark: usize) {
+        for (ws, hash, seq) in self.journal.drain(mark..).rev() {
+            if self.first.get(&(ws, hash)) == Some(&seq) {
+                self.first.remove(&(ws, hash));
+                // A colliding id added later takes the first place.
+                if let Some(i) = self.more.iter().position(|m| m.0 == ws && m.1 == hash) {
+                    let (_, _, next) = self.more.remove(i);
+                    self.first.insert((ws, hash), next);
+                }
+            } else if let Some(i) = self.more.iter().position(|m| *m == (ws, hash, seq)) {
+                self.more.remove(i);
+            }
+        }
+    }
+
+    /// The open transaction committed: its additions stay.
+    pub(crate) fn committed(&mut self) {
+        self.journal.clear();
+    }
+
+    /// Whether there is flushing to do: always when `idle`, otherwise once there are many ids.
+    pub(crate) fn wants_flush(&self, idle: bool) -> bool {
+        self.flush.is_some() || self.len() >= FLUSH_AT || (idle && self.len() > 0)
+    }
+
+    /// Writes the next chunk of the flush under way (starting one if needed), in its own
+    /// transaction. Returns whether a flush is still under way.
+    pub(crate) fn flush_step(&mut self, conn: &Connection) -> Result<bool> {
+        let flush = self.flush.get_or_insert_with(|| {
+            let mut ids: Vec<(i64, i64, i64)> =
+                self.first.iter().map(|(&(ws, hash), &seq)| (ws, hash, seq)).chain(self.more.iter().copied()).collect();
+            ids.sort_unstable();
+            let through = ids.iter().map(|i| i.2).max().unwrap_or(0);
+            Flush { ids, written: 0, through }
+        });
+        let end = (flush.written + FLUSH_CHUNK).min(flush.ids.len());
+        let last = end == flush.ids.len();
+        let outcome = (|| -> Result<()> {
+            conn.execute_batch("BEGIN IMMEDIATE").map_err(sql_error)?;
+            let mut insert = conn
+                .prepare_cached("INSERT OR IGNORE INTO event_ids (ws, hash, seq) VALUES (?1, ?2, ?3)")
+                .map_err(sql_error)?;
+            for (ws, hash, seq) in &flush.ids[flush.written..end] {
+                insert.execute(params![ws, hash, seq]).map_err(sql_error)?;
+            }
+            if last {
+                conn.prepare_cached(
+                    "INSERT INTO store_meta (key, value) VALUES ('event_ids_through', ?1)
+                     ON CONFLICT (key) DO UPDATE SET value = max(value, excluded.value)",
+                )
+                .map_err(sql_error)?
+                .execute([flush.through])
+                .map_err(sql_error)?;
+            }
+            conn.execute_batch("COMMIT").map_err(sql_error)
+        })();
+        if let Err(e) = outcome {
+            let _ = conn.execute_batch("ROLLBACK");
+            // The ids stay in memory; the next flush starts over.
+            self.flush = None;
+            return Err(e);
+        }
+        flush.written = end;
+        if !last {
+            return Ok(true);
+        }
+        let done = self.flush.take().expect("a flush is under way");
+        for (ws, hash, seq) in done.ids {
+            if self.first.get(&(ws, hash)) == Some(&seq) {
+                self.first.remove(&(ws, hash));
+            }
+        }
+        self.more.retain(|m| m.2 > done.through);
+        // A colliding id that stays (newer than the flush) must remain findable.
+        for &(ws, hash, seq) in &self.more {
+            self.first.entry((ws, hash)).or_insert(seq);
+        }
+        self.more.retain(|m| self.first.get(&(m.0, m.1)) != Some(&m.2));
+        Ok(false)
+    }
+}
+
+/// The statements of [`RecentIds::find`], prepared once per append.
+pub(crate) struct Lookup<'c> {
+    stored: rusqlite::CachedStatement<'c>,
+    confirm: rusqlite::CachedStatement<'c>,
+    candidates: Vec<i64>,
+}
+
+impl<'c> Lookup<'c> {
+    pub(crate) fn new(conn: &'c Connection) -> Result<Lookup<'c>> {
+        Ok(Lookup {
+            stored: conn.prepare_cached("SELECT seq FROM event_ids WHERE ws = ?1 AND hash = ?2").map_err(sql_error)?,
+            confirm: conn.prepare_cached("SELECT message_id = ?2 FROM events WHERE seq = ?1").map_err(sql_error)?,
+            candidates: Vec::new(),
+        })
+    }
+}
+
+/// The last `seq` whose message id is in `event_ids`.
+pub(crate) fn flushed_through(conn: &Connection) -> Result<i64> {
+    conn.prepare_cached("SELECT value FROM store_meta WHERE key = 'event_ids_through'")
+        .map_err(sql_error)?
+        .query_row([], |r| r.get(0))
+        .optional()
+        .map_err(sql_error)
+        .map(|v| v.unwrap_or(0))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn undo_forgets_only_what_the_failed_work_added() {
+        let mut ids = RecentIds::default();
+        ids.add(1, 10, 1);
+        ids.committed();
+        let mark = ids.mark();
+        ids.add(1, 11, 2);
+        ids.add(1, 10, 3); // a different id with the same hash
+        ids.undo_to(mark);
+        assert_eq!(ids.len(), 1);
+        assert_eq!(ids.first.get(&(1, 10)), Some(&1));
+        assert!(ids.more.is_empty());
+    }
+}

@@ -1,0 +1,105 @@
+//! Exactly-once by message id holds whether an id is still in the writer's memory, half-way
+//! into the `event_ids` table, or only on disk after a restart.
+
+use domain::{EventType, NewEvent, WorkspaceId};
+use store::{EventFilter, PageRequest, Store};
+use store_sqlite::SqliteStore;
+
+fn event(id: &str, user: usize) -> NewEvent {
+    let at = chrono::DateTime::from_timestamp(1_790_000_000, 0).unwrap();
+    NewEvent {
+        message_id: id.to_owned(),
+        kind: EventType::Track,
+        name: Some("Report Created".into()),
+        user_id: Some(format!("user-{user}")),
+        anonymous_id: None,
+        group_id: None,
+        previous_id: None,
+        timestamp: at,
+        received_at: at,
+        payload: "{}".into(),
+    }
+}
+
+fn batch(from: usize, to: usize) -> Vec<NewEvent> {
+    (from..to).map(|i| event(&format!("m-{i}"), i % 50)).collect()
+}
+
+async fn append_all(s: &SqliteStore, ws: &WorkspaceId, from: usize, to: usize) -> (usize, usize) {
+    let (mut stored, mut duplicates) = (0, 0);
+    for start in (from..to).step_by(2_500) {
+        let r = s.append_events(ws, &batch(start, (start + 2_500).min(to))).await.unwrap();
+        stored += r.stored;
+        duplicates += r.duplicates;
+    }
+    (stored, duplicates)
+}
+
+async fn find(s: &SqliteStore, ws: &WorkspaceId, id: &str) -> usize {
+    let filter = EventFilter { message_id: Some(id.into()), ..Default::default() };
+    s.list_events(ws, &filter, &PageRequest::first(10)).await.unwrap().items.len()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn ids_are_found_in_memory_in_the_index_and_after_restarts() {
+    let dir = tempfile::tempdir().unwrap();
+    // More ids than the writer keeps in memory, so at least one flush to the index happens
+    // while ingest goes on.
+    let n = 70_000;
+    let ws = {
+        let s = SqliteStore::open_in_dir(dir.path()).unwrap();
+        let ws = s.create_workspace("acme").await.unwrap().workspace_id;
+        assert_eq!(append_all(&s, &ws, 0, n).await, (n, 0));
+        // Again at once: some ids are in memory, some in the index, some half-way.
+        assert_eq!(append_all(&s, &ws, 0, n).await, (0, n));
+        // Within one batch, and mixed with new ones.
+        let mut mixed = batch(n - 10, n + 10);
+        mixed.extend(batch(n, n + 10));
+        let r = s.append_events(&ws, &mixed).await.unwrap();
+        assert_eq!((r.stored, r.duplicates), (10, 20));
+        assert_eq!(find(&s, &ws, "m-0").await, 1);
+        assert_eq!(find(&s, &ws, &format!("m-{}", n + 5)).await, 1);
+        assert_eq!(find(&s, &ws, "m-unknown").await, 0);
+        s.close();
+        ws
+    };
+    // After a clean stop everything is in the index.
+    {
+        let s = SqliteStore::open_in_dir(dir.path()).unwrap();
+        assert_eq!(append_all(&s, &ws, 0, n + 10).await, (0, n + 10));
+        assert_eq!(append_all(&s, &ws, n + 10, n + 20).await, (10, 0));
+        s.close();
+    }
+    // As if the process had died before any id reached the index: the ids are rebuilt from
+    // the log at the next start.
+    {
+        let conn = rusqlite::Connection::open(dir.path().join("steward.db")).unwrap();
+        conn.execute_batch("DELETE FROM event_ids; DELETE FROM store_meta WHERE key = 'event_ids_through';").unwrap();
+    }
+    let s = SqliteStore::open_in_dir(dir.path()).unwrap();
+    assert_eq!(append_all(&s, &ws, 0, n + 20).await, (0, n + 20));
+    assert_eq!(s.log_status(&ws).await.unwrap().total_events, (n + 20) as i64);
+    assert_eq!(find(&s, &ws, &format!("m-{}", n + 15)).await, 1);
+
+    // Another workspace may use the same ids.
+    let other = s.create_workspace("globex").await.unwrap().workspace_id;
+    assert_eq!(append_all(&s, &other, 0, 100).await, (100, 0));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn only_one_process_appends_to_a_database() {
+    let dir = tempfile::tempdir().unwrap();
+    let first = SqliteStore::open_in_dir(dir.path()).unwrap();
+    let ws = first.create_workspace("acme").await.unwrap().workspace_id;
+    assert_eq!(first.append_events(&ws, &batch(0, 10)).await.unwrap().stored, 10);
+    // A second opener (the CLI creating a key while a server runs) may do everything else.
+    let second = SqliteStore::open_in_dir(dir.path()).unwrap();
+    assert!(second.list_keys(&ws).await.is_ok());
+    let refused = second.append_events(&ws, &batch(10, 20)).await.unwrap_err();
+    assert!(refused.to_string().contains("another process is appending events"), "{refused}");
+    assert_eq!(second.log_status(&ws).await.unwrap().total_events, 10);
+    // Once the first is gone, the second takes over and knows the first's ids.
+    first.close();
+    let r = second.append_events(&ws, &batch(5, 15)).await.unwrap();
+    assert_eq!((r.stored, r.duplicates), (5, 5));
+}
