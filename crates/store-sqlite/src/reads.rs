@@ -229,7 +229,9 @@ impl SqliteStore {
         let n = self.ws_number(ws).await?.unwrap_or(-1);
         let (ws, filter, page) = (ws.clone(), filter.clone(), page.clone());
         self.read(move |conn| {
-            // Events not yet processed have no links; they are found in the log's tail.
+            // Events not yet processed have no links; they are found in the log's tail. The
+            // selective filters are written as a set of candidate seqs (a union, not an OR), so
+            // that SQLite looks them up rather than scanning the workspace's log.
             let processed = crate::log::cursor(conn, &ws)?.seq;
             // ?1 is the workspace, ?2 the account (possibly unused), ?3 the workspace's number,
             // ?4 where processing is; the rest are numbered in order.
@@ -251,15 +253,18 @@ impl SqliteStore {
             if let Some(m) = &filter.message_id {
                 let through = crate::ids::flushed_through(conn)?;
                 push(
-                    "(e.seq IN (SELECT seq FROM event_ids WHERE ws = ?3 AND hash = ?a) OR e.seq > ?b) AND e.message_id = ?c",
+                    "e.seq IN (SELECT seq FROM event_ids WHERE ws = ?3 AND hash = ?a
+                               UNION ALL SELECT seq FROM events WHERE ws = ?3 AND seq > ?b)
+                     AND e.message_id = ?c",
                     vec![Sql::Integer(id_hash(m)), Sql::Integer(through), Sql::Text(m.clone())],
                 );
             }
             if let Some(u) = &filter.user_id {
                 push(
-                    "(e.seq IN (SELECT l.seq FROM event_links l WHERE l.ws = ?3 AND l.subject =
-                        (SELECT 'p:' || person_id FROM identities WHERE workspace_id = ?1 AND kind = 'user' AND value = ?a))
-                      OR e.seq > ?4) AND e.user_id = ?a",
+                    "e.seq IN (SELECT l.seq FROM event_links l WHERE l.ws = ?3 AND l.subject =
+                        (SELECT 'p:' || person_id FROM identities WHERE workspace_id = ?1 AND kind = 'user' AND value = ?a)
+                      UNION ALL SELECT seq FROM events WHERE ws = ?3 AND seq > ?4)
+                     AND e.user_id = ?a",
                     vec![Sql::Text(u.clone())],
                 );
             }
