@@ -95,7 +95,6 @@ impl RecentIds {
             let (ws, seq, message_id) = row.map_err(sql_error)?;
             ids.add(ws, id_hash(&message_id), seq);
         }
-        ids.journal.clear();
         Ok(ids)
     }
 
