@@ -18,7 +18,8 @@ pub struct ProcessorConfig {
     pub batch: usize,
     /// The largest slice. While a backlog lasts each full slice doubles the next, up to
     /// this: the cost of a slice grows with the people and accounts it touches more than
-    /// with its events, so a backlog is worked off in fewer, larger transactions.
+    /// with its events, so a backlog is worked off in fewer, larger transactions. A slice is
+    /// one write that appends may wait behind, so this also bounds that wait.
     pub max_batch: usize,
     /// How long to sleep when there is nothing to do and nobody wakes the worker (events
     /// appended by another process are found this way).
@@ -27,7 +28,7 @@ pub struct ProcessorConfig {
 
 impl Default for ProcessorConfig {
     fn default() -> Self {
-        ProcessorConfig { batch: 2_000, max_batch: 32_000, idle_poll: Duration::from_millis(250) }
+        ProcessorConfig { batch: 2_000, max_batch: 8_000, idle_poll: Duration::from_millis(250) }
     }
 }
 

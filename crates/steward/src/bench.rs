@@ -57,6 +57,17 @@ struct Outcome {
     track_ok: u64,
     track_p50_ms: f64,
     track_p99_ms: f64,
+    /// The database's size on disk over the events in it (SQLite).
+    disk_bytes_per_event: Option<f64>,
+}
+
+fn dir_size(dir: &std::path::Path) -> Result<u64> {
+    let mut total = 0;
+    for entry in std::fs::read_dir(dir)? {
+        let meta = entry?.metadata()?;
+        total += if meta.is_dir() { 0 } else { meta.len() };
+    }
+    Ok(total)
 }
 
 pub async fn run(config: Config, command: BenchCommand) -> Result<()> {
@@ -90,9 +101,14 @@ pub async fn run(config: Config, command: BenchCommand) -> Result<()> {
             let client = Client::with_write_key(&format!("http://{}", running.addr), &ws.write_key);
             eprintln!("bench: {target} ...");
             let log = (!discard).then(|| (running.backend.store(), ws.workspace_id.clone()));
-            outcomes
-                .push(measure(target.to_owned(), &client, log, concurrency, batch, seconds, rate, rate_seconds).await?);
+            let mut outcome =
+                measure(target.to_owned(), &client, log, concurrency, batch, seconds, rate, rate_seconds).await?;
+            let stored = running.backend.store().log_status(&ws.workspace_id).await?.total_events;
             running.stop().await;
+            if target == "sqlite" && stored > 0 {
+                outcome.disk_bytes_per_event = Some(dir_size(dir.path())? as f64 / stored as f64);
+            }
+            outcomes.push(outcome);
         }
     }
     print_table(&outcomes, concurrency, batch, rate);
@@ -271,6 +287,7 @@ async fn measure(
         track_ok,
         track_p50_ms,
         track_p99_ms,
+        disk_bytes_per_event: None,
     })
 }
 
@@ -287,13 +304,13 @@ fn print_table(outcomes: &[Outcome], concurrency: usize, batch: usize, rate: u64
     let baseline = outcomes.iter().find(|o| o.target == "discard").map(|o| o.events_per_sec);
     println!("/v1/batch: {concurrency} concurrent clients x {batch} messages; /v1/track: {rate} requests/s, open loop");
     println!(
-        "| target | batch events/s | vs discard | processed events/s | batch p50 ms | batch p99 ms | track ok/sent | track p50 ms | track p99 ms |"
+        "| target | batch events/s | vs discard | processed events/s | batch p50 ms | batch p99 ms | track ok/sent | track p50 ms | track p99 ms | disk bytes/event |"
     );
-    println!("| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |");
+    println!("| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |");
     for o in outcomes {
         let ratio = baseline.map(|b| format!("{:.2}", o.events_per_sec / b)).unwrap_or_else(|| "-".into());
         println!(
-            "| {} | {:.0} | {} | {} | {:.1} | {:.1} | {}/{} | {:.2} | {:.2} |",
+            "| {} | {:.0} | {} | {} | {:.1} | {:.1} | {}/{} | {:.2} | {:.2} | {} |",
             o.target,
             o.events_per_sec,
             ratio,
@@ -303,7 +320,8 @@ fn print_table(outcomes: &[Outcome], concurrency: usize, batch: usize, rate: u64
             o.track_ok,
             o.track_sent,
             o.track_p50_ms,
-            o.track_p99_ms
+            o.track_p99_ms,
+            o.disk_bytes_per_event.map(|b| format!("{b:.0}")).unwrap_or_else(|| "-".into()),
         );
     }
 }

@@ -49,7 +49,7 @@ impl Default for Config {
             database_url: None,
             log_format: "text".into(),
             ingest: IngestConfig { max_inflight_events: 200_000, key_cache_ttl_secs: 5 },
-            processor: ProcessorSettings { batch: 2_000, max_batch: 32_000 },
+            processor: ProcessorSettings { batch: 2_000, max_batch: 8_000 },
         }
     }
 }

@@ -32,26 +32,20 @@ CREATE TABLE operators (
     UNIQUE (workspace_id, email)
 );
 
--- The event log. `seq` (the rowid) is the log order: one writer appends, so it only grows.
--- Ingest writes only here; everything derived from an event is written by processing.
-CREATE TABLE events (
-    seq          INTEGER PRIMARY KEY,
-    ws           INTEGER NOT NULL,
-    message_id   TEXT NOT NULL,
-    type         TEXT NOT NULL,
-    name         TEXT,
-    user_id      TEXT,
-    anonymous_id TEXT,
-    group_id     TEXT,
-    previous_id  TEXT,
-    timestamp    INTEGER NOT NULL,
-    received_at  INTEGER NOT NULL,
-    payload      TEXT NOT NULL
+-- The event log, in blocks: one row per append holds the new events of one request, encoded
+-- and compressed together (see `block.rs`). Their seqs are consecutive, `first_seq` to
+-- `last_seq`; one writer appends, so seqs only grow. Ingest writes only here and `event_ids`;
+-- everything derived from an event is written by processing.
+CREATE TABLE event_blocks (
+    last_seq  INTEGER PRIMARY KEY,
+    ws        INTEGER NOT NULL,
+    first_seq INTEGER NOT NULL,
+    data      BLOB NOT NULL
 );
-CREATE INDEX events_log ON events (ws, seq);
+CREATE INDEX event_blocks_log ON event_blocks (ws, last_seq, first_seq);
 
 -- Every stored message id, as the first 8 bytes of its SHA-256 (a match is confirmed against
--- `events.message_id`). Ids of the newest events live in the writer's memory and are added
+-- the event's own id). Ids of the newest events live in the writer's memory and are added
 -- here in sorted batches, so that each commit does not rewrite a page per event;
 -- `event_ids_through` in `store_meta` is the last `seq` whose id is here.
 CREATE TABLE event_ids (
@@ -66,7 +60,8 @@ CREATE TABLE store_meta (
     value INTEGER NOT NULL
 );
 
--- Written by processing, in log order: who did each event.
+-- Written by processing, in log order: who did each event (as it was decided then: a device
+-- that later signs in as someone else keeps its earlier events with their first owner).
 CREATE TABLE event_people (
     seq       INTEGER PRIMARY KEY,
     ws        INTEGER NOT NULL,

@@ -15,6 +15,7 @@ use sha2::{Digest, Sha256};
 use std::collections::HashMap;
 use store::{Result, StoreError};
 
+use crate::log::Blocks;
 use crate::sql_error;
 
 /// The 8 bytes of a message id's SHA-256 that `event_ids` keys on. Stable across versions:
@@ -86,14 +87,19 @@ impl RecentIds {
     fn load(conn: &Connection) -> Result<RecentIds> {
         let through = flushed_through(conn)?;
         let mut ids = RecentIds::default();
-        let mut stmt =
-            conn.prepare("SELECT ws, seq, message_id FROM events WHERE seq > ?1 ORDER BY seq").map_err(sql_error)?;
-        let rows = stmt
-            .query_map([through], |r| Ok((r.get::<_, i64>(0)?, r.get::<_, i64>(1)?, r.get::<_, String>(2)?)))
+        let mut stmt = conn
+            .prepare("SELECT ws, first_seq, data FROM event_blocks WHERE last_seq > ?1 ORDER BY last_seq")
             .map_err(sql_error)?;
-        for row in rows {
-            let (ws, seq, message_id) = row.map_err(sql_error)?;
-            ids.add(ws, id_hash(&message_id), seq);
+        let mut rows = stmt.query([through]).map_err(sql_error)?;
+        while let Some(row) = rows.next().map_err(sql_error)? {
+            let (ws, first_seq): (i64, i64) = (row.get(0).map_err(sql_error)?, row.get(1).map_err(sql_error)?);
+            let data = row.get_ref(2).map_err(sql_error)?.as_blob().map_err(|e| StoreError::Backend(e.to_string()))?;
+            for (i, e) in crate::block::decode(data)?.iter().enumerate() {
+                let seq = first_seq + i as i64;
+                if seq > through {
+                    ids.add(ws, id_hash(e.message_id), seq);
+                }
+            }
         }
         Ok(ids)
     }
@@ -114,9 +120,7 @@ impl RecentIds {
             lookup.candidates.push(seq.map_err(sql_error)?);
         }
         for &seq in &lookup.candidates {
-            let same: Option<bool> =
-                lookup.confirm.query_row(params![seq, message_id], |r| r.get(0)).optional().map_err(sql_error)?;
-            if same == Some(true) {
+            if lookup.blocks.get(ws, seq)?.is_some_and(|e| e.message_id == message_id) {
                 return Ok(Some(seq));
             }
         }
@@ -223,10 +227,11 @@ impl RecentIds {
     }
 }
 
-/// The statements of [`RecentIds::find`], prepared once per append.
+/// What [`RecentIds::find`] reads with, made once per append.
 pub(crate) struct Lookup<'c> {
     stored: rusqlite::CachedStatement<'c>,
-    confirm: rusqlite::CachedStatement<'c>,
+    /// A retried batch's ids are confirmed against one block, decoded once.
+    blocks: Blocks<'c>,
     candidates: Vec<i64>,
 }
 
@@ -234,7 +239,7 @@ impl<'c> Lookup<'c> {
     pub(crate) fn new(conn: &'c Connection) -> Result<Lookup<'c>> {
         Ok(Lookup {
             stored: conn.prepare_cached("SELECT seq FROM event_ids WHERE ws = ?1 AND hash = ?2").map_err(sql_error)?,
-            confirm: conn.prepare_cached("SELECT message_id = ?2 FROM events WHERE seq = ?1").map_err(sql_error)?,
+            blocks: Blocks::new(conn),
             candidates: Vec::new(),
         })
     }

@@ -5,6 +5,7 @@
 //! only grows and there is never lock contention between Steward's own writers. Other
 //! processes (the CLI creating a key while a server runs) wait on SQLite's busy timeout.
 
+mod block;
 mod ids;
 mod log;
 mod processing;
@@ -20,7 +21,7 @@ use std::time::Duration;
 use store::{Result, StoreError};
 use tokio::sync::Semaphore;
 
-use writer::Writer;
+use writer::{Priority, Writer};
 
 /// Schema migrations, in order; `PRAGMA user_version` records how many have run.
 const MIGRATIONS: &[&str] = &[include_str!("../migrations/0001_init.sql")];
@@ -90,7 +91,15 @@ impl SqliteStore {
     }
 
     async fn write<R: Send + 'static>(&self, f: impl FnOnce(&Connection) -> Result<R> + Send + 'static) -> Result<R> {
-        self.writer.write(move |conn, _| f(conn)).await
+        self.writer.write(Priority::Now, move |conn, _| f(conn)).await
+    }
+
+    /// Like [`SqliteStore::write`], for work nobody waits on: it yields to other writes.
+    async fn write_background<R: Send + 'static>(
+        &self,
+        f: impl FnOnce(&Connection) -> Result<R> + Send + 'static,
+    ) -> Result<R> {
+        self.writer.write(Priority::Background, move |conn, _| f(conn)).await
     }
 
     /// The workspace's number in this database; `None` for a workspace that does not exist.
@@ -131,10 +140,12 @@ fn connect(path: &Path, read_only: bool) -> Result<Connection> {
     let conn = Connection::open_with_flags(path, flags).map_err(sql_error)?;
     conn.busy_timeout(Duration::from_secs(10)).map_err(sql_error)?;
     // FULL: a commit is on disk before the caller hears of it. Measured to cost little with
-    // group commit, and it makes the guarantee hold across power loss, not only a crash.
+    // group commit, and it makes the guarantee hold across power loss, not only a crash. A
+    // 16 MB WAL between checkpoints lets a page rewritten by several commits be copied once.
     conn.execute_batch(
         "PRAGMA journal_mode = WAL; PRAGMA synchronous = FULL; PRAGMA foreign_keys = ON;
-         PRAGMA cache_size = -65536; PRAGMA temp_store = MEMORY;",
+         PRAGMA cache_size = -65536; PRAGMA temp_store = MEMORY;
+         PRAGMA wal_autocheckpoint = 4096;",
     )
     .map_err(sql_error)?;
     conn.set_prepared_statement_cache_capacity(64);

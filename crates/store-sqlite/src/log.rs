@@ -1,11 +1,13 @@
 //! The event log: appends (deduplicated by message id), reads from a cursor, status.
 
 use domain::{NewEvent, WorkspaceId};
-use rusqlite::{OptionalExtension, params};
+use rusqlite::{Connection, OptionalExtension, params};
 use store::{AppendReport, LogPosition, LogStatus, LoggedEvent, Result, StoreError};
 
+use crate::block::{self, Decoded, EventRef};
 use crate::ids::{Lookup, id_hash};
-use crate::{SqliteStore, ms, opt_time, parse_col, sql_error, time};
+use crate::writer::Priority;
+use crate::{SqliteStore, sql_error, time};
 
 impl SqliteStore {
     pub(crate) async fn append(&self, ws: &WorkspaceId, events: &[NewEvent]) -> Result<AppendReport> {
@@ -15,43 +17,48 @@ impl SqliteStore {
         let Some(n) = self.ws_number(ws).await? else {
             return Err(StoreError::Backend(format!("no workspace {ws}")));
         };
-        // Hashing happens here, off the writer thread; the events are moved in once.
-        let events: Vec<(i64, NewEvent)> = events.iter().map(|e| (id_hash(&e.message_id), e.clone())).collect();
+        // Encoding and hashing happen here, on the caller's thread; the writer only checks the
+        // ids and inserts one row.
+        let data = block::encode(events.iter());
+        let ids: Vec<(i64, String)> = events.iter().map(|e| (id_hash(&e.message_id), e.message_id.clone())).collect();
         self.writer
-            .write(move |conn, ids| {
-                ids.ensure_owner(conn)?;
-                let mut insert = conn
-                    .prepare_cached(
-                        "INSERT INTO events (ws, message_id, type, name, user_id, anonymous_id,
-                         group_id, previous_id, timestamp, received_at, payload)
-                         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11)",
-                    )
+            .write(Priority::Now, move |conn, recent| {
+                recent.ensure_owner(conn)?;
+                let first_seq: i64 = conn
+                    .prepare_cached("SELECT coalesce(max(last_seq), 0) + 1 FROM event_blocks")
+                    .map_err(sql_error)?
+                    .query_row([], |r| r.get(0))
                     .map_err(sql_error)?;
                 let mut lookup = Lookup::new(conn)?;
-                let mut stored = 0;
-                for (hash, e) in &events {
-                    if ids.find(&mut lookup, n, *hash, &e.message_id)?.is_some() {
-                        continue;
+                let mut here = std::collections::HashSet::with_capacity(ids.len());
+                let mut keep = Vec::with_capacity(ids.len());
+                let mut stored = 0i64;
+                for (hash, message_id) in &ids {
+                    let new =
+                        here.insert(message_id.as_str()) && recent.find(&mut lookup, n, *hash, message_id)?.is_none();
+                    if new {
+                        recent.add(n, *hash, first_seq + stored);
+                        stored += 1;
                     }
-                    insert
-                        .execute(params![
-                            n,
-                            e.message_id,
-                            e.kind.as_str(),
-                            e.name,
-                            e.user_id,
-                            e.anonymous_id,
-                            e.group_id,
-                            e.previous_id,
-                            ms(&e.timestamp),
-                            ms(&e.received_at),
-                            e.payload,
-                        ])
-                        .map_err(sql_error)?;
-                    ids.add(n, *hash, conn.last_insert_rowid());
-                    stored += 1;
+                    keep.push(new);
                 }
-                Ok(AppendReport { stored, duplicates: events.len() - stored })
+                let report = AppendReport { stored: stored as usize, duplicates: ids.len() - stored as usize };
+                if stored == 0 {
+                    return Ok(report);
+                }
+                let data = if report.duplicates == 0 {
+                    data
+                } else {
+                    let all = block::decode(&data)?;
+                    let kept: Vec<NewEvent> =
+                        all.iter().zip(&keep).filter(|(_, k)| **k).map(|(e, _)| e.to_owned()).collect();
+                    block::encode(kept.iter())
+                };
+                conn.prepare_cached("INSERT INTO event_blocks (last_seq, ws, first_seq, data) VALUES (?1, ?2, ?3, ?4)")
+                    .map_err(sql_error)?
+                    .execute(params![first_seq + stored - 1, n, first_seq, data])
+                    .map_err(sql_error)?;
+                Ok(report)
             })
             .await
     }
@@ -64,50 +71,16 @@ impl SqliteStore {
     ) -> Result<Vec<LoggedEvent>> {
         let n = self.ws_number(ws).await?.unwrap_or(-1);
         self.read(move |conn| {
-            let mut stmt = conn
-                .prepare_cached(
-                    "SELECT seq, message_id, type, name, user_id, anonymous_id, group_id, previous_id,
-                            timestamp, received_at, payload
-                     FROM events WHERE ws = ?1 AND seq > ?2 ORDER BY seq LIMIT ?3",
-                )
-                .map_err(sql_error)?;
-            let rows = stmt
-                .query_map(params![n, after.seq, limit as i64], |r| {
-                    Ok((
-                        r.get::<_, i64>(0)?,
-                        r.get::<_, String>(1)?,
-                        r.get::<_, String>(2)?,
-                        r.get(3)?,
-                        r.get(4)?,
-                        r.get(5)?,
-                        r.get(6)?,
-                        r.get(7)?,
-                        r.get::<_, i64>(8)?,
-                        r.get::<_, i64>(9)?,
-                        r.get(10)?,
-                    ))
-                })
-                .map_err(sql_error)?;
             let mut out = Vec::new();
-            for row in rows {
-                let (seq, message_id, kind, name, user_id, anonymous_id, group_id, previous_id, ts, received, payload) =
-                    row.map_err(sql_error)?;
-                out.push(LoggedEvent {
-                    position: LogPosition { tx: 0, seq },
-                    event: NewEvent {
-                        message_id,
-                        kind: parse_col(kind)?,
-                        name,
-                        user_id,
-                        anonymous_id,
-                        group_id,
-                        previous_id,
-                        timestamp: time(ts),
-                        received_at: time(received),
-                        payload,
-                    },
-                });
-            }
+            scan_blocks(conn, n, after.seq, |first_seq, block| {
+                for (i, e) in block.iter().enumerate() {
+                    let seq = first_seq + i as i64;
+                    if seq > after.seq && out.len() < limit {
+                        out.push(LoggedEvent { position: LogPosition { tx: 0, seq }, event: e.to_owned() });
+                    }
+                }
+                Ok(out.len() < limit)
+            })?;
             Ok(out)
         })
         .await
@@ -118,23 +91,82 @@ impl SqliteStore {
         let ws = ws.clone();
         self.read(move |conn| {
             let cursor = cursor(conn, &ws)?;
-            let (total, pending, oldest): (i64, i64, Option<i64>) = conn
-                .query_row(
-                    "SELECT count(*), count(*) FILTER (WHERE seq > ?2),
-                            (SELECT received_at FROM events WHERE ws = ?1 AND seq > ?2 ORDER BY seq LIMIT 1)
-                     FROM events WHERE ws = ?1",
-                    params![n, cursor.seq],
-                    |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)),
+            let (total, pending): (i64, i64) = conn
+                .prepare_cached(
+                    "SELECT coalesce(sum(last_seq - first_seq + 1), 0),
+                            coalesce(sum(last_seq - max(first_seq, ?2 + 1) + 1) FILTER (WHERE last_seq > ?2), 0)
+                     FROM event_blocks WHERE ws = ?1",
                 )
+                .map_err(sql_error)?
+                .query_row(params![n, cursor.seq], |r| Ok((r.get(0)?, r.get(1)?)))
                 .map_err(sql_error)?;
-            Ok(LogStatus {
-                cursor,
-                total_events: total,
-                pending_events: pending,
-                oldest_pending_received_at: opt_time(oldest),
-            })
+            let mut oldest = None;
+            scan_blocks(conn, n, cursor.seq, |first_seq, block| {
+                let i = (cursor.seq + 1 - first_seq).max(0) as usize;
+                oldest = block.get(i).map(|e| time(e.received_at_ms));
+                Ok(false)
+            })?;
+            Ok(LogStatus { cursor, total_events: total, pending_events: pending, oldest_pending_received_at: oldest })
         })
         .await
+    }
+}
+
+/// Calls `f` with each block of workspace `ws` holding events after `after`, in log order,
+/// while it returns true.
+pub(crate) fn scan_blocks(
+    conn: &Connection,
+    ws: i64,
+    after: i64,
+    mut f: impl FnMut(i64, &Decoded) -> Result<bool>,
+) -> Result<()> {
+    let mut stmt = conn
+        .prepare_cached("SELECT first_seq, data FROM event_blocks WHERE ws = ?1 AND last_seq > ?2 ORDER BY last_seq")
+        .map_err(sql_error)?;
+    let mut rows = stmt.query(params![ws, after]).map_err(sql_error)?;
+    while let Some(row) = rows.next().map_err(sql_error)? {
+        let first_seq: i64 = row.get(0).map_err(sql_error)?;
+        let data = row.get_ref(1).map_err(sql_error)?.as_blob().map_err(|e| StoreError::Backend(e.to_string()))?;
+        if !f(first_seq, &block::decode(data)?)? {
+            break;
+        }
+    }
+    Ok(())
+}
+
+/// Reads events by seq, keeping the last block it decoded, so that nearby seqs cost one decode.
+pub(crate) struct Blocks<'c> {
+    conn: &'c Connection,
+    /// (workspace, first seq, last seq, events) of the block read last.
+    current: Option<(i64, i64, i64, Decoded)>,
+}
+
+impl<'c> Blocks<'c> {
+    pub(crate) fn new(conn: &'c Connection) -> Blocks<'c> {
+        Blocks { conn, current: None }
+    }
+
+    /// The event at `seq` in workspace `ws`, if there is one.
+    pub(crate) fn get(&mut self, ws: i64, seq: i64) -> Result<Option<EventRef<'_>>> {
+        if !self.current.as_ref().is_some_and(|(_, first, last, _)| (*first..=*last).contains(&seq)) {
+            let row: Option<(i64, i64, i64, Vec<u8>)> = self
+                .conn
+                .prepare_cached(
+                    "SELECT ws, first_seq, last_seq, data FROM event_blocks WHERE last_seq >= ?1 ORDER BY last_seq LIMIT 1",
+                )
+                .map_err(sql_error)?
+                .query_row([seq], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?)))
+                .optional()
+                .map_err(sql_error)?;
+            self.current = match row {
+                Some((ws, first, last, data)) => Some((ws, first, last, block::decode(&data)?)),
+                None => None,
+            };
+        }
+        Ok(match &self.current {
+            Some((block_ws, first, _, block)) if *block_ws == ws && seq >= *first => block.get((seq - first) as usize),
+            _ => None,
+        })
     }
 }
 

@@ -5,7 +5,7 @@ use rusqlite::{Connection, OptionalExtension, params};
 use serde_json::{Map, Value};
 use store::{Changes, KnownPerson, LogPosition, Op, Result};
 
-use crate::log::cursor;
+use crate::log::{Blocks, cursor};
 use crate::{SqliteStore, ms, sql_error};
 
 impl SqliteStore {
@@ -53,7 +53,8 @@ impl SqliteStore {
         };
         let ws = ws.clone();
         let changes = changes.clone();
-        self.write(move |conn| {
+        // Nobody waits on processing but the processor: appends go first.
+        self.write_background(move |conn| {
             if cursor(conn, &ws)? != from {
                 return Ok(false);
             }
@@ -66,17 +67,23 @@ impl SqliteStore {
                      ON CONFLICT (seq) DO UPDATE SET person_id = excluded.person_id",
                 )
                 .map_err(sql_error)?;
-            let mut links = conn
-                .prepare_cached(
-                    "INSERT OR IGNORE INTO event_links (ws, subject, ts, seq)
-                     SELECT ws, 'p:' || ?2, timestamp, seq FROM events WHERE seq = ?1
-                     UNION ALL
-                     SELECT ws, 'g:' || group_id, timestamp, seq FROM events WHERE seq = ?1 AND group_id IS NOT NULL",
-                )
+            let mut link = conn
+                .prepare_cached("INSERT OR IGNORE INTO event_links (ws, subject, ts, seq) VALUES (?1, ?2, ?3, ?4)")
                 .map_err(sql_error)?;
+            let mut blocks = Blocks::new(conn);
+            let mut new_links = Vec::with_capacity(changes.event_people.len() * 2);
             for (seq, p) in &changes.event_people {
                 person.execute(params![seq, n, p]).map_err(sql_error)?;
-                links.execute(params![seq, p]).map_err(sql_error)?;
+                let Some(e) = blocks.get(n, *seq)? else { continue };
+                new_links.push((format!("p:{p}"), e.timestamp_ms, *seq));
+                if let Some(g) = e.group_id {
+                    new_links.push((format!("g:{g}"), e.timestamp_ms, *seq));
+                }
+            }
+            // In key order, each leaf page is visited once rather than once per link.
+            new_links.sort_unstable();
+            for (subject, ts, seq) in &new_links {
+                link.execute(params![n, subject, ts, seq]).map_err(sql_error)?;
             }
             conn.prepare_cached(
                 "INSERT INTO processing_cursors (workspace_id, tx, seq) VALUES (?1, ?2, ?3)

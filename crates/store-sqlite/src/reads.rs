@@ -1,28 +1,17 @@
 //! The read side: accounts, people, events, trait history.
 
 use domain::{AccountId, IdKind, WorkspaceId};
-use rusqlite::types::Value as Sql;
-use rusqlite::{Connection, OptionalExtension, Row, params, params_from_iter};
+use rusqlite::{Connection, OptionalExtension, Row, params};
 use store::{Account, Cursor, EventFilter, Page, PageRequest, Person, Result, StoredEvent, TraitChange, TraitSubject};
 
+use crate::block::EventRef;
 use crate::ids::id_hash;
+use crate::log::Blocks;
 use crate::processing::kind_of;
-use crate::{SqliteStore, json_col, ms, opt_time, parse_col, sql_error, time};
+use crate::{SqliteStore, json_col, ms, opt_time, sql_error, time};
 
 const ACCOUNT_COLUMNS: &str = "a.account_id, a.traits, a.first_seen_at, a.last_seen_at, a.created_at,
     (SELECT count(*) FROM memberships m WHERE m.workspace_id = a.workspace_id AND m.account_id = a.account_id)";
-
-/// The event columns, with the accounts each event counts towards: the explicit one, or
-/// else every account of its person. Needs `events e LEFT JOIN event_people ep` and the
-/// workspace id as `?1`.
-const EVENT_COLUMNS: &str = "e.seq, e.message_id, e.type, e.name, e.user_id, e.anonymous_id, ep.person_id,
-    CASE WHEN e.group_id IS NOT NULL THEN e.group_id
-         ELSE (SELECT group_concat(account_id, char(31)) FROM
-               (SELECT account_id FROM memberships m WHERE m.workspace_id = ?1 AND m.person_id = ep.person_id
-                ORDER BY account_id)) END,
-    e.timestamp, e.received_at, e.payload";
-
-const EVENTS_FROM: &str = "events e LEFT JOIN event_people ep ON ep.seq = e.seq";
 
 /// The link subjects of account `?2` (workspace `?1`): the account itself and its people.
 const ACCOUNT_SUBJECTS: &str = "SELECT 'g:' || ?2 UNION ALL
@@ -43,55 +32,6 @@ fn to_account(row: (String, String, Option<i64>, Option<i64>, i64, i64)) -> Resu
         first_seen_at: opt_time(first),
         last_seen_at: opt_time(last),
         created_at: time(created),
-    })
-}
-
-type EventRow = (
-    i64,
-    String,
-    String,
-    Option<String>,
-    Option<String>,
-    Option<String>,
-    Option<String>,
-    Option<String>,
-    i64,
-    i64,
-    String,
-);
-
-fn event_row(r: &Row<'_>) -> rusqlite::Result<EventRow> {
-    Ok((
-        r.get(0)?,
-        r.get(1)?,
-        r.get(2)?,
-        r.get(3)?,
-        r.get(4)?,
-        r.get(5)?,
-        r.get(6)?,
-        r.get(7)?,
-        r.get(8)?,
-        r.get(9)?,
-        r.get(10)?,
-    ))
-}
-
-fn to_event(row: EventRow) -> Result<StoredEvent> {
-    let (seq, message_id, kind, name, user_id, anonymous_id, person_id, accounts, ts, received, payload) = row;
-    let account_ids =
-        accounts.map(|a| a.split('\u{1f}').filter_map(|s| AccountId::parse(s).ok()).collect()).unwrap_or_default();
-    Ok(StoredEvent {
-        seq,
-        message_id,
-        kind: parse_col(kind)?,
-        name,
-        user_id,
-        anonymous_id,
-        person_id,
-        account_ids,
-        timestamp: time(ts),
-        received_at: time(received),
-        message: json_col(&payload),
     })
 }
 
@@ -172,26 +112,44 @@ impl SqliteStore {
         let n = self.ws_number(ws).await?.unwrap_or(-1);
         let (ws, id, page) = (ws.clone(), id.clone(), page.clone());
         self.read(move |conn| {
-            let (ts, seq) = match &page.after {
+            let (mut ts, mut seq) = match &page.after {
                 Some(c) => (c.int(0)?, c.int(1)?),
                 None => (i64::MAX, i64::MAX),
             };
-            // A person's event that names another account counts only there.
+            let own_subject = format!("g:{id}");
+            let want = page.fetch_limit();
+            let chunk = want * 2;
             let sql = format!(
-                "SELECT {EVENT_COLUMNS} FROM event_links l JOIN events e ON e.seq = l.seq LEFT JOIN event_people ep ON ep.seq = e.seq
-                 WHERE l.ws = ?3 AND l.subject IN ({ACCOUNT_SUBJECTS})
-                   AND (l.subject = 'g:' || ?2 OR e.group_id IS NULL)
-                   AND (l.ts < ?4 OR (l.ts = ?4 AND l.seq < ?5))
-                 ORDER BY l.ts DESC, l.seq DESC LIMIT ?6"
+                "SELECT subject, ts, seq FROM event_links
+                 WHERE ws = ?3 AND subject IN ({ACCOUNT_SUBJECTS}) AND (ts < ?4 OR (ts = ?4 AND seq < ?5))
+                 ORDER BY ts DESC, seq DESC LIMIT ?6"
             );
-            let rows = query(
-                conn,
-                &sql,
-                params![ws.as_str(), id.as_str(), n, ts, seq, page.fetch_limit() as i64],
-                event_row,
-                to_event,
-            )?;
-            Ok(page.finish(rows, |e| Cursor(vec![ms(&e.timestamp).to_string(), e.seq.to_string()])))
+            let mut blocks = Blocks::new(conn);
+            let mut out = Vec::new();
+            'chunks: loop {
+                let links: Vec<(String, i64, i64)> = query(
+                    conn,
+                    &sql,
+                    params![ws.as_str(), id.as_str(), n, ts, seq, chunk as i64],
+                    |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)),
+                    Ok,
+                )?;
+                for (subject, link_ts, link_seq) in &links {
+                    (ts, seq) = (*link_ts, *link_seq);
+                    let Some(e) = blocks.get(n, seq)? else { continue };
+                    // A person's event that names another account counts only there.
+                    if *subject == own_subject || e.group_id.is_none() {
+                        out.push(stored_event(conn, &ws, seq, e)?);
+                        if out.len() == want {
+                            break 'chunks;
+                        }
+                    }
+                }
+                if links.len() < chunk {
+                    break;
+                }
+            }
+            Ok(page.finish(out, |e| Cursor(vec![ms(&e.timestamp).to_string(), e.seq.to_string()])))
         })
         .await
     }
@@ -229,72 +187,54 @@ impl SqliteStore {
         let n = self.ws_number(ws).await?.unwrap_or(-1);
         let (ws, filter, page) = (ws.clone(), filter.clone(), page.clone());
         self.read(move |conn| {
-            // Events not yet processed have no links; they are found in the log's tail. The
-            // selective filters are written as a set of candidate seqs (a union, not an OR), so
-            // that SQLite looks them up rather than scanning the workspace's log.
-            let processed = crate::log::cursor(conn, &ws)?.seq;
-            // ?1 is the workspace, ?2 the account (possibly unused), ?3 the workspace's number,
-            // ?4 where processing is; the rest are numbered in order.
-            let mut args: Vec<Sql> = vec![
-                Sql::Text(ws.to_string()),
-                Sql::Text(filter.account_id.as_ref().map(|a| a.to_string()).unwrap_or_default()),
-                Sql::Integer(n),
-                Sql::Integer(processed),
-            ];
-            let mut clauses = vec!["e.ws = ?3".to_string()];
-            let mut push = |clause: &str, v: Vec<Sql>| {
-                let mut clause = clause.to_string();
-                for (i, v) in v.into_iter().enumerate() {
-                    args.push(v);
-                    clause = clause.replace(&format!("?{}", (b'a' + i as u8) as char), &format!("?{}", args.len()));
-                }
-                clauses.push(clause);
+            let before = match &page.after {
+                Some(c) => c.int(0)?,
+                None => i64::MAX,
             };
-            if let Some(m) = &filter.message_id {
-                let through = crate::ids::flushed_through(conn)?;
-                push(
-                    "e.seq IN (SELECT seq FROM event_ids WHERE ws = ?3 AND hash = ?a
-                               UNION ALL SELECT seq FROM events WHERE ws = ?3 AND seq > ?b)
-                     AND e.message_id = ?c",
-                    vec![Sql::Integer(id_hash(m)), Sql::Integer(through), Sql::Text(m.clone())],
-                );
+            let want = page.fetch_limit();
+            let check = Check::new(conn, &ws, &filter)?;
+            let mut out = Vec::new();
+            match candidates(conn, &ws, n, &filter, before)? {
+                // A selective filter: look at the events it names, newest first.
+                Some(seqs) => {
+                    let mut blocks = Blocks::new(conn);
+                    for seq in seqs {
+                        let Some(e) = blocks.get(n, seq)? else { continue };
+                        if check.matches(conn, seq, &e)? {
+                            out.push(stored_event(conn, &ws, seq, e)?);
+                            if out.len() == want {
+                                break;
+                            }
+                        }
+                    }
+                }
+                // Otherwise read the log backwards.
+                None => {
+                    let mut stmt = conn
+                        .prepare_cached(
+                            "SELECT first_seq, data FROM event_blocks WHERE ws = ?1 AND first_seq < ?2
+                             ORDER BY last_seq DESC",
+                        )
+                        .map_err(sql_error)?;
+                    let mut rows = stmt.query(params![n, before]).map_err(sql_error)?;
+                    'blocks: while let Some(row) = rows.next().map_err(sql_error)? {
+                        let first_seq: i64 = row.get(0).map_err(sql_error)?;
+                        let data = row.get_ref(1).map_err(sql_error)?.as_blob().map_err(backend)?;
+                        let block = crate::block::decode(data)?;
+                        for i in (0..block.len()).rev() {
+                            let seq = first_seq + i as i64;
+                            let Some(e) = block.get(i) else { continue };
+                            if seq < before && check.matches(conn, seq, &e)? {
+                                out.push(stored_event(conn, &ws, seq, e)?);
+                                if out.len() == want {
+                                    break 'blocks;
+                                }
+                            }
+                        }
+                    }
+                }
             }
-            if let Some(u) = &filter.user_id {
-                push(
-                    "e.seq IN (SELECT l.seq FROM event_links l WHERE l.ws = ?3 AND l.subject =
-                        (SELECT 'p:' || person_id FROM identities WHERE workspace_id = ?1 AND kind = 'user' AND value = ?a)
-                      UNION ALL SELECT seq FROM events WHERE ws = ?3 AND seq > ?4)
-                     AND e.user_id = ?a",
-                    vec![Sql::Text(u.clone())],
-                );
-            }
-            if let Some(k) = filter.kind {
-                push("e.type = ?a", vec![Sql::Text(k.as_str().into())]);
-            }
-            if let Some(s) = &filter.since {
-                push("e.timestamp >= ?a", vec![Sql::Integer(ms(s))]);
-            }
-            if let Some(u) = &filter.until {
-                push("e.timestamp < ?a", vec![Sql::Integer(ms(u))]);
-            }
-            if let Some(c) = &page.after {
-                push("e.seq < ?a", vec![Sql::Integer(c.int(0)?)]);
-            }
-            if filter.account_id.is_some() {
-                clauses.push(format!(
-                    "((e.seq IN (SELECT l.seq FROM event_links l WHERE l.ws = ?3 AND l.subject IN ({ACCOUNT_SUBJECTS}))
-                       AND (e.group_id = ?2 OR e.group_id IS NULL))
-                      OR (e.seq > ?4 AND e.group_id = ?2))"
-                ));
-            }
-            args.push(Sql::Integer(page.fetch_limit() as i64));
-            let sql = format!(
-                "SELECT {EVENT_COLUMNS} FROM {EVENTS_FROM} WHERE {} ORDER BY e.seq DESC LIMIT ?{}",
-                clauses.join(" AND "),
-                args.len()
-            );
-            let rows = query(conn, &sql, params_from_iter(args), event_row, to_event)?;
-            Ok(page.finish(rows, |e| Cursor(vec![e.seq.to_string()])))
+            Ok(page.finish(out, |e| Cursor(vec![e.seq.to_string()])))
         })
         .await
     }
@@ -353,4 +293,152 @@ fn person(conn: &Connection, ws: &WorkspaceId, id: &str) -> Result<Option<Person
         first_seen_at: opt_time(first),
         last_seen_at: opt_time(last),
     }))
+}
+
+fn backend(e: impl std::fmt::Display) -> store::StoreError {
+    store::StoreError::Backend(e.to_string())
+}
+
+/// Which events of the log's tail a filter names.
+type Pick = Box<dyn Fn(&EventRef<'_>) -> bool>;
+
+/// The seqs (below `before`, newest first) that the most selective filter names, or `None`
+/// when no filter is selective and the log must be read. Processed events are found through
+/// what processing wrote; the rest in the log's tail.
+fn candidates(
+    conn: &Connection,
+    ws: &WorkspaceId,
+    n: i64,
+    filter: &EventFilter,
+    before: i64,
+) -> Result<Option<Vec<i64>>> {
+    let mut seqs: Vec<i64>;
+    // `tail` is where the written lookups end; `tail_matches` picks events after it.
+    let (tail, tail_matches): (i64, Pick) = if let Some(m) = &filter.message_id {
+        seqs = query(
+            conn,
+            "SELECT seq FROM event_ids WHERE ws = ?1 AND hash = ?2",
+            params![n, id_hash(m)],
+            |r| r.get(0),
+            Ok,
+        )?;
+        let m = m.clone();
+        (crate::ids::flushed_through(conn)?, Box::new(move |e| e.message_id == m))
+    } else if let Some(u) = &filter.user_id {
+        seqs = query(
+            conn,
+            "SELECT l.seq FROM event_links l WHERE l.ws = ?3 AND l.subject =
+               (SELECT 'p:' || person_id FROM identities WHERE workspace_id = ?1 AND kind = 'user' AND value = ?2)",
+            params![ws.as_str(), u, n],
+            |r| r.get(0),
+            Ok,
+        )?;
+        let u = u.clone();
+        (crate::log::cursor(conn, ws)?.seq, Box::new(move |e| e.user_id == Some(u.as_str())))
+    } else if let Some(a) = &filter.account_id {
+        let sql = format!("SELECT l.seq FROM event_links l WHERE l.ws = ?3 AND l.subject IN ({ACCOUNT_SUBJECTS})");
+        seqs = query(conn, &sql, params![ws.as_str(), a.as_str(), n], |r| r.get(0), Ok)?;
+        let a = a.to_string();
+        (crate::log::cursor(conn, ws)?.seq, Box::new(move |e| e.group_id == Some(a.as_str())))
+    } else {
+        return Ok(None);
+    };
+    crate::log::scan_blocks(conn, n, tail, |first_seq, block| {
+        for (i, e) in block.iter().enumerate() {
+            let seq = first_seq + i as i64;
+            if seq > tail && tail_matches(&e) {
+                seqs.push(seq);
+            }
+        }
+        Ok(true)
+    })?;
+    seqs.retain(|&s| s < before);
+    seqs.sort_unstable_by(|a, b| b.cmp(a));
+    seqs.dedup();
+    Ok(Some(seqs))
+}
+
+/// An event filter, checked against one event.
+struct Check<'f> {
+    filter: &'f EventFilter,
+    /// The people of the filter's account.
+    members: std::collections::HashSet<String>,
+}
+
+impl<'f> Check<'f> {
+    fn new(conn: &Connection, ws: &WorkspaceId, filter: &'f EventFilter) -> Result<Check<'f>> {
+        let members = match &filter.account_id {
+            Some(a) => query(
+                conn,
+                "SELECT person_id FROM memberships WHERE workspace_id = ?1 AND account_id = ?2",
+                params![ws.as_str(), a.as_str()],
+                |r| r.get(0),
+                Ok,
+            )?
+            .into_iter()
+            .collect(),
+            None => Default::default(),
+        };
+        Ok(Check { filter, members })
+    }
+
+    fn matches(&self, conn: &Connection, seq: i64, e: &EventRef<'_>) -> Result<bool> {
+        let f = self.filter;
+        let basic = f.message_id.as_deref().is_none_or(|m| m == e.message_id)
+            && f.user_id.as_deref().is_none_or(|u| Some(u) == e.user_id)
+            && f.kind.is_none_or(|k| k == e.kind)
+            && f.since.is_none_or(|t| e.timestamp_ms >= ms(&t))
+            && f.until.is_none_or(|t| e.timestamp_ms < ms(&t));
+        let Some(account) = &f.account_id else { return Ok(basic) };
+        if !basic {
+            return Ok(false);
+        }
+        // The event names the account, or names none and its person belongs to it.
+        Ok(match e.group_id {
+            Some(g) => g == account.as_str(),
+            None => person_of(conn, seq)?.is_some_and(|p| self.members.contains(&p)),
+        })
+    }
+}
+
+/// Who did the event at `seq`, once processing has decided.
+fn person_of(conn: &Connection, seq: i64) -> Result<Option<String>> {
+    conn.prepare_cached("SELECT person_id FROM event_people WHERE seq = ?1")
+        .map_err(sql_error)?
+        .query_row([seq], |r| r.get(0))
+        .optional()
+        .map_err(sql_error)
+}
+
+/// An event as the API shows it: with who did it and the accounts it counts towards (the one
+/// it names, or else every account of its person).
+fn stored_event(conn: &Connection, ws: &WorkspaceId, seq: i64, e: EventRef<'_>) -> Result<StoredEvent> {
+    let person_id = person_of(conn, seq)?;
+    let account_ids = match (e.group_id, &person_id) {
+        (Some(g), _) => AccountId::parse(g).ok().into_iter().collect(),
+        (None, Some(p)) => query(
+            conn,
+            "SELECT account_id FROM memberships WHERE workspace_id = ?1 AND person_id = ?2 ORDER BY account_id",
+            params![ws.as_str(), p],
+            |r| r.get::<_, String>(0),
+            Ok,
+        )?
+        .into_iter()
+        .filter_map(|a| AccountId::parse(&a).ok())
+        .collect(),
+        (None, None) => Vec::new(),
+    };
+    Ok(StoredEvent {
+        seq,
+        message_id: e.message_id.to_owned(),
+        kind: e.kind,
+        name: e.name.map(str::to_owned),
+        user_id: e.user_id.map(str::to_owned),
+        anonymous_id: e.anonymous_id.map(str::to_owned),
+        person_id,
+        account_ids,
+        timestamp: time(e.timestamp_ms),
+        received_at: time(e.received_at_ms),
+        message: json_col(e.payload),
+    })
 }

@@ -3,10 +3,12 @@
 //! failure does not undo the others.
 
 use rusqlite::Connection;
+use std::collections::VecDeque;
 use std::panic::{AssertUnwindSafe, catch_unwind};
 use std::sync::mpsc::{Receiver, SyncSender, TrySendError};
 use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
 use store::{Result, StoreError};
 
 use crate::ids::RecentIds;
@@ -51,13 +53,21 @@ where
 
 type Job = Box<dyn Work>;
 
+/// Whether work is waited on by a client (appends, records) or by a background loop
+/// (processing), which yields to the other when both wait.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Priority {
+    Now,
+    Background,
+}
+
 /// How many pieces of work at most share one transaction.
 const MAX_GROUP: usize = 512;
 /// How many pieces of work may wait; beyond, callers are told to back off.
 const QUEUE: usize = 4_096;
 
 pub(crate) struct Writer {
-    queue: Mutex<Option<SyncSender<Job>>>,
+    queue: Mutex<Option<SyncSender<(Job, Priority)>>>,
     thread: Mutex<Option<JoinHandle<()>>>,
     pub(crate) stats: Arc<WriterStats>,
 }
@@ -70,7 +80,7 @@ pub(crate) struct WriterStats {
 
 impl Writer {
     pub(crate) fn start(conn: Connection, ids: RecentIds) -> Writer {
-        let (tx, rx) = std::sync::mpsc::sync_channel::<Job>(QUEUE);
+        let (tx, rx) = std::sync::mpsc::sync_channel::<(Job, Priority)>(QUEUE);
         let stats = Arc::new(WriterStats::default());
         let thread_stats = stats.clone();
         let thread = std::thread::Builder::new()
@@ -83,10 +93,11 @@ impl Writer {
     /// Runs `f` in the next transaction and returns its result once that transaction is durable.
     pub(crate) async fn write<R: Send + 'static>(
         &self,
+        priority: Priority,
         f: impl FnOnce(&Connection, &mut RecentIds) -> Result<R> + Send + 'static,
     ) -> Result<R> {
         let (done, done_rx) = tokio::sync::oneshot::channel();
-        let job: Job = Box::new(Typed { f: Some(f), outcome: None, done });
+        let job = (Box::new(Typed { f: Some(f), outcome: None, done }) as Job, priority);
         let sender = self.queue.lock().expect("writer queue lock").clone();
         let Some(sender) = sender else { return Err(StoreError::Backend("the store is closed".into())) };
         match sender.try_send(job) {
@@ -119,40 +130,117 @@ impl Drop for Writer {
 }
 
 /// How long the writer waits for work before it counts as idle and flushes recent ids.
-const IDLE: std::time::Duration = std::time::Duration::from_millis(100);
+const IDLE: Duration = Duration::from_millis(100);
+/// While foreground work arrives, background work gets at most this share of the writer...
+const BACKGROUND_SHARE: u32 = 4; // one part in four
+/// ...and still a turn at least this often.
+const BACKGROUND_TURN: Duration = Duration::from_millis(250);
+/// Without foreground work for this long, background work runs as fast as it can.
+const QUIET: Duration = Duration::from_millis(20);
 
-fn run(conn: Connection, mut ids: RecentIds, rx: Receiver<Job>, stats: &WriterStats) {
+/// Work taken off the channel, by priority, and the pacing of background work.
+struct Waiting {
+    now: VecDeque<Job>,
+    background: VecDeque<(Instant, Job)>,
+    last_foreground: Instant,
+    /// While foreground work arrives, no background work starts before this.
+    background_after: Instant,
+}
+
+impl Waiting {
+    fn new() -> Waiting {
+        let now = Instant::now();
+        Waiting { now: VecDeque::new(), background: VecDeque::new(), last_foreground: now, background_after: now }
+    }
+
+    fn push(&mut self, (job, priority): (Job, Priority)) {
+        match priority {
+            Priority::Now => {
+                self.last_foreground = Instant::now();
+                self.now.push_back(job);
+            }
+            Priority::Background => self.background.push_back((Instant::now(), job)),
+        }
+    }
+
+    fn is_empty(&self) -> bool {
+        self.now.is_empty() && self.background.is_empty()
+    }
+
+    /// How long until waiting background work may run; `None` when none waits.
+    fn background_wait(&self) -> Option<Duration> {
+        let (since, _) = self.background.front()?;
+        let now = Instant::now();
+        let quiet = (self.last_foreground + QUIET).saturating_duration_since(now);
+        let paced = self.background_after.saturating_duration_since(now);
+        let starved = (*since + BACKGROUND_TURN).saturating_duration_since(now);
+        Some(quiet.min(paced).min(starved))
+    }
+
+    /// The next transaction's work: waiting foreground work, and one piece of background
+    /// work when nothing else waits and its pace allows, or when it has waited its turn.
+    fn take_group(&mut self) -> (Vec<Job>, bool) {
+        let take = self.now.len().min(MAX_GROUP);
+        let mut group: Vec<Job> = self.now.drain(..take).collect();
+        let ready = self.background_wait().is_some_and(|w| w.is_zero());
+        let starved = self.background.front().is_some_and(|(since, _)| since.elapsed() >= BACKGROUND_TURN);
+        let background = (group.is_empty() && ready) || starved;
+        if background {
+            group.extend(self.background.pop_front().map(|(_, job)| job));
+        }
+        (group, background)
+    }
+
+    /// A transaction with background work took `took`: pace the next accordingly.
+    fn ran_background(&mut self, took: Duration) {
+        self.background_after = Instant::now() + took * (BACKGROUND_SHARE - 1);
+    }
+}
+
+fn run(conn: Connection, mut ids: RecentIds, rx: Receiver<(Job, Priority)>, stats: &WriterStats) {
     use std::sync::atomic::Ordering::Relaxed;
-    use std::sync::mpsc::RecvTimeoutError;
-    let mut flush_failed: Option<std::time::Instant> = None;
-    let may_flush = |failed: &Option<std::time::Instant>| failed.is_none_or(|at| at.elapsed() > FLUSH_RETRY);
-    loop {
+    use std::sync::mpsc::{RecvTimeoutError, TryRecvError};
+    let mut flush_failed: Option<Instant> = None;
+    let may_flush = |failed: &Option<Instant>| failed.is_none_or(|at| at.elapsed() > FLUSH_RETRY);
+    let mut waiting = Waiting::new();
+    let mut open = true;
+    while open || !waiting.is_empty() {
         // Between groups, at most one flush step, so a flush never holds up ingest for long.
-        let first = if ids.wants_flush(false) && may_flush(&flush_failed) {
+        if ids.wants_flush(false) && may_flush(&flush_failed) {
             flush_failed = flush_step(&conn, &mut ids);
-            match rx.try_recv() {
-                Ok(job) => job,
-                Err(std::sync::mpsc::TryRecvError::Empty) => continue,
-                Err(std::sync::mpsc::TryRecvError::Disconnected) => break,
-            }
-        } else {
-            match rx.recv_timeout(IDLE) {
-                Ok(job) => job,
-                Err(RecvTimeoutError::Timeout) => {
-                    if ids.wants_flush(true) && may_flush(&flush_failed) {
-                        flush_failed = flush_step(&conn, &mut ids);
+        } else if waiting.now.is_empty() && open {
+            let wait = waiting.background_wait().unwrap_or(IDLE).min(IDLE);
+            if !wait.is_zero() {
+                match rx.recv_timeout(wait) {
+                    Ok(job) => waiting.push(job),
+                    Err(RecvTimeoutError::Timeout) if waiting.is_empty() => {
+                        if ids.wants_flush(true) && may_flush(&flush_failed) {
+                            flush_failed = flush_step(&conn, &mut ids);
+                        }
+                        continue;
                     }
-                    continue;
+                    Err(RecvTimeoutError::Timeout) => {}
+                    Err(RecvTimeoutError::Disconnected) => open = false,
                 }
-                Err(RecvTimeoutError::Disconnected) => break,
             }
-        };
-        let mut group = vec![first];
-        while group.len() < MAX_GROUP {
+        }
+        // Take what has queued, leaving the channel to bound what waits beyond one group.
+        while open && waiting.now.len() < MAX_GROUP {
             match rx.try_recv() {
-                Ok(job) => group.push(job),
-                Err(_) => break,
+                Ok(job) => waiting.push(job),
+                Err(TryRecvError::Empty) => break,
+                Err(TryRecvError::Disconnected) => open = false,
             }
+        }
+        if !open && waiting.now.is_empty() {
+            // Closing: background work left runs now.
+            waiting.last_foreground = Instant::now().checked_sub(QUIET).unwrap_or(waiting.last_foreground);
+            waiting.background_after = Instant::now();
+        }
+        let started = Instant::now();
+        let (group, background) = waiting.take_group();
+        if group.is_empty() {
+            continue;
         }
         stats.transactions.fetch_add(1, Relaxed);
         stats.jobs.fetch_add(group.len() as u64, Relaxed);
@@ -196,6 +284,9 @@ fn run(conn: Connection, mut ids: RecentIds, rx: Receiver<Job>, stats: &WriterSt
             };
             job.finish(outcome);
         }
+        if background {
+            waiting.ran_background(started.elapsed());
+        }
     }
     // Leave as little as possible to rebuild at the next start.
     while ids.wants_flush(true) {
@@ -223,5 +314,57 @@ fn clone_error(e: &StoreError) -> StoreError {
     match e {
         StoreError::Full(m) => StoreError::Full(m.clone()),
         other => StoreError::Backend(other.to_string()),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn job(priority: Priority) -> (Job, Priority) {
+        let (done, _) = tokio::sync::oneshot::channel::<Result<()>>();
+        let f = |_: &Connection, _: &mut RecentIds| Ok(());
+        (Box::new(Typed { f: Some(f), outcome: None, done }), priority)
+    }
+
+    impl Waiting {
+        /// How many jobs the next group has, and whether one is background work.
+        fn counts(&mut self) -> (usize, bool) {
+            let (group, background) = Waiting::take_group(self);
+            (group.len(), background)
+        }
+    }
+
+    #[test]
+    fn background_work_yields_to_foreground_work_but_is_not_starved() {
+        let mut waiting = Waiting::new();
+        waiting.push(job(Priority::Background));
+        waiting.push(job(Priority::Now));
+        waiting.push(job(Priority::Now));
+        assert_eq!(waiting.counts(), (2, false), "foreground work goes first");
+
+        assert_eq!(waiting.counts(), (1, true), "with nothing else waiting, background work runs");
+
+        // Paced: after a background turn that took 10 ms, the next waits three times that
+        // while foreground work arrives...
+        waiting.ran_background(Duration::from_millis(10));
+        waiting.push(job(Priority::Background));
+        waiting.push(job(Priority::Now));
+        assert_eq!(waiting.counts(), (1, false));
+        assert_eq!(waiting.counts(), (0, false), "not yet, though nothing else waits");
+        assert!(waiting.background_wait().is_some_and(|w| !w.is_zero() && w <= QUIET));
+        // ...or until foreground work has stopped arriving.
+        std::thread::sleep(QUIET);
+        assert_eq!(waiting.counts(), (1, true), "once quiet, background work runs");
+
+        // A long background turn paces the next far out, but it still gets a turn in time.
+        waiting.ran_background(Duration::from_secs(60));
+        waiting.push(job(Priority::Background));
+        waiting.push(job(Priority::Now));
+        assert_eq!(waiting.counts(), (1, false));
+        std::thread::sleep(BACKGROUND_TURN);
+        waiting.push(job(Priority::Now));
+        assert_eq!(waiting.counts(), (2, true), "a starved background job joins the group");
+        assert!(waiting.is_empty());
     }
 }
