@@ -45,7 +45,11 @@ pub async fn run(mut config: Config, seed: u64, accounts: usize, days: u32, no_s
     let secs = started.elapsed().as_secs_f64();
     println!("Sent and processed {sent} events in {secs:.1} s ({:.0} events/s).", sent as f64 / secs);
     println!();
-    println!("Steward demo is running at {base}");
+    if no_serve {
+        println!("Steward demo data is ready; `steward serve --data-dir DIR` serves it (DIR as below)");
+    } else {
+        println!("Steward demo is running at {base}");
+    }
     println!("  data:          {}", running.backend.describe(&config));
     println!("  workspace:     {}", ws.workspace_id);
     println!("  write key:     {}   (for the Segment/RudderStack SDKs: host {base})", ws.write_key);

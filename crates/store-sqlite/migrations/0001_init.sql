@@ -36,10 +36,15 @@ CREATE TABLE operators (
 -- and compressed together (see `block.rs`). Their seqs are consecutive, `first_seq` to
 -- `last_seq`; one writer appends, so seqs only grow. Ingest writes only here and `event_ids`;
 -- everything derived from an event is written by processing.
+-- `types` (a bit per message type) and `min_ts`/`max_ts` (event times) cover the block's
+-- events, so that a filtered read of the log skips blocks without decoding them.
 CREATE TABLE event_blocks (
     last_seq  INTEGER PRIMARY KEY,
     ws        INTEGER NOT NULL,
     first_seq INTEGER NOT NULL,
+    types     INTEGER NOT NULL,
+    min_ts    INTEGER NOT NULL,
+    max_ts    INTEGER NOT NULL,
     data      BLOB NOT NULL
 );
 CREATE INDEX event_blocks_log ON event_blocks (ws, last_seq, first_seq);

@@ -132,6 +132,29 @@ fn corrupt(why: &str) -> StoreError {
     StoreError::Backend(format!("corrupt event block: {why}"))
 }
 
+/// What a block's row says about its events, so that reads can skip it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) struct Summary {
+    /// A bit per message type present ([`type_bit`]).
+    pub types: i64,
+    pub min_ts: i64,
+    pub max_ts: i64,
+}
+
+pub(crate) fn summarize<'a>(events: impl Iterator<Item = &'a NewEvent>) -> Summary {
+    events.fold(Summary { types: 0, min_ts: i64::MAX, max_ts: i64::MIN }, |s, e| Summary {
+        types: s.types | type_bit(e.kind),
+        min_ts: s.min_ts.min(ms(&e.timestamp)),
+        max_ts: s.max_ts.max(ms(&e.timestamp)),
+    })
+}
+
+/// The bit of a message type in [`Summary::types`]. Stored: the order of `EventType::ALL`
+/// must not change.
+pub(crate) fn type_bit(kind: EventType) -> i64 {
+    1 << kind_code(kind)
+}
+
 fn kind_code(kind: EventType) -> u8 {
     EventType::ALL.iter().position(|k| *k == kind).expect("every type is in ALL") as u8
 }

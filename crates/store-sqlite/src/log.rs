@@ -20,6 +20,8 @@ impl SqliteStore {
         // Encoding and hashing happen here, on the caller's thread; the writer only checks the
         // ids and inserts one row.
         let data = block::encode(events.iter());
+        // Of every event sent: a duplicate left out makes it wider than needed, never narrower.
+        let summary = block::summarize(events.iter());
         let ids: Vec<(i64, String)> = events.iter().map(|e| (id_hash(&e.message_id), e.message_id.clone())).collect();
         self.writer
             .write(Priority::Now, move |conn, recent| {
@@ -54,10 +56,21 @@ impl SqliteStore {
                         all.iter().zip(&keep).filter(|(_, k)| **k).map(|(e, _)| e.to_owned()).collect();
                     block::encode(kept.iter())
                 };
-                conn.prepare_cached("INSERT INTO event_blocks (last_seq, ws, first_seq, data) VALUES (?1, ?2, ?3, ?4)")
-                    .map_err(sql_error)?
-                    .execute(params![first_seq + stored - 1, n, first_seq, data])
-                    .map_err(sql_error)?;
+                conn.prepare_cached(
+                    "INSERT INTO event_blocks (last_seq, ws, first_seq, types, min_ts, max_ts, data)
+                     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
+                )
+                .map_err(sql_error)?
+                .execute(params![
+                    first_seq + stored - 1,
+                    n,
+                    first_seq,
+                    summary.types,
+                    summary.min_ts,
+                    summary.max_ts,
+                    data
+                ])
+                .map_err(sql_error)?;
                 Ok(report)
             })
             .await

@@ -210,13 +210,18 @@ impl SqliteStore {
                 }
                 // Otherwise read the log backwards.
                 None => {
+                    // Blocks whose summary rules the filter out are not read.
                     let mut stmt = conn
                         .prepare_cached(
-                            "SELECT first_seq, data FROM event_blocks WHERE ws = ?1 AND first_seq < ?2
+                            "SELECT first_seq, data FROM event_blocks
+                             WHERE ws = ?1 AND first_seq < ?2 AND types & ?3 != 0 AND max_ts >= ?4 AND min_ts < ?5
                              ORDER BY last_seq DESC",
                         )
                         .map_err(sql_error)?;
-                    let mut rows = stmt.query(params![n, before]).map_err(sql_error)?;
+                    let types = filter.kind.map_or(-1, crate::block::type_bit);
+                    let since = filter.since.as_ref().map_or(i64::MIN, ms);
+                    let until = filter.until.as_ref().map_or(i64::MAX, ms);
+                    let mut rows = stmt.query(params![n, before, types, since, until]).map_err(sql_error)?;
                     'blocks: while let Some(row) = rows.next().map_err(sql_error)? {
                         let first_seq: i64 = row.get(0).map_err(sql_error)?;
                         let data = row.get_ref(1).map_err(sql_error)?.as_blob().map_err(backend)?;

@@ -16,7 +16,7 @@ macro_rules! contract_tests {
             processing_creates_people_accounts_and_traits, apply_changes_is_compare_and_set,
             merging_people_moves_everything, reset_processing_rewinds, event_filters_and_pages,
             explicit_account_wins_over_membership, billing_and_support_records_keep_the_newest,
-            workspaces_are_isolated, account_list_pages_in_order);
+            workspaces_are_isolated, account_list_pages_in_order, filters_find_events_of_every_append);
     };
     (@cases $make:path; $($case:ident),* $(,)?) => {
         $(
@@ -376,6 +376,47 @@ pub async fn event_filters_and_pages<S: Store>(s: &S) {
     assert_eq!(ranged.len(), 10, "days 1 and 2: i % 28 in {{0, 1}} over 120 messages");
     let bad = PageRequest { limit: 10, after: Some(Cursor(vec!["not-a-number".into()])) };
     assert!(matches!(s.list_events(&ws, &EventFilter::default(), &bad).await, Err(StoreError::InvalidCursor)));
+}
+
+/// Filters by type and time over many separate appends (a backend may summarise or index
+/// each append; none of them may be missed at a boundary).
+pub async fn filters_find_events_of_every_append<S: Store>(s: &S) {
+    let ws = workspace(s, "Appends").await;
+    let at = |t: DateTime<Utc>| t.to_rfc3339_opts(chrono::SecondsFormat::Millis, true);
+    let just_before_day_11 = at(t(11, 0) - chrono::Duration::milliseconds(1));
+    let appends = [
+        json!([{"type": "page", "messageId": "a-page", "userId": "u", "name": "Home", "timestamp": at(t(1, 9))}]),
+        json!([track("b-track", "u", "Clicked", 5), track("b-track-2", "u", "Clicked", 6)]),
+        json!([{"type": "identify", "messageId": "c-identify", "userId": "u", "timestamp": just_before_day_11}]),
+        json!([{"type": "track", "messageId": "d-day-11", "userId": "u", "event": "Opened", "timestamp": at(t(11, 0))}]),
+        json!([track("e-track", "u", "Clicked", 20),
+               {"type": "alias", "messageId": "e-alias", "userId": "u", "previousId": "old", "timestamp": at(t(21, 9))}]),
+    ];
+    for messages in appends {
+        s.append_events(&ws, &events(messages)).await.unwrap();
+    }
+    let ids = |f: EventFilter| {
+        let ws = &ws;
+        async move {
+            let mut ids: Vec<String> = all_events(s, ws, &f).await.into_iter().map(|e| e.message_id).collect();
+            ids.sort();
+            ids
+        }
+    };
+    let kind = |k| EventFilter { kind: Some(k), ..Default::default() };
+    assert_eq!(ids(kind(EventType::Page)).await, ["a-page"]);
+    assert_eq!(ids(kind(EventType::Identify)).await, ["c-identify"]);
+    assert_eq!(ids(kind(EventType::Alias)).await, ["e-alias"]);
+    assert_eq!(ids(kind(EventType::Track)).await, ["b-track", "b-track-2", "d-day-11", "e-track"]);
+    assert!(ids(kind(EventType::Screen)).await.is_empty());
+    let range =
+        |since: Option<DateTime<Utc>>, until: Option<DateTime<Utc>>| EventFilter { since, until, ..Default::default() };
+    assert_eq!(ids(range(Some(t(6, 10)), Some(t(11, 0)))).await, ["b-track-2", "c-identify"]);
+    assert_eq!(ids(range(Some(t(11, 0)), Some(t(20, 10)))).await, ["d-day-11"]);
+    assert_eq!(ids(range(Some(t(20, 10)), None)).await, ["e-alias", "e-track"]);
+    assert_eq!(ids(range(None, Some(t(5, 10)))).await, ["a-page"]);
+    let late_tracks = EventFilter { kind: Some(EventType::Track), since: Some(t(10, 0)), ..Default::default() };
+    assert_eq!(ids(late_tracks).await, ["d-day-11", "e-track"]);
 }
 
 pub async fn explicit_account_wins_over_membership<S: Store>(s: &S) {
