@@ -87,20 +87,21 @@ impl RecentIds {
     fn load(conn: &Connection) -> Result<RecentIds> {
         let through = flushed_through(conn)?;
         let mut ids = RecentIds::default();
-        let mut stmt = conn
-            .prepare("SELECT ws, first_seq, data FROM event_blocks WHERE last_seq > ?1 ORDER BY last_seq")
-            .map_err(sql_error)?;
-        let mut rows = stmt.query([through]).map_err(sql_error)?;
-        while let Some(row) = rows.next().map_err(sql_error)? {
-            let (ws, first_seq): (i64, i64) = (row.get(0).map_err(sql_error)?, row.get(1).map_err(sql_error)?);
-            let data = row.get_ref(2).map_err(sql_error)?.as_blob().map_err(|e| StoreError::Backend(e.to_string()))?;
-            for (i, e) in crate::block::decode(data)?.iter().enumerate() {
-                let seq = first_seq + i as i64;
-                if seq > through {
-                    ids.add(ws, id_hash(e.message_id), seq);
+        crate::log::each_block(
+            conn,
+            "SELECT first_seq, data, ws FROM event_blocks WHERE last_seq > ?1 ORDER BY last_seq",
+            [through],
+            |row, first_seq, block| {
+                let ws: i64 = row.get(2).map_err(sql_error)?;
+                for (i, e) in block.iter().enumerate() {
+                    let seq = first_seq + i as i64;
+                    if seq > through {
+                        ids.add(ws, id_hash(e.message_id), seq);
+                    }
                 }
-            }
-        }
+                Ok(true)
+            },
+        )?;
         Ok(ids)
     }
 

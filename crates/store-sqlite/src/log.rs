@@ -133,14 +133,28 @@ pub(crate) fn scan_blocks(
     after: i64,
     mut f: impl FnMut(i64, &Decoded) -> Result<bool>,
 ) -> Result<()> {
-    let mut stmt = conn
-        .prepare_cached("SELECT first_seq, data FROM event_blocks WHERE ws = ?1 AND last_seq > ?2 ORDER BY last_seq")
-        .map_err(sql_error)?;
-    let mut rows = stmt.query(params![ws, after]).map_err(sql_error)?;
+    each_block(
+        conn,
+        "SELECT first_seq, data FROM event_blocks WHERE ws = ?1 AND last_seq > ?2 ORDER BY last_seq",
+        params![ws, after],
+        |_, first_seq, block| f(first_seq, block),
+    )
+}
+
+/// Runs `sql`, whose first two columns are a block's `first_seq` and `data`, and calls `f`
+/// with each row and its decoded block while it returns true.
+pub(crate) fn each_block(
+    conn: &Connection,
+    sql: &str,
+    params: impl rusqlite::Params,
+    mut f: impl FnMut(&rusqlite::Row<'_>, i64, &Decoded) -> Result<bool>,
+) -> Result<()> {
+    let mut stmt = conn.prepare_cached(sql).map_err(sql_error)?;
+    let mut rows = stmt.query(params).map_err(sql_error)?;
     while let Some(row) = rows.next().map_err(sql_error)? {
         let first_seq: i64 = row.get(0).map_err(sql_error)?;
         let data = row.get_ref(1).map_err(sql_error)?.as_blob().map_err(|e| StoreError::Backend(e.to_string()))?;
-        if !f(first_seq, &block::decode(data)?)? {
+        if !f(row, first_seq, &block::decode(data)?)? {
             break;
         }
     }

@@ -211,32 +211,29 @@ impl SqliteStore {
                 // Otherwise read the log backwards.
                 None => {
                     // Blocks whose summary rules the filter out are not read.
-                    let mut stmt = conn
-                        .prepare_cached(
-                            "SELECT first_seq, data FROM event_blocks
-                             WHERE ws = ?1 AND first_seq < ?2 AND types & ?3 != 0 AND max_ts >= ?4 AND min_ts < ?5
-                             ORDER BY last_seq DESC",
-                        )
-                        .map_err(sql_error)?;
                     let types = filter.kind.map_or(-1, crate::block::type_bit);
                     let since = filter.since.as_ref().map_or(i64::MIN, ms);
                     let until = filter.until.as_ref().map_or(i64::MAX, ms);
-                    let mut rows = stmt.query(params![n, before, types, since, until]).map_err(sql_error)?;
-                    'blocks: while let Some(row) = rows.next().map_err(sql_error)? {
-                        let first_seq: i64 = row.get(0).map_err(sql_error)?;
-                        let data = row.get_ref(1).map_err(sql_error)?.as_blob().map_err(backend)?;
-                        let block = crate::block::decode(data)?;
-                        for i in (0..block.len()).rev() {
-                            let seq = first_seq + i as i64;
-                            let Some(e) = block.get(i) else { continue };
-                            if seq < before && check.matches(conn, seq, &e)? {
-                                out.push(stored_event(conn, &ws, seq, e)?);
-                                if out.len() == want {
-                                    break 'blocks;
+                    crate::log::each_block(
+                        conn,
+                        "SELECT first_seq, data FROM event_blocks
+                         WHERE ws = ?1 AND first_seq < ?2 AND types & ?3 != 0 AND max_ts >= ?4 AND min_ts < ?5
+                         ORDER BY last_seq DESC",
+                        params![n, before, types, since, until],
+                        |_, first_seq, block| {
+                            for i in (0..block.len()).rev() {
+                                let seq = first_seq + i as i64;
+                                let Some(e) = block.get(i) else { continue };
+                                if seq < before && check.matches(conn, seq, &e)? {
+                                    out.push(stored_event(conn, &ws, seq, e)?);
+                                    if out.len() == want {
+                                        return Ok(false);
+                                    }
                                 }
                             }
-                        }
-                    }
+                            Ok(true)
+                        },
+                    )?;
                 }
             }
             Ok(page.finish(out, |e| Cursor(vec![e.seq.to_string()])))
@@ -298,10 +295,6 @@ fn person(conn: &Connection, ws: &WorkspaceId, id: &str) -> Result<Option<Person
         first_seen_at: opt_time(first),
         last_seen_at: opt_time(last),
     }))
-}
-
-fn backend(e: impl std::fmt::Display) -> store::StoreError {
-    store::StoreError::Backend(e.to_string())
 }
 
 /// Which events of the log's tail a filter names.
