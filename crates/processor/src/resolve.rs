@@ -15,7 +15,7 @@ use std::collections::HashMap;
 use chrono::{DateTime, Utc};
 use domain::{AccountId, EventType, IdentityKey, WorkspaceId, person_id_for};
 use serde_json::{Map, Value};
-use store::{Changes, KnownPerson, LoggedEvent, Op};
+use store::{Changes, EventPerson, KnownPerson, LoggedEvent, Op};
 
 /// The changes that processing `events` (in log order) makes, given what the store knows of
 /// the identities they mention.
@@ -35,9 +35,11 @@ struct State<'a> {
     /// Merged person -> the person it was merged into.
     merged: HashMap<String, String>,
     ops: Vec<Op>,
-    event_people: Vec<(i64, String)>,
-    /// First and last activity per (person, explicit account).
-    seen: HashMap<(String, Option<AccountId>), (DateTime<Utc>, DateTime<Utc>)>,
+    event_people: Vec<EventPerson>,
+    /// First and last activity per person, and whether any of it named no account.
+    seen: HashMap<String, Activity>,
+    /// First and last activity per account its events named.
+    account_seen: HashMap<AccountId, Span>,
     accounts: std::collections::HashSet<AccountId>,
     memberships: std::collections::HashSet<(String, AccountId)>,
 }
@@ -58,6 +60,7 @@ impl<'a> State<'a> {
             ops: Vec::new(),
             event_people: Vec::new(),
             seen: HashMap::new(),
+            account_seen: HashMap::new(),
             accounts: Default::default(),
             memberships: Default::default(),
         }
@@ -88,10 +91,18 @@ impl<'a> State<'a> {
             }
             _ => {}
         }
-        self.event_people.push((logged.position.seq, person.clone()));
-        let span = self.seen.entry((person, account)).or_insert((at, at));
-        span.0 = span.0.min(at);
-        span.1 = span.1.max(at);
+        self.event_people.push(EventPerson {
+            seq: logged.position.seq,
+            person_id: person.clone(),
+            account_id: account.clone(),
+            timestamp: at,
+        });
+        let activity = self.seen.entry(person).or_default();
+        activity.all.widen(at);
+        match account {
+            Some(account) => self.account_seen.entry(account).or_default().widen(at),
+            None => activity.unnamed.widen(at),
+        }
     }
 
     fn lookup(&self, key: &IdentityKey) -> Option<String> {
@@ -228,24 +239,80 @@ impl<'a> State<'a> {
         p.to_owned()
     }
 
+    /// The slice's changes, with one first/last-seen update per person and per account it
+    /// touched (not one per event or per pair).
     fn finish(mut self) -> Changes {
         let mut event_people = std::mem::take(&mut self.event_people);
-        for (_, p) in &mut event_people {
-            *p = self.final_id(p);
+        for e in &mut event_people {
+            e.person_id = self.final_id(&e.person_id);
         }
-        let mut spans: HashMap<(String, Option<AccountId>), (DateTime<Utc>, DateTime<Utc>)> = HashMap::new();
-        for ((p, a), (first, last)) in std::mem::take(&mut self.seen) {
-            let span = spans.entry((self.final_id(&p), a)).or_insert((first, last));
-            span.0 = span.0.min(first);
-            span.1 = span.1.max(last);
+        let mut people: HashMap<String, Activity> = HashMap::new();
+        for (p, activity) in std::mem::take(&mut self.seen) {
+            people.entry(self.final_id(&p)).or_default().add(&activity);
         }
-        let mut spans: Vec<_> = spans.into_iter().collect();
         // Deterministic order, so that the same log always yields the same changes.
-        spans.sort_by(|a, b| a.0.cmp(&b.0));
-        for ((p, a), (first, last)) in spans {
-            self.ops.push(Op::Seen { person_id: Some(p), account_id: a, first, last });
+        let mut accounts: Vec<_> = std::mem::take(&mut self.account_seen).into_iter().collect();
+        accounts.sort_by(|a, b| a.0.cmp(&b.0));
+        for (account, span) in accounts {
+            let (first, last) = span.bounds();
+            self.ops.push(Op::Seen { person_id: None, account_id: Some(account), first, last });
+        }
+        let mut people: Vec<_> = people.into_iter().collect();
+        people.sort_by(|a, b| a.0.cmp(&b.0));
+        for (person, activity) in people {
+            // Events that named no account count towards every account of the person.
+            let covered = match activity.unnamed.0 {
+                Some((first, last)) => {
+                    self.ops.push(Op::Seen { person_id: Some(person.clone()), account_id: None, first, last });
+                    activity.all.0 == activity.unnamed.0
+                }
+                None => false,
+            };
+            if !covered {
+                let (first, last) = activity.all.bounds();
+                self.ops.push(Op::PersonSeen { person_id: person, first, last });
+            }
         }
         Changes { ops: self.ops, event_people }
+    }
+}
+
+/// The first and last of some moments; empty until one is added.
+#[derive(Clone, Copy, Default)]
+struct Span(Option<(DateTime<Utc>, DateTime<Utc>)>);
+
+impl Span {
+    fn widen(&mut self, at: DateTime<Utc>) {
+        self.0 = Some(match self.0 {
+            Some((first, last)) => (first.min(at), last.max(at)),
+            None => (at, at),
+        });
+    }
+
+    fn join(&mut self, other: Span) {
+        if let Some((first, last)) = other.0 {
+            self.widen(first);
+            self.widen(last);
+        }
+    }
+
+    /// Only called on spans that something was added to.
+    fn bounds(self) -> (DateTime<Utc>, DateTime<Utc>) {
+        self.0.expect("a span with a moment in it")
+    }
+}
+
+/// A person's activity in a slice: all of it, and that of events naming no account.
+#[derive(Default)]
+struct Activity {
+    all: Span,
+    unnamed: Span,
+}
+
+impl Activity {
+    fn add(&mut self, other: &Activity) {
+        self.all.join(other.all);
+        self.unnamed.join(other.unnamed);
     }
 }
 

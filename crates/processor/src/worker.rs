@@ -93,7 +93,10 @@ impl Processor {
         let changes = resolve(ws, &events, known);
         if self.store.apply_changes(ws, from, to, &changes).await? {
             cursors.insert(ws.clone(), Cursor { at: to, slice: next_slice });
+            drop(cursors);
             metrics::counter!("steward_events_processed_total").increment(events.len() as u64);
+            // The backend's bulk indexes keep pace with processing, a step per slice.
+            self.store.maintain(ws, false).await?;
             Ok(events.len())
         } else {
             // Another process processed this slice first: start again from where it is.
@@ -103,12 +106,14 @@ impl Processor {
         }
     }
 
-    /// Processes `ws` until its log is fully processed.
+    /// Processes `ws` until its log is fully processed and what the backend derives from it
+    /// is up to date.
     pub async fn run_until_idle(&self, ws: &WorkspaceId) -> Result<usize> {
         let mut total = 0;
         loop {
             let n = self.run_once(ws).await?;
             if n == 0 && self.store.log_status(ws).await?.pending_events == 0 {
+                while self.store.maintain(ws, true).await? {}
                 return Ok(total);
             }
             total += n;
@@ -130,21 +135,30 @@ impl Processor {
         tracing::info!(batch = self.config.batch, "processor started");
         while !shutdown.is_cancelled() {
             let mut processed = 0;
+            let mut maintained = false;
             match self.store.list_workspaces().await {
                 Ok(workspaces) => {
                     for ws in workspaces {
-                        match self.run_once(&ws.workspace_id).await {
+                        let ws = ws.workspace_id;
+                        match self.run_once(&ws).await {
+                            Ok(0) => match self.store.maintain(&ws, true).await {
+                                Ok(more) => maintained |= more,
+                                Err(e) => {
+                                    metrics::counter!("steward_processing_errors_total").increment(1);
+                                    tracing::error!(workspace = %ws, error = %e, "index maintenance failed; will retry");
+                                }
+                            },
                             Ok(n) => processed += n,
                             Err(e) => {
                                 metrics::counter!("steward_processing_errors_total").increment(1);
-                                tracing::error!(workspace = %ws.workspace_id, error = %e, "processing failed; will retry");
+                                tracing::error!(workspace = %ws, error = %e, "processing failed; will retry");
                             }
                         }
                     }
                 }
                 Err(e) => tracing::error!(error = %e, "cannot list workspaces"),
             }
-            if processed == 0 {
+            if processed == 0 && !maintained {
                 tokio::select! {
                     _ = shutdown.cancelled() => break,
                     _ = self.wake.notified() => {}

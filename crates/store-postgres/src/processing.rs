@@ -11,7 +11,7 @@ use domain::{AccountId, IdentityKey, Timestamp, WorkspaceId};
 use serde_json::{Map, Value};
 use sqlx::PgConnection;
 use std::collections::HashMap;
-use store::{Changes, KnownPerson, LogPosition, Op, Result};
+use store::{Changes, EventPerson, KnownPerson, LogPosition, Op, Result};
 
 use crate::{PgStore, db_error};
 
@@ -69,7 +69,12 @@ impl PgStore {
         let mut seen = Vec::new();
         for op in &changes.ops {
             match op {
-                Op::Seen { person_id, account_id, first, last } => seen.push((person_id, account_id, first, last)),
+                Op::Seen { person_id, account_id, first, last } => {
+                    seen.push(Seen { person: person_id.as_deref(), account: account_id.as_ref(), first, last, members: true })
+                }
+                Op::PersonSeen { person_id, first, last } => {
+                    seen.push(Seen { person: Some(person_id), account: None, first, last, members: false })
+                }
                 _ => {
                     widen_seen(&mut tx, ws, std::mem::take(&mut seen)).await?;
                     apply_op(&mut tx, ws, op).await?;
@@ -135,18 +140,18 @@ async fn lock_cursor(conn: &mut PgConnection, ws: &WorkspaceId) -> Result<LogPos
 }
 
 /// Records which person each event belongs to, in one statement for the whole batch.
-async fn assign_events(conn: &mut PgConnection, ws: &WorkspaceId, event_people: &[(i64, String)]) -> Result<()> {
+async fn assign_events(conn: &mut PgConnection, ws: &WorkspaceId, event_people: &[EventPerson]) -> Result<()> {
     if event_people.is_empty() {
         return Ok(());
     }
     // Applied one by one (as SQLite does), a later assignment of the same event wins; an UPDATE
     // joined to duplicates would pick one arbitrarily, so keep only the last of each.
-    let last: HashMap<i64, usize> = event_people.iter().enumerate().map(|(i, (seq, _))| (*seq, i)).collect();
+    let last: HashMap<i64, usize> = event_people.iter().enumerate().map(|(i, e)| (e.seq, i)).collect();
     let (seqs, people): (Vec<i64>, Vec<&str>) = event_people
         .iter()
         .enumerate()
-        .filter(|(i, (seq, _))| last.get(seq) == Some(i))
-        .map(|(_, (seq, person))| (*seq, person.as_str()))
+        .filter(|(i, e)| last.get(&e.seq) == Some(i))
+        .map(|(_, e)| (e.seq, e.person_id.as_str()))
         .unzip();
     sqlx::query(
         "UPDATE events e SET person_id = v.person_id
@@ -212,14 +217,26 @@ async fn apply_op(conn: &mut PgConnection, ws: &WorkspaceId, op: &Op) -> Result<
             exec(conn, q.bind(w).bind(account_id.as_str()).bind(person_id).bind(at)).await?;
         }
         Op::Seen { person_id, account_id, first, last } => {
-            widen_seen(conn, ws, vec![(person_id, account_id, first, last)]).await?;
+            let seen = Seen { person: person_id.as_deref(), account: account_id.as_ref(), first, last, members: true };
+            widen_seen(conn, ws, vec![seen]).await?;
+        }
+        Op::PersonSeen { person_id, first, last } => {
+            let seen = Seen { person: Some(person_id), account: None, first, last, members: false };
+            widen_seen(conn, ws, vec![seen]).await?;
         }
     }
     Ok(())
 }
 
-/// One Seen op: the person, the explicit account, first and last activity.
-type Seen<'a> = (&'a Option<String>, &'a Option<AccountId>, &'a Timestamp, &'a Timestamp);
+/// One Seen or PersonSeen op: the person, the explicit account, first and last activity, and
+/// whether, with no explicit account, every account of the person is widened.
+struct Seen<'a> {
+    person: Option<&'a str>,
+    account: Option<&'a AccountId>,
+    first: &'a Timestamp,
+    last: &'a Timestamp,
+    members: bool,
+}
 
 /// Applies consecutive Seen ops in one statement. Widening (LEAST/GREATEST) gives the same
 /// result in any order and grouped, and no op of the run changes memberships, so this equals
@@ -229,15 +246,16 @@ async fn widen_seen(conn: &mut PgConnection, ws: &WorkspaceId, run: Vec<Seen<'_>
     if run.is_empty() {
         return Ok(());
     }
-    let people: Vec<Option<&str>> = run.iter().map(|s| s.0.as_deref()).collect();
-    let accounts: Vec<Option<&str>> = run.iter().map(|s| s.1.as_ref().map(AccountId::as_str)).collect();
-    let firsts: Vec<Timestamp> = run.iter().map(|s| *s.2).collect();
-    let lasts: Vec<Timestamp> = run.iter().map(|s| *s.3).collect();
+    let people: Vec<Option<&str>> = run.iter().map(|s| s.person).collect();
+    let accounts: Vec<Option<&str>> = run.iter().map(|s| s.account.map(AccountId::as_str)).collect();
+    let firsts: Vec<Timestamp> = run.iter().map(|s| *s.first).collect();
+    let lasts: Vec<Timestamp> = run.iter().map(|s| *s.last).collect();
+    let members: Vec<bool> = run.iter().map(|s| s.members).collect();
     // LEAST and GREATEST ignore NULL: a first sighting sets both bounds.
     let q = sqlx::query(
         "WITH seen AS (
-             SELECT * FROM UNNEST($2::text[], $3::text[], $4::timestamptz[], $5::timestamptz[])
-                 AS s (person_id, account_id, first, last)),
+             SELECT * FROM UNNEST($2::text[], $3::text[], $4::timestamptz[], $5::timestamptz[], $6::bool[])
+                 AS s (person_id, account_id, first, last, members)),
          people AS (
              UPDATE people p SET first_seen_at = LEAST(p.first_seen_at, g.first),
                                  last_seen_at = GREATEST(p.last_seen_at, g.last)
@@ -251,11 +269,11 @@ async fn widen_seen(conn: &mut PgConnection, ws: &WorkspaceId, run: Vec<Seen<'_>
                    UNION ALL
                    SELECT m.account_id, s.first, s.last FROM seen s
                    JOIN memberships m ON m.workspace_id = $1 AND m.person_id = s.person_id
-                   WHERE s.account_id IS NULL) t
+                   WHERE s.account_id IS NULL AND s.members) t
                GROUP BY t.account_id) g
          WHERE a.workspace_id = $1 AND a.account_id = g.account_id",
     );
-    exec(conn, q.bind(ws.as_str()).bind(people).bind(accounts).bind(firsts).bind(lasts)).await?;
+    exec(conn, q.bind(ws.as_str()).bind(people).bind(accounts).bind(firsts).bind(lasts).bind(members)).await?;
     Ok(())
 }
 

@@ -6,7 +6,7 @@ mod common;
 use domain::IdentityKey;
 use serde_json::json;
 use std::sync::Arc;
-use store::{Changes, LogPosition, Op, Store};
+use store::{Changes, EventPerson, LogPosition, Op, Store};
 use store_postgres::PgStore;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
@@ -78,7 +78,12 @@ async fn one_process_wins_a_slice() {
                         },
                         Op::LinkIdentity { key: IdentityKey::user("u"), person_id: person.into() },
                     ],
-                    event_people: vec![(to.seq, person.into())],
+                    event_people: vec![EventPerson {
+                        seq: to.seq,
+                        person_id: person.into(),
+                        account_id: None,
+                        timestamp: chrono::Utc::now(),
+                    }],
                 };
                 s.apply_changes(&ws, LogPosition::ZERO, to, &changes).await.unwrap()
             })

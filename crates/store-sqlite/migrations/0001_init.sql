@@ -65,16 +65,21 @@ CREATE TABLE store_meta (
     value INTEGER NOT NULL
 );
 
--- Written by processing, in log order: who did each event (as it was decided then: a device
--- that later signs in as someone else keeps its earlier events with their first owner).
-CREATE TABLE event_people (
-    seq       INTEGER PRIMARY KEY,
+-- Written by processing, one row per slice: who did each of its events, the account each
+-- names and when it happened, encoded together (see `owners.rs`), as decided then: a device
+-- that later signs in as someone else keeps its earlier events with their first owner, and a
+-- person merged since is followed through `person_merges`.
+CREATE TABLE event_owners (
+    last_seq  INTEGER PRIMARY KEY,
     ws        INTEGER NOT NULL,
-    person_id TEXT NOT NULL
+    first_seq INTEGER NOT NULL,
+    data      BLOB NOT NULL
 );
+CREATE INDEX event_owners_log ON event_owners (ws, last_seq);
 
--- Written by processing: the events of each subject, newest first by event time. Subjects are
--- `p:<person>` (every event of the person) and `g:<account>` (events naming the account).
+-- Built from `event_owners` in bulk, sorted, up to `processing_cursors.linked_seq`: the events
+-- of each subject, newest first by event time. Subjects are `p:<person>` (every event of the
+-- person) and `g:<account>` (events naming the account).
 CREATE TABLE event_links (
     ws      INTEGER NOT NULL,
     subject TEXT NOT NULL,
@@ -86,7 +91,8 @@ CREATE TABLE event_links (
 CREATE TABLE processing_cursors (
     workspace_id TEXT PRIMARY KEY,
     tx           INTEGER NOT NULL,
-    seq          INTEGER NOT NULL
+    seq          INTEGER NOT NULL,
+    linked_seq   INTEGER NOT NULL DEFAULT 0
 );
 
 CREATE TABLE people (
@@ -115,6 +121,7 @@ CREATE TABLE person_merges (
     into_id      TEXT NOT NULL,
     merged_at    INTEGER NOT NULL
 );
+CREATE INDEX person_merges_from ON person_merges (workspace_id, from_id);
 
 CREATE TABLE accounts (
     workspace_id  TEXT NOT NULL,

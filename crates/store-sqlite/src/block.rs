@@ -128,7 +128,7 @@ impl Decoded {
     }
 }
 
-fn corrupt(why: &str) -> StoreError {
+pub(crate) fn corrupt(why: &str) -> StoreError {
     StoreError::Backend(format!("corrupt event block: {why}"))
 }
 
@@ -163,7 +163,7 @@ fn kind_from(code: u8) -> Result<EventType> {
     EventType::ALL.get(code as usize).copied().ok_or_else(|| corrupt(&format!("unknown event type {code}")))
 }
 
-fn put_uint(out: &mut Vec<u8>, mut v: u64) {
+pub(crate) fn put_uint(out: &mut Vec<u8>, mut v: u64) {
     while v >= 0x80 {
         out.push((v as u8) | 0x80);
         v >>= 7;
@@ -171,11 +171,11 @@ fn put_uint(out: &mut Vec<u8>, mut v: u64) {
     out.push(v as u8);
 }
 
-fn put_int(out: &mut Vec<u8>, v: i64) {
+pub(crate) fn put_int(out: &mut Vec<u8>, v: i64) {
     put_uint(out, ((v << 1) ^ (v >> 63)) as u64);
 }
 
-fn put_str(out: &mut Vec<u8>, s: &str) {
+pub(crate) fn put_str(out: &mut Vec<u8>, s: &str) {
     put_uint(out, s.len() as u64);
     out.extend_from_slice(s.as_bytes());
 }
@@ -190,19 +190,27 @@ fn put_opt(out: &mut Vec<u8>, s: Option<&str>) {
     }
 }
 
-struct Reader<'a> {
+pub(crate) struct Reader<'a> {
     buf: &'a [u8],
     at: usize,
 }
 
 impl<'a> Reader<'a> {
-    fn byte(&mut self) -> Result<u8> {
+    pub(crate) fn new(buf: &'a [u8]) -> Reader<'a> {
+        Reader { buf, at: 0 }
+    }
+
+    pub(crate) fn at_end(&self) -> bool {
+        self.at == self.buf.len()
+    }
+
+    pub(crate) fn byte(&mut self) -> Result<u8> {
         let b = *self.buf.get(self.at).ok_or_else(|| corrupt("truncated"))?;
         self.at += 1;
         Ok(b)
     }
 
-    fn uint(&mut self) -> Result<u64> {
+    pub(crate) fn uint(&mut self) -> Result<u64> {
         let mut v = 0u64;
         for shift in (0..64).step_by(7) {
             let b = self.byte()?;
@@ -214,7 +222,7 @@ impl<'a> Reader<'a> {
         Err(corrupt("varint too long"))
     }
 
-    fn int(&mut self) -> Result<i64> {
+    pub(crate) fn int(&mut self) -> Result<i64> {
         let v = self.uint()?;
         Ok((v >> 1) as i64 ^ -((v & 1) as i64))
     }
@@ -226,7 +234,7 @@ impl<'a> Reader<'a> {
         Ok(s)
     }
 
-    fn str(&mut self) -> Result<&'a str> {
+    pub(crate) fn str(&mut self) -> Result<&'a str> {
         let len = self.uint()? as usize;
         self.bytes(len)
     }

@@ -8,6 +8,7 @@
 mod block;
 mod ids;
 mod log;
+mod owners;
 mod processing;
 mod reads;
 mod records;
@@ -35,6 +36,8 @@ pub struct SqliteStore {
     reader_permits: Semaphore,
     /// Workspace id → its number in this database (numbers never change).
     ws_numbers: std::sync::RwLock<std::collections::HashMap<domain::WorkspaceId, i64>>,
+    /// Builds of `event_links` under way, by workspace number.
+    link_builds: tokio::sync::Mutex<std::collections::HashMap<i64, owners::LinkBuild>>,
 }
 
 impl SqliteStore {
@@ -54,6 +57,7 @@ impl SqliteStore {
             ws_numbers: Default::default(),
             readers: Mutex::new(readers),
             reader_permits: Semaphore::new(READERS),
+            link_builds: Default::default(),
         })
     }
 
@@ -261,6 +265,9 @@ mod store_impl {
         }
         async fn reset_processing(&self, ws: &WorkspaceId) -> Result<()> {
             self.reset(ws).await
+        }
+        async fn maintain(&self, ws: &WorkspaceId, idle: bool) -> Result<bool> {
+            SqliteStore::maintain(self, ws, idle).await
         }
         async fn list_accounts(&self, ws: &WorkspaceId, page: &PageRequest) -> Result<Page<Account>> {
             self.accounts(ws, page).await

@@ -5,7 +5,8 @@ use rusqlite::{Connection, OptionalExtension, params};
 use serde_json::{Map, Value};
 use store::{Changes, KnownPerson, LogPosition, Op, Result};
 
-use crate::log::{Blocks, cursor};
+use crate::log::cursor;
+use crate::owners::LinkBuild;
 use crate::{SqliteStore, ms, sql_error};
 
 impl SqliteStore {
@@ -52,38 +53,22 @@ impl SqliteStore {
             return Err(store::StoreError::Backend(format!("no workspace {ws}")));
         };
         let ws = ws.clone();
-        let changes = changes.clone();
+        // Everything but the statements is done here, off the writer.
+        let owners = crate::owners::encode(&changes.event_people);
+        let ops = changes.ops.clone();
         // Nobody waits on processing but the processor: appends go first.
         self.write_background(move |conn| {
             if cursor(conn, &ws)? != from {
                 return Ok(false);
             }
-            for op in &changes.ops {
+            for op in &ops {
                 apply_op(conn, &ws, n, op)?;
             }
-            let mut person = conn
-                .prepare_cached(
-                    "INSERT INTO event_people (seq, ws, person_id) VALUES (?1, ?2, ?3)
-                     ON CONFLICT (seq) DO UPDATE SET person_id = excluded.person_id",
-                )
-                .map_err(sql_error)?;
-            let mut link = conn
-                .prepare_cached("INSERT OR IGNORE INTO event_links (ws, subject, ts, seq) VALUES (?1, ?2, ?3, ?4)")
-                .map_err(sql_error)?;
-            let mut blocks = Blocks::new(conn);
-            let mut new_links = Vec::with_capacity(changes.event_people.len() * 2);
-            for (seq, p) in &changes.event_people {
-                person.execute(params![seq, n, p]).map_err(sql_error)?;
-                let Some(e) = blocks.get(n, *seq)? else { continue };
-                new_links.push((format!("p:{p}"), e.timestamp_ms, *seq));
-                if let Some(g) = e.group_id {
-                    new_links.push((format!("g:{g}"), e.timestamp_ms, *seq));
-                }
-            }
-            // In key order, each leaf page is visited once rather than once per link.
-            new_links.sort_unstable();
-            for (subject, ts, seq) in &new_links {
-                link.execute(params![n, subject, ts, seq]).map_err(sql_error)?;
+            if let Some((first_seq, last_seq, data)) = owners {
+                conn.prepare_cached("INSERT INTO event_owners (last_seq, ws, first_seq, data) VALUES (?1, ?2, ?3, ?4)")
+                    .map_err(sql_error)?
+                    .execute(params![last_seq, n, first_seq, data])
+                    .map_err(sql_error)?;
             }
             conn.prepare_cached(
                 "INSERT INTO processing_cursors (workspace_id, tx, seq) VALUES (?1, ?2, ?3)
@@ -97,9 +82,40 @@ impl SqliteStore {
         .await
     }
 
+    /// Writes the next chunk of `event_links`, preparing a build first if one is due.
+    pub(crate) async fn maintain(&self, ws: &WorkspaceId, idle: bool) -> Result<bool> {
+        let Some(n) = self.ws_number(ws).await? else { return Ok(false) };
+        // Held throughout, so that a reset cannot interleave with a chunk.
+        let mut builds = self.link_builds.lock().await;
+        let build = match builds.remove(&n) {
+            Some(build) => build,
+            None => {
+                let workspace = ws.clone();
+                match self.read(move |conn| LinkBuild::prepare(conn, n, &workspace, idle)).await? {
+                    Some(build) => build,
+                    None => return Ok(false),
+                }
+            }
+        };
+        let workspace = ws.clone();
+        let (build, over) = self
+            .write_background(move |conn| {
+                let mut build = build;
+                let over = build.write_chunk(conn, n, workspace.as_str())?;
+                Ok((build, over))
+            })
+            .await?;
+        if !over {
+            builds.insert(n, build);
+        }
+        Ok(true)
+    }
+
     pub(crate) async fn reset(&self, ws: &WorkspaceId) -> Result<()> {
         let n = self.ws_number(ws).await?.unwrap_or(-1);
         let ws = ws.clone();
+        let mut builds = self.link_builds.lock().await;
+        builds.remove(&n);
         self.write(move |conn| {
             for table in [
                 "people",
@@ -113,7 +129,7 @@ impl SqliteStore {
                 conn.execute(&format!("DELETE FROM {table} WHERE workspace_id = ?1"), [ws.as_str()])
                     .map_err(sql_error)?;
             }
-            for table in ["event_people", "event_links"] {
+            for table in ["event_owners", "event_links"] {
                 conn.execute(&format!("DELETE FROM {table} WHERE ws = ?1"), [n]).map_err(sql_error)?;
             }
             Ok(())
@@ -203,6 +219,15 @@ fn apply_op(conn: &Connection, ws: &WorkspaceId, n: i64, op: &Op) -> Result<()> 
                 }
                 (None, None) => {}
             }
+        }
+        Op::PersonSeen { person_id, first, last } => {
+            exec(
+                conn,
+                "UPDATE people SET first_seen_at = min(coalesce(first_seen_at, ?3), ?3),
+                                   last_seen_at = max(coalesce(last_seen_at, ?4), ?4)
+                 WHERE workspace_id = ?1 AND person_id = ?2",
+                params![w, person_id, ms(first), ms(last)],
+            )?;
         }
     }
     Ok(())
@@ -296,12 +321,6 @@ fn merge(conn: &Connection, ws: &WorkspaceId, n: i64, from: &str, into: &str, at
         params![w, from, into],
     )?;
     exec(conn, "DELETE FROM memberships WHERE workspace_id = ?1 AND person_id = ?2", params![w, from])?;
-    exec(
-        conn,
-        "UPDATE event_people SET person_id = ?3
-         WHERE seq IN (SELECT seq FROM event_links WHERE ws = ?1 AND subject = 'p:' || ?2)",
-        params![n, from, into],
-    )?;
     exec(
         conn,
         "UPDATE OR REPLACE event_links SET subject = 'p:' || ?3 WHERE ws = ?1 AND subject = 'p:' || ?2",

@@ -7,6 +7,8 @@ use store::{Account, Cursor, EventFilter, Page, PageRequest, Person, Result, Sto
 use crate::block::EventRef;
 use crate::ids::id_hash;
 use crate::log::Blocks;
+use crate::owners::{Merges, Owners};
+use std::collections::HashSet;
 use crate::processing::kind_of;
 use crate::{SqliteStore, json_col, ms, opt_time, sql_error, time};
 
@@ -124,8 +126,10 @@ impl SqliteStore {
                  WHERE ws = ?3 AND subject IN ({ACCOUNT_SUBJECTS}) AND (ts < ?4 OR (ts = ?4 AND seq < ?5))
                  ORDER BY ts DESC, seq DESC LIMIT ?6"
             );
+            let before = (ts, seq);
             let mut blocks = Blocks::new(conn);
-            let mut out = Vec::new();
+            // The newest `want` from the links...
+            let mut found: Vec<(i64, i64)> = Vec::new();
             'chunks: loop {
                 let links: Vec<(String, i64, i64)> = query(
                     conn,
@@ -139,14 +143,35 @@ impl SqliteStore {
                     let Some(e) = blocks.get(n, seq)? else { continue };
                     // A person's event that names another account counts only there.
                     if *subject == own_subject || e.group_id.is_none() {
-                        out.push(stored_event(conn, &ws, seq, e)?);
-                        if out.len() == want {
+                        found.push((ts, seq));
+                        if found.len() == want {
                             break 'chunks;
                         }
                     }
                 }
                 if links.len() < chunk {
                     break;
+                }
+            }
+            // ...and from the processed events not linked yet, then the newest of both.
+            let members = members_of(conn, &ws, &id)?;
+            let mut owners = Owners::new(conn, n, ws.as_str());
+            unlinked(conn, &ws, n, owners.merges(), |account, person, _| {
+                Ok(match account {
+                    Some(a) => a == id.as_str(),
+                    None => members.contains(person()?.as_str()),
+                })
+            })?
+            .into_iter()
+            .filter(|&(t, s)| (t, s) < before)
+            .for_each(|at| found.push(at));
+            found.sort_unstable_by(|a, b| b.cmp(a));
+            found.dedup();
+            found.truncate(want);
+            let mut out = Vec::with_capacity(found.len());
+            for (_, seq) in found {
+                if let Some(e) = blocks.get(n, seq)? {
+                    out.push(stored_event(conn, &ws, &mut owners, seq, e)?);
                 }
             }
             Ok(page.finish(out, |e| Cursor(vec![ms(&e.timestamp).to_string(), e.seq.to_string()])))
@@ -193,15 +218,16 @@ impl SqliteStore {
             };
             let want = page.fetch_limit();
             let check = Check::new(conn, &ws, &filter)?;
+            let mut owners = Owners::new(conn, n, ws.as_str());
             let mut out = Vec::new();
-            match candidates(conn, &ws, n, &filter, before)? {
+            match candidates(conn, &ws, n, &filter, &check.members, before)? {
                 // A selective filter: look at the events it names, newest first.
                 Some(seqs) => {
                     let mut blocks = Blocks::new(conn);
                     for seq in seqs {
                         let Some(e) = blocks.get(n, seq)? else { continue };
-                        if check.matches(conn, seq, &e)? {
-                            out.push(stored_event(conn, &ws, seq, e)?);
+                        if check.matches(&mut owners, seq, &e)? {
+                            out.push(stored_event(conn, &ws, &mut owners, seq, e)?);
                             if out.len() == want {
                                 break;
                             }
@@ -224,8 +250,8 @@ impl SqliteStore {
                             for i in (0..block.len()).rev() {
                                 let seq = first_seq + i as i64;
                                 let Some(e) = block.get(i) else { continue };
-                                if seq < before && check.matches(conn, seq, &e)? {
-                                    out.push(stored_event(conn, &ws, seq, e)?);
+                                if seq < before && check.matches(&mut owners, seq, &e)? {
+                                    out.push(stored_event(conn, &ws, &mut owners, seq, e)?);
                                     if out.len() == want {
                                         return Ok(false);
                                     }
@@ -302,12 +328,14 @@ type Pick = Box<dyn Fn(&EventRef<'_>) -> bool>;
 
 /// The seqs (below `before`, newest first) that the most selective filter names, or `None`
 /// when no filter is selective and the log must be read. Processed events are found through
-/// what processing wrote; the rest in the log's tail.
+/// what processing wrote (the links, and the owner rows not linked yet); the rest in the
+/// log's tail. A superset is fine: each candidate is checked.
 fn candidates(
     conn: &Connection,
     ws: &WorkspaceId,
     n: i64,
     filter: &EventFilter,
+    members: &HashSet<String>,
     before: i64,
 ) -> Result<Option<Vec<i64>>> {
     let mut seqs: Vec<i64>;
@@ -323,19 +351,38 @@ fn candidates(
         let m = m.clone();
         (crate::ids::flushed_through(conn)?, Box::new(move |e| e.message_id == m))
     } else if let Some(u) = &filter.user_id {
-        seqs = query(
-            conn,
-            "SELECT l.seq FROM event_links l WHERE l.ws = ?3 AND l.subject =
-               (SELECT 'p:' || person_id FROM identities WHERE workspace_id = ?1 AND kind = 'user' AND value = ?2)",
-            params![ws.as_str(), u, n],
-            |r| r.get(0),
-            Ok,
-        )?;
+        let person: Option<String> = conn
+            .prepare_cached("SELECT person_id FROM identities WHERE workspace_id = ?1 AND kind = 'user' AND value = ?2")
+            .map_err(sql_error)?
+            .query_row(params![ws.as_str(), u], |r| r.get(0))
+            .optional()
+            .map_err(sql_error)?;
+        seqs = Vec::new();
+        if let Some(person) = person {
+            seqs = query(
+                conn,
+                "SELECT seq FROM event_links WHERE ws = ?1 AND subject = 'p:' || ?2",
+                params![n, person],
+                |r| r.get(0),
+                Ok,
+            )?;
+            let mut merges = Merges::new(ws.as_str());
+            let more = unlinked(conn, ws, n, &mut merges, |_, p, _| Ok(p()? == person))?;
+            seqs.extend(more.into_iter().map(|(_, seq)| seq));
+        }
         let u = u.clone();
         (crate::log::cursor(conn, ws)?.seq, Box::new(move |e| e.user_id == Some(u.as_str())))
     } else if let Some(a) = &filter.account_id {
         let sql = format!("SELECT l.seq FROM event_links l WHERE l.ws = ?3 AND l.subject IN ({ACCOUNT_SUBJECTS})");
         seqs = query(conn, &sql, params![ws.as_str(), a.as_str(), n], |r| r.get(0), Ok)?;
+        let mut merges = Merges::new(ws.as_str());
+        let more = unlinked(conn, ws, n, &mut merges, |account, p, _| {
+            Ok(match account {
+                Some(g) => g == a.as_str(),
+                None => members.contains(p()?.as_str()),
+            })
+        })?;
+        seqs.extend(more.into_iter().map(|(_, seq)| seq));
         let a = a.to_string();
         (crate::log::cursor(conn, ws)?.seq, Box::new(move |e| e.group_id == Some(a.as_str())))
     } else {
@@ -356,31 +403,59 @@ fn candidates(
     Ok(Some(seqs))
 }
 
+/// The `(ts, seq)` of the processed events not yet in `event_links` that `keep` picks, given
+/// the account the event names, a way to its person (as now, after merges), and its time.
+fn unlinked(
+    conn: &Connection,
+    ws: &WorkspaceId,
+    n: i64,
+    merges: &mut Merges,
+    mut keep: impl FnMut(Option<&str>, &mut dyn FnMut() -> Result<String>, i64) -> Result<bool>,
+) -> Result<Vec<(i64, i64)>> {
+    let linked = crate::owners::linked_seq(conn, ws.as_str())?;
+    let mut out = Vec::new();
+    crate::owners::scan(conn, n, linked, |row| {
+        for e in row.entries().iter().filter(|e| e.seq > linked) {
+            let mut person = || merges.resolve(conn, row.person(e));
+            if keep(row.account(e), &mut person, e.ts)? {
+                out.push((e.ts, e.seq));
+            }
+        }
+        Ok(())
+    })?;
+    Ok(out)
+}
+
+/// The people of an account.
+fn members_of(conn: &Connection, ws: &WorkspaceId, account: &AccountId) -> Result<HashSet<String>> {
+    Ok(query(
+        conn,
+        "SELECT person_id FROM memberships WHERE workspace_id = ?1 AND account_id = ?2",
+        params![ws.as_str(), account.as_str()],
+        |r| r.get(0),
+        Ok,
+    )?
+    .into_iter()
+    .collect())
+}
+
 /// An event filter, checked against one event.
 struct Check<'f> {
     filter: &'f EventFilter,
     /// The people of the filter's account.
-    members: std::collections::HashSet<String>,
+    members: HashSet<String>,
 }
 
 impl<'f> Check<'f> {
     fn new(conn: &Connection, ws: &WorkspaceId, filter: &'f EventFilter) -> Result<Check<'f>> {
         let members = match &filter.account_id {
-            Some(a) => query(
-                conn,
-                "SELECT person_id FROM memberships WHERE workspace_id = ?1 AND account_id = ?2",
-                params![ws.as_str(), a.as_str()],
-                |r| r.get(0),
-                Ok,
-            )?
-            .into_iter()
-            .collect(),
+            Some(a) => members_of(conn, ws, a)?,
             None => Default::default(),
         };
         Ok(Check { filter, members })
     }
 
-    fn matches(&self, conn: &Connection, seq: i64, e: &EventRef<'_>) -> Result<bool> {
+    fn matches(&self, owners: &mut Owners<'_>, seq: i64, e: &EventRef<'_>) -> Result<bool> {
         let f = self.filter;
         let basic = f.message_id.as_deref().is_none_or(|m| m == e.message_id)
             && f.user_id.as_deref().is_none_or(|u| Some(u) == e.user_id)
@@ -394,24 +469,21 @@ impl<'f> Check<'f> {
         // The event names the account, or names none and its person belongs to it.
         Ok(match e.group_id {
             Some(g) => g == account.as_str(),
-            None => person_of(conn, seq)?.is_some_and(|p| self.members.contains(&p)),
+            None => owners.person(seq)?.is_some_and(|p| self.members.contains(&p)),
         })
     }
 }
 
-/// Who did the event at `seq`, once processing has decided.
-fn person_of(conn: &Connection, seq: i64) -> Result<Option<String>> {
-    conn.prepare_cached("SELECT person_id FROM event_people WHERE seq = ?1")
-        .map_err(sql_error)?
-        .query_row([seq], |r| r.get(0))
-        .optional()
-        .map_err(sql_error)
-}
-
 /// An event as the API shows it: with who did it and the accounts it counts towards (the one
 /// it names, or else every account of its person).
-fn stored_event(conn: &Connection, ws: &WorkspaceId, seq: i64, e: EventRef<'_>) -> Result<StoredEvent> {
-    let person_id = person_of(conn, seq)?;
+fn stored_event(
+    conn: &Connection,
+    ws: &WorkspaceId,
+    owners: &mut Owners<'_>,
+    seq: i64,
+    e: EventRef<'_>,
+) -> Result<StoredEvent> {
+    let person_id = owners.person(seq)?;
     let account_ids = match (e.group_id, &person_id) {
         (Some(g), _) => AccountId::parse(g).ok().into_iter().collect(),
         (None, Some(p)) => query(

@@ -58,9 +58,17 @@ pub enum Op {
     },
     /// The person was active between `first` and `last`: widens the person's first/last seen,
     /// and that of `account_id` (the explicit one) or else of every account the person is in.
+    /// With no person, widens only the account's.
     Seen {
         person_id: Option<String>,
         account_id: Option<AccountId>,
+        first: Timestamp,
+        last: Timestamp,
+    },
+    /// Widens only the person's first/last seen (their events named accounts, which the
+    /// `Seen` of those accounts cover).
+    PersonSeen {
+        person_id: String,
         first: Timestamp,
         last: Timestamp,
     },
@@ -69,6 +77,28 @@ pub enum Op {
 #[derive(Clone, Debug, Default, PartialEq)]
 pub struct Changes {
     pub ops: Vec<Op>,
-    /// Which person each event (by log sequence number) belongs to, after the merges above.
-    pub event_people: Vec<(i64, String)>,
+    /// Which person each event belongs to, after the merges above, in log order; a later
+    /// entry for the same event replaces an earlier one.
+    pub event_people: Vec<EventPerson>,
+}
+
+/// Who did one event, with what the indexes of events by person and account need of it.
+#[derive(Clone, Debug, PartialEq)]
+pub struct EventPerson {
+    pub seq: i64,
+    pub person_id: String,
+    /// The account the event names (`group`, `context.groupId`), if any.
+    pub account_id: Option<AccountId>,
+    pub timestamp: Timestamp,
+}
+
+impl EventPerson {
+    pub fn of(logged: &crate::LoggedEvent, person_id: impl Into<String>) -> EventPerson {
+        EventPerson {
+            seq: logged.position.seq,
+            person_id: person_id.into(),
+            account_id: logged.event.group_id.as_deref().and_then(|g| AccountId::parse(g).ok()),
+            timestamp: logged.event.timestamp,
+        }
+    }
 }

@@ -16,7 +16,8 @@ macro_rules! contract_tests {
             processing_creates_people_accounts_and_traits, apply_changes_is_compare_and_set,
             merging_people_moves_everything, reset_processing_rewinds, event_filters_and_pages,
             explicit_account_wins_over_membership, billing_and_support_records_keep_the_newest,
-            workspaces_are_isolated, account_list_pages_in_order, filters_find_events_of_every_append);
+            workspaces_are_isolated, account_list_pages_in_order, filters_find_events_of_every_append,
+            reads_agree_before_and_after_maintenance);
     };
     (@cases $make:path; $($case:ident),* $(,)?) => {
         $(
@@ -211,7 +212,7 @@ pub async fn processing_creates_people_accounts_and_traits<S: Store>(s: &S) {
         Op::Seen { person_id: Some(p.clone()), account_id: None, first: t(2, 10), last: t(2, 10) },
         Op::SetAccountTraits { account_id: acct("acme"), traits: obj(json!({"plan": "enterprise"})), at: t(3, 9) },
     ]);
-    let changes = Changes { ops, event_people: log.iter().map(|e| (e.position.seq, p.clone())).collect() };
+    let changes = Changes { ops, event_people: log.iter().map(|e| EventPerson::of(e, p.clone())).collect() };
     assert!(s.apply_changes(&ws, LogPosition::ZERO, log[2].position, &changes).await.unwrap());
 
     let known = s
@@ -284,7 +285,7 @@ pub async fn merging_people_moves_everything<S: Store>(s: &S) {
     ops.push(Op::SetPersonTraits { person_id: "p_user".into(), traits: obj(json!({"plan": "pro"})), at: t(2, 10) });
     let first = Changes {
         ops,
-        event_people: vec![(log[0].position.seq, "p_anon".into()), (log[1].position.seq, "p_user".into())],
+        event_people: vec![EventPerson::of(&log[0], "p_anon"), EventPerson::of(&log[1], "p_user")],
     };
     assert!(s.apply_changes(&ws, LogPosition::ZERO, log[1].position, &first).await.unwrap());
 
@@ -294,7 +295,7 @@ pub async fn merging_people_moves_everything<S: Store>(s: &S) {
     let alias = s.read_log(&ws, log[1].position, 10).await.unwrap();
     let merge = Changes {
         ops: vec![Op::MergePeople { from: "p_anon".into(), into: "p_user".into(), at: t(3, 1) }],
-        event_people: vec![(alias[0].position.seq, "p_user".into())],
+        event_people: vec![EventPerson::of(&alias[0], "p_user")],
     };
     assert!(s.apply_changes(&ws, log[1].position, alias[0].position, &merge).await.unwrap());
 
@@ -322,7 +323,7 @@ pub async fn reset_processing_rewinds<S: Store>(s: &S) {
     let mut ops = person_ops("p_1", "u", t(1, 1));
     ops.push(Op::UpsertAccount { account_id: acct("acme"), at: t(1, 1) });
     ops.push(Op::AddMembership { person_id: "p_1".into(), account_id: acct("acme"), at: t(1, 1) });
-    let changes = Changes { ops, event_people: vec![(log[0].position.seq, "p_1".into())] };
+    let changes = Changes { ops, event_people: vec![EventPerson::of(&log[0], "p_1")] };
     assert!(s.apply_changes(&ws, LogPosition::ZERO, log[0].position, &changes).await.unwrap());
     s.reset_processing(&ws).await.unwrap();
     assert!(s.get_person(&ws, "u").await.unwrap().is_none());
@@ -431,7 +432,7 @@ pub async fn explicit_account_wins_over_membership<S: Store>(s: &S) {
         ops.push(Op::UpsertAccount { account_id: acct(a), at: t(1, 1) });
         ops.push(Op::AddMembership { person_id: "p".into(), account_id: acct(a), at: t(1, 1) });
     }
-    let changes = Changes { ops, event_people: log.iter().map(|e| (e.position.seq, "p".to_string())).collect() };
+    let changes = Changes { ops, event_people: log.iter().map(|e| EventPerson::of(e, "p")).collect() };
     assert!(s.apply_changes(&ws, LogPosition::ZERO, log[1].position, &changes).await.unwrap());
     let ids = |p: Page<StoredEvent>| p.items.into_iter().map(|e| e.message_id).collect::<Vec<_>>();
     assert_eq!(ids(s.account_timeline(&ws, &acct("a"), &PageRequest::first(10)).await.unwrap()), ["for-both", "for-a"]);
@@ -511,7 +512,7 @@ pub async fn workspaces_are_isolated<S: Store>(s: &S) {
     let mut ops = person_ops("p", "u", t(1, 1));
     ops.push(Op::UpsertAccount { account_id: acct("acme"), at: t(1, 1) });
     ops.push(Op::AddMembership { person_id: "p".into(), account_id: acct("acme"), at: t(1, 1) });
-    process(s, &a, Changes { ops, event_people: vec![(log[0].position.seq, "p".into())] }).await;
+    process(s, &a, Changes { ops, event_people: vec![EventPerson::of(&log[0], "p")] }).await;
 
     assert!(s.get_person(&b, "u").await.unwrap().is_none());
     assert!(s.get_person(&b, "p").await.unwrap().is_none());
@@ -545,4 +546,93 @@ pub async fn account_list_pages_in_order<S: Store>(s: &S) {
     }
     let expected: Vec<_> = (0..25).map(|i| format!("acct_{i:02}")).collect();
     assert_eq!(ids, expected);
+}
+
+/// What the read API shows of a workspace's events: every event with its person and accounts,
+/// those of each user and account filter, and each account's timeline.
+async fn event_views<S: Store>(s: &S, ws: &WorkspaceId) -> Vec<Vec<(String, Option<String>, Vec<AccountId>)>> {
+    let view = |evs: Vec<StoredEvent>| {
+        evs.into_iter().map(|e| (e.message_id, e.person_id, e.account_ids)).collect::<Vec<_>>()
+    };
+    let mut views = vec![view(all_events(s, ws, &EventFilter::default()).await)];
+    for user in ["u1", "u2"] {
+        let filter = EventFilter { user_id: Some(user.into()), ..Default::default() };
+        views.push(view(all_events(s, ws, &filter).await));
+    }
+    for account in ["acme", "beta"] {
+        let filter = EventFilter { account_id: Some(acct(account)), ..Default::default() };
+        views.push(view(all_events(s, ws, &filter).await));
+        let mut timeline = Vec::new();
+        let mut page = PageRequest::first(2);
+        loop {
+            let p = s.account_timeline(ws, &acct(account), &page).await.unwrap();
+            timeline.extend(p.items);
+            match p.next {
+                Some(c) => page.after = Some(c),
+                None => break,
+            }
+        }
+        views.push(view(timeline));
+    }
+    views
+}
+
+/// Backends may index processed events later, in bulk ([`Store::maintain`]); the reads are
+/// the same before and after, including across a merge of people.
+pub async fn reads_agree_before_and_after_maintenance<S: Store>(s: &S) {
+    let ws = workspace(s, "Maintain").await;
+    let with_group = |id: &str, user: &str, group: &str, day: u32| {
+        json!({"type": "track", "messageId": id, "userId": user, "event": "Used",
+               "context": {"groupId": group}, "timestamp": t(day, 10).to_rfc3339()})
+    };
+    s.append_events(&ws, &events(json!([
+        with_group("e1", "u1", "acme", 1),
+        with_group("e2", "u2", "beta", 2),
+        track("e3", "u1", "Plain", 3),
+        {"type": "page", "messageId": "e4", "anonymousId": "a1", "name": "Pricing", "timestamp": t(4, 10).to_rfc3339()},
+        with_group("e5", "u1", "beta", 5),
+        track("e6", "u2", "Plain", 6),
+    ]))).await.unwrap();
+    let log = s.read_log(&ws, LogPosition::ZERO, 10).await.unwrap();
+    let mut ops = person_ops("p1", "u1", t(1, 10));
+    ops.extend(person_ops("p2", "u2", t(2, 10)));
+    ops.push(Op::CreatePerson { person_id: "p_anon".into(), user_id: None, at: t(4, 10) });
+    ops.push(Op::LinkIdentity { key: IdentityKey::anonymous("a1"), person_id: "p_anon".into() });
+    for (person, account) in [("p1", "acme"), ("p2", "beta"), ("p1", "beta")] {
+        ops.push(Op::UpsertAccount { account_id: acct(account), at: t(1, 10) });
+        ops.push(Op::AddMembership { person_id: person.into(), account_id: acct(account), at: t(1, 10) });
+    }
+    let owners = ["p1", "p2", "p1", "p_anon", "p1", "p2"];
+    let event_people = log.iter().zip(owners).map(|(e, p)| EventPerson::of(e, p)).collect();
+    process(s, &ws, Changes { ops, event_people }).await;
+
+    let before = event_views(s, &ws).await;
+    let ids = |v: &Vec<(String, Option<String>, Vec<AccountId>)>| v.iter().map(|e| e.0.clone()).collect::<Vec<_>>();
+    assert_eq!(ids(&before[0]), ["e6", "e5", "e4", "e3", "e2", "e1"]);
+    assert_eq!(ids(&before[1]), ["e5", "e3", "e1"], "u1's events");
+    assert_eq!(ids(&before[3]), ["e3", "e1"], "acme: named, or u1's naming no account");
+    assert_eq!(ids(&before[4]), ["e3", "e1"], "acme's timeline");
+    assert_eq!(ids(&before[6]), ["e6", "e5", "e3", "e2"], "beta's timeline");
+    assert_eq!(before[0][2], ("e4".to_string(), Some("p_anon".to_string()), vec![]));
+    while s.maintain(&ws, true).await.unwrap() {}
+    assert_eq!(event_views(s, &ws).await, before, "the same after maintenance");
+
+    // The anonymous visitor turns out to be u1: their page view moves to u1's person and
+    // accounts, whether or not it was indexed under the person it had.
+    s.append_events(&ws, &events(json!([{"type": "alias", "messageId": "al", "userId": "u1", "previousId": "a1",
+                                           "timestamp": t(7, 10).to_rfc3339()}])))
+        .await
+        .unwrap();
+    let alias = s.read_log(&ws, log[5].position, 10).await.unwrap();
+    let merge = Changes {
+        ops: vec![Op::MergePeople { from: "p_anon".into(), into: "p1".into(), at: t(7, 10) }],
+        event_people: vec![EventPerson::of(&alias[0], "p1")],
+    };
+    process(s, &ws, merge).await;
+    let merged = event_views(s, &ws).await;
+    let e4 = merged[0].iter().find(|e| e.0 == "e4").unwrap();
+    assert_eq!(e4, &("e4".to_string(), Some("p1".to_string()), vec![acct("acme"), acct("beta")]));
+    assert_eq!(ids(&merged[4]), ["al", "e4", "e3", "e1"], "acme's timeline has the merged visitor's events");
+    while s.maintain(&ws, true).await.unwrap() {}
+    assert_eq!(event_views(s, &ws).await, merged, "the same after maintenance");
 }

@@ -14,7 +14,7 @@ mod records;
 #[cfg(feature = "contract")]
 pub mod contract;
 
-pub use changes::{Changes, KnownPerson, Op};
+pub use changes::{Changes, EventPerson, KnownPerson, Op};
 pub use page::{Cursor, DEFAULT_LIMIT, MAX_LIMIT, Page, PageRequest};
 pub use records::*;
 
@@ -119,6 +119,13 @@ pub trait Store: Send + Sync + 'static {
     /// Forgets everything processing derived for the workspace and rewinds its cursor to zero,
     /// so that the log is replayed.
     async fn reset_processing(&self, ws: &WorkspaceId) -> Result<()>;
+    /// Brings what the backend derives from processed events (indexes it builds in bulk
+    /// rather than per slice) a bounded step closer to date. Reads are right without it;
+    /// it keeps them fast. `idle` says processing has nothing else to do. Returns whether
+    /// there is more to do.
+    async fn maintain(&self, _ws: &WorkspaceId, _idle: bool) -> Result<bool> {
+        Ok(false)
+    }
 
     // Reads.
     async fn list_accounts(&self, ws: &WorkspaceId, page: &PageRequest) -> Result<Page<Account>>;

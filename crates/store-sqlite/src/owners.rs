@@ -1,0 +1,412 @@
+//! Who did each processed event, and the index of events by person and account built from it.
+//!
+//! A row per event in a table keyed by person or account costs a page write per event once
+//! the table outgrows what one commit touches, because the people of a slice are spread over
+//! the whole key space. So processing writes one `event_owners` row per slice (its events'
+//! people, accounts and times, encoded together), and `event_links`, the index by subject, is
+//! built from those rows in bulk: many slices at once, sorted by subject, so that each page
+//! is written once for many entries. The build runs in chunks of background writes that
+//! yield to appends, and `processing_cursors.linked_seq` says how far it has got. Reads use
+//! the links up to there and the owner rows after it (see `reads.rs`).
+//!
+//! Person ids in owner rows are those processing decided at the time; a person merged into
+//! another since is followed through `person_merges`. A merged person's id never comes back:
+//! ids derive from identities, and a merge points all of them at the surviving person.
+
+use std::collections::HashMap;
+
+use domain::WorkspaceId;
+use rusqlite::{Connection, OptionalExtension, params};
+use store::{EventPerson, Result, StoreError};
+
+use crate::block::{Reader, corrupt, put_int, put_str, put_uint};
+use crate::sql_error;
+
+const FORMAT_V1: u8 = 1;
+
+/// Processed events not yet in `event_links` beyond which a build starts while processing is
+/// busy (when it is idle, any). The larger, the more entries share a page; reads decode the
+/// owner rows of this many events at most, plus a build under way.
+pub(crate) const LINK_BATCH: i64 = 131_072;
+/// Link rows one build takes on at most, so its memory is bounded.
+const BUILD_ROWS: usize = 4 * LINK_BATCH as usize;
+/// Link rows written per background write.
+pub(crate) const LINK_CHUNK: usize = 16_384;
+
+/// Encodes a slice's event people (in any order; of two entries for one event the later
+/// counts) as an `event_owners` row: `(first_seq, last_seq, data)`.
+pub(crate) fn encode(people: &[EventPerson]) -> Option<(i64, i64, Vec<u8>)> {
+    let mut last_of: HashMap<i64, usize> = HashMap::with_capacity(people.len());
+    for (i, e) in people.iter().enumerate() {
+        last_of.insert(e.seq, i);
+    }
+    let mut order: Vec<usize> = last_of.into_values().collect();
+    order.sort_unstable_by_key(|&i| people[i].seq);
+    let (first, last) = (people[*order.first()?].seq, people[*order.last()?].seq);
+    let mut strings = Strings::default();
+    let mut body = Vec::with_capacity(order.len() * 6);
+    let (mut prev_seq, mut prev_ts) = (first, 0i64);
+    for &i in &order {
+        let e = &people[i];
+        let person = strings.index(&e.person_id);
+        let account = e.account_id.as_ref().map_or(0, |a| strings.index(a.as_str()) + 1);
+        let ts = e.timestamp.timestamp_millis();
+        put_uint(&mut body, (e.seq - prev_seq) as u64);
+        put_uint(&mut body, person);
+        put_uint(&mut body, account);
+        put_int(&mut body, ts - prev_ts);
+        (prev_seq, prev_ts) = (e.seq, ts);
+    }
+    let mut out = Vec::with_capacity(1 + 10 + strings.table.len() + 10 + body.len());
+    out.push(FORMAT_V1);
+    put_uint(&mut out, strings.index.len() as u64);
+    out.extend_from_slice(&strings.table);
+    put_uint(&mut out, order.len() as u64);
+    out.extend_from_slice(&body);
+    Some((first, last, out))
+}
+
+/// The distinct strings of a row, each written once and referred to by its number.
+#[derive(Default)]
+struct Strings<'a> {
+    index: HashMap<&'a str, u64>,
+    table: Vec<u8>,
+}
+
+impl<'a> Strings<'a> {
+    fn index(&mut self, s: &'a str) -> u64 {
+        let next = self.index.len() as u64;
+        *self.index.entry(s).or_insert_with(|| {
+            put_str(&mut self.table, s);
+            next
+        })
+    }
+}
+
+/// One event of an owner row.
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct Entry {
+    pub seq: i64,
+    person: u32,
+    /// 0 for none, else the string number plus one.
+    account: u32,
+    pub ts: i64,
+}
+
+/// A decoded `event_owners` row.
+pub(crate) struct OwnerRow {
+    strings: Vec<String>,
+    entries: Vec<Entry>,
+}
+
+impl OwnerRow {
+    pub(crate) fn decode(first_seq: i64, data: &[u8]) -> Result<OwnerRow> {
+        let mut r = Reader::new(data);
+        if r.byte()? != FORMAT_V1 {
+            return Err(corrupt("unknown owner row format"));
+        }
+        let count = r.uint()? as usize;
+        let mut strings = Vec::with_capacity(count.min(data.len()));
+        for _ in 0..count {
+            strings.push(r.str()?.to_owned());
+        }
+        let n = r.uint()? as usize;
+        let mut entries = Vec::with_capacity(n.min(data.len()));
+        let (mut seq, mut ts) = (first_seq, 0i64);
+        for _ in 0..n {
+            seq += r.uint()? as i64;
+            let person = r.uint()? as u32;
+            let account = r.uint()? as u32;
+            ts += r.int()?;
+            if person as usize >= strings.len() || account as usize > strings.len() {
+                return Err(corrupt("owner row names a string it lacks"));
+            }
+            entries.push(Entry { seq, person, account, ts });
+        }
+        if !r.at_end() {
+            return Err(corrupt("trailing bytes in owner row"));
+        }
+        Ok(OwnerRow { strings, entries })
+    }
+
+    pub(crate) fn entries(&self) -> &[Entry] {
+        &self.entries
+    }
+
+    pub(crate) fn person(&self, e: &Entry) -> &str {
+        &self.strings[e.person as usize]
+    }
+
+    pub(crate) fn account(&self, e: &Entry) -> Option<&str> {
+        e.account.checked_sub(1).map(|i| self.strings[i as usize].as_str())
+    }
+
+    fn find(&self, seq: i64) -> Option<&Entry> {
+        self.entries.binary_search_by_key(&seq, |e| e.seq).ok().map(|i| &self.entries[i])
+    }
+}
+
+/// Calls `f` with each owner row of workspace `ws` holding events after `after`, in order.
+pub(crate) fn scan(conn: &Connection, ws: i64, after: i64, mut f: impl FnMut(&OwnerRow) -> Result<()>) -> Result<()> {
+    let mut stmt = conn
+        .prepare_cached("SELECT first_seq, data FROM event_owners WHERE ws = ?1 AND last_seq > ?2 ORDER BY last_seq")
+        .map_err(sql_error)?;
+    let mut rows = stmt.query(params![ws, after]).map_err(sql_error)?;
+    while let Some(row) = rows.next().map_err(sql_error)? {
+        let first_seq: i64 = row.get(0).map_err(sql_error)?;
+        let data = row.get_ref(1).map_err(sql_error)?.as_blob().map_err(|e| StoreError::Backend(e.to_string()))?;
+        f(&OwnerRow::decode(first_seq, data)?)?;
+    }
+    Ok(())
+}
+
+/// Follows merges from the person ids of owner rows to the people they are now.
+pub(crate) struct Merges {
+    workspace_id: String,
+    now: HashMap<String, String>,
+}
+
+impl Merges {
+    pub(crate) fn new(workspace_id: &str) -> Merges {
+        Merges { workspace_id: workspace_id.to_owned(), now: HashMap::new() }
+    }
+
+    /// The person `person` is now.
+    pub(crate) fn resolve(&mut self, conn: &Connection, person: &str) -> Result<String> {
+        if let Some(p) = self.now.get(person) {
+            return Ok(p.clone());
+        }
+        let mut stmt = conn
+            .prepare_cached(
+                "SELECT into_id FROM person_merges WHERE workspace_id = ?1 AND from_id = ?2 ORDER BY rowid DESC LIMIT 1",
+            )
+            .map_err(sql_error)?;
+        let mut p = person.to_owned();
+        // A chain is as long as the merges one person went through; the bound only guards
+        // against a cycle in damaged data.
+        for _ in 0..64 {
+            match stmt.query_row(params![self.workspace_id, p], |r| r.get::<_, String>(0)).optional() {
+                Ok(Some(next)) if next != p => p = next,
+                Ok(_) => break,
+                Err(e) => return Err(sql_error(e)),
+            }
+        }
+        self.now.insert(person.to_owned(), p.clone());
+        Ok(p)
+    }
+}
+
+/// Reads who did events by seq, keeping the last owner row it decoded.
+pub(crate) struct Owners<'c> {
+    conn: &'c Connection,
+    ws: i64,
+    current: Option<(i64, i64, OwnerRow)>,
+    merges: Merges,
+}
+
+impl<'c> Owners<'c> {
+    pub(crate) fn new(conn: &'c Connection, ws: i64, workspace_id: &str) -> Owners<'c> {
+        Owners { conn, ws, current: None, merges: Merges::new(workspace_id) }
+    }
+
+    /// The person who did the event at `seq`, once processing has decided.
+    pub(crate) fn person(&mut self, seq: i64) -> Result<Option<String>> {
+        if !self.current.as_ref().is_some_and(|(first, last, _)| (*first..=*last).contains(&seq)) {
+            let row: Option<(i64, i64, Vec<u8>)> = self
+                .conn
+                .prepare_cached(
+                    "SELECT first_seq, last_seq, data FROM event_owners WHERE ws = ?1 AND last_seq >= ?2
+                     ORDER BY last_seq LIMIT 1",
+                )
+                .map_err(sql_error)?
+                .query_row(params![self.ws, seq], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))
+                .optional()
+                .map_err(sql_error)?;
+            self.current = match row {
+                Some((first, last, data)) => Some((first, last, OwnerRow::decode(first, &data)?)),
+                None => None,
+            };
+        }
+        let Some((_, _, row)) = &self.current else { return Ok(None) };
+        match row.find(seq) {
+            Some(e) => self.merges.resolve(self.conn, row.person(e)).map(Some),
+            None => Ok(None),
+        }
+    }
+
+    pub(crate) fn merges(&mut self) -> &mut Merges {
+        &mut self.merges
+    }
+}
+
+/// How far `event_links` covers the workspace's processed events.
+pub(crate) fn linked_seq(conn: &Connection, workspace_id: &str) -> Result<i64> {
+    conn.prepare_cached("SELECT linked_seq FROM processing_cursors WHERE workspace_id = ?1")
+        .map_err(sql_error)?
+        .query_row([workspace_id], |r| r.get(0))
+        .optional()
+        .map_err(sql_error)
+        .map(|v| v.unwrap_or(0))
+}
+
+/// A build of `event_links` under way: the sorted links of the events after `from` up to
+/// `upto`, of which `done` are written.
+pub(crate) struct LinkBuild {
+    from: i64,
+    upto: i64,
+    /// The newest merge the rows' person ids account for.
+    merges_seen: i64,
+    rows: Vec<(String, i64, i64)>,
+    done: usize,
+}
+
+fn newest_merge(conn: &Connection, workspace_id: &str) -> Result<i64> {
+    conn.prepare_cached("SELECT coalesce(max(rowid), 0) FROM person_merges WHERE workspace_id = ?1")
+        .map_err(sql_error)?
+        .query_row([workspace_id], |r| r.get(0))
+        .map_err(sql_error)
+}
+
+impl LinkBuild {
+    /// Reads what the next build covers, if one is due: when `LINK_BATCH` processed events
+    /// await linking, or when `idle` and any do.
+    pub(crate) fn prepare(conn: &Connection, ws: i64, workspace: &WorkspaceId, idle: bool) -> Result<Option<LinkBuild>> {
+        let workspace_id = workspace.as_str();
+        let from = linked_seq(conn, workspace_id)?;
+        let cursor = crate::log::cursor(conn, workspace)?.seq;
+        if cursor <= from || (!idle && cursor - from < LINK_BATCH) {
+            return Ok(None);
+        }
+        let merges_seen = newest_merge(conn, workspace_id)?;
+        let mut merges = Merges::new(workspace_id);
+        let mut rows = Vec::new();
+        let mut upto = cursor;
+        let mut stmt = conn
+            .prepare_cached(
+                "SELECT first_seq, last_seq, data FROM event_owners WHERE ws = ?1 AND last_seq > ?2 AND last_seq <= ?3
+                 ORDER BY last_seq",
+            )
+            .map_err(sql_error)?;
+        let mut found = stmt.query(params![ws, from, cursor]).map_err(sql_error)?;
+        while let Some(r) = found.next().map_err(sql_error)? {
+            if rows.len() >= BUILD_ROWS {
+                break;
+            }
+            let (first_seq, last_seq): (i64, i64) = (r.get(0).map_err(sql_error)?, r.get(1).map_err(sql_error)?);
+            let data = r.get_ref(2).map_err(sql_error)?.as_blob().map_err(|e| StoreError::Backend(e.to_string()))?;
+            let row = OwnerRow::decode(first_seq, data)?;
+            for e in row.entries() {
+                rows.push((format!("p:{}", merges.resolve(conn, row.person(e))?), e.ts, e.seq));
+                if let Some(a) = row.account(e) {
+                    rows.push((format!("g:{a}"), e.ts, e.seq));
+                }
+            }
+            upto = last_seq;
+        }
+        if rows.len() < BUILD_ROWS {
+            upto = cursor;
+        }
+        // In key order, each leaf page is visited once rather than once per link.
+        rows.sort_unstable();
+        Ok(Some(LinkBuild { from, upto, merges_seen, rows, done: 0 }))
+    }
+
+    /// Writes the next chunk, in the writer. Returns whether the build is over (finished, or
+    /// abandoned because `event_links` moved under it).
+    pub(crate) fn write_chunk(&mut self, conn: &Connection, ws: i64, workspace_id: &str) -> Result<bool> {
+        if linked_seq(conn, workspace_id)? != self.from {
+            return Ok(true);
+        }
+        // People merged since the rows were read: their links go to the person they became.
+        // (Links already written were moved by the merge itself.)
+        let newest = newest_merge(conn, workspace_id)?;
+        if newest > self.merges_seen {
+            let mut stmt = conn
+                .prepare_cached(
+                    "SELECT from_id, into_id FROM person_merges WHERE workspace_id = ?1 AND rowid > ?2 ORDER BY rowid",
+                )
+                .map_err(sql_error)?;
+            let moved = stmt
+                .query_map(params![workspace_id, self.merges_seen], |r| {
+                    Ok((format!("p:{}", r.get::<_, String>(0)?), format!("p:{}", r.get::<_, String>(1)?)))
+                })
+                .map_err(sql_error)?
+                .collect::<rusqlite::Result<Vec<_>>>()
+                .map_err(sql_error)?;
+            for (from, into) in moved {
+                for row in &mut self.rows[self.done..] {
+                    if row.0 == from {
+                        row.0.clone_from(&into);
+                    }
+                }
+            }
+            self.merges_seen = newest;
+        }
+        let end = (self.done + LINK_CHUNK).min(self.rows.len());
+        let mut insert = conn
+            .prepare_cached("INSERT OR IGNORE INTO event_links (ws, subject, ts, seq) VALUES (?1, ?2, ?3, ?4)")
+            .map_err(sql_error)?;
+        for (subject, ts, seq) in &self.rows[self.done..end] {
+            insert.execute(params![ws, subject, ts, seq]).map_err(sql_error)?;
+        }
+        self.done = end;
+        if self.done < self.rows.len() {
+            return Ok(false);
+        }
+        conn.prepare_cached("UPDATE processing_cursors SET linked_seq = ?2 WHERE workspace_id = ?1")
+            .map_err(sql_error)?
+            .execute(params![workspace_id, self.upto])
+            .map_err(sql_error)?;
+        Ok(true)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use chrono::{TimeZone, Utc};
+    use domain::AccountId;
+
+    fn person(seq: i64, p: &str, account: Option<&str>, ts: i64) -> EventPerson {
+        EventPerson {
+            seq,
+            person_id: p.into(),
+            account_id: account.map(|a| AccountId::parse(a).unwrap()),
+            timestamp: Utc.timestamp_millis_opt(ts).unwrap(),
+        }
+    }
+
+    #[test]
+    fn rows_come_back_as_they_went_in_and_later_entries_win() {
+        let people = [
+            person(12, "p_b", None, 1_700_000_000_500),
+            person(10, "p_a", Some("acme"), 1_700_000_000_000),
+            person(11, "p_a", None, 1_699_999_999_000),
+            person(12, "p_c", Some("acme"), 1_700_000_000_900),
+        ];
+        let (first, last, data) = encode(&people).unwrap();
+        assert_eq!((first, last), (10, 12));
+        let row = OwnerRow::decode(first, &data).unwrap();
+        let got: Vec<_> = row.entries().iter().map(|e| (e.seq, row.person(e), row.account(e), e.ts)).collect();
+        assert_eq!(
+            got,
+            [
+                (10, "p_a", Some("acme"), 1_700_000_000_000),
+                (11, "p_a", None, 1_699_999_999_000),
+                (12, "p_c", Some("acme"), 1_700_000_000_900),
+            ]
+        );
+        assert!(encode(&[]).is_none());
+    }
+
+    #[test]
+    fn damage_is_an_error_not_a_panic() {
+        let (first, _, data) = encode(&[person(5, "p", Some("a"), 7)]).unwrap();
+        for cut in 0..data.len() {
+            assert!(OwnerRow::decode(first, &data[..cut]).is_err(), "cut at {cut}");
+        }
+        let mut bad = data.clone();
+        bad[0] = 9;
+        assert!(OwnerRow::decode(first, &bad).is_err());
+    }
+}
