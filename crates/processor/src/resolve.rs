@@ -20,11 +20,29 @@ use store::{Changes, EventPerson, KnownPerson, LoggedEvent, Op};
 /// The changes that processing `events` (in log order) makes, given what the store knows of
 /// the identities they mention.
 pub fn resolve(ws: &WorkspaceId, events: &[LoggedEvent], known: Vec<(IdentityKey, KnownPerson)>) -> Changes {
+    resolve_learning(ws, events, known).0
+}
+
+/// Like [`resolve`], also returning what the identities are once the changes are applied.
+pub(crate) fn resolve_learning(
+    ws: &WorkspaceId,
+    events: &[LoggedEvent],
+    known: Vec<(IdentityKey, KnownPerson)>,
+) -> (Changes, Learned) {
     let mut state = State::new(ws, known);
     for logged in events {
         state.event(logged);
     }
     state.finish()
+}
+
+/// The identities a slice looked up or changed, as they are after it: each key's person, the
+/// user id of each person, and the people merged into others.
+#[derive(Default)]
+pub(crate) struct Learned {
+    pub identities: HashMap<IdentityKey, String>,
+    pub user_of: HashMap<String, Option<String>>,
+    pub merged: HashMap<String, String>,
 }
 
 struct State<'a> {
@@ -241,7 +259,7 @@ impl<'a> State<'a> {
 
     /// The slice's changes, with one first/last-seen update per person and per account it
     /// touched (not one per event or per pair).
-    fn finish(mut self) -> Changes {
+    fn finish(mut self) -> (Changes, Learned) {
         let mut event_people = std::mem::take(&mut self.event_people);
         for e in &mut event_people {
             e.person_id = self.final_id(&e.person_id);
@@ -273,7 +291,8 @@ impl<'a> State<'a> {
                 self.ops.push(Op::PersonSeen { person_id: person, first, last });
             }
         }
-        Changes { ops: self.ops, event_people }
+        let learned = Learned { identities: self.identities, user_of: self.user_of, merged: self.merged };
+        (Changes { ops: self.ops, event_people }, learned)
     }
 }
 

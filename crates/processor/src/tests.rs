@@ -75,6 +75,13 @@ fn story() -> Value {
         msg("alias", "8", json!({"userId": "bob", "previousId": "anon-9"})),
         msg("identify", "9", json!({"userId": "cy", "anonymousId": "anon-1"})),
         msg("group", "10", json!({"userId": "cy", "groupId": "globex", "traits": {"name": "Globex"}})),
+        // After the alias, Bob's old anonymous id names Bob, whichever slice learned it.
+        msg("track", "11", json!({"anonymousId": "anon-9", "event": "Came Back"})),
+        // Dan turns out to be Eve: Dan's device, not named by the alias, follows too.
+        msg("track", "12", json!({"userId": "eve", "event": "Signed In"})),
+        msg("identify", "13", json!({"userId": "dan", "anonymousId": "anon-5"})),
+        msg("alias", "14", json!({"userId": "eve", "previousId": "dan"})),
+        msg("track", "15", json!({"anonymousId": "anon-5", "event": "Came Back", "timestamp": "2026-10-02T10:00:00Z"})),
     ])
 }
 
@@ -99,7 +106,7 @@ async fn an_anonymous_visitor_who_signs_up_is_one_person_in_their_account() {
         .unwrap();
     let mut ids: Vec<_> = acme_events.items.iter().map(|e| e.message_id.as_str()).collect();
     ids.sort();
-    assert_eq!(ids, ["1", "2", "3", "4", "5", "6", "7", "8"], "pre-signup events count for the account too");
+    assert_eq!(ids, ["1", "11", "2", "3", "4", "5", "6", "7", "8"], "pre-signup events count for the account too");
 
     let bob = app.person("anon-9").await;
     assert_eq!(
@@ -113,6 +120,12 @@ async fn an_anonymous_visitor_who_signs_up_is_one_person_in_their_account() {
     assert_eq!(cy.anonymous_ids, ["anon-1"]);
     assert_eq!(app.person("ana").await.anonymous_ids, Vec::<String>::new());
     assert_eq!(cy.account_ids, [AccountId::parse("globex").unwrap()]);
+
+    let eve = app.person("eve").await;
+    assert_eq!((eve.user_ids.as_slice(), eve.anonymous_ids.as_slice()), (&["dan".to_string(), "eve".to_string()][..], &["anon-5".to_string()][..]));
+    let last = app.store.list_events(&app.ws, &EventFilter::default(), &PageRequest::first(1)).await.unwrap();
+    assert_eq!(last.items[0].person_id.as_deref(), Some(eve.person_id.as_str()));
+    assert_eq!(eve.last_seen_at, Some(Utc.with_ymd_and_hms(2026, 10, 2, 10, 0, 0).unwrap()));
 
     let acme = app.store.get_account(&app.ws, &AccountId::parse("acme").unwrap()).await.unwrap().unwrap();
     assert_eq!((acme.name.as_deref(), acme.people_count), (Some("Acme"), 2));
@@ -155,7 +168,7 @@ async fn replaying_the_log_rebuilds_the_same_state() {
     app.process(4).await;
     let before = app.snapshot().await;
     let p = Processor::new(app.store.clone(), ProcessorConfig::default());
-    assert_eq!(p.replay(&app.ws).await.unwrap(), 10);
+    assert_eq!(p.replay(&app.ws).await.unwrap(), 15);
     assert_eq!(app.snapshot().await, before);
 }
 

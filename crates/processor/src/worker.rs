@@ -5,11 +5,11 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use domain::{IdentityKey, WorkspaceId};
-use store::{LogPosition, Result, Store};
+use store::{KnownPerson, LogPosition, Result, Store};
 use tokio::sync::{Mutex, Notify};
 use tokio_util::sync::CancellationToken;
 
-use crate::resolve;
+use crate::resolve::{Learned, resolve_learning};
 
 #[derive(Clone, Debug)]
 pub struct ProcessorConfig {
@@ -41,11 +41,46 @@ pub struct Processor {
     wake: Notify,
 }
 
-/// Where a workspace's processing is, and how large its next slice is.
-#[derive(Clone, Copy)]
+/// Where a workspace's processing is, how large its next slice is, and what it knows of the
+/// workspace's identities there.
 struct Cursor {
     at: LogPosition,
     slice: usize,
+    known: KnownIdentities,
+}
+
+/// Identities beyond which the worker forgets what it knows and asks the store again.
+const MAX_KNOWN: usize = 1_000_000;
+
+/// The identities this worker looked up or changed, as they are at its cursor, so that a slice
+/// asks the store only for those it has not seen. Right because processing is what changes
+/// identities, and only while this worker alone moved the cursor: it is forgotten whenever
+/// the cursor is reloaded from the store.
+#[derive(Default)]
+struct KnownIdentities {
+    person_of: HashMap<IdentityKey, String>,
+    /// The user id of each person known to exist. A person merged into another is not here,
+    /// so a key still naming them is asked of the store, which knows where it points now.
+    user_of: HashMap<String, Option<String>>,
+}
+
+impl KnownIdentities {
+    fn get(&self, key: &IdentityKey) -> Option<KnownPerson> {
+        let person = self.person_of.get(key)?;
+        let user_id = self.user_of.get(person)?.clone();
+        Some(KnownPerson { person_id: person.clone(), user_id })
+    }
+
+    fn learn(&mut self, learned: Learned) {
+        if self.person_of.len() + learned.identities.len() > MAX_KNOWN {
+            *self = KnownIdentities::default();
+        }
+        for from in learned.merged.keys() {
+            self.user_of.remove(from);
+        }
+        self.person_of.extend(learned.identities);
+        self.user_of.extend(learned.user_of);
+    }
 }
 
 impl Processor {
@@ -62,13 +97,18 @@ impl Processor {
     /// the workspace is up to date).
     pub async fn run_once(&self, ws: &WorkspaceId) -> Result<usize> {
         let mut cursors = self.cursors.lock().await;
-        let (from, slice) = match cursors.get(ws) {
-            Some(c) => (c.at, c.slice),
-            None => (self.store.log_status(ws).await?.cursor, self.config.batch),
+        let cursor = match cursors.remove(ws) {
+            Some(c) => c,
+            None => Cursor {
+                at: self.store.log_status(ws).await?.cursor,
+                slice: self.config.batch,
+                known: KnownIdentities::default(),
+            },
         };
+        let Cursor { at: from, slice, mut known } = cursor;
         let events = self.store.read_log(ws, from, slice).await?;
         let Some(last) = events.last() else {
-            cursors.insert(ws.clone(), Cursor { at: from, slice: self.config.batch });
+            cursors.insert(ws.clone(), Cursor { at: from, slice: self.config.batch, known });
             return Ok(0);
         };
         let next_slice = if events.len() == slice {
@@ -89,10 +129,21 @@ impl Processor {
         }
         keys.sort();
         keys.dedup();
-        let known = self.store.load_identities(ws, &keys).await?;
-        let changes = resolve(ws, &events, known);
+        let mut found = Vec::with_capacity(keys.len());
+        let mut unknown = Vec::new();
+        for key in keys {
+            match known.get(&key) {
+                Some(person) => found.push((key, person)),
+                None => unknown.push(key),
+            }
+        }
+        if !unknown.is_empty() {
+            found.extend(self.store.load_identities(ws, &unknown).await?);
+        }
+        let (changes, learned) = resolve_learning(ws, &events, found);
         if self.store.apply_changes(ws, from, to, &changes).await? {
-            cursors.insert(ws.clone(), Cursor { at: to, slice: next_slice });
+            known.learn(learned);
+            cursors.insert(ws.clone(), Cursor { at: to, slice: next_slice, known });
             drop(cursors);
             metrics::counter!("steward_events_processed_total").increment(events.len() as u64);
             // The backend's bulk indexes keep pace with processing, a step per slice.
@@ -100,7 +151,6 @@ impl Processor {
             Ok(events.len())
         } else {
             // Another process processed this slice first: start again from where it is.
-            cursors.remove(ws);
             tracing::debug!(workspace = %ws, "processing cursor moved elsewhere; reloading");
             Ok(0)
         }

@@ -109,16 +109,16 @@ impl RecentIds {
         self.first.len() + self.more.len()
     }
 
-    /// The seq of the stored event with this message id, if there is one.
+    /// The seq of the stored event with this message id, if there is one. `Lookup::probe`
+    /// must have been given its hash.
     pub(crate) fn find(&self, lookup: &mut Lookup<'_>, ws: i64, hash: i64, message_id: &str) -> Result<Option<i64>> {
         lookup.candidates.clear();
         if let Some(&seq) = self.first.get(&(ws, hash)) {
             lookup.candidates.push(seq);
             lookup.candidates.extend(self.more.iter().filter(|m| m.0 == ws && m.1 == hash).map(|m| m.2));
         }
-        let rows = lookup.stored.query_map(params![ws, hash], |r| r.get::<_, i64>(0)).map_err(sql_error)?;
-        for seq in rows {
-            lookup.candidates.push(seq.map_err(sql_error)?);
+        if let Some(seqs) = lookup.stored.get(&hash) {
+            lookup.candidates.extend_from_slice(seqs);
         }
         for &seq in &lookup.candidates {
             if lookup.blocks.get(ws, seq)?.is_some_and(|e| e.message_id == message_id) {
@@ -230,19 +230,47 @@ impl RecentIds {
 
 /// What [`RecentIds::find`] reads with, made once per append.
 pub(crate) struct Lookup<'c> {
-    stored: rusqlite::CachedStatement<'c>,
+    conn: &'c Connection,
+    /// The seqs in `event_ids` of the hashes probed.
+    stored: HashMap<i64, Vec<i64>>,
     /// A retried batch's ids are confirmed against one block, decoded once.
     blocks: Blocks<'c>,
     candidates: Vec<i64>,
 }
 
+/// Hashes looked up in `event_ids` per statement.
+const PROBE: usize = 64;
+
 impl<'c> Lookup<'c> {
-    pub(crate) fn new(conn: &'c Connection) -> Result<Lookup<'c>> {
-        Ok(Lookup {
-            stored: conn.prepare_cached("SELECT seq FROM event_ids WHERE ws = ?1 AND hash = ?2").map_err(sql_error)?,
-            blocks: Blocks::new(conn),
-            candidates: Vec::new(),
-        })
+    pub(crate) fn new(conn: &'c Connection) -> Lookup<'c> {
+        Lookup { conn, stored: HashMap::new(), blocks: Blocks::new(conn), candidates: Vec::new() }
+    }
+
+    /// Looks up `hashes` in `event_ids`, a few dozen per statement, in key order.
+    pub(crate) fn probe(&mut self, ws: i64, hashes: &mut [i64]) -> Result<()> {
+        hashes.sort_unstable();
+        let sql = format!(
+            "SELECT hash, seq FROM event_ids WHERE ws = ?1 AND hash IN ({})",
+            (2..PROBE + 2).map(|i| format!("?{i}")).collect::<Vec<_>>().join(", ")
+        );
+        let mut stmt = self.conn.prepare_cached(&sql).map_err(sql_error)?;
+        for chunk in hashes.chunks(PROBE) {
+            stmt.raw_bind_parameter(1, ws).map_err(sql_error)?;
+            for i in 0..PROBE {
+                // A short last chunk repeats its last hash.
+                let hash = chunk[i.min(chunk.len() - 1)];
+                stmt.raw_bind_parameter(i + 2, hash).map_err(sql_error)?;
+            }
+            let mut rows = stmt.raw_query();
+            while let Some(row) = rows.next().map_err(sql_error)? {
+                let (hash, seq): (i64, i64) = (row.get(0).map_err(sql_error)?, row.get(1).map_err(sql_error)?);
+                let seqs = self.stored.entry(hash).or_default();
+                if !seqs.contains(&seq) {
+                    seqs.push(seq);
+                }
+            }
+        }
+        Ok(())
     }
 }
 
