@@ -122,7 +122,10 @@ async fn an_anonymous_visitor_who_signs_up_is_one_person_in_their_account() {
     assert_eq!(cy.account_ids, [AccountId::parse("globex").unwrap()]);
 
     let eve = app.person("eve").await;
-    assert_eq!((eve.user_ids.as_slice(), eve.anonymous_ids.as_slice()), (&["dan".to_string(), "eve".to_string()][..], &["anon-5".to_string()][..]));
+    assert_eq!(
+        (eve.user_ids.as_slice(), eve.anonymous_ids.as_slice()),
+        (&["dan".to_string(), "eve".to_string()][..], &["anon-5".to_string()][..])
+    );
     let last = app.store.list_events(&app.ws, &EventFilter::default(), &PageRequest::first(1)).await.unwrap();
     assert_eq!(last.items[0].person_id.as_deref(), Some(eve.person_id.as_str()));
     assert_eq!(eve.last_seen_at, Some(Utc.with_ymd_and_hms(2026, 10, 2, 10, 0, 0).unwrap()));

@@ -69,9 +69,13 @@ impl PgStore {
         let mut seen = Vec::new();
         for op in &changes.ops {
             match op {
-                Op::Seen { person_id, account_id, first, last } => {
-                    seen.push(Seen { person: person_id.as_deref(), account: account_id.as_ref(), first, last, members: true })
-                }
+                Op::Seen { person_id, account_id, first, last } => seen.push(Seen {
+                    person: person_id.as_deref(),
+                    account: account_id.as_ref(),
+                    first,
+                    last,
+                    members: true,
+                }),
                 Op::PersonSeen { person_id, first, last } => {
                     seen.push(Seen { person: Some(person_id), account: None, first, last, members: false })
                 }

@@ -77,16 +77,24 @@ CREATE TABLE event_owners (
 );
 CREATE INDEX event_owners_log ON event_owners (ws, last_seq);
 
--- Built from `event_owners` in bulk, sorted, up to `processing_cursors.linked_seq`: the events
--- of each subject, newest first by event time. Subjects are `p:<person>` (every event of the
--- person) and `g:<account>` (events naming the account).
+-- Built from `event_owners` in bulk, up to `processing_cursors.linked_seq`: the events of each
+-- subject, as lists (one per subject per build, see `owners.rs`) of event time and seq, newest
+-- first, each flagged when the event names an account. Subjects are `p:<person>` (every event
+-- of the person) and `g:<account>` (events naming the account). `max_ts`/`min_ts` bound the
+-- list's times, so that a read newest first stops at the first list older than what it has.
+-- `upto` is the `linked_seq` of the build that wrote it: lists above the workspace's
+-- `linked_seq` are of a build that did not finish, and the next build removes them first.
 CREATE TABLE event_links (
+    id      INTEGER PRIMARY KEY,
     ws      INTEGER NOT NULL,
     subject TEXT NOT NULL,
-    ts      INTEGER NOT NULL,
-    seq     INTEGER NOT NULL,
-    PRIMARY KEY (ws, subject, ts, seq)
-) WITHOUT ROWID;
+    max_ts  INTEGER NOT NULL,
+    min_ts  INTEGER NOT NULL,
+    upto    INTEGER NOT NULL,
+    data    BLOB NOT NULL
+);
+CREATE INDEX event_links_subject ON event_links (ws, subject, max_ts);
+CREATE INDEX event_links_build ON event_links (ws, upto);
 
 CREATE TABLE processing_cursors (
     workspace_id TEXT PRIMARY KEY,

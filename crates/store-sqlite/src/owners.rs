@@ -4,10 +4,11 @@
 //! the table outgrows what one commit touches, because the people of a slice are spread over
 //! the whole key space. So processing writes one `event_owners` row per slice (its events'
 //! people, accounts and times, encoded together), and `event_links`, the index by subject, is
-//! built from those rows in bulk: many slices at once, sorted by subject, so that each page
-//! is written once for many entries. The build runs in chunks of background writes that
-//! yield to appends, and `processing_cursors.linked_seq` says how far it has got. Reads use
-//! the links up to there and the owner rows after it (see `reads.rs`).
+//! built from those rows in bulk: many slices at once, one list per subject (its events'
+//! times and seqs, encoded together), so that a build writes a row per subject rather than a
+//! row per event. The build runs in chunks of background writes that yield to appends, and
+//! `processing_cursors.linked_seq` says how far it has got. Reads use the lists up to there
+//! and the owner rows after it (see `reads.rs`).
 //!
 //! Person ids in owner rows are those processing decided at the time; a person merged into
 //! another since is followed through `person_merges`. A merged person's id never comes back:
@@ -28,10 +29,10 @@ const FORMAT_V1: u8 = 1;
 /// busy (when it is idle, any). The larger, the more entries share a page; reads decode the
 /// owner rows of this many events at most, plus a build under way.
 pub(crate) const LINK_BATCH: i64 = 131_072;
-/// Link rows one build takes on at most, so its memory is bounded.
-const BUILD_ROWS: usize = 4 * LINK_BATCH as usize;
-/// Link rows written per background write.
-pub(crate) const LINK_CHUNK: usize = 16_384;
+/// Events one build takes on at most, so its memory is bounded.
+const BUILD_LINKS: usize = 4 * LINK_BATCH as usize;
+/// Lists (subjects) written per background write.
+const LINK_CHUNK: usize = 2_048;
 
 /// Encodes a slice's event people (in any order; of two entries for one event the later
 /// counts) as an `event_owners` row: `(first_seq, last_seq, data)`.
@@ -249,14 +250,54 @@ pub(crate) fn linked_seq(conn: &Connection, workspace_id: &str) -> Result<i64> {
         .map(|v| v.unwrap_or(0))
 }
 
-/// A build of `event_links` under way: the sorted links of the events after `from` up to
-/// `upto`, of which `done` are written.
+/// One subject's events in one build, newest first: event time, seq, and whether the event
+/// names an account.
+pub(crate) type Link = (i64, i64, bool);
+
+/// Encodes a subject's links (in any order) as an `event_links` list: `(max_ts, min_ts, data)`.
+fn encode_links(links: &mut [Link]) -> (i64, i64, Vec<u8>) {
+    links.sort_unstable_by(|a, b| (b.0, b.1).cmp(&(a.0, a.1)));
+    let mut out = Vec::with_capacity(2 + links.len() * 4);
+    out.push(FORMAT_V1);
+    put_uint(&mut out, links.len() as u64);
+    let (mut ts, mut seq) = (0i64, 0i64);
+    for &(t, s, names_account) in links.iter() {
+        put_int(&mut out, t - ts);
+        put_int(&mut out, (s - seq) * 2 + i64::from(names_account));
+        (ts, seq) = (t, s);
+    }
+    (links.first().map_or(0, |l| l.0), links.last().map_or(0, |l| l.0), out)
+}
+
+/// The links of an `event_links` list, newest first.
+pub(crate) fn decode_links(data: &[u8]) -> Result<Vec<Link>> {
+    let mut r = Reader::new(data);
+    if r.byte()? != FORMAT_V1 {
+        return Err(corrupt("unknown link list format"));
+    }
+    let n = r.uint()? as usize;
+    let mut out = Vec::with_capacity(n.min(data.len()));
+    let (mut ts, mut seq) = (0i64, 0i64);
+    for _ in 0..n {
+        ts += r.int()?;
+        let v = r.int()?;
+        seq += v >> 1;
+        out.push((ts, seq, v & 1 == 1));
+    }
+    if !r.at_end() {
+        return Err(corrupt("trailing bytes in link list"));
+    }
+    Ok(out)
+}
+
+/// A build of `event_links` under way: the lists of the events after `from` up to `upto`,
+/// one per subject, in subject order, of which `done` are written.
 pub(crate) struct LinkBuild {
     from: i64,
     upto: i64,
-    /// The newest merge the rows' person ids account for.
+    /// The newest merge the lists' person ids account for.
     merges_seen: i64,
-    rows: Vec<(String, i64, i64)>,
+    lists: Vec<(String, i64, i64, Vec<u8>)>,
     done: usize,
 }
 
@@ -270,7 +311,12 @@ fn newest_merge(conn: &Connection, workspace_id: &str) -> Result<i64> {
 impl LinkBuild {
     /// Reads what the next build covers, if one is due: when `LINK_BATCH` processed events
     /// await linking, or when `idle` and any do.
-    pub(crate) fn prepare(conn: &Connection, ws: i64, workspace: &WorkspaceId, idle: bool) -> Result<Option<LinkBuild>> {
+    pub(crate) fn prepare(
+        conn: &Connection,
+        ws: i64,
+        workspace: &WorkspaceId,
+        idle: bool,
+    ) -> Result<Option<LinkBuild>> {
         let workspace_id = workspace.as_str();
         let from = linked_seq(conn, workspace_id)?;
         let cursor = crate::log::cursor(conn, workspace)?.seq;
@@ -279,7 +325,8 @@ impl LinkBuild {
         }
         let merges_seen = newest_merge(conn, workspace_id)?;
         let mut merges = Merges::new(workspace_id);
-        let mut rows = Vec::new();
+        let mut by_subject: HashMap<String, Vec<Link>> = HashMap::new();
+        let mut taken = 0usize;
         let mut upto = cursor;
         let mut stmt = conn
             .prepare_cached(
@@ -289,26 +336,36 @@ impl LinkBuild {
             .map_err(sql_error)?;
         let mut found = stmt.query(params![ws, from, cursor]).map_err(sql_error)?;
         while let Some(r) = found.next().map_err(sql_error)? {
-            if rows.len() >= BUILD_ROWS {
+            if taken >= BUILD_LINKS {
                 break;
             }
             let (first_seq, last_seq): (i64, i64) = (r.get(0).map_err(sql_error)?, r.get(1).map_err(sql_error)?);
             let data = r.get_ref(2).map_err(sql_error)?.as_blob().map_err(|e| StoreError::Backend(e.to_string()))?;
             let row = OwnerRow::decode(first_seq, data)?;
             for e in row.entries() {
-                rows.push((format!("p:{}", merges.resolve(conn, row.person(e))?), e.ts, e.seq));
-                if let Some(a) = row.account(e) {
-                    rows.push((format!("g:{a}"), e.ts, e.seq));
+                let account = row.account(e);
+                let person = format!("p:{}", merges.resolve(conn, row.person(e))?);
+                by_subject.entry(person).or_default().push((e.ts, e.seq, account.is_some()));
+                if let Some(a) = account {
+                    by_subject.entry(format!("g:{a}")).or_default().push((e.ts, e.seq, true));
                 }
+                taken += 1;
             }
             upto = last_seq;
         }
-        if rows.len() < BUILD_ROWS {
+        if taken < BUILD_LINKS {
             upto = cursor;
         }
-        // In key order, each leaf page is visited once rather than once per link.
-        rows.sort_unstable();
-        Ok(Some(LinkBuild { from, upto, merges_seen, rows, done: 0 }))
+        let mut lists: Vec<_> = by_subject
+            .into_iter()
+            .map(|(subject, mut links)| {
+                let (max_ts, min_ts, data) = encode_links(&mut links);
+                (subject, max_ts, min_ts, data)
+            })
+            .collect();
+        // In key order, each index page is visited once rather than once per list.
+        lists.sort_unstable_by(|a, b| a.0.cmp(&b.0));
+        Ok(Some(LinkBuild { from, upto, merges_seen, lists, done: 0 }))
     }
 
     /// Writes the next chunk, in the writer. Returns whether the build is over (finished, or
@@ -317,8 +374,15 @@ impl LinkBuild {
         if linked_seq(conn, workspace_id)? != self.from {
             return Ok(true);
         }
-        // People merged since the rows were read: their links go to the person they became.
-        // (Links already written were moved by the merge itself.)
+        if self.done == 0 {
+            // What a build that did not finish (the process stopped) left.
+            conn.prepare_cached("DELETE FROM event_links WHERE ws = ?1 AND upto > ?2")
+                .map_err(sql_error)?
+                .execute(params![ws, self.from])
+                .map_err(sql_error)?;
+        }
+        // People merged since the lists were read: their lists go to the person they became.
+        // (Lists already written were moved by the merge itself.)
         let newest = newest_merge(conn, workspace_id)?;
         if newest > self.merges_seen {
             let mut stmt = conn
@@ -334,23 +398,25 @@ impl LinkBuild {
                 .collect::<rusqlite::Result<Vec<_>>>()
                 .map_err(sql_error)?;
             for (from, into) in moved {
-                for row in &mut self.rows[self.done..] {
-                    if row.0 == from {
-                        row.0.clone_from(&into);
+                for list in &mut self.lists[self.done..] {
+                    if list.0 == from {
+                        list.0.clone_from(&into);
                     }
                 }
             }
             self.merges_seen = newest;
         }
-        let end = (self.done + LINK_CHUNK).min(self.rows.len());
+        let end = (self.done + LINK_CHUNK).min(self.lists.len());
         let mut insert = conn
-            .prepare_cached("INSERT OR IGNORE INTO event_links (ws, subject, ts, seq) VALUES (?1, ?2, ?3, ?4)")
+            .prepare_cached(
+                "INSERT INTO event_links (ws, subject, max_ts, min_ts, upto, data) VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+            )
             .map_err(sql_error)?;
-        for (subject, ts, seq) in &self.rows[self.done..end] {
-            insert.execute(params![ws, subject, ts, seq]).map_err(sql_error)?;
+        for (subject, max_ts, min_ts, data) in &self.lists[self.done..end] {
+            insert.execute(params![ws, subject, max_ts, min_ts, self.upto, data]).map_err(sql_error)?;
         }
         self.done = end;
-        if self.done < self.rows.len() {
+        if self.done < self.lists.len() {
             return Ok(false);
         }
         conn.prepare_cached("UPDATE processing_cursors SET linked_seq = ?2 WHERE workspace_id = ?1")
@@ -397,6 +463,17 @@ mod tests {
             ]
         );
         assert!(encode(&[]).is_none());
+    }
+
+    #[test]
+    fn link_lists_come_back_newest_first() {
+        let mut links = vec![(5, 40, false), (9, 41, true), (5, 38, true), (-3, 50, false)];
+        let (max_ts, min_ts, data) = encode_links(&mut links);
+        assert_eq!((max_ts, min_ts), (9, -3));
+        assert_eq!(decode_links(&data).unwrap(), [(9, 41, true), (5, 40, false), (5, 38, true), (-3, 50, false)]);
+        for cut in 0..data.len() {
+            assert!(decode_links(&data[..cut]).is_err(), "cut at {cut}");
+        }
     }
 
     #[test]

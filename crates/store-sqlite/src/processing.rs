@@ -323,7 +323,7 @@ fn merge(conn: &Connection, ws: &WorkspaceId, n: i64, from: &str, into: &str, at
     exec(conn, "DELETE FROM memberships WHERE workspace_id = ?1 AND person_id = ?2", params![w, from])?;
     exec(
         conn,
-        "UPDATE OR REPLACE event_links SET subject = 'p:' || ?3 WHERE ws = ?1 AND subject = 'p:' || ?2",
+        "UPDATE event_links SET subject = 'p:' || ?3 WHERE ws = ?1 AND subject = 'p:' || ?2",
         params![n, from, into],
     )?;
     exec(

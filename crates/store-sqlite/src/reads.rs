@@ -2,15 +2,17 @@
 
 use domain::{AccountId, IdKind, WorkspaceId};
 use rusqlite::{Connection, OptionalExtension, Row, params};
-use store::{Account, Cursor, EventFilter, Page, PageRequest, Person, Result, StoredEvent, TraitChange, TraitSubject};
+use store::{
+    Account, Cursor, EventFilter, Page, PageRequest, Person, Result, StoreError, StoredEvent, TraitChange, TraitSubject,
+};
 
 use crate::block::EventRef;
 use crate::ids::id_hash;
 use crate::log::Blocks;
 use crate::owners::{Merges, Owners};
-use std::collections::HashSet;
 use crate::processing::kind_of;
 use crate::{SqliteStore, json_col, ms, opt_time, sql_error, time};
+use std::collections::HashSet;
 
 const ACCOUNT_COLUMNS: &str = "a.account_id, a.traits, a.first_seen_at, a.last_seen_at, a.created_at,
     (SELECT count(*) FROM memberships m WHERE m.workspace_id = a.workspace_id AND m.account_id = a.account_id)";
@@ -114,45 +116,51 @@ impl SqliteStore {
         let n = self.ws_number(ws).await?.unwrap_or(-1);
         let (ws, id, page) = (ws.clone(), id.clone(), page.clone());
         self.read(move |conn| {
-            let (mut ts, mut seq) = match &page.after {
+            let (ts, seq) = match &page.after {
                 Some(c) => (c.int(0)?, c.int(1)?),
                 None => (i64::MAX, i64::MAX),
             };
-            let own_subject = format!("g:{id}");
             let want = page.fetch_limit();
-            let chunk = want * 2;
-            let sql = format!(
-                "SELECT subject, ts, seq FROM event_links
-                 WHERE ws = ?3 AND subject IN ({ACCOUNT_SUBJECTS}) AND (ts < ?4 OR (ts = ?4 AND seq < ?5))
-                 ORDER BY ts DESC, seq DESC LIMIT ?6"
-            );
             let before = (ts, seq);
-            let mut blocks = Blocks::new(conn);
-            // The newest `want` from the links...
+            // The newest `want` from the link lists, newest list first: a list whose newest
+            // event is older than the `want`th found so far has nothing to add.
+            let sql = format!(
+                "SELECT subject, max_ts, data FROM event_links
+                 WHERE ws = ?3 AND subject IN ({ACCOUNT_SUBJECTS}) AND min_ts <= ?4
+                 ORDER BY max_ts DESC"
+            );
             let mut found: Vec<(i64, i64)> = Vec::new();
-            'chunks: loop {
-                let links: Vec<(String, i64, i64)> = query(
-                    conn,
-                    &sql,
-                    params![ws.as_str(), id.as_str(), n, ts, seq, chunk as i64],
-                    |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)),
-                    Ok,
-                )?;
-                for (subject, link_ts, link_seq) in &links {
-                    (ts, seq) = (*link_ts, *link_seq);
-                    let Some(e) = blocks.get(n, seq)? else { continue };
-                    // A person's event that names another account counts only there.
-                    if *subject == own_subject || e.group_id.is_none() {
-                        found.push((ts, seq));
-                        if found.len() == want {
-                            break 'chunks;
+            {
+                let mut stmt = conn.prepare_cached(&sql).map_err(sql_error)?;
+                let mut lists = stmt.query(params![ws.as_str(), id.as_str(), n, ts]).map_err(sql_error)?;
+                while let Some(list) = lists.next().map_err(sql_error)? {
+                    let max_ts: i64 = list.get(1).map_err(sql_error)?;
+                    if found.len() >= want && max_ts < found[want - 1].0 {
+                        break;
+                    }
+                    let own = list
+                        .get_ref(0)
+                        .map_err(sql_error)?
+                        .as_str()
+                        .map_err(|e| StoreError::Backend(e.to_string()))?
+                        .starts_with("g:");
+                    let data = list
+                        .get_ref(2)
+                        .map_err(sql_error)?
+                        .as_blob()
+                        .map_err(|e| StoreError::Backend(e.to_string()))?;
+                    for (t, s, names_account) in crate::owners::decode_links(data)? {
+                        // A person's event that names an account counts only there.
+                        if (t, s) < before && (own || !names_account) {
+                            found.push((t, s));
                         }
                     }
-                }
-                if links.len() < chunk {
-                    break;
+                    found.sort_unstable_by(|a, b| b.cmp(a));
+                    found.dedup();
+                    found.truncate(want);
                 }
             }
+            let mut blocks = Blocks::new(conn);
             // ...and from the processed events not linked yet, then the newest of both.
             let members = members_of(conn, &ws, &id)?;
             let mut owners = Owners::new(conn, n, ws.as_str());
@@ -359,13 +367,15 @@ fn candidates(
             .map_err(sql_error)?;
         seqs = Vec::new();
         if let Some(person) = person {
-            seqs = query(
+            for data in query(
                 conn,
-                "SELECT seq FROM event_links WHERE ws = ?1 AND subject = 'p:' || ?2",
+                "SELECT data FROM event_links WHERE ws = ?1 AND subject = 'p:' || ?2",
                 params![n, person],
-                |r| r.get(0),
+                |r| r.get::<_, Vec<u8>>(0),
                 Ok,
-            )?;
+            )? {
+                seqs.extend(crate::owners::decode_links(&data)?.into_iter().map(|(_, seq, _)| seq));
+            }
             let mut merges = Merges::new(ws.as_str());
             let more = unlinked(conn, ws, n, &mut merges, |_, p, _| Ok(p()? == person))?;
             seqs.extend(more.into_iter().map(|(_, seq)| seq));
@@ -373,8 +383,21 @@ fn candidates(
         let u = u.clone();
         (crate::log::cursor(conn, ws)?.seq, Box::new(move |e| e.user_id == Some(u.as_str())))
     } else if let Some(a) = &filter.account_id {
-        let sql = format!("SELECT l.seq FROM event_links l WHERE l.ws = ?3 AND l.subject IN ({ACCOUNT_SUBJECTS})");
-        seqs = query(conn, &sql, params![ws.as_str(), a.as_str(), n], |r| r.get(0), Ok)?;
+        let sql = format!("SELECT subject, data FROM event_links WHERE ws = ?3 AND subject IN ({ACCOUNT_SUBJECTS})");
+        seqs = Vec::new();
+        let lists = query(
+            conn,
+            &sql,
+            params![ws.as_str(), a.as_str(), n],
+            |r| Ok((r.get::<_, String>(0)?, r.get::<_, Vec<u8>>(1)?)),
+            Ok,
+        )?;
+        for (subject, data) in lists {
+            let own = subject.starts_with("g:");
+            let links = crate::owners::decode_links(&data)?;
+            // A person's event that names an account counts only there.
+            seqs.extend(links.into_iter().filter(|l| own || !l.2).map(|(_, seq, _)| seq));
+        }
         let mut merges = Merges::new(ws.as_str());
         let more = unlinked(conn, ws, n, &mut merges, |account, p, _| {
             Ok(match account {

@@ -283,10 +283,8 @@ pub async fn merging_people_moves_everything<S: Store>(s: &S) {
     ];
     ops.extend(person_ops("p_user", "u1", t(2, 10)));
     ops.push(Op::SetPersonTraits { person_id: "p_user".into(), traits: obj(json!({"plan": "pro"})), at: t(2, 10) });
-    let first = Changes {
-        ops,
-        event_people: vec![EventPerson::of(&log[0], "p_anon"), EventPerson::of(&log[1], "p_user")],
-    };
+    let first =
+        Changes { ops, event_people: vec![EventPerson::of(&log[0], "p_anon"), EventPerson::of(&log[1], "p_user")] };
     assert!(s.apply_changes(&ws, LogPosition::ZERO, log[1].position, &first).await.unwrap());
 
     s.append_events(&ws, &events(json!([{"type": "alias", "messageId": "al", "userId": "u1", "previousId": "a1"}])))
@@ -551,9 +549,8 @@ pub async fn account_list_pages_in_order<S: Store>(s: &S) {
 /// What the read API shows of a workspace's events: every event with its person and accounts,
 /// those of each user and account filter, and each account's timeline.
 async fn event_views<S: Store>(s: &S, ws: &WorkspaceId) -> Vec<Vec<(String, Option<String>, Vec<AccountId>)>> {
-    let view = |evs: Vec<StoredEvent>| {
-        evs.into_iter().map(|e| (e.message_id, e.person_id, e.account_ids)).collect::<Vec<_>>()
-    };
+    let view =
+        |evs: Vec<StoredEvent>| evs.into_iter().map(|e| (e.message_id, e.person_id, e.account_ids)).collect::<Vec<_>>();
     let mut views = vec![view(all_events(s, ws, &EventFilter::default()).await)];
     for user in ["u1", "u2"] {
         let filter = EventFilter { user_id: Some(user.into()), ..Default::default() };
@@ -619,10 +616,13 @@ pub async fn reads_agree_before_and_after_maintenance<S: Store>(s: &S) {
 
     // The anonymous visitor turns out to be u1: their page view moves to u1's person and
     // accounts, whether or not it was indexed under the person it had.
-    s.append_events(&ws, &events(json!([{"type": "alias", "messageId": "al", "userId": "u1", "previousId": "a1",
-                                           "timestamp": t(7, 10).to_rfc3339()}])))
-        .await
-        .unwrap();
+    s.append_events(
+        &ws,
+        &events(json!([{"type": "alias", "messageId": "al", "userId": "u1", "previousId": "a1",
+                                           "timestamp": t(7, 10).to_rfc3339()}])),
+    )
+    .await
+    .unwrap();
     let alias = s.read_log(&ws, log[5].position, 10).await.unwrap();
     let merge = Changes {
         ops: vec![Op::MergePeople { from: "p_anon".into(), into: "p1".into(), at: t(7, 10) }],
