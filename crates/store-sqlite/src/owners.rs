@@ -256,7 +256,7 @@ pub(crate) type Link = (i64, i64, bool);
 
 /// Encodes a subject's links (in any order) as an `event_links` list: `(max_ts, min_ts, data)`.
 fn encode_links(links: &mut [Link]) -> (i64, i64, Vec<u8>) {
-    links.sort_unstable_by(|a, b| (b.0, b.1).cmp(&(a.0, a.1)));
+    links.sort_unstable_by_key(|l| std::cmp::Reverse((l.0, l.1)));
     let mut out = Vec::with_capacity(2 + links.len() * 4);
     out.push(FORMAT_V1);
     put_uint(&mut out, links.len() as u64);

@@ -3,6 +3,7 @@
 use domain::{IdKind, IdentityKey, Timestamp, WorkspaceId};
 use rusqlite::{Connection, OptionalExtension, params};
 use serde_json::{Map, Value};
+use std::collections::HashMap;
 use store::{Changes, KnownPerson, LogPosition, Op, Result};
 
 use crate::log::cursor;
@@ -61,9 +62,16 @@ impl SqliteStore {
             if cursor(conn, &ws)? != from {
                 return Ok(false);
             }
+            // Runs of first/last-seen ops (processing ends each slice with one per person and
+            // account) go as a few statements; every other op is applied on its own, in order.
+            let mut seen = SeenRun::default();
             for op in &ops {
-                apply_op(conn, &ws, n, op)?;
+                if !seen.add(op) {
+                    seen.apply(conn, &ws)?;
+                    apply_op(conn, &ws, n, op)?;
+                }
             }
+            seen.apply(conn, &ws)?;
             if let Some((first_seq, last_seq, data)) = owners {
                 conn.prepare_cached("INSERT INTO event_owners (last_seq, ws, first_seq, data) VALUES (?1, ?2, ?3, ?4)")
                     .map_err(sql_error)?
@@ -186,51 +194,98 @@ fn apply_op(conn: &Connection, ws: &WorkspaceId, n: i64, op: &Op) -> Result<()> 
                 params![w, account_id.as_str(), person_id, ms(at)],
             )?;
         }
-        Op::Seen { person_id, account_id, first, last } => {
-            let (first, last) = (ms(first), ms(last));
-            if let Some(p) = person_id {
-                exec(
-                    conn,
-                    "UPDATE people SET first_seen_at = min(coalesce(first_seen_at, ?3), ?3),
-                                       last_seen_at = max(coalesce(last_seen_at, ?4), ?4)
-                     WHERE workspace_id = ?1 AND person_id = ?2",
-                    params![w, p, first, last],
-                )?;
-            }
-            match (account_id, person_id) {
-                (Some(a), _) => {
-                    exec(
-                        conn,
-                        "UPDATE accounts SET first_seen_at = min(coalesce(first_seen_at, ?3), ?3),
-                                             last_seen_at = max(coalesce(last_seen_at, ?4), ?4)
-                         WHERE workspace_id = ?1 AND account_id = ?2",
-                        params![w, a.as_str(), first, last],
-                    )?;
-                }
-                (None, Some(p)) => {
-                    exec(
-                        conn,
-                        "UPDATE accounts SET first_seen_at = min(coalesce(first_seen_at, ?3), ?3),
-                                             last_seen_at = max(coalesce(last_seen_at, ?4), ?4)
-                         WHERE workspace_id = ?1 AND account_id IN
-                               (SELECT account_id FROM memberships WHERE workspace_id = ?1 AND person_id = ?2)",
-                        params![w, p, first, last],
-                    )?;
-                }
-                (None, None) => {}
-            }
-        }
-        Op::PersonSeen { person_id, first, last } => {
-            exec(
-                conn,
-                "UPDATE people SET first_seen_at = min(coalesce(first_seen_at, ?3), ?3),
-                                   last_seen_at = max(coalesce(last_seen_at, ?4), ?4)
-                 WHERE workspace_id = ?1 AND person_id = ?2",
-                params![w, person_id, ms(first), ms(last)],
-            )?;
+        Op::Seen { .. } | Op::PersonSeen { .. } => {
+            let mut run = SeenRun::default();
+            run.add(op);
+            run.apply(conn, ws)?;
         }
     }
     Ok(())
+}
+
+/// Consecutive Seen and PersonSeen ops, widened per person and account. Widening gives the
+/// same result in any order and grouped, and no op of a run changes memberships, so applying
+/// a run at once equals applying its ops one by one.
+#[derive(Default)]
+struct SeenRun {
+    people: HashMap<String, (i64, i64)>,
+    accounts: HashMap<String, (i64, i64)>,
+    /// People whose every account is widened.
+    members_of: HashMap<String, (i64, i64)>,
+}
+
+fn widen(map: &mut HashMap<String, (i64, i64)>, key: &str, first: i64, last: i64) {
+    match map.get_mut(key) {
+        Some(span) => *span = (span.0.min(first), span.1.max(last)),
+        None => {
+            map.insert(key.to_owned(), (first, last));
+        }
+    }
+}
+
+impl SeenRun {
+    /// Takes `op` into the run if it is one of its kind.
+    fn add(&mut self, op: &Op) -> bool {
+        match op {
+            Op::Seen { person_id, account_id, first, last } => {
+                let (first, last) = (ms(first), ms(last));
+                if let Some(p) = person_id {
+                    widen(&mut self.people, p, first, last);
+                }
+                match (account_id, person_id) {
+                    (Some(a), _) => widen(&mut self.accounts, a.as_str(), first, last),
+                    (None, Some(p)) => widen(&mut self.members_of, p, first, last),
+                    (None, None) => {}
+                }
+                true
+            }
+            Op::PersonSeen { person_id, first, last } => {
+                widen(&mut self.people, person_id, ms(first), ms(last));
+                true
+            }
+            _ => false,
+        }
+    }
+
+    /// Applies the run, in three statements at most, and empties it.
+    fn apply(&mut self, conn: &Connection, ws: &WorkspaceId) -> Result<()> {
+        let as_json = |map: &mut HashMap<String, (i64, i64)>| {
+            let rows: Vec<(String, i64, i64)> = map.drain().map(|(k, (f, l))| (k, f, l)).collect();
+            serde_json::to_string(&rows).expect("strings and integers serialize")
+        };
+        // Upserts driven by the list, so that each row is found by its key; the EXISTS keeps
+        // them updates.
+        if !self.people.is_empty() {
+            exec(
+                conn,
+                "INSERT INTO people (workspace_id, person_id, created_at, first_seen_at, last_seen_at)
+                 SELECT ?1, s.value ->> 0, 0, s.value ->> 1, s.value ->> 2 FROM json_each(?2) AS s
+                 WHERE EXISTS (SELECT 1 FROM people p WHERE p.workspace_id = ?1 AND p.person_id = s.value ->> 0)
+                 ON CONFLICT (workspace_id, person_id) DO UPDATE SET
+                     first_seen_at = min(coalesce(first_seen_at, excluded.first_seen_at), excluded.first_seen_at),
+                     last_seen_at = max(coalesce(last_seen_at, excluded.last_seen_at), excluded.last_seen_at)",
+                params![ws.as_str(), as_json(&mut self.people)],
+            )?;
+        }
+        if !self.accounts.is_empty() || !self.members_of.is_empty() {
+            exec(
+                conn,
+                "INSERT INTO accounts (workspace_id, account_id, created_at, first_seen_at, last_seen_at)
+                 SELECT ?1, s.a, 0, min(s.f), max(s.l) FROM (
+                     SELECT value ->> 0 AS a, value ->> 1 AS f, value ->> 2 AS l FROM json_each(?2)
+                     UNION ALL
+                     SELECT m.account_id, j.value ->> 1, j.value ->> 2 FROM json_each(?3) AS j CROSS JOIN memberships m
+                     WHERE m.workspace_id = ?1 AND m.person_id = j.value ->> 0) AS s
+                 WHERE EXISTS (SELECT 1 FROM accounts x WHERE x.workspace_id = ?1 AND x.account_id = s.a)
+                 GROUP BY s.a
+                 ON CONFLICT (workspace_id, account_id) DO UPDATE SET
+                     first_seen_at = min(coalesce(first_seen_at, excluded.first_seen_at), excluded.first_seen_at),
+                     last_seen_at = max(coalesce(last_seen_at, excluded.last_seen_at), excluded.last_seen_at)",
+                params![ws.as_str(), as_json(&mut self.accounts), as_json(&mut self.members_of)],
+            )?;
+        }
+        Ok(())
+    }
 }
 
 fn load_traits(conn: &Connection, ws: &WorkspaceId, kind: &str, id: &str) -> Result<Option<Map<String, Value>>> {
