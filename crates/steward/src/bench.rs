@@ -57,6 +57,10 @@ struct Outcome {
     track_ok: u64,
     track_p50_ms: f64,
     track_p99_ms: f64,
+    /// CPU time of the whole process (server and load generator) per event of the batch
+    /// run, during it, and until processing had caught up with it (in-process targets).
+    batch_cpu_us: Option<f64>,
+    pipeline_cpu_us: Option<f64>,
     /// The database's size on disk over the events in it (SQLite).
     disk_bytes_per_event: Option<f64>,
 }
@@ -77,7 +81,10 @@ pub async fn run(config: Config, command: BenchCommand) -> Result<()> {
     if let Some(url) = url {
         let key = write_key.context("--url needs --write-key")?;
         let client = Client::with_write_key(&url, &key);
-        outcomes.push(measure(url.clone(), &client, None, concurrency, batch, seconds, rate, rate_seconds).await?);
+        let mut outcome = measure(url.clone(), &client, None, concurrency, batch, seconds, rate, rate_seconds).await?;
+        // The server is another process: this one's CPU is the load generator's alone.
+        (outcome.batch_cpu_us, outcome.pipeline_cpu_us) = (None, None);
+        outcomes.push(outcome);
     } else {
         for target in targets.split(',').map(str::trim).filter(|t| !t.is_empty()) {
             let dir = tempfile::tempdir()?;
@@ -203,6 +210,7 @@ async fn measure(
     let batches = Arc::new(Batches::new(run, batch));
     let deadline = Instant::now() + Duration::from_secs(seconds);
     let started = Instant::now();
+    let cpu_at_start = cpu_seconds();
     let mut workers = Vec::new();
     for _ in 0..concurrency {
         let (client, stored, counter, batches) = (client.clone(), stored.clone(), counter.clone(), batches.clone());
@@ -227,7 +235,10 @@ async fn measure(
         latencies.extend(w.await??);
     }
     let elapsed = started.elapsed().as_secs_f64();
-    let events_per_sec = stored.load(Ordering::Relaxed) as f64 / elapsed;
+    let events = stored.load(Ordering::Relaxed) as f64;
+    let events_per_sec = events / elapsed;
+    let cpu_us_per_event = |since: Option<f64>| Some((cpu_seconds()? - since?) * 1e6 / events);
+    let batch_cpu_us = cpu_us_per_event(cpu_at_start);
     let (batch_p50_ms, batch_p99_ms) = percentiles(&mut latencies);
 
     // Processing runs beside ingest and may fall behind during the burst: how long until it
@@ -242,6 +253,7 @@ async fn measure(
             processed_per_sec = Some(stored.load(Ordering::Relaxed) as f64 / started.elapsed().as_secs_f64());
         }
     }
+    let pipeline_cpu_us = if log.is_some() { cpu_us_per_event(cpu_at_start) } else { batch_cpu_us };
 
     // Open loop at a fixed rate: latency is measured from when each request was due, so a
     // slow server cannot hide its queueing by slowing the sender down.
@@ -287,8 +299,23 @@ async fn measure(
         track_ok,
         track_p50_ms,
         track_p99_ms,
+        batch_cpu_us,
+        pipeline_cpu_us,
         disk_bytes_per_event: None,
     })
+}
+
+/// CPU time this process has used (user and system), from `/proc/self/stat`; `None` where
+/// there is no such file. The machine may be shared and noisy: CPU per event is steadier than
+/// events per second, and the two bars are set in the latter.
+fn cpu_seconds() -> Option<f64> {
+    let stat = std::fs::read_to_string("/proc/self/stat").ok()?;
+    // Fields after the command name (which is in parentheses and may hold spaces);
+    // utime and stime are the 14th and 15th fields, in clock ticks of 1/100 s.
+    let rest = &stat[stat.rfind(')')? + 2..];
+    let fields: Vec<&str> = rest.split(' ').collect();
+    let ticks = fields.get(11)?.parse::<f64>().ok()? + fields.get(12)?.parse::<f64>().ok()?;
+    Some(ticks / 100.0)
 }
 
 fn percentiles(samples: &mut [Duration]) -> (f64, f64) {
@@ -304,17 +331,19 @@ fn print_table(outcomes: &[Outcome], concurrency: usize, batch: usize, rate: u64
     let baseline = outcomes.iter().find(|o| o.target == "discard").map(|o| o.events_per_sec);
     println!("/v1/batch: {concurrency} concurrent clients x {batch} messages; /v1/track: {rate} requests/s, open loop");
     println!(
-        "| target | batch events/s | vs discard | processed events/s | batch p50 ms | batch p99 ms | track ok/sent | track p50 ms | track p99 ms | disk bytes/event |"
+        "| target | batch events/s | vs discard | processed events/s | CPU us/event | with processing | batch p50 ms | batch p99 ms | track ok/sent | track p50 ms | track p99 ms | disk bytes/event |"
     );
-    println!("| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |");
+    println!("| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |");
     for o in outcomes {
         let ratio = baseline.map(|b| format!("{:.2}", o.events_per_sec / b)).unwrap_or_else(|| "-".into());
         println!(
-            "| {} | {:.0} | {} | {} | {:.1} | {:.1} | {}/{} | {:.2} | {:.2} | {} |",
+            "| {} | {:.0} | {} | {} | {} | {} | {:.1} | {:.1} | {}/{} | {:.2} | {:.2} | {} |",
             o.target,
             o.events_per_sec,
             ratio,
             o.processed_per_sec.map(|p| format!("{p:.0}")).unwrap_or_else(|| "-".into()),
+            o.batch_cpu_us.map(|c| format!("{c:.2}")).unwrap_or_else(|| "-".into()),
+            o.pipeline_cpu_us.map(|c| format!("{c:.2}")).unwrap_or_else(|| "-".into()),
             o.batch_p50_ms,
             o.batch_p99_ms,
             o.track_ok,

@@ -44,6 +44,8 @@ pub(crate) struct RecentIds {
     journal: Vec<(i64, i64, i64)>,
     /// A flush under way: the sorted ids up to `through`, and how many are already written.
     flush: Option<Flush>,
+    /// Every id in `event_ids`, approximately: a new id (nearly always) costs no probe.
+    pub(crate) stored: Filter,
 }
 
 struct Flush {
@@ -79,6 +81,12 @@ impl RecentIds {
         }
         let loaded = RecentIds::load(conn)?;
         (self.first, self.more) = (loaded.first, loaded.more);
+        self.stored = Filter::default();
+        let mut stmt = conn.prepare("SELECT ws, hash FROM event_ids").map_err(sql_error)?;
+        let mut rows = stmt.query([]).map_err(sql_error)?;
+        while let Some(row) = rows.next().map_err(sql_error)? {
+            self.stored.add(row.get(0).map_err(sql_error)?, row.get(1).map_err(sql_error)?);
+        }
         self.owner = Some(file);
         Ok(())
     }
@@ -208,6 +216,9 @@ impl RecentIds {
             self.flush = None;
             return Err(e);
         }
+        for &(ws, hash, _) in &flush.ids[flush.written..end] {
+            self.stored.add(ws, hash);
+        }
         flush.written = end;
         if !last {
             return Ok(true);
@@ -246,8 +257,13 @@ impl<'c> Lookup<'c> {
         Lookup { conn, stored: HashMap::new(), blocks: Blocks::new(conn), candidates: Vec::new() }
     }
 
-    /// Looks up `hashes` in `event_ids`, a few dozen per statement, in key order.
-    pub(crate) fn probe(&mut self, ws: i64, hashes: &mut [i64]) -> Result<()> {
+    /// Looks up `hashes` in `event_ids` (those `stored` may hold), a few dozen per
+    /// statement, in key order.
+    pub(crate) fn probe(&mut self, ws: i64, hashes: &mut Vec<i64>, stored: &Filter) -> Result<()> {
+        hashes.retain(|&h| stored.may_hold(ws, h));
+        if hashes.is_empty() {
+            return Ok(());
+        }
         hashes.sort_unstable();
         let sql = format!(
             "SELECT hash, seq FROM event_ids WHERE ws = ?1 AND hash IN ({})",
@@ -274,6 +290,59 @@ impl<'c> Lookup<'c> {
     }
 }
 
+/// A set of (workspace, hash) that may say yes to one it does not hold (rarely) but never no to
+/// one it does: Bloom filters, each twice the size of the one before, added as they fill.
+pub(crate) struct Filter {
+    parts: Vec<Bloom>,
+    first_capacity: usize,
+}
+
+struct Bloom {
+    bits: Vec<u64>,
+    holds: usize,
+    capacity: usize,
+}
+
+/// Bits per id and probes per lookup: about 1% of new ids are probed needlessly.
+const BITS_PER_ID: usize = 10;
+const PROBES: u64 = 7;
+const FIRST_CAPACITY: usize = 1 << 20;
+
+impl Default for Filter {
+    fn default() -> Filter {
+        Filter { parts: Vec::new(), first_capacity: FIRST_CAPACITY }
+    }
+}
+
+impl Filter {
+    fn positions(ws: i64, hash: i64, bits: usize) -> impl Iterator<Item = usize> {
+        // The hash is already uniform; the workspace only needs to move it.
+        let h = (hash as u64) ^ (ws as u64).wrapping_mul(0x9e37_79b9_7f4a_7c15);
+        let (h1, h2) = (h, h.rotate_left(32) | 1);
+        (0..PROBES).map(move |i| (h1.wrapping_add(i.wrapping_mul(h2)) % bits as u64) as usize)
+    }
+
+    pub(crate) fn add(&mut self, ws: i64, hash: i64) {
+        if self.parts.last().is_none_or(|b| b.holds >= b.capacity) {
+            let capacity = self.parts.last().map_or(self.first_capacity, |b| b.capacity * 2);
+            self.parts.push(Bloom { bits: vec![0; capacity * BITS_PER_ID / 64], holds: 0, capacity });
+        }
+        let bloom = self.parts.last_mut().expect("a part was just added");
+        let n = bloom.bits.len() * 64;
+        for p in Filter::positions(ws, hash, n) {
+            bloom.bits[p / 64] |= 1 << (p % 64);
+        }
+        bloom.holds += 1;
+    }
+
+    pub(crate) fn may_hold(&self, ws: i64, hash: i64) -> bool {
+        self.parts.iter().any(|b| {
+            let n = b.bits.len() * 64;
+            Filter::positions(ws, hash, n).all(|p| b.bits[p / 64] & (1 << (p % 64)) != 0)
+        })
+    }
+}
+
 /// The last `seq` whose message id is in `event_ids`.
 pub(crate) fn flushed_through(conn: &Connection) -> Result<i64> {
     conn.prepare_cached("SELECT value FROM store_meta WHERE key = 'event_ids_through'")
@@ -287,6 +356,21 @@ pub(crate) fn flushed_through(conn: &Connection) -> Result<i64> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_filter_holds_what_was_added_and_little_else() {
+        let mut f = Filter { parts: Vec::new(), first_capacity: 20_000 };
+        let hash = |i: i64| id_hash(&format!("m-{i}"));
+        for i in 0..30_000 {
+            f.add(1, hash(i));
+        }
+        assert_eq!(f.parts.len(), 2, "a second, larger part once the first is full");
+        assert!((0..30_000).all(|i| f.may_hold(1, hash(i))));
+        let wrong = (0..100_000).filter(|i| f.may_hold(1, hash(-1 - i))).count();
+        assert!(wrong < 3_000, "{wrong} of 100,000 absent ids may be held");
+        let other_workspace = (0..10_000).filter(|i| f.may_hold(2, hash(*i))).count();
+        assert!(other_workspace < 300, "{other_workspace}");
+    }
 
     #[test]
     fn undo_forgets_only_what_the_failed_work_added() {

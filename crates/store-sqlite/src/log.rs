@@ -33,7 +33,7 @@ impl SqliteStore {
                     .map_err(sql_error)?;
                 let mut lookup = Lookup::new(conn);
                 let mut hashes: Vec<i64> = ids.iter().map(|(hash, _)| *hash).collect();
-                lookup.probe(n, &mut hashes)?;
+                lookup.probe(n, &mut hashes, &recent.stored)?;
                 let mut here = std::collections::HashSet::with_capacity(ids.len());
                 let mut keep = Vec::with_capacity(ids.len());
                 let mut stored = 0i64;
