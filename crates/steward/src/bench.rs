@@ -43,6 +43,11 @@ pub enum BenchCommand {
         /// Seconds of the latency run per target.
         #[arg(long, default_value_t = 5)]
         rate_seconds: u64,
+        /// Rounds over all targets; with more than one, each round's table and then the
+        /// medians (a shared machine's speed drifts, and the ratio to `discard` of the same
+        /// round is steadier than either figure).
+        #[arg(long, default_value_t = 1)]
+        repeat: usize,
     },
 }
 
@@ -57,6 +62,9 @@ struct Outcome {
     track_ok: u64,
     track_p50_ms: f64,
     track_p99_ms: f64,
+    /// Events/s over those of `discard`: set in the medians of several rounds, else worked out
+    /// from the round's own `discard`.
+    ratio: Option<f64>,
     /// CPU time of the whole process (server and load generator) per event of the batch
     /// run, during it, and until processing had caught up with it (in-process targets).
     batch_cpu_us: Option<f64>,
@@ -75,12 +83,100 @@ fn dir_size(dir: &std::path::Path) -> Result<u64> {
 }
 
 pub async fn run(config: Config, command: BenchCommand) -> Result<()> {
-    let BenchCommand::Ingest { targets, postgres_url, url, write_key, concurrency, batch, seconds, rate, rate_seconds } =
-        command;
+    let BenchCommand::Ingest {
+        targets,
+        postgres_url,
+        url,
+        write_key,
+        concurrency,
+        batch,
+        seconds,
+        rate,
+        rate_seconds,
+        repeat,
+    } = command;
+    let mut rounds = Vec::new();
+    for round in 1..=repeat.max(1) {
+        if repeat > 1 {
+            eprintln!("bench: round {round} of {repeat}");
+        }
+        let outcomes = Box::pin(run_round(
+            &config,
+            &targets,
+            &postgres_url,
+            &url,
+            &write_key,
+            (concurrency, batch, seconds, rate, rate_seconds),
+        ))
+        .await?;
+        print_table(&outcomes, concurrency, batch, rate);
+        rounds.push(outcomes);
+    }
+    if rounds.len() > 1 {
+        println!("\nmedians of {} rounds (vs discard: the median of each round's ratio)", rounds.len());
+        print_table(&medians(&rounds), concurrency, batch, rate);
+    }
+    Ok(())
+}
+
+/// The median of each figure of each target over the rounds; the ratio to `discard` is the
+/// median of the rounds' ratios, kept in `ratio`.
+fn medians(rounds: &[Vec<Outcome>]) -> Vec<Outcome> {
+    let median = |mut v: Vec<f64>| {
+        v.sort_by(f64::total_cmp);
+        v[v.len() / 2]
+    };
+    let opt_median = |v: Vec<Option<f64>>| {
+        let v: Vec<f64> = v.into_iter().flatten().collect();
+        (!v.is_empty()).then(|| median(v))
+    };
+    rounds[0]
+        .iter()
+        .enumerate()
+        .map(|(i, first)| {
+            let all: Vec<&Outcome> = rounds.iter().map(|r| &r[i]).collect();
+            let pick = |f: &dyn Fn(&Outcome) -> f64| median(all.iter().map(|o| f(o)).collect());
+            let pick_opt = |f: &dyn Fn(&Outcome) -> Option<f64>| opt_median(all.iter().map(|o| f(o)).collect());
+            let ratio = opt_median(
+                rounds
+                    .iter()
+                    .map(|r| {
+                        let base = r.iter().find(|o| o.target == "discard")?.events_per_sec;
+                        Some(r[i].events_per_sec / base)
+                    })
+                    .collect(),
+            );
+            Outcome {
+                target: first.target.clone(),
+                events_per_sec: pick(&|o| o.events_per_sec),
+                ratio,
+                processed_per_sec: pick_opt(&|o| o.processed_per_sec),
+                batch_p50_ms: pick(&|o| o.batch_p50_ms),
+                batch_p99_ms: pick(&|o| o.batch_p99_ms),
+                track_sent: first.track_sent,
+                track_ok: pick(&|o| o.track_ok as f64) as u64,
+                track_p50_ms: pick(&|o| o.track_p50_ms),
+                track_p99_ms: pick(&|o| o.track_p99_ms),
+                batch_cpu_us: pick_opt(&|o| o.batch_cpu_us),
+                pipeline_cpu_us: pick_opt(&|o| o.pipeline_cpu_us),
+                disk_bytes_per_event: pick_opt(&|o| o.disk_bytes_per_event),
+            }
+        })
+        .collect()
+}
+
+async fn run_round(
+    config: &Config,
+    targets: &str,
+    postgres_url: &Option<String>,
+    url: &Option<String>,
+    write_key: &Option<String>,
+    (concurrency, batch, seconds, rate, rate_seconds): (usize, usize, u64, u64, u64),
+) -> Result<Vec<Outcome>> {
     let mut outcomes = Vec::new();
     if let Some(url) = url {
-        let key = write_key.context("--url needs --write-key")?;
-        let client = Client::with_write_key(&url, &key);
+        let key = write_key.as_deref().context("--url needs --write-key")?;
+        let client = Client::with_write_key(url, key);
         let mut outcome = measure(url.clone(), &client, None, concurrency, batch, seconds, rate, rate_seconds).await?;
         // The server is another process: this one's CPU is the load generator's alone.
         (outcome.batch_cpu_us, outcome.pipeline_cpu_us) = (None, None);
@@ -118,8 +214,7 @@ pub async fn run(config: Config, command: BenchCommand) -> Result<()> {
             outcomes.push(outcome);
         }
     }
-    print_table(&outcomes, concurrency, batch, rate);
-    Ok(())
+    Ok(outcomes)
 }
 
 #[cfg(test)]
@@ -299,6 +394,7 @@ async fn measure(
         track_ok,
         track_p50_ms,
         track_p99_ms,
+        ratio: None,
         batch_cpu_us,
         pipeline_cpu_us,
         disk_bytes_per_event: None,
@@ -335,7 +431,11 @@ fn print_table(outcomes: &[Outcome], concurrency: usize, batch: usize, rate: u64
     );
     println!("| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |");
     for o in outcomes {
-        let ratio = baseline.map(|b| format!("{:.2}", o.events_per_sec / b)).unwrap_or_else(|| "-".into());
+        let ratio = o
+            .ratio
+            .or(baseline.map(|b| o.events_per_sec / b))
+            .map(|r| format!("{r:.2}"))
+            .unwrap_or_else(|| "-".into());
         println!(
             "| {} | {:.0} | {} | {} | {} | {} | {:.1} | {:.1} | {}/{} | {:.2} | {:.2} | {} |",
             o.target,
