@@ -197,3 +197,23 @@ async fn the_worker_processes_what_arrives_while_it_runs() {
     task.await.unwrap();
     assert_eq!(app.person("ana").await.account_ids, [AccountId::parse("acme").unwrap()]);
 }
+
+#[tokio::test]
+async fn first_and_last_seen_are_kept_to_the_minute() {
+    let app = App::new().await;
+    let used = |id: &str, at: &str| {
+        msg("track", id, json!({"userId": "ana", "event": "Used", "context": {"groupId": "acme"}, "timestamp": at}))
+    };
+    let at = |m: u32, s: u32| Utc.with_ymd_and_hms(2026, 10, 1, 10, m, s).unwrap();
+    app.send(json!([used("1", "2026-10-01T10:00:00Z"), used("2", "2026-10-01T10:00:30Z")])).await;
+    app.process(1).await;
+    let acme = AccountId::parse("acme").unwrap();
+    let seen = |p: &store::Person| (p.first_seen_at, p.last_seen_at);
+    assert_eq!(seen(&app.person("ana").await), (Some(at(0, 0)), Some(at(0, 0))), "30 s later is the same minute");
+
+    app.send(json!([used("3", "2026-10-01T10:05:00Z"), used("4", "2026-10-01T09:59:59Z")])).await;
+    app.process(1).await;
+    assert_eq!(seen(&app.person("ana").await), (Some(at(0, 0) - chrono::Duration::seconds(1)), Some(at(5, 0))));
+    let account = app.store.get_account(&app.ws, &acme).await.unwrap().unwrap();
+    assert_eq!((account.first_seen_at, account.last_seen_at), (Some(at(0, 0) - chrono::Duration::seconds(1)), Some(at(5, 0))));
+}

@@ -5,7 +5,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use domain::{IdentityKey, WorkspaceId};
-use store::{KnownPerson, LogPosition, Result, Store};
+use store::{KnownPerson, LogPosition, Op, Result, Store};
 use tokio::sync::{Mutex, Notify};
 use tokio_util::sync::CancellationToken;
 
@@ -52,6 +52,11 @@ struct Cursor {
 /// Identities beyond which the worker forgets what it knows and asks the store again.
 const MAX_KNOWN: usize = 1_000_000;
 
+/// First and last seen are kept to the minute: a slice's activity of a person or account that
+/// falls within what was written for them, or less than this after it, writes nothing. (Most
+/// slices would otherwise rewrite every active person's row to move a time by seconds.)
+pub const SEEN_RESOLUTION_MS: i64 = 60_000;
+
 /// The identities this worker looked up or changed, as they are at its cursor, so that a slice
 /// asks the store only for those it has not seen. Right because processing is what changes
 /// identities, and only while this worker alone moved the cursor: it is forgotten whenever
@@ -62,6 +67,9 @@ struct KnownIdentities {
     /// The user id of each person known to exist. A person merged into another is not here,
     /// so a key still naming them is asked of the store, which knows where it points now.
     user_of: HashMap<String, Option<String>>,
+    /// First and last seen as this worker last widened them, in ms, by `p:`/`g:` subject.
+    /// The stored span holds at least this one.
+    seen: HashMap<String, (i64, i64)>,
 }
 
 impl KnownIdentities {
@@ -71,8 +79,35 @@ impl KnownIdentities {
         Some(KnownPerson { person_id: person.clone(), user_id })
     }
 
-    fn learn(&mut self, learned: Learned) {
-        if self.person_of.len() + learned.identities.len() > MAX_KNOWN {
+    /// Leaves out the first/last-seen ops that would move a stored time by less than the
+    /// resolution; returns those kept, to remember once they are applied.
+    fn skip_unneeded_seen(&self, ops: &mut Vec<Op>) -> Vec<(String, i64, i64)> {
+        let mut kept = Vec::new();
+        ops.retain(|op| {
+            let (subject, first, last) = match op {
+                Op::PersonSeen { person_id, first, last } => (format!("p:{person_id}"), first, last),
+                Op::Seen { person_id: None, account_id: Some(a), first, last } => (format!("g:{a}"), first, last),
+                _ => return true,
+            };
+            let (first, last) = (first.timestamp_millis(), last.timestamp_millis());
+            let needed = match self.seen.get(&subject) {
+                Some(&(f, l)) => first < f || last > l + SEEN_RESOLUTION_MS,
+                None => true,
+            };
+            if needed {
+                kept.push((subject, first, last));
+            }
+            needed
+        });
+        kept
+    }
+
+    fn learn(&mut self, learned: Learned, seen: Vec<(String, i64, i64)>) {
+        for (subject, first, last) in seen {
+            let span = self.seen.entry(subject).or_insert((first, last));
+            *span = (span.0.min(first), span.1.max(last));
+        }
+        if self.person_of.len() + learned.identities.len() > MAX_KNOWN || self.seen.len() > MAX_KNOWN {
             *self = KnownIdentities::default();
         }
         for from in learned.merged.keys() {
@@ -140,9 +175,10 @@ impl Processor {
         if !unknown.is_empty() {
             found.extend(self.store.load_identities(ws, &unknown).await?);
         }
-        let (changes, learned) = resolve_learning(ws, &events, found);
+        let (mut changes, learned) = resolve_learning(ws, &events, found);
+        let seen = known.skip_unneeded_seen(&mut changes.ops);
         if self.store.apply_changes(ws, from, to, &changes).await? {
-            known.learn(learned);
+            known.learn(learned, seen);
             cursors.insert(ws.clone(), Cursor { at: to, slice: next_slice, known });
             drop(cursors);
             metrics::counter!("steward_events_processed_total").increment(events.len() as u64);

@@ -247,42 +247,38 @@ impl SeenRun {
         }
     }
 
-    /// Applies the run, in three statements at most, and empties it.
+    /// Applies the run, a row at a time, each row once, and empties it.
     fn apply(&mut self, conn: &Connection, ws: &WorkspaceId) -> Result<()> {
-        let as_json = |map: &mut HashMap<String, (i64, i64)>| {
-            let rows: Vec<(String, i64, i64)> = map.drain().map(|(k, (f, l))| (k, f, l)).collect();
-            serde_json::to_string(&rows).expect("strings and integers serialize")
-        };
-        // Upserts driven by the list, so that each row is found by its key; the EXISTS keeps
-        // them updates.
-        if !self.people.is_empty() {
-            exec(
-                conn,
-                "INSERT INTO people (workspace_id, person_id, created_at, first_seen_at, last_seen_at)
-                 SELECT ?1, s.value ->> 0, 0, s.value ->> 1, s.value ->> 2 FROM json_each(?2) AS s
-                 WHERE EXISTS (SELECT 1 FROM people p WHERE p.workspace_id = ?1 AND p.person_id = s.value ->> 0)
-                 ON CONFLICT (workspace_id, person_id) DO UPDATE SET
-                     first_seen_at = min(coalesce(first_seen_at, excluded.first_seen_at), excluded.first_seen_at),
-                     last_seen_at = max(coalesce(last_seen_at, excluded.last_seen_at), excluded.last_seen_at)",
-                params![ws.as_str(), as_json(&mut self.people)],
-            )?;
+        let mut people = conn
+            .prepare_cached(
+                "UPDATE people SET first_seen_at = min(coalesce(first_seen_at, ?3), ?3),
+                                   last_seen_at = max(coalesce(last_seen_at, ?4), ?4)
+                 WHERE workspace_id = ?1 AND person_id = ?2",
+            )
+            .map_err(sql_error)?;
+        for (p, (first, last)) in self.people.drain() {
+            people.execute(params![ws.as_str(), p, first, last]).map_err(sql_error)?;
         }
-        if !self.accounts.is_empty() || !self.members_of.is_empty() {
-            exec(
-                conn,
-                "INSERT INTO accounts (workspace_id, account_id, created_at, first_seen_at, last_seen_at)
-                 SELECT ?1, s.a, 0, min(s.f), max(s.l) FROM (
-                     SELECT value ->> 0 AS a, value ->> 1 AS f, value ->> 2 AS l FROM json_each(?2)
-                     UNION ALL
-                     SELECT m.account_id, j.value ->> 1, j.value ->> 2 FROM json_each(?3) AS j CROSS JOIN memberships m
-                     WHERE m.workspace_id = ?1 AND m.person_id = j.value ->> 0) AS s
-                 WHERE EXISTS (SELECT 1 FROM accounts x WHERE x.workspace_id = ?1 AND x.account_id = s.a)
-                 GROUP BY s.a
-                 ON CONFLICT (workspace_id, account_id) DO UPDATE SET
-                     first_seen_at = min(coalesce(first_seen_at, excluded.first_seen_at), excluded.first_seen_at),
-                     last_seen_at = max(coalesce(last_seen_at, excluded.last_seen_at), excluded.last_seen_at)",
-                params![ws.as_str(), as_json(&mut self.accounts), as_json(&mut self.members_of)],
-            )?;
+        let mut accounts = conn
+            .prepare_cached(
+                "UPDATE accounts SET first_seen_at = min(coalesce(first_seen_at, ?3), ?3),
+                                     last_seen_at = max(coalesce(last_seen_at, ?4), ?4)
+                 WHERE workspace_id = ?1 AND account_id = ?2",
+            )
+            .map_err(sql_error)?;
+        for (a, (first, last)) in self.accounts.drain() {
+            accounts.execute(params![ws.as_str(), a, first, last]).map_err(sql_error)?;
+        }
+        let mut members = conn
+            .prepare_cached(
+                "UPDATE accounts SET first_seen_at = min(coalesce(first_seen_at, ?3), ?3),
+                                     last_seen_at = max(coalesce(last_seen_at, ?4), ?4)
+                 WHERE workspace_id = ?1 AND account_id IN
+                       (SELECT account_id FROM memberships WHERE workspace_id = ?1 AND person_id = ?2)",
+            )
+            .map_err(sql_error)?;
+        for (p, (first, last)) in self.members_of.drain() {
+            members.execute(params![ws.as_str(), p, first, last]).map_err(sql_error)?;
         }
         Ok(())
     }

@@ -35,6 +35,7 @@ pub struct Account {
     pub traits: Value,
     pub people_count: i64,
     pub first_seen_at: Option<Timestamp>,
+    /// Kept to the minute: activity less than a minute after it may not move it.
     pub last_seen_at: Option<Timestamp>,
     pub created_at: Timestamp,
 }
@@ -50,6 +51,7 @@ pub struct Person {
     pub traits: Value,
     pub account_ids: Vec<AccountId>,
     pub first_seen_at: Option<Timestamp>,
+    /// Kept to the minute: activity less than a minute after it may not move it.
     pub last_seen_at: Option<Timestamp>,
 }
 
