@@ -215,5 +215,8 @@ async fn first_and_last_seen_are_kept_to_the_minute() {
     app.process(1).await;
     assert_eq!(seen(&app.person("ana").await), (Some(at(0, 0) - chrono::Duration::seconds(1)), Some(at(5, 0))));
     let account = app.store.get_account(&app.ws, &acme).await.unwrap().unwrap();
-    assert_eq!((account.first_seen_at, account.last_seen_at), (Some(at(0, 0) - chrono::Duration::seconds(1)), Some(at(5, 0))));
+    assert_eq!(
+        (account.first_seen_at, account.last_seen_at),
+        (Some(at(0, 0) - chrono::Duration::seconds(1)), Some(at(5, 0)))
+    );
 }

@@ -1,10 +1,10 @@
 //! The processing worker: one unit of work is one slice of one workspace's log.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
 use std::time::Duration;
 
-use domain::{IdentityKey, WorkspaceId};
+use domain::{AccountId, IdentityKey, WorkspaceId};
 use store::{KnownPerson, LogPosition, Op, Result, Store};
 use tokio::sync::{Mutex, Notify};
 use tokio_util::sync::CancellationToken;
@@ -70,6 +70,10 @@ struct KnownIdentities {
     /// First and last seen as this worker last widened them, in ms, by `p:`/`g:` subject.
     /// The stored span holds at least this one.
     seen: HashMap<String, (i64, i64)>,
+    /// Accounts and memberships known to be stored (neither goes away but by a merge, whose
+    /// person then never comes back, or a reset, which starts a new worker state).
+    accounts: HashSet<AccountId>,
+    memberships: HashSet<(String, AccountId)>,
 }
 
 impl KnownIdentities {
@@ -79,12 +83,17 @@ impl KnownIdentities {
         Some(KnownPerson { person_id: person.clone(), user_id })
     }
 
-    /// Leaves out the first/last-seen ops that would move a stored time by less than the
-    /// resolution; returns those kept, to remember once they are applied.
-    fn skip_unneeded_seen(&self, ops: &mut Vec<Op>) -> Vec<(String, i64, i64)> {
+    /// Leaves out the ops that would change nothing: accounts and memberships already stored,
+    /// first/last seen that would move a stored time by less than the resolution. Returns the
+    /// spans kept, to remember once they are applied.
+    fn skip_unneeded(&self, ops: &mut Vec<Op>) -> Vec<(String, i64, i64)> {
         let mut kept = Vec::new();
         ops.retain(|op| {
             let (subject, first, last) = match op {
+                Op::UpsertAccount { account_id, .. } => return !self.accounts.contains(account_id),
+                Op::AddMembership { person_id, account_id, .. } => {
+                    return !self.memberships.contains(&(person_id.clone(), account_id.clone()));
+                }
                 Op::PersonSeen { person_id, first, last } => (format!("p:{person_id}"), first, last),
                 Op::Seen { person_id: None, account_id: Some(a), first, last } => (format!("g:{a}"), first, last),
                 _ => return true,
@@ -102,12 +111,26 @@ impl KnownIdentities {
         kept
     }
 
-    fn learn(&mut self, learned: Learned, seen: Vec<(String, i64, i64)>) {
+    fn learn(&mut self, learned: Learned, seen: Vec<(String, i64, i64)>, ops: &[Op]) {
+        for op in ops {
+            match op {
+                Op::UpsertAccount { account_id, .. } => {
+                    self.accounts.insert(account_id.clone());
+                }
+                Op::AddMembership { person_id, account_id, .. } => {
+                    self.memberships.insert((person_id.clone(), account_id.clone()));
+                }
+                _ => {}
+            }
+        }
         for (subject, first, last) in seen {
             let span = self.seen.entry(subject).or_insert((first, last));
             *span = (span.0.min(first), span.1.max(last));
         }
-        if self.person_of.len() + learned.identities.len() > MAX_KNOWN || self.seen.len() > MAX_KNOWN {
+        if self.person_of.len() + learned.identities.len() > MAX_KNOWN
+            || self.seen.len() > MAX_KNOWN
+            || self.memberships.len() > MAX_KNOWN
+        {
             *self = KnownIdentities::default();
         }
         for from in learned.merged.keys() {
@@ -176,9 +199,9 @@ impl Processor {
             found.extend(self.store.load_identities(ws, &unknown).await?);
         }
         let (mut changes, learned) = resolve_learning(ws, &events, found);
-        let seen = known.skip_unneeded_seen(&mut changes.ops);
+        let seen = known.skip_unneeded(&mut changes.ops);
         if self.store.apply_changes(ws, from, to, &changes).await? {
-            known.learn(learned, seen);
+            known.learn(learned, seen, &changes.ops);
             cursors.insert(ws.clone(), Cursor { at: to, slice: next_slice, known });
             drop(cursors);
             metrics::counter!("steward_events_processed_total").increment(events.len() as u64);

@@ -431,11 +431,8 @@ fn print_table(outcomes: &[Outcome], concurrency: usize, batch: usize, rate: u64
     );
     println!("| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |");
     for o in outcomes {
-        let ratio = o
-            .ratio
-            .or(baseline.map(|b| o.events_per_sec / b))
-            .map(|r| format!("{r:.2}"))
-            .unwrap_or_else(|| "-".into());
+        let ratio =
+            o.ratio.or(baseline.map(|b| o.events_per_sec / b)).map(|r| format!("{r:.2}")).unwrap_or_else(|| "-".into());
         println!(
             "| {} | {:.0} | {} | {} | {} | {} | {:.1} | {:.1} | {}/{} | {:.2} | {:.2} | {} |",
             o.target,
