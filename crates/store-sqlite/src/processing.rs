@@ -249,36 +249,27 @@ impl SeenRun {
 
     /// Applies the run, a row at a time, each row once, and empties it.
     fn apply(&mut self, conn: &Connection, ws: &WorkspaceId) -> Result<()> {
-        let mut people = conn
-            .prepare_cached(
-                "UPDATE people SET first_seen_at = min(coalesce(first_seen_at, ?3), ?3),
-                                   last_seen_at = max(coalesce(last_seen_at, ?4), ?4)
-                 WHERE workspace_id = ?1 AND person_id = ?2",
-            )
-            .map_err(sql_error)?;
-        for (p, (first, last)) in self.people.drain() {
-            people.execute(params![ws.as_str(), p, first, last]).map_err(sql_error)?;
-        }
-        let mut accounts = conn
-            .prepare_cached(
-                "UPDATE accounts SET first_seen_at = min(coalesce(first_seen_at, ?3), ?3),
-                                     last_seen_at = max(coalesce(last_seen_at, ?4), ?4)
-                 WHERE workspace_id = ?1 AND account_id = ?2",
-            )
-            .map_err(sql_error)?;
-        for (a, (first, last)) in self.accounts.drain() {
-            accounts.execute(params![ws.as_str(), a, first, last]).map_err(sql_error)?;
-        }
-        let mut members = conn
-            .prepare_cached(
-                "UPDATE accounts SET first_seen_at = min(coalesce(first_seen_at, ?3), ?3),
-                                     last_seen_at = max(coalesce(last_seen_at, ?4), ?4)
-                 WHERE workspace_id = ?1 AND account_id IN
-                       (SELECT account_id FROM memberships WHERE workspace_id = ?1 AND person_id = ?2)",
-            )
-            .map_err(sql_error)?;
-        for (p, (first, last)) in self.members_of.drain() {
-            members.execute(params![ws.as_str(), p, first, last]).map_err(sql_error)?;
+        const WIDEN: &str = "SET first_seen_at = min(coalesce(first_seen_at, ?3), ?3),
+                                 last_seen_at = max(coalesce(last_seen_at, ?4), ?4)";
+        let targets = [
+            (&mut self.people, format!("UPDATE people {WIDEN} WHERE workspace_id = ?1 AND person_id = ?2")),
+            (&mut self.accounts, format!("UPDATE accounts {WIDEN} WHERE workspace_id = ?1 AND account_id = ?2")),
+            (
+                &mut self.members_of,
+                format!(
+                    "UPDATE accounts {WIDEN} WHERE workspace_id = ?1 AND account_id IN
+                     (SELECT account_id FROM memberships WHERE workspace_id = ?1 AND person_id = ?2)"
+                ),
+            ),
+        ];
+        for (spans, sql) in targets {
+            if spans.is_empty() {
+                continue;
+            }
+            let mut stmt = conn.prepare_cached(&sql).map_err(sql_error)?;
+            for (id, (first, last)) in spans.drain() {
+                stmt.execute(params![ws.as_str(), id, first, last]).map_err(sql_error)?;
+            }
         }
         Ok(())
     }
