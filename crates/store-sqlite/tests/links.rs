@@ -32,8 +32,8 @@ async fn processed(s: &SqliteStore) -> WorkspaceId {
     s.append_events(&ws, &events).await.unwrap();
     let log = s.read_log(&ws, LogPosition::ZERO, PEOPLE).await.unwrap();
     let mut ops = Vec::new();
-    for i in 0..PEOPLE {
-        let at = log[i].event.timestamp;
+    for (i, logged) in log.iter().enumerate() {
+        let at = logged.event.timestamp;
         ops.push(Op::CreatePerson { person_id: format!("p{i}"), user_id: Some(format!("u{i}")), at });
         ops.push(Op::LinkIdentity { key: IdentityKey::user(format!("u{i}")), person_id: format!("p{i}") });
     }
