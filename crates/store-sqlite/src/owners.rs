@@ -290,6 +290,25 @@ pub(crate) fn decode_links(data: &[u8]) -> Result<Vec<Link>> {
     Ok(out)
 }
 
+/// The links of a build, by subject.
+#[derive(Default)]
+struct Subjects {
+    lists: Vec<(String, Vec<Link>)>,
+    index: HashMap<String, usize>,
+}
+
+impl Subjects {
+    /// Where `subject`'s links are in `lists`.
+    fn slot(&mut self, subject: String) -> usize {
+        let next = self.lists.len();
+        let i = *self.index.entry(subject.clone()).or_insert(next);
+        if i == next {
+            self.lists.push((subject, Vec::new()));
+        }
+        i
+    }
+}
+
 /// A build of `event_links` under way: the lists of the events after `from` up to `upto`,
 /// one per subject, in subject order, of which `done` are written.
 pub(crate) struct LinkBuild {
@@ -325,7 +344,7 @@ impl LinkBuild {
         }
         let merges_seen = newest_merge(conn, workspace_id)?;
         let mut merges = Merges::new(workspace_id);
-        let mut by_subject: HashMap<String, Vec<Link>> = HashMap::new();
+        let mut subjects = Subjects::default();
         let mut taken = 0usize;
         let mut upto = cursor;
         let mut stmt = conn
@@ -342,12 +361,28 @@ impl LinkBuild {
             let (first_seq, last_seq): (i64, i64) = (r.get(0).map_err(sql_error)?, r.get(1).map_err(sql_error)?);
             let data = r.get_ref(2).map_err(sql_error)?.as_blob().map_err(|e| StoreError::Backend(e.to_string()))?;
             let row = OwnerRow::decode(first_seq, data)?;
+            // Each of the row's people and accounts is looked up as a subject once (apart: an
+            // account may be named like a person).
+            let mut slot_of: Vec<Option<usize>> = vec![None; row.strings.len()];
+            let mut account_slot_of: Vec<Option<usize>> = vec![None; row.strings.len()];
             for e in row.entries() {
-                let account = row.account(e);
-                let person = format!("p:{}", merges.resolve(conn, row.person(e))?);
-                by_subject.entry(person).or_default().push((e.ts, e.seq, account.is_some()));
-                if let Some(a) = account {
-                    by_subject.entry(format!("g:{a}")).or_default().push((e.ts, e.seq, true));
+                let person = match slot_of[e.person as usize] {
+                    Some(i) => i,
+                    None => {
+                        let i = subjects.slot(format!("p:{}", merges.resolve(conn, row.person(e))?));
+                        *slot_of[e.person as usize].insert(i)
+                    }
+                };
+                subjects.lists[person].1.push((e.ts, e.seq, e.account != 0));
+                if let Some(a) = e.account.checked_sub(1) {
+                    let account = match account_slot_of[a as usize] {
+                        Some(i) => i,
+                        None => {
+                            let i = subjects.slot(format!("g:{}", row.strings[a as usize]));
+                            *account_slot_of[a as usize].insert(i)
+                        }
+                    };
+                    subjects.lists[account].1.push((e.ts, e.seq, true));
                 }
                 taken += 1;
             }
@@ -356,7 +391,8 @@ impl LinkBuild {
         if taken < BUILD_LINKS {
             upto = cursor;
         }
-        let mut lists: Vec<_> = by_subject
+        let mut lists: Vec<_> = subjects
+            .lists
             .into_iter()
             .map(|(subject, mut links)| {
                 let (max_ts, min_ts, data) = encode_links(&mut links);
