@@ -73,7 +73,8 @@ struct KnownIdentities {
     /// Accounts and memberships known to be stored (neither goes away but by a merge, whose
     /// person then never comes back, or a reset, which starts a new worker state).
     accounts: HashSet<AccountId>,
-    memberships: HashSet<(String, AccountId)>,
+    /// Person -> accounts.
+    memberships: HashMap<String, HashSet<AccountId>>,
 }
 
 impl KnownIdentities {
@@ -92,7 +93,7 @@ impl KnownIdentities {
             let (subject, first, last) = match op {
                 Op::UpsertAccount { account_id, .. } => return !self.accounts.contains(account_id),
                 Op::AddMembership { person_id, account_id, .. } => {
-                    return !self.memberships.contains(&(person_id.clone(), account_id.clone()));
+                    return !self.memberships.get(person_id).is_some_and(|a| a.contains(account_id));
                 }
                 Op::PersonSeen { person_id, first, last } => (format!("p:{person_id}"), first, last),
                 Op::Seen { person_id: None, account_id: Some(a), first, last } => (format!("g:{a}"), first, last),
@@ -118,7 +119,7 @@ impl KnownIdentities {
                     self.accounts.insert(account_id.clone());
                 }
                 Op::AddMembership { person_id, account_id, .. } => {
-                    self.memberships.insert((person_id.clone(), account_id.clone()));
+                    self.memberships.entry(person_id.clone()).or_default().insert(account_id.clone());
                 }
                 _ => {}
             }

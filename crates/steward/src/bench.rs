@@ -106,7 +106,7 @@ pub async fn run(config: Config, command: BenchCommand) -> Result<()> {
             &postgres_url,
             &url,
             &write_key,
-            (concurrency, batch, seconds, rate, rate_seconds),
+            &Load { concurrency, batch, seconds, rate, rate_seconds },
         ))
         .await?;
         print_table(&outcomes, concurrency, batch, rate);
@@ -165,19 +165,31 @@ fn medians(rounds: &[Vec<Outcome>]) -> Vec<Outcome> {
         .collect()
 }
 
+/// The load each target gets.
+struct Load {
+    concurrency: usize,
+    /// Messages per /v1/batch request.
+    batch: usize,
+    /// Seconds of /v1/batch load.
+    seconds: u64,
+    /// Single /v1/track requests per second, and for how many seconds.
+    rate: u64,
+    rate_seconds: u64,
+}
+
 async fn run_round(
     config: &Config,
     targets: &str,
     postgres_url: &Option<String>,
     url: &Option<String>,
     write_key: &Option<String>,
-    (concurrency, batch, seconds, rate, rate_seconds): (usize, usize, u64, u64, u64),
+    load: &Load,
 ) -> Result<Vec<Outcome>> {
     let mut outcomes = Vec::new();
     if let Some(url) = url {
         let key = write_key.as_deref().context("--url needs --write-key")?;
         let client = Client::with_write_key(url, key);
-        let mut outcome = measure(url.clone(), &client, None, concurrency, batch, seconds, rate, rate_seconds).await?;
+        let mut outcome = measure(url.clone(), &client, None, load).await?;
         // The server is another process: this one's CPU is the load generator's alone.
         (outcome.batch_cpu_us, outcome.pipeline_cpu_us) = (None, None);
         outcomes.push(outcome);
@@ -204,8 +216,7 @@ async fn run_round(
             let client = Client::with_write_key(&format!("http://{}", running.addr), &ws.write_key);
             eprintln!("bench: {target} ...");
             let log = (!discard).then(|| (running.backend.store(), ws.workspace_id.clone()));
-            let mut outcome =
-                measure(target.to_owned(), &client, log, concurrency, batch, seconds, rate, rate_seconds).await?;
+            let mut outcome = measure(target.to_owned(), &client, log, load).await?;
             let stored = running.backend.store().log_status(&ws.workspace_id).await?.total_events;
             running.stop().await;
             if target == "sqlite" && stored > 0 {
@@ -215,27 +226,6 @@ async fn run_round(
         }
     }
     Ok(outcomes)
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn batches_are_valid_and_every_message_id_is_distinct() {
-        let batches = Batches::new(7, 300);
-        let mut ids = std::collections::HashSet::new();
-        for seq in [0, 1, 2, 123_456_789] {
-            let parsed =
-                capture::parse_batch(&batches.body(seq), chrono::Utc::now(), &capture::Limits::default()).unwrap();
-            assert!(parsed.rejected.is_empty());
-            assert_eq!(parsed.events.len(), 300);
-            for e in parsed.events {
-                assert!(e.message_id.contains(&format!("{seq:012}")), "{}", e.message_id);
-                assert!(ids.insert(e.message_id), "a message id repeats");
-            }
-        }
-    }
 }
 
 /// Batches of distinct track messages, as an SDK would send them, made cheaply: the load
@@ -292,11 +282,7 @@ async fn measure(
     target: String,
     client: &Client,
     log: Option<(Arc<dyn store::Store>, domain::WorkspaceId)>,
-    concurrency: usize,
-    batch: usize,
-    seconds: u64,
-    rate: u64,
-    rate_seconds: u64,
+    &Load { concurrency, batch, seconds, rate, rate_seconds }: &Load,
 ) -> Result<Outcome> {
     let run = domain::random_bytes::<4>().iter().fold(0u64, |a, b| a * 256 + *b as u64);
     // Closed loop: `concurrency` clients each send a batch, wait for the ack, repeat.
@@ -449,5 +435,26 @@ fn print_table(outcomes: &[Outcome], concurrency: usize, batch: usize, rate: u64
             o.track_p99_ms,
             o.disk_bytes_per_event.map(|b| format!("{b:.0}")).unwrap_or_else(|| "-".into()),
         );
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn batches_are_valid_and_every_message_id_is_distinct() {
+        let batches = Batches::new(7, 300);
+        let mut ids = std::collections::HashSet::new();
+        for seq in [0, 1, 2, 123_456_789] {
+            let parsed =
+                capture::parse_batch(&batches.body(seq), chrono::Utc::now(), &capture::Limits::default()).unwrap();
+            assert!(parsed.rejected.is_empty());
+            assert_eq!(parsed.events.len(), 300);
+            for e in parsed.events {
+                assert!(e.message_id.contains(&format!("{seq:012}")), "{}", e.message_id);
+                assert!(ids.insert(e.message_id), "a message id repeats");
+            }
+        }
     }
 }

@@ -265,11 +265,11 @@ impl<'c> Lookup<'c> {
             return Ok(());
         }
         hashes.sort_unstable();
-        let sql = format!(
-            "SELECT hash, seq FROM event_ids WHERE ws = ?1 AND hash IN ({})",
-            (2..PROBE + 2).map(|i| format!("?{i}")).collect::<Vec<_>>().join(", ")
-        );
-        let mut stmt = self.conn.prepare_cached(&sql).map_err(sql_error)?;
+        static SQL: std::sync::LazyLock<String> = std::sync::LazyLock::new(|| {
+            let params: Vec<String> = (2..PROBE + 2).map(|i| format!("?{i}")).collect();
+            format!("SELECT hash, seq FROM event_ids WHERE ws = ?1 AND hash IN ({})", params.join(", "))
+        });
+        let mut stmt = self.conn.prepare_cached(&SQL).map_err(sql_error)?;
         for chunk in hashes.chunks(PROBE) {
             stmt.raw_bind_parameter(1, ws).map_err(sql_error)?;
             for i in 0..PROBE {

@@ -147,16 +147,27 @@ impl OwnerRow {
     }
 }
 
-/// Calls `f` with each owner row of workspace `ws` holding events after `after`, in order.
-pub(crate) fn scan(conn: &Connection, ws: i64, after: i64, mut f: impl FnMut(&OwnerRow) -> Result<()>) -> Result<()> {
+/// Calls `f` with each owner row of workspace `ws` holding events after `after` and ending by
+/// `upto`, in order, and the row's last seq, while it returns true.
+pub(crate) fn scan(
+    conn: &Connection,
+    ws: i64,
+    (after, upto): (i64, i64),
+    mut f: impl FnMut(i64, &OwnerRow) -> Result<bool>,
+) -> Result<()> {
     let mut stmt = conn
-        .prepare_cached("SELECT first_seq, data FROM event_owners WHERE ws = ?1 AND last_seq > ?2 ORDER BY last_seq")
+        .prepare_cached(
+            "SELECT first_seq, last_seq, data FROM event_owners WHERE ws = ?1 AND last_seq > ?2 AND last_seq <= ?3
+             ORDER BY last_seq",
+        )
         .map_err(sql_error)?;
-    let mut rows = stmt.query(params![ws, after]).map_err(sql_error)?;
+    let mut rows = stmt.query(params![ws, after, upto]).map_err(sql_error)?;
     while let Some(row) = rows.next().map_err(sql_error)? {
-        let first_seq: i64 = row.get(0).map_err(sql_error)?;
-        let data = row.get_ref(1).map_err(sql_error)?.as_blob().map_err(|e| StoreError::Backend(e.to_string()))?;
-        f(&OwnerRow::decode(first_seq, data)?)?;
+        let (first_seq, last_seq): (i64, i64) = (row.get(0).map_err(sql_error)?, row.get(1).map_err(sql_error)?);
+        let data = row.get_ref(2).map_err(sql_error)?.as_blob().map_err(|e| StoreError::Backend(e.to_string()))?;
+        if !f(last_seq, &OwnerRow::decode(first_seq, data)?)? {
+            break;
+        }
     }
     Ok(())
 }
@@ -298,14 +309,18 @@ struct Subjects {
 }
 
 impl Subjects {
-    /// Where `subject`'s links are in `lists`.
-    fn slot(&mut self, subject: String) -> usize {
+    /// Where the links of the subject `name` makes are in `lists`, remembered in `known`.
+    fn slot(&mut self, known: &mut Option<usize>, name: impl FnOnce() -> Result<String>) -> Result<usize> {
+        if let Some(i) = *known {
+            return Ok(i);
+        }
+        let subject = name()?;
         let next = self.lists.len();
         let i = *self.index.entry(subject.clone()).or_insert(next);
         if i == next {
             self.lists.push((subject, Vec::new()));
         }
-        i
+        Ok(*known.insert(i))
     }
 }
 
@@ -347,47 +362,26 @@ impl LinkBuild {
         let mut subjects = Subjects::default();
         let mut taken = 0usize;
         let mut upto = cursor;
-        let mut stmt = conn
-            .prepare_cached(
-                "SELECT first_seq, last_seq, data FROM event_owners WHERE ws = ?1 AND last_seq > ?2 AND last_seq <= ?3
-                 ORDER BY last_seq",
-            )
-            .map_err(sql_error)?;
-        let mut found = stmt.query(params![ws, from, cursor]).map_err(sql_error)?;
-        while let Some(r) = found.next().map_err(sql_error)? {
-            if taken >= BUILD_LINKS {
-                break;
-            }
-            let (first_seq, last_seq): (i64, i64) = (r.get(0).map_err(sql_error)?, r.get(1).map_err(sql_error)?);
-            let data = r.get_ref(2).map_err(sql_error)?.as_blob().map_err(|e| StoreError::Backend(e.to_string()))?;
-            let row = OwnerRow::decode(first_seq, data)?;
+        scan(conn, ws, (from, cursor), |last_seq, row| {
             // Each of the row's people and accounts is looked up as a subject once (apart: an
             // account may be named like a person).
             let mut slot_of: Vec<Option<usize>> = vec![None; row.strings.len()];
             let mut account_slot_of: Vec<Option<usize>> = vec![None; row.strings.len()];
             for e in row.entries() {
-                let person = match slot_of[e.person as usize] {
-                    Some(i) => i,
-                    None => {
-                        let i = subjects.slot(format!("p:{}", merges.resolve(conn, row.person(e))?));
-                        *slot_of[e.person as usize].insert(i)
-                    }
-                };
+                let person = subjects.slot(&mut slot_of[e.person as usize], || {
+                    Ok(format!("p:{}", merges.resolve(conn, row.person(e))?))
+                })?;
                 subjects.lists[person].1.push((e.ts, e.seq, e.account != 0));
                 if let Some(a) = e.account.checked_sub(1) {
-                    let account = match account_slot_of[a as usize] {
-                        Some(i) => i,
-                        None => {
-                            let i = subjects.slot(format!("g:{}", row.strings[a as usize]));
-                            *account_slot_of[a as usize].insert(i)
-                        }
-                    };
+                    let account = subjects
+                        .slot(&mut account_slot_of[a as usize], || Ok(format!("g:{}", row.strings[a as usize])))?;
                     subjects.lists[account].1.push((e.ts, e.seq, true));
                 }
                 taken += 1;
             }
             upto = last_seq;
-        }
+            Ok(taken < BUILD_LINKS)
+        })?;
         if taken < BUILD_LINKS {
             upto = cursor;
         }

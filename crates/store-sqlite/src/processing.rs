@@ -194,11 +194,7 @@ fn apply_op(conn: &Connection, ws: &WorkspaceId, n: i64, op: &Op) -> Result<()> 
                 params![w, account_id.as_str(), person_id, ms(at)],
             )?;
         }
-        Op::Seen { .. } | Op::PersonSeen { .. } => {
-            let mut run = SeenRun::default();
-            run.add(op);
-            run.apply(conn, ws)?;
-        }
+        Op::Seen { .. } | Op::PersonSeen { .. } => unreachable!("first/last-seen ops are applied as runs"),
     }
     Ok(())
 }

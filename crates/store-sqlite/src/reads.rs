@@ -164,7 +164,7 @@ impl SqliteStore {
             // ...and from the processed events not linked yet, then the newest of both.
             let members = members_of(conn, &ws, &id)?;
             let mut owners = Owners::new(conn, n, ws.as_str());
-            unlinked(conn, &ws, n, owners.merges(), |account, person, _| {
+            unlinked(conn, &ws, n, owners.merges(), |account, person| {
                 Ok(match account {
                     Some(a) => a == id.as_str(),
                     None => members.contains(person()?.as_str()),
@@ -228,7 +228,7 @@ impl SqliteStore {
             let check = Check::new(conn, &ws, &filter)?;
             let mut owners = Owners::new(conn, n, ws.as_str());
             let mut out = Vec::new();
-            match candidates(conn, &ws, n, &filter, &check.members, before)? {
+            match candidates(conn, &ws, n, &filter, &check.members, owners.merges(), before)? {
                 // A selective filter: look at the events it names, newest first.
                 Some(seqs) => {
                     let mut blocks = Blocks::new(conn);
@@ -344,6 +344,7 @@ fn candidates(
     n: i64,
     filter: &EventFilter,
     members: &HashSet<String>,
+    merges: &mut Merges,
     before: i64,
 ) -> Result<Option<Vec<i64>>> {
     let mut seqs: Vec<i64>;
@@ -376,8 +377,7 @@ fn candidates(
             )? {
                 seqs.extend(crate::owners::decode_links(&data)?.into_iter().map(|(_, seq, _)| seq));
             }
-            let mut merges = Merges::new(ws.as_str());
-            let more = unlinked(conn, ws, n, &mut merges, |_, p, _| Ok(p()? == person))?;
+            let more = unlinked(conn, ws, n, merges, |_, p| Ok(p()? == person))?;
             seqs.extend(more.into_iter().map(|(_, seq)| seq));
         }
         let u = u.clone();
@@ -398,8 +398,7 @@ fn candidates(
             // A person's event that names an account counts only there.
             seqs.extend(links.into_iter().filter(|l| own || !l.2).map(|(_, seq, _)| seq));
         }
-        let mut merges = Merges::new(ws.as_str());
-        let more = unlinked(conn, ws, n, &mut merges, |account, p, _| {
+        let more = unlinked(conn, ws, n, merges, |account, p| {
             Ok(match account {
                 Some(g) => g == a.as_str(),
                 None => members.contains(p()?.as_str()),
@@ -427,24 +426,24 @@ fn candidates(
 }
 
 /// The `(ts, seq)` of the processed events not yet in `event_links` that `keep` picks, given
-/// the account the event names, a way to its person (as now, after merges), and its time.
+/// the account the event names and a way to its person (as now, after merges).
 fn unlinked(
     conn: &Connection,
     ws: &WorkspaceId,
     n: i64,
     merges: &mut Merges,
-    mut keep: impl FnMut(Option<&str>, &mut dyn FnMut() -> Result<String>, i64) -> Result<bool>,
+    mut keep: impl FnMut(Option<&str>, &mut dyn FnMut() -> Result<String>) -> Result<bool>,
 ) -> Result<Vec<(i64, i64)>> {
     let linked = crate::owners::linked_seq(conn, ws.as_str())?;
     let mut out = Vec::new();
-    crate::owners::scan(conn, n, linked, |row| {
+    crate::owners::scan(conn, n, (linked, i64::MAX), |_, row| {
         for e in row.entries().iter().filter(|e| e.seq > linked) {
             let mut person = || merges.resolve(conn, row.person(e));
-            if keep(row.account(e), &mut person, e.ts)? {
+            if keep(row.account(e), &mut person)? {
                 out.push((e.ts, e.seq));
             }
         }
-        Ok(())
+        Ok(true)
     })?;
     Ok(out)
 }

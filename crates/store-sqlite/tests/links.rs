@@ -2,33 +2,19 @@
 //! between two chunks moves the lists not yet written, and a build cut short by a restart is
 //! redone without leaving duplicates.
 
-use domain::{EventType, IdentityKey, NewEvent, WorkspaceId};
+mod common;
+
+use domain::{IdentityKey, WorkspaceId};
 use store::{Changes, EventFilter, EventPerson, LogPosition, Op, PageRequest, Store};
 use store_sqlite::SqliteStore;
 
 /// More people than one chunk of the build writes lists for.
 const PEOPLE: usize = 2_500;
 
-fn event(id: &str, user: &str, minute: i64) -> NewEvent {
-    let at = chrono::DateTime::from_timestamp(1_790_000_000 + minute * 60, 0).unwrap();
-    NewEvent {
-        message_id: id.to_owned(),
-        kind: EventType::Track,
-        name: Some("Report Created".into()),
-        user_id: Some(user.to_owned()),
-        anonymous_id: None,
-        group_id: None,
-        previous_id: None,
-        timestamp: at,
-        received_at: at,
-        payload: "{}".into(),
-    }
-}
-
 /// A workspace where each of `PEOPLE` users sent one event, processed but not yet indexed.
 async fn processed(s: &SqliteStore) -> WorkspaceId {
     let ws = s.create_workspace("links").await.unwrap().workspace_id;
-    let events: Vec<_> = (0..PEOPLE).map(|i| event(&format!("m-{i}"), &format!("u{i}"), i as i64)).collect();
+    let events: Vec<_> = (0..PEOPLE).map(|i| common::track(&format!("m-{i}"), &format!("u{i}"), i as i64)).collect();
     s.append_events(&ws, &events).await.unwrap();
     let log = s.read_log(&ws, LogPosition::ZERO, PEOPLE).await.unwrap();
     let mut ops = Vec::new();
@@ -64,7 +50,7 @@ async fn a_merge_between_chunks_moves_the_lists_not_yet_written() {
     assert!(written > 0 && written < PEOPLE as i64, "{written} lists after one chunk");
 
     // Lists go in subject order, so `p999` is among the last and `p0` among the first.
-    s.append_events(&ws, &[event("alias", "u0", 10_000)]).await.unwrap();
+    s.append_events(&ws, &[common::track("alias", "u0", 10_000)]).await.unwrap();
     let cursor = s.log_status(&ws).await.unwrap().cursor;
     let alias = s.read_log(&ws, cursor, 10).await.unwrap();
     let merge = Changes {

@@ -1,28 +1,14 @@
 //! Exactly-once by message id holds whether an id is still in the writer's memory, half-way
 //! into the `event_ids` table, or only on disk after a restart.
 
-use domain::{EventType, NewEvent, WorkspaceId};
+mod common;
+
+use domain::{NewEvent, WorkspaceId};
 use store::{EventFilter, PageRequest, Store};
 use store_sqlite::SqliteStore;
 
-fn event(id: &str, user: usize) -> NewEvent {
-    let at = chrono::DateTime::from_timestamp(1_790_000_000, 0).unwrap();
-    NewEvent {
-        message_id: id.to_owned(),
-        kind: EventType::Track,
-        name: Some("Report Created".into()),
-        user_id: Some(format!("user-{user}")),
-        anonymous_id: None,
-        group_id: None,
-        previous_id: None,
-        timestamp: at,
-        received_at: at,
-        payload: "{}".into(),
-    }
-}
-
 fn batch(from: usize, to: usize) -> Vec<NewEvent> {
-    (from..to).map(|i| event(&format!("m-{i}"), i % 50)).collect()
+    (from..to).map(|i| common::track(&format!("m-{i}"), &format!("user-{}", i % 50), 0)).collect()
 }
 
 async fn append_all(s: &SqliteStore, ws: &WorkspaceId, from: usize, to: usize) -> (usize, usize) {
