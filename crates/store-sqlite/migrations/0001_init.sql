@@ -34,7 +34,7 @@ CREATE TABLE operators (
 
 -- The event log, in blocks: one row per append holds the new events of one request, encoded
 -- and compressed together (see `block.rs`). Their seqs are consecutive, `first_seq` to
--- `last_seq`; one writer appends, so seqs only grow. Ingest writes only here and `event_ids`;
+-- `last_seq`; one writer appends, so seqs only grow. Ingest writes only here and the message ids;
 -- everything derived from an event is written by processing.
 -- `types` (a bit per message type) and `min_ts`/`max_ts` (event times) cover the block's
 -- events, so that a filtered read of the log skips blocks without decoding them.
@@ -50,15 +50,26 @@ CREATE TABLE event_blocks (
 CREATE INDEX event_blocks_log ON event_blocks (ws, last_seq, first_seq);
 
 -- Every stored message id, as the first 8 bytes of its SHA-256 (a match is confirmed against
--- the event's own id). Ids of the newest events live in the writer's memory and are added
--- here in sorted batches, so that each commit does not rewrite a page per event;
--- `event_ids_through` in `store_meta` is the last `seq` whose id is here.
-CREATE TABLE event_ids (
+-- the event's own id), in sorted runs (see `runs.rs`). Ids of the newest events live in the
+-- writer's memory and are written here as a new run now and then; `event_ids_through` in
+-- `store_meta` is the last `seq` whose id is in a live run. A run is 'building', 'live' or
+-- 'dead' (merged into a newer one; its pages are being deleted); `filter` is its Bloom filter.
+CREATE TABLE id_runs (
+    run    INTEGER PRIMARY KEY,
+    state  TEXT NOT NULL CHECK (state IN ('building', 'live', 'dead')),
+    ids    INTEGER NOT NULL,
+    filter BLOB NOT NULL
+);
+-- A run's ids, sorted by (ws, hash, seq) and packed about 4 KB to a row; `ws` and `hash` are
+-- the first id's.
+CREATE TABLE id_pages (
+    id   INTEGER PRIMARY KEY,
+    run  INTEGER NOT NULL,
     ws   INTEGER NOT NULL,
     hash INTEGER NOT NULL,
-    seq  INTEGER NOT NULL,
-    PRIMARY KEY (ws, hash, seq)
-) WITHOUT ROWID;
+    data BLOB NOT NULL
+);
+CREATE UNIQUE INDEX id_pages_key ON id_pages (run, ws, hash);
 
 CREATE TABLE store_meta (
     key   TEXT PRIMARY KEY,

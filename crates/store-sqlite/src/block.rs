@@ -222,6 +222,13 @@ impl<'a> Reader<'a> {
         Err(corrupt("varint too long"))
     }
 
+    pub(crate) fn fixed<const N: usize>(&mut self) -> Result<[u8; N]> {
+        let end = self.at.checked_add(N).filter(|&e| e <= self.buf.len()).ok_or_else(|| corrupt("truncated"))?;
+        let out = self.buf[self.at..end].try_into().expect("N bytes");
+        self.at = end;
+        Ok(out)
+    }
+
     pub(crate) fn int(&mut self) -> Result<i64> {
         let v = self.uint()?;
         Ok((v >> 1) as i64 ^ -((v & 1) as i64))

@@ -3,32 +3,61 @@
 //! A unique index on random message ids costs one dirty page per insert once the index is
 //! larger than a commit's worth of inserts, so each commit of a few thousand events would
 //! rewrite megabytes of index. Instead the writer keeps the ids of the newest events in memory
-//! ([`RecentIds`]) and adds them to the `event_ids` table in sorted batches, which touch each
-//! page once per batch. A lookup checks both. The memory is rebuilt at start from the events
-//! after `event_ids_through`, so nothing depends on it surviving a crash.
+//! ([`RecentIds`]) and now and then writes them out as one sorted run ([`crate::runs`]). A
+//! lookup checks both. The memory is rebuilt at start from the events after
+//! `event_ids_through`, so nothing depends on it surviving a crash.
 //!
 //! Architecture Invariant: only the writer thread touches [`RecentIds`], and every change to
 //! it is undone when the transaction that made it does not commit.
 
-use rusqlite::{Connection, OptionalExtension, params};
+use rusqlite::{Connection, OptionalExtension};
 use sha2::{Digest, Sha256};
 use std::collections::HashMap;
 use store::{Result, StoreError};
 
 use crate::log::Blocks;
+use crate::runs::{Flushed, Id, Runs, find_in_run};
 use crate::sql_error;
 
-/// The 8 bytes of a message id's SHA-256 that `event_ids` keys on. Stable across versions:
+/// The 8 bytes of a message id's SHA-256 that stored ids key on. Stable across versions:
 /// it is stored.
 pub(crate) fn id_hash(message_id: &str) -> i64 {
     let digest = Sha256::digest(message_id.as_bytes());
     i64::from_be_bytes(digest[..8].try_into().expect("a SHA-256 digest has 8 bytes"))
 }
 
-/// Ids added by one flush transaction at most, so a flush never holds the writer for long.
-const FLUSH_CHUNK: usize = 8_192;
-/// Recent ids beyond which a flush starts even while ingest is busy.
+/// Recent ids beyond which they are written out as a run even while ingest is busy; also the
+/// size of the smallest class of runs.
 pub(crate) const FLUSH_AT: usize = 65_536;
+
+/// Hashes `(workspace, id hash)` keys, whose hash part is already uniform, with a multiply
+/// instead of SipHash: an attacker who picks message ids does not pick their SHA-256.
+#[derive(Default, Clone, Copy)]
+pub(crate) struct IdHasher(u64);
+
+impl std::hash::Hasher for IdHasher {
+    fn write(&mut self, bytes: &[u8]) {
+        for chunk in bytes.chunks(8) {
+            let mut word = [0u8; 8];
+            word[..chunk.len()].copy_from_slice(chunk);
+            self.write_u64(u64::from_le_bytes(word));
+        }
+    }
+
+    fn write_u64(&mut self, v: u64) {
+        self.0 = (self.0.rotate_left(26) ^ v).wrapping_mul(0x9e37_79b9_7f4a_7c15);
+    }
+
+    fn write_i64(&mut self, v: i64) {
+        self.write_u64(v as u64);
+    }
+
+    fn finish(&self) -> u64 {
+        self.0
+    }
+}
+
+type IdMap<V> = HashMap<(i64, i64), V, std::hash::BuildHasherDefault<IdHasher>>;
 
 #[derive(Default)]
 pub(crate) struct RecentIds {
@@ -37,21 +66,13 @@ pub(crate) struct RecentIds {
     owner: Option<std::fs::File>,
     lock_path: std::path::PathBuf,
     /// (workspace, hash) → seq of the first event with that hash.
-    first: HashMap<(i64, i64), i64>,
+    first: IdMap<i64>,
     /// Further events whose id shares a hash with another (different ids; vanishingly rare).
     more: Vec<(i64, i64, i64)>,
     /// What the open transaction added, to undo if it does not commit.
     journal: Vec<(i64, i64, i64)>,
-    /// A flush under way: the sorted ids up to `through`, and how many are already written.
-    flush: Option<Flush>,
-    /// Every id in `event_ids`, approximately: a new id (nearly always) costs no probe.
-    pub(crate) stored: Filter,
-}
-
-struct Flush {
-    ids: Vec<(i64, i64, i64)>,
-    written: usize,
-    through: i64,
+    /// The runs on disk, known from the first append on.
+    pub(crate) runs: Option<Runs>,
 }
 
 impl RecentIds {
@@ -62,7 +83,7 @@ impl RecentIds {
     }
 
     /// Before an append: takes the database's append lock for this process and loads the ids
-    /// not yet in `event_ids`, or says that another process holds it.
+    /// not yet in a run, or says that another process holds it.
     pub(crate) fn ensure_owner(&mut self, conn: &Connection) -> Result<()> {
         if self.owner.is_some() {
             return Ok(());
@@ -81,17 +102,12 @@ impl RecentIds {
         }
         let loaded = RecentIds::load(conn)?;
         (self.first, self.more) = (loaded.first, loaded.more);
-        self.stored = Filter::default();
-        let mut stmt = conn.prepare("SELECT ws, hash FROM event_ids").map_err(sql_error)?;
-        let mut rows = stmt.query([]).map_err(sql_error)?;
-        while let Some(row) = rows.next().map_err(sql_error)? {
-            self.stored.add(row.get(0).map_err(sql_error)?, row.get(1).map_err(sql_error)?);
-        }
+        self.runs = Some(Runs::load(conn, FLUSH_AT as i64)?);
         self.owner = Some(file);
         Ok(())
     }
 
-    /// Rebuilds the memory from the events whose ids are not yet in `event_ids`.
+    /// Rebuilds the memory from the events whose ids are not yet in a run.
     fn load(conn: &Connection) -> Result<RecentIds> {
         let through = flushed_through(conn)?;
         let mut ids = RecentIds::default();
@@ -110,6 +126,7 @@ impl RecentIds {
                 Ok(true)
             },
         )?;
+        ids.journal.clear();
         Ok(ids)
     }
 
@@ -174,176 +191,76 @@ impl RecentIds {
         self.journal.clear();
     }
 
-    /// Whether there is flushing to do: always when `idle`, otherwise once there are many ids.
+    /// Whether there is background work: writing recent ids out (always when `idle`,
+    /// otherwise once there are many) or work on the runs.
     pub(crate) fn wants_flush(&self, idle: bool) -> bool {
-        self.flush.is_some() || self.len() >= FLUSH_AT || (idle && self.len() > 0)
+        let Some(runs) = &self.runs else { return false };
+        runs.has_work() || self.len() >= FLUSH_AT || (idle && self.len() > 0)
     }
 
-    /// Writes the next chunk of the flush under way (starting one if needed), in its own
-    /// transaction. Returns whether a flush is still under way.
-    pub(crate) fn flush_step(&mut self, conn: &Connection) -> Result<bool> {
-        let flush = self.flush.get_or_insert_with(|| {
-            let mut ids: Vec<(i64, i64, i64)> =
+    /// One step of background work, in its own transaction, between groups of appends:
+    /// starts writing the recent ids out as a run when due, then steps the runs. Returns
+    /// whether work is left.
+    pub(crate) fn flush_step(&mut self, conn: &Connection, idle: bool) -> Result<bool> {
+        let Some(runs) = &mut self.runs else { return Ok(false) };
+        let len = self.first.len() + self.more.len();
+        if !runs.flushing() && len > 0 && (idle || len >= FLUSH_AT) {
+            let mut ids: Vec<Id> =
                 self.first.iter().map(|(&(ws, hash), &seq)| (ws, hash, seq)).chain(self.more.iter().copied()).collect();
             ids.sort_unstable();
             let through = ids.iter().map(|i| i.2).max().unwrap_or(0);
-            Flush { ids, written: 0, through }
-        });
-        let end = (flush.written + FLUSH_CHUNK).min(flush.ids.len());
-        let last = end == flush.ids.len();
-        let outcome = (|| -> Result<()> {
-            conn.execute_batch("BEGIN IMMEDIATE").map_err(sql_error)?;
-            let mut insert = conn
-                .prepare_cached("INSERT OR IGNORE INTO event_ids (ws, hash, seq) VALUES (?1, ?2, ?3)")
-                .map_err(sql_error)?;
-            for (ws, hash, seq) in &flush.ids[flush.written..end] {
-                insert.execute(params![ws, hash, seq]).map_err(sql_error)?;
+            runs.start_flush(ids, through);
+        }
+        if let Some(Flushed { ids, through }) = runs.step(conn)? {
+            for (ws, hash, seq) in ids {
+                if self.first.get(&(ws, hash)) == Some(&seq) {
+                    self.first.remove(&(ws, hash));
+                }
             }
-            if last {
-                conn.prepare_cached(
-                    "INSERT INTO store_meta (key, value) VALUES ('event_ids_through', ?1)
-                     ON CONFLICT (key) DO UPDATE SET value = max(value, excluded.value)",
-                )
-                .map_err(sql_error)?
-                .execute([flush.through])
-                .map_err(sql_error)?;
+            self.more.retain(|m| m.2 > through);
+            // A colliding id that stays (newer than the flush) must remain findable.
+            for &(ws, hash, seq) in &self.more {
+                self.first.entry((ws, hash)).or_insert(seq);
             }
-            conn.execute_batch("COMMIT").map_err(sql_error)
-        })();
-        if let Err(e) = outcome {
-            let _ = conn.execute_batch("ROLLBACK");
-            // The ids stay in memory; the next flush starts over.
-            self.flush = None;
-            return Err(e);
+            self.more.retain(|m| self.first.get(&(m.0, m.1)) != Some(&m.2));
         }
-        for &(ws, hash, _) in &flush.ids[flush.written..end] {
-            self.stored.add(ws, hash);
-        }
-        flush.written = end;
-        if !last {
-            return Ok(true);
-        }
-        let done = self.flush.take().expect("a flush is under way");
-        for (ws, hash, seq) in done.ids {
-            if self.first.get(&(ws, hash)) == Some(&seq) {
-                self.first.remove(&(ws, hash));
-            }
-        }
-        self.more.retain(|m| m.2 > done.through);
-        // A colliding id that stays (newer than the flush) must remain findable.
-        for &(ws, hash, seq) in &self.more {
-            self.first.entry((ws, hash)).or_insert(seq);
-        }
-        self.more.retain(|m| self.first.get(&(m.0, m.1)) != Some(&m.2));
-        Ok(false)
+        Ok(self.wants_flush(idle))
     }
 }
 
 /// What [`RecentIds::find`] reads with, made once per append.
 pub(crate) struct Lookup<'c> {
     conn: &'c Connection,
-    /// The seqs in `event_ids` of the hashes probed.
+    /// The seqs in runs of the hashes probed.
     stored: HashMap<i64, Vec<i64>>,
     /// A retried batch's ids are confirmed against one block, decoded once.
     blocks: Blocks<'c>,
     candidates: Vec<i64>,
 }
 
-/// Hashes looked up in `event_ids` per statement.
-const PROBE: usize = 64;
-
 impl<'c> Lookup<'c> {
     pub(crate) fn new(conn: &'c Connection) -> Lookup<'c> {
         Lookup { conn, stored: HashMap::new(), blocks: Blocks::new(conn), candidates: Vec::new() }
     }
 
-    /// Looks up `hashes` in `event_ids` (those `stored` may hold), a few dozen per
-    /// statement, in key order.
-    pub(crate) fn probe(&mut self, ws: i64, hashes: &mut Vec<i64>, stored: &Filter) -> Result<()> {
-        hashes.retain(|&h| stored.may_hold(ws, h));
-        if hashes.is_empty() {
-            return Ok(());
-        }
-        hashes.sort_unstable();
-        static SQL: std::sync::LazyLock<String> = std::sync::LazyLock::new(|| {
-            let params: Vec<String> = (2..PROBE + 2).map(|i| format!("?{i}")).collect();
-            format!("SELECT hash, seq FROM event_ids WHERE ws = ?1 AND hash IN ({})", params.join(", "))
-        });
-        let mut stmt = self.conn.prepare_cached(&SQL).map_err(sql_error)?;
-        for chunk in hashes.chunks(PROBE) {
-            stmt.raw_bind_parameter(1, ws).map_err(sql_error)?;
-            for i in 0..PROBE {
-                // A short last chunk repeats its last hash.
-                let hash = chunk[i.min(chunk.len() - 1)];
-                stmt.raw_bind_parameter(i + 2, hash).map_err(sql_error)?;
+    /// Looks up `hashes` in the runs whose filters may hold them.
+    pub(crate) fn probe(&mut self, ws: i64, hashes: &[i64], runs: &Runs) -> Result<()> {
+        for &hash in hashes {
+            let mut held = runs.may_hold(ws, hash).peekable();
+            if held.peek().is_none() || self.stored.contains_key(&hash) {
+                continue;
             }
-            let mut rows = stmt.raw_query();
-            while let Some(row) = rows.next().map_err(sql_error)? {
-                let (hash, seq): (i64, i64) = (row.get(0).map_err(sql_error)?, row.get(1).map_err(sql_error)?);
-                let seqs = self.stored.entry(hash).or_default();
-                if !seqs.contains(&seq) {
-                    seqs.push(seq);
-                }
+            let mut seqs = Vec::new();
+            for run in held {
+                find_in_run(self.conn, run, ws, hash, &mut seqs)?;
             }
+            self.stored.insert(hash, seqs);
         }
         Ok(())
     }
 }
 
-/// A set of (workspace, hash) that may say yes to one it does not hold (rarely) but never no to
-/// one it does: Bloom filters, each twice the size of the one before, added as they fill.
-pub(crate) struct Filter {
-    parts: Vec<Bloom>,
-    first_capacity: usize,
-}
-
-struct Bloom {
-    bits: Vec<u64>,
-    holds: usize,
-    capacity: usize,
-}
-
-/// Bits per id and probes per lookup: about 1% of new ids are probed needlessly.
-const BITS_PER_ID: usize = 10;
-const PROBES: u64 = 7;
-const FIRST_CAPACITY: usize = 1 << 20;
-
-impl Default for Filter {
-    fn default() -> Filter {
-        Filter { parts: Vec::new(), first_capacity: FIRST_CAPACITY }
-    }
-}
-
-impl Filter {
-    fn positions(ws: i64, hash: i64, bits: usize) -> impl Iterator<Item = usize> {
-        // The hash is already uniform; the workspace only needs to move it.
-        let h = (hash as u64) ^ (ws as u64).wrapping_mul(0x9e37_79b9_7f4a_7c15);
-        let (h1, h2) = (h, h.rotate_left(32) | 1);
-        (0..PROBES).map(move |i| (h1.wrapping_add(i.wrapping_mul(h2)) % bits as u64) as usize)
-    }
-
-    pub(crate) fn add(&mut self, ws: i64, hash: i64) {
-        if self.parts.last().is_none_or(|b| b.holds >= b.capacity) {
-            let capacity = self.parts.last().map_or(self.first_capacity, |b| b.capacity * 2);
-            self.parts.push(Bloom { bits: vec![0; capacity * BITS_PER_ID / 64], holds: 0, capacity });
-        }
-        let bloom = self.parts.last_mut().expect("a part was just added");
-        let n = bloom.bits.len() * 64;
-        for p in Filter::positions(ws, hash, n) {
-            bloom.bits[p / 64] |= 1 << (p % 64);
-        }
-        bloom.holds += 1;
-    }
-
-    pub(crate) fn may_hold(&self, ws: i64, hash: i64) -> bool {
-        self.parts.iter().any(|b| {
-            let n = b.bits.len() * 64;
-            Filter::positions(ws, hash, n).all(|p| b.bits[p / 64] & (1 << (p % 64)) != 0)
-        })
-    }
-}
-
-/// The last `seq` whose message id is in `event_ids`.
+/// The last `seq` whose message id is in a live run.
 pub(crate) fn flushed_through(conn: &Connection) -> Result<i64> {
     conn.prepare_cached("SELECT value FROM store_meta WHERE key = 'event_ids_through'")
         .map_err(sql_error)?
@@ -356,21 +273,6 @@ pub(crate) fn flushed_through(conn: &Connection) -> Result<i64> {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn the_filter_holds_what_was_added_and_little_else() {
-        let mut f = Filter { parts: Vec::new(), first_capacity: 20_000 };
-        let hash = |i: i64| id_hash(&format!("m-{i}"));
-        for i in 0..30_000 {
-            f.add(1, hash(i));
-        }
-        assert_eq!(f.parts.len(), 2, "a second, larger part once the first is full");
-        assert!((0..30_000).all(|i| f.may_hold(1, hash(i))));
-        let wrong = (0..100_000).filter(|i| f.may_hold(1, hash(-1 - i))).count();
-        assert!(wrong < 3_000, "{wrong} of 100,000 absent ids may be held");
-        let other_workspace = (0..10_000).filter(|i| f.may_hold(2, hash(*i))).count();
-        assert!(other_workspace < 300, "{other_workspace}");
-    }
 
     #[test]
     fn undo_forgets_only_what_the_failed_work_added() {

@@ -12,6 +12,7 @@ mod owners;
 mod processing;
 mod reads;
 mod records;
+mod runs;
 mod writer;
 
 use chrono::{DateTime, Utc};

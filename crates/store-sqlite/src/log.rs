@@ -32,8 +32,8 @@ impl SqliteStore {
                     .query_row([], |r| r.get(0))
                     .map_err(sql_error)?;
                 let mut lookup = Lookup::new(conn);
-                let mut hashes: Vec<i64> = ids.iter().map(|(hash, _)| *hash).collect();
-                lookup.probe(n, &mut hashes, &recent.stored)?;
+                let hashes: Vec<i64> = ids.iter().map(|(hash, _)| *hash).collect();
+                lookup.probe(n, &hashes, recent.runs.as_ref().expect("loaded by ensure_owner"))?;
                 let mut here = std::collections::HashSet::with_capacity(ids.len());
                 let mut keep = Vec::with_capacity(ids.len());
                 let mut stored = 0i64;

@@ -350,15 +350,10 @@ fn candidates(
     let mut seqs: Vec<i64>;
     // `tail` is where the written lookups end; `tail_matches` picks events after it.
     let (tail, tail_matches): (i64, Pick) = if let Some(m) = &filter.message_id {
-        seqs = query(
-            conn,
-            "SELECT seq FROM event_ids WHERE ws = ?1 AND hash = ?2",
-            params![n, id_hash(m)],
-            |r| r.get(0),
-            Ok,
-        )?;
+        let through;
+        (seqs, through) = crate::runs::stored_seqs(conn, n, id_hash(m))?;
         let m = m.clone();
-        (crate::ids::flushed_through(conn)?, Box::new(move |e| e.message_id == m))
+        (through, Box::new(move |e| e.message_id == m))
     } else if let Some(u) = &filter.user_id {
         let person: Option<String> = conn
             .prepare_cached("SELECT person_id FROM identities WHERE workspace_id = ?1 AND kind = 'user' AND value = ?2")

@@ -207,7 +207,7 @@ fn run(conn: Connection, mut ids: RecentIds, rx: Receiver<(Job, Priority)>, stat
     while open || !waiting.is_empty() {
         // Between groups, at most one flush step, so a flush never holds up ingest for long.
         if ids.wants_flush(false) && may_flush(&flush_failed) {
-            flush_failed = flush_step(&conn, &mut ids);
+            flush_failed = flush_step(&conn, &mut ids, false);
         } else if waiting.now.is_empty() && open {
             let wait = waiting.background_wait().unwrap_or(IDLE).min(IDLE);
             if !wait.is_zero() {
@@ -215,7 +215,7 @@ fn run(conn: Connection, mut ids: RecentIds, rx: Receiver<(Job, Priority)>, stat
                     Ok(job) => waiting.push(job),
                     Err(RecvTimeoutError::Timeout) if waiting.is_empty() => {
                         if ids.wants_flush(true) && may_flush(&flush_failed) {
-                            flush_failed = flush_step(&conn, &mut ids);
+                            flush_failed = flush_step(&conn, &mut ids, true);
                         }
                         continue;
                     }
@@ -290,7 +290,7 @@ fn run(conn: Connection, mut ids: RecentIds, rx: Receiver<(Job, Priority)>, stat
     }
     // Leave as little as possible to rebuild at the next start.
     while ids.wants_flush(true) {
-        if flush_step(&conn, &mut ids).is_some() {
+        if flush_step(&conn, &mut ids, true).is_some() {
             break;
         }
     }
@@ -299,9 +299,10 @@ fn run(conn: Connection, mut ids: RecentIds, rx: Receiver<(Job, Priority)>, stat
 /// After a failed flush, how long before the next try.
 const FLUSH_RETRY: std::time::Duration = std::time::Duration::from_secs(1);
 
-/// One step of adding recent message ids to `event_ids`; when it failed, the time it did.
-fn flush_step(conn: &Connection, ids: &mut RecentIds) -> Option<std::time::Instant> {
-    match ids.flush_step(conn) {
+/// One step of writing recent message ids out or merging runs of them; when it failed, the
+/// time it did.
+fn flush_step(conn: &Connection, ids: &mut RecentIds, idle: bool) -> Option<std::time::Instant> {
+    match ids.flush_step(conn, idle) {
         Ok(_) => None,
         Err(e) => {
             tracing::warn!(error = %e, "could not add recent message ids to the index; will retry");

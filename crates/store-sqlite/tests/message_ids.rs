@@ -1,5 +1,5 @@
 //! Exactly-once by message id holds whether an id is still in the writer's memory, half-way
-//! into the `event_ids` table, or only on disk after a restart.
+//! written out in runs, or only on disk after a restart.
 
 mod common;
 
@@ -60,7 +60,10 @@ async fn ids_are_found_in_memory_in_the_index_and_after_restarts() {
     // the log at the next start.
     {
         let conn = rusqlite::Connection::open(dir.path().join("steward.db")).unwrap();
-        conn.execute_batch("DELETE FROM event_ids; DELETE FROM store_meta WHERE key = 'event_ids_through';").unwrap();
+        conn.execute_batch(
+            "DELETE FROM id_pages; DELETE FROM id_runs; DELETE FROM store_meta WHERE key = 'event_ids_through';",
+        )
+        .unwrap();
     }
     let s = SqliteStore::open_in_dir(dir.path()).unwrap();
     assert_eq!(append_all(&s, &ws, 0, n + 20).await, (0, n + 20));

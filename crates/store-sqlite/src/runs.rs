@@ -1,0 +1,603 @@
+//! Stored message ids as sorted runs: a log-structured merge of `(workspace, hash, seq)`.
+//!
+//! A B-tree over random message ids costs a page write per insert once it outgrows a batch of
+//! inserts, so the price of exactly-once would grow with the log. Instead each flush of the
+//! writer's recent ids writes one new *run*: its ids sorted and packed into pages of about one
+//! database page (`id_pages`, keyed by the run and the page's first id), with a Bloom filter of
+//! the run kept in `id_runs` and in memory. Runs of one size class are merged [`FANOUT`] at a
+//! time, so an id is rewritten about once each time the log grows fourfold, always
+//! sequentially; a lookup reads one page of each run whose filter may hold the id.
+//!
+//! A run is `building` while its pages are written (in steps that give way to appends), `live`
+//! once complete and `dead` once merged into another; dead runs' pages are deleted in steps.
+//! A merge's switch is one transaction: the new run goes live as its sources die. A build cut
+//! short by a crash leaves a `building` run, which the next start declares dead.
+//!
+//! Architecture Invariant: only the writer thread changes runs; readers see a consistent set
+//! because the switch is one transaction and they read inside one.
+
+use rusqlite::{Connection, OptionalExtension, params};
+use store::Result;
+
+use crate::block::{Reader, put_uint};
+use crate::sql_error;
+
+/// `(workspace, hash, seq)`, in the order runs are sorted by.
+pub(crate) type Id = (i64, i64, i64);
+
+/// An id page is filled to about this many bytes, so that it fits one 4 KB database page.
+const PAGE_BYTES: usize = 3_800;
+/// Id pages written per background transaction.
+const STEP_PAGES: usize = 48;
+/// Dead id pages deleted per background transaction.
+const DELETE_STEP: usize = 512;
+/// Runs of one size class merged together.
+pub(crate) const FANOUT: usize = 4;
+/// Bloom filter bits per id: about 1% of new ids read a page needlessly per run.
+const BITS_PER_ID: usize = 10;
+
+/// The size class of a run of `ids` ids: 0 up to `base`, then one more per factor of
+/// [`FANOUT`].
+fn class(ids: i64, base: i64) -> u32 {
+    let (mut class, mut cap) = (0, base.max(1));
+    while ids > cap {
+        cap = cap.saturating_mul(FANOUT as i64);
+        class += 1;
+    }
+    class
+}
+
+pub(crate) struct Run {
+    id: i64,
+    ids: i64,
+    filter: Bloom,
+}
+
+/// The runs of one database, as the writer knows them.
+pub(crate) struct Runs {
+    /// Oldest first.
+    live: Vec<Run>,
+    flush: Option<Build>,
+    merge: Option<Build>,
+    dead: Vec<i64>,
+    next_run: i64,
+    /// Runs up to this many ids are of class 0.
+    base: i64,
+}
+
+/// What a finished flush wrote: its ids (for the writer to forget) and the last seq they cover.
+pub(crate) struct Flushed {
+    pub(crate) ids: Vec<Id>,
+    pub(crate) through: i64,
+}
+
+impl Runs {
+    /// The runs of the database; a build that a crash cut short is declared dead.
+    pub(crate) fn load(conn: &Connection, base: i64) -> Result<Runs> {
+        let mut runs = Runs { live: Vec::new(), flush: None, merge: None, dead: Vec::new(), next_run: 1, base };
+        let mut stmt = conn.prepare("SELECT run, state, ids, filter FROM id_runs ORDER BY run").map_err(sql_error)?;
+        let mut rows = stmt.query([]).map_err(sql_error)?;
+        while let Some(row) = rows.next().map_err(sql_error)? {
+            let id: i64 = row.get(0).map_err(sql_error)?;
+            let state: String = row.get(1).map_err(sql_error)?;
+            runs.next_run = runs.next_run.max(id + 1);
+            if state == "live" {
+                let filter = Bloom::from_bytes(&row.get::<_, Vec<u8>>(3).map_err(sql_error)?)?;
+                runs.live.push(Run { id, ids: row.get(2).map_err(sql_error)?, filter });
+            } else {
+                runs.dead.push(id);
+            }
+        }
+        Ok(runs)
+    }
+
+    /// The live runs that may hold this id.
+    pub(crate) fn may_hold(&self, ws: i64, hash: i64) -> impl Iterator<Item = i64> + '_ {
+        self.live.iter().filter(move |r| r.filter.may_hold(ws, hash)).map(|r| r.id)
+    }
+
+    #[cfg(test)]
+    pub(crate) fn live(&self) -> usize {
+        self.live.len()
+    }
+
+    pub(crate) fn flushing(&self) -> bool {
+        self.flush.is_some()
+    }
+
+    /// Whether there is background work: a build under way or due, or dead pages.
+    pub(crate) fn has_work(&self) -> bool {
+        self.flush.is_some() || self.merge.is_some() || !self.dead.is_empty() || self.due_merge().is_some()
+    }
+
+    /// Starts writing `ids` (sorted) as a new run; they cover the log up to `through`.
+    pub(crate) fn start_flush(&mut self, ids: Vec<Id>, through: i64) {
+        debug_assert!(ids.is_sorted());
+        let filter = Bloom::with_capacity(ids.len());
+        self.flush = Some(Build::new(self.next_run, Source::Recent { ids, at: 0, through }, filter));
+        self.next_run += 1;
+    }
+
+    /// The oldest [`FANOUT`] live runs of the lowest size class that has that many.
+    fn due_merge(&self) -> Option<Vec<usize>> {
+        let mut by_class: std::collections::BTreeMap<u32, Vec<usize>> = Default::default();
+        for (i, run) in self.live.iter().enumerate() {
+            by_class.entry(class(run.ids, self.base)).or_default().push(i);
+        }
+        by_class.into_values().find(|runs| runs.len() >= FANOUT).map(|mut runs| {
+            runs.truncate(FANOUT);
+            runs
+        })
+    }
+
+    /// One step of background work in its own transaction: the flush first, then a merge,
+    /// then deleting dead pages. Returns the flush when this step finished it.
+    pub(crate) fn step(&mut self, conn: &Connection) -> Result<Option<Flushed>> {
+        if self.merge.is_none() && self.flush.is_none() {
+            if let Some(picked) = self.due_merge() {
+                let inputs: Vec<RunReader> = picked.iter().map(|&i| RunReader::new(self.live[i].id)).collect();
+                let sources: Vec<i64> = picked.iter().map(|&i| self.live[i].id).collect();
+                let ids: i64 = picked.iter().map(|&i| self.live[i].ids).sum();
+                let filter = Bloom::with_capacity(ids as usize);
+                self.merge = Some(Build::new(self.next_run, Source::Merge { inputs, sources }, filter));
+                self.next_run += 1;
+            }
+        }
+        let slot = if self.flush.is_some() { &mut self.flush } else { &mut self.merge };
+        if let Some(build) = slot {
+            let outcome = in_transaction(conn, |conn| build.step(conn));
+            return match outcome {
+                Ok(false) => Ok(None),
+                Ok(true) => {
+                    let done = slot.take().expect("a build is under way");
+                    let run = Run { id: done.run, ids: done.ids, filter: done.filter };
+                    self.live.push(run);
+                    match done.source {
+                        Source::Recent { ids, through, .. } => Ok(Some(Flushed { ids, through })),
+                        Source::Merge { sources, .. } => {
+                            self.live.retain(|r| !sources.contains(&r.id));
+                            self.dead.extend(sources);
+                            Ok(None)
+                        }
+                    }
+                }
+                Err(e) => {
+                    // What it wrote is deleted; what it read is still where it was.
+                    let failed = slot.take().expect("a build is under way");
+                    self.dead.push(failed.run);
+                    Err(e)
+                }
+            };
+        }
+        if let Some(&run) = self.dead.first() {
+            let gone = in_transaction(conn, |conn| {
+                let deleted = conn
+                    .prepare_cached(
+                        "DELETE FROM id_pages WHERE id IN (SELECT id FROM id_pages WHERE run = ?1 LIMIT ?2)",
+                    )
+                    .map_err(sql_error)?
+                    .execute(params![run, DELETE_STEP as i64])
+                    .map_err(sql_error)?;
+                if deleted < DELETE_STEP {
+                    conn.prepare_cached("DELETE FROM id_runs WHERE run = ?1")
+                        .map_err(sql_error)?
+                        .execute([run])
+                        .map_err(sql_error)?;
+                }
+                Ok(deleted < DELETE_STEP)
+            })?;
+            if gone {
+                self.dead.remove(0);
+            }
+        }
+        Ok(None)
+    }
+}
+
+fn in_transaction<R>(conn: &Connection, f: impl FnOnce(&Connection) -> Result<R>) -> Result<R> {
+    conn.execute_batch("BEGIN IMMEDIATE").map_err(sql_error)?;
+    match f(conn).and_then(|r| conn.execute_batch("COMMIT").map_err(sql_error).map(|()| r)) {
+        Ok(r) => Ok(r),
+        Err(e) => {
+            let _ = conn.execute_batch("ROLLBACK");
+            Err(e)
+        }
+    }
+}
+
+/// A run being written.
+struct Build {
+    run: i64,
+    source: Source,
+    filter: Bloom,
+    ids: i64,
+    /// Read from the source, not yet written.
+    pending: Option<Id>,
+    page: Vec<u8>,
+}
+
+enum Source {
+    /// The writer's recent ids, sorted, covering the log up to `through`.
+    Recent { ids: Vec<Id>, at: usize, through: i64 },
+    /// Live runs being merged.
+    Merge { inputs: Vec<RunReader>, sources: Vec<i64> },
+}
+
+impl Source {
+    fn next(&mut self, conn: &Connection) -> Result<Option<Id>> {
+        match self {
+            Source::Recent { ids, at, .. } => {
+                let id = ids.get(*at).copied();
+                *at += usize::from(id.is_some());
+                Ok(id)
+            }
+            Source::Merge { inputs, .. } => {
+                let mut best: Option<(usize, Id)> = None;
+                for (i, input) in inputs.iter_mut().enumerate() {
+                    if let Some(head) = input.head(conn)? {
+                        if best.is_none_or(|(_, b)| head < b) {
+                            best = Some((i, head));
+                        }
+                    }
+                }
+                Ok(best.map(|(i, id)| {
+                    inputs[i].at += 1;
+                    id
+                }))
+            }
+        }
+    }
+}
+
+impl Build {
+    fn new(run: i64, source: Source, filter: Bloom) -> Build {
+        Build { run, source, filter, ids: 0, pending: None, page: Vec::with_capacity(PAGE_BYTES + 32) }
+    }
+
+    /// Writes up to [`STEP_PAGES`] pages; when the source is exhausted, makes the run live
+    /// (and its sources dead) and returns true. The caller holds the transaction.
+    fn step(&mut self, conn: &Connection) -> Result<bool> {
+        if self.ids == 0 && self.pending.is_none() {
+            conn.prepare_cached("INSERT INTO id_runs (run, state, ids, filter) VALUES (?1, 'building', 0, x'')")
+                .map_err(sql_error)?
+                .execute([self.run])
+                .map_err(sql_error)?;
+        }
+        let mut insert = conn
+            .prepare_cached("INSERT INTO id_pages (run, ws, hash, data) VALUES (?1, ?2, ?3, ?4)")
+            .map_err(sql_error)?;
+        for _ in 0..STEP_PAGES {
+            self.page.clear();
+            let mut first: Option<(i64, i64)> = None;
+            let mut last: Option<(i64, i64)> = None;
+            loop {
+                let next = match self.pending.take() {
+                    Some(id) => Some(id),
+                    None => self.source.next(conn)?,
+                };
+                let Some((ws, hash, seq)) = next else { break };
+                // Equal keys stay on one page, so a lookup reads one page per run.
+                if self.page.len() >= PAGE_BYTES && last != Some((ws, hash)) {
+                    self.pending = Some((ws, hash, seq));
+                    break;
+                }
+                put_uint(&mut self.page, ws as u64);
+                self.page.extend_from_slice(&hash.to_le_bytes());
+                put_uint(&mut self.page, seq as u64);
+                self.filter.add(ws, hash);
+                self.ids += 1;
+                first.get_or_insert((ws, hash));
+                last = Some((ws, hash));
+            }
+            let Some((ws, hash)) = first else {
+                return self.finish(conn).map(|()| true);
+            };
+            insert.execute(params![self.run, ws, hash, self.page]).map_err(sql_error)?;
+            if self.pending.is_none() {
+                return self.finish(conn).map(|()| true);
+            }
+        }
+        Ok(false)
+    }
+
+    fn finish(&mut self, conn: &Connection) -> Result<()> {
+        conn.prepare_cached("UPDATE id_runs SET state = 'live', ids = ?2, filter = ?3 WHERE run = ?1")
+            .map_err(sql_error)?
+            .execute(params![self.run, self.ids, self.filter.to_bytes()])
+            .map_err(sql_error)?;
+        match &self.source {
+            Source::Recent { through, .. } => {
+                conn.prepare_cached(
+                    "INSERT INTO store_meta (key, value) VALUES ('event_ids_through', ?1)
+                     ON CONFLICT (key) DO UPDATE SET value = max(value, excluded.value)",
+                )
+                .map_err(sql_error)?
+                .execute([through])
+                .map_err(sql_error)?;
+            }
+            Source::Merge { sources, .. } => {
+                let mut kill =
+                    conn.prepare_cached("UPDATE id_runs SET state = 'dead' WHERE run = ?1").map_err(sql_error)?;
+                for run in sources {
+                    kill.execute([run]).map_err(sql_error)?;
+                }
+            }
+        }
+        Ok(())
+    }
+}
+
+/// Reads one run's ids in order, a page at a time.
+struct RunReader {
+    run: i64,
+    page: Vec<Id>,
+    at: usize,
+    /// The first id of the page read last.
+    after: (i64, i64),
+    done: bool,
+}
+
+impl RunReader {
+    fn new(run: i64) -> RunReader {
+        RunReader { run, page: Vec::new(), at: 0, after: (i64::MIN, i64::MIN), done: false }
+    }
+
+    fn head(&mut self, conn: &Connection) -> Result<Option<Id>> {
+        while self.at == self.page.len() {
+            if self.done {
+                return Ok(None);
+            }
+            let next: Option<(i64, i64, Vec<u8>)> = conn
+                .prepare_cached(
+                    "SELECT ws, hash, data FROM id_pages WHERE run = ?1 AND (ws, hash) > (?2, ?3)
+                     ORDER BY ws, hash LIMIT 1",
+                )
+                .map_err(sql_error)?
+                .query_row(params![self.run, self.after.0, self.after.1], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))
+                .optional()
+                .map_err(sql_error)?;
+            match next {
+                None => self.done = true,
+                Some((ws, hash, data)) => {
+                    self.after = (ws, hash);
+                    self.page.clear();
+                    self.at = 0;
+                    decode_page(&data, |id| self.page.push(id))?;
+                }
+            }
+        }
+        Ok(Some(self.page[self.at]))
+    }
+}
+
+fn decode_page(data: &[u8], mut f: impl FnMut(Id)) -> Result<()> {
+    let mut r = Reader::new(data);
+    while !r.at_end() {
+        let ws = r.uint()? as i64;
+        let hash = i64::from_le_bytes(r.fixed::<8>()?);
+        let seq = r.uint()? as i64;
+        f((ws, hash, seq));
+    }
+    Ok(())
+}
+
+/// Adds to `out` the seqs that `run` holds under `(ws, hash)`.
+pub(crate) fn find_in_run(conn: &Connection, run: i64, ws: i64, hash: i64, out: &mut Vec<i64>) -> Result<()> {
+    let page: Option<Vec<u8>> = conn
+        .prepare_cached(
+            "SELECT data FROM id_pages WHERE run = ?1 AND (ws, hash) <= (?2, ?3)
+             ORDER BY ws DESC, hash DESC LIMIT 1",
+        )
+        .map_err(sql_error)?
+        .query_row(params![run, ws, hash], |r| r.get(0))
+        .optional()
+        .map_err(sql_error)?;
+    if let Some(page) = page {
+        decode_page(&page, |(w, h, seq)| {
+            if (w, h) == (ws, hash) {
+                out.push(seq);
+            }
+        })?;
+    }
+    Ok(())
+}
+
+/// For readers: the seqs of stored events whose id has this hash, and the last seq that the
+/// runs cover (newer events are found in the log), read as one snapshot.
+pub(crate) fn stored_seqs(conn: &Connection, ws: i64, hash: i64) -> Result<(Vec<i64>, i64)> {
+    let read = |conn: &Connection| -> Result<(Vec<i64>, i64)> {
+        let through = crate::ids::flushed_through(conn)?;
+        let runs: Vec<i64> = conn
+            .prepare_cached("SELECT run FROM id_runs WHERE state = 'live'")
+            .map_err(sql_error)?
+            .query_map([], |r| r.get(0))
+            .map_err(sql_error)?
+            .collect::<rusqlite::Result<_>>()
+            .map_err(sql_error)?;
+        let mut seqs = Vec::new();
+        for run in runs {
+            find_in_run(conn, run, ws, hash, &mut seqs)?;
+        }
+        Ok((seqs, through))
+    };
+    if !conn.is_autocommit() {
+        return read(conn);
+    }
+    conn.execute_batch("BEGIN").map_err(sql_error)?;
+    let out = read(conn);
+    let _ = conn.execute_batch("COMMIT");
+    out
+}
+
+/// A blocked Bloom filter over `(workspace, hash)`: every probe of an id falls in one 64-byte
+/// block, so a lookup costs one cache miss. It may say yes to an id it does not hold (rarely),
+/// never no to one it does.
+pub(crate) struct Bloom {
+    blocks: Vec<[u64; 8]>,
+}
+
+const PROBES: u32 = 7;
+
+impl Bloom {
+    pub(crate) fn with_capacity(ids: usize) -> Bloom {
+        Bloom { blocks: vec![[0; 8]; (ids * BITS_PER_ID).div_ceil(512).max(1)] }
+    }
+
+    /// The block and, packed 9 bits each, the bits within it.
+    fn place(&self, ws: i64, hash: i64) -> (usize, u64) {
+        // The hash is already uniform (part of a SHA-256); the workspace only needs to move it.
+        let h = (hash as u64) ^ (ws as u64).wrapping_mul(0x9e37_79b9_7f4a_7c15);
+        let block = ((h as u128 * self.blocks.len() as u128) >> 64) as usize;
+        let bits = (h ^ (h >> 31)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
+        (block, bits)
+    }
+
+    pub(crate) fn add(&mut self, ws: i64, hash: i64) {
+        let (block, bits) = self.place(ws, hash);
+        let block = &mut self.blocks[block];
+        for i in 0..PROBES {
+            let bit = (bits >> (9 * i)) & 511;
+            block[(bit / 64) as usize] |= 1 << (bit % 64);
+        }
+    }
+
+    pub(crate) fn may_hold(&self, ws: i64, hash: i64) -> bool {
+        let (block, bits) = self.place(ws, hash);
+        let block = &self.blocks[block];
+        (0..PROBES).all(|i| {
+            let bit = (bits >> (9 * i)) & 511;
+            block[(bit / 64) as usize] & (1 << (bit % 64)) != 0
+        })
+    }
+
+    fn to_bytes(&self) -> Vec<u8> {
+        self.blocks.iter().flatten().flat_map(|w| w.to_le_bytes()).collect()
+    }
+
+    fn from_bytes(bytes: &[u8]) -> Result<Bloom> {
+        if bytes.is_empty() || bytes.len() % 64 != 0 {
+            return Err(store::StoreError::Backend(format!("corrupt id filter of {} bytes", bytes.len())));
+        }
+        let words: Vec<u64> =
+            bytes.chunks_exact(8).map(|w| u64::from_le_bytes(w.try_into().expect("8 bytes"))).collect();
+        Ok(Bloom { blocks: words.chunks_exact(8).map(|b| b.try_into().expect("8 words")).collect() })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::ids::id_hash;
+
+    #[test]
+    fn the_filter_holds_what_was_added_and_little_else() {
+        let mut f = Bloom::with_capacity(30_000);
+        let hash = |i: i64| id_hash(&format!("m-{i}"));
+        for i in 0..30_000 {
+            f.add(1, hash(i));
+        }
+        assert!((0..30_000).all(|i| f.may_hold(1, hash(i))));
+        let wrong = (0..100_000).filter(|i| f.may_hold(1, hash(-1 - i))).count();
+        assert!(wrong < 2_500, "{wrong} of 100,000 absent ids may be held");
+        let other_workspace = (0..10_000).filter(|i| f.may_hold(2, hash(*i))).count();
+        assert!(other_workspace < 250, "{other_workspace}");
+        let copy = Bloom::from_bytes(&f.to_bytes()).unwrap();
+        assert!((0..30_000).all(|i| copy.may_hold(1, hash(i))));
+        assert!(Bloom::from_bytes(&[0; 63]).is_err());
+    }
+
+    #[test]
+    fn size_classes_grow_by_the_fanout() {
+        assert_eq!(class(1, 100), 0);
+        assert_eq!(class(100, 100), 0);
+        assert_eq!(class(101, 100), 1);
+        assert_eq!(class(400, 100), 1);
+        assert_eq!(class(401, 100), 2);
+    }
+
+    fn db() -> Connection {
+        let conn = Connection::open_in_memory().unwrap();
+        conn.execute_batch(include_str!("../migrations/0001_init.sql")).unwrap();
+        conn
+    }
+
+    fn ids(from: i64, to: i64, ws: i64) -> Vec<Id> {
+        let mut ids: Vec<Id> = (from..to).map(|i| (ws, id_hash(&format!("m-{i}")), i)).collect();
+        ids.sort_unstable();
+        ids
+    }
+
+    fn flush(conn: &Connection, runs: &mut Runs, ids: Vec<Id>) {
+        let through = ids.iter().map(|i| i.2).max().unwrap();
+        runs.start_flush(ids, through);
+        while runs.flushing() {
+            runs.step(conn).unwrap();
+        }
+    }
+
+    fn find(conn: &Connection, runs: &Runs, ws: i64, i: i64) -> Vec<i64> {
+        let hash = id_hash(&format!("m-{i}"));
+        let mut seqs = Vec::new();
+        for run in runs.may_hold(ws, hash).collect::<Vec<_>>() {
+            find_in_run(conn, run, ws, hash, &mut seqs).unwrap();
+        }
+        seqs
+    }
+
+    #[test]
+    fn merged_runs_keep_every_id_and_their_pages_are_freed() {
+        let conn = db();
+        let mut runs = Runs::load(&conn, 1_000).unwrap();
+        for k in 0..FANOUT as i64 {
+            flush(&conn, &mut runs, ids(k * 1_000 + 1, (k + 1) * 1_000 + 1, 1));
+        }
+        // A colliding hash: two seqs under one key, in different runs.
+        let extra = (1, id_hash("m-7"), 99_999);
+        flush(&conn, &mut runs, vec![extra]);
+        assert_eq!(runs.live(), FANOUT + 1);
+        assert!(runs.has_work(), "{FANOUT} runs of one class are due a merge");
+        while runs.has_work() {
+            runs.step(&conn).unwrap();
+        }
+        assert_eq!(runs.live(), 2, "the four merged into one; the small one waits");
+        for i in (1..=4_000).step_by(37).filter(|&i| i != 7) {
+            assert_eq!(find(&conn, &runs, 1, i), vec![i], "m-{i}");
+        }
+        let mut seven = find(&conn, &runs, 1, 7);
+        seven.sort();
+        assert_eq!(seven, vec![7, 99_999]);
+        assert!(find(&conn, &runs, 2, 5).is_empty(), "another workspace's id");
+        assert!(find(&conn, &runs, 1, 4_001).is_empty());
+        let (pages, states): (i64, String) = conn
+            .query_row(
+                "SELECT (SELECT count(*) FROM id_pages WHERE run NOT IN (SELECT run FROM id_runs WHERE state = 'live')),
+                        (SELECT group_concat(state) FROM id_runs)",
+                [],
+                |r| Ok((r.get(0)?, r.get(1)?)),
+            )
+            .unwrap();
+        assert_eq!((pages, states.as_str()), (0, "live,live"), "dead runs are gone");
+        assert_eq!(stored_seqs(&conn, 1, id_hash("m-4000")).unwrap(), (vec![4_000], 99_999));
+        // What is in the database is what a restart sees.
+        let again = Runs::load(&conn, 1_000).unwrap();
+        assert_eq!(find(&conn, &again, 1, 3_999), vec![3_999]);
+    }
+
+    #[test]
+    fn a_build_cut_short_is_deleted_at_the_next_start() {
+        let conn = db();
+        let mut runs = Runs::load(&conn, 100_000).unwrap();
+        runs.start_flush(ids(1, 20_000, 1), 19_999);
+        runs.step(&conn).unwrap();
+        assert!(runs.flushing(), "20,000 ids take more than one step");
+        let mut restarted = Runs::load(&conn, 100_000).unwrap();
+        assert_eq!(restarted.live(), 0);
+        assert!(restarted.has_work());
+        while restarted.has_work() {
+            restarted.step(&conn).unwrap();
+        }
+        let left: i64 = conn.query_row("SELECT count(*) FROM id_pages", [], |r| r.get(0)).unwrap();
+        assert_eq!(left, 0);
+        assert_eq!(crate::ids::flushed_through(&conn).unwrap(), 0, "nothing was flushed");
+    }
+}
