@@ -58,8 +58,8 @@ struct State<'a> {
     seen: HashMap<String, Activity>,
     /// First and last activity per account its events named.
     account_seen: HashMap<AccountId, Span>,
-    accounts: std::collections::HashSet<AccountId>,
-    memberships: std::collections::HashSet<(String, AccountId)>,
+    /// The accounts the slice named and the people it made members of each.
+    members: HashMap<AccountId, std::collections::HashSet<String>>,
 }
 
 impl<'a> State<'a> {
@@ -79,8 +79,7 @@ impl<'a> State<'a> {
             event_people: Vec::new(),
             seen: HashMap::new(),
             account_seen: HashMap::new(),
-            accounts: Default::default(),
-            memberships: Default::default(),
+            members: HashMap::new(),
         }
     }
 
@@ -109,18 +108,26 @@ impl<'a> State<'a> {
             }
             _ => {}
         }
-        self.event_people.push(EventPerson {
-            seq: logged.position.seq,
-            person_id: person.clone(),
-            account_id: account.clone(),
-            timestamp: at,
-        });
-        let activity = self.seen.entry(person).or_default();
+        // Most events are of a person and account seen before in the slice: look up before
+        // copying a key.
+        let activity = match self.seen.get_mut(&person) {
+            Some(activity) => activity,
+            None => self.seen.entry(person.clone()).or_default(),
+        };
         activity.all.widen(at);
-        match account {
-            Some(account) => self.account_seen.entry(account).or_default().widen(at),
+        match &account {
+            Some(account) => match self.account_seen.get_mut(account) {
+                Some(span) => span.widen(at),
+                None => self.account_seen.entry(account.clone()).or_default().widen(at),
+            },
             None => activity.unnamed.widen(at),
         }
+        self.event_people.push(EventPerson {
+            seq: logged.position.seq,
+            person_id: person,
+            account_id: account,
+            timestamp: at,
+        });
     }
 
     fn lookup(&self, key: &IdentityKey) -> Option<String> {
@@ -241,10 +248,15 @@ impl<'a> State<'a> {
     }
 
     fn membership(&mut self, person: &str, account: &AccountId, at: DateTime<Utc>) {
-        if self.accounts.insert(account.clone()) {
-            self.ops.push(Op::UpsertAccount { account_id: account.clone(), at });
-        }
-        if self.memberships.insert((person.to_owned(), account.clone())) {
+        let members = match self.members.get_mut(account) {
+            Some(members) => members,
+            None => {
+                self.ops.push(Op::UpsertAccount { account_id: account.clone(), at });
+                self.members.entry(account.clone()).or_default()
+            }
+        };
+        if !members.contains(person) {
+            members.insert(person.to_owned());
             self.ops.push(Op::AddMembership { person_id: person.to_owned(), account_id: account.clone(), at });
         }
     }
