@@ -10,7 +10,7 @@
 //! - a group call, or `context.groupId` on any message, makes the person a member of the
 //!   account; identify traits go to the person, group traits to the account.
 
-use std::collections::HashMap;
+use foldhash::{HashMap, HashMapExt, HashSet};
 
 use chrono::{DateTime, Utc};
 use domain::{AccountId, EventType, IdentityKey, WorkspaceId, person_id_for};
@@ -59,7 +59,7 @@ struct State<'a> {
     /// First and last activity per account its events named.
     account_seen: HashMap<AccountId, Span>,
     /// The accounts the slice named and the people it made members of each.
-    members: HashMap<AccountId, std::collections::HashSet<String>>,
+    members: HashMap<AccountId, HashSet<String>>,
 }
 
 impl<'a> State<'a> {

@@ -1,11 +1,11 @@
 //! The processing worker: one unit of work is one slice of one workspace's log.
 
-use std::collections::{HashMap, HashSet};
+use foldhash::{HashMap, HashSet};
 use std::sync::Arc;
 use std::time::Duration;
 
-use domain::{AccountId, IdentityKey, WorkspaceId};
-use store::{KnownPerson, LogPosition, Op, Result, Store};
+use domain::{AccountId, EventType, IdentityKey, WorkspaceId};
+use store::{KnownPerson, LogPosition, Op, Payloads, Result, Store};
 use tokio::sync::{Mutex, Notify};
 use tokio_util::sync::CancellationToken;
 
@@ -165,7 +165,9 @@ impl Processor {
             },
         };
         let Cursor { at: from, slice, mut known } = cursor;
-        let events = self.store.read_log(ws, from, slice).await?;
+        // Resolution reads the traits of identify and group calls only.
+        const PAYLOADS: Payloads = Payloads::of(&[EventType::Identify, EventType::Group]);
+        let events = self.store.read_log_with(ws, from, slice, PAYLOADS).await?;
         let Some(last) = events.last() else {
             cursors.insert(ws.clone(), Cursor { at: from, slice: self.config.batch, known });
             return Ok(0);

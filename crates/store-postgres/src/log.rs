@@ -17,7 +17,7 @@
 //! reader can already see, [`PgStore::read_log_after`] waits briefly for it to move rather than
 //! returning an incomplete batch: a processor that just appended expects to read it back.
 
-use domain::{NewEvent, WorkspaceId};
+use domain::{EventType, NewEvent, WorkspaceId};
 use std::time::Duration;
 use store::{AppendReport, LogPosition, LogStatus, LoggedEvent, Result};
 use tokio::time::Instant;
@@ -120,11 +120,13 @@ impl PgStore {
         ws: &WorkspaceId,
         after: LogPosition,
         limit: usize,
+        payloads: store::Payloads,
     ) -> Result<Vec<LoggedEvent>> {
         if limit == 0 {
             return Ok(Vec::new());
         }
         let limit = i64::try_from(limit).unwrap_or(i64::MAX);
+        let wanted: Vec<&str> = EventType::ALL.iter().filter(|k| payloads.wants(**k)).map(|k| k.as_str()).collect();
         let deadline = Instant::now() + SETTLE_WAIT;
         let mut pause = Duration::from_millis(1);
         loop {
@@ -135,7 +137,8 @@ impl PgStore {
             // tells whether to wait without fetching those rows.
             let rows: Vec<LogRow> = sqlx::query_as(
                 "SELECT h.held_back, e.tx, e.seq, e.message_id, e.type, e.name, e.user_id, e.anonymous_id, e.group_id,
-                        e.previous_id, e.timestamp, e.received_at, e.payload
+                        e.previous_id, e.timestamp, e.received_at,
+                        CASE WHEN e.type = ANY($5) THEN e.payload ELSE '' END
                  FROM (SELECT s.xmin, EXISTS (SELECT 1 FROM events x
                                               WHERE x.workspace_id = $1 AND (x.tx, x.seq) > ($2, $3) AND x.tx >= s.xmin)
                                       AS held_back
@@ -151,6 +154,7 @@ impl PgStore {
             .bind(after.tx)
             .bind(after.seq)
             .bind(limit)
+            .bind(&wanted)
             .fetch_all(&self.pool)
             .await
             .map_err(db_error)?;

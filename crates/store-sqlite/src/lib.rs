@@ -242,8 +242,14 @@ mod store_impl {
         async fn append_events(&self, ws: &WorkspaceId, events: &[NewEvent]) -> Result<AppendReport> {
             self.append(ws, events).await
         }
-        async fn read_log(&self, ws: &WorkspaceId, after: LogPosition, limit: usize) -> Result<Vec<LoggedEvent>> {
-            self.read_log_after(ws, after, limit).await
+        async fn read_log_with(
+            &self,
+            ws: &WorkspaceId,
+            after: LogPosition,
+            limit: usize,
+            payloads: store::Payloads,
+        ) -> Result<Vec<LoggedEvent>> {
+            self.read_log_after(ws, after, limit, payloads).await
         }
         async fn log_status(&self, ws: &WorkspaceId) -> Result<LogStatus> {
             self.status(ws).await

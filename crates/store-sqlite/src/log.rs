@@ -83,14 +83,18 @@ impl SqliteStore {
         ws: &WorkspaceId,
         after: LogPosition,
         limit: usize,
+        payloads: store::Payloads,
     ) -> Result<Vec<LoggedEvent>> {
         let n = self.ws_number(ws).await?.unwrap_or(-1);
         self.read(move |conn| {
             let mut out = Vec::new();
             scan_blocks(conn, n, after.seq, |first_seq, block| {
-                for (i, e) in block.iter().enumerate() {
+                for (i, mut e) in block.iter().enumerate() {
                     let seq = first_seq + i as i64;
                     if seq > after.seq && out.len() < limit {
+                        if !payloads.wants(e.kind) {
+                            e.payload = "";
+                        }
                         out.push(LoggedEvent { position: LogPosition { tx: 0, seq }, event: e.to_owned() });
                     }
                 }

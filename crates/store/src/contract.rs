@@ -171,6 +171,15 @@ pub async fn read_log_in_order<S: Store>(s: &S) {
     assert_eq!(rest[0].event.message_id, "b");
     assert_eq!(rest[0].event, log[1].event);
     assert!(s.read_log(&ws, log[2].position, 10).await.unwrap().is_empty());
+    let tracks = crate::Payloads::of(&[EventType::Track]);
+    let with = s.read_log_with(&ws, LogPosition::ZERO, 10, tracks).await.unwrap();
+    assert_eq!(with, log, "every payload of the kinds asked for");
+    let without =
+        s.read_log_with(&ws, LogPosition::ZERO, 10, crate::Payloads::of(&[EventType::Identify])).await.unwrap();
+    assert!(without.iter().all(|e| e.event.payload.is_empty()), "no payload of other kinds");
+    assert!(
+        without.iter().zip(&log).all(|(a, b)| (a.position, &a.event.message_id) == (b.position, &b.event.message_id))
+    );
 
     let status = s.log_status(&ws).await.unwrap();
     assert_eq!((status.cursor, status.total_events, status.pending_events), (LogPosition::ZERO, 3, 3));

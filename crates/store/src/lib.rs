@@ -19,7 +19,7 @@ pub use page::{Cursor, DEFAULT_LIMIT, MAX_LIMIT, Page, PageRequest};
 pub use records::*;
 
 use async_trait::async_trait;
-use domain::{AccountId, ApiKey, IdentityKey, KeyHash, NewEvent, Timestamp, WorkspaceId};
+use domain::{AccountId, ApiKey, EventType, IdentityKey, KeyHash, NewEvent, Timestamp, WorkspaceId};
 
 pub type Result<T, E = StoreError> = std::result::Result<T, E>;
 
@@ -49,6 +49,28 @@ pub struct LogPosition {
 
 impl LogPosition {
     pub const ZERO: LogPosition = LogPosition { tx: 0, seq: 0 };
+}
+
+/// Which events of a log read come with their payload; the others come with an empty one.
+/// The payload is most of an event, and most readers need it for a few kinds only.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Payloads(u8);
+
+impl Payloads {
+    pub const ALL: Payloads = Payloads::of(&EventType::ALL);
+
+    pub const fn of(kinds: &[EventType]) -> Payloads {
+        let (mut bits, mut i) = (0, 0);
+        while i < kinds.len() {
+            bits |= 1 << kinds[i] as u8;
+            i += 1;
+        }
+        Payloads(bits)
+    }
+
+    pub fn wants(self, kind: EventType) -> bool {
+        self.0 & (1 << kind as u8) != 0
+    }
 }
 
 /// An event read back from the log, for processing.
@@ -101,7 +123,17 @@ pub trait Store: Send + Sync + 'static {
     /// Stores events durably before returning, each `message_id` at most once per workspace.
     async fn append_events(&self, ws: &WorkspaceId, events: &[NewEvent]) -> Result<AppendReport>;
     /// Up to `limit` events after `after`, in log order.
-    async fn read_log(&self, ws: &WorkspaceId, after: LogPosition, limit: usize) -> Result<Vec<LoggedEvent>>;
+    async fn read_log(&self, ws: &WorkspaceId, after: LogPosition, limit: usize) -> Result<Vec<LoggedEvent>> {
+        self.read_log_with(ws, after, limit, Payloads::ALL).await
+    }
+    /// Like [`Store::read_log`], with the payloads of the kinds `payloads` names only.
+    async fn read_log_with(
+        &self,
+        ws: &WorkspaceId,
+        after: LogPosition,
+        limit: usize,
+        payloads: Payloads,
+    ) -> Result<Vec<LoggedEvent>>;
     async fn log_status(&self, ws: &WorkspaceId) -> Result<LogStatus>;
 
     // Processing: identity, accounts, traits.
