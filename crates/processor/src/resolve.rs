@@ -10,48 +10,106 @@
 //! - a group call, or `context.groupId` on any message, makes the person a member of the
 //!   account; identify traits go to the person, group traits to the account.
 
-use foldhash::{HashMap, HashMapExt, HashSet};
-
 use chrono::{DateTime, Utc};
-use domain::{AccountId, EventType, IdentityKey, WorkspaceId, person_id_for};
+use domain::{AccountId, EventType, IdKind, IdentityKey, WorkspaceId, person_id_for};
+use foldhash::{HashMap, HashMapExt, HashSet};
 use serde_json::{Map, Value};
 use store::{Changes, EventPerson, KnownPerson, LoggedEvent, Op};
 
 /// The changes that processing `events` (in log order) makes, given what the store knows of
 /// the identities they mention.
 pub fn resolve(ws: &WorkspaceId, events: &[LoggedEvent], known: Vec<(IdentityKey, KnownPerson)>) -> Changes {
-    resolve_learning(ws, events, known).0
+    let mut base = Identities::default();
+    for (key, person) in known {
+        base.learn_stored(key, person);
+    }
+    resolve_with(ws, events, &base).0
 }
 
-/// Like [`resolve`], also returning what the identities are once the changes are applied.
-pub(crate) fn resolve_learning(
-    ws: &WorkspaceId,
-    events: &[LoggedEvent],
-    known: Vec<(IdentityKey, KnownPerson)>,
-) -> (Changes, Learned) {
-    let mut state = State::new(ws, known);
+/// Like [`resolve`], given the identities as of the slice's start (which must hold every key
+/// the slice names that the store knows); also returns what the slice changed in them.
+pub(crate) fn resolve_with(ws: &WorkspaceId, events: &[LoggedEvent], base: &Identities) -> (Changes, Identities) {
+    let mut state = State::new(ws, base);
     for logged in events {
         state.event(logged);
     }
     state.finish()
 }
 
-/// The identities a slice looked up or changed, as they are after it: each key's person, the
-/// user id of each person, and the people merged into others.
+/// Identity keys to a value, looked up by kind and text without building a key.
+pub(crate) struct Keys<V> {
+    user: HashMap<String, V>,
+    anonymous: HashMap<String, V>,
+}
+
+impl<V> Default for Keys<V> {
+    fn default() -> Self {
+        Keys { user: HashMap::new(), anonymous: HashMap::new() }
+    }
+}
+
+impl<V> Keys<V> {
+    pub(crate) fn get(&self, kind: IdKind, value: &str) -> Option<&V> {
+        match kind {
+            IdKind::User => self.user.get(value),
+            IdKind::Anonymous => self.anonymous.get(value),
+        }
+    }
+
+    pub(crate) fn insert(&mut self, key: IdentityKey, v: V) {
+        match key.kind {
+            IdKind::User => self.user.insert(key.value, v),
+            IdKind::Anonymous => self.anonymous.insert(key.value, v),
+        };
+    }
+
+    pub(crate) fn len(&self) -> usize {
+        self.user.len() + self.anonymous.len()
+    }
+
+    fn extend(&mut self, other: Keys<V>) {
+        self.user.extend(other.user);
+        self.anonymous.extend(other.anonymous);
+    }
+}
+
+/// Identities as of a point of the log: each key's person, the user id of each person, and
+/// the people merged into others. A key may name a person merged since; it is followed
+/// through `merged`.
 #[derive(Default)]
-pub(crate) struct Learned {
-    pub identities: HashMap<IdentityKey, String>,
-    pub user_of: HashMap<String, Option<String>>,
-    pub merged: HashMap<String, String>,
+pub(crate) struct Identities {
+    pub(crate) person_of: Keys<String>,
+    pub(crate) user_of: HashMap<String, Option<String>>,
+    pub(crate) merged: HashMap<String, String>,
+}
+
+impl Identities {
+    /// Adds what the store says of a key.
+    pub(crate) fn learn_stored(&mut self, key: IdentityKey, person: KnownPerson) {
+        self.user_of.insert(person.person_id.clone(), person.user_id);
+        self.person_of.insert(key, person.person_id);
+    }
+
+    /// Adds what a slice changed, once it is applied.
+    pub(crate) fn extend(&mut self, slice: Identities) {
+        for from in slice.merged.keys() {
+            self.user_of.remove(from);
+        }
+        self.person_of.extend(slice.person_of);
+        self.user_of.extend(slice.user_of);
+        self.merged.extend(slice.merged);
+    }
+
+    pub(crate) fn len(&self) -> usize {
+        self.person_of.len() + self.user_of.len() + self.merged.len()
+    }
 }
 
 struct State<'a> {
     ws: &'a WorkspaceId,
-    identities: HashMap<IdentityKey, String>,
-    /// The user id of every person this slice knows of.
-    user_of: HashMap<String, Option<String>>,
-    /// Merged person -> the person it was merged into.
-    merged: HashMap<String, String>,
+    /// The identities as of the slice's start, and what the slice changed.
+    base: &'a Identities,
+    own: Identities,
     ops: Vec<Op>,
     event_people: Vec<EventPerson>,
     /// First and last activity per person, and whether any of it named no account.
@@ -63,18 +121,11 @@ struct State<'a> {
 }
 
 impl<'a> State<'a> {
-    fn new(ws: &'a WorkspaceId, known: Vec<(IdentityKey, KnownPerson)>) -> Self {
-        let mut identities = HashMap::new();
-        let mut user_of = HashMap::new();
-        for (key, person) in known {
-            user_of.insert(person.person_id.clone(), person.user_id);
-            identities.insert(key, person.person_id);
-        }
+    fn new(ws: &'a WorkspaceId, base: &'a Identities) -> Self {
         State {
             ws,
-            identities,
-            user_of,
-            merged: HashMap::new(),
+            base,
+            own: Identities::default(),
             ops: Vec::new(),
             event_people: Vec::new(),
             seen: HashMap::new(),
@@ -130,58 +181,64 @@ impl<'a> State<'a> {
         });
     }
 
-    fn lookup(&self, key: &IdentityKey) -> Option<String> {
-        self.identities.get(key).cloned()
+    /// The person a key names now (following merges).
+    fn lookup(&self, kind: IdKind, value: &str) -> Option<String> {
+        let person = self.own.person_of.get(kind, value).or_else(|| self.base.person_of.get(kind, value))?;
+        Some(self.final_id(person).to_owned())
     }
 
-    fn link(&mut self, key: IdentityKey, person: &str) {
-        if self.identities.get(&key).map(String::as_str) != Some(person) {
+    fn link(&mut self, kind: IdKind, value: &str, person: &str) {
+        if self.lookup(kind, value).as_deref() != Some(person) {
+            let key = IdentityKey { kind, value: value.to_owned() };
             self.ops.push(Op::LinkIdentity { key: key.clone(), person_id: person.to_owned() });
-            self.identities.insert(key, person.to_owned());
+            self.own.person_of.insert(key, person.to_owned());
         }
     }
 
-    fn create(&mut self, key: &IdentityKey, user_id: Option<&str>, at: DateTime<Utc>) -> String {
-        let person = person_id_for(self.ws, key);
+    fn create(&mut self, kind: IdKind, value: &str, user_id: Option<&str>, at: DateTime<Utc>) -> String {
+        let person = person_id_for(self.ws, &IdentityKey { kind, value: value.to_owned() });
         self.ops.push(Op::CreatePerson { person_id: person.clone(), user_id: user_id.map(str::to_owned), at });
-        self.user_of.insert(person.clone(), user_id.map(str::to_owned));
-        self.link(key.clone(), &person);
+        self.own.user_of.insert(person.clone(), user_id.map(str::to_owned));
+        self.link(kind, value, &person);
         person
     }
 
+    fn user_of(&self, person: &str) -> Option<&Option<String>> {
+        self.own.user_of.get(person).or_else(|| self.base.user_of.get(person))
+    }
+
     fn is_identified(&self, person: &str) -> bool {
-        self.user_of.get(person).is_some_and(Option::is_some)
+        self.user_of(person).is_some_and(Option::is_some)
+    }
+
+    fn set_user_id(&mut self, person: &str, user: &str) {
+        self.ops.push(Op::SetUserId { person_id: person.to_owned(), user_id: user.to_owned() });
+        self.own.user_of.insert(person.to_owned(), Some(user.to_owned()));
     }
 
     fn merge(&mut self, from: &str, into: &str, at: DateTime<Utc>) {
         self.ops.push(Op::MergePeople { from: from.to_owned(), into: into.to_owned(), at });
-        for target in self.identities.values_mut() {
-            if target == from {
-                *target = into.to_owned();
-            }
-        }
         if !self.is_identified(into) {
-            let user = self.user_of.get(from).cloned().flatten();
-            self.user_of.insert(into.to_owned(), user);
+            let user = self.user_of(from).cloned().flatten();
+            self.own.user_of.insert(into.to_owned(), user);
         }
-        self.user_of.remove(from);
-        self.merged.insert(from.to_owned(), into.to_owned());
+        self.own.user_of.remove(from);
+        self.own.merged.insert(from.to_owned(), into.to_owned());
     }
 
     /// The person a message from `user_id` / `anonymous_id` belongs to, creating or linking
     /// as the rules say.
     fn person(&mut self, user_id: Option<&str>, anonymous_id: Option<&str>, at: DateTime<Utc>) -> Option<String> {
-        let anon_key = anonymous_id.map(IdentityKey::anonymous);
-        let by_anon = anon_key.as_ref().and_then(|k| self.lookup(k));
+        use IdKind::{Anonymous, User};
+        let by_anon = anonymous_id.and_then(|a| self.lookup(Anonymous, a));
         let Some(user) = user_id else {
-            let key = anon_key?;
-            return Some(by_anon.unwrap_or_else(|| self.create(&key, None, at)));
+            let anon = anonymous_id?;
+            return Some(by_anon.unwrap_or_else(|| self.create(Anonymous, anon, None, at)));
         };
-        let user_key = IdentityKey::user(user);
-        match (self.lookup(&user_key), by_anon) {
+        match (self.lookup(User, user), by_anon) {
             (Some(p), None) => {
-                if let Some(k) = anon_key {
-                    self.link(k, &p);
+                if let Some(a) = anonymous_id {
+                    self.link(Anonymous, a, &p);
                 }
                 Some(p)
             }
@@ -189,23 +246,22 @@ impl<'a> State<'a> {
             (Some(p), Some(a)) => {
                 if self.is_identified(&a) {
                     // A device shared by two users: the anonymous id follows the latest user.
-                    self.link(anon_key.expect("looked up by it"), &p);
+                    self.link(Anonymous, anonymous_id.expect("looked up by it"), &p);
                 } else {
                     self.merge(&a, &p, at);
                 }
                 Some(p)
             }
             (None, Some(a)) if !self.is_identified(&a) => {
-                self.ops.push(Op::SetUserId { person_id: a.clone(), user_id: user.to_owned() });
-                self.user_of.insert(a.clone(), Some(user.to_owned()));
-                self.link(user_key, &a);
+                self.set_user_id(&a, user);
+                self.link(User, user, &a);
                 Some(a)
             }
             (None, _) => {
                 // A new user; an anonymous id on another identified person moves to them.
-                let p = self.create(&user_key, Some(user), at);
-                if let Some(k) = anon_key {
-                    self.link(k, &p);
+                let p = self.create(User, user, Some(user), at);
+                if let Some(a) = anonymous_id {
+                    self.link(Anonymous, a, &p);
                 }
                 Some(p)
             }
@@ -215,12 +271,9 @@ impl<'a> State<'a> {
     /// `alias(userId, previousId)`: the person known by `previous` (a user id or an anonymous
     /// id) is the person `user`.
     fn alias(&mut self, user: &str, previous: &str, at: DateTime<Utc>) -> Option<String> {
-        let user_key = IdentityKey::user(user);
-        let prev_user = IdentityKey::user(previous);
-        let prev_anon = IdentityKey::anonymous(previous);
-        let old = self.lookup(&prev_user).or_else(|| self.lookup(&prev_anon));
-        let new = self.lookup(&user_key);
-        let person = match (new, old) {
+        use IdKind::{Anonymous, User};
+        let old = self.lookup(User, previous).or_else(|| self.lookup(Anonymous, previous));
+        let person = match (self.lookup(User, user), old) {
             (Some(n), Some(o)) if n != o => {
                 self.merge(&o, &n, at);
                 n
@@ -228,21 +281,20 @@ impl<'a> State<'a> {
             (Some(n), _) => n,
             (None, Some(o)) => {
                 if !self.is_identified(&o) {
-                    self.ops.push(Op::SetUserId { person_id: o.clone(), user_id: user.to_owned() });
-                    self.user_of.insert(o.clone(), Some(user.to_owned()));
+                    self.set_user_id(&o, user);
                 }
-                self.link(user_key, &o);
+                self.link(User, user, &o);
                 o
             }
             (None, None) => {
-                let p = self.create(&user_key, Some(user), at);
-                self.link(prev_anon.clone(), &p);
+                let p = self.create(User, user, Some(user), at);
+                self.link(Anonymous, previous, &p);
                 p
             }
         };
         // Later messages may name the person by either kind of previous id.
-        if self.lookup(&prev_user).is_none() && self.lookup(&prev_anon).is_none() {
-            self.link(prev_anon, &person);
+        if self.lookup(User, previous).is_none() && self.lookup(Anonymous, previous).is_none() {
+            self.link(Anonymous, previous, &person);
         }
         Some(person)
     }
@@ -261,24 +313,27 @@ impl<'a> State<'a> {
         }
     }
 
-    fn final_id(&self, person: &str) -> String {
+    /// The person `person` is now, following merges.
+    fn final_id<'s>(&'s self, person: &'s str) -> &'s str {
         let mut p = person;
-        while let Some(next) = self.merged.get(p) {
+        while let Some(next) = self.own.merged.get(p).or_else(|| self.base.merged.get(p)) {
             p = next;
         }
-        p.to_owned()
+        p
     }
 
     /// The slice's changes, with one first/last-seen update per person and per account it
     /// touched (not one per event or per pair).
-    fn finish(mut self) -> (Changes, Learned) {
+    fn finish(mut self) -> (Changes, Identities) {
         let mut event_people = std::mem::take(&mut self.event_people);
         for e in &mut event_people {
-            e.person_id = self.final_id(&e.person_id);
+            if self.final_id(&e.person_id) != e.person_id {
+                e.person_id = self.final_id(&e.person_id).to_owned();
+            }
         }
         let mut people: HashMap<String, Activity> = HashMap::new();
         for (p, activity) in std::mem::take(&mut self.seen) {
-            people.entry(self.final_id(&p)).or_default().add(&activity);
+            people.entry(self.final_id(&p).to_owned()).or_default().add(&activity);
         }
         // Deterministic order, so that the same log always yields the same changes.
         let mut accounts: Vec<_> = std::mem::take(&mut self.account_seen).into_iter().collect();
@@ -303,8 +358,7 @@ impl<'a> State<'a> {
                 self.ops.push(Op::PersonSeen { person_id: person, first, last });
             }
         }
-        let learned = Learned { identities: self.identities, user_of: self.user_of, merged: self.merged };
-        (Changes { ops: self.ops, event_people }, learned)
+        (Changes { ops: self.ops, event_people }, self.own)
     }
 }
 

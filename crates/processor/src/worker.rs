@@ -4,12 +4,12 @@ use foldhash::{HashMap, HashSet};
 use std::sync::Arc;
 use std::time::Duration;
 
-use domain::{AccountId, EventType, IdentityKey, WorkspaceId};
-use store::{KnownPerson, LogPosition, Op, Payloads, Result, Store};
+use domain::{AccountId, EventType, IdKind, IdentityKey, WorkspaceId};
+use store::{LogPosition, Op, Payloads, Result, Store};
 use tokio::sync::{Mutex, Notify};
 use tokio_util::sync::CancellationToken;
 
-use crate::resolve::{Learned, resolve_learning};
+use crate::resolve::{Identities, resolve_with};
 
 #[derive(Clone, Debug)]
 pub struct ProcessorConfig {
@@ -57,19 +57,18 @@ const MAX_KNOWN: usize = 1_000_000;
 /// slices would otherwise rewrite every active person's row to move a time by seconds.)
 pub const SEEN_RESOLUTION_MS: i64 = 60_000;
 
-/// The identities this worker looked up or changed, as they are at its cursor, so that a slice
-/// asks the store only for those it has not seen. Right because processing is what changes
-/// identities, and only while this worker alone moved the cursor: it is forgotten whenever
-/// the cursor is reloaded from the store.
+/// What this worker knows of a workspace as of its cursor, so that a slice asks the store only
+/// for identities it has not seen and leaves out writes that would change nothing. Right
+/// because processing is what changes these, and only while this worker alone moved the
+/// cursor: it is forgotten whenever the cursor is reloaded from the store, and whenever a
+/// slice fails.
 #[derive(Default)]
 struct KnownIdentities {
-    person_of: HashMap<IdentityKey, String>,
-    /// The user id of each person known to exist. A person merged into another is not here,
-    /// so a key still naming them is asked of the store, which knows where it points now.
-    user_of: HashMap<String, Option<String>>,
-    /// First and last seen as this worker last widened them, in ms, by `p:`/`g:` subject.
-    /// The stored span holds at least this one.
-    seen: HashMap<String, (i64, i64)>,
+    identities: Identities,
+    /// First and last seen as this worker last widened them, in ms. The stored span holds
+    /// at least this one.
+    person_seen: HashMap<String, (i64, i64)>,
+    account_seen: HashMap<AccountId, (i64, i64)>,
     /// Accounts and memberships known to be stored (neither goes away but by a merge, whose
     /// person then never comes back, or a reset, which starts a new worker state).
     accounts: HashSet<AccountId>,
@@ -77,42 +76,49 @@ struct KnownIdentities {
     memberships: HashMap<String, HashSet<AccountId>>,
 }
 
-impl KnownIdentities {
-    fn get(&self, key: &IdentityKey) -> Option<KnownPerson> {
-        let person = self.person_of.get(key)?;
-        let user_id = self.user_of.get(person)?.clone();
-        Some(KnownPerson { person_id: person.clone(), user_id })
-    }
+/// A first/last-seen update that was kept, to remember once applied.
+enum Widened {
+    Person(String, i64, i64),
+    Account(AccountId, i64, i64),
+}
 
+impl KnownIdentities {
     /// Leaves out the ops that would change nothing: accounts and memberships already stored,
     /// first/last seen that would move a stored time by less than the resolution. Returns the
     /// spans kept, to remember once they are applied.
-    fn skip_unneeded(&self, ops: &mut Vec<Op>) -> Vec<(String, i64, i64)> {
+    fn skip_unneeded(&self, ops: &mut Vec<Op>) -> Vec<Widened> {
+        let needed = |span: Option<&(i64, i64)>, first: i64, last: i64| match span {
+            Some(&(f, l)) => first < f || last > l + SEEN_RESOLUTION_MS,
+            None => true,
+        };
         let mut kept = Vec::new();
-        ops.retain(|op| {
-            let (subject, first, last) = match op {
-                Op::UpsertAccount { account_id, .. } => return !self.accounts.contains(account_id),
-                Op::AddMembership { person_id, account_id, .. } => {
-                    return !self.memberships.get(person_id).is_some_and(|a| a.contains(account_id));
-                }
-                Op::PersonSeen { person_id, first, last } => (format!("p:{person_id}"), first, last),
-                Op::Seen { person_id: None, account_id: Some(a), first, last } => (format!("g:{a}"), first, last),
-                _ => return true,
-            };
-            let (first, last) = (first.timestamp_millis(), last.timestamp_millis());
-            let needed = match self.seen.get(&subject) {
-                Some(&(f, l)) => first < f || last > l + SEEN_RESOLUTION_MS,
-                None => true,
-            };
-            if needed {
-                kept.push((subject, first, last));
+        ops.retain(|op| match op {
+            Op::UpsertAccount { account_id, .. } => !self.accounts.contains(account_id),
+            Op::AddMembership { person_id, account_id, .. } => {
+                !self.memberships.get(person_id).is_some_and(|a| a.contains(account_id))
             }
-            needed
+            Op::PersonSeen { person_id, first, last } => {
+                let (first, last) = (first.timestamp_millis(), last.timestamp_millis());
+                let keep = needed(self.person_seen.get(person_id), first, last);
+                if keep {
+                    kept.push(Widened::Person(person_id.clone(), first, last));
+                }
+                keep
+            }
+            Op::Seen { person_id: None, account_id: Some(a), first, last } => {
+                let (first, last) = (first.timestamp_millis(), last.timestamp_millis());
+                let keep = needed(self.account_seen.get(a), first, last);
+                if keep {
+                    kept.push(Widened::Account(a.clone(), first, last));
+                }
+                keep
+            }
+            _ => true,
         });
         kept
     }
 
-    fn learn(&mut self, learned: Learned, seen: Vec<(String, i64, i64)>, ops: &[Op]) {
+    fn learn(&mut self, slice: Identities, widened: Vec<Widened>, ops: &[Op]) {
         for op in ops {
             match op {
                 Op::UpsertAccount { account_id, .. } => {
@@ -124,21 +130,23 @@ impl KnownIdentities {
                 _ => {}
             }
         }
-        for (subject, first, last) in seen {
-            let span = self.seen.entry(subject).or_insert((first, last));
+        fn widen<K: std::hash::Hash + Eq>(spans: &mut HashMap<K, (i64, i64)>, key: K, first: i64, last: i64) {
+            let span = spans.entry(key).or_insert((first, last));
             *span = (span.0.min(first), span.1.max(last));
         }
-        if self.person_of.len() + learned.identities.len() > MAX_KNOWN
-            || self.seen.len() > MAX_KNOWN
+        for w in widened {
+            match w {
+                Widened::Person(p, first, last) => widen(&mut self.person_seen, p, first, last),
+                Widened::Account(a, first, last) => widen(&mut self.account_seen, a, first, last),
+            }
+        }
+        self.identities.extend(slice);
+        if self.identities.len() > MAX_KNOWN
+            || self.person_seen.len() + self.account_seen.len() > MAX_KNOWN
             || self.memberships.len() > MAX_KNOWN
         {
             *self = KnownIdentities::default();
         }
-        for from in learned.merged.keys() {
-            self.user_of.remove(from);
-        }
-        self.person_of.extend(learned.identities);
-        self.user_of.extend(learned.user_of);
     }
 }
 
@@ -178,30 +186,32 @@ impl Processor {
             self.config.batch
         };
         let to = last.position;
-        let mut keys: Vec<IdentityKey> = Vec::new();
-        for e in &events {
-            let e = &e.event;
-            keys.extend(e.user_id.iter().map(IdentityKey::user));
-            keys.extend(e.anonymous_id.iter().map(IdentityKey::anonymous));
-            if let Some(p) = &e.previous_id {
-                keys.push(IdentityKey::user(p));
-                keys.push(IdentityKey::anonymous(p));
-            }
-        }
-        keys.sort();
-        keys.dedup();
-        let mut found = Vec::with_capacity(keys.len());
-        let mut unknown = Vec::new();
-        for key in keys {
-            match known.get(&key) {
-                Some(person) => found.push((key, person)),
-                None => unknown.push(key),
+        // The keys the slice names that this worker does not know yet, asked of the store.
+        let mut unknown: Vec<IdentityKey> = Vec::new();
+        {
+            let mut asked: HashSet<(IdKind, &str)> = HashSet::default();
+            for e in &events {
+                let e = &e.event;
+                let keys = [
+                    e.user_id.as_deref().map(|v| (IdKind::User, v)),
+                    e.anonymous_id.as_deref().map(|v| (IdKind::Anonymous, v)),
+                    e.previous_id.as_deref().map(|v| (IdKind::User, v)),
+                    e.previous_id.as_deref().map(|v| (IdKind::Anonymous, v)),
+                ];
+                for (kind, value) in keys.into_iter().flatten() {
+                    if known.identities.person_of.get(kind, value).is_none() && asked.insert((kind, value)) {
+                        unknown.push(IdentityKey { kind, value: value.to_owned() });
+                    }
+                }
             }
         }
         if !unknown.is_empty() {
-            found.extend(self.store.load_identities(ws, &unknown).await?);
+            unknown.sort();
+            for (key, person) in self.store.load_identities(ws, &unknown).await? {
+                known.identities.learn_stored(key, person);
+            }
         }
-        let (mut changes, learned) = resolve_learning(ws, &events, found);
+        let (mut changes, learned) = resolve_with(ws, &events, &known.identities);
         let seen = known.skip_unneeded(&mut changes.ops);
         if self.store.apply_changes(ws, from, to, &changes).await? {
             known.learn(learned, seen, &changes.ops);
