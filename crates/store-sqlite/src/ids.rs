@@ -191,6 +191,11 @@ impl RecentIds {
         self.journal.clear();
     }
 
+    /// Whether recent ids are waiting to be written out (or being written).
+    pub(crate) fn unflushed(&self) -> bool {
+        self.runs.as_ref().is_some_and(|r| r.flushing() || self.len() > 0)
+    }
+
     /// Whether there is background work: writing recent ids out (always when `idle`,
     /// otherwise once there are many) or work on the runs.
     pub(crate) fn wants_flush(&self, idle: bool) -> bool {

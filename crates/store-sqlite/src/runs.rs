@@ -63,6 +63,8 @@ pub(crate) struct Runs {
     next_run: i64,
     /// Runs up to this many ids are of class 0.
     base: i64,
+    /// Whether some class has [`FANOUT`] live runs (kept as `live` changes).
+    merge_due: bool,
 }
 
 /// What a finished flush wrote: its ids (for the writer to forget) and the last seq they cover.
@@ -74,7 +76,8 @@ pub(crate) struct Flushed {
 impl Runs {
     /// The runs of the database; a build that a crash cut short is declared dead.
     pub(crate) fn load(conn: &Connection, base: i64) -> Result<Runs> {
-        let mut runs = Runs { live: Vec::new(), flush: None, merge: None, dead: Vec::new(), next_run: 1, base };
+        let mut runs =
+            Runs { live: Vec::new(), flush: None, merge: None, dead: Vec::new(), next_run: 1, base, merge_due: false };
         let mut stmt = conn.prepare("SELECT run, state, ids, filter FROM id_runs ORDER BY run").map_err(sql_error)?;
         let mut rows = stmt.query([]).map_err(sql_error)?;
         while let Some(row) = rows.next().map_err(sql_error)? {
@@ -88,6 +91,7 @@ impl Runs {
                 runs.dead.push(id);
             }
         }
+        runs.merge_due = runs.due_merge().is_some();
         Ok(runs)
     }
 
@@ -107,7 +111,7 @@ impl Runs {
 
     /// Whether there is background work: a build under way or due, or dead pages.
     pub(crate) fn has_work(&self) -> bool {
-        self.flush.is_some() || self.merge.is_some() || !self.dead.is_empty() || self.due_merge().is_some()
+        self.flush.is_some() || self.merge.is_some() || !self.dead.is_empty() || self.merge_due
     }
 
     /// Starts writing `ids` (sorted) as a new run; they cover the log up to `through`.
@@ -133,15 +137,16 @@ impl Runs {
     /// One step of background work in its own transaction: the flush first, then a merge,
     /// then deleting dead pages. Returns the flush when this step finished it.
     pub(crate) fn step(&mut self, conn: &Connection) -> Result<Option<Flushed>> {
-        if self.merge.is_none() && self.flush.is_none() {
-            if let Some(picked) = self.due_merge() {
-                let inputs: Vec<RunReader> = picked.iter().map(|&i| RunReader::new(self.live[i].id)).collect();
-                let sources: Vec<i64> = picked.iter().map(|&i| self.live[i].id).collect();
-                let ids: i64 = picked.iter().map(|&i| self.live[i].ids).sum();
-                let filter = Bloom::with_capacity(ids as usize);
-                self.merge = Some(Build::new(self.next_run, Source::Merge { inputs, sources }, filter));
-                self.next_run += 1;
-            }
+        if self.merge.is_none()
+            && self.flush.is_none()
+            && let Some(picked) = self.due_merge()
+        {
+            let inputs: Vec<RunReader> = picked.iter().map(|&i| RunReader::new(self.live[i].id)).collect();
+            let sources: Vec<i64> = picked.iter().map(|&i| self.live[i].id).collect();
+            let ids: i64 = picked.iter().map(|&i| self.live[i].ids).sum();
+            let filter = Bloom::with_capacity(ids as usize);
+            self.merge = Some(Build::new(self.next_run, Source::Merge { inputs, sources }, filter));
+            self.next_run += 1;
         }
         let slot = if self.flush.is_some() { &mut self.flush } else { &mut self.merge };
         if let Some(build) = slot {
@@ -152,14 +157,16 @@ impl Runs {
                     let done = slot.take().expect("a build is under way");
                     let run = Run { id: done.run, ids: done.ids, filter: done.filter };
                     self.live.push(run);
-                    match done.source {
-                        Source::Recent { ids, through, .. } => Ok(Some(Flushed { ids, through })),
+                    let flushed = match done.source {
+                        Source::Recent { ids, through, .. } => Some(Flushed { ids, through }),
                         Source::Merge { sources, .. } => {
                             self.live.retain(|r| !sources.contains(&r.id));
                             self.dead.extend(sources);
-                            Ok(None)
+                            None
                         }
-                    }
+                    };
+                    self.merge_due = self.due_merge().is_some();
+                    Ok(flushed)
                 }
                 Err(e) => {
                     // What it wrote is deleted; what it read is still where it was.
@@ -234,10 +241,10 @@ impl Source {
             Source::Merge { inputs, .. } => {
                 let mut best: Option<(usize, Id)> = None;
                 for (i, input) in inputs.iter_mut().enumerate() {
-                    if let Some(head) = input.head(conn)? {
-                        if best.is_none_or(|(_, b)| head < b) {
-                            best = Some((i, head));
-                        }
+                    if let Some(head) = input.head(conn)?
+                        && best.is_none_or(|(_, b)| head < b)
+                    {
+                        best = Some((i, head));
                     }
                 }
                 Ok(best.map(|(i, id)| {
@@ -475,7 +482,7 @@ impl Bloom {
     }
 
     fn from_bytes(bytes: &[u8]) -> Result<Bloom> {
-        if bytes.is_empty() || bytes.len() % 64 != 0 {
+        if bytes.is_empty() || !bytes.len().is_multiple_of(64) {
             return Err(store::StoreError::Backend(format!("corrupt id filter of {} bytes", bytes.len())));
         }
         let words: Vec<u64> =

@@ -288,8 +288,8 @@ fn run(conn: Connection, mut ids: RecentIds, rx: Receiver<(Job, Priority)>, stat
             waiting.ran_background(started.elapsed());
         }
     }
-    // Leave as little as possible to rebuild at the next start.
-    while ids.wants_flush(true) {
+    // Leave as little as possible to rebuild at the next start; merges can wait for it.
+    while ids.unflushed() {
         if flush_step(&conn, &mut ids, true).is_some() {
             break;
         }
