@@ -126,7 +126,6 @@ impl RecentIds {
                 Ok(true)
             },
         )?;
-        ids.journal.clear();
         Ok(ids)
     }
 
@@ -196,20 +195,25 @@ impl RecentIds {
         self.runs.as_ref().is_some_and(|r| r.flushing() || self.len() > 0)
     }
 
-    /// Whether there is background work: writing recent ids out (always when `idle`,
-    /// otherwise once there are many) or work on the runs.
+    /// Whether the recent ids are due to be written out: always when `idle`, otherwise once
+    /// there are many.
+    fn flush_due(&self, idle: bool) -> bool {
+        self.len() >= FLUSH_AT || (idle && self.len() > 0)
+    }
+
+    /// Whether there is background work: recent ids due to be written out, or work on the
+    /// runs.
     pub(crate) fn wants_flush(&self, idle: bool) -> bool {
-        let Some(runs) = &self.runs else { return false };
-        runs.has_work() || self.len() >= FLUSH_AT || (idle && self.len() > 0)
+        self.runs.as_ref().is_some_and(|runs| runs.has_work() || self.flush_due(idle))
     }
 
     /// One step of background work, in its own transaction, between groups of appends:
     /// starts writing the recent ids out as a run when due, then steps the runs. Returns
     /// whether work is left.
     pub(crate) fn flush_step(&mut self, conn: &Connection, idle: bool) -> Result<bool> {
+        let due = self.flush_due(idle);
         let Some(runs) = &mut self.runs else { return Ok(false) };
-        let len = self.first.len() + self.more.len();
-        if !runs.flushing() && len > 0 && (idle || len >= FLUSH_AT) {
+        if due && !runs.flushing() {
             let mut ids: Vec<Id> =
                 self.first.iter().map(|(&(ws, hash), &seq)| (ws, hash, seq)).chain(self.more.iter().copied()).collect();
             ids.sort_unstable();

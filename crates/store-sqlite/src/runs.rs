@@ -142,10 +142,9 @@ impl Runs {
             && let Some(picked) = self.due_merge()
         {
             let inputs: Vec<RunReader> = picked.iter().map(|&i| RunReader::new(self.live[i].id)).collect();
-            let sources: Vec<i64> = picked.iter().map(|&i| self.live[i].id).collect();
             let ids: i64 = picked.iter().map(|&i| self.live[i].ids).sum();
             let filter = Bloom::with_capacity(ids as usize);
-            self.merge = Some(Build::new(self.next_run, Source::Merge { inputs, sources }, filter));
+            self.merge = Some(Build::new(self.next_run, Source::Merge { inputs }, filter));
             self.next_run += 1;
         }
         let slot = if self.flush.is_some() { &mut self.flush } else { &mut self.merge };
@@ -159,7 +158,8 @@ impl Runs {
                     self.live.push(run);
                     let flushed = match done.source {
                         Source::Recent { ids, through, .. } => Some(Flushed { ids, through }),
-                        Source::Merge { sources, .. } => {
+                        Source::Merge { inputs } => {
+                            let sources: Vec<i64> = inputs.iter().map(|r| r.run).collect();
                             self.live.retain(|r| !sources.contains(&r.id));
                             self.dead.extend(sources);
                             None
@@ -227,7 +227,7 @@ enum Source {
     /// The writer's recent ids, sorted, covering the log up to `through`.
     Recent { ids: Vec<Id>, at: usize, through: i64 },
     /// Live runs being merged.
-    Merge { inputs: Vec<RunReader>, sources: Vec<i64> },
+    Merge { inputs: Vec<RunReader> },
 }
 
 impl Source {
@@ -238,7 +238,7 @@ impl Source {
                 *at += usize::from(id.is_some());
                 Ok(id)
             }
-            Source::Merge { inputs, .. } => {
+            Source::Merge { inputs } => {
                 let mut best: Option<(usize, Id)> = None;
                 for (i, input) in inputs.iter_mut().enumerate() {
                     if let Some(head) = input.head(conn)?
@@ -322,11 +322,11 @@ impl Build {
                 .execute([through])
                 .map_err(sql_error)?;
             }
-            Source::Merge { sources, .. } => {
+            Source::Merge { inputs } => {
                 let mut kill =
                     conn.prepare_cached("UPDATE id_runs SET state = 'dead' WHERE run = ?1").map_err(sql_error)?;
-                for run in sources {
-                    kill.execute([run]).map_err(sql_error)?;
+                for input in inputs {
+                    kill.execute([input.run]).map_err(sql_error)?;
                 }
             }
         }
