@@ -180,7 +180,12 @@ async fn the_worker_processes_what_arrives_while_it_runs() {
     let app = App::new().await;
     let p = Processor::new(
         app.store.clone(),
-        ProcessorConfig { batch: 3, max_batch: 3, idle_poll: std::time::Duration::from_millis(5) },
+        ProcessorConfig {
+            batch: 3,
+            max_batch: 3,
+            idle_poll: std::time::Duration::from_millis(5),
+            ..Default::default()
+        },
     );
     let shutdown = tokio_util::sync::CancellationToken::new();
     let task = tokio::spawn(p.clone().run(shutdown.clone()));

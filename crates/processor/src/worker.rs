@@ -24,11 +24,22 @@ pub struct ProcessorConfig {
     /// How long to sleep when there is nothing to do and nobody wakes the worker (events
     /// appended by another process are found this way).
     pub idle_poll: Duration,
+    /// After a round of slices that all found their workspace caught up, how long events are
+    /// left to gather before the next. A trickle of events is then processed in a few slices a
+    /// second rather than one per request: each slice rewrites the pages of the people and
+    /// accounts it touches and is one commit that appends may wait behind, so many small ones
+    /// cost ingest far more than their events. It adds at most this to processing's lag.
+    pub gather: Duration,
 }
 
 impl Default for ProcessorConfig {
     fn default() -> Self {
-        ProcessorConfig { batch: 2_000, max_batch: 8_000, idle_poll: Duration::from_millis(250) }
+        ProcessorConfig {
+            batch: 2_000,
+            max_batch: 8_000,
+            idle_poll: Duration::from_millis(250),
+            gather: Duration::from_millis(100),
+        }
     }
 }
 
@@ -211,16 +222,25 @@ impl Processor {
                 known.identities.learn_stored(key, person);
             }
         }
-        let (mut changes, learned) = resolve_with(ws, &events, &known.identities);
-        let seen = known.skip_unneeded(&mut changes.ops);
+        // Resolution is CPU work of milliseconds per slice: off the async workers, so that
+        // requests are not held up behind it.
+        let count = events.len();
+        let workspace = ws.clone();
+        let (mut known, changes, learned, seen) = tokio::task::spawn_blocking(move || {
+            let (mut changes, learned) = resolve_with(&workspace, &events, &known.identities);
+            let seen = known.skip_unneeded(&mut changes.ops);
+            (known, changes, learned, seen)
+        })
+        .await
+        .map_err(|e| store::StoreError::Backend(format!("resolving a slice failed: {e}")))?;
         if self.store.apply_changes(ws, from, to, &changes).await? {
             known.learn(learned, seen, &changes.ops);
             cursors.insert(ws.clone(), Cursor { at: to, slice: next_slice, known });
             drop(cursors);
-            metrics::counter!("steward_events_processed_total").increment(events.len() as u64);
+            metrics::counter!("steward_events_processed_total").increment(count as u64);
             // The backend's bulk indexes keep pace with processing, a step per slice.
             self.store.maintain(ws, false).await?;
-            Ok(events.len())
+            Ok(count)
         } else {
             // Another process processed this slice first: start again from where it is.
             tracing::debug!(workspace = %ws, "processing cursor moved elsewhere; reloading");
@@ -257,6 +277,8 @@ impl Processor {
         tracing::info!(batch = self.config.batch, "processor started");
         while !shutdown.is_cancelled() {
             let mut processed = 0;
+            // Whether some workspace has more waiting than one slice took.
+            let mut backlog = false;
             let mut maintained = false;
             match self.store.list_workspaces().await {
                 Ok(workspaces) => {
@@ -270,7 +292,10 @@ impl Processor {
                                     tracing::error!(workspace = %ws, error = %e, "index maintenance failed; will retry");
                                 }
                             },
-                            Ok(n) => processed += n,
+                            Ok(n) => {
+                                processed += n;
+                                backlog |= n >= self.config.batch;
+                            }
                             Err(e) => {
                                 metrics::counter!("steward_processing_errors_total").increment(1);
                                 tracing::error!(workspace = %ws, error = %e, "processing failed; will retry");
@@ -280,7 +305,12 @@ impl Processor {
                 }
                 Err(e) => tracing::error!(error = %e, "cannot list workspaces"),
             }
-            if processed == 0 && !maintained {
+            if processed > 0 && !backlog && !maintained {
+                tokio::select! {
+                    _ = shutdown.cancelled() => break,
+                    _ = tokio::time::sleep(self.config.gather) => {}
+                }
+            } else if processed == 0 && !maintained {
                 tokio::select! {
                     _ = shutdown.cancelled() => break,
                     _ = self.wake.notified() => {}

@@ -39,6 +39,8 @@ pub struct ProcessorSettings {
     pub batch: usize,
     /// The largest slice while working off a backlog.
     pub max_batch: usize,
+    /// Milliseconds events gather between slices once processing has caught up.
+    pub gather_ms: u64,
 }
 
 impl Default for Config {
@@ -49,7 +51,7 @@ impl Default for Config {
             database_url: None,
             log_format: "text".into(),
             ingest: IngestConfig { max_inflight_events: 200_000, key_cache_ttl_secs: 5 },
-            processor: ProcessorSettings { batch: 2_000, max_batch: 8_000 },
+            processor: ProcessorSettings { batch: 2_000, max_batch: 8_000, gather_ms: 100 },
         }
     }
 }

@@ -80,7 +80,12 @@ pub async fn start(config: &Config, discard_events: bool) -> Result<Running> {
     let store = backend.store();
     let processor = Processor::new(
         store.clone(),
-        ProcessorConfig { batch: config.processor.batch, max_batch: config.processor.max_batch, ..Default::default() },
+        ProcessorConfig {
+            batch: config.processor.batch,
+            max_batch: config.processor.max_batch,
+            gather: std::time::Duration::from_millis(config.processor.gather_ms),
+            ..Default::default()
+        },
     );
     let shutdown = CancellationToken::new();
     let listener = tokio::net::TcpListener::bind(config.listen)

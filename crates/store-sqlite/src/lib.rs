@@ -6,6 +6,7 @@
 //! processes (the CLI creating a key while a server runs) wait on SQLite's busy timeout.
 
 mod block;
+mod checkpoint;
 mod ids;
 mod log;
 mod owners;
@@ -33,6 +34,7 @@ const READERS: usize = 4;
 pub struct SqliteStore {
     path: PathBuf,
     writer: Writer,
+    checkpointer: checkpoint::Checkpointer,
     readers: Mutex<Vec<Connection>>,
     reader_permits: Semaphore,
     /// Workspace id → its number in this database (numbers never change).
@@ -52,9 +54,12 @@ impl SqliteStore {
         migrate(&conn)?;
         let ids = ids::RecentIds::new(lock_path(&path));
         let readers = (0..READERS).map(|_| connect(&path, true)).collect::<Result<Vec<_>>>()?;
+        let writer = Writer::start(conn, ids);
+        let checkpointer = checkpoint::Checkpointer::start(connect(&path, false)?, writer.stats.clone());
         Ok(SqliteStore {
             path,
-            writer: Writer::start(conn, ids),
+            writer,
+            checkpointer,
             ws_numbers: Default::default(),
             readers: Mutex::new(readers),
             reader_permits: Semaphore::new(READERS),
@@ -80,6 +85,7 @@ impl SqliteStore {
     /// Finishes queued writes and stops the writer.
     pub fn close(&self) {
         self.writer.close();
+        self.checkpointer.close();
     }
 
     async fn read<R: Send + 'static>(&self, f: impl FnOnce(&Connection) -> Result<R> + Send + 'static) -> Result<R> {
@@ -145,13 +151,14 @@ fn connect(path: &Path, read_only: bool) -> Result<Connection> {
     let conn = Connection::open_with_flags(path, flags).map_err(sql_error)?;
     conn.busy_timeout(Duration::from_secs(10)).map_err(sql_error)?;
     // FULL: a commit is on disk before the caller hears of it. Measured to cost little with
-    // group commit, and it makes the guarantee hold across power loss, not only a crash. A
-    // 16 MB WAL between checkpoints lets a page rewritten by several commits be copied once.
-    conn.execute_batch(
+    // group commit, and it makes the guarantee hold across power loss, not only a crash.
+    // Checkpoints are the checkpoint thread's; the automatic one is only a bound.
+    conn.execute_batch(&format!(
         "PRAGMA journal_mode = WAL; PRAGMA synchronous = FULL; PRAGMA foreign_keys = ON;
          PRAGMA cache_size = -65536; PRAGMA temp_store = MEMORY;
-         PRAGMA wal_autocheckpoint = 4096;",
-    )
+         PRAGMA wal_autocheckpoint = {};",
+        checkpoint::WRITER_BOUND_PAGES
+    ))
     .map_err(sql_error)?;
     conn.set_prepared_statement_cache_capacity(64);
     Ok(conn)

@@ -34,7 +34,7 @@ impl SqliteStore {
                 let mut lookup = Lookup::new(conn);
                 let hashes: Vec<i64> = ids.iter().map(|(hash, _)| *hash).collect();
                 lookup.probe(n, &hashes, recent.runs.as_ref().expect("loaded by ensure_owner"))?;
-                let mut here = std::collections::HashSet::with_capacity(ids.len());
+                let mut here = foldhash::HashSet::with_capacity_and_hasher(ids.len(), Default::default());
                 let mut keep = Vec::with_capacity(ids.len());
                 let mut stored = 0i64;
                 for (hash, message_id) in &ids {

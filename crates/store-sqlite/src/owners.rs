@@ -14,7 +14,7 @@
 //! another since is followed through `person_merges`. A merged person's id never comes back:
 //! ids derive from identities, and a merge points all of them at the surviving person.
 
-use std::collections::HashMap;
+use foldhash::{HashMap, HashMapExt};
 
 use domain::WorkspaceId;
 use rusqlite::{Connection, OptionalExtension, params};

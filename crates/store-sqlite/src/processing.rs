@@ -1,9 +1,9 @@
 //! Applying what processing decided: people, identities, accounts, memberships, traits.
 
 use domain::{IdKind, IdentityKey, Timestamp, WorkspaceId};
+use foldhash::HashMap;
 use rusqlite::{Connection, OptionalExtension, params};
 use serde_json::{Map, Value};
-use std::collections::HashMap;
 use store::{Changes, KnownPerson, LogPosition, Op, Result};
 
 use crate::log::cursor;

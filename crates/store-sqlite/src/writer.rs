@@ -76,6 +76,8 @@ pub(crate) struct Writer {
 pub(crate) struct WriterStats {
     pub transactions: std::sync::atomic::AtomicU64,
     pub jobs: std::sync::atomic::AtomicU64,
+    /// Transactions committed, those of id flushes included.
+    pub commits: std::sync::atomic::AtomicU64,
 }
 
 impl Writer {
@@ -177,6 +179,17 @@ impl Waiting {
         Some(quiet.min(paced).min(starved))
     }
 
+    /// Whether background work may have the writer now: foreground work has stopped
+    /// arriving, or the last background turn has been paid for.
+    fn background_turn(&self) -> bool {
+        self.until_background_turn().is_zero()
+    }
+
+    fn until_background_turn(&self) -> Duration {
+        let turn = (self.last_foreground + QUIET).min(self.background_after);
+        turn.saturating_duration_since(Instant::now())
+    }
+
     /// The next transaction's work: waiting foreground work, and one piece of background
     /// work when nothing else waits and its pace allows, or when it has waited its turn.
     fn take_group(&mut self) -> (Vec<Job>, bool) {
@@ -205,17 +218,23 @@ fn run(conn: Connection, mut ids: RecentIds, rx: Receiver<(Job, Priority)>, stat
     let mut waiting = Waiting::new();
     let mut open = true;
     while open || !waiting.is_empty() {
-        // Between groups, at most one flush step, so a flush never holds up ingest for long.
-        if ids.wants_flush(false) && may_flush(&flush_failed) {
-            flush_failed = flush_step(&conn, &mut ids, false);
+        // Between groups, at most one flush step, paced as background work, so that writing
+        // ids out and merging their runs never holds up ingest for long.
+        if ids.wants_flush(false) && may_flush(&flush_failed) && waiting.background_turn() {
+            let started = Instant::now();
+            flush_failed = flush_step(&conn, &mut ids, false, stats);
+            waiting.ran_background(started.elapsed());
         } else if waiting.now.is_empty() && open {
-            let wait = waiting.background_wait().unwrap_or(IDLE).min(IDLE);
+            let mut wait = waiting.background_wait().unwrap_or(IDLE).min(IDLE);
+            if ids.wants_flush(false) && may_flush(&flush_failed) {
+                wait = wait.min(waiting.until_background_turn());
+            }
             if !wait.is_zero() {
                 match rx.recv_timeout(wait) {
                     Ok(job) => waiting.push(job),
                     Err(RecvTimeoutError::Timeout) if waiting.is_empty() => {
                         if ids.wants_flush(true) && may_flush(&flush_failed) {
-                            flush_failed = flush_step(&conn, &mut ids, true);
+                            flush_failed = flush_step(&conn, &mut ids, true, stats);
                         }
                         continue;
                     }
@@ -276,6 +295,9 @@ fn run(conn: Connection, mut ids: RecentIds, rx: Receiver<(Job, Priority)>, stat
             ids.undo_to(group_mark);
         }
         ids.committed();
+        if committed.is_ok() {
+            stats.commits.fetch_add(1, Relaxed);
+        }
         for (job, err) in ran {
             let outcome = match (&committed, err) {
                 (Err(e), _) => Err(clone_error(e)),
@@ -290,7 +312,7 @@ fn run(conn: Connection, mut ids: RecentIds, rx: Receiver<(Job, Priority)>, stat
     }
     // Leave as little as possible to rebuild at the next start; merges can wait for it.
     while ids.unflushed() {
-        if flush_step(&conn, &mut ids, true).is_some() {
+        if flush_step(&conn, &mut ids, true, stats).is_some() {
             break;
         }
     }
@@ -301,12 +323,15 @@ const FLUSH_RETRY: std::time::Duration = std::time::Duration::from_secs(1);
 
 /// One step of writing recent message ids out or merging runs of them; when it failed, the
 /// time it did.
-fn flush_step(conn: &Connection, ids: &mut RecentIds, idle: bool) -> Option<std::time::Instant> {
+fn flush_step(conn: &Connection, ids: &mut RecentIds, idle: bool, stats: &WriterStats) -> Option<Instant> {
     match ids.flush_step(conn, idle) {
-        Ok(_) => None,
+        Ok(_) => {
+            stats.commits.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+            None
+        }
         Err(e) => {
             tracing::warn!(error = %e, "could not add recent message ids to the index; will retry");
-            Some(std::time::Instant::now())
+            Some(Instant::now())
         }
     }
 }
