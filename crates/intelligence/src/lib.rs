@@ -1,0 +1,10 @@
+//! Account intelligence: what Steward concludes about each account from its usage and records.
+//!
+//! Pure: data in, scores and explanations out. The store keeps rollups and records, the
+//! binary moves them here and the results back.
+//!
+//! - [`model`]: the learners (L2 logistic regression, gradient-boosted trees), their
+//!   ensemble with calibrated probabilities and per-row drivers, and the metrics of a model
+//!   card (AUC, PR-AUC, top-decile lift, calibration error).
+
+pub mod model;
