@@ -10,11 +10,11 @@
 //! - a group call, or `context.groupId` on any message, makes the person a member of the
 //!   account; identify traits go to the person, group traits to the account.
 
-use chrono::{DateTime, Utc};
+use chrono::{DateTime, NaiveDate, Utc};
 use domain::{AccountId, EventType, IdKind, IdentityKey, WorkspaceId, person_id_for};
 use foldhash::{HashMap, HashMapExt, HashSet};
 use serde_json::{Map, Value};
-use store::{Changes, EventPerson, KnownPerson, LoggedEvent, Op};
+use store::{Changes, Credit, EventPerson, KnownPerson, LoggedEvent, Op, Usage, usage};
 
 /// The changes that processing `events` (in log order) makes, given what the store knows of
 /// the identities they mention.
@@ -28,7 +28,11 @@ pub fn resolve(ws: &WorkspaceId, events: &[LoggedEvent], known: Vec<(IdentityKey
 
 /// Like [`resolve`], given the identities as of the slice's start (which must hold every key
 /// the slice names that the store knows); also returns what the slice changed in them.
-pub(crate) fn resolve_with(ws: &WorkspaceId, events: &[LoggedEvent], base: &Identities) -> (Changes, Identities) {
+pub(crate) fn resolve_with<'a>(
+    ws: &'a WorkspaceId,
+    events: &'a [LoggedEvent],
+    base: &'a Identities,
+) -> (Changes, Identities) {
     let mut state = State::new(ws, base);
     for logged in events {
         state.event(logged);
@@ -118,6 +122,14 @@ struct State<'a> {
     account_seen: HashMap<AccountId, Span>,
     /// The accounts the slice named and the people it made members of each.
     members: HashMap<AccountId, HashSet<String>>,
+    /// Each event that is usage: its index in `event_people`, metric, and the accounts it
+    /// counts for as of the event when it named none (else the account it named).
+    metrics: Vec<(usize, &'a str, Option<Credit>)>,
+    /// Accounts each person joined in the slice so far, and the people merged into each in
+    /// the slice so far: with what the store knew before the slice, a person's accounts at
+    /// any event.
+    joined: HashMap<String, Vec<AccountId>>,
+    absorbed: HashMap<String, Vec<String>>,
 }
 
 impl<'a> State<'a> {
@@ -131,10 +143,13 @@ impl<'a> State<'a> {
             seen: HashMap::new(),
             account_seen: HashMap::new(),
             members: HashMap::new(),
+            metrics: Vec::new(),
+            joined: HashMap::new(),
+            absorbed: HashMap::new(),
         }
     }
 
-    fn event(&mut self, logged: &LoggedEvent) {
+    fn event(&mut self, logged: &'a LoggedEvent) {
         let e = &logged.event;
         let at = e.timestamp;
         let person = match (e.kind, &e.user_id, &e.previous_id) {
@@ -172,6 +187,19 @@ impl<'a> State<'a> {
                 None => self.account_seen.entry(account.clone()).or_default().widen(at),
             },
             None => activity.unnamed.widen(at),
+        }
+        if let Some(metric) = usage::metric_of(e.kind, e.name.as_deref()) {
+            let credit = match &account {
+                Some(_) => None,
+                None => Some(Credit::Members {
+                    people: std::iter::once(&person)
+                        .chain(self.absorbed.get(&person).into_iter().flatten())
+                        .cloned()
+                        .collect(),
+                    joined: self.joined.get(&person).cloned().unwrap_or_default(),
+                }),
+            };
+            self.metrics.push((self.event_people.len(), metric, credit));
         }
         self.event_people.push(EventPerson {
             seq: logged.position.seq,
@@ -224,6 +252,13 @@ impl<'a> State<'a> {
         }
         self.own.user_of.remove(from);
         self.own.merged.insert(from.to_owned(), into.to_owned());
+        // From now on the survivor's accounts include those of the merged person.
+        let mut absorbed = self.absorbed.remove(from).unwrap_or_default();
+        absorbed.push(from.to_owned());
+        self.absorbed.entry(into.to_owned()).or_default().extend(absorbed);
+        if let Some(joined) = self.joined.remove(from) {
+            self.joined.entry(into.to_owned()).or_default().extend(joined);
+        }
     }
 
     /// The person a message from `user_id` / `anonymous_id` belongs to, creating or linking
@@ -309,6 +344,7 @@ impl<'a> State<'a> {
         };
         if !members.contains(person) {
             members.insert(person.to_owned());
+            self.joined.entry(person.to_owned()).or_default().push(account.clone());
             self.ops.push(Op::AddMembership { person_id: person.to_owned(), account_id: account.clone(), at });
         }
     }
@@ -358,8 +394,58 @@ impl<'a> State<'a> {
                 self.ops.push(Op::PersonSeen { person_id: person, first, last });
             }
         }
-        (Changes { ops: self.ops, event_people }, self.own)
+        let usage = usage_of(&event_people, &self.metrics);
+        (Changes { ops: self.ops, event_people, usage }, self.own)
     }
+}
+
+/// The slice's events that are usage, counted per person (as the slice ended), day, metric
+/// and credit, also under [`usage::ANY`]; sorted.
+fn usage_of(event_people: &[EventPerson], metrics: &[(usize, &str, Option<Credit>)]) -> Vec<Usage> {
+    /// A credit by reference, so that counting allocates per distinct key, not per event.
+    #[derive(PartialEq, Eq, Hash)]
+    enum CreditRef<'c> {
+        Named(&'c AccountId),
+        Members(&'c Credit),
+    }
+    let mut counts: HashMap<(&str, NaiveDate, &str, CreditRef), u32> = HashMap::new();
+    for (i, metric, credit) in metrics {
+        let e = &event_people[*i];
+        let credit = match (credit, &e.account_id) {
+            (Some(c), _) => CreditRef::Members(c),
+            (None, Some(a)) => CreditRef::Named(a),
+            (None, None) => continue,
+        };
+        let day = e.timestamp.date_naive();
+        *counts.entry((e.person_id.as_str(), day, metric, credit)).or_default() += 1;
+    }
+    // Each key's events also count under `$any`.
+    let mut any: HashMap<(&str, NaiveDate, CreditRef), u32> = HashMap::new();
+    for ((person, day, _, credit), n) in &counts {
+        let credit = match credit {
+            CreditRef::Named(a) => CreditRef::Named(a),
+            CreditRef::Members(c) => CreditRef::Members(c),
+        };
+        *any.entry((person, *day, credit)).or_default() += n;
+    }
+    let owned = |c: CreditRef| match c {
+        CreditRef::Named(a) => Credit::Named(a.clone()),
+        CreditRef::Members(c) => c.clone(),
+    };
+    let mut usage: Vec<Usage> = counts
+        .into_iter()
+        .map(|((person, day, metric, credit), events)| (person, day, metric, credit, events))
+        .chain(any.into_iter().map(|((person, day, credit), events)| (person, day, usage::ANY, credit, events)))
+        .map(|(person, day, metric, credit, events)| Usage {
+            person_id: person.to_owned(),
+            day,
+            metric: metric.to_owned(),
+            credit: owned(credit),
+            events,
+        })
+        .collect();
+    usage.sort_unstable();
+    usage
 }
 
 /// The first and last of some moments; empty until one is added.

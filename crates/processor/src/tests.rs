@@ -52,7 +52,10 @@ impl App {
         }
         people.sort_by_key(|p| p["user_ids"].to_string());
         people.dedup();
-        json!({"accounts": accounts, "people": people,
+        let (from, to) = ("2026-01-01".parse().unwrap(), "2027-01-01".parse().unwrap());
+        let usage: Vec<String> =
+            self.store.accounts_usage(&self.ws, from, to).await.unwrap().iter().map(|d| format!("{d:?}")).collect();
+        json!({"accounts": accounts, "people": people, "usage": usage,
                "events": events.iter().map(|e| json!([e.message_id, e.person_id, e.account_ids])).collect::<Vec<_>>()})
     }
 }
@@ -107,6 +110,16 @@ async fn an_anonymous_visitor_who_signs_up_is_one_person_in_their_account() {
     let mut ids: Vec<_> = acme_events.items.iter().map(|e| e.message_id.as_str()).collect();
     ids.sort();
     assert_eq!(ids, ["1", "11", "2", "3", "4", "5", "6", "7", "8"], "pre-signup events count for the account too");
+
+    // The daily rollups count each event for the accounts its person was in then: Ana's
+    // report (after she joined Acme) and Bob's two, not what either did before joining.
+    let day: chrono::NaiveDate = "2026-10-01".parse().unwrap();
+    let acme = AccountId::parse("acme").unwrap();
+    let usage = app.store.account_usage(&app.ws, &acme, day, day.succ_opt().unwrap()).await.unwrap();
+    let of = |metric: &str| usage.iter().find(|d| d.metric == metric).map(|d| (d.events, d.users));
+    assert_eq!(of("$any"), Some((3, 2)), "{usage:?}");
+    assert_eq!(of("Report Created"), Some((1, 1)));
+    assert_eq!(of("Signed Up"), None, "Ana signed up before she was in Acme");
 
     let bob = app.person("anon-9").await;
     assert_eq!(

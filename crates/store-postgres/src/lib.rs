@@ -12,6 +12,7 @@ mod log;
 mod processing;
 mod reads;
 mod records;
+mod usage;
 
 use chrono::{DateTime, Utc};
 use sqlx::postgres::{PgConnectOptions, PgPool, PgPoolOptions};
@@ -20,7 +21,8 @@ use std::time::Duration;
 use store::{Result, StoreError};
 
 /// Schema migrations, in order; `schema_migrations` records the versions that have run.
-const MIGRATIONS: &[&str] = &[include_str!("../migrations/0001_init.sql")];
+const MIGRATIONS: &[&str] =
+    &[include_str!("../migrations/0001_init.sql"), include_str!("../migrations/0002_usage.sql")];
 
 /// Connections per process. Appends are one statement each, so a few connections carry a busy
 /// ingest; the rest leaves room for reads while processing holds one in a transaction.
@@ -279,6 +281,23 @@ mod store_impl {
         }
         async fn trait_history(&self, ws: &WorkspaceId, subject: &TraitSubject) -> Result<Vec<TraitChange>> {
             self.traits_history(ws, subject).await
+        }
+        async fn account_usage(
+            &self,
+            ws: &WorkspaceId,
+            account: &AccountId,
+            from: chrono::NaiveDate,
+            to: chrono::NaiveDate,
+        ) -> Result<Vec<DailyUsage>> {
+            self.usage_of(ws, Some(account), from, to).await
+        }
+        async fn accounts_usage(
+            &self,
+            ws: &WorkspaceId,
+            from: chrono::NaiveDate,
+            to: chrono::NaiveDate,
+        ) -> Result<Vec<DailyUsage>> {
+            self.usage_of(ws, None, from, to).await
         }
         async fn upsert_subscription(&self, ws: &WorkspaceId, sub: &Subscription) -> Result<bool> {
             self.put_subscription(ws, sub).await

@@ -64,6 +64,7 @@ impl PgStore {
             tx.rollback().await.map_err(db_error)?;
             return Ok(false);
         }
+        let members_before = crate::usage::memberships_before(&mut tx, ws, &changes.usage).await?;
         // Runs of Seen ops (the processor emits one per person and account at the end of a
         // slice) go as one statement; every other op is applied on its own, in order.
         let mut seen = Vec::new();
@@ -87,6 +88,7 @@ impl PgStore {
         }
         widen_seen(&mut tx, ws, seen).await?;
         assign_events(&mut tx, ws, &changes.event_people).await?;
+        crate::usage::apply(&mut tx, ws, &changes.usage, &members_before).await?;
         sqlx::query("UPDATE processing_cursors SET tx = $2, seq = $3 WHERE workspace_id = $1")
             .bind(ws.as_str())
             .bind(to.tx)
@@ -110,6 +112,7 @@ impl PgStore {
                   accounts AS (DELETE FROM accounts WHERE workspace_id = $1),
                   memberships AS (DELETE FROM memberships WHERE workspace_id = $1),
                   history AS (DELETE FROM trait_history WHERE workspace_id = $1),
+                  usage AS (DELETE FROM usage_months WHERE workspace_id = $1),
                   cursor AS (UPDATE processing_cursors SET tx = 0, seq = 0 WHERE workspace_id = $1)
              UPDATE events SET person_id = NULL WHERE workspace_id = $1 AND person_id IS NOT NULL",
         )
@@ -397,5 +400,5 @@ async fn merge(conn: &mut PgConnection, ws: &WorkspaceId, from: &str, into: &str
          INSERT INTO person_merges (workspace_id, from_id, into_id, merged_at) VALUES ($1, $2, $3, $4)",
     );
     exec(conn, q.bind(ws.as_str()).bind(from).bind(into).bind(at)).await?;
-    Ok(())
+    crate::usage::merge(conn, ws, from, into).await
 }

@@ -39,7 +39,7 @@ async fn processes_starting_at_once_migrate_once() {
     .fetch_all(&raw)
     .await
     .unwrap();
-    assert_eq!(versions, [1]);
+    assert_eq!(versions, [1, 2]);
     raw.close().await;
 }
 
@@ -84,6 +84,7 @@ async fn one_process_wins_a_slice() {
                         account_id: None,
                         timestamp: chrono::Utc::now(),
                     }],
+                    ..Default::default()
                 };
                 s.apply_changes(&ws, LogPosition::ZERO, to, &changes).await.unwrap()
             })

@@ -49,7 +49,7 @@ async fn a_run_of_seen_ops_widens_as_one_by_one() {
     ops.push(Op::AddMembership { person_id: "q".into(), account_id: acct("d"), at: t(1) });
     ops.push(seen(Some("q"), None, 1, 1));
     assert!(
-        s.apply_changes(&ws, LogPosition::ZERO, LogPosition::ZERO, &Changes { ops, event_people: vec![] })
+        s.apply_changes(&ws, LogPosition::ZERO, LogPosition::ZERO, &Changes { ops, ..Default::default() })
             .await
             .unwrap()
     );

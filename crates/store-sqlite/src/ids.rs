@@ -201,6 +201,12 @@ impl RecentIds {
         self.len() >= FLUSH_AT || (idle && self.len() > 0)
     }
 
+    /// Whether background work is due now whatever else waits: so many runs that each append
+    /// pays for them.
+    pub(crate) fn flush_urgent(&self) -> bool {
+        self.runs.as_ref().is_some_and(|runs| runs.has_work() && runs.live() > crate::runs::MANY_RUNS)
+    }
+
     /// Whether there is background work: recent ids due to be written out, or work on the
     /// runs.
     pub(crate) fn wants_flush(&self, idle: bool) -> bool {

@@ -14,6 +14,7 @@ mod processing;
 mod reads;
 mod records;
 mod runs;
+mod usage;
 mod writer;
 
 use chrono::{DateTime, Utc};
@@ -27,7 +28,8 @@ use tokio::sync::Semaphore;
 use writer::{Priority, Writer};
 
 /// Schema migrations, in order; `PRAGMA user_version` records how many have run.
-const MIGRATIONS: &[&str] = &[include_str!("../migrations/0001_init.sql")];
+const MIGRATIONS: &[&str] =
+    &[include_str!("../migrations/0001_init.sql"), include_str!("../migrations/0002_usage.sql")];
 
 const READERS: usize = 4;
 
@@ -313,6 +315,23 @@ mod store_impl {
         }
         async fn trait_history(&self, ws: &WorkspaceId, subject: &TraitSubject) -> Result<Vec<TraitChange>> {
             self.traits_history(ws, subject).await
+        }
+        async fn account_usage(
+            &self,
+            ws: &WorkspaceId,
+            account: &AccountId,
+            from: chrono::NaiveDate,
+            to: chrono::NaiveDate,
+        ) -> Result<Vec<DailyUsage>> {
+            self.usage_of(ws, Some(account), from, to).await
+        }
+        async fn accounts_usage(
+            &self,
+            ws: &WorkspaceId,
+            from: chrono::NaiveDate,
+            to: chrono::NaiveDate,
+        ) -> Result<Vec<DailyUsage>> {
+            self.usage_of(ws, None, from, to).await
         }
         async fn upsert_subscription(&self, ws: &WorkspaceId, sub: &Subscription) -> Result<bool> {
             self.put_subscription(ws, sub).await

@@ -57,11 +57,13 @@ impl SqliteStore {
         // Everything but the statements is done here, off the writer.
         let owners = crate::owners::encode(&changes.event_people);
         let ops = changes.ops.clone();
+        let usage = changes.usage.clone();
         // Nobody waits on processing but the processor: appends go first.
         self.write_background(move |conn| {
             if cursor(conn, &ws)? != from {
                 return Ok(false);
             }
+            let members_before = crate::usage::memberships_before(conn, &ws, &usage)?;
             // Runs of first/last-seen ops (processing ends each slice with one per person and
             // account) go as a few statements; every other op is applied on its own, in order.
             let mut seen = SeenRun::default();
@@ -72,6 +74,7 @@ impl SqliteStore {
                 }
             }
             seen.apply(conn, &ws)?;
+            crate::usage::apply(conn, n, &usage, &members_before)?;
             if let Some((first_seq, last_seq, data)) = owners {
                 conn.prepare_cached("INSERT INTO event_owners (last_seq, ws, first_seq, data) VALUES (?1, ?2, ?3, ?4)")
                     .map_err(sql_error)?
@@ -137,7 +140,7 @@ impl SqliteStore {
                 conn.execute(&format!("DELETE FROM {table} WHERE workspace_id = ?1"), [ws.as_str()])
                     .map_err(sql_error)?;
             }
-            for table in ["event_owners", "event_links"] {
+            for table in ["event_owners", "event_links", "usage_months"] {
                 conn.execute(&format!("DELETE FROM {table} WHERE ws = ?1"), [n]).map_err(sql_error)?;
             }
             Ok(())
@@ -364,6 +367,7 @@ fn merge(conn: &Connection, ws: &WorkspaceId, n: i64, from: &str, into: &str, at
         "UPDATE event_links SET subject = 'p:' || ?3 WHERE ws = ?1 AND subject = 'p:' || ?2",
         params![n, from, into],
     )?;
+    crate::usage::merge(conn, ws, n, from, into)?;
     exec(
         conn,
         "UPDATE trait_history SET subject_id = ?3 WHERE workspace_id = ?1 AND subject_kind = 'person' AND subject_id = ?2",

@@ -31,6 +31,9 @@ const PAGE_BYTES: usize = 3_800;
 const STEP_PAGES: usize = 48;
 /// Dead id pages deleted per background transaction.
 const DELETE_STEP: usize = 512;
+/// Live runs beyond which merging is not paced: every new id is checked against each run's
+/// filter, so runs left unmerged cost every append.
+pub(crate) const MANY_RUNS: usize = 3 * FANOUT;
 /// Runs of one size class merged together.
 pub(crate) const FANOUT: usize = 4;
 /// Bloom filter bits per id: about 1% of new ids read a page needlessly per run.
@@ -100,7 +103,6 @@ impl Runs {
         self.live.iter().filter(move |r| r.filter.may_hold(ws, hash)).map(|r| r.id)
     }
 
-    #[cfg(test)]
     pub(crate) fn live(&self) -> usize {
         self.live.len()
     }

@@ -220,7 +220,7 @@ fn run(conn: Connection, mut ids: RecentIds, rx: Receiver<(Job, Priority)>, stat
     while open || !waiting.is_empty() {
         // Between groups, at most one flush step, paced as background work, so that writing
         // ids out and merging their runs never holds up ingest for long.
-        if ids.wants_flush(false) && may_flush(&flush_failed) && waiting.background_turn() {
+        if ids.wants_flush(false) && may_flush(&flush_failed) && (waiting.background_turn() || ids.flush_urgent()) {
             let started = Instant::now();
             flush_failed = flush_step(&conn, &mut ids, false, stats);
             waiting.ran_background(started.elapsed());

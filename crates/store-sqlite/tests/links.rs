@@ -25,7 +25,11 @@ async fn processed(s: &SqliteStore) -> WorkspaceId {
     }
     let event_people = log.iter().enumerate().map(|(i, e)| EventPerson::of(e, format!("p{i}"))).collect();
     let to = log.last().unwrap().position;
-    assert!(s.apply_changes(&ws, LogPosition::ZERO, to, &Changes { ops, event_people }).await.unwrap());
+    assert!(
+        s.apply_changes(&ws, LogPosition::ZERO, to, &Changes { ops, event_people, ..Default::default() })
+            .await
+            .unwrap()
+    );
     ws
 }
 
@@ -56,6 +60,7 @@ async fn a_merge_between_chunks_moves_the_lists_not_yet_written() {
     let merge = Changes {
         ops: vec![Op::MergePeople { from: "p999".into(), into: "p0".into(), at: alias[0].event.timestamp }],
         event_people: vec![EventPerson::of(&alias[0], "p0")],
+        ..Default::default()
     };
     assert!(s.apply_changes(&ws, cursor, alias[0].position, &merge).await.unwrap());
     while s.maintain(&ws, true).await.unwrap() {}

@@ -80,6 +80,9 @@ pub struct Changes {
     /// Which person each event belongs to, after the merges above, in log order; a later
     /// entry for the same event replaces an earlier one.
     pub event_people: Vec<EventPerson>,
+    /// What the slice adds to the daily usage rollups, applied after `ops`, aggregated per
+    /// person, account, day and metric, in that order.
+    pub usage: Vec<crate::Usage>,
 }
 
 /// Who did one event, with what the indexes of events by person and account need of it.

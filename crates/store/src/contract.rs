@@ -17,7 +17,7 @@ macro_rules! contract_tests {
             merging_people_moves_everything, reset_processing_rewinds, event_filters_and_pages,
             explicit_account_wins_over_membership, billing_and_support_records_keep_the_newest,
             workspaces_are_isolated, account_list_pages_in_order, filters_find_events_of_every_append,
-            reads_agree_before_and_after_maintenance);
+            reads_agree_before_and_after_maintenance, usage_rollups_count_events_and_people_per_day);
     };
     (@cases $make:path; $($case:ident),* $(,)?) => {
         $(
@@ -221,7 +221,11 @@ pub async fn processing_creates_people_accounts_and_traits<S: Store>(s: &S) {
         Op::Seen { person_id: Some(p.clone()), account_id: None, first: t(2, 10), last: t(2, 10) },
         Op::SetAccountTraits { account_id: acct("acme"), traits: obj(json!({"plan": "enterprise"})), at: t(3, 9) },
     ]);
-    let changes = Changes { ops, event_people: log.iter().map(|e| EventPerson::of(e, p.clone())).collect() };
+    let changes = Changes {
+        ops,
+        event_people: log.iter().map(|e| EventPerson::of(e, p.clone())).collect(),
+        ..Default::default()
+    };
     assert!(s.apply_changes(&ws, LogPosition::ZERO, log[2].position, &changes).await.unwrap());
 
     let known = s
@@ -263,9 +267,9 @@ pub async fn apply_changes_is_compare_and_set<S: Store>(s: &S) {
     let ws = workspace(s, "Cas").await;
     s.append_events(&ws, &events(json!([track("a", "u", "x", 1)]))).await.unwrap();
     let to = s.read_log(&ws, LogPosition::ZERO, 10).await.unwrap()[0].position;
-    let changes = Changes { ops: person_ops("p_1", "u", t(1, 1)), event_people: vec![] };
+    let changes = Changes { ops: person_ops("p_1", "u", t(1, 1)), event_people: vec![], ..Default::default() };
     assert!(s.apply_changes(&ws, LogPosition::ZERO, to, &changes).await.unwrap());
-    let again = Changes { ops: person_ops("p_2", "u2", t(1, 1)), event_people: vec![] };
+    let again = Changes { ops: person_ops("p_2", "u2", t(1, 1)), event_people: vec![], ..Default::default() };
     assert!(!s.apply_changes(&ws, LogPosition::ZERO, to, &again).await.unwrap(), "a stale cursor applies nothing");
     assert!(s.get_person(&ws, "p_2").await.unwrap().is_none());
     assert_eq!(s.log_status(&ws).await.unwrap().cursor, to);
@@ -292,8 +296,11 @@ pub async fn merging_people_moves_everything<S: Store>(s: &S) {
     ];
     ops.extend(person_ops("p_user", "u1", t(2, 10)));
     ops.push(Op::SetPersonTraits { person_id: "p_user".into(), traits: obj(json!({"plan": "pro"})), at: t(2, 10) });
-    let first =
-        Changes { ops, event_people: vec![EventPerson::of(&log[0], "p_anon"), EventPerson::of(&log[1], "p_user")] };
+    let first = Changes {
+        ops,
+        event_people: vec![EventPerson::of(&log[0], "p_anon"), EventPerson::of(&log[1], "p_user")],
+        ..Default::default()
+    };
     assert!(s.apply_changes(&ws, LogPosition::ZERO, log[1].position, &first).await.unwrap());
 
     s.append_events(&ws, &events(json!([{"type": "alias", "messageId": "al", "userId": "u1", "previousId": "a1"}])))
@@ -303,6 +310,7 @@ pub async fn merging_people_moves_everything<S: Store>(s: &S) {
     let merge = Changes {
         ops: vec![Op::MergePeople { from: "p_anon".into(), into: "p_user".into(), at: t(3, 1) }],
         event_people: vec![EventPerson::of(&alias[0], "p_user")],
+        ..Default::default()
     };
     assert!(s.apply_changes(&ws, log[1].position, alias[0].position, &merge).await.unwrap());
 
@@ -330,7 +338,7 @@ pub async fn reset_processing_rewinds<S: Store>(s: &S) {
     let mut ops = person_ops("p_1", "u", t(1, 1));
     ops.push(Op::UpsertAccount { account_id: acct("acme"), at: t(1, 1) });
     ops.push(Op::AddMembership { person_id: "p_1".into(), account_id: acct("acme"), at: t(1, 1) });
-    let changes = Changes { ops, event_people: vec![EventPerson::of(&log[0], "p_1")] };
+    let changes = Changes { ops, event_people: vec![EventPerson::of(&log[0], "p_1")], ..Default::default() };
     assert!(s.apply_changes(&ws, LogPosition::ZERO, log[0].position, &changes).await.unwrap());
     s.reset_processing(&ws).await.unwrap();
     assert!(s.get_person(&ws, "u").await.unwrap().is_none());
@@ -439,7 +447,8 @@ pub async fn explicit_account_wins_over_membership<S: Store>(s: &S) {
         ops.push(Op::UpsertAccount { account_id: acct(a), at: t(1, 1) });
         ops.push(Op::AddMembership { person_id: "p".into(), account_id: acct(a), at: t(1, 1) });
     }
-    let changes = Changes { ops, event_people: log.iter().map(|e| EventPerson::of(e, "p")).collect() };
+    let changes =
+        Changes { ops, event_people: log.iter().map(|e| EventPerson::of(e, "p")).collect(), ..Default::default() };
     assert!(s.apply_changes(&ws, LogPosition::ZERO, log[1].position, &changes).await.unwrap());
     let ids = |p: Page<StoredEvent>| p.items.into_iter().map(|e| e.message_id).collect::<Vec<_>>();
     assert_eq!(ids(s.account_timeline(&ws, &acct("a"), &PageRequest::first(10)).await.unwrap()), ["for-both", "for-a"]);
@@ -519,7 +528,7 @@ pub async fn workspaces_are_isolated<S: Store>(s: &S) {
     let mut ops = person_ops("p", "u", t(1, 1));
     ops.push(Op::UpsertAccount { account_id: acct("acme"), at: t(1, 1) });
     ops.push(Op::AddMembership { person_id: "p".into(), account_id: acct("acme"), at: t(1, 1) });
-    process(s, &a, Changes { ops, event_people: vec![EventPerson::of(&log[0], "p")] }).await;
+    process(s, &a, Changes { ops, event_people: vec![EventPerson::of(&log[0], "p")], ..Default::default() }).await;
 
     assert!(s.get_person(&b, "u").await.unwrap().is_none());
     assert!(s.get_person(&b, "p").await.unwrap().is_none());
@@ -540,7 +549,7 @@ pub async fn account_list_pages_in_order<S: Store>(s: &S) {
     let ops: Vec<Op> = (0..25)
         .map(|i| Op::UpsertAccount { account_id: acct(&format!("acct_{i:02}")), at: t(1, 1) + Duration::hours(i) })
         .collect();
-    process(s, &ws, Changes { ops, event_people: vec![] }).await;
+    process(s, &ws, Changes { ops, event_people: vec![], ..Default::default() }).await;
     let mut page = PageRequest::first(10);
     let mut ids = Vec::new();
     loop {
@@ -610,7 +619,7 @@ pub async fn reads_agree_before_and_after_maintenance<S: Store>(s: &S) {
     }
     let owners = ["p1", "p2", "p1", "p_anon", "p1", "p2"];
     let event_people = log.iter().zip(owners).map(|(e, p)| EventPerson::of(e, p)).collect();
-    process(s, &ws, Changes { ops, event_people }).await;
+    process(s, &ws, Changes { ops, event_people, ..Default::default() }).await;
 
     let before = event_views(s, &ws).await;
     let ids = |v: &Vec<(String, Option<String>, Vec<AccountId>)>| v.iter().map(|e| e.0.clone()).collect::<Vec<_>>();
@@ -636,6 +645,7 @@ pub async fn reads_agree_before_and_after_maintenance<S: Store>(s: &S) {
     let merge = Changes {
         ops: vec![Op::MergePeople { from: "p_anon".into(), into: "p1".into(), at: t(7, 10) }],
         event_people: vec![EventPerson::of(&alias[0], "p1")],
+        ..Default::default()
     };
     process(s, &ws, merge).await;
     let merged = event_views(s, &ws).await;
@@ -644,4 +654,68 @@ pub async fn reads_agree_before_and_after_maintenance<S: Store>(s: &S) {
     assert_eq!(ids(&merged[4]), ["al", "e4", "e3", "e1"], "acme's timeline has the merged visitor's events");
     while s.maintain(&ws, true).await.unwrap() {}
     assert_eq!(event_views(s, &ws).await, merged, "the same after maintenance");
+}
+
+pub async fn usage_rollups_count_events_and_people_per_day<S: Store>(s: &S) {
+    use chrono::NaiveDate;
+    let ws = workspace(s, "Usage").await;
+    let other = workspace(s, "Other").await;
+    let day = |m: u32, d: u32| NaiveDate::from_ymd_opt(2026, m, d).unwrap();
+    let usage = |person: &str, account: Option<&str>, d: NaiveDate, events: u32| Usage {
+        person_id: person.into(),
+        day: d,
+        metric: "report".into(),
+        credit: match account {
+            Some(a) => Credit::Named(acct(a)),
+            None => Credit::Members { people: vec![person.into()], joined: vec![] },
+        },
+        events,
+    };
+    let mut ops = person_ops("p1", "u1", t(1, 1));
+    ops.extend(person_ops("p2", "u2", t(1, 1)));
+    ops.extend(person_ops("p3", "u3", t(1, 1)));
+    ops.push(Op::UpsertAccount { account_id: acct("acme"), at: t(1, 1) });
+    for p in ["p1", "p2", "p3"] {
+        ops.push(Op::AddMembership { person_id: p.into(), account_id: acct("acme"), at: t(1, 1) });
+    }
+    process(s, &ws, Changes { ops, ..Default::default() }).await;
+    // p1 names no account (so counts for acme, its account before the slice), p2 names acme;
+    // p3 is active the next day; a person in no account counts nowhere.
+    s.append_events(&ws, &events(json!([track("e0", "u1", "report", 1)]))).await.unwrap();
+    let first = vec![
+        usage("p1", None, day(10, 31), 2),
+        usage("p2", Some("acme"), day(10, 31), 1),
+        usage("p3", Some("acme"), day(11, 1), 1),
+        usage("nobody", None, day(11, 1), 1),
+    ];
+    process(s, &ws, Changes { usage: first, ..Default::default() }).await;
+    // A later slice: p1 again on the same day, naming acme: more events, no new person.
+    s.append_events(&ws, &events(json!([track("e1", "u1", "report", 1)]))).await.unwrap();
+    process(s, &ws, Changes { usage: vec![usage("p1", Some("acme"), day(10, 31), 3)], ..Default::default() }).await;
+
+    let days = |v: Vec<DailyUsage>| v.into_iter().map(|d| (d.day, d.events, d.users)).collect::<Vec<_>>();
+    let october = s.account_usage(&ws, &acct("acme"), day(10, 1), day(11, 1)).await.unwrap();
+    assert!(october.iter().all(|d| d.metric == "report" && d.account_id == acct("acme")));
+    assert_eq!(days(october), [(day(10, 31), 6, 2)]);
+    let november = s.account_usage(&ws, &acct("acme"), day(11, 1), day(12, 1)).await.unwrap();
+    assert_eq!(days(november), [(day(11, 1), 1, 1)], "[from, to) by day, across months");
+    let all = s.accounts_usage(&ws, day(1, 1), day(12, 31)).await.unwrap();
+    assert_eq!(all.len(), 2, "{all:?}");
+    assert!(s.accounts_usage(&other, day(1, 1), day(12, 31)).await.unwrap().is_empty(), "workspaces are isolated");
+
+    // p2 turns out to be p1: on the 31st they are one person active.
+    process(
+        s,
+        &ws,
+        Changes {
+            ops: vec![Op::MergePeople { from: "p2".into(), into: "p1".into(), at: t(2, 1) }],
+            ..Default::default()
+        },
+    )
+    .await;
+    let october = s.account_usage(&ws, &acct("acme"), day(10, 1), day(11, 1)).await.unwrap();
+    assert_eq!(days(october), [(day(10, 31), 6, 1)]);
+
+    s.reset_processing(&ws).await.unwrap();
+    assert!(s.accounts_usage(&ws, day(1, 1), day(12, 31)).await.unwrap().is_empty(), "a replay starts over");
 }

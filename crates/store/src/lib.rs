@@ -10,6 +10,7 @@
 mod changes;
 mod page;
 mod records;
+pub mod usage;
 
 #[cfg(feature = "contract")]
 pub mod contract;
@@ -17,6 +18,7 @@ pub mod contract;
 pub use changes::{Changes, EventPerson, KnownPerson, Op};
 pub use page::{Cursor, DEFAULT_LIMIT, MAX_LIMIT, Page, PageRequest};
 pub use records::*;
+pub use usage::{Credit, DailyUsage, Usage};
 
 use async_trait::async_trait;
 use domain::{AccountId, ApiKey, EventType, IdentityKey, KeyHash, NewEvent, Timestamp, WorkspaceId};
@@ -177,6 +179,23 @@ pub trait Store: Send + Sync + 'static {
         page: &PageRequest,
     ) -> Result<Page<StoredEvent>>;
     async fn trait_history(&self, ws: &WorkspaceId, subject: &TraitSubject) -> Result<Vec<TraitChange>>;
+    /// The daily usage rollups of an account for days in `[from, to)`, ordered by metric and
+    /// day; days without events are left out.
+    async fn account_usage(
+        &self,
+        ws: &WorkspaceId,
+        account: &AccountId,
+        from: chrono::NaiveDate,
+        to: chrono::NaiveDate,
+    ) -> Result<Vec<DailyUsage>>;
+    /// The daily usage rollups of every account for days in `[from, to)`, ordered by account,
+    /// metric and day: what scoring reads.
+    async fn accounts_usage(
+        &self,
+        ws: &WorkspaceId,
+        from: chrono::NaiveDate,
+        to: chrono::NaiveDate,
+    ) -> Result<Vec<DailyUsage>>;
 
     // Billing and support records.
     /// Inserts or updates a subscription; an update older than the stored one (`updated_at`)

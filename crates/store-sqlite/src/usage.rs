@@ -1,0 +1,153 @@
+//! The daily usage rollups (`usage_months`): applying a slice's usage, making a merged
+//! person's days the survivor's, and reading days back. The arithmetic is `store::usage`'s.
+
+use chrono::NaiveDate;
+use domain::{AccountId, WorkspaceId};
+use rusqlite::{Connection, OptionalExtension, params};
+use std::collections::HashMap;
+use store::usage::{UsageMonth, UsageRowKey, apply_usage, days_of, month_of, people_needing_memberships, usage_rows};
+use store::{DailyUsage, Result, StoreError, Usage};
+
+use crate::{SqliteStore, sql_error};
+
+fn corrupt(account: &str) -> StoreError {
+    StoreError::Backend(format!("a usage row of account {account:?} is damaged"))
+}
+
+fn parse_account(s: String) -> Result<AccountId> {
+    AccountId::parse(&s).map_err(|_| StoreError::Backend(format!("unexpected stored account {s:?}")))
+}
+
+const UPSERT: &str = "INSERT INTO usage_months (ws, account_id, metric, month, data) VALUES (?1, ?2, ?3, ?4, ?5)
+                      ON CONFLICT (ws, account_id, metric, month) DO UPDATE SET data = excluded.data";
+
+/// The accounts of each person whose unnamed events `usage` credits, as they were before the
+/// slice: read before the slice's own changes.
+pub(crate) fn memberships_before(
+    conn: &Connection,
+    ws: &WorkspaceId,
+    usage: &[Usage],
+) -> Result<HashMap<String, Vec<AccountId>>> {
+    let mut memberships = HashMap::new();
+    let mut stmt = conn
+        .prepare_cached("SELECT account_id FROM memberships WHERE workspace_id = ?1 AND person_id = ?2")
+        .map_err(sql_error)?;
+    for person in people_needing_memberships(usage) {
+        let accounts = stmt
+            .query_map(params![ws.as_str(), person], |r| r.get::<_, String>(0))
+            .map_err(sql_error)?
+            .map(|a| parse_account(a.map_err(sql_error)?))
+            .collect::<Result<Vec<AccountId>>>()?;
+        memberships.insert(person, accounts);
+    }
+    Ok(memberships)
+}
+
+/// Adds a slice's usage to the rollups, inside the slice's transaction: one row read and
+/// written per account, metric and month it touches.
+pub(crate) fn apply(
+    conn: &Connection,
+    n: i64,
+    usage: &[Usage],
+    memberships: &HashMap<String, Vec<AccountId>>,
+) -> Result<()> {
+    if usage.is_empty() {
+        return Ok(());
+    }
+    let mut rows: HashMap<UsageRowKey, UsageMonth> = HashMap::new();
+    {
+        let mut stmt = conn
+            .prepare_cached(
+                "SELECT data FROM usage_months WHERE ws = ?1 AND account_id = ?2 AND metric = ?3 AND month = ?4",
+            )
+            .map_err(sql_error)?;
+        for key in usage_rows(usage, memberships) {
+            let data: Option<Vec<u8>> =
+                stmt.query_row(params![n, key.0.as_str(), key.1, key.2], |r| r.get(0)).optional().map_err(sql_error)?;
+            if let Some(data) = data {
+                let row = UsageMonth::decode(&data).ok_or_else(|| corrupt(key.0.as_str()))?;
+                rows.insert(key, row);
+            }
+        }
+    }
+    let changed = apply_usage(usage, memberships, &mut rows);
+    let mut stmt = conn.prepare_cached(UPSERT).map_err(sql_error)?;
+    for key in changed {
+        let data = rows[&key].encode();
+        stmt.execute(params![n, key.0.as_str(), key.1, key.2, data]).map_err(sql_error)?;
+    }
+    Ok(())
+}
+
+/// Makes person `from`'s active days person `into`'s, in the rows of `into`'s accounts
+/// (which hold `from`'s by now).
+pub(crate) fn merge(conn: &Connection, ws: &WorkspaceId, n: i64, from: &str, into: &str) -> Result<()> {
+    let rows: Vec<(String, String, i32, Vec<u8>)> = conn
+        .prepare_cached(
+            "SELECT account_id, metric, month, data FROM usage_months
+             WHERE ws = ?1 AND account_id IN (SELECT account_id FROM memberships WHERE workspace_id = ?2 AND person_id = ?3)",
+        )
+        .map_err(sql_error)?
+        .query_map(params![n, ws.as_str(), into], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?)))
+        .map_err(sql_error)?
+        .collect::<rusqlite::Result<_>>()
+        .map_err(sql_error)?;
+    let mut stmt = conn.prepare_cached(UPSERT).map_err(sql_error)?;
+    for (account, metric, month, data) in rows {
+        let mut row = UsageMonth::decode(&data).ok_or_else(|| corrupt(&account))?;
+        if row.merge_person(from, into) {
+            stmt.execute(params![n, account, metric, month, row.encode()]).map_err(sql_error)?;
+        }
+    }
+    Ok(())
+}
+
+impl SqliteStore {
+    /// The days of `account` (or of every account) in `[from, to)`.
+    pub(crate) async fn usage_of(
+        &self,
+        ws: &WorkspaceId,
+        account: Option<&AccountId>,
+        from: NaiveDate,
+        to: NaiveDate,
+    ) -> Result<Vec<DailyUsage>> {
+        let Some(n) = self.ws_number(ws).await? else { return Ok(Vec::new()) };
+        let account = account.cloned();
+        let (first, last) = (month_of(from), month_of(to));
+        self.read(move |conn| {
+            let mut stmt;
+            let mut rows = match &account {
+                Some(a) => {
+                    stmt = conn
+                        .prepare_cached(
+                            "SELECT account_id, metric, month, data FROM usage_months
+                             WHERE ws = ?1 AND account_id = ?2 AND month BETWEEN ?3 AND ?4 ORDER BY metric, month",
+                        )
+                        .map_err(sql_error)?;
+                    stmt.query(params![n, a.as_str(), first, last])
+                }
+                None => {
+                    stmt = conn
+                        .prepare_cached(
+                            "SELECT account_id, metric, month, data FROM usage_months
+                             WHERE ws = ?1 AND month BETWEEN ?2 AND ?3 ORDER BY account_id, metric, month",
+                        )
+                        .map_err(sql_error)?;
+                    stmt.query(params![n, first, last])
+                }
+            }
+            .map_err(sql_error)?;
+            let mut out = Vec::new();
+            while let Some(r) = rows.next().map_err(sql_error)? {
+                let id: String = r.get(0).map_err(sql_error)?;
+                let metric: String = r.get(1).map_err(sql_error)?;
+                let month: i32 = r.get(2).map_err(sql_error)?;
+                let data: Vec<u8> = r.get(3).map_err(sql_error)?;
+                let row = UsageMonth::decode(&data).ok_or_else(|| corrupt(&id))?;
+                out.extend(days_of(&parse_account(id)?, &metric, month, &row, from, to));
+            }
+            Ok(out)
+        })
+        .await
+    }
+}
