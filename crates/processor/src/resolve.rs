@@ -156,8 +156,18 @@ impl<'a> State<'a> {
             (EventType::Alias, Some(user), Some(previous)) => self.alias(user, previous, at),
             _ => self.person(e.user_id.as_deref(), e.anonymous_id.as_deref(), at),
         };
-        let Some(person) = person else { return };
         let account = e.group_id.as_deref().and_then(|g| AccountId::parse(g).ok());
+        let Some(person) = person else {
+            // An account's record with no person (`steward import accounts` writes these):
+            // the account and its traits.
+            if let (EventType::Group, Some(account)) = (e.kind, &account) {
+                self.account(account, at);
+                if let Some(traits) = traits_of(&e.payload) {
+                    self.ops.push(Op::SetAccountTraits { account_id: account.clone(), traits, at });
+                }
+            }
+            return;
+        };
         if let Some(account) = &account {
             self.membership(&person, account, at);
         }
@@ -334,14 +344,16 @@ impl<'a> State<'a> {
         Some(person)
     }
 
+    /// The account, created first if the slice has not named it yet; its members in the slice.
+    fn account(&mut self, account: &AccountId, at: DateTime<Utc>) -> &mut HashSet<String> {
+        if !self.members.contains_key(account) {
+            self.ops.push(Op::UpsertAccount { account_id: account.clone(), at });
+        }
+        self.members.entry(account.clone()).or_default()
+    }
+
     fn membership(&mut self, person: &str, account: &AccountId, at: DateTime<Utc>) {
-        let members = match self.members.get_mut(account) {
-            Some(members) => members,
-            None => {
-                self.ops.push(Op::UpsertAccount { account_id: account.clone(), at });
-                self.members.entry(account.clone()).or_default()
-            }
-        };
+        let members = self.account(account, at);
         if !members.contains(person) {
             members.insert(person.to_owned());
             self.joined.entry(person.to_owned()).or_default().push(account.clone());

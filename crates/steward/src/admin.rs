@@ -88,3 +88,19 @@ pub async fn replay(config: Config, workspace: &str) -> Result<()> {
     backend.close().await;
     Ok(())
 }
+
+pub async fn import(config: Config, workspace: &str, options: crate::import::Options) -> Result<()> {
+    let backend = Backend::open(&config).await?;
+    let store = backend.store();
+    let ws = existing(store.as_ref(), workspace).await?;
+    let started = std::time::Instant::now();
+    let result = crate::import::import(store, &ws, &options).await;
+    backend.close().await;
+    let imported = result?;
+    println!(
+        "{}",
+        json!({"workspace_id": ws, "rows": imported.rows, "stored": imported.stored,
+               "seconds": (started.elapsed().as_secs_f64() * 10.0).round() / 10.0})
+    );
+    Ok(())
+}

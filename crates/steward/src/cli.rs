@@ -77,6 +77,26 @@ pub enum Command {
         #[command(flatten)]
         location: Location,
     },
+    /// Load a workspace's history from a file: accounts, subscriptions or events, as CSV
+    /// (optionally gzipped). Checks the whole file first; importing it again changes nothing.
+    Import {
+        #[arg(long)]
+        workspace: String,
+        kind: crate::import::Kind,
+        file: PathBuf,
+        /// Map a file's column to Steward's name for it: `--column event_time=ts`. Columns
+        /// Steward does not know become traits, attributes or properties.
+        #[arg(long = "column", value_name = "STEWARD_NAME=FILE_COLUMN", value_parser = crate::import::column_mapping)]
+        columns: Vec<(String, String)>,
+        /// Whether `user_id` names a user of the workspace or of its account.
+        #[arg(long, value_enum, default_value = "workspace")]
+        user_scope: crate::import::UserScope,
+        /// Currency of amounts in files without a currency column.
+        #[arg(long, default_value = "USD")]
+        currency: String,
+        #[command(flatten)]
+        location: Location,
+    },
     /// Measure ingest throughput and latency.
     Bench {
         #[command(subcommand)]
@@ -142,5 +162,10 @@ pub async fn dispatch(cli: Cli, config: Config) -> Result<()> {
         Command::Keys { command } => crate::admin::keys(config, command).await,
         Command::Replay { workspace, .. } => crate::admin::replay(config, &workspace).await,
         Command::Bench { command } => crate::bench::run(config, command).await,
+        Command::Import { workspace, kind, file, columns, user_scope, currency, .. } => {
+            let currency = domain::Currency::parse(&currency)?;
+            let options = crate::import::Options { kind, file, columns, user_scope, currency };
+            crate::admin::import(config, &workspace, options).await
+        }
     }
 }

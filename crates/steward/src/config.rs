@@ -126,7 +126,9 @@ impl Config {
         let (listen, dir) = match command {
             Command::Serve { listen, location: l, .. } => (*listen, location(l)),
             Command::Demo { listen, data_dir, .. } => (*listen, data_dir.clone()),
-            Command::Config { location: l } | Command::Replay { location: l, .. } => (None, location(l)),
+            Command::Config { location: l }
+            | Command::Replay { location: l, .. }
+            | Command::Import { location: l, .. } => (None, location(l)),
             Command::Workspace {
                 command: WorkspaceCommand::Create { location: l, .. } | WorkspaceCommand::List { location: l },
             } => (None, location(l)),

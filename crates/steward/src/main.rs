@@ -6,6 +6,7 @@ mod cli;
 mod client;
 mod config;
 mod demo;
+mod import;
 mod run;
 
 use anyhow::Result;
