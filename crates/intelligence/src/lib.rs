@@ -3,8 +3,11 @@
 //! Pure: data in, scores and explanations out. The store keeps rollups and records, the
 //! binary moves them here and the results back.
 //!
+//! - [`churn`]: labels from subscription history, point-in-time features from daily usage,
+//!   and the time-based evaluation a model card reports.
 //! - [`model`]: the learners (L2 logistic regression, gradient-boosted trees), their
 //!   ensemble with calibrated probabilities and per-row drivers, and the metrics of a model
 //!   card (AUC, PR-AUC, top-decile lift, calibration error).
 
+pub mod churn;
 pub mod model;

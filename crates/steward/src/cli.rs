@@ -97,6 +97,23 @@ pub enum Command {
         #[command(flatten)]
         location: Location,
     },
+    /// Train the churn model on the workspace's history before a test period, and print its
+    /// model card: AUC, PR-AUC, top-decile lift and calibration on the test period, per horizon.
+    Evaluate {
+        #[arg(long)]
+        workspace: String,
+        /// The day the data ends (default: the day after the last day with usage).
+        #[arg(long)]
+        as_of: Option<chrono::NaiveDate>,
+        /// The first observation date tested (default: four months before `--as-of`).
+        #[arg(long)]
+        test_from: Option<chrono::NaiveDate>,
+        /// Print the model card as JSON.
+        #[arg(long)]
+        json: bool,
+        #[command(flatten)]
+        location: Location,
+    },
     /// Measure ingest throughput and latency.
     Bench {
         #[command(subcommand)]
@@ -162,6 +179,9 @@ pub async fn dispatch(cli: Cli, config: Config) -> Result<()> {
         Command::Keys { command } => crate::admin::keys(config, command).await,
         Command::Replay { workspace, .. } => crate::admin::replay(config, &workspace).await,
         Command::Bench { command } => crate::bench::run(config, command).await,
+        Command::Evaluate { workspace, as_of, test_from, json, .. } => {
+            crate::scoring::evaluate(config, &workspace, as_of, test_from, json).await
+        }
         Command::Import { workspace, kind, file, columns, user_scope, currency, .. } => {
             let currency = domain::Currency::parse(&currency)?;
             let options = crate::import::Options { kind, file, columns, user_scope, currency };

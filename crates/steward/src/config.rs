@@ -128,7 +128,8 @@ impl Config {
             Command::Demo { listen, data_dir, .. } => (*listen, data_dir.clone()),
             Command::Config { location: l }
             | Command::Replay { location: l, .. }
-            | Command::Import { location: l, .. } => (None, location(l)),
+            | Command::Import { location: l, .. }
+            | Command::Evaluate { location: l, .. } => (None, location(l)),
             Command::Workspace {
                 command: WorkspaceCommand::Create { location: l, .. } | WorkspaceCommand::List { location: l },
             } => (None, location(l)),

@@ -8,6 +8,7 @@ mod config;
 mod demo;
 mod import;
 mod run;
+mod scoring;
 
 use anyhow::Result;
 use clap::Parser;

@@ -289,15 +289,15 @@ mod store_impl {
             from: chrono::NaiveDate,
             to: chrono::NaiveDate,
         ) -> Result<Vec<DailyUsage>> {
-            self.usage_of(ws, Some(account), from, to).await
+            self.usage_of(ws, account, from, to).await
         }
         async fn accounts_usage(
             &self,
             ws: &WorkspaceId,
             from: chrono::NaiveDate,
             to: chrono::NaiveDate,
-        ) -> Result<Vec<DailyUsage>> {
-            self.usage_of(ws, None, from, to).await
+        ) -> Result<Vec<UsageRow>> {
+            self.usage_rows(ws, from, to).await
         }
         async fn upsert_subscription(&self, ws: &WorkspaceId, sub: &Subscription) -> Result<bool> {
             self.put_subscription(ws, sub).await

@@ -6,7 +6,7 @@ use domain::{AccountId, WorkspaceId};
 use sqlx::PgConnection;
 use std::collections::HashMap;
 use store::usage::{UsageMonth, UsageRowKey, apply_usage, days_of, month_of, people_needing_memberships, usage_rows};
-use store::{DailyUsage, Result, StoreError, Usage};
+use store::{DailyUsage, Result, StoreError, Usage, UsageRow};
 
 use crate::{PgStore, account_id, db_error};
 
@@ -141,46 +141,52 @@ pub(crate) async fn merge(conn: &mut PgConnection, ws: &WorkspaceId, from: &str,
 }
 
 impl PgStore {
-    /// The days of `account` (or of every account) in `[from, to)`.
+    /// The days of `account` in `[from, to)`.
     pub(crate) async fn usage_of(
         &self,
         ws: &WorkspaceId,
-        account: Option<&AccountId>,
+        account: &AccountId,
         from: NaiveDate,
         to: NaiveDate,
     ) -> Result<Vec<DailyUsage>> {
         let (first, last) = (month_of(from), month_of(to));
-        let rows: Vec<(String, String, i32, Vec<u8>)> = match account {
-            Some(a) => {
-                sqlx::query_as(
-                    "SELECT account_id, metric, month, data FROM usage_months
-                     WHERE workspace_id = $1 AND account_id = $2 AND month BETWEEN $3 AND $4 ORDER BY metric, month",
-                )
-                .bind(ws.as_str())
-                .bind(a.as_str())
-                .bind(first)
-                .bind(last)
-                .fetch_all(&self.pool)
-                .await
-            }
-            None => {
-                sqlx::query_as(
-                    "SELECT account_id, metric, month, data FROM usage_months
-                     WHERE workspace_id = $1 AND month BETWEEN $2 AND $3 ORDER BY account_id, metric, month",
-                )
-                .bind(ws.as_str())
-                .bind(first)
-                .bind(last)
-                .fetch_all(&self.pool)
-                .await
-            }
-        }
+        let rows: Vec<(String, i32, Vec<u8>)> = sqlx::query_as(
+            "SELECT metric, month, data FROM usage_months
+             WHERE workspace_id = $1 AND account_id = $2 AND month BETWEEN $3 AND $4 ORDER BY metric, month",
+        )
+        .bind(ws.as_str())
+        .bind(account.as_str())
+        .bind(first)
+        .bind(last)
+        .fetch_all(&self.pool)
+        .await
         .map_err(db_error)?;
         let mut out = Vec::new();
-        for (id, metric, month, data) in rows {
-            let row = UsageMonth::decode(&data).ok_or_else(|| corrupt(&id))?;
-            out.extend(days_of(&account_id(&id)?, &metric, month, &row, from, to));
+        for (metric, month, data) in rows {
+            let row = UsageMonth::decode(&data).ok_or_else(|| corrupt(account.as_str()))?;
+            out.extend(days_of(account, &metric, month, &row, from, to));
         }
         Ok(out)
+    }
+
+    /// Every account's monthly rows for the months holding `[from, to)`.
+    pub(crate) async fn usage_rows(&self, ws: &WorkspaceId, from: NaiveDate, to: NaiveDate) -> Result<Vec<UsageRow>> {
+        let (first, last) = (month_of(from), month_of(to));
+        let rows: Vec<(String, String, i32, Vec<u8>)> = sqlx::query_as(
+            "SELECT account_id, metric, month, data FROM usage_months
+             WHERE workspace_id = $1 AND month BETWEEN $2 AND $3 ORDER BY account_id, metric, month",
+        )
+        .bind(ws.as_str())
+        .bind(first)
+        .bind(last)
+        .fetch_all(&self.pool)
+        .await
+        .map_err(db_error)?;
+        rows.into_iter()
+            .map(|(id, metric, month, data)| {
+                let row = UsageMonth::decode(&data).ok_or_else(|| corrupt(&id))?;
+                Ok(UsageRow::new(account_id(&id)?, metric, month, &row))
+            })
+            .collect()
     }
 }

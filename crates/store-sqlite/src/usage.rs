@@ -6,7 +6,7 @@ use domain::{AccountId, WorkspaceId};
 use rusqlite::{Connection, OptionalExtension, params};
 use std::collections::HashMap;
 use store::usage::{UsageMonth, UsageRowKey, apply_usage, days_of, month_of, people_needing_memberships, usage_rows};
-use store::{DailyUsage, Result, StoreError, Usage};
+use store::{DailyUsage, Result, StoreError, Usage, UsageRow};
 
 use crate::{SqliteStore, sql_error};
 
@@ -103,40 +103,50 @@ pub(crate) fn merge(conn: &Connection, ws: &WorkspaceId, n: i64, from: &str, int
 }
 
 impl SqliteStore {
-    /// The days of `account` (or of every account) in `[from, to)`.
+    /// The days of `account` in `[from, to)`.
     pub(crate) async fn usage_of(
         &self,
         ws: &WorkspaceId,
-        account: Option<&AccountId>,
+        account: &AccountId,
         from: NaiveDate,
         to: NaiveDate,
     ) -> Result<Vec<DailyUsage>> {
         let Some(n) = self.ws_number(ws).await? else { return Ok(Vec::new()) };
-        let account = account.cloned();
+        let account = account.clone();
         let (first, last) = (month_of(from), month_of(to));
         self.read(move |conn| {
-            let mut stmt;
-            let mut rows = match &account {
-                Some(a) => {
-                    stmt = conn
-                        .prepare_cached(
-                            "SELECT account_id, metric, month, data FROM usage_months
-                             WHERE ws = ?1 AND account_id = ?2 AND month BETWEEN ?3 AND ?4 ORDER BY metric, month",
-                        )
-                        .map_err(sql_error)?;
-                    stmt.query(params![n, a.as_str(), first, last])
-                }
-                None => {
-                    stmt = conn
-                        .prepare_cached(
-                            "SELECT account_id, metric, month, data FROM usage_months
-                             WHERE ws = ?1 AND month BETWEEN ?2 AND ?3 ORDER BY account_id, metric, month",
-                        )
-                        .map_err(sql_error)?;
-                    stmt.query(params![n, first, last])
-                }
+            let mut stmt = conn
+                .prepare_cached(
+                    "SELECT metric, month, data FROM usage_months
+                     WHERE ws = ?1 AND account_id = ?2 AND month BETWEEN ?3 AND ?4 ORDER BY metric, month",
+                )
+                .map_err(sql_error)?;
+            let mut rows = stmt.query(params![n, account.as_str(), first, last]).map_err(sql_error)?;
+            let mut out = Vec::new();
+            while let Some(r) = rows.next().map_err(sql_error)? {
+                let metric: String = r.get(0).map_err(sql_error)?;
+                let month: i32 = r.get(1).map_err(sql_error)?;
+                let data: Vec<u8> = r.get(2).map_err(sql_error)?;
+                let row = UsageMonth::decode(&data).ok_or_else(|| corrupt(account.as_str()))?;
+                out.extend(days_of(&account, &metric, month, &row, from, to));
             }
-            .map_err(sql_error)?;
+            Ok(out)
+        })
+        .await
+    }
+
+    /// Every account's monthly rows for the months holding `[from, to)`.
+    pub(crate) async fn usage_rows(&self, ws: &WorkspaceId, from: NaiveDate, to: NaiveDate) -> Result<Vec<UsageRow>> {
+        let Some(n) = self.ws_number(ws).await? else { return Ok(Vec::new()) };
+        let (first, last) = (month_of(from), month_of(to));
+        self.read(move |conn| {
+            let mut stmt = conn
+                .prepare_cached(
+                    "SELECT account_id, metric, month, data FROM usage_months
+                     WHERE ws = ?1 AND month BETWEEN ?2 AND ?3 ORDER BY account_id, metric, month",
+                )
+                .map_err(sql_error)?;
+            let mut rows = stmt.query(params![n, first, last]).map_err(sql_error)?;
             let mut out = Vec::new();
             while let Some(r) = rows.next().map_err(sql_error)? {
                 let id: String = r.get(0).map_err(sql_error)?;
@@ -144,7 +154,7 @@ impl SqliteStore {
                 let month: i32 = r.get(2).map_err(sql_error)?;
                 let data: Vec<u8> = r.get(3).map_err(sql_error)?;
                 let row = UsageMonth::decode(&data).ok_or_else(|| corrupt(&id))?;
-                out.extend(days_of(&parse_account(id)?, &metric, month, &row, from, to));
+                out.push(UsageRow::new(parse_account(id)?, metric, month, &row));
             }
             Ok(out)
         })

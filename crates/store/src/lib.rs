@@ -18,7 +18,7 @@ pub mod contract;
 pub use changes::{Changes, EventPerson, KnownPerson, Op};
 pub use page::{Cursor, DEFAULT_LIMIT, MAX_LIMIT, Page, PageRequest};
 pub use records::*;
-pub use usage::{Credit, DailyUsage, Usage};
+pub use usage::{Credit, DailyUsage, Usage, UsageRow};
 
 use async_trait::async_trait;
 use domain::{AccountId, ApiKey, EventType, IdentityKey, KeyHash, NewEvent, Timestamp, WorkspaceId};
@@ -188,14 +188,14 @@ pub trait Store: Send + Sync + 'static {
         from: chrono::NaiveDate,
         to: chrono::NaiveDate,
     ) -> Result<Vec<DailyUsage>>;
-    /// The daily usage rollups of every account for days in `[from, to)`, ordered by account,
-    /// metric and day: what scoring reads.
+    /// The monthly usage rows of every account for the months holding `[from, to)`, ordered by
+    /// account, metric and month: what scoring reads (days outside the range are left in).
     async fn accounts_usage(
         &self,
         ws: &WorkspaceId,
         from: chrono::NaiveDate,
         to: chrono::NaiveDate,
-    ) -> Result<Vec<DailyUsage>>;
+    ) -> Result<Vec<UsageRow>>;
 
     // Billing and support records.
     /// Inserts or updates a subscription; an update older than the stored one (`updated_at`)

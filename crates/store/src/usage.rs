@@ -233,6 +233,27 @@ pub struct DailyUsage {
     pub users: u32,
 }
 
+/// A stored month of an account's metric, as bulk reads return it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct UsageRow {
+    pub account_id: AccountId,
+    pub metric: String,
+    /// The first day of the month.
+    pub month: NaiveDate,
+    pub events: [u32; 31],
+    pub users: [u32; 31],
+}
+
+impl UsageRow {
+    pub fn new(account_id: AccountId, metric: String, month: i32, row: &UsageMonth) -> UsageRow {
+        let mut users = [0; 31];
+        for (slot, u) in users.iter_mut().enumerate() {
+            *u = row.users(slot);
+        }
+        UsageRow { account_id, metric, month: month_start(month), events: row.events, users }
+    }
+}
+
 /// The days of a stored row within `[from, to)` with any events.
 pub fn days_of(
     account: &AccountId,

@@ -1,0 +1,383 @@
+//! Churn: labels from subscription history, point-in-time features from daily usage, and
+//! the time-based evaluation that a model card reports.
+//!
+//! An account churns when its paid coverage ends: the end of a subscription period after
+//! which no period covers the account. A forecast at date `d` sees only what was known at
+//! `d`: usage of days before `d`, periods that started on or before `d` (and of those, only
+//! whether they still run at `d`, not when they will end).
+
+use chrono::NaiveDate;
+use serde::Serialize;
+use std::collections::HashMap;
+
+use crate::model::{Ensemble, EnsembleParams, Matrix, metrics};
+
+/// A billing period of one of the account's subscriptions: it covers `[start, end)`.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Period {
+    pub start: NaiveDate,
+    /// `None` while it runs with no end known.
+    pub end: Option<NaiveDate>,
+    /// Monthly recurring revenue in minor units.
+    pub mrr: i64,
+}
+
+/// A metric's daily counts as running totals, so that any window is two lookups.
+#[derive(Clone, Debug, Default)]
+pub struct Series {
+    origin: Option<NaiveDate>,
+    /// `totals[i]`: the events of the days before `origin + i`.
+    totals: Vec<u64>,
+}
+
+impl Series {
+    /// From `(day, events)` in any order.
+    pub fn new(mut days: Vec<(NaiveDate, u32)>) -> Series {
+        days.sort_unstable();
+        let Some(&(origin, _)) = days.first() else { return Series::default() };
+        let span = (days.last().expect("non-empty").0 - origin).num_days() as usize + 1;
+        let mut daily = vec![0u64; span];
+        for (d, n) in days {
+            daily[(d - origin).num_days() as usize] += n as u64;
+        }
+        let mut totals = Vec::with_capacity(span + 1);
+        totals.push(0);
+        for n in daily {
+            totals.push(totals.last().expect("starts with 0") + n);
+        }
+        Series { origin: Some(origin), totals }
+    }
+
+    /// Events of the days before `day`.
+    fn before(&self, day: NaiveDate) -> u64 {
+        let Some(origin) = self.origin else { return 0 };
+        let i = (day - origin).num_days();
+        if i <= 0 { 0 } else { self.totals[(i as usize).min(self.totals.len() - 1)] }
+    }
+
+    /// Events of the days in `[from, to)`.
+    pub fn window(&self, from: NaiveDate, to: NaiveDate) -> u64 {
+        self.before(to).saturating_sub(self.before(from))
+    }
+
+    /// Days in `[from, to)` with any events.
+    fn active_days(&self, from: NaiveDate, to: NaiveDate) -> u64 {
+        let Some(origin) = self.origin else { return 0 };
+        let mut days = 0;
+        let mut d = from.max(origin);
+        while d < to {
+            days += u64::from(self.window(d, d.succ_opt().expect("a next day")) > 0);
+            d = d.succ_opt().expect("a next day");
+        }
+        days
+    }
+}
+
+/// What is known of one account over the workspace's history.
+#[derive(Clone, Debug, Default)]
+pub struct AccountHistory {
+    pub account_id: String,
+    pub periods: Vec<Period>,
+    /// By metric.
+    pub usage: HashMap<String, Series>,
+}
+
+impl AccountHistory {
+    /// Whether a period covers `d`.
+    pub fn active_at(&self, d: NaiveDate) -> bool {
+        self.periods.iter().any(|p| p.start <= d && p.end.is_none_or(|e| d < e))
+    }
+
+    fn first_start(&self) -> Option<NaiveDate> {
+        self.periods.iter().map(|p| p.start).min()
+    }
+
+    /// Eligible for a forecast at `d`: covered at `d`, with at least a day of history.
+    pub fn eligible(&self, d: NaiveDate) -> bool {
+        self.active_at(d) && self.first_start().is_some_and(|s| s < d)
+    }
+
+    /// The first day in `(d, as_of]` on which the account stops being covered, if any: the
+    /// end of a period that no other period continues.
+    pub fn churn_after(&self, d: NaiveDate, as_of: NaiveDate) -> Option<NaiveDate> {
+        let mut ends: Vec<NaiveDate> =
+            self.periods.iter().filter_map(|p| p.end).filter(|&e| e > d && e <= as_of).collect();
+        ends.sort_unstable();
+        ends.into_iter().find(|&e| !self.active_at(e))
+    }
+
+    fn mrr_at(&self, d: NaiveDate) -> i64 {
+        self.periods.iter().filter(|p| p.start <= d && p.end.is_none_or(|e| d < e)).map(|p| p.mrr).sum()
+    }
+}
+
+/// All activity, whatever the event: its days are the active days.
+pub const ANY: &str = "$any";
+
+/// Which features a workspace's model uses.
+#[derive(Clone, Debug, PartialEq, Serialize)]
+pub struct FeatureSpec {
+    /// The key events: counted over 28 days, and at their 90-day rate.
+    pub metrics: Vec<String>,
+}
+
+impl FeatureSpec {
+    /// The `n` most frequent events before `before`: the default key events.
+    pub fn most_frequent(accounts: &[AccountHistory], before: NaiveDate, n: usize) -> FeatureSpec {
+        let mut totals: HashMap<&str, u64> = HashMap::new();
+        for a in accounts {
+            for (metric, series) in &a.usage {
+                if !metric.starts_with('$') {
+                    *totals.entry(metric).or_default() += series.before(before);
+                }
+            }
+        }
+        let mut ranked: Vec<(&str, u64)> = totals.into_iter().filter(|(_, n)| *n > 0).collect();
+        ranked.sort_by(|a, b| b.1.cmp(&a.1).then(a.0.cmp(b.0)));
+        FeatureSpec { metrics: ranked.into_iter().take(n).map(|(m, _)| m.to_owned()).collect() }
+    }
+
+    pub fn names(&self) -> Vec<String> {
+        let mut names: Vec<String> = self.metrics.iter().map(|m| format!("{m} (28 days)")).collect();
+        names.extend(self.metrics.iter().map(|m| format!("{m} (per 28 days over 90)")));
+        names.extend(["active days (28 days)".into(), "tenure days".into(), "MRR".into()]);
+        names
+    }
+
+    /// The features of `account` at `d`, from what was known at `d` only.
+    pub fn row(&self, account: &AccountHistory, d: NaiveDate) -> Vec<f64> {
+        let days = |n: i64| d - chrono::Days::new(n as u64);
+        let tenure = account.first_start().map(|s| (d - s).num_days().max(0)).unwrap_or(0);
+        let empty = Series::default();
+        let series = |m: &str| account.usage.get(m).unwrap_or(&empty);
+        let mut row: Vec<f64> = self.metrics.iter().map(|m| series(m).window(days(28), d) as f64).collect();
+        let span = tenure.clamp(1, 90) as f64;
+        row.extend(self.metrics.iter().map(|m| series(m).window(days(90), d) as f64 / span * 28.0));
+        row.push(series(ANY).active_days(days(28), d) as f64);
+        row.push(tenure as f64);
+        row.push(account.mrr_at(d) as f64);
+        row
+    }
+}
+
+/// The first of each month in `[from, to]`.
+pub fn month_starts(from: NaiveDate, to: NaiveDate) -> Vec<NaiveDate> {
+    use chrono::Datelike;
+    let mut d = NaiveDate::from_ymd_opt(from.year(), from.month(), 1).expect("a first of month");
+    if d < from {
+        d = d + chrono::Months::new(1);
+    }
+    let mut out = Vec::new();
+    while d <= to {
+        out.push(d);
+        d = d + chrono::Months::new(1);
+    }
+    out
+}
+
+/// One horizon's line of a model card.
+#[derive(Clone, Debug, Serialize)]
+pub struct HorizonCard {
+    pub horizon_days: u32,
+    pub train_rows: usize,
+    pub train_churned: usize,
+    pub test_rows: usize,
+    pub test_churned: usize,
+    pub auc: f64,
+    pub pr_auc: f64,
+    pub top_decile_lift: f64,
+    pub calibration_error: f64,
+    /// The same metrics for ranking by tenure alone (newest first): what behaviour adds.
+    pub tenure_auc: f64,
+    /// Features by their share of the model's weight and gain.
+    pub importances: Vec<(String, f64)>,
+}
+
+/// A model card: how the churn model did on the months after `test_from`, trained only on
+/// what was known before.
+#[derive(Clone, Debug, Serialize)]
+pub struct ModelCard {
+    pub as_of: NaiveDate,
+    pub test_from: NaiveDate,
+    pub features: FeatureSpec,
+    pub horizons: Vec<HorizonCard>,
+}
+
+/// Rows at the observation dates for horizon `h`, labelled: `(matrix, labels, account index
+/// per row)`, ordered by account then date.
+fn rows(
+    spec: &FeatureSpec,
+    accounts: &[AccountHistory],
+    dates: &[NaiveDate],
+    h: u32,
+    as_of: NaiveDate,
+) -> (Matrix, Vec<bool>, Vec<usize>) {
+    let mut x = Matrix::new(spec.names());
+    let (mut y, mut who) = (Vec::new(), Vec::new());
+    for (i, a) in accounts.iter().enumerate() {
+        for &d in dates {
+            let horizon_end = d + chrono::Days::new(h as u64);
+            if horizon_end > as_of || !a.eligible(d) {
+                continue;
+            }
+            x.push(&spec.row(a, d));
+            y.push(a.churn_after(d, as_of).is_some_and(|c| c <= horizon_end));
+            who.push(i);
+        }
+    }
+    (x, y, who)
+}
+
+/// Trains on the observation dates whose horizon ends by `test_from` and tests on those from
+/// `test_from` on, for each horizon. `accounts` should be ordered by account id: ties in the
+/// lift are broken by that order, then by date.
+pub fn evaluate(
+    accounts: &[AccountHistory],
+    as_of: NaiveDate,
+    test_from: NaiveDate,
+    horizons: &[u32],
+    params: &EnsembleParams,
+) -> ModelCard {
+    let first = accounts.iter().filter_map(|a| a.first_start()).min().unwrap_or(test_from);
+    let dates = month_starts(first.succ_opt().unwrap_or(first), as_of);
+    let spec = FeatureSpec::most_frequent(accounts, test_from, 10);
+    let mut cards = Vec::new();
+    for &h in horizons {
+        let train_dates: Vec<NaiveDate> =
+            dates.iter().copied().filter(|&d| d + chrono::Days::new(h as u64) <= test_from).collect();
+        let test_dates: Vec<NaiveDate> = dates.iter().copied().filter(|&d| d >= test_from).collect();
+        let (x, y, who) = rows(&spec, accounts, &train_dates, h, test_from);
+        let (xt, yt, _) = rows(&spec, accounts, &test_dates, h, as_of);
+        let groups: Vec<u64> = who.iter().map(|&i| i as u64).collect();
+        let model = Ensemble::fit(&x, &y, &groups, params);
+        let p: Vec<f64> = (0..xt.rows()).map(|i| model.probability(xt.row(i))).collect();
+        let tenure_col = spec.names().iter().position(|n| n == "tenure days").expect("tenure is a feature");
+        let tenure: Vec<f64> = (0..xt.rows()).map(|i| -xt.get(i, tenure_col)).collect();
+        let mut importances: Vec<(String, f64)> = spec.names().into_iter().zip(model.importances()).collect();
+        importances.sort_by(|a, b| b.1.total_cmp(&a.1));
+        cards.push(HorizonCard {
+            horizon_days: h,
+            train_rows: y.len(),
+            train_churned: y.iter().filter(|&&v| v).count(),
+            test_rows: yt.len(),
+            test_churned: yt.iter().filter(|&&v| v).count(),
+            auc: metrics::auc(&p, &yt),
+            pr_auc: metrics::average_precision(&p, &yt),
+            top_decile_lift: metrics::top_decile_lift(&p, &yt),
+            calibration_error: metrics::calibration_error(&p, &yt, 10),
+            tenure_auc: metrics::auc(&tenure, &yt),
+            importances,
+        });
+    }
+    ModelCard { as_of, test_from, features: spec, horizons: cards }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn day(s: &str) -> NaiveDate {
+        s.parse().unwrap()
+    }
+
+    fn monthly(from: &str, months: u32, mrr: i64) -> Vec<Period> {
+        (0..months)
+            .map(|i| {
+                let start = day(from) + chrono::Months::new(i);
+                Period { start, end: Some(start + chrono::Months::new(1)), mrr }
+            })
+            .collect()
+    }
+
+    #[test]
+    fn an_account_churns_when_no_period_continues_its_coverage() {
+        let a = AccountHistory { periods: monthly("2020-01-01", 3, 1000), ..Default::default() };
+        assert_eq!(a.churn_after(day("2020-01-15"), day("2020-10-01")), Some(day("2020-04-01")));
+        assert_eq!(a.churn_after(day("2020-01-15"), day("2020-03-31")), None, "not known by then");
+        assert!(a.eligible(day("2020-02-01")) && !a.eligible(day("2020-01-01")), "a day of history first");
+        assert!(!a.eligible(day("2020-04-01")));
+        // A gap and a return: the first end with nothing after it is the churn.
+        let mut b = a.clone();
+        b.periods.extend(monthly("2020-06-01", 2, 1000));
+        assert_eq!(b.churn_after(day("2020-04-15"), day("2020-10-01")), Some(day("2020-08-01")));
+        assert_eq!(b.mrr_at(day("2020-02-10")), 1000);
+    }
+
+    #[test]
+    fn features_at_a_date_never_see_what_came_after() {
+        let usage = |days: &[(&str, u32)]| Series::new(days.iter().map(|&(d, n)| (day(d), n)).collect());
+        let mut a = AccountHistory {
+            account_id: "a".into(),
+            periods: monthly("2020-01-01", 12, 1000),
+            usage: HashMap::from([
+                ("post".to_string(), usage(&[("2020-02-10", 3), ("2020-02-29", 1)])),
+                (ANY.to_string(), usage(&[("2020-02-10", 3), ("2020-02-29", 1)])),
+            ]),
+        };
+        let spec = FeatureSpec { metrics: vec!["post".into()] };
+        let at = day("2020-03-01");
+        let before = spec.row(&a, at);
+        assert_eq!(before[0], 4.0, "both days are in the 28 days before March 1st");
+        assert_eq!(before[2], 2.0, "two active days");
+        // Whatever happens from the date on changes nothing at the date.
+        a.usage.insert("post".into(), usage(&[("2020-02-10", 3), ("2020-02-29", 1), ("2020-03-01", 50)]));
+        a.usage.insert(ANY.into(), usage(&[("2020-02-10", 3), ("2020-02-29", 1), ("2020-03-01", 50)]));
+        a.periods.push(Period { start: day("2020-03-01"), end: None, mrr: 5000 });
+        assert_eq!(spec.row(&a, at)[..3], before[..3]);
+        assert_eq!(before[3], 60.0, "tenure in days");
+    }
+
+    #[test]
+    fn windows_count_days_in_range_only() {
+        let s = Series::new(vec![(day("2020-01-05"), 2), (day("2020-01-01"), 1), (day("2020-01-05"), 1)]);
+        assert_eq!(s.window(day("2019-12-01"), day("2020-01-01")), 0);
+        assert_eq!(s.window(day("2020-01-01"), day("2020-01-05")), 1);
+        assert_eq!(s.window(day("2020-01-01"), day("2020-02-01")), 4);
+        assert_eq!(s.active_days(day("2020-01-01"), day("2020-01-10")), 2);
+        assert_eq!(Series::default().window(day("2020-01-01"), day("2020-02-01")), 0);
+    }
+
+    #[test]
+    fn the_ranking_follows_the_behaviour_that_drives_churn() {
+        // "Neural network test" style: accounts that stopped using the product rank above
+        // those that use it more, when churn followed inactivity in the training months.
+        let mut accounts = Vec::new();
+        let mut rng = 1u64;
+        let mut next = || {
+            rng = rng.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
+            (rng >> 33) as f64 / (1u64 << 31) as f64
+        };
+        for i in 0..600 {
+            let rate = next() * 10.0;
+            // Signed up over the first eight months; low usage churns after two to four
+            // months, the rest stay beyond the data.
+            let start = day("2020-01-01") + chrono::Months::new((next() * 8.0) as u32);
+            let months = if rate < 3.0 { 2 + (next() * 3.0) as u32 } else { 24 };
+            let mut days = Vec::new();
+            let mut d = start;
+            let end = start + chrono::Months::new(months);
+            while d < end.min(day("2020-12-01")) {
+                if next() * 10.0 < rate {
+                    days.push((d, 1 + (next() * 3.0) as u32));
+                }
+                d = d.succ_opt().unwrap();
+            }
+            let first = start.to_string();
+            accounts.push(AccountHistory {
+                account_id: format!("{i:04}"),
+                periods: monthly(&first, months, 1000),
+                usage: HashMap::from([
+                    ("post".to_string(), Series::new(days.clone())),
+                    (ANY.to_string(), Series::new(days)),
+                ]),
+            });
+        }
+        let card = evaluate(&accounts, day("2020-12-01"), day("2020-06-01"), &[30, 60], &EnsembleParams::default());
+        for h in &card.horizons {
+            assert!(h.train_churned > 10 && h.test_churned > 5, "{h:?}");
+            assert!(h.auc > 0.8, "usage explains churn here: {h:?}");
+            assert!(h.auc > h.tenure_auc, "behaviour adds to tenure");
+        }
+        assert_eq!(card.features.metrics, ["post"]);
+    }
+}
