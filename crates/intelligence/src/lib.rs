@@ -5,9 +5,12 @@
 //!
 //! - [`churn`]: labels from subscription history, point-in-time features from daily usage,
 //!   and the time-based evaluation a model card reports.
+//! - [`health`]: the health score from weighted components of measures normalised within the
+//!   workspace, with bands and an explanation that adds up to the score.
 //! - [`model`]: the learners (L2 logistic regression, gradient-boosted trees), their
 //!   ensemble with calibrated probabilities and per-row drivers, and the metrics of a model
 //!   card (AUC, PR-AUC, top-decile lift, calibration error).
 
 pub mod churn;
+pub mod health;
 pub mod model;

@@ -1,0 +1,327 @@
+//! The health score: 0 to 100 per account, from weighted components, each built from
+//! measures normalised within the workspace, with an explanation that adds up to the score.
+//!
+//! A measure's value becomes a score by its percentile among the workspace's accounts that
+//! have it (the best gets 100, whichever way "best" points), so a component means the same in
+//! a workspace of heavy users as in one of light users. A component is the mean of its
+//! measures that the account has; the score is the components' weighted mean, where the
+//! weight of a component the account has no measure for is shared among the others in
+//! proportion to theirs. Weights come from the first profile whose tenure range holds the
+//! account (onboarding accounts are judged on other things than mature ones).
+
+use serde::Serialize;
+use std::collections::HashMap;
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Component {
+    Usage,
+    Engagement,
+    Support,
+    Financial,
+    Relationship,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Direction {
+    HigherIsBetter,
+    LowerIsBetter,
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize)]
+pub struct Measure {
+    pub name: String,
+    pub component: Component,
+    pub direction: Direction,
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize)]
+pub struct Profile {
+    pub name: String,
+    /// Accounts younger than this many days (none: any age).
+    pub below_tenure_days: Option<f64>,
+    pub weights: Vec<(Component, f64)>,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Band {
+    Healthy,
+    Neutral,
+    AtRisk,
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize)]
+pub struct HealthConfig {
+    pub measures: Vec<Measure>,
+    /// Tried in order; the last should hold every account.
+    pub profiles: Vec<Profile>,
+    /// At or above: healthy.
+    pub healthy_from: f64,
+    /// Below: at risk.
+    pub at_risk_below: f64,
+}
+
+impl HealthConfig {
+    pub fn band(&self, score: f64) -> Band {
+        if score >= self.healthy_from {
+            Band::Healthy
+        } else if score < self.at_risk_below {
+            Band::AtRisk
+        } else {
+            Band::Neutral
+        }
+    }
+}
+
+/// One account's measures: by name, `None` (or absent) where unknown.
+pub type Measures = HashMap<String, Option<f64>>;
+
+#[derive(Clone, Debug, PartialEq, Serialize)]
+pub struct MeasureScore {
+    pub name: String,
+    pub value: f64,
+    /// 0 to 100 within the workspace.
+    pub score: f64,
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize)]
+pub struct ComponentScore {
+    pub component: Component,
+    /// 0 to 100.
+    pub score: f64,
+    /// Its share of the score after missing components' weight was shared out; the shares
+    /// sum to 1.
+    pub weight: f64,
+    /// `weight * score`: the points it gives; they sum to the health score.
+    pub points: f64,
+    pub measures: Vec<MeasureScore>,
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize)]
+pub struct Health {
+    pub score: f64,
+    pub band: Band,
+    pub profile: String,
+    pub components: Vec<ComponentScore>,
+}
+
+/// The percentile score of each account's value of each measure, among accounts that have it.
+fn normalise(config: &HealthConfig, accounts: &[Measures]) -> Vec<HashMap<String, f64>> {
+    let mut out = vec![HashMap::new(); accounts.len()];
+    for m in &config.measures {
+        let mut have: Vec<(f64, usize)> = accounts
+            .iter()
+            .enumerate()
+            .filter_map(|(i, a)| a.get(&m.name).copied().flatten().filter(|v| v.is_finite()).map(|v| (v, i)))
+            .collect();
+        if have.is_empty() {
+            continue;
+        }
+        have.sort_by(|a, b| a.0.total_cmp(&b.0));
+        let n = have.len();
+        let mut i = 0;
+        while i < n {
+            // Ties share the mid-rank, so equal values score the same.
+            let mut j = i;
+            while j + 1 < n && have[j + 1].0 == have[i].0 {
+                j += 1;
+            }
+            let rank = (i + j) as f64 / 2.0;
+            let pct = if n == 1 { 50.0 } else { rank / (n - 1) as f64 * 100.0 };
+            let score = match m.direction {
+                Direction::HigherIsBetter => pct,
+                Direction::LowerIsBetter => 100.0 - pct,
+            };
+            for &(_, account) in &have[i..=j] {
+                out[account].insert(m.name.clone(), score);
+            }
+            i = j + 1;
+        }
+    }
+    out
+}
+
+/// Scores every account of a workspace. `tenure_days` picks each account's profile.
+pub fn score(config: &HealthConfig, accounts: &[Measures], tenure_days: &[f64]) -> Vec<Health> {
+    let normalised = normalise(config, accounts);
+    accounts
+        .iter()
+        .zip(&normalised)
+        .zip(tenure_days)
+        .map(|((raw, scores), &tenure)| {
+            let profile = config
+                .profiles
+                .iter()
+                .find(|p| p.below_tenure_days.is_none_or(|t| tenure < t))
+                .or(config.profiles.last())
+                .expect("a health configuration has a profile");
+            let mut components: Vec<ComponentScore> = Vec::new();
+            for &(component, weight) in &profile.weights {
+                let measures: Vec<MeasureScore> = config
+                    .measures
+                    .iter()
+                    .filter(|m| m.component == component)
+                    .filter_map(|m| {
+                        let score = *scores.get(&m.name)?;
+                        let value = raw.get(&m.name).copied().flatten()?;
+                        Some(MeasureScore { name: m.name.clone(), value, score })
+                    })
+                    .collect();
+                if measures.is_empty() || weight <= 0.0 {
+                    continue;
+                }
+                let score = measures.iter().map(|m| m.score).sum::<f64>() / measures.len() as f64;
+                components.push(ComponentScore { component, score, weight, points: 0.0, measures });
+            }
+            let total: f64 = components.iter().map(|c| c.weight).sum();
+            for c in &mut components {
+                c.weight /= total;
+                c.points = c.weight * c.score;
+            }
+            // Without any measure an account is in the middle, not at risk.
+            let score = if components.is_empty() { 50.0 } else { components.iter().map(|c| c.points).sum() };
+            Health { score, band: config.band(score), profile: profile.name.clone(), components }
+        })
+        .collect()
+}
+
+/// What moved a score since an earlier one: each component's change in points, largest first.
+pub fn moved(before: &Health, now: &Health) -> Vec<(Component, f64)> {
+    let points = |h: &Health, c: Component| h.components.iter().find(|x| x.component == c).map_or(0.0, |x| x.points);
+    let mut all: Vec<Component> = before.components.iter().chain(&now.components).map(|c| c.component).collect();
+    all.sort();
+    all.dedup();
+    let mut out: Vec<(Component, f64)> = all.into_iter().map(|c| (c, points(now, c) - points(before, c))).collect();
+    out.sort_by(|a, b| b.1.abs().total_cmp(&a.1.abs()));
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn config() -> HealthConfig {
+        let m = |name: &str, component, direction| Measure { name: name.into(), component, direction };
+        HealthConfig {
+            measures: vec![
+                m("events_28d", Component::Usage, Direction::HigherIsBetter),
+                m("active_days_28d", Component::Engagement, Direction::HigherIsBetter),
+                m("days_since_active", Component::Engagement, Direction::LowerIsBetter),
+                m("open_tickets", Component::Support, Direction::LowerIsBetter),
+            ],
+            profiles: vec![
+                Profile {
+                    name: "onboarding".into(),
+                    below_tenure_days: Some(90.0),
+                    weights: vec![(Component::Engagement, 3.0), (Component::Usage, 1.0)],
+                },
+                Profile {
+                    name: "mature".into(),
+                    below_tenure_days: None,
+                    weights: vec![(Component::Usage, 2.0), (Component::Engagement, 1.0), (Component::Support, 1.0)],
+                },
+            ],
+            healthy_from: 70.0,
+            at_risk_below: 40.0,
+        }
+    }
+
+    fn account(values: &[(&str, f64)]) -> Measures {
+        values.iter().map(|&(k, v)| (k.to_string(), Some(v))).collect()
+    }
+
+    #[test]
+    fn explanations_add_up_to_the_score_and_missing_weight_is_shared() {
+        let accounts = vec![
+            account(&[
+                ("events_28d", 100.0),
+                ("active_days_28d", 20.0),
+                ("days_since_active", 1.0),
+                ("open_tickets", 0.0),
+            ]),
+            account(&[
+                ("events_28d", 10.0),
+                ("active_days_28d", 4.0),
+                ("days_since_active", 9.0),
+                ("open_tickets", 3.0),
+            ]),
+            // No support data: its weight goes to usage and engagement, two to one.
+            account(&[("events_28d", 50.0), ("active_days_28d", 10.0), ("days_since_active", 3.0)]),
+        ];
+        let health = score(&config(), &accounts, &[400.0, 400.0, 400.0]);
+        for h in &health {
+            let points: f64 = h.components.iter().map(|c| c.points).sum();
+            assert!((points - h.score).abs() < 1e-9, "{h:?}");
+            let weights: f64 = h.components.iter().map(|c| c.weight).sum();
+            assert!((weights - 1.0).abs() < 1e-9);
+        }
+        assert_eq!((health[0].score, health[0].band), (100.0, Band::Healthy), "the best at everything");
+        assert_eq!((health[1].score, health[1].band), (0.0, Band::AtRisk));
+        let third = &health[2];
+        assert_eq!(third.components.len(), 2);
+        let usage = third.components.iter().find(|c| c.component == Component::Usage).unwrap();
+        assert!((usage.weight - 2.0 / 3.0).abs() < 1e-9, "{usage:?}");
+        assert_eq!(third.band, Band::Neutral);
+    }
+
+    #[test]
+    fn accounts_rank_in_the_order_a_csm_would_put_them() {
+        // Given these accounts, this order: busy and recent, then steady, then quiet, then gone.
+        let accounts = vec![
+            account(&[
+                ("events_28d", 40.0),
+                ("active_days_28d", 12.0),
+                ("days_since_active", 2.0),
+                ("open_tickets", 1.0),
+            ]),
+            account(&[
+                ("events_28d", 0.0),
+                ("active_days_28d", 0.0),
+                ("days_since_active", 45.0),
+                ("open_tickets", 4.0),
+            ]),
+            account(&[
+                ("events_28d", 300.0),
+                ("active_days_28d", 25.0),
+                ("days_since_active", 0.0),
+                ("open_tickets", 0.0),
+            ]),
+            account(&[
+                ("events_28d", 8.0),
+                ("active_days_28d", 3.0),
+                ("days_since_active", 12.0),
+                ("open_tickets", 2.0),
+            ]),
+        ];
+        let health = score(&config(), &accounts, &[400.0; 4]);
+        let mut order: Vec<usize> = (0..4).collect();
+        order.sort_by(|&a, &b| health[b].score.total_cmp(&health[a].score));
+        assert_eq!(order, [2, 0, 3, 1]);
+    }
+
+    #[test]
+    fn young_accounts_are_judged_by_their_profile_and_moves_are_explained() {
+        let accounts = vec![
+            account(&[("events_28d", 5.0), ("active_days_28d", 20.0)]),
+            account(&[("events_28d", 50.0), ("active_days_28d", 2.0)]),
+        ];
+        let young = score(&config(), &accounts, &[30.0, 30.0]);
+        let old = score(&config(), &accounts, &[400.0, 400.0]);
+        assert_eq!(young[0].profile, "onboarding");
+        assert!(young[0].score > young[1].score, "onboarding weighs engagement");
+        assert!(old[0].score < old[1].score, "a mature account weighs usage");
+        let moves = moved(&old[0], &young[0]);
+        assert_eq!(moves[0].0, Component::Engagement, "{moves:?}");
+        let total: f64 = moves.iter().map(|m| m.1).sum();
+        assert!((total - (young[0].score - old[0].score)).abs() < 1e-9, "the moves add up to the change");
+    }
+
+    #[test]
+    fn an_account_without_measures_is_neutral() {
+        let health = score(&config(), &[Measures::new()], &[10.0]);
+        assert_eq!((health[0].score, health[0].band), (50.0, Band::Neutral));
+        assert!(health[0].components.is_empty());
+    }
+}
