@@ -49,6 +49,16 @@ pub enum BenchCommand {
         #[arg(long, default_value_t = 1)]
         repeat: usize,
     },
+    /// Time training the churn model (the ensemble with its calibration folds) on synthetic
+    /// observation rows.
+    Train {
+        #[arg(long, default_value_t = 100_000)]
+        rows: usize,
+        #[arg(long, default_value_t = 20)]
+        features: usize,
+        #[arg(long, default_value_t = 3)]
+        repeat: usize,
+    },
 }
 
 struct Outcome {
@@ -83,6 +93,9 @@ fn dir_size(dir: &std::path::Path) -> Result<u64> {
 }
 
 pub async fn run(config: Config, command: BenchCommand) -> Result<()> {
+    if let BenchCommand::Train { rows, features, repeat } = command {
+        return tokio::task::spawn_blocking(move || train(rows, features, repeat)).await?;
+    }
     let BenchCommand::Ingest {
         targets,
         postgres_url,
@@ -94,7 +107,10 @@ pub async fn run(config: Config, command: BenchCommand) -> Result<()> {
         rate,
         rate_seconds,
         repeat,
-    } = command;
+    } = command
+    else {
+        unreachable!("handled above")
+    };
     let mut rounds = Vec::new();
     for round in 1..=repeat.max(1) {
         if repeat > 1 {
@@ -385,6 +401,47 @@ async fn measure(
         pipeline_cpu_us,
         disk_bytes_per_event: None,
     })
+}
+
+/// Synthetic observation rows shaped like usage features (counts with heavy tails, a
+/// tenure, a few noise columns), with churn depending on a few of them: `rows` by `features`.
+fn train(rows: usize, features: usize, repeat: usize) -> Result<()> {
+    use intelligence::model::{Ensemble, EnsembleParams, Matrix, metrics};
+    let mut state = 0x2545_F491_4F6C_DD1Du64;
+    let mut unit = move || {
+        state ^= state << 13;
+        state ^= state >> 7;
+        state ^= state << 17;
+        (state >> 11) as f64 / (1u64 << 53) as f64
+    };
+    let names: Vec<String> = (0..features).map(|j| format!("f{j}")).collect();
+    let mut x = Matrix::new(names);
+    let (mut y, mut groups) = (Vec::with_capacity(rows), Vec::with_capacity(rows));
+    for i in 0..rows {
+        let row: Vec<f64> = (0..features).map(|_| (-unit().max(1e-12).ln() * 20.0).floor()).collect();
+        let activity = row.iter().take(4).sum::<f64>();
+        let p = 1.0 / (1.0 + (0.05 * activity - 1.5).exp());
+        y.push(unit() < p * 0.3);
+        x.push(&row);
+        groups.push((i / 6) as u64);
+    }
+    let mut seconds = Vec::new();
+    let mut auc = 0.0;
+    for _ in 0..repeat.max(1) {
+        let started = Instant::now();
+        let model = Ensemble::fit(&x, &y, &groups, &EnsembleParams::default());
+        seconds.push(started.elapsed().as_secs_f64());
+        let scores: Vec<f64> = (0..x.rows()).map(|i| model.probability(x.row(i))).collect();
+        auc = metrics::auc(&scores, &y);
+    }
+    seconds.sort_by(f64::total_cmp);
+    println!(
+        "train: {rows} rows x {features} features, {} positives; median {:.2} s (runs {:?}); training AUC {auc:.3}",
+        y.iter().filter(|&&v| v).count(),
+        seconds[seconds.len() / 2],
+        seconds.iter().map(|s| (s * 100.0).round() / 100.0).collect::<Vec<_>>()
+    );
+    Ok(())
 }
 
 /// CPU time this process has used (user and system), from `/proc/self/stat`; `None` where
