@@ -1,28 +1,32 @@
 //! How a model card judges a model on a holdout: ranking (AUC, PR-AUC, top-decile lift) and
 //! calibration (expected calibration error).
 
+/// Row indices by score (ascending, or descending), cut into runs of equal scores; each run
+/// with the position of its first row.
+fn ties(scores: &[f64], descending: bool) -> Vec<(usize, Vec<usize>)> {
+    let mut order: Vec<usize> = (0..scores.len()).collect();
+    order.sort_by(|&a, &b| if descending { scores[b].total_cmp(&scores[a]) } else { scores[a].total_cmp(&scores[b]) });
+    let mut runs: Vec<(usize, Vec<usize>)> = Vec::new();
+    for (at, i) in order.into_iter().enumerate() {
+        match runs.last_mut() {
+            Some((_, run)) if scores[run[0]] == scores[i] => run.push(i),
+            _ => runs.push((at, vec![i])),
+        }
+    }
+    runs
+}
+
 /// The area under the ROC curve: the chance that a random positive scores above a random
 /// negative, ties counting half. `NaN` without both classes.
 pub fn auc(scores: &[f64], labels: &[bool]) -> f64 {
     assert_eq!(scores.len(), labels.len(), "one label per score");
-    let mut order: Vec<usize> = (0..scores.len()).collect();
-    order.sort_by(|&a, &b| scores[a].total_cmp(&scores[b]));
     // Mann-Whitney: the positives' rank sum, ties given their average rank.
     let (mut rank_sum, mut positives) = (0.0, 0usize);
-    let mut i = 0;
-    while i < order.len() {
-        let mut j = i;
-        while j + 1 < order.len() && scores[order[j + 1]] == scores[order[i]] {
-            j += 1;
-        }
-        let average_rank = (i + j) as f64 / 2.0 + 1.0;
-        for &k in &order[i..=j] {
-            if labels[k] {
-                rank_sum += average_rank;
-                positives += 1;
-            }
-        }
-        i = j + 1;
+    for (at, run) in ties(scores, false) {
+        let average_rank = at as f64 + (run.len() - 1) as f64 / 2.0 + 1.0;
+        let hits = run.iter().filter(|&&k| labels[k]).count();
+        rank_sum += average_rank * hits as f64;
+        positives += hits;
     }
     let negatives = scores.len() - positives;
     if positives == 0 || negatives == 0 {
@@ -40,20 +44,12 @@ pub fn average_precision(scores: &[f64], labels: &[bool]) -> f64 {
     if total == 0 {
         return f64::NAN;
     }
-    let mut order: Vec<usize> = (0..scores.len()).collect();
-    order.sort_by(|&a, &b| scores[b].total_cmp(&scores[a]));
     let (mut hits, mut seen, mut ap) = (0usize, 0usize, 0.0);
-    let mut i = 0;
-    while i < order.len() {
-        let mut j = i;
-        while j + 1 < order.len() && scores[order[j + 1]] == scores[order[i]] {
-            j += 1;
-        }
-        let new_hits = order[i..=j].iter().filter(|&&k| labels[k]).count();
+    for (_, run) in ties(scores, true) {
+        let new_hits = run.iter().filter(|&&k| labels[k]).count();
         hits += new_hits;
-        seen += j - i + 1;
+        seen += run.len();
         ap += new_hits as f64 / total as f64 * (hits as f64 / seen as f64);
-        i = j + 1;
     }
     ap
 }
