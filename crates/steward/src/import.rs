@@ -149,6 +149,20 @@ fn scalar(v: &str) -> Value {
 
 /// `YYYY-MM-DD HH:MM:SS` (UTC), RFC 3339, or a date (midnight UTC).
 fn parse_time(v: &str) -> Option<DateTime<Utc>> {
+    // Exports are mostly the first or last shape: read those digit by digit.
+    let b = v.as_bytes();
+    let num = |r: std::ops::Range<usize>| -> Option<u32> {
+        b.get(r)?.iter().try_fold(0u32, |n, &c| c.is_ascii_digit().then(|| n * 10 + (c - b'0') as u32))
+    };
+    if (b.len() == 10 || b.len() == 19) && b[4] == b'-' && b[7] == b'-' {
+        let date = NaiveDate::from_ymd_opt(num(0..4)? as i32, num(5..7)?, num(8..10)?)?;
+        if b.len() == 10 {
+            return Some(date.and_hms_opt(0, 0, 0)?.and_utc());
+        }
+        if b[10] == b' ' && b[13] == b':' && b[16] == b':' {
+            return Some(date.and_hms_opt(num(11..13)?, num(14..16)?, num(17..19)?)?.and_utc());
+        }
+    }
     if let Ok(t) = DateTime::parse_from_rfc3339(v) {
         return Some(t.with_timezone(&Utc));
     }
@@ -238,9 +252,14 @@ fn open(path: &Path) -> Result<Source> {
 
 /// One parsed row.
 enum Record {
-    Account { account: AccountId, traits: Map<String, Value> },
+    Account {
+        account: AccountId,
+        traits: Map<String, Value>,
+    },
     Subscription(Box<Subscription>),
     Event(Box<NewEvent>),
+    /// A row found valid, when only checking.
+    Checked,
 }
 
 struct Parser<'a> {
@@ -248,8 +267,10 @@ struct Parser<'a> {
     file: String,
     columns: Columns,
     /// How many identical event rows came before, by content: the n-th copy gets its own id.
-    seen: HashMap<[u8; 16], u32>,
+    seen: foldhash::HashMap<u128, u32>,
     now: DateTime<Utc>,
+    /// Only check the rows: build nothing that is not needed to know they are valid.
+    check_only: bool,
 }
 
 impl Parser<'_> {
@@ -356,6 +377,9 @@ impl Parser<'_> {
                     (None, None, _) => bail!("{} line {line}: user_id and anonymous_id are both empty", self.file),
                     ids => (ids.0, ids.1),
                 };
+                if self.check_only {
+                    return Ok(Record::Checked);
+                }
                 let mut properties = self.columns.extra(row);
                 if let Some(v) = self.columns.get(row, "event_value") {
                     properties.insert("value".into(), scalar(v));
@@ -369,23 +393,21 @@ impl Parser<'_> {
                             h.update([0x1f]);
                         }
                         let key: [u8; 16] = h.finalize()[..16].try_into().expect("16 bytes");
-                        let n = self.seen.entry(key).or_default();
+                        let n = self.seen.entry(u128::from_le_bytes(key)).or_default();
                         *n += 1;
                         format!("import_{}_{}", hex::encode(key), n)
                     }
                 };
-                let mut message = json!({"type": "track", "messageId": message_id, "event": name,
-                                         "timestamp": at.to_rfc3339_opts(chrono::SecondsFormat::Millis, true),
-                                         "properties": properties});
-                if let Some(u) = &user {
-                    message["userId"] = json!(u);
-                }
-                if let Some(a) = &anonymous {
-                    message["anonymousId"] = json!(a);
-                }
-                if let Some(a) = &account {
-                    message["context"] = json!({"groupId": a});
-                }
+                let payload = serde_json::to_string(&TrackMessage {
+                    kind: "track",
+                    message_id: &message_id,
+                    event: &name,
+                    user_id: user.as_deref(),
+                    anonymous_id: anonymous.as_deref(),
+                    timestamp: at.to_rfc3339_opts(chrono::SecondsFormat::Millis, true),
+                    properties: &properties,
+                    context: account.as_ref().map(|a| MessageContext { group_id: a.as_str() }),
+                })?;
                 Ok(Record::Event(Box::new(NewEvent {
                     message_id,
                     kind: EventType::Track,
@@ -396,11 +418,35 @@ impl Parser<'_> {
                     previous_id: None,
                     timestamp: at,
                     received_at: self.now,
-                    payload: message.to_string(),
+                    payload,
                 })))
             }
         }
     }
+}
+
+/// A track call as an imported event's payload (the shape capture stores).
+#[derive(serde::Serialize)]
+struct TrackMessage<'a> {
+    #[serde(rename = "type")]
+    kind: &'static str,
+    #[serde(rename = "messageId")]
+    message_id: &'a str,
+    event: &'a str,
+    #[serde(rename = "userId", skip_serializing_if = "Option::is_none")]
+    user_id: Option<&'a str>,
+    #[serde(rename = "anonymousId", skip_serializing_if = "Option::is_none")]
+    anonymous_id: Option<&'a str>,
+    timestamp: String,
+    properties: &'a Map<String, Value>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    context: Option<MessageContext<'a>>,
+}
+
+#[derive(serde::Serialize)]
+struct MessageContext<'a> {
+    #[serde(rename = "groupId")]
+    group_id: &'a str,
 }
 
 /// What an import stored.
@@ -412,7 +458,12 @@ pub struct Imported {
 }
 
 /// Reads every row of the file through `each`, with progress on stderr.
-fn each_row(options: &Options, mut each: impl FnMut(Record) -> Result<()>, phase: &str) -> Result<u64> {
+fn each_row(
+    options: &Options,
+    mut each: impl FnMut(Record) -> Result<()>,
+    phase: &str,
+    check_only: bool,
+) -> Result<u64> {
     let file = options.file.display().to_string();
     let mut source = open(&options.file)?;
     let header = source.reader.headers().with_context(|| format!("{file}: reading the header"))?.clone();
@@ -420,8 +471,9 @@ fn each_row(options: &Options, mut each: impl FnMut(Record) -> Result<()>, phase
         options,
         file: file.clone(),
         columns: Columns::new(options.kind, &header, &options.columns, &file)?,
-        seen: HashMap::new(),
+        seen: foldhash::HashMap::default(),
         now: Utc::now(),
+        check_only,
     };
     let mut row = csv::StringRecord::new();
     let mut rows = 0u64;
@@ -496,7 +548,7 @@ fn account_event(account: AccountId, traits: Map<String, Value>) -> NewEvent {
 pub async fn import(store: Arc<dyn Store>, ws: &WorkspaceId, options: &Options) -> Result<Imported> {
     // First the whole file is checked: a bad line stores nothing.
     let check = options.clone();
-    tokio::task::spawn_blocking(move || each_row(&check, |_| Ok(()), "checking")).await??;
+    tokio::task::spawn_blocking(move || each_row(&check, |_| Ok(()), "checking", true)).await??;
 
     // Then read on a blocking thread, stored here in batches as they come.
     const BATCH: usize = 5_000;
@@ -515,13 +567,19 @@ pub async fn import(store: Arc<dyn Store>, ws: &WorkspaceId, options: &Options) 
                 Ok(())
             },
             "importing",
+            false,
         )?;
         if !batch.is_empty() {
             tx.blocking_send(batch).map_err(|_| anyhow!("the import stopped"))?;
         }
         Ok::<u64, anyhow::Error>(rows)
     });
+    // Processing runs beside the import, on what is already stored.
+    let processor = processor::Processor::new(store.clone(), processor::ProcessorConfig::default());
+    let stop = tokio_util::sync::CancellationToken::new();
+    let background = tokio::spawn(processor.clone().run(stop.clone()));
     let mut out = Imported::default();
+    let mut appends = tokio::task::JoinSet::new();
     while let Some(batch) = rx.recv().await {
         let mut events = Vec::with_capacity(batch.len());
         // Records are written concurrently, so that the store commits them together.
@@ -530,6 +588,7 @@ pub async fn import(store: Arc<dyn Store>, ws: &WorkspaceId, options: &Options) 
             match record {
                 Record::Event(e) => events.push(*e),
                 Record::Account { account, traits } => events.push(account_event(account, traits)),
+                Record::Checked => {}
                 Record::Subscription(s) => {
                     let (store, ws) = (store.clone(), ws.clone());
                     records.spawn(async move { store.upsert_subscription(&ws, &s).await });
@@ -540,11 +599,22 @@ pub async fn import(store: Arc<dyn Store>, ws: &WorkspaceId, options: &Options) 
             out.stored += u64::from(done??);
         }
         if !events.is_empty() {
-            out.stored += store.append_events(ws, &events).await?.stored as u64;
+            // A few appends in flight, so that one is encoded while another commits.
+            if appends.len() >= 3 {
+                out.stored += appends.join_next().await.expect("not empty")??;
+            }
+            let (store, ws) = (store.clone(), ws.clone());
+            appends.spawn(async move {
+                Ok::<u64, store::StoreError>(store.append_events(&ws, &events).await?.stored as u64)
+            });
         }
     }
+    while let Some(done) = appends.join_next().await {
+        out.stored += done??;
+    }
     out.rows = reader.await??;
-    let processor = processor::Processor::new(store.clone(), processor::ProcessorConfig::default());
+    stop.cancel();
+    background.await?;
     processor.run_until_idle(ws).await?;
     Ok(out)
 }
