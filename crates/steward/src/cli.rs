@@ -114,6 +114,18 @@ pub enum Command {
         #[command(flatten)]
         location: Location,
     },
+    /// Forecast churn for every account covered at a date, trained on what was known then;
+    /// writes `account_id,observation_date,horizon_days,churn_probability` as CSV.
+    Predict {
+        #[arg(long)]
+        workspace: String,
+        #[arg(long)]
+        at: chrono::NaiveDate,
+        #[arg(long)]
+        out: PathBuf,
+        #[command(flatten)]
+        location: Location,
+    },
     /// Measure ingest throughput and latency.
     Bench {
         #[command(subcommand)]
@@ -182,6 +194,7 @@ pub async fn dispatch(cli: Cli, config: Config) -> Result<()> {
         Command::Evaluate { workspace, as_of, test_from, json, .. } => {
             crate::scoring::evaluate(config, &workspace, as_of, test_from, json).await
         }
+        Command::Predict { workspace, at, out, .. } => crate::scoring::predict(config, &workspace, at, &out).await,
         Command::Import { workspace, kind, file, columns, user_scope, currency, .. } => {
             let currency = domain::Currency::parse(&currency)?;
             let options = crate::import::Options { kind, file, columns, user_scope, currency };

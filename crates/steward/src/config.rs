@@ -129,7 +129,8 @@ impl Config {
             Command::Config { location: l }
             | Command::Replay { location: l, .. }
             | Command::Import { location: l, .. }
-            | Command::Evaluate { location: l, .. } => (None, location(l)),
+            | Command::Evaluate { location: l, .. }
+            | Command::Predict { location: l, .. } => (None, location(l)),
             Command::Workspace {
                 command: WorkspaceCommand::Create { location: l, .. } | WorkspaceCommand::List { location: l },
             } => (None, location(l)),

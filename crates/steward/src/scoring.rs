@@ -64,6 +64,41 @@ pub async fn histories(store: &dyn Store, ws: &WorkspaceId) -> Result<Vec<Accoun
     Ok(accounts)
 }
 
+/// Opens the store and loads the workspace's histories.
+async fn load(config: &Config, workspace: &str) -> Result<(WorkspaceId, Vec<AccountHistory>, Vec<store::UsageRow>)> {
+    let backend = Backend::open(config).await?;
+    let store = backend.store();
+    let ws = WorkspaceId::parse(workspace).with_context(|| format!("{workspace:?} is not a workspace id"))?;
+    if store.get_workspace(&ws).await?.is_none() {
+        bail!("no workspace {workspace}");
+    }
+    let accounts = histories(store.as_ref(), &ws).await?;
+    let rows = store.accounts_usage(&ws, NaiveDate::MIN, NaiveDate::MAX).await?;
+    backend.close().await;
+    Ok((ws, accounts, rows))
+}
+
+pub async fn predict(config: Config, workspace: &str, at: NaiveDate, out: &std::path::Path) -> Result<()> {
+    let (ws, accounts, _) = load(&config, workspace).await?;
+    let forecasts = tokio::task::spawn_blocking(move || {
+        intelligence::churn::predict(&accounts, at, &[30, 60, 90], &EnsembleParams::default())
+    })
+    .await?;
+    let mut file = csv::Writer::from_path(out).with_context(|| format!("create {}", out.display()))?;
+    file.write_record(["account_id", "observation_date", "horizon_days", "churn_probability"])?;
+    for f in &forecasts {
+        file.write_record([
+            f.account_id.clone(),
+            f.date.to_string(),
+            f.horizon_days.to_string(),
+            format!("{:.6}", f.probability),
+        ])?;
+    }
+    file.flush()?;
+    println!("{}", serde_json::json!({"workspace_id": ws, "forecasts": forecasts.len(), "out": out}));
+    Ok(())
+}
+
 pub async fn evaluate(
     config: Config,
     workspace: &str,
@@ -71,15 +106,8 @@ pub async fn evaluate(
     test_from: Option<NaiveDate>,
     json: bool,
 ) -> Result<()> {
-    let backend = Backend::open(&config).await?;
-    let store = backend.store();
-    let ws = WorkspaceId::parse(workspace).with_context(|| format!("{workspace:?} is not a workspace id"))?;
-    if store.get_workspace(&ws).await?.is_none() {
-        bail!("no workspace {workspace}");
-    }
-    let accounts = histories(store.as_ref(), &ws).await?;
+    let (_, accounts, rows) = load(&config, workspace).await?;
     // The day after the last day with usage.
-    let rows = store.accounts_usage(&ws, NaiveDate::MIN, NaiveDate::MAX).await?;
     let end = rows
         .iter()
         .filter(|r| r.metric == intelligence::churn::ANY)
@@ -88,7 +116,6 @@ pub async fn evaluate(
             Some(r.month + chrono::Days::new(last as u64 + 1))
         })
         .max();
-    backend.close().await;
     let Some(as_of) = as_of.or(end) else { bail!("the workspace has no usage yet") };
     let test_from = test_from.unwrap_or_else(|| {
         let d = as_of - chrono::Months::new(4);
