@@ -283,8 +283,35 @@ pub struct Forecast {
     pub drivers: Vec<(String, f64)>,
 }
 
+/// Churn examples a workspace's history needs before its model replaces the rule-based prior.
+pub const MIN_CHURN_EXAMPLES: usize = 30;
+
+/// The transparent prior used until there is enough history: a base rate for the horizon,
+/// raised by each rule that holds at `d`; the rules that held are the drivers.
+pub fn prior(account: &AccountHistory, d: NaiveDate, horizon_days: u32) -> (f64, Vec<(String, f64)>) {
+    use crate::model::{logit, sigmoid};
+    // About 3% of accounts churn in a month in a typical SaaS book.
+    let base = 1.0 - 0.97f64.powf(horizon_days as f64 / 30.0);
+    let mut drivers = Vec::new();
+    let empty = Series::default();
+    let any = account.usage.get(ANY).unwrap_or(&empty);
+    let ago = |n: u64| d - chrono::Days::new(n);
+    let tenure = account.first_start().map_or(0, |s| (d - s).num_days());
+    if tenure >= 30 && any.window(ago(30), d) == 0 {
+        drivers.push(("no activity for 30 days".to_string(), 1.6));
+    } else {
+        let (recent, before) = (any.window(ago(28), d), any.window(ago(56), ago(28)));
+        if before >= 10 && (recent as f64) < before as f64 / 2.0 {
+            drivers.push((format!("usage down by half ({before} to {recent} events in 28 days)"), 0.9));
+        }
+    }
+    let z = logit(base) + drivers.iter().map(|(_, w)| w).sum::<f64>();
+    (sigmoid(z), drivers)
+}
+
 /// Trains, per horizon, on every observation date whose outcome is known at `at`, and
-/// forecasts every account eligible at `at` (covered, with a day of history).
+/// forecasts every account eligible at `at` (covered, with a day of history). A horizon
+/// whose history holds fewer than [`MIN_CHURN_EXAMPLES`] churns is forecast by [`prior`].
 pub fn predict(accounts: &[AccountHistory], at: NaiveDate, horizons: &[u32], params: &EnsembleParams) -> Vec<Forecast> {
     let first = accounts.iter().filter_map(|a| a.first_start()).min().unwrap_or(at);
     let dates = month_starts(first.succ_opt().unwrap_or(first), at);
@@ -294,7 +321,18 @@ pub fn predict(accounts: &[AccountHistory], at: NaiveDate, horizons: &[u32], par
     for &h in horizons {
         let train: Vec<NaiveDate> = dates.iter().copied().filter(|&d| d + chrono::Days::new(h as u64) <= at).collect();
         let (x, y, who) = rows(&spec, accounts, &train, h, at);
-        if !y.iter().any(|&v| v) || y.iter().all(|&v| v) {
+        let churned = y.iter().filter(|&&v| v).count();
+        if churned < MIN_CHURN_EXAMPLES || churned == y.len() {
+            for a in accounts.iter().filter(|a| a.eligible(at)) {
+                let (probability, drivers) = prior(a, at, h);
+                out.push(Forecast {
+                    account_id: a.account_id.clone(),
+                    date: at,
+                    horizon_days: h,
+                    probability,
+                    drivers,
+                });
+            }
             continue;
         }
         let groups: Vec<u64> = who.iter().map(|&i| i as u64).collect();
@@ -432,6 +470,34 @@ mod tests {
             assert!(h.auc > h.tenure_auc, "behaviour adds to tenure");
         }
         assert_eq!(card.features.metrics, ["post"]);
+    }
+
+    #[test]
+    fn below_the_history_threshold_the_prior_says_why() {
+        use chrono::Datelike;
+        let at = day("2020-05-01");
+        let usage = |days: Vec<(NaiveDate, u32)>| HashMap::from([(ANY.to_string(), Series::new(days))]);
+        let busy: Vec<(NaiveDate, u32)> = (1..120).map(|i| (day("2020-01-01") + chrono::Days::new(i), 3)).collect();
+        let gone: Vec<(NaiveDate, u32)> = busy.iter().copied().filter(|(d, _)| *d < day("2020-03-15")).collect();
+        let fading: Vec<(NaiveDate, u32)> = busy
+            .iter()
+            .map(|&(d, n)| (d, if d >= day("2020-04-03") && d.ordinal() % 4 != 0 { 0 } else { n }))
+            .collect();
+        let account = |id: &str, days| AccountHistory {
+            account_id: id.into(),
+            periods: monthly("2020-01-01", 12, 1000),
+            usage: usage(days),
+        };
+        let accounts = vec![account("busy", busy), account("gone", gone), account("fading", fading)];
+        // Three accounts and no churn yet: too little history for a model.
+        let forecasts = predict(&accounts, at, &[30], &EnsembleParams::default());
+        let of = |id: &str| forecasts.iter().find(|f| f.account_id == id).unwrap();
+        assert!(of("busy").drivers.is_empty());
+        assert_eq!(of("gone").drivers[0].0, "no activity for 30 days");
+        assert!(of("fading").drivers[0].0.starts_with("usage down by half"), "{:?}", of("fading"));
+        assert!(of("gone").probability > of("fading").probability);
+        assert!(of("fading").probability > of("busy").probability);
+        assert!((of("busy").probability - 0.03).abs() < 1e-9, "the base rate for a month");
     }
 
     #[test]
