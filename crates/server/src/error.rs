@@ -58,6 +58,17 @@ impl From<store::StoreError> for ApiError {
                 }
             }
             Conflict(what) => ApiError::new(StatusCode::CONFLICT, "conflict", format!("{what} already exists")),
+            Busy(m) => {
+                tracing::warn!(error = %m, "storage is busy; asking the client to retry");
+                ApiError {
+                    retry_after: Some(1),
+                    ..ApiError::new(
+                        StatusCode::TOO_MANY_REQUESTS,
+                        "overloaded",
+                        "too many writes are waiting; nothing was stored, retry shortly",
+                    )
+                }
+            }
             Backend(m) => {
                 tracing::error!(error = %m, "storage error");
                 ApiError::new(

@@ -8,6 +8,7 @@
 //! All SQL is runtime `sqlx::query`/`query_as`: the compile-time macros check against one
 //! database's schema, and the workspace serves two.
 
+mod appends;
 mod log;
 mod processing;
 mod reads;
@@ -33,6 +34,7 @@ const ACQUIRE_TIMEOUT: Duration = Duration::from_secs(10);
 
 pub struct PgStore {
     pool: PgPool,
+    appends: appends::Appender,
 }
 
 impl PgStore {
@@ -77,7 +79,8 @@ impl PgStore {
             .await
             .map_err(db_error)?;
         migrate(&pool, schema).await?;
-        Ok(PgStore { pool })
+        let appends = appends::Appender::start(pool.clone());
+        Ok(PgStore { pool, appends })
     }
 }
 
@@ -147,6 +150,9 @@ fn lock_key(name: &str) -> i64 {
 
 /// Maps a database error to the store's error kinds.
 pub(crate) fn db_error(e: sqlx::Error) -> StoreError {
+    if let sqlx::Error::PoolTimedOut = e {
+        return StoreError::Busy("no database connection came free in time".into());
+    }
     if let sqlx::Error::Database(db) = &e {
         match db.code().as_deref() {
             // disk_full

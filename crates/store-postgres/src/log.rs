@@ -52,67 +52,7 @@ type LogRow = (
 
 impl PgStore {
     pub(crate) async fn append(&self, ws: &WorkspaceId, events: &[NewEvent]) -> Result<AppendReport> {
-        if events.is_empty() {
-            return Ok(AppendReport::default());
-        }
-        let n = events.len();
-        let (mut ids, mut kinds, mut names, mut users, mut anons) = (
-            Vec::with_capacity(n),
-            Vec::with_capacity(n),
-            Vec::with_capacity(n),
-            Vec::with_capacity(n),
-            Vec::with_capacity(n),
-        );
-        let (mut groups, mut previous, mut times, mut received, mut payloads) = (
-            Vec::with_capacity(n),
-            Vec::with_capacity(n),
-            Vec::with_capacity(n),
-            Vec::with_capacity(n),
-            Vec::with_capacity(n),
-        );
-        for e in events {
-            ids.push(e.message_id.as_str());
-            kinds.push(e.kind.as_str());
-            names.push(e.name.as_deref());
-            users.push(e.user_id.as_deref());
-            anons.push(e.anonymous_id.as_deref());
-            groups.push(e.group_id.as_deref());
-            previous.push(e.previous_id.as_deref());
-            times.push(e.timestamp);
-            received.push(e.received_at);
-            payloads.push(e.payload.as_str());
-        }
-        // One statement for the whole batch: one round trip and one commit. The ordinality
-        // keeps seq in batch order; a message already stored (or repeated within the batch) is
-        // skipped, and the rows affected are the ones stored now.
-        let done = sqlx::query(
-            "INSERT INTO events (workspace_id, message_id, type, name, user_id, anonymous_id, group_id, previous_id,
-                                 timestamp, received_at, payload)
-             SELECT $1, m.message_id, m.type, m.name, m.user_id, m.anonymous_id, m.group_id, m.previous_id,
-                    m.timestamp, m.received_at, m.payload
-             FROM UNNEST($2::text[], $3::text[], $4::text[], $5::text[], $6::text[], $7::text[], $8::text[],
-                         $9::timestamptz[], $10::timestamptz[], $11::text[])
-                  WITH ORDINALITY AS m (message_id, type, name, user_id, anonymous_id, group_id, previous_id,
-                                        timestamp, received_at, payload, ord)
-             ORDER BY m.ord
-             ON CONFLICT (workspace_id, message_id) DO NOTHING",
-        )
-        .bind(ws.as_str())
-        .bind(ids)
-        .bind(kinds)
-        .bind(names)
-        .bind(users)
-        .bind(anons)
-        .bind(groups)
-        .bind(previous)
-        .bind(times)
-        .bind(received)
-        .bind(payloads)
-        .execute(&self.pool)
-        .await
-        .map_err(db_error)?;
-        let stored = done.rows_affected() as usize;
-        Ok(AppendReport { stored, duplicates: n - stored })
+        self.appends.append(ws, events).await
     }
 
     pub(crate) async fn read_log_after(

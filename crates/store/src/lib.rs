@@ -34,6 +34,9 @@ pub enum StoreError {
     Conflict(&'static str),
     #[error("the pagination cursor is not valid for this list")]
     InvalidCursor,
+    /// Too much work is waiting: nothing was stored; try again shortly.
+    #[error("storage is busy: {0}")]
+    Busy(String),
     #[error("storage error: {0}")]
     Backend(String),
 }
