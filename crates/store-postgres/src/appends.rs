@@ -29,18 +29,25 @@ struct Request {
 
 pub(crate) struct Appender {
     queue: mpsc::Sender<Request>,
+    /// The writers' end of the queue, held here too so that the queue lives as long as the
+    /// appender, whatever happens to the writers.
+    _taken_from: std::sync::Arc<tokio::sync::Mutex<mpsc::Receiver<Request>>>,
 }
 
 impl Appender {
     pub(crate) fn start(pool: PgPool) -> Appender {
-        let (tx, rx) = mpsc::channel::<Request>(QUEUE);
+        Appender::with(pool, QUEUE, WRITERS)
+    }
+
+    fn with(pool: PgPool, queue: usize, writers: usize) -> Appender {
+        let (tx, rx) = mpsc::channel::<Request>(queue);
         // The writers take turns at the queue: each takes what has queued, then writes it
         // while the next one gathers.
         let rx = std::sync::Arc::new(tokio::sync::Mutex::new(rx));
-        for _ in 0..WRITERS {
+        for _ in 0..writers {
             tokio::spawn(write_loop(pool.clone(), rx.clone()));
         }
-        Appender { queue: tx }
+        Appender { queue: tx, _taken_from: rx }
     }
 
     pub(crate) async fn append(&self, ws: &WorkspaceId, events: &[NewEvent]) -> Result<AppendReport> {
@@ -189,6 +196,38 @@ async fn insert(conn: &mut sqlx::PgConnection, ws: &WorkspaceId, events: &[&NewE
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[tokio::test]
+    async fn a_full_queue_is_refused_at_once_and_stores_nothing() {
+        // A lazy pool to no server: nothing here reaches a database.
+        let pool = sqlx::postgres::PgPoolOptions::new().connect_lazy("postgres://steward@127.0.0.1:1/none").unwrap();
+        // No writer and room for one request: the second finds the queue full.
+        let appender = Appender::with(pool, 1, 0);
+        let ws = WorkspaceId::generate();
+        let event = |id: &str| NewEvent {
+            message_id: id.into(),
+            kind: domain::EventType::Track,
+            name: Some("x".into()),
+            user_id: Some("u".into()),
+            anonymous_id: None,
+            group_id: None,
+            previous_id: None,
+            timestamp: chrono::Utc::now(),
+            received_at: chrono::Utc::now(),
+            payload: "{}".into(),
+        };
+        let waiting = {
+            let (done, answer) = oneshot::channel();
+            appender.queue.try_send(Request { ws: ws.clone(), events: vec![event("a")], done }).unwrap();
+            answer
+        };
+        let refused = tokio::time::timeout(std::time::Duration::from_secs(5), appender.append(&ws, &[event("b")]))
+            .await
+            .expect("refused at once, not after a wait");
+        assert!(matches!(refused, Err(StoreError::Busy(_))), "{refused:?}");
+        drop(appender);
+        assert!(waiting.await.is_err(), "the queued request was dropped unwritten");
+    }
 
     #[test]
     fn each_stored_id_is_counted_for_the_first_request_that_carried_it() {
