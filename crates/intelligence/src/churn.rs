@@ -111,7 +111,8 @@ impl AccountHistory {
     }
 }
 
-/// All activity, whatever the event: its days are the active days.
+/// All activity, whatever the event: its days are the active days. The name the rollups give
+/// it (`store::usage::ANY`; this crate does no IO and does not depend on the store).
 pub const ANY: &str = "$any";
 
 /// Which features a workspace's model uses.

@@ -415,7 +415,7 @@ impl<'a> State<'a> {
 /// and credit, also under [`usage::ANY`]; sorted.
 fn usage_of(event_people: &[EventPerson], metrics: &[(usize, &str, Option<Credit>)]) -> Vec<Usage> {
     /// A credit by reference, so that counting allocates per distinct key, not per event.
-    #[derive(PartialEq, Eq, Hash)]
+    #[derive(Clone, Copy, PartialEq, Eq, Hash)]
     enum CreditRef<'c> {
         Named(&'c AccountId),
         Members(&'c Credit),
@@ -433,12 +433,8 @@ fn usage_of(event_people: &[EventPerson], metrics: &[(usize, &str, Option<Credit
     }
     // Each key's events also count under `$any`.
     let mut any: HashMap<(&str, NaiveDate, CreditRef), u32> = HashMap::new();
-    for ((person, day, _, credit), n) in &counts {
-        let credit = match credit {
-            CreditRef::Named(a) => CreditRef::Named(a),
-            CreditRef::Members(c) => CreditRef::Members(c),
-        };
-        *any.entry((person, *day, credit)).or_default() += n;
+    for (&(person, day, _, credit), n) in &counts {
+        *any.entry((person, day, credit)).or_default() += n;
     }
     let owned = |c: CreditRef| match c {
         CreditRef::Named(a) => Credit::Named(a.clone()),

@@ -278,10 +278,6 @@ impl Parser<'_> {
         anyhow!("{} line {line}: {column} {value:?} is not {expected}", self.file)
     }
 
-    fn required<'r>(&self, row: &'r csv::StringRecord, line: u64, name: &str) -> Result<&'r str> {
-        self.columns.get(row, name).ok_or_else(|| anyhow!("{} line {line}: {name} is empty", self.file))
-    }
-
     fn time(&self, row: &csv::StringRecord, line: u64, name: &str) -> Result<Option<DateTime<Utc>>> {
         match self.columns.get(row, name) {
             None => Ok(None),
@@ -298,21 +294,19 @@ impl Parser<'_> {
             .transpose()
     }
 
+    fn some<T>(&self, value: Option<T>, line: u64, name: &str) -> Result<T> {
+        value.ok_or_else(|| anyhow!("{} line {line}: {name} is empty", self.file))
+    }
+
     fn parse(&mut self, row: &csv::StringRecord, line: u64) -> Result<Record> {
         match self.options.kind {
             Kind::Accounts => {
-                let account = self
-                    .account(row, line)?
-                    .ok_or_else(|| anyhow!("{} line {line}: account_id is empty", self.file))?;
+                let account = self.some(self.account(row, line)?, line, "account_id")?;
                 Ok(Record::Account { account, traits: self.columns.extra(row) })
             }
             Kind::Subscriptions => {
-                let account = self
-                    .account(row, line)?
-                    .ok_or_else(|| anyhow!("{} line {line}: account_id is empty", self.file))?;
-                let started = self
-                    .time(row, line, "start_date")?
-                    .ok_or_else(|| anyhow!("{} line {line}: start_date is empty", self.file))?;
+                let account = self.some(self.account(row, line)?, line, "account_id")?;
+                let started = self.some(self.time(row, line, "start_date")?, line, "start_date")?;
                 let ended = self.time(row, line, "end_date")?;
                 if ended.is_some_and(|e| e < started) {
                     bail!("{} line {line}: end_date is before start_date", self.file);
@@ -361,10 +355,8 @@ impl Parser<'_> {
             }
             Kind::Events => {
                 let account = self.account(row, line)?;
-                let at = self
-                    .time(row, line, "event_time")?
-                    .ok_or_else(|| anyhow!("{} line {line}: event_time is empty", self.file))?;
-                let name = self.required(row, line, "event_type")?.to_owned();
+                let at = self.some(self.time(row, line, "event_time")?, line, "event_time")?;
+                let name = self.some(self.columns.get(row, "event_type"), line, "event_type")?.to_owned();
                 let user = self.columns.get(row, "user_id").map(|u| match (self.options.user_scope, &account) {
                     (UserScope::Account, Some(a)) => format!("{a}/{u}"),
                     _ => u.to_owned(),
@@ -484,7 +476,7 @@ fn each_row(
             Ok(true) => {}
             Err(e) => {
                 let line = e.position().map(|p| p.line()).unwrap_or(rows + 2);
-                bail!("{file} line {line}: {}", e.kind_description());
+                bail!("{file} line {line}: {}", describe(&e));
             }
         }
         let line = row.position().map(|p| p.line()).unwrap_or(rows + 2);
@@ -505,19 +497,14 @@ fn each_row(
     Ok(rows)
 }
 
-trait KindErrorDescription {
-    fn kind_description(&self) -> String;
-}
-
-impl KindErrorDescription for csv::Error {
-    fn kind_description(&self) -> String {
-        match self.kind() {
-            csv::ErrorKind::UnequalLengths { expected_len, len, .. } => {
-                format!("{len} fields where the header has {expected_len}")
-            }
-            csv::ErrorKind::Utf8 { .. } => "not valid UTF-8".into(),
-            _ => self.to_string(),
+/// A CSV reading error as a user reads it.
+fn describe(e: &csv::Error) -> String {
+    match e.kind() {
+        csv::ErrorKind::UnequalLengths { expected_len, len, .. } => {
+            format!("{len} fields where the header has {expected_len}")
         }
+        csv::ErrorKind::Utf8 { .. } => "not valid UTF-8".into(),
+        _ => e.to_string(),
     }
 }
 

@@ -13,8 +13,8 @@ use crate::config::Config;
 use crate::run::Backend;
 
 /// Every account's subscriptions and daily usage, ordered by account id (numerically where
-/// every id is a number).
-pub async fn histories(store: &dyn Store, ws: &WorkspaceId) -> Result<Vec<AccountHistory>> {
+/// every id is a number), and the day after the last day with any usage.
+pub async fn histories(store: &dyn Store, ws: &WorkspaceId) -> Result<(Vec<AccountHistory>, Option<NaiveDate>)> {
     let mut ids = Vec::new();
     let mut page = PageRequest::first(1000);
     loop {
@@ -42,6 +42,7 @@ pub async fn histories(store: &dyn Store, ws: &WorkspaceId) -> Result<Vec<Accoun
     let index: HashMap<String, usize> = accounts.iter().enumerate().map(|(i, a)| (a.account_id.clone(), i)).collect();
     let rows = store.accounts_usage(ws, NaiveDate::MIN, NaiveDate::MAX).await?;
     let mut days: HashMap<(usize, String), Vec<(NaiveDate, u32)>> = HashMap::new();
+    let mut end: Option<NaiveDate> = None;
     for row in rows {
         let Some(&i) = index.get(row.account_id.as_str()) else { continue };
         let entry = days.entry((i, row.metric)).or_default();
@@ -49,6 +50,7 @@ pub async fn histories(store: &dyn Store, ws: &WorkspaceId) -> Result<Vec<Accoun
             let day = row.month + chrono::Days::new(slot as u64);
             if n > 0 && day.month() == row.month.month() {
                 entry.push((day, n));
+                end = end.max(day.succ_opt());
             }
         }
     }
@@ -61,21 +63,20 @@ pub async fn histories(store: &dyn Store, ws: &WorkspaceId) -> Result<Vec<Accoun
     } else {
         accounts.sort_by(|a, b| a.account_id.cmp(&b.account_id));
     }
-    Ok(accounts)
+    Ok((accounts, end))
 }
 
 /// Opens the store and loads the workspace's histories.
-async fn load(config: &Config, workspace: &str) -> Result<(WorkspaceId, Vec<AccountHistory>, Vec<store::UsageRow>)> {
+async fn load(config: &Config, workspace: &str) -> Result<(WorkspaceId, Vec<AccountHistory>, Option<NaiveDate>)> {
     let backend = Backend::open(config).await?;
     let store = backend.store();
     let ws = WorkspaceId::parse(workspace).with_context(|| format!("{workspace:?} is not a workspace id"))?;
     if store.get_workspace(&ws).await?.is_none() {
         bail!("no workspace {workspace}");
     }
-    let accounts = histories(store.as_ref(), &ws).await?;
-    let rows = store.accounts_usage(&ws, NaiveDate::MIN, NaiveDate::MAX).await?;
+    let (accounts, end) = histories(store.as_ref(), &ws).await?;
     backend.close().await;
-    Ok((ws, accounts, rows))
+    Ok((ws, accounts, end))
 }
 
 pub async fn predict(config: Config, workspace: &str, at: NaiveDate, out: &std::path::Path) -> Result<()> {
@@ -106,16 +107,7 @@ pub async fn evaluate(
     test_from: Option<NaiveDate>,
     json: bool,
 ) -> Result<()> {
-    let (_, accounts, rows) = load(&config, workspace).await?;
-    // The day after the last day with usage.
-    let end = rows
-        .iter()
-        .filter(|r| r.metric == intelligence::churn::ANY)
-        .filter_map(|r| {
-            let last = r.events.iter().rposition(|&n| n > 0)?;
-            Some(r.month + chrono::Days::new(last as u64 + 1))
-        })
-        .max();
+    let (_, accounts, end) = load(&config, workspace).await?;
     let Some(as_of) = as_of.or(end) else { bail!("the workspace has no usage yet") };
     let test_from = test_from.unwrap_or_else(|| {
         let d = as_of - chrono::Months::new(4);

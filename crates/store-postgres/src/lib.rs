@@ -224,7 +224,7 @@ mod store_impl {
             self.operators(ws, None).await
         }
         async fn append_events(&self, ws: &WorkspaceId, events: &[NewEvent]) -> Result<AppendReport> {
-            self.append(ws, events).await
+            self.appends.append(ws, events).await
         }
         async fn read_log_with(
             &self,

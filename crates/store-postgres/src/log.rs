@@ -1,4 +1,4 @@
-//! The event log: appends (deduplicated by message id), reads from a cursor, status.
+//! The event log: reads from a cursor, and status (appends are `appends.rs`'s).
 //!
 //! Several processes append at once, so the log cannot be read in `seq` order. A `bigserial`
 //! is drawn when the row is inserted, not when its transaction commits: transaction A can take
@@ -19,7 +19,7 @@
 
 use domain::{EventType, NewEvent, WorkspaceId};
 use std::time::Duration;
-use store::{AppendReport, LogPosition, LogStatus, LoggedEvent, Result};
+use store::{LogPosition, LogStatus, LoggedEvent, Result};
 use tokio::time::Instant;
 
 use crate::{PgStore, db_error, parse_col};
@@ -51,10 +51,6 @@ type LogRow = (
 );
 
 impl PgStore {
-    pub(crate) async fn append(&self, ws: &WorkspaceId, events: &[NewEvent]) -> Result<AppendReport> {
-        self.appends.append(ws, events).await
-    }
-
     pub(crate) async fn read_log_after(
         &self,
         ws: &WorkspaceId,
