@@ -14,7 +14,7 @@ use store::{
 
 use crate::{PgStore, account_id, db_error, parse_col};
 
-const ACCOUNT_COLUMNS: &str = "a.account_id, a.traits, a.first_seen_at, a.last_seen_at, a.created_at,
+pub(crate) const ACCOUNT_COLUMNS: &str = "a.account_id, a.traits, a.first_seen_at, a.last_seen_at, a.created_at,
     (SELECT count(*) FROM memberships m WHERE m.workspace_id = a.workspace_id AND m.account_id = a.account_id)";
 
 /// A person with identities and accounts, each list sorted (byte-wise, as the columns are "C").
@@ -38,9 +38,9 @@ const EVENT_COLUMNS: &str = "e.seq, e.message_id, e.type, e.name, e.user_id, e.a
 const FOR_ACCOUNT: &str = "(e.group_id = ? OR (e.group_id IS NULL AND e.person_id IN
     (SELECT person_id FROM memberships WHERE workspace_id = $1 AND account_id = ?)))";
 
-type AccountRow = (String, Value, Option<DateTime<Utc>>, Option<DateTime<Utc>>, DateTime<Utc>, i64);
+pub(crate) type AccountRow = (String, Value, Option<DateTime<Utc>>, Option<DateTime<Utc>>, DateTime<Utc>, i64);
 
-fn to_account(row: AccountRow) -> Result<Account> {
+pub(crate) fn to_account(row: AccountRow) -> Result<Account> {
     let (id, traits, first_seen_at, last_seen_at, created_at, people_count) = row;
     Ok(Account {
         account_id: account_id(&id)?,

@@ -10,10 +10,10 @@ use crate::{PgStore, account_id, db_error, now, parse_col};
 
 const KEY_COLUMNS: &str = "key_id, workspace_id, role, prefix, hash, created_at, revoked_at";
 const OPERATOR_COLUMNS: &str = "operator_id, workspace_id, email, name, role, password_hash, created_at";
-const SUBSCRIPTION_COLUMNS: &str =
+pub(crate) const SUBSCRIPTION_COLUMNS: &str =
     "subscription_id, account_id, plan, status, mrr_minor, currency, quantity, started_at,
     ended_at, current_period_end, cancel_at_period_end, updated_at, attributes";
-const TICKET_COLUMNS: &str =
+pub(crate) const TICKET_COLUMNS: &str =
     "ticket_id, account_id, person_id, subject, status, priority, opened_at, first_response_at,
     resolved_at, csat, updated_at, attributes";
 
@@ -51,7 +51,7 @@ fn to_operator(row: OperatorRow) -> Result<Operator> {
     })
 }
 
-type SubscriptionRow = (
+pub(crate) type SubscriptionRow = (
     String,
     String,
     Option<String>,
@@ -67,7 +67,7 @@ type SubscriptionRow = (
     Value,
 );
 
-fn to_subscription(row: SubscriptionRow) -> Result<Subscription> {
+pub(crate) fn to_subscription(row: SubscriptionRow) -> Result<Subscription> {
     let (
         subscription_id,
         account,
@@ -99,7 +99,7 @@ fn to_subscription(row: SubscriptionRow) -> Result<Subscription> {
     })
 }
 
-type TicketRow = (
+pub(crate) type TicketRow = (
     String,
     Option<String>,
     Option<String>,
@@ -114,7 +114,7 @@ type TicketRow = (
     Value,
 );
 
-fn to_ticket(row: TicketRow) -> Result<Ticket> {
+pub(crate) fn to_ticket(row: TicketRow) -> Result<Ticket> {
     let (
         ticket_id,
         account,

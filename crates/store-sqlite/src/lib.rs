@@ -14,6 +14,7 @@ mod processing;
 mod reads;
 mod records;
 mod runs;
+mod scores;
 mod usage;
 mod writer;
 
@@ -28,8 +29,11 @@ use tokio::sync::Semaphore;
 use writer::{Priority, Writer};
 
 /// Schema migrations, in order; `PRAGMA user_version` records how many have run.
-const MIGRATIONS: &[&str] =
-    &[include_str!("../migrations/0001_init.sql"), include_str!("../migrations/0002_usage.sql")];
+const MIGRATIONS: &[&str] = &[
+    include_str!("../migrations/0001_init.sql"),
+    include_str!("../migrations/0002_usage.sql"),
+    include_str!("../migrations/0003_scores.sql"),
+];
 
 const READERS: usize = 4;
 
@@ -344,6 +348,69 @@ mod store_impl {
         }
         async fn account_tickets(&self, ws: &WorkspaceId, id: &AccountId) -> Result<Vec<Ticket>> {
             self.tickets_of(ws, id).await
+        }
+        async fn list_subscriptions(&self, ws: &WorkspaceId) -> Result<Vec<Subscription>> {
+            self.all_subscriptions(ws).await
+        }
+        async fn list_tickets(&self, ws: &WorkspaceId, since: Timestamp) -> Result<Vec<Ticket>> {
+            self.all_tickets(ws, since).await
+        }
+        async fn put_scores(&self, ws: &WorkspaceId, scores: &[AccountScore]) -> Result<()> {
+            SqliteStore::put_scores(self, ws, scores).await
+        }
+        async fn account_score(&self, ws: &WorkspaceId, id: &AccountId) -> Result<Option<AccountScore>> {
+            self.score_of(ws, id).await
+        }
+        async fn score_history(
+            &self,
+            ws: &WorkspaceId,
+            id: &AccountId,
+            from: chrono::NaiveDate,
+            to: chrono::NaiveDate,
+        ) -> Result<Vec<ScorePoint>> {
+            self.history_of(ws, id, from, to).await
+        }
+        async fn query_accounts(
+            &self,
+            ws: &WorkspaceId,
+            query: &AccountQuery,
+            page: &PageRequest,
+        ) -> Result<Page<ScoredAccount>> {
+            self.scored_accounts(ws, query, page).await
+        }
+        async fn insert_model(&self, ws: &WorkspaceId, model: &ModelRecord) -> Result<()> {
+            self.add_model(ws, model).await
+        }
+        async fn list_models(&self, ws: &WorkspaceId) -> Result<Vec<ModelRecord>> {
+            self.models(ws).await
+        }
+        async fn active_model(&self, ws: &WorkspaceId, kind: ModelKind) -> Result<Option<ModelRecord>> {
+            self.active(ws, kind).await
+        }
+        async fn sync_alerts(
+            &self,
+            ws: &WorkspaceId,
+            scope: AlertScope<'_>,
+            signals: &[AlertSignal],
+            at: Timestamp,
+        ) -> Result<AlertSync> {
+            self.sync(ws, scope, signals, at).await
+        }
+        async fn list_alerts(&self, ws: &WorkspaceId, filter: &AlertFilter, page: &PageRequest) -> Result<Page<Alert>> {
+            self.alerts(ws, filter, page).await
+        }
+        async fn get_alert(&self, ws: &WorkspaceId, id: &str) -> Result<Option<Alert>> {
+            self.alert(ws, id).await
+        }
+        async fn update_alert(
+            &self,
+            ws: &WorkspaceId,
+            id: &str,
+            action: &AlertAction,
+            by: &str,
+            at: Timestamp,
+        ) -> Result<Option<Alert>> {
+            self.act_on_alert(ws, id, action, by, at).await
         }
     }
 }

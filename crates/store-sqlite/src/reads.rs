@@ -14,18 +14,18 @@ use crate::processing::kind_of;
 use crate::{SqliteStore, json_col, ms, opt_time, sql_error, time};
 use std::collections::HashSet;
 
-const ACCOUNT_COLUMNS: &str = "a.account_id, a.traits, a.first_seen_at, a.last_seen_at, a.created_at,
+pub(crate) const ACCOUNT_COLUMNS: &str = "a.account_id, a.traits, a.first_seen_at, a.last_seen_at, a.created_at,
     (SELECT count(*) FROM memberships m WHERE m.workspace_id = a.workspace_id AND m.account_id = a.account_id)";
 
 /// The link subjects of account `?2` (workspace `?1`): the account itself and its people.
 const ACCOUNT_SUBJECTS: &str = "SELECT 'g:' || ?2 UNION ALL
     SELECT 'p:' || person_id FROM memberships WHERE workspace_id = ?1 AND account_id = ?2";
 
-fn account_row(r: &Row<'_>) -> rusqlite::Result<(String, String, Option<i64>, Option<i64>, i64, i64)> {
+pub(crate) fn account_row(r: &Row<'_>) -> rusqlite::Result<(String, String, Option<i64>, Option<i64>, i64, i64)> {
     Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?, r.get(4)?, r.get(5)?))
 }
 
-fn to_account(row: (String, String, Option<i64>, Option<i64>, i64, i64)) -> Result<Account> {
+pub(crate) fn to_account(row: (String, String, Option<i64>, Option<i64>, i64, i64)) -> Result<Account> {
     let (id, traits, first, last, created, people) = row;
     let traits = json_col(&traits);
     Ok(Account {
@@ -39,7 +39,7 @@ fn to_account(row: (String, String, Option<i64>, Option<i64>, i64, i64)) -> Resu
     })
 }
 
-fn query<T, R>(
+pub(crate) fn query<T, R>(
     conn: &Connection,
     sql: &str,
     params: impl rusqlite::Params,

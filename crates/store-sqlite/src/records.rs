@@ -25,10 +25,10 @@ fn to_key(row: (String, String, String, String, String, i64, Option<i64>)) -> Re
 
 const KEY_COLUMNS: &str = "key_id, workspace_id, role, prefix, hash, created_at, revoked_at";
 const OPERATOR_COLUMNS: &str = "operator_id, workspace_id, email, name, role, password_hash, created_at";
-const SUBSCRIPTION_COLUMNS: &str =
+pub(crate) const SUBSCRIPTION_COLUMNS: &str =
     "subscription_id, account_id, plan, status, mrr_minor, currency, quantity, started_at,
     ended_at, current_period_end, cancel_at_period_end, updated_at, attributes";
-const TICKET_COLUMNS: &str =
+pub(crate) const TICKET_COLUMNS: &str =
     "ticket_id, account_id, person_id, subject, status, priority, opened_at, first_response_at,
     resolved_at, csat, updated_at, attributes";
 
@@ -53,7 +53,7 @@ fn account_id(s: String) -> Result<AccountId> {
     AccountId::parse(&s).map_err(|e| StoreError::Backend(e.to_string()))
 }
 
-fn subscription(r: &Row<'_>) -> rusqlite::Result<Result<Subscription>> {
+pub(crate) fn subscription(r: &Row<'_>) -> rusqlite::Result<Result<Subscription>> {
     let status: String = r.get(3)?;
     let currency: String = r.get(5)?;
     let attributes: String = r.get(12)?;
@@ -79,7 +79,7 @@ fn subscription(r: &Row<'_>) -> rusqlite::Result<Result<Subscription>> {
     Ok(build())
 }
 
-fn ticket(r: &Row<'_>) -> rusqlite::Result<Result<Ticket>> {
+pub(crate) fn ticket(r: &Row<'_>) -> rusqlite::Result<Result<Ticket>> {
     let status: String = r.get(4)?;
     let priority: String = r.get(5)?;
     let attributes: String = r.get(11)?;

@@ -17,7 +17,10 @@ macro_rules! contract_tests {
             merging_people_moves_everything, reset_processing_rewinds, event_filters_and_pages,
             explicit_account_wins_over_membership, billing_and_support_records_keep_the_newest,
             workspaces_are_isolated, account_list_pages_in_order, filters_find_events_of_every_append,
-            reads_agree_before_and_after_maintenance, usage_rollups_count_events_and_people_per_day);
+            reads_agree_before_and_after_maintenance, usage_rollups_count_events_and_people_per_day,
+            scores_keep_the_latest_and_a_daily_history, accounts_sort_and_filter_by_their_scores,
+            one_model_is_active_per_kind, alerts_stay_one_per_account_kind_and_reason,
+            operators_act_on_alerts_and_their_feedback_is_kept, whole_workspace_reads_for_scoring);
     };
     (@cases $make:path; $($case:ident),* $(,)?) => {
         $(
@@ -718,4 +721,320 @@ pub async fn usage_rollups_count_events_and_people_per_day<S: Store>(s: &S) {
 
     s.reset_processing(&ws).await.unwrap();
     assert!(s.accounts_usage(&ws, day(1, 1), day(12, 31)).await.unwrap().is_empty(), "a replay starts over");
+}
+
+fn score(account: &str, day: &str, health: f64, churn: Option<f64>, mrr: Option<i64>) -> AccountScore {
+    let band = if health >= 70.0 {
+        HealthBand::Healthy
+    } else if health < 40.0 {
+        HealthBand::AtRisk
+    } else {
+        HealthBand::Neutral
+    };
+    AccountScore {
+        account_id: acct(account),
+        day: day.parse().unwrap(),
+        health,
+        band,
+        churn_30d: churn,
+        churn_60d: churn.map(|c| (c * 1.5).min(1.0)),
+        churn_90d: churn.map(|c| (c * 2.0).min(1.0)),
+        expansion: churn.map(|c| 1.0 - c),
+        mrr: mrr.map(|m| Money::new(m, Currency::parse("USD").unwrap())),
+        components: json!({"usage": health / 2.0, "engagement": health / 2.0}),
+        explanation: json!({"components": [{"component": "usage", "points": health / 2.0}]}),
+        scored_at: t(2, 3),
+    }
+}
+
+async fn accounts_named<S: Store>(s: &S, ws: &WorkspaceId, ids: &[&str]) {
+    let ops: Vec<Op> = ids.iter().map(|id| Op::UpsertAccount { account_id: acct(id), at: t(1, 1) }).collect();
+    process(s, ws, Changes { ops, event_people: vec![], ..Default::default() }).await;
+}
+
+pub async fn scores_keep_the_latest_and_a_daily_history<S: Store>(s: &S) {
+    let ws = workspace(s, "Scores").await;
+    let other = workspace(s, "Other").await;
+    accounts_named(s, &ws, &["a", "b"]).await;
+    let first = score("a", "2026-10-01", 80.0, Some(0.1), Some(5000));
+    s.put_scores(&ws, &[first.clone(), score("b", "2026-10-01", 30.0, None, None)]).await.unwrap();
+    assert_eq!(s.account_score(&ws, &acct("a")).await.unwrap(), Some(first.clone()));
+    assert_eq!(s.account_score(&other, &acct("a")).await.unwrap(), None, "workspaces never share scores");
+    // A later day replaces the latest and adds to the history; a rerun of a day replaces it.
+    let second = score("a", "2026-10-02", 55.0, Some(0.4), Some(5000));
+    s.put_scores(&ws, &[second.clone()]).await.unwrap();
+    let rerun = score("a", "2026-10-02", 50.0, Some(0.5), Some(4000));
+    s.put_scores(&ws, &[rerun.clone()]).await.unwrap();
+    // An earlier day (a backfill) goes to the history only.
+    s.put_scores(&ws, &[score("a", "2026-09-30", 90.0, Some(0.05), Some(5000))]).await.unwrap();
+    assert_eq!(s.account_score(&ws, &acct("a")).await.unwrap(), Some(rerun.clone()));
+    let history =
+        s.score_history(&ws, &acct("a"), "2026-09-01".parse().unwrap(), "2026-11-01".parse().unwrap()).await.unwrap();
+    let days: Vec<(String, f64)> = history.iter().map(|p| (p.day.to_string(), p.health)).collect();
+    assert_eq!(days, [("2026-09-30".into(), 90.0), ("2026-10-01".into(), 80.0), ("2026-10-02".into(), 50.0)]);
+    assert_eq!(history[2], rerun.point());
+    let window =
+        s.score_history(&ws, &acct("a"), "2026-10-01".parse().unwrap(), "2026-10-02".parse().unwrap()).await.unwrap();
+    assert_eq!(window.len(), 1, "[from, to)");
+    assert!(
+        s.score_history(&other, &acct("a"), chrono::NaiveDate::MIN, chrono::NaiveDate::MAX).await.unwrap().is_empty()
+    );
+}
+
+/// Every page of a query, as (account, health).
+async fn query_all<S: Store>(s: &S, ws: &WorkspaceId, q: &AccountQuery, limit: usize) -> Vec<(String, Option<f64>)> {
+    let mut out = Vec::new();
+    let mut page = PageRequest::first(limit);
+    loop {
+        let p = s.query_accounts(ws, q, &page).await.unwrap();
+        out.extend(p.items.into_iter().map(|a| (a.account.account_id.to_string(), a.score.map(|s| s.health))));
+        match p.next {
+            Some(c) => page.after = Some(c),
+            None => return out,
+        }
+    }
+}
+
+pub async fn accounts_sort_and_filter_by_their_scores<S: Store>(s: &S) {
+    let ws = workspace(s, "Portfolio").await;
+    accounts_named(s, &ws, &["a", "b", "c", "d", "e", "unscored"]).await;
+    s.put_scores(
+        &ws,
+        &[
+            score("a", "2026-10-01", 80.0, Some(0.10), Some(9000)),
+            score("b", "2026-10-01", 35.0, Some(0.70), Some(2000)),
+            score("c", "2026-10-01", 55.0, None, None),
+            score("d", "2026-10-01", 35.0, Some(0.55), Some(12000)),
+            score("e", "2026-10-01", 92.0, Some(0.02), Some(2000)),
+        ],
+    )
+    .await
+    .unwrap();
+    let ids = |rows: Vec<(String, Option<f64>)>| rows.into_iter().map(|r| r.0).collect::<Vec<_>>();
+    // Unsorted: every account, by id, scored or not.
+    let all = query_all(s, &ws, &AccountQuery::default(), 2).await;
+    assert_eq!(ids(all.clone()), ["a", "b", "c", "d", "e", "unscored"]);
+    assert_eq!(all[5].1, None);
+    let by = |sort, descending| AccountQuery { sort, descending, ..Default::default() };
+    // Ties on the value keep the id order, across page boundaries.
+    assert_eq!(ids(query_all(s, &ws, &by(AccountSort::Health, false), 2).await), ["b", "d", "c", "a", "e"]);
+    assert_eq!(ids(query_all(s, &ws, &by(AccountSort::Health, true), 2).await), ["e", "a", "c", "d", "b"]);
+    // A missing probability sorts below every value.
+    assert_eq!(ids(query_all(s, &ws, &by(AccountSort::ChurnRisk, true), 2).await), ["b", "d", "a", "e", "c"]);
+    assert_eq!(ids(query_all(s, &ws, &by(AccountSort::Mrr, true), 3).await), ["d", "a", "e", "b", "c"]);
+    let at_risk = AccountQuery { band: Some(HealthBand::AtRisk), ..Default::default() };
+    assert_eq!(ids(query_all(s, &ws, &at_risk, 10).await), ["b", "d"]);
+    let risky = AccountQuery { churn_min: Some(0.5), sort: AccountSort::Mrr, descending: true, ..Default::default() };
+    assert_eq!(ids(query_all(s, &ws, &risky, 1).await), ["d", "b"]);
+    let band =
+        AccountQuery { health_min: Some(50.0), health_max: Some(85.0), mrr_min: Some(1000), ..Default::default() };
+    assert_eq!(ids(query_all(s, &ws, &band, 10).await), ["a"]);
+    let other = workspace(s, "Other").await;
+    assert!(query_all(s, &other, &by(AccountSort::Health, false), 10).await.is_empty());
+}
+
+fn model(id: &str, status: ModelStatus, at: DateTime<Utc>) -> ModelRecord {
+    ModelRecord {
+        model_id: id.into(),
+        kind: ModelKind::Churn,
+        status,
+        created_at: at,
+        card: json!({"horizons": [{"horizon_days": 30, "auc": 0.8}]}),
+        reason: format!("{id} reason"),
+        model: Some(json!({"weights": [1.0, 2.0], "id": id})),
+    }
+}
+
+pub async fn one_model_is_active_per_kind<S: Store>(s: &S) {
+    let ws = workspace(s, "Models").await;
+    assert_eq!(s.active_model(&ws, ModelKind::Churn).await.unwrap(), None);
+    s.insert_model(&ws, &model("m1", ModelStatus::Active, t(1, 1))).await.unwrap();
+    s.insert_model(&ws, &model("m2", ModelStatus::Rejected, t(2, 1))).await.unwrap();
+    assert_eq!(s.active_model(&ws, ModelKind::Churn).await.unwrap().unwrap().model_id, "m1");
+    s.insert_model(&ws, &model("m3", ModelStatus::Active, t(3, 1))).await.unwrap();
+    let active = s.active_model(&ws, ModelKind::Churn).await.unwrap().unwrap();
+    assert_eq!(active, model("m3", ModelStatus::Active, t(3, 1)), "with its parameters");
+    assert_eq!(s.active_model(&ws, ModelKind::Expansion).await.unwrap(), None);
+    let listed: Vec<(String, ModelStatus, bool)> =
+        s.list_models(&ws).await.unwrap().into_iter().map(|m| (m.model_id, m.status, m.model.is_some())).collect();
+    assert_eq!(
+        listed,
+        [
+            ("m3".into(), ModelStatus::Active, false),
+            ("m2".into(), ModelStatus::Rejected, false),
+            ("m1".into(), ModelStatus::Retired, false)
+        ]
+    );
+    let other = workspace(s, "Other").await;
+    assert!(s.list_models(&other).await.unwrap().is_empty());
+    assert_eq!(s.active_model(&other, ModelKind::Churn).await.unwrap(), None);
+}
+
+fn signal(account: &str, reason: &str, severity: Severity, value: f64) -> AlertSignal {
+    AlertSignal {
+        account_id: acct(account),
+        kind: AlertKind::Risk,
+        reason: reason.into(),
+        severity,
+        title: format!("{account}: {reason}"),
+        evidence: json!({"value": value}),
+    }
+}
+
+async fn unresolved<S: Store>(s: &S, ws: &WorkspaceId) -> Vec<Alert> {
+    let f = AlertFilter { unresolved: true, ..Default::default() };
+    let mut all = s.list_alerts(ws, &f, &PageRequest::first(1000)).await.unwrap().items;
+    all.sort_by(|a, b| (a.account_id.as_str(), &a.reason).cmp(&(b.account_id.as_str(), &b.reason)));
+    all
+}
+
+pub async fn alerts_stay_one_per_account_kind_and_reason<S: Store>(s: &S) {
+    let ws = workspace(s, "Alerts").await;
+    let of_b = AlertFilter { account_id: Some(acct("b")), ..Default::default() };
+    let first = [
+        signal("a", "churn_risk", Severity::High, 0.6),
+        signal("a", "inactive", Severity::Medium, 30.0),
+        signal("b", "churn_risk", Severity::Low, 0.2),
+    ];
+    let sync = s.sync_alerts(&ws, AlertScope::Workspace, &first, t(1, 1)).await.unwrap();
+    assert_eq!(sync, AlertSync { opened: 3, updated: 0, resolved: 0 });
+    // The same conditions again change nothing; a worse one updates its alert in place.
+    assert_eq!(s.sync_alerts(&ws, AlertScope::Workspace, &first, t(2, 1)).await.unwrap(), AlertSync::default());
+    let ids_before: Vec<String> = unresolved(s, &ws).await.into_iter().map(|a| a.alert_id).collect();
+    let second = [
+        signal("a", "churn_risk", Severity::Critical, 0.9),
+        signal("a", "inactive", Severity::Medium, 30.0),
+        signal("b", "churn_risk", Severity::Low, 0.2),
+    ];
+    let sync = s.sync_alerts(&ws, AlertScope::Workspace, &second, t(3, 1)).await.unwrap();
+    assert_eq!(sync, AlertSync { opened: 0, updated: 1, resolved: 0 });
+    let open = unresolved(s, &ws).await;
+    assert_eq!(open.iter().map(|a| a.alert_id.clone()).collect::<Vec<_>>(), ids_before, "updated, not duplicated");
+    assert_eq!((open[0].severity, open[0].evidence.clone()), (Severity::Critical, json!({"value": 0.9})));
+    assert_eq!((open[0].opened_at, open[0].updated_at), (t(1, 1), t(3, 1)));
+    // A run over account b alone resolves b's alert whose condition cleared, and no other.
+    let only_b = [acct("b")];
+    let sync = s.sync_alerts(&ws, AlertScope::Accounts(&only_b), &[], t(4, 1)).await.unwrap();
+    assert_eq!(sync, AlertSync { opened: 0, updated: 0, resolved: 1 });
+    let open = unresolved(s, &ws).await;
+    assert_eq!(
+        open.iter().map(|a| (a.account_id.as_str(), a.reason.as_str())).collect::<Vec<_>>(),
+        [("a", "churn_risk"), ("a", "inactive")]
+    );
+    let b = s.list_alerts(&ws, &of_b, &PageRequest::first(10)).await.unwrap().items;
+    assert_eq!(
+        (b[0].status, b[0].resolved_by.as_deref(), b[0].resolved_at),
+        (AlertStatus::Resolved, Some("steward"), Some(t(4, 1)))
+    );
+    // When the condition returns, a new alert opens: the old one stays resolved.
+    let sync = s.sync_alerts(&ws, AlertScope::Accounts(&only_b), &first[2..], t(5, 1)).await.unwrap();
+    assert_eq!(sync.opened, 1);
+    assert_eq!(s.list_alerts(&ws, &of_b, &PageRequest::first(10)).await.unwrap().items.len(), 2);
+    // Another workspace sees none of it.
+    let other = workspace(s, "Other").await;
+    assert!(unresolved(s, &other).await.is_empty());
+    assert!(s.get_alert(&other, &ids_before[0]).await.unwrap().is_none());
+}
+
+pub async fn operators_act_on_alerts_and_their_feedback_is_kept<S: Store>(s: &S) {
+    let ws = workspace(s, "Triage").await;
+    let signals = [signal("a", "churn_risk", Severity::High, 0.6), signal("b", "inactive", Severity::Medium, 40.0)];
+    s.sync_alerts(&ws, AlertScope::Workspace, &signals, t(1, 1)).await.unwrap();
+    let open = unresolved(s, &ws).await;
+    let (a, b) = (&open[0].alert_id, &open[1].alert_id);
+    let acked = s.update_alert(&ws, a, &AlertAction::Acknowledge, "op_1", t(2, 1)).await.unwrap().unwrap();
+    assert_eq!(
+        (acked.status, acked.acknowledged_by.as_deref(), acked.acknowledged_at),
+        (AlertStatus::Acknowledged, Some("op_1"), Some(t(2, 1)))
+    );
+    let feedback = AlertAction::Feedback { useful: true, note: Some("called them".into()) };
+    let rated = s.update_alert(&ws, a, &feedback, "op_2", t(2, 2)).await.unwrap().unwrap();
+    assert_eq!(
+        (rated.useful, rated.feedback.as_deref(), rated.feedback_by.as_deref()),
+        (Some(true), Some("called them"), Some("op_2"))
+    );
+    assert_eq!(rated.status, AlertStatus::Acknowledged, "feedback leaves the state");
+    // An acknowledged alert is still the one a worse signal updates.
+    let worse = [signal("a", "churn_risk", Severity::Critical, 0.8), signals[1].clone()];
+    assert_eq!(s.sync_alerts(&ws, AlertScope::Workspace, &worse, t(3, 1)).await.unwrap().updated, 1);
+    assert_eq!(s.get_alert(&ws, a).await.unwrap().unwrap().status, AlertStatus::Acknowledged);
+    // An operator resolves b: while its condition holds at that severity, it stays quiet.
+    let resolved = s.update_alert(&ws, b, &AlertAction::Resolve, "op_1", t(4, 1)).await.unwrap().unwrap();
+    assert_eq!((resolved.status, resolved.resolved_by.as_deref()), (AlertStatus::Resolved, Some("op_1")));
+    assert_eq!(
+        s.update_alert(&ws, b, &AlertAction::Acknowledge, "op_1", t(4, 2)).await.unwrap().unwrap().status,
+        AlertStatus::Resolved
+    );
+    assert_eq!(s.sync_alerts(&ws, AlertScope::Workspace, &worse, t(5, 1)).await.unwrap(), AlertSync::default());
+    // Worse than when it was resolved: it opens again.
+    let escalated = [worse[0].clone(), signal("b", "inactive", Severity::High, 60.0)];
+    assert_eq!(s.sync_alerts(&ws, AlertScope::Workspace, &escalated, t(6, 1)).await.unwrap().opened, 1);
+    assert!(s.update_alert(&ws, "alr_missing", &AlertAction::Resolve, "op_1", t(6, 2)).await.unwrap().is_none());
+    let other = workspace(s, "Other").await;
+    assert!(s.update_alert(&other, a, &AlertAction::Resolve, "op_1", t(6, 2)).await.unwrap().is_none());
+    assert_eq!(
+        s.get_alert(&ws, a).await.unwrap().unwrap().status,
+        AlertStatus::Acknowledged,
+        "untouched by another workspace"
+    );
+    // Filters and pages, newest first.
+    let critical = AlertFilter { severity: Some(Severity::Critical), ..Default::default() };
+    assert_eq!(s.list_alerts(&ws, &critical, &PageRequest::first(10)).await.unwrap().items.len(), 1);
+    let mut page = PageRequest::first(1);
+    let mut opened = Vec::new();
+    loop {
+        let p = s.list_alerts(&ws, &AlertFilter::default(), &page).await.unwrap();
+        opened.extend(p.items.iter().map(|a| a.opened_at));
+        match p.next {
+            Some(c) => page.after = Some(c),
+            None => break,
+        }
+    }
+    assert_eq!(opened, [t(6, 1), t(1, 1), t(1, 1)]);
+}
+
+pub async fn whole_workspace_reads_for_scoring<S: Store>(s: &S) {
+    let ws = workspace(s, "Billing").await;
+    let usd = Currency::parse("USD").unwrap();
+    let sub = |id: &str, account: &str, day: u32| Subscription {
+        subscription_id: id.into(),
+        account_id: acct(account),
+        plan: Some("pro".into()),
+        status: SubscriptionStatus::Active,
+        mrr: Money::new(4900, usd),
+        quantity: 5,
+        started_at: t(day, 0),
+        ended_at: None,
+        current_period_end: None,
+        cancel_at_period_end: false,
+        updated_at: t(day, 0),
+        attributes: json!({}),
+    };
+    for (id, account, day) in [("s3", "b", 1), ("s1", "a", 5), ("s2", "a", 2)] {
+        s.upsert_subscription(&ws, &sub(id, account, day)).await.unwrap();
+    }
+    let ids: Vec<String> = s.list_subscriptions(&ws).await.unwrap().into_iter().map(|s| s.subscription_id).collect();
+    assert_eq!(ids, ["s2", "s1", "s3"], "by account, then start");
+    let ticket = |id: &str, day: u32| Ticket {
+        ticket_id: id.into(),
+        account_id: Some(acct("a")),
+        person_id: None,
+        subject: "help".into(),
+        status: TicketStatus::Open,
+        priority: TicketPriority::High,
+        opened_at: t(day, 0),
+        first_response_at: None,
+        resolved_at: None,
+        csat: None,
+        updated_at: t(day, 0),
+        attributes: json!({}),
+    };
+    for (id, day) in [("t1", 1), ("t2", 9)] {
+        s.upsert_ticket(&ws, &ticket(id, day)).await.unwrap();
+    }
+    let recent: Vec<String> = s.list_tickets(&ws, t(5, 0)).await.unwrap().into_iter().map(|t| t.ticket_id).collect();
+    assert_eq!(recent, ["t2"]);
+    let other = workspace(s, "Other").await;
+    assert!(s.list_subscriptions(&other).await.unwrap().is_empty());
+    assert!(s.list_tickets(&other, t(1, 0)).await.unwrap().is_empty());
 }

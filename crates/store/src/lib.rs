@@ -9,7 +9,9 @@
 
 mod changes;
 mod page;
+#[macro_use]
 mod records;
+pub mod scores;
 pub mod usage;
 
 #[cfg(feature = "contract")]
@@ -18,6 +20,11 @@ pub mod contract;
 pub use changes::{Changes, EventPerson, KnownPerson, Op};
 pub use page::{Cursor, DEFAULT_LIMIT, MAX_LIMIT, Page, PageRequest};
 pub use records::*;
+pub use scores::{
+    AccountQuery, AccountScore, AccountSort, Alert, AlertAction, AlertFilter, AlertKind, AlertScope, AlertSignal,
+    AlertStatus, AlertSync, HealthBand, ModelKind, ModelRecord, ModelStatus, ScorePoint, ScoreSummary, ScoredAccount,
+    Severity,
+};
 pub use usage::{Credit, DailyUsage, Usage, UsageRow};
 
 use async_trait::async_trait;
@@ -209,4 +216,60 @@ pub trait Store: Send + Sync + 'static {
     /// As [`Store::upsert_subscription`], for tickets.
     async fn upsert_ticket(&self, ws: &WorkspaceId, ticket: &Ticket) -> Result<bool>;
     async fn account_tickets(&self, ws: &WorkspaceId, id: &AccountId) -> Result<Vec<Ticket>>;
+
+    /// Every subscription of the workspace, ordered by account and start: what scoring reads.
+    async fn list_subscriptions(&self, ws: &WorkspaceId) -> Result<Vec<Subscription>>;
+    /// Every ticket of the workspace opened from `since` on, ordered by account and opening.
+    async fn list_tickets(&self, ws: &WorkspaceId, since: Timestamp) -> Result<Vec<Ticket>>;
+
+    // Scores, models and alerts.
+    /// Stores scores: each replaces its account's latest unless that is of a later day, and
+    /// is kept as the account's history for its day (replacing an earlier run's of that day).
+    async fn put_scores(&self, ws: &WorkspaceId, scores: &[AccountScore]) -> Result<()>;
+    /// The account's latest score, with its explanation.
+    async fn account_score(&self, ws: &WorkspaceId, id: &AccountId) -> Result<Option<AccountScore>>;
+    /// The account's scores of days in `[from, to)`, oldest first.
+    async fn score_history(
+        &self,
+        ws: &WorkspaceId,
+        id: &AccountId,
+        from: chrono::NaiveDate,
+        to: chrono::NaiveDate,
+    ) -> Result<Vec<ScorePoint>>;
+    /// Accounts with their latest score, filtered and ordered as `query` says.
+    async fn query_accounts(
+        &self,
+        ws: &WorkspaceId,
+        query: &AccountQuery,
+        page: &PageRequest,
+    ) -> Result<Page<ScoredAccount>>;
+    /// Stores a model. An active one retires the kind's active model, in one transaction.
+    async fn insert_model(&self, ws: &WorkspaceId, model: &ModelRecord) -> Result<()>;
+    /// The workspace's models without their parameters, newest first.
+    async fn list_models(&self, ws: &WorkspaceId) -> Result<Vec<ModelRecord>>;
+    /// The active model of `kind`, with its parameters.
+    async fn active_model(&self, ws: &WorkspaceId, kind: ModelKind) -> Result<Option<ModelRecord>>;
+    /// Opens, updates and resolves alerts as [`scores::plan_alerts`] decides, in one
+    /// transaction.
+    async fn sync_alerts(
+        &self,
+        ws: &WorkspaceId,
+        scope: AlertScope<'_>,
+        signals: &[AlertSignal],
+        at: Timestamp,
+    ) -> Result<AlertSync>;
+    /// Alerts newest first.
+    async fn list_alerts(&self, ws: &WorkspaceId, filter: &AlertFilter, page: &PageRequest) -> Result<Page<Alert>>;
+    async fn get_alert(&self, ws: &WorkspaceId, id: &str) -> Result<Option<Alert>>;
+    /// Acknowledges (an open alert), resolves (an unresolved one) or records feedback on an
+    /// alert; `None` when the workspace has no such alert. An action that does not apply to
+    /// the alert's state leaves it as it is.
+    async fn update_alert(
+        &self,
+        ws: &WorkspaceId,
+        id: &str,
+        action: &AlertAction,
+        by: &str,
+        at: Timestamp,
+    ) -> Result<Option<Alert>>;
 }

@@ -1,0 +1,597 @@
+//! Scores, models and alerts.
+
+use chrono::{DateTime, NaiveDate, Utc};
+use domain::{AccountId, Currency, Money, Timestamp, WorkspaceId};
+use sqlx::postgres::{PgArguments, PgRow};
+use sqlx::{Arguments, AssertSqlSafe, Row};
+use store::scores::{AlertWrite, plan_alerts};
+use store::{
+    AccountQuery, AccountScore, AccountSort, Alert, AlertAction, AlertFilter, AlertScope, AlertSignal, AlertSync,
+    Cursor, ModelKind, ModelRecord, Page, PageRequest, Result, ScorePoint, ScoreSummary, ScoredAccount, StoreError,
+    Subscription, Ticket,
+};
+
+use crate::reads::{ACCOUNT_COLUMNS, to_account};
+use crate::records::{SUBSCRIPTION_COLUMNS, SubscriptionRow, TICKET_COLUMNS, TicketRow, to_subscription, to_ticket};
+use crate::{PgStore, account_id, db_error, parse_col};
+
+/// Scores are written in statements of this many accounts.
+const SCORES_PER_WRITE: usize = 5_000;
+
+fn money(minor: Option<i64>, currency: Option<String>) -> Result<Option<Money>> {
+    match (minor, currency) {
+        (Some(m), Some(c)) => {
+            Ok(Some(Money::new(m, Currency::parse(&c).map_err(|e| StoreError::Backend(e.to_string()))?)))
+        }
+        _ => Ok(None),
+    }
+}
+
+fn get<'r, T: sqlx::Decode<'r, sqlx::Postgres> + sqlx::Type<sqlx::Postgres>>(r: &'r PgRow, i: usize) -> Result<T> {
+    r.try_get(i).map_err(db_error)
+}
+
+const POINT_COLUMNS: &str =
+    "day, health, band, churn_30d, churn_60d, churn_90d, expansion, mrr_minor, currency, components";
+
+fn point(r: &PgRow, at: usize) -> Result<ScorePoint> {
+    Ok(ScorePoint {
+        day: get(r, at)?,
+        health: get(r, at + 1)?,
+        band: parse_col(&get::<String>(r, at + 2)?)?,
+        churn_30d: get(r, at + 3)?,
+        churn_60d: get(r, at + 4)?,
+        churn_90d: get(r, at + 5)?,
+        expansion: get(r, at + 6)?,
+        mrr: money(get(r, at + 7)?, get(r, at + 8)?)?,
+        components: get(r, at + 9)?,
+    })
+}
+
+const SUMMARY_COLUMNS: &str = "s.day, s.health, s.band, s.churn_30d, s.expansion, s.mrr_minor, s.currency";
+
+fn summary(r: &PgRow, at: usize) -> Result<Option<ScoreSummary>> {
+    let Some(day) = get::<Option<NaiveDate>>(r, at)? else { return Ok(None) };
+    Ok(Some(ScoreSummary {
+        day,
+        health: get(r, at + 1)?,
+        band: parse_col(&get::<String>(r, at + 2)?)?,
+        churn_30d: get(r, at + 3)?,
+        expansion: get(r, at + 4)?,
+        mrr: money(get(r, at + 5)?, get(r, at + 6)?)?,
+    }))
+}
+
+fn account(r: &PgRow) -> Result<store::Account> {
+    to_account((get(r, 0)?, get(r, 1)?, get(r, 2)?, get(r, 3)?, get(r, 4)?, get(r, 5)?))
+}
+
+const ALERT_COLUMNS: &str = "alert_id, account_id, kind, reason, severity, title, evidence, status, opened_at,
+    updated_at, acknowledged_at, acknowledged_by, resolved_at, resolved_by, useful, feedback, feedback_by";
+
+fn alert(r: &PgRow) -> Result<Alert> {
+    Ok(Alert {
+        alert_id: get(r, 0)?,
+        account_id: account_id(&get::<String>(r, 1)?)?,
+        kind: parse_col(&get::<String>(r, 2)?)?,
+        reason: get(r, 3)?,
+        severity: parse_col(&get::<String>(r, 4)?)?,
+        title: get(r, 5)?,
+        evidence: get(r, 6)?,
+        status: parse_col(&get::<String>(r, 7)?)?,
+        opened_at: get(r, 8)?,
+        updated_at: get(r, 9)?,
+        acknowledged_at: get(r, 10)?,
+        acknowledged_by: get(r, 11)?,
+        resolved_at: get(r, 12)?,
+        resolved_by: get(r, 13)?,
+        useful: get(r, 14)?,
+        feedback: get(r, 15)?,
+        feedback_by: get(r, 16)?,
+    })
+}
+
+const MODEL_COLUMNS: &str = "model_id, kind, status, created_at, card, reason";
+
+fn model(r: &PgRow, with_params: bool) -> Result<ModelRecord> {
+    Ok(ModelRecord {
+        model_id: get(r, 0)?,
+        kind: parse_col(&get::<String>(r, 1)?)?,
+        status: parse_col(&get::<String>(r, 2)?)?,
+        created_at: get(r, 3)?,
+        card: get(r, 4)?,
+        reason: get(r, 5)?,
+        model: if with_params { get(r, 6)? } else { None },
+    })
+}
+
+fn sort_expr(sort: AccountSort) -> &'static str {
+    match sort {
+        AccountSort::Id => "s.account_id",
+        AccountSort::Health => "s.health",
+        AccountSort::ChurnRisk => "coalesce(s.churn_30d, -1)",
+        AccountSort::Expansion => "coalesce(s.expansion, -1)",
+        AccountSort::Mrr => "coalesce(s.mrr_minor, -1)",
+    }
+}
+
+/// Arguments of a query built piece by piece: `arg` binds a value and returns its placeholder.
+struct Args {
+    args: PgArguments,
+    n: usize,
+}
+
+impl Args {
+    fn new() -> Args {
+        Args { args: PgArguments::default(), n: 0 }
+    }
+
+    fn arg<'q, T: 'q + sqlx::Encode<'q, sqlx::Postgres> + sqlx::Type<sqlx::Postgres> + Send>(
+        &mut self,
+        v: T,
+    ) -> Result<String> {
+        self.args.add(v).map_err(|e| StoreError::Backend(e.to_string()))?;
+        self.n += 1;
+        Ok(format!("${}", self.n))
+    }
+}
+
+impl PgStore {
+    pub(crate) async fn all_subscriptions(&self, ws: &WorkspaceId) -> Result<Vec<Subscription>> {
+        let rows: Vec<SubscriptionRow> = sqlx::query_as(AssertSqlSafe(format!(
+            "SELECT {SUBSCRIPTION_COLUMNS} FROM subscriptions WHERE workspace_id = $1
+             ORDER BY account_id, started_at, subscription_id"
+        )))
+        .bind(ws.as_str())
+        .fetch_all(&self.pool)
+        .await
+        .map_err(db_error)?;
+        rows.into_iter().map(to_subscription).collect()
+    }
+
+    pub(crate) async fn all_tickets(&self, ws: &WorkspaceId, since: Timestamp) -> Result<Vec<Ticket>> {
+        let rows: Vec<TicketRow> = sqlx::query_as(AssertSqlSafe(format!(
+            "SELECT {TICKET_COLUMNS} FROM tickets WHERE workspace_id = $1 AND opened_at >= $2
+             ORDER BY account_id, opened_at, ticket_id"
+        )))
+        .bind(ws.as_str())
+        .bind(since)
+        .fetch_all(&self.pool)
+        .await
+        .map_err(db_error)?;
+        rows.into_iter().map(to_ticket).collect()
+    }
+
+    pub(crate) async fn put_scores(&self, ws: &WorkspaceId, scores: &[AccountScore]) -> Result<()> {
+        for chunk in scores.chunks(SCORES_PER_WRITE) {
+            let ids: Vec<&str> = chunk.iter().map(|s| s.account_id.as_str()).collect();
+            let days: Vec<NaiveDate> = chunk.iter().map(|s| s.day).collect();
+            let health: Vec<f64> = chunk.iter().map(|s| s.health).collect();
+            let bands: Vec<&str> = chunk.iter().map(|s| s.band.as_str()).collect();
+            let c30: Vec<Option<f64>> = chunk.iter().map(|s| s.churn_30d).collect();
+            let c60: Vec<Option<f64>> = chunk.iter().map(|s| s.churn_60d).collect();
+            let c90: Vec<Option<f64>> = chunk.iter().map(|s| s.churn_90d).collect();
+            let exp: Vec<Option<f64>> = chunk.iter().map(|s| s.expansion).collect();
+            let minor: Vec<Option<i64>> = chunk.iter().map(|s| s.mrr.map(|m| m.minor)).collect();
+            let currency: Vec<Option<String>> =
+                chunk.iter().map(|s| s.mrr.map(|m| m.currency.as_str().to_owned())).collect();
+            let components: Vec<String> = chunk.iter().map(|s| s.components.to_string()).collect();
+            let explanations: Vec<String> = chunk.iter().map(|s| s.explanation.to_string()).collect();
+            let scored: Vec<DateTime<Utc>> = chunk.iter().map(|s| s.scored_at).collect();
+            let mut tx = self.pool.begin().await.map_err(db_error)?;
+            sqlx::query(
+                "INSERT INTO account_scores (workspace_id, account_id, day, health, band, churn_30d, churn_60d,
+                   churn_90d, expansion, mrr_minor, currency, components, explanation, scored_at)
+                 SELECT $1, a, d, h, b, c30, c60, c90, e, m, c, co::jsonb, ex::jsonb, at
+                 FROM UNNEST($2::text[], $3::date[], $4::float8[], $5::text[], $6::float8[], $7::float8[],
+                   $8::float8[], $9::float8[], $10::int8[], $11::text[], $12::text[], $13::text[], $14::timestamptz[])
+                   AS u (a, d, h, b, c30, c60, c90, e, m, c, co, ex, at)
+                 ON CONFLICT (workspace_id, account_id) DO UPDATE SET
+                   day = excluded.day, health = excluded.health, band = excluded.band,
+                   churn_30d = excluded.churn_30d, churn_60d = excluded.churn_60d, churn_90d = excluded.churn_90d,
+                   expansion = excluded.expansion, mrr_minor = excluded.mrr_minor, currency = excluded.currency,
+                   components = excluded.components, explanation = excluded.explanation,
+                   scored_at = excluded.scored_at
+                 WHERE excluded.day >= account_scores.day",
+            )
+            .bind(ws.as_str())
+            .bind(&ids)
+            .bind(&days)
+            .bind(&health)
+            .bind(&bands)
+            .bind(&c30)
+            .bind(&c60)
+            .bind(&c90)
+            .bind(&exp)
+            .bind(&minor)
+            .bind(&currency)
+            .bind(&components)
+            .bind(&explanations)
+            .bind(&scored)
+            .execute(&mut *tx)
+            .await
+            .map_err(db_error)?;
+            sqlx::query(AssertSqlSafe(format!(
+                "INSERT INTO score_history (workspace_id, account_id, {POINT_COLUMNS})
+                 SELECT $1, a, d, h, b, c30, c60, c90, e, m, c, co::jsonb
+                 FROM UNNEST($2::text[], $3::date[], $4::float8[], $5::text[], $6::float8[], $7::float8[],
+                   $8::float8[], $9::float8[], $10::int8[], $11::text[], $12::text[])
+                   AS u (a, d, h, b, c30, c60, c90, e, m, c, co)
+                 ON CONFLICT (workspace_id, account_id, day) DO UPDATE SET
+                   health = excluded.health, band = excluded.band, churn_30d = excluded.churn_30d,
+                   churn_60d = excluded.churn_60d, churn_90d = excluded.churn_90d, expansion = excluded.expansion,
+                   mrr_minor = excluded.mrr_minor, currency = excluded.currency, components = excluded.components"
+            )))
+            .bind(ws.as_str())
+            .bind(&ids)
+            .bind(&days)
+            .bind(&health)
+            .bind(&bands)
+            .bind(&c30)
+            .bind(&c60)
+            .bind(&c90)
+            .bind(&exp)
+            .bind(&minor)
+            .bind(&currency)
+            .bind(&components)
+            .execute(&mut *tx)
+            .await
+            .map_err(db_error)?;
+            tx.commit().await.map_err(db_error)?;
+        }
+        Ok(())
+    }
+
+    pub(crate) async fn score_of(&self, ws: &WorkspaceId, id: &AccountId) -> Result<Option<AccountScore>> {
+        let row = sqlx::query(AssertSqlSafe(format!(
+            "SELECT {POINT_COLUMNS}, explanation, scored_at FROM account_scores
+             WHERE workspace_id = $1 AND account_id = $2"
+        )))
+        .bind(ws.as_str())
+        .bind(id.as_str())
+        .fetch_optional(&self.pool)
+        .await
+        .map_err(db_error)?;
+        let Some(r) = row else { return Ok(None) };
+        let p = point(&r, 0)?;
+        Ok(Some(AccountScore {
+            account_id: id.clone(),
+            day: p.day,
+            health: p.health,
+            band: p.band,
+            churn_30d: p.churn_30d,
+            churn_60d: p.churn_60d,
+            churn_90d: p.churn_90d,
+            expansion: p.expansion,
+            mrr: p.mrr,
+            components: p.components,
+            explanation: get(&r, 10)?,
+            scored_at: get(&r, 11)?,
+        }))
+    }
+
+    pub(crate) async fn history_of(
+        &self,
+        ws: &WorkspaceId,
+        id: &AccountId,
+        from: NaiveDate,
+        to: NaiveDate,
+    ) -> Result<Vec<ScorePoint>> {
+        // Within what a PostgreSQL date holds.
+        let clamp = |d: NaiveDate| {
+            d.clamp(
+                NaiveDate::from_ymd_opt(1, 1, 1).expect("a date"),
+                NaiveDate::from_ymd_opt(9999, 12, 31).expect("a date"),
+            )
+        };
+        let (from, to) = (clamp(from), clamp(to));
+        let rows = sqlx::query(AssertSqlSafe(format!(
+            "SELECT {POINT_COLUMNS} FROM score_history
+             WHERE workspace_id = $1 AND account_id = $2 AND day >= $3 AND day < $4 ORDER BY day"
+        )))
+        .bind(ws.as_str())
+        .bind(id.as_str())
+        .bind(from)
+        .bind(to)
+        .fetch_all(&self.pool)
+        .await
+        .map_err(db_error)?;
+        rows.iter().map(|r| point(r, 0)).collect()
+    }
+
+    pub(crate) async fn scored_accounts(
+        &self,
+        ws: &WorkspaceId,
+        q: &AccountQuery,
+        page: &PageRequest,
+    ) -> Result<Page<ScoredAccount>> {
+        let mut a = Args::new();
+        let w = a.arg(ws.as_str().to_owned())?;
+        let (cmp, dir) = if q.descending { ("<", "DESC") } else { (">", "ASC") };
+        let mut sql;
+        if !q.needs_score() {
+            sql = format!(
+                "SELECT {ACCOUNT_COLUMNS}, {SUMMARY_COLUMNS} FROM accounts a
+                 LEFT JOIN account_scores s ON s.workspace_id = a.workspace_id AND s.account_id = a.account_id
+                 WHERE a.workspace_id = {w}"
+            );
+            if let Some(c) = &page.after {
+                sql += &format!(" AND a.account_id {cmp} {}", a.arg(c.parts(1)?[0].clone())?);
+            }
+            sql += &format!(" ORDER BY a.account_id {dir}");
+        } else {
+            sql = format!(
+                "SELECT {ACCOUNT_COLUMNS}, {SUMMARY_COLUMNS} FROM account_scores s
+                 JOIN accounts a ON a.workspace_id = s.workspace_id AND a.account_id = s.account_id
+                 WHERE s.workspace_id = {w}"
+            );
+            if let Some(b) = q.band {
+                sql += &format!(" AND s.band = {}", a.arg(b.as_str().to_owned())?);
+            }
+            for (col, op, v) in
+                [("s.health", ">=", q.health_min), ("s.health", "<=", q.health_max), ("s.churn_30d", ">=", q.churn_min)]
+            {
+                if let Some(v) = v {
+                    sql += &format!(" AND {col} {op} {}", a.arg(v)?);
+                }
+            }
+            for (op, v) in [(">=", q.mrr_min), ("<=", q.mrr_max)] {
+                if let Some(v) = v {
+                    sql += &format!(" AND s.mrr_minor {op} {}", a.arg(v)?);
+                }
+            }
+            let expr = sort_expr(q.sort);
+            if let Some(c) = &page.after {
+                if q.sort == AccountSort::Id {
+                    sql += &format!(" AND s.account_id {cmp} {}", a.arg(c.parts(1)?[0].clone())?);
+                } else {
+                    let parts = c.parts(2)?;
+                    let v: f64 = parts[0].parse().map_err(|_| StoreError::InvalidCursor)?;
+                    // The sort value's type: MRR is a bigint.
+                    let v = if q.sort == AccountSort::Mrr { format!("{}::float8", a.arg(v)?) } else { a.arg(v)? };
+                    let id = a.arg(parts[1].clone())?;
+                    sql += &format!(" AND ({expr}::float8, s.account_id) {cmp} ({v}, {id})");
+                }
+            }
+            if q.sort == AccountSort::Id {
+                sql += &format!(" ORDER BY s.account_id {dir}");
+            } else {
+                sql += &format!(" ORDER BY {expr} {dir}, s.account_id {dir}");
+            }
+        }
+        sql += &format!(" LIMIT {}", page.fetch_limit());
+        let rows = sqlx::query_with(AssertSqlSafe(sql), a.args).fetch_all(&self.pool).await.map_err(db_error)?;
+        let items = rows
+            .iter()
+            .map(|r| Ok(ScoredAccount { account: account(r)?, score: summary(r, 6)? }))
+            .collect::<Result<Vec<_>>>()?;
+        Ok(page.finish(items, |s| match &s.score {
+            Some(score) if q.sort != AccountSort::Id => {
+                Cursor(vec![q.sort_value(score).to_string(), s.account.account_id.to_string()])
+            }
+            _ => Cursor(vec![s.account.account_id.to_string()]),
+        }))
+    }
+
+    pub(crate) async fn add_model(&self, ws: &WorkspaceId, m: &ModelRecord) -> Result<()> {
+        let mut tx = self.pool.begin().await.map_err(db_error)?;
+        if m.status == store::ModelStatus::Active {
+            sqlx::query(
+                "UPDATE models SET status = 'retired' WHERE workspace_id = $1 AND kind = $2 AND status = 'active'",
+            )
+            .bind(ws.as_str())
+            .bind(m.kind.as_str())
+            .execute(&mut *tx)
+            .await
+            .map_err(db_error)?;
+        }
+        sqlx::query(AssertSqlSafe(format!(
+            "INSERT INTO models (workspace_id, {MODEL_COLUMNS}, model) VALUES ($1, $2, $3, $4, $5, $6, $7, $8)"
+        )))
+        .bind(ws.as_str())
+        .bind(&m.model_id)
+        .bind(m.kind.as_str())
+        .bind(m.status.as_str())
+        .bind(m.created_at)
+        .bind(&m.card)
+        .bind(&m.reason)
+        .bind(&m.model)
+        .execute(&mut *tx)
+        .await
+        .map_err(db_error)?;
+        tx.commit().await.map_err(db_error)
+    }
+
+    pub(crate) async fn models(&self, ws: &WorkspaceId) -> Result<Vec<ModelRecord>> {
+        let rows = sqlx::query(AssertSqlSafe(format!(
+            "SELECT {MODEL_COLUMNS} FROM models WHERE workspace_id = $1 ORDER BY created_at DESC, model_id DESC"
+        )))
+        .bind(ws.as_str())
+        .fetch_all(&self.pool)
+        .await
+        .map_err(db_error)?;
+        rows.iter().map(|r| model(r, false)).collect()
+    }
+
+    pub(crate) async fn active(&self, ws: &WorkspaceId, kind: ModelKind) -> Result<Option<ModelRecord>> {
+        let row = sqlx::query(AssertSqlSafe(format!(
+            "SELECT {MODEL_COLUMNS}, model FROM models WHERE workspace_id = $1 AND kind = $2 AND status = 'active'"
+        )))
+        .bind(ws.as_str())
+        .bind(kind.as_str())
+        .fetch_optional(&self.pool)
+        .await
+        .map_err(db_error)?;
+        row.map(|r| model(&r, true)).transpose()
+    }
+
+    pub(crate) async fn sync(
+        &self,
+        ws: &WorkspaceId,
+        scope: AlertScope<'_>,
+        signals: &[AlertSignal],
+        at: Timestamp,
+    ) -> Result<AlertSync> {
+        let quiet = at - chrono::Duration::days(store::scores::RESOLVED_QUIET_DAYS);
+        let mut tx = self.pool.begin().await.map_err(db_error)?;
+        // One sync at a time per workspace, so two runs cannot both open the same alert.
+        sqlx::query("SELECT pg_advisory_xact_lock(hashtext('alerts:' || $1))")
+            .bind(ws.as_str())
+            .execute(&mut *tx)
+            .await
+            .map_err(db_error)?;
+        let rows = match scope {
+            AlertScope::Workspace => sqlx::query(AssertSqlSafe(format!(
+                "SELECT {ALERT_COLUMNS} FROM alerts WHERE workspace_id = $1
+                 AND (status <> 'resolved' OR resolved_at >= $2)"
+            )))
+            .bind(ws.as_str())
+            .bind(quiet)
+            .fetch_all(&mut *tx)
+            .await
+            .map_err(db_error)?,
+            AlertScope::Accounts(ids) => {
+                let mut all: Vec<&str> = ids.iter().map(|a| a.as_str()).collect();
+                all.extend(signals.iter().map(|s| s.account_id.as_str()));
+                sqlx::query(AssertSqlSafe(format!(
+                    "SELECT {ALERT_COLUMNS} FROM alerts WHERE workspace_id = $1 AND account_id = ANY($3)
+                     AND (status <> 'resolved' OR resolved_at >= $2)"
+                )))
+                .bind(ws.as_str())
+                .bind(quiet)
+                .bind(&all)
+                .fetch_all(&mut *tx)
+                .await
+                .map_err(db_error)?
+            }
+        };
+        let existing = rows.iter().map(alert).collect::<Result<Vec<_>>>()?;
+        let (writes, sync) = plan_alerts(&existing, signals, scope, at, &mut store::scores::new_alert_id);
+        for w in writes {
+            match w {
+                AlertWrite::Open(a) => {
+                    sqlx::query(AssertSqlSafe(format!(
+                        "INSERT INTO alerts (workspace_id, {ALERT_COLUMNS})
+                         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $10, NULL, NULL, NULL, NULL, NULL, NULL, NULL)"
+                    )))
+                    .bind(ws.as_str())
+                    .bind(&a.alert_id)
+                    .bind(a.account_id.as_str())
+                    .bind(a.kind.as_str())
+                    .bind(&a.reason)
+                    .bind(a.severity.as_str())
+                    .bind(&a.title)
+                    .bind(&a.evidence)
+                    .bind(a.status.as_str())
+                    .bind(at)
+                    .execute(&mut *tx)
+                    .await
+                    .map_err(db_error)?;
+                }
+                AlertWrite::Update { alert_id, severity, title, evidence } => {
+                    sqlx::query(
+                        "UPDATE alerts SET severity = $3, title = $4, evidence = $5, updated_at = $6
+                         WHERE workspace_id = $1 AND alert_id = $2",
+                    )
+                    .bind(ws.as_str())
+                    .bind(&alert_id)
+                    .bind(severity.as_str())
+                    .bind(&title)
+                    .bind(&evidence)
+                    .bind(at)
+                    .execute(&mut *tx)
+                    .await
+                    .map_err(db_error)?;
+                }
+                AlertWrite::Resolve { alert_id } => {
+                    sqlx::query(
+                        "UPDATE alerts SET status = 'resolved', resolved_at = $3, resolved_by = $4, updated_at = $3
+                         WHERE workspace_id = $1 AND alert_id = $2",
+                    )
+                    .bind(ws.as_str())
+                    .bind(&alert_id)
+                    .bind(at)
+                    .bind(store::scores::SYSTEM)
+                    .execute(&mut *tx)
+                    .await
+                    .map_err(db_error)?;
+                }
+            }
+        }
+        tx.commit().await.map_err(db_error)?;
+        Ok(sync)
+    }
+
+    pub(crate) async fn alerts(&self, ws: &WorkspaceId, f: &AlertFilter, page: &PageRequest) -> Result<Page<Alert>> {
+        let mut a = Args::new();
+        let mut sql =
+            format!("SELECT {ALERT_COLUMNS} FROM alerts WHERE workspace_id = {}", a.arg(ws.as_str().to_owned())?);
+        if let Some(s) = f.status {
+            sql += &format!(" AND status = {}", a.arg(s.as_str().to_owned())?);
+        }
+        if f.unresolved {
+            sql += " AND status <> 'resolved'";
+        }
+        if let Some(id) = &f.account_id {
+            sql += &format!(" AND account_id = {}", a.arg(id.as_str().to_owned())?);
+        }
+        if let Some(k) = f.kind {
+            sql += &format!(" AND kind = {}", a.arg(k.as_str().to_owned())?);
+        }
+        if let Some(s) = f.severity {
+            sql += &format!(" AND severity = {}", a.arg(s.as_str().to_owned())?);
+        }
+        if let Some(c) = &page.after {
+            let micros = c.int(0)?;
+            let at = DateTime::from_timestamp_micros(micros).ok_or(StoreError::InvalidCursor)?;
+            let id = c.parts(2)?[1].clone();
+            sql += &format!(" AND (opened_at, alert_id) < ({}, {})", a.arg(at)?, a.arg(id)?);
+        }
+        sql += &format!(" ORDER BY opened_at DESC, alert_id DESC LIMIT {}", page.fetch_limit());
+        let rows = sqlx::query_with(AssertSqlSafe(sql), a.args).fetch_all(&self.pool).await.map_err(db_error)?;
+        let items = rows.iter().map(alert).collect::<Result<Vec<_>>>()?;
+        Ok(page.finish(items, |a| Cursor(vec![a.opened_at.timestamp_micros().to_string(), a.alert_id.clone()])))
+    }
+
+    pub(crate) async fn alert(&self, ws: &WorkspaceId, id: &str) -> Result<Option<Alert>> {
+        let row = sqlx::query(AssertSqlSafe(format!(
+            "SELECT {ALERT_COLUMNS} FROM alerts WHERE workspace_id = $1 AND alert_id = $2"
+        )))
+        .bind(ws.as_str())
+        .bind(id)
+        .fetch_optional(&self.pool)
+        .await
+        .map_err(db_error)?;
+        row.as_ref().map(alert).transpose()
+    }
+
+    pub(crate) async fn act_on_alert(
+        &self,
+        ws: &WorkspaceId,
+        id: &str,
+        action: &AlertAction,
+        by: &str,
+        at: Timestamp,
+    ) -> Result<Option<Alert>> {
+        let q = match action {
+            AlertAction::Acknowledge => sqlx::query(
+                "UPDATE alerts SET status = 'acknowledged', acknowledged_at = $3, acknowledged_by = $4, updated_at = $3
+                 WHERE workspace_id = $1 AND alert_id = $2 AND status = 'open'",
+            ),
+            AlertAction::Resolve => sqlx::query(
+                "UPDATE alerts SET status = 'resolved', resolved_at = $3, resolved_by = $4, updated_at = $3
+                 WHERE workspace_id = $1 AND alert_id = $2 AND status <> 'resolved'",
+            ),
+            AlertAction::Feedback { .. } => sqlx::query(
+                "UPDATE alerts SET useful = $5, feedback = $6, feedback_by = $4, updated_at = $3
+                 WHERE workspace_id = $1 AND alert_id = $2",
+            ),
+        };
+        let mut q = q.bind(ws.as_str()).bind(id).bind(at).bind(by);
+        if let AlertAction::Feedback { useful, note } = action {
+            q = q.bind(*useful).bind(note.clone());
+        }
+        q.execute(&self.pool).await.map_err(db_error)?;
+        self.alert(ws, id).await
+    }
+}

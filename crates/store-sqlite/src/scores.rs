@@ -1,0 +1,633 @@
+//! Scores, models and alerts.
+
+use chrono::NaiveDate;
+use domain::{AccountId, Currency, Money, Timestamp, WorkspaceId};
+use rusqlite::types::Value as Sql;
+use rusqlite::{Connection, OptionalExtension, Row, params, params_from_iter};
+use store::scores::{AlertWrite, plan_alerts};
+use store::{
+    AccountQuery, AccountScore, AccountSort, Alert, AlertAction, AlertFilter, AlertScope, AlertSignal, AlertSync,
+    Cursor, ModelKind, ModelRecord, Page, PageRequest, Result, ScorePoint, ScoreSummary, ScoredAccount, StoreError,
+    Subscription, Ticket,
+};
+
+use crate::reads::{ACCOUNT_COLUMNS, account_row, query, to_account};
+use crate::{SqliteStore, json_col, ms, opt_time, parse_col, sql_error, time};
+
+/// Scores are written in transactions of this many accounts, so other writes wait little.
+const SCORES_PER_WRITE: usize = 2_000;
+
+fn money(minor: Option<i64>, currency: Option<String>) -> Result<Option<Money>> {
+    match (minor, currency) {
+        (Some(m), Some(c)) => {
+            Ok(Some(Money::new(m, Currency::parse(&c).map_err(|e| StoreError::Backend(e.to_string()))?)))
+        }
+        _ => Ok(None),
+    }
+}
+
+fn day(s: String) -> Result<NaiveDate> {
+    s.parse().map_err(|_| StoreError::Backend(format!("unexpected stored day {s:?}")))
+}
+
+fn account_id(s: String) -> Result<AccountId> {
+    AccountId::parse(&s).map_err(|e| StoreError::Backend(e.to_string()))
+}
+
+const POINT_COLUMNS: &str =
+    "day, health, band, churn_30d, churn_60d, churn_90d, expansion, mrr_minor, currency, components";
+
+fn point(r: &Row<'_>, at: usize) -> rusqlite::Result<Result<ScorePoint>> {
+    let day_s: String = r.get(at)?;
+    let band: String = r.get(at + 2)?;
+    let (minor, currency): (Option<i64>, Option<String>) = (r.get(at + 7)?, r.get(at + 8)?);
+    let components: String = r.get(at + 9)?;
+    let (health, c30, c60, c90, exp) = (r.get(at + 1)?, r.get(at + 3)?, r.get(at + 4)?, r.get(at + 5)?, r.get(at + 6)?);
+    Ok((|| {
+        Ok(ScorePoint {
+            day: day(day_s)?,
+            health,
+            band: parse_col(band)?,
+            churn_30d: c30,
+            churn_60d: c60,
+            churn_90d: c90,
+            expansion: exp,
+            mrr: money(minor, currency)?,
+            components: json_col(&components),
+        })
+    })())
+}
+
+const SUMMARY_COLUMNS: &str = "s.day, s.health, s.band, s.churn_30d, s.expansion, s.mrr_minor, s.currency";
+
+fn summary(r: &Row<'_>, at: usize) -> rusqlite::Result<Result<Option<ScoreSummary>>> {
+    let Some(day_s) = r.get::<_, Option<String>>(at)? else { return Ok(Ok(None)) };
+    let band: String = r.get(at + 2)?;
+    let (health, churn, exp): (f64, Option<f64>, Option<f64>) = (r.get(at + 1)?, r.get(at + 3)?, r.get(at + 4)?);
+    let (minor, currency): (Option<i64>, Option<String>) = (r.get(at + 5)?, r.get(at + 6)?);
+    Ok((|| {
+        Ok(Some(ScoreSummary {
+            day: day(day_s)?,
+            health,
+            band: parse_col(band)?,
+            churn_30d: churn,
+            expansion: exp,
+            mrr: money(minor, currency)?,
+        }))
+    })())
+}
+
+const ALERT_COLUMNS: &str = "alert_id, account_id, kind, reason, severity, title, evidence, status, opened_at,
+    updated_at, acknowledged_at, acknowledged_by, resolved_at, resolved_by, useful, feedback, feedback_by";
+
+fn alert(r: &Row<'_>) -> rusqlite::Result<Result<Alert>> {
+    let (kind, severity, status): (String, String, String) = (r.get(2)?, r.get(4)?, r.get(7)?);
+    let (account, evidence): (String, String) = (r.get(1)?, r.get(6)?);
+    let alert_id = r.get(0)?;
+    let (reason, title) = (r.get(3)?, r.get(5)?);
+    let (opened, updated, acked, resolved): (i64, i64, Option<i64>, Option<i64>) =
+        (r.get(8)?, r.get(9)?, r.get(10)?, r.get(12)?);
+    let (acknowledged_by, resolved_by, useful, feedback, feedback_by) =
+        (r.get(11)?, r.get(13)?, r.get(14)?, r.get(15)?, r.get(16)?);
+    Ok((|| {
+        Ok(Alert {
+            alert_id,
+            account_id: account_id(account)?,
+            kind: parse_col(kind)?,
+            reason,
+            severity: parse_col(severity)?,
+            title,
+            evidence: json_col(&evidence),
+            status: parse_col(status)?,
+            opened_at: time(opened),
+            updated_at: time(updated),
+            acknowledged_at: opt_time(acked),
+            acknowledged_by,
+            resolved_at: opt_time(resolved),
+            resolved_by,
+            useful,
+            feedback,
+            feedback_by,
+        })
+    })())
+}
+
+fn get_alert(conn: &Connection, ws: &str, id: &str) -> Result<Option<Alert>> {
+    conn.prepare_cached(&format!("SELECT {ALERT_COLUMNS} FROM alerts WHERE workspace_id = ?1 AND alert_id = ?2"))
+        .map_err(sql_error)?
+        .query_row(params![ws, id], alert)
+        .optional()
+        .map_err(sql_error)?
+        .transpose()
+}
+
+const MODEL_COLUMNS: &str = "model_id, kind, status, created_at, card, reason";
+
+fn model(r: &Row<'_>, with_params: bool) -> rusqlite::Result<Result<ModelRecord>> {
+    let (model_id, kind, status, created, card, reason): (String, String, String, i64, String, String) =
+        (r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?, r.get(4)?, r.get(5)?);
+    let params: Option<String> = if with_params { r.get(6)? } else { None };
+    Ok((|| {
+        Ok(ModelRecord {
+            model_id,
+            kind: parse_col(kind)?,
+            status: parse_col(status)?,
+            created_at: time(created),
+            card: json_col(&card),
+            reason,
+            model: params.map(|p| json_col(&p)),
+        })
+    })())
+}
+
+/// The SQL of the value an account list sorts by.
+fn sort_expr(sort: AccountSort) -> &'static str {
+    match sort {
+        AccountSort::Id => "s.account_id",
+        AccountSort::Health => "s.health",
+        AccountSort::ChurnRisk => "coalesce(s.churn_30d, -1)",
+        AccountSort::Expansion => "coalesce(s.expansion, -1)",
+        AccountSort::Mrr => "coalesce(s.mrr_minor, -1)",
+    }
+}
+
+impl SqliteStore {
+    pub(crate) async fn all_subscriptions(&self, ws: &WorkspaceId) -> Result<Vec<Subscription>> {
+        let ws = ws.clone();
+        self.read(move |conn| {
+            let sql = format!(
+                "SELECT {} FROM subscriptions WHERE workspace_id = ?1 ORDER BY account_id, started_at, subscription_id",
+                crate::records::SUBSCRIPTION_COLUMNS
+            );
+            let mut stmt = conn.prepare_cached(&sql).map_err(sql_error)?;
+            let rows = stmt.query_map([ws.as_str()], crate::records::subscription).map_err(sql_error)?;
+            rows.map(|r| r.map_err(sql_error)?).collect()
+        })
+        .await
+    }
+
+    pub(crate) async fn all_tickets(&self, ws: &WorkspaceId, since: Timestamp) -> Result<Vec<Ticket>> {
+        let ws = ws.clone();
+        self.read(move |conn| {
+            let sql = format!(
+                "SELECT {} FROM tickets WHERE workspace_id = ?1 AND opened_at >= ?2 ORDER BY account_id, opened_at, ticket_id",
+                crate::records::TICKET_COLUMNS
+            );
+            let mut stmt = conn.prepare_cached(&sql).map_err(sql_error)?;
+            let rows = stmt.query_map(params![ws.as_str(), ms(&since)], crate::records::ticket).map_err(sql_error)?;
+            rows.map(|r| r.map_err(sql_error)?).collect()
+        })
+        .await
+    }
+
+    pub(crate) async fn put_scores(&self, ws: &WorkspaceId, scores: &[AccountScore]) -> Result<()> {
+        for chunk in scores.chunks(SCORES_PER_WRITE) {
+            let (ws, chunk) = (ws.clone(), chunk.to_vec());
+            self.write_background(move |conn| {
+                let mut latest = conn
+                    .prepare_cached(
+                        "INSERT INTO account_scores (workspace_id, account_id, day, health, band, churn_30d, churn_60d,
+                           churn_90d, expansion, mrr_minor, currency, components, explanation, scored_at)
+                         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14)
+                         ON CONFLICT (workspace_id, account_id) DO UPDATE SET
+                           day = excluded.day, health = excluded.health, band = excluded.band,
+                           churn_30d = excluded.churn_30d, churn_60d = excluded.churn_60d,
+                           churn_90d = excluded.churn_90d, expansion = excluded.expansion,
+                           mrr_minor = excluded.mrr_minor, currency = excluded.currency,
+                           components = excluded.components, explanation = excluded.explanation,
+                           scored_at = excluded.scored_at
+                         WHERE excluded.day >= account_scores.day",
+                    )
+                    .map_err(sql_error)?;
+                let mut history = conn
+                    .prepare_cached(&format!(
+                        "INSERT OR REPLACE INTO score_history (workspace_id, account_id, {POINT_COLUMNS})
+                         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12)"
+                    ))
+                    .map_err(sql_error)?;
+                for s in &chunk {
+                    let day = s.day.to_string();
+                    let components = s.components.to_string();
+                    let (minor, currency) = (s.mrr.map(|m| m.minor), s.mrr.map(|m| m.currency.as_str().to_owned()));
+                    latest
+                        .execute(params![
+                            ws.as_str(),
+                            s.account_id.as_str(),
+                            day,
+                            s.health,
+                            s.band.as_str(),
+                            s.churn_30d,
+                            s.churn_60d,
+                            s.churn_90d,
+                            s.expansion,
+                            minor,
+                            currency,
+                            components,
+                            s.explanation.to_string(),
+                            ms(&s.scored_at),
+                        ])
+                        .map_err(sql_error)?;
+                    history
+                        .execute(params![
+                            ws.as_str(),
+                            s.account_id.as_str(),
+                            day,
+                            s.health,
+                            s.band.as_str(),
+                            s.churn_30d,
+                            s.churn_60d,
+                            s.churn_90d,
+                            s.expansion,
+                            minor,
+                            currency,
+                            components,
+                        ])
+                        .map_err(sql_error)?;
+                }
+                Ok(())
+            })
+            .await?;
+        }
+        Ok(())
+    }
+
+    pub(crate) async fn score_of(&self, ws: &WorkspaceId, id: &AccountId) -> Result<Option<AccountScore>> {
+        let (ws, id) = (ws.clone(), id.clone());
+        self.read(move |conn| {
+            let found = conn
+                .prepare_cached(&format!(
+                    "SELECT {POINT_COLUMNS}, explanation, scored_at FROM account_scores
+                     WHERE workspace_id = ?1 AND account_id = ?2"
+                ))
+                .map_err(sql_error)?
+                .query_row(params![ws.as_str(), id.as_str()], |r| {
+                    Ok((point(r, 0)?, r.get::<_, String>(10)?, r.get::<_, i64>(11)?))
+                })
+                .optional()
+                .map_err(sql_error)?;
+            let Some((p, explanation, scored_at)) = found else { return Ok(None) };
+            let p = p?;
+            Ok(Some(AccountScore {
+                account_id: id,
+                day: p.day,
+                health: p.health,
+                band: p.band,
+                churn_30d: p.churn_30d,
+                churn_60d: p.churn_60d,
+                churn_90d: p.churn_90d,
+                expansion: p.expansion,
+                mrr: p.mrr,
+                components: p.components,
+                explanation: json_col(&explanation),
+                scored_at: time(scored_at),
+            }))
+        })
+        .await
+    }
+
+    pub(crate) async fn history_of(
+        &self,
+        ws: &WorkspaceId,
+        id: &AccountId,
+        from: NaiveDate,
+        to: NaiveDate,
+    ) -> Result<Vec<ScorePoint>> {
+        let (ws, id) = (ws.clone(), id.clone());
+        self.read(move |conn| {
+            let mut stmt = conn
+                .prepare_cached(&format!(
+                    "SELECT {POINT_COLUMNS} FROM score_history
+                     WHERE workspace_id = ?1 AND account_id = ?2 AND day >= ?3 AND day < ?4 ORDER BY day"
+                ))
+                .map_err(sql_error)?;
+            let rows = stmt
+                .query_map(params![ws.as_str(), id.as_str(), from.to_string(), to.to_string()], |r| point(r, 0))
+                .map_err(sql_error)?;
+            rows.map(|r| r.map_err(sql_error)?).collect()
+        })
+        .await
+    }
+
+    pub(crate) async fn scored_accounts(
+        &self,
+        ws: &WorkspaceId,
+        q: &AccountQuery,
+        page: &PageRequest,
+    ) -> Result<Page<ScoredAccount>> {
+        let (ws, q, page) = (ws.clone(), q.clone(), page.clone());
+        self.read(move |conn| {
+            let mut args: Vec<Sql> = vec![Sql::Text(ws.as_str().to_owned())];
+            let arg = |v: Sql, args: &mut Vec<Sql>| {
+                args.push(v);
+                format!("?{}", args.len())
+            };
+            let (cmp, dir) = if q.descending { ("<", "DESC") } else { (">", "ASC") };
+            let mut sql;
+            if !q.needs_score() {
+                sql = format!(
+                    "SELECT {ACCOUNT_COLUMNS}, {SUMMARY_COLUMNS} FROM accounts a
+                     LEFT JOIN account_scores s ON s.workspace_id = a.workspace_id AND s.account_id = a.account_id
+                     WHERE a.workspace_id = ?1"
+                );
+                if let Some(c) = &page.after {
+                    let p = arg(Sql::Text(c.parts(1)?[0].clone()), &mut args);
+                    sql += &format!(" AND a.account_id {cmp} {p}");
+                }
+                sql += &format!(" ORDER BY a.account_id {dir}");
+            } else {
+                sql = format!(
+                    "SELECT {ACCOUNT_COLUMNS}, {SUMMARY_COLUMNS} FROM account_scores s
+                     JOIN accounts a ON a.workspace_id = s.workspace_id AND a.account_id = s.account_id
+                     WHERE s.workspace_id = ?1"
+                );
+                if let Some(b) = q.band {
+                    sql += &format!(" AND s.band = {}", arg(Sql::Text(b.as_str().into()), &mut args));
+                }
+                let bounds: [(&str, &str, Option<Sql>); 5] = [
+                    ("s.health", ">=", q.health_min.map(Sql::Real)),
+                    ("s.health", "<=", q.health_max.map(Sql::Real)),
+                    ("s.churn_30d", ">=", q.churn_min.map(Sql::Real)),
+                    ("s.mrr_minor", ">=", q.mrr_min.map(Sql::Integer)),
+                    ("s.mrr_minor", "<=", q.mrr_max.map(Sql::Integer)),
+                ];
+                for (col, op, v) in bounds {
+                    if let Some(v) = v {
+                        sql += &format!(" AND {col} {op} {}", arg(v, &mut args));
+                    }
+                }
+                let expr = sort_expr(q.sort);
+                if let Some(c) = &page.after {
+                    if q.sort == AccountSort::Id {
+                        sql +=
+                            &format!(" AND s.account_id {cmp} {}", arg(Sql::Text(c.parts(1)?[0].clone()), &mut args));
+                    } else {
+                        let parts = c.parts(2)?;
+                        let v: f64 = parts[0].parse().map_err(|_| StoreError::InvalidCursor)?;
+                        let v = arg(Sql::Real(v), &mut args);
+                        let id = arg(Sql::Text(parts[1].clone()), &mut args);
+                        sql += &format!(" AND ({expr}, s.account_id) {cmp} ({v}, {id})");
+                    }
+                }
+                if q.sort == AccountSort::Id {
+                    sql += &format!(" ORDER BY s.account_id {dir}");
+                } else {
+                    sql += &format!(" ORDER BY {expr} {dir}, s.account_id {dir}");
+                }
+            }
+            sql += &format!(" LIMIT {}", page.fetch_limit());
+            let rows = query(
+                conn,
+                &sql,
+                params_from_iter(args),
+                |r| Ok((account_row(r)?, summary(r, 6)?)),
+                |(a, s)| Ok(ScoredAccount { account: to_account(a)?, score: s? }),
+            )?;
+            Ok(page.finish(rows, |a| match (&a.score, q.sort) {
+                (Some(s), sort) if sort != AccountSort::Id => {
+                    Cursor(vec![q.sort_value(s).to_string(), a.account.account_id.to_string()])
+                }
+                _ => Cursor(vec![a.account.account_id.to_string()]),
+            }))
+        })
+        .await
+    }
+
+    pub(crate) async fn add_model(&self, ws: &WorkspaceId, m: &ModelRecord) -> Result<()> {
+        let (ws, m) = (ws.clone(), m.clone());
+        self.write(move |conn| {
+            if m.status == store::ModelStatus::Active {
+                conn.execute(
+                    "UPDATE models SET status = 'retired' WHERE workspace_id = ?1 AND kind = ?2 AND status = 'active'",
+                    params![ws.as_str(), m.kind.as_str()],
+                )
+                .map_err(sql_error)?;
+            }
+            conn.execute(
+                &format!(
+                    "INSERT INTO models (workspace_id, {MODEL_COLUMNS}, model) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)"
+                ),
+                params![
+                    ws.as_str(),
+                    m.model_id,
+                    m.kind.as_str(),
+                    m.status.as_str(),
+                    ms(&m.created_at),
+                    m.card.to_string(),
+                    m.reason,
+                    m.model.as_ref().map(|v| v.to_string()),
+                ],
+            )
+            .map_err(sql_error)?;
+            Ok(())
+        })
+        .await
+    }
+
+    pub(crate) async fn models(&self, ws: &WorkspaceId) -> Result<Vec<ModelRecord>> {
+        let ws = ws.clone();
+        self.read(move |conn| {
+            let mut stmt = conn
+                .prepare_cached(&format!(
+                    "SELECT {MODEL_COLUMNS} FROM models WHERE workspace_id = ?1 ORDER BY created_at DESC, model_id DESC"
+                ))
+                .map_err(sql_error)?;
+            let rows = stmt.query_map([ws.as_str()], |r| model(r, false)).map_err(sql_error)?;
+            rows.map(|r| r.map_err(sql_error)?).collect()
+        })
+        .await
+    }
+
+    pub(crate) async fn active(&self, ws: &WorkspaceId, kind: ModelKind) -> Result<Option<ModelRecord>> {
+        let ws = ws.clone();
+        self.read(move |conn| {
+            conn.prepare_cached(&format!(
+                "SELECT {MODEL_COLUMNS}, model FROM models WHERE workspace_id = ?1 AND kind = ?2 AND status = 'active'"
+            ))
+            .map_err(sql_error)?
+            .query_row(params![ws.as_str(), kind.as_str()], |r| model(r, true))
+            .optional()
+            .map_err(sql_error)?
+            .transpose()
+        })
+        .await
+    }
+
+    pub(crate) async fn sync(
+        &self,
+        ws: &WorkspaceId,
+        scope: AlertScope<'_>,
+        signals: &[AlertSignal],
+        at: Timestamp,
+    ) -> Result<AlertSync> {
+        let ws = ws.clone();
+        let signals = signals.to_vec();
+        let accounts: Option<Vec<AccountId>> = match scope {
+            AlertScope::Workspace => None,
+            AlertScope::Accounts(ids) => Some(ids.to_vec()),
+        };
+        self.write(move |conn| {
+            let quiet = ms(&(at - chrono::Duration::days(store::scores::RESOLVED_QUIET_DAYS)));
+            let sql = format!(
+                "SELECT {ALERT_COLUMNS} FROM alerts WHERE workspace_id = ?1 AND account_id = ?2
+                 AND (status <> 'resolved' OR resolved_at >= ?3)"
+            );
+            let mut existing = Vec::new();
+            match &accounts {
+                Some(ids) => {
+                    let mut stmt = conn.prepare_cached(&sql).map_err(sql_error)?;
+                    let mut seen = std::collections::HashSet::new();
+                    for id in ids.iter().chain(signals.iter().map(|s| &s.account_id)) {
+                        if seen.insert(id.as_str()) {
+                            let rows = stmt.query_map(params![ws.as_str(), id.as_str(), quiet], alert).map_err(sql_error)?;
+                            for r in rows {
+                                existing.push(r.map_err(sql_error)??);
+                            }
+                        }
+                    }
+                }
+                None => {
+                    let mut stmt = conn
+                        .prepare_cached(&format!(
+                            "SELECT {ALERT_COLUMNS} FROM alerts WHERE workspace_id = ?1
+                             AND (status <> 'resolved' OR resolved_at >= ?2)"
+                        ))
+                        .map_err(sql_error)?;
+                    let rows = stmt.query_map(params![ws.as_str(), quiet], alert).map_err(sql_error)?;
+                    for r in rows {
+                        existing.push(r.map_err(sql_error)??);
+                    }
+                }
+            }
+            let scope = match &accounts {
+                Some(ids) => AlertScope::Accounts(ids),
+                None => AlertScope::Workspace,
+            };
+            let (writes, sync) = plan_alerts(&existing, &signals, scope, at, &mut store::scores::new_alert_id);
+            let now = ms(&at);
+            for w in writes {
+                match w {
+                    AlertWrite::Open(a) => {
+                        conn.prepare_cached(&format!(
+                            "INSERT INTO alerts (workspace_id, {ALERT_COLUMNS})
+                             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, NULL, NULL, NULL, NULL, NULL, NULL, NULL)"
+                        ))
+                        .map_err(sql_error)?
+                        .execute(params![
+                            ws.as_str(),
+                            a.alert_id,
+                            a.account_id.as_str(),
+                            a.kind.as_str(),
+                            a.reason,
+                            a.severity.as_str(),
+                            a.title,
+                            a.evidence.to_string(),
+                            a.status.as_str(),
+                            now,
+                            now,
+                        ])
+                        .map_err(sql_error)?;
+                    }
+                    AlertWrite::Update { alert_id, severity, title, evidence } => {
+                        conn.prepare_cached(
+                            "UPDATE alerts SET severity = ?3, title = ?4, evidence = ?5, updated_at = ?6
+                             WHERE workspace_id = ?1 AND alert_id = ?2",
+                        )
+                        .map_err(sql_error)?
+                        .execute(params![ws.as_str(), alert_id, severity.as_str(), title, evidence.to_string(), now])
+                        .map_err(sql_error)?;
+                    }
+                    AlertWrite::Resolve { alert_id } => {
+                        conn.prepare_cached(
+                            "UPDATE alerts SET status = 'resolved', resolved_at = ?3, resolved_by = ?4, updated_at = ?3
+                             WHERE workspace_id = ?1 AND alert_id = ?2",
+                        )
+                        .map_err(sql_error)?
+                        .execute(params![ws.as_str(), alert_id, now, store::scores::SYSTEM])
+                        .map_err(sql_error)?;
+                    }
+                }
+            }
+            Ok(sync)
+        })
+        .await
+    }
+
+    pub(crate) async fn alerts(&self, ws: &WorkspaceId, f: &AlertFilter, page: &PageRequest) -> Result<Page<Alert>> {
+        let (ws, f, page) = (ws.clone(), f.clone(), page.clone());
+        self.read(move |conn| {
+            let mut args: Vec<Sql> = vec![Sql::Text(ws.as_str().to_owned())];
+            let mut sql = format!("SELECT {ALERT_COLUMNS} FROM alerts WHERE workspace_id = ?1");
+            let add = |cond: &str, v: Sql, args: &mut Vec<Sql>| {
+                args.push(v);
+                format!(" AND {cond} ?{}", args.len())
+            };
+            if let Some(s) = f.status {
+                sql += &add("status =", Sql::Text(s.as_str().into()), &mut args);
+            }
+            if f.unresolved {
+                sql += " AND status <> 'resolved'";
+            }
+            if let Some(a) = &f.account_id {
+                sql += &add("account_id =", Sql::Text(a.as_str().into()), &mut args);
+            }
+            if let Some(k) = f.kind {
+                sql += &add("kind =", Sql::Text(k.as_str().into()), &mut args);
+            }
+            if let Some(s) = f.severity {
+                sql += &add("severity =", Sql::Text(s.as_str().into()), &mut args);
+            }
+            if let Some(c) = &page.after {
+                let at = c.int(0)?;
+                let id = c.parts(2)?[1].clone();
+                args.push(Sql::Integer(at));
+                args.push(Sql::Text(id));
+                sql += &format!(" AND (opened_at, alert_id) < (?{}, ?{})", args.len() - 1, args.len());
+            }
+            sql += &format!(" ORDER BY opened_at DESC, alert_id DESC LIMIT {}", page.fetch_limit());
+            let rows = query(conn, &sql, params_from_iter(args), alert, |a| a)?;
+            Ok(page.finish(rows, |a| Cursor(vec![ms(&a.opened_at).to_string(), a.alert_id.clone()])))
+        })
+        .await
+    }
+
+    pub(crate) async fn alert(&self, ws: &WorkspaceId, id: &str) -> Result<Option<Alert>> {
+        let (ws, id) = (ws.clone(), id.to_owned());
+        self.read(move |conn| get_alert(conn, ws.as_str(), &id)).await
+    }
+
+    pub(crate) async fn act_on_alert(
+        &self,
+        ws: &WorkspaceId,
+        id: &str,
+        action: &AlertAction,
+        by: &str,
+        at: Timestamp,
+    ) -> Result<Option<Alert>> {
+        let (ws, id, action, by) = (ws.clone(), id.to_owned(), action.clone(), by.to_owned());
+        self.write(move |conn| {
+            let now = ms(&at);
+            let (sql, extra): (&str, Vec<Sql>) = match &action {
+                AlertAction::Acknowledge => (
+                    "UPDATE alerts SET status = 'acknowledged', acknowledged_at = ?3, acknowledged_by = ?4, updated_at = ?3
+                     WHERE workspace_id = ?1 AND alert_id = ?2 AND status = 'open'",
+                    vec![],
+                ),
+                AlertAction::Resolve => (
+                    "UPDATE alerts SET status = 'resolved', resolved_at = ?3, resolved_by = ?4, updated_at = ?3
+                     WHERE workspace_id = ?1 AND alert_id = ?2 AND status <> 'resolved'",
+                    vec![],
+                ),
+                AlertAction::Feedback { useful, note } => (
+                    "UPDATE alerts SET useful = ?5, feedback = ?6, feedback_by = ?4, updated_at = ?3
+                     WHERE workspace_id = ?1 AND alert_id = ?2",
+                    vec![Sql::Integer(*useful as i64), note.clone().map_or(Sql::Null, Sql::Text)],
+                ),
+            };
+            let mut args = vec![Sql::Text(ws.as_str().into()), Sql::Text(id.clone()), Sql::Integer(now), Sql::Text(by)];
+            args.extend(extra);
+            conn.execute(sql, params_from_iter(args)).map_err(sql_error)?;
+            get_alert(conn, ws.as_str(), &id)
+        })
+        .await
+    }
+}
