@@ -7,7 +7,7 @@
 //! whether they still run at `d`, not when they will end).
 
 use chrono::NaiveDate;
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 use std::collections::HashMap;
 
 use crate::model::{Ensemble, EnsembleParams, Matrix, metrics};
@@ -20,6 +20,8 @@ pub struct Period {
     pub end: Option<NaiveDate>,
     /// Monthly recurring revenue in minor units.
     pub mrr: i64,
+    /// Seats (the subscription's quantity).
+    pub seats: i64,
 }
 
 /// A metric's daily counts as running totals, so that any window is two lookups.
@@ -60,8 +62,20 @@ impl Series {
         self.before(to).saturating_sub(self.before(from))
     }
 
+    /// The last day before `day` with any events.
+    pub fn last_day_before(&self, day: NaiveDate) -> Option<NaiveDate> {
+        let origin = self.origin?;
+        let total = self.before(day);
+        if total == 0 {
+            return None;
+        }
+        // The first prefix that holds every event before `day` ends with the last active day.
+        let j = self.totals.partition_point(|&t| t < total);
+        Some(origin + chrono::Days::new(j as u64 - 1))
+    }
+
     /// Days in `[from, to)` with any events.
-    fn active_days(&self, from: NaiveDate, to: NaiveDate) -> u64 {
+    pub fn active_days(&self, from: NaiveDate, to: NaiveDate) -> u64 {
         let Some(origin) = self.origin else { return 0 };
         let mut days = 0;
         let mut d = from.max(origin);
@@ -80,7 +94,14 @@ pub struct AccountHistory {
     pub periods: Vec<Period>,
     /// By metric.
     pub usage: HashMap<String, Series>,
+    /// Each person's active days: `(person key, first of the month, a bit per day)`.
+    pub people: Vec<(u64, NaiveDate, u32)>,
+    pub tickets: Vec<crate::signals::TicketFact>,
+    /// The account's numeric traits (`nps`, ...), as they are now.
+    pub traits: HashMap<String, f64>,
 }
+
+static EMPTY: Series = Series { origin: None, totals: Vec::new() };
 
 impl AccountHistory {
     /// Whether a period covers `d`.
@@ -106,9 +127,75 @@ impl AccountHistory {
         ends.into_iter().find(|&e| !self.active_at(e))
     }
 
-    fn mrr_at(&self, d: NaiveDate) -> i64 {
+    /// Monthly recurring revenue at `d`, in minor units.
+    pub fn mrr_at(&self, d: NaiveDate) -> i64 {
         self.periods.iter().filter(|p| p.start <= d && p.end.is_none_or(|e| d < e)).map(|p| p.mrr).sum()
     }
+
+    pub fn seats_at(&self, d: NaiveDate) -> i64 {
+        self.periods.iter().filter(|p| p.start <= d && p.end.is_none_or(|e| d < e)).map(|p| p.seats).sum()
+    }
+
+    /// Days since the first period started (0 before it).
+    pub fn tenure_days(&self, d: NaiveDate) -> i64 {
+        self.first_start().map_or(0, |s| (d - s).num_days().max(0))
+    }
+
+    /// A metric's daily counts (empty for one never seen).
+    pub fn series(&self, metric: &str) -> &Series {
+        self.usage.get(metric).unwrap_or(&EMPTY)
+    }
+
+    /// Distinct people active on days in `[from, to)`.
+    pub fn active_people(&self, from: NaiveDate, to: NaiveDate) -> u64 {
+        use chrono::Datelike;
+        let mut keys: Vec<u64> = Vec::new();
+        for &(key, month, bits) in &self.people {
+            let mut mask = 0u32;
+            for slot in 0..31u32 {
+                let day = month + chrono::Days::new(slot as u64);
+                if day.month() == month.month() && day >= from && day < to {
+                    mask |= 1 << slot;
+                }
+            }
+            if bits & mask != 0 {
+                keys.push(key);
+            }
+        }
+        keys.sort_unstable();
+        keys.dedup();
+        keys.len() as u64
+    }
+
+    /// The first day in `(d, as_of]` on which the account pays more than at `d` (more MRR
+    /// or more seats), if any.
+    pub fn expansion_after(&self, d: NaiveDate, as_of: NaiveDate) -> Option<NaiveDate> {
+        let (mrr, seats) = (self.mrr_at(d), self.seats_at(d));
+        let mut starts: Vec<NaiveDate> =
+            self.periods.iter().map(|p| p.start).filter(|&s| s > d && s <= as_of).collect();
+        starts.sort_unstable();
+        starts.into_iter().find(|&s| self.mrr_at(s) > mrr || self.seats_at(s) > seats)
+    }
+
+    /// Whether `outcome` happens within `(d, d + h]`, as known at `as_of`.
+    fn outcome_within(&self, outcome: Outcome, d: NaiveDate, h: u32, as_of: NaiveDate) -> bool {
+        let end = d + chrono::Days::new(h as u64);
+        match outcome {
+            Outcome::Churn => self.churn_after(d, as_of),
+            Outcome::Expansion => self.expansion_after(d, as_of),
+        }
+        .is_some_and(|day| day <= end)
+    }
+}
+
+/// What a model predicts.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Outcome {
+    /// Paid coverage ends.
+    Churn,
+    /// The account starts paying more: more MRR or more seats.
+    Expansion,
 }
 
 /// All activity, whatever the event: its days are the active days. The name the rollups give
@@ -116,7 +203,7 @@ impl AccountHistory {
 pub const ANY: &str = "$any";
 
 /// Which features a workspace's model uses.
-#[derive(Clone, Debug, PartialEq, Serialize)]
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct FeatureSpec {
     /// The key events: counted over 28 days, and at their 90-day rate.
     pub metrics: Vec<String>,
@@ -212,6 +299,7 @@ fn rows(
     dates: &[NaiveDate],
     h: u32,
     as_of: NaiveDate,
+    outcome: Outcome,
 ) -> (Matrix, Vec<bool>, Vec<usize>) {
     let mut x = Matrix::new(spec.names());
     let (mut y, mut who) = (Vec::new(), Vec::new());
@@ -222,7 +310,7 @@ fn rows(
                 continue;
             }
             x.push(&spec.row(a, d));
-            y.push(a.churn_after(d, as_of).is_some_and(|c| c <= horizon_end));
+            y.push(a.outcome_within(outcome, d, h, as_of));
             who.push(i);
         }
     }
@@ -239,16 +327,33 @@ pub fn evaluate(
     horizons: &[u32],
     params: &EnsembleParams,
 ) -> ModelCard {
+    let spec = FeatureSpec::most_frequent(accounts, test_from, 10);
+    evaluate_with(accounts, as_of, test_from, horizons, params, Outcome::Churn, &spec)
+}
+
+/// [`evaluate`] for either outcome, with the features of `spec`.
+pub fn evaluate_with(
+    accounts: &[AccountHistory],
+    as_of: NaiveDate,
+    test_from: NaiveDate,
+    horizons: &[u32],
+    params: &EnsembleParams,
+    outcome: Outcome,
+    spec: &FeatureSpec,
+) -> ModelCard {
     let first = accounts.iter().filter_map(|a| a.first_start()).min().unwrap_or(test_from);
     let dates = month_starts(first.succ_opt().unwrap_or(first), as_of);
-    let spec = FeatureSpec::most_frequent(accounts, test_from, 10);
     let mut cards = Vec::new();
     for &h in horizons {
         let train_dates: Vec<NaiveDate> =
             dates.iter().copied().filter(|&d| d + chrono::Days::new(h as u64) <= test_from).collect();
         let test_dates: Vec<NaiveDate> = dates.iter().copied().filter(|&d| d >= test_from).collect();
-        let (x, y, who) = rows(&spec, accounts, &train_dates, h, test_from);
-        let (xt, yt, _) = rows(&spec, accounts, &test_dates, h, as_of);
+        let (x, y, who) = rows(spec, accounts, &train_dates, h, test_from, outcome);
+        let (xt, yt, _) = rows(spec, accounts, &test_dates, h, as_of, outcome);
+        let positives = y.iter().filter(|&&v| v).count();
+        if positives == 0 || positives == y.len() || xt.rows() == 0 {
+            continue;
+        }
         let groups: Vec<u64> = who.iter().map(|&i| i as u64).collect();
         let model = Ensemble::fit(&x, &y, &groups, params);
         let p: Vec<f64> = (0..xt.rows()).map(|i| model.probability(xt.row(i))).collect();
@@ -259,7 +364,7 @@ pub fn evaluate(
         cards.push(HorizonCard {
             horizon_days: h,
             train_rows: y.len(),
-            train_churned: y.iter().filter(|&&v| v).count(),
+            train_churned: positives,
             test_rows: yt.len(),
             test_churned: yt.iter().filter(|&&v| v).count(),
             auc: metrics::auc(&p, &yt),
@@ -270,90 +375,208 @@ pub fn evaluate(
             importances,
         });
     }
-    ModelCard { as_of, test_from, features: spec, horizons: cards }
+    ModelCard { as_of, test_from, features: spec.clone(), horizons: cards }
 }
 
-/// One account's churn forecast at a date, with what drives it.
+impl ModelCard {
+    /// The mean AUC over the horizons it has, for comparing two cards of the same holdout.
+    pub fn mean_auc(&self) -> Option<f64> {
+        let aucs: Vec<f64> = self.horizons.iter().map(|h| h.auc).filter(|a| a.is_finite()).collect();
+        (!aucs.is_empty()).then(|| aucs.iter().sum::<f64>() / aucs.len() as f64)
+    }
+}
+
+/// One account's forecast at a date, with what drives it.
 #[derive(Clone, Debug, Serialize)]
 pub struct Forecast {
     pub account_id: String,
     pub date: NaiveDate,
     pub horizon_days: u32,
     pub probability: f64,
-    /// The features that raise the risk most, with their contribution to the log-odds.
+    /// What raises the probability most, with its contribution to the log-odds: features of
+    /// the model, or the rules of the prior that held.
     pub drivers: Vec<(String, f64)>,
+    /// Whether the workspace's model made it (rather than the rule-based prior).
+    pub from_model: bool,
 }
 
-/// Churn examples a workspace's history needs before its model replaces the rule-based prior.
+/// Examples of an outcome a workspace's history needs before its model replaces the
+/// rule-based prior.
 pub const MIN_CHURN_EXAMPLES: usize = 30;
 
 /// The transparent prior used until there is enough history: a base rate for the horizon,
 /// raised by each rule that holds at `d`; the rules that held are the drivers.
 pub fn prior(account: &AccountHistory, d: NaiveDate, horizon_days: u32) -> (f64, Vec<(String, f64)>) {
-    use crate::model::{logit, sigmoid};
-    // About 3% of accounts churn in a month in a typical SaaS book.
+    let snap = crate::signals::snapshot(account, d, &crate::signals::SignalConfig::default());
+    churn_prior(&snap, horizon_days)
+}
+
+/// The churn prior of an account at a date: about 3% of accounts churn in a month in a
+/// typical SaaS book, and each warning sign raises the odds by a fixed amount.
+pub fn churn_prior(s: &crate::signals::Snapshot, horizon_days: u32) -> (f64, Vec<(String, f64)>) {
     let base = 1.0 - 0.97f64.powf(horizon_days as f64 / 30.0);
     let mut drivers = Vec::new();
-    let empty = Series::default();
-    let any = account.usage.get(ANY).unwrap_or(&empty);
-    let ago = |n: u64| d - chrono::Days::new(n);
-    let tenure = account.first_start().map_or(0, |s| (d - s).num_days());
-    if tenure >= 30 && any.window(ago(30), d) == 0 {
+    if s.tenure_days >= 30 && s.days_since_active.is_none_or(|d| d >= 30) {
         drivers.push(("no activity for 30 days".to_string(), 1.6));
-    } else {
-        let (recent, before) = (any.window(ago(28), d), any.window(ago(56), ago(28)));
-        if before >= 10 && (recent as f64) < before as f64 / 2.0 {
-            drivers.push((format!("usage down by half ({before} to {recent} events in 28 days)"), 0.9));
-        }
+    } else if s.events_prev_28d >= 10 && (s.events_28d as f64) < s.events_prev_28d as f64 / 2.0 {
+        drivers
+            .push((format!("usage down by half ({} to {} events in 28 days)", s.events_prev_28d, s.events_28d), 0.9));
     }
+    let weekly_before = s.tickets_prev_28d as f64 / 4.0;
+    if s.tickets_7d >= 3 && s.tickets_7d as f64 > 2.0 * weekly_before {
+        drivers.push((format!("ticket surge ({} tickets in 7 days)", s.tickets_7d), 0.7));
+    }
+    if s.payment_failures_90d > 0 {
+        drivers.push((format!("payment failed ({} in 90 days)", s.payment_failures_90d), 1.0));
+    }
+    if s.csat_90d.is_some_and(|c| c <= 2.5) || s.nps.is_some_and(|n| n <= 6.0) {
+        drivers.push(("negative feedback (CSAT of 2.5 or less, or an NPS detractor)".to_string(), 0.8));
+    }
+    prior_probability(base, drivers)
+}
+
+/// The expansion prior: about 5% of accounts expand in a quarter, more when seats are nearly
+/// full, usage grows or the plan's limits are hit.
+pub fn expansion_prior(
+    s: &crate::signals::Snapshot,
+    config: &crate::signals::SignalConfig,
+    horizon_days: u32,
+) -> (f64, Vec<(String, f64)>) {
+    let base = 1.0 - 0.95f64.powf(horizon_days as f64 / 90.0);
+    let mut drivers = Vec::new();
+    if let Some(u) = s.seat_utilisation().filter(|&u| u >= config.seats_nearly_full * 100.0) {
+        drivers.push((
+            format!("seats nearly full ({} active of {} seats, {u:.0}%)", s.active_users_28d, s.seats.unwrap_or(0)),
+            1.2,
+        ));
+    }
+    if let Some(t) = s.usage_trend().filter(|&t| t >= 30.0 && s.events_prev_28d >= 20) {
+        drivers.push((format!("usage growing ({t:+.0}% in 28 days)"), 0.7));
+    }
+    if s.limit_hits_28d > 0 {
+        drivers.push((format!("plan limits hit ({} times in 28 days)", s.limit_hits_28d), 1.0));
+    }
+    prior_probability(base, drivers)
+}
+
+fn prior_probability(base: f64, drivers: Vec<(String, f64)>) -> (f64, Vec<(String, f64)>) {
+    use crate::model::{logit, sigmoid};
     let z = logit(base) + drivers.iter().map(|(_, w)| w).sum::<f64>();
     (sigmoid(z), drivers)
+}
+
+/// One horizon of a trained model.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct HorizonModel {
+    pub horizon_days: u32,
+    /// Observation rows it was trained on, and how many had the outcome.
+    pub rows: usize,
+    pub positives: usize,
+    /// None while the history holds fewer than [`MIN_CHURN_EXAMPLES`] positives: the prior
+    /// forecasts this horizon.
+    pub model: Option<Ensemble>,
+}
+
+/// A workspace's model for one outcome: one ensemble per horizon, trained on every
+/// observation date whose outcome was known at `trained_through`.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct Trained {
+    pub outcome: Outcome,
+    pub spec: FeatureSpec,
+    pub trained_through: NaiveDate,
+    pub horizons: Vec<HorizonModel>,
+}
+
+impl Trained {
+    pub fn fit(
+        accounts: &[AccountHistory],
+        at: NaiveDate,
+        horizons: &[u32],
+        params: &EnsembleParams,
+        outcome: Outcome,
+        spec: FeatureSpec,
+    ) -> Trained {
+        let first = accounts.iter().filter_map(|a| a.first_start()).min().unwrap_or(at);
+        let dates = month_starts(first.succ_opt().unwrap_or(first), at);
+        let mut models = Vec::new();
+        for &h in horizons {
+            let train: Vec<NaiveDate> =
+                dates.iter().copied().filter(|&d| d + chrono::Days::new(h as u64) <= at).collect();
+            let (x, y, who) = rows(&spec, accounts, &train, h, at, outcome);
+            let positives = y.iter().filter(|&&v| v).count();
+            let model = (positives >= MIN_CHURN_EXAMPLES && positives < y.len()).then(|| {
+                let groups: Vec<u64> = who.iter().map(|&i| i as u64).collect();
+                Ensemble::fit(&x, &y, &groups, params)
+            });
+            models.push(HorizonModel { horizon_days: h, rows: y.len(), positives, model });
+        }
+        Trained { outcome, spec, trained_through: at, horizons: models }
+    }
+
+    /// Whether any horizon has a model (rather than the prior).
+    pub fn has_model(&self) -> bool {
+        self.horizons.iter().any(|h| h.model.is_some())
+    }
+
+    /// The account's forecast at `at` for each horizon: the model's, with its top three
+    /// drivers, or the prior's.
+    pub fn forecast(
+        &self,
+        account: &AccountHistory,
+        snap: &crate::signals::Snapshot,
+        at: NaiveDate,
+        config: &crate::signals::SignalConfig,
+    ) -> Vec<Forecast> {
+        let mut row = None;
+        self.horizons
+            .iter()
+            .map(|h| {
+                let (probability, drivers, from_model) = match &h.model {
+                    Some(model) => {
+                        let row = row.get_or_insert_with(|| self.spec.row(account, at));
+                        let explained = model.explain(row);
+                        let names = self.spec.names();
+                        let mut drivers: Vec<(String, f64)> =
+                            names.into_iter().zip(explained.contributions).filter(|(_, c)| *c > 0.0).collect();
+                        drivers.sort_by(|a, b| b.1.total_cmp(&a.1));
+                        drivers.truncate(3);
+                        (crate::model::sigmoid(explained.margin), drivers, true)
+                    }
+                    None => {
+                        let (p, d) = match self.outcome {
+                            Outcome::Churn => churn_prior(snap, h.horizon_days),
+                            Outcome::Expansion => expansion_prior(snap, config, h.horizon_days),
+                        };
+                        (p, d, false)
+                    }
+                };
+                Forecast {
+                    account_id: account.account_id.clone(),
+                    date: at,
+                    horizon_days: h.horizon_days,
+                    probability,
+                    drivers,
+                    from_model,
+                }
+            })
+            .collect()
+    }
 }
 
 /// Trains, per horizon, on every observation date whose outcome is known at `at`, and
 /// forecasts every account eligible at `at` (covered, with a day of history). A horizon
 /// whose history holds fewer than [`MIN_CHURN_EXAMPLES`] churns is forecast by [`prior`].
 pub fn predict(accounts: &[AccountHistory], at: NaiveDate, horizons: &[u32], params: &EnsembleParams) -> Vec<Forecast> {
-    let first = accounts.iter().filter_map(|a| a.first_start()).min().unwrap_or(at);
-    let dates = month_starts(first.succ_opt().unwrap_or(first), at);
     let spec = FeatureSpec::most_frequent(accounts, at, 10);
-    let names = spec.names();
-    let mut out = Vec::new();
-    for &h in horizons {
-        let train: Vec<NaiveDate> = dates.iter().copied().filter(|&d| d + chrono::Days::new(h as u64) <= at).collect();
-        let (x, y, who) = rows(&spec, accounts, &train, h, at);
-        let churned = y.iter().filter(|&&v| v).count();
-        if churned < MIN_CHURN_EXAMPLES || churned == y.len() {
-            for a in accounts.iter().filter(|a| a.eligible(at)) {
-                let (probability, drivers) = prior(a, at, h);
-                out.push(Forecast {
-                    account_id: a.account_id.clone(),
-                    date: at,
-                    horizon_days: h,
-                    probability,
-                    drivers,
-                });
-            }
-            continue;
-        }
-        let groups: Vec<u64> = who.iter().map(|&i| i as u64).collect();
-        let model = Ensemble::fit(&x, &y, &groups, params);
-        for a in accounts.iter().filter(|a| a.eligible(at)) {
-            let row = spec.row(a, at);
-            let explained = model.explain(&row);
-            let mut drivers: Vec<(String, f64)> =
-                names.iter().cloned().zip(explained.contributions).filter(|(_, c)| *c > 0.0).collect();
-            drivers.sort_by(|a, b| b.1.total_cmp(&a.1));
-            drivers.truncate(3);
-            out.push(Forecast {
-                account_id: a.account_id.clone(),
-                date: at,
-                horizon_days: h,
-                probability: model.probability(&row),
-                drivers,
-            });
-        }
+    let trained = Trained::fit(accounts, at, horizons, params, Outcome::Churn, spec);
+    let config = crate::signals::SignalConfig::default();
+    let mut out: Vec<Forecast> = Vec::new();
+    for a in accounts.iter().filter(|a| a.eligible(at)) {
+        let snap = crate::signals::snapshot(a, at, &config);
+        out.extend(trained.forecast(a, &snap, at, &config));
     }
+    // By horizon, then account, as the file lists them.
+    out.sort_by_key(|f| f.horizon_days);
     out
 }
 
@@ -369,7 +592,7 @@ mod tests {
         (0..months)
             .map(|i| {
                 let start = day(from) + chrono::Months::new(i);
-                Period { start, end: Some(start + chrono::Months::new(1)), mrr }
+                Period { start, end: Some(start + chrono::Months::new(1)), mrr, seats: 1 }
             })
             .collect()
     }
@@ -398,6 +621,7 @@ mod tests {
                 ("post".to_string(), usage(&[("2020-02-10", 3), ("2020-02-29", 1)])),
                 (ANY.to_string(), usage(&[("2020-02-10", 3), ("2020-02-29", 1)])),
             ]),
+            ..Default::default()
         };
         let spec = FeatureSpec { metrics: vec!["post".into()] };
         let at = day("2020-03-01");
@@ -407,7 +631,7 @@ mod tests {
         // Whatever happens from the date on changes nothing at the date.
         a.usage.insert("post".into(), usage(&[("2020-02-10", 3), ("2020-02-29", 1), ("2020-03-01", 50)]));
         a.usage.insert(ANY.into(), usage(&[("2020-02-10", 3), ("2020-02-29", 1), ("2020-03-01", 50)]));
-        a.periods.push(Period { start: day("2020-03-01"), end: None, mrr: 5000 });
+        a.periods.push(Period { start: day("2020-03-01"), end: None, mrr: 5000, seats: 1 });
         assert_eq!(spec.row(&a, at)[..3], before[..3]);
         assert_eq!(before[3], 60.0, "tenure in days");
     }
@@ -454,6 +678,7 @@ mod tests {
                     ("post".to_string(), Series::new(days.clone())),
                     (ANY.to_string(), Series::new(days)),
                 ]),
+                ..Default::default()
             });
         }
         accounts
@@ -488,6 +713,7 @@ mod tests {
             account_id: id.into(),
             periods: monthly("2020-01-01", 12, 1000),
             usage: usage(days),
+            ..Default::default()
         };
         let accounts = vec![account("busy", busy), account("gone", gone), account("fading", fading)];
         // Three accounts and no churn yet: too little history for a model.

@@ -7,6 +7,9 @@
 //!   and the time-based evaluation a model card reports.
 //! - [`health`]: the health score from weighted components of measures normalised within the
 //!   workspace, with bands and an explanation that adds up to the score.
+//! - [`signals`]: the account at a date beyond the model's features (breadth, people against
+//!   seats, money, support, feedback), the health measures made of it and the default
+//!   health configuration.
 //! - [`model`]: the learners (L2 logistic regression, gradient-boosted trees), their
 //!   ensemble with calibrated probabilities and per-row drivers, and the metrics of a model
 //!   card (AUC, PR-AUC, top-decile lift, calibration error).
@@ -14,3 +17,4 @@
 pub mod churn;
 pub mod health;
 pub mod model;
+pub mod signals;

@@ -79,3 +79,12 @@ CREATE TABLE alerts (
 CREATE UNIQUE INDEX alerts_unresolved ON alerts (workspace_id, account_id, kind, reason) WHERE status <> 'resolved';
 CREATE INDEX alerts_recent ON alerts (workspace_id, opened_at, alert_id);
 CREATE INDEX alerts_account ON alerts (workspace_id, account_id, resolved_at);
+
+-- A workspace's configuration: one JSON document per key (scoring, ...).
+CREATE TABLE workspace_settings (
+    workspace_id text COLLATE "C" NOT NULL REFERENCES workspaces (workspace_id),
+    key          text COLLATE "C" NOT NULL,
+    value        jsonb NOT NULL,
+    updated_at   timestamptz NOT NULL,
+    PRIMARY KEY (workspace_id, key)
+);

@@ -594,4 +594,53 @@ impl PgStore {
         q.execute(&self.pool).await.map_err(db_error)?;
         self.alert(ws, id).await
     }
+
+    pub(crate) async fn points_as_of(&self, ws: &WorkspaceId, day: NaiveDate) -> Result<Vec<(AccountId, ScorePoint)>> {
+        let rows = sqlx::query(AssertSqlSafe(format!(
+            "SELECT h.account_id, h.{} FROM account_scores s
+             JOIN score_history h ON h.workspace_id = s.workspace_id AND h.account_id = s.account_id
+               AND h.day = (SELECT max(x.day) FROM score_history x
+                            WHERE x.workspace_id = s.workspace_id AND x.account_id = s.account_id AND x.day <= $2)
+             WHERE s.workspace_id = $1",
+            POINT_COLUMNS.replace(", ", ", h.")
+        )))
+        .bind(ws.as_str())
+        .bind(day)
+        .fetch_all(&self.pool)
+        .await
+        .map_err(db_error)?;
+        rows.iter().map(|r| Ok((account_id(&get::<String>(r, 0)?)?, point(r, 1)?))).collect()
+    }
+
+    pub(crate) async fn setting(&self, ws: &WorkspaceId, key: &str) -> Result<Option<serde_json::Value>> {
+        let row: Option<(serde_json::Value,)> =
+            sqlx::query_as("SELECT value FROM workspace_settings WHERE workspace_id = $1 AND key = $2")
+                .bind(ws.as_str())
+                .bind(key)
+                .fetch_optional(&self.pool)
+                .await
+                .map_err(db_error)?;
+        Ok(row.map(|r| r.0))
+    }
+
+    pub(crate) async fn set_setting(
+        &self,
+        ws: &WorkspaceId,
+        key: &str,
+        value: &serde_json::Value,
+        at: Timestamp,
+    ) -> Result<()> {
+        sqlx::query(
+            "INSERT INTO workspace_settings (workspace_id, key, value, updated_at) VALUES ($1, $2, $3, $4)
+             ON CONFLICT (workspace_id, key) DO UPDATE SET value = excluded.value, updated_at = excluded.updated_at",
+        )
+        .bind(ws.as_str())
+        .bind(key)
+        .bind(value)
+        .bind(at)
+        .execute(&self.pool)
+        .await
+        .map_err(db_error)?;
+        Ok(())
+    }
 }

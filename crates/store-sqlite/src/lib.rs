@@ -370,6 +370,25 @@ mod store_impl {
         ) -> Result<Vec<ScorePoint>> {
             self.history_of(ws, id, from, to).await
         }
+        async fn score_points_as_of(
+            &self,
+            ws: &WorkspaceId,
+            day: chrono::NaiveDate,
+        ) -> Result<Vec<(AccountId, ScorePoint)>> {
+            self.points_as_of(ws, day).await
+        }
+        async fn get_setting(&self, ws: &WorkspaceId, key: &str) -> Result<Option<serde_json::Value>> {
+            self.setting(ws, key).await
+        }
+        async fn put_setting(
+            &self,
+            ws: &WorkspaceId,
+            key: &str,
+            value: &serde_json::Value,
+            at: Timestamp,
+        ) -> Result<()> {
+            self.set_setting(ws, key, value, at).await
+        }
         async fn query_accounts(
             &self,
             ws: &WorkspaceId,

@@ -630,4 +630,62 @@ impl SqliteStore {
         })
         .await
     }
+
+    pub(crate) async fn points_as_of(&self, ws: &WorkspaceId, day: NaiveDate) -> Result<Vec<(AccountId, ScorePoint)>> {
+        let ws = ws.clone();
+        self.read(move |conn| {
+            let sql = format!(
+                "SELECT h.account_id, h.{} FROM account_scores s
+                 JOIN score_history h ON h.workspace_id = s.workspace_id AND h.account_id = s.account_id
+                   AND h.day = (SELECT max(x.day) FROM score_history x
+                                WHERE x.workspace_id = s.workspace_id AND x.account_id = s.account_id AND x.day <= ?2)
+                 WHERE s.workspace_id = ?1",
+                POINT_COLUMNS.replace(", ", ", h.")
+            );
+            let mut stmt = conn.prepare_cached(&sql).map_err(sql_error)?;
+            let rows = stmt
+                .query_map(params![ws.as_str(), day.to_string()], |r| Ok((r.get::<_, String>(0)?, point(r, 1)?)))
+                .map_err(sql_error)?;
+            rows.map(|r| {
+                let (id, p) = r.map_err(sql_error)?;
+                Ok((account_id(id)?, p?))
+            })
+            .collect()
+        })
+        .await
+    }
+
+    pub(crate) async fn setting(&self, ws: &WorkspaceId, key: &str) -> Result<Option<serde_json::Value>> {
+        let (ws, key) = (ws.clone(), key.to_owned());
+        self.read(move |conn| {
+            let v: Option<String> = conn
+                .prepare_cached("SELECT value FROM workspace_settings WHERE workspace_id = ?1 AND key = ?2")
+                .map_err(sql_error)?
+                .query_row(params![ws.as_str(), key], |r| r.get(0))
+                .optional()
+                .map_err(sql_error)?;
+            Ok(v.map(|v| json_col(&v)))
+        })
+        .await
+    }
+
+    pub(crate) async fn set_setting(
+        &self,
+        ws: &WorkspaceId,
+        key: &str,
+        value: &serde_json::Value,
+        at: Timestamp,
+    ) -> Result<()> {
+        let (ws, key, value) = (ws.clone(), key.to_owned(), value.to_string());
+        self.write(move |conn| {
+            conn.execute(
+                "INSERT INTO workspace_settings (workspace_id, key, value, updated_at) VALUES (?1, ?2, ?3, ?4)
+                 ON CONFLICT (workspace_id, key) DO UPDATE SET value = excluded.value, updated_at = excluded.updated_at",
+                params![ws.as_str(), key, value, ms(&at)],
+            )
+            .map_err(sql_error)?;
+            Ok(())
+        })
+        .await
+    }
 }

@@ -20,7 +20,8 @@ macro_rules! contract_tests {
             reads_agree_before_and_after_maintenance, usage_rollups_count_events_and_people_per_day,
             scores_keep_the_latest_and_a_daily_history, accounts_sort_and_filter_by_their_scores,
             one_model_is_active_per_kind, alerts_stay_one_per_account_kind_and_reason,
-            operators_act_on_alerts_and_their_feedback_is_kept, whole_workspace_reads_for_scoring);
+            operators_act_on_alerts_and_their_feedback_is_kept, whole_workspace_reads_for_scoring,
+            settings_are_kept_per_workspace);
     };
     (@cases $make:path; $($case:ident),* $(,)?) => {
         $(
@@ -1037,4 +1038,14 @@ pub async fn whole_workspace_reads_for_scoring<S: Store>(s: &S) {
     let other = workspace(s, "Other").await;
     assert!(s.list_subscriptions(&other).await.unwrap().is_empty());
     assert!(s.list_tickets(&other, t(1, 0)).await.unwrap().is_empty());
+}
+
+pub async fn settings_are_kept_per_workspace<S: Store>(s: &S) {
+    let ws = workspace(s, "Settings").await;
+    let other = workspace(s, "Other").await;
+    assert_eq!(s.get_setting(&ws, "scoring").await.unwrap(), None);
+    s.put_setting(&ws, "scoring", &json!({"key_events": ["a"]}), t(1, 1)).await.unwrap();
+    s.put_setting(&ws, "scoring", &json!({"key_events": ["b", "c"]}), t(2, 1)).await.unwrap();
+    assert_eq!(s.get_setting(&ws, "scoring").await.unwrap(), Some(json!({"key_events": ["b", "c"]})));
+    assert_eq!(s.get_setting(&other, "scoring").await.unwrap(), None);
 }

@@ -222,6 +222,10 @@ pub trait Store: Send + Sync + 'static {
     /// Every ticket of the workspace opened from `since` on, ordered by account and opening.
     async fn list_tickets(&self, ws: &WorkspaceId, since: Timestamp) -> Result<Vec<Ticket>>;
 
+    // Settings: a workspace's configuration, one JSON document per key.
+    async fn get_setting(&self, ws: &WorkspaceId, key: &str) -> Result<Option<serde_json::Value>>;
+    async fn put_setting(&self, ws: &WorkspaceId, key: &str, value: &serde_json::Value, at: Timestamp) -> Result<()>;
+
     // Scores, models and alerts.
     /// Stores scores: each replaces its account's latest unless that is of a later day, and
     /// is kept as the account's history for its day (replacing an earlier run's of that day).
@@ -236,6 +240,13 @@ pub trait Store: Send + Sync + 'static {
         from: chrono::NaiveDate,
         to: chrono::NaiveDate,
     ) -> Result<Vec<ScorePoint>>;
+    /// Each account's latest history point of a day on or before `day`: what scoring
+    /// compares with (the last run, a week ago, a month ago).
+    async fn score_points_as_of(
+        &self,
+        ws: &WorkspaceId,
+        day: chrono::NaiveDate,
+    ) -> Result<Vec<(AccountId, ScorePoint)>>;
     /// Accounts with their latest score, filtered and ordered as `query` says.
     async fn query_accounts(
         &self,

@@ -242,6 +242,9 @@ pub struct UsageRow {
     pub month: NaiveDate,
     pub events: [u32; 31],
     pub users: [u32; 31],
+    /// For [`ANY`] only (empty for other metrics): each person's active days, as in
+    /// [`UsageMonth::people`], so that distinct people over any window can be counted.
+    pub people: Vec<(u64, u32)>,
 }
 
 impl UsageRow {
@@ -250,7 +253,8 @@ impl UsageRow {
         for (slot, u) in users.iter_mut().enumerate() {
             *u = row.users(slot);
         }
-        UsageRow { account_id, metric, month: month_start(month), events: row.events, users }
+        let people = if metric == ANY { row.people.clone() } else { Vec::new() };
+        UsageRow { account_id, metric, month: month_start(month), events: row.events, users, people }
     }
 }
 
