@@ -62,6 +62,11 @@ impl Series {
         self.before(to).saturating_sub(self.before(from))
     }
 
+    /// The first day with events.
+    pub fn first_day(&self) -> Option<NaiveDate> {
+        self.origin
+    }
+
     /// The last day before `day` with any events.
     pub fn last_day_before(&self, day: NaiveDate) -> Option<NaiveDate> {
         let origin = self.origin?;
@@ -99,32 +104,42 @@ pub struct AccountHistory {
     pub tickets: Vec<crate::signals::TicketFact>,
     /// The account's numeric traits (`nps`, ...), as they are now.
     pub traits: HashMap<String, f64>,
+    /// Days of explicit churn events (an `account_churned` event, say).
+    pub churned: Vec<NaiveDate>,
 }
 
 static EMPTY: Series = Series { origin: None, totals: Vec::new() };
 
 impl AccountHistory {
-    /// Whether a period covers `d`.
+    /// Whether the account is a customer at `d`: a period covers it or, for an account
+    /// without billing records, it has been active before and has not churned explicitly.
     pub fn active_at(&self, d: NaiveDate) -> bool {
+        if self.periods.is_empty() {
+            return self.series(ANY).first_day().is_some_and(|f| f <= d) && self.churned.iter().all(|&c| c > d);
+        }
         self.periods.iter().any(|p| p.start <= d && p.end.is_none_or(|e| d < e))
     }
 
+    /// The first period's start or, without billing records, the first day of activity.
     fn first_start(&self) -> Option<NaiveDate> {
-        self.periods.iter().map(|p| p.start).min()
+        self.periods.iter().map(|p| p.start).min().or_else(|| self.series(ANY).first_day())
     }
 
-    /// Eligible for a forecast at `d`: covered at `d`, with at least a day of history.
+    /// Eligible for a forecast at `d`: a customer at `d`, with at least a day of history.
     pub fn eligible(&self, d: NaiveDate) -> bool {
         self.active_at(d) && self.first_start().is_some_and(|s| s < d)
     }
 
     /// The first day in `(d, as_of]` on which the account stops being covered, if any: the
     /// end of a period that no other period continues.
+    /// An explicit churn event counts too: the earlier of the two.
     pub fn churn_after(&self, d: NaiveDate, as_of: NaiveDate) -> Option<NaiveDate> {
         let mut ends: Vec<NaiveDate> =
             self.periods.iter().filter_map(|p| p.end).filter(|&e| e > d && e <= as_of).collect();
         ends.sort_unstable();
-        ends.into_iter().find(|&e| !self.active_at(e))
+        let coverage = ends.into_iter().find(|&e| !self.active_at(e));
+        let explicit = self.churned.iter().copied().filter(|&c| c > d && c <= as_of).min();
+        coverage.into_iter().chain(explicit).min()
     }
 
     /// Monthly recurring revenue at `d`, in minor units.
@@ -609,6 +624,24 @@ mod tests {
         b.periods.extend(monthly("2020-06-01", 2, 1000));
         assert_eq!(b.churn_after(day("2020-04-15"), day("2020-10-01")), Some(day("2020-08-01")));
         assert_eq!(b.mrr_at(day("2020-02-10")), 1000);
+    }
+
+    #[test]
+    fn an_explicit_churn_event_is_a_churn_with_or_without_billing() {
+        let mut a = AccountHistory { periods: monthly("2020-01-01", 12, 1000), ..Default::default() };
+        a.churned.push(day("2020-03-10"));
+        assert_eq!(a.churn_after(day("2020-02-01"), day("2020-12-31")), Some(day("2020-03-10")));
+        assert_eq!(a.churn_after(day("2020-03-10"), day("2020-12-31")), None, "nothing after it by then");
+        // Without billing records: a customer from the first activity to the churn event.
+        let usage = Series::new(vec![(day("2020-01-05"), 3), (day("2020-02-01"), 1)]);
+        let b = AccountHistory {
+            usage: HashMap::from([(ANY.to_string(), usage)]),
+            churned: vec![day("2020-04-01")],
+            ..Default::default()
+        };
+        assert!(!b.active_at(day("2020-01-04")) && b.active_at(day("2020-01-05")));
+        assert!(b.eligible(day("2020-03-01")) && !b.eligible(day("2020-04-01")));
+        assert_eq!(b.churn_after(day("2020-03-01"), day("2020-12-31")), Some(day("2020-04-01")));
     }
 
     #[test]

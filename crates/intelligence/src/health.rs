@@ -9,10 +9,10 @@
 //! proportion to theirs. Weights come from the first profile whose tenure range holds the
 //! account (onboarding accounts are judged on other things than mature ones).
 
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 use std::collections::HashMap;
 
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum Component {
     Usage,
@@ -22,21 +22,21 @@ pub enum Component {
     Relationship,
 }
 
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum Direction {
     HigherIsBetter,
     LowerIsBetter,
 }
 
-#[derive(Clone, Debug, PartialEq, Serialize)]
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct Measure {
     pub name: String,
     pub component: Component,
     pub direction: Direction,
 }
 
-#[derive(Clone, Debug, PartialEq, Serialize)]
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct Profile {
     pub name: String,
     /// Accounts younger than this many days (none: any age).
@@ -52,7 +52,7 @@ pub enum Band {
     AtRisk,
 }
 
-#[derive(Clone, Debug, PartialEq, Serialize)]
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct HealthConfig {
     pub measures: Vec<Measure>,
     /// Tried in order; the last should hold every account.
@@ -107,84 +107,88 @@ pub struct Health {
     pub components: Vec<ComponentScore>,
 }
 
-/// The percentile score of each account's value of each measure, among accounts that have it.
-fn normalise(config: &HealthConfig, accounts: &[Measures]) -> Vec<HashMap<String, f64>> {
-    let mut out = vec![HashMap::new(); accounts.len()];
-    for m in &config.measures {
-        let mut have: Vec<(f64, usize)> = accounts
-            .iter()
-            .enumerate()
-            .filter_map(|(i, a)| a.get(&m.name).copied().flatten().filter(|v| v.is_finite()).map(|v| (v, i)))
-            .collect();
-        if have.is_empty() {
-            continue;
-        }
-        have.sort_by(|a, b| a.0.total_cmp(&b.0));
-        let n = have.len();
-        let mut i = 0;
-        while i < n {
-            // Ties share the mid-rank, so equal values score the same.
-            let mut j = i;
-            while j + 1 < n && have[j + 1].0 == have[i].0 {
-                j += 1;
+/// The workspace's values of each measure, sorted: what an account's value is ranked
+/// against. Kept from a full scoring run, it scores one account again without the others.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct Reference {
+    values: HashMap<String, Vec<f64>>,
+}
+
+impl Reference {
+    pub fn new(config: &HealthConfig, accounts: &[Measures]) -> Reference {
+        let mut values = HashMap::new();
+        for m in &config.measures {
+            let mut have: Vec<f64> =
+                accounts.iter().filter_map(|a| a.get(&m.name).copied().flatten()).filter(|v| v.is_finite()).collect();
+            if !have.is_empty() {
+                have.sort_by(f64::total_cmp);
+                values.insert(m.name.clone(), have);
             }
-            let rank = (i + j) as f64 / 2.0;
-            let pct = if n == 1 { 50.0 } else { rank / (n - 1) as f64 * 100.0 };
-            let score = match m.direction {
-                Direction::HigherIsBetter => pct,
-                Direction::LowerIsBetter => 100.0 - pct,
-            };
-            for &(_, account) in &have[i..=j] {
-                out[account].insert(m.name.clone(), score);
-            }
-            i = j + 1;
         }
+        Reference { values }
     }
-    out
+
+    /// The percentile of `v` among the workspace's values of `measure` (0 to 100; ties share
+    /// their middle rank); none when no account has the measure.
+    pub fn percentile(&self, measure: &str, v: f64) -> Option<f64> {
+        let sorted = self.values.get(measure)?;
+        let n = sorted.len();
+        if n == 1 {
+            return Some(50.0);
+        }
+        let below = sorted.partition_point(|&x| x < v);
+        let through = sorted.partition_point(|&x| x <= v);
+        // A value the workspace holds takes the middle of its ties' ranks; another one sits
+        // between its neighbours.
+        let rank = if through > below { (below + through - 1) as f64 / 2.0 } else { below as f64 - 0.5 };
+        Some((rank / (n - 1) as f64).clamp(0.0, 1.0) * 100.0)
+    }
+
+    /// One account's health against this reference. `tenure_days` picks its profile.
+    pub fn score(&self, config: &HealthConfig, raw: &Measures, tenure_days: f64) -> Health {
+        let profile = config
+            .profiles
+            .iter()
+            .find(|p| p.below_tenure_days.is_none_or(|t| tenure_days < t))
+            .or(config.profiles.last())
+            .expect("a health configuration has a profile");
+        let mut components: Vec<ComponentScore> = Vec::new();
+        for &(component, weight) in &profile.weights {
+            let measures: Vec<MeasureScore> = config
+                .measures
+                .iter()
+                .filter(|m| m.component == component)
+                .filter_map(|m| {
+                    let value = raw.get(&m.name).copied().flatten().filter(|v| v.is_finite())?;
+                    let pct = self.percentile(&m.name, value)?;
+                    let score = match m.direction {
+                        Direction::HigherIsBetter => pct,
+                        Direction::LowerIsBetter => 100.0 - pct,
+                    };
+                    Some(MeasureScore { name: m.name.clone(), value, score })
+                })
+                .collect();
+            if measures.is_empty() || weight <= 0.0 {
+                continue;
+            }
+            let score = measures.iter().map(|m| m.score).sum::<f64>() / measures.len() as f64;
+            components.push(ComponentScore { component, score, weight, points: 0.0, measures });
+        }
+        let total: f64 = components.iter().map(|c| c.weight).sum();
+        for c in &mut components {
+            c.weight /= total;
+            c.points = c.weight * c.score;
+        }
+        // Without any measure an account is in the middle, not at risk.
+        let score = if components.is_empty() { 50.0 } else { components.iter().map(|c| c.points).sum() };
+        Health { score, band: config.band(score), profile: profile.name.clone(), components }
+    }
 }
 
 /// Scores every account of a workspace. `tenure_days` picks each account's profile.
 pub fn score(config: &HealthConfig, accounts: &[Measures], tenure_days: &[f64]) -> Vec<Health> {
-    let normalised = normalise(config, accounts);
-    accounts
-        .iter()
-        .zip(&normalised)
-        .zip(tenure_days)
-        .map(|((raw, scores), &tenure)| {
-            let profile = config
-                .profiles
-                .iter()
-                .find(|p| p.below_tenure_days.is_none_or(|t| tenure < t))
-                .or(config.profiles.last())
-                .expect("a health configuration has a profile");
-            let mut components: Vec<ComponentScore> = Vec::new();
-            for &(component, weight) in &profile.weights {
-                let measures: Vec<MeasureScore> = config
-                    .measures
-                    .iter()
-                    .filter(|m| m.component == component)
-                    .filter_map(|m| {
-                        let score = *scores.get(&m.name)?;
-                        let value = raw.get(&m.name).copied().flatten()?;
-                        Some(MeasureScore { name: m.name.clone(), value, score })
-                    })
-                    .collect();
-                if measures.is_empty() || weight <= 0.0 {
-                    continue;
-                }
-                let score = measures.iter().map(|m| m.score).sum::<f64>() / measures.len() as f64;
-                components.push(ComponentScore { component, score, weight, points: 0.0, measures });
-            }
-            let total: f64 = components.iter().map(|c| c.weight).sum();
-            for c in &mut components {
-                c.weight /= total;
-                c.points = c.weight * c.score;
-            }
-            // Without any measure an account is in the middle, not at risk.
-            let score = if components.is_empty() { 50.0 } else { components.iter().map(|c| c.points).sum() };
-            Health { score, band: config.band(score), profile: profile.name.clone(), components }
-        })
-        .collect()
+    let reference = Reference::new(config, accounts);
+    accounts.iter().zip(tenure_days).map(|(raw, &tenure)| reference.score(config, raw, tenure)).collect()
 }
 
 /// What moved a score since an earlier one: each component's change in points, largest first.
@@ -316,6 +320,21 @@ mod tests {
         assert_eq!(moves[0].0, Component::Engagement, "{moves:?}");
         let total: f64 = moves.iter().map(|m| m.1).sum();
         assert!((total - (young[0].score - old[0].score)).abs() < 1e-9, "the moves add up to the change");
+    }
+
+    #[test]
+    fn one_account_rescored_against_the_reference_ranks_among_the_others() {
+        let accounts: Vec<Measures> = (0..5).map(|i| account(&[("events_28d", i as f64 * 10.0)])).collect();
+        let reference = Reference::new(&config(), &accounts);
+        assert_eq!(reference.percentile("events_28d", 20.0), Some(50.0), "a value it holds");
+        assert_eq!(reference.percentile("events_28d", 25.0), Some(62.5), "between 20 and 30");
+        assert_eq!(reference.percentile("events_28d", 99.0), Some(100.0));
+        assert_eq!(reference.percentile("events_28d", -1.0), Some(0.0));
+        assert_eq!(reference.percentile("open_tickets", 1.0), None, "no account has it");
+        let full = score(&config(), &accounts, &[400.0; 5]);
+        for (a, h) in accounts.iter().zip(&full) {
+            assert_eq!(&reference.score(&config(), a, 400.0), h, "the same as in the full run");
+        }
     }
 
     #[test]

@@ -53,8 +53,14 @@ impl App {
         people.sort_by_key(|p| p["user_ids"].to_string());
         people.dedup();
         let (from, to) = ("2026-01-01".parse().unwrap(), "2027-01-01".parse().unwrap());
-        let usage: Vec<String> =
-            self.store.accounts_usage(&self.ws, from, to).await.unwrap().iter().map(|d| format!("{d:?}")).collect();
+        let usage: Vec<String> = self
+            .store
+            .accounts_usage(&self.ws, None, from, to)
+            .await
+            .unwrap()
+            .iter()
+            .map(|d| format!("{d:?}"))
+            .collect();
         json!({"accounts": accounts, "people": people, "usage": usage,
                "events": events.iter().map(|e| json!([e.message_id, e.person_id, e.account_ids])).collect::<Vec<_>>()})
     }

@@ -25,7 +25,7 @@ async fn workspace(state: &AppState, headers: &HeaderMap) -> Result<WorkspaceId,
     Ok(auth::secret_key(state, headers).await?.workspace_id)
 }
 
-fn page_request(q: &HashMap<String, String>) -> Result<PageRequest, ApiError> {
+pub(crate) fn page_request(q: &HashMap<String, String>) -> Result<PageRequest, ApiError> {
     let limit = match q.get("limit") {
         None => store::DEFAULT_LIMIT,
         Some(s) => match s.parse::<usize>() {
@@ -61,17 +61,8 @@ fn time_param(q: &HashMap<String, String>, name: &'static str) -> Result<Option<
         .transpose()
 }
 
-fn page_json<T: Serialize>(page: Page<T>) -> Response {
+pub(crate) fn page_json<T: Serialize>(page: Page<T>) -> Response {
     Json(json!({"data": page.items, "next_cursor": page.next.map(|c| c.encode())})).into_response()
-}
-
-pub(crate) async fn list_accounts(
-    State(s): State<AppState>,
-    headers: HeaderMap,
-    Query(q): Params,
-) -> Result<Response, ApiError> {
-    let ws = workspace(&s, &headers).await?;
-    Ok(page_json(s.store().list_accounts(&ws, &page_request(&q)?).await?))
 }
 
 pub(crate) async fn get_account(
@@ -86,7 +77,7 @@ pub(crate) async fn get_account(
     Ok(Json(account).into_response())
 }
 
-async fn existing_account(s: &AppState, ws: &WorkspaceId, id: &str) -> Result<AccountId, ApiError> {
+pub(crate) async fn existing_account(s: &AppState, ws: &WorkspaceId, id: &str) -> Result<AccountId, ApiError> {
     let account = account_id(id)?;
     if s.store().get_account(ws, &account).await?.is_none() {
         return Err(ApiError::not_found("account", format!("no account {id:?} in this workspace")));

@@ -6,6 +6,7 @@ mod api;
 mod auth;
 mod error;
 mod ingest;
+mod intel;
 mod ops;
 
 pub use error::ApiError;
@@ -58,6 +59,7 @@ struct Inner {
     inflight: Semaphore,
     keys: auth::KeyCache,
     metrics: metrics_exporter_prometheus::PrometheusHandle,
+    scoring: Option<Arc<scoring::service::Service>>,
 }
 
 impl AppState {
@@ -70,8 +72,15 @@ impl AppState {
                 store,
                 processor,
                 config,
+                scoring: None,
             }),
         }
+    }
+
+    /// Serves scoring on demand (rescoring, training) through `service`.
+    pub fn with_scoring(mut self, service: Arc<scoring::service::Service>) -> AppState {
+        Arc::get_mut(&mut self.inner).expect("set before the state is shared").scoring = Some(service);
+        self
     }
 
     pub fn store(&self) -> &Arc<dyn Store> {
@@ -91,10 +100,22 @@ pub fn router(state: AppState) -> Router {
         .route("/v1/alias", post(ingest::alias));
     let api = Router::new()
         .route("/api/v1/openapi.json", get(api::openapi))
-        .route("/api/v1/accounts", get(api::list_accounts))
+        .route("/api/v1/accounts", get(intel::list_accounts))
         .route("/api/v1/accounts/{id}", get(api::get_account))
         .route("/api/v1/accounts/{id}/people", get(api::account_people))
         .route("/api/v1/accounts/{id}/timeline", get(api::account_timeline))
+        .route("/api/v1/accounts/{id}/health", get(intel::account_health))
+        .route("/api/v1/accounts/{id}/predictions", get(intel::account_predictions))
+        .route("/api/v1/accounts/{id}/score", post(intel::rescore_account))
+        .route("/api/v1/scores/run", post(intel::run_scoring))
+        .route("/api/v1/alerts", get(intel::list_alerts))
+        .route("/api/v1/alerts/{id}", get(intel::get_alert))
+        .route("/api/v1/alerts/{id}/acknowledge", post(intel::acknowledge_alert))
+        .route("/api/v1/alerts/{id}/resolve", post(intel::resolve_alert))
+        .route("/api/v1/alerts/{id}/feedback", post(intel::alert_feedback))
+        .route("/api/v1/models", get(intel::list_models))
+        .route("/api/v1/models/train", post(intel::train_models))
+        .route("/api/v1/settings/scoring", get(intel::get_scoring_settings).put(intel::put_scoring_settings))
         .route("/api/v1/people/{id}", get(api::get_person))
         .route("/api/v1/events", get(api::list_events));
     let ops = Router::new()

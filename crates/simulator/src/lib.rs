@@ -154,6 +154,51 @@ impl Simulation {
     pub fn accounts(&self) -> &[SimAccount] {
         &self.accounts
     }
+
+    /// Every account's billing history as a billing system would hold it: one period per
+    /// plan and seat count, the last ending at the cancellation (if any), in account order.
+    pub fn billing(&self) -> Vec<BillingPeriod> {
+        let mut out = Vec::new();
+        for c in &self.customers {
+            let end = c.churn.map(|(t, _)| t);
+            for (n, s) in c.subscriptions.iter().enumerate() {
+                if s.from >= self.window.end || end.is_some_and(|e| s.from >= e) {
+                    break;
+                }
+                let next = c.subscriptions.get(n + 1).map(|x| x.from).filter(|&t| t < self.window.end);
+                let until = match (next, end) {
+                    (Some(a), Some(b)) => Some(a.min(b)),
+                    (a, b) => a.or(b).filter(|&t| t <= self.window.end),
+                };
+                out.push(BillingPeriod {
+                    subscription_id: format!("sub_{}_{n}", c.account_id),
+                    account_id: c.account_id.clone(),
+                    plan: catalog::PLANS[s.plan].name.to_owned(),
+                    seats: s.seats,
+                    mrr_cents: s.mrr_cents(),
+                    start: datetime(s.from),
+                    end: until.map(datetime),
+                    canceled: until.is_some() && until == end,
+                });
+            }
+        }
+        out
+    }
+}
+
+/// A period of an account's subscription at one plan and seat count.
+#[derive(Clone, Debug, PartialEq)]
+pub struct BillingPeriod {
+    pub subscription_id: String,
+    pub account_id: String,
+    pub plan: String,
+    pub seats: u32,
+    pub mrr_cents: i64,
+    pub start: DateTime<Utc>,
+    /// When the next period took over or the customer cancelled; none while it runs.
+    pub end: Option<DateTime<Utc>>,
+    /// Whether it ended with a cancellation.
+    pub canceled: bool,
 }
 
 fn ground_truth(c: &Customer, window: &Window) -> SimAccount {

@@ -97,6 +97,28 @@ pub enum Command {
         #[command(flatten)]
         location: Location,
     },
+    /// Train the churn and expansion models on the workspace's whole history. Each replaces
+    /// the active one only if it does at least as well on a time-based holdout; prints what
+    /// was decided and why, with the model cards, as JSON.
+    Train {
+        #[arg(long)]
+        workspace: String,
+        /// The day the data ends (default: the day after the last day with usage).
+        #[arg(long)]
+        as_of: Option<chrono::NaiveDate>,
+        #[command(flatten)]
+        location: Location,
+    },
+    /// Score every account as of a day (default: today): health, churn per horizon,
+    /// expansion, and the alerts they raise. Stores the scores and their daily history.
+    Score {
+        #[arg(long)]
+        workspace: String,
+        #[arg(long)]
+        day: Option<chrono::NaiveDate>,
+        #[command(flatten)]
+        location: Location,
+    },
     /// Train the churn model on the workspace's history before a test period, and print its
     /// model card: AUC, PR-AUC, top-decile lift and calibration on the test period, per horizon.
     Evaluate {
@@ -194,6 +216,8 @@ pub async fn dispatch(cli: Cli, config: Config) -> Result<()> {
         Command::Evaluate { workspace, as_of, test_from, json, .. } => {
             crate::scoring::evaluate(config, &workspace, as_of, test_from, json).await
         }
+        Command::Train { workspace, as_of, .. } => crate::scoring::train(config, &workspace, as_of).await,
+        Command::Score { workspace, day, .. } => crate::scoring::score(config, &workspace, day).await,
         Command::Predict { workspace, at, out, .. } => crate::scoring::predict(config, &workspace, at, &out).await,
         Command::Import { workspace, kind, file, columns, user_scope, currency, .. } => {
             let currency = domain::Currency::parse(&currency)?;

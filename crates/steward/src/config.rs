@@ -23,6 +23,18 @@ pub struct Config {
     pub log_format: String,
     pub ingest: IngestConfig,
     pub processor: ProcessorSettings,
+    pub scoring: ScoringConfig,
+}
+
+#[derive(Clone, Debug, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ScoringConfig {
+    /// Whether the server scores workspaces on its own (off: only on demand).
+    pub enabled: bool,
+    /// Minutes between rescoring every account of a workspace (and at each new day).
+    pub rescore_minutes: u64,
+    /// Hours between retraining a workspace's models.
+    pub retrain_hours: u64,
 }
 
 #[derive(Clone, Debug, Serialize, Deserialize)]
@@ -52,6 +64,7 @@ impl Default for Config {
             log_format: "text".into(),
             ingest: IngestConfig { max_inflight_events: 200_000, key_cache_ttl_secs: 5 },
             processor: ProcessorSettings { batch: 2_000, max_batch: 8_000, gather_ms: 100 },
+            scoring: ScoringConfig { enabled: true, rescore_minutes: 60, retrain_hours: 7 * 24 },
         }
     }
 }
@@ -130,6 +143,8 @@ impl Config {
             | Command::Replay { location: l, .. }
             | Command::Import { location: l, .. }
             | Command::Evaluate { location: l, .. }
+            | Command::Train { location: l, .. }
+            | Command::Score { location: l, .. }
             | Command::Predict { location: l, .. } => (None, location(l)),
             Command::Workspace {
                 command: WorkspaceCommand::Create { location: l, .. } | WorkspaceCommand::List { location: l },

@@ -44,6 +44,23 @@ pub async fn run(mut config: Config, seed: u64, accounts: usize, days: u32, no_s
     }
     let secs = started.elapsed().as_secs_f64();
     println!("Sent and processed {sent} events in {secs:.1} s ({:.0} events/s).", sent as f64 / secs);
+    let periods = billing(store.as_ref(), &ws.workspace_id, &sim).await?;
+    println!("Stored {periods} billing periods (plans, seats, MRR, cancellations).");
+    let trained = running.scoring.train(&ws.workspace_id).await?;
+    for t in &trained {
+        println!("Trained the {} model: {} ({}).", t.kind.as_str(), t.status.as_str(), t.reason);
+    }
+    let run = running.scoring.score(&ws.workspace_id).await?;
+    let at_risk = store
+        .query_accounts(
+            &ws.workspace_id,
+            &store::AccountQuery { band: Some(store::HealthBand::AtRisk), ..Default::default() },
+            &store::PageRequest::first(store::MAX_LIMIT),
+        )
+        .await?
+        .items
+        .len();
+    println!("Scored {} accounts: {at_risk} at risk; {} alerts opened.", run.accounts, run.alerts.opened);
     println!();
     if no_serve {
         println!("Steward demo data is ready; `steward serve --data-dir DIR` serves it (DIR as below)");
@@ -61,6 +78,8 @@ pub async fn run(mut config: Config, seed: u64, accounts: usize, days: u32, no_s
         "  curl -s -H 'Authorization: Bearer {}' '{base}/api/v1/accounts/acct_0001/timeline?limit=5'",
         ws.admin_key
     );
+    println!("  curl -s -H 'Authorization: Bearer {}' '{base}/api/v1/accounts?sort=churn_risk&limit=5'", ws.admin_key);
+    println!("  curl -s -H 'Authorization: Bearer {}' '{base}/api/v1/alerts?unresolved=true&limit=5'", ws.admin_key);
     println!("  curl -s -u '{}:' {base}/v1/track -d '{{\"userId\":\"u1\",\"event\":\"Tried Steward\"}}'", ws.write_key);
     if no_serve {
         running.stop().await;
@@ -71,4 +90,31 @@ pub async fn run(mut config: Config, seed: u64, accounts: usize, days: u32, no_s
     crate::run::wait_for_signal().await;
     running.stop().await;
     Ok(())
+}
+
+/// The simulated customers' billing history, as a billing connector would store it.
+async fn billing(store: &dyn store::Store, ws: &domain::WorkspaceId, sim: &Simulation) -> Result<usize> {
+    let usd = domain::Currency::parse("USD")?;
+    let periods = sim.billing();
+    for p in &periods {
+        // A period that ended was cancelled or replaced by the next (an upgrade, a change of seats).
+        let status =
+            if p.end.is_none() { store::SubscriptionStatus::Active } else { store::SubscriptionStatus::Canceled };
+        let sub = store::Subscription {
+            subscription_id: p.subscription_id.clone(),
+            account_id: domain::AccountId::parse(&p.account_id)?,
+            plan: Some(p.plan.clone()),
+            status,
+            mrr: domain::Money::new(p.mrr_cents, usd),
+            quantity: i64::from(p.seats),
+            started_at: p.start,
+            ended_at: p.end,
+            current_period_end: None,
+            cancel_at_period_end: false,
+            updated_at: p.end.unwrap_or(p.start),
+            attributes: serde_json::json!({"source": "demo"}),
+        };
+        store.upsert_subscription(ws, &sub).await?;
+    }
+    Ok(periods.len())
 }

@@ -61,6 +61,7 @@ pub struct Running {
     pub addr: std::net::SocketAddr,
     pub shutdown: CancellationToken,
     pub backend: Backend,
+    pub scoring: std::sync::Arc<scoring::service::Service>,
     tasks: Vec<tokio::task::JoinHandle<()>>,
 }
 
@@ -92,7 +93,16 @@ pub async fn start(config: &Config, discard_events: bool) -> Result<Running> {
         .await
         .with_context(|| format!("listening on {}", config.listen))?;
     let addr = listener.local_addr()?;
-    let state = server::AppState::new(store, Some(processor.clone()), config.server_config(discard_events));
+    let scoring = scoring::service::Service::new(
+        store.clone(),
+        scoring::service::ServiceConfig {
+            rescore: std::time::Duration::from_secs(config.scoring.rescore_minutes.max(1) * 60),
+            retrain: std::time::Duration::from_secs(config.scoring.retrain_hours.max(1) * 3600),
+            ..Default::default()
+        },
+    );
+    let state = server::AppState::new(store, Some(processor.clone()), config.server_config(discard_events))
+        .with_scoring(scoring.clone());
     let http = {
         let shutdown = shutdown.clone();
         tokio::spawn(async move {
@@ -102,8 +112,12 @@ pub async fn start(config: &Config, discard_events: bool) -> Result<Running> {
         })
     };
     let processing = tokio::spawn(processor.run(shutdown.clone()));
+    let mut tasks = vec![http, processing];
+    if config.scoring.enabled && !discard_events {
+        tasks.push(tokio::spawn(scoring.clone().run(shutdown.clone())));
+    }
     tracing::info!(%addr, store = %backend.describe(config), "steward is serving");
-    Ok(Running { addr, shutdown, backend, tasks: vec![http, processing] })
+    Ok(Running { addr, shutdown, backend, tasks, scoring })
 }
 
 pub async fn serve(config: Config, discard_events: bool) -> Result<()> {

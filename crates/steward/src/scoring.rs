@@ -4,79 +4,54 @@
 use anyhow::{Context, Result, bail};
 use chrono::{Datelike, NaiveDate};
 use domain::WorkspaceId;
-use intelligence::churn::{AccountHistory, Period, Series, evaluate as evaluate_churn};
+use intelligence::churn::{AccountHistory, evaluate as evaluate_churn};
 use intelligence::model::EnsembleParams;
-use std::collections::HashMap;
-use store::{PageRequest, Store};
+use store::Store;
 
 use crate::config::Config;
 use crate::run::Backend;
 
-/// Every account's subscriptions and daily usage, ordered by account id (numerically where
-/// every id is a number), and the day after the last day with any usage.
-pub async fn histories(store: &dyn Store, ws: &WorkspaceId) -> Result<(Vec<AccountHistory>, Option<NaiveDate>)> {
-    let mut ids = Vec::new();
-    let mut page = PageRequest::first(1000);
-    loop {
-        let p = store.list_accounts(ws, &page).await?;
-        ids.extend(p.items.into_iter().map(|a| a.account_id));
-        match p.next {
-            Some(c) => page.after = Some(c),
-            None => break,
-        }
-    }
-    let mut accounts = Vec::with_capacity(ids.len());
-    for id in &ids {
-        let periods = store
-            .account_subscriptions(ws, id)
-            .await?
-            .into_iter()
-            .map(|s| Period {
-                start: s.started_at.date_naive(),
-                end: s.ended_at.map(|e| e.date_naive()),
-                mrr: s.mrr.minor,
-            })
-            .collect();
-        accounts.push(AccountHistory { account_id: id.to_string(), periods, usage: HashMap::new() });
-    }
-    let index: HashMap<String, usize> = accounts.iter().enumerate().map(|(i, a)| (a.account_id.clone(), i)).collect();
-    let rows = store.accounts_usage(ws, NaiveDate::MIN, NaiveDate::MAX).await?;
-    let mut days: HashMap<(usize, String), Vec<(NaiveDate, u32)>> = HashMap::new();
-    let mut end: Option<NaiveDate> = None;
-    for row in rows {
-        let Some(&i) = index.get(row.account_id.as_str()) else { continue };
-        let entry = days.entry((i, row.metric)).or_default();
-        for (slot, &n) in row.events.iter().enumerate() {
-            let day = row.month + chrono::Days::new(slot as u64);
-            if n > 0 && day.month() == row.month.month() {
-                entry.push((day, n));
-                end = end.max(day.succ_opt());
-            }
-        }
-    }
-    for ((i, metric), d) in days {
-        accounts[i].usage.insert(metric, Series::new(d));
-    }
-    let numeric = accounts.iter().all(|a| a.account_id.parse::<i64>().is_ok());
-    if numeric {
-        accounts.sort_by_key(|a| a.account_id.parse::<i64>().expect("checked"));
-    } else {
-        accounts.sort_by(|a, b| a.account_id.cmp(&b.account_id));
-    }
-    Ok((accounts, end))
-}
-
-/// Opens the store and loads the workspace's histories.
+/// Opens the store and loads the workspace's whole history.
 async fn load(config: &Config, workspace: &str) -> Result<(WorkspaceId, Vec<AccountHistory>, Option<NaiveDate>)> {
     let backend = Backend::open(config).await?;
     let store = backend.store();
+    let ws = existing(store.as_ref(), workspace).await?;
+    let settings = scoring::settings(store.as_ref(), &ws).await?;
+    let loaded = scoring::load(store.as_ref(), &ws, NaiveDate::MIN, &settings).await?;
+    backend.close().await;
+    Ok((ws, loaded.histories, loaded.end))
+}
+
+async fn existing(store: &dyn Store, workspace: &str) -> Result<WorkspaceId> {
     let ws = WorkspaceId::parse(workspace).with_context(|| format!("{workspace:?} is not a workspace id"))?;
     if store.get_workspace(&ws).await?.is_none() {
         bail!("no workspace {workspace}");
     }
-    let (accounts, end) = histories(store.as_ref(), &ws).await?;
+    Ok(ws)
+}
+
+pub async fn train(config: Config, workspace: &str, as_of: Option<NaiveDate>) -> Result<()> {
+    let backend = Backend::open(&config).await?;
+    let store = backend.store();
+    let ws = existing(store.as_ref(), workspace).await?;
+    let outcomes = scoring::train(store.as_ref(), &ws, as_of, &EnsembleParams::default(), chrono::Utc::now()).await?;
     backend.close().await;
-    Ok((ws, accounts, end))
+    println!("{}", serde_json::to_string_pretty(&outcomes)?);
+    Ok(())
+}
+
+pub async fn score(config: Config, workspace: &str, day: Option<NaiveDate>) -> Result<()> {
+    let backend = Backend::open(&config).await?;
+    let store = backend.store();
+    let ws = existing(store.as_ref(), workspace).await?;
+    let day = day.unwrap_or_else(|| chrono::Utc::now().date_naive());
+    let started = std::time::Instant::now();
+    let (run, _) = scoring::score_workspace(store.as_ref(), &ws, day, chrono::Utc::now()).await?;
+    backend.close().await;
+    let mut out = serde_json::to_value(&run)?;
+    out["seconds"] = serde_json::json!(started.elapsed().as_secs_f64());
+    println!("{out}");
+    Ok(())
 }
 
 pub async fn predict(config: Config, workspace: &str, at: NaiveDate, out: &std::path::Path) -> Result<()> {

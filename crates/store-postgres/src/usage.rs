@@ -170,15 +170,23 @@ impl PgStore {
     }
 
     /// Every account's monthly rows for the months holding `[from, to)`.
-    pub(crate) async fn usage_rows(&self, ws: &WorkspaceId, from: NaiveDate, to: NaiveDate) -> Result<Vec<UsageRow>> {
+    pub(crate) async fn usage_rows(
+        &self,
+        ws: &WorkspaceId,
+        account: Option<&AccountId>,
+        from: NaiveDate,
+        to: NaiveDate,
+    ) -> Result<Vec<UsageRow>> {
         let (first, last) = (month_of(from), month_of(to));
         let rows: Vec<(String, String, i32, Vec<u8>)> = sqlx::query_as(
             "SELECT account_id, metric, month, data FROM usage_months
-             WHERE workspace_id = $1 AND month BETWEEN $2 AND $3 ORDER BY account_id, metric, month",
+             WHERE workspace_id = $1 AND month BETWEEN $2 AND $3 AND ($4::text IS NULL OR account_id = $4)
+             ORDER BY account_id, metric, month",
         )
         .bind(ws.as_str())
         .bind(first)
         .bind(last)
+        .bind(account.map(|a| a.as_str()))
         .fetch_all(&self.pool)
         .await
         .map_err(db_error)?;

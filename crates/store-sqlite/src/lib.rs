@@ -332,10 +332,11 @@ mod store_impl {
         async fn accounts_usage(
             &self,
             ws: &WorkspaceId,
+            account: Option<&AccountId>,
             from: chrono::NaiveDate,
             to: chrono::NaiveDate,
         ) -> Result<Vec<UsageRow>> {
-            self.usage_rows(ws, from, to).await
+            self.usage_rows(ws, account, from, to).await
         }
         async fn upsert_subscription(&self, ws: &WorkspaceId, sub: &Subscription) -> Result<bool> {
             self.put_subscription(ws, sub).await

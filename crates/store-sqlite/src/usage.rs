@@ -136,17 +136,27 @@ impl SqliteStore {
     }
 
     /// Every account's monthly rows for the months holding `[from, to)`.
-    pub(crate) async fn usage_rows(&self, ws: &WorkspaceId, from: NaiveDate, to: NaiveDate) -> Result<Vec<UsageRow>> {
+    pub(crate) async fn usage_rows(
+        &self,
+        ws: &WorkspaceId,
+        account: Option<&AccountId>,
+        from: NaiveDate,
+        to: NaiveDate,
+    ) -> Result<Vec<UsageRow>> {
         let Some(n) = self.ws_number(ws).await? else { return Ok(Vec::new()) };
         let (first, last) = (month_of(from), month_of(to));
+        let account = account.map(|a| a.as_str().to_owned());
         self.read(move |conn| {
             let mut stmt = conn
-                .prepare_cached(
+                .prepare_cached(if account.is_some() {
                     "SELECT account_id, metric, month, data FROM usage_months
-                     WHERE ws = ?1 AND month BETWEEN ?2 AND ?3 ORDER BY account_id, metric, month",
-                )
+                     WHERE ws = ?1 AND account_id = ?4 AND month BETWEEN ?2 AND ?3 ORDER BY account_id, metric, month"
+                } else {
+                    "SELECT account_id, metric, month, data FROM usage_months
+                     WHERE ws = ?1 AND month BETWEEN ?2 AND ?3 AND ?4 IS NULL ORDER BY account_id, metric, month"
+                })
                 .map_err(sql_error)?;
-            let mut rows = stmt.query(params![n, first, last]).map_err(sql_error)?;
+            let mut rows = stmt.query(params![n, first, last, account]).map_err(sql_error)?;
             let mut out = Vec::new();
             while let Some(r) = rows.next().map_err(sql_error)? {
                 let id: String = r.get(0).map_err(sql_error)?;

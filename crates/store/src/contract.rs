@@ -703,10 +703,15 @@ pub async fn usage_rollups_count_events_and_people_per_day<S: Store>(s: &S) {
     assert_eq!(days(october), [(day(10, 31), 6, 2)]);
     let november = s.account_usage(&ws, &acct("acme"), day(11, 1), day(12, 1)).await.unwrap();
     assert_eq!(days(november), [(day(11, 1), 1, 1)], "[from, to) by day, across months");
-    let all = s.accounts_usage(&ws, day(1, 1), day(12, 31)).await.unwrap();
+    let all = s.accounts_usage(&ws, None, day(1, 1), day(12, 31)).await.unwrap();
     assert_eq!(all.len(), 2, "{all:?}");
-    assert!(s.accounts_usage(&other, day(1, 1), day(12, 31)).await.unwrap().is_empty(), "workspaces are isolated");
-
+    assert!(
+        s.accounts_usage(&other, None, day(1, 1), day(12, 31)).await.unwrap().is_empty(),
+        "workspaces are isolated"
+    );
+    assert_eq!(s.accounts_usage(&ws, Some(&acct("acme")), day(1, 1), day(12, 31)).await.unwrap(), all);
+    assert!(s.accounts_usage(&ws, Some(&acct("nobody")), day(1, 1), day(12, 31)).await.unwrap().is_empty());
+    assert!(all.iter().all(|r| r.people.is_empty()), "people are kept for the any-metric only");
     // p2 turns out to be p1: on the 31st they are one person active.
     process(
         s,
@@ -719,9 +724,16 @@ pub async fn usage_rollups_count_events_and_people_per_day<S: Store>(s: &S) {
     .await;
     let october = s.account_usage(&ws, &acct("acme"), day(10, 1), day(11, 1)).await.unwrap();
     assert_eq!(days(october), [(day(10, 31), 6, 1)]);
+    // The any-metric's rows keep who was active, for distinct people over any window.
+    let any = Usage { metric: usage::ANY.into(), ..usage("p1", Some("acme"), day(11, 2), 1) };
+    s.append_events(&ws, &events(json!([track("e-any", "u1", "report", 2)]))).await.unwrap();
+    process(s, &ws, Changes { usage: vec![any], ..Default::default() }).await;
+    let rows = s.accounts_usage(&ws, Some(&acct("acme")), day(11, 1), day(12, 1)).await.unwrap();
+    let any_row = rows.iter().find(|r| r.metric == usage::ANY).unwrap();
+    assert_eq!(any_row.people, [(usage::person_key("p1"), 1 << 1)], "p1 on the 2nd");
 
     s.reset_processing(&ws).await.unwrap();
-    assert!(s.accounts_usage(&ws, day(1, 1), day(12, 31)).await.unwrap().is_empty(), "a replay starts over");
+    assert!(s.accounts_usage(&ws, None, day(1, 1), day(12, 31)).await.unwrap().is_empty(), "a replay starts over");
 }
 
 fn score(account: &str, day: &str, health: f64, churn: Option<f64>, mrr: Option<i64>) -> AccountScore {

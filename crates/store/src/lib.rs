@@ -198,11 +198,13 @@ pub trait Store: Send + Sync + 'static {
         from: chrono::NaiveDate,
         to: chrono::NaiveDate,
     ) -> Result<Vec<DailyUsage>>;
-    /// The monthly usage rows of every account for the months holding `[from, to)`, ordered by
-    /// account, metric and month: what scoring reads (days outside the range are left in).
+    /// The monthly usage rows of every account (or of `account` alone) for the months holding
+    /// `[from, to)`, ordered by account, metric and month: what scoring reads (days outside
+    /// the range are left in).
     async fn accounts_usage(
         &self,
         ws: &WorkspaceId,
+        account: Option<&AccountId>,
         from: chrono::NaiveDate,
         to: chrono::NaiveDate,
     ) -> Result<Vec<UsageRow>>;

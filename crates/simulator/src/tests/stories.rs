@@ -258,3 +258,31 @@ fn usage_speaks_a_b2b_vocabulary_with_heavy_actions_rarer() {
         assert!(pages.contains(name), "no {name} page");
     }
 }
+
+#[test]
+fn billing_tells_the_same_story_as_the_ground_truth() {
+    let sim = Simulation::new(SimConfig { seed: 7, accounts: 120, days: 180, end: end() });
+    let billing = sim.billing();
+    let mut upgrades = 0;
+    for account in sim.accounts() {
+        let periods: Vec<_> = billing.iter().filter(|p| p.account_id == account.account_id).collect();
+        assert!(!periods.is_empty(), "{} has a subscription", account.account_id);
+        for pair in periods.windows(2) {
+            assert_eq!(pair[0].end, Some(pair[1].start), "periods follow each other without a gap");
+            assert!(!pair[0].canceled);
+            upgrades += usize::from(pair[1].mrr_cents > pair[0].mrr_cents);
+        }
+        let last = periods.last().unwrap();
+        assert_eq!(
+            (last.plan.as_str(), last.seats, last.mrr_cents),
+            (account.plan.as_str(), account.seats, account.mrr_cents)
+        );
+        match account.churn_date {
+            Some(churned) if churned <= end() => assert_eq!((last.end, last.canceled), (Some(churned), true)),
+            _ => assert_eq!((last.end, last.canceled), (None, false), "{account:?}"),
+        }
+        assert!(periods[0].start <= account.signup + Duration::days(1));
+    }
+    assert!(upgrades > 0, "growing accounts upgrade");
+    assert!(sim.accounts().iter().any(|a| a.fate == Fate::Churned));
+}

@@ -1,0 +1,658 @@
+//! Scoring runs: a workspace's history out of the store, through the intelligence crate, and
+//! its scores, models and alerts back.
+//!
+//! - [`train`] fits the churn and expansion models on the whole history and keeps each only
+//!   if it does at least as well on a time-based holdout as the active one.
+//! - [`score_workspace`] scores every account as of a day: health with its explanation and
+//!   what moved, churn per horizon and expansion with their drivers, and the alerts they
+//!   raise. It keeps a [`Scorer`], which rescores one account after an event without the
+//!   others ([`Scorer::rescore`]).
+//!
+//! The arithmetic is pure and runs on the blocking pool, in parallel over accounts.
+
+pub mod load;
+pub mod rules;
+pub mod service;
+pub mod settings;
+
+use chrono::{Datelike, NaiveDate};
+use domain::{AccountId, Money, Timestamp, WorkspaceId};
+use intelligence::churn::{FeatureSpec, Forecast, HorizonModel, ModelCard, Outcome, Trained, evaluate_with};
+use intelligence::health::{Component, Health, Reference};
+use intelligence::model::EnsembleParams;
+use intelligence::signals::{Snapshot, snapshot};
+use serde_json::{Value, json};
+use std::collections::HashMap;
+use std::sync::Arc;
+use store::{
+    AccountScore, AlertScope, AlertSignal, AlertSync, HealthBand, ModelKind, ModelRecord, ModelStatus, ScorePoint,
+    Store, StoreError,
+};
+
+pub use load::{Loaded, load};
+pub use settings::ScoringSettings;
+
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    /// A stored model or setting that does not read back.
+    #[error("{0}")]
+    Invalid(String),
+}
+
+pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+pub const CHURN_HORIZONS: [u32; 3] = [30, 60, 90];
+pub const EXPANSION_HORIZONS: [u32; 1] = [90];
+/// Days of usage a scoring run reads: the 90-day windows and a margin.
+pub const SCORING_DAYS: u64 = 120;
+
+/// The workspace's scoring settings (the defaults where it has none).
+pub async fn settings(store: &dyn Store, ws: &WorkspaceId) -> Result<ScoringSettings> {
+    match store.get_setting(ws, settings::KEY).await? {
+        Some(v) => ScoringSettings::parse(&v).map_err(|e| Error::Invalid(format!("the scoring setting: {e}"))),
+        None => Ok(ScoringSettings::default()),
+    }
+}
+
+fn kind_of(outcome: Outcome) -> ModelKind {
+    match outcome {
+        Outcome::Churn => ModelKind::Churn,
+        Outcome::Expansion => ModelKind::Expansion,
+    }
+}
+
+fn horizons_of(outcome: Outcome) -> &'static [u32] {
+    match outcome {
+        Outcome::Churn => &CHURN_HORIZONS,
+        Outcome::Expansion => &EXPANSION_HORIZONS,
+    }
+}
+
+/// A model that has no horizon trained: every forecast comes from the prior.
+fn prior_only(outcome: Outcome) -> Trained {
+    Trained {
+        outcome,
+        spec: FeatureSpec { metrics: Vec::new() },
+        trained_through: NaiveDate::MIN,
+        horizons: horizons_of(outcome)
+            .iter()
+            .map(|&h| HorizonModel { horizon_days: h, rows: 0, positives: 0, model: None })
+            .collect(),
+    }
+}
+
+/// The models that score a workspace now.
+#[derive(Clone, Debug)]
+pub struct Models {
+    pub churn: Trained,
+    pub expansion: Trained,
+    /// The ids of the active models (none: the prior).
+    pub churn_id: Option<String>,
+    pub expansion_id: Option<String>,
+}
+
+/// The workspace's active models, or the priors.
+pub async fn models(store: &dyn Store, ws: &WorkspaceId) -> Result<Models> {
+    let pick = async |outcome: Outcome| -> Result<(Trained, Option<String>)> {
+        match store.active_model(ws, kind_of(outcome)).await? {
+            Some(record) => {
+                let params = record.model.ok_or_else(|| Error::Invalid("an active model without parameters".into()))?;
+                let trained: Trained = serde_json::from_value(params)
+                    .map_err(|e| Error::Invalid(format!("model {}: {e}", record.model_id)))?;
+                Ok((trained, Some(record.model_id)))
+            }
+            None => Ok((prior_only(outcome), None)),
+        }
+    };
+    let (churn, churn_id) = pick(Outcome::Churn).await?;
+    let (expansion, expansion_id) = pick(Outcome::Expansion).await?;
+    Ok(Models { churn, expansion, churn_id, expansion_id })
+}
+
+/// What one training run decided for one kind of model.
+#[derive(Clone, Debug, serde::Serialize)]
+pub struct TrainOutcome {
+    pub kind: ModelKind,
+    pub model_id: String,
+    pub status: ModelStatus,
+    pub reason: String,
+    pub card: Value,
+}
+
+/// The first of the month four months before `as_of`: the holdout starts there.
+pub fn holdout_start(as_of: NaiveDate) -> NaiveDate {
+    let d = as_of - chrono::Months::new(4);
+    NaiveDate::from_ymd_opt(d.year(), d.month(), 1).expect("a first of month")
+}
+
+/// Trains the churn and expansion models on everything known at `as_of` (default: the day
+/// after the last usage) and stores each with its card: active when it did at least as well
+/// on the holdout as the active model's configuration trained on the same months, rejected
+/// otherwise or while the history is too short.
+pub async fn train(
+    store: &dyn Store,
+    ws: &WorkspaceId,
+    as_of: Option<NaiveDate>,
+    params: &EnsembleParams,
+    now: Timestamp,
+) -> Result<Vec<TrainOutcome>> {
+    let settings = settings(store, ws).await?;
+    let loaded = Arc::new(load(store, ws, NaiveDate::MIN, &settings).await?);
+    let as_of = as_of.or(loaded.end).unwrap_or_else(|| now.date_naive());
+    let current = models(store, ws).await?;
+    let mut out = Vec::new();
+    for (outcome, incumbent) in [
+        (Outcome::Churn, current.churn_id.as_ref().map(|_| current.churn.clone())),
+        (Outcome::Expansion, current.expansion_id.as_ref().map(|_| current.expansion.clone())),
+    ] {
+        let (loaded, params, key_events) = (loaded.clone(), params.clone(), settings.key_events.clone());
+        let decided = tokio::task::spawn_blocking(move || {
+            decide(&loaded.histories, as_of, outcome, &params, key_events, incumbent.as_ref())
+        })
+        .await
+        .map_err(|e| Error::Invalid(format!("training stopped: {e}")))?;
+        let record = ModelRecord {
+            model_id: store::scores::new_model_id(),
+            kind: kind_of(outcome),
+            status: decided.status,
+            created_at: now,
+            card: decided.card.clone(),
+            reason: decided.reason.clone(),
+            model: Some(serde_json::to_value(&decided.trained).map_err(|e| Error::Invalid(e.to_string()))?),
+        };
+        store.insert_model(ws, &record).await?;
+        tracing::info!(workspace = %ws, kind = %record.kind.as_str(), status = record.status.as_str(), reason = %record.reason, "trained");
+        out.push(TrainOutcome {
+            kind: record.kind,
+            model_id: record.model_id,
+            status: record.status,
+            reason: record.reason,
+            card: record.card,
+        });
+    }
+    Ok(out)
+}
+
+struct Decision {
+    status: ModelStatus,
+    reason: String,
+    card: Value,
+    trained: Trained,
+}
+
+fn spec_for(
+    accounts: &[intelligence::churn::AccountHistory],
+    at: NaiveDate,
+    key_events: &Option<Vec<String>>,
+) -> FeatureSpec {
+    match key_events {
+        Some(k) => FeatureSpec { metrics: k.clone() },
+        None => FeatureSpec::most_frequent(accounts, at, 10),
+    }
+}
+
+fn decide(
+    accounts: &[intelligence::churn::AccountHistory],
+    as_of: NaiveDate,
+    outcome: Outcome,
+    params: &EnsembleParams,
+    key_events: Option<Vec<String>>,
+    incumbent: Option<&Trained>,
+) -> Decision {
+    let horizons = horizons_of(outcome);
+    let test_from = holdout_start(as_of);
+    let card = evaluate_with(
+        accounts,
+        as_of,
+        test_from,
+        horizons,
+        params,
+        outcome,
+        &spec_for(accounts, test_from, &key_events),
+    );
+    let trained = Trained::fit(accounts, as_of, horizons, params, outcome, spec_for(accounts, as_of, &key_events));
+    // The active model's configuration (its key events) on the same months.
+    let rival: Option<ModelCard> = incumbent
+        .filter(|m| m.has_model())
+        .map(|m| evaluate_with(accounts, as_of, test_from, horizons, params, outcome, &m.spec));
+    let positives: Vec<String> = trained
+        .horizons
+        .iter()
+        .map(|h| format!("{} in {} rows at {} days", h.positives, h.rows, h.horizon_days))
+        .collect();
+    let (status, reason) = if !trained.has_model() {
+        (
+            ModelStatus::Rejected,
+            format!(
+                "too little history: {} (a model needs {} examples); the rule-based prior scores accounts",
+                positives.join(", "),
+                intelligence::churn::MIN_CHURN_EXAMPLES
+            ),
+        )
+    } else {
+        match (card.mean_auc(), rival.as_ref().and_then(ModelCard::mean_auc)) {
+            (Some(new), Some(old)) if new >= old => {
+                (ModelStatus::Active, format!("mean AUC {new:.3} on the holdout, at least the active model's {old:.3}"))
+            }
+            (Some(new), Some(old)) => (
+                ModelStatus::Rejected,
+                format!("mean AUC {new:.3} on the holdout, below the active model's {old:.3}: the active model stays"),
+            ),
+            (Some(new), None) => {
+                let tenure = card.horizons.iter().map(|h| h.tenure_auc).sum::<f64>() / card.horizons.len() as f64;
+                (ModelStatus::Active, format!("mean AUC {new:.3} on the holdout (tenure alone: {tenure:.3})"))
+            }
+            (None, Some(_)) => (
+                ModelStatus::Rejected,
+                "no holdout to compare on (the months from the holdout's start hold no outcome yet): the active model stays"
+                    .into(),
+            ),
+            (None, None) => (
+                ModelStatus::Active,
+                format!("no holdout yet (history too short to test); trained on {}", positives.join(", ")),
+            ),
+        }
+    };
+    let card = json!({
+        "outcome": outcome,
+        "as_of": as_of,
+        "holdout": card,
+        "active_model_on_the_same_holdout": rival,
+        "trained": trained.horizons.iter().map(|h| json!({
+            "horizon_days": h.horizon_days, "rows": h.rows, "positives": h.positives, "model": h.model.is_some()
+        })).collect::<Vec<_>>(),
+        "key_events": trained.spec.metrics,
+    });
+    Decision { status, reason, card, trained }
+}
+
+/// An account's earlier scores, for trends and what moved.
+#[derive(Clone, Debug, Default)]
+pub struct Previous {
+    /// The last score before today.
+    pub last: HashMap<AccountId, ScorePoint>,
+    pub week_ago: HashMap<AccountId, ScorePoint>,
+    pub month_ago: HashMap<AccountId, ScorePoint>,
+}
+
+impl Previous {
+    pub async fn load(store: &dyn Store, ws: &WorkspaceId, day: NaiveDate) -> Result<Previous> {
+        let points = async |d: NaiveDate| -> Result<HashMap<AccountId, ScorePoint>> {
+            Ok(store.score_points_as_of(ws, d).await?.into_iter().collect())
+        };
+        Ok(Previous {
+            last: points(day.pred_opt().unwrap_or(day)).await?,
+            week_ago: points(day - chrono::Days::new(7)).await?,
+            month_ago: points(day - chrono::Days::new(30)).await?,
+        })
+    }
+}
+
+/// What scores one account: the workspace's settings and models, and from the last full
+/// run the reference its measures are ranked against and the baselines alerts compare with.
+#[derive(Clone, Debug)]
+pub struct Scorer {
+    pub settings: ScoringSettings,
+    pub models: Models,
+    pub reference: Reference,
+    pub baseline: rules::Baseline,
+    pub sources: intelligence::signals::Sources,
+}
+
+/// One account scored: what is stored, and the alerts it raises.
+#[derive(Clone, Debug)]
+pub struct AccountResult {
+    pub score: AccountScore,
+    pub alerts: Vec<AlertSignal>,
+}
+
+/// The outcome of scoring a workspace.
+#[derive(Clone, Debug, serde::Serialize)]
+pub struct ScoreRun {
+    pub day: NaiveDate,
+    pub accounts: usize,
+    pub alerts: AlertSync,
+    pub churn_model: Option<String>,
+    pub expansion_model: Option<String>,
+}
+
+/// Measures, snapshot and tenure of each account at `at`, in parallel.
+fn snapshots(
+    settings: &ScoringSettings,
+    loaded: &Loaded,
+    at: NaiveDate,
+) -> Vec<(Snapshot, intelligence::health::Measures)> {
+    parallel_map(&loaded.histories, |h| {
+        let snap = snapshot(h, at, &settings.signals);
+        let measures = snap.measures(loaded.sources);
+        (snap, measures)
+    })
+}
+
+/// `f` over `items` on every core, in order.
+fn parallel_map<T: Sync, R: Send>(items: &[T], f: impl Fn(&T) -> R + Sync) -> Vec<R> {
+    let threads = std::thread::available_parallelism().map_or(1, |n| n.get()).min(16);
+    if threads == 1 || items.len() < 1024 {
+        return items.iter().map(&f).collect();
+    }
+    let chunk = items.len().div_ceil(threads);
+    std::thread::scope(|s| {
+        let handles: Vec<_> = items.chunks(chunk).map(|c| s.spawn(|| c.iter().map(&f).collect::<Vec<R>>())).collect();
+        handles.into_iter().flat_map(|h| h.join().expect("a scoring thread panicked")).collect()
+    })
+}
+
+fn band(b: intelligence::health::Band) -> HealthBand {
+    match b {
+        intelligence::health::Band::Healthy => HealthBand::Healthy,
+        intelligence::health::Band::Neutral => HealthBand::Neutral,
+        intelligence::health::Band::AtRisk => HealthBand::AtRisk,
+    }
+}
+
+fn forecast_json(f: &Forecast) -> Value {
+    json!({
+        "horizon_days": f.horizon_days,
+        "probability": f.probability,
+        "source": if f.from_model { "model" } else { "prior" },
+        "drivers": f.drivers.iter().map(|(name, c)| json!({"name": name, "contribution": c})).collect::<Vec<_>>(),
+    })
+}
+
+impl Scorer {
+    /// Scores every account of `loaded` as of the end of `day`, returning the scorer that can
+    /// rescore one of them later.
+    pub fn score_all(
+        settings: ScoringSettings,
+        models: Models,
+        loaded: &Loaded,
+        day: NaiveDate,
+        previous: &Previous,
+        now: Timestamp,
+    ) -> (Scorer, Vec<AccountResult>) {
+        let at = day.succ_opt().expect("a next day");
+        let snaps = snapshots(&settings, loaded, at);
+        let measures: Vec<intelligence::health::Measures> = snaps.iter().map(|(_, m)| m.clone()).collect();
+        let reference = Reference::new(&settings.health, &measures);
+        let mut scorer =
+            Scorer { settings, models, reference, baseline: rules::Baseline::default(), sources: loaded.sources };
+        let indexes: Vec<usize> = (0..loaded.ids.len()).collect();
+        // Forecasts first: alerts compare each account with the workspace's mean.
+        let forecasts: Vec<(Vec<Forecast>, Vec<Forecast>)> =
+            parallel_map(&indexes, |&i| scorer.forecasts(&loaded.histories[i], &snaps[i].0, at));
+        let mean = |v: Vec<f64>| if v.is_empty() { 0.0 } else { v.iter().sum::<f64>() / v.len() as f64 };
+        let mut mrrs: Vec<i64> = snaps.iter().map(|(s, _)| s.mrr).filter(|&m| m > 0).collect();
+        mrrs.sort_unstable();
+        scorer.baseline = rules::Baseline {
+            churn_30d: mean(forecasts.iter().filter_map(|(c, _)| c.first()).map(|f| f.probability).collect()),
+            expansion: mean(forecasts.iter().filter_map(|(_, e)| e.first()).map(|f| f.probability).collect()),
+            top_quarter_mrr: mrrs.get(mrrs.len() * 3 / 4).copied().unwrap_or(i64::MAX),
+        };
+        let results = parallel_map(&indexes, |&i| {
+            let (snap, measures) = &snaps[i];
+            let (churn, expansion) = &forecasts[i];
+            scorer.assemble(loaded, i, snap, measures, churn, expansion, day, previous, now)
+        });
+        (scorer, results)
+    }
+
+    fn forecasts(
+        &self,
+        h: &intelligence::churn::AccountHistory,
+        snap: &Snapshot,
+        at: NaiveDate,
+    ) -> (Vec<Forecast>, Vec<Forecast>) {
+        // Without billing records every account with activity is a customer.
+        if !h.eligible(at) {
+            return (Vec::new(), Vec::new());
+        }
+        let churn = self.models.churn.forecast(h, snap, at, &self.settings.signals);
+        let expansion = if h.periods.is_empty() {
+            Vec::new()
+        } else {
+            self.models.expansion.forecast(h, snap, at, &self.settings.signals)
+        };
+        (churn, expansion)
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    fn assemble(
+        &self,
+        loaded: &Loaded,
+        i: usize,
+        snap: &Snapshot,
+        measures: &intelligence::health::Measures,
+        churn: &[Forecast],
+        expansion: &[Forecast],
+        day: NaiveDate,
+        previous: &Previous,
+        now: Timestamp,
+    ) -> AccountResult {
+        let id = &loaded.ids[i];
+        let health = self.reference.score(&self.settings.health, measures, snap.tenure_days as f64);
+        let (last, week, month) = (previous.last.get(id), previous.week_ago.get(id), previous.month_ago.get(id));
+        let churn_at = |h: u32| churn.iter().find(|f| f.horizon_days == h).map(|f| f.probability);
+        let mrr = loaded.currencies[i].map(|c| Money::new(snap.mrr, c));
+        let components: serde_json::Map<String, Value> =
+            health.components.iter().map(|c| (component_name(c.component).to_owned(), json!(c.points))).collect();
+        let explanation = json!({
+            "health": {
+                "score": health.score,
+                "band": band(health.band),
+                "profile": health.profile,
+                "components": health.components,
+                "trend": {
+                    "vs_7_days_ago": week.map(|p| health.score - p.health),
+                    "vs_30_days_ago": month.map(|p| health.score - p.health),
+                },
+                "moved": last.map(|p| moved_since(p, &health)),
+                "since": last.map(|p| p.day),
+            },
+            "churn": churn.iter().map(forecast_json).collect::<Vec<_>>(),
+            "expansion": expansion.first().map(forecast_json),
+            "signals": snap,
+            "models": {"churn": self.models.churn_id, "expansion": self.models.expansion_id},
+        });
+        let alerts = rules::alerts(
+            id,
+            snap,
+            &health,
+            churn.iter().find(|f| f.horizon_days == 30),
+            expansion.first(),
+            week,
+            &self.baseline,
+        );
+        AccountResult {
+            score: AccountScore {
+                account_id: id.clone(),
+                day,
+                health: health.score,
+                band: band(health.band),
+                churn_30d: churn_at(30),
+                churn_60d: churn_at(60),
+                churn_90d: churn_at(90),
+                expansion: expansion.first().map(|f| f.probability),
+                mrr,
+                components: Value::Object(components),
+                explanation,
+                scored_at: now,
+            },
+            alerts,
+        }
+    }
+
+    /// Scores one account again, as of the end of `day`, against the reference of the last
+    /// full run: what an event changes without rescoring the workspace.
+    pub fn rescore_one(
+        &self,
+        loaded: &Loaded,
+        day: NaiveDate,
+        previous: &Previous,
+        now: Timestamp,
+    ) -> Vec<AccountResult> {
+        let at = day.succ_opt().expect("a next day");
+        (0..loaded.ids.len())
+            .map(|i| {
+                let snap = snapshot(&loaded.histories[i], at, &self.settings.signals);
+                let measures = snap.measures(self.sources);
+                let (churn, expansion) = self.forecasts(&loaded.histories[i], &snap, at);
+                self.assemble(loaded, i, &snap, &measures, &churn, &expansion, day, previous, now)
+            })
+            .collect()
+    }
+
+    /// Loads, scores and stores one account, and syncs its alerts.
+    pub async fn rescore(
+        &self,
+        store: &dyn Store,
+        ws: &WorkspaceId,
+        account: &AccountId,
+        day: NaiveDate,
+        now: Timestamp,
+    ) -> Result<Option<AccountScore>> {
+        let Some(loaded) = load_account(store, ws, account, day, &self.settings).await? else { return Ok(None) };
+        let mut previous = Previous::default();
+        let last = store.score_history(ws, account, day - chrono::Days::new(31), day).await?;
+        let before = |d: NaiveDate| last.iter().rev().find(|p| p.day <= d).cloned();
+        for (map, d) in [
+            (&mut previous.last, day.pred_opt().unwrap_or(day)),
+            (&mut previous.week_ago, day - chrono::Days::new(7)),
+            (&mut previous.month_ago, day - chrono::Days::new(30)),
+        ] {
+            if let Some(p) = before(d) {
+                map.insert(account.clone(), p);
+            }
+        }
+        let results = self.rescore_one(&loaded, day, &previous, now);
+        let Some(result) = results.into_iter().next() else { return Ok(None) };
+        store.put_scores(ws, std::slice::from_ref(&result.score)).await?;
+        store.sync_alerts(ws, AlertScope::Accounts(std::slice::from_ref(account)), &result.alerts, now).await?;
+        Ok(Some(result.score))
+    }
+}
+
+fn component_name(c: Component) -> &'static str {
+    match c {
+        Component::Usage => "usage",
+        Component::Engagement => "engagement",
+        Component::Support => "support",
+        Component::Financial => "financial",
+        Component::Relationship => "relationship",
+    }
+}
+
+/// Each component's change in points since an earlier score.
+fn moved_since(before: &ScorePoint, now: &Health) -> Value {
+    let points_before: HashMap<String, f64> = before
+        .components
+        .as_object()
+        .map(|o| o.iter().filter_map(|(k, v)| Some((k.clone(), v.as_f64()?))).collect())
+        .unwrap_or_default();
+    let mut names: Vec<String> = points_before.keys().cloned().collect();
+    for c in &now.components {
+        let n = component_name(c.component).to_owned();
+        if !names.contains(&n) {
+            names.push(n);
+        }
+    }
+    let now_points =
+        |name: &str| now.components.iter().find(|c| component_name(c.component) == name).map_or(0.0, |c| c.points);
+    let mut moves: Vec<(String, f64)> = names
+        .into_iter()
+        .map(|n| (n.clone(), now_points(&n) - points_before.get(&n).copied().unwrap_or(0.0)))
+        .collect();
+    moves.sort_by(|a, b| b.1.abs().total_cmp(&a.1.abs()));
+    moves.into_iter().map(|(c, d)| json!({"component": c, "points": d})).collect()
+}
+
+/// One account's history for rescoring it: its subscriptions, usage of the last
+/// [`SCORING_DAYS`] and tickets. None when the workspace has no such account.
+pub async fn load_account(
+    store: &dyn Store,
+    ws: &WorkspaceId,
+    account: &AccountId,
+    day: NaiveDate,
+    settings: &ScoringSettings,
+) -> Result<Option<Loaded>> {
+    let Some(a) = store.get_account(ws, account).await? else { return Ok(None) };
+    let from = day - chrono::Days::new(SCORING_DAYS);
+    let mut h = intelligence::churn::AccountHistory { account_id: account.to_string(), ..Default::default() };
+    if let Some(traits) = a.traits.as_object() {
+        h.traits = traits.iter().filter_map(|(k, v)| Some((k.clone(), v.as_f64()?))).collect();
+    }
+    let mut currency = None;
+    for s in store.account_subscriptions(ws, account).await? {
+        currency = Some(s.mrr.currency);
+        h.periods.push(intelligence::churn::Period {
+            start: s.started_at.date_naive(),
+            end: s.ended_at.map(|e| e.date_naive()),
+            mrr: s.mrr.minor,
+            seats: s.quantity,
+        });
+    }
+    for t in store.account_tickets(ws, account).await? {
+        h.tickets.push(intelligence::signals::TicketFact {
+            opened: t.opened_at.date_naive(),
+            resolved: t.resolved_at.map(|r| r.date_naive()),
+            escalated: matches!(t.priority, store::TicketPriority::High | store::TicketPriority::Urgent),
+            csat: t.csat.map(f64::from),
+        });
+    }
+    let mut days: HashMap<String, Vec<(NaiveDate, u32)>> = HashMap::new();
+    for row in store.accounts_usage(ws, Some(account), from, day.succ_opt().unwrap_or(day)).await? {
+        let entry = days.entry(row.metric.clone()).or_default();
+        for (slot, &n) in row.events.iter().enumerate() {
+            let d = row.month + chrono::Days::new(slot as u64);
+            if n > 0 && d.month() == row.month.month() && d >= from {
+                entry.push((d, n));
+            }
+        }
+        h.people.extend(row.people.iter().map(|&(key, bits)| (key, row.month, bits)));
+    }
+    for (metric, d) in days {
+        if settings.churn_events.contains(&metric) {
+            h.churned.extend(d.iter().map(|(day, _)| *day));
+        }
+        h.usage.insert(metric, intelligence::churn::Series::new(d));
+    }
+    Ok(Some(Loaded {
+        ids: vec![account.clone()],
+        histories: vec![h],
+        currencies: vec![currency],
+        sources: Default::default(),
+        end: None,
+    }))
+}
+
+/// Scores every account of the workspace as of the end of `day`, stores the scores and syncs
+/// the alerts. Returns the run's summary and the scorer for rescoring single accounts.
+pub async fn score_workspace(
+    store: &dyn Store,
+    ws: &WorkspaceId,
+    day: NaiveDate,
+    now: Timestamp,
+) -> Result<(ScoreRun, Scorer)> {
+    let settings = settings(store, ws).await?;
+    let models = models(store, ws).await?;
+    let loaded = load(store, ws, day - chrono::Days::new(SCORING_DAYS), &settings).await?;
+    let previous = Previous::load(store, ws, day).await?;
+    let (scorer, results) =
+        tokio::task::spawn_blocking(move || Scorer::score_all(settings, models, &loaded, day, &previous, now))
+            .await
+            .map_err(|e| Error::Invalid(format!("scoring stopped: {e}")))?;
+    let scores: Vec<AccountScore> = results.iter().map(|r| r.score.clone()).collect();
+    let signals: Vec<AlertSignal> = results.into_iter().flat_map(|r| r.alerts).collect();
+    store.put_scores(ws, &scores).await?;
+    let alerts = store.sync_alerts(ws, AlertScope::Workspace, &signals, now).await?;
+    let run = ScoreRun {
+        day,
+        accounts: scores.len(),
+        alerts,
+        churn_model: scorer.models.churn_id.clone(),
+        expansion_model: scorer.models.expansion_id.clone(),
+    };
+    tracing::info!(workspace = %ws, accounts = run.accounts, opened = alerts.opened, resolved = alerts.resolved, "scored");
+    Ok((run, scorer))
+}

@@ -1,0 +1,125 @@
+//! A workspace's history out of the store, as the intelligence crate takes it: every
+//! account's billing periods, daily usage, people, tickets and numeric traits.
+
+use chrono::{Datelike, NaiveDate, TimeZone, Utc};
+use domain::{AccountId, Currency, WorkspaceId};
+use intelligence::churn::{AccountHistory, Period, Series};
+use intelligence::signals::{Sources, TicketFact};
+use std::collections::HashMap;
+use store::{PageRequest, Store, TicketPriority};
+
+use crate::Result;
+use crate::settings::ScoringSettings;
+
+/// A workspace's accounts, in one order across the fields.
+#[derive(Clone, Debug, Default)]
+pub struct Loaded {
+    pub ids: Vec<AccountId>,
+    pub histories: Vec<AccountHistory>,
+    /// The currency of each account's subscriptions, if it has any.
+    pub currencies: Vec<Option<Currency>>,
+    pub sources: Sources,
+    /// The day after the last day with usage.
+    pub end: Option<NaiveDate>,
+}
+
+/// Loads the workspace with usage of days from `usage_from` on (scoring needs about four
+/// months; training needs everything). Accounts are ordered by id, numerically when every id
+/// is a number, so that ties in a ranking are broken the same way every time.
+pub async fn load(
+    store: &dyn Store,
+    ws: &WorkspaceId,
+    usage_from: NaiveDate,
+    settings: &ScoringSettings,
+) -> Result<Loaded> {
+    let mut index: HashMap<AccountId, usize> = HashMap::new();
+    let mut loaded = Loaded::default();
+    let mut add = |loaded: &mut Loaded, id: &AccountId| -> usize {
+        *index.entry(id.clone()).or_insert_with(|| {
+            loaded.ids.push(id.clone());
+            loaded.histories.push(AccountHistory { account_id: id.to_string(), ..Default::default() });
+            loaded.currencies.push(None);
+            loaded.ids.len() - 1
+        })
+    };
+    let mut page = PageRequest::first(store::MAX_LIMIT);
+    loop {
+        let p = store.list_accounts(ws, &page).await?;
+        for a in &p.items {
+            let i = add(&mut loaded, &a.account_id);
+            if let Some(traits) = a.traits.as_object() {
+                loaded.histories[i].traits =
+                    traits.iter().filter_map(|(k, v)| Some((k.clone(), v.as_f64()?))).collect();
+            }
+        }
+        match p.next {
+            Some(c) => page.after = Some(c),
+            None => break,
+        }
+    }
+    for s in store.list_subscriptions(ws).await? {
+        let i = add(&mut loaded, &s.account_id);
+        loaded.sources.subscriptions = true;
+        loaded.currencies[i] = Some(s.mrr.currency);
+        loaded.histories[i].periods.push(Period {
+            start: s.started_at.date_naive(),
+            end: s.ended_at.map(|e| e.date_naive()),
+            mrr: s.mrr.minor,
+            seats: s.quantity,
+        });
+    }
+    let since = Utc.from_utc_datetime(&usage_from.and_hms_opt(0, 0, 0).expect("midnight"));
+    for t in store.list_tickets(ws, since).await? {
+        let Some(account) = &t.account_id else { continue };
+        let i = add(&mut loaded, account);
+        loaded.sources.tickets = true;
+        loaded.histories[i].tickets.push(TicketFact {
+            opened: t.opened_at.date_naive(),
+            resolved: t.resolved_at.map(|r| r.date_naive()),
+            escalated: matches!(t.priority, TicketPriority::High | TicketPriority::Urgent),
+            csat: t.csat.map(f64::from),
+        });
+    }
+    let mut days: HashMap<(usize, String), Vec<(NaiveDate, u32)>> = HashMap::new();
+    for row in store.accounts_usage(ws, None, usage_from, NaiveDate::MAX).await? {
+        let i = add(&mut loaded, &row.account_id);
+        let entry = days.entry((i, row.metric.clone())).or_default();
+        for (slot, &n) in row.events.iter().enumerate() {
+            let day = row.month + chrono::Days::new(slot as u64);
+            if n > 0 && day.month() == row.month.month() && day >= usage_from {
+                entry.push((day, n));
+                loaded.end = loaded.end.max(day.succ_opt());
+            }
+        }
+        if settings.signals.payment_failure_events.contains(&row.metric) {
+            loaded.sources.payment_events = true;
+        }
+        let h = &mut loaded.histories[i];
+        h.people.extend(row.people.iter().map(|&(key, bits)| (key, row.month, bits)));
+    }
+    for ((i, metric), d) in days {
+        let h = &mut loaded.histories[i];
+        if settings.churn_events.contains(&metric) {
+            h.churned.extend(d.iter().map(|(day, _)| *day));
+        }
+        h.usage.insert(metric, Series::new(d));
+    }
+    let mut order: Vec<usize> = (0..loaded.ids.len()).collect();
+    let numeric: Option<Vec<i64>> = loaded.ids.iter().map(|id| id.as_str().parse::<i64>().ok()).collect();
+    match numeric {
+        Some(n) => order.sort_by_key(|&i| n[i]),
+        None => order.sort_by(|&a, &b| loaded.ids[a].cmp(&loaded.ids[b])),
+    }
+    Ok(Loaded {
+        ids: reorder(loaded.ids, &order),
+        histories: reorder(loaded.histories, &order),
+        currencies: reorder(loaded.currencies, &order),
+        sources: loaded.sources,
+        end: loaded.end,
+    })
+}
+
+fn reorder<T>(v: Vec<T>, order: &[usize]) -> Vec<T> {
+    let mut old: Vec<Option<T>> = v.into_iter().map(Some).collect();
+    order.iter().map(|&i| old[i].take().expect("each index once")).collect()
+}

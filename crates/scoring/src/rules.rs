@@ -1,0 +1,165 @@
+//! Alerts: the conditions a CSM wants to hear about, from an account's scores and signals.
+//! Each names its reason (the key an open alert is kept under), a severity and the numbers
+//! behind it. Risk severities go up a level for the accounts worth the most.
+
+use domain::AccountId;
+use intelligence::churn::Forecast;
+use intelligence::health::Health;
+use intelligence::signals::Snapshot;
+use serde_json::json;
+use store::{AlertKind, AlertSignal, ScorePoint, Severity};
+
+/// What an account is compared with.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct Baseline {
+    /// The workspace's mean probability of churning within 30 days.
+    pub churn_30d: f64,
+    /// The workspace's mean expansion probability.
+    pub expansion: f64,
+    /// MRR (minor units) from which an account is in the top quarter.
+    pub top_quarter_mrr: i64,
+}
+
+/// Health points lost in a week that make an alert.
+pub const HEALTH_DROP: f64 = 15.0;
+
+fn raise(s: Severity) -> Severity {
+    match s {
+        Severity::Low => Severity::Medium,
+        Severity::Medium => Severity::High,
+        Severity::High | Severity::Critical => Severity::Critical,
+    }
+}
+
+fn pct(p: f64) -> String {
+    format!("{:.0}%", p * 100.0)
+}
+
+fn drivers(f: &Forecast) -> serde_json::Value {
+    f.drivers.iter().map(|(name, c)| json!({"name": name, "contribution": c})).collect()
+}
+
+/// The alerts `account` raises now.
+pub fn alerts(
+    account: &AccountId,
+    snap: &Snapshot,
+    health: &Health,
+    churn_30d: Option<&Forecast>,
+    expansion: Option<&Forecast>,
+    week_ago: Option<&ScorePoint>,
+    base: &Baseline,
+) -> Vec<AlertSignal> {
+    let mut out = Vec::new();
+    let valuable = snap.mrr > 0 && snap.mrr >= base.top_quarter_mrr;
+    let mut risk = |reason: &str, severity: Severity, title: String, evidence: serde_json::Value| {
+        let severity = if valuable { raise(severity) } else { severity };
+        let mut evidence = evidence;
+        evidence["mrr_minor"] = json!(snap.mrr);
+        out.push(AlertSignal {
+            account_id: account.clone(),
+            kind: AlertKind::Risk,
+            reason: reason.into(),
+            severity,
+            title,
+            evidence,
+        });
+    };
+    if let Some(f) = churn_30d {
+        let lift = if base.churn_30d > 0.0 { f.probability / base.churn_30d } else { 0.0 };
+        let severity = match lift {
+            l if l >= 5.0 => Some(Severity::High),
+            l if l >= 3.0 => Some(Severity::Medium),
+            l if l >= 2.0 => Some(Severity::Low),
+            _ => None,
+        };
+        if let Some(severity) = severity.filter(|_| f.probability >= 0.05) {
+            risk(
+                "churn_risk",
+                severity,
+                format!("{} risk of churning within 30 days, {lift:.1}x the workspace's rate", pct(f.probability)),
+                json!({"probability": f.probability, "workspace_rate": base.churn_30d, "lift": lift,
+                       "drivers": drivers(f), "from_model": f.from_model}),
+            );
+        }
+    }
+    if let Some(before) = week_ago {
+        let drop = before.health - health.score;
+        if drop >= HEALTH_DROP {
+            let severity = if drop >= 2.0 * HEALTH_DROP { Severity::High } else { Severity::Medium };
+            risk(
+                "health_drop",
+                severity,
+                format!("Health fell {drop:.0} points in a week, from {:.0} to {:.0}", before.health, health.score),
+                json!({"from": before.health, "to": health.score, "since": before.day,
+                       "components_before": before.components}),
+            );
+        }
+    }
+    let paying = snap.mrr > 0 || snap.seats.is_some();
+    let quiet = snap.days_since_active.unwrap_or(snap.tenure_days);
+    if paying && snap.tenure_days >= 14 && quiet >= 14 {
+        let severity = if quiet >= 30 { Severity::High } else { Severity::Medium };
+        risk(
+            "inactive",
+            severity,
+            format!("No activity for {quiet} days"),
+            json!({"days_since_active": snap.days_since_active, "events_90d": snap.events_90d}),
+        );
+    }
+    let weekly_before = snap.tickets_prev_28d as f64 / 4.0;
+    if snap.tickets_7d >= 3 && snap.tickets_7d as f64 > 2.0 * weekly_before {
+        let severity = if snap.escalated_open_tickets > 0 { Severity::High } else { Severity::Medium };
+        risk(
+            "ticket_surge",
+            severity,
+            format!("{} tickets in 7 days, against {weekly_before:.1} a week before", snap.tickets_7d),
+            json!({"tickets_7d": snap.tickets_7d, "weekly_before": weekly_before,
+                   "escalated_open": snap.escalated_open_tickets}),
+        );
+    }
+    if snap.payment_failures_90d > 0 {
+        risk(
+            "payment_failed",
+            Severity::High,
+            format!("{} failed payments in 90 days", snap.payment_failures_90d),
+            json!({"payment_failures_90d": snap.payment_failures_90d}),
+        );
+    }
+    let mut opportunity = |reason: &str, severity: Severity, title: String, evidence: serde_json::Value| {
+        out.push(AlertSignal {
+            account_id: account.clone(),
+            kind: AlertKind::Opportunity,
+            reason: reason.into(),
+            severity,
+            title,
+            evidence,
+        });
+    };
+    if let Some(f) = expansion {
+        let lift = if base.expansion > 0.0 { f.probability / base.expansion } else { 0.0 };
+        let severity = match lift {
+            l if l >= 4.0 => Some(Severity::High),
+            l if l >= 2.5 => Some(Severity::Medium),
+            _ => None,
+        };
+        if let Some(severity) = severity.filter(|_| f.probability >= 0.1) {
+            opportunity(
+                "expansion",
+                severity,
+                format!("{} likely to expand within 90 days, {lift:.1}x the workspace's rate", pct(f.probability)),
+                json!({"probability": f.probability, "workspace_rate": base.expansion, "lift": lift,
+                       "drivers": drivers(f), "from_model": f.from_model}),
+            );
+        }
+    }
+    if let Some(u) = snap.seat_utilisation().filter(|&u| u >= 90.0) {
+        let severity = if u > 100.0 { Severity::High } else { Severity::Medium };
+        opportunity(
+            "seats_nearly_full",
+            severity,
+            format!("{} active people on {} seats ({u:.0}%)", snap.active_users_28d, snap.seats.unwrap_or(0)),
+            json!({"active_users_28d": snap.active_users_28d, "seats": snap.seats, "utilisation_pct": u}),
+        );
+    }
+    out
+}

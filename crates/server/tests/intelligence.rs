@@ -1,0 +1,295 @@
+//! The account-intelligence API on a real workspace: events through capture, processing,
+//! billing records, then scoring on demand, and what a CSM reads and does with the results.
+
+use std::sync::Arc;
+
+use axum::body::Body;
+use axum::http::{Request, StatusCode};
+use base64::Engine;
+use chrono::{Duration, Utc};
+use domain::{AccountId, Currency, KeyRole, Money, NewApiKey, WorkspaceId};
+use processor::{Processor, ProcessorConfig};
+use serde_json::{Value, json};
+use store::{Store, Subscription, SubscriptionStatus};
+use store_sqlite::SqliteStore;
+use tower::ServiceExt;
+
+struct App {
+    _dir: tempfile::TempDir,
+    store: Arc<SqliteStore>,
+    router: axum::Router,
+    processor: Arc<Processor>,
+}
+
+struct Keys {
+    id: WorkspaceId,
+    write: String,
+    admin: String,
+    viewer: String,
+}
+
+impl App {
+    async fn new() -> App {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Arc::new(SqliteStore::open_in_dir(dir.path()).unwrap());
+        let processor = Processor::new(store.clone(), ProcessorConfig::default());
+        let scoring = scoring::service::Service::new(store.clone(), Default::default());
+        let state = server::AppState::new(store.clone(), Some(processor.clone()), server::ServerConfig::default())
+            .with_scoring(scoring);
+        App { _dir: dir, router: server::router(state), store, processor }
+    }
+
+    async fn workspace(&self, name: &str) -> Keys {
+        let ws = self.store.create_workspace(name).await.unwrap().workspace_id;
+        let mut secrets = Vec::new();
+        for role in [KeyRole::Write, KeyRole::Admin, KeyRole::Viewer] {
+            let k = NewApiKey::generate(&ws, role, Utc::now());
+            self.store.insert_key(&k.key).await.unwrap();
+            secrets.push(k.secret);
+        }
+        Keys { id: ws, write: secrets[0].clone(), admin: secrets[1].clone(), viewer: secrets[2].clone() }
+    }
+
+    async fn call(&self, method: &str, path: &str, key: &str, body: Option<Value>) -> (StatusCode, Value) {
+        let req = Request::builder()
+            .method(method)
+            .uri(path)
+            .header("authorization", format!("Bearer {key}"))
+            .header("content-type", "application/json")
+            .body(body.map_or(Body::empty(), |b| Body::from(b.to_string())))
+            .unwrap();
+        let resp = self.router.clone().oneshot(req).await.unwrap();
+        let status = resp.status();
+        let bytes = axum::body::to_bytes(resp.into_body(), usize::MAX).await.unwrap();
+        (status, serde_json::from_slice(&bytes).unwrap_or(Value::Null))
+    }
+
+    async fn get(&self, path: &str, key: &str) -> (StatusCode, Value) {
+        self.call("GET", path, key, None).await
+    }
+
+    async fn send(&self, ws: &Keys, batch: Vec<Value>) {
+        let basic = base64::engine::general_purpose::STANDARD.encode(format!("{}:", ws.write));
+        for chunk in batch.chunks(2000) {
+            let req = Request::post("/v1/batch")
+                .header("authorization", format!("Basic {basic}"))
+                .header("content-type", "application/json")
+                .body(Body::from(json!({"batch": chunk}).to_string()))
+                .unwrap();
+            let resp = self.router.clone().oneshot(req).await.unwrap();
+            assert_eq!(resp.status(), StatusCode::OK);
+        }
+        self.processor.run_until_idle(&ws.id).await.unwrap();
+    }
+}
+
+/// Four customers over the last 60 days: `busy` uses the product daily with five people on
+/// five seats, `steady` a few times a week, `fading` stopped three weeks ago, `gone` has
+/// done nothing for 40 days.
+fn story() -> Vec<Value> {
+    let now = Utc::now();
+    let mut out = Vec::new();
+    let mut n = 0;
+    let mut event = |user: &str, account: &str, name: &str, days_ago: i64| {
+        n += 1;
+        json!({"type": "track", "messageId": format!("m{n}"), "userId": user, "event": name,
+               "context": {"groupId": account},
+               "timestamp": (now - Duration::days(days_ago) - Duration::hours(1)).to_rfc3339()})
+    };
+    for (account, people) in [("busy", 5), ("steady", 2), ("fading", 2), ("gone", 1)] {
+        for p in 0..people {
+            out.push(
+                json!({"type": "group", "messageId": format!("g-{account}-{p}"), "userId": format!("{account}-u{p}"),
+                            "groupId": account, "traits": {"name": account},
+                            "timestamp": (now - Duration::days(70)).to_rfc3339()}),
+            );
+        }
+    }
+    for d in 0..60 {
+        for p in 0..5 {
+            out.push(event(&format!("busy-u{p}"), "busy", "report_created", d));
+            out.push(event(&format!("busy-u{p}"), "busy", "dashboard_viewed", d));
+        }
+        if d % 3 == 0 {
+            out.push(event("steady-u0", "steady", "report_created", d));
+        }
+        if d >= 21 {
+            out.push(event("fading-u0", "fading", "report_created", d));
+            out.push(event("fading-u1", "fading", "report_created", d));
+        }
+        if d >= 40 {
+            out.push(event("gone-u0", "gone", "report_created", d));
+        }
+    }
+    out
+}
+
+async fn bill(store: &SqliteStore, ws: &WorkspaceId, account: &str, mrr: i64, seats: i64) {
+    let started = Utc::now() - Duration::days(200);
+    let sub = Subscription {
+        subscription_id: format!("sub_{account}"),
+        account_id: AccountId::parse(account).unwrap(),
+        plan: Some("team".into()),
+        status: SubscriptionStatus::Active,
+        mrr: Money::new(mrr, Currency::parse("USD").unwrap()),
+        quantity: seats,
+        started_at: started,
+        ended_at: None,
+        current_period_end: None,
+        cancel_at_period_end: false,
+        updated_at: started,
+        attributes: json!({}),
+    };
+    store.upsert_subscription(ws, &sub).await.unwrap();
+}
+
+fn ids(v: &Value) -> Vec<String> {
+    v["data"].as_array().unwrap().iter().map(|a| a["account_id"].as_str().unwrap().to_owned()).collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn scores_explain_themselves_and_alerts_are_kept_one_per_reason() {
+    let app = App::new().await;
+    let ws = app.workspace("acme").await;
+    let other = app.workspace("globex").await;
+    app.send(&ws, story()).await;
+    for (account, mrr, seats) in
+        [("busy", 50_000, 5), ("steady", 20_000, 10), ("fading", 20_000, 10), ("gone", 90_000, 10)]
+    {
+        bill(&app.store, &ws.id, account, mrr, seats).await;
+    }
+
+    // Not scored yet: a clear answer, not an empty score.
+    let (status, body) = app.get("/api/v1/accounts/busy/health", &ws.admin).await;
+    assert_eq!((status, body["error"]["code"].as_str()), (StatusCode::NOT_FOUND, Some("not_scored")));
+    // A viewer cannot start a run; an admin can.
+    assert_eq!(app.call("POST", "/api/v1/scores/run", &ws.viewer, None).await.0, StatusCode::FORBIDDEN);
+    let (status, run) = app.call("POST", "/api/v1/scores/run", &ws.admin, None).await;
+    assert_eq!(status, StatusCode::OK, "{run}");
+    assert_eq!(run["accounts"], 4);
+
+    // Health ranks the accounts as a CSM would, and each explanation adds up.
+    let (_, by_health) = app.get("/api/v1/accounts?sort=health&order=desc", &ws.admin).await;
+    assert_eq!(ids(&by_health), ["busy", "steady", "fading", "gone"], "{by_health}");
+    for id in ["busy", "steady", "fading", "gone"] {
+        let (status, h) = app.get(&format!("/api/v1/accounts/{id}/health"), &ws.admin).await;
+        assert_eq!(status, StatusCode::OK);
+        let points: f64 = h["components"].as_array().unwrap().iter().map(|c| c["points"].as_f64().unwrap()).sum();
+        assert!((points - h["score"].as_f64().unwrap()).abs() < 1e-6, "{id}: {h}");
+        assert_eq!(h["history"].as_array().unwrap().len(), 1);
+        assert_eq!(h["history"][0]["day"], h["day"]);
+    }
+    let (_, gone) = app.get("/api/v1/accounts/gone/health", &ws.admin).await;
+    assert_eq!(gone["band"], "at_risk", "{gone}");
+    let (_, busy) = app.get("/api/v1/accounts/busy/health", &ws.admin).await;
+    assert_eq!(busy["band"], "healthy", "{busy}");
+    assert_eq!(busy["signals"]["active_users_28d"], 5);
+
+    // Churn per horizon, from the prior (no churn in the history yet), with its reasons.
+    let (_, p) = app.get("/api/v1/accounts/gone/predictions", &ws.admin).await;
+    let horizons: Vec<u64> =
+        p["churn"].as_array().unwrap().iter().map(|h| h["horizon_days"].as_u64().unwrap()).collect();
+    assert_eq!(horizons, [30, 60, 90]);
+    assert_eq!(p["churn"][0]["source"], "prior");
+    assert_eq!(p["churn"][0]["drivers"][0]["name"], "no activity for 30 days");
+    let (_, busy_p) = app.get("/api/v1/accounts/busy/predictions", &ws.admin).await;
+    assert!(busy_p["churn"][0]["probability"].as_f64() < p["churn"][0]["probability"].as_f64());
+    assert!(busy_p["expansion"]["drivers"][0]["name"].as_str().unwrap().starts_with("seats nearly full"), "{busy_p}");
+    let (_, by_risk) = app.get("/api/v1/accounts?sort=churn_risk&limit=2", &ws.admin).await;
+    assert_eq!(ids(&by_risk)[0], "gone");
+    assert!(by_risk["next_cursor"].is_string());
+    let (_, at_risk) = app.get("/api/v1/accounts?band=at_risk", &ws.admin).await;
+    assert!(ids(&at_risk).contains(&"gone".to_string()) && !ids(&at_risk).contains(&"busy".to_string()));
+    let (_, rich) = app.get("/api/v1/accounts?mrr_min=50000&sort=mrr", &ws.admin).await;
+    assert_eq!(ids(&rich), ["gone", "busy"]);
+
+    // Alerts say why; a second run updates them rather than opening more.
+    let (_, alerts) = app.get("/api/v1/alerts?unresolved=true&limit=100", &ws.admin).await;
+    let list = alerts["data"].as_array().unwrap();
+    let inactive =
+        list.iter().find(|a| a["account_id"] == "gone" && a["reason"] == "inactive").expect("gone is inactive");
+    assert_eq!(inactive["severity"], "critical", "high, raised for a top-quarter account: {inactive}");
+    assert!(inactive["title"].as_str().unwrap().starts_with("No activity for"));
+    assert!(
+        list.iter()
+            .any(|a| a["account_id"] == "busy" && a["reason"] == "seats_nearly_full" && a["kind"] == "opportunity")
+    );
+    assert!(!list.iter().any(|a| a["account_id"] == "busy" && a["kind"] == "risk"), "{alerts}");
+    let (_, again) = app.call("POST", "/api/v1/scores/run", &ws.admin, None).await;
+    assert_eq!(again["alerts"]["opened"], 0, "{again}");
+    let (_, after) = app.get("/api/v1/alerts?unresolved=true&limit=100", &ws.admin).await;
+    assert_eq!(after["data"].as_array().unwrap().len(), list.len());
+
+    // Operators act on an alert; a viewer cannot; feedback is kept.
+    let id = inactive["alert_id"].as_str().unwrap();
+    let path = |action: &str| format!("/api/v1/alerts/{id}/{action}");
+    assert_eq!(app.call("POST", &path("acknowledge"), &ws.viewer, None).await.0, StatusCode::FORBIDDEN);
+    let (status, acked) = app.call("POST", &path("acknowledge"), &ws.admin, None).await;
+    assert_eq!((status, acked["status"].as_str()), (StatusCode::OK, Some("acknowledged")));
+    let (status, bad) = app.call("POST", &path("feedback"), &ws.admin, Some(json!({"useful": "yes"}))).await;
+    assert_eq!((status, bad["error"]["field"].as_str()), (StatusCode::BAD_REQUEST, Some("useful")));
+    let (_, rated) =
+        app.call("POST", &path("feedback"), &ws.admin, Some(json!({"useful": true, "note": "booked a call"}))).await;
+    assert_eq!((rated["useful"].as_bool(), rated["feedback"].as_str()), (Some(true), Some("booked a call")));
+    let (_, resolved) = app.call("POST", &path("resolve"), &ws.admin, None).await;
+    assert_eq!(resolved["status"], "resolved");
+    // Another workspace sees none of it.
+    assert_eq!(app.get(&format!("/api/v1/alerts/{id}"), &other.admin).await.0, StatusCode::NOT_FOUND);
+    assert_eq!(app.call("POST", &path("resolve"), &other.admin, None).await.0, StatusCode::NOT_FOUND);
+    assert_eq!(app.get("/api/v1/accounts/gone/health", &other.admin).await.0, StatusCode::NOT_FOUND);
+    let (_, theirs) = app.get("/api/v1/alerts", &other.admin).await;
+    assert!(theirs["data"].as_array().unwrap().is_empty());
+
+    // One account rescored on demand keeps its place among the others.
+    let (status, one) = app.call("POST", "/api/v1/accounts/busy/score", &ws.admin, None).await;
+    assert_eq!(status, StatusCode::OK, "{one}");
+    assert_eq!(one["band"], "healthy");
+
+    // Training with too little history keeps the prior, and says so.
+    let (status, trained) = app.call("POST", "/api/v1/models/train", &ws.admin, None).await;
+    assert_eq!(status, StatusCode::OK, "{trained}");
+    assert_eq!(trained["data"][0]["status"], "rejected");
+    assert!(trained["data"][0]["reason"].as_str().unwrap().starts_with("too little history"));
+    let (_, models) = app.get("/api/v1/models", &ws.viewer).await;
+    assert_eq!(models["data"].as_array().unwrap().len(), 2, "churn and expansion");
+    assert_eq!(app.call("POST", "/api/v1/models/train", &ws.viewer, None).await.0, StatusCode::FORBIDDEN);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn bad_parameters_and_settings_are_refused_and_change_nothing() {
+    let app = App::new().await;
+    let ws = app.workspace("acme").await;
+    for (path, field) in [
+        ("/api/v1/accounts?sort=vibes", "sort"),
+        ("/api/v1/accounts?order=up", "order"),
+        ("/api/v1/accounts?band=amber", "band"),
+        ("/api/v1/accounts?health_min=150", "health_min"),
+        ("/api/v1/accounts?churn_min=x", "churn_min"),
+        ("/api/v1/accounts?mrr_min=1.5", "mrr_min"),
+        ("/api/v1/alerts?severity=dire", "severity"),
+        ("/api/v1/alerts?status=closed", "status"),
+    ] {
+        let (status, body) = app.get(path, &ws.admin).await;
+        assert_eq!((status, body["error"]["field"].as_str()), (StatusCode::BAD_REQUEST, Some(field)), "{path}: {body}");
+    }
+    let (_, defaults) = app.get("/api/v1/settings/scoring", &ws.viewer).await;
+    assert_eq!(defaults["health"]["healthy_from"], 70.0);
+    let mut bad = defaults.clone();
+    bad["health"]["at_risk_below"] = json!(90.0);
+    let (status, body) = app.call("PUT", "/api/v1/settings/scoring", &ws.admin, Some(bad)).await;
+    assert_eq!((status, body["error"]["code"].as_str()), (StatusCode::BAD_REQUEST, Some("invalid_settings")));
+    let (status, body) =
+        app.call("PUT", "/api/v1/settings/scoring", &ws.admin, Some(json!({"key_evnts": ["x"]}))).await;
+    assert_eq!(status, StatusCode::BAD_REQUEST);
+    assert!(body["error"]["message"].as_str().unwrap().contains("key_evnts"), "{body}");
+    assert_eq!(app.get("/api/v1/settings/scoring", &ws.admin).await.1, defaults, "nothing changed");
+    let mut good = defaults.clone();
+    good["key_events"] = json!(["report_created"]);
+    assert_eq!(
+        app.call("PUT", "/api/v1/settings/scoring", &ws.viewer, Some(good.clone())).await.0,
+        StatusCode::FORBIDDEN
+    );
+    let (status, _) = app.call("PUT", "/api/v1/settings/scoring", &ws.admin, Some(good.clone())).await;
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(app.get("/api/v1/settings/scoring", &ws.admin).await.1["key_events"], json!(["report_created"]));
+}
