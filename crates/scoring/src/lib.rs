@@ -656,3 +656,130 @@ pub async fn score_workspace(
     tracing::info!(workspace = %ws, accounts = run.accounts, opened = alerts.opened, resolved = alerts.resolved, "scored");
     Ok((run, scorer))
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use intelligence::churn::{ANY, AccountHistory, Period, Series};
+
+    fn day(s: &str) -> NaiveDate {
+        s.parse().unwrap()
+    }
+
+    /// Accounts over a year: those that `post` little churn, at any age; `noise` is
+    /// unrelated to churn.
+    fn world(n: usize) -> Vec<AccountHistory> {
+        let mut rng = 7u64;
+        let mut next = || {
+            rng = rng.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
+            (rng >> 33) as f64 / (1u64 << 31) as f64
+        };
+        (0..n)
+            .map(|i| {
+                let rate = next() * 10.0;
+                let start = day("2020-01-01") + chrono::Months::new((next() * 4.0) as u32);
+                let months = if rate < 3.0 { 1 + (next() * 11.0) as u32 } else { 24 };
+                let end = start + chrono::Months::new(months);
+                let (mut post, mut noise) = (Vec::new(), Vec::new());
+                let mut d = start;
+                while d < end.min(day("2020-12-01")) {
+                    if next() * 10.0 < rate {
+                        post.push((d, 1 + (next() * 3.0) as u32));
+                    }
+                    if next() < 0.5 {
+                        noise.push((d, 1 + (next() * 6.0) as u32));
+                    }
+                    d = d.succ_opt().unwrap();
+                }
+                let periods = (0..months)
+                    .map(|m| {
+                        let s = start + chrono::Months::new(m);
+                        Period { start: s, end: Some(s + chrono::Months::new(1)), mrr: 1000, seats: 1 }
+                    })
+                    .collect();
+                let any: Vec<(NaiveDate, u32)> = post.iter().chain(&noise).copied().collect();
+                AccountHistory {
+                    account_id: format!("{i:04}"),
+                    periods,
+                    usage: HashMap::from([
+                        ("post".to_string(), Series::new(post)),
+                        ("noise".to_string(), Series::new(noise)),
+                        (ANY.to_string(), Series::new(any)),
+                    ]),
+                    ..Default::default()
+                }
+            })
+            .collect()
+    }
+
+    #[test]
+    fn a_retrained_model_replaces_the_active_one_only_when_it_does_as_well() {
+        let accounts = world(500);
+        let as_of = day("2020-12-01");
+        let params = EnsembleParams::default();
+        // The active model counts only the unrelated event: the default configuration wins.
+        let weak = Trained::fit(
+            &accounts,
+            as_of,
+            &CHURN_HORIZONS,
+            &params,
+            Outcome::Churn,
+            FeatureSpec { metrics: vec!["noise".into()] },
+        );
+        let better = decide(&accounts, as_of, Outcome::Churn, &params, None, Some(&weak));
+        assert_eq!(better.status, ModelStatus::Active, "{}", better.reason);
+        let rival = better.card["active_model_on_the_same_holdout"]["horizons"][0]["auc"].as_f64().unwrap();
+        let own = better.card["holdout"]["horizons"][0]["auc"].as_f64().unwrap();
+        assert!(own > rival, "{own} vs {rival}");
+        // A configuration that drops the telling event does not replace a good model.
+        let worse =
+            decide(&accounts, as_of, Outcome::Churn, &params, Some(vec!["noise".into()]), Some(&better.trained));
+        assert_eq!(worse.status, ModelStatus::Rejected, "{}", worse.reason);
+        assert!(worse.reason.contains("the active model stays"));
+        // Too little history: the prior stays.
+        let few = decide(&accounts[..20], as_of, Outcome::Churn, &params, None, None);
+        assert_eq!(few.status, ModelStatus::Rejected);
+        assert!(few.reason.starts_with("too little history"), "{}", few.reason);
+        assert!(!few.trained.has_model());
+    }
+
+    #[test]
+    fn one_account_rescored_alone_scores_as_in_the_full_run() {
+        let histories = world(400);
+        let loaded = Loaded {
+            ids: histories.iter().map(|h| AccountId::parse(&h.account_id).unwrap()).collect(),
+            currencies: vec![None; histories.len()],
+            sources: intelligence::signals::Sources { subscriptions: true, ..Default::default() },
+            end: None,
+            histories,
+        };
+        let at = day("2020-11-30");
+        let spec = FeatureSpec { metrics: vec!["post".into(), "noise".into()] };
+        let churn =
+            Trained::fit(&loaded.histories, at, &CHURN_HORIZONS, &EnsembleParams::default(), Outcome::Churn, spec);
+        assert!(churn.has_model());
+        let models =
+            Models { churn, expansion: prior_only(Outcome::Expansion), churn_id: Some("m".into()), expansion_id: None };
+        let now = chrono::Utc::now();
+        let (scorer, all) =
+            Scorer::score_all(ScoringSettings::default(), models, &loaded, at, &Previous::default(), now);
+        assert_eq!(all.len(), 400);
+        for i in [0, 17, 123, 399] {
+            let one = Loaded {
+                ids: vec![loaded.ids[i].clone()],
+                histories: vec![loaded.histories[i].clone()],
+                currencies: vec![None],
+                sources: loaded.sources,
+                end: None,
+            };
+            let alone = scorer.rescore_one(&one, at, &Previous::default(), now);
+            assert_eq!(alone[0].score, all[i].score, "account {i}");
+            assert_eq!(alone[0].alerts, all[i].alerts);
+        }
+        // Accounts covered at the date have churn forecasts from the model, with drivers.
+        let covered = all.iter().filter(|r| r.score.churn_30d.is_some()).count();
+        assert!(covered > 100, "{covered}");
+        let sample = all.iter().find(|r| r.score.churn_30d.is_some()).unwrap();
+        assert_eq!(sample.score.explanation["churn"][0]["source"], "model");
+    }
+}

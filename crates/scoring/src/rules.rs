@@ -163,3 +163,108 @@ pub fn alerts(
     }
     out
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use intelligence::health::Band;
+
+    fn health(score: f64) -> Health {
+        Health { score, band: Band::Neutral, profile: "mature".into(), components: Vec::new() }
+    }
+
+    fn forecast(p: f64) -> Forecast {
+        Forecast {
+            account_id: "a".into(),
+            date: "2026-01-01".parse().unwrap(),
+            horizon_days: 30,
+            probability: p,
+            drivers: vec![("no activity for 30 days".into(), 1.6)],
+            from_model: false,
+        }
+    }
+
+    fn reasons(v: &[AlertSignal]) -> Vec<(&str, Severity)> {
+        v.iter().map(|a| (a.reason.as_str(), a.severity)).collect()
+    }
+
+    const BASE: Baseline = Baseline { churn_30d: 0.04, expansion: 0.05, top_quarter_mrr: 100_000 };
+
+    #[test]
+    fn a_quiet_paying_account_raises_risk_alerts_in_proportion() {
+        let id = AccountId::parse("a").unwrap();
+        let snap = Snapshot { mrr: 20_000, tenure_days: 200, days_since_active: Some(35), ..Default::default() };
+        let risky = alerts(&id, &snap, &health(30.0), Some(&forecast(0.25)), None, None, &BASE);
+        assert_eq!(reasons(&risky), [("churn_risk", Severity::High), ("inactive", Severity::High)]);
+        assert_eq!(risky[0].evidence["drivers"][0]["name"], "no activity for 30 days");
+        // Twice the workspace's rate is worth a low alert; the same at the base rate is none.
+        let mild = alerts(
+            &id,
+            &Snapshot { days_since_active: Some(2), ..snap.clone() },
+            &health(60.0),
+            Some(&forecast(0.09)),
+            None,
+            None,
+            &BASE,
+        );
+        assert_eq!(reasons(&mild), [("churn_risk", Severity::Low)]);
+        let calm = alerts(
+            &id,
+            &Snapshot { days_since_active: Some(2), ..snap.clone() },
+            &health(60.0),
+            Some(&forecast(0.04)),
+            None,
+            None,
+            &BASE,
+        );
+        assert!(calm.is_empty());
+        // The same signs on one of the most valuable accounts are one level more severe.
+        let big = Snapshot { mrr: 150_000, ..snap };
+        let valuable = alerts(&id, &big, &health(30.0), Some(&forecast(0.25)), None, None, &BASE);
+        assert_eq!(reasons(&valuable), [("churn_risk", Severity::Critical), ("inactive", Severity::Critical)]);
+    }
+
+    #[test]
+    fn drops_surges_failures_and_opportunities_each_have_their_reason() {
+        let id = AccountId::parse("a").unwrap();
+        let week_ago = ScorePoint {
+            day: "2026-01-01".parse().unwrap(),
+            health: 80.0,
+            band: store::HealthBand::Healthy,
+            churn_30d: None,
+            churn_60d: None,
+            churn_90d: None,
+            expansion: None,
+            mrr: None,
+            components: json!({"usage": 40.0}),
+        };
+        let snap = Snapshot {
+            mrr: 10_000,
+            tenure_days: 400,
+            days_since_active: Some(0),
+            tickets_7d: 4,
+            tickets_prev_28d: 2,
+            escalated_open_tickets: 1,
+            payment_failures_90d: 1,
+            seats: Some(10),
+            active_users_28d: 10,
+            ..Default::default()
+        };
+        let out = alerts(&id, &snap, &health(45.0), None, Some(&forecast(0.3)), Some(&week_ago), &BASE);
+        assert_eq!(
+            reasons(&out),
+            [
+                ("health_drop", Severity::High),
+                ("ticket_surge", Severity::High),
+                ("payment_failed", Severity::High),
+                ("expansion", Severity::High),
+                ("seats_nearly_full", Severity::Medium),
+            ]
+        );
+        assert_eq!(out[0].evidence["from"], 80.0);
+        assert!(out[3].kind == AlertKind::Opportunity && out[4].kind == AlertKind::Opportunity);
+        // A smaller drop and a usual week of tickets raise nothing.
+        let quiet = Snapshot { tickets_7d: 1, payment_failures_90d: 0, seats: Some(20), ..snap };
+        assert!(alerts(&id, &quiet, &health(70.0), None, None, Some(&week_ago), &BASE).is_empty());
+    }
+}
