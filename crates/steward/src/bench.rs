@@ -49,6 +49,19 @@ pub enum BenchCommand {
         #[arg(long, default_value_t = 1)]
         repeat: usize,
     },
+    /// Time a full rescore of synthetic accounts with 90 days of rollups (features, health,
+    /// churn and expansion with drivers, alerts), and one account rescored alone, in memory
+    /// and through SQLite.
+    Score {
+        /// Comma-separated workspace sizes.
+        #[arg(long, default_value = "100000,1000000")]
+        accounts: String,
+        #[arg(long, default_value_t = 3)]
+        repeat: usize,
+        /// Accounts rescored one at a time.
+        #[arg(long, default_value_t = 1000)]
+        single: usize,
+    },
     /// Time training the churn model (the ensemble with its calibration folds) on synthetic
     /// observation rows.
     Train {
@@ -95,6 +108,13 @@ fn dir_size(dir: &std::path::Path) -> Result<u64> {
 pub async fn run(config: Config, command: BenchCommand) -> Result<()> {
     if let BenchCommand::Train { rows, features, repeat } = command {
         return tokio::task::spawn_blocking(move || train(rows, features, repeat)).await?;
+    }
+    if let BenchCommand::Score { accounts, repeat, single } = command {
+        let sizes = accounts
+            .split(',')
+            .map(|s| s.trim().parse::<usize>().with_context(|| format!("--accounts: {s:?} is not a number")))
+            .collect::<Result<Vec<_>>>()?;
+        return crate::bench_score::run(sizes, repeat, single).await;
     }
     let BenchCommand::Ingest {
         targets,

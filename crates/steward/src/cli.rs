@@ -214,11 +214,11 @@ pub async fn dispatch(cli: Cli, config: Config) -> Result<()> {
         Command::Replay { workspace, .. } => crate::admin::replay(config, &workspace).await,
         Command::Bench { command } => crate::bench::run(config, command).await,
         Command::Evaluate { workspace, as_of, test_from, json, .. } => {
-            crate::scoring::evaluate(config, &workspace, as_of, test_from, json).await
+            crate::intel::evaluate(config, &workspace, as_of, test_from, json).await
         }
-        Command::Train { workspace, as_of, .. } => crate::scoring::train(config, &workspace, as_of).await,
-        Command::Score { workspace, day, .. } => crate::scoring::score(config, &workspace, day).await,
-        Command::Predict { workspace, at, out, .. } => crate::scoring::predict(config, &workspace, at, &out).await,
+        Command::Train { workspace, as_of, .. } => crate::intel::train(config, &workspace, as_of).await,
+        Command::Score { workspace, day, .. } => crate::intel::score(config, &workspace, day).await,
+        Command::Predict { workspace, at, out, .. } => crate::intel::predict(config, &workspace, at, &out).await,
         Command::Import { workspace, kind, file, columns, user_scope, currency, .. } => {
             let currency = domain::Currency::parse(&currency)?;
             let options = crate::import::Options { kind, file, columns, user_scope, currency };

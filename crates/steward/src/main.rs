@@ -2,13 +2,14 @@
 
 mod admin;
 mod bench;
+mod bench_score;
 mod cli;
 mod client;
 mod config;
 mod demo;
 mod import;
+mod intel;
 mod run;
-mod scoring;
 
 use anyhow::Result;
 use clap::Parser;
