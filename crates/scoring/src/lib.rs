@@ -352,13 +352,71 @@ fn band(b: intelligence::health::Band) -> HealthBand {
     }
 }
 
-fn forecast_json(f: &Forecast) -> Value {
-    json!({
-        "horizon_days": f.horizon_days,
-        "probability": f.probability,
-        "source": if f.from_model { "model" } else { "prior" },
-        "drivers": f.drivers.iter().map(|(name, c)| json!({"name": name, "contribution": c})).collect::<Vec<_>>(),
-    })
+/// What a stored score says of itself (written straight to text: building a tree of JSON
+/// values per account would cost more than scoring it).
+#[derive(serde::Serialize)]
+struct Explanation<'a> {
+    health: HealthView<'a>,
+    churn: Vec<ForecastView<'a>>,
+    expansion: Option<ForecastView<'a>>,
+    signals: &'a Snapshot,
+    models: ModelsView<'a>,
+}
+
+#[derive(serde::Serialize)]
+struct HealthView<'a> {
+    score: f64,
+    band: HealthBand,
+    profile: &'a str,
+    components: &'a [intelligence::health::ComponentScore],
+    trend: Trend,
+    /// Each component's change in points since the last score, largest first.
+    moved: Option<Vec<Moved>>,
+    since: Option<NaiveDate>,
+}
+
+#[derive(serde::Serialize)]
+struct Trend {
+    vs_7_days_ago: Option<f64>,
+    vs_30_days_ago: Option<f64>,
+}
+
+#[derive(serde::Serialize)]
+struct Moved {
+    component: String,
+    points: f64,
+}
+
+#[derive(serde::Serialize)]
+struct ForecastView<'a> {
+    horizon_days: u32,
+    probability: f64,
+    /// `model` or `prior`.
+    source: &'static str,
+    drivers: Vec<Driver<'a>>,
+}
+
+#[derive(serde::Serialize)]
+struct Driver<'a> {
+    name: &'a str,
+    contribution: f64,
+}
+
+impl<'a> ForecastView<'a> {
+    fn of(f: &'a Forecast) -> ForecastView<'a> {
+        ForecastView {
+            horizon_days: f.horizon_days,
+            probability: f.probability,
+            source: if f.from_model { "model" } else { "prior" },
+            drivers: f.drivers.iter().map(|(name, c)| Driver { name, contribution: *c }).collect(),
+        }
+    }
+}
+
+#[derive(serde::Serialize)]
+struct ModelsView<'a> {
+    churn: Option<&'a str>,
+    expansion: Option<&'a str>,
 }
 
 impl Scorer {
@@ -437,24 +495,31 @@ impl Scorer {
         let mrr = loaded.currencies[i].map(|c| Money::new(snap.mrr, c));
         let components: serde_json::Map<String, Value> =
             health.components.iter().map(|c| (component_name(c.component).to_owned(), json!(c.points))).collect();
-        let explanation = json!({
-            "health": {
-                "score": health.score,
-                "band": band(health.band),
-                "profile": health.profile,
-                "components": health.components,
-                "trend": {
-                    "vs_7_days_ago": week.map(|p| health.score - p.health),
-                    "vs_30_days_ago": month.map(|p| health.score - p.health),
+        let explanation = Explanation {
+            health: HealthView {
+                score: health.score,
+                band: band(health.band),
+                profile: &health.profile,
+                components: &health.components,
+                trend: Trend {
+                    vs_7_days_ago: week.map(|p| health.score - p.health),
+                    vs_30_days_ago: month.map(|p| health.score - p.health),
                 },
-                "moved": last.map(|p| moved_since(p, &health)),
-                "since": last.map(|p| p.day),
+                moved: last.map(|p| moved_since(p, &health)),
+                since: last.map(|p| p.day),
             },
-            "churn": churn.iter().map(forecast_json).collect::<Vec<_>>(),
-            "expansion": expansion.first().map(forecast_json),
-            "signals": snap,
-            "models": {"churn": self.models.churn_id, "expansion": self.models.expansion_id},
-        });
+            churn: churn.iter().map(ForecastView::of).collect(),
+            expansion: expansion.first().map(ForecastView::of),
+            signals: snap,
+            models: ModelsView {
+                churn: self.models.churn_id.as_deref(),
+                expansion: self.models.expansion_id.as_deref(),
+            },
+        };
+        // About 2 KB: sized once rather than grown.
+        let mut text = Vec::with_capacity(3072);
+        serde_json::to_writer(&mut text, &explanation).expect("an explanation serializes");
+        let explanation = store::JsonText::new(String::from_utf8(text).expect("JSON is UTF-8"));
         let alerts = rules::alerts(
             id,
             snap,
@@ -544,7 +609,7 @@ fn component_name(c: Component) -> &'static str {
 }
 
 /// Each component's change in points since an earlier score.
-fn moved_since(before: &ScorePoint, now: &Health) -> Value {
+fn moved_since(before: &ScorePoint, now: &Health) -> Vec<Moved> {
     let points_before: HashMap<String, f64> = before
         .components
         .as_object()
@@ -564,11 +629,12 @@ fn moved_since(before: &ScorePoint, now: &Health) -> Value {
         .map(|n| (n.clone(), now_points(&n) - points_before.get(&n).copied().unwrap_or(0.0)))
         .collect();
     moves.sort_by(|a, b| b.1.abs().total_cmp(&a.1.abs()));
-    moves.into_iter().map(|(c, d)| json!({"component": c, "points": d})).collect()
+    moves.into_iter().map(|(component, points)| Moved { component, points }).collect()
 }
 
 /// One account's history for rescoring it: its subscriptions, usage of the last
-/// [`SCORING_DAYS`] and tickets. None when the workspace has no such account.
+/// [`SCORING_DAYS`] and tickets. None when the workspace has no such account (neither from
+/// events nor from billing records).
 pub async fn load_account(
     store: &dyn Store,
     ws: &WorkspaceId,
@@ -576,10 +642,10 @@ pub async fn load_account(
     day: NaiveDate,
     settings: &ScoringSettings,
 ) -> Result<Option<Loaded>> {
-    let Some(a) = store.get_account(ws, account).await? else { return Ok(None) };
+    let a = store.get_account(ws, account).await?;
     let from = day - chrono::Days::new(SCORING_DAYS);
     let mut h = intelligence::churn::AccountHistory { account_id: account.to_string(), ..Default::default() };
-    if let Some(traits) = a.traits.as_object() {
+    if let Some(traits) = a.as_ref().and_then(|a| a.traits.as_object()) {
         h.traits = traits.iter().filter_map(|(k, v)| Some((k.clone(), v.as_f64()?))).collect();
     }
     let mut currency = None;
@@ -616,6 +682,10 @@ pub async fn load_account(
             h.churned.extend(d.iter().map(|(day, _)| *day));
         }
         h.usage.insert(metric, intelligence::churn::Series::new(d));
+    }
+    // An account known only from billing records is still a customer to score.
+    if a.is_none() && h.periods.is_empty() {
+        return Ok(None);
     }
     Ok(Some(Loaded {
         ids: vec![account.clone()],
@@ -780,6 +850,6 @@ mod tests {
         let covered = all.iter().filter(|r| r.score.churn_30d.is_some()).count();
         assert!(covered > 100, "{covered}");
         let sample = all.iter().find(|r| r.score.churn_30d.is_some()).unwrap();
-        assert_eq!(sample.score.explanation["churn"][0]["source"], "model");
+        assert_eq!(sample.score.explanation.to_value()["churn"][0]["source"], "model");
     }
 }

@@ -137,7 +137,8 @@ pub(crate) async fn account_health(
     };
     let to = score.day.succ_opt().unwrap_or(score.day);
     let history = s.store().score_history(&ws, &account, to - chrono::Days::new(days as u64), to).await?;
-    let health = &score.explanation["health"];
+    let explanation = score.explanation.to_value();
+    let health = &explanation["health"];
     Ok(Json(json!({
         "account_id": account,
         "day": score.day,
@@ -148,7 +149,7 @@ pub(crate) async fn account_health(
         "trend": health["trend"],
         "moved": health["moved"],
         "moved_since": health["since"],
-        "signals": score.explanation["signals"],
+        "signals": explanation["signals"],
         "scored_at": score.scored_at,
         "history": history.iter().map(|p| json!({
             "day": p.day, "score": p.health, "band": p.band, "components": p.components
@@ -172,12 +173,13 @@ pub(crate) async fn account_predictions(
             format!("account {id:?} has not been scored yet"),
         ));
     };
+    let explanation = score.explanation.to_value();
     Ok(Json(json!({
         "account_id": account,
         "day": score.day,
-        "churn": score.explanation["churn"],
-        "expansion": score.explanation["expansion"],
-        "models": score.explanation["models"],
+        "churn": explanation["churn"],
+        "expansion": explanation["expansion"],
+        "models": explanation["models"],
         "scored_at": score.scored_at,
     }))
     .into_response())

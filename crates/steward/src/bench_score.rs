@@ -136,8 +136,14 @@ pub async fn run(accounts: Vec<usize>, repeat: usize, single: usize) -> Result<(
             let (models, shared) = (models.clone(), data.clone());
             let (secs, s) = tokio::task::spawn_blocking(move || {
                 let started = Instant::now();
-                let (s, results) =
-                    Scorer::score_all(ScoringSettings::default(), models, &shared, day, &Previous::default(), Utc::now());
+                let (s, results) = Scorer::score_all(
+                    ScoringSettings::default(),
+                    models,
+                    &shared,
+                    day,
+                    &Previous::default(),
+                    Utc::now(),
+                );
                 assert_eq!(results.len(), shared.ids.len());
                 (started.elapsed().as_secs_f64(), s)
             })

@@ -176,7 +176,7 @@ impl PgStore {
             let currency: Vec<Option<String>> =
                 chunk.iter().map(|s| s.mrr.map(|m| m.currency.as_str().to_owned())).collect();
             let components: Vec<String> = chunk.iter().map(|s| s.components.to_string()).collect();
-            let explanations: Vec<String> = chunk.iter().map(|s| s.explanation.to_string()).collect();
+            let explanations: Vec<&str> = chunk.iter().map(|s| s.explanation.as_str()).collect();
             let scored: Vec<DateTime<Utc>> = chunk.iter().map(|s| s.scored_at).collect();
             let mut tx = self.pool.begin().await.map_err(db_error)?;
             sqlx::query(
@@ -265,7 +265,7 @@ impl PgStore {
             expansion: p.expansion,
             mrr: p.mrr,
             components: p.components,
-            explanation: get(&r, 10)?,
+            explanation: store::JsonText::from_value(&get::<serde_json::Value>(&r, 10)?),
             scored_at: get(&r, 11)?,
         }))
     }

@@ -183,7 +183,8 @@ impl SqliteStore {
     pub(crate) async fn put_scores(&self, ws: &WorkspaceId, scores: &[AccountScore]) -> Result<()> {
         for chunk in scores.chunks(SCORES_PER_WRITE) {
             let (ws, chunk) = (ws.clone(), chunk.to_vec());
-            self.write_background(move |conn| {
+            // A full run's chunks yield to other writes; one account rescored is waited on.
+            let write = move |conn: &rusqlite::Connection| {
                 let mut latest = conn
                     .prepare_cached(
                         "INSERT INTO account_scores (workspace_id, account_id, day, health, band, churn_30d, churn_60d,
@@ -223,7 +224,7 @@ impl SqliteStore {
                             minor,
                             currency,
                             components,
-                            s.explanation.to_string(),
+                            s.explanation.as_str(),
                             ms(&s.scored_at),
                         ])
                         .map_err(sql_error)?;
@@ -245,8 +246,8 @@ impl SqliteStore {
                         .map_err(sql_error)?;
                 }
                 Ok(())
-            })
-            .await?;
+            };
+            if scores.len() <= 16 { self.write(write).await? } else { self.write_background(write).await? }
         }
         Ok(())
     }
@@ -278,7 +279,7 @@ impl SqliteStore {
                 expansion: p.expansion,
                 mrr: p.mrr,
                 components: p.components,
-                explanation: json_col(&explanation),
+                explanation: store::JsonText::new(explanation),
                 scored_at: time(scored_at),
             }))
         })

@@ -755,7 +755,7 @@ fn score(account: &str, day: &str, health: f64, churn: Option<f64>, mrr: Option<
         expansion: churn.map(|c| 1.0 - c),
         mrr: mrr.map(|m| Money::new(m, Currency::parse("USD").unwrap())),
         components: json!({"usage": health / 2.0, "engagement": health / 2.0}),
-        explanation: json!({"components": [{"component": "usage", "points": health / 2.0}]}),
+        explanation: JsonText::from_value(&json!({"components": [{"component": "usage", "points": health / 2.0}]})),
         scored_at: t(2, 3),
     }
 }

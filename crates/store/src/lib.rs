@@ -22,8 +22,8 @@ pub use page::{Cursor, DEFAULT_LIMIT, MAX_LIMIT, Page, PageRequest};
 pub use records::*;
 pub use scores::{
     AccountQuery, AccountScore, AccountSort, Alert, AlertAction, AlertFilter, AlertKind, AlertScope, AlertSignal,
-    AlertStatus, AlertSync, HealthBand, ModelKind, ModelRecord, ModelStatus, ScorePoint, ScoreSummary, ScoredAccount,
-    Severity,
+    AlertStatus, AlertSync, HealthBand, JsonText, ModelKind, ModelRecord, ModelStatus, ScorePoint, ScoreSummary,
+    ScoredAccount, Severity,
 };
 pub use usage::{Credit, DailyUsage, Usage, UsageRow};
 

@@ -39,8 +39,48 @@ pub struct AccountScore {
     pub components: Value,
     /// The whole explanation: components and their measures, drivers of each probability,
     /// what moved. Kept for the latest score only.
-    pub explanation: Value,
+    pub explanation: JsonText,
     pub scored_at: Timestamp,
+}
+
+/// A JSON document kept as its text: what scoring writes for every account, where building
+/// a tree of values would cost more than the scoring. Equal when the documents are (however
+/// their keys are ordered or spaced).
+#[derive(Clone, Debug)]
+pub struct JsonText(String);
+
+impl JsonText {
+    /// From text that is JSON (as `serde_json::to_string` makes it).
+    pub fn new(json: String) -> JsonText {
+        JsonText(json)
+    }
+
+    pub fn from_value(v: &Value) -> JsonText {
+        JsonText(v.to_string())
+    }
+
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+
+    pub fn to_value(&self) -> Value {
+        serde_json::from_str(&self.0).unwrap_or(Value::Null)
+    }
+}
+
+impl PartialEq for JsonText {
+    fn eq(&self, other: &JsonText) -> bool {
+        self.0 == other.0 || self.to_value() == other.to_value()
+    }
+}
+
+impl Serialize for JsonText {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        match serde_json::value::RawValue::from_string(self.0.clone()) {
+            Ok(raw) => raw.serialize(s),
+            Err(_) => Value::Null.serialize(s),
+        }
+    }
 }
 
 /// A day of an account's score history.
