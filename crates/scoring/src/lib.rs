@@ -45,6 +45,8 @@ pub type Result<T, E = Error> = std::result::Result<T, E>;
 
 pub const CHURN_HORIZONS: [u32; 3] = [30, 60, 90];
 pub const EXPANSION_HORIZONS: [u32; 1] = [90];
+/// The holdout AUC a first model needs to replace the rule-based prior.
+pub const MIN_AUC: f64 = 0.55;
 /// Days of usage a scoring run reads: the 90-day windows and a margin.
 pub const SCORING_DAYS: u64 = 120;
 
@@ -239,6 +241,10 @@ fn decide(
             (Some(new), Some(old)) => (
                 ModelStatus::Rejected,
                 format!("mean AUC {new:.3} on the holdout, below the active model's {old:.3}: the active model stays"),
+            ),
+            (Some(new), None) if new < MIN_AUC => (
+                ModelStatus::Rejected,
+                format!("mean AUC {new:.3} on the holdout, hardly better than chance: the rule-based prior stays"),
             ),
             (Some(new), None) => {
                 let tenure = card.horizons.iter().map(|h| h.tenure_auc).sum::<f64>() / card.horizons.len() as f64;
@@ -651,20 +657,10 @@ pub async fn load_account(
     let mut currency = None;
     for s in store.account_subscriptions(ws, account).await? {
         currency = Some(s.mrr.currency);
-        h.periods.push(intelligence::churn::Period {
-            start: s.started_at.date_naive(),
-            end: s.ended_at.map(|e| e.date_naive()),
-            mrr: s.mrr.minor,
-            seats: s.quantity,
-        });
+        h.periods.push(load::period(&s));
     }
     for t in store.account_tickets(ws, account).await? {
-        h.tickets.push(intelligence::signals::TicketFact {
-            opened: t.opened_at.date_naive(),
-            resolved: t.resolved_at.map(|r| r.date_naive()),
-            escalated: matches!(t.priority, store::TicketPriority::High | store::TicketPriority::Urgent),
-            csat: t.csat.map(f64::from),
-        });
+        h.tickets.push(load::ticket(&t));
     }
     let mut days: HashMap<String, Vec<(NaiveDate, u32)>> = HashMap::new();
     for row in store.accounts_usage(ws, Some(account), from, day.succ_opt().unwrap_or(day)).await? {

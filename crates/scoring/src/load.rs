@@ -61,24 +61,14 @@ pub async fn load(
         let i = add(&mut loaded, &s.account_id);
         loaded.sources.subscriptions = true;
         loaded.currencies[i] = Some(s.mrr.currency);
-        loaded.histories[i].periods.push(Period {
-            start: s.started_at.date_naive(),
-            end: s.ended_at.map(|e| e.date_naive()),
-            mrr: s.mrr.minor,
-            seats: s.quantity,
-        });
+        loaded.histories[i].periods.push(period(&s));
     }
     let since = Utc.from_utc_datetime(&usage_from.and_hms_opt(0, 0, 0).expect("midnight"));
     for t in store.list_tickets(ws, since).await? {
         let Some(account) = &t.account_id else { continue };
         let i = add(&mut loaded, account);
         loaded.sources.tickets = true;
-        loaded.histories[i].tickets.push(TicketFact {
-            opened: t.opened_at.date_naive(),
-            resolved: t.resolved_at.map(|r| r.date_naive()),
-            escalated: matches!(t.priority, TicketPriority::High | TicketPriority::Urgent),
-            csat: t.csat.map(f64::from),
-        });
+        loaded.histories[i].tickets.push(ticket(&t));
     }
     let mut days: HashMap<(usize, String), Vec<(NaiveDate, u32)>> = HashMap::new();
     for row in store.accounts_usage(ws, None, usage_from, NaiveDate::MAX).await? {
@@ -122,4 +112,24 @@ pub async fn load(
 fn reorder<T>(v: Vec<T>, order: &[usize]) -> Vec<T> {
     let mut old: Vec<Option<T>> = v.into_iter().map(Some).collect();
     order.iter().map(|&i| old[i].take().expect("each index once")).collect()
+}
+
+/// A subscription as a billing period.
+pub(crate) fn period(s: &store::Subscription) -> Period {
+    Period {
+        start: s.started_at.date_naive(),
+        end: s.ended_at.map(|e| e.date_naive()),
+        mrr: s.mrr.minor,
+        seats: s.quantity,
+    }
+}
+
+/// A ticket as scoring sees it.
+pub(crate) fn ticket(t: &store::Ticket) -> TicketFact {
+    TicketFact {
+        opened: t.opened_at.date_naive(),
+        resolved: t.resolved_at.map(|r| r.date_naive()),
+        escalated: matches!(t.priority, TicketPriority::High | TicketPriority::Urgent),
+        csat: t.csat.map(f64::from),
+    }
 }

@@ -775,9 +775,9 @@ pub async fn scores_keep_the_latest_and_a_daily_history<S: Store>(s: &S) {
     assert_eq!(s.account_score(&other, &acct("a")).await.unwrap(), None, "workspaces never share scores");
     // A later day replaces the latest and adds to the history; a rerun of a day replaces it.
     let second = score("a", "2026-10-02", 55.0, Some(0.4), Some(5000));
-    s.put_scores(&ws, &[second.clone()]).await.unwrap();
+    s.put_scores(&ws, std::slice::from_ref(&second)).await.unwrap();
     let rerun = score("a", "2026-10-02", 50.0, Some(0.5), Some(4000));
-    s.put_scores(&ws, &[rerun.clone()]).await.unwrap();
+    s.put_scores(&ws, std::slice::from_ref(&rerun)).await.unwrap();
     // An earlier day (a backfill) goes to the history only.
     s.put_scores(&ws, &[score("a", "2026-09-30", 90.0, Some(0.05), Some(5000))]).await.unwrap();
     assert_eq!(s.account_score(&ws, &acct("a")).await.unwrap(), Some(rerun.clone()));
