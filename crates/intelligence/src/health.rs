@@ -115,11 +115,12 @@ pub struct Reference {
 }
 
 impl Reference {
-    pub fn new(config: &HealthConfig, accounts: &[Measures]) -> Reference {
+    /// From every account's measures (an iterator that can be walked once per measure).
+    pub fn new<'a>(config: &HealthConfig, accounts: impl Iterator<Item = &'a Measures> + Clone) -> Reference {
         let mut values = HashMap::new();
         for m in &config.measures {
             let mut have: Vec<f64> =
-                accounts.iter().filter_map(|a| a.get(&m.name).copied().flatten()).filter(|v| v.is_finite()).collect();
+                accounts.clone().filter_map(|a| a.get(&m.name).copied().flatten()).filter(|v| v.is_finite()).collect();
             if !have.is_empty() {
                 have.sort_by(f64::total_cmp);
                 values.insert(m.name.clone(), have);
@@ -187,7 +188,7 @@ impl Reference {
 
 /// Scores every account of a workspace. `tenure_days` picks each account's profile.
 pub fn score(config: &HealthConfig, accounts: &[Measures], tenure_days: &[f64]) -> Vec<Health> {
-    let reference = Reference::new(config, accounts);
+    let reference = Reference::new(config, accounts.iter());
     accounts.iter().zip(tenure_days).map(|(raw, &tenure)| reference.score(config, raw, tenure)).collect()
 }
 
@@ -325,7 +326,7 @@ mod tests {
     #[test]
     fn one_account_rescored_against_the_reference_ranks_among_the_others() {
         let accounts: Vec<Measures> = (0..5).map(|i| account(&[("events_28d", i as f64 * 10.0)])).collect();
-        let reference = Reference::new(&config(), &accounts);
+        let reference = Reference::new(&config(), accounts.iter());
         assert_eq!(reference.percentile("events_28d", 20.0), Some(50.0), "a value it holds");
         assert_eq!(reference.percentile("events_28d", 25.0), Some(62.5), "between 20 and 30");
         assert_eq!(reference.percentile("events_28d", 99.0), Some(100.0));

@@ -438,8 +438,7 @@ impl Scorer {
     ) -> (Scorer, Vec<AccountResult>) {
         let at = day.succ_opt().expect("a next day");
         let snaps = snapshots(&settings, loaded, at);
-        let measures: Vec<intelligence::health::Measures> = snaps.iter().map(|(_, m)| m.clone()).collect();
-        let reference = Reference::new(&settings.health, &measures);
+        let reference = Reference::new(&settings.health, snaps.iter().map(|(_, m)| m));
         let mut scorer =
             Scorer { settings, models, reference, baseline: rules::Baseline::default(), sources: loaded.sources };
         let indexes: Vec<usize> = (0..loaded.ids.len()).collect();
@@ -708,8 +707,12 @@ pub async fn score_workspace(
         tokio::task::spawn_blocking(move || Scorer::score_all(settings, models, &loaded, day, &previous, now))
             .await
             .map_err(|e| Error::Invalid(format!("scoring stopped: {e}")))?;
-    let scores: Vec<AccountScore> = results.iter().map(|r| r.score.clone()).collect();
-    let signals: Vec<AlertSignal> = results.into_iter().flat_map(|r| r.alerts).collect();
+    let mut scores: Vec<AccountScore> = Vec::with_capacity(results.len());
+    let mut signals: Vec<AlertSignal> = Vec::new();
+    for r in results {
+        scores.push(r.score);
+        signals.extend(r.alerts);
+    }
     store.put_scores(ws, &scores).await?;
     let alerts = store.sync_alerts(ws, AlertScope::Workspace, &signals, now).await?;
     let run = ScoreRun {

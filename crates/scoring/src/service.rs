@@ -121,6 +121,10 @@ impl Service {
         let today = Utc::now().date_naive();
         for w in self.store.list_workspaces().await? {
             let ws = w.workspace_id;
+            // Scores of a half-processed backlog would be wrong until the next run: wait for it.
+            if self.store.log_status(&ws).await?.pending_events > 0 {
+                continue;
+            }
             let (train, score) = self.due(&ws, today);
             if train {
                 // A restart should not retrain a workspace whose model is recent.
