@@ -142,6 +142,7 @@ pub async fn train(
 ) -> Result<Vec<TrainOutcome>> {
     let settings = settings(store, ws).await?;
     let loaded = Arc::new(load(store, ws, NaiveDate::MIN, &settings).await?);
+    let settings = settings.matched_to(&loaded.metrics);
     let as_of = as_of.or(loaded.end).unwrap_or_else(|| now.date_naive());
     let current = models(store, ws).await?;
     let mut out = Vec::new();
@@ -672,8 +673,10 @@ pub async fn load_account(
         }
         h.people.extend(row.people.iter().map(|&(key, bits)| (key, row.month, bits)));
     }
+    let mut metrics: Vec<String> = days.keys().cloned().collect();
+    metrics.sort();
     for (metric, d) in days {
-        if settings.churn_events.contains(&metric) {
+        if settings.churn_events.iter().any(|e| settings::same_event(e, &metric)) {
             h.churned.extend(d.iter().map(|(day, _)| *day));
         }
         h.usage.insert(metric, intelligence::churn::Series::new(d));
@@ -688,6 +691,7 @@ pub async fn load_account(
         currencies: vec![currency],
         sources: Default::default(),
         end: None,
+        metrics,
     }))
 }
 
@@ -702,6 +706,7 @@ pub async fn score_workspace(
     let settings = settings(store, ws).await?;
     let models = models(store, ws).await?;
     let loaded = load(store, ws, day - chrono::Days::new(SCORING_DAYS), &settings).await?;
+    let settings = settings.matched_to(&loaded.metrics);
     let previous = Previous::load(store, ws, day).await?;
     let (scorer, results) =
         tokio::task::spawn_blocking(move || Scorer::score_all(settings, models, &loaded, day, &previous, now))
@@ -821,6 +826,7 @@ mod tests {
             sources: intelligence::signals::Sources { subscriptions: true, ..Default::default() },
             end: None,
             histories,
+            metrics: vec!["noise".into(), "post".into()],
         };
         let at = day("2020-11-30");
         let spec = FeatureSpec { metrics: vec!["post".into(), "noise".into()] };
@@ -840,6 +846,7 @@ mod tests {
                 currencies: vec![None],
                 sources: loaded.sources,
                 end: None,
+                metrics: loaded.metrics.clone(),
             };
             let alone = scorer.rescore_one(&one, at, &Previous::default(), now);
             assert_eq!(alone[0].score, all[i].score, "account {i}");

@@ -9,7 +9,7 @@ use std::collections::HashMap;
 use store::{PageRequest, Store, TicketPriority};
 
 use crate::Result;
-use crate::settings::ScoringSettings;
+use crate::settings::{ScoringSettings, same_event};
 
 /// A workspace's accounts, in one order across the fields.
 #[derive(Clone, Debug, Default)]
@@ -21,6 +21,8 @@ pub struct Loaded {
     pub sources: Sources,
     /// The day after the last day with usage.
     pub end: Option<NaiveDate>,
+    /// The names of the events in the usage read, sorted.
+    pub metrics: Vec<String>,
 }
 
 /// Loads the workspace with usage of days from `usage_from` on (scoring needs about four
@@ -81,15 +83,17 @@ pub async fn load(
                 loaded.end = loaded.end.max(day.succ_opt());
             }
         }
-        if settings.signals.payment_failure_events.contains(&row.metric) {
+        if settings.signals.payment_failure_events.iter().any(|e| same_event(e, &row.metric)) {
             loaded.sources.payment_events = true;
         }
         let h = &mut loaded.histories[i];
         h.people.extend(row.people.iter().map(|&(key, bits)| (key, row.month, bits)));
     }
+    let mut metrics = std::collections::BTreeSet::new();
     for ((i, metric), d) in days {
+        metrics.insert(metric.clone());
         let h = &mut loaded.histories[i];
-        if settings.churn_events.contains(&metric) {
+        if settings.churn_events.iter().any(|e| same_event(e, &metric)) {
             h.churned.extend(d.iter().map(|(day, _)| *day));
         }
         h.usage.insert(metric, Series::new(d));
@@ -106,6 +110,7 @@ pub async fn load(
         currencies: reorder(loaded.currencies, &order),
         sources: loaded.sources,
         end: loaded.end,
+        metrics: metrics.into_iter().collect(),
     })
 }
 

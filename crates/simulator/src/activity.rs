@@ -135,6 +135,9 @@ pub(crate) fn simulate_day(c: &Customer, window: &Window, seed: u64, day: i64, o
         }
     }
 
+    let mut rng = Rng::stream(seed, &[streams::BILLING, c.index as u64, day as u64]);
+    beyond_the_product(c, day, opens, &mut today, &mut rng);
+
     let mut rng = Rng::stream(seed, &[streams::USAGE, c.index as u64, day as u64]);
     let midday = opens + 13 * HOUR;
     let weekend = is_weekend(day);
@@ -177,6 +180,58 @@ pub(crate) fn simulate_day(c: &Customer, window: &Window, seed: u64, day: i64, o
             let actions = 1 + rng.poisson(actions_mean);
             workday.session(member, start, actions, &mut today, &mut rng);
         }
+    }
+}
+
+/// What the vendor's own systems report about the account on its local day `day`: failed
+/// renewal payments (billing runs at night, on the day of the month the account signed up, and
+/// retries three days later), the plan's limits being hit, and the owner's answer to the
+/// quarterly NPS survey (kept as the account's `nps` trait, 0 to 10). Fading accounts fail to
+/// pay and score low; growing ones run into their limits.
+fn beyond_the_product(c: &Customer, day: i64, opens: Ms, today: &mut Day<'_>, rng: &mut Rng) {
+    let owner = &c.members[0];
+    let midday = opens + 13 * HOUR;
+    let strain = c.strain(midday);
+    let age = day - c.local_day(c.signup);
+    if age <= 0 {
+        return;
+    }
+    let mrr = c.subscription_at(midday).mrr_cents();
+    // The billing contact is told, and answers the survey: someone still around.
+    let billing_contact = c.active_members(midday).next();
+    if let Some(contact) = billing_contact.filter(|_| age % 30 == 0 && rng.chance(0.02 + 0.3 * strain)) {
+        let at = opens + 2 * HOUR + rng.between(0, HOUR);
+        today.track(at, contact, "Payment Failed", json!({ "amount": mrr, "currency": "usd", "attempt": 1 }));
+        if rng.chance(0.5) {
+            today.track(
+                at + 3 * DAY,
+                contact,
+                "Payment Failed",
+                json!({ "amount": mrr, "currency": "usd", "attempt": 2 }),
+            );
+        }
+    }
+    let growing = c.fate == crate::Fate::Growing && c.fate_start.is_some_and(|f| midday >= f);
+    let p_limit = match c.fate {
+        _ if growing => 0.05 + 0.25 * (c.trend(midday) - 1.0) / c.growth_gain,
+        crate::Fate::Healthy => 0.003,
+        _ => 0.0,
+    };
+    if !is_weekend(day) && rng.chance(p_limit) {
+        let s = c.subscription_at(midday);
+        let limit = *rng.pick(&["seats", "projects", "automations", "storage"]);
+        let who = c.active_members(midday).last().unwrap_or(owner);
+        today.track(
+            c.working_time(opens, rng),
+            who,
+            "Plan Limit Reached",
+            json!({ "limit": limit, "plan": PLANS[s.plan].name, "seats": s.seats }),
+        );
+    }
+    if let Some(respondent) = billing_contact.filter(|_| age % 91 == 45 && rng.chance(0.6)) {
+        let boost = if growing { 1.0 } else { 0.0 };
+        let score = (8.0 + boost - 6.0 * strain + 1.5 * rng.normal()).round().clamp(0.0, 10.0) as i64;
+        today.group(c.working_time(opens, rng), respondent, json!({ "nps": score }));
     }
 }
 

@@ -16,6 +16,7 @@ mod catalog;
 mod planning;
 mod rng;
 mod stream;
+mod support;
 mod world;
 
 #[cfg(test)]
@@ -24,6 +25,7 @@ mod tests;
 use chrono::{DateTime, Utc};
 
 pub use stream::{MAX_BATCH_BYTES, MAX_BATCH_MESSAGES, Messages};
+pub use support::SimTicket;
 
 use world::{Customer, DAY, Window};
 
@@ -103,7 +105,7 @@ pub struct Simulation {
     max_utc_offset: i64,
 }
 
-fn datetime(t: i64) -> DateTime<Utc> {
+pub(crate) fn datetime(t: i64) -> DateTime<Utc> {
     DateTime::from_timestamp_millis(t).expect("simulated times are within chrono's range")
 }
 
@@ -183,6 +185,12 @@ impl Simulation {
             }
         }
         out
+    }
+
+    /// Every account's support tickets as a help desk would hold them, in account order and
+    /// by opening time within each account.
+    pub fn tickets(&self) -> Vec<SimTicket> {
+        self.customers.iter().flat_map(|c| support::tickets(c, &self.window, self.config.seed)).collect()
     }
 }
 

@@ -21,6 +21,8 @@ pub(crate) mod streams {
     pub const PLANNING: u64 = 3;
     pub const USAGE: u64 = 4;
     pub const MILESTONES: u64 = 5;
+    pub const SUPPORT: u64 = 6;
+    pub const BILLING: u64 = 7;
 }
 
 /// The simulated stretch of time, both ends included.
@@ -166,7 +168,14 @@ impl Customer {
         let season = 1.0 + amplitude * (days(t) * TAU / period + phase).sin();
         let age = days(t - self.signup).max(0.0);
         let ramp = 0.2 + 0.8 * (1.0 - (-age / 14.0).exp());
-        let trend = match (self.fate, self.fate_start) {
+        let trend = self.trend(t);
+        self.engagement * season * ramp * trend
+    }
+
+    /// Where the account's fate has taken its usage by `t`, relative to its prime: rising for a
+    /// growing account, fading towards its floor for a declining or churning one.
+    pub fn trend(&self, t: Ms) -> f64 {
+        match (self.fate, self.fate_start) {
             (Fate::Growing, Some(from)) => {
                 let progress = (t - from) as f64 / (self.horizon - from).max(DAY) as f64;
                 1.0 + self.growth_gain * progress.clamp(0.0, 1.0)
@@ -176,8 +185,21 @@ impl Customer {
                 self.decline_floor + (1.0 - self.decline_floor) * (-((t - from) as f64) / tau).exp()
             }
             _ => 1.0,
-        };
-        self.engagement * season * ramp * trend
+        }
+    }
+
+    /// How far a fading account has gone towards its floor at `t`, from 0 (not at all, or not
+    /// fading) to 1: the trouble that shows in its support tickets, payments and survey answers.
+    pub fn strain(&self, t: Ms) -> f64 {
+        match self.fate {
+            Fate::Declining | Fate::Churned => ((1.0 - self.trend(t)) / (1.0 - self.decline_floor)).clamp(0.0, 1.0),
+            _ => 0.0,
+        }
+    }
+
+    /// Members who had joined by `t` and still come by.
+    pub fn active_members(&self, t: Ms) -> impl Iterator<Item = &Member> {
+        self.members.iter().filter(move |m| m.joined <= t && m.dormant_from.is_none_or(|d| d > t))
     }
 
     /// A working-hours moment (a weekday, 9:30 to 17:00 local) at or after `t`: when people

@@ -112,6 +112,7 @@ fn loaded(n: usize, days: u32) -> Loaded {
         sources: Sources { subscriptions: true, tickets: false, payment_events: false },
         end: None,
         histories,
+        metrics: Vec::new(),
     }
 }
 
@@ -165,6 +166,7 @@ pub async fn run(accounts: Vec<usize>, repeat: usize, single: usize) -> Result<(
             currencies: vec![data.currencies[i]],
             sources: data.sources,
             end: None,
+            metrics: Vec::new(),
         };
         let started = Instant::now();
         let r = scorer.rescore_one(&alone, day, &Previous::default(), Utc::now());

@@ -46,6 +46,8 @@ pub async fn run(mut config: Config, seed: u64, accounts: usize, days: u32, no_s
     println!("Sent and processed {sent} events in {secs:.1} s ({:.0} events/s).", sent as f64 / secs);
     let periods = billing(store.as_ref(), &ws.workspace_id, &sim).await?;
     println!("Stored {periods} billing periods (plans, seats, MRR, cancellations).");
+    let tickets = support(store.as_ref(), &ws.workspace_id, &sim).await?;
+    println!("Stored {tickets} support tickets (priorities, response and resolution times, CSAT).");
     let trained = running.scoring.train(&ws.workspace_id).await?;
     for t in &trained {
         println!("Trained the {} model: {} ({}).", t.kind.as_str(), t.status.as_str(), t.reason);
@@ -60,7 +62,9 @@ pub async fn run(mut config: Config, seed: u64, accounts: usize, days: u32, no_s
         .await?
         .items
         .len();
-    println!("Scored {} accounts: {at_risk} at risk; {} alerts opened.", run.accounts, run.alerts.opened);
+    // The server's own schedule may have scored first: count what is open, not what this run opened.
+    let open_alerts = run.alerts.opened + run.alerts.updated;
+    println!("Scored {} accounts: {at_risk} at risk; {open_alerts} open alerts.", run.accounts);
     println!();
     if no_serve {
         println!("Steward demo data is ready; `steward serve --data-dir DIR` serves it (DIR as below)");
@@ -117,4 +121,39 @@ async fn billing(store: &dyn store::Store, ws: &domain::WorkspaceId, sim: &Simul
         store.upsert_subscription(ws, &sub).await?;
     }
     Ok(periods.len())
+}
+
+/// The simulated customers' support tickets, as a help desk connector would store them, each
+/// linked to the person who asked.
+async fn support(store: &dyn store::Store, ws: &domain::WorkspaceId, sim: &Simulation) -> Result<usize> {
+    let tickets = sim.tickets();
+    let mut keys: Vec<domain::IdentityKey> =
+        tickets.iter().map(|t| domain::IdentityKey::user(t.requester.as_str())).collect();
+    keys.sort();
+    keys.dedup();
+    let people: std::collections::HashMap<domain::IdentityKey, String> =
+        store.load_identities(ws, &keys).await?.into_iter().map(|(k, p)| (k, p.person_id)).collect();
+    for t in &tickets {
+        let status = match (t.first_response_at, t.resolved_at) {
+            (_, Some(_)) => store::TicketStatus::Solved,
+            (Some(_), None) => store::TicketStatus::Pending,
+            (None, None) => store::TicketStatus::New,
+        };
+        let ticket = store::Ticket {
+            ticket_id: t.ticket_id.clone(),
+            account_id: Some(domain::AccountId::parse(&t.account_id)?),
+            person_id: people.get(&domain::IdentityKey::user(t.requester.as_str())).cloned(),
+            subject: t.subject.clone(),
+            status,
+            priority: t.priority.parse().map_err(anyhow::Error::msg)?,
+            opened_at: t.opened_at,
+            first_response_at: t.first_response_at,
+            resolved_at: t.resolved_at,
+            csat: t.csat.map(i16::from),
+            updated_at: t.resolved_at.or(t.first_response_at).unwrap_or(t.opened_at),
+            attributes: serde_json::json!({"source": "demo", "requester_email": t.requester_email}),
+        };
+        store.upsert_ticket(ws, &ticket).await?;
+    }
+    Ok(tickets.len())
 }

@@ -73,12 +73,16 @@ impl Run {
         })
     }
 
-    /// Distinct people using the product in [from, to).
+    /// Distinct people using the product in [from, to): not counting the billing notices and
+    /// survey answers sent in their name.
     pub fn active_people(&self, account: &str, from: DateTime<Utc>, to: DateTime<Utc>) -> usize {
         self.by_account.get(account).map_or(0, |events| {
             events
                 .iter()
-                .filter(|(t, _)| *t >= from && *t < to)
+                .filter(|(t, i)| {
+                    let m = &self.messages[*i];
+                    *t >= from && *t < to && m["event"] != "Payment Failed" && m["traits"].get("nps").is_none()
+                })
                 .filter_map(|(_, i)| self.messages[*i]["userId"].as_str())
                 .collect::<HashSet<_>>()
                 .len()

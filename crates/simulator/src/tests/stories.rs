@@ -286,3 +286,73 @@ fn billing_tells_the_same_story_as_the_ground_truth() {
     assert!(upgrades > 0, "growing accounts upgrade");
     assert!(sim.accounts().iter().any(|a| a.fate == Fate::Churned));
 }
+
+#[test]
+fn fading_accounts_write_in_more_rate_lower_and_fail_to_pay() {
+    // Per account-month over the fate runs: tickets, urgent ones, CSAT, failed payments and
+    // limits hit, for accounts whose usage is fading and for the others.
+    #[derive(Default, Debug)]
+    struct Tally {
+        months: f64,
+        tickets: usize,
+        urgent: usize,
+        ratings: Vec<u8>,
+        failed_payments: usize,
+        limits: usize,
+        nps: Vec<i64>,
+    }
+    let (mut fading, mut growing, mut settled) = (Tally::default(), Tally::default(), Tally::default());
+    for run in fate_runs() {
+        let tickets = run.sim.tickets();
+        for a in run.sim.accounts() {
+            let t = match a.fate {
+                Fate::Declining | Fate::Churned => &mut fading,
+                Fate::Growing => &mut growing,
+                Fate::Healthy => &mut settled,
+            };
+            let from = a.fate_start.unwrap_or(a.signup).max(run.window_start());
+            let to = a.churn_date.unwrap_or(end());
+            t.months += (to - from).num_days().max(0) as f64 / 30.0;
+            for k in tickets.iter().filter(|k| k.account_id == a.account_id && k.opened_at >= from && k.opened_at < to)
+            {
+                assert!(
+                    k.first_response_at.is_none_or(|r| r > k.opened_at),
+                    "{} answered before it was opened",
+                    k.ticket_id
+                );
+                assert!(
+                    k.resolved_at.is_none_or(|r| Some(r) > k.first_response_at),
+                    "{} resolved unanswered",
+                    k.ticket_id
+                );
+                assert!(k.csat.is_none() || k.resolved_at.is_some(), "{} rated before it was resolved", k.ticket_id);
+                t.tickets += 1;
+                t.urgent += usize::from(matches!(k.priority, "high" | "urgent"));
+                t.ratings.extend(k.csat);
+            }
+            for (at, i) in &run.by_account[&a.account_id] {
+                let m = &run.messages[*i];
+                if *at < from || *at >= to {
+                    continue;
+                }
+                t.failed_payments += usize::from(m["event"] == "Payment Failed");
+                t.limits += usize::from(m["event"] == "Plan Limit Reached");
+                t.nps.extend(m["traits"]["nps"].as_i64());
+            }
+        }
+    }
+    let per_month = |n: usize, t: &Tally| n as f64 / t.months;
+    let mean = |v: &[u8]| v.iter().map(|&x| f64::from(x)).sum::<f64>() / v.len() as f64;
+    let mean_nps = |v: &[i64]| v.iter().sum::<i64>() as f64 / v.len() as f64;
+    assert!(per_month(fading.tickets, &fading) > 1.5 * per_month(settled.tickets, &settled), "{fading:?} {settled:?}");
+    assert!(fading.urgent as f64 / fading.tickets as f64 > 2.0 * settled.urgent as f64 / settled.tickets as f64);
+    assert!(mean(&fading.ratings) + 0.8 < mean(&settled.ratings), "{fading:?} {settled:?}");
+    assert!(per_month(fading.failed_payments, &fading) > 3.0 * per_month(settled.failed_payments, &settled));
+    assert!(per_month(growing.limits, &growing) > 5.0 * per_month(settled.limits, &settled), "{growing:?} {settled:?}");
+    assert!(mean_nps(&fading.nps) + 2.0 < mean_nps(&settled.nps), "{fading:?} {settled:?}");
+    for run in fate_runs() {
+        let tickets = run.sim.tickets();
+        let ids: HashSet<&str> = tickets.iter().map(|t| t.ticket_id.as_str()).collect();
+        assert_eq!(ids.len(), tickets.len(), "ticket ids are unique");
+    }
+}

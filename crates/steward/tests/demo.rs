@@ -1,0 +1,108 @@
+//! `steward demo`: a small simulated company, loaded and scored by the real binary, shows
+//! every part of account intelligence through the API: health from all five components,
+//! forecasts with drivers, alerts of several kinds, and model cards.
+
+mod common;
+
+use std::collections::HashSet;
+
+use common::{Http, Server, free_port, steward};
+use serde_json::Value;
+
+/// The value printed after `label` in the demo's output.
+fn printed<'a>(out: &'a str, label: &str) -> &'a str {
+    let line = out.lines().find(|l| l.trim_start().starts_with(label)).unwrap_or_else(|| panic!("no {label} in {out}"));
+    line.trim_start()[label.len()..].split_whitespace().next().unwrap()
+}
+
+#[tokio::test]
+async fn the_demo_shows_health_forecasts_alerts_and_models_from_every_kind_of_data() {
+    let dir = tempfile::tempdir().unwrap();
+    let listen = format!("127.0.0.1:{}", free_port());
+    let data = dir.path().to_str().unwrap();
+    let out = steward(&[
+        "demo",
+        "--no-serve",
+        "--accounts",
+        "60",
+        "--days",
+        "120",
+        "--seed",
+        "7",
+        "--listen",
+        &listen,
+        "--data-dir",
+        data,
+    ])
+    .output()
+    .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
+    assert!(out.status.success(), "{stdout}{}", String::from_utf8_lossy(&out.stderr));
+    let admin = printed(&stdout, "admin key:").to_owned();
+    let tickets: usize = stdout.split("Stored ").nth(2).and_then(|s| s.split(' ').next()).unwrap().parse().unwrap();
+    assert!(tickets > 60, "{stdout}");
+
+    let server = Server::start(dir.path()).await;
+    let http = Http::new();
+    let get = |path: String| {
+        let (http, base, admin) = (http.clone(), server.base.clone(), admin.clone());
+        async move {
+            let (status, body) = http.get(&format!("{base}{path}"), Some(&admin)).await.expect("the API answers");
+            assert_eq!(status, 200, "{path}: {body}");
+            body
+        }
+    };
+
+    let accounts = get("/api/v1/accounts?sort=health&order=asc&limit=100".into()).await;
+    let accounts = accounts["data"].as_array().unwrap();
+    assert_eq!(accounts.len(), 60);
+    assert!(accounts.iter().all(|a| a["score"]["health"].is_number()), "every account is scored");
+    let bands: HashSet<&str> = accounts.iter().filter_map(|a| a["score"]["band"].as_str()).collect();
+    assert_eq!(bands.len(), 3, "healthy, neutral and at-risk accounts: {bands:?}");
+
+    // Support, money and relationship data reach the health of the accounts that have them.
+    let (mut components, mut with_tickets) = (HashSet::new(), 0);
+    for a in accounts {
+        let id = a["account_id"].as_str().unwrap();
+        let health = get(format!("/api/v1/accounts/{id}/health")).await;
+        let points: f64 = health["components"].as_array().unwrap().iter().map(|c| c["points"].as_f64().unwrap()).sum();
+        assert!((points - health["score"].as_f64().unwrap()).abs() < 1e-6, "{id}: the components add up to the score");
+        for c in health["components"].as_array().unwrap() {
+            components.insert(c["component"].as_str().unwrap().to_owned());
+        }
+        with_tickets += usize::from(health["signals"]["tickets_28d"].as_u64().unwrap_or(0) > 0);
+    }
+    let all: HashSet<String> =
+        ["usage", "engagement", "support", "financial", "relationship"].map(String::from).into_iter().collect();
+    assert_eq!(components, all);
+    assert!(with_tickets > 10, "{with_tickets} accounts wrote in over the last 28 days");
+
+    let riskiest = get("/api/v1/accounts?sort=churn_risk&order=desc&limit=1".into()).await;
+    let worst = riskiest["data"][0]["account_id"].as_str().unwrap();
+    let predictions = get(format!("/api/v1/accounts/{worst}/predictions")).await;
+    let horizons: Vec<u64> =
+        predictions["churn"].as_array().unwrap().iter().map(|c| c["horizon_days"].as_u64().unwrap()).collect();
+    assert_eq!(horizons, [30, 60, 90]);
+    for c in predictions["churn"].as_array().unwrap() {
+        let p = c["probability"].as_f64().unwrap();
+        assert!((0.0..=1.0).contains(&p), "{c}");
+        assert!(!c["drivers"].as_array().unwrap().is_empty(), "a forecast names its drivers: {c}");
+    }
+    assert!(predictions["expansion"]["probability"].is_number(), "{predictions}");
+
+    let alerts = get("/api/v1/alerts?unresolved=true&limit=500".into()).await;
+    let reasons: HashSet<(&str, &str)> = alerts["data"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|a| (a["kind"].as_str().unwrap(), a["reason"].as_str().unwrap()))
+        .collect();
+    for expected in [("risk", "payment_failed"), ("risk", "churn_risk"), ("opportunity", "seats_nearly_full")] {
+        assert!(reasons.contains(&expected), "no {expected:?} alert in {reasons:?}");
+    }
+    assert!(reasons.len() >= 4, "{reasons:?}");
+
+    let models = get("/api/v1/models".into()).await;
+    let kinds: HashSet<&str> = models["data"].as_array().unwrap().iter().map(|m| m["kind"].as_str().unwrap()).collect();
+    assert_eq!(kinds, HashSet::from(["churn", "expansion"]));
+}
