@@ -663,8 +663,10 @@ pub async fn load_account(
         h.tickets.push(load::ticket(&t));
     }
     let mut days: HashMap<String, Vec<(NaiveDate, u32)>> = HashMap::new();
+    let mut metrics = std::collections::BTreeSet::new();
     for row in store.accounts_usage(ws, Some(account), from, day.succ_opt().unwrap_or(day)).await? {
-        let entry = days.entry(row.metric.clone()).or_default();
+        metrics.insert(row.metric.clone());
+        let entry = days.entry(settings.feature_of(&row.metric).to_owned()).or_default();
         for (slot, &n) in row.events.iter().enumerate() {
             let d = row.month + chrono::Days::new(slot as u64);
             if n > 0 && d.month() == row.month.month() && d >= from {
@@ -673,8 +675,6 @@ pub async fn load_account(
         }
         h.people.extend(row.people.iter().map(|&(key, bits)| (key, row.month, bits)));
     }
-    let mut metrics: Vec<String> = days.keys().cloned().collect();
-    metrics.sort();
     for (metric, d) in days {
         if settings.churn_events.iter().any(|e| settings::same_event(e, &metric)) {
             h.churned.extend(d.iter().map(|(day, _)| *day));
@@ -691,7 +691,7 @@ pub async fn load_account(
         currencies: vec![currency],
         sources: Default::default(),
         end: None,
-        metrics,
+        metrics: metrics.into_iter().collect(),
     }))
 }
 

@@ -72,10 +72,13 @@ pub async fn load(
         loaded.sources.tickets = true;
         loaded.histories[i].tickets.push(ticket(&t));
     }
+    // Per account and feature: the days of its events.
     let mut days: HashMap<(usize, String), Vec<(NaiveDate, u32)>> = HashMap::new();
+    let mut metrics = std::collections::BTreeSet::new();
     for row in store.accounts_usage(ws, None, usage_from, NaiveDate::MAX).await? {
         let i = add(&mut loaded, &row.account_id);
-        let entry = days.entry((i, row.metric.clone())).or_default();
+        metrics.insert(row.metric.clone());
+        let entry = days.entry((i, settings.feature_of(&row.metric).to_owned())).or_default();
         for (slot, &n) in row.events.iter().enumerate() {
             let day = row.month + chrono::Days::new(slot as u64);
             if n > 0 && day.month() == row.month.month() && day >= usage_from {
@@ -89,9 +92,7 @@ pub async fn load(
         let h = &mut loaded.histories[i];
         h.people.extend(row.people.iter().map(|&(key, bits)| (key, row.month, bits)));
     }
-    let mut metrics = std::collections::BTreeSet::new();
     for ((i, metric), d) in days {
-        metrics.insert(metric.clone());
         let h = &mut loaded.histories[i];
         if settings.churn_events.iter().any(|e| same_event(e, &metric)) {
             h.churned.extend(d.iter().map(|(day, _)| *day));

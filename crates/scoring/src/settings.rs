@@ -11,7 +11,12 @@ pub const KEY: &str = "scoring";
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct ScoringSettings {
-    /// The events the churn and expansion models count; none: the ten most frequent.
+    /// The product's features, each counting several events together; an event no feature
+    /// lists is a feature of its own. Usage, breadth and the models' key events are counted
+    /// by feature.
+    pub features: Vec<FeatureGroup>,
+    /// The events (or features) the churn and expansion models count; none: the ten most
+    /// frequent.
     pub key_events: Option<Vec<String>>,
     /// Events that mark an explicit churn.
     pub churn_events: Vec<String>,
@@ -19,9 +24,19 @@ pub struct ScoringSettings {
     pub health: HealthConfig,
 }
 
+/// One feature of the product and the events that mean it was used:
+/// `{"name": "Reporting", "events": ["Report Created", "Report Viewed", "Export Downloaded"]}`.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct FeatureGroup {
+    pub name: String,
+    pub events: Vec<String>,
+}
+
 impl Default for ScoringSettings {
     fn default() -> Self {
         ScoringSettings {
+            features: Vec::new(),
             key_events: None,
             churn_events: ["account_churned", "subscription_cancelled"].map(String::from).to_vec(),
             signals: SignalConfig::default(),
@@ -59,6 +74,11 @@ impl ScoringSettings {
         s
     }
 
+    /// The feature an event counts for: the group that lists it, or the event itself.
+    pub fn feature_of<'a>(&'a self, event: &'a str) -> &'a str {
+        self.features.iter().find(|g| g.events.iter().any(|e| same_event(e, event))).map_or(event, |g| &g.name)
+    }
+
     /// Parses a stored or submitted document, saying what is wrong with it.
     pub fn parse(v: &serde_json::Value) -> Result<ScoringSettings, String> {
         let s: ScoringSettings = serde_json::from_value(v.clone()).map_err(|e| e.to_string())?;
@@ -83,6 +103,44 @@ impl ScoringSettings {
             && k.iter().any(|e| e.is_empty())
         {
             return Err("key_events: an event name is empty".into());
+        }
+        self.check_features()
+    }
+
+    /// Features have names of their own and take each event once; the events that mean
+    /// churn, failed payments and plan limits are read on their own, so no feature takes them.
+    fn check_features(&self) -> Result<(), String> {
+        let signals: Vec<&String> = self
+            .churn_events
+            .iter()
+            .chain(&self.signals.payment_failure_events)
+            .chain(&self.signals.limit_events)
+            .collect();
+        for (i, g) in self.features.iter().enumerate() {
+            let at = format!("features[{i}]");
+            if g.name.trim().is_empty() || g.name.starts_with('$') {
+                return Err(format!("{at}.name: a feature needs a name, not starting with '$'"));
+            }
+            if self.features[..i].iter().any(|o| same_event(&o.name, &g.name)) {
+                return Err(format!("{at}.name: {:?} names two features", g.name));
+            }
+            if g.events.is_empty() || g.events.iter().any(|e| e.is_empty()) {
+                return Err(format!("{at}.events: a feature lists one or more event names"));
+            }
+            for e in g.events.iter().chain([&g.name]) {
+                if let Some(s) = signals.iter().find(|s| same_event(s, e)) {
+                    return Err(format!("{at}: {e:?} is read as the signal {s:?}, not as a feature's usage"));
+                }
+                if let Some(o) = self.features[..i].iter().find(|o| o.events.iter().any(|x| same_event(x, e))) {
+                    return Err(format!("{at}.events: {e:?} is already counted for {:?}", o.name));
+                }
+            }
+        }
+        for k in self.key_events.iter().flatten() {
+            let feature = self.feature_of(k);
+            if feature != k {
+                return Err(format!("key_events: {k:?} is counted for the feature {feature:?}; name the feature"));
+            }
         }
         Ok(())
     }
@@ -143,6 +201,42 @@ mod tests {
             assert!(!same_event("payment_failed", other), "{other}");
         }
         assert!(same_event("$any", "$any") && !same_event("any", "$any"));
+    }
+
+    #[test]
+    fn features_group_events_once_each_and_leave_signals_alone() {
+        let group = |name: &str, events: &[&str]| FeatureGroup {
+            name: name.into(),
+            events: events.iter().map(|e| e.to_string()).collect(),
+        };
+        let mut s = ScoringSettings {
+            features: vec![group("Reporting", &["Report Created", "report_viewed"]), group("Tasks", &["Task Created"])],
+            key_events: Some(vec!["Reporting".into(), "Signed In".into()]),
+            ..Default::default()
+        };
+        assert_eq!(s.check(), Ok(()));
+        assert_eq!(s.feature_of("Report Viewed"), "Reporting");
+        assert_eq!(s.feature_of("task_created"), "Tasks");
+        assert_eq!(s.feature_of("Signed In"), "Signed In");
+
+        let refused = |s: &ScoringSettings| s.check().expect_err("refused");
+        let mut bad = s.clone();
+        bad.features[1].events.push("Report Created".into());
+        assert_eq!(refused(&bad), "features[1].events: \"Report Created\" is already counted for \"Reporting\"");
+        let mut bad = s.clone();
+        bad.features[1].events.push("Payment Failed".into());
+        assert_eq!(
+            refused(&bad),
+            "features[1]: \"Payment Failed\" is read as the signal \"payment_failed\", not as a feature's usage"
+        );
+        let mut bad = s.clone();
+        bad.features[1].name = "reporting".into();
+        assert_eq!(refused(&bad), "features[1].name: \"reporting\" names two features");
+        s.key_events = Some(vec!["Report Created".into()]);
+        assert_eq!(
+            refused(&s),
+            "key_events: \"Report Created\" is counted for the feature \"Reporting\"; name the feature"
+        );
     }
 
     #[test]

@@ -245,6 +245,17 @@ async fn scores_explain_themselves_and_alerts_are_kept_one_per_reason() {
     assert_eq!(status, StatusCode::OK, "{one}");
     assert_eq!(one["band"], "healthy");
 
+    // Features group events however they are spelled: busy's two events are one feature.
+    assert_eq!(busy["signals"]["breadth_28d"], 2);
+    let (_, mut settings) = app.get("/api/v1/settings/scoring", &ws.admin).await;
+    settings["features"] = json!([{"name": "Reporting", "events": ["Report Created", "Dashboard Viewed"]}]);
+    let (status, body) = app.call("PUT", "/api/v1/settings/scoring", &ws.admin, Some(settings)).await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    app.call("POST", "/api/v1/scores/run", &ws.admin, None).await;
+    let (_, grouped) = app.get("/api/v1/accounts/busy/health", &ws.admin).await;
+    assert_eq!(grouped["signals"]["breadth_28d"], 1, "{grouped}");
+    assert_eq!(grouped["signals"]["events_28d"], busy["signals"]["events_28d"], "usage itself is unchanged");
+
     // Training with too little history keeps the prior, and says so.
     let (status, trained) = app.call("POST", "/api/v1/models/train", &ws.admin, None).await;
     assert_eq!(status, StatusCode::OK, "{trained}");
@@ -282,6 +293,11 @@ async fn bad_parameters_and_settings_are_refused_and_change_nothing() {
         app.call("PUT", "/api/v1/settings/scoring", &ws.admin, Some(json!({"key_evnts": ["x"]}))).await;
     assert_eq!(status, StatusCode::BAD_REQUEST);
     assert!(body["error"]["message"].as_str().unwrap().contains("key_evnts"), "{body}");
+    let mut bad = defaults.clone();
+    bad["features"] = json!([{"name": "Billing", "events": ["Payment Failed"]}]);
+    let (status, body) = app.call("PUT", "/api/v1/settings/scoring", &ws.admin, Some(bad)).await;
+    assert_eq!(status, StatusCode::BAD_REQUEST);
+    assert!(body["error"]["message"].as_str().unwrap().contains("features[0]"), "{body}");
     assert_eq!(app.get("/api/v1/settings/scoring", &ws.admin).await.1, defaults, "nothing changed");
     let mut good = defaults.clone();
     good["key_events"] = json!(["report_created"]);
