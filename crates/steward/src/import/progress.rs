@@ -23,12 +23,23 @@ pub(super) struct Bar {
     next: Instant,
     /// Drawn only on a terminal; `false` makes every call but `finish` nearly free.
     terminal: bool,
+    /// A line is on the screen that the next output must not continue.
+    open: bool,
 }
 
 impl Bar {
     pub(super) fn new(phase: &'static str, total: Option<u64>, read: Arc<AtomicU64>, size: u64) -> Bar {
         let now = Instant::now();
-        Bar { phase, total, read, size, started: now, next: now, terminal: std::io::stderr().is_terminal() }
+        Bar {
+            phase,
+            total,
+            read,
+            size,
+            started: now,
+            next: now,
+            terminal: std::io::stderr().is_terminal(),
+            open: false,
+        }
     }
 
     /// `rows` are done; redraws when it is time.
@@ -37,6 +48,7 @@ impl Bar {
         if self.terminal && rows % 256 == 0 && Instant::now() >= self.next {
             self.next = Instant::now() + REDRAW;
             self.draw(rows, false);
+            self.open = true;
         }
     }
 
@@ -44,6 +56,7 @@ impl Bar {
     pub(super) fn finish(&mut self, rows: u64) {
         if self.terminal {
             self.draw(rows, true);
+            self.open = false;
         }
     }
 
@@ -56,6 +69,15 @@ impl Bar {
             let _ = writeln!(err);
         }
         let _ = err.flush();
+    }
+}
+
+impl Drop for Bar {
+    /// A pass cut short by an error: the error goes on a line of its own.
+    fn drop(&mut self) {
+        if self.open {
+            eprintln!();
+        }
     }
 }
 
