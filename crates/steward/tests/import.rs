@@ -157,7 +157,7 @@ async fn people_become_members_of_their_accounts_and_a_second_import_changes_not
         // An identify per person and a group call per person with an account.
         let stored = if round == 0 { 7 } else { 0 };
         assert_eq!((out["rows"].as_u64(), out["stored"].as_u64()), (Some(4), Some(stored)), "round {round}");
-        assert!(err.contains("imported 4 people rows"), "a summary line: {err}");
+        assert!(err.contains("imported 4 rows of people"), "a summary line: {err}");
     }
 
     let store = open_store(dir.path());
