@@ -736,6 +736,17 @@ mod tests {
     }
 
     #[test]
+    fn json_lines_are_known_by_their_first_byte_or_their_name() {
+        let of = |name: &str, start: &str| format_of(Path::new(name), start.as_bytes()).map_err(|e| e.to_string());
+        assert_eq!(of("events.csv", "account_id,event_time\n"), Ok(Format::Csv));
+        assert_eq!(of("events.data", "  \n{\"event_time\": 1}"), Ok(Format::JsonLines));
+        assert_eq!(of("events.csv.gz", "\u{feff}{\"a\": 1}"), Ok(Format::JsonLines), "after a byte order mark");
+        assert_eq!(of("EVENTS.NDJSON.GZ", ""), Ok(Format::JsonLines));
+        assert_eq!(of("events.jsonl", "not json"), Ok(Format::JsonLines), "then refused line by line");
+        assert!(of("events.json", "[{\"a\": 1}]").is_err_and(|e| e.contains("JSON array")));
+    }
+
+    #[test]
     fn times_in_the_shapes_exports_use() {
         let t = |s| parse_time(s).map(|t| t.to_rfc3339());
         assert_eq!(t("2020-01-31 23:59:59").as_deref(), Some("2020-01-31T23:59:59+00:00"));
