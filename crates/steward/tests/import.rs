@@ -229,7 +229,8 @@ async fn imported_tickets_count_in_the_accounts_support_measures_and_alerts() {
          102,acme,,Slow reports,hold,high,2026-01-06 09:00:00,,,,web\n\
          103,acme,,Invoice question,solved,low,2026-01-07 09:00:00,2026-01-07 09:30:00,2026-01-07 12:00:00,2,email\n\
          104,,ana,Cannot log in,Open,Normal,2026-01-08 09:00:00,,,,chat\n\
-         201,globex,,Thanks,closed,low,2026-01-02 09:00:00,,2026-01-02 10:00:00,5,email\n",
+         201,globex,,Thanks,closed,low,2026-01-02 09:00:00,,2026-01-02 10:00:00,5,email\n\
+         105,acme,,Open again,open,low,2026-01-02 09:00:00,,2026-01-02 12:00:00,,web\n",
     )
     .unwrap();
     let mapped = [
@@ -252,7 +253,7 @@ async fn imported_tickets_count_in_the_accounts_support_measures_and_alerts() {
     let args: Vec<&str> = args.iter().map(String::as_str).collect();
     let (ok, out, err) = import(dir.path(), &ws.id, &args);
     assert!(ok, "{err}");
-    assert_eq!(out["rows"].as_u64(), Some(5));
+    assert_eq!(out["rows"].as_u64(), Some(6));
 
     let (ws_id, acme) = ids(&ws.id, "acme");
     let store = open_store(dir.path());
@@ -265,6 +266,8 @@ async fn imported_tickets_count_in_the_accounts_support_measures_and_alerts() {
     assert_eq!(
         summary,
         [
+            // Open again: the status decides, the earlier resolution is kept as an attribute.
+            ("105", "open", "low", None, None),
             ("101", "open", "urgent", None, Some(ana.person_id.clone())),
             ("102", "pending", "high", None, None),
             ("103", "solved", "low", Some(2), None),
@@ -272,8 +275,9 @@ async fn imported_tickets_count_in_the_accounts_support_measures_and_alerts() {
             ("104", "open", "normal", None, Some(ana.person_id.clone())),
         ]
     );
-    assert_eq!(tickets[0].attributes, json!({"channel": "email", "user_id": "ana"}));
-    assert_eq!(tickets[0].first_response_at.map(|t| t.to_rfc3339()).as_deref(), Some("2026-01-05T10:00:00+00:00"));
+    assert_eq!(tickets[1].attributes, json!({"channel": "email", "user_id": "ana"}));
+    assert_eq!(tickets[1].first_response_at.map(|t| t.to_rfc3339()).as_deref(), Some("2026-01-05T10:00:00+00:00"));
+    assert_eq!((tickets[0].resolved_at, &tickets[0].attributes["resolved_at"]), (None, &json!("2026-01-02T12:00:00Z")));
     store.close();
 
     // Importing it again changes nothing.
@@ -283,7 +287,8 @@ async fn imported_tickets_count_in_the_accounts_support_measures_and_alerts() {
     assert_eq!(store.account_tickets(&ws_id, &acme).await.unwrap(), tickets);
     store.close();
 
-    // Scored on the 10th: four tickets in a week, two of them escalated and open.
+    // Scored on the 10th: four tickets in a week, two of them escalated and open, and two
+    // others open.
     let out =
         steward(&["score", "--workspace", &ws.id, "--day", "2026-01-10", "--data-dir", dir.path().to_str().unwrap()])
             .output()
@@ -294,7 +299,7 @@ async fn imported_tickets_count_in_the_accounts_support_measures_and_alerts() {
     let signals = score.explanation.to_value()["signals"].clone();
     assert_eq!(
         (&signals["open_tickets"], &signals["escalated_open_tickets"], &signals["tickets_7d"], &signals["csat_90d"]),
-        (&json!(1), &json!(2), &json!(4), &json!(2.0)),
+        (&json!(2), &json!(2), &json!(4), &json!(2.0)),
         "{signals}"
     );
     // The open tickets are a health measure of acme's, and globex's none are too.
@@ -307,7 +312,7 @@ async fn imported_tickets_count_in_the_accounts_support_measures_and_alerts() {
             .find(|m| m["name"] == "open tickets (escalated count twice)")
             .and_then(|m| m["value"].as_f64())
     };
-    assert!(open_tickets(&score).is_some_and(|v| v >= 3.0), "{}", score.explanation.as_str());
+    assert!(open_tickets(&score).is_some_and(|v| v >= 4.0), "{}", score.explanation.as_str());
     let filter = store::AlertFilter { account_id: Some(acme.clone()), ..Default::default() };
     let alerts = store.list_alerts(&ws_id, &filter, &PageRequest::first(100)).await.unwrap().items;
     let surge = alerts.iter().find(|a| a.reason == "ticket_surge").expect("a ticket surge alert");

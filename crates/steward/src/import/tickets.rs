@@ -64,18 +64,16 @@ pub(super) fn parse(p: &Parser, row: &impl Row, line: u64) -> Result<Record> {
     let csat =
         row.get("csat").map(|v| csat(v).ok_or_else(|| p.error(line, "csat", v, "a rating from 1 to 5"))).transpose()?;
     let latest = [Some(opened), first_response, resolved].into_iter().flatten().max().expect("opened");
-    let (status, resolved) = match (status, resolved) {
-        (None, None) => (TicketStatus::Open, None),
-        (None, Some(r)) => (TicketStatus::Solved, Some(r)),
+    // Scoring counts a ticket open until it is resolved, so the status decides: a closed
+    // ticket without the time was resolved when it last changed, and a ticket open again
+    // keeps its earlier resolution as an attribute only.
+    let (status, resolved, reopened) = match (status, resolved) {
+        (None, None) => (TicketStatus::Open, None, None),
+        (None, Some(r)) => (TicketStatus::Solved, Some(r), None),
         (Some(s @ (TicketStatus::Solved | TicketStatus::Closed)), r) => {
-            // Scoring counts a ticket open until it is resolved: a closed ticket without the
-            // time was resolved when it last changed.
-            (s, Some(r.unwrap_or(updated.unwrap_or(latest))))
+            (s, Some(r.unwrap_or(updated.unwrap_or(latest))), None)
         }
-        (Some(s), None) => (s, None),
-        (Some(s), Some(_)) => {
-            bail!("{} line {line}: status {:?} is unresolved but resolved_at is set", p.file, s.as_str())
-        }
+        (Some(s), r) => (s, None, r),
     };
     let user = row.get("user_id").map(|u| match (p.options.user_scope, &account) {
         (UserScope::Account, Some(a)) => format!("{a}/{u}"),
@@ -88,6 +86,9 @@ pub(super) fn parse(p: &Parser, row: &impl Row, line: u64) -> Result<Record> {
     }
     if let Some(e) = email {
         attributes.insert("email".into(), e.into());
+    }
+    if let Some(r) = reopened {
+        attributes.insert("resolved_at".into(), r.to_rfc3339_opts(SecondsFormat::Secs, true).into());
     }
     let subject = row.get("subject").unwrap_or_default().to_owned();
     let ticket_id = match row.get("ticket_id") {
