@@ -131,7 +131,7 @@ fn bytes(n: u64) -> String {
 pub(super) fn summary(options: &Options, out: &Imported, checked: Duration, stored: Duration, all: Duration) {
     let kind = format!("{:?}", options.kind).to_lowercase();
     eprintln!(
-        "imported {} rows of {kind} from {} ({} new or changed) in {:.1} s: checked in {:.1} s, stored in {:.1} s, processed in {:.1} s",
+        "imported {} rows of {kind} from {} ({} stored) in {:.1} s: checking {:.1} s, storing {:.1} s, processing {:.1} s",
         thousands(out.rows),
         options.file.display(),
         thousands(out.stored),
