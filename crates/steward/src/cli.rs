@@ -77,18 +77,20 @@ pub enum Command {
         #[command(flatten)]
         location: Location,
     },
-    /// Load a workspace's history from a file: accounts, subscriptions or events, as CSV
-    /// (optionally gzipped). Checks the whole file first; importing it again changes nothing.
+    /// Load a workspace's history from a file: accounts, people, subscriptions, events or
+    /// tickets, as CSV with a header or JSON lines (either optionally gzipped). Checks the
+    /// whole file first; importing it again changes nothing.
     Import {
         #[arg(long)]
         workspace: String,
         kind: crate::import::Kind,
         file: PathBuf,
-        /// Map a file's column to Steward's name for it: `--column event_time=ts`. Columns
-        /// Steward does not know become traits, attributes or properties.
+        /// Map a file's column (or JSON field) to Steward's name for it: `--column event_time=ts`.
+        /// Columns Steward does not know become traits, attributes or properties.
         #[arg(long = "column", value_name = "STEWARD_NAME=FILE_COLUMN", value_parser = crate::import::column_mapping)]
         columns: Vec<(String, String)>,
-        /// Whether `user_id` names a user of the workspace or of its account.
+        /// Whether `user_id` names a user of the workspace or of its account (events, people,
+        /// tickets).
         #[arg(long, value_enum, default_value = "workspace")]
         user_scope: crate::import::UserScope,
         /// Currency of amounts in files without a currency column.

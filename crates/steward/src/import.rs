@@ -1,17 +1,25 @@
 //! `steward import`: a workspace's history from files, as it arrives from another system.
-//! CSV with a header row, optionally gzipped (detected by its first bytes). Columns are
-//! known by Steward's names or mapped with `--column steward_name=file_name`; columns Steward
-//! does not know become traits (accounts), attributes (subscriptions) or properties (events).
+//! CSV with a header row or JSON lines (one object per line), either optionally gzipped
+//! (detected by their first bytes). Columns and fields are known by Steward's names or mapped
+//! with `--column steward_name=file_name`; those Steward does not know become traits
+//! (accounts, people), attributes (subscriptions, tickets) or properties (events).
 //!
 //! The whole file is checked before anything is stored, so a bad line changes nothing; each
 //! error names the file, the line and the column. Importing the same file again changes
-//! nothing: accounts and events get ids derived from their content (identical event rows are
-//! told apart by how many came before), subscriptions from their account, plan and start.
+//! nothing: accounts, people and events get ids derived from their content (identical event
+//! rows are told apart by how many came before), subscriptions and tickets keep their own ids
+//! or get them from their content.
+
+mod jsonl;
+mod people;
+mod progress;
+mod tickets;
 
 use std::collections::HashMap;
 use std::io::{BufRead, BufReader, Read};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
 
 use anyhow::{Context, Result, anyhow, bail};
 use chrono::{DateTime, NaiveDate, NaiveDateTime, Utc};
@@ -22,9 +30,17 @@ use store::{Store, Subscription, SubscriptionStatus};
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
 pub enum Kind {
+    /// Customer accounts (`account_id`); other columns become account traits.
     Accounts,
+    /// End users (`user_id`, `account_id`, `email`, `name`, `created_at`); other columns
+    /// become person traits.
+    People,
+    /// Billing periods (`account_id`, `start_date`, `end_date`, `mrr`, ...).
     Subscriptions,
+    /// Product usage (`event_time`, `event_type`, `user_id`, `account_id`, ...).
     Events,
+    /// Support tickets (`ticket_id`, `account_id`, `user_id`, `status`, `priority`, `csat`, ...).
+    Tickets,
 }
 
 /// Whose user ids a file's `user_id` column holds.
@@ -58,6 +74,8 @@ pub fn column_mapping(s: &str) -> Result<(String, String), String> {
 fn known(kind: Kind) -> &'static [(&'static str, bool)] {
     match kind {
         Kind::Accounts => &[("account_id", true)],
+        Kind::People => people::COLUMNS,
+        Kind::Tickets => tickets::COLUMNS,
         Kind::Subscriptions => &[
             ("account_id", true),
             ("start_date", true),
@@ -81,6 +99,39 @@ fn known(kind: Kind) -> &'static [(&'static str, bool)] {
     }
 }
 
+/// Refuses a `--column` mapping to a name the kind does not know.
+fn check_mapping(kind: Kind, mapping: &[(String, String)]) -> Result<()> {
+    let names = known(kind);
+    for (steward, _) in mapping {
+        if !names.iter().any(|(n, _)| n == steward) {
+            let list: Vec<&str> = names.iter().map(|(n, _)| *n).collect();
+            bail!("--column {steward}=...: {steward:?} is not a column of {kind:?} (known: {})", list.join(", "));
+        }
+    }
+    Ok(())
+}
+
+/// Steward's name for a file's column or field: the one it is mapped to, else its own if
+/// Steward knows it and no other column is mapped to it.
+fn steward_name(kind: Kind, mapping: &[(String, String)], col: &str) -> Option<&'static str> {
+    let steward = match mapping.iter().find(|(_, f)| f == col) {
+        Some((s, _)) => s.as_str(),
+        None if mapping.iter().any(|(s, _)| s == col) => return None,
+        None => col,
+    };
+    known(kind).iter().map(|(n, _)| *n).find(|n| *n == steward)
+}
+
+/// One row of a file, whatever its format: Steward's fields by name, and the others.
+trait Row {
+    /// A known field's value, trimmed; `None` when it is absent or empty.
+    fn get(&self, name: &str) -> Option<&str>;
+    /// The fields Steward does not know, as JSON values.
+    fn extra(&self) -> Map<String, Value>;
+    /// Feeds the whole row to `h`: the content an event's id is derived from.
+    fn digest(&self, h: &mut Sha256);
+}
+
 /// Where each known column is, and the others by name.
 struct Columns {
     at: HashMap<&'static str, usize>,
@@ -89,30 +140,18 @@ struct Columns {
 
 impl Columns {
     fn new(kind: Kind, header: &csv::StringRecord, mapping: &[(String, String)], file: &str) -> Result<Columns> {
-        let names = known(kind);
-        for (steward, _) in mapping {
-            if !names.iter().any(|(n, _)| n == steward) {
-                let list: Vec<&str> = names.iter().map(|(n, _)| *n).collect();
-                bail!("--column {steward}=...: {steward:?} is not a column of {kind:?} (known: {})", list.join(", "));
-            }
-        }
         let mut at = HashMap::new();
         let mut others = Vec::new();
         for (i, col) in header.iter().enumerate() {
             let col = col.trim();
-            let steward = mapping
-                .iter()
-                .find(|(_, f)| f == col)
-                .map(|(s, _)| s.as_str())
-                .or_else(|| names.iter().map(|(n, _)| *n).find(|n| *n == col));
-            match steward.and_then(|s| names.iter().find(|(n, _)| *n == s)) {
-                Some((name, _)) => {
-                    at.insert(*name, i);
+            match steward_name(kind, mapping, col) {
+                Some(name) => {
+                    at.insert(name, i);
                 }
                 None => others.push((col.to_owned(), i)),
             }
         }
-        for (name, required) in names {
+        for (name, required) in known(kind) {
             if *required && !at.contains_key(name) {
                 bail!("{file}: no column {name:?} in the header (map one with --column {name}=<column>)");
             }
@@ -134,6 +173,29 @@ impl Columns {
                 (!v.is_empty()).then(|| (name.clone(), scalar(v)))
             })
             .collect()
+    }
+}
+
+/// A CSV record with the columns that say what its fields are.
+struct CsvRow<'a> {
+    columns: &'a Columns,
+    record: &'a csv::StringRecord,
+}
+
+impl Row for CsvRow<'_> {
+    fn get(&self, name: &str) -> Option<&str> {
+        self.columns.get(self.record, name)
+    }
+
+    fn extra(&self) -> Map<String, Value> {
+        self.columns.extra(self.record)
+    }
+
+    fn digest(&self, h: &mut Sha256) {
+        for part in self.record.iter() {
+            h.update(part.trim().as_bytes());
+            h.update([0x1f]);
+        }
     }
 }
 
@@ -218,22 +280,30 @@ fn content_id(prefix: &str, parts: &[&str]) -> String {
     format!("{prefix}{}", hex::encode(&h.finalize()[..16]))
 }
 
+/// How a file's rows are written.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Format {
+    Csv,
+    JsonLines,
+}
+
 /// Reads a file, through gzip if it starts like gzip, counting the bytes read from disk.
 struct Source {
-    reader: csv::Reader<Box<dyn Read>>,
-    read: Arc<std::sync::atomic::AtomicU64>,
+    input: Box<dyn BufRead>,
+    format: Format,
+    read: Arc<AtomicU64>,
     size: u64,
 }
 
 struct Counting<R> {
     inner: R,
-    read: Arc<std::sync::atomic::AtomicU64>,
+    read: Arc<AtomicU64>,
 }
 
 impl<R: Read> Read for Counting<R> {
     fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
         let n = self.inner.read(buf)?;
-        self.read.fetch_add(n as u64, std::sync::atomic::Ordering::Relaxed);
+        self.read.fetch_add(n as u64, Ordering::Relaxed);
         Ok(n)
     }
 }
@@ -241,13 +311,35 @@ impl<R: Read> Read for Counting<R> {
 fn open(path: &Path) -> Result<Source> {
     let file = std::fs::File::open(path).with_context(|| format!("open {}", path.display()))?;
     let size = file.metadata()?.len();
-    let read = Arc::new(std::sync::atomic::AtomicU64::new(0));
+    let read = Arc::new(AtomicU64::new(0));
     let mut buffered = BufReader::with_capacity(1 << 16, Counting { inner: file, read: read.clone() });
     let gzip = buffered.fill_buf()?.starts_with(&[0x1f, 0x8b]);
-    let inner: Box<dyn Read> =
-        if gzip { Box::new(flate2::bufread::MultiGzDecoder::new(buffered)) } else { Box::new(buffered) };
-    let reader = csv::ReaderBuilder::new().has_headers(true).flexible(false).from_reader(inner);
-    Ok(Source { reader, read, size })
+    let mut input: Box<dyn BufRead> = if gzip {
+        Box::new(BufReader::with_capacity(1 << 16, flate2::bufread::MultiGzDecoder::new(buffered)))
+    } else {
+        Box::new(buffered)
+    };
+    let start = input.fill_buf().with_context(|| format!("{}: reading", path.display()))?;
+    let format = format_of(path, start)?;
+    Ok(Source { input, format, read, size })
+}
+
+/// JSON lines when the file starts with an object or its name says so (`.jsonl`, `.ndjson`,
+/// gzipped or not); CSV otherwise.
+fn format_of(path: &Path, start: &[u8]) -> Result<Format> {
+    let start = start.strip_prefix(b"\xEF\xBB\xBF".as_slice()).unwrap_or(start);
+    let first = start.iter().find(|b| !b.is_ascii_whitespace());
+    let name = path.file_name().map(|n| n.to_string_lossy().to_lowercase()).unwrap_or_default();
+    let name = name.strip_suffix(".gz").unwrap_or(&name);
+    let json_name = [".jsonl", ".ndjson", ".json"].iter().any(|ext| name.ends_with(ext));
+    Ok(match first {
+        Some(b'{') => Format::JsonLines,
+        Some(b'[') if json_name => {
+            bail!("{}: a JSON array; expected JSON lines (one object per line)", path.display())
+        }
+        _ if json_name && !name.ends_with(".json") => Format::JsonLines,
+        _ => Format::Csv,
+    })
 }
 
 /// One parsed row.
@@ -258,6 +350,9 @@ enum Record {
     },
     Subscription(Box<Subscription>),
     Event(Box<NewEvent>),
+    /// A row that becomes several events (a person: identify, then group).
+    Events(Vec<NewEvent>),
+    Ticket(Box<tickets::Pending>),
     /// A row found valid, when only checking.
     Checked,
 }
@@ -265,7 +360,6 @@ enum Record {
 struct Parser<'a> {
     options: &'a Options,
     file: String,
-    columns: Columns,
     /// How many identical event rows came before, by content: the n-th copy gets its own id.
     seen: foldhash::HashMap<u128, u32>,
     now: DateTime<Utc>,
@@ -278,8 +372,8 @@ impl Parser<'_> {
         anyhow!("{} line {line}: {column} {value:?} is not {expected}", self.file)
     }
 
-    fn time(&self, row: &csv::StringRecord, line: u64, name: &str) -> Result<Option<DateTime<Utc>>> {
-        match self.columns.get(row, name) {
+    fn time(&self, row: &impl Row, line: u64, name: &str) -> Result<Option<DateTime<Utc>>> {
+        match row.get(name) {
             None => Ok(None),
             Some(v) => parse_time(v)
                 .map(Some)
@@ -287,22 +381,21 @@ impl Parser<'_> {
         }
     }
 
-    fn account(&self, row: &csv::StringRecord, line: u64) -> Result<Option<AccountId>> {
-        self.columns
-            .get(row, "account_id")
+    fn account(&self, row: &impl Row, line: u64) -> Result<Option<AccountId>> {
+        row.get("account_id")
             .map(|v| AccountId::parse(v).map_err(|e| anyhow!("{} line {line}: account_id: {e}", self.file)))
             .transpose()
     }
 
     fn some<T>(&self, value: Option<T>, line: u64, name: &str) -> Result<T> {
-        value.ok_or_else(|| anyhow!("{} line {line}: {name} is empty", self.file))
+        value.ok_or_else(|| anyhow!("{} line {line}: {name} is missing", self.file))
     }
 
-    fn parse(&mut self, row: &csv::StringRecord, line: u64) -> Result<Record> {
+    fn parse(&mut self, row: &impl Row, line: u64) -> Result<Record> {
         match self.options.kind {
             Kind::Accounts => {
                 let account = self.some(self.account(row, line)?, line, "account_id")?;
-                Ok(Record::Account { account, traits: self.columns.extra(row) })
+                Ok(Record::Account { account, traits: row.extra() })
             }
             Kind::Subscriptions => {
                 let account = self.some(self.account(row, line)?, line, "account_id")?;
@@ -311,20 +404,20 @@ impl Parser<'_> {
                 if ended.is_some_and(|e| e < started) {
                     bail!("{} line {line}: end_date is before start_date", self.file);
                 }
-                let currency = match self.columns.get(row, "currency") {
+                let currency = match row.get("currency") {
                     Some(c) => Currency::parse(c).map_err(|_| self.error(line, "currency", c, "a currency code"))?,
                     None => self.options.currency,
                 };
-                let mrr = match self.columns.get(row, "mrr") {
+                let mrr = match row.get("mrr") {
                     Some(v) => parse_amount(v, currency).ok_or_else(|| self.error(line, "mrr", v, "an amount"))?,
                     None => 0,
                 };
-                let quantity = match self.columns.get(row, "quantity") {
+                let quantity = match row.get("quantity") {
                     Some(v) => v.parse::<i64>().map_err(|_| self.error(line, "quantity", v, "a whole number"))?,
                     None => 1,
                 };
-                let plan = self.columns.get(row, "product").map(str::to_owned);
-                let status = match self.columns.get(row, "status") {
+                let plan = row.get("product").map(str::to_owned);
+                let status = match row.get("status") {
                     Some(v) => v
                         .parse::<SubscriptionStatus>()
                         .map_err(|e| anyhow!("{} line {line}: status: {e}", self.file))?,
@@ -332,7 +425,7 @@ impl Parser<'_> {
                     None => SubscriptionStatus::Active,
                 };
                 let start_text = started.to_rfc3339();
-                let id = match self.columns.get(row, "subscription_id") {
+                let id = match row.get("subscription_id") {
                     Some(id) => id.to_owned(),
                     None => content_id("import_", &[account.as_str(), plan.as_deref().unwrap_or(""), &start_text]),
                 };
@@ -350,18 +443,18 @@ impl Parser<'_> {
                     // The same row always carries the same time, so importing it again changes
                     // nothing; a later period of the same subscription id wins.
                     updated_at: ended.unwrap_or(started),
-                    attributes: Value::Object(self.columns.extra(row)),
+                    attributes: Value::Object(row.extra()),
                 })))
             }
             Kind::Events => {
                 let account = self.account(row, line)?;
                 let at = self.some(self.time(row, line, "event_time")?, line, "event_time")?;
-                let name = self.some(self.columns.get(row, "event_type"), line, "event_type")?.to_owned();
-                let user = self.columns.get(row, "user_id").map(|u| match (self.options.user_scope, &account) {
+                let name = self.some(row.get("event_type"), line, "event_type")?.to_owned();
+                let user = row.get("user_id").map(|u| match (self.options.user_scope, &account) {
                     (UserScope::Account, Some(a)) => format!("{a}/{u}"),
                     _ => u.to_owned(),
                 });
-                let anonymous = self.columns.get(row, "anonymous_id").map(str::to_owned);
+                let anonymous = row.get("anonymous_id").map(str::to_owned);
                 let (user, anonymous) = match (user, anonymous, &account) {
                     (None, None, Some(a)) if self.options.user_scope == UserScope::Account => {
                         (Some(a.to_string()), None)
@@ -372,18 +465,15 @@ impl Parser<'_> {
                 if self.check_only {
                     return Ok(Record::Checked);
                 }
-                let mut properties = self.columns.extra(row);
-                if let Some(v) = self.columns.get(row, "event_value") {
+                let mut properties = row.extra();
+                if let Some(v) = row.get("event_value") {
                     properties.insert("value".into(), scalar(v));
                 }
-                let message_id = match self.columns.get(row, "message_id") {
+                let message_id = match row.get("message_id") {
                     Some(id) => id.to_owned(),
                     None => {
                         let mut h = Sha256::new();
-                        for part in row.iter() {
-                            h.update(part.trim().as_bytes());
-                            h.update([0x1f]);
-                        }
+                        row.digest(&mut h);
                         let key: [u8; 16] = h.finalize()[..16].try_into().expect("16 bytes");
                         let n = self.seen.entry(u128::from_le_bytes(key)).or_default();
                         *n += 1;
@@ -413,6 +503,8 @@ impl Parser<'_> {
                     payload,
                 })))
             }
+            Kind::People => people::parse(self, row, line),
+            Kind::Tickets => tickets::parse(self, row, line),
         }
     }
 }
@@ -449,29 +541,48 @@ pub struct Imported {
     pub stored: u64,
 }
 
-/// Reads every row of the file through `each`, with progress on stderr.
+/// Reads every row of the file through `each`, with progress on stderr (`total`: the rows
+/// the file holds, when known).
 fn each_row(
     options: &Options,
     mut each: impl FnMut(Record) -> Result<()>,
-    phase: &str,
+    phase: &'static str,
     check_only: bool,
+    total: Option<u64>,
 ) -> Result<u64> {
-    let file = options.file.display().to_string();
-    let mut source = open(&options.file)?;
-    let header = source.reader.headers().with_context(|| format!("{file}: reading the header"))?.clone();
+    check_mapping(options.kind, &options.columns)?;
+    let source = open(&options.file)?;
     let mut parser = Parser {
         options,
-        file: file.clone(),
-        columns: Columns::new(options.kind, &header, &options.columns, &file)?,
+        file: options.file.display().to_string(),
         seen: foldhash::HashMap::default(),
         now: Utc::now(),
         check_only,
     };
-    let mut row = csv::StringRecord::new();
+    let mut progress = progress::Bar::new(phase, total, source.read.clone(), source.size);
+    let rows = match source.format {
+        Format::Csv => csv_rows(source.input, &mut parser, &mut each, &mut progress)?,
+        Format::JsonLines => jsonl::rows(source.input, &mut parser, &mut each, &mut progress)?,
+    };
+    progress.finish(rows);
+    Ok(rows)
+}
+
+/// The rows of a CSV file with a header, through `each`.
+fn csv_rows(
+    input: Box<dyn BufRead>,
+    parser: &mut Parser,
+    each: &mut impl FnMut(Record) -> Result<()>,
+    progress: &mut progress::Bar,
+) -> Result<u64> {
+    let file = parser.file.clone();
+    let mut reader = csv::ReaderBuilder::new().has_headers(true).flexible(false).from_reader(input);
+    let header = reader.headers().with_context(|| format!("{file}: reading the header"))?.clone();
+    let columns = Columns::new(parser.options.kind, &header, &parser.options.columns, &file)?;
+    let mut record = csv::StringRecord::new();
     let mut rows = 0u64;
-    let started = std::time::Instant::now();
     loop {
-        match source.reader.read_record(&mut row) {
+        match reader.read_record(&mut record) {
             Ok(false) => break,
             Ok(true) => {}
             Err(e) => {
@@ -479,20 +590,10 @@ fn each_row(
                 bail!("{file} line {line}: {}", describe(&e));
             }
         }
-        let line = row.position().map(|p| p.line()).unwrap_or(rows + 2);
-        each(parser.parse(&row, line)?)?;
+        let line = record.position().map(|p| p.line()).unwrap_or(rows + 2);
+        each(parser.parse(&CsvRow { columns: &columns, record: &record }, line)?)?;
         rows += 1;
-        if rows % 200_000 == 0 {
-            let done = source.read.load(std::sync::atomic::Ordering::Relaxed) as f64 / source.size.max(1) as f64;
-            eprint!(
-                "\r{phase}: {rows} rows, {:.0}% of the file, {:.0} s",
-                done * 100.0,
-                started.elapsed().as_secs_f64()
-            );
-        }
-    }
-    if rows >= 200_000 {
-        eprintln!("\r{phase}: {rows} rows, 100% of the file, {:.0} s", started.elapsed().as_secs_f64());
+        progress.tick(rows);
     }
     Ok(rows)
 }
@@ -534,8 +635,10 @@ fn account_event(account: AccountId, traits: Map<String, Value>) -> NewEvent {
 /// Imports the file into `ws`, then brings processing up to date.
 pub async fn import(store: Arc<dyn Store>, ws: &WorkspaceId, options: &Options) -> Result<Imported> {
     // First the whole file is checked: a bad line stores nothing.
+    let started = std::time::Instant::now();
     let check = options.clone();
-    tokio::task::spawn_blocking(move || each_row(&check, |_| Ok(()), "checking", true)).await??;
+    let total = tokio::task::spawn_blocking(move || each_row(&check, |_| Ok(()), "checking", true, None)).await??;
+    let checked = started.elapsed();
 
     // Then read on a blocking thread, stored here in batches as they come.
     const BATCH: usize = 5_000;
@@ -555,6 +658,7 @@ pub async fn import(store: Arc<dyn Store>, ws: &WorkspaceId, options: &Options) 
             },
             "importing",
             false,
+            Some(total),
         )?;
         if !batch.is_empty() {
             tx.blocking_send(batch).map_err(|_| anyhow!("the import stopped"))?;
@@ -574,11 +678,15 @@ pub async fn import(store: Arc<dyn Store>, ws: &WorkspaceId, options: &Options) 
         for record in batch {
             match record {
                 Record::Event(e) => events.push(*e),
+                Record::Events(e) => events.extend(e),
                 Record::Account { account, traits } => events.push(account_event(account, traits)),
                 Record::Checked => {}
                 Record::Subscription(s) => {
                     let (store, ws) = (store.clone(), ws.clone());
                     records.spawn(async move { store.upsert_subscription(&ws, &s).await });
+                }
+                Record::Ticket(t) => {
+                    records.spawn(tickets::store(store.clone(), ws.clone(), *t));
                 }
             }
         }
@@ -600,9 +708,11 @@ pub async fn import(store: Arc<dyn Store>, ws: &WorkspaceId, options: &Options) 
         out.stored += done??;
     }
     out.rows = reader.await??;
+    let stored = started.elapsed();
     stop.cancel();
     background.await?;
     processor.run_until_idle(ws).await?;
+    progress::summary(options, &out, checked, stored, started.elapsed());
     Ok(out)
 }
 
@@ -623,6 +733,17 @@ mod tests {
         for bad in ["", ".", "1e3", "ten", "1.2.3"] {
             assert_eq!(parse_amount(bad, usd), None, "{bad:?}");
         }
+    }
+
+    #[test]
+    fn json_lines_are_known_by_their_first_byte_or_their_name() {
+        let of = |name: &str, start: &str| format_of(Path::new(name), start.as_bytes()).map_err(|e| e.to_string());
+        assert_eq!(of("events.csv", "account_id,event_time\n"), Ok(Format::Csv));
+        assert_eq!(of("events.data", "  \n{\"event_time\": 1}"), Ok(Format::JsonLines));
+        assert_eq!(of("events.csv.gz", "\u{feff}{\"a\": 1}"), Ok(Format::JsonLines), "after a byte order mark");
+        assert_eq!(of("EVENTS.NDJSON.GZ", ""), Ok(Format::JsonLines));
+        assert_eq!(of("events.jsonl", "not json"), Ok(Format::JsonLines), "then refused line by line");
+        assert!(of("events.json", "[{\"a\": 1}]").is_err_and(|e| e.contains("JSON array")));
     }
 
     #[test]
