@@ -106,7 +106,7 @@ impl Snapshot {
         );
         m.insert(SEATS.into(), self.seat_utilisation());
         if sources.tickets {
-            m.insert(OPEN_TICKETS.into(), n(self.open_tickets + self.escalated_open_tickets));
+            m.insert(OPEN_TICKETS.into(), n(self.open_tickets + 2 * self.escalated_open_tickets));
             m.insert(TICKETS.into(), n(self.tickets_28d));
         }
         m.insert(CSAT.into(), self.csat_90d);
@@ -220,5 +220,18 @@ pub fn snapshot(a: &AccountHistory, d: NaiveDate, config: &SignalConfig) -> Snap
         tickets_prev_28d: tickets_in(ago(56), ago(28)),
         csat_90d: (!rated.is_empty()).then(|| rated.iter().sum::<f64>() / rated.len() as f64),
         nps: a.traits.get("nps").copied(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn an_escalated_ticket_weighs_twice_an_ordinary_one() {
+        let snap = Snapshot { open_tickets: 1, escalated_open_tickets: 2, tenure_days: 30, ..Default::default() };
+        let m = snap.measures(Sources { tickets: true, ..Default::default() });
+        assert_eq!(m[OPEN_TICKETS], Some(5.0));
+        assert!(!snap.measures(Sources::default()).contains_key(OPEN_TICKETS), "no ticket source, no measure");
     }
 }
