@@ -10,6 +10,7 @@ use chrono::NaiveDate;
 use serde::{Deserialize, Serialize};
 use std::collections::HashMap;
 
+use crate::attributes::AttributeFeature;
 use crate::model::{Ensemble, EnsembleParams, Matrix, metrics};
 
 /// A billing period of one of the account's subscriptions: it covers `[start, end)`.
@@ -106,6 +107,8 @@ pub struct AccountHistory {
     pub traits: HashMap<String, f64>,
     /// Days of explicit churn events (an `account_churned` event, say).
     pub churned: Vec<NaiveDate>,
+    /// Its categorical traits (channel, region, plan, ...) as known over time.
+    pub attributes: HashMap<String, crate::attributes::ValueHistory>,
 }
 
 static EMPTY: Series = Series { origin: None, totals: Vec::new() };
@@ -121,7 +124,7 @@ impl AccountHistory {
     }
 
     /// The first period's start or, without billing records, the first day of activity.
-    fn first_start(&self) -> Option<NaiveDate> {
+    pub fn first_start(&self) -> Option<NaiveDate> {
         self.periods.iter().map(|p| p.start).min().or_else(|| self.series(ANY).first_day())
     }
 
@@ -222,9 +225,23 @@ pub const ANY: &str = "$any";
 pub struct FeatureSpec {
     /// The key events: counted over 28 days, and at their 90-day rate.
     pub metrics: Vec<String>,
+    /// The account attributes, one-hot encoded after the rest.
+    #[serde(default)]
+    pub attributes: Vec<AttributeFeature>,
 }
 
 impl FeatureSpec {
+    /// Key events and no attributes.
+    pub fn events(metrics: Vec<String>) -> FeatureSpec {
+        FeatureSpec { metrics, attributes: Vec::new() }
+    }
+
+    /// These key events with the account attributes worth a feature before `before`, in a
+    /// history that ends at `end`.
+    pub fn with_attributes(self, accounts: &[AccountHistory], before: NaiveDate, end: NaiveDate) -> FeatureSpec {
+        FeatureSpec { attributes: crate::attributes::choose(accounts, before, end), ..self }
+    }
+
     /// The `n` most frequent events before `before`: the default key events.
     pub fn most_frequent(accounts: &[AccountHistory], before: NaiveDate, n: usize) -> FeatureSpec {
         let mut totals: HashMap<&str, u64> = HashMap::new();
@@ -237,13 +254,14 @@ impl FeatureSpec {
         }
         let mut ranked: Vec<(&str, u64)> = totals.into_iter().filter(|(_, n)| *n > 0).collect();
         ranked.sort_by(|a, b| b.1.cmp(&a.1).then(a.0.cmp(b.0)));
-        FeatureSpec { metrics: ranked.into_iter().take(n).map(|(m, _)| m.to_owned()).collect() }
+        FeatureSpec::events(ranked.into_iter().take(n).map(|(m, _)| m.to_owned()).collect())
     }
 
     pub fn names(&self) -> Vec<String> {
         let mut names: Vec<String> = self.metrics.iter().map(|m| format!("{m} (28 days)")).collect();
         names.extend(self.metrics.iter().map(|m| format!("{m} (per 28 days over 90)")));
         names.extend(["active days (28 days)".into(), "tenure days".into(), "MRR".into()]);
+        names.extend(self.attributes.iter().flat_map(AttributeFeature::names));
         names
     }
 
@@ -259,6 +277,9 @@ impl FeatureSpec {
         row.push(series(ANY).active_days(days(28), d) as f64);
         row.push(tenure as f64);
         row.push(account.mrr_at(d) as f64);
+        for a in &self.attributes {
+            a.encode(account, d, &mut row);
+        }
         row
     }
 }
@@ -342,7 +363,7 @@ pub fn evaluate(
     horizons: &[u32],
     params: &EnsembleParams,
 ) -> ModelCard {
-    let spec = FeatureSpec::most_frequent(accounts, test_from, 10);
+    let spec = FeatureSpec::most_frequent(accounts, test_from, 10).with_attributes(accounts, test_from, as_of);
     evaluate_with(accounts, as_of, test_from, horizons, params, Outcome::Churn, &spec)
 }
 
@@ -582,7 +603,7 @@ impl Trained {
 /// forecasts every account eligible at `at` (covered, with a day of history). A horizon
 /// whose history holds fewer than [`MIN_CHURN_EXAMPLES`] churns is forecast by [`prior`].
 pub fn predict(accounts: &[AccountHistory], at: NaiveDate, horizons: &[u32], params: &EnsembleParams) -> Vec<Forecast> {
-    let spec = FeatureSpec::most_frequent(accounts, at, 10);
+    let spec = FeatureSpec::most_frequent(accounts, at, 10).with_attributes(accounts, at, at);
     let trained = Trained::fit(accounts, at, horizons, params, Outcome::Churn, spec);
     let config = crate::signals::SignalConfig::default();
     let mut out: Vec<Forecast> = Vec::new();
@@ -656,7 +677,7 @@ mod tests {
             ]),
             ..Default::default()
         };
-        let spec = FeatureSpec { metrics: vec!["post".into()] };
+        let spec = FeatureSpec::events(vec!["post".into()]);
         let at = day("2020-03-01");
         let before = spec.row(&a, at);
         assert_eq!(before[0], 4.0, "both days are in the 28 days before March 1st");

@@ -14,6 +14,7 @@
 //!   ensemble with calibrated probabilities and per-row drivers, and the metrics of a model
 //!   card (AUC, PR-AUC, top-decile lift, calibration error).
 
+pub mod attributes;
 pub mod churn;
 pub mod health;
 pub mod model;

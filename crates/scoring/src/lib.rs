@@ -76,7 +76,7 @@ fn horizons_of(outcome: Outcome) -> &'static [u32] {
 fn prior_only(outcome: Outcome) -> Trained {
     Trained {
         outcome,
-        spec: FeatureSpec { metrics: Vec::new() },
+        spec: FeatureSpec::events(Vec::new()),
         trained_through: NaiveDate::MIN,
         horizons: horizons_of(outcome)
             .iter()
@@ -191,9 +191,10 @@ fn spec_for(
     key_events: &Option<Vec<String>>,
 ) -> FeatureSpec {
     match key_events {
-        Some(k) => FeatureSpec { metrics: k.clone() },
+        Some(k) => FeatureSpec::events(k.clone()),
         None => FeatureSpec::most_frequent(accounts, at, 10),
     }
+    .with_attributes(accounts, at, at)
 }
 
 fn decide(
@@ -651,8 +652,8 @@ pub async fn load_account(
     let a = store.get_account(ws, account).await?;
     let from = day - chrono::Days::new(SCORING_DAYS);
     let mut h = intelligence::churn::AccountHistory { account_id: account.to_string(), ..Default::default() };
-    if let Some(traits) = a.as_ref().and_then(|a| a.traits.as_object()) {
-        h.traits = traits.iter().filter_map(|(k, v)| Some((k.clone(), v.as_f64()?))).collect();
+    if let Some(a) = &a {
+        load::take_traits(&mut h, &a.traits);
     }
     let mut currency = None;
     for s in store.account_subscriptions(ws, account).await? {
@@ -798,7 +799,7 @@ mod tests {
             &CHURN_HORIZONS,
             &params,
             Outcome::Churn,
-            FeatureSpec { metrics: vec!["noise".into()] },
+            FeatureSpec::events(vec!["noise".into()]),
         );
         let better = decide(&accounts, as_of, Outcome::Churn, &params, None, Some(&weak));
         assert_eq!(better.status, ModelStatus::Active, "{}", better.reason);
@@ -829,7 +830,7 @@ mod tests {
             metrics: vec!["noise".into(), "post".into()],
         };
         let at = day("2020-11-30");
-        let spec = FeatureSpec { metrics: vec!["post".into(), "noise".into()] };
+        let spec = FeatureSpec::events(vec!["post".into(), "noise".into()]);
         let churn =
             Trained::fit(&loaded.histories, at, &CHURN_HORIZONS, &EnsembleParams::default(), Outcome::Churn, spec);
         assert!(churn.has_model());

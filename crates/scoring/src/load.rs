@@ -3,10 +3,11 @@
 
 use chrono::{Datelike, NaiveDate, TimeZone, Utc};
 use domain::{AccountId, Currency, WorkspaceId};
+use intelligence::attributes::ValueHistory;
 use intelligence::churn::{AccountHistory, Period, Series};
 use intelligence::signals::{Sources, TicketFact};
-use std::collections::HashMap;
-use store::{PageRequest, Store, TicketPriority};
+use std::collections::{HashMap, HashSet};
+use store::{PageRequest, Store, TicketPriority, TraitSubject};
 
 use crate::Result;
 use crate::settings::{ScoringSettings, same_event};
@@ -26,7 +27,8 @@ pub struct Loaded {
 }
 
 /// Loads the workspace with usage of days from `usage_from` on (scoring needs about four
-/// months; training needs everything). Accounts are ordered by id, numerically when every id
+/// months; training needs everything, and then reads each account's attributes as they
+/// changed rather than as they are). Accounts are ordered by id, numerically when every id
 /// is a number, so that ties in a ranking are broken the same way every time.
 pub async fn load(
     store: &dyn Store,
@@ -49,10 +51,7 @@ pub async fn load(
         let p = store.list_accounts(ws, &page).await?;
         for a in &p.items {
             let i = add(&mut loaded, &a.account_id);
-            if let Some(traits) = a.traits.as_object() {
-                loaded.histories[i].traits =
-                    traits.iter().filter_map(|(k, v)| Some((k.clone(), v.as_f64()?))).collect();
-            }
+            take_traits(&mut loaded.histories[i], &a.traits);
         }
         match p.next {
             Some(c) => page.after = Some(c),
@@ -99,6 +98,9 @@ pub async fn load(
         }
         h.usage.insert(metric, Series::new(d));
     }
+    if usage_from == NaiveDate::MIN {
+        attribute_histories(store, ws, &mut loaded).await?;
+    }
     let mut order: Vec<usize> = (0..loaded.ids.len()).collect();
     let numeric: Option<Vec<i64>> = loaded.ids.iter().map(|id| id.as_str().parse::<i64>().ok()).collect();
     match numeric {
@@ -113,6 +115,54 @@ pub async fn load(
         end: loaded.end,
         metrics: metrics.into_iter().collect(),
     })
+}
+
+/// An account's traits as they are now: the numeric ones (`nps`, ...) and the categorical
+/// ones as attributes known all along.
+pub(crate) fn take_traits(h: &mut AccountHistory, traits: &serde_json::Value) {
+    let Some(traits) = traits.as_object() else { return };
+    h.traits = traits.iter().filter_map(|(k, v)| Some((k.clone(), v.as_f64()?))).collect();
+    h.attributes = traits.iter().filter_map(|(k, v)| Some((k.clone(), vec![(NaiveDate::MIN, category(v)?)]))).collect();
+}
+
+/// A trait value that can be a category: text or a yes/no.
+fn category(v: &serde_json::Value) -> Option<String> {
+    match v {
+        serde_json::Value::String(s) if !s.is_empty() => Some(s.clone()),
+        serde_json::Value::Bool(b) => Some(b.to_string()),
+        _ => None,
+    }
+}
+
+/// Every account's attributes as they changed, for training: an attribute that never changed
+/// for any account of the workspace (an imported account column, an industry) is static and
+/// known all along; one that changes (a plan, a status) is known from each change on.
+async fn attribute_histories(store: &dyn Store, ws: &WorkspaceId, loaded: &mut Loaded) -> Result<()> {
+    let mut changes: Vec<HashMap<String, ValueHistory>> = Vec::with_capacity(loaded.ids.len());
+    let mut changing: HashSet<String> = HashSet::new();
+    for id in &loaded.ids {
+        let mut of: HashMap<String, ValueHistory> = HashMap::new();
+        let mut history = store.trait_history(ws, &TraitSubject::Account(id.clone())).await?;
+        history.sort_by_key(|c| c.at);
+        for c in history {
+            let Some(value) = category(&c.value) else { continue };
+            let h = of.entry(c.key).or_default();
+            if h.last().is_none_or(|(_, last)| *last != value) {
+                h.push((c.at.date_naive(), value));
+            }
+        }
+        changing.extend(of.iter().filter(|(_, h)| h.len() > 1).map(|(k, _)| k.clone()));
+        changes.push(of);
+    }
+    for (h, mut of) in loaded.histories.iter_mut().zip(changes) {
+        for (key, values) in of.iter_mut() {
+            if !changing.contains(key) {
+                values[0].0 = NaiveDate::MIN;
+            }
+        }
+        h.attributes = of;
+    }
+    Ok(())
 }
 
 fn reorder<T>(v: Vec<T>, order: &[usize]) -> Vec<T> {

@@ -122,7 +122,7 @@ fn median(v: &mut [f64]) -> f64 {
 }
 
 pub async fn run(accounts: Vec<usize>, repeat: usize, single: usize) -> Result<()> {
-    let spec = FeatureSpec { metrics: KEY_EVENTS.map(String::from).to_vec() };
+    let spec = FeatureSpec::events(KEY_EVENTS.map(String::from).to_vec());
     let days = 90;
     let day = day0() + chrono::Days::new(days as u64 - 1);
     let models = tokio::task::spawn_blocking(move || models(&spec)).await?;

@@ -98,6 +98,9 @@ pub async fn evaluate(
     }
     println!("churn model card: trained on what was known before {test_from}, tested from {test_from} to {as_of}");
     println!("key events: {}", card.features.metrics.join(", "));
+    let attributes: Vec<String> =
+        card.features.attributes.iter().map(|a| format!("{} ({})", a.key, a.values.join(", "))).collect();
+    println!("account attributes: {}", if attributes.is_empty() { "none".into() } else { attributes.join("; ") });
     println!(
         "| horizon | train rows (churned) | test rows (churned) | AUC | PR-AUC | top-decile lift | calibration error | tenure-only AUC |"
     );

@@ -541,3 +541,65 @@ async fn a_bad_json_line_is_named_with_its_field_and_nothing_is_stored() {
     assert!(ok, "{err}");
     assert_eq!(out["stored"].as_u64(), Some(1));
 }
+
+/// 240 monthly customers signing up from January to August; a quarter of those who came through `partner` leave in
+/// their fourth month, the others stay. Every account's `status` column says how it ended.
+fn attribute_story(dir: &Path) -> [String; 3] {
+    let (mut accounts, mut subs, mut events) = (
+        String::from("account_id,channel,status,name\n"),
+        String::from("account_id,start_date,end_date,mrr\n"),
+        String::from("account_id,event_time,event_type,user_id\n"),
+    );
+    for i in 0..240u32 {
+        let channel = ["partner", "web", "sales"][i as usize % 3];
+        let leaves = channel == "partner" && i % 4 != 3;
+        let start = chrono::NaiveDate::from_ymd_opt(2020, 1 + i % 8, 1).unwrap();
+        let months = if leaves { 3 } else { 12 - i % 8 };
+        let status = if leaves { "cancelled" } else { "active" };
+        accounts.push_str(&format!("{i},{channel},{status},Company {i}\n"));
+        for m in 0..months {
+            let from = start + chrono::Months::new(m);
+            subs.push_str(&format!("{i},{from},{},10\n", from + chrono::Months::new(1)));
+            for d in [2, 9, 16, 23] {
+                events.push_str(&format!("{i},{} 10:00:00,login,0\n", from + chrono::Days::new(d)));
+            }
+        }
+    }
+    let write = |name: &str, text: &str| {
+        let path = dir.join(name);
+        std::fs::write(&path, text).unwrap();
+        path.to_str().unwrap().to_owned()
+    };
+    [write("accounts.csv", &accounts), write("subscriptions.csv", &subs), write("events.csv", &events)]
+}
+
+#[test]
+fn imported_account_columns_are_features_and_an_outcome_column_is_not() {
+    let dir = tempfile::tempdir().unwrap();
+    let ws = create_workspace(dir.path(), "Attributes");
+    let files = tempfile::tempdir().unwrap();
+    let [accounts, subs, events] = attribute_story(files.path());
+    for (kind, file) in [("accounts", &accounts), ("subscriptions", &subs), ("events", &events)] {
+        let (ok, _, err) = import(dir.path(), &ws.id, &["--user-scope", "account", kind, file]);
+        assert!(ok, "{err}");
+    }
+    let out = steward(&[
+        "evaluate",
+        "--workspace",
+        &ws.id,
+        "--data-dir",
+        dir.path().to_str().unwrap(),
+        "--test-from",
+        "2020-09-01",
+        "--json",
+    ])
+    .output()
+    .unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let card: Value = serde_json::from_slice(&out.stdout).unwrap();
+    // The channel is what the account is; the status says how it ended, which no forecast may
+    // know; the name is one per account.
+    assert_eq!(card["features"]["attributes"], json!([{"key": "channel", "values": ["partner", "sales", "web"]}]));
+    let auc = card["horizons"][0]["auc"].as_f64().unwrap_or_else(|| panic!("{card}"));
+    assert!(auc > 0.6, "the channel tells partner accounts apart: {card}");
+}
