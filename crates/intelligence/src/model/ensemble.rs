@@ -111,7 +111,10 @@ fn mix(g: u64) -> u64 {
 }
 
 /// Platt scaling: `(a, b)` minimising the log-loss of sigmoid(a * m + b), by Newton's
-/// method, with Platt's smoothed targets so that separable margins stay finite.
+/// method with a backtracking line search, with Platt's smoothed targets so that separable
+/// margins stay finite. The scale is never negative: margins that rank held-out rows worse
+/// than chance are not turned around (that would trust the noise twice) but given no weight,
+/// every row then getting the base rate.
 fn platt(margins: &[f64], labels: &[bool]) -> (f64, f64) {
     let positives = labels.iter().filter(|&&l| l).count() as f64;
     let negatives = labels.len() as f64 - positives;
@@ -119,6 +122,20 @@ fn platt(margins: &[f64], labels: &[bool]) -> (f64, f64) {
         return (1.0, 0.0);
     }
     let (hi, lo) = ((positives + 1.0) / (positives + 2.0), 1.0 / (negatives + 2.0));
+    let target = |l: bool| if l { hi } else { lo };
+    let loss = |a: f64, b: f64| -> f64 {
+        margins
+            .iter()
+            .zip(labels)
+            .map(|(&m, &l)| {
+                let (z, t) = (a * m + b, target(l));
+                // Cross-entropy against the smoothed target, without overflow.
+                z.max(0.0) + (-z.abs()).exp().ln_1p() - t * z
+            })
+            .sum()
+    };
+    let base = (positives + 1.0) / (positives + negatives + 2.0);
+    let flat = (0.0, super::logit(base));
     let (mut a, mut b) = (1.0, 0.0);
     for _ in 0..100 {
         let (mut ga, mut gb, mut haa, mut hab, mut hbb) = (0.0, 0.0, 1e-9, 0.0, 1e-9);
@@ -137,13 +154,18 @@ fn platt(margins: &[f64], labels: &[bool]) -> (f64, f64) {
             break;
         }
         let (da, db) = ((hbb * ga - hab * gb) / det, (haa * gb - hab * ga) / det);
-        a -= da;
-        b -= db;
-        if da.abs().max(db.abs()) < 1e-10 {
+        let (before, slope) = (loss(a, b), ga * da + gb * db);
+        let mut t = 1.0;
+        while loss(a - t * da, b - t * db) > before - 1e-4 * t * slope && t > 1e-10 {
+            t /= 2.0;
+        }
+        a -= t * da;
+        b -= t * db;
+        if (t * da).abs().max((t * db).abs()) < 1e-10 {
             break;
         }
     }
-    (a, b)
+    if a.is_finite() && b.is_finite() && a > 0.0 { (a, b) } else { flat }
 }
 
 #[cfg(test)]
@@ -181,6 +203,23 @@ mod tests {
         assert!((sigmoid(e.margin) - m.probability(xt.row(0))).abs() < 1e-12);
         let imp = m.importances();
         assert!(imp[0] > imp[2] && imp[1] > imp[2], "{imp:?}");
+    }
+
+    #[test]
+    fn platt_never_turns_a_ranking_around_and_stays_finite_on_separable_margins() {
+        let mut rng = Rng::new(4);
+        let margins: Vec<f64> = (0..2_000).map(|_| rng.unit() * 8.0 - 4.0).collect();
+        let inverted: Vec<bool> = margins.iter().map(|&m| rng.unit() < sigmoid(-m)).collect();
+        let (a, b) = platt(&margins, &inverted);
+        let rate = inverted.iter().filter(|&&l| l).count() as f64 / inverted.len() as f64;
+        assert_eq!(a, 0.0);
+        assert!((sigmoid(b) - rate).abs() < 0.01, "the base rate: {} against {rate}", sigmoid(b));
+        // Fifty positives far above the rest: a steep but finite scale that ranks them first.
+        let separable: Vec<bool> = (0..2_000).map(|i| i < 50).collect();
+        let m: Vec<f64> = (0..2_000).map(|i| if i < 50 { 3.0 + rng.unit() } else { -3.0 - rng.unit() }).collect();
+        let (a, b) = platt(&m, &separable);
+        assert!(a > 0.5 && a < 50.0 && b.abs() < 50.0, "{a} {b}");
+        assert!(sigmoid(a * 3.0 + b) > 0.9 && sigmoid(-a * 3.0 + b) < 0.01);
     }
 
     #[test]

@@ -30,6 +30,22 @@ fn compress(x: f64) -> f64 {
     if x.is_finite() { x.signum() * x.abs().ln_1p() } else { 0.0 }
 }
 
+/// The log-loss of weights `w` (the intercept first, unpenalised) on standardised `rows`, plus
+/// the L2 penalty on the others.
+fn penalised_loss(rows: &[Vec<f64>], y: &[bool], w: &[f64], l2: f64) -> f64 {
+    let data: f64 = rows
+        .iter()
+        .zip(y)
+        .map(|(row, &label)| {
+            let z: f64 = row.iter().zip(w).map(|(a, b)| a * b).sum();
+            // log(1 + e^-z) for a positive, log(1 + e^z) for a negative, without overflow.
+            let m = if label { -z } else { z };
+            m.max(0.0) + (-m.abs()).exp().ln_1p()
+        })
+        .sum();
+    data + 0.5 * l2 * w[1..].iter().map(|v| v * v).sum::<f64>()
+}
+
 impl Logistic {
     pub fn fit(x: &Matrix, y: &[bool], params: &LogisticParams) -> Logistic {
         assert_eq!(x.rows(), y.len(), "one label per row");
@@ -89,8 +105,25 @@ impl Logistic {
             }
             hess[0] += 1e-9;
             let Some(step) = solve_cholesky(&hess, &grad, d) else { break };
-            let largest = step.iter().fold(0.0f64, |m, s| m.max(s.abs()));
-            w.iter_mut().zip(&step).for_each(|(w, s)| *w -= s);
+            // A full Newton step can overshoot where the data are nearly separable (the
+            // curvature there is tiny) and run the weights away; halving it until the loss
+            // falls enough (Armijo) keeps every step a descent, so the fit reaches the optimum.
+            let loss = |w: &[f64]| penalised_loss(&rows, y, w, params.l2);
+            let (before, slope) = (loss(&w), grad.iter().zip(&step).map(|(g, s)| g * s).sum::<f64>());
+            let mut t = 1.0;
+            let moved = loop {
+                let next: Vec<f64> = w.iter().zip(&step).map(|(w, s)| w - t * s).collect();
+                if loss(&next) <= before - 1e-4 * t * slope {
+                    break Some(next);
+                }
+                t /= 2.0;
+                if t < 1e-10 {
+                    break None;
+                }
+            };
+            let Some(next) = moved else { break };
+            let largest = step.iter().fold(0.0f64, |m, s| m.max((t * s).abs()));
+            w = next;
             if largest < 1e-9 {
                 break;
             }
@@ -193,5 +226,37 @@ mod tests {
         assert!(m.weights().iter().all(|w| w.is_finite()));
         assert!(m.weights()[0].abs() < 1e-9, "a constant carries no weight");
         assert!(m.margin(x.row(99)) > m.margin(x.row(0)));
+    }
+
+    #[test]
+    fn nearly_separable_rows_with_many_alike_features_reach_the_optimum() {
+        // Few positives, each far out on twenty near-copies of one signal: full Newton steps
+        // overshoot here.
+        let mut rng = Rng::new(11);
+        let names: Vec<String> = (0..20).map(|j| format!("f{j}")).collect();
+        let mut x = Matrix::new(names);
+        let mut y = Vec::new();
+        for i in 0..2_000 {
+            let positive = i % 40 == 0;
+            let signal = if positive { 30.0 + 20.0 * rng.unit() } else { 5.0 * rng.unit() };
+            let row: Vec<f64> = (0..20).map(|_| signal * (0.9 + 0.2 * rng.unit())).collect();
+            x.push(&row);
+            y.push(positive);
+        }
+        let params = LogisticParams::default();
+        let m = Logistic::fit(&x, &y, &params);
+        let rows: Vec<Vec<f64>> = (0..x.rows())
+            .map(|i| std::iter::once(1.0).chain((0..20).map(|j| m.standardise(j, x.get(i, j)))).collect())
+            .collect();
+        let w: Vec<f64> = std::iter::once(m.intercept).chain(m.weights().iter().copied()).collect();
+        let at = penalised_loss(&rows, &y, &w, params.l2);
+        // The optimum: no nearby point is lower, and the penalty bounds every weight.
+        for scale in [0.9, 0.99, 1.01, 1.1] {
+            let near: Vec<f64> = w.iter().enumerate().map(|(i, v)| if i == 0 { *v } else { v * scale }).collect();
+            assert!(at <= penalised_loss(&rows, &y, &near, params.l2) + 1e-9, "{scale}: {w:?}");
+        }
+        let bound = (2.0 * 2_000.0 * std::f64::consts::LN_2 / params.l2).sqrt();
+        assert!(m.weights().iter().all(|v| v.abs() < bound), "{:?}", m.weights());
+        assert!(m.margin(x.row(0)) > m.margin(x.row(1)));
     }
 }
