@@ -166,6 +166,22 @@ def install_fixes(ChurnSimulation, Customer):
     Customer.add_subscriptions = add_subscriptions
 
 
+def install_row_cache(Customer):
+    """Speed only: a customer's daily event generation walks its behaviour table row by row
+    with DataFrame.iterrows, which builds a Series per row and day and takes most of the run.
+    The table does not change after the customer is made, so its rows are read once and
+    handed out as plain dicts with the same values, in the same order. The output is
+    unchanged (socialnet7 seed 5 still reproduces the dev set byte for byte)."""
+    init = Customer.__init__
+
+    def __init__(self, *args, **kwargs):
+        init(self, *args, **kwargs)
+        rows = [(i, r.to_dict()) for i, r in self.behavior_rates.iterrows()]
+        self.behavior_rates.iterrows = lambda: iter(rows)
+
+    Customer.__init__ = __init__
+
+
 def main():
     args = parse_args()
     out_dir = os.path.abspath(args.out_dir)
@@ -182,6 +198,7 @@ def main():
     Customer.ID_FILE = os.path.join(work, "customer_id.txt")
     Customer.ID_LOCK_FILE = os.path.join(work, "customer_id.lock")
     install_fixes(ChurnSimulation, Customer)
+    install_row_cache(Customer)
 
     with initialize_config_module(config_module="fightchurn.churnsim.conf", version_base=None):
         cfg = compose(config_name=args.model, overrides=[
