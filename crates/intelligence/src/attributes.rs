@@ -104,7 +104,13 @@ mod tests {
     fn account(id: usize, churn: Option<&str>, attributes: &[(&str, ValueHistory)]) -> AccountHistory {
         AccountHistory {
             account_id: id.to_string(),
-            periods: vec![Period { start: day("2020-01-01"), end: churn.map(day), mrr: 1000, seats: 1 }],
+            periods: vec![Period {
+                start: day("2020-01-01"),
+                end: churn.map(day),
+                mrr: 1000,
+                seats: 1,
+                term_months: None,
+            }],
             attributes: attributes.iter().map(|(k, h)| (k.to_string(), h.clone())).collect(),
             ..Default::default()
         }

@@ -23,6 +23,8 @@ pub struct Period {
     pub mrr: i64,
     /// Seats (the subscription's quantity).
     pub seats: i64,
+    /// The billing term in months (12 for a yearly contract), when the billing system says.
+    pub term_months: Option<u32>,
 }
 
 /// A metric's daily counts as running totals, so that any window is two lookups.
@@ -154,6 +156,11 @@ impl AccountHistory {
         self.periods.iter().filter(|p| p.start <= d && p.end.is_none_or(|e| d < e)).map(|p| p.seats).sum()
     }
 
+    /// The billing term of the latest period started on or before `d`, if known.
+    pub fn term_at(&self, d: NaiveDate) -> Option<u32> {
+        self.periods.iter().filter(|p| p.start <= d).max_by_key(|p| p.start).and_then(|p| p.term_months)
+    }
+
     /// Days since the first period started (0 before it).
     pub fn tenure_days(&self, d: NaiveDate) -> i64 {
         self.first_start().map_or(0, |s| (d - s).num_days().max(0))
@@ -261,6 +268,9 @@ impl FeatureSpec {
         let mut names: Vec<String> = self.metrics.iter().map(|m| format!("{m} (28 days)")).collect();
         names.extend(self.metrics.iter().map(|m| format!("{m} (per 28 days over 90)")));
         names.extend(["active days (28 days)".into(), "tenure days".into(), "MRR".into()]);
+        // Fixed features are only ever appended before the attributes: a model stored before
+        // an addition reads the columns it was trained on (see `Trained::forecast`).
+        names.push("billing term (months)".into());
         names.extend(self.attributes.iter().flat_map(AttributeFeature::names));
         names
     }
@@ -277,6 +287,9 @@ impl FeatureSpec {
         row.push(series(ANY).active_days(days(28), d) as f64);
         row.push(tenure as f64);
         row.push(account.mrr_at(d) as f64);
+        // A term contract ends only at its renewal: a yearly account cannot leave this month
+        // the way a monthly one can. The term is known when the period starts.
+        row.push(account.term_at(d).map_or(0.0, f64::from));
         for a in &self.attributes {
             a.encode(account, d, &mut row);
         }
@@ -570,7 +583,7 @@ impl Trained {
                 let (probability, drivers, from_model) = match &h.model {
                     Some(model) => {
                         let row = row.get_or_insert_with(|| self.spec.row(account, at));
-                        let explained = model.explain(row);
+                        let explained = model.explain(&row[..model.features().min(row.len())]);
                         let names = self.spec.names();
                         let mut drivers: Vec<(String, f64)> =
                             names.into_iter().zip(explained.contributions).filter(|(_, c)| *c > 0.0).collect();
@@ -628,7 +641,7 @@ mod tests {
         (0..months)
             .map(|i| {
                 let start = day(from) + chrono::Months::new(i);
-                Period { start, end: Some(start + chrono::Months::new(1)), mrr, seats: 1 }
+                Period { start, end: Some(start + chrono::Months::new(1)), mrr, seats: 1, term_months: Some(1) }
             })
             .collect()
     }
@@ -685,9 +698,11 @@ mod tests {
         // Whatever happens from the date on changes nothing at the date.
         a.usage.insert("post".into(), usage(&[("2020-02-10", 3), ("2020-02-29", 1), ("2020-03-01", 50)]));
         a.usage.insert(ANY.into(), usage(&[("2020-02-10", 3), ("2020-02-29", 1), ("2020-03-01", 50)]));
-        a.periods.push(Period { start: day("2020-03-01"), end: None, mrr: 5000, seats: 1 });
+        a.periods.push(Period { start: day("2020-03-01"), end: None, mrr: 5000, seats: 1, term_months: Some(12) });
         assert_eq!(spec.row(&a, at)[..3], before[..3]);
         assert_eq!(before[3], 60.0, "tenure in days");
+        assert_eq!(before[5], 1.0, "a monthly term");
+        assert_eq!(spec.row(&a, day("2020-03-02"))[5], 12.0, "the yearly term that started on March 1st");
     }
 
     #[test]

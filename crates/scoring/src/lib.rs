@@ -769,7 +769,13 @@ mod tests {
                 let periods = (0..months)
                     .map(|m| {
                         let s = start + chrono::Months::new(m);
-                        Period { start: s, end: Some(s + chrono::Months::new(1)), mrr: 1000, seats: 1 }
+                        Period {
+                            start: s,
+                            end: Some(s + chrono::Months::new(1)),
+                            mrr: 1000,
+                            seats: 1,
+                            term_months: None,
+                        }
                     })
                     .collect();
                 let any: Vec<(NaiveDate, u32)> = post.iter().chain(&noise).copied().collect();

@@ -177,7 +177,18 @@ pub(crate) fn period(s: &store::Subscription) -> Period {
         end: s.ended_at.map(|e| e.date_naive()),
         mrr: s.mrr.minor,
         seats: s.quantity,
+        term_months: term_months(&s.attributes),
     }
+}
+
+/// The billing term in months, from a subscription attribute that names it (the billing
+/// export's own column: `bill_period_months`, `billing_period_months` or `term_months`).
+fn term_months(attributes: &serde_json::Value) -> Option<u32> {
+    ["bill_period_months", "billing_period_months", "term_months"].iter().find_map(|k| match attributes.get(k)? {
+        serde_json::Value::Number(n) => n.as_u64().and_then(|n| u32::try_from(n).ok()),
+        serde_json::Value::String(s) => s.trim().parse().ok(),
+        _ => None,
+    })
 }
 
 /// A ticket as scoring sees it.

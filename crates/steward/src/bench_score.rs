@@ -63,7 +63,7 @@ fn account(i: usize, days: u32, rng: &mut Rng) -> AccountHistory {
     let start = day0() - chrono::Days::new(30 + (rng.unit() * 700.0) as u64);
     AccountHistory {
         account_id: format!("acct_{i:07}"),
-        periods: vec![Period { start, end: None, mrr: 2_000 * seats, seats }],
+        periods: vec![Period { start, end: None, mrr: 2_000 * seats, seats, term_months: None }],
         usage,
         people: bits.into_iter().map(|((p, m), b)| (p, m, b)).collect(),
         ..Default::default()

@@ -71,6 +71,11 @@ impl Ensemble {
         }
     }
 
+    /// The number of features it was trained on.
+    pub fn features(&self) -> usize {
+        self.logistic.weights().len()
+    }
+
     /// The uncalibrated log-odds: the mean of the two models'.
     pub fn margin(&self, row: &[f64]) -> f64 {
         (self.logistic.margin(row) + self.gbdt.margin(row)) / 2.0
