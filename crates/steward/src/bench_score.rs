@@ -115,6 +115,17 @@ fn loaded(n: usize, days: u32) -> Loaded {
     }
 }
 
+/// The CPU time this process has used, user and system, in seconds (Linux, at the kernel's
+/// usual 100 ticks a second; none elsewhere). On a machine other work keeps busy, it shows
+/// what a run costs where the wall clock shows how long it waited too.
+fn cpu_seconds() -> Option<f64> {
+    let stat = std::fs::read_to_string("/proc/self/stat").ok()?;
+    // The fields after the command name: state is the first, utime the 12th, stime the 13th.
+    let fields: Vec<&str> = stat.rsplit_once(") ")?.1.split(' ').collect();
+    let ticks: u64 = fields.get(11)?.parse::<u64>().ok()? + fields.get(12)?.parse::<u64>().ok()?;
+    Some(ticks as f64 / 100.0)
+}
+
 fn median(v: &mut [f64]) -> f64 {
     v.sort_by(f64::total_cmp);
     v[v.len() / 2]
@@ -125,35 +136,45 @@ pub async fn run(accounts: Vec<usize>, repeat: usize, single: usize) -> Result<(
     let days = 90;
     let day = day0() + chrono::Days::new(days as u64 - 1);
     let models = tokio::task::spawn_blocking(move || models(&spec)).await?;
-    println!("| accounts | median full rescore (s) | accounts/s | runs (s) |");
-    println!("| ---: | ---: | ---: | --- |");
+    println!("| accounts | median full rescore (s) | accounts/s | runs (s) | CPU per run (s) |");
+    println!("| ---: | ---: | ---: | --- | --- |");
     let mut scorer = None;
     for &n in &accounts {
         let (models, data) = (models.clone(), tokio::task::spawn_blocking(move || loaded(n, days)).await?);
         let data = Arc::new(data);
-        let mut runs = Vec::new();
+        let (mut runs, mut cpu) = (Vec::new(), Vec::new());
         for _ in 0..repeat.max(1) {
             let (models, shared) = (models.clone(), data.clone());
-            let (secs, s) = tokio::task::spawn_blocking(move || {
-                let started = Instant::now();
-                let (s, results) = Scorer::score_all(
+            let (secs, cpu_secs, s) = tokio::task::spawn_blocking(move || {
+                let (started, cpu_before) = (Instant::now(), cpu_seconds());
+                // Each chunk is handed over as `score_workspace` hands it to the store, and
+                // dropped: the store's writes are not measured here.
+                let (mut scored, mut text) = (0, 0);
+                let s = Scorer::score_in_chunks(
                     ScoringSettings::default(),
                     models,
                     &shared,
                     day,
                     &Previous::default(),
                     Utc::now(),
+                    |chunk| {
+                        scored += chunk.len();
+                        text += chunk.iter().map(|r| r.score.explanation.as_str().len()).sum::<usize>();
+                    },
                 );
-                assert_eq!(results.len(), shared.ids.len());
-                (started.elapsed().as_secs_f64(), s)
+                assert_eq!(scored, shared.ids.len());
+                assert!(text > 1_000 * scored, "every account is explained");
+                let cpu_secs = cpu_seconds().zip(cpu_before).map(|(after, before)| after - before);
+                (started.elapsed().as_secs_f64(), cpu_secs, s)
             })
             .await?;
             runs.push(secs);
+            cpu.extend(cpu_secs);
             scorer = Some((s, data.clone()));
         }
         let runs_shown: Vec<f64> = runs.iter().map(|s| (s * 100.0).round() / 100.0).collect();
         let m = median(&mut runs);
-        println!("| {n} | {m:.2} | {:.0} | {runs_shown:?} |", n as f64 / m);
+        println!("| {n} | {m:.2} | {:.0} | {runs_shown:?} | {cpu:.2?} |", n as f64 / m);
     }
     let Some((scorer, data)) = scorer else { return Ok(()) };
     // One account at a time, in memory: what an event's rescoring computes.
