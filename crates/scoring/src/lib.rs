@@ -594,7 +594,8 @@ impl Scorer {
             .collect()
     }
 
-    /// Loads, scores and stores one account, and syncs its alerts.
+    /// Loads, scores and stores one account, and syncs its alerts: one read of the store and
+    /// one write.
     pub async fn rescore(
         &self,
         store: &dyn Store,
@@ -603,10 +604,10 @@ impl Scorer {
         day: NaiveDate,
         now: Timestamp,
     ) -> Result<Option<AccountScore>> {
-        let Some(loaded) = load_account(store, ws, account, day, &self.settings).await? else { return Ok(None) };
+        let usage = (day - chrono::Days::new(SCORING_DAYS), day.succ_opt().unwrap_or(day));
+        let records = store.account_records(ws, account, usage, (day - chrono::Days::new(31), day)).await?;
+        let before = |d: NaiveDate| records.scores.iter().rev().find(|p| p.day <= d).cloned();
         let mut previous = Previous::default();
-        let last = store.score_history(ws, account, day - chrono::Days::new(31), day).await?;
-        let before = |d: NaiveDate| last.iter().rev().find(|p| p.day <= d).cloned();
         for (map, d) in [
             (&mut previous.last, day.pred_opt().unwrap_or(day)),
             (&mut previous.week_ago, day - chrono::Days::new(7)),
@@ -616,10 +617,10 @@ impl Scorer {
                 map.insert(account.clone(), p);
             }
         }
+        let Some(loaded) = account_history(account, records, usage.0, &self.settings) else { return Ok(None) };
         let results = self.rescore_one(&loaded, day, &previous, now);
         let Some(result) = results.into_iter().next() else { return Ok(None) };
-        store.put_scores(ws, std::slice::from_ref(&result.score)).await?;
-        store.sync_alerts(ws, AlertScope::Accounts(std::slice::from_ref(account)), &result.alerts, now).await?;
+        store.put_account_score(ws, &result.score, &result.alerts, now).await?;
         Ok(Some(result.score))
     }
 }
@@ -671,33 +672,28 @@ fn moved_since(before: &ScorePoint, now: &Health) -> Vec<Moved> {
     moves.into_iter().map(|(component, points)| Moved { component, points }).collect()
 }
 
-/// One account's history for rescoring it: its subscriptions, usage of the last
-/// [`SCORING_DAYS`] and tickets. None when the workspace has no such account (neither from
-/// events nor from billing records).
-pub async fn load_account(
-    store: &dyn Store,
-    ws: &WorkspaceId,
+/// One account's history for rescoring it, out of its records: its subscriptions, usage of
+/// days from `from` on and tickets. None when the workspace has no such account (neither
+/// from events nor from billing records).
+fn account_history(
     account: &AccountId,
-    day: NaiveDate,
+    records: store::AccountRecords,
+    from: NaiveDate,
     settings: &ScoringSettings,
-) -> Result<Option<Loaded>> {
-    let a = store.get_account(ws, account).await?;
-    let from = day - chrono::Days::new(SCORING_DAYS);
+) -> Option<Loaded> {
     let mut h = intelligence::churn::AccountHistory { account_id: account.to_string(), ..Default::default() };
-    if let Some(traits) = a.as_ref().and_then(|a| a.traits.as_object()) {
+    if let Some(traits) = records.account.as_ref().and_then(|a| a.traits.as_object()) {
         h.traits = traits.iter().filter_map(|(k, v)| Some((k.clone(), v.as_f64()?))).collect();
     }
     let mut currency = None;
-    for s in store.account_subscriptions(ws, account).await? {
+    for s in &records.subscriptions {
         currency = Some(s.mrr.currency);
-        h.periods.push(load::period(&s));
+        h.periods.push(load::period(s));
     }
-    for t in store.account_tickets(ws, account).await? {
-        h.tickets.push(load::ticket(&t));
-    }
+    h.tickets = records.tickets.iter().map(load::ticket).collect();
     let mut days: HashMap<String, Vec<(NaiveDate, u32)>> = HashMap::new();
-    for row in store.accounts_usage(ws, Some(account), from, day.succ_opt().unwrap_or(day)).await? {
-        let entry = days.entry(row.metric.clone()).or_default();
+    for row in records.usage {
+        let entry = days.entry(row.metric).or_default();
         for (slot, &n) in row.events.iter().enumerate() {
             let d = row.month + chrono::Days::new(slot as u64);
             if n > 0 && d.month() == row.month.month() && d >= from {
@@ -713,16 +709,16 @@ pub async fn load_account(
         h.usage.insert(metric, intelligence::churn::Series::new(d));
     }
     // An account known only from billing records is still a customer to score.
-    if a.is_none() && h.periods.is_empty() {
-        return Ok(None);
+    if records.account.is_none() && h.periods.is_empty() {
+        return None;
     }
-    Ok(Some(Loaded {
+    Some(Loaded {
         ids: vec![account.clone()],
         histories: vec![h],
         currencies: vec![currency],
         sources: Default::default(),
         end: None,
-    }))
+    })
 }
 
 /// Scores every account of the workspace as of the end of `day`, stores the scores and syncs

@@ -272,14 +272,32 @@ async fn store_rescore(n: usize) -> Result<()> {
             }
         }
     }
-    let mut sorted = times.clone();
-    sorted.sort_by(f64::total_cmp);
-    let p99 = sorted[(sorted.len() * 99 / 100).min(sorted.len() - 1)];
     println!(
-        "one account rescored through SQLite (read rollups and records, score, write score and alerts): median {:.0} µs, p99 {p99:.0} µs ({} rescores, {} events in {n} accounts)",
-        median(&mut times),
+        "one account rescored through SQLite (read rollups and records, score, write score and alerts): {} ({} rescores, {} events in {n} accounts)",
+        quantiles(&mut times),
         times.len(),
         events.len()
     );
+    // Where the time goes: the store's read and its write, each on its own.
+    let (mut reads, mut writes) = (Vec::new(), Vec::new());
+    for a in 0..n {
+        let id = AccountId::parse(&format!("acct_{a:04}"))?;
+        let started = Instant::now();
+        let records = store.account_records(&ws, &id, (today - chrono::Days::new(120), today), (today, today)).await?;
+        reads.push(started.elapsed().as_secs_f64() * 1e6);
+        assert_eq!(records.subscriptions.len(), 1);
+        let score = store.account_score(&ws, &id).await?.expect("scored above");
+        let started = Instant::now();
+        store.put_account_score(&ws, &score, &[], Utc::now()).await?;
+        writes.push(started.elapsed().as_secs_f64() * 1e6);
+    }
+    println!("  of which the read: {}; the write: {}", quantiles(&mut reads), quantiles(&mut writes));
     Ok(())
+}
+
+/// Median and 99th percentile of times in µs, as text.
+fn quantiles(times: &mut [f64]) -> String {
+    times.sort_by(f64::total_cmp);
+    let p99 = times[(times.len() * 99 / 100).min(times.len() - 1)];
+    format!("median {:.0} µs, p99 {p99:.0} µs", median(times))
 }
