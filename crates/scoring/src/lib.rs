@@ -858,6 +858,53 @@ mod tests {
     }
 
     #[test]
+    fn a_run_hands_over_every_account_once_in_order_chunk_by_chunk() {
+        let histories = world(CHUNK + 300);
+        let loaded = Loaded {
+            ids: histories.iter().map(|h| AccountId::parse(&h.account_id).unwrap()).collect(),
+            currencies: vec![None; histories.len()],
+            sources: intelligence::signals::Sources { subscriptions: true, ..Default::default() },
+            end: None,
+            histories,
+        };
+        let models = Models {
+            churn: prior_only(Outcome::Churn),
+            expansion: prior_only(Outcome::Expansion),
+            churn_id: None,
+            expansion_id: None,
+        };
+        let (at, now) = (day("2020-11-30"), chrono::Utc::now());
+        let mut chunks: Vec<Vec<AccountResult>> = Vec::new();
+        let scorer = Scorer::score_in_chunks(
+            ScoringSettings::default(),
+            models,
+            &loaded,
+            at,
+            &Previous::default(),
+            now,
+            |chunk| chunks.push(chunk),
+        );
+        assert_eq!(chunks.iter().map(Vec::len).collect::<Vec<_>>(), [CHUNK, 300]);
+        let all: Vec<AccountResult> = chunks.into_iter().flatten().collect();
+        let ids: Vec<&AccountId> = all.iter().map(|r| &r.score.account_id).collect();
+        assert_eq!(ids, loaded.ids.iter().collect::<Vec<_>>());
+        // Each account on either side of the chunks' boundary scores as when rescored alone.
+        for i in [0, CHUNK - 1, CHUNK, CHUNK + 299] {
+            let one = Loaded {
+                ids: vec![loaded.ids[i].clone()],
+                histories: vec![loaded.histories[i].clone()],
+                currencies: vec![None],
+                sources: loaded.sources,
+                end: None,
+            };
+            let alone = scorer.rescore_one(&one, at, &Previous::default(), now);
+            assert_eq!(alone[0].score, all[i].score, "account {i}");
+            assert_eq!(alone[0].alerts, all[i].alerts);
+        }
+        assert!(all.iter().any(|r| !r.alerts.is_empty()), "the priors raise alerts somewhere");
+    }
+
+    #[test]
     fn one_account_rescored_alone_scores_as_in_the_full_run() {
         let histories = world(400);
         let loaded = Loaded {
