@@ -82,16 +82,13 @@ impl Series {
         Some(origin + chrono::Days::new(j as u64 - 1))
     }
 
-    /// Days in `[from, to)` with any events.
+    /// Days in `[from, to)` with any events: the days whose running total grows.
     pub fn active_days(&self, from: NaiveDate, to: NaiveDate) -> u64 {
         let Some(origin) = self.origin else { return 0 };
-        let mut days = 0;
-        let mut d = from.max(origin);
-        while d < to {
-            days += u64::from(self.window(d, d.succ_opt().expect("a next day")) > 0);
-            d = d.succ_opt().expect("a next day");
-        }
-        days
+        let first = (from - origin).num_days().max(0) as usize;
+        // `totals` ends with the last active day: days after it add nothing.
+        let end = ((to - origin).num_days().max(0) as usize).min(self.totals.len() - 1);
+        (first..end).filter(|&i| self.totals[i + 1] > self.totals[i]).count() as u64
     }
 }
 
@@ -111,6 +108,18 @@ pub struct AccountHistory {
     pub churned: Vec<NaiveDate>,
     /// Its categorical traits (channel, region, plan, ...) as known over time.
     pub attributes: HashMap<String, crate::attributes::ValueHistory>,
+}
+
+/// The bits of a month's day slots (slot 0 is `month`, up to the month's end) that fall in
+/// `[from, to)`.
+fn window_mask(month: NaiveDate, from: NaiveDate, to: NaiveDate) -> u32 {
+    use chrono::Datelike;
+    let next = month.with_day(1).and_then(|first| first.checked_add_months(chrono::Months::new(1)));
+    let in_month = next.map_or(31, |n| (n - month).num_days()).clamp(0, 31);
+    let lo = (from - month).num_days().clamp(0, in_month);
+    let hi = (to - month).num_days().clamp(0, in_month);
+    let bits = |n: i64| (1u32 << n) - 1;
+    bits(hi) & !bits(lo)
 }
 
 static EMPTY: Series = Series { origin: None, totals: Vec::new() };
@@ -173,16 +182,18 @@ impl AccountHistory {
 
     /// Distinct people active on days in `[from, to)`.
     pub fn active_people(&self, from: NaiveDate, to: NaiveDate) -> u64 {
-        use chrono::Datelike;
         let mut keys: Vec<u64> = Vec::new();
+        // Rows come grouped by month: the mask of the window's days is worked out once each.
+        let mut last: Option<(NaiveDate, u32)> = None;
         for &(key, month, bits) in &self.people {
-            let mut mask = 0u32;
-            for slot in 0..31u32 {
-                let day = month + chrono::Days::new(slot as u64);
-                if day.month() == month.month() && day >= from && day < to {
-                    mask |= 1 << slot;
+            let mask = match last {
+                Some((m, mask)) if m == month => mask,
+                _ => {
+                    let mask = window_mask(month, from, to);
+                    last = Some((month, mask));
+                    mask
                 }
-            }
+            };
             if bits & mask != 0 {
                 keys.push(key);
             }
@@ -227,6 +238,11 @@ pub enum Outcome {
 /// it (`store::usage::ANY`; this crate does no IO and does not depend on the store).
 pub const ANY: &str = "$any";
 
+/// The features after the key events', in this order. Fixed features are only ever appended
+/// (before the attributes): a model stored before an addition reads the columns it was
+/// trained on (see `Trained::forecast`).
+const FIXED_FEATURES: [&str; 4] = ["active days (28 days)", "tenure days", "MRR", "billing term (months)"];
+
 /// Which features a workspace's model uses.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct FeatureSpec {
@@ -265,14 +281,33 @@ impl FeatureSpec {
     }
 
     pub fn names(&self) -> Vec<String> {
-        let mut names: Vec<String> = self.metrics.iter().map(|m| format!("{m} (28 days)")).collect();
-        names.extend(self.metrics.iter().map(|m| format!("{m} (per 28 days over 90)")));
-        names.extend(["active days (28 days)".into(), "tenure days".into(), "MRR".into()]);
-        // Fixed features are only ever appended before the attributes: a model stored before
-        // an addition reads the columns it was trained on (see `Trained::forecast`).
-        names.push("billing term (months)".into());
-        names.extend(self.attributes.iter().flat_map(AttributeFeature::names));
-        names
+        (0..self.width()).map(|i| self.name(i)).collect()
+    }
+
+    /// How many features a row has.
+    pub fn width(&self) -> usize {
+        self.metrics.len() * 2 + FIXED_FEATURES.len() + self.attributes.iter().map(|a| a.values.len()).sum::<usize>()
+    }
+
+    /// The name of the `i`-th feature of a row: each key event over 28 days, each at its
+    /// 90-day rate, then the fixed features, then each attribute's values.
+    pub fn name(&self, i: usize) -> String {
+        let k = self.metrics.len();
+        if i < k {
+            return format!("{} (28 days)", self.metrics[i]);
+        } else if i < 2 * k {
+            return format!("{} (per 28 days over 90)", self.metrics[i - k]);
+        } else if i < 2 * k + FIXED_FEATURES.len() {
+            return FIXED_FEATURES[i - 2 * k].to_owned();
+        }
+        let mut j = i - 2 * k - FIXED_FEATURES.len();
+        for a in &self.attributes {
+            if j < a.values.len() {
+                return format!("{} = {}", a.key, a.values[j]);
+            }
+            j -= a.values.len();
+        }
+        panic!("feature {i} of a row of {}", self.width())
     }
 
     /// The features of `account` at `d`, from what was known at `d` only.
@@ -583,12 +618,14 @@ impl Trained {
                 let (probability, drivers, from_model) = match &h.model {
                     Some(model) => {
                         let row = row.get_or_insert_with(|| self.spec.row(account, at));
+                        // A model stored before a feature was added reads the columns it knew.
                         let explained = model.explain(&row[..model.features().min(row.len())]);
-                        let names = self.spec.names();
-                        let mut drivers: Vec<(String, f64)> =
-                            names.into_iter().zip(explained.contributions).filter(|(_, c)| *c > 0.0).collect();
-                        drivers.sort_by(|a, b| b.1.total_cmp(&a.1));
-                        drivers.truncate(3);
+                        let mut top: Vec<(usize, f64)> =
+                            explained.contributions.into_iter().enumerate().filter(|(_, c)| *c > 0.0).collect();
+                        top.sort_by(|a, b| b.1.total_cmp(&a.1));
+                        top.truncate(3);
+                        // Only the drivers shown are named.
+                        let drivers = top.into_iter().map(|(i, c)| (self.spec.name(i), c)).collect();
                         (crate::model::sigmoid(explained.margin), drivers, true)
                     }
                     None => {
@@ -713,6 +750,50 @@ mod tests {
         assert_eq!(s.window(day("2020-01-01"), day("2020-02-01")), 4);
         assert_eq!(s.active_days(day("2020-01-01"), day("2020-01-10")), 2);
         assert_eq!(Series::default().window(day("2020-01-01"), day("2020-02-01")), 0);
+    }
+
+    #[test]
+    fn active_days_and_people_count_what_falls_in_the_window() {
+        let days: Vec<(NaiveDate, u32)> = (0..70)
+            .filter(|i| i % 3 != 1)
+            .map(|i| (day("2020-01-20") + chrono::Days::new(i), 1 + i as u32 % 2))
+            .collect();
+        let s = Series::new(days.clone());
+        // Person k is active on the days whose offset is a multiple of k + 1.
+        let mut a = AccountHistory::default();
+        for k in 0..5u64 {
+            for (d, _) in days.iter().filter(|(d, _)| (*d - day("2020-01-20")).num_days() as u64 % (k + 1) == 0) {
+                let month = d.with_day(1).unwrap();
+                a.people.push((k, month, 1 << (d.day() - 1)));
+            }
+        }
+        a.people.sort_by_key(|&(_, month, _)| month);
+        use chrono::Datelike;
+        for (from, to) in [
+            ("2020-01-01", "2020-05-01"),
+            ("2020-01-29", "2020-02-02"),
+            ("2020-02-28", "2020-03-02"),
+            ("2020-03-29", "2020-04-01"),
+            ("2020-02-10", "2020-02-11"),
+            ("2020-05-01", "2020-06-01"),
+        ] {
+            let (from, to) = (day(from), day(to));
+            let expected_days = days.iter().filter(|(d, _)| *d >= from && *d < to).count() as u64;
+            assert_eq!(s.active_days(from, to), expected_days, "{from} to {to}");
+            let mut people: Vec<u64> = a
+                .people
+                .iter()
+                .filter(|&&(_, month, bits)| {
+                    (0..31).any(|b| bits & (1 << b) != 0 && (from..to).contains(&(month + chrono::Days::new(b))))
+                })
+                .map(|p| p.0)
+                .collect();
+            people.dedup();
+            people.sort_unstable();
+            people.dedup();
+            assert_eq!(a.active_people(from, to), people.len() as u64, "{from} to {to}");
+        }
+        assert_eq!(a.active_people(day("2020-02-10"), day("2020-02-11")), 2, "offset 21: persons 0 and 2");
     }
 
     /// Accounts signed up over eight months; those that use the product little churn after

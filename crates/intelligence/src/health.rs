@@ -10,7 +10,6 @@
 //! account (onboarding accounts are judged on other things than mature ones).
 
 use serde::{Deserialize, Serialize};
-use std::collections::HashMap;
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
@@ -75,8 +74,28 @@ impl HealthConfig {
     }
 }
 
-/// One account's measures: by name, `None` (or absent) where unknown.
-pub type Measures = HashMap<String, Option<f64>>;
+/// One account's measures, in the order of the configuration's (`None` where unknown): a
+/// measure is found by its place, not by its name.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct Measures(Vec<Option<f64>>);
+
+impl Measures {
+    /// From each configured measure's value.
+    pub fn new(values: Vec<Option<f64>>) -> Measures {
+        Measures(values)
+    }
+
+    /// The configured measures' values out of `(name, value)` pairs; a measure without a pair
+    /// is unknown.
+    pub fn named(config: &HealthConfig, values: &[(&str, f64)]) -> Measures {
+        Measures(config.measures.iter().map(|m| values.iter().find(|(n, _)| *n == m.name).map(|&(_, v)| v)).collect())
+    }
+
+    /// The value of the configuration's `i`-th measure, if known and finite.
+    fn get(&self, i: usize) -> Option<f64> {
+        self.0.get(i).copied().flatten().filter(|v| v.is_finite())
+    }
+}
 
 #[derive(Clone, Debug, PartialEq, Serialize)]
 pub struct MeasureScore {
@@ -111,38 +130,31 @@ pub struct Health {
 /// against. Kept from a full scoring run, it scores one account again without the others.
 #[derive(Clone, Debug, Default, PartialEq)]
 pub struct Reference {
-    values: HashMap<String, Vec<f64>>,
+    /// Per configured measure, in its order: its name and the values accounts have.
+    values: Vec<(String, Vec<f64>)>,
 }
 
 impl Reference {
     /// From every account's measures (an iterator that can be walked once per measure).
     pub fn new<'a>(config: &HealthConfig, accounts: impl Iterator<Item = &'a Measures> + Clone) -> Reference {
-        let mut values = HashMap::new();
-        for m in &config.measures {
-            let mut have: Vec<f64> =
-                accounts.clone().filter_map(|a| a.get(&m.name).copied().flatten()).filter(|v| v.is_finite()).collect();
-            if !have.is_empty() {
+        let values = config
+            .measures
+            .iter()
+            .enumerate()
+            .map(|(i, m)| {
+                let mut have: Vec<f64> = accounts.clone().filter_map(|a| a.get(i)).collect();
                 have.sort_by(f64::total_cmp);
-                values.insert(m.name.clone(), have);
-            }
-        }
+                (m.name.clone(), have)
+            })
+            .collect();
         Reference { values }
     }
 
     /// The percentile of `v` among the workspace's values of `measure` (0 to 100; ties share
     /// their middle rank); none when no account has the measure.
     pub fn percentile(&self, measure: &str, v: f64) -> Option<f64> {
-        let sorted = self.values.get(measure)?;
-        let n = sorted.len();
-        if n == 1 {
-            return Some(50.0);
-        }
-        let below = sorted.partition_point(|&x| x < v);
-        let through = sorted.partition_point(|&x| x <= v);
-        // A value the workspace holds takes the middle of its ties' ranks; another one sits
-        // between its neighbours.
-        let rank = if through > below { (below + through - 1) as f64 / 2.0 } else { below as f64 - 0.5 };
-        Some((rank / (n - 1) as f64).clamp(0.0, 1.0) * 100.0)
+        let (_, sorted) = self.values.iter().find(|(name, _)| name == measure)?;
+        percentile_in(sorted, v)
     }
 
     /// One account's health against this reference. `tenure_days` picks its profile.
@@ -153,15 +165,16 @@ impl Reference {
             .find(|p| p.below_tenure_days.is_none_or(|t| tenure_days < t))
             .or(config.profiles.last())
             .expect("a health configuration has a profile");
-        let mut components: Vec<ComponentScore> = Vec::new();
+        let mut components: Vec<ComponentScore> = Vec::with_capacity(profile.weights.len());
         for &(component, weight) in &profile.weights {
             let measures: Vec<MeasureScore> = config
                 .measures
                 .iter()
-                .filter(|m| m.component == component)
-                .filter_map(|m| {
-                    let value = raw.get(&m.name).copied().flatten().filter(|v| v.is_finite())?;
-                    let pct = self.percentile(&m.name, value)?;
+                .enumerate()
+                .filter(|(_, m)| m.component == component)
+                .filter_map(|(i, m)| {
+                    let value = raw.get(i)?;
+                    let pct = percentile_in(self.values.get(i).map_or(&[][..], |(_, v)| v), value)?;
                     let score = match m.direction {
                         Direction::HigherIsBetter => pct,
                         Direction::LowerIsBetter => 100.0 - pct,
@@ -184,6 +197,22 @@ impl Reference {
         let score = if components.is_empty() { 50.0 } else { components.iter().map(|c| c.points).sum() };
         Health { score, band: config.band(score), profile: profile.name.clone(), components }
     }
+}
+
+/// The percentile of `v` among `sorted` by binary search; none when it is empty.
+fn percentile_in(sorted: &[f64], v: f64) -> Option<f64> {
+    let n = sorted.len();
+    match n {
+        0 => return None,
+        1 => return Some(50.0),
+        _ => {}
+    }
+    let below = sorted.partition_point(|&x| x < v);
+    let through = sorted.partition_point(|&x| x <= v);
+    // A value the workspace holds takes the middle of its ties' ranks; another one sits
+    // between its neighbours.
+    let rank = if through > below { (below + through - 1) as f64 / 2.0 } else { below as f64 - 0.5 };
+    Some((rank / (n - 1) as f64).clamp(0.0, 1.0) * 100.0)
 }
 
 /// Scores every account of a workspace. `tenure_days` picks each account's profile.
@@ -234,7 +263,7 @@ mod tests {
     }
 
     fn account(values: &[(&str, f64)]) -> Measures {
-        values.iter().map(|&(k, v)| (k.to_string(), Some(v))).collect()
+        Measures::named(&config(), values)
     }
 
     #[test]
@@ -340,7 +369,7 @@ mod tests {
 
     #[test]
     fn an_account_without_measures_is_neutral() {
-        let health = score(&config(), &[Measures::new()], &[10.0]);
+        let health = score(&config(), &[Measures::default()], &[10.0]);
         assert_eq!((health[0].score, health[0].band), (50.0, Band::Neutral));
         assert!(health[0].components.is_empty());
     }

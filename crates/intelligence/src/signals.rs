@@ -91,33 +91,33 @@ impl Snapshot {
         self.seats.filter(|&s| s > 0).map(|s| self.active_users_28d as f64 / s as f64 * 100.0)
     }
 
-    /// The health measures, by name; `None` where the account or workspace has no data.
-    pub fn measures(&self, sources: Sources) -> Measures {
+    /// The configuration's health measures, in its order; `None` where the account or the
+    /// workspace has no data, or for a name that is no measure.
+    pub fn measures(&self, config: &HealthConfig, sources: Sources) -> Measures {
+        Measures::new(config.measures.iter().map(|m| self.measure(&m.name, sources)).collect())
+    }
+
+    /// The health measure called `name`.
+    pub fn measure(&self, name: &str, sources: Sources) -> Option<f64> {
         let n = |v: u64| Some(v as f64);
-        let mut m = Measures::new();
-        m.insert(EVENTS.into(), n(self.events_28d));
-        m.insert(TREND.into(), self.usage_trend());
-        m.insert(BREADTH.into(), n(self.breadth_28d));
-        m.insert(ACTIVE_DAYS.into(), n(self.active_days_28d));
-        m.insert(SINCE_ACTIVE.into(), Some(self.days_since_active.map_or(self.tenure_days.max(1), |d| d) as f64));
-        m.insert(
-            USERS.into(),
-            (self.active_users_28d > 0 || self.seats.is_some()).then_some(self.active_users_28d as f64),
-        );
-        m.insert(SEATS.into(), self.seat_utilisation());
-        if sources.tickets {
-            m.insert(OPEN_TICKETS.into(), n(self.open_tickets + 2 * self.escalated_open_tickets));
-            m.insert(TICKETS.into(), n(self.tickets_28d));
+        match name {
+            EVENTS => n(self.events_28d),
+            TREND => self.usage_trend(),
+            BREADTH => n(self.breadth_28d),
+            ACTIVE_DAYS => n(self.active_days_28d),
+            SINCE_ACTIVE => Some(self.days_since_active.map_or(self.tenure_days.max(1), |d| d) as f64),
+            USERS => (self.active_users_28d > 0 || self.seats.is_some()).then_some(self.active_users_28d as f64),
+            SEATS => self.seat_utilisation(),
+            OPEN_TICKETS if sources.tickets => n(self.open_tickets + 2 * self.escalated_open_tickets),
+            TICKETS if sources.tickets => n(self.tickets_28d),
+            CSAT => self.csat_90d,
+            MRR_CHANGE if sources.subscriptions && self.tenure_days >= 90 => {
+                Some((self.mrr - self.mrr_90d_ago) as f64 / 100.0)
+            }
+            PAYMENT_FAILURES if sources.payment_events => n(self.payment_failures_90d),
+            NPS => self.nps,
+            _ => None,
         }
-        m.insert(CSAT.into(), self.csat_90d);
-        if sources.subscriptions && self.tenure_days >= 90 {
-            m.insert(MRR_CHANGE.into(), Some((self.mrr - self.mrr_90d_ago) as f64 / 100.0));
-        }
-        if sources.payment_events {
-            m.insert(PAYMENT_FAILURES.into(), n(self.payment_failures_90d));
-        }
-        m.insert(NPS.into(), self.nps);
-        m
     }
 }
 
@@ -230,8 +230,7 @@ mod tests {
     #[test]
     fn an_escalated_ticket_weighs_twice_an_ordinary_one() {
         let snap = Snapshot { open_tickets: 1, escalated_open_tickets: 2, tenure_days: 30, ..Default::default() };
-        let m = snap.measures(Sources { tickets: true, ..Default::default() });
-        assert_eq!(m[OPEN_TICKETS], Some(5.0));
-        assert!(!snap.measures(Sources::default()).contains_key(OPEN_TICKETS), "no ticket source, no measure");
+        assert_eq!(snap.measure(OPEN_TICKETS, Sources { tickets: true, ..Default::default() }), Some(5.0));
+        assert_eq!(snap.measure(OPEN_TICKETS, Sources::default()), None, "no ticket source, no measure");
     }
 }

@@ -17,10 +17,12 @@ pub mod settings;
 
 use chrono::{Datelike, NaiveDate};
 use domain::{AccountId, Money, Timestamp, WorkspaceId};
-use intelligence::churn::{FeatureSpec, Forecast, HorizonModel, ModelCard, Outcome, Trained, evaluate_with};
+use intelligence::churn::{
+    AccountHistory, FeatureSpec, Forecast, HorizonModel, ModelCard, Outcome, Trained, evaluate_with,
+};
 use intelligence::health::{Component, Health, Reference};
 use intelligence::model::EnsembleParams;
-use intelligence::signals::{Snapshot, snapshot};
+use intelligence::signals::{Snapshot, Sources, snapshot};
 use serde_json::{Value, json};
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -326,17 +328,48 @@ pub struct ScoreRun {
     pub expansion_model: Option<String>,
 }
 
-/// Measures, snapshot and tenure of each account at `at`, in parallel.
-fn snapshots(
-    settings: &ScoringSettings,
-    loaded: &Loaded,
-    at: NaiveDate,
-) -> Vec<(Snapshot, intelligence::health::Measures)> {
-    parallel_map(&loaded.histories, |h| {
+/// Accounts assembled between two hand-overs to a run's sink: their results are written and
+/// dropped before the next are made, so that a run's memory does not grow with the
+/// workspace (kept whole, a million accounts' explanations took gigabytes, and the kernel
+/// zeroing fresh pages for them cost more than scoring).
+pub const CHUNK: usize = 4_096;
+
+/// What an account's score is assembled from: its snapshot and measures, and its forecasts
+/// with their drivers. Made for every account before any is assembled, since health ranks
+/// each account's measures among all of them and alerts compare each forecast with the mean.
+struct Prepared {
+    snap: Snapshot,
+    measures: intelligence::health::Measures,
+    churn: Vec<Forecast>,
+    expansion: Vec<Forecast>,
+}
+
+impl Prepared {
+    fn of(settings: &ScoringSettings, models: &Models, sources: Sources, h: &AccountHistory, at: NaiveDate) -> Self {
         let snap = snapshot(h, at, &settings.signals);
-        let measures = snap.measures(loaded.sources);
-        (snap, measures)
-    })
+        let measures = snap.measures(&settings.health, sources);
+        let (churn, expansion) = forecasts(settings, models, h, &snap, at);
+        Prepared { snap, measures, churn, expansion }
+    }
+}
+
+/// The account's churn and expansion forecasts at `at`; none for an account that is no
+/// customer then.
+fn forecasts(
+    settings: &ScoringSettings,
+    models: &Models,
+    h: &AccountHistory,
+    snap: &Snapshot,
+    at: NaiveDate,
+) -> (Vec<Forecast>, Vec<Forecast>) {
+    // Without billing records every account with activity is a customer.
+    if !h.eligible(at) {
+        return (Vec::new(), Vec::new());
+    }
+    let churn = models.churn.forecast(h, snap, at, &settings.signals);
+    let expansion =
+        if h.periods.is_empty() { Vec::new() } else { models.expansion.forecast(h, snap, at, &settings.signals) };
+    (churn, expansion)
 }
 
 /// `f` over `items` on every core, in order.
@@ -429,7 +462,7 @@ struct ModelsView<'a> {
 
 impl Scorer {
     /// Scores every account of `loaded` as of the end of `day`, returning the scorer that can
-    /// rescore one of them later.
+    /// rescore one of them later and every account's result.
     pub fn score_all(
         settings: ScoringSettings,
         models: Models,
@@ -438,63 +471,56 @@ impl Scorer {
         previous: &Previous,
         now: Timestamp,
     ) -> (Scorer, Vec<AccountResult>) {
+        let mut all = Vec::with_capacity(loaded.ids.len());
+        let scorer = Scorer::score_in_chunks(settings, models, loaded, day, previous, now, |chunk| all.extend(chunk));
+        (scorer, all)
+    }
+
+    /// Scores every account of `loaded` as of the end of `day`, handing the results to `sink`
+    /// in order, [`CHUNK`] accounts at a time; returns the scorer that can rescore one of
+    /// them later.
+    pub fn score_in_chunks(
+        settings: ScoringSettings,
+        models: Models,
+        loaded: &Loaded,
+        day: NaiveDate,
+        previous: &Previous,
+        now: Timestamp,
+        mut sink: impl FnMut(Vec<AccountResult>),
+    ) -> Scorer {
         let at = day.succ_opt().expect("a next day");
-        let snaps = snapshots(&settings, loaded, at);
-        let reference = Reference::new(&settings.health, snaps.iter().map(|(_, m)| m));
-        let mut scorer =
-            Scorer { settings, models, reference, baseline: rules::Baseline::default(), sources: loaded.sources };
-        let indexes: Vec<usize> = (0..loaded.ids.len()).collect();
-        // Forecasts first: alerts compare each account with the workspace's mean.
-        let forecasts: Vec<(Vec<Forecast>, Vec<Forecast>)> =
-            parallel_map(&indexes, |&i| scorer.forecasts(&loaded.histories[i], &snaps[i].0, at));
+        let prepared = parallel_map(&loaded.histories, |h| Prepared::of(&settings, &models, loaded.sources, h, at));
+        let reference = Reference::new(&settings.health, prepared.iter().map(|p| &p.measures));
         let mean = |v: Vec<f64>| if v.is_empty() { 0.0 } else { v.iter().sum::<f64>() / v.len() as f64 };
-        let mut mrrs: Vec<i64> = snaps.iter().map(|(s, _)| s.mrr).filter(|&m| m > 0).collect();
+        let mut mrrs: Vec<i64> = prepared.iter().map(|p| p.snap.mrr).filter(|&m| m > 0).collect();
         mrrs.sort_unstable();
-        scorer.baseline = rules::Baseline {
-            churn_30d: mean(forecasts.iter().filter_map(|(c, _)| c.first()).map(|f| f.probability).collect()),
-            expansion: mean(forecasts.iter().filter_map(|(_, e)| e.first()).map(|f| f.probability).collect()),
+        let baseline = rules::Baseline {
+            churn_30d: mean(prepared.iter().filter_map(|p| p.churn.first()).map(|f| f.probability).collect()),
+            expansion: mean(prepared.iter().filter_map(|p| p.expansion.first()).map(|f| f.probability).collect()),
             top_quarter_mrr: mrrs.get(mrrs.len() * 3 / 4).copied().unwrap_or(i64::MAX),
         };
-        let results = parallel_map(&indexes, |&i| {
-            let (snap, measures) = &snaps[i];
-            let (churn, expansion) = &forecasts[i];
-            scorer.assemble(loaded, i, snap, measures, churn, expansion, day, previous, now)
-        });
-        (scorer, results)
-    }
-
-    fn forecasts(
-        &self,
-        h: &intelligence::churn::AccountHistory,
-        snap: &Snapshot,
-        at: NaiveDate,
-    ) -> (Vec<Forecast>, Vec<Forecast>) {
-        // Without billing records every account with activity is a customer.
-        if !h.eligible(at) {
-            return (Vec::new(), Vec::new());
+        let scorer = Scorer { settings, models, reference, baseline, sources: loaded.sources };
+        let mut rest = prepared.into_iter().enumerate();
+        loop {
+            let block: Vec<(usize, Prepared)> = rest.by_ref().take(CHUNK).collect();
+            if block.is_empty() {
+                break;
+            }
+            sink(parallel_map(&block, |(i, p)| scorer.assemble(loaded, *i, p, day, previous, now)));
         }
-        let churn = self.models.churn.forecast(h, snap, at, &self.settings.signals);
-        let expansion = if h.periods.is_empty() {
-            Vec::new()
-        } else {
-            self.models.expansion.forecast(h, snap, at, &self.settings.signals)
-        };
-        (churn, expansion)
+        scorer
     }
 
-    #[allow(clippy::too_many_arguments)]
     fn assemble(
         &self,
         loaded: &Loaded,
         i: usize,
-        snap: &Snapshot,
-        measures: &intelligence::health::Measures,
-        churn: &[Forecast],
-        expansion: &[Forecast],
+        prepared: &Prepared,
         day: NaiveDate,
         previous: &Previous,
         now: Timestamp,
     ) -> AccountResult {
+        let Prepared { snap, measures, churn, expansion } = prepared;
         let id = &loaded.ids[i];
         let health = self.reference.score(&self.settings.health, measures, snap.tenure_days as f64);
         let (last, week, month) = (previous.last.get(id), previous.week_ago.get(id), previous.month_ago.get(id));
@@ -523,10 +549,7 @@ impl Scorer {
                 expansion: self.models.expansion_id.as_deref(),
             },
         };
-        // About 2 KB: sized once rather than grown.
-        let mut text = Vec::with_capacity(3072);
-        serde_json::to_writer(&mut text, &explanation).expect("an explanation serializes");
-        let explanation = store::JsonText::new(String::from_utf8(text).expect("JSON is UTF-8"));
+        let explanation = store::JsonText::new(write_json(&explanation));
         let alerts = rules::alerts(
             id,
             snap,
@@ -567,15 +590,14 @@ impl Scorer {
         let at = day.succ_opt().expect("a next day");
         (0..loaded.ids.len())
             .map(|i| {
-                let snap = snapshot(&loaded.histories[i], at, &self.settings.signals);
-                let measures = snap.measures(self.sources);
-                let (churn, expansion) = self.forecasts(&loaded.histories[i], &snap, at);
-                self.assemble(loaded, i, &snap, &measures, &churn, &expansion, day, previous, now)
+                let prepared = Prepared::of(&self.settings, &self.models, self.sources, &loaded.histories[i], at);
+                self.assemble(loaded, i, &prepared, day, previous, now)
             })
             .collect()
     }
 
-    /// Loads, scores and stores one account, and syncs its alerts.
+    /// Loads, scores and stores one account, and syncs its alerts: one read of the store and
+    /// one write.
     pub async fn rescore(
         &self,
         store: &dyn Store,
@@ -584,10 +606,10 @@ impl Scorer {
         day: NaiveDate,
         now: Timestamp,
     ) -> Result<Option<AccountScore>> {
-        let Some(loaded) = load_account(store, ws, account, day, &self.settings).await? else { return Ok(None) };
+        let usage = (day - chrono::Days::new(SCORING_DAYS), day.succ_opt().unwrap_or(day));
+        let records = store.account_records(ws, account, usage, (day - chrono::Days::new(31), day)).await?;
+        let before = |d: NaiveDate| records.scores.iter().rev().find(|p| p.day <= d).cloned();
         let mut previous = Previous::default();
-        let last = store.score_history(ws, account, day - chrono::Days::new(31), day).await?;
-        let before = |d: NaiveDate| last.iter().rev().find(|p| p.day <= d).cloned();
         for (map, d) in [
             (&mut previous.last, day.pred_opt().unwrap_or(day)),
             (&mut previous.week_ago, day - chrono::Days::new(7)),
@@ -597,12 +619,25 @@ impl Scorer {
                 map.insert(account.clone(), p);
             }
         }
+        let Some(loaded) = account_history(account, records, usage.0, &self.settings) else { return Ok(None) };
         let results = self.rescore_one(&loaded, day, &previous, now);
         let Some(result) = results.into_iter().next() else { return Ok(None) };
-        store.put_scores(ws, std::slice::from_ref(&result.score)).await?;
-        store.sync_alerts(ws, AlertScope::Accounts(std::slice::from_ref(account)), &result.alerts, now).await?;
+        store.put_account_score(ws, &result.score, &result.alerts, now).await?;
         Ok(Some(result.score))
     }
+}
+
+/// `value` as JSON text. Written into a buffer each thread keeps (an explanation is about
+/// 2 KB) and copied out at its size, rather than grown in a fresh allocation per account.
+fn write_json(value: &impl serde::Serialize) -> String {
+    thread_local! {
+        static BUFFER: std::cell::RefCell<Vec<u8>> = std::cell::RefCell::new(Vec::with_capacity(4096));
+    }
+    BUFFER.with_borrow_mut(|buffer| {
+        buffer.clear();
+        serde_json::to_writer(&mut *buffer, value).expect("an explanation serializes");
+        std::str::from_utf8(buffer).expect("JSON is UTF-8").to_owned()
+    })
 }
 
 fn component_name(c: Component) -> &'static str {
@@ -639,35 +674,30 @@ fn moved_since(before: &ScorePoint, now: &Health) -> Vec<Moved> {
     moves.into_iter().map(|(component, points)| Moved { component, points }).collect()
 }
 
-/// One account's history for rescoring it: its subscriptions, usage of the last
-/// [`SCORING_DAYS`] and tickets. None when the workspace has no such account (neither from
-/// events nor from billing records).
-pub async fn load_account(
-    store: &dyn Store,
-    ws: &WorkspaceId,
+/// One account's history for rescoring it, out of its records: its subscriptions, usage of
+/// days from `from` on and tickets. None when the workspace has no such account (neither
+/// from events nor from billing records).
+fn account_history(
     account: &AccountId,
-    day: NaiveDate,
+    records: store::AccountRecords,
+    from: NaiveDate,
     settings: &ScoringSettings,
-) -> Result<Option<Loaded>> {
-    let a = store.get_account(ws, account).await?;
-    let from = day - chrono::Days::new(SCORING_DAYS);
+) -> Option<Loaded> {
     let mut h = intelligence::churn::AccountHistory { account_id: account.to_string(), ..Default::default() };
-    if let Some(a) = &a {
+    if let Some(a) = &records.account {
         load::take_traits(&mut h, &a.traits);
     }
     let mut currency = None;
-    for s in store.account_subscriptions(ws, account).await? {
+    for s in &records.subscriptions {
         currency = Some(s.mrr.currency);
-        h.periods.push(load::period(&s));
+        h.periods.push(load::period(s));
     }
-    for t in store.account_tickets(ws, account).await? {
-        h.tickets.push(load::ticket(&t));
-    }
+    h.tickets = records.tickets.iter().map(load::ticket).collect();
     let mut days: HashMap<String, Vec<(NaiveDate, u32)>> = HashMap::new();
     let mut metrics = std::collections::BTreeSet::new();
-    for row in store.accounts_usage(ws, Some(account), from, day.succ_opt().unwrap_or(day)).await? {
-        metrics.insert(row.metric.clone());
+    for row in records.usage {
         let entry = days.entry(settings.feature_of(&row.metric).to_owned()).or_default();
+        metrics.insert(row.metric);
         for (slot, &n) in row.events.iter().enumerate() {
             let d = row.month + chrono::Days::new(slot as u64);
             if n > 0 && d.month() == row.month.month() && d >= from {
@@ -683,17 +713,17 @@ pub async fn load_account(
         h.usage.insert(metric, intelligence::churn::Series::new(d));
     }
     // An account known only from billing records is still a customer to score.
-    if a.is_none() && h.periods.is_empty() {
-        return Ok(None);
+    if records.account.is_none() && h.periods.is_empty() {
+        return None;
     }
-    Ok(Some(Loaded {
+    Some(Loaded {
         ids: vec![account.clone()],
         histories: vec![h],
         currencies: vec![currency],
         sources: Default::default(),
         end: None,
         metrics: metrics.into_iter().collect(),
-    }))
+    })
 }
 
 /// Scores every account of the workspace as of the end of `day`, stores the scores and syncs
@@ -709,21 +739,36 @@ pub async fn score_workspace(
     let loaded = load(store, ws, day - chrono::Days::new(SCORING_DAYS), &settings).await?;
     let settings = settings.matched_to(&loaded.metrics);
     let previous = Previous::load(store, ws, day).await?;
-    let (scorer, results) =
-        tokio::task::spawn_blocking(move || Scorer::score_all(settings, models, &loaded, day, &previous, now))
-            .await
-            .map_err(|e| Error::Invalid(format!("scoring stopped: {e}")))?;
-    let mut scores: Vec<AccountScore> = Vec::with_capacity(results.len());
-    let mut signals: Vec<AlertSignal> = Vec::new();
-    for r in results {
-        scores.push(r.score);
-        signals.extend(r.alerts);
+    // Each chunk of scores is written while the next is scored: the run holds a few chunks,
+    // not the workspace's explanations.
+    let (tx, mut rx) = tokio::sync::mpsc::channel::<Vec<AccountResult>>(2);
+    let scoring = tokio::task::spawn_blocking(move || {
+        Scorer::score_in_chunks(settings, models, &loaded, day, &previous, now, |chunk| {
+            // Refused only once a write failed, which the run reports below.
+            let _ = tx.blocking_send(chunk);
+        })
+    });
+    let (mut accounts, mut signals) = (0, Vec::<AlertSignal>::new());
+    let written: Result<()> = async {
+        while let Some(chunk) = rx.recv().await {
+            accounts += chunk.len();
+            let mut scores: Vec<AccountScore> = Vec::with_capacity(chunk.len());
+            for r in chunk {
+                scores.push(r.score);
+                signals.extend(r.alerts);
+            }
+            store.put_scores(ws, &scores).await?;
+        }
+        Ok(())
     }
-    store.put_scores(ws, &scores).await?;
+    .await;
+    drop(rx);
+    let scorer = scoring.await.map_err(|e| Error::Invalid(format!("scoring stopped: {e}")))?;
+    written?;
     let alerts = store.sync_alerts(ws, AlertScope::Workspace, &signals, now).await?;
     let run = ScoreRun {
         day,
-        accounts: scores.len(),
+        accounts,
         alerts,
         churn_model: scorer.models.churn_id.clone(),
         expansion_model: scorer.models.expansion_id.clone(),
@@ -822,6 +867,55 @@ mod tests {
         assert_eq!(few.status, ModelStatus::Rejected);
         assert!(few.reason.starts_with("too little history"), "{}", few.reason);
         assert!(!few.trained.has_model());
+    }
+
+    #[test]
+    fn a_run_hands_over_every_account_once_in_order_chunk_by_chunk() {
+        let histories = world(CHUNK + 300);
+        let loaded = Loaded {
+            ids: histories.iter().map(|h| AccountId::parse(&h.account_id).unwrap()).collect(),
+            currencies: vec![None; histories.len()],
+            sources: intelligence::signals::Sources { subscriptions: true, ..Default::default() },
+            end: None,
+            histories,
+            metrics: Vec::new(),
+        };
+        let models = Models {
+            churn: prior_only(Outcome::Churn),
+            expansion: prior_only(Outcome::Expansion),
+            churn_id: None,
+            expansion_id: None,
+        };
+        let (at, now) = (day("2020-11-30"), chrono::Utc::now());
+        let mut chunks: Vec<Vec<AccountResult>> = Vec::new();
+        let scorer = Scorer::score_in_chunks(
+            ScoringSettings::default(),
+            models,
+            &loaded,
+            at,
+            &Previous::default(),
+            now,
+            |chunk| chunks.push(chunk),
+        );
+        assert_eq!(chunks.iter().map(Vec::len).collect::<Vec<_>>(), [CHUNK, 300]);
+        let all: Vec<AccountResult> = chunks.into_iter().flatten().collect();
+        let ids: Vec<&AccountId> = all.iter().map(|r| &r.score.account_id).collect();
+        assert_eq!(ids, loaded.ids.iter().collect::<Vec<_>>());
+        // Each account on either side of the chunks' boundary scores as when rescored alone.
+        for i in [0, CHUNK - 1, CHUNK, CHUNK + 299] {
+            let one = Loaded {
+                ids: vec![loaded.ids[i].clone()],
+                histories: vec![loaded.histories[i].clone()],
+                currencies: vec![None],
+                sources: loaded.sources,
+                end: None,
+                metrics: Vec::new(),
+            };
+            let alone = scorer.rescore_one(&one, at, &Previous::default(), now);
+            assert_eq!(alone[0].score, all[i].score, "account {i}");
+            assert_eq!(alone[0].alerts, all[i].alerts);
+        }
+        assert!(all.iter().any(|r| !r.alerts.is_empty()), "the priors raise alerts somewhere");
     }
 
     #[test]

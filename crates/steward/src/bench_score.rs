@@ -116,6 +116,17 @@ fn loaded(n: usize, days: u32) -> Loaded {
     }
 }
 
+/// The CPU time this process has used, user and system, in seconds (Linux, at the kernel's
+/// usual 100 ticks a second; none elsewhere). On a machine other work keeps busy, it shows
+/// what a run costs where the wall clock shows how long it waited too.
+fn cpu_seconds() -> Option<f64> {
+    let stat = std::fs::read_to_string("/proc/self/stat").ok()?;
+    // The fields after the command name: state is the first, utime the 12th, stime the 13th.
+    let fields: Vec<&str> = stat.rsplit_once(") ")?.1.split(' ').collect();
+    let ticks: u64 = fields.get(11)?.parse::<u64>().ok()? + fields.get(12)?.parse::<u64>().ok()?;
+    Some(ticks as f64 / 100.0)
+}
+
 fn median(v: &mut [f64]) -> f64 {
     v.sort_by(f64::total_cmp);
     v[v.len() / 2]
@@ -126,35 +137,45 @@ pub async fn run(accounts: Vec<usize>, repeat: usize, single: usize) -> Result<(
     let days = 90;
     let day = day0() + chrono::Days::new(days as u64 - 1);
     let models = tokio::task::spawn_blocking(move || models(&spec)).await?;
-    println!("| accounts | median full rescore (s) | accounts/s | runs (s) |");
-    println!("| ---: | ---: | ---: | --- |");
+    println!("| accounts | median full rescore (s) | accounts/s | runs (s) | CPU per run (s) |");
+    println!("| ---: | ---: | ---: | --- | --- |");
     let mut scorer = None;
     for &n in &accounts {
         let (models, data) = (models.clone(), tokio::task::spawn_blocking(move || loaded(n, days)).await?);
         let data = Arc::new(data);
-        let mut runs = Vec::new();
+        let (mut runs, mut cpu) = (Vec::new(), Vec::new());
         for _ in 0..repeat.max(1) {
             let (models, shared) = (models.clone(), data.clone());
-            let (secs, s) = tokio::task::spawn_blocking(move || {
-                let started = Instant::now();
-                let (s, results) = Scorer::score_all(
+            let (secs, cpu_secs, s) = tokio::task::spawn_blocking(move || {
+                let (started, cpu_before) = (Instant::now(), cpu_seconds());
+                // Each chunk is handed over as `score_workspace` hands it to the store, and
+                // dropped: the store's writes are not measured here.
+                let (mut scored, mut text) = (0, 0);
+                let s = Scorer::score_in_chunks(
                     ScoringSettings::default(),
                     models,
                     &shared,
                     day,
                     &Previous::default(),
                     Utc::now(),
+                    |chunk| {
+                        scored += chunk.len();
+                        text += chunk.iter().map(|r| r.score.explanation.as_str().len()).sum::<usize>();
+                    },
                 );
-                assert_eq!(results.len(), shared.ids.len());
-                (started.elapsed().as_secs_f64(), s)
+                assert_eq!(scored, shared.ids.len());
+                assert!(text > 1_000 * scored, "every account is explained");
+                let cpu_secs = cpu_seconds().zip(cpu_before).map(|(after, before)| after - before);
+                (started.elapsed().as_secs_f64(), cpu_secs, s)
             })
             .await?;
             runs.push(secs);
+            cpu.extend(cpu_secs);
             scorer = Some((s, data.clone()));
         }
         let runs_shown: Vec<f64> = runs.iter().map(|s| (s * 100.0).round() / 100.0).collect();
         let m = median(&mut runs);
-        println!("| {n} | {m:.2} | {:.0} | {runs_shown:?} |", n as f64 / m);
+        println!("| {n} | {m:.2} | {:.0} | {runs_shown:?} | {cpu:.2?} |", n as f64 / m);
     }
     let Some((scorer, data)) = scorer else { return Ok(()) };
     // One account at a time, in memory: what an event's rescoring computes.
@@ -253,14 +274,32 @@ async fn store_rescore(n: usize) -> Result<()> {
             }
         }
     }
-    let mut sorted = times.clone();
-    sorted.sort_by(f64::total_cmp);
-    let p99 = sorted[(sorted.len() * 99 / 100).min(sorted.len() - 1)];
     println!(
-        "one account rescored through SQLite (read rollups and records, score, write score and alerts): median {:.0} µs, p99 {p99:.0} µs ({} rescores, {} events in {n} accounts)",
-        median(&mut times),
+        "one account rescored through SQLite (read rollups and records, score, write score and alerts): {} ({} rescores, {} events in {n} accounts)",
+        quantiles(&mut times),
         times.len(),
         events.len()
     );
+    // Where the time goes: the store's read and its write, each on its own.
+    let (mut reads, mut writes) = (Vec::new(), Vec::new());
+    for a in 0..n {
+        let id = AccountId::parse(&format!("acct_{a:04}"))?;
+        let started = Instant::now();
+        let records = store.account_records(&ws, &id, (today - chrono::Days::new(120), today), (today, today)).await?;
+        reads.push(started.elapsed().as_secs_f64() * 1e6);
+        assert_eq!(records.subscriptions.len(), 1);
+        let score = store.account_score(&ws, &id).await?.expect("scored above");
+        let started = Instant::now();
+        store.put_account_score(&ws, &score, &[], Utc::now()).await?;
+        writes.push(started.elapsed().as_secs_f64() * 1e6);
+    }
+    println!("  of which the read: {}; the write: {}", quantiles(&mut reads), quantiles(&mut writes));
     Ok(())
+}
+
+/// Median and 99th percentile of times in µs, as text.
+fn quantiles(times: &mut [f64]) -> String {
+    times.sort_by(f64::total_cmp);
+    let p99 = times[(times.len() * 99 / 100).min(times.len() - 1)];
+    format!("median {:.0} µs, p99 {p99:.0} µs", median(times))
 }

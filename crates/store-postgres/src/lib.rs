@@ -331,6 +331,24 @@ mod store_impl {
         async fn put_scores(&self, ws: &WorkspaceId, scores: &[AccountScore]) -> Result<()> {
             PgStore::put_scores(self, ws, scores).await
         }
+        async fn put_account_score(
+            &self,
+            ws: &WorkspaceId,
+            score: &AccountScore,
+            signals: &[AlertSignal],
+            at: Timestamp,
+        ) -> Result<AlertSync> {
+            self.put_one_score(ws, score, signals, at).await
+        }
+        async fn account_records(
+            &self,
+            ws: &WorkspaceId,
+            id: &AccountId,
+            usage: (chrono::NaiveDate, chrono::NaiveDate),
+            scores: (chrono::NaiveDate, chrono::NaiveDate),
+        ) -> Result<AccountRecords> {
+            self.records_of(ws, id, usage, scores).await
+        }
         async fn account_score(&self, ws: &WorkspaceId, id: &AccountId) -> Result<Option<AccountScore>> {
             self.score_of(ws, id).await
         }

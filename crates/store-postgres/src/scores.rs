@@ -3,12 +3,12 @@
 use chrono::{DateTime, NaiveDate, Utc};
 use domain::{AccountId, Currency, Money, Timestamp, WorkspaceId};
 use sqlx::postgres::{PgArguments, PgRow};
-use sqlx::{Arguments, AssertSqlSafe, Row};
+use sqlx::{Arguments, AssertSqlSafe, PgConnection, Row};
 use store::scores::{AlertWrite, plan_alerts};
 use store::{
-    AccountQuery, AccountScore, AccountSort, Alert, AlertAction, AlertFilter, AlertScope, AlertSignal, AlertSync,
-    Cursor, ModelKind, ModelRecord, Page, PageRequest, Result, ScorePoint, ScoreSummary, ScoredAccount, StoreError,
-    Subscription, Ticket,
+    AccountQuery, AccountRecords, AccountScore, AccountSort, Alert, AlertAction, AlertFilter, AlertScope, AlertSignal,
+    AlertSync, Cursor, ModelKind, ModelRecord, Page, PageRequest, Result, ScorePoint, ScoreSummary, ScoredAccount,
+    StoreError, Subscription, Ticket,
 };
 
 use crate::reads::{ACCOUNT_COLUMNS, to_account};
@@ -136,6 +136,179 @@ impl Args {
     }
 }
 
+/// Writes each score as the account's latest (unless that is of a later day) and as its
+/// history point of the day.
+async fn write_scores(conn: &mut PgConnection, ws: &WorkspaceId, chunk: &[AccountScore]) -> Result<()> {
+    let ids: Vec<&str> = chunk.iter().map(|s| s.account_id.as_str()).collect();
+    let days: Vec<NaiveDate> = chunk.iter().map(|s| s.day).collect();
+    let health: Vec<f64> = chunk.iter().map(|s| s.health).collect();
+    let bands: Vec<&str> = chunk.iter().map(|s| s.band.as_str()).collect();
+    let c30: Vec<Option<f64>> = chunk.iter().map(|s| s.churn_30d).collect();
+    let c60: Vec<Option<f64>> = chunk.iter().map(|s| s.churn_60d).collect();
+    let c90: Vec<Option<f64>> = chunk.iter().map(|s| s.churn_90d).collect();
+    let exp: Vec<Option<f64>> = chunk.iter().map(|s| s.expansion).collect();
+    let minor: Vec<Option<i64>> = chunk.iter().map(|s| s.mrr.map(|m| m.minor)).collect();
+    let currency: Vec<Option<String>> = chunk.iter().map(|s| s.mrr.map(|m| m.currency.as_str().to_owned())).collect();
+    let components: Vec<String> = chunk.iter().map(|s| s.components.to_string()).collect();
+    let explanations: Vec<&str> = chunk.iter().map(|s| s.explanation.as_str()).collect();
+    let scored: Vec<DateTime<Utc>> = chunk.iter().map(|s| s.scored_at).collect();
+    sqlx::query(
+        "INSERT INTO account_scores (workspace_id, account_id, day, health, band, churn_30d, churn_60d,
+           churn_90d, expansion, mrr_minor, currency, components, explanation, scored_at)
+         SELECT $1, a, d, h, b, c30, c60, c90, e, m, c, co::jsonb, ex::jsonb, at
+         FROM UNNEST($2::text[], $3::date[], $4::float8[], $5::text[], $6::float8[], $7::float8[],
+           $8::float8[], $9::float8[], $10::int8[], $11::text[], $12::text[], $13::text[], $14::timestamptz[])
+           AS u (a, d, h, b, c30, c60, c90, e, m, c, co, ex, at)
+         ON CONFLICT (workspace_id, account_id) DO UPDATE SET
+           day = excluded.day, health = excluded.health, band = excluded.band,
+           churn_30d = excluded.churn_30d, churn_60d = excluded.churn_60d, churn_90d = excluded.churn_90d,
+           expansion = excluded.expansion, mrr_minor = excluded.mrr_minor, currency = excluded.currency,
+           components = excluded.components, explanation = excluded.explanation,
+           scored_at = excluded.scored_at
+         WHERE excluded.day >= account_scores.day",
+    )
+    .bind(ws.as_str())
+    .bind(&ids)
+    .bind(&days)
+    .bind(&health)
+    .bind(&bands)
+    .bind(&c30)
+    .bind(&c60)
+    .bind(&c90)
+    .bind(&exp)
+    .bind(&minor)
+    .bind(&currency)
+    .bind(&components)
+    .bind(&explanations)
+    .bind(&scored)
+    .execute(&mut *conn)
+    .await
+    .map_err(db_error)?;
+    sqlx::query(AssertSqlSafe(format!(
+        "INSERT INTO score_history (workspace_id, account_id, {POINT_COLUMNS})
+         SELECT $1, a, d, h, b, c30, c60, c90, e, m, c, co::jsonb
+         FROM UNNEST($2::text[], $3::date[], $4::float8[], $5::text[], $6::float8[], $7::float8[],
+           $8::float8[], $9::float8[], $10::int8[], $11::text[], $12::text[])
+           AS u (a, d, h, b, c30, c60, c90, e, m, c, co)
+         ON CONFLICT (workspace_id, account_id, day) DO UPDATE SET
+           health = excluded.health, band = excluded.band, churn_30d = excluded.churn_30d,
+           churn_60d = excluded.churn_60d, churn_90d = excluded.churn_90d, expansion = excluded.expansion,
+           mrr_minor = excluded.mrr_minor, currency = excluded.currency, components = excluded.components"
+    )))
+    .bind(ws.as_str())
+    .bind(&ids)
+    .bind(&days)
+    .bind(&health)
+    .bind(&bands)
+    .bind(&c30)
+    .bind(&c60)
+    .bind(&c90)
+    .bind(&exp)
+    .bind(&minor)
+    .bind(&currency)
+    .bind(&components)
+    .execute(&mut *conn)
+    .await
+    .map_err(db_error)?;
+    Ok(())
+}
+
+/// Opens, updates and resolves the alerts in `scope` as [`plan_alerts`] decides.
+async fn sync_in(
+    conn: &mut PgConnection,
+    ws: &WorkspaceId,
+    scope: AlertScope<'_>,
+    signals: &[AlertSignal],
+    at: Timestamp,
+) -> Result<AlertSync> {
+    let quiet = at - chrono::Duration::days(store::scores::RESOLVED_QUIET_DAYS);
+    // One sync at a time per workspace, so two runs cannot both open the same alert.
+    sqlx::query("SELECT pg_advisory_xact_lock(hashtext('alerts:' || $1))")
+        .bind(ws.as_str())
+        .execute(&mut *conn)
+        .await
+        .map_err(db_error)?;
+    let rows = match scope {
+        AlertScope::Workspace => sqlx::query(AssertSqlSafe(format!(
+            "SELECT {ALERT_COLUMNS} FROM alerts WHERE workspace_id = $1
+             AND (status <> 'resolved' OR resolved_at >= $2)"
+        )))
+        .bind(ws.as_str())
+        .bind(quiet)
+        .fetch_all(&mut *conn)
+        .await
+        .map_err(db_error)?,
+        AlertScope::Accounts(ids) => {
+            let mut all: Vec<&str> = ids.iter().map(|a| a.as_str()).collect();
+            all.extend(signals.iter().map(|s| s.account_id.as_str()));
+            sqlx::query(AssertSqlSafe(format!(
+                "SELECT {ALERT_COLUMNS} FROM alerts WHERE workspace_id = $1 AND account_id = ANY($3)
+                 AND (status <> 'resolved' OR resolved_at >= $2)"
+            )))
+            .bind(ws.as_str())
+            .bind(quiet)
+            .bind(&all)
+            .fetch_all(&mut *conn)
+            .await
+            .map_err(db_error)?
+        }
+    };
+    let existing = rows.iter().map(alert).collect::<Result<Vec<_>>>()?;
+    let (writes, sync) = plan_alerts(&existing, signals, scope, at, &mut store::scores::new_alert_id);
+    for w in writes {
+        match w {
+            AlertWrite::Open(a) => {
+                sqlx::query(AssertSqlSafe(format!(
+                    "INSERT INTO alerts (workspace_id, {ALERT_COLUMNS})
+                     VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $10, NULL, NULL, NULL, NULL, NULL, NULL, NULL)"
+                )))
+                .bind(ws.as_str())
+                .bind(&a.alert_id)
+                .bind(a.account_id.as_str())
+                .bind(a.kind.as_str())
+                .bind(&a.reason)
+                .bind(a.severity.as_str())
+                .bind(&a.title)
+                .bind(&a.evidence)
+                .bind(a.status.as_str())
+                .bind(at)
+                .execute(&mut *conn)
+                .await
+                .map_err(db_error)?;
+            }
+            AlertWrite::Update { alert_id, severity, title, evidence } => {
+                sqlx::query(
+                    "UPDATE alerts SET severity = $3, title = $4, evidence = $5, updated_at = $6
+                     WHERE workspace_id = $1 AND alert_id = $2",
+                )
+                .bind(ws.as_str())
+                .bind(&alert_id)
+                .bind(severity.as_str())
+                .bind(&title)
+                .bind(&evidence)
+                .bind(at)
+                .execute(&mut *conn)
+                .await
+                .map_err(db_error)?;
+            }
+            AlertWrite::Resolve { alert_id } => {
+                sqlx::query(
+                    "UPDATE alerts SET status = 'resolved', resolved_at = $3, resolved_by = $4, updated_at = $3
+                     WHERE workspace_id = $1 AND alert_id = $2",
+                )
+                .bind(ws.as_str())
+                .bind(&alert_id)
+                .bind(at)
+                .bind(store::scores::SYSTEM)
+                .execute(&mut *conn)
+                .await
+                .map_err(db_error)?;
+            }
+        }
+    }
+    Ok(sync)
+}
+
 impl PgStore {
     pub(crate) async fn all_subscriptions(&self, ws: &WorkspaceId) -> Result<Vec<Subscription>> {
         let rows: Vec<SubscriptionRow> = sqlx::query_as(AssertSqlSafe(format!(
@@ -164,82 +337,46 @@ impl PgStore {
 
     pub(crate) async fn put_scores(&self, ws: &WorkspaceId, scores: &[AccountScore]) -> Result<()> {
         for chunk in scores.chunks(SCORES_PER_WRITE) {
-            let ids: Vec<&str> = chunk.iter().map(|s| s.account_id.as_str()).collect();
-            let days: Vec<NaiveDate> = chunk.iter().map(|s| s.day).collect();
-            let health: Vec<f64> = chunk.iter().map(|s| s.health).collect();
-            let bands: Vec<&str> = chunk.iter().map(|s| s.band.as_str()).collect();
-            let c30: Vec<Option<f64>> = chunk.iter().map(|s| s.churn_30d).collect();
-            let c60: Vec<Option<f64>> = chunk.iter().map(|s| s.churn_60d).collect();
-            let c90: Vec<Option<f64>> = chunk.iter().map(|s| s.churn_90d).collect();
-            let exp: Vec<Option<f64>> = chunk.iter().map(|s| s.expansion).collect();
-            let minor: Vec<Option<i64>> = chunk.iter().map(|s| s.mrr.map(|m| m.minor)).collect();
-            let currency: Vec<Option<String>> =
-                chunk.iter().map(|s| s.mrr.map(|m| m.currency.as_str().to_owned())).collect();
-            let components: Vec<String> = chunk.iter().map(|s| s.components.to_string()).collect();
-            let explanations: Vec<&str> = chunk.iter().map(|s| s.explanation.as_str()).collect();
-            let scored: Vec<DateTime<Utc>> = chunk.iter().map(|s| s.scored_at).collect();
             let mut tx = self.pool.begin().await.map_err(db_error)?;
-            sqlx::query(
-                "INSERT INTO account_scores (workspace_id, account_id, day, health, band, churn_30d, churn_60d,
-                   churn_90d, expansion, mrr_minor, currency, components, explanation, scored_at)
-                 SELECT $1, a, d, h, b, c30, c60, c90, e, m, c, co::jsonb, ex::jsonb, at
-                 FROM UNNEST($2::text[], $3::date[], $4::float8[], $5::text[], $6::float8[], $7::float8[],
-                   $8::float8[], $9::float8[], $10::int8[], $11::text[], $12::text[], $13::text[], $14::timestamptz[])
-                   AS u (a, d, h, b, c30, c60, c90, e, m, c, co, ex, at)
-                 ON CONFLICT (workspace_id, account_id) DO UPDATE SET
-                   day = excluded.day, health = excluded.health, band = excluded.band,
-                   churn_30d = excluded.churn_30d, churn_60d = excluded.churn_60d, churn_90d = excluded.churn_90d,
-                   expansion = excluded.expansion, mrr_minor = excluded.mrr_minor, currency = excluded.currency,
-                   components = excluded.components, explanation = excluded.explanation,
-                   scored_at = excluded.scored_at
-                 WHERE excluded.day >= account_scores.day",
-            )
-            .bind(ws.as_str())
-            .bind(&ids)
-            .bind(&days)
-            .bind(&health)
-            .bind(&bands)
-            .bind(&c30)
-            .bind(&c60)
-            .bind(&c90)
-            .bind(&exp)
-            .bind(&minor)
-            .bind(&currency)
-            .bind(&components)
-            .bind(&explanations)
-            .bind(&scored)
-            .execute(&mut *tx)
-            .await
-            .map_err(db_error)?;
-            sqlx::query(AssertSqlSafe(format!(
-                "INSERT INTO score_history (workspace_id, account_id, {POINT_COLUMNS})
-                 SELECT $1, a, d, h, b, c30, c60, c90, e, m, c, co::jsonb
-                 FROM UNNEST($2::text[], $3::date[], $4::float8[], $5::text[], $6::float8[], $7::float8[],
-                   $8::float8[], $9::float8[], $10::int8[], $11::text[], $12::text[])
-                   AS u (a, d, h, b, c30, c60, c90, e, m, c, co)
-                 ON CONFLICT (workspace_id, account_id, day) DO UPDATE SET
-                   health = excluded.health, band = excluded.band, churn_30d = excluded.churn_30d,
-                   churn_60d = excluded.churn_60d, churn_90d = excluded.churn_90d, expansion = excluded.expansion,
-                   mrr_minor = excluded.mrr_minor, currency = excluded.currency, components = excluded.components"
-            )))
-            .bind(ws.as_str())
-            .bind(&ids)
-            .bind(&days)
-            .bind(&health)
-            .bind(&bands)
-            .bind(&c30)
-            .bind(&c60)
-            .bind(&c90)
-            .bind(&exp)
-            .bind(&minor)
-            .bind(&currency)
-            .bind(&components)
-            .execute(&mut *tx)
-            .await
-            .map_err(db_error)?;
+            write_scores(&mut tx, ws, chunk).await?;
             tx.commit().await.map_err(db_error)?;
         }
         Ok(())
+    }
+
+    /// One account's score and its alerts, in one transaction.
+    pub(crate) async fn put_one_score(
+        &self,
+        ws: &WorkspaceId,
+        score: &AccountScore,
+        signals: &[AlertSignal],
+        at: Timestamp,
+    ) -> Result<AlertSync> {
+        let mut tx = self.pool.begin().await.map_err(db_error)?;
+        write_scores(&mut tx, ws, std::slice::from_ref(score)).await?;
+        let scope = AlertScope::Accounts(std::slice::from_ref(&score.account_id));
+        let sync = sync_in(&mut tx, ws, scope, signals, at).await?;
+        tx.commit().await.map_err(db_error)?;
+        Ok(sync)
+    }
+
+    /// What rescoring one account reads: its reads run side by side on the pool's
+    /// connections, so they wait for one round trip rather than five.
+    pub(crate) async fn records_of(
+        &self,
+        ws: &WorkspaceId,
+        id: &AccountId,
+        usage: (NaiveDate, NaiveDate),
+        scores: (NaiveDate, NaiveDate),
+    ) -> Result<AccountRecords> {
+        let (account, subscriptions, tickets, usage, scores) = tokio::try_join!(
+            self.account(ws, id),
+            self.subscriptions_of(ws, id),
+            self.tickets_of(ws, id),
+            self.usage_rows(ws, Some(id), usage.0, usage.1),
+            self.history_of(ws, id, scores.0, scores.1),
+        )?;
+        Ok(AccountRecords { account, subscriptions, tickets, usage, scores })
     }
 
     pub(crate) async fn score_of(&self, ws: &WorkspaceId, id: &AccountId) -> Result<Option<AccountScore>> {
@@ -432,92 +569,8 @@ impl PgStore {
         signals: &[AlertSignal],
         at: Timestamp,
     ) -> Result<AlertSync> {
-        let quiet = at - chrono::Duration::days(store::scores::RESOLVED_QUIET_DAYS);
         let mut tx = self.pool.begin().await.map_err(db_error)?;
-        // One sync at a time per workspace, so two runs cannot both open the same alert.
-        sqlx::query("SELECT pg_advisory_xact_lock(hashtext('alerts:' || $1))")
-            .bind(ws.as_str())
-            .execute(&mut *tx)
-            .await
-            .map_err(db_error)?;
-        let rows = match scope {
-            AlertScope::Workspace => sqlx::query(AssertSqlSafe(format!(
-                "SELECT {ALERT_COLUMNS} FROM alerts WHERE workspace_id = $1
-                 AND (status <> 'resolved' OR resolved_at >= $2)"
-            )))
-            .bind(ws.as_str())
-            .bind(quiet)
-            .fetch_all(&mut *tx)
-            .await
-            .map_err(db_error)?,
-            AlertScope::Accounts(ids) => {
-                let mut all: Vec<&str> = ids.iter().map(|a| a.as_str()).collect();
-                all.extend(signals.iter().map(|s| s.account_id.as_str()));
-                sqlx::query(AssertSqlSafe(format!(
-                    "SELECT {ALERT_COLUMNS} FROM alerts WHERE workspace_id = $1 AND account_id = ANY($3)
-                     AND (status <> 'resolved' OR resolved_at >= $2)"
-                )))
-                .bind(ws.as_str())
-                .bind(quiet)
-                .bind(&all)
-                .fetch_all(&mut *tx)
-                .await
-                .map_err(db_error)?
-            }
-        };
-        let existing = rows.iter().map(alert).collect::<Result<Vec<_>>>()?;
-        let (writes, sync) = plan_alerts(&existing, signals, scope, at, &mut store::scores::new_alert_id);
-        for w in writes {
-            match w {
-                AlertWrite::Open(a) => {
-                    sqlx::query(AssertSqlSafe(format!(
-                        "INSERT INTO alerts (workspace_id, {ALERT_COLUMNS})
-                         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $10, NULL, NULL, NULL, NULL, NULL, NULL, NULL)"
-                    )))
-                    .bind(ws.as_str())
-                    .bind(&a.alert_id)
-                    .bind(a.account_id.as_str())
-                    .bind(a.kind.as_str())
-                    .bind(&a.reason)
-                    .bind(a.severity.as_str())
-                    .bind(&a.title)
-                    .bind(&a.evidence)
-                    .bind(a.status.as_str())
-                    .bind(at)
-                    .execute(&mut *tx)
-                    .await
-                    .map_err(db_error)?;
-                }
-                AlertWrite::Update { alert_id, severity, title, evidence } => {
-                    sqlx::query(
-                        "UPDATE alerts SET severity = $3, title = $4, evidence = $5, updated_at = $6
-                         WHERE workspace_id = $1 AND alert_id = $2",
-                    )
-                    .bind(ws.as_str())
-                    .bind(&alert_id)
-                    .bind(severity.as_str())
-                    .bind(&title)
-                    .bind(&evidence)
-                    .bind(at)
-                    .execute(&mut *tx)
-                    .await
-                    .map_err(db_error)?;
-                }
-                AlertWrite::Resolve { alert_id } => {
-                    sqlx::query(
-                        "UPDATE alerts SET status = 'resolved', resolved_at = $3, resolved_by = $4, updated_at = $3
-                         WHERE workspace_id = $1 AND alert_id = $2",
-                    )
-                    .bind(ws.as_str())
-                    .bind(&alert_id)
-                    .bind(at)
-                    .bind(store::scores::SYSTEM)
-                    .execute(&mut *tx)
-                    .await
-                    .map_err(db_error)?;
-                }
-            }
-        }
+        let sync = sync_in(&mut tx, ws, scope, signals, at).await?;
         tx.commit().await.map_err(db_error)?;
         Ok(sync)
     }

@@ -72,18 +72,7 @@ impl SqliteStore {
 
     pub(crate) async fn account(&self, ws: &WorkspaceId, id: &AccountId) -> Result<Option<Account>> {
         let (ws, id) = (ws.clone(), id.clone());
-        self.read(move |conn| {
-            let sql =
-                format!("SELECT {ACCOUNT_COLUMNS} FROM accounts a WHERE a.workspace_id = ?1 AND a.account_id = ?2");
-            let row = conn
-                .prepare_cached(&sql)
-                .map_err(sql_error)?
-                .query_row(params![ws.as_str(), id.as_str()], account_row)
-                .optional()
-                .map_err(sql_error)?;
-            row.map(to_account).transpose()
-        })
-        .await
+        self.read(move |conn| account_on(conn, &ws, &id)).await
     }
 
     pub(crate) async fn people_of(&self, ws: &WorkspaceId, id: &AccountId, page: &PageRequest) -> Result<Page<Person>> {
@@ -528,4 +517,15 @@ fn stored_event(
         received_at: time(e.received_at_ms),
         message: json_col(e.payload),
     })
+}
+
+pub(crate) fn account_on(conn: &Connection, ws: &WorkspaceId, id: &AccountId) -> Result<Option<Account>> {
+    let sql = format!("SELECT {ACCOUNT_COLUMNS} FROM accounts a WHERE a.workspace_id = ?1 AND a.account_id = ?2");
+    let row = conn
+        .prepare_cached(&sql)
+        .map_err(sql_error)?
+        .query_row(params![ws.as_str(), id.as_str()], account_row)
+        .optional()
+        .map_err(sql_error)?;
+    row.map(to_account).transpose()
 }

@@ -1,7 +1,7 @@
 //! Workspaces, keys, operators, subscriptions and tickets.
 
 use domain::{AccountId, ApiKey, Currency, KeyHash, Money, Timestamp, WorkspaceId};
-use rusqlite::{OptionalExtension, Row, params};
+use rusqlite::{Connection, OptionalExtension, Row, params};
 use store::{Operator, Result, StoreError, Subscription, Ticket, Workspace};
 
 use crate::{SqliteStore, json_col, ms, opt_time, parse_col, sql_error, time};
@@ -282,16 +282,7 @@ impl SqliteStore {
 
     pub(crate) async fn subscriptions_of(&self, ws: &WorkspaceId, id: &AccountId) -> Result<Vec<Subscription>> {
         let (ws, id) = (ws.clone(), id.clone());
-        self.read(move |conn| {
-            let mut stmt = conn
-                .prepare_cached(&format!(
-                    "SELECT {SUBSCRIPTION_COLUMNS} FROM subscriptions WHERE workspace_id = ?1 AND account_id = ?2 ORDER BY started_at, subscription_id"
-                ))
-                .map_err(sql_error)?;
-            let rows = stmt.query_map(params![ws.as_str(), id.as_str()], subscription).map_err(sql_error)?;
-            rows.map(|r| r.map_err(sql_error)?).collect()
-        })
-        .await
+        self.read(move |conn| subscriptions_on(conn, &ws, &id)).await
     }
 
     pub(crate) async fn put_ticket(&self, ws: &WorkspaceId, t: &Ticket) -> Result<bool> {
@@ -333,17 +324,28 @@ impl SqliteStore {
 
     pub(crate) async fn tickets_of(&self, ws: &WorkspaceId, id: &AccountId) -> Result<Vec<Ticket>> {
         let (ws, id) = (ws.clone(), id.clone());
-        self.read(move |conn| {
-            let mut stmt = conn
-                .prepare_cached(&format!(
-                    "SELECT {TICKET_COLUMNS} FROM tickets WHERE workspace_id = ?1 AND account_id = ?2 ORDER BY opened_at, ticket_id"
-                ))
-                .map_err(sql_error)?;
-            let rows = stmt.query_map(params![ws.as_str(), id.as_str()], ticket).map_err(sql_error)?;
-            rows.map(|r| r.map_err(sql_error)?).collect()
-        })
-        .await
+        self.read(move |conn| tickets_on(conn, &ws, &id)).await
     }
+}
+
+pub(crate) fn subscriptions_on(conn: &Connection, ws: &WorkspaceId, id: &AccountId) -> Result<Vec<Subscription>> {
+    let mut stmt = conn
+        .prepare_cached(&format!(
+            "SELECT {SUBSCRIPTION_COLUMNS} FROM subscriptions WHERE workspace_id = ?1 AND account_id = ?2 ORDER BY started_at, subscription_id"
+        ))
+        .map_err(sql_error)?;
+    let rows = stmt.query_map(params![ws.as_str(), id.as_str()], subscription).map_err(sql_error)?;
+    rows.map(|r| r.map_err(sql_error)?).collect()
+}
+
+pub(crate) fn tickets_on(conn: &Connection, ws: &WorkspaceId, id: &AccountId) -> Result<Vec<Ticket>> {
+    let mut stmt = conn
+        .prepare_cached(&format!(
+            "SELECT {TICKET_COLUMNS} FROM tickets WHERE workspace_id = ?1 AND account_id = ?2 ORDER BY opened_at, ticket_id"
+        ))
+        .map_err(sql_error)?;
+    let rows = stmt.query_map(params![ws.as_str(), id.as_str()], ticket).map_err(sql_error)?;
+    rows.map(|r| r.map_err(sql_error)?).collect()
 }
 
 /// Now, to the millisecond: what the database can hold, so a value reads back equal.

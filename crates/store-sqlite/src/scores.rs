@@ -6,9 +6,9 @@ use rusqlite::types::Value as Sql;
 use rusqlite::{Connection, OptionalExtension, Row, params, params_from_iter};
 use store::scores::{AlertWrite, plan_alerts};
 use store::{
-    AccountQuery, AccountScore, AccountSort, Alert, AlertAction, AlertFilter, AlertScope, AlertSignal, AlertSync,
-    Cursor, ModelKind, ModelRecord, Page, PageRequest, Result, ScorePoint, ScoreSummary, ScoredAccount, StoreError,
-    Subscription, Ticket,
+    AccountQuery, AccountRecords, AccountScore, AccountSort, Alert, AlertAction, AlertFilter, AlertScope, AlertSignal,
+    AlertSync, Cursor, ModelKind, ModelRecord, Page, PageRequest, Result, ScorePoint, ScoreSummary, ScoredAccount,
+    StoreError, Subscription, Ticket,
 };
 
 use crate::reads::{ACCOUNT_COLUMNS, account_row, query, to_account};
@@ -151,6 +151,185 @@ fn sort_expr(sort: AccountSort) -> &'static str {
     }
 }
 
+/// Writes each score as the account's latest (unless that is of a later day) and as its
+/// history point of the day.
+fn write_scores(conn: &Connection, ws: &WorkspaceId, scores: &[AccountScore]) -> Result<()> {
+    let mut latest = conn
+        .prepare_cached(
+            "INSERT INTO account_scores (workspace_id, account_id, day, health, band, churn_30d, churn_60d,
+               churn_90d, expansion, mrr_minor, currency, components, explanation, scored_at)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14)
+             ON CONFLICT (workspace_id, account_id) DO UPDATE SET
+               day = excluded.day, health = excluded.health, band = excluded.band,
+               churn_30d = excluded.churn_30d, churn_60d = excluded.churn_60d,
+               churn_90d = excluded.churn_90d, expansion = excluded.expansion,
+               mrr_minor = excluded.mrr_minor, currency = excluded.currency,
+               components = excluded.components, explanation = excluded.explanation,
+               scored_at = excluded.scored_at
+             WHERE excluded.day >= account_scores.day",
+        )
+        .map_err(sql_error)?;
+    let mut history = conn
+        .prepare_cached(&format!(
+            "INSERT OR REPLACE INTO score_history (workspace_id, account_id, {POINT_COLUMNS})
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12)"
+        ))
+        .map_err(sql_error)?;
+    for s in scores {
+        let day = s.day.to_string();
+        let components = s.components.to_string();
+        let (minor, currency) = (s.mrr.map(|m| m.minor), s.mrr.map(|m| m.currency.as_str().to_owned()));
+        latest
+            .execute(params![
+                ws.as_str(),
+                s.account_id.as_str(),
+                day,
+                s.health,
+                s.band.as_str(),
+                s.churn_30d,
+                s.churn_60d,
+                s.churn_90d,
+                s.expansion,
+                minor,
+                currency,
+                components,
+                s.explanation.as_str(),
+                ms(&s.scored_at),
+            ])
+            .map_err(sql_error)?;
+        history
+            .execute(params![
+                ws.as_str(),
+                s.account_id.as_str(),
+                day,
+                s.health,
+                s.band.as_str(),
+                s.churn_30d,
+                s.churn_60d,
+                s.churn_90d,
+                s.expansion,
+                minor,
+                currency,
+                components,
+            ])
+            .map_err(sql_error)?;
+    }
+    Ok(())
+}
+
+/// The account's score points of days in `[from, to)`, oldest first.
+fn history_on(
+    conn: &Connection,
+    ws: &WorkspaceId,
+    id: &AccountId,
+    from: NaiveDate,
+    to: NaiveDate,
+) -> Result<Vec<ScorePoint>> {
+    let mut stmt = conn
+        .prepare_cached(&format!(
+            "SELECT {POINT_COLUMNS} FROM score_history
+             WHERE workspace_id = ?1 AND account_id = ?2 AND day >= ?3 AND day < ?4 ORDER BY day"
+        ))
+        .map_err(sql_error)?;
+    let rows = stmt
+        .query_map(params![ws.as_str(), id.as_str(), from.to_string(), to.to_string()], |r| point(r, 0))
+        .map_err(sql_error)?;
+    rows.map(|r| r.map_err(sql_error)?).collect()
+}
+
+/// Opens, updates and resolves the alerts of `accounts` (all of the workspace's: none) as
+/// [`plan_alerts`] decides.
+fn sync_on(
+    conn: &Connection,
+    ws: &WorkspaceId,
+    accounts: Option<&[AccountId]>,
+    signals: &[AlertSignal],
+    at: Timestamp,
+) -> Result<AlertSync> {
+    let quiet = ms(&(at - chrono::Duration::days(store::scores::RESOLVED_QUIET_DAYS)));
+    let sql = format!(
+        "SELECT {ALERT_COLUMNS} FROM alerts WHERE workspace_id = ?1 AND account_id = ?2
+         AND (status <> 'resolved' OR resolved_at >= ?3)"
+    );
+    let mut existing = Vec::new();
+    match accounts {
+        Some(ids) => {
+            let mut stmt = conn.prepare_cached(&sql).map_err(sql_error)?;
+            let mut seen = std::collections::HashSet::new();
+            for id in ids.iter().chain(signals.iter().map(|s| &s.account_id)) {
+                if seen.insert(id.as_str()) {
+                    let rows = stmt.query_map(params![ws.as_str(), id.as_str(), quiet], alert).map_err(sql_error)?;
+                    for r in rows {
+                        existing.push(r.map_err(sql_error)??);
+                    }
+                }
+            }
+        }
+        None => {
+            let mut stmt = conn
+                .prepare_cached(&format!(
+                    "SELECT {ALERT_COLUMNS} FROM alerts WHERE workspace_id = ?1
+                     AND (status <> 'resolved' OR resolved_at >= ?2)"
+                ))
+                .map_err(sql_error)?;
+            let rows = stmt.query_map(params![ws.as_str(), quiet], alert).map_err(sql_error)?;
+            for r in rows {
+                existing.push(r.map_err(sql_error)??);
+            }
+        }
+    }
+    let scope = match accounts {
+        Some(ids) => AlertScope::Accounts(ids),
+        None => AlertScope::Workspace,
+    };
+    let (writes, sync) = plan_alerts(&existing, signals, scope, at, &mut store::scores::new_alert_id);
+    let now = ms(&at);
+    for w in writes {
+        match w {
+            AlertWrite::Open(a) => {
+                conn.prepare_cached(&format!(
+                    "INSERT INTO alerts (workspace_id, {ALERT_COLUMNS})
+                     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, NULL, NULL, NULL, NULL, NULL, NULL, NULL)"
+                ))
+                .map_err(sql_error)?
+                .execute(params![
+                    ws.as_str(),
+                    a.alert_id,
+                    a.account_id.as_str(),
+                    a.kind.as_str(),
+                    a.reason,
+                    a.severity.as_str(),
+                    a.title,
+                    a.evidence.to_string(),
+                    a.status.as_str(),
+                    now,
+                    now,
+                ])
+                .map_err(sql_error)?;
+            }
+            AlertWrite::Update { alert_id, severity, title, evidence } => {
+                conn.prepare_cached(
+                    "UPDATE alerts SET severity = ?3, title = ?4, evidence = ?5, updated_at = ?6
+                     WHERE workspace_id = ?1 AND alert_id = ?2",
+                )
+                .map_err(sql_error)?
+                .execute(params![ws.as_str(), alert_id, severity.as_str(), title, evidence.to_string(), now])
+                .map_err(sql_error)?;
+            }
+            AlertWrite::Resolve { alert_id } => {
+                conn.prepare_cached(
+                    "UPDATE alerts SET status = 'resolved', resolved_at = ?3, resolved_by = ?4, updated_at = ?3
+                     WHERE workspace_id = ?1 AND alert_id = ?2",
+                )
+                .map_err(sql_error)?
+                .execute(params![ws.as_str(), alert_id, now, store::scores::SYSTEM])
+                .map_err(sql_error)?;
+            }
+        }
+    }
+    Ok(sync)
+}
+
 impl SqliteStore {
     pub(crate) async fn all_subscriptions(&self, ws: &WorkspaceId) -> Result<Vec<Subscription>> {
         let ws = ws.clone();
@@ -184,72 +363,51 @@ impl SqliteStore {
         for chunk in scores.chunks(SCORES_PER_WRITE) {
             let (ws, chunk) = (ws.clone(), chunk.to_vec());
             // A full run's chunks yield to other writes; one account rescored is waited on.
-            let write = move |conn: &rusqlite::Connection| {
-                let mut latest = conn
-                    .prepare_cached(
-                        "INSERT INTO account_scores (workspace_id, account_id, day, health, band, churn_30d, churn_60d,
-                           churn_90d, expansion, mrr_minor, currency, components, explanation, scored_at)
-                         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14)
-                         ON CONFLICT (workspace_id, account_id) DO UPDATE SET
-                           day = excluded.day, health = excluded.health, band = excluded.band,
-                           churn_30d = excluded.churn_30d, churn_60d = excluded.churn_60d,
-                           churn_90d = excluded.churn_90d, expansion = excluded.expansion,
-                           mrr_minor = excluded.mrr_minor, currency = excluded.currency,
-                           components = excluded.components, explanation = excluded.explanation,
-                           scored_at = excluded.scored_at
-                         WHERE excluded.day >= account_scores.day",
-                    )
-                    .map_err(sql_error)?;
-                let mut history = conn
-                    .prepare_cached(&format!(
-                        "INSERT OR REPLACE INTO score_history (workspace_id, account_id, {POINT_COLUMNS})
-                         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12)"
-                    ))
-                    .map_err(sql_error)?;
-                for s in &chunk {
-                    let day = s.day.to_string();
-                    let components = s.components.to_string();
-                    let (minor, currency) = (s.mrr.map(|m| m.minor), s.mrr.map(|m| m.currency.as_str().to_owned()));
-                    latest
-                        .execute(params![
-                            ws.as_str(),
-                            s.account_id.as_str(),
-                            day,
-                            s.health,
-                            s.band.as_str(),
-                            s.churn_30d,
-                            s.churn_60d,
-                            s.churn_90d,
-                            s.expansion,
-                            minor,
-                            currency,
-                            components,
-                            s.explanation.as_str(),
-                            ms(&s.scored_at),
-                        ])
-                        .map_err(sql_error)?;
-                    history
-                        .execute(params![
-                            ws.as_str(),
-                            s.account_id.as_str(),
-                            day,
-                            s.health,
-                            s.band.as_str(),
-                            s.churn_30d,
-                            s.churn_60d,
-                            s.churn_90d,
-                            s.expansion,
-                            minor,
-                            currency,
-                            components,
-                        ])
-                        .map_err(sql_error)?;
-                }
-                Ok(())
-            };
+            let write = move |conn: &rusqlite::Connection| write_scores(conn, &ws, &chunk);
             if scores.len() <= 16 { self.write(write).await? } else { self.write_background(write).await? }
         }
         Ok(())
+    }
+
+    /// One account's score and its alerts, in one job of the writer: one commit.
+    pub(crate) async fn put_one_score(
+        &self,
+        ws: &WorkspaceId,
+        score: &AccountScore,
+        signals: &[AlertSignal],
+        at: Timestamp,
+    ) -> Result<AlertSync> {
+        let (ws, score, signals) = (ws.clone(), score.clone(), signals.to_vec());
+        self.write(move |conn| {
+            write_scores(conn, &ws, std::slice::from_ref(&score))?;
+            sync_on(conn, &ws, Some(std::slice::from_ref(&score.account_id)), &signals, at)
+        })
+        .await
+    }
+
+    /// What rescoring one account reads, on one reader connection.
+    pub(crate) async fn records_of(
+        &self,
+        ws: &WorkspaceId,
+        id: &AccountId,
+        usage: (NaiveDate, NaiveDate),
+        scores: (NaiveDate, NaiveDate),
+    ) -> Result<AccountRecords> {
+        let n = self.ws_number(ws).await?;
+        let (ws, id) = (ws.clone(), id.clone());
+        self.read(move |conn| {
+            Ok(AccountRecords {
+                account: crate::reads::account_on(conn, &ws, &id)?,
+                subscriptions: crate::records::subscriptions_on(conn, &ws, &id)?,
+                tickets: crate::records::tickets_on(conn, &ws, &id)?,
+                usage: match n {
+                    Some(n) => crate::usage::usage_rows_on(conn, n, Some(id.as_str()), usage.0, usage.1)?,
+                    None => Vec::new(),
+                },
+                scores: history_on(conn, &ws, &id, scores.0, scores.1)?,
+            })
+        })
+        .await
     }
 
     pub(crate) async fn score_of(&self, ws: &WorkspaceId, id: &AccountId) -> Result<Option<AccountScore>> {
@@ -294,19 +452,7 @@ impl SqliteStore {
         to: NaiveDate,
     ) -> Result<Vec<ScorePoint>> {
         let (ws, id) = (ws.clone(), id.clone());
-        self.read(move |conn| {
-            let mut stmt = conn
-                .prepare_cached(&format!(
-                    "SELECT {POINT_COLUMNS} FROM score_history
-                     WHERE workspace_id = ?1 AND account_id = ?2 AND day >= ?3 AND day < ?4 ORDER BY day"
-                ))
-                .map_err(sql_error)?;
-            let rows = stmt
-                .query_map(params![ws.as_str(), id.as_str(), from.to_string(), to.to_string()], |r| point(r, 0))
-                .map_err(sql_error)?;
-            rows.map(|r| r.map_err(sql_error)?).collect()
-        })
-        .await
+        self.read(move |conn| history_on(conn, &ws, &id, from, to)).await
     }
 
     pub(crate) async fn scored_accounts(
@@ -466,91 +612,7 @@ impl SqliteStore {
             AlertScope::Workspace => None,
             AlertScope::Accounts(ids) => Some(ids.to_vec()),
         };
-        self.write(move |conn| {
-            let quiet = ms(&(at - chrono::Duration::days(store::scores::RESOLVED_QUIET_DAYS)));
-            let sql = format!(
-                "SELECT {ALERT_COLUMNS} FROM alerts WHERE workspace_id = ?1 AND account_id = ?2
-                 AND (status <> 'resolved' OR resolved_at >= ?3)"
-            );
-            let mut existing = Vec::new();
-            match &accounts {
-                Some(ids) => {
-                    let mut stmt = conn.prepare_cached(&sql).map_err(sql_error)?;
-                    let mut seen = std::collections::HashSet::new();
-                    for id in ids.iter().chain(signals.iter().map(|s| &s.account_id)) {
-                        if seen.insert(id.as_str()) {
-                            let rows = stmt.query_map(params![ws.as_str(), id.as_str(), quiet], alert).map_err(sql_error)?;
-                            for r in rows {
-                                existing.push(r.map_err(sql_error)??);
-                            }
-                        }
-                    }
-                }
-                None => {
-                    let mut stmt = conn
-                        .prepare_cached(&format!(
-                            "SELECT {ALERT_COLUMNS} FROM alerts WHERE workspace_id = ?1
-                             AND (status <> 'resolved' OR resolved_at >= ?2)"
-                        ))
-                        .map_err(sql_error)?;
-                    let rows = stmt.query_map(params![ws.as_str(), quiet], alert).map_err(sql_error)?;
-                    for r in rows {
-                        existing.push(r.map_err(sql_error)??);
-                    }
-                }
-            }
-            let scope = match &accounts {
-                Some(ids) => AlertScope::Accounts(ids),
-                None => AlertScope::Workspace,
-            };
-            let (writes, sync) = plan_alerts(&existing, &signals, scope, at, &mut store::scores::new_alert_id);
-            let now = ms(&at);
-            for w in writes {
-                match w {
-                    AlertWrite::Open(a) => {
-                        conn.prepare_cached(&format!(
-                            "INSERT INTO alerts (workspace_id, {ALERT_COLUMNS})
-                             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, NULL, NULL, NULL, NULL, NULL, NULL, NULL)"
-                        ))
-                        .map_err(sql_error)?
-                        .execute(params![
-                            ws.as_str(),
-                            a.alert_id,
-                            a.account_id.as_str(),
-                            a.kind.as_str(),
-                            a.reason,
-                            a.severity.as_str(),
-                            a.title,
-                            a.evidence.to_string(),
-                            a.status.as_str(),
-                            now,
-                            now,
-                        ])
-                        .map_err(sql_error)?;
-                    }
-                    AlertWrite::Update { alert_id, severity, title, evidence } => {
-                        conn.prepare_cached(
-                            "UPDATE alerts SET severity = ?3, title = ?4, evidence = ?5, updated_at = ?6
-                             WHERE workspace_id = ?1 AND alert_id = ?2",
-                        )
-                        .map_err(sql_error)?
-                        .execute(params![ws.as_str(), alert_id, severity.as_str(), title, evidence.to_string(), now])
-                        .map_err(sql_error)?;
-                    }
-                    AlertWrite::Resolve { alert_id } => {
-                        conn.prepare_cached(
-                            "UPDATE alerts SET status = 'resolved', resolved_at = ?3, resolved_by = ?4, updated_at = ?3
-                             WHERE workspace_id = ?1 AND alert_id = ?2",
-                        )
-                        .map_err(sql_error)?
-                        .execute(params![ws.as_str(), alert_id, now, store::scores::SYSTEM])
-                        .map_err(sql_error)?;
-                    }
-                }
-            }
-            Ok(sync)
-        })
-        .await
+        self.write(move |conn| sync_on(conn, &ws, accounts.as_deref(), &signals, at)).await
     }
 
     pub(crate) async fn alerts(&self, ws: &WorkspaceId, f: &AlertFilter, page: &PageRequest) -> Result<Page<Alert>> {

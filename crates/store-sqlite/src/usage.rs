@@ -144,30 +144,39 @@ impl SqliteStore {
         to: NaiveDate,
     ) -> Result<Vec<UsageRow>> {
         let Some(n) = self.ws_number(ws).await? else { return Ok(Vec::new()) };
-        let (first, last) = (month_of(from), month_of(to));
         let account = account.map(|a| a.as_str().to_owned());
-        self.read(move |conn| {
-            let mut stmt = conn
-                .prepare_cached(if account.is_some() {
-                    "SELECT account_id, metric, month, data FROM usage_months
-                     WHERE ws = ?1 AND account_id = ?4 AND month BETWEEN ?2 AND ?3 ORDER BY account_id, metric, month"
-                } else {
-                    "SELECT account_id, metric, month, data FROM usage_months
-                     WHERE ws = ?1 AND month BETWEEN ?2 AND ?3 AND ?4 IS NULL ORDER BY account_id, metric, month"
-                })
-                .map_err(sql_error)?;
-            let mut rows = stmt.query(params![n, first, last, account]).map_err(sql_error)?;
-            let mut out = Vec::new();
-            while let Some(r) = rows.next().map_err(sql_error)? {
-                let id: String = r.get(0).map_err(sql_error)?;
-                let metric: String = r.get(1).map_err(sql_error)?;
-                let month: i32 = r.get(2).map_err(sql_error)?;
-                let data: Vec<u8> = r.get(3).map_err(sql_error)?;
-                let row = UsageMonth::decode(&data).ok_or_else(|| corrupt(&id))?;
-                out.push(UsageRow::new(parse_account(id)?, metric, month, &row));
-            }
-            Ok(out)
-        })
-        .await
+        self.read(move |conn| usage_rows_on(conn, n, account.as_deref(), from, to)).await
     }
+}
+
+/// The monthly rows of workspace number `n` (of `account` alone, if given) for the months
+/// holding `[from, to)`.
+pub(crate) fn usage_rows_on(
+    conn: &rusqlite::Connection,
+    n: i64,
+    account: Option<&str>,
+    from: NaiveDate,
+    to: NaiveDate,
+) -> Result<Vec<UsageRow>> {
+    let (first, last) = (month_of(from), month_of(to));
+    let mut stmt = conn
+        .prepare_cached(if account.is_some() {
+            "SELECT account_id, metric, month, data FROM usage_months
+             WHERE ws = ?1 AND account_id = ?4 AND month BETWEEN ?2 AND ?3 ORDER BY account_id, metric, month"
+        } else {
+            "SELECT account_id, metric, month, data FROM usage_months
+             WHERE ws = ?1 AND month BETWEEN ?2 AND ?3 AND ?4 IS NULL ORDER BY account_id, metric, month"
+        })
+        .map_err(sql_error)?;
+    let mut rows = stmt.query(params![n, first, last, account]).map_err(sql_error)?;
+    let mut out = Vec::new();
+    while let Some(r) = rows.next().map_err(sql_error)? {
+        let id: String = r.get(0).map_err(sql_error)?;
+        let metric: String = r.get(1).map_err(sql_error)?;
+        let month: i32 = r.get(2).map_err(sql_error)?;
+        let data: Vec<u8> = r.get(3).map_err(sql_error)?;
+        let row = UsageMonth::decode(&data).ok_or_else(|| corrupt(&id))?;
+        out.push(UsageRow::new(parse_account(id)?, metric, month, &row));
+    }
+    Ok(out)
 }

@@ -21,7 +21,7 @@ macro_rules! contract_tests {
             scores_keep_the_latest_and_a_daily_history, accounts_sort_and_filter_by_their_scores,
             one_model_is_active_per_kind, alerts_stay_one_per_account_kind_and_reason,
             operators_act_on_alerts_and_their_feedback_is_kept, whole_workspace_reads_for_scoring,
-            settings_are_kept_per_workspace);
+            one_account_is_read_and_written_at_once, settings_are_kept_per_workspace);
     };
     (@cases $make:path; $($case:ident),* $(,)?) => {
         $(
@@ -1050,6 +1050,107 @@ pub async fn whole_workspace_reads_for_scoring<S: Store>(s: &S) {
     let other = workspace(s, "Other").await;
     assert!(s.list_subscriptions(&other).await.unwrap().is_empty());
     assert!(s.list_tickets(&other, t(1, 0)).await.unwrap().is_empty());
+}
+
+pub async fn one_account_is_read_and_written_at_once<S: Store>(s: &S) {
+    use chrono::NaiveDate;
+    let ws = workspace(s, "Rescore").await;
+    let other = workspace(s, "Other").await;
+    let day = |m: u32, d: u32| NaiveDate::from_ymd_opt(2026, m, d).unwrap();
+    // acme: a member who used the product in September and October, a subscription, a
+    // ticket and scores of three days; beta: a subscription only.
+    let mut ops = person_ops("p1", "u1", t(1, 1));
+    ops.push(Op::UpsertAccount { account_id: acct("acme"), at: t(1, 1) });
+    ops.push(Op::AddMembership { person_id: "p1".into(), account_id: acct("acme"), at: t(1, 1) });
+    process(s, &ws, Changes { ops, ..Default::default() }).await;
+    s.append_events(&ws, &events(json!([track("e0", "u1", "report", 1)]))).await.unwrap();
+    let used = |d: NaiveDate, events: u32| Usage {
+        person_id: "p1".into(),
+        day: d,
+        metric: "report".into(),
+        credit: Credit::Named(acct("acme")),
+        events,
+    };
+    process(s, &ws, Changes { usage: vec![used(day(9, 20), 2), used(day(10, 2), 3)], ..Default::default() }).await;
+    let usd = Currency::parse("USD").unwrap();
+    for (id, account) in [("s1", "acme"), ("s2", "beta")] {
+        let sub = Subscription {
+            subscription_id: id.into(),
+            account_id: acct(account),
+            plan: None,
+            status: SubscriptionStatus::Active,
+            mrr: Money::new(4900, usd),
+            quantity: 5,
+            started_at: t(1, 0),
+            ended_at: None,
+            current_period_end: None,
+            cancel_at_period_end: false,
+            updated_at: t(1, 0),
+            attributes: json!({}),
+        };
+        s.upsert_subscription(&ws, &sub).await.unwrap();
+    }
+    let ticket = Ticket {
+        ticket_id: "t1".into(),
+        account_id: Some(acct("acme")),
+        person_id: None,
+        subject: "help".into(),
+        status: TicketStatus::Open,
+        priority: TicketPriority::Normal,
+        opened_at: t(3, 0),
+        first_response_at: None,
+        resolved_at: None,
+        csat: None,
+        updated_at: t(3, 0),
+        attributes: json!({}),
+    };
+    s.upsert_ticket(&ws, &ticket).await.unwrap();
+    let days = ["2026-10-01", "2026-10-02", "2026-10-03"];
+    for d in days {
+        s.put_scores(&ws, &[score("acme", d, 60.0, Some(0.2), Some(4900))]).await.unwrap();
+    }
+
+    // One read gives what the reads of each kind give.
+    let (usage, points) = ((day(10, 1), day(10, 31)), (day(10, 2), day(10, 4)));
+    let acme = s.account_records(&ws, &acct("acme"), usage, points).await.unwrap();
+    assert_eq!(acme.account, s.get_account(&ws, &acct("acme")).await.unwrap());
+    assert!(acme.account.is_some());
+    assert_eq!(acme.subscriptions, s.account_subscriptions(&ws, &acct("acme")).await.unwrap());
+    assert_eq!(acme.tickets, [ticket]);
+    let rows = s.accounts_usage(&ws, Some(&acct("acme")), usage.0, usage.1).await.unwrap();
+    assert_eq!(acme.usage, rows);
+    assert_eq!(acme.usage.iter().map(|r| r.month).collect::<Vec<_>>(), [day(10, 1)], "October's months only");
+    assert_eq!(acme.scores.iter().map(|p| p.day.to_string()).collect::<Vec<_>>(), ["2026-10-02", "2026-10-03"]);
+    let beta = s.account_records(&ws, &acct("beta"), usage, points).await.unwrap();
+    assert_eq!((beta.account, beta.subscriptions.len()), (None, 1), "known from billing alone");
+    assert_eq!(s.account_records(&other, &acct("acme"), usage, points).await.unwrap(), AccountRecords::default());
+
+    // One write stores the score and syncs the account's alerts, and no other account's.
+    s.sync_alerts(&ws, AlertScope::Workspace, &[signal("beta", "inactive", Severity::Medium, 20.0)], t(4, 1))
+        .await
+        .unwrap();
+    let newer = score("acme", "2026-10-04", 35.0, Some(0.6), Some(4900));
+    let raised =
+        [signal("acme", "churn_risk", Severity::High, 0.6), signal("acme", "inactive", Severity::Medium, 30.0)];
+    let sync = s.put_account_score(&ws, &newer, &raised, t(5, 1)).await.unwrap();
+    assert_eq!(sync, AlertSync { opened: 2, updated: 0, resolved: 0 });
+    assert_eq!(s.account_score(&ws, &acct("acme")).await.unwrap(), Some(newer.clone()));
+    let history = s.score_history(&ws, &acct("acme"), day(10, 4), day(10, 5)).await.unwrap();
+    assert_eq!(history.iter().map(|p| p.health).collect::<Vec<_>>(), [35.0]);
+    // Again with one condition cleared and the other worse: resolved and updated in place.
+    let later = score("acme", "2026-10-05", 30.0, Some(0.8), Some(4900));
+    let sync = s
+        .put_account_score(&ws, &later, &[signal("acme", "churn_risk", Severity::Critical, 0.8)], t(6, 1))
+        .await
+        .unwrap();
+    assert_eq!(sync, AlertSync { opened: 0, updated: 1, resolved: 1 });
+    let open = unresolved(s, &ws).await;
+    assert_eq!(
+        open.iter().map(|a| (a.account_id.as_str(), a.reason.as_str(), a.severity)).collect::<Vec<_>>(),
+        [("acme", "churn_risk", Severity::Critical), ("beta", "inactive", Severity::Medium)]
+    );
+    assert_eq!(s.account_score(&other, &acct("acme")).await.unwrap(), None);
+    assert!(unresolved(s, &other).await.is_empty());
 }
 
 pub async fn settings_are_kept_per_workspace<S: Store>(s: &S) {

@@ -21,9 +21,9 @@ pub use changes::{Changes, EventPerson, KnownPerson, Op};
 pub use page::{Cursor, DEFAULT_LIMIT, MAX_LIMIT, Page, PageRequest};
 pub use records::*;
 pub use scores::{
-    AccountQuery, AccountScore, AccountSort, Alert, AlertAction, AlertFilter, AlertKind, AlertScope, AlertSignal,
-    AlertStatus, AlertSync, HealthBand, JsonText, ModelKind, ModelRecord, ModelStatus, ScorePoint, ScoreSummary,
-    ScoredAccount, Severity,
+    AccountQuery, AccountRecords, AccountScore, AccountSort, Alert, AlertAction, AlertFilter, AlertKind, AlertScope,
+    AlertSignal, AlertStatus, AlertSync, HealthBand, JsonText, ModelKind, ModelRecord, ModelStatus, ScorePoint,
+    ScoreSummary, ScoredAccount, Severity,
 };
 pub use usage::{Credit, DailyUsage, Usage, UsageRow};
 
@@ -232,6 +232,26 @@ pub trait Store: Send + Sync + 'static {
     /// Stores scores: each replaces its account's latest unless that is of a later day, and
     /// is kept as the account's history for its day (replacing an earlier run's of that day).
     async fn put_scores(&self, ws: &WorkspaceId, scores: &[AccountScore]) -> Result<()>;
+    /// Stores one account's score as [`Store::put_scores`] does and syncs its alerts as
+    /// [`Store::sync_alerts`] does for [`AlertScope::Accounts`] of that account, in one
+    /// transaction: what rescoring an account after an event writes.
+    async fn put_account_score(
+        &self,
+        ws: &WorkspaceId,
+        score: &AccountScore,
+        signals: &[AlertSignal],
+        at: Timestamp,
+    ) -> Result<AlertSync>;
+    /// The account, its subscriptions and tickets, its usage rows of the months holding
+    /// `usage` and its score points of the days in `scores` (each `[from, to)`), read
+    /// together: what rescoring an account reads.
+    async fn account_records(
+        &self,
+        ws: &WorkspaceId,
+        id: &AccountId,
+        usage: (chrono::NaiveDate, chrono::NaiveDate),
+        scores: (chrono::NaiveDate, chrono::NaiveDate),
+    ) -> Result<AccountRecords>;
     /// The account's latest score, with its explanation.
     async fn account_score(&self, ws: &WorkspaceId, id: &AccountId) -> Result<Option<AccountScore>>;
     /// The account's scores of days in `[from, to)`, oldest first.

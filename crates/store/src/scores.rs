@@ -83,6 +83,22 @@ impl Serialize for JsonText {
     }
 }
 
+/// What rescoring one account reads of it, in one call: one round trip to the store where
+/// reading each kind of row on its own took five.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct AccountRecords {
+    /// None when the account is known from billing records only, or not at all.
+    pub account: Option<Account>,
+    /// As [`crate::Store::account_subscriptions`] lists them.
+    pub subscriptions: Vec<crate::Subscription>,
+    /// As [`crate::Store::account_tickets`] lists them.
+    pub tickets: Vec<crate::Ticket>,
+    /// As [`crate::Store::accounts_usage`] reads them for the account.
+    pub usage: Vec<crate::UsageRow>,
+    /// As [`crate::Store::score_history`] reads them.
+    pub scores: Vec<ScorePoint>,
+}
+
 /// A day of an account's score history.
 #[derive(Clone, Debug, PartialEq, Serialize)]
 pub struct ScorePoint {

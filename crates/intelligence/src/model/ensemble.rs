@@ -87,11 +87,16 @@ impl Ensemble {
 
     /// The calibrated log-odds of `row`, with each feature's part in it.
     pub fn explain(&self, row: &[f64]) -> Explained {
-        let (a, b) = (self.logistic.explain(row), self.gbdt.explain(row));
-        let contributions: Vec<f64> =
-            a.contributions.iter().zip(&b.contributions).map(|(a, b)| self.scale * (a + b) / 2.0).collect();
+        let (a, mut b) = (self.logistic.explain(row), self.gbdt.explain(row));
+        for (b, a) in b.contributions.iter_mut().zip(&a.contributions) {
+            *b = self.scale * (a + *b) / 2.0;
+        }
         let bias = self.scale * (a.bias + b.bias) / 2.0 + self.shift;
-        Explained { margin: self.scale * (a.margin + b.margin) / 2.0 + self.shift, bias, contributions }
+        Explained {
+            margin: self.scale * (a.margin + b.margin) / 2.0 + self.shift,
+            bias,
+            contributions: b.contributions,
+        }
     }
 
     /// Global importances: the share of each feature in the trees' gain and in the linear

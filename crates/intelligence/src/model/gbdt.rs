@@ -8,6 +8,7 @@
 use super::rng::Rng;
 use super::{Explained, Matrix, logit, sigmoid};
 use serde::{Deserialize, Serialize};
+use std::sync::OnceLock;
 
 #[derive(Clone, Debug, Serialize, Deserialize)]
 pub struct GbdtParams {
@@ -70,6 +71,14 @@ struct Tree {
 }
 
 impl Tree {
+    /// The levels below `node`.
+    fn depth(&self, node: usize) -> usize {
+        match &self.nodes[node].split {
+            Some(s) => 1 + self.depth(s.left).max(self.depth(s.right)),
+            None => 0,
+        }
+    }
+
     fn leaf_of(&self, row: &[f64]) -> usize {
         let mut at = 0;
         while let Some(s) = &self.nodes[at].split {
@@ -79,12 +88,83 @@ impl Tree {
     }
 }
 
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[derive(Clone, Debug, Serialize, Deserialize)]
 pub struct Gbdt {
     base: f64,
     trees: Vec<Tree>,
     /// Total split gain per feature: global importances.
     gain: Vec<f64>,
+    /// The trees laid out for explaining, made at the first explanation.
+    #[serde(skip)]
+    flat: OnceLock<Flat>,
+}
+
+impl PartialEq for Gbdt {
+    fn eq(&self, other: &Gbdt) -> bool {
+        (self.base, &self.trees, &self.gain) == (other.base, &other.trees, &other.gain)
+    }
+}
+
+/// Every tree made complete to the deepest tree's depth and laid out in one array, level by
+/// level (the children of slot `i` are `2i + 1` and `2i + 2`), with each node's move from
+/// its parent precomputed: an explanation walks each tree in the same number of steps, with
+/// no branch to mispredict and no pointer to follow, where the trees as trained (a vector of
+/// nodes per tree, optional splits) cost both at every step. Scoring a workspace walks 800
+/// trees per account. A leaf above the deepest level is carried down by splits that send
+/// everything left and move nothing, so the margin is the same sum.
+#[derive(Clone, Debug)]
+struct Flat {
+    depth: usize,
+    /// `2^(depth + 1) - 1` slots per tree, tree after tree.
+    slots: Vec<Slot>,
+    /// The base plus every root's value, added in the trees' order.
+    bias: f64,
+}
+
+/// Running sums of the credits per feature, taken by the trees in turn.
+const LANES: usize = 4;
+
+#[derive(Clone, Copy, Debug, Default)]
+struct Slot {
+    /// Rows with `x > threshold` go right; everything goes left of a carried leaf.
+    threshold: f64,
+    /// The node's value less its parent's: what reaching it credits the parent's feature.
+    step: f64,
+    value: f64,
+    feature: u32,
+}
+
+impl Flat {
+    fn new(base: f64, trees: &[Tree]) -> Flat {
+        let depth = trees.iter().map(|t| t.depth(0)).max().unwrap_or(0);
+        let per_tree = (1usize << (depth + 1)) - 1;
+        let mut flat = Flat { depth, slots: vec![Slot::default(); per_tree * trees.len()], bias: base };
+        for (t, tree) in trees.iter().enumerate() {
+            flat.bias += tree.nodes[0].value;
+            flat.place(t * per_tree, tree, 0, 0, tree.nodes[0].value);
+        }
+        flat
+    }
+
+    /// Puts `tree`'s node `node` at slot `at` of the tree whose slots start at `first`, then
+    /// its children below it.
+    fn place(&mut self, first: usize, tree: &Tree, node: usize, at: usize, parent_value: f64) {
+        let n = &tree.nodes[node];
+        let mut slot = Slot { threshold: f64::INFINITY, step: n.value - parent_value, value: n.value, feature: 0 };
+        let children = match &n.split {
+            _ if (at + 1).ilog2() as usize == self.depth => None,
+            Some(s) => {
+                (slot.threshold, slot.feature) = (s.threshold, s.feature as u32);
+                Some((s.left, s.right))
+            }
+            None => Some((node, node)),
+        };
+        self.slots[first + at] = slot;
+        if let Some((left, right)) = children {
+            self.place(first, tree, left, 2 * at + 1, n.value);
+            self.place(first, tree, right, 2 * at + 2, n.value);
+        }
+    }
 }
 
 /// Per-feature cut points: a value falls in bin `b` = the number of cuts below it.
@@ -145,7 +225,8 @@ impl Gbdt {
         let base = logit((positives + 0.5) / (n as f64 + 1.0));
         let mut margin = vec![base; n];
         let mut rng = Rng::new(params.seed);
-        let mut model = Gbdt { base, trees: Vec::with_capacity(params.trees), gain: vec![0.0; p] };
+        let mut model =
+            Gbdt { base, trees: Vec::with_capacity(params.trees), gain: vec![0.0; p], flat: OnceLock::new() };
         let (mut g, mut h) = (vec![0.0; n], vec![0.0; n]);
         for _ in 0..params.trees {
             for i in 0..n {
@@ -177,20 +258,24 @@ impl Gbdt {
 
     /// The margin of `row` with each feature's credit along its paths.
     pub fn explain(&self, row: &[f64]) -> Explained {
-        let mut contributions = vec![0.0; row.len()];
-        let mut bias = self.base;
+        let flat = self.flat.get_or_init(|| Flat::new(self.base, &self.trees));
+        let p = row.len();
+        // Consecutive trees credit their features in different lanes, summed at the end: one
+        // running sum per feature made each credit wait for the last one stored.
+        let mut lanes = vec![0.0; LANES * p];
         let mut margin = self.base;
-        for tree in &self.trees {
+        for (t, tree) in flat.slots.chunks_exact((1 << (flat.depth + 1)) - 1).enumerate() {
+            let lane = &mut lanes[(t % LANES) * p..][..p];
             let mut at = 0;
-            bias += tree.nodes[0].value;
-            while let Some(s) = &tree.nodes[at].split {
-                let next = if row[s.feature] > s.threshold { s.right } else { s.left };
-                contributions[s.feature] += tree.nodes[next].value - tree.nodes[at].value;
-                at = next;
+            for _ in 0..flat.depth {
+                let Slot { threshold, feature, .. } = tree[at];
+                at = 2 * at + 1 + usize::from(row[feature as usize] > threshold);
+                lane[feature as usize] += tree[at].step;
             }
-            margin += tree.nodes[at].value;
+            margin += tree[at].value;
         }
-        Explained { margin, bias, contributions }
+        let contributions = (0..p).map(|f| (lanes[f] + lanes[p + f]) + (lanes[2 * p + f] + lanes[3 * p + f])).collect();
+        Explained { margin, bias: flat.bias, contributions }
     }
 
     /// Total split gain per feature.
@@ -339,6 +424,40 @@ mod tests {
         assert!((e.margin - m.margin(&risky)).abs() < 1e-12);
         assert!(e.contributions[0] > 0.0 && e.contributions[1] > 0.0, "{:?}", e.contributions);
         assert!(e.contributions[2].abs() < e.contributions[0].min(e.contributions[1]));
+    }
+
+    #[test]
+    fn the_laid_out_trees_explain_as_the_trained_ones() {
+        // Large leaves stop some branches early: the trees are uneven.
+        let (x, y) = interaction(3_000, 5);
+        let m = Gbdt::fit(&x, &y, &GbdtParams { trees: 60, max_depth: 4, min_leaf_rows: 300, ..Default::default() });
+        let depths: Vec<usize> = m.trees.iter().map(|t| t.depth(0)).collect();
+        assert!(depths.contains(&4) && depths.iter().any(|&d| d < 4), "{depths:?}");
+        let walked = |row: &[f64]| {
+            let (mut contributions, mut bias, mut margin) = (vec![0.0; row.len()], m.base, m.base);
+            for tree in &m.trees {
+                let mut at = 0;
+                bias += tree.nodes[0].value;
+                while let Some(s) = &tree.nodes[at].split {
+                    let next = if row[s.feature] > s.threshold { s.right } else { s.left };
+                    contributions[s.feature] += tree.nodes[next].value - tree.nodes[at].value;
+                    at = next;
+                }
+                margin += tree.nodes[at].value;
+            }
+            Explained { margin, bias, contributions }
+        };
+        let mut rows: Vec<Vec<f64>> = (0..500).map(|i| x.row(i).to_vec()).collect();
+        rows.push(vec![f64::NAN, 100.0, 0.5]);
+        rows.push(vec![f64::INFINITY, f64::NEG_INFINITY, f64::NAN]);
+        for row in &rows {
+            let (flat, walked) = (m.explain(row), walked(row));
+            // The margin is the same sum; the credits are summed in another order.
+            assert_eq!((flat.margin, flat.bias), (walked.margin, walked.bias), "{row:?}");
+            for (a, b) in flat.contributions.iter().zip(&walked.contributions) {
+                assert!((a - b).abs() < 1e-12, "{row:?}: {a} vs {b}");
+            }
+        }
     }
 
     #[test]
