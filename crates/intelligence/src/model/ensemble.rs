@@ -5,7 +5,8 @@
 //!
 //! Probabilities are calibrated (Platt) on out-of-fold margins: each training row is scored
 //! by models that did not see its account, so the calibration learns how far to trust the
-//! margins on new rows rather than on the rows that shaped them.
+//! margins on new rows rather than on the rows that shaped them. The same margins decide the
+//! blend: one model alone when it ranks the held-out rows clearly better than the average.
 
 use super::{Explained, Gbdt, GbdtParams, Logistic, LogisticParams, Matrix, sigmoid};
 use serde::{Deserialize, Serialize};
@@ -28,10 +29,22 @@ impl Default for EnsembleParams {
 pub struct Ensemble {
     logistic: Logistic,
     gbdt: Gbdt,
+    /// The logistic regression's share of the margin, the trees having the rest: a half,
+    /// unless one of the two alone ranked the held-out folds clearly better.
+    #[serde(default = "half")]
+    linear_share: f64,
     /// Calibrated probability = sigmoid(scale * margin + shift).
     scale: f64,
     shift: f64,
 }
+
+fn half() -> f64 {
+    0.5
+}
+
+/// How much better (in out-of-fold AUC) one model alone must rank than the average of the two
+/// to be used alone: less is noise on the histories Steward sees.
+const ALONE_BY: f64 = 0.01;
 
 impl Ensemble {
     /// Fits on rows `x` with labels `y`; `groups` names each row's account, so that no fold
@@ -39,7 +52,8 @@ impl Ensemble {
     pub fn fit(x: &Matrix, y: &[bool], groups: &[u64], params: &EnsembleParams) -> Ensemble {
         assert_eq!(x.rows(), groups.len(), "one group per row");
         let folds = params.folds.max(2) as u64;
-        let mut out_of_fold = vec![0.0; x.rows()];
+        // Each row's margins from the models that did not see its account: linear, trees.
+        let mut out_of_fold = vec![(0.0, 0.0); x.rows()];
         let mut scored = vec![false; x.rows()];
         for k in 0..folds {
             let fold_of = |g: u64| mix(g) % folds;
@@ -51,14 +65,15 @@ impl Ensemble {
             let xs = x.select(&train);
             let part = Ensemble::fit_margins(&xs, &train_y, params);
             for &i in &test {
-                out_of_fold[i] = part.margin(x.row(i));
+                out_of_fold[i] = (part.logistic.margin(x.row(i)), part.gbdt.margin(x.row(i)));
                 scored[i] = true;
             }
         }
-        let (m, l): (Vec<f64>, Vec<bool>) =
+        let (m, l): (Vec<(f64, f64)>, Vec<bool>) =
             (0..x.rows()).filter(|&i| scored[i]).map(|i| (out_of_fold[i], y[i])).unzip();
         let mut model = Ensemble::fit_margins(x, y, params);
-        (model.scale, model.shift) = platt(&m, &l);
+        model.linear_share = linear_share(&m, &l);
+        (model.scale, model.shift) = platt(&blend(&m, model.linear_share), &l);
         model
     }
 
@@ -66,6 +81,7 @@ impl Ensemble {
         Ensemble {
             logistic: Logistic::fit(x, y, &params.logistic),
             gbdt: Gbdt::fit(x, y, &params.gbdt),
+            linear_share: 0.5,
             scale: 1.0,
             shift: 0.0,
         }
@@ -76,9 +92,10 @@ impl Ensemble {
         self.logistic.weights().len()
     }
 
-    /// The uncalibrated log-odds: the mean of the two models'.
+    /// The uncalibrated log-odds: the two models' blended.
     pub fn margin(&self, row: &[f64]) -> f64 {
-        (self.logistic.margin(row) + self.gbdt.margin(row)) / 2.0
+        let w = self.linear_share;
+        w * self.logistic.margin(row) + (1.0 - w) * self.gbdt.margin(row)
     }
 
     pub fn probability(&self, row: &[f64]) -> f64 {
@@ -88,19 +105,19 @@ impl Ensemble {
     /// The calibrated log-odds of `row`, with each feature's part in it.
     pub fn explain(&self, row: &[f64]) -> Explained {
         let (a, mut b) = (self.logistic.explain(row), self.gbdt.explain(row));
+        let (wa, wb) = (self.scale * self.linear_share, self.scale * (1.0 - self.linear_share));
         for (b, a) in b.contributions.iter_mut().zip(&a.contributions) {
-            *b = self.scale * (a + *b) / 2.0;
+            *b = wa * a + wb * *b;
         }
-        let bias = self.scale * (a.bias + b.bias) / 2.0 + self.shift;
         Explained {
-            margin: self.scale * (a.margin + b.margin) / 2.0 + self.shift,
-            bias,
+            margin: wa * a.margin + wb * b.margin + self.shift,
+            bias: wa * a.bias + wb * b.bias + self.shift,
             contributions: b.contributions,
         }
     }
 
     /// Global importances: the share of each feature in the trees' gain and in the linear
-    /// model's absolute weights, averaged.
+    /// model's absolute weights, blended as the margins are.
     pub fn importances(&self) -> Vec<f64> {
         let share = |v: Vec<f64>| {
             let total: f64 = v.iter().sum();
@@ -108,8 +125,27 @@ impl Ensemble {
         };
         let a = share(self.logistic.weights().iter().map(|w| w.abs()).collect());
         let b = share(self.gbdt.importances().to_vec());
-        a.iter().zip(&b).map(|(a, b)| (a + b) / 2.0).collect()
+        let w = self.linear_share;
+        a.iter().zip(&b).map(|(a, b)| w * a + (1.0 - w) * b).collect()
     }
+}
+
+/// Margins `(linear, trees)` blended with the linear model's `share`.
+fn blend(margins: &[(f64, f64)], share: f64) -> Vec<f64> {
+    margins.iter().map(|(a, b)| share * a + (1.0 - share) * b).collect()
+}
+
+/// The linear model's share of the margin, from out-of-fold margins `(linear, trees)`: a half,
+/// or all or nothing when one model alone ranks the held-out rows better by [`ALONE_BY`].
+fn linear_share(margins: &[(f64, f64)], labels: &[bool]) -> f64 {
+    let rank = |share: f64| super::metrics::auc(&blend(margins, share), labels);
+    let both = rank(0.5);
+    [1.0, 0.0]
+        .into_iter()
+        .map(|share| (share, rank(share)))
+        .filter(|&(_, auc)| auc >= both + ALONE_BY)
+        .max_by(|a, b| a.1.total_cmp(&b.1))
+        .map_or(0.5, |(share, _)| share)
 }
 
 /// A well-spread hash of a group id, for fold assignment.
@@ -230,6 +266,24 @@ mod tests {
         let (a, b) = platt(&m, &separable);
         assert!(a > 0.5 && a < 50.0 && b.abs() < 50.0, "{a} {b}");
         assert!(sigmoid(a * 3.0 + b) > 0.9 && sigmoid(-a * 3.0 + b) < 0.01);
+    }
+
+    #[test]
+    fn one_model_alone_is_used_only_when_it_ranks_clearly_better() {
+        let mut rng = Rng::new(9);
+        let labels: Vec<bool> = (0..4_000).map(|_| rng.unit() < 0.1).collect();
+        let signal = |l: bool, rng: &mut Rng| if l { 1.0 } else { 0.0 } + rng.unit();
+        let noise = |rng: &mut Rng| 3.0 * rng.unit();
+        let informative_linear: Vec<(f64, f64)> =
+            labels.iter().map(|&l| (signal(l, &mut rng), noise(&mut rng))).collect();
+        assert_eq!(linear_share(&informative_linear, &labels), 1.0);
+        let informative_trees: Vec<(f64, f64)> =
+            labels.iter().map(|&l| (noise(&mut rng), signal(l, &mut rng))).collect();
+        assert_eq!(linear_share(&informative_trees, &labels), 0.0);
+        let both: Vec<(f64, f64)> = labels.iter().map(|&l| (signal(l, &mut rng), signal(l, &mut rng))).collect();
+        assert_eq!(linear_share(&both, &labels), 0.5, "two good models average");
+        let neither: Vec<(f64, f64)> = labels.iter().map(|_| (noise(&mut rng), noise(&mut rng))).collect();
+        assert_eq!(linear_share(&neither, &labels), 0.5, "noise against noise is no reason to choose");
     }
 
     #[test]
