@@ -8,17 +8,20 @@
 //! nothing: accounts and events get ids derived from their content (identical event rows are
 //! told apart by how many came before), subscriptions from their account, plan and start.
 
-use std::collections::HashMap;
-use std::io::{BufRead, BufReader, Read};
-use std::path::{Path, PathBuf};
+mod events;
+mod pipeline;
+
+use std::path::PathBuf;
 use std::sync::Arc;
 
-use anyhow::{Context, Result, anyhow, bail};
+use anyhow::{Result, anyhow, bail};
 use chrono::{DateTime, NaiveDate, NaiveDateTime, Utc};
 use domain::{AccountId, Currency, EventType, Money, NewEvent, WorkspaceId};
 use serde_json::{Map, Value, json};
 use sha2::{Digest, Sha256};
 use store::{Store, Subscription, SubscriptionStatus};
+
+use events::RowKeys;
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
 pub enum Kind {
@@ -82,8 +85,9 @@ fn known(kind: Kind) -> &'static [(&'static str, bool)] {
 }
 
 /// Where each known column is, and the others by name.
+#[derive(Clone)]
 struct Columns {
-    at: HashMap<&'static str, usize>,
+    at: foldhash::HashMap<&'static str, usize>,
     others: Vec<(String, usize)>,
 }
 
@@ -96,7 +100,7 @@ impl Columns {
                 bail!("--column {steward}=...: {steward:?} is not a column of {kind:?} (known: {})", list.join(", "));
             }
         }
-        let mut at = HashMap::new();
+        let mut at = foldhash::HashMap::default();
         let mut others = Vec::new();
         for (i, col) in header.iter().enumerate() {
             let col = col.trim();
@@ -218,38 +222,6 @@ fn content_id(prefix: &str, parts: &[&str]) -> String {
     format!("{prefix}{}", hex::encode(&h.finalize()[..16]))
 }
 
-/// Reads a file, through gzip if it starts like gzip, counting the bytes read from disk.
-struct Source {
-    reader: csv::Reader<Box<dyn Read>>,
-    read: Arc<std::sync::atomic::AtomicU64>,
-    size: u64,
-}
-
-struct Counting<R> {
-    inner: R,
-    read: Arc<std::sync::atomic::AtomicU64>,
-}
-
-impl<R: Read> Read for Counting<R> {
-    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
-        let n = self.inner.read(buf)?;
-        self.read.fetch_add(n as u64, std::sync::atomic::Ordering::Relaxed);
-        Ok(n)
-    }
-}
-
-fn open(path: &Path) -> Result<Source> {
-    let file = std::fs::File::open(path).with_context(|| format!("open {}", path.display()))?;
-    let size = file.metadata()?.len();
-    let read = Arc::new(std::sync::atomic::AtomicU64::new(0));
-    let mut buffered = BufReader::with_capacity(1 << 16, Counting { inner: file, read: read.clone() });
-    let gzip = buffered.fill_buf()?.starts_with(&[0x1f, 0x8b]);
-    let inner: Box<dyn Read> =
-        if gzip { Box::new(flate2::bufread::MultiGzDecoder::new(buffered)) } else { Box::new(buffered) };
-    let reader = csv::ReaderBuilder::new().has_headers(true).flexible(false).from_reader(inner);
-    Ok(Source { reader, read, size })
-}
-
 /// One parsed row.
 enum Record {
     Account {
@@ -266,14 +238,49 @@ struct Parser<'a> {
     options: &'a Options,
     file: String,
     columns: Columns,
-    /// How many identical event rows came before, by content: the n-th copy gets its own id.
-    seen: foldhash::HashMap<u128, u32>,
+    /// Where an event row's columns are, looked up once.
+    event_columns: EventColumns,
+    /// The content keys of event rows whose id derives from them.
+    keys: RowKeys,
     now: DateTime<Utc>,
     /// Only check the rows: build nothing that is not needed to know they are valid.
     check_only: bool,
 }
 
-impl Parser<'_> {
+/// The known columns of an events file, by position.
+#[derive(Clone, Copy)]
+struct EventColumns {
+    account: Option<usize>,
+    time: Option<usize>,
+    name: Option<usize>,
+    user: Option<usize>,
+    anonymous: Option<usize>,
+    value: Option<usize>,
+    message_id: Option<usize>,
+}
+
+impl<'a> Parser<'a> {
+    fn new(
+        options: &'a Options,
+        file: &str,
+        columns: Columns,
+        now: DateTime<Utc>,
+        check_only: bool,
+        keys: RowKeys,
+    ) -> Parser<'a> {
+        let at = |name: &str| columns.at.get(name).copied();
+        let event_columns = EventColumns {
+            account: at("account_id"),
+            time: at("event_time"),
+            name: at("event_type"),
+            user: at("user_id"),
+            anonymous: at("anonymous_id"),
+            value: at("event_value"),
+            message_id: at("message_id"),
+        };
+        Parser { options, file: file.to_owned(), columns, event_columns, keys, now, check_only }
+    }
+
     fn error(&self, line: u64, column: &str, value: &str, expected: &str) -> anyhow::Error {
         anyhow!("{} line {line}: {column} {value:?} is not {expected}", self.file)
     }
@@ -354,14 +361,21 @@ impl Parser<'_> {
                 })))
             }
             Kind::Events => {
-                let account = self.account(row, line)?;
-                let at = self.some(self.time(row, line, "event_time")?, line, "event_time")?;
-                let name = self.some(self.columns.get(row, "event_type"), line, "event_type")?.to_owned();
-                let user = self.columns.get(row, "user_id").map(|u| match (self.options.user_scope, &account) {
+                let c = self.event_columns;
+                let cell = |at: Option<usize>| at.and_then(|i| row.get(i)).map(str::trim).filter(|v| !v.is_empty());
+                let account = cell(c.account)
+                    .map(|v| AccountId::parse(v).map_err(|e| anyhow!("{} line {line}: account_id: {e}", self.file)))
+                    .transpose()?;
+                let time = self.some(cell(c.time), line, "event_time")?;
+                let at = parse_time(time).ok_or_else(|| {
+                    self.error(line, "event_time", time, "a time (YYYY-MM-DD, YYYY-MM-DD HH:MM:SS or RFC 3339)")
+                })?;
+                let name = self.some(cell(c.name), line, "event_type")?;
+                let user = cell(c.user).map(|u| match (self.options.user_scope, &account) {
                     (UserScope::Account, Some(a)) => format!("{a}/{u}"),
                     _ => u.to_owned(),
                 });
-                let anonymous = self.columns.get(row, "anonymous_id").map(str::to_owned);
+                let anonymous = cell(c.anonymous).map(str::to_owned);
                 let (user, anonymous) = match (user, anonymous, &account) {
                     (None, None, Some(a)) if self.options.user_scope == UserScope::Account => {
                         (Some(a.to_string()), None)
@@ -369,41 +383,37 @@ impl Parser<'_> {
                     (None, None, _) => bail!("{} line {line}: user_id and anonymous_id are both empty", self.file),
                     ids => (ids.0, ids.1),
                 };
+                let given_id = cell(c.message_id);
+                let key = given_id.is_none().then(|| events::row_key(row.iter().map(str::trim)));
+                if let Some(key) = key {
+                    self.keys.add(key);
+                }
                 if self.check_only {
                     return Ok(Record::Checked);
                 }
                 let mut properties = self.columns.extra(row);
-                if let Some(v) = self.columns.get(row, "event_value") {
+                if let Some(v) = cell(c.value) {
                     properties.insert("value".into(), scalar(v));
                 }
-                let message_id = match self.columns.get(row, "message_id") {
-                    Some(id) => id.to_owned(),
-                    None => {
-                        let mut h = Sha256::new();
-                        for part in row.iter() {
-                            h.update(part.trim().as_bytes());
-                            h.update([0x1f]);
-                        }
-                        let key: [u8; 16] = h.finalize()[..16].try_into().expect("16 bytes");
-                        let n = self.seen.entry(u128::from_le_bytes(key)).or_default();
-                        *n += 1;
-                        format!("import_{}_{}", hex::encode(key), n)
-                    }
+                // Copies of a row are numbered by whoever reads the rows in order.
+                let message_id = match (given_id, key) {
+                    (Some(id), _) => id.to_owned(),
+                    (None, key) => events::derived_id(key.expect("a key for rows without an id"), 1),
                 };
-                let payload = serde_json::to_string(&TrackMessage {
-                    kind: "track",
+                let payload = events::Track {
                     message_id: &message_id,
-                    event: &name,
+                    event: name,
                     user_id: user.as_deref(),
                     anonymous_id: anonymous.as_deref(),
-                    timestamp: at.to_rfc3339_opts(chrono::SecondsFormat::Millis, true),
+                    timestamp: at,
                     properties: &properties,
-                    context: account.as_ref().map(|a| MessageContext { group_id: a.as_str() }),
-                })?;
+                    group_id: account.as_ref().map(|a| a.as_str()),
+                }
+                .to_json();
                 Ok(Record::Event(Box::new(NewEvent {
                     message_id,
                     kind: EventType::Track,
-                    name: Some(name),
+                    name: Some(name.to_owned()),
                     user_id: user,
                     anonymous_id: anonymous,
                     group_id: account.map(|a| a.to_string()),
@@ -417,84 +427,12 @@ impl Parser<'_> {
     }
 }
 
-/// A track call as an imported event's payload (the shape capture stores).
-#[derive(serde::Serialize)]
-struct TrackMessage<'a> {
-    #[serde(rename = "type")]
-    kind: &'static str,
-    #[serde(rename = "messageId")]
-    message_id: &'a str,
-    event: &'a str,
-    #[serde(rename = "userId", skip_serializing_if = "Option::is_none")]
-    user_id: Option<&'a str>,
-    #[serde(rename = "anonymousId", skip_serializing_if = "Option::is_none")]
-    anonymous_id: Option<&'a str>,
-    timestamp: String,
-    properties: &'a Map<String, Value>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    context: Option<MessageContext<'a>>,
-}
-
-#[derive(serde::Serialize)]
-struct MessageContext<'a> {
-    #[serde(rename = "groupId")]
-    group_id: &'a str,
-}
-
 /// What an import stored.
 #[derive(Debug, Default, serde::Serialize)]
 pub struct Imported {
     pub rows: u64,
     /// Rows that changed something (new events, new or changed records).
     pub stored: u64,
-}
-
-/// Reads every row of the file through `each`, with progress on stderr.
-fn each_row(
-    options: &Options,
-    mut each: impl FnMut(Record) -> Result<()>,
-    phase: &str,
-    check_only: bool,
-) -> Result<u64> {
-    let file = options.file.display().to_string();
-    let mut source = open(&options.file)?;
-    let header = source.reader.headers().with_context(|| format!("{file}: reading the header"))?.clone();
-    let mut parser = Parser {
-        options,
-        file: file.clone(),
-        columns: Columns::new(options.kind, &header, &options.columns, &file)?,
-        seen: foldhash::HashMap::default(),
-        now: Utc::now(),
-        check_only,
-    };
-    let mut row = csv::StringRecord::new();
-    let mut rows = 0u64;
-    let started = std::time::Instant::now();
-    loop {
-        match source.reader.read_record(&mut row) {
-            Ok(false) => break,
-            Ok(true) => {}
-            Err(e) => {
-                let line = e.position().map(|p| p.line()).unwrap_or(rows + 2);
-                bail!("{file} line {line}: {}", describe(&e));
-            }
-        }
-        let line = row.position().map(|p| p.line()).unwrap_or(rows + 2);
-        each(parser.parse(&row, line)?)?;
-        rows += 1;
-        if rows % 200_000 == 0 {
-            let done = source.read.load(std::sync::atomic::Ordering::Relaxed) as f64 / source.size.max(1) as f64;
-            eprint!(
-                "\r{phase}: {rows} rows, {:.0}% of the file, {:.0} s",
-                done * 100.0,
-                started.elapsed().as_secs_f64()
-            );
-        }
-    }
-    if rows >= 200_000 {
-        eprintln!("\r{phase}: {rows} rows, 100% of the file, {:.0} s", started.elapsed().as_secs_f64());
-    }
-    Ok(rows)
 }
 
 /// A CSV reading error as a user reads it.
@@ -531,42 +469,47 @@ fn account_event(account: AccountId, traits: Map<String, Value>) -> NewEvent {
     }
 }
 
+/// The largest slice processing takes while an import's events arrive.
+const IMPORT_SLICE: usize = 65_536;
+/// Batches of events (a block of the log each) appended together, in one transaction.
+const APPEND_GROUP: usize = 8;
+
 /// Imports the file into `ws`, then brings processing up to date.
 pub async fn import(store: Arc<dyn Store>, ws: &WorkspaceId, options: &Options) -> Result<Imported> {
     // First the whole file is checked: a bad line stores nothing.
     let check = options.clone();
-    tokio::task::spawn_blocking(move || each_row(&check, |_| Ok(()), "checking", true)).await??;
+    let checked = tokio::task::spawn_blocking(move || pipeline::check(&check)).await??;
 
     // Then read on a blocking thread, stored here in batches as they come.
     const BATCH: usize = 5_000;
-    let (tx, mut rx) = tokio::sync::mpsc::channel::<Vec<Record>>(4);
+    let (tx, mut rx) = tokio::sync::mpsc::channel::<Vec<Record>>(2 * APPEND_GROUP);
     let read = options.clone();
     let reader = tokio::task::spawn_blocking(move || {
         let mut batch = Vec::with_capacity(BATCH);
-        let rows = each_row(
-            &read,
-            |record| {
+        let rows = pipeline::read(&read, checked, |records| {
+            for record in records {
                 batch.push(record);
                 if batch.len() >= BATCH {
                     tx.blocking_send(std::mem::replace(&mut batch, Vec::with_capacity(BATCH)))
                         .map_err(|_| anyhow!("the import stopped"))?;
                 }
-                Ok(())
-            },
-            "importing",
-            false,
-        )?;
+            }
+            Ok(())
+        })?;
         if !batch.is_empty() {
             tx.blocking_send(batch).map_err(|_| anyhow!("the import stopped"))?;
         }
         Ok::<u64, anyhow::Error>(rows)
     });
     // Processing runs beside the import, on what is already stored.
-    let processor = processor::Processor::new(store.clone(), processor::ProcessorConfig::default());
+    // An import is one long backlog: larger slices rewrite each account's rollups and each
+    // person's row fewer times (the result does not depend on the slicing).
+    let config = processor::ProcessorConfig { max_batch: IMPORT_SLICE, ..Default::default() };
+    let processor = processor::Processor::new(store.clone(), config);
     let stop = tokio_util::sync::CancellationToken::new();
     let background = tokio::spawn(processor.clone().run(stop.clone()));
     let mut out = Imported::default();
-    let mut appends = tokio::task::JoinSet::new();
+    let mut group: Vec<Vec<NewEvent>> = Vec::new();
     while let Some(batch) = rx.recv().await {
         let mut events = Vec::with_capacity(batch.len());
         // Records are written concurrently, so that the store commits them together.
@@ -586,18 +529,15 @@ pub async fn import(store: Arc<dyn Store>, ws: &WorkspaceId, options: &Options) 
             out.stored += u64::from(done??);
         }
         if !events.is_empty() {
-            // A few appends in flight, so that one is encoded while another commits.
-            if appends.len() >= 3 {
-                out.stored += appends.join_next().await.expect("not empty")??;
-            }
-            let (store, ws) = (store.clone(), ws.clone());
-            appends.spawn(async move {
-                Ok::<u64, store::StoreError>(store.append_events(&ws, &events).await?.stored as u64)
-            });
+            group.push(events);
+        }
+        // Whatever has been read goes in one append (in file order), up to a group of batches.
+        if group.len() >= APPEND_GROUP || (rx.is_empty() && !group.is_empty()) {
+            out.stored += store.append_event_batches(ws, &std::mem::take(&mut group)).await?.stored as u64;
         }
     }
-    while let Some(done) = appends.join_next().await {
-        out.stored += done??;
+    if !group.is_empty() {
+        out.stored += store.append_event_batches(ws, &group).await?.stored as u64;
     }
     out.rows = reader.await??;
     stop.cancel();
