@@ -111,3 +111,66 @@ fn a_bad_line_is_named_and_nothing_is_stored() {
     assert!(ok, "{err}");
     assert_eq!(out["stored"].as_u64(), Some(1));
 }
+
+/// A file of many chunks (it is read on several threads): rows come back in file order, copies
+/// of a row far apart are two events, a quoted line end is part of its field, and a bad line
+/// late in the file is named by its line.
+#[tokio::test]
+async fn a_large_file_imports_in_order_once_and_names_a_late_bad_line() {
+    let dir = tempfile::tempdir().unwrap();
+    let ws = create_workspace(dir.path(), "Large");
+    let files = tempfile::tempdir().unwrap();
+    let rows = 30_000;
+    let row = |i: usize| {
+        // Row 5 and row 25,000 are the same; some notes hold a line end.
+        let i = if i == 25_000 { 5 } else { i };
+        let note = if i % 1000 == 7 { format!("\"a note\non two lines, \"\"{i}\"\"\"") } else { format!("n{i}") };
+        format!("{},2020-01-{:02} 10:{:02}:{:02},like,u{},{note}\n", i % 50, 1 + i % 28, i % 60, i / 60 % 60, i % 7)
+    };
+    let mut text = String::from("account_id,event_time,event_type,user_id,note\n");
+    for i in 0..rows {
+        text.push_str(&row(i));
+    }
+    assert!(text.len() > 3 * (256 << 10), "several chunks");
+    let file = files.path().join("events.csv.gz");
+    gzip(&file, &text);
+    let f = file.to_str().unwrap();
+    for round in 0..2 {
+        let (ok, out, err) = import(dir.path(), &ws.id, &["--user-scope", "account", "events", f]);
+        assert!(ok, "{err}");
+        let stored = if round == 0 { rows as u64 } else { 0 };
+        assert_eq!((out["rows"].as_u64(), out["stored"].as_u64()), (Some(rows as u64), Some(stored)));
+    }
+    let store = store_sqlite::SqliteStore::open_in_dir(dir.path()).unwrap();
+    use store::Store;
+    let ws_id = domain::WorkspaceId::parse(&ws.id).unwrap();
+    let log = store.read_log(&ws_id, store::LogPosition::ZERO, rows + 10).await.unwrap();
+    assert_eq!(log.len(), rows);
+    // In file order: the n-th event is the n-th row.
+    for i in [0, 1, 7, 4_999, 17_007, 29_999] {
+        let e = &log[i].event;
+        let payload: Value = serde_json::from_str(&e.payload).unwrap();
+        let note = payload["properties"]["note"].as_str().unwrap().to_owned();
+        let expected = if i % 1000 == 7 { format!("a note\non two lines, \"{i}\"") } else { format!("n{i}") };
+        assert_eq!(note, expected, "row {i}");
+    }
+    let (copy, original) = (&log[25_000].event, &log[5].event);
+    assert_eq!((copy.timestamp, &copy.user_id), (original.timestamp, &original.user_id));
+    assert_ne!(copy.message_id, original.message_id, "copies are told apart");
+    assert_eq!(copy.message_id.strip_suffix("_2"), original.message_id.strip_suffix("_1"));
+    store.close();
+    drop(store);
+
+    // A bad time late in the file: the line counts the quoted line ends before it.
+    let bad_row = 28_123;
+    let mut bad = String::from("account_id,event_time,event_type,user_id,note\n");
+    for i in 0..rows {
+        bad.push_str(&if i == bad_row { "1,2020-13-01 10:00:00,like,u1,x\n".to_owned() } else { row(i) });
+    }
+    let bad_file = files.path().join("bad.csv");
+    std::fs::write(&bad_file, &bad).unwrap();
+    let line = 2 + bad_row + (0..bad_row).filter(|i| i % 1000 == 7).count();
+    let (ok, _, err) = import(dir.path(), &ws.id, &["--user-scope", "account", "events", bad_file.to_str().unwrap()]);
+    assert!(!ok);
+    assert!(err.contains(&format!("line {line}:")) && err.contains("2020-13-01"), "{err}");
+}
