@@ -8,25 +8,27 @@
 //! error names the file, the line and the column. Importing the same file again changes
 //! nothing: accounts, people and events get ids derived from their content (identical event
 //! rows are told apart by how many came before), subscriptions and tickets keep their own ids
-//! or get them from their content.
+//! or get them from their content. Every kind derives them alike ([`content_key`]).
+//!
+//! The file is read on every core ([`pipeline`]), and its rows are stored in file order.
 
+mod events;
 mod jsonl;
 mod people;
+mod pipeline;
 mod progress;
 mod tickets;
 
-use std::collections::HashMap;
-use std::io::{BufRead, BufReader, Read};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, Ordering};
 
-use anyhow::{Context, Result, anyhow, bail};
+use anyhow::{Result, anyhow, bail};
 use chrono::{DateTime, NaiveDate, NaiveDateTime, Utc};
 use domain::{AccountId, Currency, EventType, Money, NewEvent, WorkspaceId};
 use serde_json::{Map, Value, json};
-use sha2::{Digest, Sha256};
 use store::{Store, Subscription, SubscriptionStatus};
+
+use events::RowKeys;
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
 pub enum Kind {
@@ -128,19 +130,20 @@ trait Row {
     fn get(&self, name: &str) -> Option<&str>;
     /// The fields Steward does not know, as JSON values.
     fn extra(&self) -> Map<String, Value>;
-    /// Feeds the whole row to `h`: the content an event's id is derived from.
-    fn digest(&self, h: &mut Sha256);
+    /// The whole row's [`content_key`]: what an event's id is derived from.
+    fn key(&self) -> u128;
 }
 
 /// Where each known column is, and the others by name.
+#[derive(Clone)]
 struct Columns {
-    at: HashMap<&'static str, usize>,
+    at: foldhash::HashMap<&'static str, usize>,
     others: Vec<(String, usize)>,
 }
 
 impl Columns {
     fn new(kind: Kind, header: &csv::StringRecord, mapping: &[(String, String)], file: &str) -> Result<Columns> {
-        let mut at = HashMap::new();
+        let mut at = foldhash::HashMap::default();
         let mut others = Vec::new();
         for (i, col) in header.iter().enumerate() {
             let col = col.trim();
@@ -191,11 +194,8 @@ impl Row for CsvRow<'_> {
         self.columns.extra(self.record)
     }
 
-    fn digest(&self, h: &mut Sha256) {
-        for part in self.record.iter() {
-            h.update(part.trim().as_bytes());
-            h.update([0x1f]);
-        }
+    fn key(&self) -> u128 {
+        content_key(self.record.iter().map(str::trim))
     }
 }
 
@@ -271,13 +271,49 @@ fn parse_amount(v: &str, c: Currency) -> Option<i64> {
     Some(if neg { -minor } else { minor })
 }
 
-fn content_id(prefix: &str, parts: &[&str]) -> String {
-    let mut h = Sha256::new();
-    for p in parts {
-        h.update(p.as_bytes());
-        h.update([0x1f]);
+/// Content as a 128-bit key: two lanes of multiply-and-fold over each field's bytes, each
+/// field ended by its length. Every id an import derives from content comes from it
+/// ([`content_id`], an event row's `import_<key>_<n>`). Stable across versions: it is part of
+/// stored ids, so a change would make a re-import store every row again. Not a defence
+/// against rows crafted to collide (an import is its operator's own data); the odds of two
+/// different rows colliding by chance are about n^2 / 2^129.
+fn content_key<'a>(fields: impl Iterator<Item = &'a str>) -> u128 {
+    const K: [u64; 4] = [0x9e37_79b9_7f4a_7c15, 0xc2b2_ae3d_27d4_eb4f, 0x1656_67b1_9e37_79f9, 0xd6e8_feb8_6659_fd93];
+    fn fold(x: u64, k: u64) -> u64 {
+        let m = u128::from(x) * u128::from(k);
+        (m as u64) ^ ((m >> 64) as u64)
     }
-    format!("{prefix}{}", hex::encode(&h.finalize()[..16]))
+    fn step(lanes: &mut (u64, u64), w: u64) {
+        lanes.0 = fold(lanes.0 ^ w, K[0]).wrapping_add(lanes.0.rotate_left(29));
+        lanes.1 = fold(lanes.1 ^ w.rotate_left(32), K[1]).wrapping_add(lanes.1.rotate_left(41));
+    }
+    let mut lanes = (K[2], K[3]);
+    let mut total = 0u64;
+    for field in fields {
+        let bytes = field.as_bytes();
+        let mut words = bytes.chunks_exact(8);
+        for w in &mut words {
+            step(&mut lanes, u64::from_le_bytes(w.try_into().expect("8 bytes")));
+        }
+        let rest = words.remainder();
+        if !rest.is_empty() {
+            let mut tail = [0u8; 8];
+            tail[..rest.len()].copy_from_slice(rest);
+            step(&mut lanes, u64::from_le_bytes(tail));
+        }
+        // The length ends the field, so that "ab","c" and "a","bc" differ.
+        step(&mut lanes, (bytes.len() as u64) | (1 << 63));
+        total += 1;
+    }
+    let a = fold(lanes.0 ^ total, K[2]) ^ fold(lanes.1, K[0]);
+    let b = fold(lanes.1 ^ total.rotate_left(17), K[3]) ^ fold(lanes.0, K[1]);
+    (u128::from(a) << 64) | u128::from(b)
+}
+
+/// `<prefix><32 hex digits>`: the id of a record (or the message of a row that becomes one)
+/// that is `parts`.
+fn content_id(prefix: &str, parts: &[&str]) -> String {
+    format!("{prefix}{:032x}", content_key(parts.iter().copied()))
 }
 
 /// How a file's rows are written.
@@ -285,43 +321,6 @@ fn content_id(prefix: &str, parts: &[&str]) -> String {
 enum Format {
     Csv,
     JsonLines,
-}
-
-/// Reads a file, through gzip if it starts like gzip, counting the bytes read from disk.
-struct Source {
-    input: Box<dyn BufRead>,
-    format: Format,
-    read: Arc<AtomicU64>,
-    size: u64,
-}
-
-struct Counting<R> {
-    inner: R,
-    read: Arc<AtomicU64>,
-}
-
-impl<R: Read> Read for Counting<R> {
-    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
-        let n = self.inner.read(buf)?;
-        self.read.fetch_add(n as u64, Ordering::Relaxed);
-        Ok(n)
-    }
-}
-
-fn open(path: &Path) -> Result<Source> {
-    let file = std::fs::File::open(path).with_context(|| format!("open {}", path.display()))?;
-    let size = file.metadata()?.len();
-    let read = Arc::new(AtomicU64::new(0));
-    let mut buffered = BufReader::with_capacity(1 << 16, Counting { inner: file, read: read.clone() });
-    let gzip = buffered.fill_buf()?.starts_with(&[0x1f, 0x8b]);
-    let mut input: Box<dyn BufRead> = if gzip {
-        Box::new(BufReader::with_capacity(1 << 16, flate2::bufread::MultiGzDecoder::new(buffered)))
-    } else {
-        Box::new(buffered)
-    };
-    let start = input.fill_buf().with_context(|| format!("{}: reading", path.display()))?;
-    let format = format_of(path, start)?;
-    Ok(Source { input, format, read, size })
 }
 
 /// JSON lines when the file starts with an object or its name says so (`.jsonl`, `.ndjson`,
@@ -360,14 +359,18 @@ enum Record {
 struct Parser<'a> {
     options: &'a Options,
     file: String,
-    /// How many identical event rows came before, by content: the n-th copy gets its own id.
-    seen: foldhash::HashMap<u128, u32>,
+    /// The content keys of event rows whose id derives from them.
+    keys: RowKeys,
     now: DateTime<Utc>,
     /// Only check the rows: build nothing that is not needed to know they are valid.
     check_only: bool,
 }
 
-impl Parser<'_> {
+impl<'a> Parser<'a> {
+    fn new(options: &'a Options, file: &str, now: DateTime<Utc>, check_only: bool, keys: RowKeys) -> Parser<'a> {
+        Parser { options, file: file.to_owned(), keys, now, check_only }
+    }
+
     fn error(&self, line: u64, column: &str, value: &str, expected: &str) -> anyhow::Error {
         anyhow!("{} line {line}: {column} {value:?} is not {expected}", self.file)
     }
@@ -449,7 +452,7 @@ impl Parser<'_> {
             Kind::Events => {
                 let account = self.account(row, line)?;
                 let at = self.some(self.time(row, line, "event_time")?, line, "event_time")?;
-                let name = self.some(row.get("event_type"), line, "event_type")?.to_owned();
+                let name = self.some(row.get("event_type"), line, "event_type")?;
                 let user = row.get("user_id").map(|u| match (self.options.user_scope, &account) {
                     (UserScope::Account, Some(a)) => format!("{a}/{u}"),
                     _ => u.to_owned(),
@@ -462,6 +465,11 @@ impl Parser<'_> {
                     (None, None, _) => bail!("{} line {line}: user_id and anonymous_id are both empty", self.file),
                     ids => (ids.0, ids.1),
                 };
+                let given_id = row.get("message_id");
+                let key = given_id.is_none().then(|| row.key());
+                if let Some(key) = key {
+                    self.keys.add(key);
+                }
                 if self.check_only {
                     return Ok(Record::Checked);
                 }
@@ -469,31 +477,25 @@ impl Parser<'_> {
                 if let Some(v) = row.get("event_value") {
                     properties.insert("value".into(), scalar(v));
                 }
-                let message_id = match row.get("message_id") {
-                    Some(id) => id.to_owned(),
-                    None => {
-                        let mut h = Sha256::new();
-                        row.digest(&mut h);
-                        let key: [u8; 16] = h.finalize()[..16].try_into().expect("16 bytes");
-                        let n = self.seen.entry(u128::from_le_bytes(key)).or_default();
-                        *n += 1;
-                        format!("import_{}_{}", hex::encode(key), n)
-                    }
+                // Copies of a row are numbered by whoever reads the rows in order.
+                let message_id = match (given_id, key) {
+                    (Some(id), _) => id.to_owned(),
+                    (None, key) => events::derived_id(key.expect("a key for rows without an id"), 1),
                 };
-                let payload = serde_json::to_string(&TrackMessage {
-                    kind: "track",
+                let payload = events::Track {
                     message_id: &message_id,
-                    event: &name,
+                    event: name,
                     user_id: user.as_deref(),
                     anonymous_id: anonymous.as_deref(),
-                    timestamp: at.to_rfc3339_opts(chrono::SecondsFormat::Millis, true),
+                    timestamp: at,
                     properties: &properties,
-                    context: account.as_ref().map(|a| MessageContext { group_id: a.as_str() }),
-                })?;
+                    group_id: account.as_ref().map(|a| a.as_str()),
+                }
+                .to_json();
                 Ok(Record::Event(Box::new(NewEvent {
                     message_id,
                     kind: EventType::Track,
-                    name: Some(name),
+                    name: Some(name.to_owned()),
                     user_id: user,
                     anonymous_id: anonymous,
                     group_id: account.map(|a| a.to_string()),
@@ -509,93 +511,12 @@ impl Parser<'_> {
     }
 }
 
-/// A track call as an imported event's payload (the shape capture stores).
-#[derive(serde::Serialize)]
-struct TrackMessage<'a> {
-    #[serde(rename = "type")]
-    kind: &'static str,
-    #[serde(rename = "messageId")]
-    message_id: &'a str,
-    event: &'a str,
-    #[serde(rename = "userId", skip_serializing_if = "Option::is_none")]
-    user_id: Option<&'a str>,
-    #[serde(rename = "anonymousId", skip_serializing_if = "Option::is_none")]
-    anonymous_id: Option<&'a str>,
-    timestamp: String,
-    properties: &'a Map<String, Value>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    context: Option<MessageContext<'a>>,
-}
-
-#[derive(serde::Serialize)]
-struct MessageContext<'a> {
-    #[serde(rename = "groupId")]
-    group_id: &'a str,
-}
-
 /// What an import stored.
 #[derive(Debug, Default, serde::Serialize)]
 pub struct Imported {
     pub rows: u64,
     /// Rows that changed something (new events, new or changed records).
     pub stored: u64,
-}
-
-/// Reads every row of the file through `each`, with progress on stderr (`total`: the rows
-/// the file holds, when known).
-fn each_row(
-    options: &Options,
-    mut each: impl FnMut(Record) -> Result<()>,
-    phase: &'static str,
-    check_only: bool,
-    total: Option<u64>,
-) -> Result<u64> {
-    check_mapping(options.kind, &options.columns)?;
-    let source = open(&options.file)?;
-    let mut parser = Parser {
-        options,
-        file: options.file.display().to_string(),
-        seen: foldhash::HashMap::default(),
-        now: Utc::now(),
-        check_only,
-    };
-    let mut progress = progress::Bar::new(phase, total, source.read.clone(), source.size);
-    let rows = match source.format {
-        Format::Csv => csv_rows(source.input, &mut parser, &mut each, &mut progress)?,
-        Format::JsonLines => jsonl::rows(source.input, &mut parser, &mut each, &mut progress)?,
-    };
-    progress.finish(rows);
-    Ok(rows)
-}
-
-/// The rows of a CSV file with a header, through `each`.
-fn csv_rows(
-    input: Box<dyn BufRead>,
-    parser: &mut Parser,
-    each: &mut impl FnMut(Record) -> Result<()>,
-    progress: &mut progress::Bar,
-) -> Result<u64> {
-    let file = parser.file.clone();
-    let mut reader = csv::ReaderBuilder::new().has_headers(true).flexible(false).from_reader(input);
-    let header = reader.headers().with_context(|| format!("{file}: reading the header"))?.clone();
-    let columns = Columns::new(parser.options.kind, &header, &parser.options.columns, &file)?;
-    let mut record = csv::StringRecord::new();
-    let mut rows = 0u64;
-    loop {
-        match reader.read_record(&mut record) {
-            Ok(false) => break,
-            Ok(true) => {}
-            Err(e) => {
-                let line = e.position().map(|p| p.line()).unwrap_or(rows + 2);
-                bail!("{file} line {line}: {}", describe(&e));
-            }
-        }
-        let line = record.position().map(|p| p.line()).unwrap_or(rows + 2);
-        each(parser.parse(&CsvRow { columns: &columns, record: &record }, line)?)?;
-        rows += 1;
-        progress.tick(rows);
-    }
-    Ok(rows)
 }
 
 /// A CSV reading error as a user reads it.
@@ -632,45 +553,49 @@ fn account_event(account: AccountId, traits: Map<String, Value>) -> NewEvent {
     }
 }
 
+/// The largest slice processing takes while an import's events arrive.
+const IMPORT_SLICE: usize = 65_536;
+/// Batches of events (a block of the log each) appended together, in one transaction.
+const APPEND_GROUP: usize = 8;
+
 /// Imports the file into `ws`, then brings processing up to date.
 pub async fn import(store: Arc<dyn Store>, ws: &WorkspaceId, options: &Options) -> Result<Imported> {
     // First the whole file is checked: a bad line stores nothing.
     let started = std::time::Instant::now();
     let check = options.clone();
-    let total = tokio::task::spawn_blocking(move || each_row(&check, |_| Ok(()), "checking", true, None)).await??;
-    let checked = started.elapsed();
+    let checked = tokio::task::spawn_blocking(move || pipeline::check(&check)).await??;
+    let checked_in = started.elapsed();
 
-    // Then read on a blocking thread, stored here in batches as they come.
+    // Then read on blocking threads, stored here in batches as they come, in file order.
     const BATCH: usize = 5_000;
-    let (tx, mut rx) = tokio::sync::mpsc::channel::<Vec<Record>>(4);
+    let (tx, mut rx) = tokio::sync::mpsc::channel::<Vec<Record>>(2 * APPEND_GROUP);
     let read = options.clone();
     let reader = tokio::task::spawn_blocking(move || {
         let mut batch = Vec::with_capacity(BATCH);
-        let rows = each_row(
-            &read,
-            |record| {
+        let rows = pipeline::read(&read, checked, |records| {
+            for record in records {
                 batch.push(record);
                 if batch.len() >= BATCH {
                     tx.blocking_send(std::mem::replace(&mut batch, Vec::with_capacity(BATCH)))
                         .map_err(|_| anyhow!("the import stopped"))?;
                 }
-                Ok(())
-            },
-            "importing",
-            false,
-            Some(total),
-        )?;
+            }
+            Ok(())
+        })?;
         if !batch.is_empty() {
             tx.blocking_send(batch).map_err(|_| anyhow!("the import stopped"))?;
         }
         Ok::<u64, anyhow::Error>(rows)
     });
     // Processing runs beside the import, on what is already stored.
-    let processor = processor::Processor::new(store.clone(), processor::ProcessorConfig::default());
+    // An import is one long backlog: larger slices rewrite each account's rollups and each
+    // person's row fewer times (the result does not depend on the slicing).
+    let config = processor::ProcessorConfig { max_batch: IMPORT_SLICE, ..Default::default() };
+    let processor = processor::Processor::new(store.clone(), config);
     let stop = tokio_util::sync::CancellationToken::new();
     let background = tokio::spawn(processor.clone().run(stop.clone()));
     let mut out = Imported::default();
-    let mut appends = tokio::task::JoinSet::new();
+    let mut group: Vec<Vec<NewEvent>> = Vec::new();
     while let Some(batch) = rx.recv().await {
         let mut events = Vec::with_capacity(batch.len());
         // Records are written concurrently, so that the store commits them together.
@@ -694,25 +619,22 @@ pub async fn import(store: Arc<dyn Store>, ws: &WorkspaceId, options: &Options) 
             out.stored += u64::from(done??);
         }
         if !events.is_empty() {
-            // A few appends in flight, so that one is encoded while another commits.
-            if appends.len() >= 3 {
-                out.stored += appends.join_next().await.expect("not empty")??;
-            }
-            let (store, ws) = (store.clone(), ws.clone());
-            appends.spawn(async move {
-                Ok::<u64, store::StoreError>(store.append_events(&ws, &events).await?.stored as u64)
-            });
+            group.push(events);
+        }
+        // Whatever has been read goes in one append (in file order), up to a group of batches.
+        if group.len() >= APPEND_GROUP || (rx.is_empty() && !group.is_empty()) {
+            out.stored += store.append_event_batches(ws, &std::mem::take(&mut group)).await?.stored as u64;
         }
     }
-    while let Some(done) = appends.join_next().await {
-        out.stored += done??;
+    if !group.is_empty() {
+        out.stored += store.append_event_batches(ws, &group).await?.stored as u64;
     }
     out.rows = reader.await??;
     let stored = started.elapsed();
     stop.cancel();
     background.await?;
     processor.run_until_idle(ws).await?;
-    progress::summary(options, &out, checked, stored, started.elapsed());
+    progress::summary(options, &out, checked_in, stored, started.elapsed());
     Ok(out)
 }
 
@@ -744,6 +666,17 @@ mod tests {
         assert_eq!(of("EVENTS.NDJSON.GZ", ""), Ok(Format::JsonLines));
         assert_eq!(of("events.jsonl", "not json"), Ok(Format::JsonLines), "then refused line by line");
         assert!(of("events.json", "[{\"a\": 1}]").is_err_and(|e| e.contains("JSON array")));
+    }
+
+    #[test]
+    fn content_keys_are_stable_and_tell_fields_apart() {
+        // Stored in ids: these values must never change.
+        let key = content_key(["7", "2020-01-03 10:00:00", "like", "0", ""].into_iter());
+        assert_eq!(format!("{key:032x}"), "3d798c1a0bd7400cddf199e87768222e");
+        assert_eq!(content_id("import_", &["acme"]), format!("import_{:032x}", content_key(["acme"].into_iter())));
+        assert_ne!(content_key(["ab", "c"].into_iter()), content_key(["a", "bc"].into_iter()));
+        assert_ne!(content_key(["a", ""].into_iter()), content_key(["a"].into_iter()));
+        assert_ne!(content_key(["12345678"].into_iter()), content_key(["12345678\0"].into_iter()));
     }
 
     #[test]

@@ -7,7 +7,6 @@ mod common;
 use std::collections::HashSet;
 
 use common::{Http, Server, free_port, steward};
-use serde_json::Value;
 
 /// The value printed after `label` in the demo's output.
 fn printed<'a>(out: &'a str, label: &str) -> &'a str {

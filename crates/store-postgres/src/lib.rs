@@ -230,6 +230,16 @@ mod store_impl {
         async fn append_events(&self, ws: &WorkspaceId, events: &[NewEvent]) -> Result<AppendReport> {
             self.appends.append(ws, events).await
         }
+        async fn append_event_batches(&self, ws: &WorkspaceId, batches: &[Vec<NewEvent>]) -> Result<AppendReport> {
+            // In turn, so that the log keeps their order; each is one statement of the appender.
+            let mut report = AppendReport::default();
+            for batch in batches.iter().filter(|b| !b.is_empty()) {
+                let r = self.appends.append(ws, batch).await?;
+                report.stored += r.stored;
+                report.duplicates += r.duplicates;
+            }
+            Ok(report)
+        }
         async fn read_log_with(
             &self,
             ws: &WorkspaceId,

@@ -5,7 +5,7 @@ use rusqlite::{Connection, OptionalExtension, params};
 use store::{AppendReport, LogPosition, LogStatus, LoggedEvent, Result, StoreError};
 
 use crate::block::{self, Decoded, EventRef};
-use crate::ids::{Lookup, id_hash};
+use crate::ids::{Lookup, RecentIds, id_hash};
 use crate::writer::Priority;
 use crate::{SqliteStore, sql_error, time};
 
@@ -14,68 +14,35 @@ impl SqliteStore {
         if events.is_empty() {
             return Ok(AppendReport::default());
         }
-        let Some(n) = self.ws_number(ws).await? else {
-            return Err(StoreError::Backend(format!("no workspace {ws}")));
-        };
+        let n = self.existing_ws(ws).await?;
         // Encoding and hashing happen here, on the caller's thread; the writer only checks the
         // ids and inserts one row.
-        let data = block::encode(events.iter());
-        // Of every event sent: a duplicate left out makes it wider than needed, never narrower.
-        let summary = block::summarize(events.iter());
-        let ids: Vec<(i64, String)> = events.iter().map(|e| (id_hash(&e.message_id), e.message_id.clone())).collect();
+        let block = Prepared::new(events);
+        self.writer.write(Priority::Now, move |conn, recent| block.insert(conn, recent, n)).await
+    }
+
+    /// Appends each batch as its own block, in order, in one transaction.
+    pub(crate) async fn append_batches(&self, ws: &WorkspaceId, batches: &[Vec<NewEvent>]) -> Result<AppendReport> {
+        let blocks: Vec<Prepared> = batches.iter().filter(|b| !b.is_empty()).map(|b| Prepared::new(b)).collect();
+        if blocks.is_empty() {
+            return Ok(AppendReport::default());
+        }
+        let n = self.existing_ws(ws).await?;
         self.writer
             .write(Priority::Now, move |conn, recent| {
-                recent.ensure_owner(conn)?;
-                let first_seq: i64 = conn
-                    .prepare_cached("SELECT coalesce(max(last_seq), 0) + 1 FROM event_blocks")
-                    .map_err(sql_error)?
-                    .query_row([], |r| r.get(0))
-                    .map_err(sql_error)?;
-                let mut lookup = Lookup::new(conn);
-                let hashes: Vec<i64> = ids.iter().map(|(hash, _)| *hash).collect();
-                lookup.probe(n, &hashes, recent.runs.as_ref().expect("loaded by ensure_owner"))?;
-                let mut here = foldhash::HashSet::with_capacity_and_hasher(ids.len(), Default::default());
-                let mut keep = Vec::with_capacity(ids.len());
-                let mut stored = 0i64;
-                for (hash, message_id) in &ids {
-                    let new =
-                        here.insert(message_id.as_str()) && recent.find(&mut lookup, n, *hash, message_id)?.is_none();
-                    if new {
-                        recent.add(n, *hash, first_seq + stored);
-                        stored += 1;
-                    }
-                    keep.push(new);
+                let mut report = AppendReport::default();
+                for block in blocks {
+                    let r = block.insert(conn, recent, n)?;
+                    report.stored += r.stored;
+                    report.duplicates += r.duplicates;
                 }
-                let report = AppendReport { stored: stored as usize, duplicates: ids.len() - stored as usize };
-                if stored == 0 {
-                    return Ok(report);
-                }
-                let data = if report.duplicates == 0 {
-                    data
-                } else {
-                    let all = block::decode(&data)?;
-                    let kept: Vec<NewEvent> =
-                        all.iter().zip(&keep).filter(|(_, k)| **k).map(|(e, _)| e.to_owned()).collect();
-                    block::encode(kept.iter())
-                };
-                conn.prepare_cached(
-                    "INSERT INTO event_blocks (last_seq, ws, first_seq, types, min_ts, max_ts, data)
-                     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
-                )
-                .map_err(sql_error)?
-                .execute(params![
-                    first_seq + stored - 1,
-                    n,
-                    first_seq,
-                    summary.types,
-                    summary.min_ts,
-                    summary.max_ts,
-                    data
-                ])
-                .map_err(sql_error)?;
                 Ok(report)
             })
             .await
+    }
+
+    async fn existing_ws(&self, ws: &WorkspaceId) -> Result<i64> {
+        self.ws_number(ws).await?.ok_or_else(|| StoreError::Backend(format!("no workspace {ws}")))
     }
 
     pub(crate) async fn read_log_after(
@@ -211,4 +178,66 @@ pub(crate) fn cursor(conn: &rusqlite::Connection, ws: &WorkspaceId) -> Result<Lo
         .optional()
         .map_err(sql_error)?;
     Ok(pos.unwrap_or(LogPosition::ZERO))
+}
+
+/// One append's events, encoded and hashed off the writer.
+struct Prepared {
+    data: Vec<u8>,
+    /// Of every event sent: a duplicate left out makes it wider than needed, never narrower.
+    summary: block::Summary,
+    ids: Vec<(i64, String)>,
+}
+
+impl Prepared {
+    fn new(events: &[NewEvent]) -> Prepared {
+        Prepared {
+            data: block::encode(events.iter()),
+            summary: block::summarize(events.iter()),
+            ids: events.iter().map(|e| (id_hash(&e.message_id), e.message_id.clone())).collect(),
+        }
+    }
+
+    /// Stores the events whose ids are new as the next block of the log, under the writer.
+    fn insert(self, conn: &Connection, recent: &mut RecentIds, n: i64) -> Result<AppendReport> {
+        let Prepared { data, summary, ids } = self;
+        recent.ensure_owner(conn)?;
+        let first_seq: i64 = conn
+            .prepare_cached("SELECT coalesce(max(last_seq), 0) + 1 FROM event_blocks")
+            .map_err(sql_error)?
+            .query_row([], |r| r.get(0))
+            .map_err(sql_error)?;
+        let mut lookup = Lookup::new(conn);
+        let hashes: Vec<i64> = ids.iter().map(|(hash, _)| *hash).collect();
+        lookup.probe(n, &hashes, recent.runs.as_ref().expect("loaded by ensure_owner"))?;
+        let mut here = foldhash::HashSet::with_capacity_and_hasher(ids.len(), Default::default());
+        let mut keep = Vec::with_capacity(ids.len());
+        let mut stored = 0i64;
+        for (hash, message_id) in &ids {
+            let new = here.insert(message_id.as_str()) && recent.find(&mut lookup, n, *hash, message_id)?.is_none();
+            if new {
+                recent.add(n, *hash, first_seq + stored);
+                stored += 1;
+            }
+            keep.push(new);
+        }
+        let report = AppendReport { stored: stored as usize, duplicates: ids.len() - stored as usize };
+        if stored == 0 {
+            return Ok(report);
+        }
+        let data = if report.duplicates == 0 {
+            data
+        } else {
+            let all = block::decode(&data)?;
+            let kept: Vec<NewEvent> = all.iter().zip(&keep).filter(|(_, k)| **k).map(|(e, _)| e.to_owned()).collect();
+            block::encode(kept.iter())
+        };
+        conn.prepare_cached(
+            "INSERT INTO event_blocks (last_seq, ws, first_seq, types, min_ts, max_ts, data)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
+        )
+        .map_err(sql_error)?
+        .execute(params![first_seq + stored - 1, n, first_seq, summary.types, summary.min_ts, summary.max_ts, data])
+        .map_err(sql_error)?;
+        Ok(report)
+    }
 }

@@ -12,7 +12,8 @@ use serde_json::{Value, json};
 macro_rules! contract_tests {
     ($make:path) => {
         $crate::contract_tests!(@cases $make;
-            workspaces_and_keys, operators, append_stores_each_message_once, read_log_in_order,
+            workspaces_and_keys, operators, append_stores_each_message_once, batches_append_in_order_once,
+            read_log_in_order,
             processing_creates_people_accounts_and_traits, apply_changes_is_compare_and_set,
             merging_people_moves_everything, reset_processing_rewinds, event_filters_and_pages,
             explicit_account_wins_over_membership, billing_and_support_records_keep_the_newest,
@@ -160,6 +161,27 @@ pub async fn append_stores_each_message_once<S: Store>(s: &S) {
     assert_eq!(m1.timestamp, t(1, 10));
     assert_eq!(m1.message["event"], "A");
     assert_eq!(s.append_events(&ws, &[]).await.unwrap(), AppendReport::default());
+}
+
+pub async fn batches_append_in_order_once<S: Store>(s: &S) {
+    let ws = workspace(s, "Bulk").await;
+    s.append_events(&ws, &events(json!([track("m2", "ana", "Seen", 1)]))).await.unwrap();
+    // Three batches: an id stored before, one repeated within a batch and one across batches.
+    let batches = vec![
+        events(json!([track("b1", "ana", "A", 1), track("m2", "ana", "Seen", 1), track("b2", "bo", "B", 2)])),
+        events(json!([track("b3", "cy", "C", 3), track("b3", "cy", "C", 3)])),
+        events(json!([track("b1", "ana", "A", 1), track("b4", "dan", "D", 4)])),
+    ];
+    let report = s.append_event_batches(&ws, &batches).await.unwrap();
+    assert_eq!(report, AppendReport { stored: 4, duplicates: 3 });
+    let log = s.read_log(&ws, LogPosition::ZERO, 100).await.unwrap();
+    let ids: Vec<&str> = log.iter().map(|e| e.event.message_id.as_str()).collect();
+    assert_eq!(ids, ["m2", "b1", "b2", "b3", "b4"], "in the order of the batches");
+    assert!(log.windows(2).all(|w| w[0].position < w[1].position));
+    // Again: nothing new.
+    assert_eq!(s.append_event_batches(&ws, &batches).await.unwrap(), AppendReport { stored: 0, duplicates: 7 });
+    assert_eq!(s.append_event_batches(&ws, &[]).await.unwrap(), AppendReport::default());
+    assert_eq!(s.log_status(&ws).await.unwrap().total_events, 5);
 }
 
 pub async fn read_log_in_order<S: Store>(s: &S) {

@@ -134,6 +134,10 @@ pub trait Store: Send + Sync + 'static {
     // The event log.
     /// Stores events durably before returning, each `message_id` at most once per workspace.
     async fn append_events(&self, ws: &WorkspaceId, events: &[NewEvent]) -> Result<AppendReport>;
+    /// Appends `batches` as [`Store::append_events`] would one after the other: in this order
+    /// in the log, each `message_id` at most once. For bulk imports: SQLite writes them in one
+    /// transaction, a block each; PostgreSQL appends them in turn.
+    async fn append_event_batches(&self, ws: &WorkspaceId, batches: &[Vec<NewEvent>]) -> Result<AppendReport>;
     /// Up to `limit` events after `after`, in log order.
     async fn read_log(&self, ws: &WorkspaceId, after: LogPosition, limit: usize) -> Result<Vec<LoggedEvent>> {
         self.read_log_with(ws, after, limit, Payloads::ALL).await

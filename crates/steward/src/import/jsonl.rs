@@ -2,45 +2,24 @@
 //! fields are read as text (numbers and booleans as written), the others keep their JSON
 //! types as traits, attributes or properties. Blank lines are skipped.
 
-use std::io::BufRead;
-
-use anyhow::{Context, Result, anyhow, bail};
+use anyhow::{Result, anyhow, bail};
 use serde_json::{Map, Value};
-use sha2::{Digest, Sha256};
 
-use super::{Parser, Record, Row, progress, steward_name};
+use super::{Parser, Row, content_key, steward_name};
 
-/// The objects of a JSON-lines file, through `each`.
-pub(super) fn rows(
-    mut input: Box<dyn BufRead>,
-    parser: &mut Parser,
-    each: &mut impl FnMut(Record) -> Result<()>,
-    progress: &mut progress::Bar,
-) -> Result<u64> {
-    let file = parser.file.clone();
-    let mut buf = Vec::new();
-    let (mut line, mut rows) = (0u64, 0u64);
-    loop {
-        buf.clear();
-        if input.read_until(b'\n', &mut buf).with_context(|| format!("{file}: reading line {}", line + 1))? == 0 {
-            break;
-        }
-        line += 1;
-        let text = std::str::from_utf8(&buf).map_err(|_| anyhow!("{file} line {line}: not valid UTF-8"))?;
-        let text = text.strip_prefix('\u{feff}').unwrap_or(text).trim();
-        if text.is_empty() {
-            continue;
-        }
-        let row = JsonRow::parse(text, parser, line)?;
-        each(parser.parse(&row, line)?)?;
-        rows += 1;
-        progress.tick(rows);
+/// Line `line` of a JSON-lines file (without its line end) as a row; `None` if it is blank.
+/// A JSON line never holds a raw line end, so a file is cut into chunks at any of them.
+pub(super) fn row<'a>(bytes: &'a [u8], parser: &Parser, line: u64) -> Result<Option<JsonRow<'a>>> {
+    let text = std::str::from_utf8(bytes).map_err(|_| anyhow!("{} line {line}: not valid UTF-8", parser.file))?;
+    let text = text.strip_prefix('\u{feff}').unwrap_or(text).trim();
+    if text.is_empty() {
+        return Ok(None);
     }
-    Ok(rows)
+    JsonRow::parse(text, parser, line).map(Some)
 }
 
 /// One line's object: Steward's fields as text, the others as they were.
-struct JsonRow<'a> {
+pub(super) struct JsonRow<'a> {
     text: &'a str,
     known: Vec<(&'static str, String)>,
     extra: Map<String, Value>,
@@ -105,7 +84,7 @@ impl Row for JsonRow<'_> {
         self.extra.clone()
     }
 
-    fn digest(&self, h: &mut Sha256) {
-        h.update(self.text.as_bytes());
+    fn key(&self) -> u128 {
+        content_key(std::iter::once(self.text))
     }
 }

@@ -2,8 +2,8 @@
 //! plain line at the end whatever stderr is (a log file, a pipe), so scripts see what happened.
 
 use std::io::{IsTerminal, Write};
-use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Mutex;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 use super::{Imported, Options};
@@ -13,50 +13,66 @@ const REDRAW: Duration = Duration::from_millis(100);
 const WIDTH: usize = 24;
 
 /// One pass over the file: rows against the total when it is known, else bytes read from
-/// disk against the file's size.
+/// disk against the file's size. The threads that parse the file's chunks add to it.
 pub(super) struct Bar {
     phase: &'static str,
     total: Option<u64>,
-    read: Arc<AtomicU64>,
     size: u64,
     started: Instant,
-    next: Instant,
+    rows: AtomicU64,
+    read: AtomicU64,
+    /// When to redraw next; held while drawing.
+    next: Mutex<Instant>,
     /// Drawn only on a terminal; `false` makes every call but `finish` nearly free.
     terminal: bool,
     /// A line is on the screen that the next output must not continue.
-    open: bool,
+    open: AtomicBool,
 }
 
 impl Bar {
-    pub(super) fn new(phase: &'static str, total: Option<u64>, read: Arc<AtomicU64>, size: u64) -> Bar {
+    pub(super) fn new(phase: &'static str, total: Option<u64>, path: &std::path::Path) -> Bar {
         let now = Instant::now();
         Bar {
             phase,
             total,
-            read,
-            size,
+            size: std::fs::metadata(path).map_or(0, |m| m.len()),
             started: now,
-            next: now,
+            rows: AtomicU64::new(0),
+            read: AtomicU64::new(0),
+            next: Mutex::new(now),
             terminal: std::io::stderr().is_terminal(),
-            open: false,
+            open: AtomicBool::new(false),
         }
     }
 
-    /// `rows` are done; redraws when it is time.
-    pub(super) fn tick(&mut self, rows: u64) {
-        // Reading the clock every row would cost more than parsing some rows.
-        if self.terminal && rows % 256 == 0 && Instant::now() >= self.next {
-            self.next = Instant::now() + REDRAW;
-            self.draw(rows, false);
-            self.open = true;
+    /// `rows` more are done and `read` bytes of the file were read; redraws when it is time.
+    pub(super) fn add(&self, rows: u64, read: u64) {
+        self.read.fetch_max(read, Ordering::Relaxed);
+        let done = self.rows.fetch_add(rows, Ordering::Relaxed) + rows;
+        if !self.terminal {
+            return;
         }
+        // Another thread drawing is as good.
+        let Ok(mut next) = self.next.try_lock() else { return };
+        let now = Instant::now();
+        if now >= *next {
+            *next = now + REDRAW;
+            self.draw(done, false);
+            self.open.store(true, Ordering::Relaxed);
+        }
+    }
+
+    /// The rows done so far.
+    pub(super) fn rows(&self) -> u64 {
+        self.rows.load(Ordering::Relaxed)
     }
 
     /// The pass is over: the bar's last state stays on the screen.
-    pub(super) fn finish(&mut self, rows: u64) {
+    pub(super) fn finish(&self) {
         if self.terminal {
-            self.draw(rows, true);
-            self.open = false;
+            let _drawing = self.next.lock();
+            self.draw(self.rows(), true);
+            self.open.store(false, Ordering::Relaxed);
         }
     }
 
@@ -75,7 +91,7 @@ impl Bar {
 impl Drop for Bar {
     /// A pass cut short by an error: the error goes on a line of its own.
     fn drop(&mut self) {
-        if self.open {
+        if *self.open.get_mut() {
             eprintln!();
         }
     }
@@ -110,7 +126,7 @@ fn thousands(n: u64) -> String {
     let digits = n.to_string();
     let mut out = String::with_capacity(digits.len() + digits.len() / 3);
     for (i, c) in digits.chars().enumerate() {
-        if i > 0 && (digits.len() - i) % 3 == 0 {
+        if i > 0 && (digits.len() - i).is_multiple_of(3) {
             out.push(',');
         }
         out.push(c);

@@ -1,0 +1,520 @@
+//! Reading an import file on every core, CSV or JSON lines alike. One thread reads the file
+//! (inflating it if it is gzipped) and cuts the text into chunks of whole records; workers
+//! parse the chunks; the caller gets their rows back in file order. The check keeps the
+//! chunks it read, up to [`KEEP_TEXT`] bytes of text, so that storing parses them again
+//! without reading and inflating the file a second time.
+//!
+//! A CSV chunk ends at a line end outside quotes: CSV escapes a quote by doubling it, so a
+//! line end is between records exactly when the quotes before it are even in number. A JSON
+//! line never holds a raw line end, so a JSON-lines chunk ends at any. Each chunk knows the
+//! line it starts on, so errors name the line of the file.
+
+use std::io::{BufRead, BufReader, Read};
+use std::path::Path;
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::mpsc::{Receiver, SyncSender, sync_channel};
+
+use std::sync::{Arc, Mutex};
+
+use anyhow::{Context, Result, anyhow, bail};
+
+use super::events::{self, RowKeys};
+use super::{Columns, CsvRow, Format, Options, Parser, Record, check_mapping, describe, format_of, jsonl, progress};
+
+/// Text per chunk: a few thousand rows.
+const CHUNK: usize = 256 << 10;
+/// The most decompressed text the check keeps for storing; a larger file is read again.
+const KEEP_TEXT: usize = 1 << 30;
+
+/// Whole records of the file, as text.
+#[derive(Clone)]
+pub(super) struct Chunk {
+    index: usize,
+    /// The line of the file its first record starts on.
+    line: u64,
+    text: Arc<Vec<u8>>,
+    /// Bytes of the file read when it was cut, for progress.
+    read: u64,
+}
+
+/// How a file's rows are laid out.
+#[derive(Clone)]
+enum Layout {
+    /// After a header, whose columns say what each field is.
+    Csv {
+        columns: Columns,
+        width: usize,
+    },
+    JsonLines,
+}
+
+/// What the check found, for storing.
+pub(super) struct Checked {
+    layout: Layout,
+    /// The rows the file holds.
+    rows: u64,
+    /// The keys of event rows with copies in the file.
+    repeated: Arc<foldhash::HashSet<u64>>,
+    /// The file's chunks, unless it was too large to keep.
+    chunks: Option<Vec<Chunk>>,
+}
+
+/// Counts the `"` in `text`.
+fn quotes(text: &[u8]) -> usize {
+    memchr::memchr_iter(b'"', text).count()
+}
+
+/// Where the last record of `text` that is followed by a line end ends (after the `\n`), if
+/// any; `text` starts at a record's start.
+fn last_boundary(text: &[u8]) -> Option<usize> {
+    let total = quotes(text);
+    let mut end = text.len();
+    while let Some(nl) = memchr::memrchr(b'\n', &text[..end]) {
+        if (total - quotes(&text[nl..])).is_multiple_of(2) {
+            return Some(nl + 1);
+        }
+        end = nl;
+    }
+    None
+}
+
+/// Where the last whole record of `text` in `format` ends (after its line end), if any.
+fn last_record_end(format: Format, text: &[u8]) -> Option<usize> {
+    match format {
+        Format::Csv => last_boundary(text),
+        Format::JsonLines => memchr::memrchr(b'\n', text).map(|nl| nl + 1),
+    }
+}
+
+/// Where the first record of `text` ends (after its `\n`), if a line end follows it.
+fn first_boundary(text: &[u8]) -> Option<usize> {
+    let mut odd = false;
+    for at in memchr::memchr2_iter(b'"', b'\n', text) {
+        if text[at] == b'"' {
+            odd = !odd;
+        } else if !odd {
+            return Some(at + 1);
+        }
+    }
+    None
+}
+
+/// Reads a file, through gzip if it starts like gzip, counting the bytes read from disk.
+struct Source {
+    reader: Box<dyn BufRead + Send>,
+    format: Format,
+    read: Arc<AtomicU64>,
+}
+
+struct Counting<R> {
+    inner: R,
+    read: Arc<AtomicU64>,
+}
+
+impl<R: Read> Read for Counting<R> {
+    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        let n = self.inner.read(buf)?;
+        self.read.fetch_add(n as u64, Ordering::Relaxed);
+        Ok(n)
+    }
+}
+
+fn open(path: &Path) -> Result<Source> {
+    let file = std::fs::File::open(path).with_context(|| format!("open {}", path.display()))?;
+    let read = Arc::new(AtomicU64::new(0));
+    let mut buffered = BufReader::with_capacity(1 << 16, Counting { inner: file, read: read.clone() });
+    let gzip = buffered.fill_buf()?.starts_with(&[0x1f, 0x8b]);
+    let mut reader: Box<dyn BufRead + Send> = if gzip {
+        Box::new(BufReader::with_capacity(1 << 16, flate2::bufread::MultiGzDecoder::new(buffered)))
+    } else {
+        Box::new(buffered)
+    };
+    let start = reader.fill_buf().with_context(|| format!("{}: reading", path.display()))?;
+    let format = format_of(path, start)?;
+    Ok(Source { reader, format, read })
+}
+
+/// Reads up to a chunk more of the file onto `pending`; true at the end of the file.
+fn read_more(pending: &mut Vec<u8>, source: &mut Source, file: &str) -> Result<bool> {
+    let at = pending.len();
+    pending.resize(at + CHUNK, 0);
+    let n = source.reader.read(&mut pending[at..]).with_context(|| format!("reading {file}"))?;
+    pending.truncate(at + n);
+    Ok(n == 0)
+}
+
+/// Reads `path` and sends its records (after the header of a CSV file), cut into chunks, in
+/// order, until the file ends or the receivers are gone.
+fn cut(path: &Path, file: &str, chunks: &SyncSender<Chunk>) -> Result<()> {
+    let mut source = open(path)?;
+    let format = source.format;
+    let mut pending: Vec<u8> = Vec::with_capacity(2 * CHUNK);
+    let mut eof = false;
+    // A CSV header (the first record) is read by `layout`: skip it.
+    let header_end = loop {
+        if format == Format::JsonLines {
+            break 0;
+        }
+        if let Some(end) = first_boundary(&pending) {
+            break end;
+        }
+        if eof {
+            break pending.len();
+        }
+        eof = read_more(&mut pending, &mut source, file)?;
+    };
+    let mut line = 1 + memchr::memchr_iter(b'\n', &pending[..header_end]).count() as u64;
+    pending.drain(..header_end);
+    let mut index = 0;
+    loop {
+        while !eof && pending.len() < CHUNK {
+            eof = read_more(&mut pending, &mut source, file)?;
+        }
+        let end = if eof {
+            pending.len()
+        } else {
+            match last_record_end(format, &pending) {
+                Some(end) => end,
+                // A record longer than what is read: read on.
+                None => {
+                    eof = read_more(&mut pending, &mut source, file)?;
+                    continue;
+                }
+            }
+        };
+        if end > 0 {
+            let rest = pending[end..].to_vec();
+            pending.truncate(end);
+            let text = std::mem::replace(&mut pending, rest);
+            let lines = memchr::memchr_iter(b'\n', &text).count() as u64;
+            let chunk = Chunk { index, line, text: Arc::new(text), read: source.read.load(Ordering::Relaxed) };
+            if chunks.send(chunk).is_err() {
+                break;
+            }
+            line += lines;
+            index += 1;
+        }
+        if eof {
+            break;
+        }
+    }
+    Ok(())
+}
+
+/// How many threads parse.
+fn workers() -> usize {
+    std::thread::available_parallelism().map_or(2, |n| n.get()).clamp(1, 8)
+}
+
+/// Parses every row of `chunk` with `parser`, passing each record and whether its content
+/// may have copies before it. Stops at the first bad row.
+fn parse_chunk(
+    parser: &mut Parser<'_>,
+    chunk: &Chunk,
+    layout: &Layout,
+    mut each: impl FnMut(Record, Option<u64>),
+) -> Result<u64> {
+    let mut rows = 0;
+    let mut parsed = |parser: &mut Parser<'_>, record: Record| {
+        each(record, parser.keys.take_repeated());
+        rows += 1;
+    };
+    match layout {
+        Layout::Csv { columns, width } => {
+            let mut reader = csv::ReaderBuilder::new().has_headers(false).flexible(true).from_reader(&chunk.text[..]);
+            let mut record = csv::StringRecord::new();
+            let mut records = 0;
+            loop {
+                let line_of = |p: Option<&csv::Position>| p.map_or(chunk.line + records, |p| chunk.line + p.line() - 1);
+                match reader.read_record(&mut record) {
+                    Ok(false) => break,
+                    Ok(true) => {}
+                    Err(e) => bail!("{} line {}: {}", parser.file, line_of(e.position()), describe(&e)),
+                }
+                let line = line_of(record.position());
+                if record.len() != *width {
+                    bail!("{} line {line}: {} fields where the header has {width}", parser.file, record.len());
+                }
+                let row = parser.parse(&CsvRow { columns, record: &record }, line)?;
+                parsed(parser, row);
+                records += 1;
+            }
+        }
+        Layout::JsonLines => {
+            for (line, text) in (chunk.line..).zip(chunk.text.split(|b| *b == b'\n')) {
+                if let Some(row) = jsonl::row(text, parser, line)? {
+                    let row = parser.parse(&row, line)?;
+                    parsed(parser, row);
+                }
+            }
+        }
+    }
+    Ok(rows)
+}
+
+/// The chunks to parse: those kept by the check, or the file read again.
+enum Feed<'a> {
+    Kept(&'a [Chunk]),
+    File,
+}
+
+/// Runs `work` on every chunk on [`workers`] threads, the chunks coming from `feed`;
+/// `work` gets the worker's number, and once it returns false that worker skips the rest.
+/// With `keep`, the chunks read from the file are kept there (unless there are too many).
+fn fan_out(
+    path: &Path,
+    file: &str,
+    feed: Feed<'_>,
+    keep: Option<&Mutex<Option<Vec<Chunk>>>>,
+    work: impl Fn(usize, Chunk) -> bool + Sync,
+) -> Result<()> {
+    let (tx, rx) = sync_channel::<Chunk>(2 * workers());
+    let rx = Mutex::new(rx);
+    std::thread::scope(|s| {
+        let threads: Vec<_> = (0..workers())
+            .map(|w| {
+                let (rx, work) = (&rx, &work);
+                s.spawn(move || {
+                    // After a failure the rest is received and dropped, so the feed ends.
+                    let mut skip = false;
+                    loop {
+                        let Ok(chunk) = rx.lock().expect("chunk queue lock").recv() else { break };
+                        skip = skip || !work(w, chunk);
+                    }
+                })
+            })
+            .collect();
+        let cutting = match feed {
+            Feed::Kept(chunks) => {
+                for c in chunks {
+                    if tx.send(c.clone()).is_err() {
+                        break;
+                    }
+                }
+                drop(tx);
+                Ok(())
+            }
+            Feed::File => {
+                // Kept chunks are also forwarded, so the cutting runs through a relay.
+                let (cut_tx, cut_rx): (SyncSender<Chunk>, Receiver<Chunk>) = sync_channel(2);
+                let cutter = s.spawn(move || cut(path, file, &cut_tx));
+                let mut kept = Some(Vec::new());
+                let mut kept_bytes = 0usize;
+                for chunk in cut_rx {
+                    if let (Some(list), Some(_)) = (&mut kept, keep) {
+                        kept_bytes += chunk.text.len();
+                        if kept_bytes <= KEEP_TEXT {
+                            list.push(chunk.clone());
+                        } else {
+                            kept = None;
+                        }
+                    }
+                    if tx.send(chunk).is_err() {
+                        break;
+                    }
+                }
+                drop(tx);
+                if let Some(keep) = keep {
+                    *keep.lock().expect("kept chunks lock") = kept;
+                }
+                cutter.join().map_err(|_| anyhow!("reading {file} panicked"))?
+            }
+        };
+        for t in threads {
+            t.join().map_err(|_| anyhow!("parsing {file} panicked"))?;
+        }
+        cutting
+    })
+}
+
+/// The first error in file order, among those of chunks parsed so far.
+struct FirstError(Mutex<Option<(usize, anyhow::Error)>>, AtomicUsize);
+
+impl FirstError {
+    fn new() -> FirstError {
+        FirstError(Mutex::new(None), AtomicUsize::new(usize::MAX))
+    }
+
+    /// Whether chunk `index` can still matter: it is before every chunk that failed.
+    fn matters(&self, index: usize) -> bool {
+        index < self.1.load(Ordering::Relaxed)
+    }
+
+    fn set(&self, index: usize, e: anyhow::Error) {
+        let mut first = self.0.lock().expect("error lock");
+        if first.as_ref().is_none_or(|(i, _)| index < *i) {
+            *first = Some((index, e));
+            self.1.store(index, Ordering::Relaxed);
+        }
+    }
+
+    fn take(self) -> Option<anyhow::Error> {
+        self.0.into_inner().expect("error lock").map(|(_, e)| e)
+    }
+}
+
+/// Checks every row of the file on all cores; an error names the first bad line.
+pub(super) fn check(options: &Options) -> Result<Checked> {
+    let file = options.file.display().to_string();
+    let layout = layout(options, &file)?;
+    let now = chrono::Utc::now();
+    let parsers: Vec<Mutex<Parser<'_>>> = (0..workers())
+        .map(|_| Mutex::new(Parser::new(options, &file, now, true, RowKeys::Collect(Vec::new()))))
+        .collect();
+    let progress = progress::Bar::new("checking", None, &options.file);
+    let errors = FirstError::new();
+    let kept = Mutex::new(None);
+    fan_out(&options.file, &file, Feed::File, Some(&kept), |w, chunk| {
+        if errors.matters(chunk.index) {
+            let mut parser = parsers[w].lock().expect("parser lock");
+            match parse_chunk(&mut parser, &chunk, &layout, |_, _| {}) {
+                Ok(n) => progress.add(n, chunk.read),
+                Err(e) => errors.set(chunk.index, e),
+            }
+        }
+        true
+    })?;
+    if let Some(e) = errors.take() {
+        return Err(e);
+    }
+    progress.finish();
+    let mut keys = Vec::new();
+    for p in parsers {
+        if let RowKeys::Collect(k) = p.into_inner().expect("parser lock").keys {
+            keys.extend(k);
+        }
+    }
+    Ok(Checked {
+        layout,
+        rows: progress.rows(),
+        repeated: Arc::new(events::repeated(keys)),
+        chunks: kept.into_inner().expect("kept chunks lock"),
+    })
+}
+
+/// The file's format and, for CSV, what its header says.
+fn layout(options: &Options, file: &str) -> Result<Layout> {
+    check_mapping(options.kind, &options.columns)?;
+    let source = open(&options.file)?;
+    if source.format == Format::JsonLines {
+        return Ok(Layout::JsonLines);
+    }
+    let mut reader = csv::ReaderBuilder::new().has_headers(false).flexible(true).from_reader(source.reader);
+    let mut header = csv::StringRecord::new();
+    if let Err(e) = reader.read_record(&mut header) {
+        bail!("{file}: reading the header: {}", describe(&e));
+    }
+    let columns = Columns::new(options.kind, &header, &options.columns, file)?;
+    Ok(Layout::Csv { columns, width: header.len() })
+}
+
+/// Parses every row of a checked file on all cores and calls `each` with its records in file
+/// order, a chunk at a time, copies of a row numbered in file order.
+pub(super) fn read(
+    options: &Options,
+    checked: Checked,
+    mut each: impl FnMut(Vec<Record>) -> Result<()>,
+) -> Result<u64> {
+    let file = options.file.display().to_string();
+    let progress = progress::Bar::new("importing", Some(checked.rows), &options.file);
+    let now = chrono::Utc::now();
+    let layout = &checked.layout;
+    let parsers: Vec<Mutex<Parser<'_>>> = (0..workers())
+        .map(|_| {
+            let keys = RowKeys::Number { repeated: checked.repeated.clone(), last: None };
+            Mutex::new(Parser::new(options, &file, now, false, keys))
+        })
+        .collect();
+    let errors = FirstError::new();
+    // Parsed chunks go back in order through here.
+    type Parsed = (usize, Vec<Record>, Vec<(usize, u64)>);
+    let (done_tx, done_rx) = sync_channel::<Parsed>(2 * workers());
+    let stop = std::sync::atomic::AtomicBool::new(false);
+    let feed = match &checked.chunks {
+        Some(chunks) => Feed::Kept(chunks),
+        None => Feed::File,
+    };
+    let mut rows = 0u64;
+    let mut failed: Option<anyhow::Error> = None;
+    let (parsers, first_error, progress, stop, file_name) = (&parsers, &errors, &progress, &stop, &file);
+    std::thread::scope(|s| {
+        let parsing = s.spawn(move || {
+            fan_out(&options.file, file_name, feed, None, |w, chunk| {
+                if stop.load(Ordering::Relaxed) || !first_error.matters(chunk.index) {
+                    return false;
+                }
+                let mut parser = parsers[w].lock().expect("parser lock");
+                let mut records = Vec::with_capacity(CHUNK / 32);
+                let mut copies = Vec::new();
+                let parsed = parse_chunk(&mut parser, &chunk, layout, |record, repeated| {
+                    if let Some(key) = repeated {
+                        copies.push((records.len(), key));
+                    }
+                    records.push(record);
+                });
+                match parsed {
+                    Ok(n) => {
+                        progress.add(n, chunk.read);
+                        done_tx.send((chunk.index, records, copies)).is_ok()
+                    }
+                    Err(e) => {
+                        // The check passed, so this is the file changing under the import.
+                        first_error.set(chunk.index, e);
+                        false
+                    }
+                }
+            })
+        });
+        let mut waiting = std::collections::BTreeMap::new();
+        let mut next = 0usize;
+        let mut seen: foldhash::HashMap<u64, u32> = foldhash::HashMap::default();
+        for parsed in done_rx {
+            waiting.insert(parsed.0, parsed);
+            while let Some((_, mut records, copies)) = waiting.remove(&next) {
+                for (i, key) in copies {
+                    let n = seen.entry(key).or_default();
+                    *n += 1;
+                    if let (Record::Event(e), true) = (&mut records[i], *n > 1) {
+                        events::renumber(e, *n);
+                    }
+                }
+                rows += records.len() as u64;
+                next += 1;
+                if failed.is_none()
+                    && let Err(e) = each(records)
+                {
+                    failed = Some(e);
+                    stop.store(true, Ordering::Relaxed);
+                }
+            }
+        }
+        match parsing.join() {
+            Ok(r) => r.map(|_| ()),
+            Err(_) => Err(anyhow!("parsing {file} panicked")),
+        }
+    })?;
+    if let Some(e) = failed {
+        return Err(e);
+    }
+    if let Some(e) = errors.take() {
+        return Err(e.context("the file changed after it was checked"));
+    }
+    progress.finish();
+    Ok(rows)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn chunks_end_between_records() {
+        let text = b"a,\"x\ny\",1\nb,2,3\nc,\"\"\"q\n\",4\n";
+        // The line ends inside quotes are not boundaries.
+        assert_eq!(first_boundary(text), Some(10));
+        assert_eq!(last_boundary(text), Some(text.len()));
+        assert_eq!(last_boundary(&text[..text.len() - 3]), Some(16));
+        assert_eq!(last_boundary(b"a,\"x\ny"), None);
+        assert_eq!(first_boundary(b"a,b"), None);
+    }
+}
