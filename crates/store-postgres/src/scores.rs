@@ -4,6 +4,7 @@ use chrono::{DateTime, NaiveDate, Utc};
 use domain::{AccountId, Currency, Money, Timestamp, WorkspaceId};
 use sqlx::postgres::{PgArguments, PgRow};
 use sqlx::{Arguments, AssertSqlSafe, PgConnection, Row};
+use std::collections::HashMap;
 use store::scores::{AlertWrite, plan_alerts};
 use store::{
     AccountQuery, AccountRecords, AccountScore, AccountSort, Alert, AlertAction, AlertFilter, AlertScope, AlertSignal,
@@ -138,53 +139,72 @@ impl Args {
 
 /// Writes each score as the account's latest (unless that is of a later day) and as its
 /// history point of the day.
-async fn write_scores(conn: &mut PgConnection, ws: &WorkspaceId, chunk: &[AccountScore]) -> Result<()> {
-    let ids: Vec<&str> = chunk.iter().map(|s| s.account_id.as_str()).collect();
-    let days: Vec<NaiveDate> = chunk.iter().map(|s| s.day).collect();
-    let health: Vec<f64> = chunk.iter().map(|s| s.health).collect();
-    let bands: Vec<&str> = chunk.iter().map(|s| s.band.as_str()).collect();
-    let c30: Vec<Option<f64>> = chunk.iter().map(|s| s.churn_30d).collect();
-    let c60: Vec<Option<f64>> = chunk.iter().map(|s| s.churn_60d).collect();
-    let c90: Vec<Option<f64>> = chunk.iter().map(|s| s.churn_90d).collect();
-    let exp: Vec<Option<f64>> = chunk.iter().map(|s| s.expansion).collect();
-    let minor: Vec<Option<i64>> = chunk.iter().map(|s| s.mrr.map(|m| m.minor)).collect();
-    let currency: Vec<Option<String>> = chunk.iter().map(|s| s.mrr.map(|m| m.currency.as_str().to_owned())).collect();
-    let components: Vec<String> = chunk.iter().map(|s| s.components.to_string()).collect();
-    let explanations: Vec<&str> = chunk.iter().map(|s| s.explanation.as_str()).collect();
-    let scored: Vec<DateTime<Utc>> = chunk.iter().map(|s| s.scored_at).collect();
-    sqlx::query(
-        "INSERT INTO account_scores (workspace_id, account_id, day, health, band, churn_30d, churn_60d,
-           churn_90d, expansion, mrr_minor, currency, components, explanation, scored_at)
-         SELECT $1, a, d, h, b, c30, c60, c90, e, m, c, co::jsonb, ex::jsonb, at
-         FROM UNNEST($2::text[], $3::date[], $4::float8[], $5::text[], $6::float8[], $7::float8[],
-           $8::float8[], $9::float8[], $10::int8[], $11::text[], $12::text[], $13::text[], $14::timestamptz[])
-           AS u (a, d, h, b, c30, c60, c90, e, m, c, co, ex, at)
-         ON CONFLICT (workspace_id, account_id) DO UPDATE SET
-           day = excluded.day, health = excluded.health, band = excluded.band,
-           churn_30d = excluded.churn_30d, churn_60d = excluded.churn_60d, churn_90d = excluded.churn_90d,
-           expansion = excluded.expansion, mrr_minor = excluded.mrr_minor, currency = excluded.currency,
-           components = excluded.components, explanation = excluded.explanation,
-           scored_at = excluded.scored_at
-         WHERE excluded.day >= account_scores.day",
-    )
-    .bind(ws.as_str())
-    .bind(&ids)
-    .bind(&days)
-    .bind(&health)
-    .bind(&bands)
-    .bind(&c30)
-    .bind(&c60)
-    .bind(&c90)
-    .bind(&exp)
-    .bind(&minor)
-    .bind(&currency)
-    .bind(&components)
-    .bind(&explanations)
-    .bind(&scored)
-    .execute(&mut *conn)
-    .await
-    .map_err(db_error)?;
-    sqlx::query(AssertSqlSafe(format!(
+/// Marks the transaction's commit as not waiting for its WAL to reach the disk: scores and
+/// the alerts they open are derived from stored data and made again if lost. PostgreSQL
+/// keeps commits in WAL order, so a later synchronous commit makes this one durable too.
+async fn derived(conn: &mut PgConnection) -> Result<()> {
+    sqlx::query("SET LOCAL synchronous_commit TO OFF").execute(&mut *conn).await.map_err(db_error)?;
+    Ok(())
+}
+
+/// Stores scores as if written one after the other, as SQLite does: per account, the last
+/// of its latest day becomes its score; per account and day, the last goes to the history.
+/// (One statement may not update a row twice, so repeats are settled here first.)
+async fn write_scores(conn: &mut PgConnection, ws: &WorkspaceId, all: &[AccountScore]) -> Result<()> {
+    let mut latest: HashMap<&str, &AccountScore> = HashMap::with_capacity(all.len());
+    let mut daily: HashMap<(&str, NaiveDate), &AccountScore> = HashMap::with_capacity(all.len());
+    for s in all {
+        let id = s.account_id.as_str();
+        match latest.get(id) {
+            Some(kept) if kept.day > s.day => {}
+            _ => {
+                latest.insert(id, s);
+            }
+        }
+        daily.insert((id, s.day), s);
+    }
+    if latest.len() == all.len() {
+        return write_score_rows(conn, ws, all, all).await;
+    }
+    let latest: Vec<AccountScore> = latest.into_values().cloned().collect();
+    let daily: Vec<AccountScore> = daily.into_values().cloned().collect();
+    write_score_rows(conn, ws, &latest, &daily).await
+}
+
+/// `latest` has one score per account, `daily` one per account and day.
+async fn write_score_rows(
+    conn: &mut PgConnection,
+    ws: &WorkspaceId,
+    latest: &[AccountScore],
+    daily: &[AccountScore],
+) -> Result<()> {
+    let explanations: Vec<&str> = latest.iter().map(|s| s.explanation.as_str()).collect();
+    let scored: Vec<DateTime<Utc>> = latest.iter().map(|s| s.scored_at).collect();
+    ScoreColumns::of(latest)
+        .bind(
+            sqlx::query(
+                "INSERT INTO account_scores (workspace_id, account_id, day, health, band, churn_30d, churn_60d,
+               churn_90d, expansion, mrr_minor, currency, components, explanation, scored_at)
+             SELECT $1, a, d, h, b, c30, c60, c90, e, m, c, co::jsonb, ex::jsonb, at
+             FROM UNNEST($2::text[], $3::date[], $4::float8[], $5::text[], $6::float8[], $7::float8[],
+               $8::float8[], $9::float8[], $10::int8[], $11::text[], $12::text[], $13::text[], $14::timestamptz[])
+               AS u (a, d, h, b, c30, c60, c90, e, m, c, co, ex, at)
+             ON CONFLICT (workspace_id, account_id) DO UPDATE SET
+               day = excluded.day, health = excluded.health, band = excluded.band,
+               churn_30d = excluded.churn_30d, churn_60d = excluded.churn_60d, churn_90d = excluded.churn_90d,
+               expansion = excluded.expansion, mrr_minor = excluded.mrr_minor, currency = excluded.currency,
+               components = excluded.components, explanation = excluded.explanation,
+               scored_at = excluded.scored_at
+             WHERE excluded.day >= account_scores.day",
+            ),
+            ws,
+        )
+        .bind(&explanations)
+        .bind(&scored)
+        .execute(&mut *conn)
+        .await
+        .map_err(db_error)?;
+    let history = format!(
         "INSERT INTO score_history (workspace_id, account_id, {POINT_COLUMNS})
          SELECT $1, a, d, h, b, c30, c60, c90, e, m, c, co::jsonb
          FROM UNNEST($2::text[], $3::date[], $4::float8[], $5::text[], $6::float8[], $7::float8[],
@@ -194,23 +214,67 @@ async fn write_scores(conn: &mut PgConnection, ws: &WorkspaceId, chunk: &[Accoun
            health = excluded.health, band = excluded.band, churn_30d = excluded.churn_30d,
            churn_60d = excluded.churn_60d, churn_90d = excluded.churn_90d, expansion = excluded.expansion,
            mrr_minor = excluded.mrr_minor, currency = excluded.currency, components = excluded.components"
-    )))
-    .bind(ws.as_str())
-    .bind(&ids)
-    .bind(&days)
-    .bind(&health)
-    .bind(&bands)
-    .bind(&c30)
-    .bind(&c60)
-    .bind(&c90)
-    .bind(&exp)
-    .bind(&minor)
-    .bind(&currency)
-    .bind(&components)
-    .execute(&mut *conn)
-    .await
-    .map_err(db_error)?;
+    );
+    ScoreColumns::of(daily)
+        .bind(sqlx::query(AssertSqlSafe(history)), ws)
+        .execute(&mut *conn)
+        .await
+        .map_err(db_error)?;
     Ok(())
+}
+
+/// The columns a score point shares between the latest score and the history, as arrays.
+struct ScoreColumns<'a> {
+    ids: Vec<&'a str>,
+    days: Vec<NaiveDate>,
+    health: Vec<f64>,
+    bands: Vec<&'a str>,
+    c30: Vec<Option<f64>>,
+    c60: Vec<Option<f64>>,
+    c90: Vec<Option<f64>>,
+    exp: Vec<Option<f64>>,
+    minor: Vec<Option<i64>>,
+    currency: Vec<Option<String>>,
+    components: Vec<String>,
+}
+
+impl<'a> ScoreColumns<'a> {
+    fn of(scores: &'a [AccountScore]) -> ScoreColumns<'a> {
+        ScoreColumns {
+            ids: scores.iter().map(|s| s.account_id.as_str()).collect(),
+            days: scores.iter().map(|s| s.day).collect(),
+            health: scores.iter().map(|s| s.health).collect(),
+            bands: scores.iter().map(|s| s.band.as_str()).collect(),
+            c30: scores.iter().map(|s| s.churn_30d).collect(),
+            c60: scores.iter().map(|s| s.churn_60d).collect(),
+            c90: scores.iter().map(|s| s.churn_90d).collect(),
+            exp: scores.iter().map(|s| s.expansion).collect(),
+            minor: scores.iter().map(|s| s.mrr.map(|m| m.minor)).collect(),
+            currency: scores.iter().map(|s| s.mrr.map(|m| m.currency.as_str().to_owned())).collect(),
+            components: scores.iter().map(|s| s.components.to_string()).collect(),
+        }
+    }
+
+    /// Binds the workspace as `$1` and the columns as `$2` to `$12`.
+    fn bind(
+        self,
+        query: sqlx::query::Query<'a, sqlx::Postgres, PgArguments>,
+        ws: &'a WorkspaceId,
+    ) -> sqlx::query::Query<'a, sqlx::Postgres, PgArguments> {
+        query
+            .bind(ws.as_str())
+            .bind(self.ids)
+            .bind(self.days)
+            .bind(self.health)
+            .bind(self.bands)
+            .bind(self.c30)
+            .bind(self.c60)
+            .bind(self.c90)
+            .bind(self.exp)
+            .bind(self.minor)
+            .bind(self.currency)
+            .bind(self.components)
+    }
 }
 
 /// Opens, updates and resolves the alerts in `scope` as [`plan_alerts`] decides.
@@ -338,6 +402,7 @@ impl PgStore {
     pub(crate) async fn put_scores(&self, ws: &WorkspaceId, scores: &[AccountScore]) -> Result<()> {
         for chunk in scores.chunks(SCORES_PER_WRITE) {
             let mut tx = self.pool.begin().await.map_err(db_error)?;
+            derived(&mut tx).await?;
             write_scores(&mut tx, ws, chunk).await?;
             tx.commit().await.map_err(db_error)?;
         }
@@ -353,6 +418,7 @@ impl PgStore {
         at: Timestamp,
     ) -> Result<AlertSync> {
         let mut tx = self.pool.begin().await.map_err(db_error)?;
+        derived(&mut tx).await?;
         write_scores(&mut tx, ws, std::slice::from_ref(score)).await?;
         let scope = AlertScope::Accounts(std::slice::from_ref(&score.account_id));
         let sync = sync_in(&mut tx, ws, scope, signals, at).await?;

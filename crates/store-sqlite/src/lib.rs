@@ -26,7 +26,7 @@ use std::time::Duration;
 use store::{Result, StoreError};
 use tokio::sync::Semaphore;
 
-use writer::{Priority, Writer};
+use writer::{Durability, Priority, Writer};
 
 /// Schema migrations, in order; `PRAGMA user_version` records how many have run.
 const MIGRATIONS: &[&str] = &[
@@ -108,7 +108,7 @@ impl SqliteStore {
     }
 
     async fn write<R: Send + 'static>(&self, f: impl FnOnce(&Connection) -> Result<R> + Send + 'static) -> Result<R> {
-        self.writer.write(Priority::Now, move |conn, _| f(conn)).await
+        self.writer.write(Priority::Now, Durability::Synced, move |conn, _| f(conn)).await
     }
 
     /// Like [`SqliteStore::write`], for work nobody waits on: it yields to other writes.
@@ -116,7 +116,17 @@ impl SqliteStore {
         &self,
         f: impl FnOnce(&Connection) -> Result<R> + Send + 'static,
     ) -> Result<R> {
-        self.writer.write(Priority::Background, move |conn, _| f(conn)).await
+        self.writer.write(Priority::Background, Durability::Synced, move |conn, _| f(conn)).await
+    }
+
+    /// Like [`SqliteStore::write`], for what is derived from stored data and made again if
+    /// lost (see [`Durability::Derived`]): returns once committed, without waiting for the disk.
+    async fn write_derived<R: Send + 'static>(
+        &self,
+        priority: Priority,
+        f: impl FnOnce(&Connection) -> Result<R> + Send + 'static,
+    ) -> Result<R> {
+        self.writer.write(priority, Durability::Derived, move |conn, _| f(conn)).await
     }
 
     /// The workspace's number in this database; `None` for a workspace that does not exist.

@@ -6,7 +6,7 @@ use store::{AppendReport, LogPosition, LogStatus, LoggedEvent, Result, StoreErro
 
 use crate::block::{self, Decoded, EventRef};
 use crate::ids::{Lookup, RecentIds, id_hash};
-use crate::writer::Priority;
+use crate::writer::{Durability, Priority};
 use crate::{SqliteStore, sql_error, time};
 
 impl SqliteStore {
@@ -18,7 +18,7 @@ impl SqliteStore {
         // Encoding and hashing happen here, on the caller's thread; the writer only checks the
         // ids and inserts one row.
         let block = Prepared::new(events);
-        self.writer.write(Priority::Now, move |conn, recent| block.insert(conn, recent, n)).await
+        self.writer.write(Priority::Now, Durability::Synced, move |conn, recent| block.insert(conn, recent, n)).await
     }
 
     /// Appends each batch as its own block, in order, in one transaction.
@@ -29,7 +29,7 @@ impl SqliteStore {
         }
         let n = self.existing_ws(ws).await?;
         self.writer
-            .write(Priority::Now, move |conn, recent| {
+            .write(Priority::Now, Durability::Synced, move |conn, recent| {
                 let mut report = AppendReport::default();
                 for block in blocks {
                     let r = block.insert(conn, recent, n)?;

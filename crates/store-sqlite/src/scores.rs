@@ -12,6 +12,7 @@ use store::{
 };
 
 use crate::reads::{ACCOUNT_COLUMNS, account_row, query, to_account};
+use crate::writer::Priority;
 use crate::{SqliteStore, json_col, ms, opt_time, parse_col, sql_error, time};
 
 /// Scores are written in transactions of this many accounts, so other writes wait little.
@@ -363,13 +364,16 @@ impl SqliteStore {
         for chunk in scores.chunks(SCORES_PER_WRITE) {
             let (ws, chunk) = (ws.clone(), chunk.to_vec());
             // A full run's chunks yield to other writes; one account rescored is waited on.
+            // Scores are derived: their commits do not wait for the disk.
             let write = move |conn: &rusqlite::Connection| write_scores(conn, &ws, &chunk);
-            if scores.len() <= 16 { self.write(write).await? } else { self.write_background(write).await? }
+            let priority = if scores.len() <= 16 { Priority::Now } else { Priority::Background };
+            self.write_derived(priority, write).await?;
         }
         Ok(())
     }
 
-    /// One account's score and its alerts, in one job of the writer: one commit.
+    /// One account's score and its alerts, in one job of the writer: one commit, which
+    /// does not wait for the disk (both are derived, and made again by the next rescore).
     pub(crate) async fn put_one_score(
         &self,
         ws: &WorkspaceId,
@@ -378,7 +382,7 @@ impl SqliteStore {
         at: Timestamp,
     ) -> Result<AlertSync> {
         let (ws, score, signals) = (ws.clone(), score.clone(), signals.to_vec());
-        self.write(move |conn| {
+        self.write_derived(Priority::Now, move |conn| {
             write_scores(conn, &ws, std::slice::from_ref(&score))?;
             sync_on(conn, &ws, Some(std::slice::from_ref(&score.account_id)), &signals, at)
         })

@@ -20,12 +20,28 @@ trait Work: Send {
     fn run(&mut self, conn: &Connection, ids: &mut RecentIds) -> bool;
     /// Reports the outcome once the transaction committed, or why it did not.
     fn finish(self: Box<Self>, committed: Result<()>);
+    /// Whether its commit must be on disk before it is reported.
+    fn durability(&self) -> Durability;
+}
+
+/// What a commit waits for before the work is reported done.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Durability {
+    /// On disk (the WAL synced): what callers are told is stored survives power loss.
+    Synced,
+    /// Visible to readers at once, on disk with the next synced commit or checkpoint. For
+    /// what is derived from durable data and made again if lost (scores and the alerts they
+    /// open): its commit does not wait for the disk. The WAL keeps commits in order, so a
+    /// synced commit makes every earlier one durable with it, and nothing written later can
+    /// survive a power loss without what was derived before it.
+    Derived,
 }
 
 struct Typed<F, R> {
     f: Option<F>,
     outcome: Option<Result<R>>,
     done: tokio::sync::oneshot::Sender<Result<R>>,
+    durability: Durability,
 }
 
 impl<F, R> Work for Typed<F, R>
@@ -48,6 +64,10 @@ where
             (Ok(()), None) => Err(StoreError::Backend("the write did not run".into())),
         };
         let _ = self.done.send(outcome);
+    }
+
+    fn durability(&self) -> Durability {
+        self.durability
     }
 }
 
@@ -92,14 +112,16 @@ impl Writer {
         Writer { queue: Mutex::new(Some(tx)), thread: Mutex::new(Some(thread)), stats }
     }
 
-    /// Runs `f` in the next transaction and returns its result once that transaction is durable.
+    /// Runs `f` in the next transaction and returns its result once that transaction is
+    /// committed: on disk for [`Durability::Synced`] work.
     pub(crate) async fn write<R: Send + 'static>(
         &self,
         priority: Priority,
+        durability: Durability,
         f: impl FnOnce(&Connection, &mut RecentIds) -> Result<R> + Send + 'static,
     ) -> Result<R> {
         let (done, done_rx) = tokio::sync::oneshot::channel();
-        let job = (Box::new(Typed { f: Some(f), outcome: None, done }) as Job, priority);
+        let job = (Box::new(Typed { f: Some(f), outcome: None, done, durability }) as Job, priority);
         let sender = self.queue.lock().expect("writer queue lock").clone();
         let Some(sender) = sender else { return Err(StoreError::Backend("the store is closed".into())) };
         match sender.try_send(job) {
@@ -217,12 +239,26 @@ fn run(conn: Connection, mut ids: RecentIds, rx: Receiver<(Job, Priority)>, stat
     let may_flush = |failed: &Option<Instant>| failed.is_none_or(|at| at.elapsed() > FLUSH_RETRY);
     let mut waiting = Waiting::new();
     let mut open = true;
+    // The connection opens with `synchronous = FULL`; a group of derived work only commits
+    // with NORMAL (written to the WAL, not synced).
+    let mut synced = true;
+    let mut sync_with = |conn: &Connection, want: bool| -> Result<()> {
+        if synced != want {
+            conn.execute_batch(if want { "PRAGMA synchronous = FULL" } else { "PRAGMA synchronous = NORMAL" })
+                .map_err(sql_error)?;
+            synced = want;
+        }
+        Ok(())
+    };
     while open || !waiting.is_empty() {
         // Between groups, at most one flush step, paced as background work, so that writing
         // ids out and merging their runs never holds up ingest for long.
         if ids.wants_flush(false) && may_flush(&flush_failed) && (waiting.background_turn() || ids.flush_urgent()) {
             let started = Instant::now();
-            flush_failed = flush_step(&conn, &mut ids, false, stats);
+            flush_failed = match sync_with(&conn, true) {
+                Ok(()) => flush_step(&conn, &mut ids, false, stats),
+                Err(e) => flush_failed_with(&e),
+            };
             waiting.ran_background(started.elapsed());
         } else if waiting.now.is_empty() && open {
             let mut wait = waiting.background_wait().unwrap_or(IDLE).min(IDLE);
@@ -234,7 +270,10 @@ fn run(conn: Connection, mut ids: RecentIds, rx: Receiver<(Job, Priority)>, stat
                     Ok(job) => waiting.push(job),
                     Err(RecvTimeoutError::Timeout) if waiting.is_empty() => {
                         if ids.wants_flush(true) && may_flush(&flush_failed) {
-                            flush_failed = flush_step(&conn, &mut ids, true, stats);
+                            flush_failed = match sync_with(&conn, true) {
+                                Ok(()) => flush_step(&conn, &mut ids, true, stats),
+                                Err(e) => flush_failed_with(&e),
+                            };
                         }
                         continue;
                     }
@@ -263,8 +302,10 @@ fn run(conn: Connection, mut ids: RecentIds, rx: Receiver<(Job, Priority)>, stat
         }
         stats.transactions.fetch_add(1, Relaxed);
         stats.jobs.fetch_add(group.len() as u64, Relaxed);
-        if let Err(e) = conn.execute_batch("BEGIN IMMEDIATE") {
-            let e = sql_error(e);
+        let want_sync = group.iter().any(|job| job.durability() == Durability::Synced);
+        if let Err(e) =
+            sync_with(&conn, want_sync).and_then(|()| conn.execute_batch("BEGIN IMMEDIATE").map_err(sql_error))
+        {
             for job in group {
                 job.finish(Err(clone_error(&e)));
             }
@@ -311,11 +352,20 @@ fn run(conn: Connection, mut ids: RecentIds, rx: Receiver<(Job, Priority)>, stat
         }
     }
     // Leave as little as possible to rebuild at the next start; merges can wait for it.
+    // Synced, which also puts any derived commits before it on disk.
+    if let Err(e) = sync_with(&conn, true) {
+        tracing::warn!(error = %e, "could not sync the last commits");
+    }
     while ids.unflushed() {
         if flush_step(&conn, &mut ids, true, stats).is_some() {
             break;
         }
     }
+}
+
+fn flush_failed_with(e: &StoreError) -> Option<Instant> {
+    tracing::warn!(error = %e, "could not add recent message ids to the index; will retry");
+    Some(Instant::now())
 }
 
 /// After a failed flush, how long before the next try.
@@ -350,7 +400,7 @@ mod tests {
     fn job(priority: Priority) -> (Job, Priority) {
         let (done, _) = tokio::sync::oneshot::channel::<Result<()>>();
         let f = |_: &Connection, _: &mut RecentIds| Ok(());
-        (Box::new(Typed { f: Some(f), outcome: None, done }), priority)
+        (Box::new(Typed { f: Some(f), outcome: None, done, durability: Durability::Synced }), priority)
     }
 
     impl Waiting {
@@ -359,6 +409,31 @@ mod tests {
             let (group, background) = Waiting::take_group(self);
             (group.len(), background)
         }
+    }
+
+    /// The `synchronous` setting each job sees inside its transaction.
+    async fn setting_seen(writer: &Writer, durability: Durability) -> i64 {
+        writer
+            .write(Priority::Now, durability, |conn, _| {
+                conn.query_row("PRAGMA synchronous", [], |r| r.get::<_, i64>(0)).map_err(sql_error)
+            })
+            .await
+            .unwrap()
+    }
+
+    #[tokio::test]
+    async fn derived_work_commits_without_a_sync_and_synced_work_still_waits_for_one() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("w.db");
+        let conn = crate::connect(&path, false).unwrap();
+        let writer = Writer::start(conn, RecentIds::new(dir.path().join("w.lock")));
+        const NORMAL: i64 = 1;
+        const FULL: i64 = 2;
+        assert_eq!(setting_seen(&writer, Durability::Synced).await, FULL);
+        assert_eq!(setting_seen(&writer, Durability::Derived).await, NORMAL);
+        assert_eq!(setting_seen(&writer, Durability::Derived).await, NORMAL);
+        assert_eq!(setting_seen(&writer, Durability::Synced).await, FULL, "back to FULL after derived work");
+        writer.close();
     }
 
     #[test]

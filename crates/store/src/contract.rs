@@ -19,7 +19,8 @@ macro_rules! contract_tests {
             explicit_account_wins_over_membership, billing_and_support_records_keep_the_newest,
             workspaces_are_isolated, account_list_pages_in_order, filters_find_events_of_every_append,
             reads_agree_before_and_after_maintenance, usage_rollups_count_events_and_people_per_day,
-            scores_keep_the_latest_and_a_daily_history, accounts_sort_and_filter_by_their_scores,
+            scores_keep_the_latest_and_a_daily_history, scores_of_one_account_in_one_call,
+            accounts_sort_and_filter_by_their_scores,
             one_model_is_active_per_kind, alerts_stay_one_per_account_kind_and_reason,
             operators_act_on_alerts_and_their_feedback_is_kept, whole_workspace_reads_for_scoring,
             one_account_is_read_and_written_at_once, settings_are_kept_per_workspace);
@@ -814,6 +815,31 @@ pub async fn scores_keep_the_latest_and_a_daily_history<S: Store>(s: &S) {
     assert!(
         s.score_history(&other, &acct("a"), chrono::NaiveDate::MIN, chrono::NaiveDate::MAX).await.unwrap().is_empty()
     );
+}
+
+/// One call may hold several scores of one account (a backfill of days, say): they are
+/// stored as if written one after the other.
+pub async fn scores_of_one_account_in_one_call<S: Store>(s: &S) {
+    let ws = workspace(s, "Backfill").await;
+    accounts_named(s, &ws, &["a", "b"]).await;
+    let batch = [
+        score("a", "2026-10-01", 70.0, Some(0.2), Some(5000)),
+        score("a", "2026-10-03", 60.0, Some(0.3), Some(5000)),
+        score("b", "2026-10-03", 40.0, None, None),
+        score("a", "2026-10-02", 65.0, Some(0.25), Some(5000)),
+        score("a", "2026-10-03", 58.0, Some(0.35), Some(4000)),
+        score("a", "2026-10-01", 72.0, Some(0.2), Some(5000)),
+    ];
+    s.put_scores(&ws, &batch).await.unwrap();
+    // The latest day's last score is the account's score; each day keeps its last.
+    assert_eq!(s.account_score(&ws, &acct("a")).await.unwrap(), Some(batch[4].clone()));
+    assert_eq!(s.account_score(&ws, &acct("b")).await.unwrap(), Some(batch[2].clone()));
+    let history =
+        s.score_history(&ws, &acct("a"), "2026-09-01".parse().unwrap(), "2026-11-01".parse().unwrap()).await.unwrap();
+    assert_eq!(history, [batch[5].point(), batch[3].point(), batch[4].point()]);
+    // An earlier day in a later call still does not replace the latest.
+    s.put_scores(&ws, &[score("a", "2026-10-02", 10.0, Some(0.9), Some(100))]).await.unwrap();
+    assert_eq!(s.account_score(&ws, &acct("a")).await.unwrap(), Some(batch[4].clone()));
 }
 
 /// Every page of a query, as (account, health).
