@@ -146,40 +146,7 @@ impl ScoringSettings {
     }
 }
 
-/// Whether two event names are one event as people write them: `Payment Failed`,
-/// `payment_failed`, `payment-failed`, `payment.failed` and `paymentFailed` are. Steward's own
-/// metrics (`$any`, `$page`, `$screen`) match only themselves.
-pub fn same_event(a: &str, b: &str) -> bool {
-    if a.starts_with('$') || b.starts_with('$') {
-        return a == b;
-    }
-    words(a).eq(words(b))
-}
-
-/// The lower-cased letters and digits of an event name, with one `' '` wherever a word ends:
-/// at a run of other characters or where a lower-case letter or digit meets a capital.
-fn words(name: &str) -> impl Iterator<Item = char> + '_ {
-    let mut gap = false;
-    let mut after_lower = false;
-    let mut started = false;
-    name.chars().flat_map(move |ch| {
-        let mut out = [None, None];
-        if ch.is_alphanumeric() {
-            let boundary = gap || (ch.is_uppercase() && after_lower);
-            if boundary && started {
-                out[0] = Some(' ');
-            }
-            out[1] = ch.to_lowercase().next();
-            after_lower = ch.is_lowercase() || ch.is_numeric();
-            gap = false;
-            started = true;
-        } else {
-            gap = true;
-            after_lower = false;
-        }
-        out.into_iter().flatten()
-    })
-}
+pub use domain::same_event;
 
 #[cfg(test)]
 mod tests {
