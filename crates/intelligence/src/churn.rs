@@ -654,12 +654,23 @@ impl Trained {
 /// whose history holds fewer than [`MIN_CHURN_EXAMPLES`] churns is forecast by [`prior`].
 pub fn predict(accounts: &[AccountHistory], at: NaiveDate, horizons: &[u32], params: &EnsembleParams) -> Vec<Forecast> {
     let spec = FeatureSpec::most_frequent(accounts, at, 10).with_attributes(accounts, at, at);
+    predict_with(accounts, at, horizons, params, spec, &crate::signals::SignalConfig::default())
+}
+
+/// [`predict`] with the features of `spec` and the signals of `config`.
+pub fn predict_with(
+    accounts: &[AccountHistory],
+    at: NaiveDate,
+    horizons: &[u32],
+    params: &EnsembleParams,
+    spec: FeatureSpec,
+    config: &crate::signals::SignalConfig,
+) -> Vec<Forecast> {
     let trained = Trained::fit(accounts, at, horizons, params, Outcome::Churn, spec);
-    let config = crate::signals::SignalConfig::default();
     let mut out: Vec<Forecast> = Vec::new();
     for a in accounts.iter().filter(|a| a.eligible(at)) {
-        let snap = crate::signals::snapshot(a, at, &config);
-        out.extend(trained.forecast(a, &snap, at, &config));
+        let snap = crate::signals::snapshot(a, at, config);
+        out.extend(trained.forecast(a, &snap, at, config));
     }
     // By horizon, then account, as the file lists them.
     out.sort_by_key(|f| f.horizon_days);

@@ -192,11 +192,23 @@ fn spec_for(
     at: NaiveDate,
     key_events: &Option<Vec<String>>,
 ) -> FeatureSpec {
+    feature_spec(accounts, at, at, key_events)
+}
+
+/// The features of a model trained before `before` on a history that ends at `end`: the
+/// workspace's key events when it configured them (see [`ScoringSettings::matched_to`]),
+/// else its ten most frequent events before `before`; and the account attributes worth one.
+pub fn feature_spec(
+    accounts: &[intelligence::churn::AccountHistory],
+    before: NaiveDate,
+    end: NaiveDate,
+    key_events: &Option<Vec<String>>,
+) -> FeatureSpec {
     match key_events {
         Some(k) => FeatureSpec::events(k.clone()),
-        None => FeatureSpec::most_frequent(accounts, at, 10),
+        None => FeatureSpec::most_frequent(accounts, before, 10),
     }
-    .with_attributes(accounts, at, at)
+    .with_attributes(accounts, before, end)
 }
 
 fn decide(

@@ -4,22 +4,33 @@
 use anyhow::{Context, Result, bail};
 use chrono::{Datelike, NaiveDate};
 use domain::WorkspaceId;
-use intelligence::churn::{AccountHistory, evaluate as evaluate_churn};
+use intelligence::churn::{AccountHistory, Outcome, evaluate_with};
 use intelligence::model::EnsembleParams;
 use store::Store;
 
 use crate::config::Config;
 use crate::run::Backend;
 
+/// A workspace's whole history and its scoring settings, as its models are trained on them.
+struct History {
+    ws: WorkspaceId,
+    accounts: Vec<AccountHistory>,
+    /// The day after the last day with usage.
+    end: Option<NaiveDate>,
+    /// Spelled as the workspace's events are.
+    settings: scoring::ScoringSettings,
+}
+
 /// Opens the store and loads the workspace's whole history.
-async fn load(config: &Config, workspace: &str) -> Result<(WorkspaceId, Vec<AccountHistory>, Option<NaiveDate>)> {
+async fn load(config: &Config, workspace: &str) -> Result<History> {
     let backend = Backend::open(config).await?;
     let store = backend.store();
     let ws = existing(store.as_ref(), workspace).await?;
     let settings = scoring::settings(store.as_ref(), &ws).await?;
     let loaded = scoring::load(store.as_ref(), &ws, NaiveDate::MIN, &settings).await?;
     backend.close().await;
-    Ok((ws, loaded.histories, loaded.end))
+    let settings = settings.matched_to(&loaded.metrics);
+    Ok(History { ws, accounts: loaded.histories, end: loaded.end, settings })
 }
 
 async fn existing(store: &dyn Store, workspace: &str) -> Result<WorkspaceId> {
@@ -55,9 +66,17 @@ pub async fn score(config: Config, workspace: &str, day: Option<NaiveDate>) -> R
 }
 
 pub async fn predict(config: Config, workspace: &str, at: NaiveDate, out: &std::path::Path) -> Result<()> {
-    let (ws, accounts, _) = load(&config, workspace).await?;
+    let History { ws, accounts, settings, .. } = load(&config, workspace).await?;
     let forecasts = tokio::task::spawn_blocking(move || {
-        intelligence::churn::predict(&accounts, at, &[30, 60, 90], &EnsembleParams::default())
+        let spec = scoring::feature_spec(&accounts, at, at, &settings.key_events);
+        intelligence::churn::predict_with(
+            &accounts,
+            at,
+            &[30, 60, 90],
+            &EnsembleParams::default(),
+            spec,
+            &settings.signals,
+        )
     })
     .await?;
     let mut file = csv::Writer::from_path(out).with_context(|| format!("create {}", out.display()))?;
@@ -82,7 +101,7 @@ pub async fn evaluate(
     test_from: Option<NaiveDate>,
     json: bool,
 ) -> Result<()> {
-    let (_, accounts, end) = load(&config, workspace).await?;
+    let History { accounts, end, settings, .. } = load(&config, workspace).await?;
     let Some(as_of) = as_of.or(end) else { bail!("the workspace has no usage yet") };
     let test_from = test_from.unwrap_or_else(|| {
         let d = as_of - chrono::Months::new(4);
@@ -91,7 +110,9 @@ pub async fn evaluate(
     if test_from >= as_of {
         bail!("--test-from {test_from} is not before the end of the data ({as_of})");
     }
-    let card = evaluate_churn(&accounts, as_of, test_from, &[30, 60, 90], &EnsembleParams::default());
+    let spec = scoring::feature_spec(&accounts, test_from, as_of, &settings.key_events);
+    let card =
+        evaluate_with(&accounts, as_of, test_from, &[30, 60, 90], &EnsembleParams::default(), Outcome::Churn, &spec);
     if json {
         println!("{}", serde_json::to_string_pretty(&card)?);
         return Ok(());

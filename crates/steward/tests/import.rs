@@ -603,6 +603,75 @@ fn imported_account_columns_are_features_and_an_outcome_column_is_not() {
     assert!(auc > 0.6, "the channel tells partner accounts apart: {card}");
 }
 
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn evaluate_and_predict_count_the_workspaces_key_events() {
+    let dir = tempfile::tempdir().unwrap();
+    let ws = create_workspace(dir.path(), "Key events");
+    let files = tempfile::tempdir().unwrap();
+    let [accounts, subs, events] = attribute_story(files.path());
+    // A rarer event beside the logins: never among the default key events while logins are
+    // the most frequent, so only the setting can make it one.
+    let exports = files.path().join("exports.csv");
+    let mut text = String::from("account_id,event_time,event_type,user_id\n");
+    for i in (0..240u32).step_by(2) {
+        text.push_str(&format!("{i},2020-{:02}-20 10:00:00,Report Exported,0\n", 1 + i % 8));
+    }
+    std::fs::write(&exports, text).unwrap();
+    for (kind, file) in [
+        ("accounts", accounts.as_str()),
+        ("subscriptions", &subs),
+        ("events", &events),
+        ("events", exports.to_str().unwrap()),
+    ] {
+        let (ok, _, err) = import(dir.path(), &ws.id, &["--user-scope", "account", kind, file]);
+        assert!(ok, "{err}");
+    }
+    let data_dir = dir.path().to_str().unwrap();
+    let card = |dir: &str| -> Value {
+        let out =
+            steward(&["evaluate", "--workspace", &ws.id, "--data-dir", dir, "--test-from", "2020-09-01", "--json"])
+                .output()
+                .unwrap();
+        assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+        serde_json::from_slice(&out.stdout).unwrap()
+    };
+    assert_eq!(card(data_dir)["features"]["metrics"], json!(["login", "Report Exported"]), "the default: by frequency");
+
+    // Configured with the event spelled another way, the models count that event alone.
+    {
+        let store = open_store(dir.path());
+        let (id, _) = ids(&ws.id, "0");
+        store
+            .put_setting(&id, "scoring", &json!({"key_events": ["report_exported"]}), chrono::Utc::now())
+            .await
+            .unwrap();
+        store.close();
+    }
+    assert_eq!(card(data_dir)["features"]["metrics"], json!(["Report Exported"]));
+    let out_file = files.path().join("forecasts.csv");
+    let out = steward(&[
+        "predict",
+        "--workspace",
+        &ws.id,
+        "--data-dir",
+        data_dir,
+        "--at",
+        "2020-10-01",
+        "--out",
+        out_file.to_str().unwrap(),
+    ])
+    .output()
+    .unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let written = std::fs::read_to_string(&out_file).unwrap();
+    let rows: Vec<&str> = written.lines().collect();
+    assert_eq!(rows[0], "account_id,observation_date,horizon_days,churn_probability");
+    // Every account still paying on 2020-10-01, at each of three horizons.
+    let eligible = rows[1..].iter().filter(|r| r.contains(",30,")).count();
+    assert!(eligible > 100, "{written}");
+    assert_eq!(rows.len() - 1, eligible * 3);
+}
+
 /// Row `i` of a large events file: account, time, user and note (rows 5 and 25,000 are the same;
 /// every thousandth note holds a line end).
 fn large_row(i: usize) -> (usize, String, String, String) {
