@@ -14,6 +14,7 @@ mod processing;
 mod reads;
 mod records;
 mod scores;
+mod segments;
 mod usage;
 
 use chrono::{DateTime, Utc};
@@ -27,6 +28,7 @@ const MIGRATIONS: &[&str] = &[
     include_str!("../migrations/0001_init.sql"),
     include_str!("../migrations/0002_usage.sql"),
     include_str!("../migrations/0003_scores.sql"),
+    include_str!("../migrations/0004_segments.sql"),
 ];
 
 /// Connections per process. Appends are one statement each, so a few connections carry a busy
@@ -431,6 +433,50 @@ mod store_impl {
             at: Timestamp,
         ) -> Result<Option<Alert>> {
             self.act_on_alert(ws, id, action, by, at).await
+        }
+        async fn insert_segment(&self, ws: &WorkspaceId, segment: &SegmentRecord) -> Result<()> {
+            PgStore::insert_segment(self, ws, segment).await
+        }
+        async fn update_segment(&self, ws: &WorkspaceId, segment: &SegmentRecord) -> Result<bool> {
+            PgStore::update_segment(self, ws, segment).await
+        }
+        async fn delete_segment(&self, ws: &WorkspaceId, id: &str) -> Result<bool> {
+            PgStore::delete_segment(self, ws, id).await
+        }
+        async fn get_segment(&self, ws: &WorkspaceId, id: &str) -> Result<Option<SegmentRecord>> {
+            PgStore::get_segment(self, ws, id).await
+        }
+        async fn list_segments(&self, ws: &WorkspaceId) -> Result<Vec<SegmentRecord>> {
+            PgStore::list_segments(self, ws).await
+        }
+        async fn update_memberships(
+            &self,
+            ws: &WorkspaceId,
+            segment_id: &str,
+            updates: &[MembershipUpdate],
+            at: Timestamp,
+        ) -> Result<Vec<SegmentChange>> {
+            PgStore::update_memberships(self, ws, segment_id, updates, at).await
+        }
+        async fn segment_members(
+            &self,
+            ws: &WorkspaceId,
+            segment_id: &str,
+            page: &PageRequest,
+        ) -> Result<Page<SegmentMember>> {
+            PgStore::segment_members(self, ws, segment_id, page).await
+        }
+        async fn segment_size(&self, ws: &WorkspaceId, segment_id: &str) -> Result<u64> {
+            PgStore::segment_size(self, ws, segment_id).await
+        }
+        async fn memberships_of(&self, ws: &WorkspaceId, subject_id: &str) -> Result<Vec<String>> {
+            PgStore::memberships_of(self, ws, subject_id).await
+        }
+        async fn due_checks(&self, ws: &WorkspaceId, now: Timestamp, limit: usize) -> Result<Vec<DueCheck>> {
+            PgStore::due_checks(self, ws, now, limit).await
+        }
+        async fn segment_changes(&self, ws: &WorkspaceId, after: i64, limit: usize) -> Result<Vec<SegmentChange>> {
+            PgStore::segment_changes(self, ws, after, limit).await
         }
     }
 }

@@ -15,6 +15,7 @@ mod reads;
 mod records;
 mod runs;
 mod scores;
+mod segments;
 mod usage;
 mod writer;
 
@@ -33,6 +34,7 @@ const MIGRATIONS: &[&str] = &[
     include_str!("../migrations/0001_init.sql"),
     include_str!("../migrations/0002_usage.sql"),
     include_str!("../migrations/0003_scores.sql"),
+    include_str!("../migrations/0004_segments.sql"),
 ];
 
 const READERS: usize = 4;
@@ -462,6 +464,50 @@ mod store_impl {
             at: Timestamp,
         ) -> Result<Option<Alert>> {
             self.act_on_alert(ws, id, action, by, at).await
+        }
+        async fn insert_segment(&self, ws: &WorkspaceId, segment: &SegmentRecord) -> Result<()> {
+            SqliteStore::insert_segment(self, ws, segment).await
+        }
+        async fn update_segment(&self, ws: &WorkspaceId, segment: &SegmentRecord) -> Result<bool> {
+            SqliteStore::update_segment(self, ws, segment).await
+        }
+        async fn delete_segment(&self, ws: &WorkspaceId, id: &str) -> Result<bool> {
+            SqliteStore::delete_segment(self, ws, id).await
+        }
+        async fn get_segment(&self, ws: &WorkspaceId, id: &str) -> Result<Option<SegmentRecord>> {
+            SqliteStore::get_segment(self, ws, id).await
+        }
+        async fn list_segments(&self, ws: &WorkspaceId) -> Result<Vec<SegmentRecord>> {
+            SqliteStore::list_segments(self, ws).await
+        }
+        async fn update_memberships(
+            &self,
+            ws: &WorkspaceId,
+            segment_id: &str,
+            updates: &[MembershipUpdate],
+            at: Timestamp,
+        ) -> Result<Vec<SegmentChange>> {
+            SqliteStore::update_memberships(self, ws, segment_id, updates, at).await
+        }
+        async fn segment_members(
+            &self,
+            ws: &WorkspaceId,
+            segment_id: &str,
+            page: &PageRequest,
+        ) -> Result<Page<SegmentMember>> {
+            SqliteStore::segment_members(self, ws, segment_id, page).await
+        }
+        async fn segment_size(&self, ws: &WorkspaceId, segment_id: &str) -> Result<u64> {
+            SqliteStore::segment_size(self, ws, segment_id).await
+        }
+        async fn memberships_of(&self, ws: &WorkspaceId, subject_id: &str) -> Result<Vec<String>> {
+            SqliteStore::memberships_of(self, ws, subject_id).await
+        }
+        async fn due_checks(&self, ws: &WorkspaceId, now: Timestamp, limit: usize) -> Result<Vec<DueCheck>> {
+            SqliteStore::due_checks(self, ws, now, limit).await
+        }
+        async fn segment_changes(&self, ws: &WorkspaceId, after: i64, limit: usize) -> Result<Vec<SegmentChange>> {
+            SqliteStore::segment_changes(self, ws, after, limit).await
         }
     }
 }

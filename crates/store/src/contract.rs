@@ -23,7 +23,8 @@ macro_rules! contract_tests {
             accounts_sort_and_filter_by_their_scores,
             one_model_is_active_per_kind, alerts_stay_one_per_account_kind_and_reason,
             operators_act_on_alerts_and_their_feedback_is_kept, whole_workspace_reads_for_scoring,
-            one_account_is_read_and_written_at_once, settings_are_kept_per_workspace);
+            one_account_is_read_and_written_at_once, settings_are_kept_per_workspace,
+            segments_are_named_uniquely_within_a_workspace, memberships_record_entries_exits_and_next_checks);
     };
     (@cases $make:path; $($case:ident),* $(,)?) => {
         $(
@@ -1209,4 +1210,148 @@ pub async fn settings_are_kept_per_workspace<S: Store>(s: &S) {
     s.put_setting(&ws, "scoring", &json!({"key_events": ["b", "c"]}), t(2, 1)).await.unwrap();
     assert_eq!(s.get_setting(&ws, "scoring").await.unwrap(), Some(json!({"key_events": ["b", "c"]})));
     assert_eq!(s.get_setting(&other, "scoring").await.unwrap(), None);
+}
+
+fn segment(name: &str, condition: &str) -> SegmentRecord {
+    SegmentRecord {
+        segment_id: segments::new_segment_id(),
+        name: name.into(),
+        kind: SubjectKind::Accounts,
+        condition: condition.into(),
+        description: Some(format!("{name}, for the tests")),
+        created_at: t(2, 9),
+        updated_at: t(2, 9),
+    }
+}
+
+pub async fn segments_are_named_uniquely_within_a_workspace<S: Store>(s: &S) {
+    let ws = workspace(s, "Segments").await;
+    let other = workspace(s, "Other").await;
+    let risky = segment("At risk", "health < 40");
+    let big = SegmentRecord { kind: SubjectKind::People, description: None, ..segment("Big", "mrr > 1000") };
+    s.insert_segment(&ws, &risky).await.unwrap();
+    s.insert_segment(&ws, &big).await.unwrap();
+    assert_eq!(s.get_segment(&ws, &risky.segment_id).await.unwrap(), Some(risky.clone()));
+    let names = |list: Vec<SegmentRecord>| list.into_iter().map(|x| x.name).collect::<Vec<_>>();
+    assert_eq!(names(s.list_segments(&ws).await.unwrap()), ["At risk", "Big"]);
+    // Names are unique per workspace, and only there.
+    let again = segment("At risk", "health < 30");
+    assert!(matches!(s.insert_segment(&ws, &again).await, Err(StoreError::Conflict(_))));
+    s.insert_segment(&other, &again).await.unwrap();
+    assert_eq!(s.get_segment(&other, &risky.segment_id).await.unwrap(), None, "workspaces never share segments");
+    assert_eq!(names(s.list_segments(&other).await.unwrap()), ["At risk"]);
+    // An update replaces the definition, but not with another segment's name.
+    let renamed = SegmentRecord { name: "Big".into(), ..risky.clone() };
+    assert!(matches!(s.update_segment(&ws, &renamed).await, Err(StoreError::Conflict(_))));
+    let edited = SegmentRecord {
+        name: "Critical".into(),
+        condition: "health < 20".into(),
+        updated_at: t(3, 9),
+        ..risky.clone()
+    };
+    assert!(s.update_segment(&ws, &edited).await.unwrap());
+    assert_eq!(s.get_segment(&ws, &risky.segment_id).await.unwrap(), Some(edited.clone()));
+    assert!(!s.update_segment(&other, &edited).await.unwrap(), "not the other workspace's to change");
+    assert!(!s.update_segment(&ws, &segment("Nope", "health < 1")).await.unwrap());
+    assert!(s.delete_segment(&ws, &big.segment_id).await.unwrap());
+    assert!(!s.delete_segment(&ws, &big.segment_id).await.unwrap());
+    assert_eq!(names(s.list_segments(&ws).await.unwrap()), ["Critical"]);
+}
+
+fn update(subject: &str, member: bool, next_check: Option<DateTime<Utc>>) -> MembershipUpdate {
+    MembershipUpdate { subject_id: subject.into(), member, next_check }
+}
+
+async fn all_members<S: Store>(s: &S, ws: &WorkspaceId, segment_id: &str) -> Vec<(String, DateTime<Utc>)> {
+    let mut out = Vec::new();
+    let mut page = PageRequest::first(2);
+    loop {
+        let p = s.segment_members(ws, segment_id, &page).await.unwrap();
+        out.extend(p.items.into_iter().map(|m| (m.subject_id, m.since)));
+        match p.next {
+            Some(c) => page.after = Some(c),
+            None => return out,
+        }
+    }
+}
+
+async fn due<S: Store>(s: &S, ws: &WorkspaceId, now: DateTime<Utc>) -> Vec<(String, DateTime<Utc>)> {
+    s.due_checks(ws, now, 10).await.unwrap().into_iter().map(|d| (d.subject_id, d.at)).collect()
+}
+
+pub async fn memberships_record_entries_exits_and_next_checks<S: Store>(s: &S) {
+    let ws = workspace(s, "Members").await;
+    let other = workspace(s, "Other").await;
+    let quiet = segment("Quiet", "days_since(last_seen) > 14");
+    let rich = segment("Rich", "mrr > 1000");
+    s.insert_segment(&ws, &quiet).await.unwrap();
+    s.insert_segment(&ws, &rich).await.unwrap();
+    let changes = s
+        .update_memberships(
+            &ws,
+            &quiet.segment_id,
+            &[update("a", true, None), update("b", true, Some(t(9, 0))), update("c", false, Some(t(5, 12)))],
+            t(4, 0),
+        )
+        .await
+        .unwrap();
+    let seen = |c: &[SegmentChange]| c.iter().map(|c| (c.subject_id.clone(), c.entered, c.at)).collect::<Vec<_>>();
+    assert_eq!(seen(&changes), [("a".into(), true, t(4, 0)), ("b".into(), true, t(4, 0))]);
+    assert!(changes[0].seq < changes[1].seq);
+    s.update_memberships(&ws, &rich.segment_id, &[update("a", true, None)], t(4, 1)).await.unwrap();
+    assert_eq!(s.segment_size(&ws, &quiet.segment_id).await.unwrap(), 2);
+    assert_eq!(all_members(s, &ws, &quiet.segment_id).await, [("a".into(), t(4, 0)), ("b".into(), t(4, 0))]);
+    let mut of_a = s.memberships_of(&ws, "a").await.unwrap();
+    of_a.sort();
+    let mut both = vec![quiet.segment_id.clone(), rich.segment_id.clone()];
+    both.sort();
+    assert_eq!(of_a, both);
+
+    // Due: what is at or before now, earliest first.
+    assert_eq!(due(s, &ws, t(5, 11)).await, []);
+    assert_eq!(due(s, &ws, t(5, 12)).await, [("c".to_owned(), t(5, 12))]);
+    assert_eq!(due(s, &ws, t(10, 0)).await, [("c".to_owned(), t(5, 12)), ("b".to_owned(), t(9, 0))]);
+
+    // Evaluated again: a stays (and keeps its since), b leaves, c enters with nothing left to wait for.
+    let changes = s
+        .update_memberships(
+            &ws,
+            &quiet.segment_id,
+            &[update("a", true, None), update("b", false, None), update("c", true, None)],
+            t(5, 12),
+        )
+        .await
+        .unwrap();
+    assert_eq!(seen(&changes), [("b".into(), false, t(5, 12)), ("c".into(), true, t(5, 12))]);
+    assert_eq!(all_members(s, &ws, &quiet.segment_id).await, [("a".into(), t(4, 0)), ("c".into(), t(5, 12))]);
+    assert_eq!(due(s, &ws, t(30, 0)).await, []);
+
+    // The stream of changes, in order, from any point.
+    let stream = s.segment_changes(&ws, 0, 100).await.unwrap();
+    let kinds: Vec<(String, bool)> = stream.iter().map(|c| (c.subject_id.clone(), c.entered)).collect();
+    assert_eq!(
+        kinds,
+        [("a".into(), true), ("b".into(), true), ("a".into(), true), ("b".into(), false), ("c".into(), true)]
+    );
+    assert!(stream.windows(2).all(|w| w[0].seq < w[1].seq));
+    assert_eq!(stream[2].segment_id, rich.segment_id);
+    let rest = s.segment_changes(&ws, stream[2].seq, 2).await.unwrap();
+    assert_eq!(rest, stream[3..5]);
+    assert!(s.segment_changes(&ws, stream[4].seq, 10).await.unwrap().is_empty());
+
+    // Nothing of it reaches another workspace, and a segment it does not have takes nothing.
+    assert!(s.segment_changes(&other, 0, 100).await.unwrap().is_empty());
+    assert!(s.due_checks(&other, t(30, 0), 10).await.unwrap().is_empty());
+    assert!(s.memberships_of(&other, "a").await.unwrap().is_empty());
+    assert_eq!(s.segment_size(&other, &quiet.segment_id).await.unwrap(), 0);
+    let ignored = s.update_memberships(&other, &quiet.segment_id, &[update("z", true, None)], t(6, 0)).await.unwrap();
+    assert!(ignored.is_empty());
+    assert_eq!(s.segment_size(&other, &quiet.segment_id).await.unwrap(), 0);
+
+    // Deleting a segment takes its members and changes with it.
+    assert!(s.delete_segment(&ws, &quiet.segment_id).await.unwrap());
+    assert_eq!(s.memberships_of(&ws, "a").await.unwrap(), [rich.segment_id.clone()]);
+    let left = s.segment_changes(&ws, 0, 100).await.unwrap();
+    assert_eq!(left.len(), 1);
+    assert_eq!(left[0].segment_id, rich.segment_id);
 }

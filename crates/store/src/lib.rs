@@ -12,6 +12,7 @@ mod page;
 #[macro_use]
 mod records;
 pub mod scores;
+pub mod segments;
 pub mod usage;
 
 #[cfg(feature = "contract")]
@@ -25,6 +26,7 @@ pub use scores::{
     AlertSignal, AlertStatus, AlertSync, HealthBand, JsonText, ModelKind, ModelRecord, ModelStatus, ScorePoint,
     ScoreSummary, ScoredAccount, Severity,
 };
+pub use segments::{DueCheck, MembershipUpdate, SegmentChange, SegmentMember, SegmentRecord, SubjectKind};
 pub use usage::{Credit, DailyUsage, Usage, UsageRow};
 
 use async_trait::async_trait;
@@ -309,4 +311,43 @@ pub trait Store: Send + Sync + 'static {
         by: &str,
         at: Timestamp,
     ) -> Result<Option<Alert>>;
+
+    // Segments.
+    /// Stores a new segment; [`StoreError::Conflict`] when the workspace has one of that name.
+    async fn insert_segment(&self, ws: &WorkspaceId, segment: &SegmentRecord) -> Result<()>;
+    /// Replaces a segment's name, condition and description; `false` when there is none of
+    /// that id. [`StoreError::Conflict`] when another segment has the new name. Its members
+    /// stay until they are evaluated again.
+    async fn update_segment(&self, ws: &WorkspaceId, segment: &SegmentRecord) -> Result<bool>;
+    /// Deletes a segment with its memberships and their changes; `false` when there is none.
+    async fn delete_segment(&self, ws: &WorkspaceId, id: &str) -> Result<bool>;
+    async fn get_segment(&self, ws: &WorkspaceId, id: &str) -> Result<Option<SegmentRecord>>;
+    /// The workspace's segments by name.
+    async fn list_segments(&self, ws: &WorkspaceId) -> Result<Vec<SegmentRecord>>;
+    /// Records memberships just evaluated, in one transaction: a subject that enters or
+    /// leaves gets a [`SegmentChange`] at `at` (returned, in `updates`' order), one whose
+    /// membership is unchanged keeps its `since`, and each keeps its next check. Updates of
+    /// a segment the workspace does not have are ignored.
+    async fn update_memberships(
+        &self,
+        ws: &WorkspaceId,
+        segment_id: &str,
+        updates: &[MembershipUpdate],
+        at: Timestamp,
+    ) -> Result<Vec<SegmentChange>>;
+    /// A segment's current members by subject id.
+    async fn segment_members(
+        &self,
+        ws: &WorkspaceId,
+        segment_id: &str,
+        page: &PageRequest,
+    ) -> Result<Page<SegmentMember>>;
+    /// How many members a segment has.
+    async fn segment_size(&self, ws: &WorkspaceId, segment_id: &str) -> Result<u64>;
+    /// The segments `subject_id` is a member of, by id.
+    async fn memberships_of(&self, ws: &WorkspaceId, subject_id: &str) -> Result<Vec<String>>;
+    /// Memberships whose next check is at or before `now`, earliest first, at most `limit`.
+    async fn due_checks(&self, ws: &WorkspaceId, now: Timestamp, limit: usize) -> Result<Vec<DueCheck>>;
+    /// Entries and exits after `after` (a [`SegmentChange::seq`]), in order, at most `limit`.
+    async fn segment_changes(&self, ws: &WorkspaceId, after: i64, limit: usize) -> Result<Vec<SegmentChange>>;
 }
