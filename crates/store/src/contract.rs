@@ -1350,7 +1350,7 @@ pub async fn memberships_record_entries_exits_and_next_checks<S: Store>(s: &S) {
 
     // Deleting a segment takes its members and changes with it.
     assert!(s.delete_segment(&ws, &quiet.segment_id).await.unwrap());
-    assert_eq!(s.memberships_of(&ws, "a").await.unwrap(), [rich.segment_id.clone()]);
+    assert_eq!(s.memberships_of(&ws, "a").await.unwrap(), std::slice::from_ref(&rich.segment_id));
     let left = s.segment_changes(&ws, 0, 100).await.unwrap();
     assert_eq!(left.len(), 1);
     assert_eq!(left[0].segment_id, rich.segment_id);
