@@ -53,6 +53,23 @@ impl Money {
     pub fn new(minor: i64, currency: Currency) -> Self {
         Money { minor, currency }
     }
+
+    /// The amount in the currency's major unit (dollars for USD, yen for JPY).
+    pub fn major(&self) -> f64 {
+        self.minor as f64 / 10f64.powi(self.currency.decimals() as i32)
+    }
+}
+
+impl Currency {
+    /// Digits after the decimal point of the currency's minor unit, as ISO 4217 has them.
+    pub fn decimals(&self) -> u32 {
+        match self.as_str() {
+            "BIF" | "CLP" | "DJF" | "GNF" | "ISK" | "JPY" | "KMF" | "KRW" | "PYG" | "RWF" | "UGX" | "VND" | "VUV"
+            | "XAF" | "XOF" | "XPF" => 0,
+            "BHD" | "IQD" | "JOD" | "KWD" | "LYD" | "OMR" | "TND" => 3,
+            _ => 2,
+        }
+    }
 }
 
 impl fmt::Display for Money {
@@ -64,6 +81,14 @@ impl fmt::Display for Money {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn amounts_in_major_units_follow_the_currency() {
+        let in_ = |minor, c: &str| Money::new(minor, Currency::parse(c).unwrap()).major();
+        assert_eq!(in_(12_345, "usd"), 123.45);
+        assert_eq!(in_(12_345, "JPY"), 12_345.0);
+        assert_eq!(in_(12_345, "KWD"), 12.345);
+    }
 
     #[test]
     fn currencies_are_normalised_and_checked() {

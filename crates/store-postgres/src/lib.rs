@@ -434,6 +434,9 @@ mod store_impl {
         ) -> Result<Option<Alert>> {
             self.act_on_alert(ws, id, action, by, at).await
         }
+        async fn vocabulary(&self, ws: &WorkspaceId) -> Result<Vocabulary> {
+            PgStore::vocabulary(self, ws).await
+        }
         async fn insert_segment(&self, ws: &WorkspaceId, segment: &SegmentRecord) -> Result<()> {
             PgStore::insert_segment(self, ws, segment).await
         }

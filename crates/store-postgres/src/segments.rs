@@ -6,7 +6,7 @@ use sqlx::{AssertSqlSafe, Row};
 use std::collections::HashMap;
 use store::{
     Cursor, DueCheck, MembershipUpdate, Page, PageRequest, Result, SegmentChange, SegmentMember, SegmentRecord,
-    StoreError, SubjectKind,
+    StoreError, SubjectKind, Vocabulary,
 };
 
 use crate::{PgStore, db_error};
@@ -37,6 +37,33 @@ fn to_change((seq, segment_id, subject_id, entered, at): ChangeRow) -> SegmentCh
 }
 
 impl PgStore {
+    pub(crate) async fn vocabulary(&self, ws: &WorkspaceId) -> Result<Vocabulary> {
+        let traits = |kind: &'static str| {
+            sqlx::query("SELECT DISTINCT key FROM trait_history WHERE workspace_id = $1 AND subject_kind = $2")
+                .bind(ws.as_str())
+                .bind(kind)
+                .fetch_all(&self.pool)
+        };
+        let (accounts, people, events) = tokio::try_join!(
+            traits("account"),
+            traits("person"),
+            sqlx::query("SELECT DISTINCT metric FROM usage_months WHERE workspace_id = $1")
+                .bind(ws.as_str())
+                .fetch_all(&self.pool),
+        )
+        .map_err(db_error)?;
+        let sorted = |rows: Vec<sqlx::postgres::PgRow>| {
+            let mut out: Vec<String> = rows.into_iter().map(|r| r.get(0)).collect();
+            out.sort();
+            out
+        };
+        Ok(Vocabulary {
+            account_traits: sorted(accounts),
+            person_traits: sorted(people),
+            events: sorted(events).into_iter().filter(|m| !m.starts_with('$')).collect(),
+        })
+    }
+
     pub(crate) async fn insert_segment(&self, ws: &WorkspaceId, seg: &SegmentRecord) -> Result<()> {
         sqlx::query(AssertSqlSafe(format!(
             "INSERT INTO segments (workspace_id, {SEGMENT_COLUMNS}) VALUES ($1, $2, $3, $4, $5, $6, $7, $8)"

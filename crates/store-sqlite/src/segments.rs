@@ -4,7 +4,7 @@ use domain::{Timestamp, WorkspaceId};
 use rusqlite::{OptionalExtension, Row, params};
 use store::{
     Cursor, DueCheck, MembershipUpdate, Page, PageRequest, Result, SegmentChange, SegmentMember, SegmentRecord,
-    StoreError, SubjectKind,
+    StoreError, SubjectKind, Vocabulary,
 };
 
 use crate::{SqliteStore, ms, opt_time, sql_error, time};
@@ -49,6 +49,31 @@ fn change(r: &Row<'_>) -> rusqlite::Result<SegmentChange> {
 }
 
 impl SqliteStore {
+    pub(crate) async fn vocabulary(&self, ws: &WorkspaceId) -> Result<Vocabulary> {
+        let n = self.ws_number(ws).await?;
+        let ws = ws.clone();
+        self.read(move |conn| {
+            let strings = |sql: &str, p: &[&dyn rusqlite::ToSql]| -> Result<Vec<String>> {
+                let mut stmt = conn.prepare_cached(sql).map_err(sql_error)?;
+                let rows = stmt.query_map(p, |r| r.get::<_, String>(0)).map_err(sql_error)?;
+                let mut out = rows.collect::<rusqlite::Result<Vec<_>>>().map_err(sql_error)?;
+                out.sort();
+                Ok(out)
+            };
+            let traits = "SELECT DISTINCT key FROM trait_history WHERE workspace_id = ?1 AND subject_kind = ?2";
+            let events = match n {
+                Some(n) => strings("SELECT DISTINCT metric FROM usage_months WHERE ws = ?1", &[&n])?,
+                None => Vec::new(),
+            };
+            Ok(Vocabulary {
+                account_traits: strings(traits, &[&ws.as_str(), &"account"])?,
+                person_traits: strings(traits, &[&ws.as_str(), &"person"])?,
+                events: events.into_iter().filter(|m| !m.starts_with('$')).collect(),
+            })
+        })
+        .await
+    }
+
     pub(crate) async fn insert_segment(&self, ws: &WorkspaceId, seg: &SegmentRecord) -> Result<()> {
         let (ws, seg) = (ws.clone(), seg.clone());
         self.write(move |conn| {

@@ -24,7 +24,8 @@ macro_rules! contract_tests {
             one_model_is_active_per_kind, alerts_stay_one_per_account_kind_and_reason,
             operators_act_on_alerts_and_their_feedback_is_kept, whole_workspace_reads_for_scoring,
             one_account_is_read_and_written_at_once, settings_are_kept_per_workspace,
-            segments_are_named_uniquely_within_a_workspace, memberships_record_entries_exits_and_next_checks);
+            segments_are_named_uniquely_within_a_workspace, memberships_record_entries_exits_and_next_checks,
+            the_vocabulary_is_what_the_data_names);
     };
     (@cases $make:path; $($case:ident),* $(,)?) => {
         $(
@@ -1354,4 +1355,38 @@ pub async fn memberships_record_entries_exits_and_next_checks<S: Store>(s: &S) {
     let left = s.segment_changes(&ws, 0, 100).await.unwrap();
     assert_eq!(left.len(), 1);
     assert_eq!(left[0].segment_id, rich.segment_id);
+}
+
+pub async fn the_vocabulary_is_what_the_data_names<S: Store>(s: &S) {
+    let ws = workspace(s, "Words").await;
+    let other = workspace(s, "Other").await;
+    let traits = |v: Value| v.as_object().unwrap().clone();
+    let mut ops = person_ops("p1", "u1", t(1, 1));
+    ops.push(Op::UpsertAccount { account_id: acct("acme"), at: t(1, 1) });
+    ops.push(Op::SetPersonTraits {
+        person_id: "p1".into(),
+        traits: traits(json!({"role": "admin", "email": "a@acme.test"})),
+        at: t(1, 1),
+    });
+    ops.push(Op::SetAccountTraits {
+        account_id: acct("acme"),
+        traits: traits(json!({"region": "EMEA", "plan": "pro"})),
+        at: t(1, 1),
+    });
+    ops.push(Op::SetAccountTraits { account_id: acct("acme"), traits: traits(json!({"plan": "team"})), at: t(2, 1) });
+    s.append_events(&ws, &events(json!([track("w0", "u1", "login", 1)]))).await.unwrap();
+    let used = |metric: &str, events| Usage {
+        person_id: "p1".into(),
+        day: chrono::NaiveDate::from_ymd_opt(2026, 10, 1).unwrap(),
+        metric: metric.into(),
+        credit: Credit::Named(acct("acme")),
+        events,
+    };
+    let usage = vec![used("login", 2), used("Report Created", 1), used(usage::PAGE, 3), used(usage::ANY, 6)];
+    process(s, &ws, Changes { ops, usage, ..Default::default() }).await;
+    let v = s.vocabulary(&ws).await.unwrap();
+    assert_eq!(v.account_traits, ["plan", "region"]);
+    assert_eq!(v.person_traits, ["email", "role"]);
+    assert_eq!(v.events, ["Report Created", "login"]);
+    assert_eq!(s.vocabulary(&other).await.unwrap(), Vocabulary::default());
 }

@@ -26,7 +26,7 @@ pub use scores::{
     AlertSignal, AlertStatus, AlertSync, HealthBand, JsonText, ModelKind, ModelRecord, ModelStatus, ScorePoint,
     ScoreSummary, ScoredAccount, Severity,
 };
-pub use segments::{DueCheck, MembershipUpdate, SegmentChange, SegmentMember, SegmentRecord, SubjectKind};
+pub use segments::{DueCheck, MembershipUpdate, SegmentChange, SegmentMember, SegmentRecord, SubjectKind, Vocabulary};
 pub use usage::{Credit, DailyUsage, Usage, UsageRow};
 
 use async_trait::async_trait;
@@ -313,6 +313,8 @@ pub trait Store: Send + Sync + 'static {
     ) -> Result<Option<Alert>>;
 
     // Segments.
+    /// The trait keys and events the workspace's data has.
+    async fn vocabulary(&self, ws: &WorkspaceId) -> Result<Vocabulary>;
     /// Stores a new segment; [`StoreError::Conflict`] when the workspace has one of that name.
     async fn insert_segment(&self, ws: &WorkspaceId, segment: &SegmentRecord) -> Result<()>;
     /// Replaces a segment's name, condition and description; `false` when there is none of

@@ -77,6 +77,17 @@ pub struct DueCheck {
     pub at: Timestamp,
 }
 
+/// The names a workspace's data has: what a segment's condition may name.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Vocabulary {
+    /// Every trait key accounts have had, sorted.
+    pub account_traits: Vec<String>,
+    /// Every trait key people have had, sorted.
+    pub person_traits: Vec<String>,
+    /// Every event counted in the usage rollups (`$page`, `$screen` and `$any` aside), sorted.
+    pub events: Vec<String>,
+}
+
 pub fn new_segment_id() -> String {
     format!("seg_{}", domain::random_token(16))
 }
