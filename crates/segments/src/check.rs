@@ -160,14 +160,23 @@ struct Checker<'a> {
     depends_on: Vec<String>,
     events: Vec<String>,
     window_days: u32,
+    all_usage: bool,
     warnings: Vec<Warning>,
 }
 
 pub(crate) fn check(text: &str, expr: &Expr, schema: &Schema) -> Result<Segment, Error> {
-    let mut c =
-        Checker { text, schema, depends_on: Vec::new(), events: Vec::new(), window_days: 0, warnings: Vec::new() };
+    let mut c = Checker {
+        text,
+        schema,
+        depends_on: Vec::new(),
+        events: Vec::new(),
+        window_days: 0,
+        all_usage: false,
+        warnings: Vec::new(),
+    };
     let cond = c.cond(expr)?;
-    Ok(Segment { cond, depends_on: c.depends_on, events: c.events, window_days: c.window_days, warnings: c.warnings })
+    let usage_days = (!c.all_usage).then_some(c.window_days);
+    Ok(Segment { cond, depends_on: c.depends_on, events: c.events, usage_days, warnings: c.warnings })
 }
 
 impl Checker<'_> {
@@ -385,6 +394,15 @@ impl Checker<'_> {
 
     fn call(&mut self, name: &str, args: &[Arg], span: Span) -> Result<(Term, Type), Error> {
         let usage = |s: &str| format!("{name} takes {s}");
+        if self.schema.kind == Kind::People && matches!(name, "count" | "active_days" | "first" | "last") {
+            return Err(self.error(
+                span,
+                format!(
+                    "{name} counts an account's events, which a people segment cannot yet; use it in an accounts \
+                     segment, and days_since(last_seen) for a person's activity"
+                ),
+            ));
+        }
         match (name, args) {
             ("count", [Arg::Event(e, es), Arg::Value(w)]) => {
                 let events = self.event(e, *es);
@@ -403,6 +421,7 @@ impl Checker<'_> {
             )),
             ("first" | "last", [Arg::Event(e, es)]) => {
                 let events = self.event(e, *es);
+                self.all_usage = true;
                 Ok((if name == "first" { Term::First(events) } else { Term::Last(events) }, Type::Time))
             }
             ("first" | "last", _) => {

@@ -102,8 +102,9 @@ pub struct Segment {
     pub depends_on: Vec<String>,
     /// The events it counts or looks up, as written.
     pub events: Vec<String>,
-    /// The longest window it counts over, in days (0 when it counts none).
-    pub window_days: u32,
+    /// How many days of usage it reads, today included: `Some(0)` when none, `None` when all
+    /// of it (`first` and `last` look at every day).
+    pub usage_days: Option<u32>,
     /// What is valid but probably not what was meant.
     pub warnings: Vec<Warning>,
 }

@@ -163,6 +163,9 @@ fn names_and_types_are_checked_with_suggestions() {
     let e = compile("health < 40", &schema(Kind::People)).unwrap_err();
     assert!(e.message.starts_with("`health` is not a field of a person"), "{e}");
     assert!(compile("email == \"a@b.co\" and days_since(last_seen) > 3", &schema(Kind::People)).is_ok());
+    let e = compile("count(event \"login\", 7d) > 0", &schema(Kind::People)).unwrap_err();
+    assert_eq!((e.line, e.column, e.length), (1, 1, 24));
+    assert!(e.message.starts_with("count counts an account's events"), "{e}");
 }
 
 #[test]
@@ -171,7 +174,7 @@ fn what_is_valid_but_unknown_is_a_warning() {
     let messages: Vec<&str> = s.warnings.iter().map(|w| w.message.as_str()).collect();
     assert_eq!(messages, ["no event named \"Invoice Paid\" has arrived yet", "no one has the trait \"tier\" yet"]);
     assert_eq!((s.warnings[1].line, s.warnings[1].column), (1, 42));
-    assert_eq!(s.window_days, 30);
+    assert_eq!(s.usage_days, Some(30));
     assert_eq!(s.events, ["Invoice Paid"]);
 }
 
@@ -309,6 +312,8 @@ fn first_use_within_days_of_signup() {
     let mut a = account(Some(50.0), "pro");
     a.fields.insert(Field::CreatedAt, Val::Time(at(2026, 11, 1, 15)));
     let s = compile("first(event \"Project Created\") within 7d of signup", &accounts()).unwrap();
+    assert_eq!(s.usage_days, None, "first use looks at every day");
+    assert_eq!(compile("health < 40", &accounts()).unwrap().usage_days, Some(0));
     let now = at(2026, 12, 1, 0);
     assert!(!s.evaluate(&a, now).member, "never created a project");
     a.events.push((day("2026-11-08"), "Project Created".into(), 1));

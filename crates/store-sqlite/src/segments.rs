@@ -11,7 +11,7 @@ use crate::{SqliteStore, ms, opt_time, sql_error, time};
 
 const SEGMENT_COLUMNS: &str = "segment_id, name, kind, condition, description, created_at, updated_at";
 
-fn segment(r: &Row<'_>) -> rusqlite::Result<(String, String, String, String, Option<String>, i64, i64)> {
+fn segment(r: &Row<'_>) -> rusqlite::Result<SegmentRow> {
     Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?, r.get(4)?, r.get(5)?, r.get(6)?))
 }
 

@@ -1,0 +1,169 @@
+use super::*;
+use chrono::{DateTime, TimeZone, Utc};
+use serde_json::{Value, json};
+
+fn at(month: u32, day: u32, hour: u32) -> DateTime<Utc> {
+    Utc.with_ymd_and_hms(2026, month, day, hour, 0, 0).unwrap()
+}
+
+fn track(id: &str, user: &str, account: &str, event: &str, when: DateTime<Utc>) -> Value {
+    json!({"type": "track", "messageId": id, "userId": user, "event": event,
+           "context": {"groupId": account}, "timestamp": when.to_rfc3339()})
+}
+
+struct World {
+    _dir: tempfile::TempDir,
+    store: Arc<store_sqlite::SqliteStore>,
+    ws: WorkspaceId,
+    engine: Engine,
+}
+
+impl World {
+    async fn new(events: Value) -> World {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Arc::new(store_sqlite::SqliteStore::open_in_dir(dir.path()).unwrap());
+        let ws = store.create_workspace("Segments").await.unwrap().workspace_id;
+        let world = World { _dir: dir, engine: Engine::new(store.clone()), store, ws };
+        world.add(events).await;
+        world
+    }
+
+    /// Appends events and processes them, as ingest would.
+    async fn add(&self, events: Value) {
+        self.store.append_events(&self.ws, &store::contract::events(events)).await.unwrap();
+        let processor = processor::Processor::new(self.store.clone(), Default::default());
+        processor.run_until_idle(&self.ws).await.unwrap();
+    }
+
+    async fn create(&self, name: &str, condition: &str, now: DateTime<Utc>) -> Result<Saved> {
+        let d = Definition {
+            name: name.into(),
+            kind: SubjectKind::Accounts,
+            condition: condition.into(),
+            description: None,
+        };
+        self.engine.create(&self.ws, &d, now).await
+    }
+
+    async fn members(&self, segment_id: &str) -> Vec<String> {
+        self.engine.members(&self.ws, segment_id).await.unwrap()
+    }
+}
+
+fn entries(changes: &[SegmentChange]) -> Vec<(String, bool)> {
+    changes.iter().map(|c| (c.subject_id.clone(), c.entered)).collect()
+}
+
+/// acme created reports on the 1st and the 17th; beta only logs in; gamma's last report was
+/// on the 10th.
+fn story() -> Value {
+    json!([
+        track("e1", "u1", "acme", "Report Created", at(11, 1, 9)),
+        track("e2", "u1", "acme", "Report Created", at(11, 17, 9)),
+        track("e3", "u2", "beta", "login", at(11, 18, 9)),
+        track("e4", "u3", "gamma", "Report Created", at(11, 10, 9)),
+        track("e5", "u3", "gamma", "login", at(11, 19, 9)),
+    ])
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_time_based_condition_flips_at_its_moment_and_entries_are_recorded() {
+    let w = World::new(story()).await;
+    let now = at(11, 20, 12);
+    let saved = w.create("Reporting lapsed", "count(event \"report_created\", 7d) == 0", now).await.unwrap();
+    assert_eq!(saved.warnings, []);
+    assert_eq!(saved.size, 2);
+    let id = saved.segment.segment_id.clone();
+    assert_eq!(w.members(&id).await, ["beta", "gamma"]);
+    let changes = w.store.segment_changes(&w.ws, 0, 100).await.unwrap();
+    assert_eq!(entries(&changes), [("beta".into(), true), ("gamma".into(), true)]);
+    assert!(changes.iter().all(|c| c.at == now && c.segment_id == id));
+
+    // acme's report of the 17th leaves the 7-day window at midnight of the 24th, not before.
+    assert_eq!(entries(&w.engine.run_due(&w.ws, at(11, 23, 23)).await.unwrap()), []);
+    let flipped = w.engine.run_due(&w.ws, at(11, 24, 0)).await.unwrap();
+    assert_eq!(entries(&flipped), [("acme".into(), true)]);
+    assert_eq!(flipped[0].at, at(11, 24, 0));
+    assert_eq!(w.members(&id).await, ["acme", "beta", "gamma"]);
+    // Nothing is left to wait for.
+    assert!(w.store.due_checks(&w.ws, at(12, 31, 0), 10).await.unwrap().is_empty());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_event_moves_an_account_through_the_segments_that_test_each_other() {
+    let w = World::new(story()).await;
+    let now = at(11, 20, 12);
+    let lapsed = w.create("Reporting lapsed", "count(event \"Report Created\", 7d) == 0", now).await.unwrap();
+    let active =
+        w.create("Active lapsed", "in segment \"Reporting lapsed\" and active_days(3d) >= 1", now).await.unwrap();
+    assert_eq!(w.members(&active.segment.segment_id).await, ["beta", "gamma"]);
+
+    // gamma creates a report: it leaves both, in one pass, the dependent after the other.
+    w.add(json!([track("e6", "u3", "gamma", "Report Created", at(11, 20, 13))])).await;
+    let later = at(11, 20, 14);
+    let changes = w.engine.evaluate_accounts(&w.ws, &[AccountId::parse("gamma").unwrap()], later).await.unwrap();
+    let by_segment: Vec<(String, String, bool)> =
+        changes.iter().map(|c| (c.segment_id.clone(), c.subject_id.clone(), c.entered)).collect();
+    assert_eq!(
+        by_segment,
+        [
+            (lapsed.segment.segment_id.clone(), "gamma".into(), false),
+            (active.segment.segment_id.clone(), "gamma".into(), false)
+        ]
+    );
+    assert_eq!(w.members(&lapsed.segment.segment_id).await, ["beta"]);
+    assert_eq!(w.members(&active.segment.segment_id).await, ["beta"]);
+    // An account evaluated with nothing new changes nothing.
+    let again = w.engine.evaluate_accounts(&w.ws, &[AccountId::parse("beta").unwrap()], later).await.unwrap();
+    assert_eq!(again, []);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_preview_counts_without_saving_and_bad_definitions_are_refused() {
+    let w = World::new(story()).await;
+    let now = at(11, 20, 12);
+    let p = w
+        .engine
+        .preview(
+            &w.ws,
+            SubjectKind::Accounts,
+            "first(event \"Report Created\") is set and traits.tier is not set",
+            now,
+            1,
+        )
+        .await
+        .unwrap();
+    assert_eq!((p.size, p.of), (2, 3));
+    assert_eq!(p.sample, ["acme"]);
+    assert_eq!(p.warnings.len(), 1, "{:?}", p.warnings);
+    assert!(w.store.list_segments(&w.ws).await.unwrap().is_empty(), "a preview saves nothing");
+
+    let Err(Error::Invalid(e)) = w.create("Broken", "health < 40 and\n  plan in (\"pro\" \"team\")", now).await else {
+        panic!("a condition that does not parse is refused")
+    };
+    assert_eq!((e.line, e.column), (2, 18));
+    let Err(Error::Refused(why)) = w.create("", "health < 40", now).await else { panic!("a name is needed") };
+    assert!(why.starts_with("name:"), "{why}");
+
+    let a = w.create("A", "health < 40", now).await.unwrap();
+    w.create("B", "in segment \"A\"", now).await.unwrap();
+    let d = Definition {
+        name: "A".into(),
+        kind: SubjectKind::Accounts,
+        condition: "in segment \"B\"".into(),
+        description: None,
+    };
+    let Err(Error::Refused(why)) = w.engine.update(&w.ws, &a.segment.segment_id, &d, now).await else {
+        panic!("a cycle is refused")
+    };
+    assert_eq!(why, "condition: segments would test their own membership through each other: B -> A -> B");
+    let Err(Error::Refused(why)) = w.engine.delete(&w.ws, &a.segment.segment_id).await else {
+        panic!("a segment another tests stays")
+    };
+    assert!(why.starts_with("B test membership of \"A\""), "{why}");
+    let Err(Error::Refused(why)) = w.create("A", "health < 10", now).await else { panic!("names are unique") };
+    assert_eq!(why, "name: a segment named \"A\" exists");
+    let people =
+        Definition { name: "P".into(), kind: SubjectKind::People, condition: "email is set".into(), description: None };
+    assert!(matches!(w.engine.create(&w.ws, &people, now).await, Err(Error::Refused(_))));
+}
