@@ -33,6 +33,7 @@ impl ApiError {
         let code = match what {
             "account" => "account_not_found",
             "person" => "person_not_found",
+            "segment" => "segment_not_found",
             _ => "not_found",
         };
         ApiError::new(StatusCode::NOT_FOUND, code, message)

@@ -47,7 +47,7 @@ fn number(
 }
 
 /// The caller, who must be allowed to change things (admin or member).
-async fn operator(s: &AppState, headers: &HeaderMap) -> Result<ApiKey, ApiError> {
+pub(crate) async fn operator(s: &AppState, headers: &HeaderMap) -> Result<ApiKey, ApiError> {
     let key = auth::secret_key(s, headers).await?;
     if key.role == KeyRole::Viewer {
         return Err(ApiError::new(StatusCode::FORBIDDEN, "forbidden", "a viewer key can read but not change anything"));
@@ -63,7 +63,7 @@ async fn admin(s: &AppState, headers: &HeaderMap) -> Result<ApiKey, ApiError> {
     Ok(key)
 }
 
-async fn workspace(s: &AppState, headers: &HeaderMap) -> Result<WorkspaceId, ApiError> {
+pub(crate) async fn workspace(s: &AppState, headers: &HeaderMap) -> Result<WorkspaceId, ApiError> {
     Ok(auth::secret_key(s, headers).await?.workspace_id)
 }
 

@@ -8,6 +8,7 @@ mod error;
 mod ingest;
 mod intel;
 mod ops;
+mod segments;
 
 pub use error::ApiError;
 
@@ -60,6 +61,7 @@ struct Inner {
     keys: auth::KeyCache,
     metrics: metrics_exporter_prometheus::PrometheusHandle,
     scoring: Option<Arc<scoring::service::Service>>,
+    membership: Arc<membership::Engine>,
 }
 
 impl AppState {
@@ -69,6 +71,7 @@ impl AppState {
                 inflight: Semaphore::new(config.max_inflight_events),
                 keys: auth::KeyCache::new(config.key_cache_ttl),
                 metrics: ops::metrics_handle(),
+                membership: Arc::new(membership::Engine::new(store.clone())),
                 store,
                 processor,
                 config,
@@ -85,6 +88,11 @@ impl AppState {
 
     pub fn store(&self) -> &Arc<dyn Store> {
         &self.inner.store
+    }
+
+    /// Segments and their members.
+    pub fn membership(&self) -> &Arc<membership::Engine> {
+        &self.inner.membership
     }
 }
 
@@ -116,6 +124,14 @@ pub fn router(state: AppState) -> Router {
         .route("/api/v1/models", get(intel::list_models))
         .route("/api/v1/models/train", post(intel::train_models))
         .route("/api/v1/settings/scoring", get(intel::get_scoring_settings).put(intel::put_scoring_settings))
+        .route("/api/v1/segments", get(segments::list_segments).post(segments::create_segment))
+        .route("/api/v1/segments/preview", post(segments::preview_segment))
+        .route("/api/v1/segments/changes", get(segments::segment_changes))
+        .route(
+            "/api/v1/segments/{id}",
+            get(segments::get_segment).put(segments::update_segment).delete(segments::delete_segment),
+        )
+        .route("/api/v1/segments/{id}/members", get(segments::segment_members))
         .route("/api/v1/people/{id}", get(api::get_person))
         .route("/api/v1/events", get(api::list_events));
     let ops = Router::new()
