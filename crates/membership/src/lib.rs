@@ -383,6 +383,85 @@ impl Engine {
         Ok(size)
     }
 
+    /// Evaluates every account for every segment, in one pass per account, and records what
+    /// changed: what a full recompute is, after a scoring run or on a schedule.
+    pub async fn recompute_all(&self, ws: &WorkspaceId, now: Timestamp) -> Result<Vec<SegmentChange>> {
+        let w = self.workspace(ws).await?;
+        if w.ordered.is_empty() {
+            return Ok(Vec::new());
+        }
+        let records = self.load_all(ws, w.usage_days, now).await?;
+        let mut current = self.all_memberships(ws, &w).await?;
+        let mut updates: Vec<Vec<MembershipUpdate>> = vec![Vec::new(); w.ordered.len()];
+        let mut ids: Vec<&AccountId> = records.accounts.keys().collect();
+        ids.sort();
+        for account in ids {
+            let mut names = current.remove(account.as_str()).unwrap_or_default();
+            for (i, c) in w.ordered.iter().enumerate() {
+                let was = names.contains(&c.record.name);
+                let v = c.segment.evaluate(&records.facts(account, &names, now), now);
+                if v.member {
+                    names.insert(c.record.name.clone());
+                } else {
+                    names.remove(&c.record.name);
+                }
+                // Subjects that neither are, were, nor wait for a moment need no row.
+                if v.member || was || v.next_change.is_some() {
+                    updates[i].push(MembershipUpdate {
+                        subject_id: account.to_string(),
+                        member: v.member,
+                        next_check: v.next_change,
+                    });
+                }
+            }
+        }
+        let mut changes = Vec::new();
+        for (c, u) in w.ordered.iter().zip(updates) {
+            for chunk in u.chunks(UPDATES_PER_WRITE) {
+                changes.extend(self.store.update_memberships(ws, &c.record.segment_id, chunk, now).await?);
+            }
+        }
+        Ok(changes)
+    }
+
+    /// Keeps every workspace's segments current until `shutdown`: each `tick`, the results
+    /// due to change by time; each `full`, every account again (scores and records that
+    /// changed since are taken in).
+    pub async fn run(self: Arc<Self>, tick: Duration, full: Duration, shutdown: tokio_util::sync::CancellationToken) {
+        let mut last_full: HashMap<WorkspaceId, Instant> = HashMap::new();
+        loop {
+            match self.store.list_workspaces().await {
+                Ok(workspaces) => {
+                    for w in workspaces {
+                        let ws = w.workspace_id;
+                        let now = chrono::Utc::now();
+                        let stale = last_full.get(&ws).is_none_or(|t| t.elapsed() >= full);
+                        let done = if stale {
+                            self.recompute_all(&ws, now).await.map(|c| {
+                                last_full.insert(ws.clone(), Instant::now());
+                                c.len()
+                            })
+                        } else {
+                            self.run_due(&ws, now).await.map(|c| c.len())
+                        };
+                        match done {
+                            Ok(0) => {}
+                            Ok(n) => tracing::debug!(workspace = %ws, changes = n, "segment memberships changed"),
+                            Err(e) => {
+                                tracing::warn!(workspace = %ws, error = %e, "segment evaluation failed; tried again next tick")
+                            }
+                        }
+                    }
+                }
+                Err(e) => tracing::warn!(error = %e, "could not list workspaces for segment evaluation"),
+            }
+            tokio::select! {
+                _ = shutdown.cancelled() => return,
+                _ = tokio::time::sleep(tick) => {}
+            }
+        }
+    }
+
     /// Evaluates `accounts` for every segment and records what changed: what processing
     /// calls for the accounts a slice touched.
     pub async fn evaluate_accounts(

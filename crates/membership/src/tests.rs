@@ -167,3 +167,41 @@ async fn a_preview_counts_without_saving_and_bad_definitions_are_refused() {
         Definition { name: "P".into(), kind: SubjectKind::People, condition: "email is set".into(), description: None };
     assert!(matches!(w.engine.create(&w.ws, &people, now).await, Err(Error::Refused(_))));
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_full_recompute_agrees_with_evaluating_the_changed_account() {
+    let (one, all) = (World::new(story()).await, World::new(story()).await);
+    let now = at(11, 20, 12);
+    let later = at(11, 20, 14);
+    let mut ids = Vec::new();
+    for w in [&one, &all] {
+        let a = w.create("Reporting lapsed", "count(event \"Report Created\", 7d) == 0", now).await.unwrap();
+        let b = w
+            .create("Quiet and lapsed", "in segment \"Reporting lapsed\" and active_days(2d) == 0", now)
+            .await
+            .unwrap();
+        ids.push((a.segment.segment_id, b.segment.segment_id));
+        w.add(json!([
+            track("e6", "u3", "gamma", "Report Created", at(11, 20, 13)),
+            track("e7", "u4", "delta", "login", at(11, 20, 13)),
+        ]))
+        .await;
+    }
+    let by_one = one
+        .engine
+        .evaluate_accounts(&one.ws, &["gamma", "delta"].map(|a| AccountId::parse(a).unwrap()), later)
+        .await
+        .unwrap();
+    let by_all = all.engine.recompute_all(&all.ws, later).await.unwrap();
+    // The same changes either way: gamma reported again, delta is new and has never reported.
+    let mut one_changes: Vec<(String, bool)> = entries(&by_one);
+    let mut all_changes: Vec<(String, bool)> = entries(&by_all);
+    one_changes.sort();
+    all_changes.sort();
+    assert_eq!(one_changes, all_changes);
+    assert_eq!(all_changes, [("delta".into(), true), ("gamma".into(), false)]);
+    for (w, (a, b)) in [(&one, &ids[0]), (&all, &ids[1])] {
+        assert_eq!(w.members(a).await, ["beta", "delta"]);
+        assert_eq!(w.members(b).await, ["beta"]);
+    }
+}

@@ -24,6 +24,16 @@ pub struct Config {
     pub ingest: IngestConfig,
     pub processor: ProcessorSettings,
     pub scoring: ScoringConfig,
+    pub segments: SegmentsConfig,
+}
+
+#[derive(Clone, Debug, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SegmentsConfig {
+    /// Milliseconds between looking for memberships due to change by time.
+    pub tick_ms: u64,
+    /// Minutes between evaluating every account for every segment again.
+    pub recompute_minutes: u64,
 }
 
 #[derive(Clone, Debug, Serialize, Deserialize)]
@@ -65,6 +75,7 @@ impl Default for Config {
             ingest: IngestConfig { max_inflight_events: 200_000, key_cache_ttl_secs: 5 },
             processor: ProcessorSettings { batch: 2_000, max_batch: 8_000, gather_ms: 100 },
             scoring: ScoringConfig { enabled: true, rescore_minutes: 60, retrain_hours: 7 * 24 },
+            segments: SegmentsConfig { tick_ms: 1_000, recompute_minutes: 5 },
         }
     }
 }

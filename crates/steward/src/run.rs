@@ -103,6 +103,7 @@ pub async fn start(config: &Config, discard_events: bool) -> Result<Running> {
     );
     let state = server::AppState::new(store, Some(processor.clone()), config.server_config(discard_events))
         .with_scoring(scoring.clone());
+    let membership = state.membership().clone();
     let http = {
         let shutdown = shutdown.clone();
         tokio::spawn(async move {
@@ -115,6 +116,11 @@ pub async fn start(config: &Config, discard_events: bool) -> Result<Running> {
     let mut tasks = vec![http, processing];
     if config.scoring.enabled && !discard_events {
         tasks.push(tokio::spawn(scoring.clone().run(shutdown.clone())));
+    }
+    if !discard_events {
+        let tick = std::time::Duration::from_millis(config.segments.tick_ms.max(10));
+        let full = std::time::Duration::from_secs(config.segments.recompute_minutes.max(1) * 60);
+        tasks.push(tokio::spawn(membership.run(tick, full, shutdown.clone())));
     }
     tracing::info!(%addr, store = %backend.describe(config), "steward is serving");
     Ok(Running { addr, shutdown, backend, tasks, scoring })
