@@ -46,6 +46,8 @@ const RECOMPILE: Duration = Duration::from_secs(60);
 const UPDATES_PER_WRITE: usize = 5_000;
 /// Due checks taken per round.
 const DUE_PER_ROUND: usize = 1_000;
+/// Accounts or people touched beyond which every account is evaluated in bulk instead.
+const MAX_TOUCHED: usize = 2_000;
 
 /// A segment as saved: definition, members, and what its condition left to warn about.
 #[derive(Clone, Debug, Serialize)]
@@ -424,12 +426,70 @@ impl Engine {
         Ok(changes)
     }
 
-    /// Keeps every workspace's segments current until `shutdown`: each `tick`, the results
-    /// due to change by time; each `full`, every account again (scores and records that
-    /// changed since are taken in).
-    pub async fn run(self: Arc<Self>, tick: Duration, full: Duration, shutdown: tokio_util::sync::CancellationToken) {
+    /// Keeps every workspace's segments current until `shutdown`: the accounts each
+    /// processed slice touched (from `touched`) at once; each `tick`, the results due to
+    /// change by time; each `full`, every account again (scores and records that changed
+    /// since are taken in, and whatever a lagging listener missed).
+    pub async fn run(
+        self: Arc<Self>,
+        mut touched: Option<tokio::sync::broadcast::Receiver<processor::Touched>>,
+        tick: Duration,
+        full: Duration,
+        shutdown: tokio_util::sync::CancellationToken,
+    ) {
+        use tokio::sync::broadcast::error::{RecvError, TryRecvError};
         let mut last_full: HashMap<WorkspaceId, Instant> = HashMap::new();
+        let mut next_tick = Instant::now() + tick;
         loop {
+            let received = match touched.as_mut() {
+                Some(rx) => tokio::select! {
+                    _ = shutdown.cancelled() => return,
+                    r = rx.recv() => Some(r),
+                    _ = tokio::time::sleep_until(next_tick.into()) => None,
+                },
+                None => tokio::select! {
+                    _ = shutdown.cancelled() => return,
+                    _ = tokio::time::sleep_until(next_tick.into()) => None,
+                },
+            };
+            if let Some(first) = received {
+                // Everything waiting, by workspace, in one evaluation each.
+                let mut batch: HashMap<WorkspaceId, (HashSet<AccountId>, HashSet<String>)> = HashMap::new();
+                let mut missed = false;
+                let mut take = |r: Result<processor::Touched, ()>| match r {
+                    Ok(t) => {
+                        let entry = batch.entry(t.workspace).or_default();
+                        entry.0.extend(t.accounts);
+                        entry.1.extend(t.people);
+                    }
+                    Err(()) => missed = true,
+                };
+                match first {
+                    Ok(t) => take(Ok(t)),
+                    Err(RecvError::Lagged(_)) => take(Err(())),
+                    Err(RecvError::Closed) => touched = None,
+                }
+                if let Some(rx) = touched.as_mut() {
+                    loop {
+                        match rx.try_recv() {
+                            Ok(t) => take(Ok(t)),
+                            Err(TryRecvError::Lagged(_)) => take(Err(())),
+                            Err(TryRecvError::Empty | TryRecvError::Closed) => break,
+                        }
+                    }
+                }
+                if missed {
+                    // Some slices went unseen: every workspace gets a full pass next tick.
+                    last_full.clear();
+                }
+                for (ws, (accounts, people)) in batch {
+                    if let Err(e) = self.evaluate_touched(&ws, accounts, people, chrono::Utc::now()).await {
+                        tracing::warn!(workspace = %ws, error = %e, "segment evaluation after processing failed; the next full pass covers it");
+                    }
+                }
+                continue;
+            }
+            next_tick = Instant::now() + tick;
             match self.store.list_workspaces().await {
                 Ok(workspaces) => {
                     for w in workspaces {
@@ -455,11 +515,32 @@ impl Engine {
                 }
                 Err(e) => tracing::warn!(error = %e, "could not list workspaces for segment evaluation"),
             }
-            tokio::select! {
-                _ = shutdown.cancelled() => return,
-                _ = tokio::time::sleep(tick) => {}
+        }
+    }
+
+    /// Evaluates the accounts a slice touched: those it named, and those of the people it
+    /// touched. A slice that touched very many (an import) is evaluated in full instead.
+    pub async fn evaluate_touched(
+        &self,
+        ws: &WorkspaceId,
+        mut accounts: HashSet<AccountId>,
+        people: HashSet<String>,
+        now: Timestamp,
+    ) -> Result<Vec<SegmentChange>> {
+        if self.workspace(ws).await?.ordered.is_empty() {
+            return Ok(Vec::new());
+        }
+        if people.len() > MAX_TOUCHED || accounts.len() > MAX_TOUCHED {
+            return self.recompute_all(ws, now).await;
+        }
+        for p in people {
+            if let Some(person) = self.store.get_person(ws, &p).await? {
+                accounts.extend(person.account_ids);
             }
         }
+        let mut accounts: Vec<AccountId> = accounts.into_iter().collect();
+        accounts.sort();
+        self.evaluate_accounts(ws, &accounts, now).await
     }
 
     /// Evaluates `accounts` for every segment and records what changed: what processing

@@ -205,3 +205,46 @@ async fn a_full_recompute_agrees_with_evaluating_the_changed_account() {
         assert_eq!(w.members(b).await, ["beta"]);
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn running_beside_processing_an_event_moves_its_account_at_once() {
+    let now = Utc::now();
+    let w = World::new(json!([
+        track("e1", "u1", "acme", "Report Created", now - chrono::Duration::days(1)),
+        track("e2", "u2", "beta", "login", now - chrono::Duration::days(1)),
+    ]))
+    .await;
+    let saved = w.create("Reporting lapsed", "count(event \"Report Created\", 7d) == 0", now).await.unwrap();
+    let id = saved.segment.segment_id.clone();
+    assert_eq!(w.members(&id).await, ["beta"]);
+
+    let engine = Arc::new(Engine::new(w.store.clone()));
+    let processor = processor::Processor::new(w.store.clone(), Default::default());
+    let shutdown = tokio_util::sync::CancellationToken::new();
+    let touched = processor.subscribe();
+    let tasks = [
+        tokio::spawn(processor.clone().run(shutdown.clone())),
+        // No pass at all in the time the test takes (the first comes a tick after the start):
+        // only what slices touched is evaluated.
+        tokio::spawn(engine.run(Some(touched), Duration::from_secs(3600), Duration::from_secs(3600), shutdown.clone())),
+    ];
+    w.store
+        .append_events(
+            &w.ws,
+            &store::contract::events(json!([track("e3", "u2", "beta", "Report Created", Utc::now())])),
+        )
+        .await
+        .unwrap();
+    processor.wake();
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while w.members(&id).await.contains(&"beta".to_owned()) {
+        assert!(Instant::now() < deadline, "beta never left the segment");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let changes = w.store.segment_changes(&w.ws, 0, 100).await.unwrap();
+    assert_eq!(entries(&changes), [("beta".into(), true), ("beta".into(), false)]);
+    shutdown.cancel();
+    for t in tasks {
+        t.await.unwrap();
+    }
+}

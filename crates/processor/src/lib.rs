@@ -11,7 +11,7 @@ mod resolve;
 mod worker;
 
 pub use resolve::resolve;
-pub use worker::{Processor, ProcessorConfig};
+pub use worker::{Processor, ProcessorConfig, Touched};
 
 #[cfg(test)]
 mod tests;

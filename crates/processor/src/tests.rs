@@ -250,3 +250,33 @@ async fn first_and_last_seen_are_kept_to_the_minute() {
         (Some(at(0, 0) - chrono::Duration::seconds(1)), Some(at(5, 0)))
     );
 }
+
+#[tokio::test]
+async fn each_slice_says_which_accounts_and_people_it_touched() {
+    let app = App::new().await;
+    let p = Processor::new(app.store.clone(), ProcessorConfig { batch: 1000, max_batch: 1000, ..Default::default() });
+    let mut touched = p.subscribe();
+    let at = |d: u32| Utc.with_ymd_and_hms(2026, 10, d, 10, 0, 0).unwrap().to_rfc3339();
+    app.send(json!([
+        {"type": "group", "messageId": "g1", "userId": "ana", "groupId": "acme", "timestamp": at(1)},
+        {"type": "track", "messageId": "t1", "userId": "ana", "event": "Report Created", "timestamp": at(2)},
+        {"type": "identify", "messageId": "i1", "userId": "bob", "traits": {"plan": "x"}, "timestamp": at(2)},
+    ]))
+    .await;
+    p.run_until_idle(&app.ws).await.unwrap();
+    let first = touched.try_recv().unwrap();
+    let ana = app.person("ana").await.person_id;
+    let bob = app.person("bob").await.person_id;
+    let mut people = vec![ana.clone(), bob];
+    people.sort();
+    assert_eq!(first.workspace, app.ws);
+    assert_eq!(first.accounts, [AccountId::parse("acme").unwrap()]);
+    assert_eq!(first.people, people);
+    // A later slice with ana's usage alone names her, whose account it counts for.
+    app.send(json!([{"type": "track", "messageId": "t2", "userId": "ana", "event": "Export", "timestamp": at(3)}]))
+        .await;
+    p.run_until_idle(&app.ws).await.unwrap();
+    let second = touched.try_recv().unwrap();
+    assert_eq!((second.accounts.as_slice(), second.people.as_slice()), (&[][..], &[ana][..]));
+    assert!(touched.try_recv().is_err(), "one message per slice");
+}

@@ -43,9 +43,70 @@ impl Default for ProcessorConfig {
     }
 }
 
+/// What a processed slice changed: accounts whose records or usage it touched, and people
+/// whose records or usage it touched (their accounts' usage with them). For those who keep
+/// something current as processing goes (segments).
+#[derive(Clone, Debug, PartialEq)]
+pub struct Touched {
+    pub workspace: WorkspaceId,
+    pub accounts: Vec<AccountId>,
+    pub people: Vec<String>,
+}
+
+impl Touched {
+    fn of(workspace: &WorkspaceId, changes: &store::Changes) -> Touched {
+        let mut accounts: HashSet<&AccountId> = HashSet::default();
+        let mut people: HashSet<&str> = HashSet::default();
+        for op in &changes.ops {
+            match op {
+                Op::UpsertAccount { account_id, .. } | Op::SetAccountTraits { account_id, .. } => {
+                    accounts.insert(account_id);
+                }
+                Op::AddMembership { person_id, account_id, .. } => {
+                    accounts.insert(account_id);
+                    people.insert(person_id);
+                }
+                Op::Seen { person_id, account_id, .. } => {
+                    accounts.extend(account_id);
+                    people.extend(person_id.as_deref());
+                }
+                Op::PersonSeen { person_id, .. } | Op::SetPersonTraits { person_id, .. } => {
+                    people.insert(person_id);
+                }
+                _ => {}
+            }
+        }
+        for e in &changes.event_people {
+            people.insert(&e.person_id);
+            accounts.extend(e.account_id.as_ref());
+        }
+        for u in &changes.usage {
+            people.insert(&u.person_id);
+            match &u.credit {
+                store::Credit::Named(a) => {
+                    accounts.insert(a);
+                }
+                store::Credit::Members { people: p, joined } => {
+                    people.extend(p.iter().map(String::as_str));
+                    accounts.extend(joined);
+                }
+            }
+        }
+        let mut accounts: Vec<AccountId> = accounts.into_iter().cloned().collect();
+        accounts.sort();
+        let mut people: Vec<String> = people.into_iter().map(str::to_owned).collect();
+        people.sort();
+        Touched { workspace: workspace.clone(), accounts, people }
+    }
+}
+
+/// Slices' [`Touched`] waiting for a slow listener; beyond, it is told it missed some.
+const TOUCHED_BACKLOG: usize = 1_024;
+
 pub struct Processor {
     store: Arc<dyn Store>,
     config: ProcessorConfig,
+    touched: tokio::sync::broadcast::Sender<Touched>,
     /// Where each workspace's processing is; reloaded from the store when another process
     /// moved it.
     cursors: Mutex<HashMap<WorkspaceId, Cursor>>,
@@ -163,7 +224,14 @@ impl KnownIdentities {
 
 impl Processor {
     pub fn new(store: Arc<dyn Store>, config: ProcessorConfig) -> Arc<Processor> {
-        Arc::new(Processor { store, config, cursors: Mutex::default(), wake: Notify::new() })
+        let (touched, _) = tokio::sync::broadcast::channel(TOUCHED_BACKLOG);
+        Arc::new(Processor { store, config, touched, cursors: Mutex::default(), wake: Notify::new() })
+    }
+
+    /// What each slice processed from now on touched. A listener that falls more than
+    /// [`TOUCHED_BACKLOG`] slices behind is told so (`Lagged`) and should look at everything.
+    pub fn subscribe(&self) -> tokio::sync::broadcast::Receiver<Touched> {
+        self.touched.subscribe()
     }
 
     /// Tells the worker that events were appended.
@@ -234,6 +302,10 @@ impl Processor {
         .await
         .map_err(|e| store::StoreError::Backend(format!("resolving a slice failed: {e}")))?;
         if self.store.apply_changes(ws, from, to, &changes).await? {
+            if self.touched.receiver_count() > 0 {
+                // None listening is the only way this fails.
+                let _ = self.touched.send(Touched::of(ws, &changes));
+            }
             known.learn(learned, seen, &changes.ops);
             cursors.insert(ws.clone(), Cursor { at: to, slice: next_slice, known });
             drop(cursors);

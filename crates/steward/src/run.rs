@@ -112,6 +112,8 @@ pub async fn start(config: &Config, discard_events: bool) -> Result<Running> {
             }
         })
     };
+    // Segments follow what each slice touched from the first slice on.
+    let touched = (!discard_events).then(|| processor.subscribe());
     let processing = tokio::spawn(processor.run(shutdown.clone()));
     let mut tasks = vec![http, processing];
     if config.scoring.enabled && !discard_events {
@@ -120,7 +122,7 @@ pub async fn start(config: &Config, discard_events: bool) -> Result<Running> {
     if !discard_events {
         let tick = std::time::Duration::from_millis(config.segments.tick_ms.max(10));
         let full = std::time::Duration::from_secs(config.segments.recompute_minutes.max(1) * 60);
-        tasks.push(tokio::spawn(membership.run(tick, full, shutdown.clone())));
+        tasks.push(tokio::spawn(membership.run(touched, tick, full, shutdown.clone())));
     }
     tracing::info!(%addr, store = %backend.describe(config), "steward is serving");
     Ok(Running { addr, shutdown, backend, tasks, scoring })
