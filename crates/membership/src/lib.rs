@@ -11,6 +11,7 @@ mod facts;
 
 use chrono::{Days, NaiveDate};
 use domain::{AccountId, Timestamp, WorkspaceId};
+use futures_util::StreamExt;
 use segments::{Schema, Segment, Warning};
 use serde::Serialize;
 use std::collections::{HashMap, HashSet};
@@ -46,6 +47,8 @@ const RECOMPILE: Duration = Duration::from_secs(60);
 const UPDATES_PER_WRITE: usize = 5_000;
 /// Due checks taken per round.
 const DUE_PER_ROUND: usize = 1_000;
+/// Accounts whose records are read at once when some are evaluated.
+const READS_AT_ONCE: usize = 8;
 /// Accounts or people touched beyond which every account is evaluated in bulk instead.
 const MAX_TOUCHED: usize = 2_000;
 
@@ -560,24 +563,33 @@ impl Engine {
         let by_id: HashMap<&str, &str> =
             w.ordered.iter().map(|c| (c.record.segment_id.as_str(), c.record.name.as_str())).collect();
         let mut updates: Vec<Vec<MembershipUpdate>> = vec![Vec::new(); w.ordered.len()];
-        for account in accounts {
-            let r = self
-                .store
-                .account_records(
-                    ws,
-                    account,
-                    (from, today + Days::new(1)),
-                    (today - Days::new(400), today + Days::new(1)),
-                )
-                .await?;
+        // Each account's reads, a few at a time (the store has several readers).
+        let read = |account: &AccountId| {
+            let account = account.clone();
+            async move {
+                let r = self
+                    .store
+                    .account_records(
+                        ws,
+                        &account,
+                        (from, today + Days::new(1)),
+                        (today - Days::new(400), today + Days::new(1)),
+                    )
+                    .await?;
+                let ids = self.store.memberships_of(ws, account.as_str()).await?;
+                Ok::<_, Error>((account, r, ids))
+            }
+        };
+        let read: Vec<_> = futures_util::stream::iter(accounts.iter().map(read))
+            .buffered(READS_AT_ONCE)
+            .collect::<Vec<_>>()
+            .await
+            .into_iter()
+            .collect::<Result<_>>()?;
+        for (account, r, ids) in read {
             let Some(record) = r.account else { continue };
-            let mut names: HashSet<String> = self
-                .store
-                .memberships_of(ws, account.as_str())
-                .await?
-                .iter()
-                .filter_map(|id| by_id.get(id.as_str()).map(|n| n.to_string()))
-                .collect();
+            let mut names: HashSet<String> =
+                ids.iter().filter_map(|id| by_id.get(id.as_str()).map(|n| n.to_string())).collect();
             let records = Records {
                 accounts: HashMap::from([(account.clone(), record)]),
                 scores: r.scores.last().map(|p| (account.clone(), p.clone())).into_iter().collect(),
@@ -585,7 +597,7 @@ impl Engine {
                 usage: HashMap::from([(account.clone(), r.usage)]),
             };
             for (i, c) in w.ordered.iter().enumerate() {
-                let v = c.segment.evaluate(&records.facts(account, &names, now), now);
+                let v = c.segment.evaluate(&records.facts(&account, &names, now), now);
                 if v.member {
                     names.insert(c.record.name.clone());
                 } else {
@@ -598,11 +610,14 @@ impl Engine {
                 });
             }
         }
-        let mut changes = Vec::new();
-        for (c, u) in w.ordered.iter().zip(updates) {
-            changes.extend(self.store.update_memberships(ws, &c.record.segment_id, &u, now).await?);
-        }
-        Ok(changes)
+        // One write per segment, all at once: they share the store's commits.
+        let writes = w
+            .ordered
+            .iter()
+            .zip(&updates)
+            .map(|(c, u)| self.store.update_memberships(ws, &c.record.segment_id, u, now));
+        let written = futures_util::future::try_join_all(writes).await?;
+        Ok(written.into_iter().flatten().collect())
     }
 
     /// Evaluates again the accounts whose results were due to change by `now`; returns the

@@ -62,6 +62,21 @@ pub enum BenchCommand {
         #[arg(long, default_value_t = 1000)]
         single: usize,
     },
+    /// Segment membership after an event (events at a steady rate, processing and segment
+    /// evaluation running as in the server) and a full evaluation of every account for five
+    /// segments, through SQLite.
+    Segments {
+        #[arg(long, default_value_t = 10_000)]
+        accounts: usize,
+        /// Events per second, each a probe of an account not probed yet.
+        #[arg(long, default_value_t = 1_000)]
+        rate: u64,
+        #[arg(long, default_value_t = 10)]
+        seconds: u64,
+        /// Full evaluations timed before the latency run.
+        #[arg(long, default_value_t = 3)]
+        full: usize,
+    },
     /// Time training the churn model (the ensemble with its calibration folds) on synthetic
     /// observation rows.
     Train {
@@ -108,6 +123,9 @@ fn dir_size(dir: &std::path::Path) -> Result<u64> {
 pub async fn run(config: Config, command: BenchCommand) -> Result<()> {
     if let BenchCommand::Train { rows, features, repeat } = command {
         return tokio::task::spawn_blocking(move || train(rows, features, repeat)).await?;
+    }
+    if let BenchCommand::Segments { accounts, rate, seconds, full } = command {
+        return crate::bench_segments::run(accounts, rate.max(1), seconds, full).await;
     }
     if let BenchCommand::Score { accounts, repeat, single } = command {
         let sizes = accounts

@@ -3,6 +3,7 @@
 mod admin;
 mod bench;
 mod bench_score;
+mod bench_segments;
 mod cli;
 mod client;
 mod config;

@@ -142,7 +142,7 @@ impl Args {
 /// Marks the transaction's commit as not waiting for its WAL to reach the disk: scores and
 /// the alerts they open are derived from stored data and made again if lost. PostgreSQL
 /// keeps commits in WAL order, so a later synchronous commit makes this one durable too.
-async fn derived(conn: &mut PgConnection) -> Result<()> {
+pub(crate) async fn derived(conn: &mut PgConnection) -> Result<()> {
     sqlx::query("SET LOCAL synchronous_commit TO OFF").execute(&mut *conn).await.map_err(db_error)?;
     Ok(())
 }

@@ -143,6 +143,8 @@ impl PgStore {
         at: Timestamp,
     ) -> Result<Vec<SegmentChange>> {
         let mut tx = self.pool.begin().await.map_err(db_error)?;
+        // Derived from stored records, and evaluated again if lost.
+        crate::scores::derived(&mut tx).await?;
         let exists = sqlx::query("SELECT 1 FROM segments WHERE workspace_id = $1 AND segment_id = $2")
             .bind(ws.as_str())
             .bind(segment_id)

@@ -7,6 +7,7 @@ use store::{
     StoreError, SubjectKind, Vocabulary,
 };
 
+use crate::writer::Priority;
 use crate::{SqliteStore, ms, opt_time, sql_error, time};
 
 const SEGMENT_COLUMNS: &str = "segment_id, name, kind, condition, description, created_at, updated_at";
@@ -169,7 +170,9 @@ impl SqliteStore {
         at: Timestamp,
     ) -> Result<Vec<SegmentChange>> {
         let (ws, segment_id, updates) = (ws.clone(), segment_id.to_owned(), updates.to_vec());
-        self.write(move |conn| {
+        // Derived from stored records, and evaluated again if lost: the commit does not wait
+        // for the disk (see `Durability::Derived`).
+        self.write_derived(Priority::Now, move |conn| {
             let exists: Option<i64> = conn
                 .prepare_cached("SELECT 1 FROM segments WHERE workspace_id = ?1 AND segment_id = ?2")
                 .map_err(sql_error)?
