@@ -65,6 +65,22 @@ pub async fn run(mut config: Config, seed: u64, accounts: usize, days: u32, no_s
     // The server's own schedule may have scored first: count what is open, not what this run opened.
     let open_alerts = run.alerts.opened + run.alerts.updated;
     println!("Scored {} accounts: {at_risk} at risk; {open_alerts} open alerts.", run.accounts);
+    let mut saved = Vec::new();
+    for (name, condition) in SEGMENTS {
+        let d = membership::Definition {
+            name: name.into(),
+            kind: store::SubjectKind::Accounts,
+            condition: condition.into(),
+            description: None,
+        };
+        let s = running
+            .membership
+            .create(&ws.workspace_id, &d, Utc::now())
+            .await
+            .with_context(|| format!("segment {name:?}"))?;
+        saved.push(format!("{name} ({})", s.size));
+    }
+    println!("Saved {} segments: {}.", saved.len(), saved.join(", "));
     println!();
     if no_serve {
         println!("Steward demo data is ready; `steward serve --data-dir DIR` serves it (DIR as below)");
@@ -84,6 +100,7 @@ pub async fn run(mut config: Config, seed: u64, accounts: usize, days: u32, no_s
     );
     println!("  curl -s -H 'Authorization: Bearer {}' '{base}/api/v1/accounts?sort=churn_risk&limit=5'", ws.admin_key);
     println!("  curl -s -H 'Authorization: Bearer {}' '{base}/api/v1/alerts?unresolved=true&limit=5'", ws.admin_key);
+    println!("  curl -s -H 'Authorization: Bearer {}' '{base}/api/v1/segments'", ws.admin_key);
     println!("  curl -s -u '{}:' {base}/v1/track -d '{{\"userId\":\"u1\",\"event\":\"Tried Steward\"}}'", ws.write_key);
     if no_serve {
         running.stop().await;
@@ -95,6 +112,16 @@ pub async fn run(mut config: Config, seed: u64, accounts: usize, days: u32, no_s
     running.stop().await;
     Ok(())
 }
+
+/// The segments a CS team starts with, over the simulated product's events.
+const SEGMENTS: [(&str, &str); 6] = [
+    ("At risk and paying", "band == \"at_risk\" and mrr > 0"),
+    ("Big accounts at risk", "in segment \"At risk and paying\" and mrr >= 500"),
+    ("Gone quiet", "days_since(last_seen) > 14 and mrr > 0"),
+    ("Active, no reports", "active_days(28d) >= 4 and count(event \"Report Created\", 28d) == 0"),
+    ("New, no project yet", "days_since(signup) <= 30 and last(event \"Project Created\") is not set"),
+    ("Ready to expand", "expansion >= 0.5 or (seats > 0 and active_users >= seats)"),
+];
 
 /// The simulated customers' billing history, as a billing connector would store it.
 async fn billing(store: &dyn store::Store, ws: &domain::WorkspaceId, sim: &Simulation) -> Result<usize> {

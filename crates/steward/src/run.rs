@@ -62,6 +62,7 @@ pub struct Running {
     pub shutdown: CancellationToken,
     pub backend: Backend,
     pub scoring: std::sync::Arc<scoring::service::Service>,
+    pub membership: std::sync::Arc<membership::Engine>,
     tasks: Vec<tokio::task::JoinHandle<()>>,
 }
 
@@ -122,10 +123,10 @@ pub async fn start(config: &Config, discard_events: bool) -> Result<Running> {
     if !discard_events {
         let tick = std::time::Duration::from_millis(config.segments.tick_ms.max(10));
         let full = std::time::Duration::from_secs(config.segments.recompute_minutes.max(1) * 60);
-        tasks.push(tokio::spawn(membership.run(touched, tick, full, shutdown.clone())));
+        tasks.push(tokio::spawn(membership.clone().run(touched, tick, full, shutdown.clone())));
     }
     tracing::info!(%addr, store = %backend.describe(config), "steward is serving");
-    Ok(Running { addr, shutdown, backend, tasks, scoring })
+    Ok(Running { addr, shutdown, backend, tasks, scoring, membership })
 }
 
 pub async fn serve(config: Config, discard_events: bool) -> Result<()> {

@@ -104,4 +104,27 @@ async fn the_demo_shows_health_forecasts_alerts_and_models_from_every_kind_of_da
     let models = get("/api/v1/models".into()).await;
     let kinds: HashSet<&str> = models["data"].as_array().unwrap().iter().map(|m| m["kind"].as_str().unwrap()).collect();
     assert_eq!(kinds, HashSet::from(["churn", "expansion"]));
+
+    // The segments a CS team starts with, each with members the API lists.
+    let segments = get("/api/v1/segments".into()).await;
+    let sizes: Vec<(&str, u64)> = segments["data"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|s| (s["segment"]["name"].as_str().unwrap(), s["size"].as_u64().unwrap()))
+        .collect();
+    assert_eq!(sizes.len(), 6, "{segments}");
+    let size = |name: &str| sizes.iter().find(|(n, _)| *n == name).unwrap_or_else(|| panic!("no {name}")).1;
+    assert!(size("At risk and paying") >= 1, "{sizes:?}");
+    assert!(size("Big accounts at risk") <= size("At risk and paying"), "{sizes:?}");
+    let at_risk =
+        segments["data"].as_array().unwrap().iter().find(|s| s["segment"]["name"] == "At risk and paying").unwrap();
+    let id = at_risk["segment"]["segment_id"].as_str().unwrap();
+    let members = get(format!("/api/v1/segments/{id}/members?limit=1000")).await;
+    for m in members["data"].as_array().unwrap() {
+        let account = m["subject_id"].as_str().unwrap();
+        let health = get(format!("/api/v1/accounts/{account}/health")).await;
+        assert_eq!(health["band"], "at_risk", "{account} is in the segment: {health}");
+    }
+    assert!(printed(&stdout, "Saved").parse::<u32>().is_ok_and(|n| n == 6), "{stdout}");
 }
