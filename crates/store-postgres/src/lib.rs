@@ -434,6 +434,9 @@ mod store_impl {
         ) -> Result<Option<Alert>> {
             self.act_on_alert(ws, id, action, by, at).await
         }
+        async fn list_people(&self, ws: &WorkspaceId, page: &PageRequest) -> Result<Page<PersonSummary>> {
+            PgStore::list_people(self, ws, page).await
+        }
         async fn vocabulary(&self, ws: &WorkspaceId) -> Result<Vocabulary> {
             PgStore::vocabulary(self, ws).await
         }

@@ -5,8 +5,8 @@ use domain::{Timestamp, WorkspaceId};
 use sqlx::{AssertSqlSafe, Row};
 use std::collections::HashMap;
 use store::{
-    Cursor, DueCheck, MembershipUpdate, Page, PageRequest, Result, SegmentChange, SegmentMember, SegmentRecord,
-    StoreError, SubjectKind, Vocabulary,
+    Cursor, DueCheck, MembershipUpdate, Page, PageRequest, PersonSummary, Result, SegmentChange, SegmentMember,
+    SegmentRecord, StoreError, SubjectKind, Vocabulary,
 };
 
 use crate::{PgStore, db_error};
@@ -37,6 +37,34 @@ fn to_change((seq, segment_id, subject_id, entered, at): ChangeRow) -> SegmentCh
 }
 
 impl PgStore {
+    pub(crate) async fn list_people(&self, ws: &WorkspaceId, page: &PageRequest) -> Result<Page<PersonSummary>> {
+        let after = match &page.after {
+            Some(c) => c.parts(1)?[0].clone(),
+            None => String::new(),
+        };
+        let rows = sqlx::query(
+            "SELECT person_id, user_id, traits, first_seen_at, last_seen_at FROM people
+             WHERE workspace_id = $1 AND person_id > $2 ORDER BY person_id LIMIT $3",
+        )
+        .bind(ws.as_str())
+        .bind(after)
+        .bind(page.fetch_limit() as i64)
+        .fetch_all(&self.pool)
+        .await
+        .map_err(db_error)?;
+        let people = rows
+            .into_iter()
+            .map(|r| PersonSummary {
+                person_id: r.get(0),
+                user_id: r.get(1),
+                traits: r.get(2),
+                first_seen_at: r.get(3),
+                last_seen_at: r.get(4),
+            })
+            .collect();
+        Ok(page.finish(people, |p| Cursor(vec![p.person_id.clone()])))
+    }
+
     pub(crate) async fn vocabulary(&self, ws: &WorkspaceId) -> Result<Vocabulary> {
         let traits = |kind: &'static str| {
             sqlx::query("SELECT DISTINCT key FROM trait_history WHERE workspace_id = $1 AND subject_kind = $2")

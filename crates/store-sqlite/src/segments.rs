@@ -3,8 +3,8 @@
 use domain::{Timestamp, WorkspaceId};
 use rusqlite::{OptionalExtension, Row, params};
 use store::{
-    Cursor, DueCheck, MembershipUpdate, Page, PageRequest, Result, SegmentChange, SegmentMember, SegmentRecord,
-    StoreError, SubjectKind, Vocabulary,
+    Cursor, DueCheck, MembershipUpdate, Page, PageRequest, PersonSummary, Result, SegmentChange, SegmentMember,
+    SegmentRecord, StoreError, SubjectKind, Vocabulary,
 };
 
 use crate::writer::Priority;
@@ -50,6 +50,37 @@ fn change(r: &Row<'_>) -> rusqlite::Result<SegmentChange> {
 }
 
 impl SqliteStore {
+    pub(crate) async fn list_people(&self, ws: &WorkspaceId, page: &PageRequest) -> Result<Page<PersonSummary>> {
+        let (ws, page) = (ws.clone(), page.clone());
+        self.read(move |conn| {
+            let after = match &page.after {
+                Some(c) => c.parts(1)?[0].clone(),
+                None => String::new(),
+            };
+            let mut stmt = conn
+                .prepare_cached(
+                    "SELECT person_id, user_id, traits, first_seen_at, last_seen_at FROM people
+                     WHERE workspace_id = ?1 AND person_id > ?2 ORDER BY person_id LIMIT ?3",
+                )
+                .map_err(sql_error)?;
+            let rows = stmt
+                .query_map(params![ws.as_str(), after, page.fetch_limit() as i64], |r| {
+                    Ok(PersonSummary {
+                        person_id: r.get(0)?,
+                        user_id: r.get(1)?,
+                        traits: crate::json_col(&r.get::<_, String>(2)?),
+                        first_seen_at: opt_time(r.get(3)?),
+                        last_seen_at: opt_time(r.get(4)?),
+                    })
+                })
+                .map_err(sql_error)?
+                .collect::<rusqlite::Result<Vec<_>>>()
+                .map_err(sql_error)?;
+            Ok(page.finish(rows, |p| Cursor(vec![p.person_id.clone()])))
+        })
+        .await
+    }
+
     pub(crate) async fn vocabulary(&self, ws: &WorkspaceId) -> Result<Vocabulary> {
         let n = self.ws_number(ws).await?;
         let ws = ws.clone();

@@ -25,7 +25,7 @@ macro_rules! contract_tests {
             operators_act_on_alerts_and_their_feedback_is_kept, whole_workspace_reads_for_scoring,
             one_account_is_read_and_written_at_once, settings_are_kept_per_workspace,
             segments_are_named_uniquely_within_a_workspace, memberships_record_entries_exits_and_next_checks,
-            the_vocabulary_is_what_the_data_names);
+            the_vocabulary_is_what_the_data_names, people_list_in_pages_by_id);
     };
     (@cases $make:path; $($case:ident),* $(,)?) => {
         $(
@@ -1389,4 +1389,34 @@ pub async fn the_vocabulary_is_what_the_data_names<S: Store>(s: &S) {
     assert_eq!(v.person_traits, ["email", "role"]);
     assert_eq!(v.events, ["Report Created", "login"]);
     assert_eq!(s.vocabulary(&other).await.unwrap(), Vocabulary::default());
+}
+
+pub async fn people_list_in_pages_by_id<S: Store>(s: &S) {
+    let ws = workspace(s, "People").await;
+    let other = workspace(s, "Other").await;
+    let mut ops = Vec::new();
+    for i in 0..5 {
+        ops.extend(person_ops(&format!("p{i}"), &format!("u{i}"), t(1, i + 1)));
+    }
+    let traits = json!({"email": "p3@acme.test"}).as_object().unwrap().clone();
+    ops.push(Op::SetPersonTraits { person_id: "p3".into(), traits, at: t(2, 1) });
+    ops.push(Op::PersonSeen { person_id: "p3".into(), first: t(3, 1), last: t(4, 1) });
+    process(s, &ws, Changes { ops, ..Default::default() }).await;
+    let mut all = Vec::new();
+    let mut page = PageRequest::first(2);
+    loop {
+        let p = s.list_people(&ws, &page).await.unwrap();
+        all.extend(p.items);
+        match p.next {
+            Some(c) => page.after = Some(c),
+            None => break,
+        }
+    }
+    let ids: Vec<&str> = all.iter().map(|p| p.person_id.as_str()).collect();
+    assert_eq!(ids, ["p0", "p1", "p2", "p3", "p4"]);
+    assert_eq!(all[3].user_id.as_deref(), Some("u3"));
+    assert_eq!(all[3].traits, json!({"email": "p3@acme.test"}));
+    assert_eq!(all[3].last_seen_at, Some(t(4, 1)));
+    assert!(all[3].first_seen_at.is_some_and(|f| f <= t(3, 1)));
+    assert!(s.list_people(&other, &PageRequest::first(10)).await.unwrap().items.is_empty());
 }

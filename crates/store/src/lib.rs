@@ -26,7 +26,9 @@ pub use scores::{
     AlertSignal, AlertStatus, AlertSync, HealthBand, JsonText, ModelKind, ModelRecord, ModelStatus, ScorePoint,
     ScoreSummary, ScoredAccount, Severity,
 };
-pub use segments::{DueCheck, MembershipUpdate, SegmentChange, SegmentMember, SegmentRecord, SubjectKind, Vocabulary};
+pub use segments::{
+    DueCheck, MembershipUpdate, PersonSummary, SegmentChange, SegmentMember, SegmentRecord, SubjectKind, Vocabulary,
+};
 pub use usage::{Credit, DailyUsage, Usage, UsageRow};
 
 use async_trait::async_trait;
@@ -313,6 +315,8 @@ pub trait Store: Send + Sync + 'static {
     ) -> Result<Option<Alert>>;
 
     // Segments.
+    /// The workspace's people by id, as people segments read them.
+    async fn list_people(&self, ws: &WorkspaceId, page: &PageRequest) -> Result<Page<PersonSummary>>;
     /// The trait keys and events the workspace's data has.
     async fn vocabulary(&self, ws: &WorkspaceId) -> Result<Vocabulary>;
     /// Stores a new segment; [`StoreError::Conflict`] when the workspace has one of that name.

@@ -88,6 +88,16 @@ pub struct Vocabulary {
     pub events: Vec<String>,
 }
 
+/// What a people segment reads of a person.
+#[derive(Clone, Debug, PartialEq, Serialize)]
+pub struct PersonSummary {
+    pub person_id: String,
+    pub user_id: Option<String>,
+    pub traits: serde_json::Value,
+    pub first_seen_at: Option<Timestamp>,
+    pub last_seen_at: Option<Timestamp>,
+}
+
 pub fn new_segment_id() -> String {
     format!("seg_{}", domain::random_token(16))
 }
