@@ -5,7 +5,7 @@ use domain::Timestamp;
 use segments::{Facts, Field, Val};
 use std::collections::HashSet;
 use store::usage::ANY;
-use store::{Account, ScorePoint, Subscription, SubscriptionStatus, UsageRow};
+use store::{Account, PersonSummary, ScorePoint, Subscription, SubscriptionStatus, UsageRow};
 
 /// Days over which `active_users` counts people.
 pub(crate) const ACTIVE_USERS_DAYS: u64 = 28;
@@ -140,6 +140,48 @@ impl Facts for AccountFacts<'_> {
 
     fn last_day(&self, events: &[String]) -> Option<NaiveDate> {
         self.rows(Some(events)).filter_map(|r| days_with_events(r).last().map(|(d, _)| d)).max()
+    }
+
+    fn in_segment(&self, name: &str) -> bool {
+        self.segments.contains(name)
+    }
+}
+
+/// A person's record. A person's events are counted per account, so a people segment takes
+/// fields, traits, times and other segments; the checker refuses event functions for it.
+pub(crate) struct PersonFacts<'a> {
+    pub person: Option<&'a PersonSummary>,
+    pub segments: &'a HashSet<String>,
+}
+
+impl Facts for PersonFacts<'_> {
+    fn field(&self, field: Field) -> Val {
+        let Some(p) = self.person else { return Val::Missing };
+        let text = |v: Option<&str>| v.map_or(Val::Missing, |s| Val::Text(s.to_owned()));
+        match field {
+            Field::Id => text(p.user_id.as_deref().or(Some(&p.person_id))),
+            Field::Email => text(p.traits.get("email").and_then(|v| v.as_str())),
+            Field::Name => text(p.traits.get("name").and_then(|v| v.as_str())),
+            Field::CreatedAt => p.first_seen_at.map_or(Val::Missing, Val::Time),
+            Field::LastSeen => p.last_seen_at.map_or(Val::Missing, Val::Time),
+            _ => Val::Missing,
+        }
+    }
+
+    fn trait_value(&self, key: &str) -> Val {
+        self.person.and_then(|p| p.traits.get(key)).map_or(Val::Missing, Val::from_json)
+    }
+
+    fn daily(&self, _: Option<&[String]>, _: NaiveDate, _: NaiveDate) -> Vec<(NaiveDate, u32)> {
+        Vec::new()
+    }
+
+    fn first_day(&self, _: &[String]) -> Option<NaiveDate> {
+        None
+    }
+
+    fn last_day(&self, _: &[String]) -> Option<NaiveDate> {
+        None
     }
 
     fn in_segment(&self, name: &str) -> bool {

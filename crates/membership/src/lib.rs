@@ -12,17 +12,17 @@ mod facts;
 use chrono::{Days, NaiveDate};
 use domain::{AccountId, Timestamp, WorkspaceId};
 use futures_util::StreamExt;
-use segments::{Schema, Segment, Warning};
+use segments::{Facts, Schema, Segment, Warning};
 use serde::Serialize;
 use std::collections::{HashMap, HashSet};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 use store::{
-    Account, MembershipUpdate, PageRequest, ScorePoint, SegmentChange, SegmentRecord, Store, StoreError, SubjectKind,
-    Subscription, UsageRow,
+    Account, MembershipUpdate, PageRequest, PersonSummary, ScorePoint, SegmentChange, SegmentRecord, Store, StoreError,
+    SubjectKind, Subscription, UsageRow,
 };
 
-use crate::facts::AccountFacts;
+use crate::facts::{AccountFacts, PersonFacts};
 
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
@@ -93,13 +93,36 @@ struct Compiled {
     segment: Segment,
 }
 
-/// A workspace's segments of accounts, compiled, in evaluation order (each after the ones it
+/// A workspace's segments of one kind, compiled, in evaluation order (each after the ones it
 /// tests).
-struct Workspace {
-    made: Instant,
+#[derive(Default)]
+struct Kinded {
     ordered: Vec<Compiled>,
     /// How far back any condition looks at usage: `None` for all of it.
     usage_days: Option<u32>,
+}
+
+/// A workspace's segments, compiled.
+struct Workspace {
+    made: Instant,
+    accounts: Kinded,
+    people: Kinded,
+}
+
+impl Workspace {
+    fn of(&self, kind: SubjectKind) -> &Kinded {
+        match kind {
+            SubjectKind::Accounts => &self.accounts,
+            SubjectKind::People => &self.people,
+        }
+    }
+
+    /// The kind of the segment with id `id`, if the workspace has it compiled.
+    fn kind_of(&self, id: &str) -> Option<SubjectKind> {
+        [SubjectKind::Accounts, SubjectKind::People]
+            .into_iter()
+            .find(|k| self.of(*k).ordered.iter().any(|c| c.record.segment_id == id))
+    }
 }
 
 pub struct Engine {
@@ -107,13 +130,47 @@ pub struct Engine {
     compiled: Mutex<HashMap<WorkspaceId, Arc<Workspace>>>,
 }
 
-/// What the evaluation of accounts reads, for any number of them.
+/// What the evaluation of accounts reads, for any number of them, by account id.
 #[derive(Default)]
 struct Records {
-    accounts: HashMap<AccountId, Account>,
-    scores: HashMap<AccountId, ScorePoint>,
-    subscriptions: HashMap<AccountId, Vec<Subscription>>,
-    usage: HashMap<AccountId, Vec<UsageRow>>,
+    accounts: HashMap<String, Account>,
+    scores: HashMap<String, ScorePoint>,
+    subscriptions: HashMap<String, Vec<Subscription>>,
+    usage: HashMap<String, Vec<UsageRow>>,
+}
+
+/// The subjects of one kind an evaluation reads.
+enum Subjects {
+    Accounts(Records),
+    People(HashMap<String, PersonSummary>),
+}
+
+impl Subjects {
+    /// Their ids, in order.
+    fn ids(&self) -> Vec<&str> {
+        let mut ids: Vec<&str> = match self {
+            Subjects::Accounts(r) => r.accounts.keys().map(String::as_str).collect(),
+            Subjects::People(p) => p.keys().map(String::as_str).collect(),
+        };
+        ids.sort_unstable();
+        ids
+    }
+
+    /// The facts of subject `id`, a member of the segments `names`.
+    fn facts<'a>(&'a self, id: &'a str, names: &'a HashSet<String>, now: Timestamp) -> Box<dyn Facts + 'a> {
+        match self {
+            Subjects::Accounts(r) => Box::new(AccountFacts {
+                id,
+                account: r.accounts.get(id),
+                score: r.scores.get(id),
+                subscriptions: r.subscriptions.get(id).map_or(&[], Vec::as_slice),
+                usage: r.usage.get(id).map_or(&[], Vec::as_slice),
+                segments: names,
+                now,
+            }),
+            Subjects::People(p) => Box::new(PersonFacts { person: p.get(id), segments: names }),
+        }
+    }
 }
 
 impl Engine {
@@ -151,11 +208,6 @@ impl Engine {
     /// Checks a definition as segment `id` (when it replaces one): its condition, its name,
     /// and that no segment would end up testing its own membership through others.
     async fn check(&self, ws: &WorkspaceId, d: &Definition, id: Option<&str>) -> Result<Segment> {
-        if d.kind == SubjectKind::People {
-            return Err(Error::Refused(
-                "people segments are not available yet: a segment's members are accounts (kind \"accounts\")".into(),
-            ));
-        }
         let name = d.name.trim();
         if name.is_empty() || name.len() > 200 {
             return Err(Error::Refused("name: a segment needs a name of 1 to 200 characters".into()));
@@ -283,21 +335,19 @@ impl Engine {
     ) -> Result<Preview> {
         let d = Definition { name: "preview".into(), kind, condition: condition.into(), description: None };
         let segment = self.check(ws, &d, None).await?;
-        let compiled = self.workspace(ws).await?;
-        let records = self.load_all(ws, segment.usage_days, now).await?;
-        let current = self.all_memberships(ws, &compiled).await?;
+        let w = self.workspace(ws).await?;
+        let subjects = self.load_all(ws, kind, segment.usage_days, now).await?;
+        let current = self.all_memberships(ws, w.of(kind)).await?;
         let (mut size, mut of, mut members) = (0u64, 0u64, Vec::new());
         let none = HashSet::new();
-        let mut ids: Vec<&AccountId> = records.accounts.keys().collect();
-        ids.sort();
-        for id in ids {
-            let names = current.get(id.as_str()).unwrap_or(&none);
-            let v = segment.evaluate(&records.facts(id, names, now), now);
+        for id in subjects.ids() {
+            let names = current.get(id).unwrap_or(&none);
+            let v = segment.evaluate(subjects.facts(id, names, now).as_ref(), now);
             of += 1;
             if v.member {
                 size += 1;
                 if members.len() < sample {
-                    members.push(id.to_string());
+                    members.push(id.to_owned());
                 }
             }
         }
@@ -311,29 +361,32 @@ impl Engine {
         {
             return Ok(w.clone());
         }
-        let mut compiled = Vec::new();
+        let (mut accounts, mut people) = (Vec::new(), Vec::new());
         for record in self.store.list_segments(ws).await? {
-            if record.kind != SubjectKind::Accounts {
-                continue;
-            }
             match self.compile_stored(ws, &record).await {
-                Ok(segment) => compiled.push(Compiled { record, segment }),
+                Ok(segment) => match record.kind {
+                    SubjectKind::Accounts => accounts.push(Compiled { record, segment }),
+                    SubjectKind::People => people.push(Compiled { record, segment }),
+                },
                 Err(e) => {
                     tracing::warn!(workspace = %ws, segment = %record.segment_id, error = %e, "a stored segment no longer compiles; it is not evaluated");
                 }
             }
         }
-        let ordered = order(compiled);
-        let usage_days = ordered.iter().try_fold(0, |days: u32, c| c.segment.usage_days.map(|d| days.max(d)));
-        let w = Arc::new(Workspace { made: Instant::now(), ordered, usage_days });
+        let kinded = |compiled: Vec<Compiled>| {
+            let ordered = order(compiled);
+            let usage_days = ordered.iter().try_fold(0, |days: u32, c| c.segment.usage_days.map(|d| days.max(d)));
+            Kinded { ordered, usage_days }
+        };
+        let w = Arc::new(Workspace { made: Instant::now(), accounts: kinded(accounts), people: kinded(people) });
         self.compiled.lock().expect("compiled lock").insert(ws.clone(), w.clone());
         Ok(w)
     }
 
-    /// Every account's memberships, by account id, as segment names.
-    async fn all_memberships(&self, ws: &WorkspaceId, w: &Workspace) -> Result<HashMap<String, HashSet<String>>> {
+    /// Every subject's memberships of segments of one kind, by subject id, as segment names.
+    async fn all_memberships(&self, ws: &WorkspaceId, k: &Kinded) -> Result<HashMap<String, HashSet<String>>> {
         let mut out: HashMap<String, HashSet<String>> = HashMap::new();
-        for c in &w.ordered {
+        for c in &k.ordered {
             for id in self.members(ws, &c.record.segment_id).await? {
                 out.entry(id).or_default().insert(c.record.name.clone());
             }
@@ -354,29 +407,26 @@ impl Engine {
         }
     }
 
-    /// Evaluates every account for segment `id` and records the result; returns its size.
+    /// Evaluates every subject of its kind for segment `id` and records the result; returns
+    /// its size. The segments it tests are read as stored.
     pub async fn recompute(&self, ws: &WorkspaceId, id: &str, now: Timestamp) -> Result<u64> {
         let w = self.workspace(ws).await?;
-        let Some(at) = w.ordered.iter().position(|c| c.record.segment_id == id) else {
-            return Err(Error::NotFound);
-        };
-        let records = self.load_all(ws, w.usage_days, now).await?;
-        let current = self.all_memberships(ws, &w).await?;
-        let target = &w.ordered[at];
+        let kind = w.kind_of(id).ok_or(Error::NotFound)?;
+        let k = w.of(kind);
+        let target = k.ordered.iter().find(|c| c.record.segment_id == id).ok_or(Error::NotFound)?;
+        let subjects = self.load_all(ws, kind, k.usage_days, now).await?;
+        let current = self.all_memberships(ws, k).await?;
         let was: HashSet<String> = self.members(ws, id).await?.into_iter().collect();
         let mut updates = Vec::new();
         let mut size = 0;
-        let mut ids: Vec<&AccountId> = records.accounts.keys().collect();
-        ids.sort();
         let none = HashSet::new();
-        for account in ids {
-            // The segments it tests are read as stored.
-            let names = current.get(account.as_str()).unwrap_or(&none);
-            let v = target.segment.evaluate(&records.facts(account, names, now), now);
+        for subject in subjects.ids() {
+            let names = current.get(subject).unwrap_or(&none);
+            let v = target.segment.evaluate(subjects.facts(subject, names, now).as_ref(), now);
             size += u64::from(v.member);
-            if v.member || v.next_change.is_some() || was.contains(account.as_str()) {
+            if v.member || v.next_change.is_some() || was.contains(subject) {
                 updates.push(MembershipUpdate {
-                    subject_id: account.to_string(),
+                    subject_id: subject.to_owned(),
                     member: v.member,
                     next_check: v.next_change,
                 });
@@ -388,45 +438,40 @@ impl Engine {
         Ok(size)
     }
 
-    /// Evaluates every account for every segment, in one pass per account, and records what
-    /// changed: what a full recompute is, after a scoring run or on a schedule.
+    /// Evaluates every subject for every segment of its kind, in one pass per subject, and
+    /// records what changed: what a full recompute is, after a scoring run or on a schedule.
     pub async fn recompute_all(&self, ws: &WorkspaceId, now: Timestamp) -> Result<Vec<SegmentChange>> {
         let w = self.workspace(ws).await?;
-        if w.ordered.is_empty() {
-            return Ok(Vec::new());
-        }
-        let records = self.load_all(ws, w.usage_days, now).await?;
-        let mut current = self.all_memberships(ws, &w).await?;
-        let mut updates: Vec<Vec<MembershipUpdate>> = vec![Vec::new(); w.ordered.len()];
-        let mut ids: Vec<&AccountId> = records.accounts.keys().collect();
-        ids.sort();
-        for account in ids {
-            let mut names = current.remove(account.as_str()).unwrap_or_default();
-            for (i, c) in w.ordered.iter().enumerate() {
-                let was = names.contains(&c.record.name);
-                let v = c.segment.evaluate(&records.facts(account, &names, now), now);
-                if v.member {
-                    names.insert(c.record.name.clone());
-                } else {
-                    names.remove(&c.record.name);
-                }
-                // Subjects that neither are, were, nor wait for a moment need no row.
-                if v.member || was || v.next_change.is_some() {
-                    updates[i].push(MembershipUpdate {
-                        subject_id: account.to_string(),
-                        member: v.member,
-                        next_check: v.next_change,
-                    });
-                }
-            }
-        }
         let mut changes = Vec::new();
-        for (c, u) in w.ordered.iter().zip(updates) {
-            for chunk in u.chunks(UPDATES_PER_WRITE) {
-                changes.extend(self.store.update_memberships(ws, &c.record.segment_id, chunk, now).await?);
+        for kind in [SubjectKind::Accounts, SubjectKind::People] {
+            let k = w.of(kind);
+            if k.ordered.is_empty() {
+                continue;
             }
+            let subjects = self.load_all(ws, kind, k.usage_days, now).await?;
+            let current = self.all_memberships(ws, k).await?;
+            let updates = pass(k, &subjects, &subjects.ids(), current, now);
+            changes.extend(self.write(ws, k, updates, now).await?);
         }
         Ok(changes)
+    }
+
+    /// Writes a pass's updates, one write per segment, side by side (they share commits).
+    async fn write(
+        &self,
+        ws: &WorkspaceId,
+        k: &Kinded,
+        updates: Vec<Vec<MembershipUpdate>>,
+        now: Timestamp,
+    ) -> Result<Vec<SegmentChange>> {
+        let mut writes = Vec::new();
+        for (c, u) in k.ordered.iter().zip(&updates) {
+            for chunk in u.chunks(UPDATES_PER_WRITE) {
+                writes.push(self.store.update_memberships(ws, &c.record.segment_id, chunk, now));
+            }
+        }
+        let written = futures_util::future::try_join_all(writes).await?;
+        Ok(written.into_iter().flatten().collect())
     }
 
     /// Keeps every workspace's segments current until `shutdown`: the accounts each
@@ -521,8 +566,9 @@ impl Engine {
         }
     }
 
-    /// Evaluates the accounts a slice touched: those it named, and those of the people it
-    /// touched. A slice that touched very many (an import) is evaluated in full instead.
+    /// Evaluates the subjects a slice touched: the accounts it named and those of the people
+    /// it touched, for account segments, and the people for people segments. A slice that
+    /// touched very many (an import) is evaluated in full instead.
     pub async fn evaluate_touched(
         &self,
         ws: &WorkspaceId,
@@ -530,43 +576,190 @@ impl Engine {
         people: HashSet<String>,
         now: Timestamp,
     ) -> Result<Vec<SegmentChange>> {
-        if self.workspace(ws).await?.ordered.is_empty() {
+        let w = self.workspace(ws).await?;
+        if w.accounts.ordered.is_empty() && w.people.ordered.is_empty() {
             return Ok(Vec::new());
         }
         if people.len() > MAX_TOUCHED || accounts.len() > MAX_TOUCHED {
             return self.recompute_all(ws, now).await;
         }
-        for p in people {
-            if let Some(person) = self.store.get_person(ws, &p).await? {
-                accounts.extend(person.account_ids);
+        let mut changes = Vec::new();
+        if !w.accounts.ordered.is_empty() {
+            for p in &people {
+                if let Some(person) = self.store.get_person(ws, p).await? {
+                    accounts.extend(person.account_ids);
+                }
             }
+            let ids: Vec<String> = accounts.into_iter().map(|a| a.to_string()).collect();
+            changes.extend(self.evaluate(ws, SubjectKind::Accounts, &ids, now).await?);
         }
-        let mut accounts: Vec<AccountId> = accounts.into_iter().collect();
-        accounts.sort();
-        self.evaluate_accounts(ws, &accounts, now).await
+        if !w.people.ordered.is_empty() {
+            let ids: Vec<String> = people.into_iter().collect();
+            changes.extend(self.evaluate(ws, SubjectKind::People, &ids, now).await?);
+        }
+        Ok(changes)
     }
 
-    /// Evaluates `accounts` for every segment and records what changed: what processing
-    /// calls for the accounts a slice touched.
+    /// Evaluates `accounts` for every account segment and records what changed.
     pub async fn evaluate_accounts(
         &self,
         ws: &WorkspaceId,
         accounts: &[AccountId],
         now: Timestamp,
     ) -> Result<Vec<SegmentChange>> {
+        let ids: Vec<String> = accounts.iter().map(|a| a.to_string()).collect();
+        self.evaluate(ws, SubjectKind::Accounts, &ids, now).await
+    }
+
+    /// Evaluates some subjects of `kind` for every segment of that kind and records what
+    /// changed.
+    pub async fn evaluate(
+        &self,
+        ws: &WorkspaceId,
+        kind: SubjectKind,
+        ids: &[String],
+        now: Timestamp,
+    ) -> Result<Vec<SegmentChange>> {
         let w = self.workspace(ws).await?;
-        if w.ordered.is_empty() || accounts.is_empty() {
+        let k = w.of(kind);
+        if k.ordered.is_empty() || ids.is_empty() {
             return Ok(Vec::new());
         }
-        let today = now.date_naive();
-        let from = usage_from(today, w.usage_days);
+        let mut ids: Vec<String> = ids.to_vec();
+        ids.sort_unstable();
+        ids.dedup();
+        let subjects = self.load_some(ws, kind, &ids, k.usage_days, now).await?;
         let by_id: HashMap<&str, &str> =
-            w.ordered.iter().map(|c| (c.record.segment_id.as_str(), c.record.name.as_str())).collect();
-        let mut updates: Vec<Vec<MembershipUpdate>> = vec![Vec::new(); w.ordered.len()];
-        // Each account's reads, a few at a time (the store has several readers).
-        let read = |account: &AccountId| {
-            let account = account.clone();
+            k.ordered.iter().map(|c| (c.record.segment_id.as_str(), c.record.name.as_str())).collect();
+        let present = subjects.ids();
+        // Each subject's memberships, a few at a time.
+        let reads: Vec<_> = present.iter().map(|id| self.store.memberships_of(ws, id)).collect();
+        let memberships: Vec<Vec<String>> = futures_util::stream::iter(reads)
+            .buffered(READS_AT_ONCE)
+            .collect::<Vec<_>>()
+            .await
+            .into_iter()
+            .collect::<Result<_, _>>()?;
+        let current: HashMap<String, HashSet<String>> = present
+            .iter()
+            .zip(memberships)
+            .map(|(id, segs)| {
+                (id.to_string(), segs.iter().filter_map(|s| by_id.get(s.as_str()).map(|n| n.to_string())).collect())
+            })
+            .collect();
+        let updates = pass(k, &subjects, &present, current, now);
+        self.write(ws, k, updates, now).await
+    }
+
+    /// Evaluates again the subjects whose results were due to change by `now`; returns the
+    /// changes.
+    pub async fn run_due(&self, ws: &WorkspaceId, now: Timestamp) -> Result<Vec<SegmentChange>> {
+        let mut changes = Vec::new();
+        let mut seen: HashSet<(SubjectKind, String)> = HashSet::new();
+        loop {
+            let w = self.workspace(ws).await?;
+            let due = self.store.due_checks(ws, now, DUE_PER_ROUND).await?;
+            // A subject evaluated this call gets a next check after `now`; one that is due
+            // again is left for the next call rather than evaluated in a loop.
+            let mut by_kind: HashMap<SubjectKind, Vec<String>> = HashMap::new();
+            for d in due {
+                let Some(kind) = w.kind_of(&d.segment_id) else { continue };
+                if seen.insert((kind, d.subject_id.clone())) {
+                    by_kind.entry(kind).or_default().push(d.subject_id);
+                }
+            }
+            if by_kind.is_empty() {
+                return Ok(changes);
+            }
+            for (kind, ids) in by_kind {
+                changes.extend(self.evaluate(ws, kind, &ids, now).await?);
+            }
+        }
+    }
+
+    /// Every subject of `kind`, with account usage from `usage_days` back (all of it for `None`).
+    async fn load_all(
+        &self,
+        ws: &WorkspaceId,
+        kind: SubjectKind,
+        usage_days: Option<u32>,
+        now: Timestamp,
+    ) -> Result<Subjects> {
+        if kind == SubjectKind::People {
+            let mut people = HashMap::new();
+            let mut page = PageRequest::first(store::MAX_LIMIT);
+            loop {
+                let p = self.store.list_people(ws, &page).await?;
+                people.extend(p.items.into_iter().map(|p| (p.person_id.clone(), p)));
+                match p.next {
+                    Some(c) => page.after = Some(c),
+                    None => return Ok(Subjects::People(people)),
+                }
+            }
+        }
+        let today = now.date_naive();
+        let from = usage_from(today, usage_days);
+        let mut records = Records::default();
+        let mut page = PageRequest::first(store::MAX_LIMIT);
+        loop {
+            let p = self.store.list_accounts(ws, &page).await?;
+            records.accounts.extend(p.items.into_iter().map(|a| (a.account_id.to_string(), a)));
+            match p.next {
+                Some(c) => page.after = Some(c),
+                None => break,
+            }
+        }
+        records.scores =
+            self.store.score_points_as_of(ws, today).await?.into_iter().map(|(id, p)| (id.to_string(), p)).collect();
+        for s in self.store.list_subscriptions(ws).await? {
+            records.subscriptions.entry(s.account_id.to_string()).or_default().push(s);
+        }
+        for row in self.store.accounts_usage(ws, None, from, today + Days::new(1)).await? {
+            records.usage.entry(row.account_id.to_string()).or_default().push(row);
+        }
+        Ok(Subjects::Accounts(records))
+    }
+
+    /// The subjects `ids` of `kind` that exist, read a few at a time.
+    async fn load_some(
+        &self,
+        ws: &WorkspaceId,
+        kind: SubjectKind,
+        ids: &[String],
+        usage_days: Option<u32>,
+        now: Timestamp,
+    ) -> Result<Subjects> {
+        if kind == SubjectKind::People {
+            let reads: Vec<_> = ids.iter().map(|id| self.store.get_person(ws, id)).collect();
+            let people: Vec<Option<store::Person>> = futures_util::stream::iter(reads)
+                .buffered(READS_AT_ONCE)
+                .collect::<Vec<_>>()
+                .await
+                .into_iter()
+                .collect::<Result<_, _>>()?;
+            return Ok(Subjects::People(
+                people
+                    .into_iter()
+                    .flatten()
+                    .map(|p| {
+                        let summary = PersonSummary {
+                            person_id: p.person_id.clone(),
+                            user_id: p.user_id,
+                            traits: p.traits,
+                            first_seen_at: p.first_seen_at,
+                            last_seen_at: p.last_seen_at,
+                        };
+                        (p.person_id, summary)
+                    })
+                    .collect(),
+            ));
+        }
+        let today = now.date_naive();
+        let from = usage_from(today, usage_days);
+        let read = |id: &String| {
+            let id = id.clone();
             async move {
+                let Ok(account) = AccountId::parse(&id) else { return Ok(None) };
                 let r = self
                     .store
                     .account_records(
@@ -576,94 +769,61 @@ impl Engine {
                         (today - Days::new(400), today + Days::new(1)),
                     )
                     .await?;
-                let ids = self.store.memberships_of(ws, account.as_str()).await?;
-                Ok::<_, Error>((account, r, ids))
+                Ok::<_, StoreError>(Some((id, r)))
             }
         };
-        let read: Vec<_> = futures_util::stream::iter(accounts.iter().map(read))
+        let reads: Vec<_> = ids.iter().map(read).collect();
+        let read: Vec<Option<(String, store::AccountRecords)>> = futures_util::stream::iter(reads)
             .buffered(READS_AT_ONCE)
             .collect::<Vec<_>>()
             .await
             .into_iter()
-            .collect::<Result<_>>()?;
-        for (account, r, ids) in read {
-            let Some(record) = r.account else { continue };
-            let mut names: HashSet<String> =
-                ids.iter().filter_map(|id| by_id.get(id.as_str()).map(|n| n.to_string())).collect();
-            let records = Records {
-                accounts: HashMap::from([(account.clone(), record)]),
-                scores: r.scores.last().map(|p| (account.clone(), p.clone())).into_iter().collect(),
-                subscriptions: HashMap::from([(account.clone(), r.subscriptions)]),
-                usage: HashMap::from([(account.clone(), r.usage)]),
-            };
-            for (i, c) in w.ordered.iter().enumerate() {
-                let v = c.segment.evaluate(&records.facts(&account, &names, now), now);
-                if v.member {
-                    names.insert(c.record.name.clone());
-                } else {
-                    names.remove(&c.record.name);
-                }
+            .collect::<Result<_, _>>()?;
+        let mut records = Records::default();
+        for (id, r) in read.into_iter().flatten() {
+            let Some(account) = r.account else { continue };
+            records.accounts.insert(id.clone(), account);
+            if let Some(p) = r.scores.last() {
+                records.scores.insert(id.clone(), p.clone());
+            }
+            records.subscriptions.insert(id.clone(), r.subscriptions);
+            records.usage.insert(id, r.usage);
+        }
+        Ok(Subjects::Accounts(records))
+    }
+}
+
+/// One pass over `ids`: each subject through every segment of `k` in order, each segment
+/// reading the results of those before it. Returns each segment's updates: the subjects that
+/// are members, were, or wait for a moment (others need no row).
+fn pass(
+    k: &Kinded,
+    subjects: &Subjects,
+    ids: &[&str],
+    mut current: HashMap<String, HashSet<String>>,
+    now: Timestamp,
+) -> Vec<Vec<MembershipUpdate>> {
+    let mut updates: Vec<Vec<MembershipUpdate>> = vec![Vec::new(); k.ordered.len()];
+    for &id in ids {
+        let mut names = current.remove(id).unwrap_or_default();
+        for (i, c) in k.ordered.iter().enumerate() {
+            let was = names.contains(&c.record.name);
+            let v = c.segment.evaluate(subjects.facts(id, &names, now).as_ref(), now);
+            if v.member {
+                names.insert(c.record.name.clone());
+            } else {
+                names.remove(&c.record.name);
+            }
+            if v.member || was || v.next_change.is_some() {
                 updates[i].push(MembershipUpdate {
-                    subject_id: account.to_string(),
+                    subject_id: id.to_owned(),
                     member: v.member,
                     next_check: v.next_change,
                 });
             }
         }
-        // One write per segment, all at once: they share the store's commits.
-        let writes = w
-            .ordered
-            .iter()
-            .zip(&updates)
-            .map(|(c, u)| self.store.update_memberships(ws, &c.record.segment_id, u, now));
-        let written = futures_util::future::try_join_all(writes).await?;
-        Ok(written.into_iter().flatten().collect())
     }
-
-    /// Evaluates again the accounts whose results were due to change by `now`; returns the
-    /// changes.
-    pub async fn run_due(&self, ws: &WorkspaceId, now: Timestamp) -> Result<Vec<SegmentChange>> {
-        let mut changes = Vec::new();
-        let mut seen: HashSet<String> = HashSet::new();
-        loop {
-            let due = self.store.due_checks(ws, now, DUE_PER_ROUND).await?;
-            // An account evaluated this round gets a next check after `now`; one that is due
-            // again is left for the next call rather than evaluated in a loop.
-            let ids: Vec<AccountId> = due
-                .into_iter()
-                .filter(|d| seen.insert(d.subject_id.clone()))
-                .filter_map(|d| AccountId::parse(&d.subject_id).ok())
-                .collect();
-            if ids.is_empty() {
-                return Ok(changes);
-            }
-            changes.extend(self.evaluate_accounts(ws, &ids, now).await?);
-        }
-    }
-
-    /// Every account's records, with usage from `usage_days` back (all of it for `None`).
-    async fn load_all(&self, ws: &WorkspaceId, usage_days: Option<u32>, now: Timestamp) -> Result<Records> {
-        let today = now.date_naive();
-        let from = usage_from(today, usage_days);
-        let mut records = Records::default();
-        let mut page = PageRequest::first(store::MAX_LIMIT);
-        loop {
-            let p = self.store.list_accounts(ws, &page).await?;
-            records.accounts.extend(p.items.into_iter().map(|a| (a.account_id.clone(), a)));
-            match p.next {
-                Some(c) => page.after = Some(c),
-                None => break,
-            }
-        }
-        records.scores = self.store.score_points_as_of(ws, today).await?.into_iter().collect();
-        for s in self.store.list_subscriptions(ws).await? {
-            records.subscriptions.entry(s.account_id.clone()).or_default().push(s);
-        }
-        for row in self.store.accounts_usage(ws, None, from, today + Days::new(1)).await? {
-            records.usage.entry(row.account_id.clone()).or_default().push(row);
-        }
-        Ok(records)
-    }
+    updates
 }
 
 /// The first day of usage to read for conditions that read `usage_days` (all for `None`):
@@ -704,21 +864,6 @@ fn order(mut compiled: Vec<Compiled>) -> Vec<Compiled> {
         }
     }
     out
-}
-
-impl Records {
-    /// The facts of account `id`, a member of the segments `names`.
-    fn facts<'a>(&'a self, id: &'a AccountId, names: &'a HashSet<String>, now: Timestamp) -> AccountFacts<'a> {
-        AccountFacts {
-            id: id.as_str(),
-            account: self.accounts.get(id),
-            score: self.scores.get(id),
-            subscriptions: self.subscriptions.get(id).map_or(&[], Vec::as_slice),
-            usage: self.usage.get(id).map_or(&[], Vec::as_slice),
-            segments: names,
-            now,
-        }
-    }
 }
 
 #[cfg(test)]

@@ -163,9 +163,60 @@ async fn a_preview_counts_without_saving_and_bad_definitions_are_refused() {
     assert!(why.starts_with("B test membership of \"A\""), "{why}");
     let Err(Error::Refused(why)) = w.create("A", "health < 10", now).await else { panic!("names are unique") };
     assert_eq!(why, "name: a segment named \"A\" exists");
-    let people =
-        Definition { name: "P".into(), kind: SubjectKind::People, condition: "email is set".into(), description: None };
-    assert!(matches!(w.engine.create(&w.ws, &people, now).await, Err(Error::Refused(_))));
+    let people = Definition {
+        name: "P".into(),
+        kind: SubjectKind::People,
+        condition: "count(event \"login\", 7d) > 0".into(),
+        description: None,
+    };
+    let Err(Error::Invalid(e)) = w.engine.create(&w.ws, &people, now).await else {
+        panic!("a person's events are not counted")
+    };
+    assert!(e.message.starts_with("count counts an account's events"), "{e}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn people_segments_take_traits_times_and_other_people_segments() {
+    let w = World::new(json!([
+        {"type": "identify", "messageId": "i1", "userId": "u1", "traits": {"email": "ana@acme.test", "role": "admin"},
+         "timestamp": at(11, 1, 9).to_rfc3339()},
+        {"type": "identify", "messageId": "i2", "userId": "u2", "traits": {"email": "bo@beta.test", "role": "viewer"},
+         "timestamp": at(11, 2, 9).to_rfc3339()},
+        track("e1", "u1", "acme", "login", at(11, 18, 9)),
+        track("e2", "u2", "beta", "login", at(11, 5, 9)),
+        track("e3", "u3", "beta", "login", at(11, 19, 9)),
+    ]))
+    .await;
+    let now = at(11, 20, 12);
+    let person = |name: &str, condition: &str| Definition {
+        name: name.into(),
+        kind: SubjectKind::People,
+        condition: condition.into(),
+        description: None,
+    };
+    let admins = w.engine.create(&w.ws, &person("Admins", "role == \"admin\" or email is not set"), now).await.unwrap();
+    assert_eq!(admins.size, 2, "ana, and u3 who has no email");
+    let quiet = w
+        .engine
+        .create(&w.ws, &person("Quiet admins", "in segment \"Admins\" and days_since(last_seen) > 5"), now)
+        .await
+        .unwrap();
+    assert_eq!(quiet.size, 0);
+    // Ana's last login was on the 18th at 9: she is quiet from the 24th at 9, and no later
+    // event moves her.
+    let flipped = w.engine.run_due(&w.ws, at(11, 24, 9)).await.unwrap();
+    let people = w.store.list_people(&w.ws, &store::PageRequest::first(10)).await.unwrap().items;
+    let ana = people.iter().find(|p| p.user_id.as_deref() == Some("u1")).unwrap().person_id.clone();
+    assert_eq!(entries(&flipped), [(ana, true)]);
+    assert_eq!(flipped[0].segment_id, quiet.segment.segment_id);
+    // A people segment is not an account segment: the names are apart.
+    let d = Definition {
+        name: "Accounts of admins".into(),
+        kind: SubjectKind::Accounts,
+        condition: "in segment \"Admins\"".into(),
+        description: None,
+    };
+    assert!(matches!(w.engine.create(&w.ws, &d, now).await, Err(Error::Invalid(_))));
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
