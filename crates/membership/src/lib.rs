@@ -128,6 +128,31 @@ impl Workspace {
 pub struct Engine {
     store: Arc<dyn Store>,
     compiled: Mutex<HashMap<WorkspaceId, Arc<Workspace>>>,
+    /// Each workspace's passes in progress, by the subjects evaluated since each began.
+    passes: Mutex<HashMap<WorkspaceId, Vec<Dirty>>>,
+}
+
+/// The subjects evaluated one by one while a pass over every subject runs: their results
+/// are fresher than the pass's, which leaves them out when it writes.
+type Dirty = Arc<tokio::sync::Mutex<HashSet<String>>>;
+
+/// A pass in progress; ends when dropped.
+struct Pass<'a> {
+    engine: &'a Engine,
+    ws: WorkspaceId,
+    dirty: Dirty,
+}
+
+impl Drop for Pass<'_> {
+    fn drop(&mut self) {
+        let mut passes = self.engine.passes.lock().expect("passes lock");
+        if let Some(list) = passes.get_mut(&self.ws) {
+            list.retain(|d| !Arc::ptr_eq(d, &self.dirty));
+            if list.is_empty() {
+                passes.remove(&self.ws);
+            }
+        }
+    }
 }
 
 /// What the evaluation of accounts reads, for any number of them, by account id.
@@ -175,11 +200,47 @@ impl Subjects {
 
 impl Engine {
     pub fn new(store: Arc<dyn Store>) -> Engine {
-        Engine { store, compiled: Mutex::new(HashMap::new()) }
+        Engine { store, compiled: Mutex::new(HashMap::new()), passes: Mutex::new(HashMap::new()) }
     }
 
     fn forget(&self, ws: &WorkspaceId) {
         self.compiled.lock().expect("compiled lock").remove(ws);
+    }
+
+    /// Starts a pass over every subject of `ws`.
+    fn begin_pass(&self, ws: &WorkspaceId) -> Pass<'_> {
+        let dirty = Dirty::default();
+        self.passes.lock().expect("passes lock").entry(ws.clone()).or_default().push(dirty.clone());
+        Pass { engine: self, ws: ws.clone(), dirty }
+    }
+
+    /// Before subjects are evaluated one by one: every pass in progress leaves them out.
+    /// Taken before their records are read, so a pass either leaves them out or wrote
+    /// before they were read.
+    async fn mark_evaluated(&self, ws: &WorkspaceId, ids: &[String]) {
+        let passes: Vec<Dirty> = self.passes.lock().expect("passes lock").get(ws).cloned().unwrap_or_default();
+        for dirty in passes {
+            dirty.lock().await.extend(ids.iter().cloned());
+        }
+    }
+
+    /// Writes a pass's updates for one segment, leaving out the subjects evaluated one by one
+    /// since the pass began; the pass's dirty set is held while it writes.
+    async fn write_pass(
+        &self,
+        pass: &Pass<'_>,
+        segment_id: &str,
+        updates: &[MembershipUpdate],
+        now: Timestamp,
+    ) -> Result<Vec<SegmentChange>> {
+        let mut changes = Vec::new();
+        for chunk in updates.chunks(UPDATES_PER_WRITE) {
+            let dirty = pass.dirty.lock().await;
+            let kept: Vec<MembershipUpdate> =
+                chunk.iter().filter(|u| !dirty.contains(&u.subject_id)).cloned().collect();
+            changes.extend(self.store.update_memberships(&pass.ws, segment_id, &kept, now).await?);
+        }
+        Ok(changes)
     }
 
     /// The schema a condition of `kind` is checked against, as segment `name` (if it has one).
@@ -414,6 +475,7 @@ impl Engine {
         let kind = w.kind_of(id).ok_or(Error::NotFound)?;
         let k = w.of(kind);
         let target = k.ordered.iter().find(|c| c.record.segment_id == id).ok_or(Error::NotFound)?;
+        let pass = self.begin_pass(ws);
         let subjects = self.load_all(ws, kind, k.usage_days, now).await?;
         let current = self.all_memberships(ws, k).await?;
         let was: HashSet<String> = self.members(ws, id).await?.into_iter().collect();
@@ -432,9 +494,7 @@ impl Engine {
                 });
             }
         }
-        for chunk in updates.chunks(UPDATES_PER_WRITE) {
-            self.store.update_memberships(ws, id, chunk, now).await?;
-        }
+        self.write_pass(&pass, id, &updates, now).await?;
         Ok(size)
     }
 
@@ -448,10 +508,13 @@ impl Engine {
             if k.ordered.is_empty() {
                 continue;
             }
+            let pass = self.begin_pass(ws);
             let subjects = self.load_all(ws, kind, k.usage_days, now).await?;
             let current = self.all_memberships(ws, k).await?;
-            let updates = pass(k, &subjects, &subjects.ids(), current, now);
-            changes.extend(self.write(ws, k, updates, now).await?);
+            let updates = evaluate_in_order(k, &subjects, &subjects.ids(), current, now);
+            for (c, u) in k.ordered.iter().zip(&updates) {
+                changes.extend(self.write_pass(&pass, &c.record.segment_id, u, now).await?);
+            }
         }
         Ok(changes)
     }
@@ -487,16 +550,18 @@ impl Engine {
     ) {
         use tokio::sync::broadcast::error::{RecvError, TryRecvError};
         let mut last_full: HashMap<WorkspaceId, Instant> = HashMap::new();
+        // Full passes run beside everything else, one per workspace at a time.
+        let mut full_passes: HashMap<WorkspaceId, tokio::task::JoinHandle<()>> = HashMap::new();
         let mut next_tick = Instant::now() + tick;
         loop {
             let received = match touched.as_mut() {
                 Some(rx) => tokio::select! {
-                    _ = shutdown.cancelled() => return,
+                    _ = shutdown.cancelled() => break,
                     r = rx.recv() => Some(r),
                     _ = tokio::time::sleep_until(next_tick.into()) => None,
                 },
                 None => tokio::select! {
-                    _ = shutdown.cancelled() => return,
+                    _ = shutdown.cancelled() => break,
                     _ = tokio::time::sleep_until(next_tick.into()) => None,
                 },
             };
@@ -544,14 +609,23 @@ impl Engine {
                         let ws = w.workspace_id;
                         let now = chrono::Utc::now();
                         let stale = last_full.get(&ws).is_none_or(|t| t.elapsed() >= full);
-                        let done = if stale {
-                            self.recompute_all(&ws, now).await.map(|c| {
-                                last_full.insert(ws.clone(), Instant::now());
-                                c.len()
-                            })
-                        } else {
-                            self.run_due(&ws, now).await.map(|c| c.len())
-                        };
+                        let running = full_passes.get(&ws).is_some_and(|t| !t.is_finished());
+                        if stale && !running {
+                            last_full.insert(ws.clone(), Instant::now());
+                            let (engine, of) = (self.clone(), ws.clone());
+                            let task = tokio::spawn(async move {
+                                let ws = of;
+                                match engine.recompute_all(&ws, chrono::Utc::now()).await {
+                                    Ok(c) if !c.is_empty() => {
+                                        tracing::debug!(workspace = %ws, changes = c.len(), "a full segment pass changed memberships")
+                                    }
+                                    Ok(_) => {}
+                                    Err(e) => tracing::warn!(workspace = %ws, error = %e, "a full segment pass failed"),
+                                }
+                            });
+                            full_passes.insert(ws.clone(), task);
+                        }
+                        let done = self.run_due(&ws, now).await.map(|c| c.len());
                         match done {
                             Ok(0) => {}
                             Ok(n) => tracing::debug!(workspace = %ws, changes = n, "segment memberships changed"),
@@ -563,6 +637,11 @@ impl Engine {
                 }
                 Err(e) => tracing::warn!(error = %e, "could not list workspaces for segment evaluation"),
             }
+        }
+        // A pass cut short writes nothing more; the next start makes a full pass anyway.
+        for (_, task) in full_passes {
+            task.abort();
+            let _ = task.await;
         }
     }
 
@@ -628,6 +707,7 @@ impl Engine {
         let mut ids: Vec<String> = ids.to_vec();
         ids.sort_unstable();
         ids.dedup();
+        self.mark_evaluated(ws, &ids).await;
         let subjects = self.load_some(ws, kind, &ids, k.usage_days, now).await?;
         let by_id: HashMap<&str, &str> =
             k.ordered.iter().map(|c| (c.record.segment_id.as_str(), c.record.name.as_str())).collect();
@@ -647,7 +727,7 @@ impl Engine {
                 (id.to_string(), segs.iter().filter_map(|s| by_id.get(s.as_str()).map(|n| n.to_string())).collect())
             })
             .collect();
-        let updates = pass(k, &subjects, &present, current, now);
+        let updates = evaluate_in_order(k, &subjects, &present, current, now);
         self.write(ws, k, updates, now).await
     }
 
@@ -793,10 +873,10 @@ impl Engine {
     }
 }
 
-/// One pass over `ids`: each subject through every segment of `k` in order, each segment
-/// reading the results of those before it. Returns each segment's updates: the subjects that
+/// Each of `ids` through every segment of `k` in order, each segment reading the results of
+/// those before it. Returns each segment's updates: the subjects that
 /// are members, were, or wait for a moment (others need no row).
-fn pass(
+fn evaluate_in_order(
     k: &Kinded,
     subjects: &Subjects,
     ids: &[&str],

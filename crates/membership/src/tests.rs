@@ -299,3 +299,31 @@ async fn running_beside_processing_an_event_moves_its_account_at_once() {
         t.await.unwrap();
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_full_pass_never_writes_over_a_fresher_result() {
+    let w = World::new(story()).await;
+    let now = at(11, 20, 12);
+    let saved = w.create("Reporting lapsed", "count(event \"Report Created\", 7d) == 0", now).await.unwrap();
+    let id = saved.segment.segment_id.clone();
+    assert_eq!(w.members(&id).await, ["beta", "gamma"]);
+
+    // A pass reads everything (beta lapsed)...
+    let compiled = w.engine.workspace(&w.ws).await.unwrap();
+    let k = compiled.of(SubjectKind::Accounts);
+    let pass = w.engine.begin_pass(&w.ws);
+    let subjects = w.engine.load_all(&w.ws, SubjectKind::Accounts, k.usage_days, now).await.unwrap();
+    let current = w.engine.all_memberships(&w.ws, k).await.unwrap();
+    let stale = evaluate_in_order(k, &subjects, &subjects.ids(), current, now);
+    // ...then beta creates a report and is evaluated alone, leaving...
+    w.add(json!([track("e9", "u2", "beta", "Report Created", at(11, 20, 13))])).await;
+    let later = at(11, 20, 14);
+    let left = w.engine.evaluate_accounts(&w.ws, &[AccountId::parse("beta").unwrap()], later).await.unwrap();
+    assert_eq!(entries(&left), [("beta".into(), false)]);
+    // ...and the pass's write, read before the report, leaves beta as it is now.
+    let written = w.engine.write_pass(&pass, &id, &stale[0], later).await.unwrap();
+    assert_eq!(entries(&written), []);
+    drop(pass);
+    assert_eq!(w.members(&id).await, ["gamma"]);
+    assert!(w.engine.passes.lock().unwrap().is_empty(), "a pass ends when dropped");
+}

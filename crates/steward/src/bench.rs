@@ -68,6 +68,9 @@ pub enum BenchCommand {
     Segments {
         #[arg(long, default_value_t = 10_000)]
         accounts: usize,
+        /// People for the full evaluation of a five-clause people segment (0 skips it).
+        #[arg(long, default_value_t = 1_000_000)]
+        people: usize,
         /// Events per second, each a probe of an account not probed yet.
         #[arg(long, default_value_t = 1_000)]
         rate: u64,
@@ -124,8 +127,8 @@ pub async fn run(config: Config, command: BenchCommand) -> Result<()> {
     if let BenchCommand::Train { rows, features, repeat } = command {
         return tokio::task::spawn_blocking(move || train(rows, features, repeat)).await?;
     }
-    if let BenchCommand::Segments { accounts, rate, seconds, full } = command {
-        return crate::bench_segments::run(accounts, rate.max(1), seconds, full).await;
+    if let BenchCommand::Segments { accounts, people, rate, seconds, full } = command {
+        return crate::bench_segments::run(accounts, people, rate.max(1), seconds, full).await;
     }
     if let BenchCommand::Score { accounts, repeat, single } = command {
         let sizes = accounts
