@@ -611,41 +611,110 @@ impl Trained {
         at: NaiveDate,
         config: &crate::signals::SignalConfig,
     ) -> Vec<Forecast> {
+        self.outlooks(account, snap, at, config)
+            .into_iter()
+            .map(|o| Forecast {
+                account_id: account.account_id.clone(),
+                date: at,
+                horizon_days: o.horizon_days,
+                probability: o.probability,
+                drivers: o.drivers(&self.spec).map(|(name, c)| (name.into_owned(), c)).collect(),
+                from_model: o.from_model,
+            })
+            .collect()
+    }
+
+    /// [`Trained::forecast`] without the account and the date, the model's drivers not yet
+    /// named: what a scoring run keeps of every account until it writes them.
+    pub fn outlooks(
+        &self,
+        account: &AccountHistory,
+        snap: &crate::signals::Snapshot,
+        at: NaiveDate,
+        config: &crate::signals::SignalConfig,
+    ) -> Vec<Outlook> {
         let mut row = None;
         self.horizons
             .iter()
-            .map(|h| {
-                let (probability, drivers, from_model) = match &h.model {
-                    Some(model) => {
-                        let row = row.get_or_insert_with(|| self.spec.row(account, at));
-                        // A model stored before a feature was added reads the columns it knew.
-                        let explained = model.explain(&row[..model.features().min(row.len())]);
-                        let mut top: Vec<(usize, f64)> =
-                            explained.contributions.into_iter().enumerate().filter(|(_, c)| *c > 0.0).collect();
-                        top.sort_by(|a, b| b.1.total_cmp(&a.1));
-                        top.truncate(3);
-                        // Only the drivers shown are named.
-                        let drivers = top.into_iter().map(|(i, c)| (self.spec.name(i), c)).collect();
-                        (crate::model::sigmoid(explained.margin), drivers, true)
+            .map(|h| match &h.model {
+                Some(model) => {
+                    let row = row.get_or_insert_with(|| self.spec.row(account, at));
+                    // A model stored before a feature was added reads the columns it knew.
+                    let explained = model.explain(&row[..model.features().min(row.len())]);
+                    let mut top: Vec<(usize, f64)> =
+                        explained.contributions.into_iter().enumerate().filter(|(_, c)| *c > 0.0).collect();
+                    top.sort_by(|a, b| b.1.total_cmp(&a.1));
+                    top.truncate(TOP_DRIVERS);
+                    let mut features = [(0, 0.0); TOP_DRIVERS];
+                    for (slot, &(i, c)) in features.iter_mut().zip(&top) {
+                        *slot = (i as u32, c);
                     }
-                    None => {
-                        let (p, d) = match self.outcome {
-                            Outcome::Churn => churn_prior(snap, h.horizon_days),
-                            Outcome::Expansion => expansion_prior(snap, config, h.horizon_days),
-                        };
-                        (p, d, false)
+                    Outlook {
+                        horizon_days: h.horizon_days,
+                        probability: crate::model::sigmoid(explained.margin),
+                        from_model: true,
+                        features,
+                        top: top.len() as u8,
+                        rules: Vec::new(),
                     }
-                };
-                Forecast {
-                    account_id: account.account_id.clone(),
-                    date: at,
-                    horizon_days: h.horizon_days,
-                    probability,
-                    drivers,
-                    from_model,
+                }
+                None => {
+                    let (probability, rules) = match self.outcome {
+                        Outcome::Churn => churn_prior(snap, h.horizon_days),
+                        Outcome::Expansion => expansion_prior(snap, config, h.horizon_days),
+                    };
+                    Outlook {
+                        horizon_days: h.horizon_days,
+                        probability,
+                        from_model: false,
+                        features: [(0, 0.0); TOP_DRIVERS],
+                        top: 0,
+                        rules,
+                    }
                 }
             })
             .collect()
+    }
+}
+
+/// The drivers a model's forecast shows.
+const TOP_DRIVERS: usize = 3;
+
+/// One horizon's forecast with its drivers, a model's named only when they are shown: a
+/// scoring run keeps one per horizon of every account until the workspace's means are known,
+/// and names (and their strings) for a million accounts' drivers cost more than the rest of
+/// what it keeps.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Outlook {
+    pub horizon_days: u32,
+    pub probability: f64,
+    /// Whether the workspace's model made it (rather than the rule-based prior).
+    pub from_model: bool,
+    /// The model's drivers, the first `top`: each feature's place in the spec and its
+    /// contribution to the log-odds, largest first.
+    features: [(u32, f64); TOP_DRIVERS],
+    top: u8,
+    /// The prior's drivers: the rules that held.
+    rules: Vec<(String, f64)>,
+}
+
+impl Outlook {
+    /// The drivers, named by the features of `spec` (the spec of the model that made it).
+    pub fn drivers<'a>(&'a self, spec: &'a FeatureSpec) -> impl Iterator<Item = (std::borrow::Cow<'a, str>, f64)> {
+        self.driver_places()
+            .map(|(i, c)| (std::borrow::Cow::Owned(spec.name(i)), c))
+            .chain(self.rules.iter().map(|(name, c)| (std::borrow::Cow::Borrowed(name.as_str()), *c)))
+    }
+
+    /// The model's drivers as the places of their features in its spec, with their
+    /// contributions (none for the prior's forecast).
+    pub fn driver_places(&self) -> impl Iterator<Item = (usize, f64)> + '_ {
+        self.features[..self.top as usize].iter().map(|&(i, c)| (i as usize, c))
+    }
+
+    /// The prior's drivers: the rules that held (none for a model's forecast).
+    pub fn rules(&self) -> &[(String, f64)] {
+        &self.rules
     }
 }
 
