@@ -174,15 +174,42 @@ impl Ranks {
     }
 }
 
+/// The values of each configured measure, gathered account by account: what a
+/// [`Reference`] is made of, without keeping each account's measures.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct Gathered(Vec<Vec<f64>>);
+
+impl Gathered {
+    pub fn new(config: &HealthConfig) -> Gathered {
+        Gathered(vec![Vec::new(); config.measures.len()])
+    }
+
+    /// Adds an account's measures.
+    pub fn add(&mut self, account: &Measures) {
+        for (i, column) in self.0.iter_mut().enumerate() {
+            column.extend(account.get(i));
+        }
+    }
+
+    /// Adds what `other` gathered.
+    pub fn extend(&mut self, other: Gathered) {
+        for (column, more) in self.0.iter_mut().zip(other.0) {
+            column.extend(more);
+        }
+    }
+}
+
 impl Reference {
     /// From every account's measures.
     pub fn new<'a>(config: &HealthConfig, accounts: impl Iterator<Item = &'a Measures>) -> Reference {
-        let mut columns: Vec<Vec<f64>> = vec![Vec::new(); config.measures.len()];
-        for a in accounts {
-            for (i, column) in columns.iter_mut().enumerate() {
-                column.extend(a.get(i));
-            }
-        }
+        let mut gathered = Gathered::new(config);
+        accounts.for_each(|a| gathered.add(a));
+        Reference::of(config, gathered)
+    }
+
+    /// From the values gathered of every account.
+    pub fn of(config: &HealthConfig, gathered: Gathered) -> Reference {
+        let columns = gathered.0;
         // A workspace's columns are sorted on every core.
         let ranks: Vec<Ranks> = if columns.iter().map(Vec::len).sum::<usize>() < 100_000 {
             columns.into_iter().map(Ranks::new).collect()

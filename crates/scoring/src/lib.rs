@@ -20,9 +20,9 @@ use domain::{AccountId, Money, Timestamp, WorkspaceId};
 use intelligence::churn::{
     AccountHistory, FeatureSpec, HorizonModel, ModelCard, Outcome, Outlook, Trained, evaluate_with,
 };
-use intelligence::health::{Component, Health, Reference};
+use intelligence::health::{Component, Gathered, Health, Reference};
 use intelligence::model::EnsembleParams;
-use intelligence::signals::{Snapshot, Sources, snapshot};
+use intelligence::signals::{Snapshot, snapshot};
 use serde_json::{Value, json};
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -336,22 +336,20 @@ pub struct ScoreRun {
 /// zeroing fresh pages for them cost more than scoring).
 pub const CHUNK: usize = 4_096;
 
-/// What an account's score is assembled from: its snapshot and measures, and its forecasts
-/// with their drivers. Made for every account before any is assembled, since health ranks
-/// each account's measures among all of them and alerts compare each forecast with the mean.
+/// What an account's score is assembled from: its snapshot, and its forecasts with their
+/// drivers. Made for every account before any is assembled, since health ranks each
+/// account's measures among all of them and alerts compare each forecast with the mean.
 struct Prepared {
     snap: Snapshot,
-    measures: intelligence::health::Measures,
     churn: Vec<Outlook>,
     expansion: Vec<Outlook>,
 }
 
 impl Prepared {
-    fn of(settings: &ScoringSettings, models: &Models, sources: Sources, h: &AccountHistory, at: NaiveDate) -> Self {
+    fn of(settings: &ScoringSettings, models: &Models, h: &AccountHistory, at: NaiveDate) -> Self {
         let snap = snapshot(h, at, &settings.signals);
-        let measures = snap.measures(&settings.health, sources);
         let (churn, expansion) = forecasts(settings, models, h, &snap, at);
-        Prepared { snap, measures, churn, expansion }
+        Prepared { snap, churn, expansion }
     }
 }
 
@@ -513,23 +511,30 @@ impl Scorer {
         let at = day.succ_opt().expect("a next day");
         let n = loaded.histories.len();
         let (threads, chunks) = (threads(n), n.div_ceil(CHUNK));
-        // Each thread prepares its share of every chunk; assembled, they are dropped by the
-        // thread that made them.
-        let parts: Vec<Vec<Prepared>> = std::thread::scope(|s| {
+        // Each thread prepares its share of every chunk, and gathers its accounts' measures
+        // (they are made again from the snapshot when assembled); assembled, they are dropped
+        // by the thread that made them.
+        let (parts, gathered): (Vec<Vec<Prepared>>, Vec<Gathered>) = std::thread::scope(|s| {
             let handles: Vec<_> = (0..threads)
                 .map(|t| {
                     let (settings, models) = (&settings, &models);
                     s.spawn(move || {
-                        (0..chunks)
-                            .flat_map(|c| share(n, c, t, threads))
-                            .map(|i| Prepared::of(settings, models, loaded.sources, &loaded.histories[i], at))
-                            .collect::<Vec<_>>()
+                        let mut part = Vec::with_capacity((0..chunks).map(|c| share(n, c, t, threads).len()).sum());
+                        let mut gathered = Gathered::new(&settings.health);
+                        for i in (0..chunks).flat_map(|c| share(n, c, t, threads)) {
+                            let p = Prepared::of(settings, models, &loaded.histories[i], at);
+                            gathered.add(&p.snap.measures(&settings.health, loaded.sources));
+                            part.push(p);
+                        }
+                        (part, gathered)
                     })
                 })
                 .collect();
-            handles.into_iter().map(|h| h.join().expect("a scoring thread panicked")).collect()
+            handles.into_iter().map(|h| h.join().expect("a scoring thread panicked")).unzip()
         });
-        let reference = Reference::new(&settings.health, in_order(&parts, n).map(|p| &p.measures));
+        let mut all = Gathered::new(&settings.health);
+        gathered.into_iter().for_each(|g| all.extend(g));
+        let reference = Reference::of(&settings.health, all);
         let mean = |v: Vec<f64>| if v.is_empty() { 0.0 } else { v.iter().sum::<f64>() / v.len() as f64 };
         let mut mrrs: Vec<i64> = in_order(&parts, n).map(|p| p.snap.mrr).filter(|&m| m > 0).collect();
         mrrs.sort_unstable();
@@ -583,9 +588,10 @@ impl Scorer {
         previous: &Previous,
         now: Timestamp,
     ) -> AccountResult {
-        let Prepared { snap, measures, churn, expansion } = prepared;
+        let Prepared { snap, churn, expansion } = prepared;
         let id = &loaded.ids[i];
-        let health = self.reference.score(&self.settings.health, measures, snap.tenure_days as f64);
+        let measures = snap.measures(&self.settings.health, self.sources);
+        let health = self.reference.score(&self.settings.health, &measures, snap.tenure_days as f64);
         let (last, week, month) = (previous.last.get(id), previous.week_ago.get(id), previous.month_ago.get(id));
         let churn_at = |h: u32| churn.iter().find(|f| f.horizon_days == h).map(|f| f.probability);
         let [churn_names, expansion_names] = &self.names;
@@ -656,7 +662,7 @@ impl Scorer {
         let at = day.succ_opt().expect("a next day");
         (0..loaded.ids.len())
             .map(|i| {
-                let prepared = Prepared::of(&self.settings, &self.models, self.sources, &loaded.histories[i], at);
+                let prepared = Prepared::of(&self.settings, &self.models, &loaded.histories[i], at);
                 self.assemble(loaded, i, &prepared, day, previous, now)
             })
             .collect()
