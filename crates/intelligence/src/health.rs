@@ -440,6 +440,23 @@ mod tests {
     }
 
     #[test]
+    fn ranks_among_distinct_values_count_as_among_all_values() {
+        let values = [3.0, 0.0, -0.0, 3.0, 1.5, 3.0, -2.0, 0.0, 1e9, 1.5];
+        let ranks = Ranks::new(values.to_vec());
+        assert_eq!((ranks.len(), ranks.distinct.len()), (10, 5), "0 and -0 are one value");
+        for v in [-3.0, -2.0, -1.0, -0.0, 0.0, 1.0, 1.5, 2.0, 3.0, 4.0, 1e9, 2e9, f64::NAN] {
+            let below = values.iter().filter(|&&x| x < v).count();
+            let through = values.iter().filter(|&&x| x <= v).count();
+            assert_eq!(ranks.around(v), (below, through), "{v}");
+        }
+        let accounts: Vec<Measures> = values.iter().map(|&v| account(&[("events_28d", v)])).collect();
+        let reference = Reference::new(&config(), accounts.iter());
+        assert_eq!(reference.percentile("events_28d", 3.0), Some(7.0 / 9.0 * 100.0), "ties share their middle rank");
+        assert_eq!(reference.percentile("events_28d", 0.0), Some(2.0 / 9.0 * 100.0));
+        assert_eq!(reference.percentile("events_28d", 2.0), Some(5.5 / 9.0 * 100.0), "between 1.5 and 3");
+    }
+
+    #[test]
     fn an_account_without_measures_is_neutral() {
         let health = score(&config(), &[Measures::default()], &[10.0]);
         assert_eq!((health[0].score, health[0].band), (50.0, Band::Neutral));

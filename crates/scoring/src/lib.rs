@@ -991,6 +991,17 @@ mod tests {
     }
 
     #[test]
+    fn threads_share_every_chunk_and_their_parts_read_back_in_order() {
+        for (n, threads) in [(2 * CHUNK + 5, 2), (3 * CHUNK, 3), (CHUNK - 1, 2), (7, 4), (0, 2)] {
+            let parts: Vec<Vec<usize>> =
+                (0..threads).map(|t| (0..n.div_ceil(CHUNK)).flat_map(|c| share(n, c, t, threads)).collect()).collect();
+            assert_eq!(parts.iter().map(Vec::len).sum::<usize>(), n, "every account once");
+            assert!(parts.iter().all(|p| p.len() <= parts[0].len()), "{n} on {threads}");
+            assert_eq!(in_order(&parts, n).copied().collect::<Vec<_>>(), (0..n).collect::<Vec<_>>());
+        }
+    }
+
+    #[test]
     fn one_account_rescored_alone_scores_as_in_the_full_run() {
         let histories = world(400);
         let loaded = Loaded {

@@ -216,41 +216,39 @@ impl Flat {
         let mut x = [0.0; P];
         x[..row.len()].copy_from_slice(row);
         let mut sums = [[0.0; P]; LANES];
-        let trees = self.leaves.len() / WIDTH;
-        let thresholds = self.thresholds.chunks_exact(WIDTH);
-        let features = self.features.chunks_exact(WIDTH);
-        let steps = self.steps.chunks_exact(NODES);
-        let leaves = self.leaves.chunks_exact(WIDTH);
-        let mut trees_of = thresholds.zip(features).zip(steps).zip(leaves).map(|(((t, f), s), l)| {
-            let thresholds: &[f64; WIDTH] = t.try_into().expect("a tree's splits");
-            let features: &[u32; WIDTH] = f.try_into().expect("a tree's splits");
-            let steps: &[f64; NODES] = s.try_into().expect("a tree's nodes");
-            let leaves: &[f64; WIDTH] = l.try_into().expect("a tree's leaves");
-            (thresholds, features, steps, leaves)
-        });
+        let (thresholds, _) = self.thresholds.as_chunks::<WIDTH>();
+        let (features, _) = self.features.as_chunks::<WIDTH>();
+        let (steps, _) = self.steps.as_chunks::<NODES>();
+        let (leaves, _) = self.leaves.as_chunks::<WIDTH>();
+        let trees = leaves.len();
         let mut margin = base;
-        for _ in 0..trees / LANES {
-            let walked: [_; LANES] = std::array::from_fn(|_| trees_of.next().expect("a tree"));
+        for first in (0..trees - trees % LANES).step_by(LANES) {
+            let side_by_side = first..first + LANES;
+            let thresholds: &[[f64; WIDTH]; LANES] = thresholds[side_by_side.clone()].try_into().expect("trees");
+            let features: &[[u32; WIDTH]; LANES] = features[side_by_side.clone()].try_into().expect("trees");
+            let steps: &[[f64; NODES]; LANES] = steps[side_by_side.clone()].try_into().expect("trees");
+            let leaves: &[[f64; WIDTH]; LANES] = leaves[side_by_side].try_into().expect("trees");
             let mut at = [0usize; LANES];
             for _ in 0..depth {
-                for (k, (thresholds, features, steps, _)) in walked.iter().enumerate() {
-                    let f = features[at[k] & (WIDTH - 1)] as usize & (P - 1);
-                    at[k] = 2 * at[k] + 1 + usize::from(x[f] > thresholds[at[k] & (WIDTH - 1)]);
-                    sums[k][f] += steps[at[k] & (NODES - 1)];
+                for k in 0..LANES {
+                    let f = features[k][at[k] & (WIDTH - 1)] as usize & (P - 1);
+                    at[k] = 2 * at[k] + 1 + usize::from(x[f] > thresholds[k][at[k] & (WIDTH - 1)]);
+                    sums[k][f] += steps[k][at[k] & (NODES - 1)];
                 }
             }
-            for (k, (.., leaves)) in walked.iter().enumerate() {
-                margin += leaves[(at[k] + 1) & (WIDTH - 1)];
+            for k in 0..LANES {
+                margin += leaves[k][(at[k] + 1) & (WIDTH - 1)];
             }
         }
-        for (k, (thresholds, features, steps, leaves)) in trees_of.enumerate() {
+        for t in trees - trees % LANES..trees {
+            let (thresholds, features, steps) = (&thresholds[t], &features[t], &steps[t]);
             let mut at = 0;
             for _ in 0..depth {
                 let f = features[at & (WIDTH - 1)] as usize & (P - 1);
                 at = 2 * at + 1 + usize::from(x[f] > thresholds[at & (WIDTH - 1)]);
-                sums[k][f] += steps[at & (NODES - 1)];
+                sums[t % LANES][f] += steps[at & (NODES - 1)];
             }
-            margin += leaves[(at + 1) & (WIDTH - 1)];
+            margin += leaves[t][(at + 1) & (WIDTH - 1)];
         }
         let contributions = (0..row.len()).map(|f| (sums[0][f] + sums[1][f]) + (sums[2][f] + sums[3][f])).collect();
         (margin, contributions)
