@@ -641,20 +641,13 @@ impl Trained {
                     let row = row.get_or_insert_with(|| self.spec.row(account, at));
                     // A model stored before a feature was added reads the columns it knew.
                     let explained = model.explain(&row[..model.features().min(row.len())]);
-                    let mut top: Vec<(usize, f64)> =
-                        explained.contributions.into_iter().enumerate().filter(|(_, c)| *c > 0.0).collect();
-                    top.sort_by(|a, b| b.1.total_cmp(&a.1));
-                    top.truncate(TOP_DRIVERS);
-                    let mut features = [(0, 0.0); TOP_DRIVERS];
-                    for (slot, &(i, c)) in features.iter_mut().zip(&top) {
-                        *slot = (i as u32, c);
-                    }
+                    let (features, top) = top_drivers(&explained.contributions);
                     Outlook {
                         horizon_days: h.horizon_days,
                         probability: crate::model::sigmoid(explained.margin),
                         from_model: true,
                         features,
-                        top: top.len() as u8,
+                        top,
                         rules: Vec::new(),
                     }
                 }
@@ -679,6 +672,22 @@ impl Trained {
 
 /// The drivers a model's forecast shows.
 const TOP_DRIVERS: usize = 3;
+
+/// The features that raise the log-odds most, largest first (the first of equal ones first),
+/// and how many there are: at most [`TOP_DRIVERS`] of those with a positive contribution.
+fn top_drivers(contributions: &[f64]) -> ([(u32, f64); TOP_DRIVERS], u8) {
+    let (mut top, mut len) = ([(0, 0.0); TOP_DRIVERS], 0);
+    for (i, &c) in contributions.iter().enumerate().filter(|(_, c)| **c > 0.0) {
+        // After every one at least as large: a stable sort's place.
+        let at = top[..len].partition_point(|(_, t): &(u32, f64)| t.total_cmp(&c).is_ge());
+        if at < TOP_DRIVERS {
+            len = (len + 1).min(TOP_DRIVERS);
+            top.copy_within(at..len - 1, at + 1);
+            top[at] = (i as u32, c);
+        }
+    }
+    (top, len as u8)
+}
 
 /// One horizon's forecast with its drivers, a model's named only when they are shown: a
 /// scoring run keeps one per horizon of every account until the workspace's means are known,
@@ -750,6 +759,29 @@ mod tests {
                 Period { start, end: Some(start + chrono::Months::new(1)), mrr, seats: 1, term_months: Some(1) }
             })
             .collect()
+    }
+
+    #[test]
+    fn the_top_drivers_are_the_largest_positive_contributions_in_a_stable_order() {
+        let sorted = |c: &[f64]| {
+            let mut top: Vec<(u32, f64)> =
+                c.iter().enumerate().filter(|(_, c)| **c > 0.0).map(|(i, &c)| (i as u32, c)).collect();
+            top.sort_by(|a, b| b.1.total_cmp(&a.1));
+            top.truncate(TOP_DRIVERS);
+            top
+        };
+        let mut rng = 11u64;
+        let mut next = || {
+            rng = rng.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
+            (rng >> 33) % 7
+        };
+        for n in 0..200 {
+            // Few distinct values: ties, zeros and negatives are common.
+            let c: Vec<f64> = (0..n % 13).map(|_| next() as f64 - 2.0).collect();
+            let (top, len) = top_drivers(&c);
+            assert_eq!(top[..len as usize], sorted(&c)[..], "{c:?}");
+        }
+        assert_eq!(top_drivers(&[f64::NAN, 1.0, f64::INFINITY, 0.5, 2.0]).0, [(2, f64::INFINITY), (4, 2.0), (1, 1.0)]);
     }
 
     #[test]
