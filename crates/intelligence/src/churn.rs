@@ -611,41 +611,119 @@ impl Trained {
         at: NaiveDate,
         config: &crate::signals::SignalConfig,
     ) -> Vec<Forecast> {
+        self.outlooks(account, snap, at, config)
+            .into_iter()
+            .map(|o| Forecast {
+                account_id: account.account_id.clone(),
+                date: at,
+                horizon_days: o.horizon_days,
+                probability: o.probability,
+                drivers: o.drivers(&self.spec).map(|(name, c)| (name.into_owned(), c)).collect(),
+                from_model: o.from_model,
+            })
+            .collect()
+    }
+
+    /// [`Trained::forecast`] without the account and the date, the model's drivers not yet
+    /// named: what a scoring run keeps of every account until it writes them.
+    pub fn outlooks(
+        &self,
+        account: &AccountHistory,
+        snap: &crate::signals::Snapshot,
+        at: NaiveDate,
+        config: &crate::signals::SignalConfig,
+    ) -> Vec<Outlook> {
         let mut row = None;
         self.horizons
             .iter()
-            .map(|h| {
-                let (probability, drivers, from_model) = match &h.model {
-                    Some(model) => {
-                        let row = row.get_or_insert_with(|| self.spec.row(account, at));
-                        // A model stored before a feature was added reads the columns it knew.
-                        let explained = model.explain(&row[..model.features().min(row.len())]);
-                        let mut top: Vec<(usize, f64)> =
-                            explained.contributions.into_iter().enumerate().filter(|(_, c)| *c > 0.0).collect();
-                        top.sort_by(|a, b| b.1.total_cmp(&a.1));
-                        top.truncate(3);
-                        // Only the drivers shown are named.
-                        let drivers = top.into_iter().map(|(i, c)| (self.spec.name(i), c)).collect();
-                        (crate::model::sigmoid(explained.margin), drivers, true)
+            .map(|h| match &h.model {
+                Some(model) => {
+                    let row = row.get_or_insert_with(|| self.spec.row(account, at));
+                    // A model stored before a feature was added reads the columns it knew.
+                    let explained = model.explain(&row[..model.features().min(row.len())]);
+                    let (features, top) = top_drivers(&explained.contributions);
+                    Outlook {
+                        horizon_days: h.horizon_days,
+                        probability: crate::model::sigmoid(explained.margin),
+                        from_model: true,
+                        features,
+                        top,
+                        rules: Vec::new(),
                     }
-                    None => {
-                        let (p, d) = match self.outcome {
-                            Outcome::Churn => churn_prior(snap, h.horizon_days),
-                            Outcome::Expansion => expansion_prior(snap, config, h.horizon_days),
-                        };
-                        (p, d, false)
+                }
+                None => {
+                    let (probability, rules) = match self.outcome {
+                        Outcome::Churn => churn_prior(snap, h.horizon_days),
+                        Outcome::Expansion => expansion_prior(snap, config, h.horizon_days),
+                    };
+                    Outlook {
+                        horizon_days: h.horizon_days,
+                        probability,
+                        from_model: false,
+                        features: [(0, 0.0); TOP_DRIVERS],
+                        top: 0,
+                        rules,
                     }
-                };
-                Forecast {
-                    account_id: account.account_id.clone(),
-                    date: at,
-                    horizon_days: h.horizon_days,
-                    probability,
-                    drivers,
-                    from_model,
                 }
             })
             .collect()
+    }
+}
+
+/// The drivers a model's forecast shows.
+const TOP_DRIVERS: usize = 3;
+
+/// The features that raise the log-odds most, largest first (the first of equal ones first),
+/// and how many there are: at most [`TOP_DRIVERS`] of those with a positive contribution.
+fn top_drivers(contributions: &[f64]) -> ([(u32, f64); TOP_DRIVERS], u8) {
+    let (mut top, mut len) = ([(0, 0.0); TOP_DRIVERS], 0);
+    for (i, &c) in contributions.iter().enumerate().filter(|(_, c)| **c > 0.0) {
+        // After every one at least as large: a stable sort's place.
+        let at = top[..len].partition_point(|(_, t): &(u32, f64)| t.total_cmp(&c).is_ge());
+        if at < TOP_DRIVERS {
+            len = (len + 1).min(TOP_DRIVERS);
+            top.copy_within(at..len - 1, at + 1);
+            top[at] = (i as u32, c);
+        }
+    }
+    (top, len as u8)
+}
+
+/// One horizon's forecast with its drivers, a model's named only when they are shown: a
+/// scoring run keeps one per horizon of every account until the workspace's means are known,
+/// and names (and their strings) for a million accounts' drivers cost more than the rest of
+/// what it keeps.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Outlook {
+    pub horizon_days: u32,
+    pub probability: f64,
+    /// Whether the workspace's model made it (rather than the rule-based prior).
+    pub from_model: bool,
+    /// The model's drivers, the first `top`: each feature's place in the spec and its
+    /// contribution to the log-odds, largest first.
+    features: [(u32, f64); TOP_DRIVERS],
+    top: u8,
+    /// The prior's drivers: the rules that held.
+    rules: Vec<(String, f64)>,
+}
+
+impl Outlook {
+    /// The drivers, named by the features of `spec` (the spec of the model that made it).
+    pub fn drivers<'a>(&'a self, spec: &'a FeatureSpec) -> impl Iterator<Item = (std::borrow::Cow<'a, str>, f64)> {
+        self.driver_places()
+            .map(|(i, c)| (std::borrow::Cow::Owned(spec.name(i)), c))
+            .chain(self.rules.iter().map(|(name, c)| (std::borrow::Cow::Borrowed(name.as_str()), *c)))
+    }
+
+    /// The model's drivers as the places of their features in its spec, with their
+    /// contributions (none for the prior's forecast).
+    pub fn driver_places(&self) -> impl Iterator<Item = (usize, f64)> + '_ {
+        self.features[..self.top as usize].iter().map(|&(i, c)| (i as usize, c))
+    }
+
+    /// The prior's drivers: the rules that held (none for a model's forecast).
+    pub fn rules(&self) -> &[(String, f64)] {
+        &self.rules
     }
 }
 
@@ -692,6 +770,29 @@ mod tests {
                 Period { start, end: Some(start + chrono::Months::new(1)), mrr, seats: 1, term_months: Some(1) }
             })
             .collect()
+    }
+
+    #[test]
+    fn the_top_drivers_are_the_largest_positive_contributions_in_a_stable_order() {
+        let sorted = |c: &[f64]| {
+            let mut top: Vec<(u32, f64)> =
+                c.iter().enumerate().filter(|(_, c)| **c > 0.0).map(|(i, &c)| (i as u32, c)).collect();
+            top.sort_by(|a, b| b.1.total_cmp(&a.1));
+            top.truncate(TOP_DRIVERS);
+            top
+        };
+        let mut rng = 11u64;
+        let mut next = || {
+            rng = rng.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
+            (rng >> 33) % 7
+        };
+        for n in 0..200 {
+            // Few distinct values: ties, zeros and negatives are common.
+            let c: Vec<f64> = (0..n % 13).map(|_| next() as f64 - 2.0).collect();
+            let (top, len) = top_drivers(&c);
+            assert_eq!(top[..len as usize], sorted(&c)[..], "{c:?}");
+        }
+        assert_eq!(top_drivers(&[f64::NAN, 1.0, f64::INFINITY, 0.5, 2.0]).0, [(2, f64::INFINITY), (4, 2.0), (1, 1.0)]);
     }
 
     #[test]

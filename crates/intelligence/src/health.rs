@@ -131,30 +131,103 @@ pub struct Health {
 #[derive(Clone, Debug, Default, PartialEq)]
 pub struct Reference {
     /// Per configured measure, in its order: its name and the values accounts have.
-    values: Vec<(String, Vec<f64>)>,
+    values: Vec<(String, Ranks)>,
+}
+
+/// A measure's values as its distinct values, sorted, with how many values lie below each:
+/// a rank is a search among the distinct values, which are few (counts, days, percentages of
+/// small numbers) where the values are one per account. A million accounts' values searched
+/// directly missed the cache at nearly every step.
+#[derive(Clone, Debug, Default, PartialEq)]
+struct Ranks {
+    distinct: Vec<f64>,
+    /// `below[k]`: the values less than `distinct[k]`; one more entry, the number of values.
+    below: Vec<usize>,
+}
+
+impl Ranks {
+    /// From the values, in any order.
+    fn new(mut values: Vec<f64>) -> Ranks {
+        values.sort_unstable_by(f64::total_cmp);
+        let (mut distinct, mut below) = (Vec::new(), Vec::new());
+        for (i, &v) in values.iter().enumerate() {
+            // Equal values (0 and -0 too) are one: a rank counts by `<` and `<=`.
+            if distinct.last() != Some(&v) {
+                distinct.push(v);
+                below.push(i);
+            }
+        }
+        below.push(values.len());
+        Ranks { distinct, below }
+    }
+
+    /// The number of values.
+    fn len(&self) -> usize {
+        self.below.last().copied().unwrap_or(0)
+    }
+
+    /// The values less than `v`, and those less than or equal to it.
+    fn around(&self, v: f64) -> (usize, usize) {
+        let below = self.below[self.distinct.partition_point(|&x| x < v)];
+        let through = self.below[self.distinct.partition_point(|&x| x <= v)];
+        (below, through)
+    }
+}
+
+/// The values of each configured measure, gathered account by account: what a
+/// [`Reference`] is made of, without keeping each account's measures.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct Gathered(Vec<Vec<f64>>);
+
+impl Gathered {
+    pub fn new(config: &HealthConfig) -> Gathered {
+        Gathered(vec![Vec::new(); config.measures.len()])
+    }
+
+    /// Adds an account's measures.
+    pub fn add(&mut self, account: &Measures) {
+        for (i, column) in self.0.iter_mut().enumerate() {
+            column.extend(account.get(i));
+        }
+    }
+
+    /// Adds what `other` gathered.
+    pub fn extend(&mut self, other: Gathered) {
+        for (column, more) in self.0.iter_mut().zip(other.0) {
+            column.extend(more);
+        }
+    }
 }
 
 impl Reference {
-    /// From every account's measures (an iterator that can be walked once per measure).
-    pub fn new<'a>(config: &HealthConfig, accounts: impl Iterator<Item = &'a Measures> + Clone) -> Reference {
-        let values = config
-            .measures
-            .iter()
-            .enumerate()
-            .map(|(i, m)| {
-                let mut have: Vec<f64> = accounts.clone().filter_map(|a| a.get(i)).collect();
-                have.sort_by(f64::total_cmp);
-                (m.name.clone(), have)
+    /// From every account's measures.
+    pub fn new<'a>(config: &HealthConfig, accounts: impl Iterator<Item = &'a Measures>) -> Reference {
+        let mut gathered = Gathered::new(config);
+        accounts.for_each(|a| gathered.add(a));
+        Reference::of(config, gathered)
+    }
+
+    /// From the values gathered of every account.
+    pub fn of(config: &HealthConfig, gathered: Gathered) -> Reference {
+        let columns = gathered.0;
+        // A workspace's columns are sorted on every core.
+        let ranks: Vec<Ranks> = if columns.iter().map(Vec::len).sum::<usize>() < 100_000 {
+            columns.into_iter().map(Ranks::new).collect()
+        } else {
+            std::thread::scope(|s| {
+                let handles: Vec<_> = columns.into_iter().map(|c| s.spawn(|| Ranks::new(c))).collect();
+                handles.into_iter().map(|h| h.join().expect("a sorting thread panicked")).collect()
             })
-            .collect();
+        };
+        let values = config.measures.iter().map(|m| m.name.clone()).zip(ranks).collect();
         Reference { values }
     }
 
     /// The percentile of `v` among the workspace's values of `measure` (0 to 100; ties share
     /// their middle rank); none when no account has the measure.
     pub fn percentile(&self, measure: &str, v: f64) -> Option<f64> {
-        let (_, sorted) = self.values.iter().find(|(name, _)| name == measure)?;
-        percentile_in(sorted, v)
+        let (_, ranks) = self.values.iter().find(|(name, _)| name == measure)?;
+        percentile_in(ranks, v)
     }
 
     /// One account's health against this reference. `tenure_days` picks its profile.
@@ -174,7 +247,7 @@ impl Reference {
                 .filter(|(_, m)| m.component == component)
                 .filter_map(|(i, m)| {
                     let value = raw.get(i)?;
-                    let pct = percentile_in(self.values.get(i).map_or(&[][..], |(_, v)| v), value)?;
+                    let pct = percentile_in(&self.values.get(i)?.1, value)?;
                     let score = match m.direction {
                         Direction::HigherIsBetter => pct,
                         Direction::LowerIsBetter => 100.0 - pct,
@@ -199,16 +272,15 @@ impl Reference {
     }
 }
 
-/// The percentile of `v` among `sorted` by binary search; none when it is empty.
-fn percentile_in(sorted: &[f64], v: f64) -> Option<f64> {
-    let n = sorted.len();
+/// The percentile of `v` among the values of `ranks`; none when there are none.
+fn percentile_in(ranks: &Ranks, v: f64) -> Option<f64> {
+    let n = ranks.len();
     match n {
         0 => return None,
         1 => return Some(50.0),
         _ => {}
     }
-    let below = sorted.partition_point(|&x| x < v);
-    let through = sorted.partition_point(|&x| x <= v);
+    let (below, through) = ranks.around(v);
     // A value the workspace holds takes the middle of its ties' ranks; another one sits
     // between its neighbours.
     let rank = if through > below { (below + through - 1) as f64 / 2.0 } else { below as f64 - 0.5 };
@@ -365,6 +437,23 @@ mod tests {
         for (a, h) in accounts.iter().zip(&full) {
             assert_eq!(&reference.score(&config(), a, 400.0), h, "the same as in the full run");
         }
+    }
+
+    #[test]
+    fn ranks_among_distinct_values_count_as_among_all_values() {
+        let values = [3.0, 0.0, -0.0, 3.0, 1.5, 3.0, -2.0, 0.0, 1e9, 1.5];
+        let ranks = Ranks::new(values.to_vec());
+        assert_eq!((ranks.len(), ranks.distinct.len()), (10, 5), "0 and -0 are one value");
+        for v in [-3.0, -2.0, -1.0, -0.0, 0.0, 1.0, 1.5, 2.0, 3.0, 4.0, 1e9, 2e9, f64::NAN] {
+            let below = values.iter().filter(|&&x| x < v).count();
+            let through = values.iter().filter(|&&x| x <= v).count();
+            assert_eq!(ranks.around(v), (below, through), "{v}");
+        }
+        let accounts: Vec<Measures> = values.iter().map(|&v| account(&[("events_28d", v)])).collect();
+        let reference = Reference::new(&config(), accounts.iter());
+        assert_eq!(reference.percentile("events_28d", 3.0), Some(7.0 / 9.0 * 100.0), "ties share their middle rank");
+        assert_eq!(reference.percentile("events_28d", 0.0), Some(2.0 / 9.0 * 100.0));
+        assert_eq!(reference.percentile("events_28d", 2.0), Some(5.5 / 9.0 * 100.0), "between 1.5 and 3");
     }
 
     #[test]

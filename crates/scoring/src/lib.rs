@@ -18,11 +18,11 @@ pub mod settings;
 use chrono::{Datelike, NaiveDate};
 use domain::{AccountId, Money, Timestamp, WorkspaceId};
 use intelligence::churn::{
-    AccountHistory, FeatureSpec, Forecast, HorizonModel, ModelCard, Outcome, Trained, evaluate_with,
+    AccountHistory, FeatureSpec, HorizonModel, ModelCard, Outcome, Outlook, Trained, evaluate_with,
 };
-use intelligence::health::{Component, Health, Reference};
+use intelligence::health::{Component, Gathered, Health, Reference};
 use intelligence::model::EnsembleParams;
-use intelligence::signals::{Snapshot, Sources, snapshot};
+use intelligence::signals::{Snapshot, snapshot};
 use serde_json::{Value, json};
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -321,6 +321,8 @@ pub struct Scorer {
     pub reference: Reference,
     pub baseline: rules::Baseline,
     pub sources: intelligence::signals::Sources,
+    /// The features of the churn and the expansion models, named once for every driver.
+    names: [Vec<String>; 2],
 }
 
 /// One account scored: what is stored, and the alerts it raises.
@@ -346,22 +348,20 @@ pub struct ScoreRun {
 /// zeroing fresh pages for them cost more than scoring).
 pub const CHUNK: usize = 4_096;
 
-/// What an account's score is assembled from: its snapshot and measures, and its forecasts
-/// with their drivers. Made for every account before any is assembled, since health ranks
-/// each account's measures among all of them and alerts compare each forecast with the mean.
+/// What an account's score is assembled from: its snapshot, and its forecasts with their
+/// drivers. Made for every account before any is assembled, since health ranks each
+/// account's measures among all of them and alerts compare each forecast with the mean.
 struct Prepared {
     snap: Snapshot,
-    measures: intelligence::health::Measures,
-    churn: Vec<Forecast>,
-    expansion: Vec<Forecast>,
+    churn: Vec<Outlook>,
+    expansion: Vec<Outlook>,
 }
 
 impl Prepared {
-    fn of(settings: &ScoringSettings, models: &Models, sources: Sources, h: &AccountHistory, at: NaiveDate) -> Self {
+    fn of(settings: &ScoringSettings, models: &Models, h: &AccountHistory, at: NaiveDate) -> Self {
         let snap = snapshot(h, at, &settings.signals);
-        let measures = snap.measures(&settings.health, sources);
         let (churn, expansion) = forecasts(settings, models, h, &snap, at);
-        Prepared { snap, measures, churn, expansion }
+        Prepared { snap, churn, expansion }
     }
 }
 
@@ -373,27 +373,46 @@ fn forecasts(
     h: &AccountHistory,
     snap: &Snapshot,
     at: NaiveDate,
-) -> (Vec<Forecast>, Vec<Forecast>) {
+) -> (Vec<Outlook>, Vec<Outlook>) {
     // Without billing records every account with activity is a customer.
     if !h.eligible(at) {
         return (Vec::new(), Vec::new());
     }
-    let churn = models.churn.forecast(h, snap, at, &settings.signals);
+    let churn = models.churn.outlooks(h, snap, at, &settings.signals);
     let expansion =
-        if h.periods.is_empty() { Vec::new() } else { models.expansion.forecast(h, snap, at, &settings.signals) };
+        if h.periods.is_empty() { Vec::new() } else { models.expansion.outlooks(h, snap, at, &settings.signals) };
     (churn, expansion)
 }
 
-/// `f` over `items` on every core, in order.
-fn parallel_map<T: Sync, R: Send>(items: &[T], f: impl Fn(&T) -> R + Sync) -> Vec<R> {
-    let threads = std::thread::available_parallelism().map_or(1, |n| n.get()).min(16);
-    if threads == 1 || items.len() < 1024 {
-        return items.iter().map(&f).collect();
-    }
-    let chunk = items.len().div_ceil(threads);
-    std::thread::scope(|s| {
-        let handles: Vec<_> = items.chunks(chunk).map(|c| s.spawn(|| c.iter().map(&f).collect::<Vec<R>>())).collect();
-        handles.into_iter().flat_map(|h| h.join().expect("a scoring thread panicked")).collect()
+/// The threads a run scores on.
+fn threads(items: usize) -> usize {
+    if items < 1024 { 1 } else { std::thread::available_parallelism().map_or(1, |n| n.get()).min(16) }
+}
+
+/// The accounts of chunk `c` (of [`CHUNK`]) of `n` that thread `t` of `threads` takes: a run
+/// hands each thread the same share of each chunk from start to end, so that a thread
+/// assembles the accounts it prepared and frees what it allocated.
+fn share(n: usize, c: usize, t: usize, threads: usize) -> std::ops::Range<usize> {
+    let (start, end) = (c * CHUNK, ((c + 1) * CHUNK).min(n));
+    let each = (end - start).div_ceil(threads);
+    (start + t * each).min(end)..(start + (t + 1) * each).min(end)
+}
+
+/// `parts[t]` holds thread `t`'s shares of every chunk, chunk after chunk: the items in
+/// their order.
+fn in_order<T>(parts: &[Vec<T>], n: usize) -> impl Iterator<Item = &T> {
+    let threads = parts.len();
+    let mut taken = vec![0; threads];
+    (0..n.div_ceil(CHUNK)).flat_map(move |c| {
+        (0..threads)
+            .map(|t| {
+                let len = share(n, c, t, threads).len();
+                taken[t] += len;
+                &parts[t][taken[t] - len..taken[t]]
+            })
+            .collect::<Vec<_>>()
+            .into_iter()
+            .flatten()
     })
 }
 
@@ -446,23 +465,24 @@ struct ForecastView<'a> {
     probability: f64,
     /// `model` or `prior`.
     source: &'static str,
-    drivers: Vec<Driver<'a>>,
-}
-
-#[derive(serde::Serialize)]
-struct Driver<'a> {
-    name: &'a str,
-    contribution: f64,
+    drivers: Vec<rules::Driver<'a>>,
 }
 
 impl<'a> ForecastView<'a> {
-    fn of(f: &'a Forecast) -> ForecastView<'a> {
+    /// `names`: the features of the model that made it.
+    fn of(f: &'a Outlook, names: &'a [String]) -> ForecastView<'a> {
+        let model = f.driver_places().map(|(i, c)| rules::Driver { name: &names[i], contribution: c });
+        let prior = f.rules().iter().map(|(name, c)| rules::Driver { name, contribution: *c });
         ForecastView {
             horizon_days: f.horizon_days,
             probability: f.probability,
             source: if f.from_model { "model" } else { "prior" },
-            drivers: f.drivers.iter().map(|(name, c)| Driver { name, contribution: *c }).collect(),
+            drivers: model.chain(prior).collect(),
         }
+    }
+
+    fn odds(&self) -> rules::Odds<'_> {
+        rules::Odds { probability: self.probability, from_model: self.source == "model", drivers: &self.drivers }
     }
 }
 
@@ -501,25 +521,73 @@ impl Scorer {
         mut sink: impl FnMut(Vec<AccountResult>),
     ) -> Scorer {
         let at = day.succ_opt().expect("a next day");
-        let prepared = parallel_map(&loaded.histories, |h| Prepared::of(&settings, &models, loaded.sources, h, at));
-        let reference = Reference::new(&settings.health, prepared.iter().map(|p| &p.measures));
+        let n = loaded.histories.len();
+        let (threads, chunks) = (threads(n), n.div_ceil(CHUNK));
+        // Each thread prepares its share of every chunk, and gathers its accounts' measures
+        // (they are made again from the snapshot when assembled); assembled, they are dropped
+        // by the thread that made them.
+        let (parts, gathered): (Vec<Vec<Prepared>>, Vec<Gathered>) = std::thread::scope(|s| {
+            let handles: Vec<_> = (0..threads)
+                .map(|t| {
+                    let (settings, models) = (&settings, &models);
+                    s.spawn(move || {
+                        let mut part = Vec::with_capacity((0..chunks).map(|c| share(n, c, t, threads).len()).sum());
+                        let mut gathered = Gathered::new(&settings.health);
+                        for i in (0..chunks).flat_map(|c| share(n, c, t, threads)) {
+                            let p = Prepared::of(settings, models, &loaded.histories[i], at);
+                            gathered.add(&p.snap.measures(&settings.health, loaded.sources));
+                            part.push(p);
+                        }
+                        (part, gathered)
+                    })
+                })
+                .collect();
+            handles.into_iter().map(|h| h.join().expect("a scoring thread panicked")).unzip()
+        });
+        let mut all = Gathered::new(&settings.health);
+        gathered.into_iter().for_each(|g| all.extend(g));
+        let reference = Reference::of(&settings.health, all);
         let mean = |v: Vec<f64>| if v.is_empty() { 0.0 } else { v.iter().sum::<f64>() / v.len() as f64 };
-        let mut mrrs: Vec<i64> = prepared.iter().map(|p| p.snap.mrr).filter(|&m| m > 0).collect();
+        let mut mrrs: Vec<i64> = in_order(&parts, n).map(|p| p.snap.mrr).filter(|&m| m > 0).collect();
         mrrs.sort_unstable();
         let baseline = rules::Baseline {
-            churn_30d: mean(prepared.iter().filter_map(|p| p.churn.first()).map(|f| f.probability).collect()),
-            expansion: mean(prepared.iter().filter_map(|p| p.expansion.first()).map(|f| f.probability).collect()),
+            churn_30d: mean(in_order(&parts, n).filter_map(|p| p.churn.first()).map(|f| f.probability).collect()),
+            expansion: mean(in_order(&parts, n).filter_map(|p| p.expansion.first()).map(|f| f.probability).collect()),
             top_quarter_mrr: mrrs.get(mrrs.len() * 3 / 4).copied().unwrap_or(i64::MAX),
         };
-        let scorer = Scorer { settings, models, reference, baseline, sources: loaded.sources };
-        let mut rest = prepared.into_iter().enumerate();
-        loop {
-            let block: Vec<(usize, Prepared)> = rest.by_ref().take(CHUNK).collect();
-            if block.is_empty() {
-                break;
+        let names = [models.churn.spec.names(), models.expansion.spec.names()];
+        let scorer = Scorer { settings, models, reference, baseline, sources: loaded.sources, names };
+        // Each thread assembles its share of a chunk while the one before is handed over.
+        std::thread::scope(|s| {
+            let shares: Vec<_> = parts
+                .into_iter()
+                .enumerate()
+                .map(|(t, part)| {
+                    let (tx, rx) = std::sync::mpsc::sync_channel::<Vec<AccountResult>>(1);
+                    let scorer = &scorer;
+                    s.spawn(move || {
+                        let mut part = part.into_iter();
+                        for c in 0..chunks {
+                            let assembled = share(n, c, t, threads)
+                                .zip(part.by_ref())
+                                .map(|(i, p)| scorer.assemble(loaded, i, &p, day, previous, now))
+                                .collect();
+                            if tx.send(assembled).is_err() {
+                                break;
+                            }
+                        }
+                    });
+                    rx
+                })
+                .collect();
+            for _ in 0..chunks {
+                let mut chunk = Vec::with_capacity(CHUNK);
+                for rx in &shares {
+                    chunk.extend(rx.recv().expect("a scoring thread panicked"));
+                }
+                sink(chunk);
             }
-            sink(parallel_map(&block, |(i, p)| scorer.assemble(loaded, *i, p, day, previous, now)));
-        }
+        });
         scorer
     }
 
@@ -532,15 +600,19 @@ impl Scorer {
         previous: &Previous,
         now: Timestamp,
     ) -> AccountResult {
-        let Prepared { snap, measures, churn, expansion } = prepared;
+        let Prepared { snap, churn, expansion } = prepared;
         let id = &loaded.ids[i];
-        let health = self.reference.score(&self.settings.health, measures, snap.tenure_days as f64);
+        let measures = snap.measures(&self.settings.health, self.sources);
+        let health = self.reference.score(&self.settings.health, &measures, snap.tenure_days as f64);
         let (last, week, month) = (previous.last.get(id), previous.week_ago.get(id), previous.month_ago.get(id));
         let churn_at = |h: u32| churn.iter().find(|f| f.horizon_days == h).map(|f| f.probability);
+        let [churn_names, expansion_names] = &self.names;
+        let churn_views: Vec<ForecastView> = churn.iter().map(|f| ForecastView::of(f, churn_names)).collect();
+        let expansion_view = expansion.first().map(|f| ForecastView::of(f, expansion_names));
         let mrr = loaded.currencies[i].map(|c| Money::new(snap.mrr, c));
         let components: serde_json::Map<String, Value> =
             health.components.iter().map(|c| (component_name(c.component).to_owned(), json!(c.points))).collect();
-        let explanation = Explanation {
+        let view = Explanation {
             health: HealthView {
                 score: health.score,
                 band: band(health.band),
@@ -553,21 +625,21 @@ impl Scorer {
                 moved: last.map(|p| moved_since(p, &health)),
                 since: last.map(|p| p.day),
             },
-            churn: churn.iter().map(ForecastView::of).collect(),
-            expansion: expansion.first().map(ForecastView::of),
+            churn: churn_views,
+            expansion: expansion_view,
             signals: snap,
             models: ModelsView {
                 churn: self.models.churn_id.as_deref(),
                 expansion: self.models.expansion_id.as_deref(),
             },
         };
-        let explanation = store::JsonText::new(write_json(&explanation));
+        let explanation = store::JsonText::new(write_json(&view));
         let alerts = rules::alerts(
             id,
             snap,
             &health,
-            churn.iter().find(|f| f.horizon_days == 30),
-            expansion.first(),
+            view.churn.iter().find(|f| f.horizon_days == 30).map(ForecastView::odds),
+            view.expansion.as_ref().map(ForecastView::odds),
             week,
             &self.baseline,
         );
@@ -602,7 +674,7 @@ impl Scorer {
         let at = day.succ_opt().expect("a next day");
         (0..loaded.ids.len())
             .map(|i| {
-                let prepared = Prepared::of(&self.settings, &self.models, self.sources, &loaded.histories[i], at);
+                let prepared = Prepared::of(&self.settings, &self.models, &loaded.histories[i], at);
                 self.assemble(loaded, i, &prepared, day, previous, now)
             })
             .collect()
@@ -928,6 +1000,17 @@ mod tests {
             assert_eq!(alone[0].alerts, all[i].alerts);
         }
         assert!(all.iter().any(|r| !r.alerts.is_empty()), "the priors raise alerts somewhere");
+    }
+
+    #[test]
+    fn threads_share_every_chunk_and_their_parts_read_back_in_order() {
+        for (n, threads) in [(2 * CHUNK + 5, 2), (3 * CHUNK, 3), (CHUNK - 1, 2), (7, 4), (0, 2)] {
+            let parts: Vec<Vec<usize>> =
+                (0..threads).map(|t| (0..n.div_ceil(CHUNK)).flat_map(|c| share(n, c, t, threads)).collect()).collect();
+            assert_eq!(parts.iter().map(Vec::len).sum::<usize>(), n, "every account once");
+            assert!(parts.iter().all(|p| p.len() <= parts[0].len()), "{n} on {threads}");
+            assert_eq!(in_order(&parts, n).copied().collect::<Vec<_>>(), (0..n).collect::<Vec<_>>());
+        }
     }
 
     #[test]

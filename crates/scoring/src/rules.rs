@@ -3,7 +3,6 @@
 //! behind it. Risk severities go up a level for the accounts worth the most.
 
 use domain::AccountId;
-use intelligence::churn::Forecast;
 use intelligence::health::Health;
 use intelligence::signals::Snapshot;
 use serde_json::json;
@@ -35,8 +34,24 @@ fn pct(p: f64) -> String {
     format!("{:.0}%", p * 100.0)
 }
 
-fn drivers(f: &Forecast) -> serde_json::Value {
-    f.drivers.iter().map(|(name, c)| json!({"name": name, "contribution": c})).collect()
+/// What raises a probability, with its contribution to the log-odds.
+#[derive(Clone, Copy, Debug, PartialEq, serde::Serialize)]
+pub struct Driver<'a> {
+    pub name: &'a str,
+    pub contribution: f64,
+}
+
+/// A forecast as alerts read it.
+#[derive(Clone, Copy, Debug)]
+pub struct Odds<'a> {
+    pub probability: f64,
+    /// Whether the workspace's model made it (rather than the rule-based prior).
+    pub from_model: bool,
+    pub drivers: &'a [Driver<'a>],
+}
+
+fn drivers(f: Odds) -> serde_json::Value {
+    f.drivers.iter().map(|d| json!({"name": d.name, "contribution": d.contribution})).collect()
 }
 
 /// The alerts `account` raises now.
@@ -44,8 +59,8 @@ pub fn alerts(
     account: &AccountId,
     snap: &Snapshot,
     health: &Health,
-    churn_30d: Option<&Forecast>,
-    expansion: Option<&Forecast>,
+    churn_30d: Option<Odds>,
+    expansion: Option<Odds>,
     week_ago: Option<&ScorePoint>,
     base: &Baseline,
 ) -> Vec<AlertSignal> {
@@ -173,15 +188,10 @@ mod tests {
         Health { score, band: Band::Neutral, profile: "mature".into(), components: Vec::new() }
     }
 
-    fn forecast(p: f64) -> Forecast {
-        Forecast {
-            account_id: "a".into(),
-            date: "2026-01-01".parse().unwrap(),
-            horizon_days: 30,
-            probability: p,
-            drivers: vec![("no activity for 30 days".into(), 1.6)],
-            from_model: false,
-        }
+    const QUIET: [Driver; 1] = [Driver { name: "no activity for 30 days", contribution: 1.6 }];
+
+    fn forecast(p: f64) -> Odds<'static> {
+        Odds { probability: p, from_model: false, drivers: &QUIET }
     }
 
     fn reasons(v: &[AlertSignal]) -> Vec<(&str, Severity)> {
@@ -194,7 +204,7 @@ mod tests {
     fn a_quiet_paying_account_raises_risk_alerts_in_proportion() {
         let id = AccountId::parse("a").unwrap();
         let snap = Snapshot { mrr: 20_000, tenure_days: 200, days_since_active: Some(35), ..Default::default() };
-        let risky = alerts(&id, &snap, &health(30.0), Some(&forecast(0.25)), None, None, &BASE);
+        let risky = alerts(&id, &snap, &health(30.0), Some(forecast(0.25)), None, None, &BASE);
         assert_eq!(reasons(&risky), [("churn_risk", Severity::High), ("inactive", Severity::High)]);
         assert_eq!(risky[0].evidence["drivers"][0]["name"], "no activity for 30 days");
         // Twice the workspace's rate is worth a low alert; the same at the base rate is none.
@@ -202,7 +212,7 @@ mod tests {
             &id,
             &Snapshot { days_since_active: Some(2), ..snap.clone() },
             &health(60.0),
-            Some(&forecast(0.09)),
+            Some(forecast(0.09)),
             None,
             None,
             &BASE,
@@ -212,7 +222,7 @@ mod tests {
             &id,
             &Snapshot { days_since_active: Some(2), ..snap.clone() },
             &health(60.0),
-            Some(&forecast(0.04)),
+            Some(forecast(0.04)),
             None,
             None,
             &BASE,
@@ -220,7 +230,7 @@ mod tests {
         assert!(calm.is_empty());
         // The same signs on one of the most valuable accounts are one level more severe.
         let big = Snapshot { mrr: 150_000, ..snap };
-        let valuable = alerts(&id, &big, &health(30.0), Some(&forecast(0.25)), None, None, &BASE);
+        let valuable = alerts(&id, &big, &health(30.0), Some(forecast(0.25)), None, None, &BASE);
         assert_eq!(reasons(&valuable), [("churn_risk", Severity::Critical), ("inactive", Severity::Critical)]);
     }
 
@@ -250,7 +260,7 @@ mod tests {
             active_users_28d: 10,
             ..Default::default()
         };
-        let out = alerts(&id, &snap, &health(45.0), None, Some(&forecast(0.3)), Some(&week_ago), &BASE);
+        let out = alerts(&id, &snap, &health(45.0), None, Some(forecast(0.3)), Some(&week_ago), &BASE);
         assert_eq!(
             reasons(&out),
             [

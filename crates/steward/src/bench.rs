@@ -61,6 +61,11 @@ pub enum BenchCommand {
         /// Accounts rescored one at a time.
         #[arg(long, default_value_t = 1000)]
         single: usize,
+        /// Print a digest of every account's score, explanation and alerts after each run (all
+        /// but the time it was scored at), to check that a change leaves the results as they
+        /// were. Hashing is part of the timed run.
+        #[arg(long)]
+        digest: bool,
     },
     /// Segment membership after an event (events at a steady rate, processing and segment
     /// evaluation running as in the server) and a full evaluation of every account for five
@@ -130,12 +135,12 @@ pub async fn run(config: Config, command: BenchCommand) -> Result<()> {
     if let BenchCommand::Segments { accounts, people, rate, seconds, full } = command {
         return crate::bench_segments::run(accounts, people, rate.max(1), seconds, full).await;
     }
-    if let BenchCommand::Score { accounts, repeat, single } = command {
+    if let BenchCommand::Score { accounts, repeat, single, digest } = command {
         let sizes = accounts
             .split(',')
             .map(|s| s.trim().parse::<usize>().with_context(|| format!("--accounts: {s:?} is not a number")))
             .collect::<Result<Vec<_>>>()?;
-        return crate::bench_score::run(sizes, repeat, single).await;
+        return crate::bench_score::run(sizes, repeat, single, digest).await;
     }
     let BenchCommand::Ingest {
         targets,

@@ -132,7 +132,14 @@ fn median(v: &mut [f64]) -> f64 {
     v[v.len() / 2]
 }
 
-pub async fn run(accounts: Vec<usize>, repeat: usize, single: usize) -> Result<()> {
+/// A digest of one account's result: its score but for the time it was scored at, and its
+/// alerts, as their debug text (floats in full).
+fn digest_of(r: &scoring::AccountResult, into: &mut impl std::hash::Hasher) {
+    let score = store::AccountScore { scored_at: chrono::DateTime::UNIX_EPOCH, ..r.score.clone() };
+    into.write(format!("{score:?}{:?}", r.alerts).as_bytes());
+}
+
+pub async fn run(accounts: Vec<usize>, repeat: usize, single: usize, digest: bool) -> Result<()> {
     let spec = FeatureSpec::events(KEY_EVENTS.map(String::from).to_vec());
     let days = 90;
     let day = day0() + chrono::Days::new(days as u64 - 1);
@@ -151,6 +158,7 @@ pub async fn run(accounts: Vec<usize>, repeat: usize, single: usize) -> Result<(
                 // Each chunk is handed over as `score_workspace` hands it to the store, and
                 // dropped: the store's writes are not measured here.
                 let (mut scored, mut text) = (0, 0);
+                let mut hasher = std::hash::DefaultHasher::new();
                 let s = Scorer::score_in_chunks(
                     ScoringSettings::default(),
                     models,
@@ -161,11 +169,17 @@ pub async fn run(accounts: Vec<usize>, repeat: usize, single: usize) -> Result<(
                     |chunk| {
                         scored += chunk.len();
                         text += chunk.iter().map(|r| r.score.explanation.as_str().len()).sum::<usize>();
+                        if digest {
+                            chunk.iter().for_each(|r| digest_of(r, &mut hasher));
+                        }
                     },
                 );
                 assert_eq!(scored, shared.ids.len());
                 assert!(text > 1_000 * scored, "every account is explained");
                 let cpu_secs = cpu_seconds().zip(cpu_before).map(|(after, before)| after - before);
+                if digest {
+                    println!("digest of {scored} accounts' results: {:016x}", std::hash::Hasher::finish(&hasher));
+                }
                 (started.elapsed().as_secs_f64(), cpu_secs, s)
             })
             .await?;

@@ -105,65 +105,175 @@ impl PartialEq for Gbdt {
     }
 }
 
-/// Every tree made complete to the deepest tree's depth and laid out in one array, level by
-/// level (the children of slot `i` are `2i + 1` and `2i + 2`), with each node's move from
+/// Every tree made complete to the deepest tree's depth and laid out in arrays, level by
+/// level (the children of node `i` are `2i + 1` and `2i + 2`), with each node's move from
 /// its parent precomputed: an explanation walks each tree in the same number of steps, with
 /// no branch to mispredict and no pointer to follow, where the trees as trained (a vector of
 /// nodes per tree, optional splits) cost both at every step. Scoring a workspace walks 800
 /// trees per account. A leaf above the deepest level is carried down by splits that send
 /// everything left and move nothing, so the margin is the same sum.
+///
+/// The splits, the moves and the deepest level's values are kept apart, each padded to a
+/// power of two per tree, so that a walk reads only what it uses (a tree of depth 3: 288
+/// bytes, where one array of nodes took 480) and its indexes need no bounds checks.
 #[derive(Clone, Debug)]
 struct Flat {
     depth: usize,
-    /// `2^(depth + 1) - 1` slots per tree, tree after tree.
-    slots: Vec<Slot>,
+    /// Per tree, `2^depth` places of which the first `2^depth - 1` are its splits: rows with
+    /// `x > threshold` go right (everything goes left of a carried leaf).
+    thresholds: Vec<f64>,
+    features: Vec<u32>,
+    /// Per tree, `2^(depth + 1)` places, the first `2^(depth + 1) - 1` its nodes: each
+    /// node's value less its parent's (none for the root), what reaching it credits the
+    /// parent's feature.
+    steps: Vec<f64>,
+    /// Per tree, the `2^depth` values of the deepest level.
+    leaves: Vec<f64>,
     /// The base plus every root's value, added in the trees' order.
     bias: f64,
+    /// The features the splits read: one more than the largest.
+    read: usize,
 }
 
-/// Running sums of the credits per feature, taken by the trees in turn.
+/// Running sums of the credits per feature, taken by the trees in turn: one running sum per
+/// feature made each credit wait for the last one stored.
 const LANES: usize = 4;
-
-#[derive(Clone, Copy, Debug, Default)]
-struct Slot {
-    /// Rows with `x > threshold` go right; everything goes left of a carried leaf.
-    threshold: f64,
-    /// The node's value less its parent's: what reaching it credits the parent's feature.
-    step: f64,
-    value: f64,
-    feature: u32,
-}
 
 impl Flat {
     fn new(base: f64, trees: &[Tree]) -> Flat {
         let depth = trees.iter().map(|t| t.depth(0)).max().unwrap_or(0);
-        let per_tree = (1usize << (depth + 1)) - 1;
-        let mut flat = Flat { depth, slots: vec![Slot::default(); per_tree * trees.len()], bias: base };
+        let width = 1usize << depth;
+        let mut flat = Flat {
+            depth,
+            thresholds: vec![f64::INFINITY; width * trees.len()],
+            features: vec![0; width * trees.len()],
+            steps: vec![0.0; 2 * width * trees.len()],
+            leaves: vec![0.0; width * trees.len()],
+            bias: base,
+            read: 0,
+        };
         for (t, tree) in trees.iter().enumerate() {
             flat.bias += tree.nodes[0].value;
-            flat.place(t * per_tree, tree, 0, 0, tree.nodes[0].value);
+            flat.place(t, tree, 0, 0, tree.nodes[0].value);
         }
         flat
     }
 
-    /// Puts `tree`'s node `node` at slot `at` of the tree whose slots start at `first`, then
-    /// its children below it.
-    fn place(&mut self, first: usize, tree: &Tree, node: usize, at: usize, parent_value: f64) {
+    /// Puts `tree`'s node `node` (tree `t` of the layout) at place `at`, then its children
+    /// below it.
+    fn place(&mut self, t: usize, tree: &Tree, node: usize, at: usize, parent_value: f64) {
+        let width = 1 << self.depth;
         let n = &tree.nodes[node];
-        let mut slot = Slot { threshold: f64::INFINITY, step: n.value - parent_value, value: n.value, feature: 0 };
-        let children = match &n.split {
-            _ if (at + 1).ilog2() as usize == self.depth => None,
-            Some(s) => {
-                (slot.threshold, slot.feature) = (s.threshold, s.feature as u32);
-                Some((s.left, s.right))
-            }
-            None => Some((node, node)),
-        };
-        self.slots[first + at] = slot;
-        if let Some((left, right)) = children {
-            self.place(first, tree, left, 2 * at + 1, n.value);
-            self.place(first, tree, right, 2 * at + 2, n.value);
+        self.steps[t * 2 * width + at] = n.value - parent_value;
+        if at + 1 >= width {
+            self.leaves[t * width + at + 1 - width] = n.value;
+            return;
         }
+        let (left, right) = match &n.split {
+            Some(s) => {
+                self.thresholds[t * width + at] = s.threshold;
+                self.features[t * width + at] = s.feature as u32;
+                self.read = self.read.max(s.feature + 1);
+                (s.left, s.right)
+            }
+            None => (node, node),
+        };
+        self.place(t, tree, left, 2 * at + 1, n.value);
+        self.place(t, tree, right, 2 * at + 2, n.value);
+    }
+
+    /// The margin of `row` (`base` plus the leaves it reaches, added in the trees' order)
+    /// and each feature's credit along its paths, summed in `LANES` running sums per feature
+    /// (tree `t` adding to sum `t % LANES`) added up at the end.
+    fn explain(&self, row: &[f64], base: f64) -> (f64, Vec<f64>) {
+        // Rows as wide as the features the splits read, at most 64: the row and the sums
+        // are kept in arrays of a width known to the compiler, so that no index is checked.
+        match (self.depth, row.len().next_power_of_two()) {
+            _ if self.read > row.len() => self.explain_any(row, base),
+            (3, ..=16) => self.explain_fixed::<8, 16, 16>(row, base),
+            (3, 32) => self.explain_fixed::<8, 16, 32>(row, base),
+            (3, 64) => self.explain_fixed::<8, 16, 64>(row, base),
+            (2, ..=16) => self.explain_fixed::<4, 8, 16>(row, base),
+            (2, 32) => self.explain_fixed::<4, 8, 32>(row, base),
+            (2, 64) => self.explain_fixed::<4, 8, 64>(row, base),
+            (4, ..=16) => self.explain_fixed::<16, 32, 16>(row, base),
+            (4, 32) => self.explain_fixed::<16, 32, 32>(row, base),
+            (4, 64) => self.explain_fixed::<16, 32, 64>(row, base),
+            _ => self.explain_any(row, base),
+        }
+    }
+
+    /// [`Flat::explain`] for trees of `WIDTH = 2^depth` leaves (`NODES = 2 * WIDTH`) and rows
+    /// of at most `P` features (a power of two), `LANES` trees walked side by side, one per
+    /// running sum, so that their loads, which wait on each other level by level within a
+    /// tree, overlap between trees.
+    fn explain_fixed<const WIDTH: usize, const NODES: usize, const P: usize>(
+        &self,
+        row: &[f64],
+        base: f64,
+    ) -> (f64, Vec<f64>) {
+        let depth = WIDTH.trailing_zeros();
+        let mut x = [0.0; P];
+        x[..row.len()].copy_from_slice(row);
+        let mut sums = [[0.0; P]; LANES];
+        let (thresholds, _) = self.thresholds.as_chunks::<WIDTH>();
+        let (features, _) = self.features.as_chunks::<WIDTH>();
+        let (steps, _) = self.steps.as_chunks::<NODES>();
+        let (leaves, _) = self.leaves.as_chunks::<WIDTH>();
+        let trees = leaves.len();
+        let mut margin = base;
+        for first in (0..trees - trees % LANES).step_by(LANES) {
+            let side_by_side = first..first + LANES;
+            let thresholds: &[[f64; WIDTH]; LANES] = thresholds[side_by_side.clone()].try_into().expect("trees");
+            let features: &[[u32; WIDTH]; LANES] = features[side_by_side.clone()].try_into().expect("trees");
+            let steps: &[[f64; NODES]; LANES] = steps[side_by_side.clone()].try_into().expect("trees");
+            let leaves: &[[f64; WIDTH]; LANES] = leaves[side_by_side].try_into().expect("trees");
+            let mut at = [0usize; LANES];
+            for _ in 0..depth {
+                for k in 0..LANES {
+                    let f = features[k][at[k] & (WIDTH - 1)] as usize & (P - 1);
+                    at[k] = 2 * at[k] + 1 + usize::from(x[f] > thresholds[k][at[k] & (WIDTH - 1)]);
+                    sums[k][f] += steps[k][at[k] & (NODES - 1)];
+                }
+            }
+            for k in 0..LANES {
+                margin += leaves[k][(at[k] + 1) & (WIDTH - 1)];
+            }
+        }
+        for t in trees - trees % LANES..trees {
+            let (thresholds, features, steps) = (&thresholds[t], &features[t], &steps[t]);
+            let mut at = 0;
+            for _ in 0..depth {
+                let f = features[at & (WIDTH - 1)] as usize & (P - 1);
+                at = 2 * at + 1 + usize::from(x[f] > thresholds[at & (WIDTH - 1)]);
+                sums[t % LANES][f] += steps[at & (NODES - 1)];
+            }
+            margin += leaves[t][(at + 1) & (WIDTH - 1)];
+        }
+        let contributions = (0..row.len()).map(|f| (sums[0][f] + sums[1][f]) + (sums[2][f] + sums[3][f])).collect();
+        (margin, contributions)
+    }
+
+    /// [`Flat::explain`] for trees of any depth and rows of any width, one tree after the
+    /// other.
+    fn explain_any(&self, row: &[f64], base: f64) -> (f64, Vec<f64>) {
+        let (width, p) = (1 << self.depth, row.len());
+        let mut lanes = vec![0.0; LANES * p];
+        let mut margin = base;
+        for t in 0..self.leaves.len() / width {
+            let (thresholds, features) = (&self.thresholds[t * width..][..width], &self.features[t * width..][..width]);
+            let steps = &self.steps[t * 2 * width..][..2 * width];
+            let lane = (t % LANES) * p;
+            let mut at = 0;
+            for _ in 0..self.depth {
+                let f = features[at] as usize;
+                at = 2 * at + 1 + usize::from(row[f] > thresholds[at]);
+                lanes[lane + f] += steps[at];
+            }
+            margin += self.leaves[t * width + at + 1 - width];
+        }
+        let contributions = (0..p).map(|f| (lanes[f] + lanes[p + f]) + (lanes[2 * p + f] + lanes[3 * p + f])).collect();
+        (margin, contributions)
     }
 }
 
@@ -259,22 +369,7 @@ impl Gbdt {
     /// The margin of `row` with each feature's credit along its paths.
     pub fn explain(&self, row: &[f64]) -> Explained {
         let flat = self.flat.get_or_init(|| Flat::new(self.base, &self.trees));
-        let p = row.len();
-        // Consecutive trees credit their features in different lanes, summed at the end: one
-        // running sum per feature made each credit wait for the last one stored.
-        let mut lanes = vec![0.0; LANES * p];
-        let mut margin = self.base;
-        for (t, tree) in flat.slots.chunks_exact((1 << (flat.depth + 1)) - 1).enumerate() {
-            let lane = &mut lanes[(t % LANES) * p..][..p];
-            let mut at = 0;
-            for _ in 0..flat.depth {
-                let Slot { threshold, feature, .. } = tree[at];
-                at = 2 * at + 1 + usize::from(row[feature as usize] > threshold);
-                lane[feature as usize] += tree[at].step;
-            }
-            margin += tree[at].value;
-        }
-        let contributions = (0..p).map(|f| (lanes[f] + lanes[p + f]) + (lanes[2 * p + f] + lanes[3 * p + f])).collect();
+        let (margin, contributions) = flat.explain(row, self.base);
         Explained { margin, bias: flat.bias, contributions }
     }
 
@@ -426,13 +521,9 @@ mod tests {
         assert!(e.contributions[2].abs() < e.contributions[0].min(e.contributions[1]));
     }
 
-    #[test]
-    fn the_laid_out_trees_explain_as_the_trained_ones() {
-        // Large leaves stop some branches early: the trees are uneven.
-        let (x, y) = interaction(3_000, 5);
-        let m = Gbdt::fit(&x, &y, &GbdtParams { trees: 60, max_depth: 4, min_leaf_rows: 300, ..Default::default() });
-        let depths: Vec<usize> = m.trees.iter().map(|t| t.depth(0)).collect();
-        assert!(depths.contains(&4) && depths.iter().any(|&d| d < 4), "{depths:?}");
+    /// `m`'s explanations of `rows` by its layout against its trees as trained, and the
+    /// layout's walk of a known depth and width against its walk of any.
+    fn explains_as_trained(m: &Gbdt, rows: &[Vec<f64>]) {
         let walked = |row: &[f64]| {
             let (mut contributions, mut bias, mut margin) = (vec![0.0; row.len()], m.base, m.base);
             for tree in &m.trees {
@@ -447,16 +538,55 @@ mod tests {
             }
             Explained { margin, bias, contributions }
         };
-        let mut rows: Vec<Vec<f64>> = (0..500).map(|i| x.row(i).to_vec()).collect();
-        rows.push(vec![f64::NAN, 100.0, 0.5]);
-        rows.push(vec![f64::INFINITY, f64::NEG_INFINITY, f64::NAN]);
-        for row in &rows {
-            let (flat, walked) = (m.explain(row), walked(row));
+        let flat = Flat::new(m.base, &m.trees);
+        for row in rows {
+            let (laid_out, walked) = (m.explain(row), walked(row));
             // The margin is the same sum; the credits are summed in another order.
-            assert_eq!((flat.margin, flat.bias), (walked.margin, walked.bias), "{row:?}");
-            for (a, b) in flat.contributions.iter().zip(&walked.contributions) {
+            assert_eq!((laid_out.margin, laid_out.bias), (walked.margin, walked.bias), "{row:?}");
+            for (a, b) in laid_out.contributions.iter().zip(&walked.contributions) {
                 assert!((a - b).abs() < 1e-12, "{row:?}: {a} vs {b}");
             }
+            // Walked side by side or one tree after another, the sums are the same to the bit.
+            let any = flat.explain_any(row, m.base);
+            assert_eq!(any.0.to_bits(), laid_out.margin.to_bits());
+            let bits = |v: &[f64]| v.iter().map(|c| c.to_bits()).collect::<Vec<_>>();
+            assert_eq!(bits(&any.1), bits(&laid_out.contributions), "{row:?}");
+        }
+    }
+
+    /// [`interaction`] with `extra` columns of noise after its three.
+    fn wide(n: usize, seed: u64, extra: usize) -> (Matrix, Vec<bool>) {
+        let (x, y) = interaction(n, seed);
+        let mut rng = Rng::new(seed + 100);
+        let mut names: Vec<String> = vec!["usage".into(), "tenure".into(), "noise".into()];
+        names.extend((0..extra).map(|i| format!("noise {i}")));
+        let mut w = Matrix::new(names);
+        for i in 0..n {
+            let mut row = x.row(i).to_vec();
+            row.extend((0..extra).map(|_| rng.unit()));
+            w.push(&row);
+        }
+        (w, y)
+    }
+
+    #[test]
+    fn the_laid_out_trees_explain_as_the_trained_ones() {
+        // Large leaves stop some branches early: the trees are uneven. Tree counts that are
+        // and are not a multiple of the trees walked side by side; depths and widths with a
+        // walk of their own and without.
+        let cases =
+            [(60, 4, 0, 300), (63, 3, 0, 300), (61, 2, 20, 800), (62, 3, 45, 500), (30, 6, 0, 100), (21, 3, 70, 500)];
+        for (trees, max_depth, extra, min_leaf_rows) in cases {
+            let (x, y) = wide(3_000, 5, extra);
+            let params = GbdtParams { trees, max_depth, min_leaf_rows, ..Default::default() };
+            let m = Gbdt::fit(&x, &y, &params);
+            let depths: Vec<usize> = m.trees.iter().map(|t| t.depth(0)).collect();
+            assert!(depths.contains(&max_depth) && depths.iter().any(|&d| d < max_depth), "{depths:?}");
+            let mut rows: Vec<Vec<f64>> = (0..300).map(|i| x.row(i).to_vec()).collect();
+            let with = |head: [f64; 3]| head.into_iter().chain(std::iter::repeat_n(0.5, extra)).collect::<Vec<_>>();
+            rows.push(with([f64::NAN, 100.0, 0.5]));
+            rows.push(with([f64::INFINITY, f64::NEG_INFINITY, f64::NAN]));
+            explains_as_trained(&m, &rows);
         }
     }
 
