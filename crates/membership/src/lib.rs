@@ -714,7 +714,7 @@ impl Engine {
         let present = subjects.ids();
         // Each subject's memberships, a few at a time.
         let reads: Vec<_> = present.iter().map(|id| self.store.memberships_of(ws, id)).collect();
-        let memberships: Vec<Vec<String>> = futures_util::stream::iter(reads)
+        let memberships: Vec<Vec<store::Membership>> = futures_util::stream::iter(reads)
             .buffered(READS_AT_ONCE)
             .collect::<Vec<_>>()
             .await
@@ -724,7 +724,8 @@ impl Engine {
             .iter()
             .zip(memberships)
             .map(|(id, segs)| {
-                (id.to_string(), segs.iter().filter_map(|s| by_id.get(s.as_str()).map(|n| n.to_string())).collect())
+                let names = segs.iter().filter_map(|m| by_id.get(m.segment_id.as_str()).map(|n| n.to_string()));
+                (id.to_string(), names.collect())
             })
             .collect();
         let updates = evaluate_in_order(k, &subjects, &present, current, now);

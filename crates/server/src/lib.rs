@@ -112,6 +112,7 @@ pub fn router(state: AppState) -> Router {
         .route("/api/v1/accounts/{id}", get(api::get_account))
         .route("/api/v1/accounts/{id}/people", get(api::account_people))
         .route("/api/v1/accounts/{id}/timeline", get(api::account_timeline))
+        .route("/api/v1/accounts/{id}/segments", get(segments::account_segments))
         .route("/api/v1/accounts/{id}/health", get(intel::account_health))
         .route("/api/v1/accounts/{id}/predictions", get(intel::account_predictions))
         .route("/api/v1/accounts/{id}/score", post(intel::rescore_account))
@@ -133,6 +134,7 @@ pub fn router(state: AppState) -> Router {
         )
         .route("/api/v1/segments/{id}/members", get(segments::segment_members))
         .route("/api/v1/people/{id}", get(api::get_person))
+        .route("/api/v1/people/{id}/segments", get(segments::person_segments))
         .route("/api/v1/events", get(api::list_events));
     let ops = Router::new()
         .route("/healthz", get(ops::healthz))

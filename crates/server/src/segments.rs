@@ -183,6 +183,53 @@ pub(crate) async fn segment_members(
     Ok(page_json(page))
 }
 
+/// `GET /api/v1/accounts/{id}/segments` and `/api/v1/people/{id}/segments`: the segments a
+/// subject is a member of, with when it entered each.
+pub(crate) async fn subject_segments(
+    s: &AppState,
+    ws: &domain::WorkspaceId,
+    subject: &str,
+) -> Result<Response, ApiError> {
+    let segments: std::collections::HashMap<String, store::SegmentRecord> =
+        s.store().list_segments(ws).await?.into_iter().map(|seg| (seg.segment_id.clone(), seg)).collect();
+    let mut out: Vec<Value> = s
+        .store()
+        .memberships_of(ws, subject)
+        .await?
+        .into_iter()
+        .filter_map(|m| {
+            let seg = segments.get(&m.segment_id)?;
+            Some(json!({"segment_id": m.segment_id, "name": seg.name, "kind": seg.kind, "since": m.since}))
+        })
+        .collect();
+    out.sort_by(|a, b| a["name"].as_str().cmp(&b["name"].as_str()));
+    Ok(Json(json!({"data": out})).into_response())
+}
+
+pub(crate) async fn account_segments(
+    State(s): State<AppState>,
+    headers: HeaderMap,
+    Path(id): Path<String>,
+) -> Result<Response, ApiError> {
+    let ws = workspace(&s, &headers).await?;
+    let account = crate::api::existing_account(&s, &ws, &id).await?;
+    subject_segments(&s, &ws, account.as_str()).await
+}
+
+pub(crate) async fn person_segments(
+    State(s): State<AppState>,
+    headers: HeaderMap,
+    Path(id): Path<String>,
+) -> Result<Response, ApiError> {
+    let ws = workspace(&s, &headers).await?;
+    let person = s
+        .store()
+        .get_person(&ws, &id)
+        .await?
+        .ok_or_else(|| ApiError::not_found("person", format!("no person {id:?} in this workspace")))?;
+    subject_segments(&s, &ws, &person.person_id).await
+}
+
 /// `GET /api/v1/segments/changes?after=SEQ&limit=N`: entries and exits in order, from after
 /// `after` (0: from the start).
 pub(crate) async fn segment_changes(

@@ -93,6 +93,17 @@ async fn segments_select_accounts_by_usage_scores_and_billing() {
         .collect();
     assert_eq!(sizes, [("Big and lapsed".to_owned(), 1), ("Reporting lapsed".to_owned(), 2)]);
 
+    // An account lists the segments it is in, with when it entered.
+    let (status, of_gone) = app.get("/api/v1/accounts/gone/segments", &ws.viewer).await;
+    assert_eq!(status, StatusCode::OK);
+    let names: Vec<&str> = of_gone["data"].as_array().unwrap().iter().map(|m| m["name"].as_str().unwrap()).collect();
+    assert_eq!(names, ["Big and lapsed", "Reporting lapsed"]);
+    assert!(of_gone["data"][0]["since"].is_string(), "{of_gone}");
+    let (_, of_busy) = app.get("/api/v1/accounts/busy/segments", &ws.viewer).await;
+    assert_eq!(of_busy["data"], json!([]));
+    assert_eq!(app.get("/api/v1/accounts/nobody/segments", &ws.viewer).await.0, StatusCode::NOT_FOUND);
+    assert_eq!(app.get("/api/v1/accounts/gone/segments", &other.admin).await.0, StatusCode::NOT_FOUND);
+
     // Another workspace sees none of it.
     assert_eq!(app.get(&format!("/api/v1/segments/{id}"), &other.admin).await.0, StatusCode::NOT_FOUND);
     let (_, theirs) = app.get("/api/v1/segments", &other.admin).await;

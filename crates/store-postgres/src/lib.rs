@@ -475,7 +475,7 @@ mod store_impl {
         async fn segment_size(&self, ws: &WorkspaceId, segment_id: &str) -> Result<u64> {
             PgStore::segment_size(self, ws, segment_id).await
         }
-        async fn memberships_of(&self, ws: &WorkspaceId, subject_id: &str) -> Result<Vec<String>> {
+        async fn memberships_of(&self, ws: &WorkspaceId, subject_id: &str) -> Result<Vec<Membership>> {
             PgStore::memberships_of(self, ws, subject_id).await
         }
         async fn due_checks(&self, ws: &WorkspaceId, now: Timestamp, limit: usize) -> Result<Vec<DueCheck>> {

@@ -5,8 +5,8 @@ use domain::{Timestamp, WorkspaceId};
 use sqlx::{AssertSqlSafe, Row};
 use std::collections::HashMap;
 use store::{
-    Cursor, DueCheck, MembershipUpdate, Page, PageRequest, PersonSummary, Result, SegmentChange, SegmentMember,
-    SegmentRecord, StoreError, SubjectKind, Vocabulary,
+    Cursor, DueCheck, Membership, MembershipUpdate, Page, PageRequest, PersonSummary, Result, SegmentChange,
+    SegmentMember, SegmentRecord, StoreError, SubjectKind, Vocabulary,
 };
 
 use crate::{PgStore, db_error};
@@ -341,9 +341,9 @@ impl PgStore {
         Ok(n as u64)
     }
 
-    pub(crate) async fn memberships_of(&self, ws: &WorkspaceId, subject_id: &str) -> Result<Vec<String>> {
+    pub(crate) async fn memberships_of(&self, ws: &WorkspaceId, subject_id: &str) -> Result<Vec<Membership>> {
         let rows = sqlx::query(
-            "SELECT segment_id FROM segment_members WHERE workspace_id = $1 AND subject_id = $2 AND member
+            "SELECT segment_id, since FROM segment_members WHERE workspace_id = $1 AND subject_id = $2 AND member
              ORDER BY segment_id",
         )
         .bind(ws.as_str())
@@ -351,7 +351,13 @@ impl PgStore {
         .fetch_all(&self.pool)
         .await
         .map_err(db_error)?;
-        Ok(rows.into_iter().map(|r| r.get(0)).collect())
+        Ok(rows
+            .into_iter()
+            .map(|r| Membership {
+                segment_id: r.get(0),
+                since: r.get::<Option<DateTime<Utc>>, _>(1).unwrap_or_default(),
+            })
+            .collect())
     }
 
     pub(crate) async fn due_checks(&self, ws: &WorkspaceId, now: Timestamp, limit: usize) -> Result<Vec<DueCheck>> {

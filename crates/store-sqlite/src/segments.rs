@@ -3,8 +3,8 @@
 use domain::{Timestamp, WorkspaceId};
 use rusqlite::{OptionalExtension, Row, params};
 use store::{
-    Cursor, DueCheck, MembershipUpdate, Page, PageRequest, PersonSummary, Result, SegmentChange, SegmentMember,
-    SegmentRecord, StoreError, SubjectKind, Vocabulary,
+    Cursor, DueCheck, Membership, MembershipUpdate, Page, PageRequest, PersonSummary, Result, SegmentChange,
+    SegmentMember, SegmentRecord, StoreError, SubjectKind, Vocabulary,
 };
 
 use crate::writer::Priority;
@@ -329,17 +329,21 @@ impl SqliteStore {
         .await
     }
 
-    pub(crate) async fn memberships_of(&self, ws: &WorkspaceId, subject_id: &str) -> Result<Vec<String>> {
+    pub(crate) async fn memberships_of(&self, ws: &WorkspaceId, subject_id: &str) -> Result<Vec<Membership>> {
         let (ws, subject_id) = (ws.clone(), subject_id.to_owned());
         self.read(move |conn| {
             let mut stmt = conn
                 .prepare_cached(
-                    "SELECT segment_id FROM segment_members
+                    "SELECT segment_id, since FROM segment_members
                      WHERE workspace_id = ?1 AND subject_id = ?2 AND member = 1 ORDER BY segment_id",
                 )
                 .map_err(sql_error)?;
-            let rows = stmt.query_map(params![ws.as_str(), subject_id], |r| r.get(0)).map_err(sql_error)?;
-            rows.collect::<rusqlite::Result<Vec<String>>>().map_err(sql_error)
+            let rows = stmt
+                .query_map(params![ws.as_str(), subject_id], |r| {
+                    Ok(Membership { segment_id: r.get(0)?, since: time(r.get::<_, Option<i64>>(1)?.unwrap_or(0)) })
+                })
+                .map_err(sql_error)?;
+            rows.collect::<rusqlite::Result<Vec<_>>>().map_err(sql_error)
         })
         .await
     }

@@ -1302,8 +1302,11 @@ pub async fn memberships_record_entries_exits_and_next_checks<S: Store>(s: &S) {
     s.update_memberships(&ws, &rich.segment_id, &[update("a", true, None)], t(4, 1)).await.unwrap();
     assert_eq!(s.segment_size(&ws, &quiet.segment_id).await.unwrap(), 2);
     assert_eq!(all_members(s, &ws, &quiet.segment_id).await, [("a".into(), t(4, 0)), ("b".into(), t(4, 0))]);
-    let mut of_a = s.memberships_of(&ws, "a").await.unwrap();
+    let mut of_a: Vec<String> = s.memberships_of(&ws, "a").await.unwrap().into_iter().map(|m| m.segment_id).collect();
     of_a.sort();
+    let since: std::collections::HashMap<String, DateTime<Utc>> =
+        s.memberships_of(&ws, "a").await.unwrap().into_iter().map(|m| (m.segment_id, m.since)).collect();
+    assert_eq!((since[&quiet.segment_id], since[&rich.segment_id]), (t(4, 0), t(4, 1)));
     let mut both = vec![quiet.segment_id.clone(), rich.segment_id.clone()];
     both.sort();
     assert_eq!(of_a, both);
@@ -1351,7 +1354,10 @@ pub async fn memberships_record_entries_exits_and_next_checks<S: Store>(s: &S) {
 
     // Deleting a segment takes its members and changes with it.
     assert!(s.delete_segment(&ws, &quiet.segment_id).await.unwrap());
-    assert_eq!(s.memberships_of(&ws, "a").await.unwrap(), std::slice::from_ref(&rich.segment_id));
+    assert_eq!(
+        s.memberships_of(&ws, "a").await.unwrap(),
+        [Membership { segment_id: rich.segment_id.clone(), since: t(4, 1) }]
+    );
     let left = s.segment_changes(&ws, 0, 100).await.unwrap();
     assert_eq!(left.len(), 1);
     assert_eq!(left[0].segment_id, rich.segment_id);

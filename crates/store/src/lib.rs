@@ -27,7 +27,8 @@ pub use scores::{
     ScoreSummary, ScoredAccount, Severity,
 };
 pub use segments::{
-    DueCheck, MembershipUpdate, PersonSummary, SegmentChange, SegmentMember, SegmentRecord, SubjectKind, Vocabulary,
+    DueCheck, Membership, MembershipUpdate, PersonSummary, SegmentChange, SegmentMember, SegmentRecord, SubjectKind,
+    Vocabulary,
 };
 pub use usage::{Credit, DailyUsage, Usage, UsageRow};
 
@@ -350,8 +351,8 @@ pub trait Store: Send + Sync + 'static {
     ) -> Result<Page<SegmentMember>>;
     /// How many members a segment has.
     async fn segment_size(&self, ws: &WorkspaceId, segment_id: &str) -> Result<u64>;
-    /// The segments `subject_id` is a member of, by id.
-    async fn memberships_of(&self, ws: &WorkspaceId, subject_id: &str) -> Result<Vec<String>>;
+    /// The segments `subject_id` is a member of, by segment id, with when it entered each.
+    async fn memberships_of(&self, ws: &WorkspaceId, subject_id: &str) -> Result<Vec<Membership>>;
     /// Memberships whose next check is at or before `now`, earliest first, at most `limit`.
     async fn due_checks(&self, ws: &WorkspaceId, now: Timestamp, limit: usize) -> Result<Vec<DueCheck>>;
     /// Entries and exits after `after` (a [`SegmentChange::seq`]), in order, at most `limit`.

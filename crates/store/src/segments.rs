@@ -59,6 +59,13 @@ pub struct SegmentMember {
     pub since: Timestamp,
 }
 
+/// A segment a subject is a member of, and since when.
+#[derive(Clone, Debug, PartialEq, Serialize)]
+pub struct Membership {
+    pub segment_id: String,
+    pub since: Timestamp,
+}
+
 /// A subject entering or leaving a segment. `seq` orders a workspace's changes.
 #[derive(Clone, Debug, PartialEq, Serialize)]
 pub struct SegmentChange {
