@@ -558,6 +558,34 @@ const IMPORT_SLICE: usize = 65_536;
 /// Batches of events (a block of the log each) appended together, in one transaction.
 const APPEND_GROUP: usize = 8;
 
+/// Events just appended, for processing.
+struct Appended {
+    placement: Option<store::Placement>,
+    group: Vec<Vec<NewEvent>>,
+}
+
+/// Processes a group of appended events: as they are in memory when the log has them right
+/// after where processing is, else from the log, up to them.
+async fn process_appended(processor: &processor::Processor, ws: &WorkspaceId, appended: Appended) -> Result<()> {
+    let Some(placement) = appended.placement else {
+        // Where they went is not known: the log up to its end, which holds them.
+        processor.run_through(ws, store::LogPosition { tx: i64::MAX, seq: i64::MAX }).await?;
+        return Ok(());
+    };
+    let events: Vec<store::LoggedEvent> = appended
+        .group
+        .into_iter()
+        .flatten()
+        .zip(placement.positions)
+        .filter_map(|(event, position)| Some(store::LoggedEvent { position: position?, event }))
+        .collect();
+    let Some(last) = events.last().map(|e| e.position) else { return Ok(()) };
+    if !processor.process_appended(ws, placement.after, events).await? {
+        processor.run_through(ws, last).await?;
+    }
+    Ok(())
+}
+
 /// Imports the file into `ws`, then brings processing up to date.
 pub async fn import(store: Arc<dyn Store>, ws: &WorkspaceId, options: &Options) -> Result<Imported> {
     // First the whole file is checked: a bad line stores nothing.
@@ -587,15 +615,34 @@ pub async fn import(store: Arc<dyn Store>, ws: &WorkspaceId, options: &Options) 
         }
         Ok::<u64, anyhow::Error>(rows)
     });
-    // Processing runs beside the import, on what is already stored.
+    // Processing runs beside the import, on what is already stored: each group of events as
+    // it was appended, from memory when the store says where in the log they went, else (or
+    // when processing is not right before them) from the log.
     // An import is one long backlog: larger slices rewrite each account's rollups and each
     // person's row fewer times (the result does not depend on the slicing).
     let config = processor::ProcessorConfig { max_batch: IMPORT_SLICE, ..Default::default() };
     let processor = processor::Processor::new(store.clone(), config);
-    let stop = tokio_util::sync::CancellationToken::new();
-    let background = tokio::spawn(processor.clone().run(stop.clone()));
+    let (appended_tx, mut appended_rx) = tokio::sync::mpsc::channel::<Appended>(2);
+    let processing = tokio::spawn({
+        let (processor, ws) = (processor.clone(), ws.clone());
+        async move {
+            while let Some(appended) = appended_rx.recv().await {
+                if let Err(e) = process_appended(&processor, &ws, appended).await {
+                    // Whatever is left is processed from the log once the import is stored.
+                    tracing::warn!(workspace = %ws, error = %e, "processing beside the import failed; will retry");
+                }
+            }
+        }
+    });
     let mut out = Imported::default();
     let mut group: Vec<Vec<NewEvent>> = Vec::new();
+    let append = async |group: Vec<Vec<NewEvent>>| -> Result<u64> {
+        let report = store.append_event_batches(ws, &group).await?;
+        let stored = report.report.stored as u64;
+        // Processing may lag; the import waits for it rather than holding more in memory.
+        let _ = appended_tx.send(Appended { placement: report.placement, group }).await;
+        Ok(stored)
+    };
     while let Some(batch) = rx.recv().await {
         let mut events = Vec::with_capacity(batch.len());
         // Records are written concurrently, so that the store commits them together.
@@ -623,16 +670,16 @@ pub async fn import(store: Arc<dyn Store>, ws: &WorkspaceId, options: &Options) 
         }
         // Whatever has been read goes in one append (in file order), up to a group of batches.
         if group.len() >= APPEND_GROUP || (rx.is_empty() && !group.is_empty()) {
-            out.stored += store.append_event_batches(ws, &std::mem::take(&mut group)).await?.stored as u64;
+            out.stored += append(std::mem::take(&mut group)).await?;
         }
     }
     if !group.is_empty() {
-        out.stored += store.append_event_batches(ws, &group).await?.stored as u64;
+        out.stored += append(group).await?;
     }
     out.rows = reader.await??;
     let stored = started.elapsed();
-    stop.cancel();
-    background.await?;
+    drop(appended_tx);
+    processing.await?;
     processor.run_until_idle(ws).await?;
     progress::summary(options, &out, checked_in, stored, started.elapsed());
     Ok(out)

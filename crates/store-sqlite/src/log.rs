@@ -2,7 +2,7 @@
 
 use domain::{NewEvent, WorkspaceId};
 use rusqlite::{Connection, OptionalExtension, params};
-use store::{AppendReport, LogPosition, LogStatus, LoggedEvent, Result, StoreError};
+use store::{AppendReport, BatchesReport, LogPosition, LogStatus, LoggedEvent, Placement, Result, StoreError};
 
 use crate::block::{self, Decoded, EventRef};
 use crate::ids::{Lookup, RecentIds, id_hash};
@@ -18,25 +18,39 @@ impl SqliteStore {
         // Encoding and hashing happen here, on the caller's thread; the writer only checks the
         // ids and inserts one row.
         let block = Prepared::new(events);
-        self.writer.write(Priority::Now, move |conn, recent| block.insert(conn, recent, n)).await
+        self.writer.write(Priority::Now, move |conn, recent| Ok(block.insert(conn, recent, n)?.report)).await
     }
 
-    /// Appends each batch as its own block, in order, in one transaction.
-    pub(crate) async fn append_batches(&self, ws: &WorkspaceId, batches: &[Vec<NewEvent>]) -> Result<AppendReport> {
+    /// Appends each batch as its own block, in order, in one transaction; says where each
+    /// event went.
+    pub(crate) async fn append_batches(&self, ws: &WorkspaceId, batches: &[Vec<NewEvent>]) -> Result<BatchesReport> {
         let blocks: Vec<Prepared> = batches.iter().filter(|b| !b.is_empty()).map(|b| Prepared::new(b)).collect();
-        if blocks.is_empty() {
-            return Ok(AppendReport::default());
-        }
-        let n = self.existing_ws(ws).await?;
+        let n = if blocks.is_empty() { self.ws_number(ws).await?.unwrap_or(-1) } else { self.existing_ws(ws).await? };
         self.writer
             .write(Priority::Now, move |conn, recent| {
+                // The one writer orders the log: what this transaction appends follows the
+                // workspace's last event directly.
+                let last: i64 = conn
+                    .prepare_cached("SELECT coalesce(max(last_seq), 0) FROM event_blocks WHERE ws = ?1")
+                    .map_err(sql_error)?
+                    .query_row([n], |r| r.get(0))
+                    .map_err(sql_error)?;
                 let mut report = AppendReport::default();
+                let mut positions = Vec::with_capacity(blocks.iter().map(|b| b.ids.len()).sum());
                 for block in blocks {
-                    let r = block.insert(conn, recent, n)?;
-                    report.stored += r.stored;
-                    report.duplicates += r.duplicates;
+                    let placed = block.insert(conn, recent, n)?;
+                    report.stored += placed.report.stored;
+                    report.duplicates += placed.report.duplicates;
+                    let mut seq = placed.first_seq;
+                    positions.extend(placed.kept.into_iter().map(|kept| {
+                        kept.then(|| {
+                            seq += 1;
+                            LogPosition { tx: 0, seq: seq - 1 }
+                        })
+                    }));
                 }
-                Ok(report)
+                let after = LogPosition { tx: 0, seq: last };
+                Ok(BatchesReport { report, placement: Some(Placement { after, positions }) })
             })
             .await
     }
@@ -198,7 +212,7 @@ impl Prepared {
     }
 
     /// Stores the events whose ids are new as the next block of the log, under the writer.
-    fn insert(self, conn: &Connection, recent: &mut RecentIds, n: i64) -> Result<AppendReport> {
+    fn insert(self, conn: &Connection, recent: &mut RecentIds, n: i64) -> Result<Inserted> {
         let Prepared { data, summary, ids } = self;
         recent.ensure_owner(conn)?;
         let first_seq: i64 = conn
@@ -222,7 +236,7 @@ impl Prepared {
         }
         let report = AppendReport { stored: stored as usize, duplicates: ids.len() - stored as usize };
         if stored == 0 {
-            return Ok(report);
+            return Ok(Inserted { report, first_seq, kept: keep });
         }
         let data = if report.duplicates == 0 {
             data
@@ -238,6 +252,14 @@ impl Prepared {
         .map_err(sql_error)?
         .execute(params![first_seq + stored - 1, n, first_seq, summary.types, summary.min_ts, summary.max_ts, data])
         .map_err(sql_error)?;
-        Ok(report)
+        Ok(Inserted { report, first_seq, kept: keep })
     }
+}
+
+/// What [`Prepared::insert`] stored: the events kept have consecutive seqs from `first_seq`.
+struct Inserted {
+    report: AppendReport,
+    first_seq: i64,
+    /// Whether each event given was stored (not a duplicate).
+    kept: Vec<bool>,
 }
