@@ -413,7 +413,7 @@ impl<'a> State<'a> {
 
 /// The slice's events that are usage, counted per person (as the slice ended), day, metric
 /// and credit, also under [`usage::ANY`]; sorted.
-fn usage_of(event_people: &[EventPerson], metrics: &[(usize, &str, Option<Credit>)]) -> Vec<Usage> {
+fn usage_of<'a>(event_people: &'a [EventPerson], metrics: &'a [(usize, &'a str, Option<Credit>)]) -> Vec<Usage> {
     /// A credit by reference, so that counting allocates per distinct key, not per event.
     #[derive(Clone, Copy, PartialEq, Eq, Hash)]
     enum CreditRef<'c> {
@@ -421,6 +421,23 @@ fn usage_of(event_people: &[EventPerson], metrics: &[(usize, &str, Option<Credit
         Members(&'c Credit),
     }
     let mut counts: HashMap<(&str, NaiveDate, &str, CreditRef), u32> = HashMap::new();
+    // Each key's events also count under `$any`.
+    let mut any: HashMap<(&str, NaiveDate, CreditRef), u32> = HashMap::new();
+    // Events come in runs of one person, day and credit (a log is mostly each account's
+    // activity in turn): a run's metrics are counted in a short list, then added to the maps
+    // once per metric rather than once per event.
+    type Key<'r> = (&'r str, NaiveDate, CreditRef<'r>);
+    let mut run: Option<Key> = None;
+    let mut run_metrics: Vec<(&str, u32)> = Vec::new();
+    let mut add_run = |key: Key<'a>, run_metrics: &mut Vec<(&'a str, u32)>| {
+        let (person, day, credit) = key;
+        let mut total = 0;
+        for (metric, n) in run_metrics.drain(..) {
+            *counts.entry((person, day, metric, credit)).or_default() += n;
+            total += n;
+        }
+        *any.entry((person, day, credit)).or_default() += total;
+    };
     for (i, metric, credit) in metrics {
         let e = &event_people[*i];
         let credit = match (credit, &e.account_id) {
@@ -428,13 +445,19 @@ fn usage_of(event_people: &[EventPerson], metrics: &[(usize, &str, Option<Credit
             (None, Some(a)) => CreditRef::Named(a),
             (None, None) => continue,
         };
-        let day = e.timestamp.date_naive();
-        *counts.entry((e.person_id.as_str(), day, metric, credit)).or_default() += 1;
+        let key = (e.person_id.as_str(), e.timestamp.date_naive(), credit);
+        if run != Some(key) {
+            if let Some(done) = run.replace(key) {
+                add_run(done, &mut run_metrics);
+            }
+        }
+        match run_metrics.iter_mut().find(|(m, _)| m == metric) {
+            Some((_, n)) => *n += 1,
+            None => run_metrics.push((metric, 1)),
+        }
     }
-    // Each key's events also count under `$any`.
-    let mut any: HashMap<(&str, NaiveDate, CreditRef), u32> = HashMap::new();
-    for (&(person, day, _, credit), n) in &counts {
-        *any.entry((person, day, credit)).or_default() += n;
+    if let Some(done) = run {
+        add_run(done, &mut run_metrics);
     }
     let owned = |c: CreditRef| match c {
         CreditRef::Named(a) => Credit::Named(a.clone()),

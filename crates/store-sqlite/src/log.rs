@@ -36,7 +36,7 @@ impl SqliteStore {
                     .query_row([n], |r| r.get(0))
                     .map_err(sql_error)?;
                 let mut report = AppendReport::default();
-                let mut positions = Vec::with_capacity(blocks.iter().map(|b| b.ids.len()).sum());
+                let mut positions = Vec::with_capacity(blocks.iter().map(|b| b.hashes.len()).sum());
                 for block in blocks {
                     let placed = block.insert(conn, recent, n)?;
                     report.stored += placed.report.stored;
@@ -199,7 +199,11 @@ struct Prepared {
     data: Vec<u8>,
     /// Of every event sent: a duplicate left out makes it wider than needed, never narrower.
     summary: block::Summary,
-    ids: Vec<(i64, String)>,
+    /// Each event's id hash, and its id: the ids one after the other in `text`, each ending
+    /// where `ends` says (one string for the block rather than one per event).
+    hashes: Vec<i64>,
+    text: String,
+    ends: Vec<usize>,
 }
 
 impl Prepared {
@@ -207,13 +211,21 @@ impl Prepared {
         Prepared {
             data: block::encode(events.iter()),
             summary: block::summarize(events.iter()),
-            ids: events.iter().map(|e| (id_hash(&e.message_id), e.message_id.clone())).collect(),
+            hashes: events.iter().map(|e| id_hash(&e.message_id)).collect(),
+            text: events.iter().map(|e| e.message_id.as_str()).collect(),
+            ends: events
+                .iter()
+                .scan(0, |end, e| {
+                    *end += e.message_id.len();
+                    Some(*end)
+                })
+                .collect(),
         }
     }
 
     /// Stores the events whose ids are new as the next block of the log, under the writer.
     fn insert(self, conn: &Connection, recent: &mut RecentIds, n: i64) -> Result<Inserted> {
-        let Prepared { data, summary, ids } = self;
+        let Prepared { data, summary, hashes, text, ends } = self;
         recent.ensure_owner(conn)?;
         let first_seq: i64 = conn
             .prepare_cached("SELECT coalesce(max(last_seq), 0) + 1 FROM event_blocks")
@@ -221,20 +233,21 @@ impl Prepared {
             .query_row([], |r| r.get(0))
             .map_err(sql_error)?;
         let mut lookup = Lookup::new(conn);
-        let hashes: Vec<i64> = ids.iter().map(|(hash, _)| *hash).collect();
         lookup.probe(n, &hashes, recent.runs.as_ref().expect("loaded by ensure_owner"))?;
-        let mut here = foldhash::HashSet::with_capacity_and_hasher(ids.len(), Default::default());
-        let mut keep = Vec::with_capacity(ids.len());
+        let mut here = foldhash::HashSet::with_capacity_and_hasher(hashes.len(), Default::default());
+        let mut keep = Vec::with_capacity(hashes.len());
         let mut stored = 0i64;
-        for (hash, message_id) in &ids {
-            let new = here.insert(message_id.as_str()) && recent.find(&mut lookup, n, *hash, message_id)?.is_none();
+        let starts = std::iter::once(0).chain(ends.iter().copied());
+        for ((hash, start), end) in hashes.iter().zip(starts).zip(&ends) {
+            let message_id = &text[start..*end];
+            let new = here.insert(message_id) && recent.find(&mut lookup, n, *hash, message_id)?.is_none();
             if new {
                 recent.add(n, *hash, first_seq + stored);
                 stored += 1;
             }
             keep.push(new);
         }
-        let report = AppendReport { stored: stored as usize, duplicates: ids.len() - stored as usize };
+        let report = AppendReport { stored: stored as usize, duplicates: hashes.len() - stored as usize };
         if stored == 0 {
             return Ok(Inserted { report, first_seq, kept: keep });
         }
