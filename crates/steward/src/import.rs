@@ -348,7 +348,8 @@ enum Record {
         traits: Map<String, Value>,
     },
     Subscription(Box<Subscription>),
-    Event(Box<NewEvent>),
+    /// Not boxed: most imports are millions of these, and a box is an allocation each.
+    Event(NewEvent),
     /// A row that becomes several events (a person: identify, then group).
     Events(Vec<NewEvent>),
     Ticket(Box<tickets::Pending>),
@@ -453,18 +454,11 @@ impl<'a> Parser<'a> {
                 let account = self.account(row, line)?;
                 let at = self.some(self.time(row, line, "event_time")?, line, "event_time")?;
                 let name = self.some(row.get("event_type"), line, "event_type")?;
-                let user = row.get("user_id").map(|u| match (self.options.user_scope, &account) {
-                    (UserScope::Account, Some(a)) => format!("{a}/{u}"),
-                    _ => u.to_owned(),
-                });
-                let anonymous = row.get("anonymous_id").map(str::to_owned);
-                let (user, anonymous) = match (user, anonymous, &account) {
-                    (None, None, Some(a)) if self.options.user_scope == UserScope::Account => {
-                        (Some(a.to_string()), None)
-                    }
-                    (None, None, _) => bail!("{} line {line}: user_id and anonymous_id are both empty", self.file),
-                    ids => (ids.0, ids.1),
-                };
+                let (user, anonymous) = (row.get("user_id"), row.get("anonymous_id"));
+                let scoped = self.options.user_scope == UserScope::Account;
+                if user.is_none() && anonymous.is_none() && !(scoped && account.is_some()) {
+                    bail!("{} line {line}: user_id and anonymous_id are both empty", self.file);
+                }
                 let given_id = row.get("message_id");
                 let key = given_id.is_none().then(|| row.key());
                 if let Some(key) = key {
@@ -473,6 +467,15 @@ impl<'a> Parser<'a> {
                 if self.check_only {
                     return Ok(Record::Checked);
                 }
+                // With user ids numbered per account, the person is `<account>/<user>`, or the
+                // account itself when the row names no one.
+                let user = match (user, &account) {
+                    (Some(u), Some(a)) if scoped => Some([a.as_str(), "/", u].concat()),
+                    (Some(u), _) => Some(u.to_owned()),
+                    (None, Some(a)) if scoped && anonymous.is_none() => Some(a.as_str().to_owned()),
+                    (None, _) => None,
+                };
+                let anonymous = anonymous.map(str::to_owned);
                 let mut properties = row.extra();
                 if let Some(v) = row.get("event_value") {
                     properties.insert("value".into(), scalar(v));
@@ -492,18 +495,18 @@ impl<'a> Parser<'a> {
                     group_id: account.as_ref().map(|a| a.as_str()),
                 }
                 .to_json();
-                Ok(Record::Event(Box::new(NewEvent {
+                Ok(Record::Event(NewEvent {
                     message_id,
                     kind: EventType::Track,
                     name: Some(name.to_owned()),
                     user_id: user,
                     anonymous_id: anonymous,
-                    group_id: account.map(|a| a.to_string()),
+                    group_id: account.map(String::from),
                     previous_id: None,
                     timestamp: at,
                     received_at: self.now,
                     payload,
-                })))
+                }))
             }
             Kind::People => people::parse(self, row, line),
             Kind::Tickets => tickets::parse(self, row, line),
@@ -649,7 +652,7 @@ pub async fn import(store: Arc<dyn Store>, ws: &WorkspaceId, options: &Options) 
         let mut records = tokio::task::JoinSet::new();
         for record in batch {
             match record {
-                Record::Event(e) => events.push(*e),
+                Record::Event(e) => events.push(e),
                 Record::Events(e) => events.extend(e),
                 Record::Account { account, traits } => events.push(account_event(account, traits)),
                 Record::Checked => {}
