@@ -11,7 +11,7 @@ mod resolve;
 mod worker;
 
 pub use resolve::resolve;
-pub use worker::{Processor, ProcessorConfig};
+pub use worker::{Processor, ProcessorConfig, SEEN_RESOLUTION_MS};
 
 #[cfg(test)]
 mod tests;

@@ -34,6 +34,9 @@ pub(crate) fn resolve_with<'a>(
     base: &'a Identities,
 ) -> (Changes, Identities) {
     let mut state = State::new(ws, base);
+    // Every event has its person, most are usage: sized once rather than grown.
+    state.event_people.reserve(events.len());
+    state.metrics.reserve(events.len());
     for logged in events {
         state.event(logged);
     }
