@@ -134,12 +134,12 @@ fn open(path: &Path) -> Result<Source> {
     Ok(Source { reader, format, read })
 }
 
-/// Reads up to a chunk more of the file onto `pending`; true at the end of the file. The
-/// chunk's room is made once, and read into without being zeroed first: the text of a whole
-/// file passes through here, and is kept.
+/// Reads up to a chunk more of the file onto `pending`; true at the end of the file.
 fn read_more(pending: &mut Vec<u8>, source: &mut Source, file: &str) -> Result<bool> {
-    pending.reserve_exact(CHUNK);
-    let n = (&mut source.reader).take(CHUNK as u64).read_to_end(pending).with_context(|| format!("reading {file}"))?;
+    let at = pending.len();
+    pending.resize(at + CHUNK, 0);
+    let n = source.reader.read(&mut pending[at..]).with_context(|| format!("reading {file}"))?;
+    pending.truncate(at + n);
     Ok(n == 0)
 }
 
