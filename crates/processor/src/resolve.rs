@@ -449,10 +449,10 @@ fn usage_of<'a>(event_people: &'a [EventPerson], metrics: &'a [(usize, &'a str, 
             (None, None) => continue,
         };
         let key = (e.person_id.as_str(), e.timestamp.date_naive(), credit);
-        if run != Some(key) {
-            if let Some(done) = run.replace(key) {
-                add_run(done, &mut run_metrics);
-            }
+        if run != Some(key)
+            && let Some(done) = run.replace(key)
+        {
+            add_run(done, &mut run_metrics);
         }
         match run_metrics.iter_mut().find(|(m, _)| m == metric) {
             Some((_, n)) => *n += 1,

@@ -778,7 +778,7 @@ async fn an_imports_processing_derives_what_processing_the_log_does() {
         for (i, (mut a, b)) in imported.into_iter().zip(&mut replayed).enumerate() {
             // First and last seen are kept to the minute, so they may differ by less than one
             // with the slicing; everything else is exactly the same.
-            let mut seen = |x: &mut Value, y: &mut Value| {
+            let seen = |x: &mut Value, y: &mut Value| {
                 for key in ["first_seen_at", "last_seen_at"] {
                     let at = |v: &Value| chrono::DateTime::parse_from_rfc3339(v.as_str().unwrap()).unwrap();
                     let gap = (at(&x[key]) - at(&y[key])).num_milliseconds().abs();
