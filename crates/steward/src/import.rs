@@ -575,13 +575,11 @@ async fn process_appended(processor: &processor::Processor, ws: &WorkspaceId, ap
         processor.run_through(ws, store::LogPosition { tx: i64::MAX, seq: i64::MAX }).await?;
         return Ok(());
     };
-    let events: Vec<store::LoggedEvent> = appended
-        .group
-        .into_iter()
-        .flatten()
-        .zip(placement.positions)
-        .filter_map(|(event, position)| Some(store::LoggedEvent { position: position?, event }))
-        .collect();
+    // Sized once: a group is tens of thousands of events, and growing the list would copy
+    // them again at each doubling.
+    let mut events = Vec::with_capacity(placement.positions.iter().flatten().count());
+    let appended = appended.group.into_iter().flatten().zip(placement.positions);
+    events.extend(appended.filter_map(|(event, position)| Some(store::LoggedEvent { position: position?, event })));
     let Some(last) = events.last().map(|e| e.position) else { return Ok(()) };
     if !processor.process_appended(ws, placement.after, events).await? {
         processor.run_through(ws, last).await?;
