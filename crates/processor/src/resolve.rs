@@ -418,14 +418,19 @@ impl<'a> State<'a> {
 /// and credit, also under [`usage::ANY`]; sorted.
 fn usage_of<'a>(event_people: &'a [EventPerson], metrics: &'a [(usize, &'a str, Option<Credit>)]) -> Vec<Usage> {
     /// A credit by reference, so that counting allocates per distinct key, not per event.
-    #[derive(Clone, Copy, PartialEq, Eq, Hash)]
+    /// Ordered as [`Credit`] is (`Named` first, then by what each holds).
+    #[derive(Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
     enum CreditRef<'c> {
         Named(&'c AccountId),
         Members(&'c Credit),
     }
-    let mut counts: HashMap<(&str, NaiveDate, &str, CreditRef), u32> = HashMap::new();
+    // Sized for the slice: a slice has nearly as many keys as usage events, and growing the
+    // maps rehashed every key several times.
+    let mut counts: HashMap<(&str, NaiveDate, &str, CreditRef), u32> =
+        HashMap::with_capacity_and_hasher(metrics.len(), Default::default());
     // Each key's events also count under `$any`.
-    let mut any: HashMap<(&str, NaiveDate, CreditRef), u32> = HashMap::new();
+    let mut any: HashMap<(&str, NaiveDate, CreditRef), u32> =
+        HashMap::with_capacity_and_hasher(metrics.len(), Default::default());
     // Events come in runs of one person, day and credit (a log is mostly each account's
     // activity in turn): a run's metrics are counted in a short list, then added to the maps
     // once per metric rather than once per event.
@@ -466,10 +471,16 @@ fn usage_of<'a>(event_people: &'a [EventPerson], metrics: &'a [(usize, &'a str, 
         CreditRef::Named(a) => Credit::Named(a.clone()),
         CreditRef::Members(c) => c.clone(),
     };
-    let mut usage: Vec<Usage> = counts
+    // Sorted by reference (smaller to move than owned rows), in the order `Usage` sorts in:
+    // its fields are these, in this order.
+    let mut keyed: Vec<(&str, NaiveDate, &str, CreditRef, u32)> = Vec::with_capacity(counts.len() + any.len());
+    keyed.extend(
+        counts.into_iter().map(|((person, day, metric, credit), events)| (person, day, metric, credit, events)),
+    );
+    keyed.extend(any.into_iter().map(|((person, day, credit), events)| (person, day, usage::ANY, credit, events)));
+    keyed.sort_unstable();
+    keyed
         .into_iter()
-        .map(|((person, day, metric, credit), events)| (person, day, metric, credit, events))
-        .chain(any.into_iter().map(|((person, day, credit), events)| (person, day, usage::ANY, credit, events)))
         .map(|(person, day, metric, credit, events)| Usage {
             person_id: person.to_owned(),
             day,
@@ -477,9 +488,7 @@ fn usage_of<'a>(event_people: &'a [EventPerson], metrics: &'a [(usize, &'a str, 
             credit: owned(credit),
             events,
         })
-        .collect();
-    usage.sort_unstable();
-    usage
+        .collect()
 }
 
 /// The first and last of some moments; empty until one is added.
