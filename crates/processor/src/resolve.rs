@@ -34,6 +34,9 @@ pub(crate) fn resolve_with<'a>(
     base: &'a Identities,
 ) -> (Changes, Identities) {
     let mut state = State::new(ws, base);
+    // Every event has its person, most are usage: sized once rather than grown.
+    state.event_people.reserve(events.len());
+    state.metrics.reserve(events.len());
     for logged in events {
         state.event(logged);
     }
@@ -413,14 +416,36 @@ impl<'a> State<'a> {
 
 /// The slice's events that are usage, counted per person (as the slice ended), day, metric
 /// and credit, also under [`usage::ANY`]; sorted.
-fn usage_of(event_people: &[EventPerson], metrics: &[(usize, &str, Option<Credit>)]) -> Vec<Usage> {
+fn usage_of<'a>(event_people: &'a [EventPerson], metrics: &'a [(usize, &'a str, Option<Credit>)]) -> Vec<Usage> {
     /// A credit by reference, so that counting allocates per distinct key, not per event.
-    #[derive(Clone, Copy, PartialEq, Eq, Hash)]
+    /// Ordered as [`Credit`] is (`Named` first, then by what each holds).
+    #[derive(Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
     enum CreditRef<'c> {
         Named(&'c AccountId),
         Members(&'c Credit),
     }
-    let mut counts: HashMap<(&str, NaiveDate, &str, CreditRef), u32> = HashMap::new();
+    // Sized for the slice: a slice has nearly as many keys as usage events, and growing the
+    // maps rehashed every key several times.
+    let mut counts: HashMap<(&str, NaiveDate, &str, CreditRef), u32> =
+        HashMap::with_capacity_and_hasher(metrics.len(), Default::default());
+    // Each key's events also count under `$any`.
+    let mut any: HashMap<(&str, NaiveDate, CreditRef), u32> =
+        HashMap::with_capacity_and_hasher(metrics.len(), Default::default());
+    // Events come in runs of one person, day and credit (a log is mostly each account's
+    // activity in turn): a run's metrics are counted in a short list, then added to the maps
+    // once per metric rather than once per event.
+    type Key<'r> = (&'r str, NaiveDate, CreditRef<'r>);
+    let mut run: Option<Key> = None;
+    let mut run_metrics: Vec<(&str, u32)> = Vec::new();
+    let mut add_run = |key: Key<'a>, run_metrics: &mut Vec<(&'a str, u32)>| {
+        let (person, day, credit) = key;
+        let mut total = 0;
+        for (metric, n) in run_metrics.drain(..) {
+            *counts.entry((person, day, metric, credit)).or_default() += n;
+            total += n;
+        }
+        *any.entry((person, day, credit)).or_default() += total;
+    };
     for (i, metric, credit) in metrics {
         let e = &event_people[*i];
         let credit = match (credit, &e.account_id) {
@@ -428,22 +453,34 @@ fn usage_of(event_people: &[EventPerson], metrics: &[(usize, &str, Option<Credit
             (None, Some(a)) => CreditRef::Named(a),
             (None, None) => continue,
         };
-        let day = e.timestamp.date_naive();
-        *counts.entry((e.person_id.as_str(), day, metric, credit)).or_default() += 1;
+        let key = (e.person_id.as_str(), e.timestamp.date_naive(), credit);
+        if run != Some(key)
+            && let Some(done) = run.replace(key)
+        {
+            add_run(done, &mut run_metrics);
+        }
+        match run_metrics.iter_mut().find(|(m, _)| m == metric) {
+            Some((_, n)) => *n += 1,
+            None => run_metrics.push((metric, 1)),
+        }
     }
-    // Each key's events also count under `$any`.
-    let mut any: HashMap<(&str, NaiveDate, CreditRef), u32> = HashMap::new();
-    for (&(person, day, _, credit), n) in &counts {
-        *any.entry((person, day, credit)).or_default() += n;
+    if let Some(done) = run {
+        add_run(done, &mut run_metrics);
     }
     let owned = |c: CreditRef| match c {
         CreditRef::Named(a) => Credit::Named(a.clone()),
         CreditRef::Members(c) => c.clone(),
     };
-    let mut usage: Vec<Usage> = counts
+    // Sorted by reference (smaller to move than owned rows), in the order `Usage` sorts in:
+    // its fields are these, in this order.
+    let mut keyed: Vec<(&str, NaiveDate, &str, CreditRef, u32)> = Vec::with_capacity(counts.len() + any.len());
+    keyed.extend(
+        counts.into_iter().map(|((person, day, metric, credit), events)| (person, day, metric, credit, events)),
+    );
+    keyed.extend(any.into_iter().map(|((person, day, credit), events)| (person, day, usage::ANY, credit, events)));
+    keyed.sort_unstable();
+    keyed
         .into_iter()
-        .map(|((person, day, metric, credit), events)| (person, day, metric, credit, events))
-        .chain(any.into_iter().map(|((person, day, credit), events)| (person, day, usage::ANY, credit, events)))
         .map(|(person, day, metric, credit, events)| Usage {
             person_id: person.to_owned(),
             day,
@@ -451,9 +488,7 @@ fn usage_of(event_people: &[EventPerson], metrics: &[(usize, &str, Option<Credit
             credit: owned(credit),
             events,
         })
-        .collect();
-    usage.sort_unstable();
-    usage
+        .collect()
 }
 
 /// The first and last of some moments; empty until one is added.

@@ -189,6 +189,42 @@ async fn slicing_the_log_differently_gives_the_same_result() {
     }
 }
 
+/// Events an import appended are processed from memory, at the positions the store gave
+/// them, as the log would give them: the state is what a replay of the log builds. Given a
+/// position processing is not at, nothing is processed.
+#[tokio::test]
+async fn appended_events_processed_from_memory_give_what_the_log_gives() {
+    let app = App::new().await;
+    let body = json!({ "batch": story() }).to_string();
+    let now = Utc.with_ymd_and_hms(2026, 11, 1, 0, 0, 0).unwrap();
+    let events = capture::parse_batch(body.as_bytes(), now, &capture::Limits::default()).unwrap().events;
+    let p = Processor::new(app.store.clone(), ProcessorConfig::default());
+    for (round, group) in events.chunks(6).enumerate() {
+        // Two batches a group, one event repeated from the group before (a duplicate).
+        let mut batches = vec![group[..group.len() / 2].to_vec(), group[group.len() / 2..].to_vec()];
+        if round > 0 {
+            batches[0].insert(0, events[0].clone());
+        }
+        let appended = app.store.append_event_batches(&app.ws, &batches).await.unwrap();
+        let placement = appended.placement.expect("SQLite places what it appends");
+        let logged: Vec<store::LoggedEvent> = batches
+            .into_iter()
+            .flatten()
+            .zip(placement.positions)
+            .filter_map(|(event, position)| Some(store::LoggedEvent { position: position?, event }))
+            .collect();
+        assert_eq!(logged.len(), group.len());
+        let wrong = store::LogPosition { tx: 0, seq: placement.after.seq + 1 };
+        assert!(!p.process_appended(&app.ws, wrong, logged.clone()).await.unwrap(), "not where processing is");
+        assert_eq!(app.store.log_status(&app.ws).await.unwrap().cursor, placement.after);
+        assert!(p.process_appended(&app.ws, placement.after, logged).await.unwrap());
+    }
+    assert_eq!(app.store.log_status(&app.ws).await.unwrap().pending_events, 0);
+    let from_memory = app.snapshot().await;
+    assert_eq!(Processor::new(app.store.clone(), ProcessorConfig::default()).replay(&app.ws).await.unwrap(), 15);
+    assert_eq!(app.snapshot().await, from_memory);
+}
+
 #[tokio::test]
 async fn replaying_the_log_rebuilds_the_same_state() {
     let app = App::new().await;

@@ -5,7 +5,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use domain::{AccountId, EventType, IdKind, IdentityKey, WorkspaceId};
-use store::{LogPosition, Op, Payloads, Result, Store};
+use store::{LogPosition, LoggedEvent, Op, Payloads, Result, Store};
 use tokio::sync::{Mutex, Notify};
 use tokio_util::sync::CancellationToken;
 
@@ -120,6 +120,9 @@ struct Cursor {
     slice: usize,
     known: KnownIdentities,
 }
+
+/// Resolution reads the traits of identify and group calls only.
+const PAYLOADS: Payloads = Payloads::of(&[EventType::Identify, EventType::Group]);
 
 /// Identities beyond which the worker forgets what it knows and asks the store again.
 const MAX_KNOWN: usize = 1_000_000;
@@ -239,32 +242,98 @@ impl Processor {
         self.wake.notify_one();
     }
 
-    /// Processes the next slice of `ws`'s log. Returns how many events it processed (0 when
-    /// the workspace is up to date).
-    pub async fn run_once(&self, ws: &WorkspaceId) -> Result<usize> {
-        let mut cursors = self.cursors.lock().await;
-        let cursor = match cursors.remove(ws) {
+    /// The workspace's cursor, taken out of `cursors` (loaded from the store if this worker
+    /// has none).
+    async fn take_cursor(&self, cursors: &mut HashMap<WorkspaceId, Cursor>, ws: &WorkspaceId) -> Result<Cursor> {
+        Ok(match cursors.remove(ws) {
             Some(c) => c,
             None => Cursor {
                 at: self.store.log_status(ws).await?.cursor,
                 slice: self.config.batch,
                 known: KnownIdentities::default(),
             },
-        };
-        let Cursor { at: from, slice, mut known } = cursor;
-        // Resolution reads the traits of identify and group calls only.
-        const PAYLOADS: Payloads = Payloads::of(&[EventType::Identify, EventType::Group]);
-        let events = self.store.read_log_with(ws, from, slice, PAYLOADS).await?;
-        let Some(last) = events.last() else {
-            cursors.insert(ws.clone(), Cursor { at: from, slice: self.config.batch, known });
+        })
+    }
+
+    /// Processes the next slice of `ws`'s log. Returns how many events it processed (0 when
+    /// the workspace is up to date).
+    pub async fn run_once(&self, ws: &WorkspaceId) -> Result<usize> {
+        let mut cursors = self.cursors.lock().await;
+        let cursor = self.take_cursor(&mut cursors, ws).await?;
+        let events = self.store.read_log_with(ws, cursor.at, cursor.slice, PAYLOADS).await?;
+        if events.is_empty() {
+            cursors.insert(ws.clone(), Cursor { slice: self.config.batch, ..cursor });
             return Ok(0);
-        };
-        let next_slice = if events.len() == slice {
-            (slice * 2).min(self.config.max_batch.max(self.config.batch))
+        }
+        let next_slice = if events.len() == cursor.slice {
+            (cursor.slice * 2).min(self.config.max_batch.max(self.config.batch))
         } else {
             self.config.batch
         };
-        let to = last.position;
+        Ok(self.process(cursors, ws, cursor, events, next_slice).await?.unwrap_or(0))
+    }
+
+    /// Processes `events`, which the caller has just appended to `ws`'s log right after
+    /// `after` (as [`store::Placement`] says), as the slice the log would give: the same
+    /// changes, without reading back what is already in memory. Returns false, doing
+    /// nothing, when processing is not at `after` (it is behind, or another process moved
+    /// it): then the events are processed from the log.
+    pub async fn process_appended(
+        &self,
+        ws: &WorkspaceId,
+        after: LogPosition,
+        mut events: Vec<LoggedEvent>,
+    ) -> Result<bool> {
+        let mut cursors = self.cursors.lock().await;
+        let cursor = self.take_cursor(&mut cursors, ws).await?;
+        if cursor.at != after || events.is_empty() {
+            let at = cursor.at;
+            cursors.insert(ws.clone(), cursor);
+            return Ok(at == after && events.is_empty());
+        }
+        // What a read of the log gives: the payloads resolution reads, and no others.
+        for e in &mut events {
+            if !PAYLOADS.wants(e.event.kind) {
+                e.event.payload = String::new();
+            }
+        }
+        let slice = cursor.slice;
+        Ok(self.process(cursors, ws, cursor, events, slice).await?.is_some())
+    }
+
+    /// Processes the log of `ws` until processing is at `to` or past it, or the log has no
+    /// more to give.
+    pub async fn run_through(&self, ws: &WorkspaceId, to: LogPosition) -> Result<()> {
+        let mut idle = 0;
+        loop {
+            if self.cursors.lock().await.get(ws).is_some_and(|c| c.at >= to) {
+                return Ok(());
+            }
+            if self.run_once(ws).await? == 0 {
+                // Once to reload a cursor another process moved, twice when nothing is left.
+                idle += 1;
+                if idle > 1 {
+                    return Ok(());
+                }
+            } else {
+                idle = 0;
+            }
+        }
+    }
+
+    /// Resolves and applies `events`, the log after `cursor` (not empty), leaving the cursor
+    /// after them with `next_slice` as its next slice. Returns how many were processed, or
+    /// `None` when the store's cursor had moved elsewhere (nothing applied).
+    async fn process(
+        &self,
+        mut cursors: tokio::sync::MutexGuard<'_, HashMap<WorkspaceId, Cursor>>,
+        ws: &WorkspaceId,
+        cursor: Cursor,
+        events: Vec<LoggedEvent>,
+        next_slice: usize,
+    ) -> Result<Option<usize>> {
+        let Cursor { at: from, mut known, .. } = cursor;
+        let to = events.last().expect("a slice with events").position;
         // The keys the slice names that this worker does not know yet, asked of the store.
         let mut unknown: Vec<IdentityKey> = Vec::new();
         {
@@ -312,11 +381,11 @@ impl Processor {
             metrics::counter!("steward_events_processed_total").increment(count as u64);
             // The backend's bulk indexes keep pace with processing, a step per slice.
             self.store.maintain(ws, false).await?;
-            Ok(count)
+            Ok(Some(count))
         } else {
             // Another process processed this slice first: start again from where it is.
             tracing::debug!(workspace = %ws, "processing cursor moved elsewhere; reloading");
-            Ok(0)
+            Ok(None)
         }
     }
 

@@ -348,7 +348,8 @@ enum Record {
         traits: Map<String, Value>,
     },
     Subscription(Box<Subscription>),
-    Event(Box<NewEvent>),
+    /// Not boxed: most imports are millions of these, and a box is an allocation each.
+    Event(NewEvent),
     /// A row that becomes several events (a person: identify, then group).
     Events(Vec<NewEvent>),
     Ticket(Box<tickets::Pending>),
@@ -453,18 +454,11 @@ impl<'a> Parser<'a> {
                 let account = self.account(row, line)?;
                 let at = self.some(self.time(row, line, "event_time")?, line, "event_time")?;
                 let name = self.some(row.get("event_type"), line, "event_type")?;
-                let user = row.get("user_id").map(|u| match (self.options.user_scope, &account) {
-                    (UserScope::Account, Some(a)) => format!("{a}/{u}"),
-                    _ => u.to_owned(),
-                });
-                let anonymous = row.get("anonymous_id").map(str::to_owned);
-                let (user, anonymous) = match (user, anonymous, &account) {
-                    (None, None, Some(a)) if self.options.user_scope == UserScope::Account => {
-                        (Some(a.to_string()), None)
-                    }
-                    (None, None, _) => bail!("{} line {line}: user_id and anonymous_id are both empty", self.file),
-                    ids => (ids.0, ids.1),
-                };
+                let (user, anonymous) = (row.get("user_id"), row.get("anonymous_id"));
+                let scoped = self.options.user_scope == UserScope::Account;
+                if user.is_none() && anonymous.is_none() && !(scoped && account.is_some()) {
+                    bail!("{} line {line}: user_id and anonymous_id are both empty", self.file);
+                }
                 let given_id = row.get("message_id");
                 let key = given_id.is_none().then(|| row.key());
                 if let Some(key) = key {
@@ -473,6 +467,15 @@ impl<'a> Parser<'a> {
                 if self.check_only {
                     return Ok(Record::Checked);
                 }
+                // With user ids numbered per account, the person is `<account>/<user>`, or the
+                // account itself when the row names no one.
+                let user = match (user, &account) {
+                    (Some(u), Some(a)) if scoped => Some([a.as_str(), "/", u].concat()),
+                    (Some(u), _) => Some(u.to_owned()),
+                    (None, Some(a)) if scoped && anonymous.is_none() => Some(a.as_str().to_owned()),
+                    (None, _) => None,
+                };
+                let anonymous = anonymous.map(str::to_owned);
                 let mut properties = row.extra();
                 if let Some(v) = row.get("event_value") {
                     properties.insert("value".into(), scalar(v));
@@ -492,18 +495,18 @@ impl<'a> Parser<'a> {
                     group_id: account.as_ref().map(|a| a.as_str()),
                 }
                 .to_json();
-                Ok(Record::Event(Box::new(NewEvent {
+                Ok(Record::Event(NewEvent {
                     message_id,
                     kind: EventType::Track,
                     name: Some(name.to_owned()),
                     user_id: user,
                     anonymous_id: anonymous,
-                    group_id: account.map(|a| a.to_string()),
+                    group_id: account.map(String::from),
                     previous_id: None,
                     timestamp: at,
                     received_at: self.now,
                     payload,
-                })))
+                }))
             }
             Kind::People => people::parse(self, row, line),
             Kind::Tickets => tickets::parse(self, row, line),
@@ -558,6 +561,32 @@ const IMPORT_SLICE: usize = 65_536;
 /// Batches of events (a block of the log each) appended together, in one transaction.
 const APPEND_GROUP: usize = 8;
 
+/// Events just appended, for processing.
+struct Appended {
+    placement: Option<store::Placement>,
+    group: Vec<Vec<NewEvent>>,
+}
+
+/// Processes a group of appended events: as they are in memory when the log has them right
+/// after where processing is, else from the log, up to them.
+async fn process_appended(processor: &processor::Processor, ws: &WorkspaceId, appended: Appended) -> Result<()> {
+    let Some(placement) = appended.placement else {
+        // Where they went is not known: the log up to its end, which holds them.
+        processor.run_through(ws, store::LogPosition { tx: i64::MAX, seq: i64::MAX }).await?;
+        return Ok(());
+    };
+    // Sized once: a group is tens of thousands of events, and growing the list would copy
+    // them again at each doubling.
+    let mut events = Vec::with_capacity(placement.positions.iter().flatten().count());
+    let appended = appended.group.into_iter().flatten().zip(placement.positions);
+    events.extend(appended.filter_map(|(event, position)| Some(store::LoggedEvent { position: position?, event })));
+    let Some(last) = events.last().map(|e| e.position) else { return Ok(()) };
+    if !processor.process_appended(ws, placement.after, events).await? {
+        processor.run_through(ws, last).await?;
+    }
+    Ok(())
+}
+
 /// Imports the file into `ws`, then brings processing up to date.
 pub async fn import(store: Arc<dyn Store>, ws: &WorkspaceId, options: &Options) -> Result<Imported> {
     // First the whole file is checked: a bad line stores nothing.
@@ -587,22 +616,41 @@ pub async fn import(store: Arc<dyn Store>, ws: &WorkspaceId, options: &Options) 
         }
         Ok::<u64, anyhow::Error>(rows)
     });
-    // Processing runs beside the import, on what is already stored.
+    // Processing runs beside the import, on what is already stored: each group of events as
+    // it was appended, from memory when the store says where in the log they went, else (or
+    // when processing is not right before them) from the log.
     // An import is one long backlog: larger slices rewrite each account's rollups and each
     // person's row fewer times (the result does not depend on the slicing).
     let config = processor::ProcessorConfig { max_batch: IMPORT_SLICE, ..Default::default() };
     let processor = processor::Processor::new(store.clone(), config);
-    let stop = tokio_util::sync::CancellationToken::new();
-    let background = tokio::spawn(processor.clone().run(stop.clone()));
+    let (appended_tx, mut appended_rx) = tokio::sync::mpsc::channel::<Appended>(2);
+    let processing = tokio::spawn({
+        let (processor, ws) = (processor.clone(), ws.clone());
+        async move {
+            while let Some(appended) = appended_rx.recv().await {
+                if let Err(e) = process_appended(&processor, &ws, appended).await {
+                    // Whatever is left is processed from the log once the import is stored.
+                    tracing::warn!(workspace = %ws, error = %e, "processing beside the import failed; will retry");
+                }
+            }
+        }
+    });
     let mut out = Imported::default();
     let mut group: Vec<Vec<NewEvent>> = Vec::new();
+    let append = async |group: Vec<Vec<NewEvent>>| -> Result<u64> {
+        let report = store.append_event_batches(ws, &group).await?;
+        let stored = report.report.stored as u64;
+        // Processing may lag; the import waits for it rather than holding more in memory.
+        let _ = appended_tx.send(Appended { placement: report.placement, group }).await;
+        Ok(stored)
+    };
     while let Some(batch) = rx.recv().await {
         let mut events = Vec::with_capacity(batch.len());
         // Records are written concurrently, so that the store commits them together.
         let mut records = tokio::task::JoinSet::new();
         for record in batch {
             match record {
-                Record::Event(e) => events.push(*e),
+                Record::Event(e) => events.push(e),
                 Record::Events(e) => events.extend(e),
                 Record::Account { account, traits } => events.push(account_event(account, traits)),
                 Record::Checked => {}
@@ -623,16 +671,16 @@ pub async fn import(store: Arc<dyn Store>, ws: &WorkspaceId, options: &Options) 
         }
         // Whatever has been read goes in one append (in file order), up to a group of batches.
         if group.len() >= APPEND_GROUP || (rx.is_empty() && !group.is_empty()) {
-            out.stored += store.append_event_batches(ws, &std::mem::take(&mut group)).await?.stored as u64;
+            out.stored += append(std::mem::take(&mut group)).await?;
         }
     }
     if !group.is_empty() {
-        out.stored += store.append_event_batches(ws, &group).await?.stored as u64;
+        out.stored += append(group).await?;
     }
     out.rows = reader.await??;
     let stored = started.elapsed();
-    stop.cancel();
-    background.await?;
+    drop(appended_tx);
+    processing.await?;
     processor.run_until_idle(ws).await?;
     progress::summary(options, &out, checked_in, stored, started.elapsed());
     Ok(out)

@@ -232,15 +232,16 @@ mod store_impl {
         async fn append_events(&self, ws: &WorkspaceId, events: &[NewEvent]) -> Result<AppendReport> {
             self.appends.append(ws, events).await
         }
-        async fn append_event_batches(&self, ws: &WorkspaceId, batches: &[Vec<NewEvent>]) -> Result<AppendReport> {
+        async fn append_event_batches(&self, ws: &WorkspaceId, batches: &[Vec<NewEvent>]) -> Result<BatchesReport> {
             // In turn, so that the log keeps their order; each is one statement of the appender.
+            // Positions are not known before the commit orders them: no placement.
             let mut report = AppendReport::default();
             for batch in batches.iter().filter(|b| !b.is_empty()) {
                 let r = self.appends.append(ws, batch).await?;
                 report.stored += r.stored;
                 report.duplicates += r.duplicates;
             }
-            Ok(report)
+            Ok(BatchesReport { report, placement: None })
         }
         async fn read_log_with(
             &self,

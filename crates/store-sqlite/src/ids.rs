@@ -247,7 +247,7 @@ impl RecentIds {
 pub(crate) struct Lookup<'c> {
     conn: &'c Connection,
     /// The seqs in runs of the hashes probed.
-    stored: HashMap<i64, Vec<i64>>,
+    stored: HashMap<i64, Vec<i64>, std::hash::BuildHasherDefault<IdHasher>>,
     /// A retried batch's ids are confirmed against one block, decoded once.
     blocks: Blocks<'c>,
     candidates: Vec<i64>,
@@ -255,7 +255,7 @@ pub(crate) struct Lookup<'c> {
 
 impl<'c> Lookup<'c> {
     pub(crate) fn new(conn: &'c Connection) -> Lookup<'c> {
-        Lookup { conn, stored: HashMap::new(), blocks: Blocks::new(conn), candidates: Vec::new() }
+        Lookup { conn, stored: HashMap::default(), blocks: Blocks::new(conn), candidates: Vec::new() }
     }
 
     /// Looks up `hashes` in the runs whose filters may hold them.

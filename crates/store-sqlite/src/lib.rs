@@ -267,7 +267,7 @@ mod store_impl {
         async fn append_events(&self, ws: &WorkspaceId, events: &[NewEvent]) -> Result<AppendReport> {
             self.append(ws, events).await
         }
-        async fn append_event_batches(&self, ws: &WorkspaceId, batches: &[Vec<NewEvent>]) -> Result<AppendReport> {
+        async fn append_event_batches(&self, ws: &WorkspaceId, batches: &[Vec<NewEvent>]) -> Result<BatchesReport> {
             self.append_batches(ws, batches).await
         }
         async fn read_log_with(

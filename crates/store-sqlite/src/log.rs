@@ -2,7 +2,7 @@
 
 use domain::{NewEvent, WorkspaceId};
 use rusqlite::{Connection, OptionalExtension, params};
-use store::{AppendReport, LogPosition, LogStatus, LoggedEvent, Result, StoreError};
+use store::{AppendReport, BatchesReport, LogPosition, LogStatus, LoggedEvent, Placement, Result, StoreError};
 
 use crate::block::{self, Decoded, EventRef};
 use crate::ids::{Lookup, RecentIds, id_hash};
@@ -18,25 +18,41 @@ impl SqliteStore {
         // Encoding and hashing happen here, on the caller's thread; the writer only checks the
         // ids and inserts one row.
         let block = Prepared::new(events);
-        self.writer.write(Priority::Now, Durability::Synced, move |conn, recent| block.insert(conn, recent, n)).await
+        self.writer
+            .write(Priority::Now, Durability::Synced, move |conn, recent| Ok(block.insert(conn, recent, n)?.report))
+            .await
     }
 
-    /// Appends each batch as its own block, in order, in one transaction.
-    pub(crate) async fn append_batches(&self, ws: &WorkspaceId, batches: &[Vec<NewEvent>]) -> Result<AppendReport> {
+    /// Appends each batch as its own block, in order, in one transaction; says where each
+    /// event went.
+    pub(crate) async fn append_batches(&self, ws: &WorkspaceId, batches: &[Vec<NewEvent>]) -> Result<BatchesReport> {
         let blocks: Vec<Prepared> = batches.iter().filter(|b| !b.is_empty()).map(|b| Prepared::new(b)).collect();
-        if blocks.is_empty() {
-            return Ok(AppendReport::default());
-        }
-        let n = self.existing_ws(ws).await?;
+        let n = if blocks.is_empty() { self.ws_number(ws).await?.unwrap_or(-1) } else { self.existing_ws(ws).await? };
         self.writer
             .write(Priority::Now, Durability::Synced, move |conn, recent| {
+                // The one writer orders the log: what this transaction appends follows the
+                // workspace's last event directly.
+                let last: i64 = conn
+                    .prepare_cached("SELECT coalesce(max(last_seq), 0) FROM event_blocks WHERE ws = ?1")
+                    .map_err(sql_error)?
+                    .query_row([n], |r| r.get(0))
+                    .map_err(sql_error)?;
                 let mut report = AppendReport::default();
+                let mut positions = Vec::with_capacity(blocks.iter().map(|b| b.hashes.len()).sum());
                 for block in blocks {
-                    let r = block.insert(conn, recent, n)?;
-                    report.stored += r.stored;
-                    report.duplicates += r.duplicates;
+                    let placed = block.insert(conn, recent, n)?;
+                    report.stored += placed.report.stored;
+                    report.duplicates += placed.report.duplicates;
+                    let mut seq = placed.first_seq;
+                    positions.extend(placed.kept.into_iter().map(|kept| {
+                        kept.then(|| {
+                            seq += 1;
+                            LogPosition { tx: 0, seq: seq - 1 }
+                        })
+                    }));
                 }
-                Ok(report)
+                let after = LogPosition { tx: 0, seq: last };
+                Ok(BatchesReport { report, placement: Some(Placement { after, positions }) })
             })
             .await
     }
@@ -185,7 +201,11 @@ struct Prepared {
     data: Vec<u8>,
     /// Of every event sent: a duplicate left out makes it wider than needed, never narrower.
     summary: block::Summary,
-    ids: Vec<(i64, String)>,
+    /// Each event's id hash, and its id: the ids one after the other in `text`, each ending
+    /// where `ends` says (one string for the block rather than one per event).
+    hashes: Vec<i64>,
+    text: String,
+    ends: Vec<usize>,
 }
 
 impl Prepared {
@@ -193,13 +213,21 @@ impl Prepared {
         Prepared {
             data: block::encode(events.iter()),
             summary: block::summarize(events.iter()),
-            ids: events.iter().map(|e| (id_hash(&e.message_id), e.message_id.clone())).collect(),
+            hashes: events.iter().map(|e| id_hash(&e.message_id)).collect(),
+            text: events.iter().map(|e| e.message_id.as_str()).collect(),
+            ends: events
+                .iter()
+                .scan(0, |end, e| {
+                    *end += e.message_id.len();
+                    Some(*end)
+                })
+                .collect(),
         }
     }
 
     /// Stores the events whose ids are new as the next block of the log, under the writer.
-    fn insert(self, conn: &Connection, recent: &mut RecentIds, n: i64) -> Result<AppendReport> {
-        let Prepared { data, summary, ids } = self;
+    fn insert(self, conn: &Connection, recent: &mut RecentIds, n: i64) -> Result<Inserted> {
+        let Prepared { data, summary, hashes, text, ends } = self;
         recent.ensure_owner(conn)?;
         let first_seq: i64 = conn
             .prepare_cached("SELECT coalesce(max(last_seq), 0) + 1 FROM event_blocks")
@@ -207,22 +235,23 @@ impl Prepared {
             .query_row([], |r| r.get(0))
             .map_err(sql_error)?;
         let mut lookup = Lookup::new(conn);
-        let hashes: Vec<i64> = ids.iter().map(|(hash, _)| *hash).collect();
         lookup.probe(n, &hashes, recent.runs.as_ref().expect("loaded by ensure_owner"))?;
-        let mut here = foldhash::HashSet::with_capacity_and_hasher(ids.len(), Default::default());
-        let mut keep = Vec::with_capacity(ids.len());
+        let mut here = foldhash::HashSet::with_capacity_and_hasher(hashes.len(), Default::default());
+        let mut keep = Vec::with_capacity(hashes.len());
         let mut stored = 0i64;
-        for (hash, message_id) in &ids {
-            let new = here.insert(message_id.as_str()) && recent.find(&mut lookup, n, *hash, message_id)?.is_none();
+        let starts = std::iter::once(0).chain(ends.iter().copied());
+        for ((hash, start), end) in hashes.iter().zip(starts).zip(&ends) {
+            let message_id = &text[start..*end];
+            let new = here.insert(message_id) && recent.find(&mut lookup, n, *hash, message_id)?.is_none();
             if new {
                 recent.add(n, *hash, first_seq + stored);
                 stored += 1;
             }
             keep.push(new);
         }
-        let report = AppendReport { stored: stored as usize, duplicates: ids.len() - stored as usize };
+        let report = AppendReport { stored: stored as usize, duplicates: hashes.len() - stored as usize };
         if stored == 0 {
-            return Ok(report);
+            return Ok(Inserted { report, first_seq, kept: keep });
         }
         let data = if report.duplicates == 0 {
             data
@@ -238,6 +267,14 @@ impl Prepared {
         .map_err(sql_error)?
         .execute(params![first_seq + stored - 1, n, first_seq, summary.types, summary.min_ts, summary.max_ts, data])
         .map_err(sql_error)?;
-        Ok(report)
+        Ok(Inserted { report, first_seq, kept: keep })
     }
+}
+
+/// What [`Prepared::insert`] stored: the events kept have consecutive seqs from `first_seq`.
+struct Inserted {
+    report: AppendReport,
+    first_seq: i64,
+    /// Whether each event given was stored (not a duplicate).
+    kept: Vec<bool>,
 }

@@ -175,15 +175,38 @@ pub async fn batches_append_in_order_once<S: Store>(s: &S) {
         events(json!([track("b3", "cy", "C", 3), track("b3", "cy", "C", 3)])),
         events(json!([track("b1", "ana", "A", 1), track("b4", "dan", "D", 4)])),
     ];
-    let report = s.append_event_batches(&ws, &batches).await.unwrap();
-    assert_eq!(report, AppendReport { stored: 4, duplicates: 3 });
+    // Another workspace's events, appended between, are not this one's.
+    let other = workspace(s, "Bulk elsewhere").await;
+    s.append_events(&other, &events(json!([track("o1", "ana", "Seen", 1)]))).await.unwrap();
+    let appended = s.append_event_batches(&ws, &batches).await.unwrap();
+    assert_eq!(appended.report, AppendReport { stored: 4, duplicates: 3 });
     let log = s.read_log(&ws, LogPosition::ZERO, 100).await.unwrap();
     let ids: Vec<&str> = log.iter().map(|e| e.event.message_id.as_str()).collect();
     assert_eq!(ids, ["m2", "b1", "b2", "b3", "b4"], "in the order of the batches");
     assert!(log.windows(2).all(|w| w[0].position < w[1].position));
+    if let Some(placement) = &appended.placement {
+        // Where the events went is where the log has them: right after the workspace's last.
+        assert_eq!(placement.after, log[0].position);
+        let stored: Vec<(usize, LogPosition)> =
+            placement.positions.iter().enumerate().filter_map(|(i, p)| p.map(|p| (i, p))).collect();
+        assert_eq!(placement.positions.len(), 7, "one per event given");
+        assert_eq!(stored.iter().map(|(i, _)| *i).collect::<Vec<_>>(), [0, 2, 3, 6], "duplicates have none");
+        let read: Vec<LogPosition> = log[1..].iter().map(|e| e.position).collect();
+        assert_eq!(stored.iter().map(|(_, p)| *p).collect::<Vec<_>>(), read);
+    }
     // Again: nothing new.
-    assert_eq!(s.append_event_batches(&ws, &batches).await.unwrap(), AppendReport { stored: 0, duplicates: 7 });
-    assert_eq!(s.append_event_batches(&ws, &[]).await.unwrap(), AppendReport::default());
+    let again = s.append_event_batches(&ws, &batches).await.unwrap();
+    assert_eq!(again.report, AppendReport { stored: 0, duplicates: 7 });
+    if let Some(placement) = &again.placement {
+        assert_eq!(placement.after, log[4].position);
+        assert_eq!(placement.positions, vec![None; 7]);
+    }
+    let empty = s.append_event_batches(&ws, &[]).await.unwrap();
+    assert_eq!(empty.report, AppendReport::default());
+    assert!(empty.placement.is_none_or(|p| p.positions.is_empty()));
+    if s.backend() == "sqlite" {
+        assert!(appended.placement.is_some(), "SQLite places what it appends");
+    }
     assert_eq!(s.log_status(&ws).await.unwrap().total_events, 5);
 }
 

@@ -106,6 +106,25 @@ pub struct AppendReport {
     pub duplicates: usize,
 }
 
+/// Where an append put its events in the log.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Placement {
+    /// The workspace's last log position before the append ([`LogPosition::ZERO`] when it
+    /// had none): the events stored follow it, with no other event of the workspace between.
+    pub after: LogPosition,
+    /// The position of each event given, in the order given (batch by batch); `None` for a
+    /// duplicate that was left out.
+    pub positions: Vec<Option<LogPosition>>,
+}
+
+/// The outcome of [`Store::append_event_batches`].
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct BatchesReport {
+    pub report: AppendReport,
+    /// Where the events went, when the backend can tell at append time.
+    pub placement: Option<Placement>,
+}
+
 /// How far processing of a workspace's log has got.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct LogStatus {
@@ -141,8 +160,11 @@ pub trait Store: Send + Sync + 'static {
     async fn append_events(&self, ws: &WorkspaceId, events: &[NewEvent]) -> Result<AppendReport>;
     /// Appends `batches` as [`Store::append_events`] would one after the other: in this order
     /// in the log, each `message_id` at most once. For bulk imports: SQLite writes them in one
-    /// transaction, a block each; PostgreSQL appends them in turn.
-    async fn append_event_batches(&self, ws: &WorkspaceId, batches: &[Vec<NewEvent>]) -> Result<AppendReport>;
+    /// transaction, a block each; PostgreSQL appends them in turn. Says where the events went
+    /// when the backend can tell: SQLite, whose one writer orders the log, does; PostgreSQL,
+    /// whose log is ordered by commit, does not (`placement` is `None`), so a reader finds
+    /// them in the log.
+    async fn append_event_batches(&self, ws: &WorkspaceId, batches: &[Vec<NewEvent>]) -> Result<BatchesReport>;
     /// Up to `limit` events after `after`, in log order.
     async fn read_log(&self, ws: &WorkspaceId, after: LogPosition, limit: usize) -> Result<Vec<LoggedEvent>> {
         self.read_log_with(ws, after, limit, Payloads::ALL).await

@@ -90,7 +90,9 @@ pub(super) struct Track<'a> {
 
 impl Track<'_> {
     pub(super) fn to_json(&self) -> String {
-        let mut out = String::with_capacity(128 + self.message_id.len() + self.event.len());
+        // Room for the keys, the time and every value but large properties: one allocation.
+        let ids = [self.user_id, self.anonymous_id, self.group_id].iter().flatten().map(|s| s.len()).sum::<usize>();
+        let mut out = String::with_capacity(192 + self.message_id.len() + self.event.len() + ids);
         out.push_str(r#"{"type":"track","messageId":"#);
         json_str(&mut out, self.message_id);
         out.push_str(r#","event":"#);
@@ -109,7 +111,7 @@ impl Track<'_> {
         if self.properties.is_empty() {
             out.push_str("{}");
         } else {
-            out.push_str(&Value::Object(self.properties.clone()).to_string());
+            out.push_str(&serde_json::to_string(self.properties).expect("a JSON map serialises"));
         }
         if let Some(g) = self.group_id {
             out.push_str(r#","context":{"groupId":"#);
