@@ -425,8 +425,8 @@ fn band(b: intelligence::health::Band) -> HealthBand {
 }
 
 /// What a stored score says of itself (written straight to text: building a tree of JSON
-/// values per account would cost more than scoring it).
-#[derive(serde::Serialize)]
+/// values per account would cost more than scoring it). Its object is `health`, `churn`,
+/// `expansion`, `signals` and `models`, in that order (see [`write_explanation`]).
 struct Explanation<'a> {
     health: HealthView<'a>,
     churn: Vec<ForecastView<'a>>,
@@ -435,7 +435,7 @@ struct Explanation<'a> {
     models: ModelsView<'a>,
 }
 
-#[derive(serde::Serialize)]
+/// Written by [`write_health`].
 struct HealthView<'a> {
     score: f64,
     band: HealthBand,
@@ -633,7 +633,7 @@ impl Scorer {
                 expansion: self.models.expansion_id.as_deref(),
             },
         };
-        let explanation = store::JsonText::new(write_json(&view));
+        let explanation = store::JsonText::new(write_explanation(&view));
         let alerts = rules::alerts(
             id,
             snap,
@@ -711,17 +711,96 @@ impl Scorer {
     }
 }
 
-/// `value` as JSON text. Written into a buffer each thread keeps (an explanation is about
-/// 2 KB) and copied out at its size, rather than grown in a fresh allocation per account.
-fn write_json(value: &impl serde::Serialize) -> String {
+/// `view` as JSON text, as `serde_json` writes the same fields in the same order, the fixed
+/// keys written as they are (plain names, with nothing to escape) rather than escaped for
+/// every account: the snapshot's and the health components' keys are most of an
+/// explanation's strings. Written into a buffer each thread keeps (an explanation is about 2 KB) and copied out at
+/// its size, rather than grown in a fresh allocation per account.
+fn write_explanation(view: &Explanation) -> String {
     thread_local! {
         static BUFFER: std::cell::RefCell<Vec<u8>> = std::cell::RefCell::new(Vec::with_capacity(4096));
     }
-    BUFFER.with_borrow_mut(|buffer| {
-        buffer.clear();
-        serde_json::to_writer(&mut *buffer, value).expect("an explanation serializes");
-        std::str::from_utf8(buffer).expect("JSON is UTF-8").to_owned()
+    BUFFER.with_borrow_mut(|out| {
+        out.clear();
+        out.extend_from_slice(b"{\"health\":");
+        write_health(out, &view.health);
+        put(out, ",\"churn\":", &view.churn);
+        put(out, ",\"expansion\":", &view.expansion);
+        out.extend_from_slice(b",\"signals\":");
+        write_signals(out, view.signals);
+        put(out, ",\"models\":", &view.models);
+        out.push(b'}');
+        std::str::from_utf8(out).expect("JSON is UTF-8").to_owned()
     })
+}
+
+/// `raw` as it is, then `value` as JSON.
+fn put(out: &mut Vec<u8>, raw: &str, value: &impl serde::Serialize) {
+    out.extend_from_slice(raw.as_bytes());
+    serde_json::to_writer(&mut *out, value).expect("an explanation serializes");
+}
+
+/// An account's [`Snapshot`] as JSON, its fields in their order (as its `Serialize` writes
+/// them).
+fn write_signals(out: &mut Vec<u8>, s: &Snapshot) {
+    put(out, "{\"events_7d\":", &s.events_7d);
+    put(out, ",\"events_28d\":", &s.events_28d);
+    put(out, ",\"events_prev_28d\":", &s.events_prev_28d);
+    put(out, ",\"events_90d\":", &s.events_90d);
+    put(out, ",\"breadth_28d\":", &s.breadth_28d);
+    put(out, ",\"active_days_28d\":", &s.active_days_28d);
+    put(out, ",\"days_since_active\":", &s.days_since_active);
+    put(out, ",\"active_users_28d\":", &s.active_users_28d);
+    put(out, ",\"seats\":", &s.seats);
+    put(out, ",\"tenure_days\":", &s.tenure_days);
+    put(out, ",\"mrr\":", &s.mrr);
+    put(out, ",\"mrr_90d_ago\":", &s.mrr_90d_ago);
+    put(out, ",\"payment_failures_90d\":", &s.payment_failures_90d);
+    put(out, ",\"limit_hits_28d\":", &s.limit_hits_28d);
+    put(out, ",\"open_tickets\":", &s.open_tickets);
+    put(out, ",\"escalated_open_tickets\":", &s.escalated_open_tickets);
+    put(out, ",\"tickets_7d\":", &s.tickets_7d);
+    put(out, ",\"tickets_28d\":", &s.tickets_28d);
+    put(out, ",\"tickets_prev_28d\":", &s.tickets_prev_28d);
+    put(out, ",\"csat_90d\":", &s.csat_90d);
+    put(out, ",\"nps\":", &s.nps);
+    out.push(b'}');
+}
+
+/// The health components as JSON, as their `Serialize` writes them (each component's
+/// `component`, `score`, `weight`, `points` and `measures`, each measure's `name`, `value`
+/// and `score`), the keys written as they are.
+fn write_components(out: &mut Vec<u8>, components: &[intelligence::health::ComponentScore]) {
+    out.push(b'[');
+    for (i, c) in components.iter().enumerate() {
+        out.extend_from_slice(if i == 0 { b"{\"component\":\"" } else { b",{\"component\":\"" });
+        out.extend_from_slice(component_name(c.component).as_bytes());
+        put(out, "\",\"score\":", &c.score);
+        put(out, ",\"weight\":", &c.weight);
+        put(out, ",\"points\":", &c.points);
+        out.extend_from_slice(b",\"measures\":[");
+        for (j, m) in c.measures.iter().enumerate() {
+            put(out, if j == 0 { "{\"name\":" } else { ",{\"name\":" }, &m.name);
+            put(out, ",\"value\":", &m.value);
+            put(out, ",\"score\":", &m.score);
+            out.push(b'}');
+        }
+        out.extend_from_slice(b"]}");
+    }
+    out.push(b']');
+}
+
+/// The explanation's `health`, its fields in their order.
+fn write_health(out: &mut Vec<u8>, h: &HealthView) {
+    put(out, "{\"score\":", &h.score);
+    put(out, ",\"band\":", &h.band);
+    put(out, ",\"profile\":", &h.profile);
+    out.extend_from_slice(b",\"components\":");
+    write_components(out, h.components);
+    put(out, ",\"trend\":", &h.trend);
+    put(out, ",\"moved\":", &h.moved);
+    put(out, ",\"since\":", &h.since);
+    out.push(b'}');
 }
 
 fn component_name(c: Component) -> &'static str {
@@ -865,6 +944,7 @@ pub async fn score_workspace(
 mod tests {
     use super::*;
     use intelligence::churn::{ANY, AccountHistory, Period, Series};
+    use intelligence::health::Component;
 
     fn day(s: &str) -> NaiveDate {
         s.parse().unwrap()
@@ -1010,6 +1090,122 @@ mod tests {
             assert_eq!(parts.iter().map(Vec::len).sum::<usize>(), n, "every account once");
             assert!(parts.iter().all(|p| p.len() <= parts[0].len()), "{n} on {threads}");
             assert_eq!(in_order(&parts, n).copied().collect::<Vec<_>>(), (0..n).collect::<Vec<_>>());
+        }
+    }
+
+    #[test]
+    fn an_explanation_is_written_as_its_fields_serialize() {
+        use intelligence::health::{ComponentScore, MeasureScore};
+        #[derive(serde::Serialize)]
+        struct AsDerived<'a> {
+            health: HealthAsDerived<'a>,
+            churn: &'a [ForecastView<'a>],
+            expansion: &'a Option<ForecastView<'a>>,
+            signals: &'a Snapshot,
+            models: &'a ModelsView<'a>,
+        }
+        #[derive(serde::Serialize)]
+        struct HealthAsDerived<'a> {
+            score: f64,
+            band: &'a HealthBand,
+            profile: &'a str,
+            components: &'a [ComponentScore],
+            trend: &'a Trend,
+            moved: &'a Option<Vec<Moved>>,
+            since: Option<NaiveDate>,
+        }
+        let snap = Snapshot {
+            events_7d: 1,
+            events_28d: 2,
+            events_prev_28d: 3,
+            events_90d: u64::MAX,
+            breadth_28d: 5,
+            active_days_28d: 6,
+            days_since_active: Some(-7),
+            active_users_28d: 8,
+            seats: None,
+            tenure_days: 10,
+            mrr: -11,
+            mrr_90d_ago: 12,
+            payment_failures_90d: 13,
+            limit_hits_28d: 14,
+            open_tickets: 15,
+            escalated_open_tickets: 16,
+            tickets_7d: 17,
+            tickets_28d: 18,
+            tickets_prev_28d: 19,
+            csat_90d: Some(0.1 + 0.2),
+            nps: Some(f64::NAN),
+        };
+        let measure = |name: &str, value: f64| MeasureScore { name: name.into(), value, score: value / 3.0 };
+        let components = vec![
+            ComponentScore {
+                component: Component::Usage,
+                score: 71.25,
+                weight: 0.4,
+                points: 28.5,
+                measures: vec![measure("events_28d", 12.0), measure("a \"quoted\" \\ name\n é", f64::INFINITY)],
+            },
+            ComponentScore {
+                component: Component::Relationship,
+                score: 0.0,
+                weight: 0.6,
+                points: -0.0,
+                measures: vec![],
+            },
+        ];
+        let drivers = [
+            rules::Driver { name: "logins", contribution: 0.25 },
+            rules::Driver { name: "x\ty", contribution: -1e-300 },
+        ];
+        let forecast = |h: u32| ForecastView {
+            horizon_days: h,
+            probability: 1.0 / 3.0,
+            source: "model",
+            drivers: drivers.to_vec(),
+        };
+        for (moved, since, expansion, churn) in [
+            (None, None, None, vec![]),
+            (
+                Some(vec![Moved { component: "usage".into(), points: -2.5 }]),
+                Some(day("2026-12-02")),
+                Some(forecast(90)),
+                vec![forecast(30), forecast(60)],
+            ),
+        ] {
+            let view = Explanation {
+                health: HealthView {
+                    score: 64.125,
+                    band: HealthBand::Neutral,
+                    profile: "mature",
+                    components: &components,
+                    trend: Trend { vs_7_days_ago: Some(1.5), vs_30_days_ago: None },
+                    moved,
+                    since,
+                },
+                churn,
+                expansion,
+                signals: &snap,
+                models: ModelsView { churn: Some("m_1"), expansion: None },
+            };
+            let derived = AsDerived {
+                health: HealthAsDerived {
+                    score: view.health.score,
+                    band: &view.health.band,
+                    profile: view.health.profile,
+                    components: view.health.components,
+                    trend: &view.health.trend,
+                    moved: &view.health.moved,
+                    since: view.health.since,
+                },
+                churn: &view.churn,
+                expansion: &view.expansion,
+                signals: view.signals,
+                models: &view.models,
+            };
+            let written = write_explanation(&view);
+            assert_eq!(written, serde_json::to_string(&derived).unwrap());
+            assert!(serde_json::from_str::<Value>(&written).is_ok());
         }
     }
 
