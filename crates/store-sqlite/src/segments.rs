@@ -334,8 +334,10 @@ impl SqliteStore {
         self.read(move |conn| {
             let mut stmt = conn
                 .prepare_cached(
-                    "SELECT segment_id, since FROM segment_members
-                     WHERE workspace_id = ?1 AND subject_id = ?2 AND member = 1 ORDER BY segment_id",
+                    // Through the subject's index: ordered in SQL, the planner would rather walk
+                    // the workspace's rows in key order than sort a handful.
+                    "SELECT segment_id, since FROM segment_members INDEXED BY segment_members_subject
+                     WHERE workspace_id = ?1 AND subject_id = ?2 AND member = 1",
                 )
                 .map_err(sql_error)?;
             let rows = stmt
@@ -343,7 +345,9 @@ impl SqliteStore {
                     Ok(Membership { segment_id: r.get(0)?, since: time(r.get::<_, Option<i64>>(1)?.unwrap_or(0)) })
                 })
                 .map_err(sql_error)?;
-            rows.collect::<rusqlite::Result<Vec<_>>>().map_err(sql_error)
+            let mut out = rows.collect::<rusqlite::Result<Vec<_>>>().map_err(sql_error)?;
+            out.sort_by(|a, b| a.segment_id.cmp(&b.segment_id));
+            Ok(out)
         })
         .await
     }
