@@ -874,7 +874,9 @@ mod tests {
         // Person k is active on the days whose offset is a multiple of k + 1.
         let mut a = AccountHistory::default();
         for k in 0..5u64 {
-            for (d, _) in days.iter().filter(|(d, _)| (*d - day("2020-01-20")).num_days() as u64 % (k + 1) == 0) {
+            for (d, _) in
+                days.iter().filter(|(d, _)| ((*d - day("2020-01-20")).num_days() as u64).is_multiple_of(k + 1))
+            {
                 let month = d.with_day(1).unwrap();
                 a.people.push((k, month, 1 << (d.day() - 1)));
             }

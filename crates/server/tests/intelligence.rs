@@ -4,7 +4,7 @@
 mod common;
 
 use axum::http::StatusCode;
-use common::{App, bill, story};
+use common::{App, billed_story};
 use serde_json::{Value, json};
 
 fn ids(v: &Value) -> Vec<String> {
@@ -16,12 +16,7 @@ async fn scores_explain_themselves_and_alerts_are_kept_one_per_reason() {
     let app = App::new().await;
     let ws = app.workspace("acme").await;
     let other = app.workspace("globex").await;
-    app.send(&ws, story()).await;
-    for (account, mrr, seats) in
-        [("busy", 50_000, 5), ("steady", 20_000, 10), ("fading", 20_000, 10), ("gone", 90_000, 10)]
-    {
-        bill(&app.store, &ws.id, account, mrr, seats).await;
-    }
+    billed_story(&app, &ws).await;
 
     // Not scored yet: a clear answer, not an empty score.
     let (status, body) = app.get("/api/v1/accounts/busy/health", &ws.admin).await;

@@ -4,7 +4,7 @@
 mod common;
 
 use axum::http::StatusCode;
-use common::{App, bill, story};
+use common::{App, billed_story};
 use serde_json::{Value, json};
 
 fn members(v: &Value) -> Vec<String> {
@@ -16,12 +16,7 @@ async fn segments_select_accounts_by_usage_scores_and_billing() {
     let app = App::new().await;
     let ws = app.workspace("acme").await;
     let other = app.workspace("globex").await;
-    app.send(&ws, story()).await;
-    for (account, mrr, seats) in
-        [("busy", 50_000, 5), ("steady", 20_000, 10), ("fading", 20_000, 10), ("gone", 90_000, 10)]
-    {
-        bill(&app.store, &ws.id, account, mrr, seats).await;
-    }
+    billed_story(&app, &ws).await;
     assert_eq!(app.call("POST", "/api/v1/scores/run", &ws.admin, None).await.0, StatusCode::OK);
 
     // Reports stopped more than two weeks ago for fading (21 days) and gone (40 days).

@@ -71,7 +71,7 @@ async fn acknowledged_events_survive_sigkill_and_are_stored_once() {
 
     let server = Server::start(dir.path()).await;
     let stored = http.all_events(&server.base, &ws.admin_key).await;
-    let acked = acked.lock().unwrap();
+    let acked = acked.lock().unwrap().clone();
     assert!(acked.len() >= 9_000);
     let missing: Vec<_> = acked.iter().filter(|id| !stored.contains_key(*id)).take(5).collect();
     assert!(missing.is_empty(), "acknowledged but lost: {missing:?}");

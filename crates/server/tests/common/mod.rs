@@ -143,3 +143,13 @@ pub async fn bill(store: &SqliteStore, ws: &WorkspaceId, account: &str, mrr: i64
     };
     store.upsert_subscription(ws, &sub).await.unwrap();
 }
+
+/// The four customers of [`story`] sent and processed, each billed (MRR in cents, seats).
+pub async fn billed_story(app: &App, ws: &Keys) {
+    app.send(ws, story()).await;
+    for (account, mrr, seats) in
+        [("busy", 50_000, 5), ("steady", 20_000, 10), ("fading", 20_000, 10), ("gone", 90_000, 10)]
+    {
+        bill(&app.store, &ws.id, account, mrr, seats).await;
+    }
+}
