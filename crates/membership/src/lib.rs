@@ -247,23 +247,7 @@ impl Engine {
     async fn schema(&self, ws: &WorkspaceId, kind: SubjectKind, name: Option<&str>) -> Result<Schema> {
         let vocabulary = self.store.vocabulary(ws).await?;
         let others = self.store.list_segments(ws).await?;
-        Ok(Schema {
-            kind: match kind {
-                SubjectKind::Accounts => segments::Kind::Accounts,
-                SubjectKind::People => segments::Kind::People,
-            },
-            traits: match kind {
-                SubjectKind::Accounts => vocabulary.account_traits,
-                SubjectKind::People => vocabulary.person_traits,
-            },
-            events: vocabulary.events,
-            segments: others
-                .into_iter()
-                .filter(|s| s.kind == kind && Some(s.name.as_str()) != name)
-                .map(|s| s.name)
-                .collect(),
-            name: name.map(str::to_owned),
-        })
+        Ok(schema_of(&vocabulary, &others, kind, name))
     }
 
     /// Checks a definition as segment `id` (when it replaces one): its condition, its name,
@@ -275,15 +259,17 @@ impl Engine {
         }
         let schema = self.schema(ws, d.kind, Some(name)).await?;
         let segment = segments::compile(&d.condition, &schema).map_err(Error::Invalid)?;
-        let mut graph: Vec<(String, Vec<String>)> = Vec::new();
-        for other in self.store.list_segments(ws).await? {
-            if Some(other.segment_id.as_str()) == id || other.kind != d.kind {
-                continue;
-            }
-            // Stored conditions compiled when saved; one that no longer does tests nothing.
-            let deps = self.compile_stored(ws, &other).await.map(|s| s.depends_on).unwrap_or_default();
-            graph.push((other.name, deps));
-        }
+        // The stored segments as they are now (a stored condition that no longer compiles
+        // tests nothing).
+        self.forget(ws);
+        let w = self.workspace(ws).await?;
+        let mut graph: Vec<(String, Vec<String>)> = w
+            .of(d.kind)
+            .ordered
+            .iter()
+            .filter(|c| Some(c.record.segment_id.as_str()) != id)
+            .map(|c| (c.record.name.clone(), c.segment.depends_on.clone()))
+            .collect();
         graph.push((name.to_owned(), segment.depends_on.clone()));
         if let Some(cycle) = segments::cycle(&graph) {
             return Err(Error::Refused(format!(
@@ -292,11 +278,6 @@ impl Engine {
             )));
         }
         Ok(segment)
-    }
-
-    async fn compile_stored(&self, ws: &WorkspaceId, record: &SegmentRecord) -> Result<Segment> {
-        let schema = self.schema(ws, record.kind, Some(&record.name)).await?;
-        segments::compile(&record.condition, &schema).map_err(Error::Invalid)
     }
 
     /// Saves a new segment and evaluates every account for it.
@@ -358,15 +339,14 @@ impl Engine {
 
     /// The names of the segments whose conditions test membership of segment `name`.
     async fn dependents(&self, ws: &WorkspaceId, name: &str) -> Result<Vec<String>> {
-        let mut out = Vec::new();
-        for other in self.store.list_segments(ws).await? {
-            if let Ok(s) = self.compile_stored(ws, &other).await
-                && s.depends_on.iter().any(|d| d == name)
-            {
-                out.push(other.name);
-            }
-        }
-        Ok(out)
+        self.forget(ws);
+        let w = self.workspace(ws).await?;
+        Ok([&w.accounts, &w.people]
+            .into_iter()
+            .flat_map(|k| &k.ordered)
+            .filter(|c| c.segment.depends_on.iter().any(|d| d == name))
+            .map(|c| c.record.name.clone())
+            .collect())
     }
 
     /// Deletes a segment that no other segment tests.
@@ -423,8 +403,10 @@ impl Engine {
             return Ok(w.clone());
         }
         let (mut accounts, mut people) = (Vec::new(), Vec::new());
-        for record in self.store.list_segments(ws).await? {
-            match self.compile_stored(ws, &record).await {
+        let (vocabulary, records) = tokio::try_join!(self.store.vocabulary(ws), self.store.list_segments(ws))?;
+        for record in records.iter().cloned() {
+            let schema = schema_of(&vocabulary, &records, record.kind, Some(&record.name));
+            match segments::compile(&record.condition, &schema).map_err(Error::Invalid) {
                 Ok(segment) => match record.kind {
                     SubjectKind::Accounts => accounts.push(Compiled { record, segment }),
                     SubjectKind::People => people.push(Compiled { record, segment }),
@@ -664,11 +646,15 @@ impl Engine {
         }
         let mut changes = Vec::new();
         if !w.accounts.ordered.is_empty() {
-            for p in &people {
-                if let Some(person) = self.store.get_person(ws, p).await? {
-                    accounts.extend(person.account_ids);
-                }
-            }
+            // The people's accounts, a few reads at a time.
+            let reads: Vec<_> = people.iter().map(|p| self.store.get_person(ws, p)).collect();
+            let found: Vec<Option<store::Person>> = futures_util::stream::iter(reads)
+                .buffered(READS_AT_ONCE)
+                .collect::<Vec<_>>()
+                .await
+                .into_iter()
+                .collect::<Result<_, _>>()?;
+            accounts.extend(found.into_iter().flatten().flat_map(|p| p.account_ids));
             let ids: Vec<String> = accounts.into_iter().map(|a| a.to_string()).collect();
             changes.extend(self.evaluate(ws, SubjectKind::Accounts, &ids, now).await?);
         }
@@ -905,6 +891,28 @@ fn evaluate_in_order(
         }
     }
     updates
+}
+
+/// The schema a condition of `kind` is checked against, as segment `name` (if it has one), in
+/// a workspace with `vocabulary` and the segments `all`.
+fn schema_of(vocabulary: &store::Vocabulary, all: &[SegmentRecord], kind: SubjectKind, name: Option<&str>) -> Schema {
+    Schema {
+        kind: match kind {
+            SubjectKind::Accounts => segments::Kind::Accounts,
+            SubjectKind::People => segments::Kind::People,
+        },
+        traits: match kind {
+            SubjectKind::Accounts => vocabulary.account_traits.clone(),
+            SubjectKind::People => vocabulary.person_traits.clone(),
+        },
+        events: vocabulary.events.clone(),
+        segments: all
+            .iter()
+            .filter(|s| s.kind == kind && Some(s.name.as_str()) != name)
+            .map(|s| s.name.clone())
+            .collect(),
+        name: name.map(str::to_owned),
+    }
 }
 
 /// The first day of usage to read for conditions that read `usage_days` (all for `None`):
