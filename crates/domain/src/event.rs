@@ -81,6 +81,12 @@ pub fn same_event(a: &str, b: &str) -> bool {
     words(a).eq(words(b))
 }
 
+/// An event name in the one form [`same_event`] compares: `Payment Failed` and `paymentFailed`
+/// are both `payment failed`; Steward's own metrics stay as they are.
+pub fn event_words(name: &str) -> String {
+    if name.starts_with('$') { name.to_owned() } else { words(name).collect() }
+}
+
 /// The lower-cased letters and digits of an event name, with one `' '` wherever a word ends:
 /// at a run of other characters or where a lower-case letter or digit meets a capital.
 fn words(name: &str) -> impl Iterator<Item = char> + '_ {

@@ -5,7 +5,7 @@ mod ids;
 mod keys;
 mod money;
 
-pub use event::{EventType, NewEvent, UnknownEventType, same_event};
+pub use event::{EventType, NewEvent, UnknownEventType, event_words, same_event};
 pub use ids::{AccountId, IdKind, IdentityKey, InvalidId, WorkspaceId, person_id_for};
 pub use keys::{ApiKey, KeyHash, KeyRole, NewApiKey, UnknownRole};
 pub use money::{Currency, InvalidMoney, Money};

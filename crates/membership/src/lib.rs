@@ -243,8 +243,9 @@ impl Engine {
         Ok(changes)
     }
 
-    /// The schema a condition of `kind` is checked against, as segment `name` (if it has one).
-    async fn schema(&self, ws: &WorkspaceId, kind: SubjectKind, name: Option<&str>) -> Result<Schema> {
+    /// What conditions on subjects of `kind` may name in the workspace (as segment `name`, which
+    /// may not test itself, when one is given).
+    pub async fn schema(&self, ws: &WorkspaceId, kind: SubjectKind, name: Option<&str>) -> Result<Schema> {
         let vocabulary = self.store.vocabulary(ws).await?;
         let others = self.store.list_segments(ws).await?;
         Ok(schema_of(&vocabulary, &others, kind, name))
@@ -393,6 +394,39 @@ impl Engine {
             }
         }
         Ok(Preview { size, of, sample: members, warnings: segment.warnings })
+    }
+
+    /// Whether `condition` (the segment language, for subjects of `kind`) holds now for each
+    /// of `ids`, in their order; a subject that does not exist holds nothing. Journeys test
+    /// their branches, goals and exit conditions with it.
+    pub async fn holds(
+        &self,
+        ws: &WorkspaceId,
+        kind: SubjectKind,
+        condition: &str,
+        ids: &[String],
+        now: Timestamp,
+    ) -> Result<Vec<bool>> {
+        let schema = self.schema(ws, kind, None).await?;
+        let segment = segments::compile(condition, &schema).map_err(Error::Invalid)?;
+        let w = self.workspace(ws).await?;
+        let by_id: HashMap<&str, &str> =
+            w.of(kind).ordered.iter().map(|c| (c.record.segment_id.as_str(), c.record.name.as_str())).collect();
+        let mut unique: Vec<String> = ids.to_vec();
+        unique.sort_unstable();
+        unique.dedup();
+        let subjects = self.load_some(ws, kind, &unique, segment.usage_days, now).await?;
+        let mut verdicts: HashMap<&str, bool> = HashMap::new();
+        for id in subjects.ids() {
+            let names: HashSet<String> = if segment.depends_on.is_empty() {
+                HashSet::new()
+            } else {
+                let current = self.store.memberships_of(ws, id).await?;
+                current.iter().filter_map(|m| by_id.get(m.segment_id.as_str()).map(|n| n.to_string())).collect()
+            };
+            verdicts.insert(id, segment.evaluate(subjects.facts(id, &names, now).as_ref(), now).member);
+        }
+        Ok(ids.iter().map(|id| verdicts.get(id.as_str()).copied().unwrap_or(false)).collect())
     }
 
     /// The workspace's segments compiled, from the cache while it is fresh.

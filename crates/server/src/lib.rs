@@ -7,6 +7,7 @@ mod auth;
 mod error;
 mod ingest;
 mod intel;
+mod journeys;
 mod ops;
 mod segments;
 
@@ -62,16 +63,19 @@ struct Inner {
     metrics: metrics_exporter_prometheus::PrometheusHandle,
     scoring: Option<Arc<scoring::service::Service>>,
     membership: Arc<membership::Engine>,
+    runner: Arc<runner::Runner>,
 }
 
 impl AppState {
     pub fn new(store: Arc<dyn Store>, processor: Option<Arc<Processor>>, config: ServerConfig) -> AppState {
+        let membership = Arc::new(membership::Engine::new(store.clone()));
         AppState {
             inner: Arc::new(Inner {
                 inflight: Semaphore::new(config.max_inflight_events),
                 keys: auth::KeyCache::new(config.key_cache_ttl),
                 metrics: ops::metrics_handle(),
-                membership: Arc::new(membership::Engine::new(store.clone())),
+                membership: membership.clone(),
+                runner: Arc::new(runner::Runner::new(store.clone(), membership)),
                 store,
                 processor,
                 config,
@@ -93,6 +97,11 @@ impl AppState {
     /// Segments and their members.
     pub fn membership(&self) -> &Arc<membership::Engine> {
         &self.inner.membership
+    }
+
+    /// Journeys' runs.
+    pub fn runner(&self) -> &Arc<runner::Runner> {
+        &self.inner.runner
     }
 }
 
@@ -135,7 +144,21 @@ pub fn router(state: AppState) -> Router {
         .route("/api/v1/segments/{id}/members", get(segments::segment_members))
         .route("/api/v1/people/{id}", get(api::get_person))
         .route("/api/v1/people/{id}/segments", get(segments::person_segments))
-        .route("/api/v1/events", get(api::list_events));
+        .route("/api/v1/events", get(api::list_events))
+        .route("/api/v1/journeys", get(journeys::list_journeys).post(journeys::create_journey))
+        .route("/api/v1/journeys/validate", post(journeys::validate_journey))
+        .route("/api/v1/journeys/{id}", get(journeys::get_journey).put(journeys::update_journey))
+        .route("/api/v1/journeys/{id}/versions/{version}", get(journeys::journey_version))
+        .route("/api/v1/journeys/{id}/enable", post(journeys::enable_journey))
+        .route("/api/v1/journeys/{id}/disable", post(journeys::disable_journey))
+        .route("/api/v1/journeys/{id}/runs", get(journeys::journey_runs).post(journeys::start_run))
+        .route("/api/v1/runs/{id}", get(journeys::get_run))
+        .route("/api/v1/accounts/{id}/journeys", get(journeys::account_runs))
+        .route("/api/v1/deliveries", get(journeys::list_deliveries))
+        .route("/api/v1/deliveries/{id}", get(journeys::get_delivery))
+        .route("/api/v1/deliveries/{id}/replay", post(journeys::replay_delivery))
+        .route("/api/v1/tasks", get(journeys::list_tasks).post(journeys::create_task))
+        .route("/api/v1/tasks/{id}", get(journeys::get_task).patch(journeys::update_task));
     let ops = Router::new()
         .route("/healthz", get(ops::healthz))
         .route("/readyz", get(ops::readyz))

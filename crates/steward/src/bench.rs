@@ -85,6 +85,17 @@ pub enum BenchCommand {
         #[arg(long, default_value_t = 3)]
         full: usize,
     },
+    /// Durable journey step transitions per second through the runner (seven steps over three
+    /// ticks, each run's email, task and webhook written as it steps), on SQLite and, with
+    /// `--postgres URL`, on PostgreSQL.
+    Journeys {
+        #[arg(long, default_value_t = 10_000)]
+        runs: usize,
+        #[arg(long, default_value_t = 3)]
+        rounds: usize,
+        #[arg(long)]
+        postgres: Option<String>,
+    },
     /// Time training the churn model (the ensemble with its calibration folds) on synthetic
     /// observation rows.
     Train {
@@ -131,6 +142,9 @@ fn dir_size(dir: &std::path::Path) -> Result<u64> {
 pub async fn run(config: Config, command: BenchCommand) -> Result<()> {
     if let BenchCommand::Train { rows, features, repeat } = command {
         return tokio::task::spawn_blocking(move || train(rows, features, repeat)).await?;
+    }
+    if let BenchCommand::Journeys { runs, rounds, postgres } = command {
+        return crate::bench_journeys::run(runs, rounds, postgres).await;
     }
     if let BenchCommand::Segments { accounts, people, rate, seconds, full } = command {
         return crate::bench_segments::run(accounts, people, rate.max(1), seconds, full).await;

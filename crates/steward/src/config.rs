@@ -25,6 +25,7 @@ pub struct Config {
     pub processor: ProcessorSettings,
     pub scoring: ScoringConfig,
     pub segments: SegmentsConfig,
+    pub journeys: JourneysConfig,
 }
 
 #[derive(Clone, Debug, Serialize, Deserialize)]
@@ -34,6 +35,13 @@ pub struct SegmentsConfig {
     pub tick_ms: u64,
     /// Minutes between evaluating every account for every segment again.
     pub recompute_minutes: u64,
+}
+
+#[derive(Clone, Debug, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct JourneysConfig {
+    /// Milliseconds between looking for journey steps that are due.
+    pub tick_ms: u64,
 }
 
 #[derive(Clone, Debug, Serialize, Deserialize)]
@@ -76,6 +84,7 @@ impl Default for Config {
             processor: ProcessorSettings { batch: 2_000, max_batch: 8_000, gather_ms: 100 },
             scoring: ScoringConfig { enabled: true, rescore_minutes: 60, retrain_hours: 7 * 24 },
             segments: SegmentsConfig { tick_ms: 1_000, recompute_minutes: 5 },
+            journeys: JourneysConfig { tick_ms: 500 },
         }
     }
 }

@@ -105,6 +105,7 @@ pub async fn start(config: &Config, discard_events: bool) -> Result<Running> {
     let state = server::AppState::new(store, Some(processor.clone()), config.server_config(discard_events))
         .with_scoring(scoring.clone());
     let membership = state.membership().clone();
+    let runner = state.runner().clone();
     let http = {
         let shutdown = shutdown.clone();
         tokio::spawn(async move {
@@ -124,6 +125,8 @@ pub async fn start(config: &Config, discard_events: bool) -> Result<Running> {
         let tick = std::time::Duration::from_millis(config.segments.tick_ms.max(10));
         let full = std::time::Duration::from_secs(config.segments.recompute_minutes.max(1) * 60);
         tasks.push(tokio::spawn(membership.clone().run(touched, tick, full, shutdown.clone())));
+        let every = std::time::Duration::from_millis(config.journeys.tick_ms.max(10));
+        tasks.push(tokio::spawn(runner.run(every, shutdown.clone())));
     }
     tracing::info!(%addr, store = %backend.describe(config), "steward is serving");
     Ok(Running { addr, shutdown, backend, tasks, scoring, membership })

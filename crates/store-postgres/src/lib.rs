@@ -9,6 +9,7 @@
 //! database's schema, and the workspace serves two.
 
 mod appends;
+mod journeys;
 mod log;
 mod processing;
 mod reads;
@@ -29,6 +30,7 @@ const MIGRATIONS: &[&str] = &[
     include_str!("../migrations/0002_usage.sql"),
     include_str!("../migrations/0003_scores.sql"),
     include_str!("../migrations/0004_segments.sql"),
+    include_str!("../migrations/0005_journeys.sql"),
 ];
 
 /// Connections per process. Appends are one statement each, so a few connections carry a busy
@@ -484,6 +486,112 @@ mod store_impl {
         }
         async fn segment_changes(&self, ws: &WorkspaceId, after: i64, limit: usize) -> Result<Vec<SegmentChange>> {
             PgStore::segment_changes(self, ws, after, limit).await
+        }
+
+        async fn put_journey(&self, ws: &WorkspaceId, draft: &JourneyDraft, at: Timestamp) -> Result<JourneyRecord> {
+            PgStore::put_journey(self, ws, draft, at).await
+        }
+        async fn get_journey(&self, ws: &WorkspaceId, id: &str) -> Result<Option<JourneyRecord>> {
+            PgStore::get_journey(self, ws, id).await
+        }
+        async fn list_journeys(&self, ws: &WorkspaceId) -> Result<Vec<JourneyRecord>> {
+            PgStore::list_journeys(self, ws).await
+        }
+        async fn journey_version(&self, ws: &WorkspaceId, id: &str, version: i64) -> Result<Option<serde_json::Value>> {
+            PgStore::journey_version(self, ws, id, version).await
+        }
+        async fn set_journey_enabled(&self, ws: &WorkspaceId, id: &str, enabled: bool, at: Timestamp) -> Result<bool> {
+            PgStore::set_journey_enabled(self, ws, id, enabled, at).await
+        }
+        async fn start_runs(&self, ws: &WorkspaceId, starts: &[RunStart]) -> Result<Vec<bool>> {
+            PgStore::start_runs(self, ws, starts).await
+        }
+        async fn due_runs(&self, ws: &WorkspaceId, now: Timestamp, limit: usize) -> Result<Vec<Run>> {
+            PgStore::due_runs(self, ws, now, limit).await
+        }
+        async fn waiting_runs(&self, ws: &WorkspaceId, keys: &[String]) -> Result<Vec<Run>> {
+            PgStore::waiting_runs(self, ws, keys).await
+        }
+        async fn advance_runs(&self, ws: &WorkspaceId, updates: &[RunUpdate]) -> Result<Vec<bool>> {
+            PgStore::advance_runs(self, ws, updates).await
+        }
+        async fn get_run(&self, ws: &WorkspaceId, id: &str) -> Result<Option<Run>> {
+            PgStore::get_run(self, ws, id).await
+        }
+        async fn list_runs(&self, ws: &WorkspaceId, filter: &RunFilter, page: &PageRequest) -> Result<Page<Run>> {
+            PgStore::list_runs(self, ws, filter, page).await
+        }
+        async fn run_steps(&self, ws: &WorkspaceId, run_id: &str) -> Result<Vec<StepRecord>> {
+            PgStore::run_steps(self, ws, run_id).await
+        }
+        async fn journey_stats(&self, ws: &WorkspaceId, id: &str) -> Result<JourneyStats> {
+            PgStore::journey_stats(self, ws, id).await
+        }
+        async fn claim_messages(
+            &self,
+            ws: &WorkspaceId,
+            now: Timestamp,
+            lease_until: Timestamp,
+            limit: usize,
+        ) -> Result<Vec<OutboxMessage>> {
+            PgStore::claim_messages(self, ws, now, lease_until, limit).await
+        }
+        async fn update_messages(&self, ws: &WorkspaceId, updates: &[MessageUpdate], at: Timestamp) -> Result<()> {
+            PgStore::update_messages(self, ws, updates, at).await
+        }
+        async fn get_message(&self, ws: &WorkspaceId, id: &str) -> Result<Option<OutboxMessage>> {
+            PgStore::get_message(self, ws, id).await
+        }
+        async fn list_messages(
+            &self,
+            ws: &WorkspaceId,
+            filter: &MessageFilter,
+            page: &PageRequest,
+        ) -> Result<Page<OutboxMessage>> {
+            PgStore::list_messages(self, ws, filter, page).await
+        }
+        async fn message_attempts(&self, ws: &WorkspaceId, id: &str) -> Result<Vec<Attempt>> {
+            PgStore::message_attempts(self, ws, id).await
+        }
+        async fn replay_message(&self, ws: &WorkspaceId, id: &str, now: Timestamp) -> Result<Option<OutboxMessage>> {
+            PgStore::replay_message(self, ws, id, now).await
+        }
+        async fn messages_to(
+            &self,
+            ws: &WorkspaceId,
+            person_id: &str,
+            channel: Channel,
+            since: Timestamp,
+        ) -> Result<u64> {
+            PgStore::messages_to(self, ws, person_id, channel, since).await
+        }
+        async fn block_endpoint(&self, ws: &WorkspaceId, endpoint: &str, reason: &str, at: Timestamp) -> Result<()> {
+            PgStore::block_endpoint(self, ws, endpoint, reason, at).await
+        }
+        async fn unblock_endpoint(&self, ws: &WorkspaceId, endpoint: &str) -> Result<bool> {
+            PgStore::unblock_endpoint(self, ws, endpoint).await
+        }
+        async fn blocked_endpoints(&self, ws: &WorkspaceId) -> Result<Vec<(String, String, Timestamp)>> {
+            PgStore::blocked_endpoints(self, ws).await
+        }
+        async fn list_tasks(&self, ws: &WorkspaceId, filter: &TaskFilter, page: &PageRequest) -> Result<Page<Task>> {
+            PgStore::list_tasks(self, ws, filter, page).await
+        }
+        async fn get_task(&self, ws: &WorkspaceId, id: &str) -> Result<Option<Task>> {
+            PgStore::get_task(self, ws, id).await
+        }
+        async fn insert_task(&self, ws: &WorkspaceId, task: &Task) -> Result<()> {
+            PgStore::insert_task(self, ws, task).await
+        }
+        async fn update_task(
+            &self,
+            ws: &WorkspaceId,
+            id: &str,
+            status: TaskStatus,
+            by: &str,
+            at: Timestamp,
+        ) -> Result<Option<Task>> {
+            PgStore::update_task(self, ws, id, status, by, at).await
         }
     }
 }

@@ -28,7 +28,10 @@ fn money(minor: Option<i64>, currency: Option<String>) -> Result<Option<Money>> 
     }
 }
 
-fn get<'r, T: sqlx::Decode<'r, sqlx::Postgres> + sqlx::Type<sqlx::Postgres>>(r: &'r PgRow, i: usize) -> Result<T> {
+pub(crate) fn get<'r, T: sqlx::Decode<'r, sqlx::Postgres> + sqlx::Type<sqlx::Postgres>>(
+    r: &'r PgRow,
+    i: usize,
+) -> Result<T> {
     r.try_get(i).map_err(db_error)
 }
 
@@ -117,17 +120,17 @@ fn sort_expr(sort: AccountSort) -> &'static str {
 }
 
 /// Arguments of a query built piece by piece: `arg` binds a value and returns its placeholder.
-struct Args {
-    args: PgArguments,
+pub(crate) struct Args {
+    pub(crate) args: PgArguments,
     n: usize,
 }
 
 impl Args {
-    fn new() -> Args {
+    pub(crate) fn new() -> Args {
         Args { args: PgArguments::default(), n: 0 }
     }
 
-    fn arg<'q, T: 'q + sqlx::Encode<'q, sqlx::Postgres> + sqlx::Type<sqlx::Postgres> + Send>(
+    pub(crate) fn arg<'q, T: 'q + sqlx::Encode<'q, sqlx::Postgres> + sqlx::Type<sqlx::Postgres> + Send>(
         &mut self,
         v: T,
     ) -> Result<String> {

@@ -103,3 +103,143 @@ async fn one_process_wins_a_slice() {
     let status = b.log_status(&ws).await.unwrap();
     assert_eq!((status.cursor, status.pending_events), (to, 0));
 }
+
+/// Four processes start runs for the same subjects, step the same runs and deliver the same
+/// outbox at once: each subject gets one active run, each run moves once with its message,
+/// and each message is taken by one deliverer.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn runs_and_messages_are_taken_once_across_processes() {
+    use store::{
+        Channel, JourneyDraft, MessageStatus, OutboxMessage, Reentry, Run, RunStart, RunStatus, RunUpdate, SubjectKind,
+    };
+
+    let Some(url) = common::database_url() else {
+        eprintln!("skipped runs_and_messages_are_taken_once_across_processes: no database configured");
+        return;
+    };
+    let schema = common::fresh_schema();
+    let mut stores = Vec::new();
+    for _ in 0..4 {
+        stores.push(Arc::new(PgStore::connect_in_schema(&url, &schema).await.unwrap()));
+    }
+    let ws = stores[0].create_workspace("Race").await.unwrap().workspace_id;
+    let at = chrono::Utc::now();
+    let draft = JourneyDraft {
+        journey_id: "jny_race".into(),
+        name: "Race".into(),
+        kind: SubjectKind::Accounts,
+        enabled: true,
+        definition: json!({"steps": []}),
+    };
+    let journey = stores[0].put_journey(&ws, &draft, at).await.unwrap();
+    let subjects: Vec<String> = (0..20).map(|i| format!("acct-{i:02}")).collect();
+    let run = |subject: &str, process: usize| Run {
+        run_id: format!("run_{subject}_{process}"),
+        journey_id: journey.journey_id.clone(),
+        version: journey.version,
+        subject_id: subject.into(),
+        account_id: Some(subject.into()),
+        status: RunStatus::Active,
+        step: Some("welcome".into()),
+        seq: 0,
+        wake_at: Some(at),
+        waiting: None,
+        context: json!({}),
+        started_at: at,
+        updated_at: at,
+        ended_at: None,
+    };
+
+    // Each process has its own trigger per subject, so only the re-entry rule keeps them apart.
+    let racers: Vec<_> = stores
+        .iter()
+        .enumerate()
+        .map(|(p, s)| {
+            let (s, ws) = (s.clone(), ws.clone());
+            let starts: Vec<RunStart> = subjects
+                .iter()
+                .map(|subject| RunStart {
+                    run: run(subject, p),
+                    reentry: Reentry::Always,
+                    trigger_key: format!("{subject}:{p}"),
+                })
+                .collect();
+            tokio::spawn(async move { s.start_runs(&ws, &starts).await.unwrap() })
+        })
+        .collect();
+    let mut started = 0;
+    for r in racers {
+        started += r.await.unwrap().into_iter().filter(|s| *s).count();
+    }
+    assert_eq!(started, subjects.len(), "one run per subject");
+    let runs = stores[0].due_runs(&ws, at, 100).await.unwrap();
+    assert_eq!(runs.len(), subjects.len());
+
+    // Every process steps every run from the state it read, with the message the step decides.
+    let racers: Vec<_> = stores
+        .iter()
+        .map(|s| {
+            let (s, ws) = (s.clone(), ws.clone());
+            let updates: Vec<RunUpdate> = runs
+                .iter()
+                .map(|r| {
+                    let mut next = r.clone();
+                    next.seq = 1;
+                    next.step = Some("pause".into());
+                    let message = OutboxMessage {
+                        message_id: format!("{}:welcome:0", r.run_id),
+                        channel: Channel::Email,
+                        endpoint: format!("owner@{}.example", r.subject_id),
+                        payload: json!({"subject": "Welcome"}),
+                        journey_id: Some(r.journey_id.clone()),
+                        run_id: Some(r.run_id.clone()),
+                        step_id: Some("welcome".into()),
+                        account_id: r.account_id.clone(),
+                        person_id: None,
+                        status: MessageStatus::Pending,
+                        attempts: 0,
+                        next_attempt_at: Some(at),
+                        lease_until: None,
+                        last_error: None,
+                        created_at: at,
+                        updated_at: at,
+                        delivered_at: None,
+                    };
+                    RunUpdate { run: next, expected_seq: 0, steps: vec![], messages: vec![message], tasks: vec![] }
+                })
+                .collect();
+            tokio::spawn(async move { s.advance_runs(&ws, &updates).await.unwrap() })
+        })
+        .collect();
+    let mut applied = 0;
+    for r in racers {
+        applied += r.await.unwrap().into_iter().filter(|a| *a).count();
+    }
+    assert_eq!(applied, runs.len(), "each run moves once");
+
+    // Deliverers take a few at a time until none is left: none is taken twice.
+    let racers: Vec<_> = stores
+        .iter()
+        .map(|s| {
+            let (s, ws) = (s.clone(), ws.clone());
+            tokio::spawn(async move {
+                let mut taken = Vec::new();
+                loop {
+                    let batch = s.claim_messages(&ws, at, at + chrono::Duration::minutes(5), 3).await.unwrap();
+                    if batch.is_empty() {
+                        return taken;
+                    }
+                    taken.extend(batch.into_iter().map(|m| m.message_id));
+                }
+            })
+        })
+        .collect();
+    let mut taken = Vec::new();
+    for r in racers {
+        taken.extend(r.await.unwrap());
+    }
+    taken.sort();
+    let mut expected: Vec<String> = runs.iter().map(|r| format!("{}:welcome:0", r.run_id)).collect();
+    expected.sort();
+    assert_eq!(taken, expected, "every message taken by exactly one deliverer");
+}

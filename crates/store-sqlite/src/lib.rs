@@ -8,6 +8,7 @@
 mod block;
 mod checkpoint;
 mod ids;
+mod journeys;
 mod log;
 mod owners;
 mod processing;
@@ -35,6 +36,7 @@ const MIGRATIONS: &[&str] = &[
     include_str!("../migrations/0002_usage.sql"),
     include_str!("../migrations/0003_scores.sql"),
     include_str!("../migrations/0004_segments.sql"),
+    include_str!("../migrations/0005_journeys.sql"),
 ];
 
 const READERS: usize = 4;
@@ -514,6 +516,112 @@ mod store_impl {
         }
         async fn segment_changes(&self, ws: &WorkspaceId, after: i64, limit: usize) -> Result<Vec<SegmentChange>> {
             SqliteStore::segment_changes(self, ws, after, limit).await
+        }
+
+        async fn put_journey(&self, ws: &WorkspaceId, draft: &JourneyDraft, at: Timestamp) -> Result<JourneyRecord> {
+            SqliteStore::put_journey(self, ws, draft, at).await
+        }
+        async fn get_journey(&self, ws: &WorkspaceId, id: &str) -> Result<Option<JourneyRecord>> {
+            SqliteStore::get_journey(self, ws, id).await
+        }
+        async fn list_journeys(&self, ws: &WorkspaceId) -> Result<Vec<JourneyRecord>> {
+            SqliteStore::list_journeys(self, ws).await
+        }
+        async fn journey_version(&self, ws: &WorkspaceId, id: &str, version: i64) -> Result<Option<serde_json::Value>> {
+            SqliteStore::journey_version(self, ws, id, version).await
+        }
+        async fn set_journey_enabled(&self, ws: &WorkspaceId, id: &str, enabled: bool, at: Timestamp) -> Result<bool> {
+            SqliteStore::set_journey_enabled(self, ws, id, enabled, at).await
+        }
+        async fn start_runs(&self, ws: &WorkspaceId, starts: &[RunStart]) -> Result<Vec<bool>> {
+            SqliteStore::start_runs(self, ws, starts).await
+        }
+        async fn due_runs(&self, ws: &WorkspaceId, now: Timestamp, limit: usize) -> Result<Vec<Run>> {
+            SqliteStore::due_runs(self, ws, now, limit).await
+        }
+        async fn waiting_runs(&self, ws: &WorkspaceId, keys: &[String]) -> Result<Vec<Run>> {
+            SqliteStore::waiting_runs(self, ws, keys).await
+        }
+        async fn advance_runs(&self, ws: &WorkspaceId, updates: &[RunUpdate]) -> Result<Vec<bool>> {
+            SqliteStore::advance_runs(self, ws, updates).await
+        }
+        async fn get_run(&self, ws: &WorkspaceId, id: &str) -> Result<Option<Run>> {
+            SqliteStore::get_run(self, ws, id).await
+        }
+        async fn list_runs(&self, ws: &WorkspaceId, filter: &RunFilter, page: &PageRequest) -> Result<Page<Run>> {
+            SqliteStore::list_runs(self, ws, filter, page).await
+        }
+        async fn run_steps(&self, ws: &WorkspaceId, run_id: &str) -> Result<Vec<StepRecord>> {
+            SqliteStore::run_steps(self, ws, run_id).await
+        }
+        async fn journey_stats(&self, ws: &WorkspaceId, id: &str) -> Result<JourneyStats> {
+            SqliteStore::journey_stats(self, ws, id).await
+        }
+        async fn claim_messages(
+            &self,
+            ws: &WorkspaceId,
+            now: Timestamp,
+            lease_until: Timestamp,
+            limit: usize,
+        ) -> Result<Vec<OutboxMessage>> {
+            SqliteStore::claim_messages(self, ws, now, lease_until, limit).await
+        }
+        async fn update_messages(&self, ws: &WorkspaceId, updates: &[MessageUpdate], at: Timestamp) -> Result<()> {
+            SqliteStore::update_messages(self, ws, updates, at).await
+        }
+        async fn get_message(&self, ws: &WorkspaceId, id: &str) -> Result<Option<OutboxMessage>> {
+            SqliteStore::get_message(self, ws, id).await
+        }
+        async fn list_messages(
+            &self,
+            ws: &WorkspaceId,
+            filter: &MessageFilter,
+            page: &PageRequest,
+        ) -> Result<Page<OutboxMessage>> {
+            SqliteStore::list_messages(self, ws, filter, page).await
+        }
+        async fn message_attempts(&self, ws: &WorkspaceId, id: &str) -> Result<Vec<Attempt>> {
+            SqliteStore::message_attempts(self, ws, id).await
+        }
+        async fn replay_message(&self, ws: &WorkspaceId, id: &str, now: Timestamp) -> Result<Option<OutboxMessage>> {
+            SqliteStore::replay_message(self, ws, id, now).await
+        }
+        async fn messages_to(
+            &self,
+            ws: &WorkspaceId,
+            person_id: &str,
+            channel: Channel,
+            since: Timestamp,
+        ) -> Result<u64> {
+            SqliteStore::messages_to(self, ws, person_id, channel, since).await
+        }
+        async fn block_endpoint(&self, ws: &WorkspaceId, endpoint: &str, reason: &str, at: Timestamp) -> Result<()> {
+            SqliteStore::block_endpoint(self, ws, endpoint, reason, at).await
+        }
+        async fn unblock_endpoint(&self, ws: &WorkspaceId, endpoint: &str) -> Result<bool> {
+            SqliteStore::unblock_endpoint(self, ws, endpoint).await
+        }
+        async fn blocked_endpoints(&self, ws: &WorkspaceId) -> Result<Vec<(String, String, Timestamp)>> {
+            SqliteStore::blocked_endpoints(self, ws).await
+        }
+        async fn list_tasks(&self, ws: &WorkspaceId, filter: &TaskFilter, page: &PageRequest) -> Result<Page<Task>> {
+            SqliteStore::list_tasks(self, ws, filter, page).await
+        }
+        async fn get_task(&self, ws: &WorkspaceId, id: &str) -> Result<Option<Task>> {
+            SqliteStore::get_task(self, ws, id).await
+        }
+        async fn insert_task(&self, ws: &WorkspaceId, task: &Task) -> Result<()> {
+            SqliteStore::insert_task(self, ws, task).await
+        }
+        async fn update_task(
+            &self,
+            ws: &WorkspaceId,
+            id: &str,
+            status: TaskStatus,
+            by: &str,
+            at: Timestamp,
+        ) -> Result<Option<Task>> {
+            SqliteStore::update_task(self, ws, id, status, by, at).await
         }
     }
 }

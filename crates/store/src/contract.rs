@@ -25,7 +25,10 @@ macro_rules! contract_tests {
             operators_act_on_alerts_and_their_feedback_is_kept, whole_workspace_reads_for_scoring,
             one_account_is_read_and_written_at_once, settings_are_kept_per_workspace,
             segments_are_named_uniquely_within_a_workspace, memberships_record_entries_exits_and_next_checks,
-            the_vocabulary_is_what_the_data_names, people_list_in_pages_by_id);
+            the_vocabulary_is_what_the_data_names, people_list_in_pages_by_id,
+            journeys_are_versioned_and_named_uniquely, runs_start_once_per_trigger_and_by_their_reentry_rule,
+            runs_advance_once_with_their_effects, the_outbox_leases_retries_and_replays,
+            tasks_list_open_ones_by_due_date_and_are_closed_by_operators);
     };
     (@cases $make:path; $($case:ident),* $(,)?) => {
         $(
@@ -1448,4 +1451,409 @@ pub async fn people_list_in_pages_by_id<S: Store>(s: &S) {
     assert_eq!(all[3].last_seen_at, Some(t(4, 1)));
     assert!(all[3].first_seen_at.is_some_and(|f| f <= t(3, 1)));
     assert!(s.list_people(&other, &PageRequest::first(10)).await.unwrap().items.is_empty());
+}
+
+// Journeys, runs, the outbox and tasks.
+
+fn draft(name: &str, steps: Value) -> JourneyDraft {
+    JourneyDraft {
+        journey_id: journeys::new_journey_id(),
+        name: name.into(),
+        kind: SubjectKind::Accounts,
+        enabled: true,
+        definition: json!({"name": name, "trigger": "manual", "steps": steps}),
+    }
+}
+
+fn run(journey: &JourneyRecord, subject: &str, at: DateTime<Utc>) -> Run {
+    Run {
+        run_id: journeys::new_run_id(),
+        journey_id: journey.journey_id.clone(),
+        version: journey.version,
+        subject_id: subject.into(),
+        account_id: Some(subject.into()),
+        status: RunStatus::Active,
+        step: Some("welcome".into()),
+        seq: 0,
+        wake_at: Some(at),
+        waiting: None,
+        context: json!({"trigger": "manual"}),
+        started_at: at,
+        updated_at: at,
+        ended_at: None,
+    }
+}
+
+fn start(run: &Run, reentry: Reentry, key: &str) -> RunStart {
+    RunStart { run: run.clone(), reentry, trigger_key: key.into() }
+}
+
+fn email(run: &Run, step: &str, at: DateTime<Utc>) -> OutboxMessage {
+    OutboxMessage {
+        message_id: format!("{}:{step}:{}", run.run_id, run.seq),
+        channel: Channel::Email,
+        endpoint: format!("owner@{}.example", run.subject_id),
+        payload: json!({"subject": "Welcome", "text": "Hello"}),
+        journey_id: Some(run.journey_id.clone()),
+        run_id: Some(run.run_id.clone()),
+        step_id: Some(step.into()),
+        account_id: run.account_id.clone(),
+        person_id: Some(format!("p-{}", run.subject_id)),
+        status: MessageStatus::Pending,
+        attempts: 0,
+        next_attempt_at: Some(at),
+        lease_until: None,
+        last_error: None,
+        created_at: at,
+        updated_at: at,
+        delivered_at: None,
+    }
+}
+
+fn task(id: &str, title: &str, due: Option<DateTime<Utc>>, created: DateTime<Utc>) -> Task {
+    Task {
+        task_id: id.into(),
+        title: title.into(),
+        body: None,
+        assignee: "csm@example.com".into(),
+        priority: "high".into(),
+        due_at: due,
+        status: TaskStatus::Open,
+        account_id: Some("acme".into()),
+        person_id: None,
+        journey_id: None,
+        run_id: None,
+        created_at: created,
+        updated_at: created,
+        closed_by: None,
+    }
+}
+
+/// Moves a run to its next step with the given effects.
+fn step(r: &Run, to: Option<&str>, at: DateTime<Utc>, messages: Vec<OutboxMessage>, tasks: Vec<Task>) -> RunUpdate {
+    let mut next = r.clone();
+    next.seq += 1;
+    next.step = to.map(str::to_owned);
+    next.updated_at = at;
+    next.wake_at = to.map(|_| at + Duration::days(2));
+    if to.is_none() {
+        next.status = RunStatus::Completed;
+        next.ended_at = Some(at);
+    }
+    RunUpdate {
+        steps: vec![StepRecord {
+            run_id: r.run_id.clone(),
+            journey_id: r.journey_id.clone(),
+            seq: r.seq,
+            step_id: r.step.clone().unwrap(),
+            at,
+            outcome: if messages.is_empty() { "waited".into() } else { "sent".into() },
+        }],
+        run: next,
+        expected_seq: r.seq,
+        messages,
+        tasks,
+    }
+}
+
+pub async fn journeys_are_versioned_and_named_uniquely<S: Store>(s: &S) {
+    let ws = workspace(s, "acme").await;
+    let other = workspace(s, "globex").await;
+    let d = draft("Onboarding", json!([{"id": "welcome", "wait": "1d"}]));
+    let stored = s.put_journey(&ws, &d, t(1, 9)).await.unwrap();
+    assert_eq!((stored.version, stored.enabled, stored.kind), (1, true, SubjectKind::Accounts));
+    assert_eq!(stored.definition, d.definition);
+    // The same definition again is the same version; another is the next one.
+    assert_eq!(s.put_journey(&ws, &d, t(1, 10)).await.unwrap().version, 1);
+    let changed = JourneyDraft { definition: json!({"name": "Onboarding", "steps": []}), ..d.clone() };
+    let v2 = s.put_journey(&ws, &changed, t(2, 9)).await.unwrap();
+    assert_eq!((v2.version, v2.created_at, v2.updated_at), (2, t(1, 9), t(2, 9)));
+    assert_eq!(s.journey_version(&ws, &d.journey_id, 1).await.unwrap(), Some(d.definition.clone()));
+    assert_eq!(s.journey_version(&ws, &d.journey_id, 2).await.unwrap(), Some(changed.definition.clone()));
+    assert_eq!(s.journey_version(&ws, &d.journey_id, 3).await.unwrap(), None);
+    // Names are unique within a workspace, not across workspaces.
+    let clash = draft("Onboarding", json!([]));
+    assert!(matches!(s.put_journey(&ws, &clash, t(2, 9)).await, Err(StoreError::Conflict(_))));
+    s.put_journey(&other, &clash, t(2, 9)).await.unwrap();
+    assert_eq!(s.get_journey(&other, &d.journey_id).await.unwrap(), None, "workspaces never share journeys");
+    assert!(!s.set_journey_enabled(&other, &d.journey_id, false, t(3, 9)).await.unwrap());
+    assert!(s.set_journey_enabled(&ws, &d.journey_id, false, t(3, 9)).await.unwrap());
+    let off = s.get_journey(&ws, &d.journey_id).await.unwrap().unwrap();
+    assert_eq!((off.enabled, off.version), (false, 2));
+    s.put_journey(&ws, &draft("Churn save", json!([])), t(3, 9)).await.unwrap();
+    let names: Vec<String> = s.list_journeys(&ws).await.unwrap().into_iter().map(|j| j.name).collect();
+    assert_eq!(names, ["Churn save", "Onboarding"]);
+}
+
+pub async fn runs_start_once_per_trigger_and_by_their_reentry_rule<S: Store>(s: &S) {
+    let ws = workspace(s, "acme").await;
+    let other = workspace(s, "globex").await;
+    let once = s.put_journey(&ws, &draft("Once", json!([])), t(1, 0)).await.unwrap();
+    let again = s.put_journey(&ws, &draft("Again", json!([])), t(1, 0)).await.unwrap();
+    let later = s.put_journey(&ws, &draft("Later", json!([])), t(1, 0)).await.unwrap();
+    let first = run(&once, "acme", t(1, 9));
+    assert_eq!(s.start_runs(&ws, &[start(&first, Reentry::Never, "seg:1")]).await.unwrap(), [true]);
+    // The same trigger never starts a second run, whatever the rule.
+    let dup = run(&again, "acme", t(1, 9));
+    let starts =
+        [start(&dup, Reentry::Always, "seg:1"), start(&run(&again, "acme", t(1, 9)), Reentry::Always, "seg:1")];
+    assert_eq!(s.start_runs(&ws, &starts).await.unwrap(), [true, false]);
+    // Never: not while one is active, nor after it ended.
+    assert_eq!(
+        s.start_runs(&ws, &[start(&run(&once, "acme", t(2, 9)), Reentry::Never, "seg:2")]).await.unwrap(),
+        [false]
+    );
+    s.advance_runs(&ws, &[step(&first, None, t(2, 9), vec![], vec![])]).await.unwrap();
+    assert_eq!(
+        s.start_runs(&ws, &[start(&run(&once, "acme", t(3, 9)), Reentry::Never, "seg:3")]).await.unwrap(),
+        [false]
+    );
+    // Always: not while one is active; once it ended, yes.
+    assert_eq!(
+        s.start_runs(&ws, &[start(&run(&again, "acme", t(2, 9)), Reentry::Always, "seg:2")]).await.unwrap(),
+        [false]
+    );
+    s.advance_runs(&ws, &[step(&dup, None, t(2, 10), vec![], vec![])]).await.unwrap();
+    assert_eq!(
+        s.start_runs(&ws, &[start(&run(&again, "acme", t(2, 11)), Reentry::Always, "seg:3")]).await.unwrap(),
+        [true]
+    );
+    // After a cooldown: only once the last run ended that long before.
+    let l1 = run(&later, "acme", t(1, 9));
+    s.start_runs(&ws, &[start(&l1, Reentry::After(86_400), "a")]).await.unwrap();
+    s.advance_runs(&ws, &[step(&l1, None, t(1, 12), vec![], vec![])]).await.unwrap();
+    let early = start(&run(&later, "acme", t(2, 11)), Reentry::After(86_400), "b");
+    assert_eq!(s.start_runs(&ws, &[early]).await.unwrap(), [false]);
+    let late = start(&run(&later, "acme", t(2, 12)), Reentry::After(86_400), "c");
+    assert_eq!(s.start_runs(&ws, &[late]).await.unwrap(), [true]);
+    // Other subjects and workspaces are apart.
+    assert_eq!(
+        s.start_runs(&ws, &[start(&run(&once, "globex", t(2, 9)), Reentry::Never, "seg:9")]).await.unwrap(),
+        [true]
+    );
+    assert_eq!(s.list_runs(&other, &RunFilter::default(), &PageRequest::first(10)).await.unwrap().items, []);
+    assert_eq!(s.get_run(&other, &first.run_id).await.unwrap(), None);
+}
+
+pub async fn runs_advance_once_with_their_effects<S: Store>(s: &S) {
+    let ws = workspace(s, "acme").await;
+    let other = workspace(s, "globex").await;
+    let j = s.put_journey(&ws, &draft("Onboarding", json!([])), t(1, 0)).await.unwrap();
+    let runs: Vec<Run> = (0..5).map(|i| run(&j, &format!("acct-{i}"), t(1, 9 + i))).collect();
+    let starts: Vec<RunStart> = runs.iter().map(|r| start(r, Reentry::Never, &r.subject_id)).collect();
+    assert_eq!(s.start_runs(&ws, &starts).await.unwrap(), [true; 5]);
+    // Due runs, earliest first.
+    let due = s.due_runs(&ws, t(1, 11), 10).await.unwrap();
+    assert_eq!(due.iter().map(|r| r.subject_id.as_str()).collect::<Vec<_>>(), ["acct-0", "acct-1", "acct-2"]);
+    assert_eq!(due[0], runs[0]);
+    assert_eq!(s.due_runs(&ws, t(1, 11), 2).await.unwrap().len(), 2);
+    assert_eq!(s.due_runs(&other, t(9, 0), 10).await.unwrap(), []);
+    // A step with its effects applies once: a second attempt of the same transition does not.
+    let r = &runs[0];
+    let update = step(
+        r,
+        Some("pause"),
+        t(1, 12),
+        vec![email(r, "welcome", t(1, 12))],
+        vec![task("task-1", "Call", None, t(1, 12))],
+    );
+    assert_eq!(s.advance_runs(&ws, &[update.clone(), update.clone()]).await.unwrap(), [true, false]);
+    assert_eq!(s.advance_runs(&ws, std::slice::from_ref(&update)).await.unwrap(), [false]);
+    let stored = s.get_run(&ws, &r.run_id).await.unwrap().unwrap();
+    assert_eq!(stored, update.run);
+    let page = s.list_messages(&ws, &MessageFilter::default(), &PageRequest::first(10)).await.unwrap();
+    assert_eq!(page.items, [email(r, "welcome", t(1, 12))]);
+    assert_eq!(s.get_task(&ws, "task-1").await.unwrap().unwrap().title, "Call");
+    assert_eq!(s.get_task(&other, "task-1").await.unwrap(), None);
+    // A message keyed like one stored is left as it was.
+    let mut later = update.run.clone();
+    let mut same_key = email(r, "welcome", t(1, 13));
+    same_key.payload = json!({"subject": "changed"});
+    later.seq += 1;
+    let again = RunUpdate { run: later, expected_seq: 1, steps: vec![], messages: vec![same_key], tasks: vec![] };
+    assert_eq!(s.advance_runs(&ws, &[again]).await.unwrap(), [true]);
+    let m = s.get_message(&ws, &format!("{}:welcome:0", r.run_id)).await.unwrap().unwrap();
+    assert_eq!(m.payload, json!({"subject": "Welcome", "text": "Hello"}));
+    // Waiting runs are found by their key.
+    let mut waiting = runs[1].clone();
+    waiting.seq = 1;
+    waiting.wake_at = Some(t(5, 9));
+    waiting.waiting = Some(journeys::wait_key("Report Created", "acct-1", None));
+    let wait = RunUpdate { run: waiting.clone(), expected_seq: 0, steps: vec![], messages: vec![], tasks: vec![] };
+    s.advance_runs(&ws, &[wait]).await.unwrap();
+    let key = journeys::wait_key("report_created", "acct-1", None);
+    assert_eq!(s.waiting_runs(&ws, &[key.clone(), "nothing".into()]).await.unwrap(), [waiting.clone()]);
+    assert_eq!(s.waiting_runs(&other, &[key]).await.unwrap(), []);
+    // Steps, stats and lists.
+    assert_eq!(s.run_steps(&ws, &r.run_id).await.unwrap(), update.steps);
+    s.advance_runs(&ws, &[step(&runs[2], None, t(1, 12), vec![], vec![])]).await.unwrap();
+    let stats = s.journey_stats(&ws, &j.journey_id).await.unwrap();
+    assert_eq!((stats.entered, stats.active, stats.completed, stats.converted), (5, 4, 1, 0));
+    assert_eq!(
+        stats.steps,
+        [StepCount { step_id: "welcome".into(), taken: 2, outcomes: vec![("sent".into(), 1), ("waited".into(), 1)] }]
+    );
+    let mut seen = Vec::new();
+    let mut page = PageRequest::first(2);
+    loop {
+        let p = s
+            .list_runs(&ws, &RunFilter { journey_id: Some(j.journey_id.clone()), ..RunFilter::default() }, &page)
+            .await
+            .unwrap();
+        seen.extend(p.items.into_iter().map(|r| r.subject_id));
+        match p.next {
+            Some(c) => page.after = Some(c),
+            None => break,
+        }
+    }
+    assert_eq!(seen, ["acct-4", "acct-3", "acct-2", "acct-1", "acct-0"], "newest start first, in pages");
+    let done = RunFilter { status: Some(RunStatus::Completed), ..RunFilter::default() };
+    let p = s.list_runs(&ws, &done, &PageRequest::first(10)).await.unwrap();
+    assert_eq!(p.items.iter().map(|r| r.subject_id.as_str()).collect::<Vec<_>>(), ["acct-2"]);
+    let of = RunFilter { account_id: Some("acct-3".into()), ..RunFilter::default() };
+    assert_eq!(s.list_runs(&ws, &of, &PageRequest::first(10)).await.unwrap().items, [runs[3].clone()]);
+}
+
+pub async fn the_outbox_leases_retries_and_replays<S: Store>(s: &S) {
+    let ws = workspace(s, "acme").await;
+    let other = workspace(s, "globex").await;
+    let j = s.put_journey(&ws, &draft("Onboarding", json!([])), t(1, 0)).await.unwrap();
+    let runs: Vec<Run> = (0..3).map(|i| run(&j, &format!("acct-{i}"), t(1, 9))).collect();
+    let starts: Vec<RunStart> = runs.iter().map(|r| start(r, Reentry::Never, &r.subject_id)).collect();
+    s.start_runs(&ws, &starts).await.unwrap();
+    let updates: Vec<RunUpdate> = runs
+        .iter()
+        .enumerate()
+        .map(|(i, r)| step(r, Some("pause"), t(1, 9), vec![email(r, "welcome", t(1, 10 + i as u32))], vec![]))
+        .collect();
+    s.advance_runs(&ws, &updates).await.unwrap();
+    // Only due messages are taken, earliest first, and once taken not again until the lease ends.
+    let taken = s.claim_messages(&ws, t(1, 11), t(1, 11) + Duration::minutes(5), 10).await.unwrap();
+    assert_eq!(taken.iter().map(|m| m.account_id.as_deref().unwrap()).collect::<Vec<_>>(), ["acct-0", "acct-1"]);
+    assert!(taken.iter().all(|m| m.status == MessageStatus::Sending && m.attempts == 1));
+    assert_eq!(s.claim_messages(&other, t(9, 0), t(9, 1), 10).await.unwrap(), []);
+    assert_eq!(s.claim_messages(&ws, t(1, 11), t(1, 12), 10).await.unwrap(), []);
+    // The first is delivered; the second fails and is tried again later.
+    let (a, b) = (&taken[0], &taken[1]);
+    let attempt = |m: &OutboxMessage, outcome: &str| Attempt {
+        message_id: m.message_id.clone(),
+        attempt: m.attempts,
+        at: t(1, 11),
+        outcome: outcome.into(),
+        status: Some(250),
+        detail: "250 OK".into(),
+        duration_ms: 12,
+    };
+    let delivered = MessageUpdate {
+        message_id: a.message_id.clone(),
+        status: MessageStatus::Delivered,
+        attempts: a.attempts,
+        next_attempt_at: None,
+        last_error: None,
+        delivered_at: Some(t(1, 11)),
+        attempt: Some(attempt(a, "delivered")),
+    };
+    let retry = MessageUpdate {
+        message_id: b.message_id.clone(),
+        status: MessageStatus::Pending,
+        attempts: b.attempts,
+        next_attempt_at: Some(t(1, 13)),
+        last_error: Some("451 try later".into()),
+        delivered_at: None,
+        attempt: Some(Attempt { status: Some(451), detail: "451 try later".into(), ..attempt(b, "retry") }),
+    };
+    s.update_messages(&ws, &[delivered, retry], t(1, 11)).await.unwrap();
+    let stored = s.get_message(&ws, &a.message_id).await.unwrap().unwrap();
+    assert_eq!(
+        (stored.status, stored.delivered_at, stored.lease_until),
+        (MessageStatus::Delivered, Some(t(1, 11)), None)
+    );
+    assert_eq!(s.message_attempts(&ws, &a.message_id).await.unwrap(), [attempt(a, "delivered")]);
+    // At 12:00 the third is due; the second waits for 13:00.
+    let next = s.claim_messages(&ws, t(1, 12), t(1, 12) + Duration::minutes(5), 10).await.unwrap();
+    assert_eq!(next.iter().map(|m| m.account_id.as_deref().unwrap()).collect::<Vec<_>>(), ["acct-2"]);
+    // Its deliverer stops: once the lease ends another takes it, and the attempt is recorded
+    // as interrupted.
+    let again = s.claim_messages(&ws, t(1, 12) + Duration::minutes(6), t(1, 13), 10).await.unwrap();
+    assert_eq!(
+        again.iter().map(|m| (m.account_id.as_deref().unwrap(), m.attempts)).collect::<Vec<_>>(),
+        [("acct-2", 2)]
+    );
+    let attempts = s.message_attempts(&ws, &next[0].message_id).await.unwrap();
+    assert_eq!(attempts.iter().map(|a| (a.attempt, a.outcome.as_str())).collect::<Vec<_>>(), [(1, "interrupted")]);
+    // A dead letter is replayed from its first attempt.
+    let dead = MessageUpdate {
+        message_id: b.message_id.clone(),
+        status: MessageStatus::Dead,
+        attempts: 12,
+        next_attempt_at: None,
+        last_error: Some("550 no such user".into()),
+        delivered_at: None,
+        attempt: None,
+    };
+    s.update_messages(&ws, &[dead], t(1, 14)).await.unwrap();
+    let dead_letters = MessageFilter { status: Some(MessageStatus::Dead), ..MessageFilter::default() };
+    let listed = s.list_messages(&ws, &dead_letters, &PageRequest::first(10)).await.unwrap().items;
+    assert_eq!(listed.iter().map(|m| m.message_id.as_str()).collect::<Vec<_>>(), [b.message_id.as_str()]);
+    assert_eq!(s.replay_message(&other, &b.message_id, t(2, 9)).await.unwrap(), None);
+    let replayed = s.replay_message(&ws, &b.message_id, t(2, 9)).await.unwrap().unwrap();
+    assert_eq!(
+        (replayed.status, replayed.next_attempt_at, replayed.last_error),
+        (MessageStatus::Pending, Some(t(2, 9)), None)
+    );
+    let delivered_one = s.replay_message(&ws, &a.message_id, t(2, 9)).await.unwrap().unwrap();
+    assert_eq!(delivered_one.status, MessageStatus::Delivered, "only dead or suppressed messages are replayed");
+    // Per account and journey, and per person for frequency caps.
+    let of = MessageFilter { account_id: Some("acct-1".into()), ..MessageFilter::default() };
+    assert_eq!(s.list_messages(&ws, &of, &PageRequest::first(10)).await.unwrap().items.len(), 1);
+    assert_eq!(s.messages_to(&ws, "p-acct-1", Channel::Email, t(1, 0)).await.unwrap(), 1);
+    assert_eq!(s.messages_to(&ws, "p-acct-1", Channel::Email, t(1, 12)).await.unwrap(), 0);
+    assert_eq!(s.messages_to(&ws, "p-acct-1", Channel::Slack, t(1, 0)).await.unwrap(), 0);
+    assert_eq!(s.messages_to(&other, "p-acct-1", Channel::Email, t(1, 0)).await.unwrap(), 0);
+    // Blocked endpoints.
+    s.block_endpoint(&ws, "https://hooks.example/x", "410 Gone", t(1, 9)).await.unwrap();
+    s.block_endpoint(&ws, "https://hooks.example/x", "again", t(1, 10)).await.unwrap();
+    assert_eq!(
+        s.blocked_endpoints(&ws).await.unwrap(),
+        [("https://hooks.example/x".into(), "410 Gone".into(), t(1, 9))]
+    );
+    assert_eq!(s.blocked_endpoints(&other).await.unwrap(), []);
+    assert!(s.unblock_endpoint(&ws, "https://hooks.example/x").await.unwrap());
+    assert!(!s.unblock_endpoint(&ws, "https://hooks.example/x").await.unwrap());
+}
+
+pub async fn tasks_list_open_ones_by_due_date_and_are_closed_by_operators<S: Store>(s: &S) {
+    let ws = workspace(s, "acme").await;
+    let other = workspace(s, "globex").await;
+    s.insert_task(&ws, &task("t1", "Later", Some(t(9, 9)), t(1, 9))).await.unwrap();
+    s.insert_task(&ws, &task("t2", "Soon", Some(t(3, 9)), t(1, 9))).await.unwrap();
+    s.insert_task(&ws, &task("t3", "Whenever, new", None, t(2, 9))).await.unwrap();
+    s.insert_task(&ws, &task("t4", "Whenever, old", None, t(1, 9))).await.unwrap();
+    s.insert_task(&ws, &task("t2", "Duplicate", None, t(1, 9))).await.unwrap();
+    assert_eq!(s.get_task(&ws, "t2").await.unwrap().unwrap().title, "Soon", "a stored task is left as it is");
+    let closed = s.update_task(&ws, "t2", TaskStatus::Done, "ann@example.com", t(4, 9)).await.unwrap().unwrap();
+    assert_eq!(
+        (closed.status, closed.closed_by.as_deref(), closed.updated_at),
+        (TaskStatus::Done, Some("ann@example.com"), t(4, 9))
+    );
+    assert_eq!(s.update_task(&other, "t1", TaskStatus::Done, "x", t(4, 9)).await.unwrap(), None);
+    assert_eq!(s.update_task(&ws, "nope", TaskStatus::Done, "x", t(4, 9)).await.unwrap(), None);
+    let mut ids = Vec::new();
+    let mut page = PageRequest::first(2);
+    loop {
+        let p = s.list_tasks(&ws, &TaskFilter::default(), &page).await.unwrap();
+        ids.extend(p.items.into_iter().map(|t| t.task_id));
+        match p.next {
+            Some(c) => page.after = Some(c),
+            None => break,
+        }
+    }
+    assert_eq!(ids, ["t1", "t3", "t4", "t2"], "open by due date, undated newest first, then closed");
+    let open = TaskFilter { status: Some(TaskStatus::Open), ..TaskFilter::default() };
+    assert_eq!(s.list_tasks(&ws, &open, &PageRequest::first(10)).await.unwrap().items.len(), 3);
+    let theirs = TaskFilter { assignee: Some("someone@else".into()), ..TaskFilter::default() };
+    assert_eq!(s.list_tasks(&ws, &theirs, &PageRequest::first(10)).await.unwrap().items, []);
+    assert_eq!(s.list_tasks(&other, &TaskFilter::default(), &PageRequest::first(10)).await.unwrap().items, []);
+    let reopened = s.update_task(&ws, "t2", TaskStatus::Open, "ann@example.com", t(5, 9)).await.unwrap().unwrap();
+    assert_eq!((reopened.status, reopened.closed_by), (TaskStatus::Open, None));
 }

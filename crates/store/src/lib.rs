@@ -8,6 +8,7 @@
 //! writes across workspaces.
 
 mod changes;
+pub mod journeys;
 mod page;
 #[macro_use]
 mod records;
@@ -19,6 +20,11 @@ pub mod usage;
 pub mod contract;
 
 pub use changes::{Changes, EventPerson, KnownPerson, Op};
+pub use journeys::{
+    Attempt, Channel, JourneyDraft, JourneyRecord, JourneyStats, MessageFilter, MessageStatus, MessageUpdate,
+    OutboxMessage, Reentry, Run, RunFilter, RunStart, RunStatus, RunUpdate, StepCount, StepRecord, Task, TaskFilter,
+    TaskStatus,
+};
 pub use page::{Cursor, DEFAULT_LIMIT, MAX_LIMIT, Page, PageRequest};
 pub use records::*;
 pub use scores::{
@@ -379,4 +385,86 @@ pub trait Store: Send + Sync + 'static {
     async fn due_checks(&self, ws: &WorkspaceId, now: Timestamp, limit: usize) -> Result<Vec<DueCheck>>;
     /// Entries and exits after `after` (a [`SegmentChange::seq`]), in order, at most `limit`.
     async fn segment_changes(&self, ws: &WorkspaceId, after: i64, limit: usize) -> Result<Vec<SegmentChange>>;
+
+    // Journeys.
+    /// Stores a new journey, or a new version of one when its definition changed (its name
+    /// and `enabled` are updated either way), and returns it as stored.
+    /// [`StoreError::Conflict`] when another journey has the name.
+    async fn put_journey(&self, ws: &WorkspaceId, draft: &JourneyDraft, at: Timestamp) -> Result<JourneyRecord>;
+    async fn get_journey(&self, ws: &WorkspaceId, id: &str) -> Result<Option<JourneyRecord>>;
+    /// The workspace's journeys by name.
+    async fn list_journeys(&self, ws: &WorkspaceId) -> Result<Vec<JourneyRecord>>;
+    /// One version's definition, as runs started on it read it.
+    async fn journey_version(&self, ws: &WorkspaceId, id: &str, version: i64) -> Result<Option<serde_json::Value>>;
+    /// Turns a journey on or off; `false` when there is none of that id.
+    async fn set_journey_enabled(&self, ws: &WorkspaceId, id: &str, enabled: bool, at: Timestamp) -> Result<bool>;
+    /// Starts the runs whose journey's re-entry rule allows them and whose trigger key was not
+    /// used before, in one transaction: says, in `starts`' order, which started.
+    async fn start_runs(&self, ws: &WorkspaceId, starts: &[RunStart]) -> Result<Vec<bool>>;
+    /// Active runs due at or before `now` (by `wake_at`), earliest first, at most `limit`.
+    async fn due_runs(&self, ws: &WorkspaceId, now: Timestamp, limit: usize) -> Result<Vec<Run>>;
+    /// Active runs waiting under any of these keys ([`journeys::wait_key`]).
+    async fn waiting_runs(&self, ws: &WorkspaceId, keys: &[String]) -> Result<Vec<Run>>;
+    /// Applies each update whose run is still at `expected_seq` (and active), with its step
+    /// records, messages and tasks, in one transaction; says which applied. A message or task
+    /// whose id exists already is left as it is.
+    async fn advance_runs(&self, ws: &WorkspaceId, updates: &[RunUpdate]) -> Result<Vec<bool>>;
+    async fn get_run(&self, ws: &WorkspaceId, id: &str) -> Result<Option<Run>>;
+    /// Runs, newest start first.
+    async fn list_runs(&self, ws: &WorkspaceId, filter: &RunFilter, page: &PageRequest) -> Result<Page<Run>>;
+    /// The steps a run took, in order.
+    async fn run_steps(&self, ws: &WorkspaceId, run_id: &str) -> Result<Vec<StepRecord>>;
+    async fn journey_stats(&self, ws: &WorkspaceId, id: &str) -> Result<JourneyStats>;
+
+    // Outbox.
+    /// Takes up to `limit` messages due at or before `now` (pending, or held by a deliverer
+    /// whose lease ran out) for a deliverer until `lease_until`, earliest first. A taken
+    /// message whose lease ran out had an attempt interrupted: it is recorded as such.
+    async fn claim_messages(
+        &self,
+        ws: &WorkspaceId,
+        now: Timestamp,
+        lease_until: Timestamp,
+        limit: usize,
+    ) -> Result<Vec<OutboxMessage>>;
+    /// Applies each update with the attempt it records, in one transaction.
+    async fn update_messages(&self, ws: &WorkspaceId, updates: &[MessageUpdate], at: Timestamp) -> Result<()>;
+    async fn get_message(&self, ws: &WorkspaceId, id: &str) -> Result<Option<OutboxMessage>>;
+    /// Messages, newest first.
+    async fn list_messages(
+        &self,
+        ws: &WorkspaceId,
+        filter: &MessageFilter,
+        page: &PageRequest,
+    ) -> Result<Page<OutboxMessage>>;
+    /// A message's attempts, in order.
+    async fn message_attempts(&self, ws: &WorkspaceId, id: &str) -> Result<Vec<Attempt>>;
+    /// Sends a dead or suppressed message again from its first attempt, now: `None` when there
+    /// is no such message, the message as it was when it is in another state.
+    async fn replay_message(&self, ws: &WorkspaceId, id: &str, now: Timestamp) -> Result<Option<OutboxMessage>>;
+    /// How many messages of `channel` were decided for a person since `since` (frequency caps).
+    async fn messages_to(&self, ws: &WorkspaceId, person_id: &str, channel: Channel, since: Timestamp) -> Result<u64>;
+    /// Stops deliveries to an endpoint (a 410 answer, an unsubscribe, a bounce): `reason`
+    /// is kept. Messages to it are then suppressed, not sent.
+    async fn block_endpoint(&self, ws: &WorkspaceId, endpoint: &str, reason: &str, at: Timestamp) -> Result<()>;
+    /// Lets deliveries to an endpoint go again; `false` when it was not blocked.
+    async fn unblock_endpoint(&self, ws: &WorkspaceId, endpoint: &str) -> Result<bool>;
+    /// Blocked endpoints with their reason and when, by endpoint.
+    async fn blocked_endpoints(&self, ws: &WorkspaceId) -> Result<Vec<(String, String, Timestamp)>>;
+
+    // Tasks.
+    /// Tasks, open ones by due date first, then newest.
+    async fn list_tasks(&self, ws: &WorkspaceId, filter: &TaskFilter, page: &PageRequest) -> Result<Page<Task>>;
+    async fn get_task(&self, ws: &WorkspaceId, id: &str) -> Result<Option<Task>>;
+    /// Stores a task made by hand; a task of that id is left as it is.
+    async fn insert_task(&self, ws: &WorkspaceId, task: &Task) -> Result<()>;
+    /// Moves a task to `status` (by `by`); `None` when there is none of that id.
+    async fn update_task(
+        &self,
+        ws: &WorkspaceId,
+        id: &str,
+        status: TaskStatus,
+        by: &str,
+        at: Timestamp,
+    ) -> Result<Option<Task>>;
 }
