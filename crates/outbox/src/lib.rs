@@ -16,7 +16,11 @@
 //! - [`template`]: email templates (subject, HTML and text parts).
 //! - [`unsubscribe`]: signed one-click unsubscribe tokens.
 
+pub mod http;
 pub mod outcome;
 pub mod retry;
+pub mod slack;
+mod tls;
+pub mod webhook;
 
 pub use outcome::Outcome;
