@@ -16,11 +16,14 @@
 //! - [`template`]: email templates (subject, HTML and text parts).
 //! - [`unsubscribe`]: signed one-click unsubscribe tokens.
 
+pub mod email;
 pub mod http;
 pub mod outcome;
 pub mod retry;
 pub mod slack;
+pub mod template;
 mod tls;
+pub mod unsubscribe;
 pub mod webhook;
 
 pub use outcome::Outcome;

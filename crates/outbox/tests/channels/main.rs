@@ -2,6 +2,7 @@
 //! test for webhooks and Slack, Python's aiosmtpd for email, the reference Standard
 //! Webhooks library for signatures.
 
+mod email;
 mod python;
 mod slack;
 mod webhook;
