@@ -16,6 +16,8 @@
 //! - [`template`]: email templates (subject, HTML and text parts).
 //! - [`unsubscribe`]: signed one-click unsubscribe tokens.
 
+#![warn(missing_docs)]
+
 pub mod email;
 pub mod http;
 pub mod outcome;

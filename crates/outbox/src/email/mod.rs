@@ -39,13 +39,14 @@ pub struct SmtpConfig {
     pub port: u16,
     /// How the connection is protected.
     pub security: Security,
-    /// User for AUTH; none means no AUTH.
+    /// User for AUTH; none means no AUTH. Only over TLS (`StartTls` or `Tls`).
     pub username: Option<String>,
     /// Password for AUTH.
     pub password: Option<String>,
     /// The name this host gives itself in EHLO.
     pub helo: String,
-    /// The longest any step may take: connecting, a handshake, each reply.
+    /// The longest any step may take: connecting, a handshake, each reply (the reply to
+    /// DATA's final `.` included: RFC 5321 suggests servers may take up to 10 minutes).
     pub timeout: Duration,
     /// Extra trusted roots (PEM), e.g. a company relay's private CA.
     pub extra_root_pem: Option<String>,
@@ -177,6 +178,11 @@ impl Smtp {
         }
         if config.password.is_some() && config.username.is_none() {
             return Err(SmtpConfigError::Invalid("a password without a username".into()));
+        }
+        if config.username.is_some() && config.security == Security::None {
+            return Err(SmtpConfigError::Invalid(
+                "AUTH without TLS would send the password in clear text: use StartTls or Tls".into(),
+            ));
         }
         if config.timeout.is_zero() {
             return Err(SmtpConfigError::Invalid("timeout is zero".into()));

@@ -170,10 +170,12 @@ async fn reads_refusals_as_retry_or_rejected() {
             "spam@example.test=554 5.7.1 Looks like spam",
             "--refuse-data",
             "busy@example.test=451 4.3.0 Try again later",
+            "--stall-data",
+            "slow@example.test",
         ],
     )
     .await;
-    let smtp = Smtp::new(relay.config(Security::None, None)).unwrap();
+    let smtp = Smtp::new(SmtpConfig { timeout: Duration::from_secs(2), ..relay.config(Security::None, None) }).unwrap();
 
     match smtp.hand_over(&email("full@example.test")).await {
         Err(Outcome::Retry { status: Some(452), reason, .. }) => {
@@ -200,8 +202,17 @@ async fn reads_refusals_as_retry_or_rejected() {
     );
     assert!(relay.records().is_empty());
 
+    // The server has the message but never answers the final dot: the window RFC 1047
+    // describes. The hand-over succeeded; the confirmation times out and says retry.
+    let handed = smtp.hand_over(&email("slow@example.test")).await.expect("handed over");
+    match handed.confirm().await {
+        Outcome::Retry { status: None, reason, .. } => assert!(reason.contains("no progress within 2s"), "{reason}"),
+        other => panic!("{other:?}"),
+    }
+    assert_eq!(relay.records().len(), 1, "the stalled message did arrive");
+
     assert_eq!(send(&smtp, &email("ok@example.test")).await.kind(), "delivered");
-    let records = relay.records();
+    let records: Vec<_> = relay.records().into_iter().skip(1).collect();
     assert_eq!(records.len(), 1);
     assert_eq!((&records[0]["tls"], &records[0]["auth_login"]), (&false.into(), &serde_json::Value::Null));
     assert_eq!(records[0]["rcpt_tos"], serde_json::json!(["ok@example.test"]));
@@ -212,7 +223,38 @@ async fn reads_refusals_as_retry_or_rejected() {
         Outcome::Retry { status: None, reason, .. } => assert!(reason.contains("does not offer STARTTLS"), "{reason}"),
         other => panic!("{other:?}"),
     }
-    assert_eq!(relay.records().len(), 1);
+    assert_eq!(relay.records().len(), 2);
+}
+
+#[tokio::test]
+async fn a_server_that_never_greets_is_retried_after_the_timeout() {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let port = listener.local_addr().unwrap().port();
+    // Accepts connections and says nothing.
+    let silent = tokio::spawn(async move {
+        let mut held = Vec::new();
+        while let Ok((socket, _)) = listener.accept().await {
+            held.push(socket);
+        }
+    });
+    let smtp = Smtp::new(SmtpConfig {
+        host: "127.0.0.1".into(),
+        port,
+        security: Security::None,
+        username: None,
+        password: None,
+        helo: "steward.test".into(),
+        timeout: Duration::from_millis(300),
+        extra_root_pem: None,
+    })
+    .unwrap();
+    let started = std::time::Instant::now();
+    match smtp.hand_over(&email("zoe@example.test")).await {
+        Err(Outcome::Retry { status: None, reason, .. }) => assert_eq!(reason, "read reply: no progress within 300ms"),
+        other => panic!("{other:?}"),
+    }
+    assert!(started.elapsed() < Duration::from_secs(3), "{:?}", started.elapsed());
+    silent.abort();
 }
 
 #[tokio::test]
@@ -247,6 +289,8 @@ async fn refuses_what_cannot_be_sent_before_connecting() {
     }
     assert!(Mailbox::new(None, "not an address").is_err());
     assert!(Smtp::new(SmtpConfig { helo: String::new(), ..config.clone() }).is_err());
+    let clear = SmtpConfig { username: Some("u".into()), password: Some("p".into()), ..config.clone() };
+    assert!(Smtp::new(clear).unwrap_err().to_string().contains("clear text"));
     assert!(Smtp::new(SmtpConfig { extra_root_pem: Some("junk".into()), ..config.clone() }).is_err());
     assert!(
         !format!("{:?}", SmtpConfig { password: Some("hunter2".into()), username: Some("u".into()), ..config })

@@ -32,6 +32,8 @@ def parse_args():
                    help="answer RCPT TO for ADDRESS with REPLY, e.g. 'gone@example.com=550 5.1.1 no such user'")
     p.add_argument("--refuse-data", action="append", default=[], metavar="ADDRESS=REPLY",
                    help="answer the end of DATA with REPLY when ADDRESS is a recipient")
+    p.add_argument("--stall-data", action="append", default=[], metavar="ADDRESS",
+                   help="never answer the end of DATA when ADDRESS is a recipient (record it, though)")
     return p.parse_args()
 
 
@@ -55,8 +57,9 @@ def parts(message):
 
 
 class Recorder:
-    def __init__(self, path, refuse_rcpt, refuse_data):
+    def __init__(self, path, refuse_rcpt, refuse_data, stall_data):
         self.path = path
+        self.stall_data = set(stall_data)
         self.refuse_rcpt = refuse_rcpt
         self.refuse_data = refuse_data
         self.count = 0
@@ -93,6 +96,9 @@ class Recorder:
         with open(self.path, "a", encoding="utf-8") as f:
             f.write(json.dumps(record) + "\n")
         self.count += 1
+        if self.stall_data.intersection(envelope.rcpt_tos):
+            # The message arrived; the answer never does (the crash window, seen from the client).
+            await asyncio.sleep(3600)
         return f"250 OK queued as test-{self.count}"
 
 
@@ -120,7 +126,7 @@ def main():
             return AuthResult(success=ok, handled=False, auth_data=auth_data if ok else None)
 
     offered = set(args.mechanisms.split(","))
-    recorder = Recorder(args.record, refusals(args.refuse_rcpt), refusals(args.refuse_data))
+    recorder = Recorder(args.record, refusals(args.refuse_rcpt), refusals(args.refuse_data), args.stall_data)
 
     def factory():
         return SMTP(
