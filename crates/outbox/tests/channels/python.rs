@@ -35,10 +35,13 @@ pub fn python(modules: &[&str], test: &str) -> Option<PathBuf> {
             if works(&path) {
                 return Some(path);
             }
-            eprintln!(
+            // Straight to the process's stderr: the test harness captures `eprintln!`, and a
+            // skipped test must not pass quietly.
+            let message = format!(
                 "\n!!!!! SKIPPED {test}: STEWARD_TEST_PYTHON is unset and python3 cannot `{imports}`.\n\
                  !!!!! Run scripts/test (it installs them into .venv) to run this test.\n"
             );
+            let _ = std::io::Write::write_all(&mut std::io::stderr(), message.as_bytes());
             None
         }
     }
