@@ -15,6 +15,20 @@
 //!   the server's answer made explicit ([`email::Smtp::hand_over`], [`email::Handed::confirm`]).
 //! - [`template`]: email templates (subject, HTML and text parts).
 //! - [`unsubscribe`]: signed one-click unsubscribe tokens.
+//!
+//! For the delivery loop, per row:
+//! 1. Take a token from the channel's [`retry::RateLimit`]; if none, wait what it says.
+//! 2. Deliver: [`webhook::Webhook::deliver`] with the row's key as the id,
+//!    [`slack::Slack::deliver`], or for email [`template::render`] the template with the row's
+//!    context, build an [`email::Email`] (`message_id` from [`email::message_id`] of the key,
+//!    `list_unsubscribe` a link carrying [`unsubscribe::unsubscribe_token`]), call
+//!    [`email::Smtp::hand_over`], record that the row was handed over, then
+//!    [`email::Handed::confirm`]. A row found handed over after a crash may have been
+//!    delivered: resending it risks a duplicate (with the same Message-ID), not resending it a
+//!    loss; the loop chooses.
+//! 3. Record the attempt and its [`Outcome`]; on `Retry`, [`retry::next_delay`] with the
+//!    attempts made so far gives the next due time, or `None`: a dead letter. On `Gone`,
+//!    disable the endpoint; on `Rejected`, stop.
 
 #![warn(missing_docs)]
 
