@@ -23,15 +23,7 @@ pub struct SlackMessage {
 }
 
 /// Answers saying the webhook, its channel or its workspace is no more: disable the endpoint.
-const GONE: [&str; 7] = [
-    "no_service",
-    "no_team",
-    "team_disabled",
-    "channel_not_found",
-    "channel_is_archived",
-    "invalid_token",
-    "no_active_hooks",
-];
+const GONE: [&str; 5] = ["no_service", "no_team", "channel_not_found", "channel_is_archived", "invalid_token"];
 
 /// The Slack channel over the shared HTTP client.
 #[derive(Debug, Clone)]
