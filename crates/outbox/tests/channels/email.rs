@@ -61,6 +61,20 @@ fn email(to: &str) -> Email {
     }
 }
 
+/// A relay on this machine's `port`, plain SMTP, no AUTH.
+fn plain_local(port: u16, timeout: Duration) -> SmtpConfig {
+    SmtpConfig {
+        host: "127.0.0.1".into(),
+        port,
+        security: Security::None,
+        username: None,
+        password: None,
+        helo: "steward.test".into(),
+        timeout,
+        extra_root_pem: None,
+    }
+}
+
 fn needs_python(test: &str) -> Option<PathBuf> {
     python::python(&["aiosmtpd", "trustme"], test)
 }
@@ -237,17 +251,7 @@ async fn a_server_that_never_greets_is_retried_after_the_timeout() {
             held.push(socket);
         }
     });
-    let smtp = Smtp::new(SmtpConfig {
-        host: "127.0.0.1".into(),
-        port,
-        security: Security::None,
-        username: None,
-        password: None,
-        helo: "steward.test".into(),
-        timeout: Duration::from_millis(300),
-        extra_root_pem: None,
-    })
-    .unwrap();
+    let smtp = Smtp::new(plain_local(port, Duration::from_millis(300))).unwrap();
     let started = std::time::Instant::now();
     match smtp.hand_over(&email("zoe@example.test")).await {
         Err(Outcome::Retry { status: None, reason, .. }) => assert_eq!(reason, "read reply: no progress within 300ms"),
@@ -261,16 +265,7 @@ async fn a_server_that_never_greets_is_retried_after_the_timeout() {
 async fn refuses_what_cannot_be_sent_before_connecting() {
     // Nothing listens there: a message refused before connecting never notices.
     let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
-    let config = SmtpConfig {
-        host: "127.0.0.1".into(),
-        port,
-        security: Security::None,
-        username: None,
-        password: None,
-        helo: "steward.test".into(),
-        timeout: Duration::from_secs(5),
-        extra_root_pem: None,
-    };
+    let config = plain_local(port, Duration::from_secs(5));
     let smtp = Smtp::new(config.clone()).unwrap();
     let mut bad = email("zoe@example.test");
     bad.headers.push(("Bcc".into(), "eve@example.test".into()));
