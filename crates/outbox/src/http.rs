@@ -1,0 +1,218 @@
+//! The HTTPS client the webhook and Slack channels share: hyper over rustls (ring,
+//! Mozilla's roots), connect and total timeouts, redirects never followed, and the common
+//! reading of an HTTP answer as an [`Outcome`].
+
+use std::time::{Duration, SystemTime};
+
+use http_body_util::{BodyExt, Full};
+use hyper::body::Bytes;
+use hyper::header::{CONTENT_TYPE, HeaderName, HeaderValue, RETRY_AFTER, USER_AGENT};
+use hyper::{Method, Request, Uri};
+use hyper_rustls::HttpsConnector;
+use hyper_util::client::legacy::Client;
+use hyper_util::client::legacy::connect::HttpConnector;
+use hyper_util::rt::{TokioExecutor, TokioTimer};
+
+use crate::Outcome;
+use crate::outcome::shorten;
+use crate::retry::parse_retry_after;
+pub use crate::tls::TlsError;
+
+/// How the HTTP channels connect.
+#[derive(Debug, Clone)]
+pub struct HttpConfig {
+    /// The longest a TCP connect (and the TLS handshake's start) may take.
+    pub connect_timeout: Duration,
+    /// The longest a whole attempt may take: connect, request, and the answer's body.
+    pub total_timeout: Duration,
+    /// The `User-Agent` sent.
+    pub user_agent: String,
+    /// Extra trusted roots (PEM), for endpoints behind a private CA.
+    pub extra_root_pem: Option<String>,
+}
+
+impl Default for HttpConfig {
+    fn default() -> Self {
+        HttpConfig {
+            connect_timeout: Duration::from_secs(10),
+            // The Standard Webhooks guidance: give receivers 15 to 30 seconds.
+            total_timeout: Duration::from_secs(30),
+            user_agent: "Steward-Outbox/1".into(),
+            extra_root_pem: None,
+        }
+    }
+}
+
+/// The most of an answer's body read: enough for an error string, not a whole page.
+const MAX_BODY: usize = 16 * 1024;
+/// The most of an answer kept in an attempt's detail or reason.
+pub(crate) const MAX_DETAIL: usize = 512;
+
+/// A pooled HTTP/1.1 client over plain TCP or rustls; cheap to clone.
+#[derive(Clone)]
+pub struct HttpClient {
+    client: Client<HttpsConnector<HttpConnector>, Full<Bytes>>,
+    total_timeout: Duration,
+    user_agent: HeaderValue,
+}
+
+impl std::fmt::Debug for HttpClient {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("HttpClient").field("total_timeout", &self.total_timeout).finish_non_exhaustive()
+    }
+}
+
+/// What came back from an endpoint, read as far as the channels need it.
+#[derive(Debug, Clone)]
+pub(crate) struct Answer {
+    pub status: u16,
+    pub retry_after: Option<Duration>,
+    /// The start of the body, lossily decoded.
+    pub body: String,
+}
+
+/// Why an [`HttpClient`] could not be made.
+#[derive(Debug, thiserror::Error)]
+pub enum HttpConfigError {
+    /// The TLS configuration (extra roots) is wrong.
+    #[error(transparent)]
+    Tls(#[from] TlsError),
+    /// The user agent is not a valid header value.
+    #[error("user agent {0:?} is not a valid header value")]
+    UserAgent(String),
+}
+
+impl HttpClient {
+    /// A client for `config`.
+    pub fn new(config: &HttpConfig) -> Result<HttpClient, HttpConfigError> {
+        let tls = crate::tls::client_config(config.extra_root_pem.as_deref())?;
+        let mut http = HttpConnector::new();
+        http.enforce_http(false);
+        http.set_connect_timeout(Some(config.connect_timeout));
+        http.set_nodelay(true);
+        let connector = hyper_rustls::HttpsConnectorBuilder::new()
+            .with_tls_config(tls)
+            .https_or_http()
+            .enable_http1()
+            .wrap_connector(http);
+        // Idle connections are closed after a while: endpoints are many and most are rare.
+        let client = Client::builder(TokioExecutor::new())
+            .pool_timer(TokioTimer::new())
+            .pool_idle_timeout(Duration::from_secs(30))
+            .pool_max_idle_per_host(4)
+            .build(connector);
+        let user_agent = HeaderValue::from_str(&config.user_agent)
+            .map_err(|_| HttpConfigError::UserAgent(config.user_agent.clone()))?;
+        Ok(HttpClient { client, total_timeout: config.total_timeout, user_agent })
+    }
+
+    /// POSTs `body` to `url` with `headers` and reads the answer, all within the total
+    /// timeout. Errors are already outcomes: a URL that cannot be used is `Rejected`, a
+    /// connection that fails or an answer that does not come in time is `Retry`.
+    pub(crate) async fn post(
+        &self,
+        url: &str,
+        content_type: &'static str,
+        headers: &[(HeaderName, HeaderValue)],
+        body: Bytes,
+    ) -> Result<Answer, Outcome> {
+        let uri: Uri = url.parse().map_err(|e| Outcome::rejected(format!("endpoint URL {url:?}: {e}")))?;
+        match uri.scheme_str() {
+            Some("http" | "https") if uri.host().is_some() => {}
+            _ => return Err(Outcome::rejected(format!("endpoint URL {url:?}: must be an absolute http(s) URL"))),
+        }
+        let mut request = Request::builder()
+            .method(Method::POST)
+            .uri(uri)
+            .header(CONTENT_TYPE, content_type)
+            .header(USER_AGENT, self.user_agent.clone());
+        for (name, value) in headers {
+            request = request.header(name, value);
+        }
+        let request = request.body(Full::new(body)).map_err(|e| Outcome::rejected(format!("request: {e}")))?;
+        let attempt = async {
+            let response = self.client.request(request).await.map_err(|e| Outcome::retry(describe(&e)))?;
+            let status = response.status().as_u16();
+            let retry_after = response
+                .headers()
+                .get(RETRY_AFTER)
+                .and_then(|v| v.to_str().ok())
+                .and_then(|v| parse_retry_after(v, SystemTime::now()));
+            let mut body = response.into_body();
+            let mut read = Vec::new();
+            while read.len() < MAX_BODY {
+                match body.frame().await {
+                    Some(Ok(frame)) => {
+                        if let Ok(data) = frame.into_data() {
+                            read.extend_from_slice(&data[..data.len().min(MAX_BODY - read.len())]);
+                        }
+                    }
+                    // A body cut short still has its status: that is the answer.
+                    Some(Err(_)) | None => break,
+                }
+            }
+            Ok(Answer { status, retry_after, body: String::from_utf8_lossy(&read).into_owned() })
+        };
+        match tokio::time::timeout(self.total_timeout, attempt).await {
+            Ok(answer) => answer,
+            Err(_) => Err(Outcome::retry(format!("no answer within {:?}", self.total_timeout))),
+        }
+    }
+}
+
+/// The error with its causes, which say what really failed (refused, DNS, certificate).
+fn describe(error: &(dyn std::error::Error + 'static)) -> String {
+    let mut text = error.to_string();
+    let mut source = error.source();
+    while let Some(cause) = source {
+        text.push_str(": ");
+        text.push_str(&cause.to_string());
+        source = cause.source();
+    }
+    shorten(&text, MAX_DETAIL)
+}
+
+/// The common reading of an HTTP answer: 2xx delivered; 410 gone; 408, 409, 425, 429 and
+/// 5xx retried (after `Retry-After` if given); any other status (3xx: redirects are not
+/// followed, the endpoint's URL should change; other 4xx) rejected.
+pub(crate) fn classify(answer: &Answer) -> Outcome {
+    let status = Some(answer.status);
+    let said = shorten(&answer.body, MAX_DETAIL);
+    let reason =
+        if said.is_empty() { format!("HTTP {}", answer.status) } else { format!("HTTP {}: {said}", answer.status) };
+    match answer.status {
+        200..=299 => Outcome::Delivered { status, detail: said },
+        410 => Outcome::Gone { status, reason },
+        408 | 409 | 425 | 429 | 500..=599 => Outcome::Retry { status, retry_after: answer.retry_after, reason },
+        300..=399 => {
+            Outcome::Rejected { status, reason: format!("{reason} (redirects are not followed; update the URL)") }
+        }
+        _ => Outcome::Rejected { status, reason },
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn answer(status: u16, body: &str) -> Answer {
+        Answer { status, retry_after: None, body: body.into() }
+    }
+
+    #[test]
+    fn classifies_statuses() {
+        assert_eq!(classify(&answer(204, "")), Outcome::Delivered { status: Some(204), detail: String::new() });
+        assert_eq!(classify(&answer(410, "bye")), Outcome::Gone { status: Some(410), reason: "HTTP 410: bye".into() });
+        for status in [408, 409, 425, 429, 500, 502, 503, 504] {
+            assert_eq!(classify(&answer(status, "")).kind(), "retry", "{status}");
+        }
+        for status in [301, 302, 400, 401, 403, 404, 405, 413, 422] {
+            assert_eq!(classify(&answer(status, "")).kind(), "rejected", "{status}");
+        }
+        let slow = Answer { status: 503, retry_after: Some(Duration::from_secs(7)), body: String::new() };
+        assert_eq!(
+            classify(&slow),
+            Outcome::Retry { status: Some(503), retry_after: Some(Duration::from_secs(7)), reason: "HTTP 503".into() }
+        );
+    }
+}
