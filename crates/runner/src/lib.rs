@@ -10,6 +10,9 @@
 //! commit, two nodes); its effects exist once. Trait updates go through the event log with
 //! that key as their `messageId`, so a repeated append is a duplicate the log drops.
 
+pub mod deliver;
+#[cfg(test)]
+mod deliver_tests;
 mod events;
 mod step;
 #[cfg(test)]

@@ -472,6 +472,7 @@ fn message(
         person_id,
         status: MessageStatus::Pending,
         attempts: 0,
+        retry_base: 0,
         next_attempt_at: Some(due),
         lease_until: None,
         last_error: None,

@@ -91,6 +91,7 @@ CREATE TABLE outbox (
     created_at      timestamptz NOT NULL,
     updated_at      timestamptz NOT NULL,
     delivered_at    timestamptz,
+    retry_base      bigint NOT NULL DEFAULT 0,
     PRIMARY KEY (workspace_id, message_id)
 );
 -- What a deliverer takes next: pending messages by when they are due, held ones by lease.

@@ -84,9 +84,16 @@ fn run(r: &PgRow) -> Result<Run> {
     })
 }
 
-const MESSAGE_COLUMNS: &str = "message_id, channel, endpoint, payload, journey_id, run_id, step_id, account_id, \
+macro_rules! message_columns {
+    () => {
+        "message_id, channel, endpoint, payload, journey_id, run_id, step_id, account_id, \
                                person_id, status, attempts, next_attempt_at, lease_until, last_error, created_at, \
-                               updated_at, delivered_at";
+                               updated_at, delivered_at"
+    };
+}
+const MESSAGE_COLUMNS: &str = message_columns!();
+/// What is read of a message: the columns written, and the attempts made before its last replay.
+const MESSAGE_SELECT: &str = concat!(message_columns!(), ", retry_base");
 
 fn message(r: &PgRow) -> Result<OutboxMessage> {
     Ok(OutboxMessage {
@@ -107,6 +114,7 @@ fn message(r: &PgRow) -> Result<OutboxMessage> {
         created_at: get(r, 14)?,
         updated_at: get(r, 15)?,
         delivered_at: get(r, 16)?,
+        retry_base: get(r, 17)?,
     })
 }
 
@@ -724,7 +732,7 @@ impl PgStore {
             "WITH taken AS (
                  UPDATE outbox SET status = 'sending', lease_until = $3, attempts = attempts + 1, updated_at = $4
                  WHERE workspace_id = $1 AND message_id = ANY($2)
-                 RETURNING {MESSAGE_COLUMNS}),
+                 RETURNING {MESSAGE_SELECT}),
              interrupted AS (
                  INSERT INTO outbox_attempts (workspace_id, message_id, attempt, at, outcome, status, detail, duration_ms)
                  SELECT $1, message_id, attempts - 1, $4, 'interrupted', NULL, 'the deliverer stopped during the attempt', 0
@@ -816,7 +824,7 @@ impl PgStore {
 
     pub(crate) async fn get_message(&self, ws: &WorkspaceId, id: &str) -> Result<Option<OutboxMessage>> {
         let row = sqlx::query(AssertSqlSafe(format!(
-            "SELECT {MESSAGE_COLUMNS} FROM outbox WHERE workspace_id = $1 AND message_id = $2"
+            "SELECT {MESSAGE_SELECT} FROM outbox WHERE workspace_id = $1 AND message_id = $2"
         )))
         .bind(ws.as_str())
         .bind(id)
@@ -834,7 +842,7 @@ impl PgStore {
     ) -> Result<Page<OutboxMessage>> {
         let mut a = Args::new();
         let mut sql =
-            format!("SELECT {MESSAGE_COLUMNS} FROM outbox WHERE workspace_id = {}", a.arg(ws.as_str().to_owned())?);
+            format!("SELECT {MESSAGE_SELECT} FROM outbox WHERE workspace_id = {}", a.arg(ws.as_str().to_owned())?);
         if let Some(id) = &f.account_id {
             sql += &format!(" AND account_id = {}", a.arg(id.clone())?);
         }
@@ -891,12 +899,13 @@ impl PgStore {
     ) -> Result<Option<OutboxMessage>> {
         let row = sqlx::query(AssertSqlSafe(format!(
             "WITH replayed AS (
-                 UPDATE outbox SET status = 'pending', next_attempt_at = $3, last_error = NULL, updated_at = $3
+                 UPDATE outbox SET status = 'pending', next_attempt_at = $3, last_error = NULL, updated_at = $3,
+                   retry_base = attempts
                  WHERE workspace_id = $1 AND message_id = $2 AND status IN ('dead', 'suppressed')
-                 RETURNING {MESSAGE_COLUMNS})
+                 RETURNING {MESSAGE_SELECT})
              SELECT * FROM replayed
              UNION ALL
-             SELECT {MESSAGE_COLUMNS} FROM outbox
+             SELECT {MESSAGE_SELECT} FROM outbox
              WHERE workspace_id = $1 AND message_id = $2 AND NOT EXISTS (SELECT 1 FROM replayed)"
         )))
         .bind(ws.as_str())

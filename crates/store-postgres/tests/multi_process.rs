@@ -198,6 +198,7 @@ async fn runs_and_messages_are_taken_once_across_processes() {
                         person_id: None,
                         status: MessageStatus::Pending,
                         attempts: 0,
+                        retry_base: 0,
                         next_attempt_at: Some(at),
                         lease_until: None,
                         last_error: None,

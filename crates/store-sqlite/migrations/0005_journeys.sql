@@ -81,6 +81,7 @@ CREATE TABLE outbox (
     created_at      INTEGER NOT NULL,
     updated_at      INTEGER NOT NULL,
     delivered_at    INTEGER,
+    retry_base      INTEGER NOT NULL DEFAULT 0,
     PRIMARY KEY (workspace_id, message_id)
 ) WITHOUT ROWID;
 -- What a deliverer takes next: pending messages by when they are due, held ones by lease.

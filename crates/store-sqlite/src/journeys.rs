@@ -38,9 +38,16 @@ fn run_row(r: &Row<'_>) -> rusqlite::Result<Result<Run>> {
     }))
 }
 
-const MESSAGE_COLUMNS: &str = "message_id, channel, endpoint, payload, journey_id, run_id, step_id, account_id, \
+macro_rules! message_columns {
+    () => {
+        "message_id, channel, endpoint, payload, journey_id, run_id, step_id, account_id, \
                                person_id, status, attempts, next_attempt_at, lease_until, last_error, created_at, \
-                               updated_at, delivered_at";
+                               updated_at, delivered_at"
+    };
+}
+const MESSAGE_COLUMNS: &str = message_columns!();
+/// What is read of a message: the columns written, and the attempts made before its last replay.
+const MESSAGE_SELECT: &str = concat!(message_columns!(), ", retry_base");
 
 fn message_row(r: &Row<'_>) -> rusqlite::Result<Result<OutboxMessage>> {
     let channel: String = r.get(1)?;
@@ -66,6 +73,7 @@ fn message_row(r: &Row<'_>) -> rusqlite::Result<Result<OutboxMessage>> {
         created_at: time(r.get(14)?),
         updated_at: time(r.get(15)?),
         delivered_at: opt_time(r.get(16)?),
+        retry_base: r.get(17)?,
     }))
 }
 
@@ -629,7 +637,7 @@ impl SqliteStore {
             let expired = collect(
                 conn,
                 &format!(
-                    "SELECT {MESSAGE_COLUMNS} FROM outbox INDEXED BY outbox_leased
+                    "SELECT {MESSAGE_SELECT} FROM outbox INDEXED BY outbox_leased
                      WHERE workspace_id = ?1 AND status = 'sending' AND lease_until <= ?2 ORDER BY lease_until LIMIT ?3"
                 ),
                 params![ws, now, limit as i64],
@@ -650,7 +658,7 @@ impl SqliteStore {
                 out.extend(collect(
                     conn,
                     &format!(
-                        "SELECT {MESSAGE_COLUMNS} FROM outbox INDEXED BY outbox_due
+                        "SELECT {MESSAGE_SELECT} FROM outbox INDEXED BY outbox_due
                          WHERE workspace_id = ?1 AND status = 'pending' AND next_attempt_at <= ?2
                          ORDER BY next_attempt_at LIMIT ?3"
                     ),
@@ -729,7 +737,7 @@ impl SqliteStore {
         self.read(move |conn| {
             Ok(collect(
                 conn,
-                &format!("SELECT {MESSAGE_COLUMNS} FROM outbox WHERE workspace_id = ?1 AND message_id = ?2"),
+                &format!("SELECT {MESSAGE_SELECT} FROM outbox WHERE workspace_id = ?1 AND message_id = ?2"),
                 params![ws.as_str(), id],
                 message_row,
             )?
@@ -750,7 +758,7 @@ impl SqliteStore {
             let rows = collect(
                 conn,
                 &format!(
-                    "SELECT {MESSAGE_COLUMNS} FROM outbox
+                    "SELECT {MESSAGE_SELECT} FROM outbox
                      WHERE workspace_id = ?1
                        AND (?2 IS NULL OR account_id = ?2) AND (?3 IS NULL OR journey_id = ?3)
                        AND (?4 IS NULL OR run_id = ?4) AND (?5 IS NULL OR status = ?5)
@@ -811,14 +819,15 @@ impl SqliteStore {
         self.write(move |conn| {
             let ws = ws.as_str();
             conn.execute(
-                "UPDATE outbox SET status = 'pending', next_attempt_at = ?3, last_error = NULL, updated_at = ?3
+                "UPDATE outbox SET status = 'pending', next_attempt_at = ?3, last_error = NULL, updated_at = ?3,
+                   retry_base = attempts
                  WHERE workspace_id = ?1 AND message_id = ?2 AND status IN ('dead', 'suppressed')",
                 params![ws, id, ms(&now)],
             )
             .map_err(sql_error)?;
             Ok(collect(
                 conn,
-                &format!("SELECT {MESSAGE_COLUMNS} FROM outbox WHERE workspace_id = ?1 AND message_id = ?2"),
+                &format!("SELECT {MESSAGE_SELECT} FROM outbox WHERE workspace_id = ?1 AND message_id = ?2"),
                 params![ws, id],
                 message_row,
             )?

@@ -1501,6 +1501,7 @@ fn email(run: &Run, step: &str, at: DateTime<Utc>) -> OutboxMessage {
         person_id: Some(format!("p-{}", run.subject_id)),
         status: MessageStatus::Pending,
         attempts: 0,
+        retry_base: 0,
         next_attempt_at: Some(at),
         lease_until: None,
         last_error: None,
@@ -1801,6 +1802,7 @@ pub async fn the_outbox_leases_retries_and_replays<S: Store>(s: &S) {
         (replayed.status, replayed.next_attempt_at, replayed.last_error),
         (MessageStatus::Pending, Some(t(2, 9)), None)
     );
+    assert_eq!((replayed.attempts, replayed.retry_base), (12, 12), "attempts go on counting; the schedule starts over");
     let delivered_one = s.replay_message(&ws, &a.message_id, t(2, 9)).await.unwrap().unwrap();
     assert_eq!(delivered_one.status, MessageStatus::Delivered, "only dead or suppressed messages are replayed");
     // Per account and journey, and per person for frequency caps.

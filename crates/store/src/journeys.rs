@@ -266,7 +266,11 @@ pub struct OutboxMessage {
     pub account_id: Option<String>,
     pub person_id: Option<String>,
     pub status: MessageStatus,
+    /// Attempts made in all.
     pub attempts: i64,
+    /// Attempts made before the message was last replayed: the retry schedule counts from
+    /// there.
+    pub retry_base: i64,
     pub next_attempt_at: Option<Timestamp>,
     pub lease_until: Option<Timestamp>,
     pub last_error: Option<String>,

@@ -439,7 +439,8 @@ pub trait Store: Send + Sync + 'static {
     ) -> Result<Page<OutboxMessage>>;
     /// A message's attempts, in order.
     async fn message_attempts(&self, ws: &WorkspaceId, id: &str) -> Result<Vec<Attempt>>;
-    /// Sends a dead or suppressed message again from its first attempt, now: `None` when there
+    /// Sends a dead or suppressed message again, now, its retry schedule from the start (its
+    /// attempts go on counting, their history kept): `None` when there
     /// is no such message, the message as it was when it is in another state.
     async fn replay_message(&self, ws: &WorkspaceId, id: &str, now: Timestamp) -> Result<Option<OutboxMessage>>;
     /// How many messages of `channel` were decided for a person since `since` (frequency caps).

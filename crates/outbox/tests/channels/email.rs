@@ -1,4 +1,4 @@
-//! Email: a real SMTP server (aiosmtpd, tests/channels/smtp_server.py) records what it
+//! Email: a real SMTP server (aiosmtpd, crates/testkit/scripts/smtp_server.py) records what it
 //! receives; the tests read it back through Python's own MIME parser.
 
 use std::path::{Path, PathBuf};

@@ -3,6 +3,8 @@
 //! Webhooks library for signatures.
 
 mod email;
-mod python;
+mod python {
+    pub use testkit::*;
+}
 mod slack;
 mod webhook;

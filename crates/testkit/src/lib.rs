@@ -1,4 +1,6 @@
-//! Finding Python and running the test receivers written in it.
+//! What tests share: finding the project's Python, and running the receivers written in it
+//! (`scripts/`): an SMTP server that records what it accepts (aiosmtpd), an HTTPS webhook
+//! receiver that checks signatures with the reference Standard Webhooks library.
 
 use std::path::{Path, PathBuf};
 use std::process::Stdio;
@@ -47,9 +49,9 @@ pub fn python(modules: &[&str], test: &str) -> Option<PathBuf> {
     }
 }
 
-/// The path of a script beside these tests.
+/// The path of one of the receivers in `scripts/`.
 pub fn script(name: &str) -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/channels").join(name)
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("scripts").join(name)
 }
 
 /// A receiver process, killed when dropped, with the port it printed.
