@@ -36,7 +36,7 @@ pub const TEMPLATES: &str = "email.templates";
 /// The setting holding a workspace's sender: `{"name": ..., "address": ...}`.
 pub const SENDER: &str = "email.from";
 /// The settings holding secrets made on first use.
-const UNSUBSCRIBE_SECRET: &str = "email.unsubscribe_secret";
+pub const UNSUBSCRIBE_SECRET: &str = "email.unsubscribe_secret";
 pub const WEBHOOK_SECRET: &str = "webhooks.signing_secret";
 
 /// How messages leave: the relay for email, the HTTP client's limits, how long a deliverer

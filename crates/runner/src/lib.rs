@@ -26,7 +26,7 @@ use journeys::{Journey, Subject, Trigger};
 use serde_json::{Value, json};
 use store::{JourneyRecord, Reentry, Run, RunStart, RunStatus, Store, StoreError, SubjectKind};
 
-pub use step::Why;
+pub use step::{SLACK_URL, Why};
 
 #[derive(Debug, thiserror::Error)]
 pub enum Error {

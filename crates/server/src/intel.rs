@@ -55,7 +55,7 @@ pub(crate) async fn operator(s: &AppState, headers: &HeaderMap) -> Result<ApiKey
     Ok(key)
 }
 
-async fn admin(s: &AppState, headers: &HeaderMap) -> Result<ApiKey, ApiError> {
+pub(crate) async fn admin(s: &AppState, headers: &HeaderMap) -> Result<ApiKey, ApiError> {
     let key = auth::secret_key(s, headers).await?;
     if key.role != KeyRole::Admin {
         return Err(ApiError::new(StatusCode::FORBIDDEN, "forbidden", "only an admin key can do this"));

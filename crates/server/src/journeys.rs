@@ -65,41 +65,78 @@ pub(crate) async fn check(
         let schema = if subject == Subject::Accounts { &schemas.0 } else { &schemas.1 };
         segments::compile(c, schema).map(|_| ()).map_err(|e| e.to_string())
     };
-    let j = journeys::parse(doc, &condition)?;
-    let segment = match &j.trigger {
-        Trigger::SegmentEntered { segment } | Trigger::SegmentExited { segment } => Some(segment),
-        Trigger::Schedule { segment, .. } => Some(segment),
-        _ => None,
+    let parsed = journeys::parse(doc, &condition);
+    // The trigger's segment is checked even when the rest has problems, so that every
+    // problem is told at once.
+    let segment = match &parsed {
+        Ok(j) => match &j.trigger {
+            Trigger::SegmentEntered { segment } | Trigger::SegmentExited { segment } => {
+                Some((segment.clone(), Some(j.subject)))
+            }
+            Trigger::Schedule { segment, .. } => Some((segment.clone(), Some(j.subject))),
+            _ => None,
+        },
+        Err(_) => trigger_segment(doc),
     };
-    if let Some(name) = segment {
-        let segments = s
-            .store()
-            .list_segments(ws)
-            .await
-            .map_err(|e| vec![journeys::Problem { path: "journey.trigger".into(), message: e.to_string() }])?;
-        match segments.iter().find(|seg| &seg.name == name) {
-            None => {
-                let mut names: Vec<&str> = segments.iter().map(|s| s.name.as_str()).collect();
-                names.sort();
-                return Err(vec![journeys::Problem {
-                    path: "journey.trigger".into(),
-                    message: format!("the workspace has no segment {name:?} (it has: {})", names.join(", ")),
-                }]);
-            }
-            Some(seg) if runner::kind_of(j.subject) != seg.kind => {
-                return Err(vec![journeys::Problem {
-                    path: "journey.trigger".into(),
-                    message: format!(
-                        "{name:?} is a segment of {}, the journey is of {}",
-                        seg.kind.as_str(),
-                        runner::kind_of(j.subject).as_str()
-                    ),
-                }]);
-            }
-            Some(_) => {}
+    let problem = match segment {
+        Some((name, subject)) => segment_problem(s, ws, &name, subject).await,
+        None => None,
+    };
+    match (parsed, problem) {
+        (Ok(j), None) => Ok(j),
+        (Ok(_), Some(p)) => Err(vec![p]),
+        (Err(mut problems), p) => {
+            problems.extend(p);
+            Err(problems)
         }
     }
-    Ok(j)
+}
+
+/// The segment a definition's trigger names and the journey's subject (when it reads), from
+/// a definition that has other problems.
+fn trigger_segment(doc: &Value) -> Option<(String, Option<Subject>)> {
+    let subject = match doc.get("subject").map(Value::as_str) {
+        None => Some(Subject::Accounts),
+        Some(Some("accounts")) => Some(Subject::Accounts),
+        Some(Some("people")) => Some(Subject::People),
+        Some(_) => None,
+    };
+    let trigger = doc.get("trigger")?.as_object().filter(|t| t.len() == 1)?;
+    let (kind, inner) = trigger.iter().next()?;
+    let name = match kind.as_str() {
+        "segment_entered" | "segment_exited" => inner.as_str(),
+        "schedule" => inner.get("segment").and_then(Value::as_str),
+        _ => None,
+    }?;
+    (!name.trim().is_empty()).then(|| (name.to_owned(), subject))
+}
+
+/// What is wrong with a trigger naming the segment `name`: none of that name in the workspace,
+/// or one of another kind than the journey's.
+async fn segment_problem(
+    s: &AppState,
+    ws: &domain::WorkspaceId,
+    name: &str,
+    subject: Option<Subject>,
+) -> Option<journeys::Problem> {
+    let problem = |message: String| Some(journeys::Problem { path: "journey.trigger".into(), message });
+    let segments = match s.store().list_segments(ws).await {
+        Ok(segments) => segments,
+        Err(e) => return problem(e.to_string()),
+    };
+    match segments.iter().find(|seg| seg.name == name) {
+        None => {
+            let mut names: Vec<&str> = segments.iter().map(|s| s.name.as_str()).collect();
+            names.sort();
+            problem(format!("the workspace has no segment {name:?} (it has: {})", names.join(", ")))
+        }
+        Some(seg) => match subject.map(runner::kind_of) {
+            Some(kind) if kind != seg.kind => {
+                problem(format!("{name:?} is a segment of {}, the journey is of {}", seg.kind.as_str(), kind.as_str()))
+            }
+            _ => None,
+        },
+    }
 }
 
 fn invalid(problems: Vec<journeys::Problem>) -> ApiError {
@@ -119,9 +156,10 @@ fn invalid(problems: Vec<journeys::Problem>) -> ApiError {
     }
 }
 
-fn enabled_of(doc: &Value) -> Result<bool, ApiError> {
+/// `enabled` as the definition gives it; `otherwise` when it does not say.
+fn enabled_of(doc: &Value, otherwise: bool) -> Result<bool, ApiError> {
     match doc.get("enabled") {
-        None | Some(Value::Null) => Ok(false),
+        None | Some(Value::Null) => Ok(otherwise),
         Some(Value::Bool(b)) => Ok(*b),
         Some(_) => Err(ApiError::bad_request("invalid_journey", "`enabled` must be true or false").field("enabled")),
     }
@@ -140,15 +178,18 @@ async fn with_stats(s: &AppState, ws: &domain::WorkspaceId, j: JourneyRecord) ->
     Ok(json!({"journey": j, "stats": stats}))
 }
 
+/// Checks and stores a definition; `enabled` is the journey's state when the body does not
+/// say (off for a new journey, as it was for an update).
 async fn save(
     s: &AppState,
     ws: &domain::WorkspaceId,
     id: String,
+    enabled: bool,
     headers: &HeaderMap,
     body: &[u8],
 ) -> Result<JourneyRecord, ApiError> {
     let doc = document(headers, body)?;
-    let enabled = enabled_of(&doc)?;
+    let enabled = enabled_of(&doc, enabled)?;
     let doc = stored(doc);
     let j = check(s, ws, &doc).await.map_err(invalid)?;
     let draft = JourneyDraft {
@@ -184,7 +225,7 @@ pub(crate) async fn create_journey(
     body: axum::body::Bytes,
 ) -> Result<Response, ApiError> {
     let ws = operator(&s, &headers).await?.workspace_id;
-    let j = save(&s, &ws, store::journeys::new_journey_id(), &headers, &body).await?;
+    let j = save(&s, &ws, store::journeys::new_journey_id(), false, &headers, &body).await?;
     Ok((StatusCode::CREATED, Json(with_stats(&s, &ws, j).await?)).into_response())
 }
 
@@ -215,6 +256,7 @@ pub(crate) async fn get_journey(
 }
 
 /// `PUT /api/v1/journeys/{id}`: a new version when the definition changed; runs keep theirs.
+/// Enabled or not as before unless the body says `enabled`.
 pub(crate) async fn update_journey(
     State(s): State<AppState>,
     headers: HeaderMap,
@@ -222,10 +264,10 @@ pub(crate) async fn update_journey(
     body: axum::body::Bytes,
 ) -> Result<Response, ApiError> {
     let ws = operator(&s, &headers).await?.workspace_id;
-    if s.store().get_journey(&ws, &id).await?.is_none() {
+    let Some(current) = s.store().get_journey(&ws, &id).await? else {
         return Err(not_found("journey"));
-    }
-    let j = save(&s, &ws, id, &headers, &body).await?;
+    };
+    let j = save(&s, &ws, id, current.enabled, &headers, &body).await?;
     Ok(Json(with_stats(&s, &ws, j).await?).into_response())
 }
 
@@ -351,8 +393,9 @@ pub(crate) async fn account_runs(
     Query(q): Query<HashMap<String, String>>,
 ) -> Result<Response, ApiError> {
     let ws = workspace(&s, &headers).await?;
+    let account = crate::api::existing_account(&s, &ws, &id).await?;
     let status = status_param(&q, RunStatus::parse, "active, completed, converted, exited, failed")?;
-    let filter = RunFilter { account_id: Some(id), status, ..RunFilter::default() };
+    let filter = RunFilter { account_id: Some(account.as_str().to_owned()), status, ..RunFilter::default() };
     Ok(page_json(s.store().list_runs(&ws, &filter, &page_request(&q)?).await?))
 }
 
@@ -393,13 +436,21 @@ pub(crate) async fn replay_delivery(
     Path(id): Path<String>,
 ) -> Result<Response, ApiError> {
     let ws = operator(&s, &headers).await?.workspace_id;
-    let m = s.store().replay_message(&ws, &id, Utc::now()).await?.ok_or_else(|| not_found("delivery"))?;
-    if m.status != MessageStatus::Pending {
-        return Err(ApiError::new(
+    let refused = |m: &store::OutboxMessage| {
+        ApiError::new(
             StatusCode::CONFLICT,
             "conflict",
             format!("only dead or suppressed deliveries are replayed; this one is {}", m.status.as_str()),
-        ));
+        )
+    };
+    // The store answers a message in another state as it is: a pending one would look replayed.
+    let m = s.store().get_message(&ws, &id).await?.ok_or_else(|| not_found("delivery"))?;
+    if !matches!(m.status, MessageStatus::Dead | MessageStatus::Suppressed) {
+        return Err(refused(&m));
+    }
+    let m = s.store().replay_message(&ws, &id, Utc::now()).await?.ok_or_else(|| not_found("delivery"))?;
+    if m.status != MessageStatus::Pending {
+        return Err(refused(&m));
     }
     Ok(Json(json!({"delivery": m})).into_response())
 }
@@ -477,6 +528,8 @@ pub(crate) async fn create_task(
         closed_by: None,
     };
     s.store().insert_task(&ws, &task).await?;
+    // As stored (its times to the millisecond), so it reads the same as from `GET`.
+    let task = s.store().get_task(&ws, &task.task_id).await?.unwrap_or(task);
     Ok((StatusCode::CREATED, Json(task)).into_response())
 }
 

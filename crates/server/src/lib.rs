@@ -8,6 +8,7 @@ mod error;
 mod ingest;
 mod intel;
 mod journeys;
+mod messaging;
 mod ops;
 mod segments;
 
@@ -158,7 +159,20 @@ pub fn router(state: AppState) -> Router {
         .route("/api/v1/deliveries/{id}", get(journeys::get_delivery))
         .route("/api/v1/deliveries/{id}/replay", post(journeys::replay_delivery))
         .route("/api/v1/tasks", get(journeys::list_tasks).post(journeys::create_task))
-        .route("/api/v1/tasks/{id}", get(journeys::get_task).patch(journeys::update_task));
+        .route("/api/v1/tasks/{id}", get(journeys::get_task).patch(journeys::update_task))
+        .route("/api/v1/templates", get(messaging::list_templates))
+        .route(
+            "/api/v1/templates/{name}",
+            get(messaging::get_template).put(messaging::put_template).delete(messaging::delete_template),
+        )
+        .route("/api/v1/templates/{name}/preview", post(messaging::preview_template))
+        .route("/api/v1/settings/messaging", get(messaging::get_messaging).put(messaging::put_messaging))
+        .route("/api/v1/settings/webhooks", get(messaging::webhook_secret))
+        .route(
+            "/api/v1/suppressions",
+            get(messaging::list_suppressions).post(messaging::add_suppression).delete(messaging::remove_suppression),
+        )
+        .route("/unsubscribe/{workspace}", get(messaging::unsubscribe_page).post(messaging::unsubscribe));
     let ops = Router::new()
         .route("/healthz", get(ops::healthz))
         .route("/readyz", get(ops::readyz))

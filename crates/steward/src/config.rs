@@ -26,6 +26,8 @@ pub struct Config {
     pub scoring: ScoringConfig,
     pub segments: SegmentsConfig,
     pub journeys: JourneysConfig,
+    pub email: EmailConfig,
+    pub outbox: OutboxConfig,
 }
 
 #[derive(Clone, Debug, Serialize, Deserialize)]
@@ -42,6 +44,50 @@ pub struct SegmentsConfig {
 pub struct JourneysConfig {
     /// Milliseconds between looking for journey steps that are due.
     pub tick_ms: u64,
+}
+
+/// The mail relay emails go through. Without a host, emails wait (pending) until one is set.
+#[derive(Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct EmailConfig {
+    pub host: Option<String>,
+    pub port: u16,
+    /// `starttls` (port 587), `tls` (port 465) or `none` (a relay on this host or network).
+    pub security: String,
+    pub username: Option<String>,
+    pub password: Option<String>,
+    /// The longest each step of a delivery may wait for the relay.
+    pub timeout_ms: u64,
+    /// A PEM file of extra trusted roots, for a relay behind a private CA.
+    pub ca_file: Option<PathBuf>,
+    /// The name Steward gives itself in EHLO.
+    pub helo: String,
+    /// The sender of workspaces that set none (`email.from`).
+    pub from: Option<String>,
+}
+
+impl fmt::Debug for EmailConfig {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("EmailConfig")
+            .field("host", &self.host)
+            .field("port", &self.port)
+            .field("security", &self.security)
+            .field("username", &self.username)
+            .field("password", &self.password.as_ref().map(|_| "***"))
+            .field("from", &self.from)
+            .finish_non_exhaustive()
+    }
+}
+
+#[derive(Clone, Debug, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct OutboxConfig {
+    /// Milliseconds between looking for messages due.
+    pub tick_ms: u64,
+    /// How long a deliverer holds a message it took before another may take it.
+    pub lease_seconds: u64,
+    /// Where Steward is reached from outside (`https://cs.example.com`), for unsubscribe links.
+    pub public_url: Option<String>,
 }
 
 #[derive(Clone, Debug, Serialize, Deserialize)]
@@ -85,6 +131,18 @@ impl Default for Config {
             scoring: ScoringConfig { enabled: true, rescore_minutes: 60, retrain_hours: 7 * 24 },
             segments: SegmentsConfig { tick_ms: 1_000, recompute_minutes: 5 },
             journeys: JourneysConfig { tick_ms: 500 },
+            email: EmailConfig {
+                host: None,
+                port: 587,
+                security: "starttls".into(),
+                username: None,
+                password: None,
+                timeout_ms: 30_000,
+                ca_file: None,
+                helo: "steward.localdomain".into(),
+                from: None,
+            },
+            outbox: OutboxConfig { tick_ms: 500, lease_seconds: 60, public_url: None },
         }
     }
 }
@@ -187,6 +245,47 @@ impl Config {
 
     pub fn to_redacted_toml(&self) -> Result<String> {
         Ok(toml::to_string_pretty(self)?)
+    }
+
+    /// How messages leave, from `[email]` and `[outbox]`.
+    pub fn delivery_config(&self) -> Result<runner::deliver::DeliveryConfig> {
+        use outbox::email::{Security, SmtpConfig};
+        let e = &self.email;
+        let smtp = match &e.host {
+            None => None,
+            Some(host) => {
+                let security = match e.security.as_str() {
+                    "starttls" => Security::StartTls,
+                    "tls" => Security::Tls,
+                    "none" => Security::None,
+                    other => anyhow::bail!("email.security: {other:?} is not one of starttls, tls, none"),
+                };
+                let extra_root_pem = match &e.ca_file {
+                    Some(path) => Some(
+                        std::fs::read_to_string(path)
+                            .with_context(|| format!("email.ca_file: reading {}", path.display()))?,
+                    ),
+                    None => None,
+                };
+                Some(SmtpConfig {
+                    host: host.clone(),
+                    port: e.port,
+                    security,
+                    username: e.username.clone(),
+                    password: e.password.clone(),
+                    helo: e.helo.clone(),
+                    timeout: std::time::Duration::from_millis(e.timeout_ms.max(100)),
+                    extra_root_pem,
+                })
+            }
+        };
+        Ok(runner::deliver::DeliveryConfig {
+            smtp,
+            from: e.from.clone(),
+            public_url: self.outbox.public_url.clone().or_else(|| Some(format!("http://{}", self.listen))),
+            lease: std::time::Duration::from_secs(self.outbox.lease_seconds.max(1)),
+            ..Default::default()
+        })
     }
 
     pub fn server_config(&self, discard_events: bool) -> server::ServerConfig {

@@ -102,7 +102,7 @@ pub async fn start(config: &Config, discard_events: bool) -> Result<Running> {
             ..Default::default()
         },
     );
-    let state = server::AppState::new(store, Some(processor.clone()), config.server_config(discard_events))
+    let state = server::AppState::new(store.clone(), Some(processor.clone()), config.server_config(discard_events))
         .with_scoring(scoring.clone());
     let membership = state.membership().clone();
     let runner = state.runner().clone();
@@ -127,6 +127,9 @@ pub async fn start(config: &Config, discard_events: bool) -> Result<Running> {
         tasks.push(tokio::spawn(membership.clone().run(touched, tick, full, shutdown.clone())));
         let every = std::time::Duration::from_millis(config.journeys.tick_ms.max(10));
         tasks.push(tokio::spawn(runner.run(every, shutdown.clone())));
+        let deliverer = std::sync::Arc::new(runner::deliver::Deliverer::new(store.clone(), config.delivery_config()?)?);
+        let every = std::time::Duration::from_millis(config.outbox.tick_ms.max(10));
+        tasks.push(tokio::spawn(deliverer.run(every, shutdown.clone())));
     }
     tracing::info!(%addr, store = %backend.describe(config), "steward is serving");
     Ok(Running { addr, shutdown, backend, tasks, scoring, membership })
