@@ -88,6 +88,10 @@ pub struct OutboxConfig {
     pub lease_seconds: u64,
     /// Where Steward is reached from outside (`https://cs.example.com`), for unsubscribe links.
     pub public_url: Option<String>,
+    /// Emails sent per second at most, per workspace (and as many at once after a pause).
+    pub email_per_second: f64,
+    /// Webhook calls per second at most, per workspace.
+    pub webhook_per_second: f64,
 }
 
 #[derive(Clone, Debug, Serialize, Deserialize)]
@@ -142,7 +146,13 @@ impl Default for Config {
                 helo: "steward.localdomain".into(),
                 from: None,
             },
-            outbox: OutboxConfig { tick_ms: 500, lease_seconds: 60, public_url: None },
+            outbox: OutboxConfig {
+                tick_ms: 500,
+                lease_seconds: 60,
+                public_url: None,
+                email_per_second: 50.0,
+                webhook_per_second: 50.0,
+            },
         }
     }
 }
@@ -284,6 +294,8 @@ impl Config {
             from: e.from.clone(),
             public_url: self.outbox.public_url.clone().or_else(|| Some(format!("http://{}", self.listen))),
             lease: std::time::Duration::from_secs(self.outbox.lease_seconds.max(1)),
+            email_rate: rate("outbox.email_per_second", self.outbox.email_per_second)?,
+            webhook_rate: rate("outbox.webhook_per_second", self.outbox.webhook_per_second)?,
             ..Default::default()
         })
     }
@@ -296,6 +308,14 @@ impl Config {
             ..Default::default()
         }
     }
+}
+
+/// A rate and its burst (a second's worth, at least one).
+fn rate(name: &str, per_second: f64) -> Result<(f64, u32)> {
+    if !(per_second.is_finite() && per_second > 0.0) {
+        anyhow::bail!("{name}: expected a positive number, not {per_second}");
+    }
+    Ok((per_second, per_second.ceil().clamp(1.0, 100_000.0) as u32))
 }
 
 pub fn init_logging(config: &Config) {

@@ -56,12 +56,16 @@ pub struct Server {
 impl Server {
     /// Starts `steward serve` on a free port and waits until it is ready.
     pub async fn start(data_dir: &Path) -> Server {
+        Server::start_with(data_dir, &[]).await
+    }
+
+    /// [`Server::start`] with configuration from the environment (`STEWARD_EMAIL__HOST`...).
+    pub async fn start_with(data_dir: &Path, env: &[(&str, String)]) -> Server {
         let port = free_port();
-        let child =
-            steward(&["serve", "--listen", &format!("127.0.0.1:{port}"), "--data-dir", data_dir.to_str().unwrap()])
-                .stdout(Stdio::null())
-                .spawn()
-                .unwrap();
+        let mut cmd =
+            steward(&["serve", "--listen", &format!("127.0.0.1:{port}"), "--data-dir", data_dir.to_str().unwrap()]);
+        cmd.envs(env.iter().map(|(k, v)| (*k, v.as_str())));
+        let child = cmd.stdout(Stdio::null()).spawn().unwrap();
         let server = Server { child, base: format!("http://127.0.0.1:{port}"), data_dir: data_dir.to_path_buf() };
         let http = Http::new();
         let deadline = Instant::now() + Duration::from_secs(30);
@@ -102,6 +106,21 @@ impl Http {
             req = req.header("authorization", format!("Bearer {b}"));
         }
         let resp = self.client.request(req.body(Full::new(Bytes::new())).unwrap()).await.ok()?;
+        let status = resp.status().as_u16();
+        let body = resp.into_body().collect().await.ok()?.to_bytes();
+        Some((status, serde_json::from_slice(&body).unwrap_or(Value::Null)))
+    }
+
+    /// A request with a secret key as the bearer and a JSON body. None when the connection fails.
+    pub async fn send(&self, method: &str, url: &str, bearer: &str, body: Value) -> Option<(u16, Value)> {
+        let req = hyper::Request::builder()
+            .method(method)
+            .uri(url)
+            .header("content-type", "application/json")
+            .header("authorization", format!("Bearer {bearer}"))
+            .body(Full::new(Bytes::from(body.to_string())))
+            .unwrap();
+        let resp = self.client.request(req).await.ok()?;
         let status = resp.status().as_u16();
         let body = resp.into_body().collect().await.ok()?.to_bytes();
         Some((status, serde_json::from_slice(&body).unwrap_or(Value::Null)))
