@@ -2,14 +2,16 @@
 //! attempt, and schedules the next one (exponential backoff with jitter over about three
 //! days, `Retry-After` honoured) or makes it a dead letter an operator can replay.
 //!
-//! Email goes in two steps so that a crash cannot silently send twice: the message is
-//! written to the relay up to the final `.` of its data, the outbox row is marked handed over
-//! (a commit), and only then is the relay's answer read. A crash after the mark leaves the
-//! row handed over, counted as sent and never sent again; a crash before it leaves the row
-//! held, taken again when its lease ends, and the attempt recorded as interrupted. Between
-//! the final `.` reaching the relay and the mark reaching the database (well under a
-//! millisecond) a crash can still make a second copy (RFC 1047), which carries the same
-//! `Message-ID`, as a webhook's retry carries the same `webhook-id`.
+//! Email goes in two steps so that a crash cannot send twice: the message is written to the
+//! relay up to the final `.` of its data, a line goes to the hand-over journal (one `write`,
+//! with nothing else run in between), the outbox row is marked handed over (a commit), and
+//! only then is the relay's answer read. A crash after the line leaves the email counted as
+//! sent ([`Deliverer::recover`] marks it at the next start) and never sent again; a crash
+//! before the data's end leaves the row held, taken again when its lease ends, the attempt
+//! recorded as interrupted (the relay drops a message whose data did not end). Only a crash
+//! in the microseconds between the final `.` leaving and the journal's line can make a second
+//! copy (RFC 1047's window), and it carries the same `Message-ID`, as a webhook's retry
+//! carries the same `webhook-id` for its receiver to drop.
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
@@ -56,6 +58,9 @@ pub struct DeliveryConfig {
     pub batch: usize,
     /// Messages sent at once.
     pub parallel: usize,
+    /// Where the hand-over journal is kept (see [`Journal`]); none: hand-overs are recorded
+    /// in the store only.
+    pub journal: Option<std::path::PathBuf>,
     /// Messages per second and burst, per workspace and channel.
     pub email_rate: (f64, u32),
     pub slack_rate: (f64, u32),
@@ -68,6 +73,7 @@ impl Default for DeliveryConfig {
             smtp: None,
             from: None,
             public_url: None,
+            journal: None,
             http: outbox::http::HttpConfig::default(),
             lease: Duration::from_secs(60),
             batch: 200,
@@ -86,6 +92,7 @@ pub struct Deliverer {
     http: HttpClient,
     limits: Mutex<HashMap<(WorkspaceId, Channel), RateLimit>>,
     started: Instant,
+    journal: Option<Journal>,
 }
 
 /// What a round did.
@@ -111,7 +118,49 @@ impl Deliverer {
             None => None,
         };
         let http = HttpClient::new(&config.http).map_err(|e| crate::Error::Refused(format!("HTTP client: {e}")))?;
-        Ok(Deliverer { store, config, smtp, http, limits: Mutex::new(HashMap::new()), started: Instant::now() })
+        let journal = match &config.journal {
+            Some(path) => Some(
+                Journal::open(path)
+                    .map_err(|e| crate::Error::Refused(format!("the hand-over journal {}: {e}", path.display())))?,
+            ),
+            None => None,
+        };
+        Ok(Deliverer {
+            store,
+            config,
+            smtp,
+            http,
+            limits: Mutex::new(HashMap::new()),
+            started: Instant::now(),
+            journal,
+        })
+    }
+
+    /// Marks handed over the messages the journal says were handed to the relay before a
+    /// crash could record it in the store, then empties the journal. Run before delivering.
+    pub async fn recover(&self) -> Result<usize> {
+        let Some(journal) = &self.journal else { return Ok(0) };
+        let entries =
+            journal.entries().map_err(|e| crate::Error::Refused(format!("reading the hand-over journal: {e}")))?;
+        let mut marked = 0;
+        let now = Utc::now();
+        for (ws, id) in entries {
+            let Ok(ws) = WorkspaceId::parse(&ws) else { continue };
+            let Some(m) = self.store.get_message(&ws, &id).await? else { continue };
+            if m.status != MessageStatus::Sending {
+                continue;
+            }
+            let update = finish(&m, MessageStatus::Handed, now, Some(RECOVERED.into()), None);
+            let detail = RECOVERED.to_owned();
+            let update = with_attempt(update, &m, "unconfirmed", None, detail, Instant::now(), now);
+            self.store.update_messages(&ws, &[update], now).await?;
+            marked += 1;
+        }
+        journal.clear().map_err(|e| crate::Error::Refused(format!("emptying the hand-over journal: {e}")))?;
+        if marked > 0 {
+            tracing::info!(marked, "messages handed over before a crash are counted as sent");
+        }
+        Ok(marked)
     }
 
     /// Takes the messages due at `now` and delivers them; retries are scheduled from `now`.
@@ -228,8 +277,17 @@ impl Deliverer {
                         Err(outcome) => outcome,
                         Ok(handed) => {
                             // Counted as sent from here on: a crash now does not send it again.
+                            // The journal line is written before anything else can run (no
+                            // await between the data's end and it); the store's mark follows.
+                            if let Some(j) = &self.journal {
+                                j.record(ws, &m.message_id);
+                            }
                             let mark = finish(&m, MessageStatus::Handed, now, None, None);
-                            self.store.update_messages(ws, &[mark], now).await?;
+                            let marked = self.store.update_messages(ws, &[mark], now).await;
+                            if let Some(j) = &self.journal {
+                                j.done();
+                            }
+                            marked?;
                             match handed.confirm().await {
                                 // No answer at all: it may have arrived; it stays handed over,
                                 // visible, and is not sent again.
@@ -357,7 +415,8 @@ impl Deliverer {
             subject: rendered.subject,
             html: rendered.html,
             text: rendered.text,
-            list_unsubscribe: unsubscribe,
+            // One-click unsubscribe headers need HTTPS (RFC 8058); the link in the body works either way.
+            list_unsubscribe: unsubscribe.filter(|u| u.starts_with("https://")),
             headers: Vec::new(),
         })
     }
@@ -389,6 +448,10 @@ impl Deliverer {
     /// Delivers every workspace's due messages every `every` until `shutdown`, and again at
     /// once while a round finds a full batch.
     pub async fn run(self: Arc<Self>, every: Duration, shutdown: tokio_util::sync::CancellationToken) {
+        if let Err(e) = self.recover().await {
+            tracing::error!(error = %e, "the hand-over journal could not be read; deliveries wait");
+            return;
+        }
         loop {
             let mut busy = false;
             match self.store.list_workspaces().await {
@@ -412,6 +475,73 @@ impl Deliverer {
                 _ = tokio::time::sleep(every) => {}
             }
         }
+    }
+}
+
+const RECOVERED: &str = "handed to the relay before a crash; its answer was not read";
+
+/// The hand-over journal: one line per email handed to the relay (`workspace<TAB>message`),
+/// appended with one `write` the moment the data's final `.` is written and before the store
+/// can record it. A process killed then leaves the line, which [`Deliverer::recover`] turns
+/// into the store's mark at the next start, so the email is not sent again. Emptied when no
+/// hand-over is between its line and its mark and it has grown past a megabyte.
+struct Journal {
+    state: Mutex<JournalState>,
+    path: std::path::PathBuf,
+}
+
+struct JournalState {
+    file: std::fs::File,
+    size: u64,
+    in_flight: usize,
+}
+
+const JOURNAL_LIMIT: u64 = 1 << 20;
+
+impl Journal {
+    fn open(path: &std::path::Path) -> std::io::Result<Journal> {
+        if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
+            std::fs::create_dir_all(dir)?;
+        }
+        let file = std::fs::OpenOptions::new().create(true).append(true).open(path)?;
+        let size = file.metadata()?.len();
+        Ok(Journal { state: Mutex::new(JournalState { file, size, in_flight: 0 }), path: path.to_owned() })
+    }
+
+    fn record(&self, ws: &WorkspaceId, id: &str) {
+        use std::io::Write;
+        let line = format!("{}\t{id}\n", ws.as_str());
+        let mut s = self.state.lock().expect("journal lock");
+        s.in_flight += 1;
+        match s.file.write_all(line.as_bytes()) {
+            Ok(()) => s.size += line.len() as u64,
+            Err(e) => tracing::error!(error = %e, "writing the hand-over journal failed"),
+        }
+    }
+
+    fn done(&self) {
+        let mut s = self.state.lock().expect("journal lock");
+        s.in_flight = s.in_flight.saturating_sub(1);
+        if s.in_flight == 0 && s.size > JOURNAL_LIMIT {
+            match s.file.set_len(0) {
+                Ok(()) => s.size = 0,
+                Err(e) => tracing::warn!(error = %e, "emptying the hand-over journal failed"),
+            }
+        }
+    }
+
+    fn entries(&self) -> std::io::Result<Vec<(String, String)>> {
+        let text = std::fs::read_to_string(&self.path)?;
+        Ok(text.lines().filter_map(|l| l.split_once('\t')).map(|(ws, id)| (ws.to_owned(), id.to_owned())).collect())
+    }
+
+    fn clear(&self) -> std::io::Result<()> {
+        let mut s = self.state.lock().expect("journal lock");
+        if s.in_flight == 0 {
+            s.file.set_len(0)?;
+            s.size = 0;
+        }
+        Ok(())
     }
 }
 

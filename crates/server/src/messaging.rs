@@ -129,6 +129,10 @@ pub(crate) async fn delete_template(
     Ok(StatusCode::NO_CONTENT.into_response())
 }
 
+/// What a preview's `unsubscribe_url` is when the context does not give one: every email is
+/// given its link when sent, so a template that uses it must preview too.
+const PREVIEW_UNSUBSCRIBE_URL: &str = "https://steward.invalid/unsubscribe/preview";
+
 /// `POST /api/v1/templates/{name}/preview` `{"context": {...}}`: the template filled in, as a
 /// recipient would get it (a name the context lacks is an error, as when sending).
 pub(crate) async fn preview_template(
@@ -144,7 +148,15 @@ pub(crate) async fn preview_template(
     let t: Template =
         serde_json::from_value(t.clone()).map_err(|e| ApiError::bad_request("invalid_template", e.to_string()))?;
     let v = body_json(&body)?;
-    let context = v.get("context").cloned().unwrap_or(json!({}));
+    let mut context = match v.get("context") {
+        None | Some(Value::Null) => Map::new(),
+        Some(Value::Object(m)) => m.clone(),
+        Some(_) => {
+            return Err(ApiError::bad_request("invalid_context", "`context` must be an object").field("context"));
+        }
+    };
+    context.entry("unsubscribe_url").or_insert_with(|| json!(PREVIEW_UNSUBSCRIBE_URL));
+    let context = Value::Object(context);
     let rendered = outbox::template::render(&t, &context).map_err(|e| ApiError {
         details: e.line.map(|l| json!({"position": {"line": l}})),
         ..ApiError::bad_request("invalid_context", e.to_string())
@@ -172,20 +184,31 @@ pub(crate) async fn put_messaging(
     let now = Utc::now();
     let mut updates: Vec<(&str, Value)> = Vec::new();
     if let Some(from) = v.get("email_from") {
-        if !from.is_null() {
+        let value = if from.is_null() {
+            Value::Null
+        } else {
             let address = from.get("address").and_then(Value::as_str).unwrap_or("");
-            let name = from.get("name").and_then(Value::as_str);
-            outbox::email::Mailbox::new(name, address)
-                .map_err(|e| ApiError::bad_request("invalid_setting", e.to_string()).field("email_from.address"))?;
-        }
-        updates.push((SENDER, from.clone()));
+            let name = match from.get("name") {
+                None | Some(Value::Null) => None,
+                Some(Value::String(n)) => Some(n.as_str()),
+                Some(_) => {
+                    return Err(ApiError::bad_request("invalid_settings", "`email_from.name` must be a string")
+                        .field("email_from.name"));
+                }
+            };
+            let mailbox = outbox::email::Mailbox::new(name, address)
+                .map_err(|e| ApiError::bad_request("invalid_settings", e.to_string()).field("email_from.address"))?;
+            // As checked: the address trimmed, nothing else kept.
+            json!({"name": mailbox.name(), "address": mailbox.address()})
+        };
+        updates.push((SENDER, value));
     }
     if let Some(url) = v.get("slack_webhook_url") {
         match url {
             Value::Null => {}
             Value::String(u) if u.starts_with("https://") || u.starts_with("http://") => {}
             _ => {
-                return Err(ApiError::bad_request("invalid_setting", "`slack_webhook_url` must be an http(s) URL")
+                return Err(ApiError::bad_request("invalid_settings", "`slack_webhook_url` must be an http(s) URL")
                     .field("slack_webhook_url"));
             }
         }
@@ -228,7 +251,17 @@ pub(crate) async fn list_suppressions(State(s): State<AppState>, headers: Header
     Ok(Json(json!({"data": out})).into_response())
 }
 
-/// `POST /api/v1/suppressions` `{"endpoint", "reason"}`: stop sending to an address or URL.
+/// A workspace's suppression of `endpoint` (compared without case), as stored.
+async fn suppression(s: &AppState, ws: &domain::WorkspaceId, endpoint: &str) -> Result<Option<Value>, ApiError> {
+    let all = s.store().blocked_endpoints(ws).await?;
+    Ok(all
+        .into_iter()
+        .find(|(e, _, _)| e.to_lowercase() == endpoint)
+        .map(|(endpoint, reason, at)| json!({"endpoint": endpoint, "reason": reason, "at": at})))
+}
+
+/// `POST /api/v1/suppressions` `{"endpoint", "reason"}`: stop sending to an address or URL;
+/// 201 with the entry, or 200 with it as it was when the endpoint is already suppressed.
 pub(crate) async fn add_suppression(
     State(s): State<AppState>,
     headers: HeaderMap,
@@ -241,9 +274,15 @@ pub(crate) async fn add_suppression(
             ApiError::bad_request("invalid_suppression", "`endpoint` (an email address or a URL) is required")
                 .field("endpoint")
         })?;
+    let endpoint = endpoint.to_lowercase();
     let reason = v.get("reason").and_then(Value::as_str).unwrap_or("suppressed by an operator");
-    s.store().block_endpoint(&ws, &endpoint.to_lowercase(), reason, Utc::now()).await?;
-    Ok((StatusCode::CREATED, Json(json!({"endpoint": endpoint.to_lowercase(), "reason": reason}))).into_response())
+    if let Some(existing) = suppression(&s, &ws, &endpoint).await? {
+        return Ok(Json(existing).into_response());
+    }
+    s.store().block_endpoint(&ws, &endpoint, reason, Utc::now()).await?;
+    let stored =
+        suppression(&s, &ws, &endpoint).await?.unwrap_or_else(|| json!({"endpoint": endpoint, "reason": reason}));
+    Ok((StatusCode::CREATED, Json(stored)).into_response())
 }
 
 /// `DELETE /api/v1/suppressions?endpoint=`: send to it again.
@@ -255,11 +294,14 @@ pub(crate) async fn remove_suppression(
     let ws = operator(&s, &headers).await?.workspace_id;
     let endpoint = q
         .get("endpoint")
+        .map(|e| e.trim())
+        .filter(|e| !e.is_empty())
         .ok_or_else(|| ApiError::bad_request("invalid_parameter", "`endpoint` is required").field("endpoint"))?;
     let removed = s.store().unblock_endpoint(&ws, endpoint).await?
         || s.store().unblock_endpoint(&ws, &endpoint.to_lowercase()).await?;
     if !removed {
-        return Err(ApiError::new(StatusCode::NOT_FOUND, "not_found", "that endpoint is not suppressed"));
+        return Err(ApiError::new(StatusCode::NOT_FOUND, "suppression_not_found", "that endpoint is not suppressed")
+            .field("endpoint"));
     }
     Ok(StatusCode::NO_CONTENT.into_response())
 }
