@@ -5,7 +5,10 @@ use domain::Timestamp;
 use segments::{Facts, Field, Val};
 use std::collections::HashSet;
 use store::usage::ANY;
-use store::{Account, PersonSummary, ScorePoint, Subscription, SubscriptionStatus, UsageRow};
+use store::{
+    Account, PersonSummary, ScorePoint, Subscription, SubscriptionStatus, Ticket, TicketPriority, TicketStatus,
+    UsageRow,
+};
 
 /// Days over which `active_users` counts people.
 pub(crate) const ACTIVE_USERS_DAYS: u64 = 28;
@@ -16,6 +19,8 @@ pub(crate) struct AccountFacts<'a> {
     pub account: Option<&'a Account>,
     pub score: Option<&'a ScorePoint>,
     pub subscriptions: &'a [Subscription],
+    /// Its support tickets (read only when a condition counts them).
+    pub tickets: &'a [Ticket],
     /// Its usage rows, by metric and month.
     pub usage: &'a [UsageRow],
     /// The segments it is a member of, by name, as this evaluation has them so far.
@@ -30,6 +35,23 @@ impl AccountFacts<'_> {
             matches!(s.status, SubscriptionStatus::Active | SubscriptionStatus::Trialing | SubscriptionStatus::PastDue)
                 && s.started_at <= self.now
                 && s.ended_at.is_none_or(|e| e > self.now)
+        })
+    }
+
+    /// When the current paid period or contract ends: the latest end of the subscriptions
+    /// active (or past due) now.
+    fn renews_at(&self) -> Option<Timestamp> {
+        self.current()
+            .filter(|s| matches!(s.status, SubscriptionStatus::Active | SubscriptionStatus::PastDue))
+            .filter_map(|s| s.current_period_end.max(s.ended_at))
+            .max()
+    }
+
+    /// Tickets not solved or closed, and those of them marked high or urgent.
+    fn open_tickets(&self) -> (usize, usize) {
+        let open = self.tickets.iter().filter(|t| !matches!(t.status, TicketStatus::Solved | TicketStatus::Closed));
+        open.fold((0, 0), |(all, urgent), t| {
+            (all + 1, urgent + usize::from(matches!(t.priority, TicketPriority::High | TicketPriority::Urgent)))
         })
     }
 
@@ -118,6 +140,9 @@ impl Facts for AccountFacts<'_> {
                 self.account.map(|a| a.first_seen_at.unwrap_or(a.created_at)).map_or(Val::Missing, Val::Time)
             }
             Field::LastSeen => self.account.and_then(|a| a.last_seen_at).map_or(Val::Missing, Val::Time),
+            Field::RenewsAt => self.renews_at().map_or(Val::Missing, Val::Time),
+            Field::OpenTickets => Val::Num(self.open_tickets().0 as f64),
+            Field::UrgentTickets => Val::Num(self.open_tickets().1 as f64),
             Field::Email => Val::Missing,
         }
     }

@@ -19,7 +19,7 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 use store::{
     Account, MembershipUpdate, PageRequest, PersonSummary, ScorePoint, SegmentChange, SegmentRecord, Store, StoreError,
-    SubjectKind, Subscription, UsageRow,
+    SubjectKind, Subscription, Ticket, UsageRow,
 };
 
 use crate::facts::{AccountFacts, PersonFacts};
@@ -98,8 +98,30 @@ struct Compiled {
 #[derive(Default)]
 struct Kinded {
     ordered: Vec<Compiled>,
+    /// What its conditions read, together.
+    reads: Reads,
+}
+
+/// What evaluating some conditions reads of an account beyond its record, scores and
+/// subscriptions.
+#[derive(Clone, Copy, Debug, Default)]
+struct Reads {
     /// How far back any condition looks at usage: `None` for all of it.
     usage_days: Option<u32>,
+    /// Whether any condition counts support tickets.
+    tickets: bool,
+}
+
+impl Reads {
+    fn of(segment: &Segment) -> Reads {
+        Reads { usage_days: segment.usage_days, tickets: segment.tickets }
+    }
+
+    /// What these and `b` read together.
+    fn and(self, b: Reads) -> Reads {
+        let usage_days = self.usage_days.zip(b.usage_days).map(|(x, y)| x.max(y));
+        Reads { usage_days, tickets: self.tickets || b.tickets }
+    }
 }
 
 /// A workspace's segments, compiled.
@@ -161,6 +183,7 @@ struct Records {
     accounts: HashMap<String, Account>,
     scores: HashMap<String, ScorePoint>,
     subscriptions: HashMap<String, Vec<Subscription>>,
+    tickets: HashMap<String, Vec<Ticket>>,
     usage: HashMap<String, Vec<UsageRow>>,
 }
 
@@ -189,6 +212,7 @@ impl Subjects {
                 account: r.accounts.get(id),
                 score: r.scores.get(id),
                 subscriptions: r.subscriptions.get(id).map_or(&[], Vec::as_slice),
+                tickets: r.tickets.get(id).map_or(&[], Vec::as_slice),
                 usage: r.usage.get(id).map_or(&[], Vec::as_slice),
                 segments: names,
                 now,
@@ -378,7 +402,7 @@ impl Engine {
         let d = Definition { name: "preview".into(), kind, condition: condition.into(), description: None };
         let segment = self.check(ws, &d, None).await?;
         let w = self.workspace(ws).await?;
-        let subjects = self.load_all(ws, kind, segment.usage_days, now).await?;
+        let subjects = self.load_all(ws, kind, Reads::of(&segment), now).await?;
         let current = self.all_memberships(ws, w.of(kind)).await?;
         let (mut size, mut of, mut members) = (0u64, 0u64, Vec::new());
         let none = HashSet::new();
@@ -415,7 +439,7 @@ impl Engine {
         let mut unique: Vec<String> = ids.to_vec();
         unique.sort_unstable();
         unique.dedup();
-        let subjects = self.load_some(ws, kind, &unique, segment.usage_days, now).await?;
+        let subjects = self.load_some(ws, kind, &unique, Reads::of(&segment), now).await?;
         let mut verdicts: HashMap<&str, bool> = HashMap::new();
         for id in subjects.ids() {
             let names: HashSet<String> = if segment.depends_on.is_empty() {
@@ -452,8 +476,9 @@ impl Engine {
         }
         let kinded = |compiled: Vec<Compiled>| {
             let ordered = order(compiled);
-            let usage_days = ordered.iter().try_fold(0, |days: u32, c| c.segment.usage_days.map(|d| days.max(d)));
-            Kinded { ordered, usage_days }
+            let none = Reads { usage_days: Some(0), tickets: false };
+            let reads = ordered.iter().fold(none, |r, c| r.and(Reads::of(&c.segment)));
+            Kinded { ordered, reads }
         };
         let w = Arc::new(Workspace { made: Instant::now(), accounts: kinded(accounts), people: kinded(people) });
         self.compiled.lock().expect("compiled lock").insert(ws.clone(), w.clone());
@@ -492,7 +517,7 @@ impl Engine {
         let k = w.of(kind);
         let target = k.ordered.iter().find(|c| c.record.segment_id == id).ok_or(Error::NotFound)?;
         let pass = self.begin_pass(ws);
-        let subjects = self.load_all(ws, kind, k.usage_days, now).await?;
+        let subjects = self.load_all(ws, kind, k.reads, now).await?;
         let current = self.all_memberships(ws, k).await?;
         let was: HashSet<String> = self.members(ws, id).await?.into_iter().collect();
         let mut updates = Vec::new();
@@ -525,7 +550,7 @@ impl Engine {
                 continue;
             }
             let pass = self.begin_pass(ws);
-            let subjects = self.load_all(ws, kind, k.usage_days, now).await?;
+            let subjects = self.load_all(ws, kind, k.reads, now).await?;
             let current = self.all_memberships(ws, k).await?;
             let updates = evaluate_in_order(k, &subjects, &subjects.ids(), current, now);
             for (c, u) in k.ordered.iter().zip(&updates) {
@@ -728,7 +753,7 @@ impl Engine {
         ids.sort_unstable();
         ids.dedup();
         self.mark_evaluated(ws, &ids).await;
-        let subjects = self.load_some(ws, kind, &ids, k.usage_days, now).await?;
+        let subjects = self.load_some(ws, kind, &ids, k.reads, now).await?;
         let by_id: HashMap<&str, &str> =
             k.ordered.iter().map(|c| (c.record.segment_id.as_str(), c.record.name.as_str())).collect();
         let present = subjects.ids();
@@ -778,14 +803,9 @@ impl Engine {
         }
     }
 
-    /// Every subject of `kind`, with account usage from `usage_days` back (all of it for `None`).
-    async fn load_all(
-        &self,
-        ws: &WorkspaceId,
-        kind: SubjectKind,
-        usage_days: Option<u32>,
-        now: Timestamp,
-    ) -> Result<Subjects> {
+    /// Every subject of `kind`, with what `reads` says of accounts: usage from `usage_days`
+    /// back (all of it for `None`), tickets when conditions count them.
+    async fn load_all(&self, ws: &WorkspaceId, kind: SubjectKind, reads: Reads, now: Timestamp) -> Result<Subjects> {
         if kind == SubjectKind::People {
             let mut people = HashMap::new();
             let mut page = PageRequest::first(store::MAX_LIMIT);
@@ -799,7 +819,7 @@ impl Engine {
             }
         }
         let today = now.date_naive();
-        let from = usage_from(today, usage_days);
+        let from = usage_from(today, reads.usage_days);
         let mut records = Records::default();
         let mut page = PageRequest::first(store::MAX_LIMIT);
         loop {
@@ -815,6 +835,14 @@ impl Engine {
         for s in self.store.list_subscriptions(ws).await? {
             records.subscriptions.entry(s.account_id.to_string()).or_default().push(s);
         }
+        if reads.tickets {
+            // A ticket opened long ago may still be open: all of them.
+            for t in self.store.list_tickets(ws, chrono::DateTime::UNIX_EPOCH).await? {
+                if let Some(account) = &t.account_id {
+                    records.tickets.entry(account.to_string()).or_default().push(t);
+                }
+            }
+        }
         for row in self.store.accounts_usage(ws, None, from, today + Days::new(1)).await? {
             records.usage.entry(row.account_id.to_string()).or_default().push(row);
         }
@@ -827,7 +855,7 @@ impl Engine {
         ws: &WorkspaceId,
         kind: SubjectKind,
         ids: &[String],
-        usage_days: Option<u32>,
+        reads: Reads,
         now: Timestamp,
     ) -> Result<Subjects> {
         if kind == SubjectKind::People {
@@ -856,7 +884,7 @@ impl Engine {
             ));
         }
         let today = now.date_naive();
-        let from = usage_from(today, usage_days);
+        let from = usage_from(today, reads.usage_days);
         let read = |id: &String| {
             let id = id.clone();
             async move {
@@ -888,6 +916,7 @@ impl Engine {
                 records.scores.insert(id.clone(), p.clone());
             }
             records.subscriptions.insert(id.clone(), r.subscriptions);
+            records.tickets.insert(id.clone(), r.tickets);
             records.usage.insert(id, r.usage);
         }
         Ok(Subjects::Accounts(records))

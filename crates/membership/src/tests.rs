@@ -1,5 +1,5 @@
 use super::*;
-use chrono::{DateTime, TimeZone, Utc};
+use chrono::{DateTime, Datelike, TimeZone, Utc};
 use serde_json::{Value, json};
 
 fn at(month: u32, day: u32, hour: u32) -> DateTime<Utc> {
@@ -312,7 +312,7 @@ async fn a_full_pass_never_writes_over_a_fresher_result() {
     let compiled = w.engine.workspace(&w.ws).await.unwrap();
     let k = compiled.of(SubjectKind::Accounts);
     let pass = w.engine.begin_pass(&w.ws);
-    let subjects = w.engine.load_all(&w.ws, SubjectKind::Accounts, k.usage_days, now).await.unwrap();
+    let subjects = w.engine.load_all(&w.ws, SubjectKind::Accounts, k.reads, now).await.unwrap();
     let current = w.engine.all_memberships(&w.ws, k).await.unwrap();
     let stale = evaluate_in_order(k, &subjects, &subjects.ids(), current, now);
     // ...then beta creates a report and is evaluated alone, leaving...
@@ -326,4 +326,113 @@ async fn a_full_pass_never_writes_over_a_fresher_result() {
     drop(pass);
     assert_eq!(w.members(&id).await, ["gamma"]);
     assert!(w.engine.passes.lock().unwrap().is_empty(), "a pass ends when dropped");
+}
+
+fn subscription(id: &str, account: &str, status: store::SubscriptionStatus, period_end: DateTime<Utc>) -> Subscription {
+    Subscription {
+        subscription_id: id.into(),
+        account_id: AccountId::parse(account).unwrap(),
+        plan: Some("pro".into()),
+        status,
+        mrr: domain::Money::new(10_000, domain::Currency::parse("USD").unwrap()),
+        quantity: 5,
+        started_at: at(1, 1, 0),
+        ended_at: None,
+        current_period_end: Some(period_end),
+        cancel_at_period_end: false,
+        updated_at: at(1, 1, 0),
+        attributes: json!({}),
+    }
+}
+
+fn ticket(id: &str, account: &str, status: store::TicketStatus, priority: store::TicketPriority) -> Ticket {
+    Ticket {
+        ticket_id: id.into(),
+        account_id: Some(AccountId::parse(account).unwrap()),
+        person_id: None,
+        subject: "It broke".into(),
+        status,
+        priority,
+        opened_at: at(1, 5, 9),
+        first_response_at: None,
+        resolved_at: None,
+        csat: None,
+        updated_at: at(11, 19, 9),
+        attributes: json!({}),
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn renewals_enter_at_their_moment_from_the_latest_end_of_the_active_subscriptions() {
+    use store::SubscriptionStatus::{Active, Canceled, Trialing};
+    let w = World::new(story()).await;
+    let subs = [
+        // acme renews on February 1st: its later, cancelled subscription does not count.
+        subscription("s1", "acme", Active, at(2, 1, 0).with_year(2027).unwrap()),
+        subscription("s2", "acme", Canceled, at(6, 1, 0).with_year(2027).unwrap()),
+        // beta has two active subscriptions: the contract ends with the later one.
+        subscription("s3", "beta", Active, at(12, 10, 0)),
+        subscription("s4", "beta", Active, at(12, 24, 0)),
+        // gamma only tries the product.
+        subscription("s5", "gamma", Trialing, at(12, 5, 0)),
+    ];
+    for s in &subs {
+        w.store.upsert_subscription(&w.ws, s).await.unwrap();
+    }
+    let now = at(11, 20, 12);
+    let saved = w.create("Renewal in 60 days", "days_until(renews_at) < 60", now).await.unwrap();
+    let id = saved.segment.segment_id.clone();
+    assert_eq!(w.members(&id).await, ["beta"]);
+    // A band of days before the renewal: beta, 33 days and a half before its renewal, is not in it yet.
+    let band = w.create("Renewal in 30 days", "days_until(renews_at) < 30 and days_until(renews_at) >= 7", now);
+    let band = band.await.unwrap().segment.segment_id;
+    assert_eq!(w.members(&band).await, Vec::<String>::new());
+
+    // beta enters the band 30 days before December 24th, and leaves it 7 days before.
+    assert_eq!(entries(&w.engine.run_due(&w.ws, at(11, 23, 23)).await.unwrap()), []);
+    assert_eq!(entries(&w.engine.run_due(&w.ws, at(11, 24, 0)).await.unwrap()), [("beta".into(), true)]);
+    // acme enters 60 days before February 1st, at that moment.
+    let enters = at(2, 1, 0).with_year(2027).unwrap() - chrono::Duration::days(60);
+    assert_eq!(entries(&w.engine.run_due(&w.ws, enters - chrono::Duration::seconds(1)).await.unwrap()), []);
+    let flipped = w.engine.run_due(&w.ws, enters).await.unwrap();
+    assert_eq!(entries(&flipped), [("acme".into(), true)]);
+    assert_eq!(flipped[0].at, enters);
+    assert_eq!(w.members(&id).await, ["acme", "beta"]);
+    assert_eq!(entries(&w.engine.run_due(&w.ws, at(12, 17, 0)).await.unwrap()), [("beta".into(), false)]);
+    // A full pass agrees.
+    assert_eq!(entries(&w.engine.recompute_all(&w.ws, at(12, 17, 1)).await.unwrap()), []);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn ticket_counts_follow_the_tickets_status_and_priority() {
+    use store::TicketPriority::{High, Low, Normal, Urgent};
+    use store::TicketStatus::{Closed, New, Open, Pending, Solved};
+    let w = World::new(story()).await;
+    let tickets = [
+        ticket("t1", "acme", Open, Urgent),
+        ticket("t2", "acme", Pending, Low),
+        ticket("t3", "acme", Solved, High),
+        ticket("t4", "beta", New, High),
+        ticket("t5", "gamma", Closed, Urgent),
+        ticket("t6", "gamma", Open, Normal),
+    ];
+    for t in &tickets {
+        w.store.upsert_ticket(&w.ws, t).await.unwrap();
+    }
+    let now = at(11, 20, 12);
+    let urgent = w.create("Urgent ticket open", "urgent_tickets > 0", now).await.unwrap().segment.segment_id;
+    assert_eq!(w.members(&urgent).await, ["acme", "beta"]);
+    let busy = w.create("Busy support", "open_tickets >= 2", now).await.unwrap().segment.segment_id;
+    assert_eq!(w.members(&busy).await, ["acme"]);
+
+    // acme's urgent ticket is solved: evaluating acme alone (as after a change) lets it go.
+    let mut solved = tickets[0].clone();
+    solved.status = Solved;
+    solved.updated_at = at(11, 21, 9);
+    w.store.upsert_ticket(&w.ws, &solved).await.unwrap();
+    let later = at(11, 21, 10);
+    let changes = w.engine.evaluate_accounts(&w.ws, &[AccountId::parse("acme").unwrap()], later).await.unwrap();
+    assert_eq!(entries(&changes), [("acme".into(), false), ("acme".into(), false)]);
+    assert_eq!(w.members(&urgent).await, ["beta"]);
+    assert_eq!(entries(&w.engine.recompute_all(&w.ws, later).await.unwrap()), []);
 }

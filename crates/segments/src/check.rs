@@ -52,6 +52,20 @@ pub enum Field {
     ActiveUsers,
     CreatedAt,
     LastSeen,
+    /// When the account's current paid period or contract ends: the latest end of its
+    /// active subscriptions.
+    RenewsAt,
+    /// Support tickets not solved or closed.
+    OpenTickets,
+    /// Open tickets of priority high or urgent.
+    UrgentTickets,
+}
+
+impl Field {
+    /// Whether the field is read from the account's support tickets.
+    pub fn reads_tickets(self) -> bool {
+        matches!(self, Field::OpenTickets | Field::UrgentTickets)
+    }
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -96,6 +110,9 @@ const ACCOUNT_FIELDS: &[(&str, Field, Type)] = &[
     ("created_at", Field::CreatedAt, Type::Time),
     ("signup", Field::CreatedAt, Type::Time),
     ("last_seen", Field::LastSeen, Type::Time),
+    ("renews_at", Field::RenewsAt, Type::Time),
+    ("open_tickets", Field::OpenTickets, Type::Num),
+    ("urgent_tickets", Field::UrgentTickets, Type::Num),
 ];
 
 const PERSON_FIELDS: &[(&str, Field, Type)] = &[
@@ -107,7 +124,7 @@ const PERSON_FIELDS: &[(&str, Field, Type)] = &[
     ("last_seen", Field::LastSeen, Type::Time),
 ];
 
-const FUNCTIONS: &str = "count, active_days, first, last and days_since";
+const FUNCTIONS: &[&str] = &["count", "active_days", "first", "last", "days_since", "days_until"];
 
 /// The longest window a count may take, in days.
 const MAX_WINDOW_DAYS: i64 = 366;
@@ -152,6 +169,7 @@ pub(crate) enum Term {
     First(Vec<String>),
     Last(Vec<String>),
     DaysSince(Box<Term>),
+    DaysUntil(Box<Term>),
 }
 
 struct Checker<'a> {
@@ -161,6 +179,7 @@ struct Checker<'a> {
     events: Vec<String>,
     window_days: u32,
     all_usage: bool,
+    tickets: bool,
     warnings: Vec<Warning>,
 }
 
@@ -172,11 +191,19 @@ pub(crate) fn check(text: &str, expr: &Expr, schema: &Schema) -> Result<Segment,
         events: Vec::new(),
         window_days: 0,
         all_usage: false,
+        tickets: false,
         warnings: Vec::new(),
     };
     let cond = c.cond(expr)?;
     let usage_days = (!c.all_usage).then_some(c.window_days);
-    Ok(Segment { cond, depends_on: c.depends_on, events: c.events, usage_days, warnings: c.warnings })
+    Ok(Segment {
+        cond,
+        depends_on: c.depends_on,
+        events: c.events,
+        usage_days,
+        tickets: c.tickets,
+        warnings: c.warnings,
+    })
 }
 
 impl Checker<'_> {
@@ -327,7 +354,7 @@ impl Checker<'_> {
             if ty == Type::Duration {
                 return Err(self.error(
                     v.span,
-                    "a duration is only a window or a `within` distance; days_since(...) counts days: write 14, not 14d",
+                    "a duration is only a window or a `within` distance; days_since(...) and days_until(...) count days: write 14, not 14d",
                 ));
             }
         }
@@ -360,6 +387,7 @@ impl Checker<'_> {
         if path.len() == 1 {
             let name = &path[0];
             if let Some((_, f, ty)) = fields.iter().find(|(n, _, _)| n == name) {
+                self.tickets |= f.reads_tickets();
                 return Ok((Term::Field(*f), *ty));
             }
             if self.schema.traits.contains(name) {
@@ -427,7 +455,7 @@ impl Checker<'_> {
             ("first" | "last", _) => {
                 Err(self.error(span, usage(&format!("one event, as in {name}(event \"Project Created\")"))))
             }
-            ("days_since", [Arg::Value(v)]) => {
+            ("days_since" | "days_until", [Arg::Value(v)]) => {
                 let (t, ty) = self.term(v)?;
                 let t = match (t, ty) {
                     (Term::Const(Val::Text(s)), _) => Term::Const(Val::Time(self.time(&s, v.span)?)),
@@ -435,14 +463,24 @@ impl Checker<'_> {
                     (_, ty) => {
                         return Err(self.error(
                             v.span,
-                            format!("days_since takes a time, and {} is {}", self.snippet(v.span), ty.describe()),
+                            format!("{name} takes a time, and {} is {}", self.snippet(v.span), ty.describe()),
                         ));
                     }
                 };
-                Ok((Term::DaysSince(Box::new(t)), Type::Num))
+                let t = Box::new(t);
+                Ok((if name == "days_since" { Term::DaysSince(t) } else { Term::DaysUntil(t) }, Type::Num))
             }
             ("days_since", _) => Err(self.error(span, usage("one time, as in days_since(last_seen)"))),
-            _ => Err(self.error(span, format!("there is no function `{name}`; there are {FUNCTIONS}"))),
+            ("days_until", _) => Err(self.error(span, usage("one time, as in days_until(renews_at)"))),
+            _ => {
+                let hint = match closest(name, FUNCTIONS) {
+                    Some(f) => format!("did you mean `{f}`? "),
+                    None => String::new(),
+                };
+                let last = FUNCTIONS.len() - 1;
+                let all = format!("{} and {}", FUNCTIONS[..last].join(", "), FUNCTIONS[last]);
+                Err(self.error(span, format!("there is no function `{name}`; {hint}there are {all}")))
+            }
         }
     }
 

@@ -1,6 +1,7 @@
 //! Evaluation: whether a subject is a member now, and the next moment that can change if
 //! nothing new arrives. Time moves a result in two ways only: a window slides past days with
-//! events (`count`, `active_days`), and whole days pass since a time (`days_since`). Each
+//! events (`count`, `active_days`), and whole days pass since or until a time (`days_since`,
+//! `days_until`). Each
 //! value knows how it moves, so a test finds the moment it flips instead of being asked again
 //! every day.
 
@@ -74,6 +75,11 @@ enum Path {
     Days {
         origin: DateTime<Utc>,
     },
+    /// Whole days left until `target`: `k` from `target - (k + 1) days` until `target - k
+    /// days` (so `-1` from `target` on).
+    DaysLeft {
+        target: DateTime<Utc>,
+    },
     /// The value from each moment on, in time order.
     Changes(Vec<(DateTime<Utc>, f64)>),
 }
@@ -83,6 +89,7 @@ impl Path {
         match self {
             Path::Fixed => None,
             Path::Days { origin } => Some(*origin + chrono::Duration::days(value as i64 + 1)).filter(|t| *t > now),
+            Path::DaysLeft { target } => Some(*target - chrono::Duration::days(value as i64)).filter(|t| *t > now),
             Path::Changes(c) => c.first().map(|(t, _)| *t),
         }
     }
@@ -207,6 +214,19 @@ fn flip(
             let at = *origin + chrono::Duration::days(k as i64);
             (at > now).then_some(at)
         }
+        Path::DaysLeft { target } => {
+            // The count only falls: the next value, and those on either side of each bound.
+            let mut candidates: Vec<f64> = vec![v0 - 1.0];
+            for c in critical {
+                candidates.push(c.floor());
+                candidates.push(c.ceil() - 1.0);
+            }
+            candidates.retain(|k| *k < v0);
+            candidates.sort_by(|a, b| b.total_cmp(a));
+            let k = candidates.into_iter().find(|k| holds(*k) != was)?;
+            let at = *target - chrono::Duration::days(k as i64 + 1);
+            (at > now).then_some(at)
+        }
     }
 }
 
@@ -239,12 +259,28 @@ fn term(t: &Term, facts: &dyn Facts, now: DateTime<Utc>) -> (Val, Path) {
         Term::DaysSince(inner) => {
             let (v, _) = term(inner, facts, now);
             let Some(origin) = v.instant() else { return (Val::Missing, Path::Fixed) };
-            let days = (now - origin).num_seconds().div_euclid(86_400);
+            let days = whole_days(now - origin);
             (Val::Num(days as f64), Path::Days { origin })
+        }
+        Term::DaysUntil(inner) => {
+            let (v, _) = term(inner, facts, now);
+            let Some(target) = v.instant() else { return (Val::Missing, Path::Fixed) };
+            // Whole days left, counted so that each value starts at an exact moment: 0 in
+            // the last day before `target`, -1 from `target` on.
+            let days = -whole_days(now - target) - 1;
+            (Val::Num(days as f64), Path::DaysLeft { target })
         }
         Term::Count(events, days) => window(facts, Some(events), *days, now, |n| n as f64),
         Term::ActiveDays(events, days) => window(facts, events.as_deref(), *days, now, |n| f64::from(u8::from(n > 0))),
     }
+}
+
+/// Whole days in `d`, rounded down (so a moment before a time is day -1 of it).
+fn whole_days(d: chrono::Duration) -> i64 {
+    let seconds = d.num_seconds();
+    // `num_seconds` rounds toward zero; a part of a second before counts as a whole one.
+    let seconds = if d < chrono::Duration::seconds(seconds) { seconds - 1 } else { seconds };
+    seconds.div_euclid(86_400)
 }
 
 /// A sum per day over the last `days` days (today included), and how it falls as the

@@ -7,16 +7,23 @@
 //! count(event "Report Created", 14d) == 0 and days_since(last_seen) > 14
 //! first(event "Project Created") within 7d of signup
 //! traits.region == "EMEA" or mrr >= 1000    # comments run to the end of the line
+//! days_until(renews_at) < 90 and urgent_tickets == 0
 //! ```
 //!
 //! - **Values**: numbers (`40`, `0.6`), texts in double or single quotes, `true`, `false`,
 //!   durations (`30m`, `12h`, `14d`, `2w`); the subject's fields ([`Field`]: scores, money,
-//!   seats, plan, times), its traits (by name when the workspace has that trait, or
-//!   `traits.name` always), and functions:
+//!   seats, plan, times; an account's `renews_at`, when its current paid period or contract
+//!   ends, the latest end of its active subscriptions; `open_tickets`, its support tickets
+//!   not solved or closed, and `urgent_tickets`, those of them of priority high or urgent),
+//!   its traits (by name when the workspace has that trait, or `traits.name` always), and
+//!   functions:
 //!   - `count(event "E", 14d)`: events named E in the last 14 days (today and the 13 before);
 //!   - `active_days(14d)`, `active_days(event "E", 14d)`: days with any usage, or with E;
 //!   - `first(event "E")`, `last(event "E")`: the day E was first or last seen;
-//!   - `days_since(T)`: whole days from the time T to now (`days_since(last_seen)`).
+//!   - `days_since(T)`: whole days from the time T to now (`days_since(last_seen)`);
+//!   - `days_until(T)`: whole days left from now to T, negative once T is past: 90 from 91
+//!     days before T until 90 days before, 0 in the last day, -1 from T on; so
+//!     `days_until(renews_at) < 90` holds from exactly 90 days before the renewal.
 //!
 //!   Windows are whole days (events are counted per day, UTC); event names match as the
 //!   workspace's events do: case, spaces, `_` and `-` aside (`report_created` is `Report Created`).
@@ -33,7 +40,8 @@
 //! with errors that give the line and column and say what was expected. [`Segment::evaluate`]
 //! tells whether a subject is a member now and the next moment that can change with no new
 //! data ([`Verdict::next_change`]): when a window slides past the subject's last events or a
-//! `days_since` crosses its bound, so time-based conditions flip when their time comes.
+//! `days_since` or `days_until` crosses its bound, so time-based conditions flip when their
+//! time comes.
 
 mod check;
 mod eval;
@@ -105,6 +113,8 @@ pub struct Segment {
     /// How many days of usage it reads, today included: `Some(0)` when none, `None` when all
     /// of it (`first` and `last` look at every day).
     pub usage_days: Option<u32>,
+    /// Whether it reads the account's support tickets (`open_tickets`, `urgent_tickets`).
+    pub tickets: bool,
     /// What is valid but probably not what was meant.
     pub warnings: Vec<Warning>,
 }

@@ -155,6 +155,15 @@ fn names_and_types_are_checked_with_suggestions() {
 
     let e = err("average(health) > 3");
     assert!(e.message.starts_with("there is no function `average`"), "{e}");
+    assert!(e.message.ends_with("last, days_since and days_until"), "{e}");
+    let e = err("days_untl(renews_at) < 30");
+    assert!(e.message.contains("did you mean `days_until`?"), "{e}");
+    let e = err("days_until(open_tickets) < 30");
+    assert_eq!(e.message, "days_until takes a time, and `open_tickets` is a number");
+    let e = err("renew_at is set");
+    assert!(e.message.contains("did you mean `renews_at`?"), "{e}");
+    let e = err("urgent_tickets");
+    assert!(e.message.ends_with("compare it, as in urgent_tickets > 0"), "{e}");
 
     let e = err("signup > \"last tuesday\"");
     assert!(e.message.starts_with("\"last tuesday\" is not a date or time"), "{e}");
@@ -248,6 +257,66 @@ fn days_since_flips_at_the_moment_its_bound_is_crossed() {
     // A date given as text is a time too.
     let s = compile("days_since(\"2026-11-01\") >= 30", &accounts()).unwrap();
     assert_eq!(s.evaluate(&a, at(2026, 11, 5, 0)).next_change, Some(at(2026, 12, 1, 0)));
+}
+
+#[test]
+fn days_until_a_renewal_enters_its_segments_at_their_moments() {
+    let renews = at(2027, 3, 1, 10);
+    let mut a = account(Some(70.0), "pro");
+    a.fields.insert(Field::RenewsAt, Val::Time(renews));
+    let day = chrono::Duration::days(1);
+
+    // Whole days left: 100 days and 2 hours before is 100; the last day is 0; -1 from the time on.
+    let left = compile("days_until(renews_at) == 100", &accounts()).unwrap();
+    assert!(left.evaluate(&a, renews - day * 100 - chrono::Duration::hours(2)).member);
+    for (now, days) in [(renews - chrono::Duration::hours(1), 0), (renews, -1), (renews + day * 3, -4)] {
+        let s = compile(&format!("days_until(renews_at) == {days}"), &accounts()).unwrap();
+        assert!(s.evaluate(&a, now).member, "{days} days left at {now}");
+    }
+
+    // Fewer than 90 days left: from exactly 90 days before, not a second earlier.
+    let s = compile("days_until(renews_at) < 90", &accounts()).unwrap();
+    let v = s.evaluate(&a, at(2026, 11, 1, 0));
+    assert!(!v.member);
+    assert_eq!(v.next_change, Some(renews - day * 90));
+    assert!(!s.evaluate(&a, renews - day * 90 - chrono::Duration::seconds(1)).member);
+    let v = s.evaluate(&a, renews - day * 90);
+    assert!(v.member);
+    assert_eq!(v.next_change, None, "it holds from then on");
+    // At most 90 whole days left: once fewer than 91 days are.
+    let s = compile("days_until(renews_at) <= 90", &accounts()).unwrap();
+    assert_eq!(s.evaluate(&a, at(2026, 11, 1, 0)).next_change, Some(renews - day * 91));
+
+    // A band of days enters at its start and leaves at its end.
+    let band = compile("days_until(renews_at) < 60 and days_until(renews_at) >= 30", &accounts()).unwrap();
+    let v = band.evaluate(&a, renews - day * 75);
+    assert!(!v.member);
+    assert_eq!(v.next_change, Some(renews - day * 60));
+    let v = band.evaluate(&a, renews - day * 60);
+    assert!(v.member);
+    assert_eq!(v.next_change, Some(renews - day * 30));
+    assert!(!band.evaluate(&a, renews - day * 30).member);
+
+    // No renewal, no member and nothing to wait for; a date in quotes is a time too.
+    let none = account(Some(70.0), "pro");
+    assert_eq!(s.evaluate(&none, renews).next_change, None);
+    assert!(!s.evaluate(&none, renews).member);
+    let s = compile("days_until(\"2027-01-01\") < 7", &accounts()).unwrap();
+    assert_eq!(s.evaluate(&a, at(2026, 12, 1, 0)).next_change, Some(at(2026, 12, 25, 0)));
+}
+
+#[test]
+fn ticket_counts_are_numbers_read_from_the_tickets() {
+    let now = at(2026, 12, 1, 12);
+    let mut a = account(Some(50.0), "pro");
+    a.fields.insert(Field::OpenTickets, Val::Num(3.0));
+    a.fields.insert(Field::UrgentTickets, Val::Num(1.0));
+    assert!(member("urgent_tickets > 0 and open_tickets >= 3", &a, now));
+    assert!(!member("urgent_tickets == 0", &a, now));
+    assert!(compile("urgent_tickets > 0", &accounts()).unwrap().tickets);
+    assert!(!compile("health < 40", &accounts()).unwrap().tickets);
+    let e = compile("open_tickets > 0", &schema(Kind::People)).unwrap_err();
+    assert!(e.message.starts_with("`open_tickets` is not a field of a person"), "{e}");
 }
 
 #[test]

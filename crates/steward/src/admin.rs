@@ -26,7 +26,7 @@ pub async fn create_workspace(store: &dyn store::Store, name: &str) -> Result<Ne
     Ok(NewWorkspace { workspace_id: ws.workspace_id, write_key: write.secret, admin_key: admin.secret })
 }
 
-async fn existing(store: &dyn store::Store, id: &str) -> Result<WorkspaceId> {
+pub(crate) async fn existing(store: &dyn store::Store, id: &str) -> Result<WorkspaceId> {
     let ws = WorkspaceId::parse(id).with_context(|| format!("{id:?} is not a workspace id"))?;
     if store.get_workspace(&ws).await?.is_none() {
         bail!("no workspace {id}");

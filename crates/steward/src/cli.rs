@@ -150,6 +150,12 @@ pub enum Command {
         #[command(flatten)]
         location: Location,
     },
+    /// The playbooks that ship with Steward: journeys for onboarding, activation, retention,
+    /// renewal and support follow-up, with their segments and email templates.
+    Playbooks {
+        #[command(subcommand)]
+        command: PlaybooksCommand,
+    },
     /// Measure ingest throughput and latency.
     Bench {
         #[command(subcommand)]
@@ -167,6 +173,22 @@ pub enum WorkspaceCommand {
     },
     /// List workspaces as JSON.
     List {
+        #[command(flatten)]
+        location: Location,
+    },
+}
+
+#[derive(Subcommand, Debug)]
+pub enum PlaybooksCommand {
+    /// Save the playbooks into a workspace, through the same checks as the API: segments and
+    /// email templates whose names are not taken yet, and journeys (disabled unless
+    /// `--enable`) whose names are not taken yet. Running it again changes nothing.
+    Install {
+        #[arg(long)]
+        workspace: String,
+        /// Enable the journeys it saves: runs start for the accounts in their segments.
+        #[arg(long)]
+        enable: bool,
         #[command(flatten)]
         location: Location,
     },
@@ -215,6 +237,9 @@ pub async fn dispatch(cli: Cli, config: Config) -> Result<()> {
         Command::Keys { command } => crate::admin::keys(config, command).await,
         Command::Replay { workspace, .. } => crate::admin::replay(config, &workspace).await,
         Command::Bench { command } => crate::bench::run(config, command).await,
+        Command::Playbooks { command: PlaybooksCommand::Install { workspace, enable, .. } } => {
+            crate::playbooks::install_command(config, &workspace, enable).await
+        }
         Command::Evaluate { workspace, as_of, test_from, json, .. } => {
             crate::intel::evaluate(config, &workspace, as_of, test_from, json).await
         }

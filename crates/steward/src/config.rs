@@ -10,7 +10,7 @@ use figment::Figment;
 use figment::providers::{Env, Format, Serialized, Toml};
 use serde::{Deserialize, Serialize};
 
-use crate::cli::{Cli, Command, KeysCommand, Location, WorkspaceCommand};
+use crate::cli::{Cli, Command, KeysCommand, Location, PlaybooksCommand, WorkspaceCommand};
 
 #[derive(Clone, Debug, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -243,6 +243,7 @@ impl Config {
                     | KeysCommand::List { location: l, .. }
                     | KeysCommand::Revoke { location: l, .. },
             } => (None, location(l)),
+            Command::Playbooks { command: PlaybooksCommand::Install { location: l, .. } } => (None, location(l)),
             Command::Bench { .. } => (None, None),
         };
         if let Some(l) = listen {
@@ -294,6 +295,7 @@ impl Config {
             from: e.from.clone(),
             public_url: self.outbox.public_url.clone().or_else(|| Some(format!("http://{}", self.listen))),
             lease: std::time::Duration::from_secs(self.outbox.lease_seconds.max(1)),
+            journal: Some(self.data_dir.join("outbox-handed.journal")),
             email_rate: rate("outbox.email_per_second", self.outbox.email_per_second)?,
             webhook_rate: rate("outbox.webhook_per_second", self.outbox.webhook_per_second)?,
             ..Default::default()

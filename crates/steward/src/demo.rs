@@ -81,6 +81,7 @@ pub async fn run(mut config: Config, seed: u64, accounts: usize, days: u32, no_s
         saved.push(format!("{name} ({})", s.size));
     }
     println!("Saved {} segments: {}.", saved.len(), saved.join(", "));
+    playbooks(&running, &base, &ws).await?;
     println!();
     if no_serve {
         println!("Steward demo data is ready; `steward serve --data-dir DIR` serves it (DIR as below)");
@@ -101,6 +102,8 @@ pub async fn run(mut config: Config, seed: u64, accounts: usize, days: u32, no_s
     println!("  curl -s -H 'Authorization: Bearer {}' '{base}/api/v1/accounts?sort=churn_risk&limit=5'", ws.admin_key);
     println!("  curl -s -H 'Authorization: Bearer {}' '{base}/api/v1/alerts?unresolved=true&limit=5'", ws.admin_key);
     println!("  curl -s -H 'Authorization: Bearer {}' '{base}/api/v1/segments'", ws.admin_key);
+    println!("  curl -s -H 'Authorization: Bearer {}' '{base}/api/v1/journeys'", ws.admin_key);
+    println!("  curl -s -H 'Authorization: Bearer {}' '{base}/api/v1/tasks?status=open&limit=5'", ws.admin_key);
     println!("  curl -s -u '{}:' {base}/v1/track -d '{{\"userId\":\"u1\",\"event\":\"Tried Steward\"}}'", ws.write_key);
     if no_serve {
         running.stop().await;
@@ -110,6 +113,38 @@ pub async fn run(mut config: Config, seed: u64, accounts: usize, days: u32, no_s
     println!("Press Ctrl-C to stop.");
     crate::run::wait_for_signal().await;
     running.stop().await;
+    Ok(())
+}
+
+/// Installs the playbooks that ship with Steward, enabled, with a sender for their emails,
+/// and starts the runs of the accounts already in their segments.
+async fn playbooks(running: &crate::run::Running, base: &str, ws: &crate::admin::NewWorkspace) -> Result<()> {
+    let client = Client::with_api_key(base, &ws.admin_key);
+    let api = crate::playbooks::Api::Http(client.clone());
+    let sender =
+        serde_json::json!({"email_from": {"name": "Acme Analytics CS", "address": "cs@acme-analytics.example"}});
+    let path = "/api/v1/settings/messaging";
+    let (status, reply) = client.request(hyper::Method::PUT, path, Some(Bytes::from(sender.to_string()))).await?;
+    if status != 200 {
+        bail!("the server refused the demo's sender: {status} {}", String::from_utf8_lossy(&reply));
+    }
+    let installed = crate::playbooks::install(&api, &crate::playbooks::shipped()?, true).await?;
+    // The server's runner ticks on its own; this tick makes the first runs' steps now.
+    running.runner.tick(&ws.workspace_id, Utc::now()).await?;
+    let store = running.backend.store();
+    let journeys = store.list_journeys(&ws.workspace_id).await?;
+    let (mut runs, mut waiting) = (0, 0);
+    for j in &journeys {
+        let stats = store.journey_stats(&ws.workspace_id, &j.journey_id).await?;
+        runs += stats.entered;
+        waiting += stats.active;
+    }
+    println!(
+        "Installed the playbooks: {} journeys enabled, {} segments, {} email templates; {runs} runs started ({waiting} waiting for their next step).",
+        journeys.iter().filter(|j| j.enabled).count(),
+        installed.segments.created + installed.segments.existed,
+        installed.templates.created + installed.templates.existed,
+    );
     Ok(())
 }
 
@@ -124,8 +159,14 @@ const SEGMENTS: [(&str, &str); 6] = [
 ];
 
 /// The simulated customers' billing history, as a billing connector would store it.
+/// Contracts are yearly: a running subscription's current period ends on the next
+/// anniversary of its start.
 async fn billing(store: &dyn store::Store, ws: &domain::WorkspaceId, sim: &Simulation) -> Result<usize> {
     let usd = domain::Currency::parse("USD")?;
+    let now = Utc::now();
+    let next_anniversary = |start: chrono::DateTime<Utc>| {
+        (1..).map_while(|years| start.checked_add_months(chrono::Months::new(12 * years))).find(|t| *t > now)
+    };
     let periods = sim.billing();
     for p in &periods {
         // A period that ended was cancelled or replaced by the next (an upgrade, a change of seats).
@@ -140,7 +181,7 @@ async fn billing(store: &dyn store::Store, ws: &domain::WorkspaceId, sim: &Simul
             quantity: i64::from(p.seats),
             started_at: p.start,
             ended_at: p.end,
-            current_period_end: None,
+            current_period_end: if p.end.is_none() { next_anniversary(p.start) } else { p.end },
             cancel_at_period_end: false,
             updated_at: p.end.unwrap_or(p.start),
             attributes: serde_json::json!({"source": "demo"}),

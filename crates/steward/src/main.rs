@@ -11,6 +11,7 @@ mod config;
 mod demo;
 mod import;
 mod intel;
+mod playbooks;
 mod run;
 
 use anyhow::Result;

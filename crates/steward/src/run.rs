@@ -63,6 +63,9 @@ pub struct Running {
     pub backend: Backend,
     pub scoring: std::sync::Arc<scoring::service::Service>,
     pub membership: std::sync::Arc<membership::Engine>,
+    /// The journeys' runner the server ticks; a caller may tick it too (runs move by
+    /// compare-and-set, so two ticks never take a step twice).
+    pub runner: std::sync::Arc<runner::Runner>,
     tasks: Vec<tokio::task::JoinHandle<()>>,
 }
 
@@ -126,13 +129,13 @@ pub async fn start(config: &Config, discard_events: bool) -> Result<Running> {
         let full = std::time::Duration::from_secs(config.segments.recompute_minutes.max(1) * 60);
         tasks.push(tokio::spawn(membership.clone().run(touched, tick, full, shutdown.clone())));
         let every = std::time::Duration::from_millis(config.journeys.tick_ms.max(10));
-        tasks.push(tokio::spawn(runner.run(every, shutdown.clone())));
+        tasks.push(tokio::spawn(runner.clone().run(every, shutdown.clone())));
         let deliverer = std::sync::Arc::new(runner::deliver::Deliverer::new(store.clone(), config.delivery_config()?)?);
         let every = std::time::Duration::from_millis(config.outbox.tick_ms.max(10));
         tasks.push(tokio::spawn(deliverer.run(every, shutdown.clone())));
     }
     tracing::info!(%addr, store = %backend.describe(config), "steward is serving");
-    Ok(Running { addr, shutdown, backend, tasks, scoring, membership })
+    Ok(Running { addr, shutdown, backend, tasks, scoring, membership, runner })
 }
 
 pub async fn serve(config: Config, discard_events: bool) -> Result<()> {

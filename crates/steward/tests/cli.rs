@@ -76,3 +76,55 @@ fn config_is_layered_and_secrets_are_redacted() {
         String::from_utf8_lossy(&bad.stderr)
     );
 }
+
+#[tokio::test]
+async fn the_playbooks_install_into_a_fresh_workspace_and_installing_again_changes_nothing() {
+    let dir = tempfile::tempdir().unwrap();
+    let ws = create_workspace(dir.path(), "Acme");
+    let data_dir = dir.path().to_str().unwrap();
+    let install = || {
+        let out = steward(&["playbooks", "install", "--workspace", &ws.id, "--data-dir", data_dir]).output().unwrap();
+        let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
+        assert!(out.status.success(), "{stdout}{}", String::from_utf8_lossy(&out.stderr));
+        stdout
+    };
+    let first = install();
+    assert!(
+        first.lines().last().unwrap().starts_with(
+            "Playbooks: 11 segments (11 new), 14 email templates (14 new), 11 journeys (11 new), the new ones disabled"
+        ),
+        "{first}"
+    );
+    assert!(first.contains("segment \"Urgent ticket open\": saved, 0 members"), "{first}");
+    let again = install();
+    assert_eq!(
+        again.lines().last().unwrap(),
+        "Playbooks: 11 segments (0 new), 14 email templates (0 new), 11 journeys (0 new).",
+        "{again}"
+    );
+    assert!(again.contains("journey \"Renewal: 30 days\": exists, left as it is"), "{again}");
+
+    // What the API shows: the segments with their conditions, the journeys disabled.
+    let server = Server::start(dir.path()).await;
+    let http = Http::new();
+    let get = |path: &str| {
+        let url = format!("{}{path}", server.base);
+        let (http, admin) = (http.clone(), ws.admin_key.clone());
+        async move { http.get(&url, Some(&admin)).await.unwrap().1 }
+    };
+    let segments = get("/api/v1/segments").await;
+    let conditions: Vec<&str> =
+        segments["data"].as_array().unwrap().iter().map(|s| s["segment"]["condition"].as_str().unwrap()).collect();
+    assert_eq!(conditions.len(), 11);
+    assert!(conditions.contains(&"urgent_tickets > 0") && !conditions.contains(&"false"), "{conditions:?}");
+    let journeys = get("/api/v1/journeys").await;
+    let journeys = journeys["data"].as_array().unwrap();
+    assert_eq!(journeys.len(), 11);
+    assert!(journeys.iter().all(|j| j["journey"]["enabled"] == false), "{journeys:?}");
+    assert_eq!(get("/api/v1/templates").await["data"].as_array().unwrap().len(), 14);
+    // The keys the installs acted with are revoked.
+    let listed = steward(&["keys", "list", "--workspace", &ws.id, "--data-dir", data_dir]).output().unwrap();
+    let listed: Value = serde_json::from_slice(&listed.stdout).unwrap();
+    let active = listed.as_array().unwrap().iter().filter(|k| k["revoked_at"].is_null()).count();
+    assert_eq!((listed.as_array().unwrap().len(), active), (4, 2), "{listed}");
+}

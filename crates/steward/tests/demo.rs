@@ -1,6 +1,7 @@
 //! `steward demo`: a small simulated company, loaded and scored by the real binary, shows
 //! every part of account intelligence through the API: health from all five components,
-//! forecasts with drivers, alerts of several kinds, and model cards.
+//! forecasts with drivers, alerts of several kinds, and model cards; and the playbooks that
+//! ship with Steward, enabled, with their runs writing emails and tasks.
 
 mod common;
 
@@ -113,7 +114,7 @@ async fn the_demo_shows_health_forecasts_alerts_and_models_from_every_kind_of_da
         .iter()
         .map(|s| (s["segment"]["name"].as_str().unwrap(), s["size"].as_u64().unwrap()))
         .collect();
-    assert_eq!(sizes.len(), 6, "{segments}");
+    assert_eq!(sizes.len(), 6 + 11, "the demo's six and the playbooks' eleven: {segments}");
     let size = |name: &str| sizes.iter().find(|(n, _)| *n == name).unwrap_or_else(|| panic!("no {name}")).1;
     assert!(size("At risk and paying") >= 1, "{sizes:?}");
     assert!(size("Big accounts at risk") <= size("At risk and paying"), "{sizes:?}");
@@ -127,4 +128,25 @@ async fn the_demo_shows_health_forecasts_alerts_and_models_from_every_kind_of_da
         assert_eq!(health["band"], "at_risk", "{account} is in the segment: {health}");
     }
     assert!(printed(&stdout, "Saved").parse::<u32>().is_ok_and(|n| n == 6), "{stdout}");
+    // Renewals come from the billing periods, urgent tickets from the help desk's.
+    let renewing: u64 = ["Renewal in 90 days", "Renewal in 60 days", "Renewal in 30 days"].map(size).iter().sum();
+    assert!(renewing >= 1, "{sizes:?}");
+    assert!(size("Urgent ticket open") <= 60, "{sizes:?}");
+
+    // The playbooks are installed and enabled, and their runs write emails and tasks.
+    assert!(stdout.contains("Installed the playbooks: 11 journeys enabled"), "{stdout}");
+    let journeys = get("/api/v1/journeys".into()).await;
+    let journeys = journeys["data"].as_array().unwrap();
+    assert_eq!(journeys.len(), 11);
+    assert!(journeys.iter().all(|j| j["journey"]["enabled"] == true), "{journeys:?}");
+    let started: u64 = journeys.iter().map(|j| j["stats"]["entered"].as_u64().unwrap()).sum();
+    assert!(started > 0, "{journeys:?}");
+    let deliveries = get("/api/v1/deliveries?limit=100".into()).await;
+    let deliveries = deliveries["data"].as_array().unwrap();
+    let tasks = get("/api/v1/tasks?limit=100".into()).await;
+    let tasks = tasks["data"].as_array().unwrap();
+    assert!(deliveries.iter().any(|d| d["channel"] == "email"), "{deliveries:?}");
+    assert!(!tasks.is_empty(), "runs of the high risk or renewal playbooks ask the team to act");
+    let messaging = get("/api/v1/settings/messaging".into()).await;
+    assert_eq!(messaging["email_from"]["address"], "cs@acme-analytics.example");
 }
