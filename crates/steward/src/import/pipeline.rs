@@ -1,8 +1,9 @@
 //! Reading an import file on every core, CSV or JSON lines alike. One thread reads the file
 //! (inflating it if it is gzipped) and cuts the text into chunks of whole records; workers
-//! parse the chunks; the caller gets their rows back in file order. The check keeps the
-//! chunks it read, up to [`KEEP_TEXT`] bytes of text, so that storing parses them again
-//! without reading and inflating the file a second time.
+//! parse the chunks; the caller gets their rows back in file order. The check keeps, up to
+//! [`KEEP_TEXT`] bytes, what storing needs without reading and inflating the file a second
+//! time: for an events file each chunk's rows as it parsed them ([`CompactRows`]), so that
+//! they are parsed once; for other kinds the chunks' text, parsed again.
 //!
 //! A CSV chunk ends at a line end outside quotes: CSV escapes a quote by doubling it, so a
 //! line end is between records exactly when the quotes before it are even in number. A JSON
@@ -23,7 +24,8 @@ use super::{Columns, CsvRow, Format, Options, Parser, Record, check_mapping, des
 
 /// Text per chunk: a few thousand rows.
 const CHUNK: usize = 256 << 10;
-/// The most decompressed text the check keeps for storing; a larger file is read again.
+/// The most the check keeps for storing (decompressed text, or parsed event rows); a larger
+/// file is read again.
 const KEEP_TEXT: usize = 1 << 30;
 
 /// Whole records of the file, as text or as the check parsed them.
