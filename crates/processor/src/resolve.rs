@@ -349,10 +349,13 @@ impl<'a> State<'a> {
 
     /// The account, created first if the slice has not named it yet; its members in the slice.
     fn account(&mut self, account: &AccountId, at: DateTime<Utc>) -> &mut HashSet<String> {
+        // Most events name an account the slice named before: its id is copied only the first
+        // time (an entry by key would copy it for every event).
         if !self.members.contains_key(account) {
             self.ops.push(Op::UpsertAccount { account_id: account.clone(), at });
+            self.members.insert(account.clone(), HashSet::default());
         }
-        self.members.entry(account.clone()).or_default()
+        self.members.get_mut(account).expect("inserted above if it was missing")
     }
 
     fn membership(&mut self, person: &str, account: &AccountId, at: DateTime<Utc>) {

@@ -365,11 +365,15 @@ struct Parser<'a> {
     now: DateTime<Utc>,
     /// Only check the rows: build nothing that is not needed to know they are valid.
     check_only: bool,
+    /// While checking an events file: its rows as storing needs them, kept so that it
+    /// parses them once (see [`events::CompactRows`]).
+    compact: Option<events::CompactRows>,
 }
 
 impl<'a> Parser<'a> {
     fn new(options: &'a Options, file: &str, now: DateTime<Utc>, check_only: bool, keys: RowKeys) -> Parser<'a> {
-        Parser { options, file: file.to_owned(), keys, now, check_only }
+        let compact = (check_only && options.kind == Kind::Events).then(events::CompactRows::default);
+        Parser { options, file: file.to_owned(), keys, now, check_only, compact }
     }
 
     fn error(&self, line: u64, column: &str, value: &str, expected: &str) -> anyhow::Error {
@@ -464,49 +468,41 @@ impl<'a> Parser<'a> {
                 if let Some(key) = key {
                     self.keys.add(key);
                 }
-                if self.check_only {
+                if self.check_only && self.compact.is_none() {
                     return Ok(Record::Checked);
                 }
                 // With user ids numbered per account, the person is `<account>/<user>`, or the
                 // account itself when the row names no one.
                 let user = match (user, &account) {
-                    (Some(u), Some(a)) if scoped => Some([a.as_str(), "/", u].concat()),
-                    (Some(u), _) => Some(u.to_owned()),
-                    (None, Some(a)) if scoped && anonymous.is_none() => Some(a.as_str().to_owned()),
+                    (Some(u), Some(a)) if scoped => Some([a.as_str(), "/", u]),
+                    (Some(u), _) => Some([u, "", ""]),
+                    (None, Some(a)) if scoped && anonymous.is_none() => Some([a.as_str(), "", ""]),
                     (None, _) => None,
                 };
-                let anonymous = anonymous.map(str::to_owned);
                 let mut properties = row.extra();
                 if let Some(v) = row.get("event_value") {
                     properties.insert("value".into(), scalar(v));
                 }
+                let properties = (!properties.is_empty())
+                    .then(|| serde_json::to_string(&properties).expect("a JSON map serialises"));
                 // Copies of a row are numbered by whoever reads the rows in order.
-                let message_id = match (given_id, key) {
-                    (Some(id), _) => id.to_owned(),
-                    (None, key) => events::derived_id(key.expect("a key for rows without an id"), 1),
+                let fields = events::EventFields {
+                    account: account.as_ref().map(|a| a.as_str()),
+                    at,
+                    name,
+                    user,
+                    anonymous,
+                    properties: properties.as_deref(),
+                    message_id: given_id,
+                    key,
                 };
-                let payload = events::Track {
-                    message_id: &message_id,
-                    event: name,
-                    user_id: user.as_deref(),
-                    anonymous_id: anonymous.as_deref(),
-                    timestamp: at,
-                    properties: &properties,
-                    group_id: account.as_ref().map(|a| a.as_str()),
+                match &mut self.compact {
+                    Some(rows) => {
+                        rows.push(&fields);
+                        Ok(Record::Checked)
+                    }
+                    None => Ok(Record::Event(fields.event(self.now))),
                 }
-                .to_json();
-                Ok(Record::Event(NewEvent {
-                    message_id,
-                    kind: EventType::Track,
-                    name: Some(name.to_owned()),
-                    user_id: user,
-                    anonymous_id: anonymous,
-                    group_id: account.map(String::from),
-                    previous_id: None,
-                    timestamp: at,
-                    received_at: self.now,
-                    payload,
-                }))
             }
             Kind::People => people::parse(self, row, line),
             Kind::Tickets => tickets::parse(self, row, line),

@@ -210,18 +210,19 @@ struct Prepared {
 
 impl Prepared {
     fn new(events: &[NewEvent]) -> Prepared {
+        // The ids' text and ends sized once, not grown.
+        let mut text = String::with_capacity(events.iter().map(|e| e.message_id.len()).sum());
+        let mut ends = Vec::with_capacity(events.len());
+        for e in events {
+            text.push_str(&e.message_id);
+            ends.push(text.len());
+        }
         Prepared {
             data: block::encode(events.iter()),
             summary: block::summarize(events.iter()),
             hashes: events.iter().map(|e| id_hash(&e.message_id)).collect(),
-            text: events.iter().map(|e| e.message_id.as_str()).collect(),
-            ends: events
-                .iter()
-                .scan(0, |end, e| {
-                    *end += e.message_id.len();
-                    Some(*end)
-                })
-                .collect(),
+            text,
+            ends,
         }
     }
 

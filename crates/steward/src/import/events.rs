@@ -11,7 +11,7 @@ use std::sync::Arc;
 
 use chrono::{DateTime, Datelike, Timelike, Utc};
 use domain::NewEvent;
-use serde_json::{Map, Value};
+use serde_json::Value;
 
 /// `import_<32 hex digits>_<n>`.
 pub(super) fn derived_id(key: u128, n: u32) -> String {
@@ -76,6 +76,160 @@ pub(super) fn repeated(mut keys: Vec<u64>) -> foldhash::HashSet<u64> {
     keys.windows(2).filter(|w| w[0] == w[1]).map(|w| w[0]).collect()
 }
 
+/// A string of a [`CompactRows`]: where it is in the chunk's text, or none.
+#[derive(Clone, Copy)]
+struct Text {
+    start: u32,
+    len: u32,
+}
+
+impl Text {
+    const NONE: Text = Text { start: 0, len: u32::MAX };
+}
+
+/// Where a kept row's message id comes from.
+#[derive(Clone, Copy)]
+enum MessageId {
+    Given(Text),
+    /// Derived from the row's content key (numbered when storing).
+    Derived(u128),
+}
+
+/// An event row as the check parsed it: what storing needs to build its event, without the
+/// file's text.
+struct CompactRow {
+    account: Text,
+    name: Text,
+    /// The person's user id as stored (`<account>/<user>` with user ids per account).
+    user: Text,
+    anonymous: Text,
+    /// The properties as JSON; none for `{}`.
+    properties: Text,
+    message_id: MessageId,
+    seconds: i64,
+    nanos: u32,
+}
+
+/// The event rows of a chunk, parsed once by the check and kept for storing, so that the
+/// file is neither read nor parsed a second time: each row's fields as spans of one text
+/// per chunk and its time as numbers: 96 bytes a row and its fields' text (for ChurnSim's
+/// rows of 40 bytes, nearly three times the file's text).
+#[derive(Default)]
+pub(super) struct CompactRows {
+    text: String,
+    rows: Vec<CompactRow>,
+}
+
+/// An event row's fields, parsed: what its event is built from.
+pub(super) struct EventFields<'a> {
+    pub account: Option<&'a str>,
+    pub at: DateTime<Utc>,
+    pub name: &'a str,
+    /// The user id as stored, in parts to join (`<account>`, `/`, `<user>`).
+    pub user: Option<[&'a str; 3]>,
+    pub anonymous: Option<&'a str>,
+    /// The properties as JSON; `None` for `{}`.
+    pub properties: Option<&'a str>,
+    pub message_id: Option<&'a str>,
+    /// The content key of a row without a message id.
+    pub key: Option<u128>,
+}
+
+impl CompactRows {
+    fn put(&mut self, parts: &[&str]) -> Text {
+        let start = self.text.len() as u32;
+        for p in parts {
+            self.text.push_str(p);
+        }
+        Text { start, len: self.text.len() as u32 - start }
+    }
+
+    fn put_opt(&mut self, s: Option<&str>) -> Text {
+        s.map_or(Text::NONE, |s| self.put(&[s]))
+    }
+
+    fn get(&self, t: Text) -> Option<&str> {
+        (t.len != u32::MAX).then(|| &self.text[t.start as usize..(t.start + t.len) as usize])
+    }
+
+    /// Keeps a row.
+    pub(super) fn push(&mut self, f: &EventFields<'_>) {
+        let row = CompactRow {
+            account: self.put_opt(f.account),
+            name: self.put(&[f.name]),
+            user: f.user.map_or(Text::NONE, |parts| self.put(&parts)),
+            anonymous: self.put_opt(f.anonymous),
+            properties: self.put_opt(f.properties),
+            message_id: match (f.message_id, f.key) {
+                (Some(id), _) => MessageId::Given(self.put(&[id])),
+                (None, key) => MessageId::Derived(key.expect("a key for rows without an id")),
+            },
+            seconds: f.at.timestamp(),
+            nanos: f.at.timestamp_subsec_nanos(),
+        };
+        self.rows.push(row);
+    }
+
+    /// Memory the rows hold, roughly.
+    pub(super) fn bytes(&self) -> usize {
+        self.text.capacity() + self.rows.capacity() * std::mem::size_of::<CompactRow>()
+    }
+
+    /// Each row's fields, in file order.
+    pub(super) fn fields(&self) -> impl Iterator<Item = EventFields<'_>> {
+        self.rows.iter().map(|r| {
+            let (message_id, key) = match r.message_id {
+                MessageId::Given(t) => (self.get(t), None),
+                MessageId::Derived(key) => (None, Some(key)),
+            };
+            EventFields {
+                account: self.get(r.account),
+                at: DateTime::from_timestamp(r.seconds, r.nanos).expect("a time that was parsed"),
+                name: self.get(r.name).expect("every row has a name"),
+                user: self.get(r.user).map(|u| [u, "", ""]),
+                anonymous: self.get(r.anonymous),
+                properties: self.get(r.properties),
+                message_id,
+                key,
+            }
+        })
+    }
+}
+
+impl EventFields<'_> {
+    /// The event the row becomes, with the derived id of the first row of its content (`_1`)
+    /// when it has no message id.
+    pub(super) fn event(&self, received_at: DateTime<Utc>) -> NewEvent {
+        let message_id = match (self.message_id, self.key) {
+            (Some(id), _) => id.to_owned(),
+            (None, key) => derived_id(key.expect("a key for rows without an id"), 1),
+        };
+        let user = self.user.map(|parts| parts.concat());
+        let payload = Track {
+            message_id: &message_id,
+            event: self.name,
+            user_id: user.as_deref(),
+            anonymous_id: self.anonymous,
+            timestamp: self.at,
+            properties: self.properties,
+            group_id: self.account,
+        }
+        .to_json();
+        NewEvent {
+            message_id,
+            kind: domain::EventType::Track,
+            name: Some(self.name.to_owned()),
+            user_id: user,
+            anonymous_id: self.anonymous.map(str::to_owned),
+            group_id: self.account.map(str::to_owned),
+            previous_id: None,
+            timestamp: self.at,
+            received_at,
+            payload,
+        }
+    }
+}
+
 /// An imported event's payload: a track call as capture stores one. The same JSON as
 /// serialising the message with serde gives (keys in this order, absent ones left out).
 pub(super) struct Track<'a> {
@@ -84,14 +238,19 @@ pub(super) struct Track<'a> {
     pub user_id: Option<&'a str>,
     pub anonymous_id: Option<&'a str>,
     pub timestamp: DateTime<Utc>,
-    pub properties: &'a Map<String, Value>,
+    /// As JSON; `None` for `{}`.
+    pub properties: Option<&'a str>,
     pub group_id: Option<&'a str>,
 }
 
 impl Track<'_> {
     pub(super) fn to_json(&self) -> String {
         // Room for the keys, the time and every value but large properties: one allocation.
-        let ids = [self.user_id, self.anonymous_id, self.group_id].iter().flatten().map(|s| s.len()).sum::<usize>();
+        let ids = [self.user_id, self.anonymous_id, self.group_id, self.properties]
+            .iter()
+            .flatten()
+            .map(|s| s.len())
+            .sum::<usize>();
         let mut out = String::with_capacity(192 + self.message_id.len() + self.event.len() + ids);
         out.push_str(r#"{"type":"track","messageId":"#);
         json_str(&mut out, self.message_id);
@@ -108,11 +267,7 @@ impl Track<'_> {
         out.push_str(r#","timestamp":""#);
         push_time(&mut out, self.timestamp);
         out.push_str(r#"","properties":"#);
-        if self.properties.is_empty() {
-            out.push_str("{}");
-        } else {
-            out.push_str(&serde_json::to_string(self.properties).expect("a JSON map serialises"));
-        }
+        out.push_str(self.properties.unwrap_or("{}"));
         if let Some(g) = self.group_id {
             out.push_str(r#","context":{"groupId":"#);
             json_str(&mut out, g);
@@ -160,7 +315,7 @@ fn push_time(out: &mut String, t: DateTime<Utc>) {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use serde_json::json;
+    use serde_json::{Map, json};
 
     #[test]
     fn derived_ids_are_the_key_in_hex_and_the_copy() {
@@ -171,9 +326,61 @@ mod tests {
     }
 
     #[test]
+    fn kept_rows_build_the_events_their_fields_do() {
+        let at = |s: &str| DateTime::parse_from_rfc3339(s).unwrap().with_timezone(&Utc);
+        let rows = [
+            EventFields {
+                account: Some("7"),
+                at: at("2020-01-03T10:00:00Z"),
+                name: "like",
+                user: Some(["7", "/", "0"]),
+                anonymous: None,
+                properties: None,
+                message_id: None,
+                key: Some(0xabc),
+            },
+            EventFields {
+                account: None,
+                at: at("2020-01-03T10:00:00.123456789Z"),
+                name: "Report \"Created\"",
+                user: None,
+                anonymous: Some("anon-1"),
+                properties: Some(r#"{"value":2.5,"plan":"pro"}"#),
+                message_id: Some("m-1"),
+                key: None,
+            },
+            EventFields {
+                account: Some("acme"),
+                at: at("1999-12-31T23:59:59Z"),
+                name: "",
+                user: Some(["u", "", ""]),
+                anonymous: Some(""),
+                properties: Some("{}"),
+                message_id: None,
+                key: Some(u128::MAX),
+            },
+        ];
+        let mut kept = CompactRows::default();
+        for row in &rows {
+            kept.push(row);
+        }
+        let received = Utc::now();
+        let built: Vec<NewEvent> = kept.fields().map(|f| f.event(received)).collect();
+        let direct: Vec<NewEvent> = rows.iter().map(|f| f.event(received)).collect();
+        assert_eq!(built, direct);
+        assert_eq!(built[0].user_id.as_deref(), Some("7/0"));
+        assert_eq!(built[0].message_id, derived_id(0xabc, 1));
+        assert_eq!(built[1].timestamp, rows[1].at, "to the nanosecond");
+        assert_eq!(built[1].message_id, "m-1");
+        assert_eq!(built[2].anonymous_id.as_deref(), Some(""), "an empty string is not none");
+        let keys: Vec<Option<u128>> = kept.fields().map(|f| f.key).collect();
+        assert_eq!(keys, [Some(0xabc), None, Some(u128::MAX)]);
+        assert!(std::mem::size_of::<CompactRow>() <= 96, "kept for every row of a file");
+    }
+
+    #[test]
     fn repeated_keys_and_renumbering() {
         assert_eq!(repeated(vec![3, 1, 2, 3, 1, 3]), foldhash::HashSet::from_iter([1, 3]));
-        let props = Map::new();
         let id = derived_id(7, 1);
         let track = Track {
             message_id: &id,
@@ -181,7 +388,7 @@ mod tests {
             user_id: Some("7/0"),
             anonymous_id: None,
             timestamp: Utc::now(),
-            properties: &props,
+            properties: None,
             group_id: Some("7"),
         };
         let mut event = NewEvent {
@@ -229,13 +436,14 @@ mod tests {
                 1 => (None, Some("anon \"quoted\"\n"), None),
                 _ => (Some("ü/1"), Some("a"), Some("acme\\x")),
             };
+            let json = serde_json::to_string(&props).unwrap();
             let track = Track {
                 message_id: "import_x_1",
                 event: "Report \"Created\"",
                 user_id: user,
                 anonymous_id: anon,
                 timestamp: at,
-                properties: &props,
+                properties: (!props.is_empty()).then_some(json.as_str()),
                 group_id: group,
             };
             let serde = serde_json::to_string(&Message {

@@ -1,8 +1,9 @@
 //! Reading an import file on every core, CSV or JSON lines alike. One thread reads the file
 //! (inflating it if it is gzipped) and cuts the text into chunks of whole records; workers
-//! parse the chunks; the caller gets their rows back in file order. The check keeps the
-//! chunks it read, up to [`KEEP_TEXT`] bytes of text, so that storing parses them again
-//! without reading and inflating the file a second time.
+//! parse the chunks; the caller gets their rows back in file order. The check keeps, up to
+//! [`KEEP_TEXT`] bytes, what storing needs without reading and inflating the file a second
+//! time: for an events file each chunk's rows as it parsed them ([`CompactRows`]), so that
+//! they are parsed once; for other kinds the chunks' text, parsed again.
 //!
 //! A CSV chunk ends at a line end outside quotes: CSV escapes a quote by doubling it, so a
 //! line end is between records exactly when the quotes before it are even in number. A JSON
@@ -18,23 +19,31 @@ use std::sync::{Arc, Mutex};
 
 use anyhow::{Context, Result, anyhow, bail};
 
-use super::events::{self, RowKeys};
+use super::events::{self, CompactRows, RowKeys};
 use super::{Columns, CsvRow, Format, Options, Parser, Record, check_mapping, describe, format_of, jsonl, progress};
 
 /// Text per chunk: a few thousand rows.
 const CHUNK: usize = 256 << 10;
-/// The most decompressed text the check keeps for storing; a larger file is read again.
+/// The most the check keeps for storing (decompressed text, or parsed event rows); a larger
+/// file is read again.
 const KEEP_TEXT: usize = 1 << 30;
 
-/// Whole records of the file, as text.
+/// Whole records of the file, as text or as the check parsed them.
 #[derive(Clone)]
 pub(super) struct Chunk {
     index: usize,
     /// The line of the file its first record starts on.
     line: u64,
-    text: Arc<Vec<u8>>,
+    body: Body,
     /// Bytes of the file read when it was cut, for progress.
     read: u64,
+}
+
+#[derive(Clone)]
+enum Body {
+    Text(Arc<Vec<u8>>),
+    /// Event rows the check parsed (events files only).
+    Rows(Arc<CompactRows>),
 }
 
 /// How a file's rows are laid out.
@@ -187,7 +196,8 @@ fn cut(path: &Path, file: &str, chunks: &SyncSender<Chunk>) -> Result<()> {
             pending.truncate(end);
             let text = std::mem::replace(&mut pending, rest);
             let lines = memchr::memchr_iter(b'\n', &text).count() as u64;
-            let chunk = Chunk { index, line, text: Arc::new(text), read: source.read.load(Ordering::Relaxed) };
+            let read = source.read.load(Ordering::Relaxed);
+            let chunk = Chunk { index, line, body: Body::Text(Arc::new(text)), read };
             if chunks.send(chunk).is_err() {
                 break;
             }
@@ -219,9 +229,23 @@ fn parse_chunk(
         each(record, parser.keys.take_repeated());
         rows += 1;
     };
+    let text = match &chunk.body {
+        Body::Text(text) => text,
+        Body::Rows(compact) => {
+            // Checked already: each row's event is built, its copies numbered as when parsed.
+            for fields in compact.fields() {
+                if let Some(key) = fields.key {
+                    parser.keys.add(key);
+                }
+                let event = fields.event(parser.now);
+                parsed(parser, Record::Event(event));
+            }
+            return Ok(rows);
+        }
+    };
     match layout {
         Layout::Csv { columns, width } => {
-            let mut reader = csv::ReaderBuilder::new().has_headers(false).flexible(true).from_reader(&chunk.text[..]);
+            let mut reader = csv::ReaderBuilder::new().has_headers(false).flexible(true).from_reader(&text[..]);
             let mut record = csv::StringRecord::new();
             let mut records = 0;
             loop {
@@ -241,7 +265,7 @@ fn parse_chunk(
             }
         }
         Layout::JsonLines => {
-            for (line, text) in (chunk.line..).zip(chunk.text.split(|b| *b == b'\n')) {
+            for (line, text) in (chunk.line..).zip(text.split(|b| *b == b'\n')) {
                 if let Some(row) = jsonl::row(text, parser, line)? {
                     let row = parser.parse(&row, line)?;
                     parsed(parser, row);
@@ -301,8 +325,8 @@ fn fan_out(
                 let mut kept = Some(Vec::new());
                 let mut kept_bytes = 0usize;
                 for chunk in cut_rx {
-                    if let (Some(list), Some(_)) = (&mut kept, keep) {
-                        kept_bytes += chunk.text.len();
+                    if let (Some(list), Some(_), Body::Text(text)) = (&mut kept, keep, &chunk.body) {
+                        kept_bytes += text.len();
                         if kept_bytes <= KEEP_TEXT {
                             list.push(chunk.clone());
                         } else {
@@ -363,13 +387,27 @@ pub(super) fn check(options: &Options) -> Result<Checked> {
         .collect();
     let progress = progress::Bar::new("checking", None, &options.file);
     let errors = FirstError::new();
+    // The text of the file's chunks, or for an events file the rows parsed from them.
+    let compact = parsers[0].lock().expect("parser lock").compact.is_some();
     let kept = Mutex::new(None);
-    fan_out(&options.file, &file, Feed::File, Some(&kept), |w, chunk| {
+    let parsed: Mutex<Option<Vec<Chunk>>> = Mutex::new(compact.then(Vec::new));
+    let parsed_bytes = AtomicUsize::new(0);
+    fan_out(&options.file, &file, Feed::File, (!compact).then_some(&kept), |w, chunk| {
         if errors.matters(chunk.index) {
             let mut parser = parsers[w].lock().expect("parser lock");
             match parse_chunk(&mut parser, &chunk, &layout, |_, _| {}) {
                 Ok(n) => progress.add(n, chunk.read),
                 Err(e) => errors.set(chunk.index, e),
+            }
+            if let Some(rows) = parser.compact.as_mut().map(std::mem::take) {
+                let bytes = parsed_bytes.fetch_add(rows.bytes(), Ordering::Relaxed) + rows.bytes();
+                let mut parsed = parsed.lock().expect("parsed chunks lock");
+                match parsed.as_mut() {
+                    // Too large to keep: storing reads the file again.
+                    Some(_) if bytes > KEEP_TEXT => *parsed = None,
+                    Some(list) => list.push(Chunk { body: Body::Rows(Arc::new(rows)), ..chunk }),
+                    None => {}
+                }
             }
         }
         true
@@ -378,18 +416,20 @@ pub(super) fn check(options: &Options) -> Result<Checked> {
         return Err(e);
     }
     progress.finish();
+    let chunks = match parsed.into_inner().expect("parsed chunks lock") {
+        Some(mut list) => {
+            list.sort_unstable_by_key(|c| c.index);
+            Some(list)
+        }
+        None => kept.into_inner().expect("kept chunks lock"),
+    };
     let mut keys = Vec::new();
     for p in parsers {
         if let RowKeys::Collect(k) = p.into_inner().expect("parser lock").keys {
             keys.extend(k);
         }
     }
-    Ok(Checked {
-        layout,
-        rows: progress.rows(),
-        repeated: Arc::new(events::repeated(keys)),
-        chunks: kept.into_inner().expect("kept chunks lock"),
-    })
+    Ok(Checked { layout, rows: progress.rows(), repeated: Arc::new(events::repeated(keys)), chunks })
 }
 
 /// The file's format and, for CSV, what its header says.
