@@ -192,6 +192,9 @@ pub async fn run(accounts: Vec<usize>, repeat: usize, single: usize, digest: boo
         println!("| {n} | {m:.2} | {:.0} | {runs_shown:?} | {cpu:.2?} |", n as f64 / m);
     }
     let Some((scorer, data)) = scorer else { return Ok(()) };
+    if single == 0 {
+        return Ok(());
+    }
     // One account at a time, in memory: what an event's rescoring computes.
     let mut one = Vec::new();
     for i in (0..data.ids.len()).step_by((data.ids.len() / single.max(1)).max(1)).take(single) {
