@@ -766,3 +766,60 @@ impl PgStore {
         Ok(())
     }
 }
+
+type ChangeRow = (
+    i64,
+    i64,
+    String,
+    DateTime<Utc>,
+    Option<String>,
+    Option<String>,
+    Option<NaiveDate>,
+    Option<String>,
+    Option<String>,
+    Option<String>,
+);
+
+impl PgStore {
+    /// Band changes and alerts opened after `after`, only of transactions older than every
+    /// one still running (a change held back is read by a later call).
+    pub(crate) async fn changes_after(
+        &self,
+        ws: &WorkspaceId,
+        after: store::LogPosition,
+        limit: usize,
+    ) -> Result<Vec<store::AccountChange>> {
+        let rows: Vec<ChangeRow> = sqlx::query_as(
+            "SELECT tx, seq, account_id, at, band_from, band_to, day, alert_id, alert_kind, alert_reason
+             FROM account_changes
+             WHERE workspace_id = $1 AND (tx, seq) > ($2, $3)
+               AND tx < pg_snapshot_xmin(pg_current_snapshot())::text::bigint
+             ORDER BY tx, seq LIMIT $4",
+        )
+        .bind(ws.as_str())
+        .bind(after.tx)
+        .bind(after.seq)
+        .bind(i64::try_from(limit).unwrap_or(i64::MAX))
+        .fetch_all(&self.pool)
+        .await
+        .map_err(db_error)?;
+        let mut out = Vec::with_capacity(rows.len());
+        for (tx, seq, account_id, at, from, to, day, alert_id, kind, reason) in rows {
+            let what = match (to, day, alert_id) {
+                (Some(to), Some(day), _) => store::AccountChangeKind::Band {
+                    from: from.as_deref().map(parse_col).transpose()?,
+                    to: parse_col(&to)?,
+                    day,
+                },
+                (_, _, Some(alert_id)) => store::AccountChangeKind::AlertOpened {
+                    alert_id,
+                    kind: kind.unwrap_or_default(),
+                    reason: reason.unwrap_or_default(),
+                },
+                _ => return Err(StoreError::Backend(format!("account change {seq} says neither band nor alert"))),
+            };
+            out.push(store::AccountChange { position: store::LogPosition { tx, seq }, account_id, at, what });
+        }
+        Ok(out)
+    }
+}
