@@ -343,13 +343,22 @@ async fn frequency_caps_hold_back_messages_to_one_person() {
 fn quiet_hours_hold_messages_until_they_end() {
     let quiet = Some(journeys::QuietHours { from: 21 * 60, to: 8 * 60 });
     let t = |h: u32, m: u32| Utc.with_ymd_and_hms(2026, 11, 2, h, m, 30).unwrap();
-    assert_eq!(step::quiet_until(t(12, 0), quiet), t(12, 0));
-    assert_eq!(step::quiet_until(t(22, 15), quiet), Utc.with_ymd_and_hms(2026, 11, 3, 8, 0, 0).unwrap());
-    assert_eq!(step::quiet_until(t(7, 59), quiet), Utc.with_ymd_and_hms(2026, 11, 2, 8, 0, 0).unwrap());
-    assert_eq!(step::quiet_until(t(8, 0), quiet), t(8, 0));
+    assert_eq!(zone::quiet_until(t(12, 0), quiet, &jiff::tz::TimeZone::UTC), t(12, 0));
+    assert_eq!(
+        zone::quiet_until(t(22, 15), quiet, &jiff::tz::TimeZone::UTC),
+        Utc.with_ymd_and_hms(2026, 11, 3, 8, 0, 0).unwrap()
+    );
+    assert_eq!(
+        zone::quiet_until(t(7, 59), quiet, &jiff::tz::TimeZone::UTC),
+        Utc.with_ymd_and_hms(2026, 11, 2, 8, 0, 0).unwrap()
+    );
+    assert_eq!(zone::quiet_until(t(8, 0), quiet, &jiff::tz::TimeZone::UTC), t(8, 0));
     let day = Some(journeys::QuietHours { from: 12 * 60, to: 13 * 60 });
-    assert_eq!(step::quiet_until(t(12, 30), day), Utc.with_ymd_and_hms(2026, 11, 2, 13, 0, 0).unwrap());
-    assert_eq!(step::quiet_until(t(12, 30), None), t(12, 30));
+    assert_eq!(
+        zone::quiet_until(t(12, 30), day, &jiff::tz::TimeZone::UTC),
+        Utc.with_ymd_and_hms(2026, 11, 2, 13, 0, 0).unwrap()
+    );
+    assert_eq!(zone::quiet_until(t(12, 30), None, &jiff::tz::TimeZone::UTC), t(12, 30));
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
