@@ -780,6 +780,22 @@ type ChangeRow = (
     Option<String>,
 );
 
+/// A change row (every column optional: the horizon row stands alone when none is visible)
+/// and whether changes are held back.
+type HeldChangeRow = (
+    bool,
+    Option<i64>,
+    Option<i64>,
+    Option<String>,
+    Option<DateTime<Utc>>,
+    Option<String>,
+    Option<String>,
+    Option<NaiveDate>,
+    Option<String>,
+    Option<String>,
+    Option<String>,
+);
+
 impl PgStore {
     /// Band changes and alerts opened after `after`, only of transactions older than every
     /// one still running. Changes held back by a running transaction (of any workspace: the
@@ -796,19 +812,7 @@ impl PgStore {
         let mut pause = std::time::Duration::from_millis(1);
         let rows = loop {
             // The horizon and the rows from one statement, hence one snapshot.
-            let rows: Vec<(
-                bool,
-                Option<i64>,
-                Option<i64>,
-                Option<String>,
-                Option<DateTime<Utc>>,
-                Option<String>,
-                Option<String>,
-                Option<NaiveDate>,
-                Option<String>,
-                Option<String>,
-                Option<String>,
-            )> = sqlx::query_as(
+            let rows: Vec<HeldChangeRow> = sqlx::query_as(
                 "SELECT h.held_back, c.tx, c.seq, c.account_id, c.at, c.band_from, c.band_to, c.day,
                             c.alert_id, c.alert_kind, c.alert_reason
                      FROM (SELECT s.xmin, EXISTS (SELECT 1 FROM account_changes x
