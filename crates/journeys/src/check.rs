@@ -55,55 +55,6 @@ fn duration(s: &str) -> Option<Seconds> {
     n.checked_mul(per)
 }
 
-/// Whether `s` is a cron expression of five fields: minute, hour, day of month, month, day of
-/// week; each `*`, a value, a range, a list of them, with an optional `/step`.
-fn cron(s: &str) -> Result<(), String> {
-    const FIELDS: [(&str, u32, u32, &[&str]); 5] = [
-        ("minute", 0, 59, &[]),
-        ("hour", 0, 23, &[]),
-        ("day of month", 1, 31, &[]),
-        ("month", 1, 12, &["jan", "feb", "mar", "apr", "may", "jun", "jul", "aug", "sep", "oct", "nov", "dec"]),
-        ("day of week", 0, 7, &["sun", "mon", "tue", "wed", "thu", "fri", "sat"]),
-    ];
-    let parts: Vec<&str> = s.split_whitespace().collect();
-    if parts.len() != 5 {
-        return Err(format!(
-            "a schedule has five fields (minute hour day-of-month month day-of-week), not {}",
-            parts.len()
-        ));
-    }
-    for (part, (name, lo, hi, names)) in parts.iter().zip(FIELDS) {
-        let value = |v: &str| -> Option<u32> {
-            let v = v.to_ascii_lowercase();
-            let base = if name == "month" { 1 } else { 0 };
-            names.iter().position(|n| *n == v).map(|i| i as u32 + base).or_else(|| v.parse().ok())
-        };
-        for item in part.split(',') {
-            let (range, step) = match item.split_once('/') {
-                Some((r, s)) => (r, Some(s)),
-                None => (item, None),
-            };
-            if let Some(step) = step
-                && step.parse::<u32>().ok().filter(|s| *s > 0).is_none()
-            {
-                return Err(format!("{name}: the step {step:?} is not a positive number"));
-            }
-            if range == "*" {
-                continue;
-            }
-            let (a, b) = match range.split_once('-') {
-                Some((a, b)) => (value(a), value(b)),
-                None => (value(range), value(range)),
-            };
-            match (a, b) {
-                (Some(a), Some(b)) if lo <= a && a <= b && b <= hi => {}
-                _ => return Err(format!("{name}: {item:?} is not a value from {lo} to {hi}, a range or `*`")),
-            }
-        }
-    }
-    Ok(())
-}
-
 impl Reader {
     fn problem(&mut self, path: &str, message: impl Into<String>) {
         self.problems.push(Problem { path: path.to_owned(), message: message.into() });
@@ -320,7 +271,7 @@ impl Reader {
                 self.only(s, &["cron", "timezone", "segment"], &path);
                 let cron_text = self.text(s, "cron", &path);
                 if let Some(c) = &cron_text
-                    && let Err(e) = cron(c)
+                    && let Err(e) = crate::Cron::parse(c)
                 {
                     self.problem(&format!("{path}.cron"), e);
                 }

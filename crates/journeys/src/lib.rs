@@ -19,7 +19,9 @@
 //! fault (`steps[2].branch.then`) and what was expected.
 
 mod check;
+mod cron;
 mod model;
 
 pub use check::{Problem, parse};
+pub use cron::Cron;
 pub use model::*;

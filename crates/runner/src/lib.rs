@@ -17,6 +17,8 @@ mod events;
 mod step;
 #[cfg(test)]
 mod tests;
+mod triggers;
+pub mod zone;
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
@@ -124,6 +126,9 @@ impl Runner {
     pub async fn tick(&self, ws: &WorkspaceId, now: Timestamp) -> Result<Tick> {
         let mut tick = Tick { started: self.start_from_segments(ws, now).await?, ..Tick::default() };
         tick += self.follow_log(ws, now).await?;
+        let journeys = self.enabled(ws).await?;
+        tick.started += self.start_from_scoring(ws, &journeys, now).await?;
+        tick.started += self.start_from_schedules(ws, &journeys, now).await?;
         // Runs that raced with another node are read again; a bounded number of rounds keeps
         // a tick finite while other nodes keep moving the same runs.
         for _ in 0..64 {

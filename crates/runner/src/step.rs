@@ -3,15 +3,15 @@
 
 use std::collections::HashMap;
 
-use chrono::{Duration, Timelike};
+use chrono::Duration;
 use domain::{AccountId, Timestamp, WorkspaceId};
-use journeys::{Action, Journey, QuietHours, Subject};
+use journeys::{Action, Journey, Subject};
 use serde_json::{Value, json};
 use store::{
     Channel, MessageStatus, OutboxMessage, PageRequest, Run, RunStatus, RunUpdate, StepRecord, Task, TaskStatus,
 };
 
-use crate::{Result, Runner, Tick, kind_of};
+use crate::{Result, Runner, Tick, kind_of, zone};
 
 /// Steps one run may take in one go: a loop of steps that never waits stops here and goes
 /// on at the next tick.
@@ -139,7 +139,7 @@ impl Runner {
                             }
                             let payload = json!({"template": template, "to": address, "context": context});
                             let id = if n == 0 { key.clone() } else { format!("{key}:{n}") };
-                            let at = quiet_until(now, j.quiet_hours);
+                            let at = self.quiet_end(ws, j, person_id.as_deref(), now).await?;
                             messages.push(message(
                                 id,
                                 Channel::Email,
@@ -160,7 +160,7 @@ impl Runner {
                     Some(Value::String(url)) => {
                         let context = self.context(ws, j, &r, subjects).await?;
                         let payload = json!({"text": text, "channel": channel, "context": context});
-                        let at = quiet_until(now, j.quiet_hours);
+                        let at = self.quiet_end(ws, j, None, now).await?;
                         messages.push(message(key, Channel::Slack, url, payload, j, &r, &step.id, None, at, now));
                         ("sent".to_owned(), following)
                     }
@@ -287,6 +287,32 @@ impl Runner {
     }
 
     /// What a message's template may name: the person, the account, its scores and the run.
+    /// When a message to `person_id` decided at `now` may go: after the journey's quiet
+    /// hours in the person's time zone (their `timezone` trait, an IANA name as Segment's
+    /// `context.timezone` gives), else the workspace's, else UTC.
+    async fn quiet_end(
+        &self,
+        ws: &WorkspaceId,
+        j: &Journey,
+        person_id: Option<&str>,
+        now: Timestamp,
+    ) -> Result<Timestamp> {
+        if j.quiet_hours.is_none() {
+            return Ok(now);
+        }
+        let mut tz = None;
+        if let Some(p) = person_id
+            && let Some(person) = self.store.get_person(ws, p).await?
+        {
+            tz = person.traits["timezone"].as_str().and_then(zone::named);
+        }
+        let tz = match tz {
+            Some(tz) => tz,
+            None => zone::of_workspace(self.store.as_ref(), ws).await?,
+        };
+        Ok(zone::quiet_until(now, j.quiet_hours, &tz))
+    }
+
     async fn context(&self, ws: &WorkspaceId, j: &Journey, r: &Run, subjects: &mut Subjects) -> Result<Value> {
         let key = format!("{}\u{1f}{}", r.subject_id, r.account_id.as_deref().unwrap_or(""));
         if let Some(v) = subjects.context.get(&key) {
@@ -480,21 +506,6 @@ fn message(
         updated_at: now,
         delivered_at: None,
     }
-}
-
-/// When a message decided at `now` may go: at once, or when the quiet hours (minutes after
-/// midnight, UTC) end.
-pub fn quiet_until(now: Timestamp, quiet: Option<QuietHours>) -> Timestamp {
-    let Some(q) = quiet else { return now };
-    let minute = now.hour() * 60 + now.minute();
-    let inside = if q.from <= q.to { q.from <= minute && minute < q.to } else { minute >= q.from || minute < q.to };
-    if !inside {
-        return now;
-    }
-    let wait = (q.to + 24 * 60 - minute) % (24 * 60);
-    let start_of_minute =
-        now - Duration::seconds(i64::from(now.second())) - Duration::nanoseconds(i64::from(now.nanosecond()));
-    start_of_minute + Duration::minutes(i64::from(wait))
 }
 
 /// A stable hash of a key: the same in every process and version.

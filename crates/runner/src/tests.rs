@@ -343,13 +343,22 @@ async fn frequency_caps_hold_back_messages_to_one_person() {
 fn quiet_hours_hold_messages_until_they_end() {
     let quiet = Some(journeys::QuietHours { from: 21 * 60, to: 8 * 60 });
     let t = |h: u32, m: u32| Utc.with_ymd_and_hms(2026, 11, 2, h, m, 30).unwrap();
-    assert_eq!(step::quiet_until(t(12, 0), quiet), t(12, 0));
-    assert_eq!(step::quiet_until(t(22, 15), quiet), Utc.with_ymd_and_hms(2026, 11, 3, 8, 0, 0).unwrap());
-    assert_eq!(step::quiet_until(t(7, 59), quiet), Utc.with_ymd_and_hms(2026, 11, 2, 8, 0, 0).unwrap());
-    assert_eq!(step::quiet_until(t(8, 0), quiet), t(8, 0));
+    assert_eq!(zone::quiet_until(t(12, 0), quiet, &jiff::tz::TimeZone::UTC), t(12, 0));
+    assert_eq!(
+        zone::quiet_until(t(22, 15), quiet, &jiff::tz::TimeZone::UTC),
+        Utc.with_ymd_and_hms(2026, 11, 3, 8, 0, 0).unwrap()
+    );
+    assert_eq!(
+        zone::quiet_until(t(7, 59), quiet, &jiff::tz::TimeZone::UTC),
+        Utc.with_ymd_and_hms(2026, 11, 2, 8, 0, 0).unwrap()
+    );
+    assert_eq!(zone::quiet_until(t(8, 0), quiet, &jiff::tz::TimeZone::UTC), t(8, 0));
     let day = Some(journeys::QuietHours { from: 12 * 60, to: 13 * 60 });
-    assert_eq!(step::quiet_until(t(12, 30), day), Utc.with_ymd_and_hms(2026, 11, 2, 13, 0, 0).unwrap());
-    assert_eq!(step::quiet_until(t(12, 30), None), t(12, 30));
+    assert_eq!(
+        zone::quiet_until(t(12, 30), day, &jiff::tz::TimeZone::UTC),
+        Utc.with_ymd_and_hms(2026, 11, 2, 13, 0, 0).unwrap()
+    );
+    assert_eq!(zone::quiet_until(t(12, 30), None, &jiff::tz::TimeZone::UTC), t(12, 30));
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -412,4 +421,147 @@ async fn an_event_starts_runs_and_a_keyed_wait_goes_on_only_for_its_own_key() {
     let beta = runs.iter().find(|r| r.subject_id == "beta").unwrap();
     assert_eq!(w.steps(acme).await.last().unwrap(), &("won".to_owned(), "ended".to_owned()));
     assert_eq!(w.steps(beta).await.last().unwrap(), &("lost".to_owned(), "created".to_owned()));
+}
+
+fn utc(month: u32, day: u32, hour: u32, minute: u32) -> DateTime<Utc> {
+    Utc.with_ymd_and_hms(2026, month, day, hour, minute, 0).unwrap()
+}
+
+fn greeting(name: &str, trigger: Value) -> Value {
+    json!({"name": name, "trigger": trigger, "reentry": "always",
+           "steps": [{"id": "hello", "email": {"template": "hello", "to": "account_owner"}}]})
+}
+
+fn band_score(account: &str, day: &str, band: store::HealthBand, at: DateTime<Utc>) -> store::AccountScore {
+    store::AccountScore {
+        account_id: domain::AccountId::parse(account).unwrap(),
+        day: day.parse().unwrap(),
+        health: 50.0,
+        band,
+        churn_30d: None,
+        churn_60d: None,
+        churn_90d: None,
+        expansion: None,
+        mrr: None,
+        components: json!({}),
+        explanation: store::JsonText::from_value(&json!({})),
+        scored_at: at,
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_weekly_schedule_fires_at_its_local_time_across_a_change_of_the_clocks_and_once_after_a_gap() {
+    let w = World::new().await;
+    let t0 = utc(10, 27, 12, 0);
+    w.segment("Pro", "plan == \"pro\"", t0).await;
+    let trigger = json!({"schedule": {"cron": "0 9 * * mon", "timezone": "America/New_York", "segment": "Pro"}});
+    let j = w.journey(greeting("Monday", trigger), t0).await;
+    assert_eq!(w.runner.tick(&w.ws, t0).await.unwrap().started, 0, "a schedule fires from when it is first seen");
+    // New York left summer time on 2026-11-01: Monday 09:00 is 14:00 UTC, no longer 13:00.
+    assert_eq!(w.runner.tick(&w.ws, utc(11, 2, 13, 0)).await.unwrap().started, 0);
+    assert_eq!(w.runner.tick(&w.ws, utc(11, 2, 13, 59)).await.unwrap().started, 0);
+    assert_eq!(w.runner.tick(&w.ws, utc(11, 2, 14, 0)).await.unwrap().started, 1);
+    assert_eq!(w.runner.tick(&w.ws, utc(11, 2, 14, 1)).await.unwrap().started, 0, "not twice");
+    assert_eq!(w.runner.tick(&w.ws, utc(11, 2, 14, 0)).await.unwrap().started, 0, "nor for a clock read again");
+    let runs = w.runs(&j).await;
+    assert_eq!(runs.len(), 1);
+    assert_eq!(runs[0].subject_id, "acme", "the segment's members only");
+    assert_eq!(runs[0].context["trigger"]["at"], "2026-11-02T14:00:00Z");
+    // Down for three Mondays: the next tick fires once, for the latest.
+    assert_eq!(w.runner.tick(&w.ws, utc(11, 24, 10, 0)).await.unwrap().started, 1);
+    assert_eq!(w.runner.tick(&w.ws, utc(11, 24, 10, 1)).await.unwrap().started, 0);
+    let mut ats: Vec<String> =
+        w.runs(&j).await.iter().map(|r| r.context["trigger"]["at"].as_str().unwrap().to_owned()).collect();
+    ats.sort();
+    assert_eq!(ats, ["2026-11-02T14:00:00Z", "2026-11-23T14:00:00Z"]);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_schedule_without_a_zone_follows_the_workspaces() {
+    let w = World::new().await;
+    let t0 = utc(11, 1, 0, 0);
+    w.store.put_setting(&w.ws, zone::WORKSPACE_TIMEZONE, &json!("Asia/Tokyo"), t0).await.unwrap();
+    w.segment("Pro", "plan == \"pro\"", t0).await;
+    let j = w.journey(greeting("Daily", json!({"schedule": {"cron": "30 8 * * *", "segment": "Pro"}})), t0).await;
+    w.runner.tick(&w.ws, t0).await.unwrap();
+    // 08:30 in Tokyo is 23:30 UTC the day before.
+    assert_eq!(w.runner.tick(&w.ws, utc(11, 1, 23, 29)).await.unwrap().started, 0);
+    assert_eq!(w.runner.tick(&w.ws, utc(11, 1, 23, 30)).await.unwrap().started, 1);
+    assert_eq!(w.runs(&j).await[0].context["trigger"]["at"], "2026-11-01T23:30:00Z");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_change_of_health_band_starts_a_run_once_and_the_same_band_again_none() {
+    use store::HealthBand::{AtRisk, Healthy, Neutral};
+    let w = World::new().await;
+    let t0 = at(2, 9);
+    let j = w.journey(greeting("At risk", json!({"health_band": {"to": "at_risk", "from": "neutral"}})), t0).await;
+    let any = w.journey(greeting("Healthy", json!({"health_band": {"to": "healthy"}})), t0).await;
+    w.store.put_scores(&w.ws, &[band_score("acme", "2026-11-02", Neutral, t0)]).await.unwrap();
+    w.store.put_scores(&w.ws, &[band_score("beta", "2026-11-02", Healthy, t0)]).await.unwrap();
+    let tick = w.runner.tick(&w.ws, t0).await.unwrap();
+    assert_eq!(tick.started, 1, "beta's first score is healthy; acme's neutral starts nothing");
+    assert_eq!(w.runs(&any).await[0].subject_id, "beta");
+    w.store.put_scores(&w.ws, &[band_score("acme", "2026-11-03", AtRisk, at(3, 9))]).await.unwrap();
+    assert_eq!(w.runner.tick(&w.ws, at(3, 9)).await.unwrap().started, 1);
+    let runs = w.runs(&j).await;
+    assert_eq!((runs.len(), runs[0].subject_id.as_str()), (1, "acme"));
+    assert_eq!(runs[0].context["trigger"]["from"], "neutral");
+    assert_eq!(runs[0].context["trigger"]["day"], "2026-11-03");
+    // Scored again with the same band: no change, no run.
+    w.store.put_scores(&w.ws, &[band_score("acme", "2026-11-04", AtRisk, at(4, 9))]).await.unwrap();
+    assert_eq!(w.runner.tick(&w.ws, at(4, 9)).await.unwrap().started, 0);
+    // Healthy without `from` fires from any band; at risk from healthy is not this journey's.
+    w.store.put_scores(&w.ws, &[band_score("acme", "2026-11-05", Healthy, at(5, 9))]).await.unwrap();
+    w.store.put_scores(&w.ws, &[band_score("acme", "2026-11-06", AtRisk, at(6, 9))]).await.unwrap();
+    assert_eq!(w.runner.tick(&w.ws, at(6, 9)).await.unwrap().started, 1);
+    assert_eq!(w.runs(&j).await.len(), 1);
+    assert_eq!(w.runs(&any).await.len(), 2);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_alert_opened_starts_a_run_once() {
+    let w = World::new().await;
+    let t0 = at(2, 9);
+    let j =
+        w.journey(greeting("Gone quiet", json!({"alert_opened": {"kind": "risk", "reason": "inactive"}})), t0).await;
+    let signal = |account: &str, reason: &str| store::AlertSignal {
+        account_id: domain::AccountId::parse(account).unwrap(),
+        kind: store::AlertKind::Risk,
+        reason: reason.into(),
+        severity: store::Severity::Medium,
+        title: format!("{account}: {reason}"),
+        evidence: json!({}),
+    };
+    let signals = [signal("acme", "inactive"), signal("beta", "churn_risk")];
+    w.store.sync_alerts(&w.ws, store::AlertScope::Workspace, &signals, t0).await.unwrap();
+    assert_eq!(w.runner.tick(&w.ws, t0).await.unwrap().started, 1);
+    // The same alert still open: nothing opened, nothing started.
+    w.store.sync_alerts(&w.ws, store::AlertScope::Workspace, &signals, at(3, 9)).await.unwrap();
+    assert_eq!(w.runner.tick(&w.ws, at(3, 9)).await.unwrap().started, 0);
+    let runs = w.runs(&j).await;
+    assert_eq!((runs.len(), runs[0].subject_id.as_str()), (1, "acme"));
+    let alert_id = runs[0].context["trigger"]["alert_id"].as_str().unwrap();
+    assert_eq!(w.store.get_alert(&w.ws, alert_id).await.unwrap().unwrap().reason, "inactive");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn quiet_hours_hold_a_message_until_eight_in_the_recipients_zone() {
+    let w = World::new().await;
+    w.add(json!([identify("i3", "ann", json!({"timezone": "Asia/Tokyo"}))])).await;
+    let t0 = utc(11, 2, 13, 0);
+    w.store.put_setting(&w.ws, zone::WORKSPACE_TIMEZONE, &json!("America/New_York"), t0).await.unwrap();
+    let mut definition = greeting("Quiet", json!({"manual": {}}));
+    definition["quiet_hours"] = json!({"from": "20:00", "to": "08:00"});
+    w.journey(definition, t0).await;
+    let j = w.store.list_journeys(&w.ws).await.unwrap().remove(0);
+    // 13:00 UTC is 22:00 in Tokyo (ann's zone): held until 08:00 there, 23:00 UTC.
+    w.runner.start_manual(&w.ws, &j.journey_id, "acme", json!({}), t0).await.unwrap().unwrap();
+    // It is 08:00 in New York, the workspace's zone, for bob (no zone of his own): sent now.
+    w.runner.start_manual(&w.ws, &j.journey_id, "beta", json!({}), t0).await.unwrap().unwrap();
+    let due: Vec<(String, DateTime<Utc>)> =
+        w.messages().await.into_iter().map(|m| (m.endpoint, m.next_attempt_at.unwrap())).collect();
+    let mut due = due;
+    due.sort();
+    assert_eq!(due, [("ann@acme.example".to_owned(), utc(11, 2, 23, 0)), ("bob@beta.example".to_owned(), t0)]);
 }

@@ -31,6 +31,7 @@ const MIGRATIONS: &[&str] = &[
     include_str!("../migrations/0003_scores.sql"),
     include_str!("../migrations/0004_segments.sql"),
     include_str!("../migrations/0005_journeys.sql"),
+    include_str!("../migrations/0006_account_changes.sql"),
 ];
 
 /// Connections per process. Appends are one statement each, so a few connections carry a busy
@@ -423,6 +424,14 @@ mod store_impl {
         }
         async fn list_alerts(&self, ws: &WorkspaceId, filter: &AlertFilter, page: &PageRequest) -> Result<Page<Alert>> {
             self.alerts(ws, filter, page).await
+        }
+        async fn account_changes(
+            &self,
+            ws: &WorkspaceId,
+            after: LogPosition,
+            limit: usize,
+        ) -> Result<Vec<AccountChange>> {
+            self.changes_after(ws, after, limit).await
         }
         async fn get_alert(&self, ws: &WorkspaceId, id: &str) -> Result<Option<Alert>> {
             self.alert(ws, id).await

@@ -28,9 +28,9 @@ use crate::{PgStore, db_error, parse_col};
 /// settled. Appends and change sets take milliseconds, a migration a fraction of a second; a
 /// transaction running longer than this (a bulk job of another application in the cluster)
 /// delays processing until it ends, and is logged, but blocks no caller for longer.
-const SETTLE_WAIT: Duration = Duration::from_secs(5);
+pub(crate) const SETTLE_WAIT: Duration = Duration::from_secs(5);
 /// The longest pause between two looks at the horizon while waiting.
-const SETTLE_POLL_MAX: Duration = Duration::from_millis(25);
+pub(crate) const SETTLE_POLL_MAX: Duration = Duration::from_millis(25);
 
 /// Whether visible rows are held back by the horizon, then a log row: position and event
 /// fields, all NULL when no row is below the horizon.

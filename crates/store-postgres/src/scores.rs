@@ -766,3 +766,102 @@ impl PgStore {
         Ok(())
     }
 }
+
+type ChangeRow = (
+    i64,
+    i64,
+    String,
+    DateTime<Utc>,
+    Option<String>,
+    Option<String>,
+    Option<NaiveDate>,
+    Option<String>,
+    Option<String>,
+    Option<String>,
+);
+
+/// A change row (every column optional: the horizon row stands alone when none is visible)
+/// and whether changes are held back.
+type HeldChangeRow = (
+    bool,
+    Option<i64>,
+    Option<i64>,
+    Option<String>,
+    Option<DateTime<Utc>>,
+    Option<String>,
+    Option<String>,
+    Option<NaiveDate>,
+    Option<String>,
+    Option<String>,
+    Option<String>,
+);
+
+impl PgStore {
+    /// Band changes and alerts opened after `after`, only of transactions older than every
+    /// one still running. Changes held back by a running transaction (of any workspace: the
+    /// horizon is the database's) are waited for a little, as the event log's reader does;
+    /// past that they are read by a later call.
+    pub(crate) async fn changes_after(
+        &self,
+        ws: &WorkspaceId,
+        after: store::LogPosition,
+        limit: usize,
+    ) -> Result<Vec<store::AccountChange>> {
+        let limit = i64::try_from(limit).unwrap_or(i64::MAX);
+        let deadline = std::time::Instant::now() + crate::log::SETTLE_WAIT;
+        let mut pause = std::time::Duration::from_millis(1);
+        let rows = loop {
+            // The horizon and the rows from one statement, hence one snapshot.
+            let rows: Vec<HeldChangeRow> = sqlx::query_as(
+                "SELECT h.held_back, c.tx, c.seq, c.account_id, c.at, c.band_from, c.band_to, c.day,
+                            c.alert_id, c.alert_kind, c.alert_reason
+                     FROM (SELECT s.xmin, EXISTS (SELECT 1 FROM account_changes x
+                                                  WHERE x.workspace_id = $1 AND (x.tx, x.seq) > ($2, $3)
+                                                    AND x.tx >= s.xmin) AS held_back
+                           FROM (SELECT pg_snapshot_xmin(pg_current_snapshot())::text::bigint AS xmin) s) h
+                     LEFT JOIN LATERAL (
+                         SELECT * FROM account_changes c
+                         WHERE c.workspace_id = $1 AND (c.tx, c.seq) > ($2, $3) AND c.tx < h.xmin
+                         ORDER BY c.tx, c.seq LIMIT $4) c ON true
+                     ORDER BY c.tx, c.seq",
+            )
+            .bind(ws.as_str())
+            .bind(after.tx)
+            .bind(after.seq)
+            .bind(limit)
+            .fetch_all(&self.pool)
+            .await
+            .map_err(db_error)?;
+            let held_back = rows.first().is_some_and(|r| r.0);
+            let rows: Vec<ChangeRow> = rows
+                .into_iter()
+                .filter_map(|(_, tx, seq, account, at, from, to, day, alert, kind, reason)| {
+                    Some((tx?, seq?, account?, at?, from, to, day, alert, kind, reason))
+                })
+                .collect();
+            if !held_back || rows.len() as i64 >= limit || std::time::Instant::now() >= deadline {
+                break rows;
+            }
+            tokio::time::sleep(pause).await;
+            pause = (pause * 2).min(crate::log::SETTLE_POLL_MAX);
+        };
+        let mut out = Vec::with_capacity(rows.len());
+        for (tx, seq, account_id, at, from, to, day, alert_id, kind, reason) in rows {
+            let what = match (to, day, alert_id) {
+                (Some(to), Some(day), _) => store::AccountChangeKind::Band {
+                    from: from.as_deref().map(parse_col).transpose()?,
+                    to: parse_col(&to)?,
+                    day,
+                },
+                (_, _, Some(alert_id)) => store::AccountChangeKind::AlertOpened {
+                    alert_id,
+                    kind: kind.unwrap_or_default(),
+                    reason: reason.unwrap_or_default(),
+                },
+                _ => return Err(StoreError::Backend(format!("account change {seq} says neither band nor alert"))),
+            };
+            out.push(store::AccountChange { position: store::LogPosition { tx, seq }, account_id, at, what });
+        }
+        Ok(out)
+    }
+}

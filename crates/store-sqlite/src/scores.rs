@@ -756,3 +756,63 @@ impl SqliteStore {
         .await
     }
 }
+
+impl SqliteStore {
+    /// Band changes and alerts opened after `after` (its `tx` is always 0 here).
+    pub(crate) async fn changes_after(
+        &self,
+        ws: &WorkspaceId,
+        after: store::LogPosition,
+        limit: usize,
+    ) -> Result<Vec<store::AccountChange>> {
+        let ws = ws.clone();
+        self.read(move |conn| {
+            let mut stmt = conn
+                .prepare_cached(
+                    "SELECT seq, account_id, at, band_from, band_to, day, alert_id, alert_kind, alert_reason
+                     FROM account_changes WHERE workspace_id = ?1 AND seq > ?2 ORDER BY seq LIMIT ?3",
+                )
+                .map_err(sql_error)?;
+            let rows = stmt
+                .query_map(params![ws.as_str(), after.seq, limit as i64], |r| {
+                    Ok((
+                        r.get::<_, i64>(0)?,
+                        r.get::<_, String>(1)?,
+                        r.get::<_, i64>(2)?,
+                        r.get::<_, Option<String>>(3)?,
+                        r.get::<_, Option<String>>(4)?,
+                        r.get::<_, Option<String>>(5)?,
+                        r.get::<_, Option<String>>(6)?,
+                        r.get::<_, Option<String>>(7)?,
+                        r.get::<_, Option<String>>(8)?,
+                    ))
+                })
+                .map_err(sql_error)?;
+            let mut out = Vec::new();
+            for row in rows {
+                let (seq, account_id, at, from, to, day_s, alert_id, kind, reason) = row.map_err(sql_error)?;
+                let what = match (to, day_s, alert_id) {
+                    (Some(to), Some(d), _) => store::AccountChangeKind::Band {
+                        from: from.map(parse_col).transpose()?,
+                        to: parse_col(to)?,
+                        day: day(d)?,
+                    },
+                    (_, _, Some(alert_id)) => store::AccountChangeKind::AlertOpened {
+                        alert_id,
+                        kind: kind.unwrap_or_default(),
+                        reason: reason.unwrap_or_default(),
+                    },
+                    _ => return Err(StoreError::Backend(format!("account change {seq} says neither band nor alert"))),
+                };
+                out.push(store::AccountChange {
+                    position: store::LogPosition { tx: 0, seq },
+                    account_id,
+                    at: time(at),
+                    what,
+                });
+            }
+            Ok(out)
+        })
+        .await
+    }
+}

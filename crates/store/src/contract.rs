@@ -22,6 +22,7 @@ macro_rules! contract_tests {
             scores_keep_the_latest_and_a_daily_history, scores_of_one_account_in_one_call,
             accounts_sort_and_filter_by_their_scores,
             one_model_is_active_per_kind, alerts_stay_one_per_account_kind_and_reason,
+            band_changes_and_opened_alerts_are_read_in_order,
             operators_act_on_alerts_and_their_feedback_is_kept, whole_workspace_reads_for_scoring,
             one_account_is_read_and_written_at_once, settings_are_kept_per_workspace,
             segments_are_named_uniquely_within_a_workspace, memberships_record_entries_exits_and_next_checks,
@@ -1023,6 +1024,52 @@ pub async fn alerts_stay_one_per_account_kind_and_reason<S: Store>(s: &S) {
     let other = workspace(s, "Other").await;
     assert!(unresolved(s, &other).await.is_empty());
     assert!(s.get_alert(&other, &ids_before[0]).await.unwrap().is_none());
+}
+
+/// What journeys start from: each band change (a first score included) and each alert
+/// opened, once, in the order written, per workspace.
+pub async fn band_changes_and_opened_alerts_are_read_in_order<S: Store>(s: &S) {
+    let ws = workspace(s, "Changes").await;
+    let other = workspace(s, "Other").await;
+    accounts_named(s, &ws, &["a", "b"]).await;
+    s.put_scores(&ws, &[score("a", "2026-10-01", 80.0, None, None), score("b", "2026-10-01", 50.0, None, None)])
+        .await
+        .unwrap();
+    // The same band again is no change; a new band is, whichever write makes it.
+    s.put_scores(&ws, &[score("a", "2026-10-02", 75.0, None, None)]).await.unwrap();
+    s.put_scores(&ws, &[score("a", "2026-10-03", 30.0, None, None)]).await.unwrap();
+    let raised = [signal("b", "inactive", Severity::Medium, 30.0)];
+    s.put_account_score(&ws, &score("b", "2026-10-03", 45.0, None, None), &raised, t(3, 1)).await.unwrap();
+    s.put_account_score(&ws, &score("b", "2026-10-04", 20.0, None, None), &raised, t(4, 1)).await.unwrap();
+    let all = s.account_changes(&ws, LogPosition::ZERO, 100).await.unwrap();
+    let seen: Vec<(String, String)> = all
+        .iter()
+        .map(|c| {
+            let what = match &c.what {
+                AccountChangeKind::Band { from, to, day } => {
+                    format!("{} -> {} on {day}", from.map_or("none", |b| b.as_str()), to.as_str())
+                }
+                AccountChangeKind::AlertOpened { kind, reason, .. } => format!("alert {kind} {reason}"),
+            };
+            (c.account_id.clone(), what)
+        })
+        .collect();
+    let expected = [
+        ("a", "none -> healthy on 2026-10-01"),
+        ("b", "none -> neutral on 2026-10-01"),
+        ("a", "healthy -> at_risk on 2026-10-03"),
+        ("b", "alert risk inactive"),
+        ("b", "neutral -> at_risk on 2026-10-04"),
+    ];
+    let expected: Vec<(String, String)> = expected.iter().map(|(a, w)| (a.to_string(), w.to_string())).collect();
+    assert_eq!(seen, expected);
+    let AccountChangeKind::AlertOpened { alert_id, .. } = &all[3].what else { panic!("an alert") };
+    assert_eq!(s.get_alert(&ws, alert_id).await.unwrap().unwrap().reason, "inactive");
+    assert!(all.windows(2).all(|w| w[0].position < w[1].position));
+    let rest = s.account_changes(&ws, all[1].position, 2).await.unwrap();
+    assert_eq!(rest, all[2..4].to_vec(), "read after a position, up to a limit");
+    assert!(s.account_changes(&ws, all[4].position, 10).await.unwrap().is_empty());
+    assert!(s.account_changes(&other, LogPosition::ZERO, 10).await.unwrap().is_empty());
 }
 
 pub async fn operators_act_on_alerts_and_their_feedback_is_kept<S: Store>(s: &S) {

@@ -28,9 +28,9 @@ pub use journeys::{
 pub use page::{Cursor, DEFAULT_LIMIT, MAX_LIMIT, Page, PageRequest};
 pub use records::*;
 pub use scores::{
-    AccountQuery, AccountRecords, AccountScore, AccountSort, Alert, AlertAction, AlertFilter, AlertKind, AlertScope,
-    AlertSignal, AlertStatus, AlertSync, HealthBand, JsonText, ModelKind, ModelRecord, ModelStatus, ScorePoint,
-    ScoreSummary, ScoredAccount, Severity,
+    AccountChange, AccountChangeKind, AccountQuery, AccountRecords, AccountScore, AccountSort, Alert, AlertAction,
+    AlertFilter, AlertKind, AlertScope, AlertSignal, AlertStatus, AlertSync, HealthBand, JsonText, ModelKind,
+    ModelRecord, ModelStatus, ScorePoint, ScoreSummary, ScoredAccount, Severity,
 };
 pub use segments::{
     DueCheck, Membership, MembershipUpdate, PersonSummary, SegmentChange, SegmentMember, SegmentRecord, SubjectKind,
@@ -342,6 +342,12 @@ pub trait Store: Send + Sync + 'static {
         by: &str,
         at: Timestamp,
     ) -> Result<Option<Alert>>;
+
+    /// Band changes (an account's first score included) and alerts opened, written after
+    /// `after` in the order written, up to `limit`: what journeys start runs from. A change
+    /// shows only once every change before it has committed, so a reader following the
+    /// position skips none.
+    async fn account_changes(&self, ws: &WorkspaceId, after: LogPosition, limit: usize) -> Result<Vec<AccountChange>>;
 
     // Segments.
     /// The workspace's people by id, as people segments read them.

@@ -439,3 +439,30 @@ pub fn new_alert_id() -> String {
 pub fn new_model_id() -> String {
     format!("mdl_{}", domain::random_token(16))
 }
+
+/// Something scoring did to an account that journeys start runs from, in the order written
+/// (read after a position, as the event log is).
+#[derive(Clone, Debug, PartialEq)]
+pub struct AccountChange {
+    pub position: crate::LogPosition,
+    pub account_id: String,
+    /// When it was scored, or when the alert opened.
+    pub at: Timestamp,
+    pub what: AccountChangeKind,
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum AccountChangeKind {
+    /// The account's health band became `to` (from `from`; none for its first score).
+    Band {
+        from: Option<HealthBand>,
+        to: HealthBand,
+        day: NaiveDate,
+    },
+    AlertOpened {
+        alert_id: String,
+        kind: String,
+        reason: String,
+    },
+}
