@@ -148,11 +148,14 @@ async fn an_email_goes_through_a_real_smtp_server_once_with_its_template_and_uns
     assert!(dead.last_error.unwrap().contains("no email template \"nope\""));
 }
 
+/// A status with its `Retry-After`, or none: stall past the client's timeout.
+type Answer = Option<(u16, Option<&'static str>)>;
+
 /// A receiver that answers each request with the next of its scripted answers (`None`: it
 /// stalls past the client's timeout), and records the ids it was sent.
 #[derive(Clone, Default)]
 struct Script {
-    answers: Arc<Mutex<VecDeque<Option<(u16, Option<&'static str>)>>>>,
+    answers: Arc<Mutex<VecDeque<Answer>>>,
     seen: Arc<Mutex<Vec<String>>>,
 }
 

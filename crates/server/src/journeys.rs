@@ -35,8 +35,18 @@ fn not_found(what: &'static str) -> ApiError {
 pub(crate) fn document(headers: &HeaderMap, body: &[u8]) -> Result<Value, ApiError> {
     let content_type = headers.get(header::CONTENT_TYPE).and_then(|v| v.to_str().ok()).unwrap_or("");
     let yaml = content_type.contains("yaml");
-    if !yaml && let Ok(v) = serde_json::from_slice::<Value>(body) {
-        return Ok(v);
+    if !yaml {
+        match serde_json::from_slice::<Value>(body) {
+            Ok(v) => return Ok(v),
+            // Said to be JSON: a JSON error, with where, not a YAML one.
+            Err(e) if content_type.contains("json") => {
+                return Err(ApiError {
+                    details: Some(json!({"position": {"line": e.line(), "column": e.column()}})),
+                    ..ApiError::bad_request("invalid_json", format!("the body is not JSON: {e}"))
+                });
+            }
+            Err(_) => {}
+        }
     }
     let text = std::str::from_utf8(body)
         .map_err(|_| ApiError::bad_request("invalid_body", "the definition is not UTF-8 text"))?;
@@ -559,4 +569,56 @@ pub(crate) async fn update_task(
     let by = format!("key:{}", key.key_id);
     let task = s.store().update_task(&key.workspace_id, &id, status, &by, Utc::now()).await?;
     Ok(Json(task.ok_or_else(|| not_found("task"))?).into_response())
+}
+
+/// `GET /api/v1/accounts/{id}/activity?limit=`: what Steward did for an account, newest
+/// first: each delivery (channel, endpoint, status, attempts, the last error), each task, and
+/// each journey run with its steps.
+pub(crate) async fn account_activity(
+    State(s): State<AppState>,
+    headers: HeaderMap,
+    Path(id): Path<String>,
+    Query(q): Query<HashMap<String, String>>,
+) -> Result<Response, ApiError> {
+    let ws = workspace(&s, &headers).await?;
+    let account = domain::AccountId::parse(&id)
+        .map_err(|e| ApiError::bad_request("invalid_parameter", e.to_string()).field("id"))?;
+    if s.store().get_account(&ws, &account).await?.is_none() {
+        return Err(ApiError::not_found("account", format!("no account {id:?} in this workspace")));
+    }
+    let limit = page_request(&q)?.limit;
+    let first = store::PageRequest::first(limit);
+    let deliveries = s
+        .store()
+        .list_messages(&ws, &MessageFilter { account_id: Some(id.clone()), ..MessageFilter::default() }, &first)
+        .await?
+        .items;
+    let runs = s
+        .store()
+        .list_runs(&ws, &RunFilter { account_id: Some(id.clone()), ..RunFilter::default() }, &first)
+        .await?
+        .items;
+    let tasks = s
+        .store()
+        .list_tasks(
+            &ws,
+            &TaskFilter { account_id: Some(id.clone()), ..TaskFilter::default() },
+            &store::PageRequest::first(store::MAX_LIMIT),
+        )
+        .await?
+        .items;
+    let mut items: Vec<(chrono::DateTime<Utc>, Value)> = Vec::new();
+    for m in deliveries {
+        items.push((m.created_at, json!({"kind": "delivery", "at": m.created_at, "delivery": m})));
+    }
+    for t in tasks {
+        items.push((t.created_at, json!({"kind": "task", "at": t.created_at, "task": t})));
+    }
+    for r in runs {
+        let steps = s.store().run_steps(&ws, &r.run_id).await?;
+        items.push((r.started_at, json!({"kind": "run", "at": r.started_at, "run": r, "steps": steps})));
+    }
+    items.sort_by_key(|item| std::cmp::Reverse(item.0));
+    items.truncate(limit);
+    Ok(Json(json!({"data": items.into_iter().map(|(_, v)| v).collect::<Vec<_>>()})).into_response())
 }

@@ -155,6 +155,7 @@ pub fn router(state: AppState) -> Router {
         .route("/api/v1/journeys/{id}/runs", get(journeys::journey_runs).post(journeys::start_run))
         .route("/api/v1/runs/{id}", get(journeys::get_run))
         .route("/api/v1/accounts/{id}/journeys", get(journeys::account_runs))
+        .route("/api/v1/accounts/{id}/activity", get(journeys::account_activity))
         .route("/api/v1/deliveries", get(journeys::list_deliveries))
         .route("/api/v1/deliveries/{id}", get(journeys::get_delivery))
         .route("/api/v1/deliveries/{id}/replay", post(journeys::replay_delivery))

@@ -124,7 +124,8 @@ async fn bad_requests_get_their_specific_error_and_store_nothing() {
     let too_many: Vec<Value> = (0..2_501).map(|i| track(&format!("m{i}"))).collect();
     let huge: Vec<Value> = (0..40).map(|i| json!({"type": "track", "userId": "u", "event": "x", "messageId": format!("h{i}"), "properties": {"pad": "y".repeat(15_000)}})).collect();
     // (path, key, body, status, code, field)
-    let cases: Vec<(&str, Option<&str>, String, StatusCode, &str, Option<&str>)> = vec![
+    type Case<'a> = (&'a str, Option<&'a str>, String, StatusCode, &'a str, Option<&'a str>);
+    let cases: Vec<Case> = vec![
         ("/v1/batch", Some(&ws.write), "{\"batch\": [".into(), StatusCode::BAD_REQUEST, "invalid_json", None),
         ("/v1/batch", Some(&ws.write), "not json".into(), StatusCode::BAD_REQUEST, "invalid_json", None),
         ("/v1/batch", Some(&ws.write), "".into(), StatusCode::BAD_REQUEST, "empty_body", None),

@@ -267,6 +267,12 @@ async fn a_bad_definition_gives_every_problem_with_its_path_and_nothing_is_store
         assert!(e["error"]["message"].as_str().unwrap().contains("unclosed bracket"), "{e}");
     }
 
+    // JSON said to be JSON that does not read is a JSON error, with where.
+    let (status, e) =
+        raw(&app, "POST", "/api/v1/journeys", &ws.admin, "application/json", "{\"name\": \"x\",\n  }").await;
+    assert_eq!((status, e["error"]["code"].as_str()), (StatusCode::BAD_REQUEST, Some("invalid_json")), "{e}");
+    assert_eq!(e["position"]["line"], 2, "{e}");
+
     // A taken name, on create and on rename.
     let (status, first) = app.call("POST", "/api/v1/journeys", &ws.admin, Some(good.clone())).await;
     assert_eq!(status, StatusCode::CREATED, "{first}");
@@ -387,6 +393,25 @@ async fn a_run_started_by_hand_takes_its_first_steps() {
     let (_, of_globex) = app.get("/api/v1/accounts/globex-co/journeys", &ws.viewer).await;
     assert_eq!(of_globex["data"], json!([]));
     let (status, e) = app.get("/api/v1/accounts/nobody-co/journeys", &ws.viewer).await;
+    assert_eq!((status, e["error"]["code"].as_str()), (StatusCode::NOT_FOUND, Some("account_not_found")));
+    // The account's activity: the run with its steps, the email and the task, newest first.
+    let (status, activity) = app.get("/api/v1/accounts/acme-co/activity", &ws.viewer).await;
+    assert_eq!(status, StatusCode::OK, "{activity}");
+    let items = activity["data"].as_array().unwrap();
+    let mut kinds: Vec<&str> = items.iter().map(|i| i["kind"].as_str().unwrap()).collect();
+    kinds.sort();
+    assert_eq!(kinds, ["delivery", "run", "task"], "{activity}");
+    let at: Vec<&str> = items.iter().map(|i| i["at"].as_str().unwrap()).collect();
+    assert!(at.windows(2).all(|w| w[0] >= w[1]), "newest first: {at:?}");
+    let delivery = items.iter().find(|i| i["kind"] == "delivery").unwrap();
+    assert_eq!((&delivery["delivery"]["run_id"], &delivery["delivery"]["status"]), (&json!(run_id), &json!("pending")));
+    let run_item = items.iter().find(|i| i["kind"] == "run").unwrap();
+    assert_eq!(run_item["steps"].as_array().unwrap().len(), 3);
+    let (_, limited) = app.get("/api/v1/accounts/acme-co/activity?limit=1", &ws.viewer).await;
+    assert_eq!(limited["data"].as_array().unwrap().len(), 1);
+    let (_, of_globex) = app.get("/api/v1/accounts/globex-co/activity", &ws.viewer).await;
+    assert_eq!(of_globex["data"], json!([]));
+    let (status, e) = app.get("/api/v1/accounts/nobody-co/activity", &ws.viewer).await;
     assert_eq!((status, e["error"]["code"].as_str()), (StatusCode::NOT_FOUND, Some("account_not_found")));
     let (_, j) = app.get(&format!("/api/v1/journeys/{id}"), &ws.viewer).await;
     let stats = &j["stats"];
@@ -648,6 +673,7 @@ async fn viewers_only_read_and_other_workspaces_see_nothing() {
         format!("/api/v1/journeys/{id}/runs"),
         format!("/api/v1/runs/{run_id}"),
         "/api/v1/accounts/acme-co/journeys".to_owned(),
+        "/api/v1/accounts/acme-co/activity".to_owned(),
         "/api/v1/deliveries".to_owned(),
         format!("/api/v1/deliveries/{delivery}"),
         "/api/v1/tasks".to_owned(),

@@ -21,11 +21,14 @@ pub(crate) const ACCOUNT_COLUMNS: &str = "a.account_id, a.traits, a.first_seen_a
 const ACCOUNT_SUBJECTS: &str = "SELECT 'g:' || ?2 UNION ALL
     SELECT 'p:' || person_id FROM memberships WHERE workspace_id = ?1 AND account_id = ?2";
 
-pub(crate) fn account_row(r: &Row<'_>) -> rusqlite::Result<(String, String, Option<i64>, Option<i64>, i64, i64)> {
+/// An account row: id, traits, first and last seen, created, people.
+pub(crate) type AccountRow = (String, String, Option<i64>, Option<i64>, i64, i64);
+
+pub(crate) fn account_row(r: &Row<'_>) -> rusqlite::Result<AccountRow> {
     Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?, r.get(4)?, r.get(5)?))
 }
 
-pub(crate) fn to_account(row: (String, String, Option<i64>, Option<i64>, i64, i64)) -> Result<Account> {
+pub(crate) fn to_account(row: AccountRow) -> Result<Account> {
     let (id, traits, first, last, created, people) = row;
     let traits = json_col(&traits);
     Ok(Account {

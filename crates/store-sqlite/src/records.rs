@@ -6,7 +6,9 @@ use store::{Operator, Result, StoreError, Subscription, Ticket, Workspace};
 
 use crate::{SqliteStore, json_col, ms, opt_time, parse_col, sql_error, time};
 
-fn key_row(r: &Row<'_>) -> rusqlite::Result<(String, String, String, String, String, i64, Option<i64>)> {
+type KeyRow = (String, String, String, String, String, i64, Option<i64>);
+
+fn key_row(r: &Row<'_>) -> rusqlite::Result<KeyRow> {
     Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?, r.get(4)?, r.get(5)?, r.get(6)?))
 }
 
@@ -32,7 +34,9 @@ pub(crate) const TICKET_COLUMNS: &str =
     "ticket_id, account_id, person_id, subject, status, priority, opened_at, first_response_at,
     resolved_at, csat, updated_at, attributes";
 
-fn to_operator(r: &Row<'_>) -> rusqlite::Result<(String, String, String, String, String, Option<String>, i64)> {
+type OperatorRow = (String, String, String, String, String, Option<String>, i64);
+
+fn to_operator(r: &Row<'_>) -> rusqlite::Result<OperatorRow> {
     Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?, r.get(4)?, r.get(5)?, r.get(6)?))
 }
 
