@@ -34,7 +34,9 @@ impl Runner {
     pub(crate) async fn follow_log(&self, ws: &WorkspaceId, now: Timestamp) -> Result<Tick> {
         let mut tick = Tick::default();
         let processed = self.store.log_status(ws).await?.cursor;
-        let mut at = match self.store.get_setting(ws, LOG_CURSOR).await? {
+        let stored = self.store.get_setting(ws, LOG_CURSOR).await?;
+        let missing = stored.is_none();
+        let mut at = match stored {
             Some(v) => LogPosition { tx: v["tx"].as_i64().unwrap_or(0), seq: v["seq"].as_i64().unwrap_or(0) },
             // A workspace's journeys begin with the events after their first tick.
             None => processed,
@@ -42,6 +44,14 @@ impl Runner {
         let journeys = self.enabled(ws).await?;
         let triggered: Vec<&(JourneyRecord, Arc<Journey>)> =
             journeys.iter().filter(|(_, j)| matches!(j.trigger, Trigger::Event { .. })).collect();
+        if triggered.is_empty() && !self.any_waits_for_events(ws).await? {
+            // No journey starts from events and no run can wait for one: the log is not read
+            // again (events then start nothing, and no run is waiting for them).
+            if (at < processed || missing) && !journeys.is_empty() {
+                self.store.put_setting(ws, LOG_CURSOR, &json!({"tx": processed.tx, "seq": processed.seq}), now).await?;
+            }
+            return Ok(tick);
+        }
         while at < processed {
             let batch = self.store.read_log_with(ws, at, EVENTS_PER_READ, Payloads::of(&[EventType::Track])).await?;
             let batch: Vec<_> = batch.into_iter().filter(|e| e.position <= processed).collect();
@@ -84,6 +94,24 @@ impl Runner {
             self.store.put_setting(ws, LOG_CURSOR, &json!({"tx": at.tx, "seq": at.seq}), now).await?;
         }
         Ok(tick)
+    }
+
+    /// Whether a version of any journey (enabled or not: runs go on) has a step that waits
+    /// for an event.
+    async fn any_waits_for_events(&self, ws: &WorkspaceId) -> Result<bool> {
+        for record in self.store.list_journeys(ws).await? {
+            for version in 1..=record.version {
+                match self.definition(ws, &record.journey_id, version).await {
+                    Ok(j) if j.steps.iter().any(|s| matches!(s.action, journeys::Action::WaitFor { .. })) => {
+                        return Ok(true);
+                    }
+                    Ok(_) | Err(crate::Error::NotFound) => {}
+                    // A version that no longer reads: its runs fail when stepped; be safe here.
+                    Err(_) => return Ok(true),
+                }
+            }
+        }
+        Ok(false)
     }
 
     /// The tracked events of a slice of the log with their person and accounts.

@@ -565,3 +565,30 @@ async fn quiet_hours_hold_a_message_until_eight_in_the_recipients_zone() {
     due.sort();
     assert_eq!(due, [("ann@acme.example".to_owned(), utc(11, 2, 23, 0)), ("bob@beta.example".to_owned(), t0)]);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_log_is_not_read_again_while_no_journey_needs_events() {
+    let w = World::new().await;
+    let t0 = at(2, 9);
+    w.journey(json!({"name": "Quiet", "trigger": "manual", "steps": [{"id": "wait", "wait": "1d"}]}), t0).await;
+    w.runner.tick(&w.ws, t0).await.unwrap();
+    w.add(json!([track("q1", "ann", "acme", "Trial Started", json!({}), at(2, 10))])).await;
+    w.runner.tick(&w.ws, at(2, 11)).await.unwrap();
+    // The cursor moved past the event without a journey to read it for.
+    let processed = w.store.log_status(&w.ws).await.unwrap().cursor;
+    let cursor = w.store.get_setting(&w.ws, "journeys.log_cursor").await.unwrap().unwrap();
+    assert_eq!((cursor["tx"].as_i64(), cursor["seq"].as_i64()), (Some(processed.tx), Some(processed.seq)));
+    // A journey that starts from events sees the events after it, not the one before.
+    let j = w
+        .journey(
+            json!({"name": "Trials", "trigger": {"event": "Trial Started"}, "steps": [{"id": "hi", "end": {}}]}),
+            at(2, 12),
+        )
+        .await;
+    w.add(json!([track("q2", "ann", "acme", "Trial Started", json!({}), at(2, 13))])).await;
+    let tick = w.runner.tick(&w.ws, at(2, 14)).await.unwrap();
+    assert_eq!(tick.started, 1);
+    let runs = w.runs(&j).await;
+    assert_eq!(runs.len(), 1);
+    assert_eq!(runs[0].context["trigger"]["data"]["timestamp"], json!(at(2, 13)));
+}
