@@ -6,7 +6,7 @@
 //! `d`: usage of days before `d`, periods that started on or before `d` (and of those, only
 //! whether they still run at `d`, not when they will end).
 
-use chrono::NaiveDate;
+use chrono::{Datelike, NaiveDate};
 use serde::{Deserialize, Serialize};
 use std::collections::HashMap;
 
@@ -31,32 +31,45 @@ pub struct Period {
 #[derive(Clone, Debug, Default)]
 pub struct Series {
     origin: Option<NaiveDate>,
+    /// `origin` as a day number (days from the common era), for window arithmetic in
+    /// integers.
+    origin_day: i32,
     /// `totals[i]`: the events of the days before `origin + i`.
     totals: Vec<u64>,
 }
 
 impl Series {
-    /// From `(day, events)` in any order.
+    /// From `(day, events)` in any order (rollups come sorted: then nothing is sorted).
     pub fn new(mut days: Vec<(NaiveDate, u32)>) -> Series {
-        days.sort_unstable();
+        if !days.is_sorted() {
+            days.sort_unstable();
+        }
         let Some(&(origin, _)) = days.first() else { return Series::default() };
-        let span = (days.last().expect("non-empty").0 - origin).num_days() as usize + 1;
+        let origin_day = origin.num_days_from_ce();
+        let span = (days.last().expect("non-empty").0.num_days_from_ce() - origin_day) as usize + 1;
         let mut daily = vec![0u64; span];
         for (d, n) in days {
-            daily[(d - origin).num_days() as usize] += n as u64;
+            daily[(d.num_days_from_ce() - origin_day) as usize] += n as u64;
         }
         let mut totals = Vec::with_capacity(span + 1);
         totals.push(0);
         for n in daily {
             totals.push(totals.last().expect("starts with 0") + n);
         }
-        Series { origin: Some(origin), totals }
+        Series { origin: Some(origin), origin_day, totals }
+    }
+
+    /// Days from the origin to `day`.
+    fn offset(&self, day: NaiveDate) -> i64 {
+        i64::from(day.num_days_from_ce() - self.origin_day)
     }
 
     /// Events of the days before `day`.
     fn before(&self, day: NaiveDate) -> u64 {
-        let Some(origin) = self.origin else { return 0 };
-        let i = (day - origin).num_days();
+        if self.origin.is_none() {
+            return 0;
+        }
+        let i = self.offset(day);
         if i <= 0 { 0 } else { self.totals[(i as usize).min(self.totals.len() - 1)] }
     }
 
@@ -84,10 +97,12 @@ impl Series {
 
     /// Days in `[from, to)` with any events: the days whose running total grows.
     pub fn active_days(&self, from: NaiveDate, to: NaiveDate) -> u64 {
-        let Some(origin) = self.origin else { return 0 };
-        let first = (from - origin).num_days().max(0) as usize;
+        if self.origin.is_none() {
+            return 0;
+        }
+        let first = self.offset(from).max(0) as usize;
         // `totals` ends with the last active day: days after it add nothing.
-        let end = ((to - origin).num_days().max(0) as usize).min(self.totals.len() - 1);
+        let end = (self.offset(to).max(0) as usize).min(self.totals.len() - 1);
         (first..end).filter(|&i| self.totals[i + 1] > self.totals[i]).count() as u64
     }
 }
@@ -122,7 +137,7 @@ fn window_mask(month: NaiveDate, from: NaiveDate, to: NaiveDate) -> u32 {
     bits(hi) & !bits(lo)
 }
 
-static EMPTY: Series = Series { origin: None, totals: Vec::new() };
+static EMPTY: Series = Series { origin: None, origin_day: 0, totals: Vec::new() };
 
 impl AccountHistory {
     /// Whether the account is a customer at `d`: a period covers it or, for an account
