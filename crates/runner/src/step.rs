@@ -3,6 +3,8 @@
 
 use std::collections::HashMap;
 
+use futures_util::StreamExt;
+
 use chrono::Duration;
 use domain::{AccountId, Timestamp, WorkspaceId};
 use journeys::{Action, Journey, Subject};
@@ -18,6 +20,14 @@ use crate::{Result, Runner, Tick, kind_of, zone};
 const MAX_STEPS: usize = 64;
 /// The setting holding the workspace's Slack incoming webhook URL.
 pub const SLACK_URL: &str = "slack.webhook_url";
+
+/// Contexts read at once before a batch's steps are taken.
+const CONTEXT_READS_AT_ONCE: usize = 16;
+
+/// The key of a run's context: its subject and account.
+fn context_key(r: &Run) -> String {
+    format!("{}\u{1f}{}", r.subject_id, r.account_id.as_deref().unwrap_or(""))
+}
 
 /// Why a run is being stepped.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -72,6 +82,7 @@ impl Runner {
             }
             definitions.insert((journey_id.clone(), *version), j);
         }
+        self.prefetch_contexts(ws, &runs, &definitions, &mut subjects).await?;
         let mut transitions = 0;
         for (i, run) in runs.into_iter().enumerate() {
             let update = match (ends.get(&i), definitions.get(&(run.journey_id.clone(), run.version))) {
@@ -314,18 +325,33 @@ impl Runner {
     }
 
     async fn context(&self, ws: &WorkspaceId, j: &Journey, r: &Run, subjects: &mut Subjects) -> Result<Value> {
-        let key = format!("{}\u{1f}{}", r.subject_id, r.account_id.as_deref().unwrap_or(""));
+        let key = context_key(r);
         if let Some(v) = subjects.context.get(&key) {
             return Ok(with_run(v.clone(), j, r));
         }
+        let cx = self.load_context(ws, j.subject, &r.subject_id, r.account_id.as_deref()).await?;
+        subjects.context.insert(key, cx.clone());
+        Ok(with_run(cx, j, r))
+    }
+
+    /// The person (for a journey of people), the account and its score, as templates see them.
+    async fn load_context(
+        &self,
+        ws: &WorkspaceId,
+        subject: Subject,
+        subject_id: &str,
+        account_id: Option<&str>,
+    ) -> Result<Value> {
         let mut cx = json!({});
-        if j.subject == Subject::People
-            && let Some(p) = self.store.get_person(ws, &r.subject_id).await?
+        if subject == Subject::People
+            && let Some(p) = self.store.get_person(ws, subject_id).await?
         {
             cx["person"] = person_value(&p.person_id, p.user_id.as_deref(), &p.traits);
         }
-        if let Some(id) = r.account_id.as_deref().and_then(|a| AccountId::parse(a).ok()) {
-            if let Some(a) = self.store.get_account(ws, &id).await? {
+        if let Some(id) = account_id.and_then(|a| AccountId::parse(a).ok()) {
+            let (account, score) =
+                tokio::try_join!(self.store.get_account(ws, &id), self.store.account_score(ws, &id))?;
+            if let Some(a) = account {
                 let mut account = match a.traits.clone() {
                     Value::Object(m) => Value::Object(m),
                     _ => json!({}),
@@ -334,15 +360,46 @@ impl Runner {
                 account["name"] = json!(a.name.clone().unwrap_or_else(|| a.account_id.to_string()));
                 cx["account"] = account;
             }
-            if let Some(s) = self.store.account_score(ws, &id).await? {
+            if let Some(s) = score {
                 cx["score"] = json!({
                     "health": s.health.round(), "band": s.band, "churn_30d": s.churn_30d,
                     "churn_90d": s.churn_90d, "expansion": s.expansion,
                 });
             }
         }
-        subjects.context.insert(key, cx.clone());
-        Ok(with_run(cx, j, r))
+        Ok(cx)
+    }
+
+    /// Reads, several at once, the context of every run in `runs` whose journey makes
+    /// messages: a batch's steps then wait on no read of their own.
+    async fn prefetch_contexts(
+        &self,
+        ws: &WorkspaceId,
+        runs: &[Run],
+        definitions: &HashMap<(String, i64), std::sync::Arc<Journey>>,
+        subjects: &mut Subjects,
+    ) -> Result<()> {
+        let mut wanted: HashMap<String, (Subject, String, Option<String>)> = HashMap::new();
+        for r in runs {
+            let Some(j) = definitions.get(&(r.journey_id.clone(), r.version)) else { continue };
+            let messages = j
+                .steps
+                .iter()
+                .any(|s| matches!(s.action, Action::Email { .. } | Action::Slack { .. } | Action::Webhook { .. }));
+            if messages {
+                wanted.entry(context_key(r)).or_insert_with(|| (j.subject, r.subject_id.clone(), r.account_id.clone()));
+            }
+        }
+        let loads = wanted.into_iter().map(|(key, (subject, id, account))| async move {
+            self.load_context(ws, subject, &id, account.as_deref()).await.map(|cx| (key, cx))
+        });
+        let loaded: Vec<Result<(String, Value)>> =
+            futures_util::stream::iter(loads).buffer_unordered(CONTEXT_READS_AT_ONCE).collect().await;
+        for l in loaded {
+            let (key, cx) = l?;
+            subjects.context.insert(key, cx);
+        }
+        Ok(())
     }
 
     /// The addresses (and people) an email step goes to.
