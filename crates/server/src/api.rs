@@ -61,6 +61,12 @@ fn time_param(q: &HashMap<String, String>, name: &'static str) -> Result<Option<
         .transpose()
 }
 
+/// A JSON request body, or `invalid_json` saying why not.
+pub(crate) fn body_json(body: &[u8]) -> Result<serde_json::Value, ApiError> {
+    serde_json::from_slice(body)
+        .map_err(|e| ApiError::bad_request("invalid_json", format!("the body is not JSON: {e}")))
+}
+
 pub(crate) fn page_json<T: Serialize>(page: Page<T>) -> Response {
     Json(json!({"data": page.items, "next_cursor": page.next.map(|c| c.encode())})).into_response()
 }

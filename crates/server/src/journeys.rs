@@ -16,7 +16,7 @@ use store::{
     TaskStatus,
 };
 
-use crate::api::{page_json, page_request};
+use crate::api::{body_json, existing_account, page_json, page_request};
 use crate::intel::{operator, workspace};
 use crate::{ApiError, AppState};
 
@@ -357,8 +357,7 @@ pub(crate) async fn start_run(
     body: axum::body::Bytes,
 ) -> Result<Response, ApiError> {
     let ws = operator(&s, &headers).await?.workspace_id;
-    let v: Value = serde_json::from_slice(&body)
-        .map_err(|e| ApiError::bad_request("invalid_json", format!("the body is not JSON: {e}")))?;
+    let v = body_json(&body)?;
     let Some(subject) = v.get("subject_id").and_then(Value::as_str) else {
         return Err(ApiError::bad_request("invalid_run", "`subject_id` is required, as a string").field("subject_id"));
     };
@@ -403,7 +402,7 @@ pub(crate) async fn account_runs(
     Query(q): Query<HashMap<String, String>>,
 ) -> Result<Response, ApiError> {
     let ws = workspace(&s, &headers).await?;
-    let account = crate::api::existing_account(&s, &ws, &id).await?;
+    let account = existing_account(&s, &ws, &id).await?;
     let status = status_param(&q, RunStatus::parse, "active, completed, converted, exited, failed")?;
     let filter = RunFilter { account_id: Some(account.as_str().to_owned()), status, ..RunFilter::default() };
     Ok(page_json(s.store().list_runs(&ws, &filter, &page_request(&q)?).await?))
@@ -484,8 +483,7 @@ pub(crate) async fn create_task(
     body: axum::body::Bytes,
 ) -> Result<Response, ApiError> {
     let ws = operator(&s, &headers).await?.workspace_id;
-    let v: Value = serde_json::from_slice(&body)
-        .map_err(|e| ApiError::bad_request("invalid_json", format!("the body is not JSON: {e}")))?;
+    let v = body_json(&body)?;
     let text = |field: &'static str, required: bool| -> Result<Option<String>, ApiError> {
         match v.get(field) {
             Some(Value::String(s)) if !s.trim().is_empty() => Ok(Some(s.clone())),
@@ -561,8 +559,7 @@ pub(crate) async fn update_task(
     body: axum::body::Bytes,
 ) -> Result<Response, ApiError> {
     let key = operator(&s, &headers).await?;
-    let v: Value = serde_json::from_slice(&body)
-        .map_err(|e| ApiError::bad_request("invalid_json", format!("the body is not JSON: {e}")))?;
+    let v = body_json(&body)?;
     let status = v.get("status").and_then(Value::as_str).and_then(TaskStatus::parse).ok_or_else(|| {
         ApiError::bad_request("invalid_task", "`status` must be open, done or dismissed").field("status")
     })?;
@@ -581,11 +578,7 @@ pub(crate) async fn account_activity(
     Query(q): Query<HashMap<String, String>>,
 ) -> Result<Response, ApiError> {
     let ws = workspace(&s, &headers).await?;
-    let account = domain::AccountId::parse(&id)
-        .map_err(|e| ApiError::bad_request("invalid_parameter", e.to_string()).field("id"))?;
-    if s.store().get_account(&ws, &account).await?.is_none() {
-        return Err(ApiError::not_found("account", format!("no account {id:?} in this workspace")));
-    }
+    existing_account(&s, &ws, &id).await?;
     let limit = page_request(&q)?.limit;
     let first = store::PageRequest::first(limit);
     let deliveries = s

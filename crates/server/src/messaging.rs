@@ -14,13 +14,9 @@ use runner::SLACK_URL;
 use runner::deliver::{SENDER, TEMPLATES, UNSUBSCRIBE_SECRET, WEBHOOK_SECRET, workspace_secret};
 use serde_json::{Map, Value, json};
 
+use crate::api::body_json;
 use crate::intel::{admin, operator, workspace};
 use crate::{ApiError, AppState};
-
-fn body_json(body: &[u8]) -> Result<Value, ApiError> {
-    serde_json::from_slice(body)
-        .map_err(|e| ApiError::bad_request("invalid_json", format!("the body is not JSON: {e}")))
-}
 
 async fn templates(s: &AppState, ws: &domain::WorkspaceId) -> Result<Map<String, Value>, ApiError> {
     Ok(match s.store().get_setting(ws, TEMPLATES).await? {

@@ -12,7 +12,7 @@ use membership::{Definition, Error};
 use serde_json::{Value, json};
 use store::SubjectKind;
 
-use crate::api::{page_json, page_request};
+use crate::api::{body_json, page_json, page_request};
 use crate::intel::{operator, workspace};
 use crate::{ApiError, AppState};
 
@@ -41,11 +41,6 @@ fn engine_error(e: Error) -> ApiError {
         Error::NotFound => ApiError::not_found("segment", "no such segment in this workspace"),
         Error::Store(e) => e.into(),
     }
-}
-
-fn body_json(body: &[u8]) -> Result<Value, ApiError> {
-    serde_json::from_slice(body)
-        .map_err(|e| ApiError::bad_request("invalid_json", format!("the body is not JSON: {e}")))
 }
 
 fn definition(v: Value) -> Result<Definition, ApiError> {
