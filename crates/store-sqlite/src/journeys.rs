@@ -202,6 +202,16 @@ fn insert_task(conn: &Connection, ws: &str, t: &Task) -> Result<()> {
     Ok(())
 }
 
+fn message_by_id(conn: &Connection, ws: &str, id: &str) -> Result<Option<OutboxMessage>> {
+    let sql = format!("SELECT {MESSAGE_SELECT} FROM outbox WHERE workspace_id = ?1 AND message_id = ?2");
+    Ok(collect(conn, &sql, params![ws, id], message_row)?.pop())
+}
+
+fn task_by_id(conn: &Connection, ws: &str, id: &str) -> Result<Option<Task>> {
+    let sql = format!("SELECT {TASK_COLUMNS} FROM tasks WHERE workspace_id = ?1 AND task_id = ?2");
+    Ok(collect(conn, &sql, params![ws, id], task_row)?.pop())
+}
+
 /// A page's `after` as (time in ms, id), newest first.
 fn newest_after(page: &PageRequest) -> Result<(i64, String)> {
     match &page.after {
@@ -734,16 +744,7 @@ impl SqliteStore {
 
     pub(crate) async fn get_message(&self, ws: &WorkspaceId, id: &str) -> Result<Option<OutboxMessage>> {
         let (ws, id) = (ws.clone(), id.to_owned());
-        self.read(move |conn| {
-            Ok(collect(
-                conn,
-                &format!("SELECT {MESSAGE_SELECT} FROM outbox WHERE workspace_id = ?1 AND message_id = ?2"),
-                params![ws.as_str(), id],
-                message_row,
-            )?
-            .pop())
-        })
-        .await
+        self.read(move |conn| message_by_id(conn, ws.as_str(), &id)).await
     }
 
     pub(crate) async fn list_messages(
@@ -825,13 +826,7 @@ impl SqliteStore {
                 params![ws, id, ms(&now)],
             )
             .map_err(sql_error)?;
-            Ok(collect(
-                conn,
-                &format!("SELECT {MESSAGE_SELECT} FROM outbox WHERE workspace_id = ?1 AND message_id = ?2"),
-                params![ws, id],
-                message_row,
-            )?
-            .pop())
+            message_by_id(conn, ws, &id)
         })
         .await
     }
@@ -962,16 +957,7 @@ impl SqliteStore {
 
     pub(crate) async fn get_task(&self, ws: &WorkspaceId, id: &str) -> Result<Option<Task>> {
         let (ws, id) = (ws.clone(), id.to_owned());
-        self.read(move |conn| {
-            Ok(collect(
-                conn,
-                &format!("SELECT {TASK_COLUMNS} FROM tasks WHERE workspace_id = ?1 AND task_id = ?2"),
-                params![ws.as_str(), id],
-                task_row,
-            )?
-            .pop())
-        })
-        .await
+        self.read(move |conn| task_by_id(conn, ws.as_str(), &id)).await
     }
 
     pub(crate) async fn insert_task(&self, ws: &WorkspaceId, task: &Task) -> Result<()> {
@@ -996,13 +982,7 @@ impl SqliteStore {
                 params![ws, id, status.as_str(), closed_by, ms(&at)],
             )
             .map_err(sql_error)?;
-            Ok(collect(
-                conn,
-                &format!("SELECT {TASK_COLUMNS} FROM tasks WHERE workspace_id = ?1 AND task_id = ?2"),
-                params![ws, id],
-                task_row,
-            )?
-            .pop())
+            task_by_id(conn, ws, &id)
         })
         .await
     }
