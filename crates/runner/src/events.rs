@@ -31,7 +31,13 @@ struct Seen {
 impl Runner {
     /// Reads the events processed since the last call: starts the runs they trigger and moves
     /// the runs waiting for them.
-    pub(crate) async fn follow_log(&self, ws: &WorkspaceId, now: Timestamp) -> Result<Tick> {
+    pub(crate) async fn follow_log(
+        &self,
+        ws: &WorkspaceId,
+        all: &[store::JourneyRecord],
+        journeys: &[(JourneyRecord, Arc<Journey>)],
+        now: Timestamp,
+    ) -> Result<Tick> {
         let mut tick = Tick::default();
         let processed = self.store.log_status(ws).await?.cursor;
         let stored = self.store.get_setting(ws, LOG_CURSOR).await?;
@@ -41,10 +47,9 @@ impl Runner {
             // A workspace's journeys begin with the events after their first tick.
             None => processed,
         };
-        let journeys = self.enabled(ws).await?;
         let triggered: Vec<&(JourneyRecord, Arc<Journey>)> =
             journeys.iter().filter(|(_, j)| matches!(j.trigger, Trigger::Event { .. })).collect();
-        if triggered.is_empty() && !self.any_waits_for_events(ws).await? {
+        if triggered.is_empty() && !self.any_waits_for_events(ws, all).await? {
             // No journey starts from events and no run can wait for one: the log is not read
             // again (events then start nothing, and no run is waiting for them).
             if (at < processed || missing) && !journeys.is_empty() {
@@ -98,8 +103,8 @@ impl Runner {
 
     /// Whether a version of any journey (enabled or not: runs go on) has a step that waits
     /// for an event.
-    async fn any_waits_for_events(&self, ws: &WorkspaceId) -> Result<bool> {
-        for record in self.store.list_journeys(ws).await? {
+    async fn any_waits_for_events(&self, ws: &WorkspaceId, all: &[store::JourneyRecord]) -> Result<bool> {
+        for record in all {
             for version in 1..=record.version {
                 match self.definition(ws, &record.journey_id, version).await {
                     Ok(j) if j.steps.iter().any(|s| matches!(s.action, journeys::Action::WaitFor { .. })) => {

@@ -124,9 +124,11 @@ impl Runner {
     /// Everything due by `now`: runs started by the triggers recorded since the last tick,
     /// then every due step.
     pub async fn tick(&self, ws: &WorkspaceId, now: Timestamp) -> Result<Tick> {
-        let mut tick = Tick { started: self.start_from_segments(ws, now).await?, ..Tick::default() };
-        tick += self.follow_log(ws, now).await?;
-        let journeys = self.enabled(ws).await?;
+        // The workspace's journeys, read once for every trigger.
+        let all = self.store.list_journeys(ws).await?;
+        let journeys = self.enabled(ws, &all).await;
+        let mut tick = Tick { started: self.start_from_segments(ws, &journeys, now).await?, ..Tick::default() };
+        tick += self.follow_log(ws, &all, &journeys, now).await?;
         tick.started += self.start_from_scoring(ws, &journeys, now).await?;
         tick.started += self.start_from_schedules(ws, &journeys, now).await?;
         // Runs that raced with another node are read again; a bounded number of rounds keeps
@@ -227,8 +229,12 @@ impl Runner {
 
     /// Starts the runs of journeys triggered by segment entries and exits recorded since
     /// the last call; returns how many started.
-    async fn start_from_segments(&self, ws: &WorkspaceId, now: Timestamp) -> Result<usize> {
-        let journeys = self.enabled(ws).await?;
+    async fn start_from_segments(
+        &self,
+        ws: &WorkspaceId,
+        journeys: &[(JourneyRecord, Arc<Journey>)],
+        now: Timestamp,
+    ) -> Result<usize> {
         let mut after = match self.store.get_setting(ws, SEGMENT_CURSOR).await? {
             Some(v) => v.as_i64().unwrap_or(0),
             None => 0,
@@ -282,20 +288,17 @@ impl Runner {
         Ok(outcome.iter().filter(|s| **s).count())
     }
 
-    /// The workspace's enabled journeys with their current definitions.
-    async fn enabled(&self, ws: &WorkspaceId) -> Result<Vec<(JourneyRecord, Arc<Journey>)>> {
+    /// The enabled ones of a workspace's journeys, with their current definitions.
+    async fn enabled(&self, ws: &WorkspaceId, all: &[JourneyRecord]) -> Vec<(JourneyRecord, Arc<Journey>)> {
         let mut out = Vec::new();
-        for record in self.store.list_journeys(ws).await? {
-            if !record.enabled {
-                continue;
-            }
+        for record in all.iter().filter(|r| r.enabled).cloned() {
             match self.definition(ws, &record.journey_id, record.version).await {
                 Ok(j) => out.push((record, j)),
                 Err(e) => tracing::warn!(workspace = %ws, journey = %record.journey_id, error = %e,
                     "a stored journey no longer reads; it starts no runs"),
             }
         }
-        Ok(out)
+        out
     }
 
     /// Moves the runs waiting for `event` from `subject_id` (and, for keyed waits, with the

@@ -179,7 +179,9 @@ async fn a_step_taken_twice_applies_once() {
     let j = w.journey(onboarding(), t0).await;
     w.segment("Pro", "plan == \"pro\"", t0).await;
     // Start without stepping: the run as a crashed node would have read it.
-    w.runner.start_from_segments(&w.ws, t0).await.unwrap();
+    let all = w.store.list_journeys(&w.ws).await.unwrap();
+    let journeys = w.runner.enabled(&w.ws, &all).await;
+    w.runner.start_from_segments(&w.ws, &journeys, t0).await.unwrap();
     let run = w.runs(&j).await.remove(0);
     let first = w.runner.step_runs(&w.ws, vec![run.clone()], Why::Due, t0).await.unwrap();
     let second = w.runner.step_runs(&w.ws, vec![run.clone()], Why::Due, t0 + Duration::seconds(1)).await.unwrap();
