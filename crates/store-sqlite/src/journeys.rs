@@ -212,14 +212,15 @@ fn task_by_id(conn: &Connection, ws: &str, id: &str) -> Result<Option<Task>> {
     Ok(collect(conn, &sql, params![ws, id], task_row)?.pop())
 }
 
-/// A page's `after` as (time in ms, id), newest first.
+/// A page's `after` as (time in ms, id), newest first; the first page starts after everything.
 fn newest_after(page: &PageRequest) -> Result<(i64, String)> {
     match &page.after {
         Some(c) => {
             let parts = c.parts(2)?;
             Ok((parts[0].parse().map_err(|_| StoreError::InvalidCursor)?, parts[1].clone()))
         }
-        None => Ok((i64::MAX, String::new())),
+        // Before every row: no id sorts after the last character.
+        None => Ok((i64::MAX, "\u{10ffff}".to_owned())),
     }
 }
 
@@ -546,7 +547,7 @@ impl SqliteStore {
                     filter.account_id,
                     filter.status.map(RunStatus::as_str),
                     before_at,
-                    if page.after.is_some() { before_id } else { "\u{10ffff}".to_owned() },
+                    before_id,
                     page.fetch_limit() as i64
                 ],
                 run_row,
@@ -773,7 +774,7 @@ impl SqliteStore {
                     filter.run_id,
                     filter.status.map(MessageStatus::as_str),
                     before_at,
-                    if page.after.is_some() { before_id } else { "\u{10ffff}".to_owned() },
+                    before_id,
                     page.fetch_limit() as i64
                 ],
                 message_row,
