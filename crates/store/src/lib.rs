@@ -8,6 +8,7 @@
 //! writes across workspaces.
 
 mod changes;
+pub mod connectors;
 pub mod journeys;
 mod page;
 #[macro_use]
@@ -20,6 +21,7 @@ pub mod usage;
 pub mod contract;
 
 pub use changes::{Changes, EventPerson, KnownPerson, Op};
+pub use connectors::{ConnectorError, ConnectorProgress, ConnectorRecord, ObjectQuery, ProviderObject};
 pub use journeys::{
     Attempt, Channel, JourneyDraft, JourneyRecord, JourneyStats, MessageFilter, MessageStatus, MessageUpdate,
     OutboxMessage, Reentry, Run, RunFilter, RunStart, RunStatus, RunUpdate, StepCount, StepRecord, Task, TaskFilter,
@@ -474,4 +476,50 @@ pub trait Store: Send + Sync + 'static {
         by: &str,
         at: Timestamp,
     ) -> Result<Option<Task>>;
+
+    // Connectors: provider connections, their mirror of provider objects, their errors.
+    /// Creates a connector; [`StoreError::Conflict`] when the workspace has one for that
+    /// provider already.
+    async fn create_connector(&self, ws: &WorkspaceId, connector: &ConnectorRecord) -> Result<()>;
+    /// Replaces a connector's config, secrets and enabled flag (its state is kept); false if
+    /// there is none.
+    async fn update_connector(&self, ws: &WorkspaceId, connector: &ConnectorRecord) -> Result<bool>;
+    async fn get_connector(&self, ws: &WorkspaceId, provider: &str) -> Result<Option<ConnectorRecord>>;
+    /// The workspace's connectors, by provider.
+    async fn list_connectors(&self, ws: &WorkspaceId) -> Result<Vec<ConnectorRecord>>;
+    /// Deletes a connector with its mirrored objects and errors; false if there was none.
+    async fn delete_connector(&self, ws: &WorkspaceId, provider: &str) -> Result<bool>;
+    /// Adds `progress` to a connector's state (counters added, sync state replaced when
+    /// given); false if there is no such connector.
+    async fn record_connector_progress(
+        &self,
+        ws: &WorkspaceId,
+        provider: &str,
+        progress: &ConnectorProgress,
+        at: Timestamp,
+    ) -> Result<bool>;
+    /// Stores each object unless the one stored is newer (a higher `version`; an equal one
+    /// is replaced), in one transaction. A replaced object keeps its account and how it was
+    /// matched when the new one has none. Says for each whether it was written.
+    async fn put_provider_objects(&self, ws: &WorkspaceId, provider: &str, objects: &[ProviderObject])
+    -> Result<Vec<bool>>;
+    /// Mirrored objects matching `query`, by kind and id.
+    async fn provider_objects(&self, ws: &WorkspaceId, provider: &str, query: &ObjectQuery)
+    -> Result<Vec<ProviderObject>>;
+    /// Links an object, and the objects whose parent it is that have no account, to
+    /// `account`; false if there is no such object.
+    async fn link_provider_object(
+        &self,
+        ws: &WorkspaceId,
+        provider: &str,
+        kind: &str,
+        object_id: &str,
+        account: &AccountId,
+        matched_by: &str,
+    ) -> Result<bool>;
+    /// Records an error (counted on the connector; the newest [`connectors::ERRORS_KEPT`]
+    /// are kept).
+    async fn add_connector_error(&self, ws: &WorkspaceId, provider: &str, error: &ConnectorError) -> Result<()>;
+    /// A connector's errors, newest first.
+    async fn connector_errors(&self, ws: &WorkspaceId, provider: &str, limit: usize) -> Result<Vec<ConnectorError>>;
 }
