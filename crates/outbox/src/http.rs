@@ -160,6 +160,58 @@ impl HttpClient {
     }
 }
 
+/// A whole answer to a GET: its status, `Retry-After`, and its body.
+#[derive(Debug, Clone)]
+pub struct Fetched {
+    /// The HTTP status.
+    pub status: u16,
+    /// What `Retry-After` asked for, if it was given and readable.
+    pub retry_after: Option<Duration>,
+    /// The whole body.
+    pub body: Vec<u8>,
+}
+
+impl HttpClient {
+    /// GETs `url` with `headers` and reads the whole answer (up to `max_body` bytes, else an
+    /// error) within the total timeout: what a backfill reads a provider's list pages with.
+    /// The error says why nothing usable came back (URL, connection, timeout, size).
+    pub async fn get(&self, url: &str, headers: &[(&str, String)], max_body: usize) -> Result<Fetched, String> {
+        let uri: Uri = url.parse().map_err(|e| format!("URL {url:?}: {e}"))?;
+        if !matches!(uri.scheme_str(), Some("http" | "https")) || uri.host().is_none() {
+            return Err(format!("URL {url:?}: must be an absolute http(s) URL"));
+        }
+        let mut request = Request::builder().method(Method::GET).uri(uri).header(USER_AGENT, self.user_agent.clone());
+        for (name, value) in headers {
+            request = request.header(*name, value);
+        }
+        let request = request.body(Full::new(Bytes::new())).map_err(|e| format!("request: {e}"))?;
+        let attempt = async {
+            let response = self.client.request(request).await.map_err(|e| describe(&e))?;
+            let status = response.status().as_u16();
+            let retry_after = response
+                .headers()
+                .get(RETRY_AFTER)
+                .and_then(|v| v.to_str().ok())
+                .and_then(|v| parse_retry_after(v, SystemTime::now()));
+            let mut body = response.into_body();
+            let mut read = Vec::new();
+            while let Some(frame) = body.frame().await {
+                if let Ok(data) = frame.map_err(|e| describe(&e))?.into_data() {
+                    if read.len() + data.len() > max_body {
+                        return Err(format!("the answer is larger than {max_body} bytes"));
+                    }
+                    read.extend_from_slice(&data);
+                }
+            }
+            Ok(Fetched { status, retry_after, body: read })
+        };
+        match tokio::time::timeout(self.total_timeout, attempt).await {
+            Ok(answer) => answer,
+            Err(_) => Err(format!("no answer within {:?}", self.total_timeout)),
+        }
+    }
+}
+
 /// The error with its causes, which say what really failed (refused, DNS, certificate).
 fn describe(error: &(dyn std::error::Error + 'static)) -> String {
     let mut text = error.to_string();

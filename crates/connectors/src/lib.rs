@@ -1,0 +1,572 @@
+//! Connectors to the tools that hold the rest of the truth about an account: billing (Stripe),
+//! CRM and support. Every connector has the same shape:
+//!
+//! - **configuration**: a [`store::ConnectorRecord`] per provider and workspace, its settings
+//!   in [`Config`], its API key and webhook secrets sealed ([`secrets`]);
+//! - **webhook verification**: the provider's own signature scheme, checked over the raw body
+//!   before anything is parsed ([`Provider::verify`]);
+//! - **a mirror**: each provider object is stored as last seen, the newest state winning
+//!   whatever order deliveries and backfill pages arrive in ([`store::ProviderObject`]);
+//! - **mapping**: a root object (a customer, a company) is matched to an account
+//!   ([`matching`]); each object then becomes Steward's records and events ([`Output`]),
+//!   compared with the state stored before it;
+//! - **a client** for backfills ([`backfill`]): the provider's list endpoints, page by page,
+//!   the cursor saved after each page so that a sync resumes where it stopped.
+//!
+//! Objects whose root matches no account wait in the mirror, listed for an operator to link
+//! by hand; linking applies them.
+
+pub mod backfill;
+pub mod matching;
+pub mod secrets;
+pub mod stripe;
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use chrono::Utc;
+use domain::{AccountId, EventType, NewEvent, Timestamp, WorkspaceId};
+use serde::{Deserialize, Serialize};
+use serde_json::{Map, Value, json};
+use store::{ConnectorError, ConnectorProgress, ConnectorRecord, ObjectQuery, ProviderObject, Store, StoreError};
+
+pub use matching::{Directory, MatchKeys, MatchRules};
+pub use secrets::{SealingKey, Secrets};
+
+/// The providers Steward connects to.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum Provider {
+    Stripe,
+}
+
+impl Provider {
+    pub const ALL: [Provider; 1] = [Provider::Stripe];
+
+    pub fn parse(name: &str) -> Option<Provider> {
+        Provider::ALL.into_iter().find(|p| p.name() == name)
+    }
+
+    pub fn name(self) -> &'static str {
+        match self {
+            Provider::Stripe => stripe::NAME,
+        }
+    }
+
+    pub fn default_base_url(self) -> &'static str {
+        match self {
+            Provider::Stripe => stripe::DEFAULT_BASE_URL,
+        }
+    }
+
+    /// The kind of object that matches an account; the others reach one through it.
+    pub fn root_kind(self) -> &'static str {
+        match self {
+            Provider::Stripe => "customer",
+        }
+    }
+
+    /// Checks a delivery's signature, `header` giving the request's headers by name.
+    pub fn verify(
+        self,
+        header: &dyn Fn(&str) -> Option<String>,
+        body: &[u8],
+        secrets: &[String],
+        now: i64,
+    ) -> Result<(), WebhookError> {
+        match self {
+            Provider::Stripe => stripe::signature::verify(header("stripe-signature").as_deref(), body, secrets, now)
+                .map(|_| ())
+                .map_err(|e| WebhookError::Signature(e.to_string())),
+        }
+    }
+
+    pub fn delivery(self, body: &[u8]) -> Result<Delivery, WebhookError> {
+        match self {
+            Provider::Stripe => stripe::delivery(body),
+        }
+    }
+
+    pub fn match_keys(self, root: &ProviderObject, rules: &MatchRules) -> MatchKeys {
+        match self {
+            Provider::Stripe => stripe::match_keys(root, &rules.metadata_key),
+        }
+    }
+
+    pub fn outputs(
+        self,
+        object: &ProviderObject,
+        previous: Option<&ProviderObject>,
+        account: &AccountId,
+    ) -> Vec<Output> {
+        match self {
+            Provider::Stripe => stripe::outputs(object, previous, account),
+        }
+    }
+
+    /// What a backfill lists, in order (roots first).
+    pub fn resources(self) -> Vec<Resource> {
+        match self {
+            Provider::Stripe => stripe::resources(),
+        }
+    }
+
+    /// A backfill page's objects, stored under `version`, and the next page's cursor.
+    pub fn page(self, body: &[u8], version: i64) -> Result<(Vec<ProviderObject>, Option<String>), String> {
+        match self {
+            Provider::Stripe => {
+                let (values, next) = stripe::page(body)?;
+                Ok((values.into_iter().filter_map(|v| stripe::object(v, version)).collect(), next))
+            }
+        }
+    }
+
+    pub fn page_url(self, base: &str, resource: &Resource, cursor: Option<&str>) -> String {
+        match self {
+            Provider::Stripe => stripe::page_url(base, resource, cursor),
+        }
+    }
+
+    /// The headers that authenticate an API call with `api_key`.
+    pub fn auth_headers(self, api_key: &str) -> Vec<(&'static str, String)> {
+        match self {
+            Provider::Stripe => vec![("authorization", format!("Bearer {api_key}"))],
+        }
+    }
+}
+
+/// A list endpoint a backfill pages through.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Resource {
+    pub kind: &'static str,
+    /// Path and query of the first page, from the base URL.
+    pub path: &'static str,
+}
+
+/// What a webhook delivery carries.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Delivery {
+    /// The provider's id of the delivery's event: a redelivery has the same.
+    pub event_id: String,
+    pub event_type: String,
+    /// The objects it tells of, each stored under the event's time (none for event types
+    /// Steward does not keep).
+    pub objects: Vec<ProviderObject>,
+}
+
+/// What an object means for its account.
+#[derive(Clone, Debug, PartialEq)]
+pub enum Output {
+    /// Traits of the account, as a `group` call would set them.
+    AccountTraits {
+        traits: Map<String, Value>,
+        at: Timestamp,
+    },
+    Subscription(Box<store::Subscription>),
+    Ticket(Box<store::Ticket>),
+    /// Something that happened to the account (`Payment Failed`), as a `track` call of the
+    /// account's; `message_id` makes it once however often it is told.
+    Event {
+        message_id: String,
+        name: String,
+        properties: Value,
+        at: Timestamp,
+    },
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum WebhookError {
+    #[error("no enabled {0} connector in this workspace")]
+    NotConfigured(String),
+    #[error("signature: {0}")]
+    Signature(String),
+    #[error("payload: {0}")]
+    BadPayload(String),
+    #[error("the connector's secrets cannot be read: {0}")]
+    Secrets(#[from] secrets::SecretError),
+    #[error(transparent)]
+    Store(#[from] StoreError),
+}
+
+/// A connector's settings that are not secret.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Config {
+    /// The provider's API base URL (for a proxy, a regional endpoint or a test server).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub base_url: Option<String>,
+    /// The provider-side metadata field holding Steward's account id.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub account_id_field: Option<String>,
+    /// The account trait holding the provider's id.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub account_trait: Option<String>,
+    /// Create an account for a root object that matches none.
+    #[serde(default)]
+    pub create_accounts: bool,
+    /// Hours between scheduled backfills (none: only when asked).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub sync_every_hours: Option<u32>,
+}
+
+impl Config {
+    pub fn from_value(value: &Value) -> Result<Config, String> {
+        let c: Config = serde_json::from_value(value.clone()).map_err(|e| e.to_string())?;
+        if let Some(url) = &c.base_url
+            && !(url.starts_with("http://") || url.starts_with("https://"))
+        {
+            return Err(format!("base_url {url:?} must be an absolute http(s) URL"));
+        }
+        if c.sync_every_hours == Some(0) {
+            return Err("sync_every_hours must be at least 1".into());
+        }
+        Ok(c)
+    }
+
+    pub fn rules(&self) -> MatchRules {
+        let d = MatchRules::default();
+        MatchRules {
+            metadata_key: self.account_id_field.clone().unwrap_or(d.metadata_key),
+            account_trait: self.account_trait.clone().unwrap_or(d.account_trait),
+            create_accounts: self.create_accounts,
+            ..d
+        }
+    }
+}
+
+/// What storing a set of objects did.
+#[derive(Clone, Debug, Default, PartialEq, Serialize)]
+pub struct Ingested {
+    /// Objects stored (newer than what was stored).
+    pub stored: usize,
+    /// Objects left out as older than what was stored.
+    pub stale: usize,
+    /// Roots that match no account, and objects waiting on them.
+    pub unmatched: usize,
+    /// Records written (subscriptions, tickets) and events appended.
+    pub records: usize,
+    pub events: usize,
+}
+
+/// How long a directory of the workspace's accounts is trusted before a miss reads it again.
+const DIRECTORY_FRESH: Duration = Duration::from_secs(10);
+
+/// The connectors of every workspace: webhooks in, objects mapped and applied.
+pub struct Connectors {
+    store: Arc<dyn Store>,
+    key: Arc<SealingKey>,
+    directories: Mutex<HashMap<(String, Provider), (Instant, Arc<Directory>)>>,
+}
+
+impl Connectors {
+    pub fn new(store: Arc<dyn Store>, key: Arc<SealingKey>) -> Connectors {
+        Connectors { store, key, directories: Mutex::new(HashMap::new()) }
+    }
+
+    pub fn key(&self) -> &SealingKey {
+        &self.key
+    }
+
+    pub fn store(&self) -> &Arc<dyn Store> {
+        &self.store
+    }
+
+    /// The connector's record and its secrets in the clear.
+    pub async fn load(
+        &self,
+        ws: &WorkspaceId,
+        provider: Provider,
+    ) -> Result<Option<(ConnectorRecord, Secrets)>, WebhookError> {
+        let Some(record) = self.store.get_connector(ws, provider.name()).await? else { return Ok(None) };
+        let secrets = Secrets::open(&self.key, ws.as_str(), provider.name(), &record.secrets)?;
+        Ok(Some((record, secrets)))
+    }
+
+    /// A webhook delivery: checked against the connector's secrets, then its objects stored
+    /// and applied. Redeliveries are applied again, which changes nothing: each object is
+    /// newest-wins and each event has its own id.
+    pub async fn webhook(
+        &self,
+        ws: &WorkspaceId,
+        provider: Provider,
+        header: &dyn Fn(&str) -> Option<String>,
+        body: &[u8],
+    ) -> Result<(Delivery, Ingested), WebhookError> {
+        let not_configured = || WebhookError::NotConfigured(provider.name().into());
+        let (record, secrets) = self.load(ws, provider).await?.ok_or_else(not_configured)?;
+        if !record.enabled {
+            return Err(not_configured());
+        }
+        provider.verify(header, body, &secrets.webhook_secrets, Utc::now().timestamp())?;
+        let delivery = match provider.delivery(body) {
+            Ok(d) => d,
+            Err(e) => {
+                let record = serde_json::from_slice::<Value>(body).ok();
+                self.error(ws, provider, "webhook", None, &e.to_string(), record).await;
+                return Err(e);
+            }
+        };
+        let config = Config::from_value(&record.config).unwrap_or_default();
+        let ingested = self.ingest(ws, provider, &config.rules(), delivery.objects.clone(), None).await?;
+        let progress = ConnectorProgress { webhooks: 1, records: ingested.stored as i64, ..Default::default() };
+        self.store.record_connector_progress(ws, provider.name(), &progress, Utc::now()).await?;
+        Ok((delivery, ingested))
+    }
+
+    /// The workspace's directory for matching: `fresh` reads it again unless it was read
+    /// within [`DIRECTORY_FRESH`].
+    async fn directory(
+        &self,
+        ws: &WorkspaceId,
+        provider: Provider,
+        rules: &MatchRules,
+        fresh: bool,
+    ) -> store::Result<Arc<Directory>> {
+        let key = (ws.to_string(), provider);
+        if let Some((at, d)) = self.directories.lock().expect("directories").get(&key)
+            && (!fresh || at.elapsed() < DIRECTORY_FRESH)
+        {
+            return Ok(d.clone());
+        }
+        let d = Arc::new(Directory::load(self.store.as_ref(), ws, rules).await?);
+        self.directories.lock().expect("directories").insert(key, (Instant::now(), d.clone()));
+        Ok(d)
+    }
+
+    /// Stores `objects` (newest wins) and applies those stored: roots are matched to an
+    /// account, others follow their root's. `directory` is the one a backfill read; webhooks
+    /// use the kept one.
+    pub async fn ingest(
+        &self,
+        ws: &WorkspaceId,
+        provider: Provider,
+        rules: &MatchRules,
+        mut objects: Vec<ProviderObject>,
+        directory: Option<&Directory>,
+    ) -> Result<Ingested, WebhookError> {
+        let mut out = Ingested::default();
+        let store = self.store.as_ref();
+        // What was stored before each, for its link and to compare with.
+        let mut previous = Vec::with_capacity(objects.len());
+        for o in &objects {
+            let q = ObjectQuery {
+                kind: Some(o.kind.clone()),
+                object_id: Some(o.object_id.clone()),
+                limit: 1,
+                ..Default::default()
+            };
+            previous.push(store.provider_objects(ws, provider.name(), &q).await?.pop());
+        }
+        // Roots found to match nothing are matched again once with a directory read anew.
+        let mut kept = None;
+        for (o, prev) in objects.iter_mut().zip(&previous) {
+            if let Some(p) = prev.as_ref().filter(|p| p.account_id.is_some() && p.version <= o.version) {
+                o.account_id = p.account_id.clone();
+                o.matched_by = p.matched_by.clone();
+                // A root's external id, if it names another account now, moves it.
+                if o.kind == provider.root_kind()
+                    && p.matched_by.as_deref() != Some("manual")
+                    && let Some(a) =
+                        provider.match_keys(o, rules).external_account.and_then(|a| AccountId::parse(&a).ok())
+                {
+                    o.account_id = Some(a);
+                    o.matched_by = Some("external_id".into());
+                }
+                continue;
+            }
+            if o.kind == provider.root_kind() {
+                let keys = provider.match_keys(o, rules);
+                let mut found = match directory {
+                    Some(d) => d.find(store, ws, rules, &keys).await?,
+                    None => {
+                        let d = match &kept {
+                            Some(d) => Arc::clone(d),
+                            None => self.directory(ws, provider, rules, false).await?,
+                        };
+                        d.find(store, ws, rules, &keys).await?
+                    }
+                };
+                if found.is_none() && directory.is_none() {
+                    let d = self.directory(ws, provider, rules, true).await?;
+                    found = d.find(store, ws, rules, &keys).await?;
+                    kept = Some(d);
+                }
+                if let Some(m) = found {
+                    o.account_id = Some(m.account);
+                    o.matched_by = Some(m.by.into());
+                }
+            } else if let Some(parent) = &o.parent_id {
+                let q = ObjectQuery {
+                    kind: Some(provider.root_kind().into()),
+                    object_id: Some(parent.clone()),
+                    limit: 1,
+                    ..Default::default()
+                };
+                if let Some(root) = store.provider_objects(ws, provider.name(), &q).await?.pop() {
+                    o.account_id = root.account_id;
+                    o.matched_by = root.matched_by.map(|_| "parent".to_owned());
+                }
+            }
+        }
+        let written = store.put_provider_objects(ws, provider.name(), &objects).await?;
+        for ((object, prev), written) in objects.iter().zip(&previous).zip(written) {
+            if !written {
+                out.stale += 1;
+                continue;
+            }
+            out.stored += 1;
+            let Some(account) = &object.account_id else {
+                out.unmatched += 1;
+                continue;
+            };
+            self.apply(ws, provider, object, prev.as_ref(), account, &mut out).await?;
+            // A root matched for the first time brings the objects that waited on it.
+            if object.kind == provider.root_kind() && prev.as_ref().is_none_or(|p| p.account_id.is_none()) {
+                self.apply_children(ws, provider, object, account, &mut out).await?;
+            }
+        }
+        Ok(out)
+    }
+
+    /// Links a root object to `account` by hand and applies it and what waited on it.
+    pub async fn link(
+        &self,
+        ws: &WorkspaceId,
+        provider: Provider,
+        kind: &str,
+        object_id: &str,
+        account: &AccountId,
+    ) -> Result<Option<Ingested>, WebhookError> {
+        let store = self.store.as_ref();
+        let q =
+            ObjectQuery { kind: Some(kind.into()), object_id: Some(object_id.into()), limit: 1, ..Default::default() };
+        let Some(object) = store.provider_objects(ws, provider.name(), &q).await?.pop() else { return Ok(None) };
+        let mut children = Vec::new();
+        if kind == provider.root_kind() {
+            // The children to apply are those without an account before the link.
+            let q = ObjectQuery { parent_id: Some(object_id.into()), unmatched: true, ..Default::default() };
+            children = store.provider_objects(ws, provider.name(), &q).await?;
+        }
+        store.link_provider_object(ws, provider.name(), kind, object_id, account, "manual").await?;
+        let mut out = Ingested::default();
+        let linked = ProviderObject { account_id: Some(account.clone()), matched_by: Some("manual".into()), ..object };
+        self.apply(ws, provider, &linked, None, account, &mut out).await?;
+        for child in children {
+            self.apply(ws, provider, &child, None, account, &mut out).await?;
+        }
+        Ok(Some(out))
+    }
+
+    async fn apply_children(
+        &self,
+        ws: &WorkspaceId,
+        provider: Provider,
+        root: &ProviderObject,
+        account: &AccountId,
+        out: &mut Ingested,
+    ) -> Result<(), WebhookError> {
+        let q = ObjectQuery { parent_id: Some(root.object_id.clone()), unmatched: true, ..Default::default() };
+        let children = self.store.provider_objects(ws, provider.name(), &q).await?;
+        if children.is_empty() {
+            return Ok(());
+        }
+        let by = root.matched_by.as_deref().unwrap_or("parent");
+        self.store.link_provider_object(ws, provider.name(), &root.kind, &root.object_id, account, by).await?;
+        for child in children {
+            self.apply(ws, provider, &child, None, account, out).await?;
+        }
+        Ok(())
+    }
+
+    /// Writes what `object` means for `account`.
+    async fn apply(
+        &self,
+        ws: &WorkspaceId,
+        provider: Provider,
+        object: &ProviderObject,
+        previous: Option<&ProviderObject>,
+        account: &AccountId,
+        out: &mut Ingested,
+    ) -> Result<(), WebhookError> {
+        let mut events = Vec::new();
+        let now = Utc::now();
+        for output in provider.outputs(object, previous, account) {
+            match output {
+                Output::Subscription(s) => {
+                    self.store.upsert_subscription(ws, &s).await?;
+                    out.records += 1;
+                }
+                Output::Ticket(t) => {
+                    self.store.upsert_ticket(ws, &t).await?;
+                    out.records += 1;
+                }
+                Output::AccountTraits { traits, at } => {
+                    let id = format!("{}:{}:{}:{}", provider.name(), object.kind, object.object_id, object.version);
+                    events.push(account_event(id, EventType::Group, None, account, Value::Object(traits), at, now));
+                }
+                Output::Event { message_id, name, properties, at } => {
+                    events.push(account_event(message_id, EventType::Track, Some(name), account, properties, at, now));
+                }
+            }
+        }
+        if !events.is_empty() {
+            out.events += self.store.append_events(ws, &events).await?.stored;
+        }
+        Ok(())
+    }
+
+    /// Records an error; a failure to record it is logged, not raised over the first.
+    pub async fn error(
+        &self,
+        ws: &WorkspaceId,
+        provider: Provider,
+        stage: &str,
+        object: Option<&ProviderObject>,
+        message: &str,
+        record: Option<Value>,
+    ) {
+        let error = ConnectorError {
+            at: Utc::now(),
+            stage: stage.into(),
+            object_kind: object.map(|o| o.kind.clone()),
+            object_id: object.map(|o| o.object_id.clone()),
+            message: message.into(),
+            record: record.or_else(|| object.map(|o| o.payload.clone())),
+        };
+        if let Err(e) = self.store.add_connector_error(ws, provider.name(), &error).await {
+            tracing::warn!(workspace = %ws, provider = provider.name(), error = %e, "recording a connector error failed");
+        }
+    }
+}
+
+/// An event of an account with no person: a `group` call setting its traits, or a `track`
+/// call of something that happened to it.
+fn account_event(
+    message_id: String,
+    kind: EventType,
+    name: Option<String>,
+    account: &AccountId,
+    body: Value,
+    at: Timestamp,
+    now: Timestamp,
+) -> NewEvent {
+    let timestamp = at.to_rfc3339_opts(chrono::SecondsFormat::Millis, true);
+    let payload = match kind {
+        EventType::Group => json!({"type": "group", "messageId": message_id, "groupId": account.as_str(),
+            "traits": body, "timestamp": timestamp}),
+        _ => json!({"type": "track", "messageId": message_id, "event": name, "properties": body,
+            "context": {"groupId": account.as_str()}, "timestamp": timestamp}),
+    };
+    NewEvent {
+        message_id,
+        kind,
+        name,
+        user_id: None,
+        anonymous_id: None,
+        group_id: Some(account.to_string()),
+        previous_id: None,
+        timestamp: at,
+        received_at: now,
+        payload: payload.to_string(),
+    }
+}
