@@ -33,6 +33,19 @@ pub struct SyncState {
     pub last_error: Option<String>,
     /// Attempts in a row that stopped on an error.
     pub failures: u32,
+    /// When the next attempt may start, after a failure: 30 s, doubling with each failure in
+    /// a row, up to an hour.
+    pub retry_at: Option<Timestamp>,
+}
+
+impl SyncState {
+    /// Records a failed attempt: why, and when to try again.
+    fn failed(&mut self, message: &str) {
+        self.failures += 1;
+        self.last_error = Some(message.to_owned());
+        let wait = (30i64 << (self.failures - 1).min(7)).min(3600);
+        self.retry_at = Some(Utc::now() + chrono::Duration::seconds(wait));
+    }
 }
 
 impl SyncState {
@@ -98,9 +111,10 @@ pub async fn run(
         state.request(false);
     }
     state.started_at.get_or_insert_with(Utc::now);
+    state.retry_at = None;
     let Some(api_key) = secrets.api_key.clone() else {
         let message = "the connector has no API key to read the provider's history with".to_owned();
-        state.last_error = Some(message.clone());
+        state.failed(&message);
         save(connectors, ws, provider, &state, 0).await?;
         connectors.error(ws, provider, "backfill", None, &message, None).await;
         return Ok(Report::default());
@@ -115,8 +129,7 @@ pub async fn run(
         let body = match fetch(http, &url, &headers, retries).await {
             Ok(body) => body,
             Err(message) => {
-                state.failures += 1;
-                state.last_error = Some(message.clone());
+                state.failed(&message);
                 save(connectors, ws, provider, &state, 0).await?;
                 let record = serde_json::json!({"url": url, "resource": resource.kind, "cursor": state.cursor});
                 connectors.error(ws, provider, "backfill", None, &message, Some(record)).await;
@@ -127,8 +140,7 @@ pub async fn run(
         let (objects, next) = match provider.page(&body, version) {
             Ok(page) => page,
             Err(message) => {
-                state.failures += 1;
-                state.last_error = Some(message.clone());
+                state.failed(&message);
                 save(connectors, ws, provider, &state, 0).await?;
                 let record = serde_json::from_slice(&body).ok();
                 connectors.error(ws, provider, "backfill", None, &message, record).await;

@@ -20,6 +20,7 @@ pub mod backfill;
 pub mod matching;
 pub mod secrets;
 pub mod stripe;
+pub mod worker;
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
@@ -69,7 +70,7 @@ impl Provider {
     /// Checks a delivery's signature, `header` giving the request's headers by name.
     pub fn verify(
         self,
-        header: &dyn Fn(&str) -> Option<String>,
+        header: &(dyn Fn(&str) -> Option<String> + Sync),
         body: &[u8],
         secrets: &[String],
         now: i64,
@@ -237,6 +238,8 @@ impl Config {
 /// What storing a set of objects did.
 #[derive(Clone, Debug, Default, PartialEq, Serialize)]
 pub struct Ingested {
+    /// The delivery was seen before and was not applied again.
+    pub duplicate: bool,
     /// Objects stored (newer than what was stored).
     pub stored: usize,
     /// Objects left out as older than what was stored.
@@ -247,6 +250,9 @@ pub struct Ingested {
     pub records: usize,
     pub events: usize,
 }
+
+/// The mirror's kind for a webhook delivery applied, under its event id.
+pub const DELIVERY_KIND: &str = "delivery";
 
 /// How long a directory of the workspace's accounts is trusted before a miss reads it again.
 const DIRECTORY_FRESH: Duration = Duration::from_secs(10);
@@ -289,7 +295,7 @@ impl Connectors {
         &self,
         ws: &WorkspaceId,
         provider: Provider,
-        header: &dyn Fn(&str) -> Option<String>,
+        header: &(dyn Fn(&str) -> Option<String> + Sync),
         body: &[u8],
     ) -> Result<(Delivery, Ingested), WebhookError> {
         let not_configured = || WebhookError::NotConfigured(provider.name().into());
@@ -306,10 +312,36 @@ impl Connectors {
                 return Err(e);
             }
         };
+        // A delivery is remembered once applied: one seen before is not applied again (and
+        // one whose applying was cut short is, which changes nothing already done).
+        let seen = ObjectQuery {
+            kind: Some(DELIVERY_KIND.into()),
+            object_id: Some(delivery.event_id.clone()),
+            limit: 1,
+            ..Default::default()
+        };
+        if !self.store.provider_objects(ws, provider.name(), &seen).await?.is_empty() {
+            let progress = ConnectorProgress { webhooks: 1, ..Default::default() };
+            self.store.record_connector_progress(ws, provider.name(), &progress, Utc::now()).await?;
+            return Ok((delivery, Ingested { duplicate: true, ..Default::default() }));
+        }
         let config = Config::from_value(&record.config).unwrap_or_default();
         let ingested = self.ingest(ws, provider, &config.rules(), delivery.objects.clone(), None).await?;
+        let now = Utc::now();
+        let remembered = ProviderObject {
+            kind: DELIVERY_KIND.into(),
+            object_id: delivery.event_id.clone(),
+            parent_id: None,
+            version: now.timestamp_millis(),
+            account_id: None,
+            matched_by: None,
+            label: delivery.event_type.clone(),
+            payload: json!({"type": delivery.event_type}),
+            updated_at: now,
+        };
+        self.store.put_provider_objects(ws, provider.name(), std::slice::from_ref(&remembered)).await?;
         let progress = ConnectorProgress { webhooks: 1, records: ingested.stored as i64, ..Default::default() };
-        self.store.record_connector_progress(ws, provider.name(), &progress, Utc::now()).await?;
+        self.store.record_connector_progress(ws, provider.name(), &progress, now).await?;
         Ok((delivery, ingested))
     }
 

@@ -4,6 +4,7 @@
 
 mod api;
 mod auth;
+mod connectors;
 mod error;
 mod ingest;
 mod intel;
@@ -65,6 +66,7 @@ struct Inner {
     scoring: Option<Arc<scoring::service::Service>>,
     membership: Arc<membership::Engine>,
     runner: Arc<runner::Runner>,
+    connectors: Option<Arc<::connectors::worker::Syncer>>,
 }
 
 impl AppState {
@@ -81,6 +83,7 @@ impl AppState {
                 processor,
                 config,
                 scoring: None,
+                connectors: None,
             }),
         }
     }
@@ -89,6 +92,16 @@ impl AppState {
     pub fn with_scoring(mut self, service: Arc<scoring::service::Service>) -> AppState {
         Arc::get_mut(&mut self.inner).expect("set before the state is shared").scoring = Some(service);
         self
+    }
+
+    /// Serves connectors (their API and webhooks) through `syncer`.
+    pub fn with_connectors(mut self, syncer: Arc<::connectors::worker::Syncer>) -> AppState {
+        Arc::get_mut(&mut self.inner).expect("set before the state is shared").connectors = Some(syncer);
+        self
+    }
+
+    pub fn connectors(&self) -> Option<&Arc<::connectors::worker::Syncer>> {
+        self.inner.connectors.as_ref()
     }
 
     pub fn store(&self) -> &Arc<dyn Store> {
@@ -173,7 +186,21 @@ pub fn router(state: AppState) -> Router {
             "/api/v1/suppressions",
             get(messaging::list_suppressions).post(messaging::add_suppression).delete(messaging::remove_suppression),
         )
-        .route("/unsubscribe/{workspace}", get(messaging::unsubscribe_page).post(messaging::unsubscribe));
+        .route("/unsubscribe/{workspace}", get(messaging::unsubscribe_page).post(messaging::unsubscribe))
+        .route("/api/v1/connectors", get(connectors::list_connectors))
+        .route(
+            "/api/v1/connectors/{provider}",
+            get(connectors::get_connector).put(connectors::put_connector).delete(connectors::delete_connector),
+        )
+        .route("/api/v1/connectors/{provider}/sync", post(connectors::sync_connector))
+        .route("/api/v1/connectors/{provider}/errors", get(connectors::connector_errors))
+        .route("/api/v1/connectors/{provider}/unmatched", get(connectors::unmatched))
+        .route("/api/v1/connectors/{provider}/unmatched/{object_id}/link", post(connectors::link_unmatched))
+        // Providers' deliveries are small; a larger body is refused before it is read.
+        .route(
+            "/webhooks/{provider}/{workspace}",
+            post(connectors::webhook).layer(axum::extract::DefaultBodyLimit::max(connectors::MAX_WEBHOOK_BODY)),
+        );
     let ops = Router::new()
         .route("/healthz", get(ops::healthz))
         .route("/readyz", get(ops::readyz))

@@ -28,6 +28,36 @@ pub struct Config {
     pub journeys: JourneysConfig,
     pub email: EmailConfig,
     pub outbox: OutboxConfig,
+    pub connectors: ConnectorsConfig,
+}
+
+/// Connectors to billing, CRM and support providers.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ConnectorsConfig {
+    /// The key connectors' secrets are sealed with: 32 bytes in base64 (`openssl rand -base64
+    /// 32`). Unset, a key is made once and kept in `connectors.key` in the data directory;
+    /// processes sharing one PostgreSQL database must share one key, so set it there.
+    pub secrets_key: Option<Secret>,
+    /// Milliseconds between looking for backfills that are due.
+    pub tick_ms: u64,
+}
+
+/// A setting that is a secret: read from the configuration, never printed.
+#[derive(Clone, Deserialize)]
+#[serde(transparent)]
+pub struct Secret(pub String);
+
+impl fmt::Debug for Secret {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("***")
+    }
+}
+
+impl Serialize for Secret {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str("***")
+    }
 }
 
 #[derive(Clone, Debug, Serialize, Deserialize)]
@@ -55,7 +85,7 @@ pub struct EmailConfig {
     /// `starttls` (port 587), `tls` (port 465) or `none` (a relay on this host or network).
     pub security: String,
     pub username: Option<String>,
-    pub password: Option<String>,
+    pub password: Option<Secret>,
     /// The longest each step of a delivery may wait for the relay.
     pub timeout_ms: u64,
     /// A PEM file of extra trusted roots, for a relay behind a private CA.
@@ -73,7 +103,7 @@ impl fmt::Debug for EmailConfig {
             .field("port", &self.port)
             .field("security", &self.security)
             .field("username", &self.username)
-            .field("password", &self.password.as_ref().map(|_| "***"))
+            .field("password", &self.password)
             .field("from", &self.from)
             .finish_non_exhaustive()
     }
@@ -153,6 +183,7 @@ impl Default for Config {
                 email_per_second: 50.0,
                 webhook_per_second: 50.0,
             },
+            connectors: ConnectorsConfig { secrets_key: None, tick_ms: 1_000 },
         }
     }
 }
@@ -258,6 +289,30 @@ impl Config {
         Ok(toml::to_string_pretty(self)?)
     }
 
+    /// The key connectors' secrets are sealed with: `[connectors] secrets_key`, else the one
+    /// kept in the data directory (made on first use, readable by its owner only).
+    pub fn connectors_key(&self) -> Result<connectors::SealingKey> {
+        if let Some(k) = &self.connectors.secrets_key {
+            return connectors::SealingKey::from_base64(&k.0).context("connectors.secrets_key");
+        }
+        let path = self.data_dir.join("connectors.key");
+        if !path.exists() {
+            std::fs::create_dir_all(&self.data_dir).with_context(|| format!("creating {}", self.data_dir.display()))?;
+            let mut options = std::fs::OpenOptions::new();
+            options.write(true).create_new(true);
+            #[cfg(unix)]
+            std::os::unix::fs::OpenOptionsExt::mode(&mut options, 0o600);
+            // Another process may have made it first: then its key is the one.
+            if let Ok(mut file) = options.open(&path) {
+                use std::io::Write;
+                file.write_all(connectors::SealingKey::generate().as_bytes())?;
+                file.sync_all()?;
+            }
+        }
+        let text = std::fs::read_to_string(&path).with_context(|| format!("reading {}", path.display()))?;
+        connectors::SealingKey::from_base64(&text).with_context(|| format!("the key in {}", path.display()))
+    }
+
     /// How messages leave, from `[email]` and `[outbox]`.
     pub fn delivery_config(&self) -> Result<runner::deliver::DeliveryConfig> {
         use outbox::email::{Security, SmtpConfig};
@@ -283,7 +338,7 @@ impl Config {
                     port: e.port,
                     security,
                     username: e.username.clone(),
-                    password: e.password.clone(),
+                    password: e.password.as_ref().map(|p| p.0.clone()),
                     helo: e.helo.clone(),
                     timeout: std::time::Duration::from_millis(e.timeout_ms.max(100)),
                     extra_root_pem,
@@ -340,10 +395,14 @@ mod tests {
         let url = DatabaseUrl("postgres://steward:hunter2@db.internal:5432/steward".into());
         assert_eq!(url.redacted(), "postgres://steward:***@db.internal:5432/steward");
         assert!(!format!("{url:?}").contains("hunter2"));
-        let config = Config { database_url: Some(url), ..Config::default() };
+        let mut config = Config { database_url: Some(url), ..Config::default() };
+        config.email.password = Some(Secret("smtp-pass-1".into()));
+        config.connectors.secrets_key = Some(Secret("c2VjcmV0LWtleS0x".into()));
         let text = config.to_redacted_toml().unwrap();
         assert!(text.contains("postgres://steward:***@db.internal"), "{text}");
-        assert!(!text.contains("hunter2"));
+        for secret in ["hunter2", "smtp-pass-1", "c2VjcmV0LWtleS0x"] {
+            assert!(!text.contains(secret) && !format!("{config:?}").contains(secret), "{secret}");
+        }
         assert_eq!(DatabaseUrl("postgres://localhost/db".into()).redacted(), "postgres://localhost/db");
     }
 }

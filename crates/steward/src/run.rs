@@ -105,8 +105,19 @@ pub async fn start(config: &Config, discard_events: bool) -> Result<Running> {
             ..Default::default()
         },
     );
+    let sealing = std::sync::Arc::new(config.connectors_key()?);
+    let syncer = std::sync::Arc::new(connectors::worker::Syncer::new(
+        std::sync::Arc::new(connectors::Connectors::new(store.clone(), sealing)),
+        outbox::http::HttpClient::new(&outbox::http::HttpConfig {
+            user_agent: "Steward-Connectors/1".into(),
+            total_timeout: std::time::Duration::from_secs(60),
+            ..Default::default()
+        })?,
+        connectors::backfill::Retries::default(),
+    ));
     let state = server::AppState::new(store.clone(), Some(processor.clone()), config.server_config(discard_events))
-        .with_scoring(scoring.clone());
+        .with_scoring(scoring.clone())
+        .with_connectors(syncer.clone());
     let membership = state.membership().clone();
     let runner = state.runner().clone();
     let http = {
@@ -133,6 +144,8 @@ pub async fn start(config: &Config, discard_events: bool) -> Result<Running> {
         let deliverer = std::sync::Arc::new(runner::deliver::Deliverer::new(store.clone(), config.delivery_config()?)?);
         let every = std::time::Duration::from_millis(config.outbox.tick_ms.max(10));
         tasks.push(tokio::spawn(deliverer.run(every, shutdown.clone())));
+        let every = std::time::Duration::from_millis(config.connectors.tick_ms.max(10));
+        tasks.push(tokio::spawn(syncer.run(every, shutdown.clone())));
     }
     tracing::info!(%addr, store = %backend.describe(config), "steward is serving");
     Ok(Running { addr, shutdown, backend, tasks, scoring, membership, runner })

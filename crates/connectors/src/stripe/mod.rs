@@ -178,6 +178,22 @@ pub fn subscription(object: &ProviderObject, account: &AccountId) -> Option<Subs
     })
 }
 
+/// The account traits a customer sets.
+fn customer_traits(customer: &ProviderObject) -> Map<String, Value> {
+    let p = &customer.payload;
+    let mut traits = Map::new();
+    traits.insert("stripe_customer_id".into(), json!(customer.object_id));
+    for (from, to) in [("email", "billing_email"), ("name", "billing_name"), ("currency", "billing_currency")] {
+        if let Some(v) = str_of(p, from) {
+            traits.insert(to.into(), json!(v));
+        }
+    }
+    if let Some(d) = p.get("delinquent").and_then(Value::as_bool) {
+        traits.insert("delinquent".into(), json!(d));
+    }
+    traits
+}
+
 /// What a newly stored object means for its account, given the state stored before it.
 pub fn outputs(object: &ProviderObject, previous: Option<&ProviderObject>, account: &AccountId) -> Vec<Output> {
     let p = &object.payload;
@@ -186,17 +202,11 @@ pub fn outputs(object: &ProviderObject, previous: Option<&ProviderObject>, accou
     let mut out = Vec::new();
     match object.kind.as_str() {
         "customer" => {
-            let mut traits = Map::new();
-            traits.insert("stripe_customer_id".into(), json!(id));
-            for (from, to) in [("email", "billing_email"), ("name", "billing_name"), ("currency", "billing_currency")] {
-                if let Some(v) = str_of(p, from) {
-                    traits.insert(to.into(), json!(v));
-                }
+            // Told again only when they change: a backfill reads every customer anew.
+            let traits = customer_traits(object);
+            if previous.is_none_or(|prev| customer_traits(prev) != traits) {
+                out.push(Output::AccountTraits { traits, at });
             }
-            if let Some(d) = p.get("delinquent").and_then(Value::as_bool) {
-                traits.insert("delinquent".into(), json!(d));
-            }
-            out.push(Output::AccountTraits { traits, at });
         }
         "subscription" => {
             let Some(sub) = subscription(object, account) else { return out };

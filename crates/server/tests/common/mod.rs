@@ -20,6 +20,7 @@ pub struct App {
     pub store: Arc<SqliteStore>,
     pub router: axum::Router,
     pub processor: Arc<Processor>,
+    pub syncer: Arc<connectors::worker::Syncer>,
 }
 
 pub struct Keys {
@@ -27,6 +28,7 @@ pub struct Keys {
     pub write: String,
     pub admin: String,
     pub viewer: String,
+    pub member: String,
 }
 
 impl App {
@@ -35,20 +37,33 @@ impl App {
         let store = Arc::new(SqliteStore::open_in_dir(dir.path()).unwrap());
         let processor = Processor::new(store.clone(), ProcessorConfig::default());
         let scoring = scoring::service::Service::new(store.clone(), Default::default());
+        let key = connectors::SealingKey::from_base64(&connectors::SealingKey::generate()).unwrap();
+        let syncer = Arc::new(connectors::worker::Syncer::new(
+            Arc::new(connectors::Connectors::new(store.clone(), Arc::new(key))),
+            outbox::http::HttpClient::new(&Default::default()).unwrap(),
+            Default::default(),
+        ));
         let state = server::AppState::new(store.clone(), Some(processor.clone()), server::ServerConfig::default())
-            .with_scoring(scoring);
-        App { _dir: dir, router: server::router(state), store, processor }
+            .with_scoring(scoring)
+            .with_connectors(syncer.clone());
+        App { _dir: dir, router: server::router(state), store, processor, syncer }
     }
 
     pub async fn workspace(&self, name: &str) -> Keys {
         let ws = self.store.create_workspace(name).await.unwrap().workspace_id;
         let mut secrets = Vec::new();
-        for role in [KeyRole::Write, KeyRole::Admin, KeyRole::Viewer] {
+        for role in [KeyRole::Write, KeyRole::Admin, KeyRole::Viewer, KeyRole::Member] {
             let k = NewApiKey::generate(&ws, role, Utc::now());
             self.store.insert_key(&k.key).await.unwrap();
             secrets.push(k.secret);
         }
-        Keys { id: ws, write: secrets[0].clone(), admin: secrets[1].clone(), viewer: secrets[2].clone() }
+        Keys {
+            id: ws,
+            write: secrets[0].clone(),
+            admin: secrets[1].clone(),
+            viewer: secrets[2].clone(),
+            member: secrets[3].clone(),
+        }
     }
 
     pub async fn call(&self, method: &str, path: &str, key: &str, body: Option<Value>) -> (StatusCode, Value) {
