@@ -96,6 +96,19 @@ pub enum BenchCommand {
         #[arg(long)]
         postgres: Option<String>,
     },
+    /// A Stripe backfill from a local server paging like Stripe's API: N customers, each with
+    /// a subscription and M months of invoices, stored, matched and mapped, on SQLite and,
+    /// with `--postgres URL`, on PostgreSQL.
+    Connectors {
+        #[arg(long, default_value_t = 10_000)]
+        customers: usize,
+        #[arg(long, default_value_t = 12)]
+        months: usize,
+        #[arg(long, default_value_t = 3)]
+        rounds: usize,
+        #[arg(long)]
+        postgres: Option<String>,
+    },
     /// Time training the churn model (the ensemble with its calibration folds) on synthetic
     /// observation rows.
     Train {
@@ -142,6 +155,9 @@ fn dir_size(dir: &std::path::Path) -> Result<u64> {
 pub async fn run(config: Config, command: BenchCommand) -> Result<()> {
     if let BenchCommand::Train { rows, features, repeat } = command {
         return tokio::task::spawn_blocking(move || train(rows, features, repeat)).await?;
+    }
+    if let BenchCommand::Connectors { customers, months, rounds, postgres } = command {
+        return crate::bench_connectors::run(customers, months, rounds, postgres).await;
     }
     if let BenchCommand::Journeys { runs, rounds, postgres } = command {
         return crate::bench_journeys::run(runs, rounds, postgres).await;

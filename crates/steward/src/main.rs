@@ -2,6 +2,7 @@
 
 mod admin;
 mod bench;
+mod bench_connectors;
 mod bench_journeys;
 mod bench_score;
 mod bench_segments;
