@@ -34,6 +34,7 @@ impl ApiError {
             "account" => "account_not_found",
             "person" => "person_not_found",
             "segment" => "segment_not_found",
+            "connector" => "connector_not_found",
             _ => "not_found",
         };
         ApiError::new(StatusCode::NOT_FOUND, code, message)

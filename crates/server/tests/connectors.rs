@@ -519,3 +519,40 @@ async fn backfills_page_wait_out_rate_limits_and_resume_after_a_failure() {
     assert_eq!(app.store.log_status(&ws.id).await.unwrap().total_events, log_before);
     assert_eq!(synced(24).await.len(), 1);
 }
+
+#[tokio::test]
+async fn the_openapi_document_describes_the_connectors_api() {
+    let app = App::new().await;
+    let ws = app.workspace("acme").await;
+    let (status, doc) = app.get("/api/v1/openapi.json", &ws.viewer).await;
+    assert_eq!(status, StatusCode::OK);
+    let src = include_str!("../src/lib.rs");
+    let mut routes = 0;
+    for route in src.split(".route(").skip(1).filter(|r| r.contains("connectors::")) {
+        let path = route.split('"').nth(1).unwrap();
+        for method in ["get", "post", "put", "patch", "delete"] {
+            let routed = route.contains(&format!("{method}(connectors::"));
+            let op = &doc["paths"][path][method];
+            assert_eq!(op.is_object(), routed, "{method} {path}");
+            if !routed {
+                continue;
+            }
+            assert_eq!(op["tags"], json!(["connectors"]), "{method} {path}");
+            if path.starts_with("/webhooks/") {
+                assert!(op.get("security").is_none(), "public: the signature is the key");
+                assert!(op["responses"]["400"].is_object() && op["responses"]["404"].is_object());
+            } else {
+                assert_eq!(op["security"], json!([{"secretKey": []}]), "{method} {path}");
+                assert!(op["responses"]["401"].is_object() && op["responses"]["403"].is_object(), "{method} {path}");
+            }
+            routes += 1;
+        }
+    }
+    assert_eq!(routes, 9);
+    let description = doc["info"]["description"].as_str().unwrap();
+    let codes = &doc["components"]["schemas"]["Error"]["properties"]["error"]["properties"]["code"]["enum"];
+    for code in ["connector_not_found", "invalid_connector", "invalid_signature", "invalid_payload", "connectors_unavailable"] {
+        assert!(description.contains(&format!("`{code}`")), "{code} undescribed");
+        assert!(codes.as_array().unwrap().contains(&json!(code)), "{code} not in the enum");
+    }
+}
