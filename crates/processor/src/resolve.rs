@@ -133,6 +133,9 @@ struct State<'a> {
     /// any event.
     joined: HashMap<String, Vec<AccountId>>,
     absorbed: HashMap<String, Vec<String>>,
+    /// Usage events of an account with no person (a billing system's `Payment Failed`):
+    /// counted for the account they name, no one active.
+    account_usage: Vec<(AccountId, NaiveDate, &'a str)>,
 }
 
 impl<'a> State<'a> {
@@ -149,6 +152,7 @@ impl<'a> State<'a> {
             metrics: Vec::new(),
             joined: HashMap::new(),
             absorbed: HashMap::new(),
+            account_usage: Vec::new(),
         }
     }
 
@@ -161,12 +165,19 @@ impl<'a> State<'a> {
         };
         let account = e.group_id.as_deref().and_then(|g| AccountId::parse(g).ok());
         let Some(person) = person else {
-            // An account's record with no person (`steward import accounts` writes these):
-            // the account and its traits.
-            if let (EventType::Group, Some(account)) = (e.kind, &account) {
-                self.account(account, at);
-                if let Some(traits) = traits_of(&e.payload) {
-                    self.ops.push(Op::SetAccountTraits { account_id: account.clone(), traits, at });
+            // An account's record with no person (`steward import accounts` and connectors
+            // write these): the account and its traits; or something that happened to the
+            // account (a connector's `Payment Failed`), counted in its usage with no one
+            // active, and not as its activity.
+            if let Some(account) = &account {
+                if e.kind == EventType::Group {
+                    self.account(account, at);
+                    if let Some(traits) = traits_of(&e.payload) {
+                        self.ops.push(Op::SetAccountTraits { account_id: account.clone(), traits, at });
+                    }
+                } else if let Some(metric) = usage::metric_of(e.kind, e.name.as_deref()) {
+                    self.account(account, at);
+                    self.account_usage.push((account.clone(), at.date_naive(), metric));
                 }
             }
             return;
@@ -412,7 +423,11 @@ impl<'a> State<'a> {
                 self.ops.push(Op::PersonSeen { person_id: person, first, last });
             }
         }
-        let usage = usage_of(&event_people, &self.metrics);
+        let mut usage = usage_of(&event_people, &self.metrics);
+        if !self.account_usage.is_empty() {
+            usage.extend(account_usage_of(std::mem::take(&mut self.account_usage)));
+            usage.sort_unstable();
+        }
         (Changes { ops: self.ops, event_people, usage }, self.own)
     }
 }
@@ -489,6 +504,26 @@ fn usage_of<'a>(event_people: &'a [EventPerson], metrics: &'a [(usize, &'a str, 
             day,
             metric: metric.to_owned(),
             credit: owned(credit),
+            events,
+        })
+        .collect()
+}
+
+/// Usage of accounts by no one, counted per account, day and metric, also under
+/// [`usage::ANY`]: rows of no person (an empty `person_id`), which mark no one active.
+fn account_usage_of(events: Vec<(AccountId, NaiveDate, &str)>) -> Vec<Usage> {
+    let mut counts: HashMap<(AccountId, NaiveDate, &str), u32> = HashMap::default();
+    for (account, day, metric) in events {
+        *counts.entry((account.clone(), day, metric)).or_default() += 1;
+        *counts.entry((account, day, usage::ANY)).or_default() += 1;
+    }
+    counts
+        .into_iter()
+        .map(|((account, day, metric), events)| Usage {
+            person_id: String::new(),
+            day,
+            metric: metric.to_owned(),
+            credit: Credit::Named(account),
             events,
         })
         .collect()

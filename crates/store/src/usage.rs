@@ -38,7 +38,8 @@ pub fn metric_of(kind: EventType, name: Option<&str>) -> Option<&str> {
 /// Fields in this order so that sorting puts each person's day and metric together.
 #[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub struct Usage {
-    /// Whose rollups count the events: the person as the slice ended (after its merges).
+    /// Whose rollups count the events: the person as the slice ended (after its merges);
+    /// empty for events of an account with no person, which mark no one active.
     pub person_id: String,
     pub day: NaiveDate,
     pub metric: String,
@@ -201,7 +202,7 @@ pub fn apply_usage(
         for a in accounts {
             let gain = gains.entry((a, u.metric.as_str(), month_of(u.day))).or_default();
             gain.0.push((slot, u.events));
-            if u.events > 0 {
+            if u.events > 0 && !u.person_id.is_empty() {
                 gain.1.push((u.person_id.as_str(), slot));
             }
         }
