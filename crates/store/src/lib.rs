@@ -501,11 +501,19 @@ pub trait Store: Send + Sync + 'static {
     /// Stores each object unless the one stored is newer (a higher `version`; an equal one
     /// is replaced), in one transaction. A replaced object keeps its account and how it was
     /// matched when the new one has none. Says for each whether it was written.
-    async fn put_provider_objects(&self, ws: &WorkspaceId, provider: &str, objects: &[ProviderObject])
-    -> Result<Vec<bool>>;
+    async fn put_provider_objects(
+        &self,
+        ws: &WorkspaceId,
+        provider: &str,
+        objects: &[ProviderObject],
+    ) -> Result<Vec<bool>>;
     /// Mirrored objects matching `query`, by kind and id.
-    async fn provider_objects(&self, ws: &WorkspaceId, provider: &str, query: &ObjectQuery)
-    -> Result<Vec<ProviderObject>>;
+    async fn provider_objects(
+        &self,
+        ws: &WorkspaceId,
+        provider: &str,
+        query: &ObjectQuery,
+    ) -> Result<Vec<ProviderObject>>;
     /// Links an object, and the objects whose parent it is that have no account, to
     /// `account`; false if there is no such object.
     async fn link_provider_object(
