@@ -9,6 +9,7 @@
 //! database's schema, and the workspace serves two.
 
 mod appends;
+mod connectors;
 mod journeys;
 mod log;
 mod processing;
@@ -32,6 +33,7 @@ const MIGRATIONS: &[&str] = &[
     include_str!("../migrations/0004_segments.sql"),
     include_str!("../migrations/0005_journeys.sql"),
     include_str!("../migrations/0006_account_changes.sql"),
+    include_str!("../migrations/0007_connectors.sql"),
 ];
 
 /// Connections per process. Appends are one statement each, so a few connections carry a busy
@@ -601,6 +603,68 @@ mod store_impl {
             at: Timestamp,
         ) -> Result<Option<Task>> {
             PgStore::update_task(self, ws, id, status, by, at).await
+        }
+        async fn create_connector(&self, ws: &WorkspaceId, connector: &ConnectorRecord) -> Result<()> {
+            PgStore::create_connector(self, ws, connector).await
+        }
+        async fn update_connector(&self, ws: &WorkspaceId, connector: &ConnectorRecord) -> Result<bool> {
+            PgStore::update_connector(self, ws, connector).await
+        }
+        async fn get_connector(&self, ws: &WorkspaceId, provider: &str) -> Result<Option<ConnectorRecord>> {
+            PgStore::get_connector(self, ws, provider).await
+        }
+        async fn list_connectors(&self, ws: &WorkspaceId) -> Result<Vec<ConnectorRecord>> {
+            PgStore::list_connectors(self, ws).await
+        }
+        async fn delete_connector(&self, ws: &WorkspaceId, provider: &str) -> Result<bool> {
+            PgStore::delete_connector(self, ws, provider).await
+        }
+        async fn record_connector_progress(
+            &self,
+            ws: &WorkspaceId,
+            provider: &str,
+            progress: &ConnectorProgress,
+            at: Timestamp,
+        ) -> Result<bool> {
+            PgStore::record_connector_progress(self, ws, provider, progress, at).await
+        }
+        async fn put_provider_objects(
+            &self,
+            ws: &WorkspaceId,
+            provider: &str,
+            objects: &[ProviderObject],
+        ) -> Result<Vec<bool>> {
+            PgStore::put_provider_objects(self, ws, provider, objects).await
+        }
+        async fn provider_objects(
+            &self,
+            ws: &WorkspaceId,
+            provider: &str,
+            query: &ObjectQuery,
+        ) -> Result<Vec<ProviderObject>> {
+            PgStore::provider_objects(self, ws, provider, query).await
+        }
+        async fn link_provider_object(
+            &self,
+            ws: &WorkspaceId,
+            provider: &str,
+            kind: &str,
+            object_id: &str,
+            account: &AccountId,
+            matched_by: &str,
+        ) -> Result<bool> {
+            PgStore::link_provider_object(self, ws, provider, kind, object_id, account, matched_by).await
+        }
+        async fn add_connector_error(&self, ws: &WorkspaceId, provider: &str, error: &ConnectorError) -> Result<()> {
+            PgStore::add_connector_error(self, ws, provider, error).await
+        }
+        async fn connector_errors(
+            &self,
+            ws: &WorkspaceId,
+            provider: &str,
+            limit: usize,
+        ) -> Result<Vec<ConnectorError>> {
+            PgStore::connector_errors(self, ws, provider, limit).await
         }
     }
 }

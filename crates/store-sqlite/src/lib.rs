@@ -7,6 +7,7 @@
 
 mod block;
 mod checkpoint;
+mod connectors;
 mod ids;
 mod journeys;
 mod log;
@@ -38,6 +39,7 @@ const MIGRATIONS: &[&str] = &[
     include_str!("../migrations/0004_segments.sql"),
     include_str!("../migrations/0005_journeys.sql"),
     include_str!("../migrations/0006_account_changes.sql"),
+    include_str!("../migrations/0007_connectors.sql"),
 ];
 
 const READERS: usize = 4;
@@ -631,6 +633,69 @@ mod store_impl {
             at: Timestamp,
         ) -> Result<Option<Task>> {
             SqliteStore::update_task(self, ws, id, status, by, at).await
+        }
+
+        async fn create_connector(&self, ws: &WorkspaceId, connector: &ConnectorRecord) -> Result<()> {
+            SqliteStore::create_connector(self, ws, connector).await
+        }
+        async fn update_connector(&self, ws: &WorkspaceId, connector: &ConnectorRecord) -> Result<bool> {
+            SqliteStore::update_connector(self, ws, connector).await
+        }
+        async fn get_connector(&self, ws: &WorkspaceId, provider: &str) -> Result<Option<ConnectorRecord>> {
+            SqliteStore::get_connector(self, ws, provider).await
+        }
+        async fn list_connectors(&self, ws: &WorkspaceId) -> Result<Vec<ConnectorRecord>> {
+            SqliteStore::list_connectors(self, ws).await
+        }
+        async fn delete_connector(&self, ws: &WorkspaceId, provider: &str) -> Result<bool> {
+            SqliteStore::delete_connector(self, ws, provider).await
+        }
+        async fn record_connector_progress(
+            &self,
+            ws: &WorkspaceId,
+            provider: &str,
+            progress: &ConnectorProgress,
+            at: Timestamp,
+        ) -> Result<bool> {
+            SqliteStore::record_connector_progress(self, ws, provider, progress, at).await
+        }
+        async fn put_provider_objects(
+            &self,
+            ws: &WorkspaceId,
+            provider: &str,
+            objects: &[ProviderObject],
+        ) -> Result<Vec<bool>> {
+            SqliteStore::put_provider_objects(self, ws, provider, objects).await
+        }
+        async fn provider_objects(
+            &self,
+            ws: &WorkspaceId,
+            provider: &str,
+            query: &ObjectQuery,
+        ) -> Result<Vec<ProviderObject>> {
+            SqliteStore::provider_objects(self, ws, provider, query).await
+        }
+        async fn link_provider_object(
+            &self,
+            ws: &WorkspaceId,
+            provider: &str,
+            kind: &str,
+            object_id: &str,
+            account: &AccountId,
+            matched_by: &str,
+        ) -> Result<bool> {
+            SqliteStore::link_provider_object(self, ws, provider, kind, object_id, account, matched_by).await
+        }
+        async fn add_connector_error(&self, ws: &WorkspaceId, provider: &str, error: &ConnectorError) -> Result<()> {
+            SqliteStore::add_connector_error(self, ws, provider, error).await
+        }
+        async fn connector_errors(
+            &self,
+            ws: &WorkspaceId,
+            provider: &str,
+            limit: usize,
+        ) -> Result<Vec<ConnectorError>> {
+            SqliteStore::connector_errors(self, ws, provider, limit).await
         }
     }
 }

@@ -29,7 +29,11 @@ macro_rules! contract_tests {
             the_vocabulary_is_what_the_data_names, people_list_in_pages_by_id,
             journeys_are_versioned_and_named_uniquely, runs_start_once_per_trigger_and_by_their_reentry_rule,
             runs_advance_once_with_their_effects, the_outbox_leases_retries_and_replays,
-            tasks_list_open_ones_by_due_date_and_are_closed_by_operators);
+            tasks_list_open_ones_by_due_date_and_are_closed_by_operators,
+            connectors_are_one_per_provider_and_keep_their_state, connector_progress_adds_up,
+            provider_objects_keep_the_newest_version, provider_objects_are_found_by_each_field_and_in_pages,
+            linking_an_object_links_its_unmatched_children, connector_errors_are_counted_and_the_newest_kept,
+            connectors_are_isolated_by_workspace);
     };
     (@cases $make:path; $($case:ident),* $(,)?) => {
         $(
@@ -1905,4 +1909,358 @@ pub async fn tasks_list_open_ones_by_due_date_and_are_closed_by_operators<S: Sto
     assert_eq!(s.list_tasks(&other, &TaskFilter::default(), &PageRequest::first(10)).await.unwrap().items, []);
     let reopened = s.update_task(&ws, "t2", TaskStatus::Open, "ann@example.com", t(5, 9)).await.unwrap().unwrap();
     assert_eq!((reopened.status, reopened.closed_by), (TaskStatus::Open, None));
+}
+
+fn connector(provider: &str, at: DateTime<Utc>) -> ConnectorRecord {
+    ConnectorRecord {
+        provider: provider.into(),
+        config: json!({"base_url": format!("https://api.{provider}.example"), "match": ["external_id"]}),
+        secrets: "sealed:v1:abc".into(),
+        enabled: true,
+        created_at: at,
+        updated_at: at,
+        sync: json!({}),
+        last_sync_at: None,
+        records_synced: 0,
+        webhooks_received: 0,
+        errors: 0,
+    }
+}
+
+fn provider_object(kind: &str, id: &str, parent: Option<&str>, version: i64) -> ProviderObject {
+    ProviderObject {
+        kind: kind.into(),
+        object_id: id.into(),
+        parent_id: parent.map(Into::into),
+        version,
+        account_id: None,
+        matched_by: None,
+        label: format!("{kind} {id}"),
+        payload: json!({"id": id, "version": version}),
+        updated_at: t(1, 9),
+    }
+}
+
+fn matched(mut o: ProviderObject, account: &str, by: &str) -> ProviderObject {
+    o.account_id = Some(acct(account));
+    o.matched_by = Some(by.into());
+    o
+}
+
+fn ids(objects: &[ProviderObject]) -> Vec<String> {
+    objects.iter().map(|o| format!("{}/{}", o.kind, o.object_id)).collect()
+}
+
+fn connector_error(i: usize, at: DateTime<Utc>) -> ConnectorError {
+    ConnectorError {
+        at,
+        stage: "webhook".into(),
+        object_kind: Some("customer".into()),
+        object_id: Some(format!("cus_{i}")),
+        message: format!("error {i}"),
+        record: Some(json!({"n": i})),
+    }
+}
+
+pub async fn connectors_are_one_per_provider_and_keep_their_state<S: Store>(s: &S) {
+    let ws = workspace(s, "acme").await;
+    let stripe = connector("stripe", t(1, 9));
+    s.create_connector(&ws, &stripe).await.unwrap();
+    s.create_connector(&ws, &connector("hubspot", t(1, 10))).await.unwrap();
+    assert!(matches!(s.create_connector(&ws, &connector("stripe", t(2, 9))).await, Err(StoreError::Conflict(_))));
+    assert_eq!(s.get_connector(&ws, "stripe").await.unwrap(), Some(stripe.clone()));
+    assert_eq!(s.get_connector(&ws, "zendesk").await.unwrap(), None);
+    let listed = s.list_connectors(&ws).await.unwrap();
+    assert_eq!(listed.iter().map(|c| c.provider.as_str()).collect::<Vec<_>>(), ["hubspot", "stripe"]);
+
+    // An update replaces the settings and keeps the state.
+    let progress = ConnectorProgress { sync: Some(json!({"phase": "backfill"})), records: 3, ..Default::default() };
+    assert!(s.record_connector_progress(&ws, "stripe", &progress, t(1, 11)).await.unwrap());
+    let changed = ConnectorRecord {
+        config: json!({"base_url": "https://eu.stripe.example"}),
+        secrets: "sealed:v1:def".into(),
+        enabled: false,
+        updated_at: t(2, 9),
+        sync: json!({"ignored": true}),
+        records_synced: 99,
+        ..stripe.clone()
+    };
+    assert!(s.update_connector(&ws, &changed).await.unwrap());
+    let stored = s.get_connector(&ws, "stripe").await.unwrap().unwrap();
+    assert_eq!(
+        (&stored.config, stored.secrets.as_str(), stored.enabled, stored.updated_at, stored.created_at),
+        (&changed.config, "sealed:v1:def", false, t(2, 9), t(1, 9))
+    );
+    assert_eq!((stored.sync, stored.records_synced), (json!({"phase": "backfill"}), 3), "the state is kept");
+    assert!(!s.update_connector(&ws, &connector("zendesk", t(2, 9))).await.unwrap());
+
+    // Deleting one takes its objects and errors with it.
+    s.put_provider_objects(&ws, "stripe", &[provider_object("customer", "cus_1", None, 1)]).await.unwrap();
+    s.add_connector_error(&ws, "stripe", &connector_error(1, t(2, 10))).await.unwrap();
+    assert!(s.delete_connector(&ws, "stripe").await.unwrap());
+    assert!(!s.delete_connector(&ws, "stripe").await.unwrap());
+    assert_eq!(s.get_connector(&ws, "stripe").await.unwrap(), None);
+    let listed = s.list_connectors(&ws).await.unwrap();
+    assert_eq!(listed.iter().map(|c| c.provider.as_str()).collect::<Vec<_>>(), ["hubspot"]);
+    s.create_connector(&ws, &connector("stripe", t(3, 9))).await.unwrap();
+    assert_eq!(s.provider_objects(&ws, "stripe", &ObjectQuery::default()).await.unwrap(), [], "objects went with it");
+    assert_eq!(s.connector_errors(&ws, "stripe", 10).await.unwrap(), [], "errors went with it");
+    assert_eq!(s.get_connector(&ws, "stripe").await.unwrap().unwrap().errors, 0);
+}
+
+pub async fn connector_progress_adds_up<S: Store>(s: &S) {
+    let ws = workspace(s, "acme").await;
+    s.create_connector(&ws, &connector("stripe", t(1, 9))).await.unwrap();
+    let page = ConnectorProgress {
+        sync: Some(json!({"phase": "backfill", "cursor": "cus_100"})),
+        records: 100,
+        ..Default::default()
+    };
+    assert!(s.record_connector_progress(&ws, "stripe", &page, t(1, 10)).await.unwrap());
+    let webhooks = ConnectorProgress { records: 2, webhooks: 3, ..Default::default() };
+    assert!(s.record_connector_progress(&ws, "stripe", &webhooks, t(1, 11)).await.unwrap());
+    let c = s.get_connector(&ws, "stripe").await.unwrap().unwrap();
+    assert_eq!(c.sync, json!({"phase": "backfill", "cursor": "cus_100"}), "the sync state is kept when none is given");
+    assert_eq!((c.records_synced, c.webhooks_received, c.last_sync_at, c.updated_at), (102, 3, None, t(1, 11)));
+    let done =
+        ConnectorProgress { sync: Some(json!({"phase": "live"})), synced_at: Some(t(1, 12)), records: 5, webhooks: 0 };
+    assert!(s.record_connector_progress(&ws, "stripe", &done, t(1, 12)).await.unwrap());
+    let c = s.get_connector(&ws, "stripe").await.unwrap().unwrap();
+    assert_eq!((c.sync, c.records_synced, c.last_sync_at), (json!({"phase": "live"}), 107, Some(t(1, 12))));
+    let nothing = ConnectorProgress::default();
+    assert!(s.record_connector_progress(&ws, "stripe", &nothing, t(1, 13)).await.unwrap());
+    assert_eq!(s.get_connector(&ws, "stripe").await.unwrap().unwrap().last_sync_at, Some(t(1, 12)));
+    assert!(!s.record_connector_progress(&ws, "hubspot", &page, t(1, 13)).await.unwrap());
+}
+
+pub async fn provider_objects_keep_the_newest_version<S: Store>(s: &S) {
+    let ws = workspace(s, "acme").await;
+    s.create_connector(&ws, &connector("stripe", t(1, 9))).await.unwrap();
+    let v5 = matched(provider_object("customer", "cus_1", None, 5), "acct-1", "external_id");
+    let other = provider_object("customer", "cus_2", None, 1);
+    assert_eq!(s.put_provider_objects(&ws, "stripe", &[v5.clone(), other.clone()]).await.unwrap(), [true, true]);
+    let one = ObjectQuery { object_id: Some("cus_1".into()), ..Default::default() };
+    let (wsr, one) = (&ws, &one);
+    let stored = move || async move { s.provider_objects(wsr, "stripe", one).await.unwrap() };
+    assert_eq!(stored().await, std::slice::from_ref(&v5));
+
+    // An older version is left out; an equal one replaces, keeping the account it was
+    // matched to when it comes without one.
+    let v4 = ProviderObject { label: "older".into(), ..provider_object("customer", "cus_1", None, 4) };
+    assert_eq!(s.put_provider_objects(&ws, "stripe", &[v4]).await.unwrap(), [false]);
+    assert_eq!(stored().await, std::slice::from_ref(&v5));
+    let v5_again = ProviderObject { label: "corrected".into(), ..provider_object("customer", "cus_1", None, 5) };
+    assert_eq!(s.put_provider_objects(&ws, "stripe", std::slice::from_ref(&v5_again)).await.unwrap(), [true]);
+    let kept = ProviderObject { account_id: Some(acct("acct-1")), matched_by: Some("external_id".into()), ..v5_again };
+    assert_eq!(stored().await, [kept]);
+
+    // A newer one replaces, its own account winning when it has one.
+    let v7 = ProviderObject { updated_at: t(2, 9), ..provider_object("customer", "cus_1", Some("org_1"), 7) };
+    let v8 = matched(provider_object("customer", "cus_1", None, 8), "acct-2", "domain");
+    let v6 = provider_object("customer", "cus_1", None, 6);
+    assert_eq!(s.put_provider_objects(&ws, "stripe", std::slice::from_ref(&v7)).await.unwrap(), [true]);
+    let kept = ProviderObject { account_id: Some(acct("acct-1")), matched_by: Some("external_id".into()), ..v7 };
+    assert_eq!(stored().await, [kept]);
+    // In one slice each is weighed against what the ones before it wrote.
+    assert_eq!(s.put_provider_objects(&ws, "stripe", &[v8.clone(), v6]).await.unwrap(), [true, false]);
+    assert_eq!(stored().await, [v8]);
+    assert_eq!(s.provider_objects(&ws, "stripe", &ObjectQuery::default()).await.unwrap().len(), 2);
+
+    // The same id under another kind or provider is another object; a provider without a
+    // connector stores nothing.
+    let invoice = provider_object("invoice", "cus_1", None, 1);
+    assert_eq!(s.put_provider_objects(&ws, "stripe", std::slice::from_ref(&invoice)).await.unwrap(), [true]);
+    assert_eq!(s.put_provider_objects(&ws, "hubspot", &[invoice.clone(), other]).await.unwrap(), [false, false]);
+    assert_eq!(s.provider_objects(&ws, "hubspot", &ObjectQuery::default()).await.unwrap(), []);
+    assert_eq!(s.put_provider_objects(&ws, "stripe", &[]).await.unwrap(), Vec::<bool>::new());
+}
+
+pub async fn provider_objects_are_found_by_each_field_and_in_pages<S: Store>(s: &S) {
+    let ws = workspace(s, "acme").await;
+    s.create_connector(&ws, &connector("stripe", t(1, 9))).await.unwrap();
+    let objects = [
+        matched(provider_object("customer", "cus_1", None, 1), "acct-1", "external_id"),
+        provider_object("customer", "cus_2", None, 1),
+        matched(provider_object("customer", "cus_3", None, 1), "acct-2", "domain"),
+        matched(provider_object("subscription", "sub_1", Some("cus_1"), 1), "acct-1", "external_id"),
+        provider_object("subscription", "sub_2", Some("cus_2"), 1),
+        provider_object("invoice", "in_1", Some("cus_2"), 1),
+        provider_object("invoice", "in_2", Some("cus_1"), 1),
+    ];
+    assert_eq!(s.put_provider_objects(&ws, "stripe", &objects).await.unwrap(), [true; 7]);
+    let wsr = &ws;
+    let find = move |q: ObjectQuery| async move { ids(&s.provider_objects(wsr, "stripe", &q).await.unwrap()) };
+
+    let all = find(ObjectQuery::default()).await;
+    assert_eq!(
+        all,
+        [
+            "customer/cus_1",
+            "customer/cus_2",
+            "customer/cus_3",
+            "invoice/in_1",
+            "invoice/in_2",
+            "subscription/sub_1",
+            "subscription/sub_2"
+        ],
+        "by kind, then id"
+    );
+    let q = ObjectQuery { kind: Some("invoice".into()), ..Default::default() };
+    assert_eq!(find(q).await, ["invoice/in_1", "invoice/in_2"]);
+    let q = ObjectQuery { object_id: Some("sub_2".into()), ..Default::default() };
+    assert_eq!(find(q).await, ["subscription/sub_2"]);
+    let q = ObjectQuery { parent_id: Some("cus_2".into()), ..Default::default() };
+    assert_eq!(find(q).await, ["invoice/in_1", "subscription/sub_2"]);
+    let q = ObjectQuery { account_id: Some(acct("acct-1")), ..Default::default() };
+    assert_eq!(find(q).await, ["customer/cus_1", "subscription/sub_1"]);
+    let q = ObjectQuery { unmatched: true, ..Default::default() };
+    assert_eq!(find(q).await, ["customer/cus_2", "invoice/in_1", "invoice/in_2", "subscription/sub_2"]);
+    let q = ObjectQuery { kind: Some("customer".into()), unmatched: true, ..Default::default() };
+    assert_eq!(find(q).await, ["customer/cus_2"]);
+    let q = ObjectQuery { kind: Some("invoice".into()), parent_id: Some("cus_1".into()), ..Default::default() };
+    assert_eq!(find(q).await, ["invoice/in_2"]);
+    let q = ObjectQuery { kind: Some("customer".into()), object_id: Some("sub_1".into()), ..Default::default() };
+    assert_eq!(find(q).await, Vec::<String>::new(), "every condition given must hold");
+    let q = ObjectQuery { limit: 2, ..Default::default() };
+    assert_eq!(find(q).await, ["customer/cus_1", "customer/cus_2"]);
+
+    // Paging by (kind, id): each page starts after the last one read.
+    let mut seen = Vec::new();
+    let mut after = None;
+    loop {
+        let q = ObjectQuery { after: after.clone(), limit: 3, ..Default::default() };
+        let page = s.provider_objects(&ws, "stripe", &q).await.unwrap();
+        let Some(last) = page.last() else { break };
+        after = Some((last.kind.clone(), last.object_id.clone()));
+        seen.extend(ids(&page));
+    }
+    assert_eq!(seen, all);
+    let q = ObjectQuery {
+        unmatched: true,
+        after: Some(("customer".into(), "cus_3".into())),
+        limit: 2,
+        ..Default::default()
+    };
+    assert_eq!(find(q).await, ["invoice/in_1", "invoice/in_2"]);
+    // With the kind given, paging goes on within it.
+    let invoices_after = |kind: &str, id: &str| ObjectQuery {
+        kind: Some("invoice".into()),
+        after: Some((kind.into(), id.into())),
+        ..Default::default()
+    };
+    assert_eq!(find(invoices_after("invoice", "in_1")).await, ["invoice/in_2"]);
+    assert_eq!(find(invoices_after("customer", "cus_9")).await, ["invoice/in_1", "invoice/in_2"]);
+    assert_eq!(find(invoices_after("subscription", "")).await, Vec::<String>::new());
+}
+
+pub async fn linking_an_object_links_its_unmatched_children<S: Store>(s: &S) {
+    let ws = workspace(s, "acme").await;
+    s.create_connector(&ws, &connector("stripe", t(1, 9))).await.unwrap();
+    let objects = [
+        provider_object("customer", "cus_1", None, 1),
+        provider_object("customer", "cus_2", None, 1),
+        provider_object("subscription", "sub_1", Some("cus_1"), 1),
+        matched(provider_object("subscription", "sub_2", Some("cus_1"), 1), "acct-9", "external_id"),
+        provider_object("invoice", "in_1", Some("cus_1"), 1),
+        provider_object("invoice", "in_2", Some("cus_2"), 1),
+    ];
+    s.put_provider_objects(&ws, "stripe", &objects).await.unwrap();
+    assert!(s.link_provider_object(&ws, "stripe", "customer", "cus_1", &acct("acct-1"), "manual").await.unwrap());
+    let all = s.provider_objects(&ws, "stripe", &ObjectQuery::default()).await.unwrap();
+    let links: Vec<(String, Option<&str>, Option<&str>)> = all
+        .iter()
+        .map(|o| (o.object_id.clone(), o.account_id.as_ref().map(AccountId::as_str), o.matched_by.as_deref()))
+        .collect();
+    assert_eq!(
+        links,
+        [
+            ("cus_1".into(), Some("acct-1"), Some("manual")),
+            ("cus_2".into(), None, None),
+            ("in_1".into(), Some("acct-1"), Some("manual")),
+            ("in_2".into(), None, None),
+            ("sub_1".into(), Some("acct-1"), Some("manual")),
+            ("sub_2".into(), Some("acct-9"), Some("external_id")),
+        ],
+        "the object and its children without an account"
+    );
+    // Linking again moves the object itself, not children that have an account now.
+    assert!(s.link_provider_object(&ws, "stripe", "customer", "cus_1", &acct("acct-2"), "manual").await.unwrap());
+    let q = ObjectQuery { account_id: Some(acct("acct-2")), ..Default::default() };
+    assert_eq!(ids(&s.provider_objects(&ws, "stripe", &q).await.unwrap()), ["customer/cus_1"]);
+    assert!(!s.link_provider_object(&ws, "stripe", "customer", "cus_404", &acct("acct-1"), "manual").await.unwrap());
+    assert!(!s.link_provider_object(&ws, "stripe", "invoice", "cus_2", &acct("acct-1"), "manual").await.unwrap());
+    assert!(!s.link_provider_object(&ws, "hubspot", "customer", "cus_2", &acct("acct-1"), "manual").await.unwrap());
+    let q = ObjectQuery { parent_id: Some("cus_2".into()), unmatched: true, ..Default::default() };
+    assert_eq!(ids(&s.provider_objects(&ws, "stripe", &q).await.unwrap()), ["invoice/in_2"], "nothing else moved");
+}
+
+pub async fn connector_errors_are_counted_and_the_newest_kept<S: Store>(s: &S) {
+    let ws = workspace(s, "acme").await;
+    s.create_connector(&ws, &connector("stripe", t(1, 9))).await.unwrap();
+    s.create_connector(&ws, &connector("hubspot", t(1, 9))).await.unwrap();
+    let first = ConnectorError {
+        at: t(1, 10),
+        stage: "backfill".into(),
+        object_kind: None,
+        object_id: None,
+        message: "401 Unauthorized".into(),
+        record: None,
+    };
+    s.add_connector_error(&ws, "hubspot", &first).await.unwrap();
+    assert_eq!(s.connector_errors(&ws, "hubspot", 10).await.unwrap(), std::slice::from_ref(&first));
+    assert_eq!(s.get_connector(&ws, "hubspot").await.unwrap().unwrap().errors, 1);
+
+    let total = connectors::ERRORS_KEPT as usize + 5;
+    for i in 0..total {
+        s.add_connector_error(&ws, "stripe", &connector_error(i, t(2, 9) + Duration::seconds(i as i64))).await.unwrap();
+    }
+    let kept = s.connector_errors(&ws, "stripe", 2 * total).await.unwrap();
+    assert_eq!(kept.len(), connectors::ERRORS_KEPT as usize);
+    assert_eq!(kept[0], connector_error(total - 1, t(2, 9) + Duration::seconds(total as i64 - 1)), "newest first");
+    assert_eq!(kept.last().unwrap().message, "error 5", "the oldest went first");
+    assert!(kept.windows(2).all(|w| w[0].at > w[1].at));
+    assert_eq!(s.get_connector(&ws, "stripe").await.unwrap().unwrap().errors, total as i64, "every one is counted");
+    let newest = s.connector_errors(&ws, "stripe", 2).await.unwrap();
+    assert_eq!(newest.iter().map(|e| e.message.as_str()).collect::<Vec<_>>(), ["error 1004", "error 1003"]);
+    assert_eq!(
+        s.connector_errors(&ws, "hubspot", 10).await.unwrap(),
+        std::slice::from_ref(&first),
+        "each connector keeps its own"
+    );
+
+    // A provider without a connector records nothing.
+    s.add_connector_error(&ws, "zendesk", &first).await.unwrap();
+    assert_eq!(s.connector_errors(&ws, "zendesk", 10).await.unwrap(), []);
+}
+
+pub async fn connectors_are_isolated_by_workspace<S: Store>(s: &S) {
+    let ws = workspace(s, "acme").await;
+    let other = workspace(s, "globex").await;
+    s.create_connector(&ws, &connector("stripe", t(1, 9))).await.unwrap();
+    let customer = provider_object("customer", "cus_1", None, 5);
+    let child = provider_object("invoice", "in_1", Some("cus_1"), 5);
+    s.put_provider_objects(&ws, "stripe", &[customer.clone(), child.clone()]).await.unwrap();
+    s.add_connector_error(&ws, "stripe", &connector_error(1, t(1, 10))).await.unwrap();
+
+    // The other workspace sees none of it, and what it does touches nothing of the first.
+    assert_eq!(s.get_connector(&other, "stripe").await.unwrap(), None);
+    assert_eq!(s.list_connectors(&other).await.unwrap(), []);
+    assert_eq!(s.provider_objects(&other, "stripe", &ObjectQuery::default()).await.unwrap(), []);
+    assert_eq!(s.connector_errors(&other, "stripe", 10).await.unwrap(), []);
+    assert!(!s.update_connector(&other, &connector("stripe", t(2, 9))).await.unwrap());
+    let progress = ConnectorProgress { records: 1, webhooks: 1, ..Default::default() };
+    assert!(!s.record_connector_progress(&other, "stripe", &progress, t(2, 9)).await.unwrap());
+    assert!(!s.link_provider_object(&other, "stripe", "customer", "cus_1", &acct("acct-1"), "manual").await.unwrap());
+
+    // Its own connector for the same provider keeps its own objects, errors and counters.
+    s.create_connector(&other, &connector("stripe", t(2, 9))).await.unwrap();
+    let theirs = matched(provider_object("customer", "cus_1", None, 1), "acct-7", "domain");
+    assert_eq!(s.put_provider_objects(&other, "stripe", std::slice::from_ref(&theirs)).await.unwrap(), [true]);
+    assert!(s.link_provider_object(&other, "stripe", "customer", "cus_1", &acct("acct-8"), "manual").await.unwrap());
+    s.add_connector_error(&other, "stripe", &connector_error(2, t(2, 10))).await.unwrap();
+    assert!(s.delete_connector(&other, "stripe").await.unwrap());
+    assert_eq!(s.provider_objects(&ws, "stripe", &ObjectQuery::default()).await.unwrap(), [customer, child]);
+    assert_eq!(s.connector_errors(&ws, "stripe", 10).await.unwrap(), [connector_error(1, t(1, 10))]);
+    let c = s.get_connector(&ws, "stripe").await.unwrap().unwrap();
+    assert_eq!((c.records_synced, c.webhooks_received, c.errors, c.updated_at), (0, 0, 1, t(1, 9)));
 }
