@@ -316,3 +316,43 @@ async fn each_slice_says_which_accounts_and_people_it_touched() {
     assert_eq!((second.accounts.as_slice(), second.people.as_slice()), (&[][..], &[ana][..]));
     assert!(touched.try_recv().is_err(), "one message per slice");
 }
+
+/// What a connector tells of an account (a billing system's failed payment) has no person:
+/// it creates the account if need be and counts in its usage, marking no one active, however
+/// the log is sliced.
+#[tokio::test]
+async fn an_accounts_own_events_count_in_its_usage_with_no_one_active() {
+    let at = Utc.with_ymd_and_hms(2026, 10, 1, 12, 0, 0).unwrap();
+    let account_event = |id: &str, name: &str| domain::NewEvent {
+        message_id: id.into(),
+        kind: domain::EventType::Track,
+        name: Some(name.into()),
+        user_id: None,
+        anonymous_id: None,
+        group_id: Some("initech".into()),
+        previous_id: None,
+        timestamp: at,
+        received_at: at,
+        payload: json!({"type": "track", "event": name, "messageId": id, "context": {"groupId": "initech"}}).to_string(),
+    };
+    let mut results = Vec::new();
+    for batch in [1, 1000] {
+        let app = App::new().await;
+        app.store.append_events(&app.ws, &[account_event("stripe:in_1:payment_failed:1", "Payment Failed")]).await.unwrap();
+        app.send(json!([msg("track", "u1", json!({"userId": "ana", "event": "Report Created",
+            "context": {"groupId": "initech"}, "timestamp": "2026-10-01T09:00:00Z"}))]))
+        .await;
+        app.store.append_events(&app.ws, &[account_event("stripe:in_1:payment_failed:2", "Payment Failed")]).await.unwrap();
+        app.process(batch).await;
+        let initech = AccountId::parse("initech").unwrap();
+        let day = at.date_naive();
+        let usage = app.store.account_usage(&app.ws, &initech, day, day.succ_opt().unwrap()).await.unwrap();
+        let of = |metric: &str| usage.iter().find(|d| d.metric == metric).map(|d| (d.events, d.users));
+        assert_eq!(of("Payment Failed"), Some((2, 0)), "{usage:?}");
+        assert_eq!(of("$any"), Some((3, 1)), "Ana is the one person active");
+        let account = app.store.get_account(&app.ws, &initech).await.unwrap().unwrap();
+        assert_eq!(account.people_count, 1);
+        results.push(format!("{usage:?}"));
+    }
+    assert_eq!(results[0], results[1]);
+}

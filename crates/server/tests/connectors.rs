@@ -216,6 +216,13 @@ async fn stripe_webhooks_are_verified_deduplicated_and_newest_wins() {
     let group = events.values().find(|p| p["type"] == "group").unwrap();
     assert_eq!(group["traits"]["stripe_customer_id"], "cus_PfA3kq9ZT0");
     assert_eq!(group["traits"]["billing_email"], "billing@acme.io");
+    // Processed, the failed payment counts in the account's usage (scoring's signal), with
+    // no one active.
+    app.processor.run_until_idle(&ws.id).await.unwrap();
+    let day = chrono::DateTime::from_timestamp(now - 40, 0).unwrap().date_naive();
+    let usage = app.store.account_usage(&ws.id, &acme, day, day.succ_opt().unwrap()).await.unwrap();
+    let failed = usage.iter().find(|d| d.metric == "Payment Failed").map(|d| (d.events, d.users));
+    assert_eq!(failed, Some((1, 0)), "{usage:?}");
     let expanded = events.values().find(|p| p["event"] == "Subscription Expanded").unwrap();
     assert_eq!(
         (expanded["properties"]["previous_mrr"].clone(), expanded["properties"]["mrr"].clone()),
