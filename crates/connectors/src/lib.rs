@@ -257,11 +257,15 @@ pub const DELIVERY_KIND: &str = "delivery";
 /// How long a directory of the workspace's accounts is trusted before a miss reads it again.
 const DIRECTORY_FRESH: Duration = Duration::from_secs(10);
 
+/// A directory kept for webhooks, and when it was read.
+type Kept = (Instant, Arc<Directory>);
+
 /// The connectors of every workspace: webhooks in, objects mapped and applied.
 pub struct Connectors {
     store: Arc<dyn Store>,
     key: Arc<SealingKey>,
-    directories: Mutex<HashMap<(String, Provider), (Instant, Arc<Directory>)>>,
+    /// Each workspace's directory for webhooks, with when it was read.
+    directories: Mutex<HashMap<(String, Provider), Kept>>,
 }
 
 impl Connectors {

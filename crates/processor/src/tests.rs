@@ -333,16 +333,27 @@ async fn an_accounts_own_events_count_in_its_usage_with_no_one_active() {
         previous_id: None,
         timestamp: at,
         received_at: at,
-        payload: json!({"type": "track", "event": name, "messageId": id, "context": {"groupId": "initech"}}).to_string(),
+        payload: json!({"type": "track", "event": name, "messageId": id, "context": {"groupId": "initech"}})
+            .to_string(),
     };
     let mut results = Vec::new();
     for batch in [1, 1000] {
         let app = App::new().await;
-        app.store.append_events(&app.ws, &[account_event("stripe:in_1:payment_failed:1", "Payment Failed")]).await.unwrap();
-        app.send(json!([msg("track", "u1", json!({"userId": "ana", "event": "Report Created",
-            "context": {"groupId": "initech"}, "timestamp": "2026-10-01T09:00:00Z"}))]))
+        app.store
+            .append_events(&app.ws, &[account_event("stripe:in_1:payment_failed:1", "Payment Failed")])
+            .await
+            .unwrap();
+        app.send(json!([msg(
+            "track",
+            "u1",
+            json!({"userId": "ana", "event": "Report Created",
+            "context": {"groupId": "initech"}, "timestamp": "2026-10-01T09:00:00Z"})
+        )]))
         .await;
-        app.store.append_events(&app.ws, &[account_event("stripe:in_1:payment_failed:2", "Payment Failed")]).await.unwrap();
+        app.store
+            .append_events(&app.ws, &[account_event("stripe:in_1:payment_failed:2", "Payment Failed")])
+            .await
+            .unwrap();
         app.process(batch).await;
         let initech = AccountId::parse("initech").unwrap();
         let day = at.date_naive();

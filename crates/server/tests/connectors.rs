@@ -558,7 +558,9 @@ async fn the_openapi_document_describes_the_connectors_api() {
     assert_eq!(routes, 9);
     let description = doc["info"]["description"].as_str().unwrap();
     let codes = &doc["components"]["schemas"]["Error"]["properties"]["error"]["properties"]["code"]["enum"];
-    for code in ["connector_not_found", "invalid_connector", "invalid_signature", "invalid_payload", "connectors_unavailable"] {
+    for code in
+        ["connector_not_found", "invalid_connector", "invalid_signature", "invalid_payload", "connectors_unavailable"]
+    {
         assert!(description.contains(&format!("`{code}`")), "{code} undescribed");
         assert!(codes.as_array().unwrap().contains(&json!(code)), "{code} not in the enum");
     }

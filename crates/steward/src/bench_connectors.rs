@@ -34,7 +34,13 @@ fn lists(customers: usize, months: usize) -> Lists {
         out.customers.push((cus.clone(), customer.to_string()));
         let (interval, amount) = if i % 5 == 0 { ("year", 49_000) } else { ("month", 4_900) };
         let sub = format!("sub_{i:08}");
-        let status = if i % 11 == 0 { "canceled" } else if i % 13 == 0 { "past_due" } else { "active" };
+        let status = if i % 11 == 0 {
+            "canceled"
+        } else if i % 13 == 0 {
+            "past_due"
+        } else {
+            "active"
+        };
         let subscription = json!({"id": sub, "object": "subscription", "customer": cus, "status": status,
             "currency": "usd", "created": start, "start_date": start, "cancel_at_period_end": i % 7 == 0,
             "ended_at": if status == "canceled" { json!(start + 200 * 86_400) } else { Value::Null },
@@ -76,11 +82,8 @@ async fn page(
     let start = q.get("starting_after").map_or(0, |a| all.partition_point(|(id, _)| id <= a));
     let end = (start + 100).min(all.len());
     let data: Vec<&str> = all[start..end].iter().map(|(_, text)| text.as_str()).collect();
-    let body = format!(
-        r#"{{"object":"list","url":"/v1/{list}","has_more":{},"data":[{}]}}"#,
-        end < all.len(),
-        data.join(",")
-    );
+    let body =
+        format!(r#"{{"object":"list","url":"/v1/{list}","has_more":{},"data":[{}]}}"#, end < all.len(), data.join(","));
     ([("content-type", "application/json")], body).into_response()
 }
 
@@ -134,7 +137,8 @@ pub async fn run(customers: usize, months: usize, rounds: usize, postgres: Optio
                 .await?;
             let connectors = Connectors::new(store.clone(), key);
             let started = Instant::now();
-            let report = connectors::backfill::run(&connectors, &http, &ws, Provider::Stripe, &Retries::default()).await?;
+            let report =
+                connectors::backfill::run(&connectors, &http, &ws, Provider::Stripe, &Retries::default()).await?;
             let secs = started.elapsed().as_secs_f64();
             anyhow::ensure!(report.finished && report.objects as usize == objects, "the backfill stopped: {report:?}");
             let subs = store.list_subscriptions(&ws).await?.len();
@@ -149,7 +153,11 @@ pub async fn run(customers: usize, months: usize, rounds: usize, postgres: Optio
             times.push(secs);
         }
         let m = median(times);
-        println!("{name}: median {m:.2} s for {objects} objects ({:.0}/s) over {} rounds", objects as f64 / m, rounds.max(1));
+        println!(
+            "{name}: median {m:.2} s for {objects} objects ({:.0}/s) over {} rounds",
+            objects as f64 / m,
+            rounds.max(1)
+        );
     }
     Ok(())
 }

@@ -231,10 +231,9 @@ pub fn outputs(object: &ProviderObject, previous: Option<&ProviderObject>, accou
                 out.push(event("Subscription Started", "started", started, json!({})));
             }
             match &before {
+                Some(b) if sub.status == SubscriptionStatus::Canceled && b.status == SubscriptionStatus::Canceled => {}
                 _ if sub.status == SubscriptionStatus::Canceled => {
-                    if before.as_ref().is_none_or(|b| b.status != SubscriptionStatus::Canceled) {
-                        out.push(event("Subscription Canceled", "canceled", ended, json!({})));
-                    }
+                    out.push(event("Subscription Canceled", "canceled", ended, json!({})));
                 }
                 Some(b) if b.status != SubscriptionStatus::Canceled => {
                     let (was, now) = (b.mrr.minor, sub.mrr.minor);
