@@ -7,9 +7,11 @@
 //! whose trimming then takes turns per connector).
 
 use domain::{AccountId, Timestamp, WorkspaceId};
+use serde_json::Value;
 use sqlx::AssertSqlSafe;
 use sqlx::postgres::PgRow;
 use std::cmp::Ordering;
+use std::collections::HashSet;
 use store::connectors::ERRORS_KEPT;
 use store::{ConnectorError, ConnectorProgress, ConnectorRecord, ObjectQuery, ProviderObject, Result, StoreError};
 
@@ -103,6 +105,42 @@ fn object_select(ws: &WorkspaceId, provider: &str, q: &ObjectQuery) -> Result<Op
     }
     Ok(Some((sql, a)))
 }
+
+/// What identifies an object within its connector.
+fn object_key(o: &ProviderObject) -> (&str, &str) {
+    (&o.kind, &o.object_id)
+}
+
+/// What an upsert of objects changes of a stored one, and when: an equal version replaces (a
+/// provider may send the same version corrected), and an object that comes without an account
+/// keeps the one it was matched to.
+macro_rules! object_upsert {
+    () => {
+        "ON CONFLICT (workspace_id, provider, kind, object_id) DO UPDATE SET
+           parent_id = excluded.parent_id, version = excluded.version,
+           account_id = coalesce(excluded.account_id, o.account_id),
+           matched_by = CASE WHEN excluded.account_id IS NULL THEN o.matched_by ELSE excluded.matched_by END,
+           label = excluded.label, payload = excluded.payload, updated_at = excluded.updated_at
+         WHERE excluded.version >= o.version"
+    };
+}
+
+const UPSERT_ONE: &str = concat!(
+    "INSERT INTO connector_objects AS o (workspace_id, provider, kind, object_id, parent_id, version, account_id,
+       matched_by, label, payload, updated_at)
+     VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11) ",
+    object_upsert!()
+);
+
+/// Says which objects it wrote.
+const UPSERT_ARRAYS: &str = concat!(
+    "INSERT INTO connector_objects AS o (workspace_id, provider, kind, object_id, parent_id, version, account_id,
+       matched_by, label, payload, updated_at)
+     SELECT $1, $2, u.* FROM UNNEST($3::text[], $4::text[], $5::text[], $6::int8[], $7::text[], $8::text[],
+       $9::text[], $10::jsonb[], $11::timestamptz[]) AS u ",
+    object_upsert!(),
+    " RETURNING o.kind, o.object_id"
+);
 
 impl PgStore {
     pub(crate) async fn create_connector(&self, ws: &WorkspaceId, c: &ConnectorRecord) -> Result<()> {
@@ -207,9 +245,11 @@ impl PgStore {
         Ok(done.rows_affected() > 0)
     }
 
-    /// One transaction, one prepared upsert per object (a statement over arrays could not
-    /// write the same object twice, which a slice may hold). Objects of a connector that does
-    /// not exist are not written: the connector's row is locked against deletion first.
+    /// One transaction, which first locks the connector's row against deletion: objects of a
+    /// connector that does not exist are not written. Objects are written in key order, so
+    /// that processes writing overlapping slices never wait on each other in a cycle: all in
+    /// one statement over arrays, or, when the slice holds an object more than once (one
+    /// statement may not write a row twice), one prepared statement per object.
     pub(crate) async fn put_provider_objects(
         &self,
         ws: &WorkspaceId,
@@ -229,37 +269,52 @@ impl PgStore {
         if exists.is_none() {
             return Ok(vec![false; objects.len()]);
         }
-        // An equal version replaces (a provider may send the same version corrected); an
-        // object that comes without an account keeps the one it was matched to.
-        let upsert = format!(
-            "INSERT INTO connector_objects AS o (workspace_id, provider, {OBJECT_COLUMNS})
-             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)
-             ON CONFLICT (workspace_id, provider, kind, object_id) DO UPDATE SET
-               parent_id = excluded.parent_id, version = excluded.version,
-               account_id = coalesce(excluded.account_id, o.account_id),
-               matched_by = CASE WHEN excluded.account_id IS NULL THEN o.matched_by ELSE excluded.matched_by END,
-               label = excluded.label, payload = excluded.payload, updated_at = excluded.updated_at
-             WHERE excluded.version >= o.version"
-        );
-        let mut written = Vec::with_capacity(objects.len());
-        for o in objects {
-            let done = sqlx::query(AssertSqlSafe(upsert.as_str()))
+        // Stable: repeats of an object keep their order, in which they are weighed.
+        let mut order: Vec<usize> = (0..objects.len()).collect();
+        order.sort_by_key(|&i| object_key(&objects[i]));
+        let written = if order.windows(2).any(|w| object_key(&objects[w[0]]) == object_key(&objects[w[1]])) {
+            let mut written = vec![false; objects.len()];
+            for i in order {
+                let o = &objects[i];
+                let done = sqlx::query(UPSERT_ONE)
+                    .bind(ws.as_str())
+                    .bind(provider)
+                    .bind(&o.kind)
+                    .bind(&o.object_id)
+                    .bind(&o.parent_id)
+                    .bind(o.version)
+                    .bind(o.account_id.as_ref().map(AccountId::as_str))
+                    .bind(&o.matched_by)
+                    .bind(&o.label)
+                    .bind(&o.payload)
+                    .bind(o.updated_at)
+                    .execute(&mut *tx)
+                    .await
+                    .map_err(db_error)?;
+                written[i] = done.rows_affected() > 0;
+            }
+            written
+        } else {
+            let sorted: Vec<&ProviderObject> = order.iter().map(|&i| &objects[i]).collect();
+            let text = |f: fn(&ProviderObject) -> Option<&str>| sorted.iter().map(|o| f(o)).collect::<Vec<_>>();
+            let rows: Vec<(String, String)> = sqlx::query_as(UPSERT_ARRAYS)
                 .bind(ws.as_str())
                 .bind(provider)
-                .bind(&o.kind)
-                .bind(&o.object_id)
-                .bind(&o.parent_id)
-                .bind(o.version)
-                .bind(o.account_id.as_ref().map(AccountId::as_str))
-                .bind(&o.matched_by)
-                .bind(&o.label)
-                .bind(&o.payload)
-                .bind(o.updated_at)
-                .execute(&mut *tx)
+                .bind(sorted.iter().map(|o| o.kind.as_str()).collect::<Vec<_>>())
+                .bind(sorted.iter().map(|o| o.object_id.as_str()).collect::<Vec<_>>())
+                .bind(text(|o| o.parent_id.as_deref()))
+                .bind(sorted.iter().map(|o| o.version).collect::<Vec<_>>())
+                .bind(text(|o| o.account_id.as_ref().map(AccountId::as_str)))
+                .bind(text(|o| o.matched_by.as_deref()))
+                .bind(sorted.iter().map(|o| o.label.as_str()).collect::<Vec<_>>())
+                .bind(sorted.iter().map(|o| o.payload.clone()).collect::<Vec<Value>>())
+                .bind(sorted.iter().map(|o| o.updated_at).collect::<Vec<_>>())
+                .fetch_all(&mut *tx)
                 .await
                 .map_err(db_error)?;
-            written.push(done.rows_affected() > 0);
-        }
+            let written: HashSet<(&str, &str)> = rows.iter().map(|(k, id)| (k.as_str(), id.as_str())).collect();
+            objects.iter().map(|o| written.contains(&object_key(o))).collect()
+        };
         tx.commit().await.map_err(db_error)?;
         Ok(written)
     }

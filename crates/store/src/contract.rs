@@ -2064,6 +2064,13 @@ pub async fn provider_objects_keep_the_newest_version<S: Store>(s: &S) {
     // In one slice each is weighed against what the ones before it wrote.
     assert_eq!(s.put_provider_objects(&ws, "stripe", &[v8.clone(), v6]).await.unwrap(), [true, false]);
     assert_eq!(stored().await, [v8]);
+    let older_other = provider_object("customer", "cus_2", None, 0);
+    let v9 = matched(provider_object("customer", "cus_1", None, 9), "acct-3", "email");
+    let v9_again = provider_object("customer", "cus_1", None, 9);
+    let slice = [older_other, v9, v9_again.clone()];
+    assert_eq!(s.put_provider_objects(&ws, "stripe", &slice).await.unwrap(), [false, true, true]);
+    let kept = ProviderObject { account_id: Some(acct("acct-3")), matched_by: Some("email".into()), ..v9_again };
+    assert_eq!(stored().await, [kept]);
     assert_eq!(s.provider_objects(&ws, "stripe", &ObjectQuery::default()).await.unwrap().len(), 2);
 
     // The same id under another kind or provider is another object; a provider without a
