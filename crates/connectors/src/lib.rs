@@ -28,6 +28,7 @@ use std::time::{Duration, Instant};
 
 use chrono::Utc;
 use domain::{AccountId, EventType, NewEvent, Timestamp, WorkspaceId};
+use futures_util::future::try_join_all;
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value, json};
 use store::{ConnectorError, ConnectorProgress, ConnectorRecord, ObjectQuery, ProviderObject, Store, StoreError};
@@ -371,7 +372,9 @@ impl Connectors {
 
     /// Stores `objects` (newest wins) and applies those stored: roots are matched to an
     /// account, others follow their root's. `directory` is the one a backfill read; webhooks
-    /// use the kept one.
+    /// use the kept one. The lookups run together, and what the objects mean is written
+    /// together: the records concurrently (one commit for all of them on SQLite), the events
+    /// in one append.
     pub async fn ingest(
         &self,
         ws: &WorkspaceId,
@@ -382,17 +385,33 @@ impl Connectors {
     ) -> Result<Ingested, WebhookError> {
         let mut out = Ingested::default();
         let store = self.store.as_ref();
-        // What was stored before each, for its link and to compare with.
-        let mut previous = Vec::with_capacity(objects.len());
-        for o in &objects {
-            let q = ObjectQuery {
-                kind: Some(o.kind.clone()),
-                object_id: Some(o.object_id.clone()),
-                limit: 1,
-                ..Default::default()
-            };
-            previous.push(store.provider_objects(ws, provider.name(), &q).await?.pop());
-        }
+        let one = |kind: &str, id: &str| ObjectQuery {
+            kind: Some(kind.to_owned()),
+            object_id: Some(id.to_owned()),
+            limit: 1,
+            ..Default::default()
+        };
+        // What was stored before each, for its link and to compare with; and the roots of
+        // the others, each read once.
+        let queries: Vec<ObjectQuery> = objects.iter().map(|o| one(&o.kind, &o.object_id)).collect();
+        let previous: Vec<Option<ProviderObject>> =
+            try_join_all(queries.iter().map(|q| store.provider_objects(ws, provider.name(), q)))
+                .await?
+                .into_iter()
+                .map(|mut found| found.pop())
+                .collect();
+        let mut parents: Vec<&str> =
+            objects.iter().filter(|o| o.kind != provider.root_kind()).filter_map(|o| o.parent_id.as_deref()).collect();
+        parents.sort_unstable();
+        parents.dedup();
+        let queries: Vec<ObjectQuery> = parents.iter().map(|p| one(provider.root_kind(), p)).collect();
+        let roots: HashMap<String, ProviderObject> =
+            try_join_all(queries.iter().map(|q| store.provider_objects(ws, provider.name(), q)))
+                .await?
+                .into_iter()
+                .filter_map(|mut found| found.pop())
+                .map(|root| (root.object_id.clone(), root))
+                .collect();
         // Roots found to match nothing are matched again once with a directory read anew.
         let mut kept = None;
         for (o, prev) in objects.iter_mut().zip(&previous) {
@@ -431,20 +450,14 @@ impl Connectors {
                     o.account_id = Some(m.account);
                     o.matched_by = Some(m.by.into());
                 }
-            } else if let Some(parent) = &o.parent_id {
-                let q = ObjectQuery {
-                    kind: Some(provider.root_kind().into()),
-                    object_id: Some(parent.clone()),
-                    limit: 1,
-                    ..Default::default()
-                };
-                if let Some(root) = store.provider_objects(ws, provider.name(), &q).await?.pop() {
-                    o.account_id = root.account_id;
-                    o.matched_by = root.matched_by.map(|_| "parent".to_owned());
-                }
+            } else if let Some(root) = o.parent_id.as_ref().and_then(|p| roots.get(p)) {
+                o.account_id = root.account_id.clone();
+                o.matched_by = root.matched_by.as_ref().map(|_| "parent".to_owned());
             }
         }
         let written = store.put_provider_objects(ws, provider.name(), &objects).await?;
+        let mut writes = Writes::default();
+        let mut newly_matched = Vec::new();
         for ((object, prev), written) in objects.iter().zip(&previous).zip(written) {
             if !written {
                 out.stale += 1;
@@ -455,12 +468,25 @@ impl Connectors {
                 out.unmatched += 1;
                 continue;
             };
-            self.apply(ws, provider, object, prev.as_ref(), account, &mut out).await?;
+            writes.gather(provider, object, prev.as_ref(), account);
             // A root matched for the first time brings the objects that waited on it.
             if object.kind == provider.root_kind() && prev.as_ref().is_none_or(|p| p.account_id.is_none()) {
-                self.apply_children(ws, provider, object, account, &mut out).await?;
+                newly_matched.push((object, account));
             }
         }
+        for (root, account) in newly_matched {
+            let q = ObjectQuery { parent_id: Some(root.object_id.clone()), unmatched: true, ..Default::default() };
+            let children = store.provider_objects(ws, provider.name(), &q).await?;
+            if children.is_empty() {
+                continue;
+            }
+            let by = root.matched_by.as_deref().unwrap_or("parent");
+            store.link_provider_object(ws, provider.name(), &root.kind, &root.object_id, account, by).await?;
+            for child in &children {
+                writes.gather(provider, child, None, account);
+            }
+        }
+        self.write(ws, writes, &mut out).await?;
         Ok(out)
     }
 
@@ -484,69 +510,26 @@ impl Connectors {
             children = store.provider_objects(ws, provider.name(), &q).await?;
         }
         store.link_provider_object(ws, provider.name(), kind, object_id, account, "manual").await?;
-        let mut out = Ingested::default();
+        let mut writes = Writes::default();
         let linked = ProviderObject { account_id: Some(account.clone()), matched_by: Some("manual".into()), ..object };
-        self.apply(ws, provider, &linked, None, account, &mut out).await?;
-        for child in children {
-            self.apply(ws, provider, &child, None, account, &mut out).await?;
+        writes.gather(provider, &linked, None, account);
+        for child in &children {
+            writes.gather(provider, child, None, account);
         }
+        let mut out = Ingested::default();
+        self.write(ws, writes, &mut out).await?;
         Ok(Some(out))
     }
 
-    async fn apply_children(
-        &self,
-        ws: &WorkspaceId,
-        provider: Provider,
-        root: &ProviderObject,
-        account: &AccountId,
-        out: &mut Ingested,
-    ) -> Result<(), WebhookError> {
-        let q = ObjectQuery { parent_id: Some(root.object_id.clone()), unmatched: true, ..Default::default() };
-        let children = self.store.provider_objects(ws, provider.name(), &q).await?;
-        if children.is_empty() {
-            return Ok(());
-        }
-        let by = root.matched_by.as_deref().unwrap_or("parent");
-        self.store.link_provider_object(ws, provider.name(), &root.kind, &root.object_id, account, by).await?;
-        for child in children {
-            self.apply(ws, provider, &child, None, account, out).await?;
-        }
-        Ok(())
-    }
-
-    /// Writes what `object` means for `account`.
-    async fn apply(
-        &self,
-        ws: &WorkspaceId,
-        provider: Provider,
-        object: &ProviderObject,
-        previous: Option<&ProviderObject>,
-        account: &AccountId,
-        out: &mut Ingested,
-    ) -> Result<(), WebhookError> {
-        let mut events = Vec::new();
-        let now = Utc::now();
-        for output in provider.outputs(object, previous, account) {
-            match output {
-                Output::Subscription(s) => {
-                    self.store.upsert_subscription(ws, &s).await?;
-                    out.records += 1;
-                }
-                Output::Ticket(t) => {
-                    self.store.upsert_ticket(ws, &t).await?;
-                    out.records += 1;
-                }
-                Output::AccountTraits { traits, at } => {
-                    let id = format!("{}:{}:{}:{}", provider.name(), object.kind, object.object_id, object.version);
-                    events.push(account_event(id, EventType::Group, None, account, Value::Object(traits), at, now));
-                }
-                Output::Event { message_id, name, properties, at } => {
-                    events.push(account_event(message_id, EventType::Track, Some(name), account, properties, at, now));
-                }
-            }
-        }
-        if !events.is_empty() {
-            out.events += self.store.append_events(ws, &events).await?.stored;
+    /// Writes what objects meant: the records concurrently (so that the store commits them
+    /// together), the events in one append.
+    async fn write(&self, ws: &WorkspaceId, writes: Writes, out: &mut Ingested) -> Result<(), WebhookError> {
+        let store = self.store.as_ref();
+        try_join_all(writes.subscriptions.iter().map(|s| store.upsert_subscription(ws, s))).await?;
+        try_join_all(writes.tickets.iter().map(|t| store.upsert_ticket(ws, t))).await?;
+        out.records += writes.subscriptions.len() + writes.tickets.len();
+        if !writes.events.is_empty() {
+            out.events += store.append_events(ws, &writes.events).await?.stored;
         }
         Ok(())
     }
@@ -571,6 +554,55 @@ impl Connectors {
         };
         if let Err(e) = self.store.add_connector_error(ws, provider.name(), &error).await {
             tracing::warn!(workspace = %ws, provider = provider.name(), error = %e, "recording a connector error failed");
+        }
+    }
+}
+
+/// What a set of objects means, gathered to be written together.
+#[derive(Default)]
+struct Writes {
+    subscriptions: Vec<store::Subscription>,
+    tickets: Vec<store::Ticket>,
+    events: Vec<NewEvent>,
+}
+
+impl Writes {
+    fn gather(
+        &mut self,
+        provider: Provider,
+        object: &ProviderObject,
+        previous: Option<&ProviderObject>,
+        account: &AccountId,
+    ) {
+        let now = Utc::now();
+        for output in provider.outputs(object, previous, account) {
+            match output {
+                Output::Subscription(s) => self.subscriptions.push(*s),
+                Output::Ticket(t) => self.tickets.push(*t),
+                Output::AccountTraits { traits, at } => {
+                    let id = format!("{}:{}:{}:{}", provider.name(), object.kind, object.object_id, object.version);
+                    self.events.push(account_event(
+                        id,
+                        EventType::Group,
+                        None,
+                        account,
+                        Value::Object(traits),
+                        at,
+                        now,
+                    ));
+                }
+                Output::Event { message_id, name, properties, at } => {
+                    self.events.push(account_event(
+                        message_id,
+                        EventType::Track,
+                        Some(name),
+                        account,
+                        properties,
+                        at,
+                        now,
+                    ));
+                }
+            }
         }
     }
 }
