@@ -487,6 +487,10 @@ impl Connectors {
             }
         }
         self.write(ws, writes, &mut out).await?;
+        metrics::counter!("steward_connector_objects_total", "provider" => provider.name())
+            .increment(out.stored as u64);
+        metrics::counter!("steward_connector_stale_objects_total", "provider" => provider.name())
+            .increment(out.stale as u64);
         Ok(out)
     }
 
@@ -523,11 +527,48 @@ impl Connectors {
 
     /// Writes what objects meant: the records concurrently (so that the store commits them
     /// together), the events in one append.
+    ///
+    /// A subscription continues the period stored for it: a change of its MRR or seats closes
+    /// that period (kept as a row of its own, `<id>@<start>`, ended at the change) and starts
+    /// the next, so that the account's MRR history (expansions, contractions) is there for
+    /// scoring as a billing export's periods would be.
     async fn write(&self, ws: &WorkspaceId, writes: Writes, out: &mut Ingested) -> Result<(), WebhookError> {
         let store = self.store.as_ref();
-        try_join_all(writes.subscriptions.iter().map(|s| store.upsert_subscription(ws, s))).await?;
+        let mut subscriptions = writes.subscriptions;
+        let stored = try_join_all(subscriptions.iter().map(|s| store.account_subscriptions(ws, &s.account_id))).await?;
+        let mut closed = Vec::new();
+        for (s, rows) in subscriptions.iter_mut().zip(stored) {
+            let Some(current) = rows.into_iter().find(|r| r.subscription_id == s.subscription_id) else { continue };
+            if current.ended_at.is_some() || s.updated_at <= current.started_at {
+                continue;
+            }
+            let repriced = current.mrr != s.mrr || current.quantity != s.quantity;
+            if repriced && s.ended_at.is_none() {
+                let at = s.updated_at;
+                let mut attributes = current.attributes.clone();
+                if let Value::Object(a) = &mut attributes {
+                    a.insert("period_of".into(), json!(s.subscription_id));
+                }
+                closed.push(store::Subscription {
+                    subscription_id: format!("{}@{}", current.subscription_id, current.started_at.timestamp()),
+                    ended_at: Some(at),
+                    updated_at: at,
+                    attributes,
+                    ..current
+                });
+                s.started_at = at;
+            } else {
+                // An end, or a change of nothing the period holds: the period goes on.
+                s.started_at = current.started_at;
+                if s.ended_at.is_some() {
+                    (s.mrr, s.quantity) = (current.mrr, current.quantity);
+                }
+            }
+        }
+        subscriptions.extend(closed);
+        try_join_all(subscriptions.iter().map(|s| store.upsert_subscription(ws, s))).await?;
         try_join_all(writes.tickets.iter().map(|t| store.upsert_ticket(ws, t))).await?;
-        out.records += writes.subscriptions.len() + writes.tickets.len();
+        out.records += subscriptions.len() + writes.tickets.len();
         if !writes.events.is_empty() {
             out.events += store.append_events(ws, &writes.events).await?.stored;
         }
@@ -552,6 +593,8 @@ impl Connectors {
             message: message.into(),
             record: record.or_else(|| object.map(|o| o.payload.clone())),
         };
+        metrics::counter!("steward_connector_errors_total", "provider" => provider.name(), "stage" => stage.to_owned())
+            .increment(1);
         if let Err(e) = self.store.add_connector_error(ws, provider.name(), &error).await {
             tracing::warn!(workspace = %ws, provider = provider.name(), error = %e, "recording a connector error failed");
         }

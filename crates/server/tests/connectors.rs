@@ -177,11 +177,23 @@ async fn stripe_webhooks_are_verified_deduplicated_and_newest_wins() {
     );
 
     let acme = domain::AccountId::parse("acme").unwrap();
-    let subs = app.store.account_subscriptions(&ws.id, &acme).await.unwrap();
-    assert_eq!(subs.len(), 1);
-    let s = &subs[0];
-    assert_eq!((s.subscription_id.as_str(), s.status, s.quantity), ("sub_1QaBcdAcme", SubscriptionStatus::Active, 8));
+    let periods = |id: &'static str| {
+        let (store, ws, acme) = (app.store.clone(), ws.id.clone(), acme.clone());
+        async move {
+            let subs = store.account_subscriptions(&ws, &acme).await.unwrap();
+            subs.into_iter().find(|s| s.subscription_id == id).unwrap_or_else(|| panic!("no {id}"))
+        }
+    };
+    let all = app.store.account_subscriptions(&ws.id, &acme).await.unwrap();
+    assert_eq!(all.len(), 2, "the period before the change and the current one: {all:?}");
+    let s = periods("sub_1QaBcdAcme").await;
+    assert_eq!((s.status, s.quantity, s.started_at.timestamp()), (SubscriptionStatus::Active, 8, now - 50));
     assert_eq!((s.mrr.minor, s.mrr.currency.as_str(), s.plan.as_deref()), (8 * 4_900, "USD", Some("Team")));
+    let before = periods("sub_1QaBcdAcme@1735689600").await;
+    assert_eq!(
+        (before.quantity, before.mrr.minor, before.ended_at.map(|t| t.timestamp())),
+        (5, 5 * 4_900, Some(now - 50))
+    );
 
     // A failed payment, then the cancellation.
     let invoice = fixture("invoice");
@@ -193,11 +205,13 @@ async fn stripe_webhooks_are_verified_deduplicated_and_newest_wins() {
     sub["items"]["data"][0]["quantity"] = json!(8);
     let deleted = event("evt_sub_4", "customer.subscription.deleted", now - 30, &sub);
     assert_eq!(deliver(&app, &ws, &deleted, Some(&stripe.sign(&deleted, SECRET, now))).await.0, StatusCode::OK);
-    let s = &app.store.account_subscriptions(&ws.id, &acme).await.unwrap()[0];
+    // The last period ends with what it paid: the end is the churn.
+    let s = periods("sub_1QaBcdAcme").await;
     assert_eq!(
         (s.status, s.mrr.minor, s.ended_at.map(|t| t.timestamp())),
-        (SubscriptionStatus::Canceled, 0, Some(now - 30))
+        (SubscriptionStatus::Canceled, 8 * 4_900, Some(now - 30))
     );
+    assert_eq!(s.started_at.timestamp(), now - 50);
 
     let events = account_events(&app, &ws, "acme").await;
     let mut names: Vec<(String, String)> =
@@ -238,6 +252,15 @@ async fn stripe_webhooks_are_verified_deduplicated_and_newest_wins() {
     assert_eq!(shown["secrets"], json!({"api_key": false, "webhook_secrets": 2}));
     let text = shown.to_string();
     assert!(!text.contains(SECRET) && !text.contains(OLD_SECRET), "{text}");
+    // And the metrics count deliveries by outcome.
+    let resp = app.router.clone().oneshot(Request::get("/metrics").body(Body::empty()).unwrap()).await.unwrap();
+    let metrics =
+        String::from_utf8(axum::body::to_bytes(resp.into_body(), usize::MAX).await.unwrap().to_vec()).unwrap();
+    for outcome in ["accepted", "duplicate", "rejected"] {
+        let name = format!("steward_connector_webhooks_total{{provider=\"stripe\",outcome=\"{outcome}\"}}");
+        assert!(metrics.contains(&name), "{name} in {metrics}");
+    }
+    assert!(metrics.contains("steward_connector_objects_total{provider=\"stripe\"}"));
 }
 
 #[tokio::test]
@@ -312,7 +335,9 @@ async fn unmatched_customers_wait_and_are_linked_by_hand() {
     sub["items"]["data"][0]["quantity"] = json!(7);
     let body = event("evt_9", "customer.subscription.updated", now - 5, &sub);
     deliver(&app, &ws, &body, Some(&stripe.sign(&body, SECRET, now))).await;
-    assert_eq!(app.store.account_subscriptions(&ws.id, &globex).await.unwrap()[0].quantity, 7);
+    let subs = app.store.account_subscriptions(&ws.id, &globex).await.unwrap();
+    let current = subs.iter().find(|s| s.subscription_id == "sub_Nomatch").unwrap();
+    assert_eq!((subs.len(), current.quantity), (2, 7));
 }
 
 #[tokio::test]

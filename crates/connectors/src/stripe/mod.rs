@@ -1,5 +1,6 @@
 //! Stripe: customers become accounts, subscriptions become Steward's subscriptions (status,
-//! plan, quantity, MRR normalised to a month), invoices are kept and their failed payments
+//! plan, quantity, MRR normalised to a month; a change of MRR or seats starts a new period,
+//! see [`crate::Connectors::ingest`]), invoices are kept and their failed payments
 //! become `Payment Failed` events; starts, cancellations, expansions and contractions become
 //! events of the account.
 //!
@@ -167,7 +168,8 @@ pub fn subscription(object: &ProviderObject, account: &AccountId) -> Option<Subs
         account_id: account.clone(),
         plan: (!names.is_empty()).then(|| names.join(" + ")),
         status: status(sub),
-        mrr: Money::new(mrr.current, currency),
+        // An ended subscription keeps what it paid while it ran: its end is the churn.
+        mrr: Money::new(if status(sub) == SubscriptionStatus::Canceled { mrr.list } else { mrr.current }, currency),
         quantity,
         started_at: time(started),
         ended_at: ended.map(time),

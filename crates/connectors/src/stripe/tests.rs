@@ -56,10 +56,11 @@ fn subscriptions_map_with_status_plan_quantity_and_mrr() {
         (trial.status, trial.mrr.minor, trial.attributes["list_mrr"].clone()),
         (SubscriptionStatus::Trialing, 0, json!(6_000))
     );
+    // An ended subscription keeps what it paid; its end is the churn.
     let ended = subscription(&subscription_object("canceled", 3, 1), &account).unwrap();
     assert_eq!(
         (ended.status, ended.mrr.minor, ended.ended_at.unwrap().timestamp()),
-        (SubscriptionStatus::Canceled, 0, 1_710_000_000)
+        (SubscriptionStatus::Canceled, 6_000, 1_710_000_000)
     );
 }
 
