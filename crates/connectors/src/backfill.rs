@@ -3,6 +3,11 @@
 //! saved with them, so a sync cut short (a crash, an error that outlasted its retries)
 //! resumes after the last page stored. Rate limits are waited out as the provider asks
 //! (`429` with `Retry-After`); other transient failures are retried with backoff.
+//!
+//! A finished backfill leaves a watermark: the next run asks a provider that can filter by
+//! modification time (Salesforce) only for what changed since the last one started, less
+//! [`WATERMARK_OVERLAP`]; the others read everything again, which changes nothing that did
+//! not change.
 
 use std::time::Duration;
 
@@ -24,6 +29,11 @@ pub struct SyncState {
     /// last page stored (none: from its first page).
     pub resource: usize,
     pub cursor: Option<String>,
+    /// Read only what changed since then: the start of the last finished backfill, less
+    /// [`WATERMARK_OVERLAP`] (none: everything).
+    pub since: Option<Timestamp>,
+    /// Changes were told (by a webhook) while this backfill ran: another follows it.
+    pub again: bool,
     pub started_at: Option<Timestamp>,
     pub finished_at: Option<Timestamp>,
     /// Pages and objects of this backfill so far.
@@ -54,10 +64,11 @@ impl SyncState {
     }
 
     /// A backfill asked for now: from the start when `full` or none is under way, else from
-    /// where the last one stopped.
+    /// where the last one stopped. Only `full` forgets the watermark.
     pub fn request(&mut self, full: bool) {
         if full || !self.requested {
-            *self = SyncState { requested: true, ..SyncState::default() };
+            let since = if full { None } else { self.since };
+            *self = SyncState { requested: true, since, ..SyncState::default() };
         }
         self.requested = true;
     }
@@ -80,8 +91,24 @@ impl Default for Retries {
     }
 }
 
+/// How far before the last backfill's start the next one asks for changes: room for the
+/// provider's clock being behind ours, and for changes committed late.
+pub const WATERMARK_OVERLAP: chrono::Duration = chrono::Duration::minutes(5);
+
 /// The largest list page read: Stripe's 100 objects with expansions are well under it.
 const MAX_PAGE: usize = 32 << 20;
+
+/// `text` escaped for a URL's query: what is not unreserved (RFC 3986) is percent-encoded.
+pub fn query_escape(text: &str) -> String {
+    let mut out = String::with_capacity(text.len());
+    for b in text.bytes() {
+        match b {
+            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'.' | b'_' | b'~' => out.push(b as char),
+            _ => out.push_str(&format!("%{b:02X}")),
+        }
+    }
+    out
+}
 
 /// What a backfill run did.
 #[derive(Clone, Debug, Default, PartialEq, Serialize)]
@@ -112,10 +139,13 @@ pub async fn run(
     }
     state.started_at.get_or_insert_with(Utc::now);
     state.retry_at = None;
+    if provider.cursors_expire() {
+        state.cursor = None;
+    }
     let Some(api_key) = secrets.api_key.clone() else {
         let message = "the connector has no API key to read the provider's history with".to_owned();
         state.failed(&message);
-        save(connectors, ws, provider, &state, 0).await?;
+        save(connectors, ws, provider, &mut state, 0).await?;
         connectors.error(ws, provider, "backfill", None, &message, None).await;
         return Ok(Report::default());
     };
@@ -125,23 +155,23 @@ pub async fn run(
     let resources = provider.resources();
     let mut report = Report::default();
     while let Some(resource) = resources.get(state.resource) {
-        let url = provider.page_url(&base, resource, state.cursor.as_deref());
+        let url = provider.page_url(&base, resource, state.cursor.as_deref(), state.since, &rules);
         let body = match fetch(http, &url, &headers, retries).await {
             Ok(body) => body,
             Err(message) => {
                 state.failed(&message);
-                save(connectors, ws, provider, &state, 0).await?;
+                save(connectors, ws, provider, &mut state, 0).await?;
                 let record = serde_json::json!({"url": url, "resource": resource.kind, "cursor": state.cursor});
                 connectors.error(ws, provider, "backfill", None, &message, Some(record)).await;
                 return Ok(report);
             }
         };
         let version = Utc::now().timestamp_millis();
-        let (objects, next) = match provider.page(&body, version) {
+        let (objects, next) = match provider.page(resource, &body, version) {
             Ok(page) => page,
             Err(message) => {
                 state.failed(&message);
-                save(connectors, ws, provider, &state, 0).await?;
+                save(connectors, ws, provider, &mut state, 0).await?;
                 let record = serde_json::from_slice(&body).ok();
                 connectors.error(ws, provider, "backfill", None, &message, record).await;
                 return Ok(report);
@@ -160,11 +190,18 @@ pub async fn run(
                 state.cursor = None;
             }
         }
-        save(connectors, ws, provider, &state, ingested.stored as i64).await?;
+        save(connectors, ws, provider, &mut state, ingested.stored as i64).await?;
     }
+    // Told of changes meanwhile, it runs again (from the watermark it leaves).
+    let again = match store.get_connector(ws, provider.name()).await? {
+        Some(r) => state.again || SyncState::of(&r).again,
+        None => state.again,
+    };
     let finished = SyncState {
-        requested: false,
-        started_at: state.started_at,
+        requested: again,
+        since: state.started_at.map(|t| t - WATERMARK_OVERLAP),
+        // Run again, it starts anew.
+        started_at: state.started_at.filter(|_| !again),
         finished_at: Some(Utc::now()),
         pages: state.pages,
         objects: state.objects,
@@ -180,13 +217,17 @@ pub async fn run(
     Ok(report)
 }
 
+/// Saves `state`, keeping a webhook's word that changes came meanwhile.
 async fn save(
     connectors: &Connectors,
     ws: &WorkspaceId,
     provider: Provider,
-    state: &SyncState,
+    state: &mut SyncState,
     records: i64,
 ) -> store::Result<()> {
+    if let Some(r) = connectors.store().get_connector(ws, provider.name()).await? {
+        state.again |= SyncState::of(&r).again;
+    }
     let progress = ConnectorProgress {
         sync: Some(serde_json::to_value(state).expect("state serializes")),
         records,
@@ -226,4 +267,24 @@ async fn fetch(
         }
     }
     Err(last)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_request_keeps_the_watermark_unless_full() {
+        let since = Utc::now() - chrono::Duration::hours(2);
+        let mut done = SyncState { since: Some(since), pages: 9, ..SyncState::default() };
+        done.request(false);
+        assert_eq!((done.requested, done.since, done.pages), (true, Some(since), 0));
+        // Under way, a request resumes it where it is.
+        done.resource = 2;
+        done.request(false);
+        assert_eq!((done.resource, done.since), (2, Some(since)));
+        done.request(true);
+        assert_eq!((done.resource, done.since), (0, None));
+        assert_eq!(query_escape("a b,c=d/é"), "a%20b%2Cc%3Dd%2F%C3%A9");
+    }
 }

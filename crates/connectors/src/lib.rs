@@ -11,13 +11,16 @@
 //!   ([`matching`]); each object then becomes Steward's records and events ([`Output`]),
 //!   compared with the state stored before it;
 //! - **a client** for backfills ([`backfill`]): the provider's list endpoints, page by page,
-//!   the cursor saved after each page so that a sync resumes where it stopped.
+//!   the cursor saved after each page so that a sync resumes where it stopped; providers that
+//!   can be asked for what changed since a time (Salesforce) read only that after the first.
 //!
 //! Objects whose root matches no account wait in the mirror, listed for an operator to link
 //! by hand; linking applies them.
 
 pub mod backfill;
+pub mod hubspot;
 pub mod matching;
+pub mod salesforce;
 pub mod secrets;
 pub mod stripe;
 pub mod worker;
@@ -40,10 +43,12 @@ pub use secrets::{SealingKey, Secrets};
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub enum Provider {
     Stripe,
+    HubSpot,
+    Salesforce,
 }
 
 impl Provider {
-    pub const ALL: [Provider; 1] = [Provider::Stripe];
+    pub const ALL: [Provider; 3] = [Provider::Stripe, Provider::HubSpot, Provider::Salesforce];
 
     pub fn parse(name: &str) -> Option<Provider> {
         Provider::ALL.into_iter().find(|p| p.name() == name)
@@ -52,12 +57,16 @@ impl Provider {
     pub fn name(self) -> &'static str {
         match self {
             Provider::Stripe => stripe::NAME,
+            Provider::HubSpot => hubspot::NAME,
+            Provider::Salesforce => salesforce::NAME,
         }
     }
 
     pub fn default_base_url(self) -> &'static str {
         match self {
             Provider::Stripe => stripe::DEFAULT_BASE_URL,
+            Provider::HubSpot => hubspot::DEFAULT_BASE_URL,
+            Provider::Salesforce => salesforce::DEFAULT_BASE_URL,
         }
     }
 
@@ -65,10 +74,13 @@ impl Provider {
     pub fn root_kind(self) -> &'static str {
         match self {
             Provider::Stripe => "customer",
+            Provider::HubSpot => "company",
+            Provider::Salesforce => "account",
         }
     }
 
-    /// Checks a delivery's signature, `header` giving the request's headers by name.
+    /// Checks a delivery's signature, `header` giving the request's headers by name (and its
+    /// path and query as `:path`, HTTP/2's name for it: HubSpot signs the URL it called).
     pub fn verify(
         self,
         header: &(dyn Fn(&str) -> Option<String> + Sync),
@@ -80,18 +92,25 @@ impl Provider {
             Provider::Stripe => stripe::signature::verify(header("stripe-signature").as_deref(), body, secrets, now)
                 .map(|_| ())
                 .map_err(|e| WebhookError::Signature(e.to_string())),
+            Provider::HubSpot => hubspot::signature::verify(header, body, secrets, now * 1000)
+                .map_err(|e| WebhookError::Signature(e.to_string())),
+            Provider::Salesforce => Err(WebhookError::Signature(salesforce::NO_WEBHOOKS.into())),
         }
     }
 
     pub fn delivery(self, body: &[u8]) -> Result<Delivery, WebhookError> {
         match self {
             Provider::Stripe => stripe::delivery(body),
+            Provider::HubSpot => hubspot::delivery(body),
+            Provider::Salesforce => Err(WebhookError::BadPayload(salesforce::NO_WEBHOOKS.into())),
         }
     }
 
     pub fn match_keys(self, root: &ProviderObject, rules: &MatchRules) -> MatchKeys {
         match self {
             Provider::Stripe => stripe::match_keys(root, &rules.metadata_key),
+            Provider::HubSpot => hubspot::match_keys(root, &rules.metadata_key),
+            Provider::Salesforce => salesforce::match_keys(root, &rules.metadata_key),
         }
     }
 
@@ -103,6 +122,41 @@ impl Provider {
     ) -> Vec<Output> {
         match self {
             Provider::Stripe => stripe::outputs(object, previous, account),
+            Provider::HubSpot => hubspot::outputs(object, previous),
+            Provider::Salesforce => salesforce::outputs(object, previous),
+        }
+    }
+
+    /// A delivery that names what changed without carrying it (HubSpot's) asks for a sync,
+    /// which reads it.
+    pub fn syncs_on_webhook(self) -> bool {
+        matches!(self, Provider::HubSpot)
+    }
+
+    /// The id of the object's owner (kind `owner`) when the mapping needs the owner's state
+    /// and the object does not carry it: ingesting embeds the stored owner as `owner`.
+    pub fn owner_id(self, object: &ProviderObject) -> Option<String> {
+        match self {
+            Provider::HubSpot => hubspot::owner_id(object),
+            Provider::Stripe | Provider::Salesforce => None,
+        }
+    }
+
+    /// The children summed into traits of their root's account (deals into the open
+    /// pipeline), and the sum over one root's.
+    pub fn rollup_kind(self) -> Option<&'static str> {
+        match self {
+            Provider::HubSpot => Some("deal"),
+            Provider::Salesforce => Some("opportunity"),
+            Provider::Stripe => None,
+        }
+    }
+
+    pub fn rollup(self, children: &[&ProviderObject]) -> Map<String, Value> {
+        match self {
+            Provider::HubSpot => hubspot::open_pipeline(children),
+            Provider::Salesforce => salesforce::open_pipeline(children),
+            Provider::Stripe => Map::new(),
         }
     }
 
@@ -110,29 +164,59 @@ impl Provider {
     pub fn resources(self) -> Vec<Resource> {
         match self {
             Provider::Stripe => stripe::resources(),
+            Provider::HubSpot => hubspot::resources(),
+            Provider::Salesforce => salesforce::resources(),
         }
     }
 
-    /// A backfill page's objects, stored under `version`, and the next page's cursor.
-    pub fn page(self, body: &[u8], version: i64) -> Result<(Vec<ProviderObject>, Option<String>), String> {
+    /// A backfill page of `resource`: its objects, stored under `version` unless the provider
+    /// dates them itself, and the next page's cursor.
+    pub fn page(
+        self,
+        resource: &Resource,
+        body: &[u8],
+        version: i64,
+    ) -> Result<(Vec<ProviderObject>, Option<String>), String> {
         match self {
             Provider::Stripe => {
                 let (values, next) = stripe::page(body)?;
                 Ok((values.into_iter().filter_map(|v| stripe::object(v, version)).collect(), next))
             }
+            Provider::HubSpot => hubspot::page(resource, body, version),
+            Provider::Salesforce => salesforce::page(body, version),
         }
     }
 
-    pub fn page_url(self, base: &str, resource: &Resource, cursor: Option<&str>) -> String {
+    /// The URL of a page: the first of `resource` (only what changed since `since`, for a
+    /// provider that can be asked so, with the fields `rules` match on), or the one `cursor`
+    /// names.
+    pub fn page_url(
+        self,
+        base: &str,
+        resource: &Resource,
+        cursor: Option<&str>,
+        since: Option<Timestamp>,
+        rules: &MatchRules,
+    ) -> String {
         match self {
             Provider::Stripe => stripe::page_url(base, resource, cursor),
+            Provider::HubSpot => hubspot::page_url(base, resource, cursor, &rules.metadata_key),
+            Provider::Salesforce => salesforce::page_url(base, resource, cursor, since, &rules.metadata_key),
         }
+    }
+
+    /// Whether a cursor is good only for a while (Salesforce's query locators): a backfill
+    /// that resumes reads the list it stopped in from its first page.
+    pub fn cursors_expire(self) -> bool {
+        matches!(self, Provider::Salesforce)
     }
 
     /// The headers that authenticate an API call with `api_key`.
     pub fn auth_headers(self, api_key: &str) -> Vec<(&'static str, String)> {
         match self {
-            Provider::Stripe => vec![("authorization", format!("Bearer {api_key}"))],
+            Provider::Stripe | Provider::HubSpot | Provider::Salesforce => {
+                vec![("authorization", format!("Bearer {api_key}"))]
+            }
         }
     }
 }
@@ -141,7 +225,8 @@ impl Provider {
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Resource {
     pub kind: &'static str,
-    /// Path and query of the first page, from the base URL.
+    /// Path and query of the first page, from the base URL (Salesforce: the sObject its
+    /// query reads).
     pub path: &'static str,
 }
 
@@ -345,7 +430,18 @@ impl Connectors {
             updated_at: now,
         };
         self.store.put_provider_objects(ws, provider.name(), std::slice::from_ref(&remembered)).await?;
-        let progress = ConnectorProgress { webhooks: 1, records: ingested.stored as i64, ..Default::default() };
+        let mut progress = ConnectorProgress { webhooks: 1, records: ingested.stored as i64, ..Default::default() };
+        if provider.syncs_on_webhook() {
+            // What changed is read by a sync, from where one under way is or else anew.
+            let mut sync = backfill::SyncState::of(&record);
+            if sync.requested {
+                sync.again = true;
+            } else {
+                sync.request(false);
+            }
+            sync.retry_at = None;
+            progress.sync = Some(serde_json::to_value(&sync).expect("state serializes"));
+        }
         self.store.record_connector_progress(ws, provider.name(), &progress, now).await?;
         Ok((delivery, ingested))
     }
@@ -412,6 +508,28 @@ impl Connectors {
                 .filter_map(|mut found| found.pop())
                 .map(|root| (root.object_id.clone(), root))
                 .collect();
+        // Objects whose owner the mapping needs carry the owner as stored (an owner in the
+        // same set is newer).
+        let owner_ids: Vec<String> = objects.iter().filter_map(|o| provider.owner_id(o)).collect();
+        if !owner_ids.is_empty() {
+            let queries: Vec<ObjectQuery> = owner_ids.iter().map(|id| one("owner", id)).collect();
+            let mut owners: HashMap<String, Value> =
+                try_join_all(queries.iter().map(|q| store.provider_objects(ws, provider.name(), q)))
+                    .await?
+                    .into_iter()
+                    .filter_map(|mut found| found.pop())
+                    .map(|owner| (owner.object_id, owner.payload))
+                    .collect();
+            owners
+                .extend(objects.iter().filter(|o| o.kind == "owner").map(|o| (o.object_id.clone(), o.payload.clone())));
+            for o in &mut objects {
+                if let Some(owner) = provider.owner_id(o).and_then(|id| owners.get(&id))
+                    && let Some(fields) = o.payload.as_object_mut()
+                {
+                    fields.insert("owner".into(), owner.clone());
+                }
+            }
+        }
         // Roots found to match nothing are matched again once with a directory read anew.
         let mut kept = None;
         for (o, prev) in objects.iter_mut().zip(&previous) {
@@ -458,7 +576,7 @@ impl Connectors {
         let written = store.put_provider_objects(ws, provider.name(), &objects).await?;
         let mut writes = Writes::default();
         let mut newly_matched = Vec::new();
-        for ((object, prev), written) in objects.iter().zip(&previous).zip(written) {
+        for ((object, prev), &written) in objects.iter().zip(&previous).zip(&written) {
             if !written {
                 out.stale += 1;
                 continue;
@@ -474,6 +592,14 @@ impl Connectors {
                 newly_matched.push((object, account));
             }
         }
+        let changed: Vec<(&ProviderObject, Option<&ProviderObject>)> = objects
+            .iter()
+            .zip(&previous)
+            .zip(&written)
+            .filter(|(_, written)| **written)
+            .map(|((o, prev), _)| (o, prev.as_ref()))
+            .collect();
+        self.rollups(ws, provider, &changed, &newly_matched, &mut writes).await?;
         for (root, account) in newly_matched {
             let q = ObjectQuery { parent_id: Some(root.object_id.clone()), unmatched: true, ..Default::default() };
             let children = store.provider_objects(ws, provider.name(), &q).await?;
@@ -492,6 +618,58 @@ impl Connectors {
         metrics::counter!("steward_connector_stale_objects_total", "provider" => provider.name())
             .increment(out.stale as u64);
         Ok(out)
+    }
+
+    /// Traits summed over a root's children (a company's open pipeline), told when a child
+    /// stored changes them (`changed`: each with its state before), and when a root is first
+    /// matched (`matched`).
+    async fn rollups(
+        &self,
+        ws: &WorkspaceId,
+        provider: Provider,
+        changed: &[(&ProviderObject, Option<&ProviderObject>)],
+        matched: &[(&ProviderObject, &AccountId)],
+        writes: &mut Writes,
+    ) -> store::Result<()> {
+        let Some(kind) = provider.rollup_kind() else { return Ok(()) };
+        let mut roots: HashMap<&str, Rollup> = HashMap::new();
+        for &(o, prev) in changed {
+            if let (true, Some(account), Some(root)) = (o.kind == kind, &o.account_id, &o.parent_id) {
+                roots.entry(root).or_insert_with(|| Rollup::new(account)).changed.push((o, prev));
+            }
+        }
+        for (root, account) in matched {
+            roots.entry(&root.object_id).or_insert_with(|| Rollup::new(account)).matched = true;
+        }
+        let now = Utc::now();
+        for (root, rollup) in roots {
+            let q = ObjectQuery { kind: Some(kind.into()), parent_id: Some(root.into()), ..Default::default() };
+            let children = self.store.provider_objects(ws, provider.name(), &q).await?;
+            let after = provider.rollup(&children.iter().collect::<Vec<_>>());
+            let before: Vec<&ProviderObject> = children
+                .iter()
+                .filter_map(|c| match rollup.changed.iter().find(|(o, _)| o.object_id == c.object_id) {
+                    Some((_, prev)) => *prev,
+                    None => Some(c),
+                })
+                .collect();
+            if !rollup.matched && provider.rollup(&before) == after {
+                continue;
+            }
+            let version = children.iter().map(|c| c.version).max().unwrap_or_default();
+            let id = format!("{}:{}:{root}:{kind}s:{version}", provider.name(), provider.root_kind());
+            let at = chrono::DateTime::from_timestamp_millis(version).unwrap_or(now);
+            writes.events.push(account_event(
+                id,
+                EventType::Group,
+                None,
+                rollup.account,
+                Value::Object(after),
+                at,
+                now,
+            ));
+        }
+        Ok(())
     }
 
     /// Links a root object to `account` by hand and applies it and what waited on it.
@@ -519,6 +697,9 @@ impl Connectors {
         writes.gather(provider, &linked, None, account);
         for child in &children {
             writes.gather(provider, child, None, account);
+        }
+        if kind == provider.root_kind() {
+            self.rollups(ws, provider, &[], &[(&linked, account)], &mut writes).await?;
         }
         let mut out = Ingested::default();
         self.write(ws, writes, &mut out).await?;
@@ -598,6 +779,21 @@ impl Connectors {
         if let Err(e) = self.store.add_connector_error(ws, provider.name(), &error).await {
             tracing::warn!(workspace = %ws, provider = provider.name(), error = %e, "recording a connector error failed");
         }
+    }
+}
+
+/// A root whose children's sum may have changed.
+struct Rollup<'a> {
+    account: &'a AccountId,
+    /// Its children stored now, each with its state before.
+    changed: Vec<(&'a ProviderObject, Option<&'a ProviderObject>)>,
+    /// The root was just matched: its sum is told whatever it was.
+    matched: bool,
+}
+
+impl<'a> Rollup<'a> {
+    fn new(account: &'a AccountId) -> Rollup<'a> {
+        Rollup { account, changed: Vec::new(), matched: false }
     }
 }
 

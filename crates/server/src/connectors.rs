@@ -8,7 +8,7 @@ use std::sync::Arc;
 use axum::Json;
 use axum::body::Bytes;
 use axum::extract::{Path, Query, State};
-use axum::http::{HeaderMap, StatusCode};
+use axum::http::{HeaderMap, StatusCode, Uri};
 use axum::response::{IntoResponse, Response};
 use chrono::Utc;
 use connectors::backfill::SyncState;
@@ -377,12 +377,15 @@ fn webhook_error(e: WebhookError) -> ApiError {
 }
 
 /// `POST /webhooks/{provider}/{workspace}`: a provider's delivery. Checked against the
-/// connector's webhook secrets over the raw body, then stored and applied before the answer,
-/// so that a delivery acknowledged is never lost; a delivery seen before is acknowledged
-/// without being applied again.
+/// connector's webhook secrets over the raw body (and, for HubSpot, the URL it called: the
+/// host header and the path and query as received), then stored and applied before the
+/// answer, so that a delivery acknowledged is never lost; a delivery seen before is
+/// acknowledged without being applied again. A delivery that only names what changed
+/// (HubSpot's) starts a sync that reads it.
 pub(crate) async fn webhook(
     State(s): State<AppState>,
     headers: HeaderMap,
+    uri: Uri,
     Path((name, ws)): Path<(String, String)>,
     body: Bytes,
 ) -> Result<Response, ApiError> {
@@ -398,10 +401,17 @@ pub(crate) async fn webhook(
         outcome("rejected").increment(1);
         return Err(ApiError::new(StatusCode::NOT_FOUND, "connector_not_found", "no such workspace"));
     }
-    let header = |n: &str| headers.get(n).and_then(|v| v.to_str().ok()).map(str::to_owned);
+    let path = uri.path_and_query().map(|pq| pq.as_str().to_owned());
+    let header = |n: &str| match n {
+        ":path" => path.clone(),
+        _ => headers.get(n).and_then(|v| v.to_str().ok()).map(str::to_owned),
+    };
     match syncer.connectors().webhook(&ws, p, &header, &body).await {
         Ok((delivery, ingested)) => {
             outcome(if ingested.duplicate { "duplicate" } else { "accepted" }).increment(1);
+            if p.syncs_on_webhook() && !ingested.duplicate {
+                syncer.wake();
+            }
             Ok(Json(json!({"received": true, "event_id": delivery.event_id, "duplicate": ingested.duplicate,
                 "stored": ingested.stored, "stale": ingested.stale, "unmatched": ingested.unmatched}))
             .into_response())

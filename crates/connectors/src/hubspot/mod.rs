@@ -1,0 +1,297 @@
+//! HubSpot: companies become accounts (name, domain, industry, size, lifecycle stage, and
+//! their owner as the account's CSM), deals become account events (`Deal Won`, `Deal Lost`,
+//! `Renewal Opportunity Created`) and the open pipeline a trait of the account; owners are
+//! kept for the CSM, contacts in the mirror only (Steward's people are the product's users,
+//! told by its events; a CRM contact who never used the product is not one of them).
+//!
+//! Webhooks (`POST /webhooks/hubspot/{workspace}`, signed as [`signature`] says) carry a batch
+//! of events that name a changed object (`objectId`, `subscriptionType`, `propertyName`,
+//! `propertyValue`) without its state: the delivery is checked and remembered, and asks for
+//! a sync, which reads the objects through the CRM API (`/crm/v3/owners`,
+//! `/crm/v3/objects/{companies,contacts,deals}`, paged by `after`). HubSpot's list endpoints
+//! cannot filter by modification time, so a sync reads every object again; each is stored
+//! under its `updatedAt`, and one that did not change tells nothing.
+
+pub mod signature;
+
+use chrono::DateTime;
+use serde_json::{Map, Value, json};
+use store::ProviderObject;
+
+use crate::{Delivery, MatchKeys, Output, Resource, WebhookError};
+
+pub const NAME: &str = "hubspot";
+pub const DEFAULT_BASE_URL: &str = "https://api.hubapi.com";
+
+fn str_of<'a>(v: &'a Value, key: &str) -> Option<&'a str> {
+    v.get(key).and_then(Value::as_str).map(str::trim).filter(|s| !s.is_empty())
+}
+
+/// A property: HubSpot gives every property as a string, or null.
+fn prop<'a>(object: &'a Value, key: &str) -> Option<&'a str> {
+    object.get("properties").and_then(|p| str_of(p, key))
+}
+
+fn millis(text: &str) -> Option<i64> {
+    DateTime::parse_from_rfc3339(text).ok().map(|t| t.timestamp_millis())
+}
+
+fn time(ms: i64) -> domain::Timestamp {
+    DateTime::from_timestamp_millis(ms).unwrap_or_default()
+}
+
+/// A number property (`"12000.50"`).
+fn number(object: &Value, key: &str) -> Option<f64> {
+    prop(object, key).and_then(|v| v.parse::<f64>().ok()).filter(|n| n.is_finite())
+}
+
+/// The company an object is associated with: the primary association (`contact_to_company`,
+/// `deal_to_company`) first, else the first.
+fn company_of(object: &Value) -> Option<String> {
+    let results = object.get("associations")?.get("companies")?.get("results")?.as_array()?;
+    let primary = results.iter().find(|r| str_of(r, "type").is_some_and(|t| t.ends_with("_to_company")));
+    primary.or(results.first()).and_then(|r| match r.get("id")? {
+        Value::String(s) => Some(s.clone()),
+        Value::Number(n) => Some(n.to_string()),
+        _ => None,
+    })
+}
+
+/// The mirror's record of an object of `kind` as a list page gives it, stored under its
+/// `updatedAt` (or `version`, milliseconds, when it has none).
+pub fn object(kind: &str, value: Value, version: i64) -> Option<ProviderObject> {
+    let object_id = str_of(&value, "id")?.to_owned();
+    let version = str_of(&value, "updatedAt").and_then(millis).unwrap_or(version);
+    let parent_id = match kind {
+        "contact" | "deal" => company_of(&value),
+        _ => None,
+    };
+    let label = match kind {
+        "company" => [prop(&value, "name"), prop(&value, "domain"), Some(object_id.as_str())]
+            .into_iter()
+            .flatten()
+            .collect::<Vec<_>>()
+            .join(" · "),
+        "deal" => prop(&value, "dealname").unwrap_or(&object_id).to_owned(),
+        "contact" => prop(&value, "email").unwrap_or(&object_id).to_owned(),
+        _ => str_of(&value, "email").unwrap_or(&object_id).to_owned(),
+    };
+    Some(ProviderObject {
+        kind: kind.to_owned(),
+        object_id,
+        parent_id,
+        version,
+        account_id: None,
+        matched_by: None,
+        label,
+        payload: value,
+        updated_at: chrono::Utc::now(),
+    })
+}
+
+/// A webhook delivery: a JSON array of events, each naming a changed object. Its id is the
+/// event's (`eventId`), or for a batch a digest of its events' ids; it carries no object.
+pub fn delivery(body: &[u8]) -> Result<Delivery, WebhookError> {
+    let bad = |m: &str| WebhookError::BadPayload(m.to_owned());
+    let events: Value = serde_json::from_slice(body).map_err(|e| bad(&format!("not JSON: {e}")))?;
+    let events = events.as_array().ok_or_else(|| bad("not a HubSpot batch (a JSON array of events)"))?;
+    if events.is_empty() {
+        return Err(bad("an empty batch"));
+    }
+    let mut ids = Vec::with_capacity(events.len());
+    let mut types: Vec<&str> = Vec::new();
+    for e in events {
+        let id = e.get("eventId").and_then(|i| i.as_i64().map(|n| n.to_string()).or(i.as_str().map(str::to_owned)));
+        ids.push(id.ok_or_else(|| bad("an event has no `eventId`"))?);
+        let kind = str_of(e, "subscriptionType").ok_or_else(|| bad("an event has no `subscriptionType`"))?;
+        if e.get("objectId").is_none_or(Value::is_null) {
+            return Err(bad("an event has no `objectId`"));
+        }
+        if !types.contains(&kind) {
+            types.push(kind);
+        }
+    }
+    ids.sort_unstable();
+    let event_id = match ids.as_slice() {
+        [one] => one.clone(),
+        _ => {
+            let digest = ring::digest::digest(&ring::digest::SHA256, ids.join(",").as_bytes());
+            format!("batch:{}", hex::encode(&digest.as_ref()[..12]))
+        }
+    };
+    Ok(Delivery { event_id, event_type: types.join(","), objects: Vec::new() })
+}
+
+/// How a company is matched: Steward's account id in the property `property`, its id as an
+/// account's trait, its domain.
+pub fn match_keys(company: &ProviderObject, property: &str) -> MatchKeys {
+    let p = &company.payload;
+    MatchKeys {
+        external_account: prop(p, property).map(str::to_owned),
+        provider_id: company.object_id.clone(),
+        domain: prop(p, "domain").and_then(crate::matching::normalize_domain),
+        email: None,
+    }
+}
+
+/// A company's owner, whose email and name make the account's CSM.
+pub fn owner_id(object: &ProviderObject) -> Option<String> {
+    (object.kind == "company").then(|| prop(&object.payload, "hubspot_owner_id").map(str::to_owned)).flatten()
+}
+
+/// The account traits a company sets.
+fn company_traits(company: &ProviderObject) -> Map<String, Value> {
+    let p = &company.payload;
+    let mut traits = Map::new();
+    traits.insert("crm_id".into(), json!(company.object_id));
+    for (from, to) in
+        [("name", "name"), ("domain", "domain"), ("industry", "industry"), ("lifecyclestage", "lifecycle_stage")]
+    {
+        if let Some(v) = prop(p, from) {
+            traits.insert(to.into(), json!(v));
+        }
+    }
+    if let Some(n) = number(p, "numberofemployees") {
+        traits.insert("employees".into(), json!(n as i64));
+    }
+    match (prop(p, "hubspot_owner_id"), p.get("owner")) {
+        // No owner: no CSM.
+        (None, _) => {
+            traits.insert("csm_email".into(), Value::Null);
+            traits.insert("csm_name".into(), Value::Null);
+        }
+        (Some(_), Some(owner)) => {
+            let name =
+                [str_of(owner, "firstName"), str_of(owner, "lastName")].into_iter().flatten().collect::<Vec<_>>();
+            traits.insert("csm_email".into(), json!(str_of(owner, "email")));
+            traits.insert("csm_name".into(), if name.is_empty() { Value::Null } else { json!(name.join(" ")) });
+        }
+        // An owner not read yet: the CSM is left as it is.
+        (Some(_), None) => {}
+    }
+    traits
+}
+
+/// A deal's state as its events need it.
+struct Deal {
+    won: bool,
+    closed: bool,
+    renewal: bool,
+}
+
+fn deal(object: &ProviderObject) -> Deal {
+    let p = &object.payload;
+    let stage = prop(p, "dealstage").unwrap_or_default();
+    let won = prop(p, "hs_is_closed_won") == Some("true") || stage == "closedwon";
+    let closed = won || prop(p, "hs_is_closed") == Some("true") || stage == "closedlost";
+    Deal { won, closed, renewal: prop(p, "dealtype") == Some("existingbusiness") }
+}
+
+fn archived(object: &ProviderObject) -> bool {
+    object.payload.get("archived").and_then(Value::as_bool).unwrap_or(false)
+}
+
+/// What a newly stored object means for its account, given the state stored before it.
+pub fn outputs(object: &ProviderObject, previous: Option<&ProviderObject>) -> Vec<Output> {
+    let p = &object.payload;
+    let at = time(object.version);
+    let id = &object.object_id;
+    let mut out = Vec::new();
+    if archived(object) {
+        return out;
+    }
+    match object.kind.as_str() {
+        "company" => {
+            // Told again only when they change: a sync reads every company anew.
+            let traits = company_traits(object);
+            if previous.is_none_or(|prev| company_traits(prev) != traits) {
+                out.push(Output::AccountTraits { traits, at });
+            }
+        }
+        "deal" => {
+            let now = deal(object);
+            let before = previous.filter(|b| !archived(b)).map(deal);
+            let closes = prop(p, "closedate").and_then(millis).map_or(at, time);
+            let props = json!({"deal_id": id, "name": prop(p, "dealname"), "amount": number(p, "amount"),
+                "close_date": prop(p, "closedate"), "stage": prop(p, "dealstage"), "pipeline": prop(p, "pipeline"),
+                "deal_type": prop(p, "dealtype")});
+            // Ids of their own: a webhook's sync and a full one tell each once.
+            let event = |name: &str, what: &str, at| Output::Event {
+                message_id: format!("hubspot:deal:{id}:{what}"),
+                name: name.to_owned(),
+                properties: props.clone(),
+                at,
+            };
+            if now.renewal && before.as_ref().is_none_or(|b| !b.renewal) {
+                let created = prop(p, "createdate").and_then(millis).map_or(at, time);
+                out.push(event("Renewal Opportunity Created", "renewal_created", created));
+            }
+            if now.won && before.as_ref().is_none_or(|b| !b.won) {
+                out.push(event("Deal Won", "won", closes));
+            } else if now.closed && !now.won && before.as_ref().is_none_or(|b| !b.closed || b.won) {
+                out.push(event("Deal Lost", "lost", closes));
+            }
+        }
+        _ => {}
+    }
+    out
+}
+
+/// The open pipeline of a company's deals: the sum of the amounts of those not closed.
+pub fn open_pipeline(deals: &[&ProviderObject]) -> Map<String, Value> {
+    let open: Vec<&&ProviderObject> = deals.iter().filter(|d| !archived(d) && !deal(d).closed).collect();
+    let amount: f64 = open.iter().filter_map(|d| number(&d.payload, "amount")).sum();
+    let mut traits = Map::new();
+    traits.insert("open_pipeline_amount".into(), json!(amount));
+    traits.insert("open_deals".into(), json!(open.len()));
+    traits
+}
+
+/// What a sync lists, in order: owners (for the CSM), companies (the roots), then contacts
+/// and deals with their companies.
+pub fn resources() -> Vec<Resource> {
+    vec![
+        Resource { kind: "owner", path: "/crm/v3/owners?limit=100" },
+        Resource {
+            kind: "company",
+            path: "/crm/v3/objects/companies?limit=100&properties=name,domain,industry,numberofemployees,lifecyclestage,hubspot_owner_id",
+        },
+        Resource {
+            kind: "contact",
+            path: "/crm/v3/objects/contacts?limit=100&properties=email,firstname,lastname,jobtitle&associations=companies",
+        },
+        Resource {
+            kind: "deal",
+            path: "/crm/v3/objects/deals?limit=100&properties=dealname,amount,closedate,createdate,dealstage,pipeline,dealtype,hs_is_closed,hs_is_closed_won&associations=companies",
+        },
+    ]
+}
+
+/// A list page: its objects and the cursor of the next (`paging.next.after`).
+pub fn page(resource: &Resource, body: &[u8], version: i64) -> Result<(Vec<ProviderObject>, Option<String>), String> {
+    let list: Value = serde_json::from_slice(body).map_err(|e| format!("a list page that is not JSON: {e}"))?;
+    let results = list.get("results").and_then(Value::as_array).ok_or("a list page with no `results`")?;
+    let next = list.get("paging").and_then(|p| p.get("next")).and_then(|n| str_of(n, "after")).map(str::to_owned);
+    let objects = results.iter().filter_map(|v| object(resource.kind, v.clone(), version)).collect();
+    Ok((objects, next))
+}
+
+/// The URL of the page after `cursor`; companies are asked for the property holding
+/// Steward's account id too.
+pub fn page_url(base: &str, resource: &Resource, cursor: Option<&str>, account_property: &str) -> String {
+    let base = base.trim_end_matches('/');
+    let mut url = format!("{base}{}", resource.path);
+    let plain = |s: &str| !s.is_empty() && s.chars().all(|c| c.is_ascii_alphanumeric() || c == '_');
+    if resource.kind == "company" && plain(account_property) {
+        url.push(',');
+        url.push_str(account_property);
+    }
+    if let Some(c) = cursor {
+        url.push_str("&after=");
+        url.push_str(&crate::backfill::query_escape(c));
+    }
+    url
+}
+
+#[cfg(test)]
+mod tests;
