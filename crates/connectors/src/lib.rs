@@ -496,6 +496,14 @@ impl Connectors {
                 .into_iter()
                 .map(|mut found| found.pop())
                 .collect();
+        // An object that does not name its parent (a deletion told by id) keeps the one stored.
+        for (o, prev) in objects.iter_mut().zip(&previous) {
+            if o.parent_id.is_none()
+                && let Some(p) = prev
+            {
+                o.parent_id = p.parent_id.clone();
+            }
+        }
         let mut parents: Vec<&str> =
             objects.iter().filter(|o| o.kind != provider.root_kind()).filter_map(|o| o.parent_id.as_deref()).collect();
         parents.sort_unstable();
@@ -642,9 +650,18 @@ impl Connectors {
             roots.entry(&root.object_id).or_insert_with(|| Rollup::new(account)).matched = true;
         }
         let now = Utc::now();
-        for (root, rollup) in roots {
-            let q = ObjectQuery { kind: Some(kind.into()), parent_id: Some(root.into()), ..Default::default() };
-            let children = self.store.provider_objects(ws, provider.name(), &q).await?;
+        let roots: Vec<(&str, Rollup)> = roots.into_iter().collect();
+        let queries: Vec<ObjectQuery> = roots
+            .iter()
+            .map(|(root, _)| ObjectQuery {
+                kind: Some(kind.into()),
+                parent_id: Some((*root).into()),
+                ..Default::default()
+            })
+            .collect();
+        let children =
+            try_join_all(queries.iter().map(|q| self.store.provider_objects(ws, provider.name(), q))).await?;
+        for ((root, rollup), children) in roots.into_iter().zip(children) {
             let after = provider.rollup(&children.iter().collect::<Vec<_>>());
             let before: Vec<&ProviderObject> = children
                 .iter()

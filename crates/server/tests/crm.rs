@@ -384,6 +384,17 @@ async fn hubspot_webhooks_are_verified_and_their_sync_sets_the_csm_and_pipeline(
         "{globex}"
     );
     assert!(!sync_state(&app, &ws, "hubspot").await.requested, "done");
+
+    // Initech's deal is deleted: HubSpot's lists leave it out, the deletion tells it.
+    let deletion = json!([{"eventId": 1930579001, "subscriptionId": 2481041, "portalId": 62515, "appId": 1160452,
+        "occurredAt": Utc::now().timestamp_millis(), "subscriptionType": "deal.deletion", "attemptNumber": 0,
+        "objectId": 18342977602_i64, "changeFlag": "DELETED", "changeSource": "CRM_UI", "sourceId": "userId:9586504"}])
+    .to_string();
+    let (status, answer) = deliver(&app, ws.id.as_str(), &deletion, &signed(&url, &deletion, CLIENT_SECRET, now)).await;
+    assert_eq!((status, answer["stored"].clone()), (StatusCode::OK, json!(1)), "{answer}");
+    let globex = traits(&app, &ws, "globex").await;
+    assert_eq!((globex["open_pipeline_amount"].clone(), globex["open_deals"].clone()), (json!(0.0), json!(0)));
+    assert!(account_events(&app, &ws, "globex").await.is_empty(), "a deletion is no lost deal");
 }
 
 #[tokio::test]
@@ -646,7 +657,7 @@ async fn salesforce_polls_changes_since_its_watermark_and_resumes_after_a_failur
     org.fail_next = 100;
     let fake = Arc::new(Mutex::new(org));
     let router = axum::Router::new()
-        .route("/services/data/v59.0/query", axum::routing::get(salesforce_query))
+        .route("/services/data/v59.0/queryAll", axum::routing::get(salesforce_query))
         .route("/services/data/v59.0/query/{next}", axum::routing::get(salesforce_next))
         .with_state(fake.clone());
     let base = serve(router).await;
@@ -762,4 +773,28 @@ async fn salesforce_polls_changes_since_its_watermark_and_resumes_after_a_failur
     );
     // The account's traits (its CSM), its pipeline and the deal won: three events.
     assert_eq!(log_size(&app, &ws).await, log + 3);
+
+    // A new opportunity opens, then is deleted: read through queryAll, it leaves the pipeline.
+    let stamp = |s: i64| (Utc::now() + chrono::Duration::seconds(s)).format("%Y-%m-%dT%H:%M:%S%.3f+0000").to_string();
+    let upsell = with(
+        fixture("salesforce", "opportunity"),
+        json!({"Id": "0065g00000UpSeAAV", "Name": "Acme upsell", "Amount": 4000.0, "Type": "Existing Customer - Upgrade",
+            "IsDeleted": false, "SystemModstamp": stamp(1)}),
+    );
+    fake.lock().unwrap().records.get_mut("Opportunity").unwrap().push(upsell);
+    app.call("POST", "/api/v1/connectors/salesforce/sync", &ws.member, None).await;
+    assert!(run(&app, &ws, Provider::Salesforce).await.finished);
+    assert_eq!(traits(&app, &ws, "acme").await["open_pipeline_amount"], json!(4000.0));
+    {
+        let mut f = fake.lock().unwrap();
+        let upsell = f.records.get_mut("Opportunity").unwrap().last_mut().unwrap();
+        upsell["IsDeleted"] = json!(true);
+        upsell["SystemModstamp"] = json!(stamp(2));
+    }
+    app.call("POST", "/api/v1/connectors/salesforce/sync", &ws.member, None).await;
+    assert!(run(&app, &ws, Provider::Salesforce).await.finished);
+    let acme = traits(&app, &ws, "acme").await;
+    assert_eq!((acme["open_pipeline_amount"].clone(), acme["open_deals"].clone()), (json!(0.0), json!(0)));
+    let events = account_events(&app, &ws, "acme").await;
+    assert!(!events.iter().any(|(id, _)| id.contains("UpSe")), "{events:?}");
 }

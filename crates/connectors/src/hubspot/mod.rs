@@ -10,7 +10,9 @@
 //! a sync, which reads the objects through the CRM API (`/crm/v3/owners`,
 //! `/crm/v3/objects/{companies,contacts,deals}`, paged by `after`). HubSpot's list endpoints
 //! cannot filter by modification time, so a sync reads every object again; each is stored
-//! under its `updatedAt`, and one that did not change tells nothing.
+//! under its `updatedAt`, and one that did not change tells nothing. Deletions are the
+//! exception: the lists leave deleted objects out, so a `*.deletion` event is stored as the
+//! object archived, at the event's time (a deleted deal leaves the open pipeline).
 
 pub mod signature;
 
@@ -89,8 +91,19 @@ pub fn object(kind: &str, value: Value, version: i64) -> Option<ProviderObject> 
     })
 }
 
+/// The kinds whose deletions are kept, by the prefix of their events' `subscriptionType`.
+const DELETED: [(&str, &str); 3] = [("company.", "company"), ("contact.", "contact"), ("deal.", "deal")];
+
+/// An object deleted at `ms`, as HubSpot lists it archived.
+fn deleted(kind: &str, id: String, ms: i64) -> ProviderObject {
+    let updated = time(ms).to_rfc3339_opts(chrono::SecondsFormat::Millis, true);
+    let value = json!({"id": id, "properties": {}, "updatedAt": updated, "archived": true});
+    object(kind, value, ms).expect("an id")
+}
+
 /// A webhook delivery: a JSON array of events, each naming a changed object. Its id is the
-/// event's (`eventId`), or for a batch a digest of its events' ids; it carries no object.
+/// event's (`eventId`), or for a batch a digest of its events' ids; it carries the objects
+/// its `*.deletion` events delete, archived.
 pub fn delivery(body: &[u8]) -> Result<Delivery, WebhookError> {
     let bad = |m: &str| WebhookError::BadPayload(m.to_owned());
     let events: Value = serde_json::from_slice(body).map_err(|e| bad(&format!("not JSON: {e}")))?;
@@ -98,17 +111,23 @@ pub fn delivery(body: &[u8]) -> Result<Delivery, WebhookError> {
     if events.is_empty() {
         return Err(bad("an empty batch"));
     }
+    let text = |v: Option<&Value>| v.and_then(|i| i.as_i64().map(|n| n.to_string()).or(i.as_str().map(str::to_owned)));
     let mut ids = Vec::with_capacity(events.len());
     let mut types: Vec<&str> = Vec::new();
+    let mut objects = Vec::new();
     for e in events {
-        let id = e.get("eventId").and_then(|i| i.as_i64().map(|n| n.to_string()).or(i.as_str().map(str::to_owned)));
-        ids.push(id.ok_or_else(|| bad("an event has no `eventId`"))?);
+        ids.push(text(e.get("eventId")).ok_or_else(|| bad("an event has no `eventId`"))?);
         let kind = str_of(e, "subscriptionType").ok_or_else(|| bad("an event has no `subscriptionType`"))?;
-        if e.get("objectId").is_none_or(Value::is_null) {
-            return Err(bad("an event has no `objectId`"));
-        }
+        let object_id = text(e.get("objectId")).ok_or_else(|| bad("an event has no `objectId`"))?;
         if !types.contains(&kind) {
             types.push(kind);
+        }
+        if kind.ends_with(".deletion")
+            && let Some((_, deleted_kind)) = DELETED.iter().find(|(prefix, _)| kind.starts_with(prefix))
+        {
+            let at =
+                e.get("occurredAt").and_then(Value::as_i64).ok_or_else(|| bad("a deletion has no `occurredAt`"))?;
+            objects.push(deleted(deleted_kind, object_id, at));
         }
     }
     ids.sort_unstable();
@@ -119,7 +138,7 @@ pub fn delivery(body: &[u8]) -> Result<Delivery, WebhookError> {
             format!("batch:{}", hex::encode(&digest.as_ref()[..12]))
         }
     };
-    Ok(Delivery { event_id, event_type: types.join(","), objects: Vec::new() })
+    Ok(Delivery { event_id, event_type: types.join(","), objects })
 }
 
 /// How a company is matched: Steward's account id in the property `property`, its id as an

@@ -106,6 +106,14 @@ fn deliveries_name_changes_and_pages_follow_after() {
         assert!(matches!(delivery(bad.to_string().as_bytes()), Err(WebhookError::BadPayload(_))), "{bad}");
     }
 
+    // A deletion is the object archived at the event's time: it leaves the pipeline.
+    let deletion = json!([{"eventId": 3, "subscriptionType": "deal.deletion", "objectId": 77, "occurredAt": 1_740_000_000_000_i64}]);
+    let d = delivery(deletion.to_string().as_bytes()).unwrap();
+    let gone = &d.objects[0];
+    assert_eq!((gone.kind.as_str(), gone.object_id.as_str(), gone.version), ("deal", "77", 1_740_000_000_000));
+    assert!(outputs(gone, Some(&deal("contractsent", "newbusiness", "900", "2025-01-01T00:00:00Z"))).is_empty());
+    assert_eq!(open_pipeline(&[gone])["open_deals"], 0);
+
     let companies = &resources()[1];
     let url = page_url("https://api.hubapi.com/", companies, Some("NTI1Cg=="), "steward_account_id");
     assert!(url.starts_with("https://api.hubapi.com/crm/v3/objects/companies?limit=100&properties=name,"), "{url}");

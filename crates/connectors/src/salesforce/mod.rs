@@ -6,12 +6,13 @@
 //!
 //! Salesforce has no webhook signed with a shared secret (outbound messages and change data
 //! capture need a listener that Salesforce authenticates otherwise), so Steward **polls for
-//! changes**: every sync runs SOQL through `/services/data/v59.0/query`, `WHERE SystemModstamp
-//! > <watermark> ORDER BY SystemModstamp`, following `nextRecordsUrl`. The first sync (or a
-//! full one) reads everything; the worker runs it on the connector's schedule
-//! (`sync_every_hours`) or when asked. Each record is stored under its `SystemModstamp`.
-//! The API key is an OAuth access token and `base_url` the org's instance URL
-//! (`https://<domain>.my.salesforce.com`). Deleted records are not read.
+//! changes**: every sync runs SOQL through `/services/data/v59.0/queryAll` (which includes
+//! deleted records, `IsDeleted`), `WHERE SystemModstamp > <watermark> ORDER BY
+//! SystemModstamp`, following `nextRecordsUrl`. The first sync (or a full one) reads
+//! everything; the worker runs it on the connector's schedule (`sync_every_hours`) or when
+//! asked. Each record is stored under its `SystemModstamp`; a deleted one tells nothing and
+//! leaves the open pipeline. The API key is an OAuth access token and `base_url` the org's
+//! instance URL (`https://<domain>.my.salesforce.com`).
 
 use chrono::{DateTime, NaiveDate};
 use domain::Timestamp;
@@ -129,12 +130,19 @@ fn opportunity(object: &ProviderObject) -> Opportunity {
     }
 }
 
+fn deleted(object: &ProviderObject) -> bool {
+    object.payload.get("IsDeleted").and_then(Value::as_bool).unwrap_or(false)
+}
+
 /// What a newly stored record means for its account, given the state stored before it.
 pub fn outputs(object: &ProviderObject, previous: Option<&ProviderObject>) -> Vec<Output> {
     let p = &object.payload;
     let at = time(object.version);
     let id = &object.object_id;
     let mut out = Vec::new();
+    if deleted(object) {
+        return out;
+    }
     match object.kind.as_str() {
         "account" => {
             // Told again only when they change: a full sync reads every Account anew.
@@ -145,7 +153,7 @@ pub fn outputs(object: &ProviderObject, previous: Option<&ProviderObject>) -> Ve
         }
         "opportunity" => {
             let now = opportunity(object);
-            let before = previous.map(opportunity);
+            let before = previous.filter(|b| !deleted(b)).map(opportunity);
             let date = |key: &str| {
                 str_of(p, key)
                     .and_then(|d| NaiveDate::parse_from_str(d, "%Y-%m-%d").ok())
@@ -179,7 +187,7 @@ pub fn outputs(object: &ProviderObject, previous: Option<&ProviderObject>) -> Ve
 /// The open pipeline of an Account's Opportunities: the sum of the amounts of those not
 /// closed.
 pub fn open_pipeline(opportunities: &[&ProviderObject]) -> Map<String, Value> {
-    let open: Vec<&&ProviderObject> = opportunities.iter().filter(|o| !opportunity(o).closed).collect();
+    let open: Vec<&&ProviderObject> = opportunities.iter().filter(|o| !deleted(o) && !opportunity(o).closed).collect();
     let amount: f64 = open.iter().filter_map(|o| o.payload.get("Amount").and_then(Value::as_f64)).sum();
     let mut traits = Map::new();
     traits.insert("open_pipeline_amount".into(), json!(amount));
@@ -198,15 +206,19 @@ pub fn resources() -> Vec<Resource> {
     ]
 }
 
-/// The fields read of each sObject.
+/// The fields read of each sObject (Users are deactivated, never deleted).
 fn fields(kind: &str) -> &'static str {
     match kind {
         "owner" => "Id, Name, Email, IsActive, SystemModstamp",
         "account" => {
-            "Id, Name, Website, Industry, NumberOfEmployees, Type, OwnerId, Owner.Name, Owner.Email, SystemModstamp"
+            "Id, Name, Website, Industry, NumberOfEmployees, Type, OwnerId, Owner.Name, Owner.Email, IsDeleted, \
+             SystemModstamp"
         }
-        "contact" => "Id, AccountId, FirstName, LastName, Email, Title, SystemModstamp",
-        _ => "Id, AccountId, Name, Amount, CloseDate, StageName, IsClosed, IsWon, Type, CreatedDate, SystemModstamp",
+        "contact" => "Id, AccountId, FirstName, LastName, Email, Title, IsDeleted, SystemModstamp",
+        _ => {
+            "Id, AccountId, Name, Amount, CloseDate, StageName, IsClosed, IsWon, Type, CreatedDate, IsDeleted, \
+             SystemModstamp"
+        }
     }
 }
 
@@ -236,7 +248,7 @@ pub fn page_url(
     match cursor {
         Some(next) => format!("{base}{next}"),
         None => format!(
-            "{base}/services/data/{API_VERSION}/query?q={}",
+            "{base}/services/data/{API_VERSION}/queryAll?q={}",
             crate::backfill::query_escape(&soql(resource, since, account_field))
         ),
     }

@@ -71,6 +71,11 @@ fn opportunities_tell_their_closing_once_and_sum_into_the_open_pipeline() {
         Value::Object(open_pipeline(&[&open, &won, &lost])),
         json!({"open_pipeline_amount": 24000.0, "open_deals": 1})
     );
+    // Deleted (read through queryAll), it tells nothing and leaves the pipeline.
+    let mut gone = opportunity("Closed Lost", true, false, "Renewal", "2025-04-01T00:00:00.000+0000");
+    gone.payload["IsDeleted"] = json!(true);
+    assert!(outputs(&gone, Some(&open)).is_empty());
+    assert_eq!(open_pipeline(&[&gone])["open_deals"], 0);
 }
 
 #[test]
@@ -80,14 +85,14 @@ fn queries_ask_for_changes_since_the_watermark_and_follow_next_records() {
     assert_eq!(
         soql(accounts, Some(since), "Steward_Account_Id__c"),
         "SELECT Id, Name, Website, Industry, NumberOfEmployees, Type, OwnerId, Owner.Name, Owner.Email, \
-         SystemModstamp, Steward_Account_Id__c FROM Account WHERE SystemModstamp > 2025-01-18T10:00:00Z \
+         IsDeleted, SystemModstamp, Steward_Account_Id__c FROM Account WHERE SystemModstamp > 2025-01-18T10:00:00Z \
          ORDER BY SystemModstamp"
     );
     // A field that is not a custom one (the default metadata key) is not asked for.
     assert!(!soql(accounts, None, "steward_account_id").contains("steward_account_id"));
     let url = page_url("https://acme.my.salesforce.com/", accounts, None, None, "x");
     assert!(
-        url.starts_with("https://acme.my.salesforce.com/services/data/v59.0/query?q=SELECT%20Id%2C%20Name"),
+        url.starts_with("https://acme.my.salesforce.com/services/data/v59.0/queryAll?q=SELECT%20Id%2C%20Name"),
         "{url}"
     );
     let next = "/services/data/v59.0/query/01gD0000002HU6KIAW-2000";
