@@ -294,6 +294,10 @@ pub struct Config {
     /// Hours between scheduled backfills (none: only when asked).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub sync_every_hours: Option<u32>,
+    /// Minutes between scheduled backfills, instead of hours: for a provider polled for what
+    /// changed (Salesforce), where each reads little.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub sync_every_minutes: Option<u32>,
 }
 
 impl Config {
@@ -307,7 +311,20 @@ impl Config {
         if c.sync_every_hours == Some(0) {
             return Err("sync_every_hours must be at least 1".into());
         }
+        if c.sync_every_minutes == Some(0) {
+            return Err("sync_every_minutes must be at least 1".into());
+        }
+        if c.sync_every_hours.is_some() && c.sync_every_minutes.is_some() {
+            return Err("set sync_every_hours or sync_every_minutes, not both".into());
+        }
         Ok(c)
+    }
+
+    /// The time between scheduled backfills, if they are scheduled.
+    pub fn sync_every(&self) -> Option<chrono::Duration> {
+        self.sync_every_minutes
+            .map(|m| chrono::Duration::minutes(i64::from(m)))
+            .or(self.sync_every_hours.map(|h| chrono::Duration::hours(i64::from(h))))
     }
 
     pub fn rules(&self) -> MatchRules {

@@ -91,9 +91,45 @@ fn due(record: &store::ConnectorRecord) -> bool {
     if state.requested {
         return state.retry_at.is_none_or(|t| t <= now);
     }
-    let every = Config::from_value(&record.config).ok().and_then(|c| c.sync_every_hours);
+    let every = Config::from_value(&record.config).ok().and_then(|c| c.sync_every());
     match (every, record.last_sync_at) {
-        (Some(hours), Some(last)) => now - last >= chrono::Duration::hours(i64::from(hours)),
+        (Some(every), Some(last)) => now - last >= every,
         _ => false,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    #[test]
+    fn a_schedule_in_hours_or_minutes_makes_a_backfill_due() {
+        let now = Utc::now();
+        let record = |config: serde_json::Value, minutes_ago: i64| store::ConnectorRecord {
+            provider: "salesforce".into(),
+            config,
+            secrets: String::new(),
+            enabled: true,
+            created_at: now,
+            updated_at: now,
+            sync: json!({}),
+            last_sync_at: Some(now - chrono::Duration::minutes(minutes_ago)),
+            records_synced: 0,
+            webhooks_received: 0,
+            errors: 0,
+        };
+        for (config, minutes_ago, expected) in [
+            (json!({"sync_every_minutes": 5}), 6, true),
+            (json!({"sync_every_minutes": 5}), 4, false),
+            (json!({"sync_every_hours": 1}), 59, false),
+            (json!({"sync_every_hours": 1}), 61, true),
+            (json!({}), 10_000, false),
+        ] {
+            assert_eq!(due(&record(config.clone(), minutes_ago)), expected, "{config} {minutes_ago}");
+        }
+        let both = json!({"sync_every_hours": 1, "sync_every_minutes": 5});
+        assert!(Config::from_value(&both).is_err());
+        assert!(Config::from_value(&json!({"sync_every_minutes": 0})).is_err());
     }
 }

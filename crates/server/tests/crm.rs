@@ -661,7 +661,7 @@ async fn salesforce_polls_changes_since_its_watermark_and_resumes_after_a_failur
         .route("/services/data/v59.0/query/{next}", axum::routing::get(salesforce_next))
         .with_state(fake.clone());
     let base = serve(router).await;
-    let config = json!({"base_url": base, "account_id_field": "Steward_Account_Id__c"});
+    let config = json!({"base_url": base, "account_id_field": "Steward_Account_Id__c", "sync_every_minutes": 5});
     let (status, _) = app
         .call(
             "PUT",
@@ -671,6 +671,9 @@ async fn salesforce_polls_changes_since_its_watermark_and_resumes_after_a_failur
         )
         .await;
     assert_eq!(status, StatusCode::CREATED);
+    let both = json!({"config": {"sync_every_hours": 1, "sync_every_minutes": 5}});
+    let (status, answer) = app.call("PUT", "/api/v1/connectors/salesforce", &ws.admin, Some(both)).await;
+    assert_eq!((status, answer["error"]["field"].clone()), (StatusCode::BAD_REQUEST, json!("config")), "{answer}");
     // Salesforce delivers nothing to sign: a delivery is refused.
     let (status, answer) =
         app.call("POST", &format!("/webhooks/salesforce/{}", ws.id), &ws.admin, Some(json!({}))).await;

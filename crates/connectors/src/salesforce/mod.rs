@@ -9,10 +9,10 @@
 //! changes**: every sync runs SOQL through `/services/data/v59.0/queryAll` (which includes
 //! deleted records, `IsDeleted`), `WHERE SystemModstamp > <watermark> ORDER BY
 //! SystemModstamp`, following `nextRecordsUrl`. The first sync (or a full one) reads
-//! everything; the worker runs it on the connector's schedule (`sync_every_hours`) or when
-//! asked. Each record is stored under its `SystemModstamp`; a deleted one tells nothing and
-//! leaves the open pipeline. The API key is an OAuth access token and `base_url` the org's
-//! instance URL (`https://<domain>.my.salesforce.com`).
+//! everything; the worker runs it on the connector's schedule (`sync_every_minutes`, say 5,
+//! or `sync_every_hours`) or when asked. Each record is stored under its `SystemModstamp`; a
+//! deleted one tells nothing and leaves the open pipeline. The API key is an OAuth access
+//! token and `base_url` the org's instance URL (`https://<domain>.my.salesforce.com`).
 
 use chrono::{DateTime, NaiveDate};
 use domain::Timestamp;
