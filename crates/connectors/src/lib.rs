@@ -142,6 +142,15 @@ impl Provider {
         }
     }
 
+    /// Whether the object is the provider's word that it was deleted.
+    pub fn deleted(self, object: &ProviderObject) -> bool {
+        match self {
+            Provider::HubSpot => hubspot::archived(object),
+            Provider::Salesforce => salesforce::deleted(object),
+            Provider::Stripe => object.payload.get("deleted").and_then(Value::as_bool).unwrap_or(false),
+        }
+    }
+
     /// The children summed into traits of their root's account (deals into the open
     /// pipeline), and the sum over one root's.
     pub fn rollup_kind(self) -> Option<&'static str> {
@@ -513,9 +522,10 @@ impl Connectors {
                 .into_iter()
                 .map(|mut found| found.pop())
                 .collect();
-        // An object that does not name its parent (a deletion told by id) keeps the one stored.
+        // A deletion told by id alone keeps the parent stored, so that its root's sums change.
         for (o, prev) in objects.iter_mut().zip(&previous) {
             if o.parent_id.is_none()
+                && provider.deleted(o)
                 && let Some(p) = prev
             {
                 o.parent_id = p.parent_id.clone();

@@ -93,8 +93,9 @@ async fn serve(router: axum::Router) -> String {
     base
 }
 
-/// A local HubSpot: the owners and CRM object lists, `PAGE` at a time with `after`, a 429
-/// once on the first page of companies, and a page that fails while told to.
+/// A local HubSpot: the owners and CRM object lists, `PAGE` at a time with `after`, with the
+/// properties and associations asked for only (as HubSpot answers), a 429 once on the first
+/// page of companies, and a page that fails while told to.
 #[derive(Default)]
 struct FakeHubSpot {
     /// By list: `owners`, `companies`, `contacts`, `deals`.
@@ -139,7 +140,24 @@ async fn hubspot_list(
     }
     let all = fake.lists.get(&list).cloned().unwrap_or_default();
     let start: usize = after.as_deref().map_or(0, |a| a.parse().unwrap());
-    let results: Vec<Value> = all.iter().skip(start).take(PAGE).cloned().collect();
+    let asked: Vec<&str> = q.get("properties").map_or(Vec::new(), |p| p.split(',').collect());
+    let results: Vec<Value> = all
+        .iter()
+        .skip(start)
+        .take(PAGE)
+        .map(|o| {
+            let mut o = o.clone();
+            if let Some(Value::Object(props)) = o.get_mut("properties") {
+                props.retain(|k, _| k == "hs_object_id" || asked.contains(&k.as_str()));
+            }
+            if q.get("associations").map(String::as_str) != Some("companies")
+                && let Value::Object(fields) = &mut o
+            {
+                fields.remove("associations");
+            }
+            o
+        })
+        .collect();
     let mut page = json!({"results": results});
     if start + PAGE < all.len() {
         let next = (start + PAGE).to_string();
@@ -523,9 +541,9 @@ async fn hubspot_syncs_page_wait_out_rate_limits_resume_and_keep_the_newest() {
     assert_eq!(events.len(), 4, "{events:?}");
 }
 
-/// A local Salesforce: SOQL queries answered from records by sObject, filtered by
-/// `SystemModstamp >`, `PAGE` at a time through `nextRecordsUrl`; a 429 once on the first
-/// Account query, and a next page that fails while told to.
+/// A local Salesforce: SOQL queries answered from records by sObject, with the fields selected
+/// only, filtered by `SystemModstamp >`, `PAGE` at a time through `nextRecordsUrl`; a 429
+/// once on the first Account query, and a next page that fails while told to.
 #[derive(Default)]
 struct FakeSalesforce {
     records: HashMap<String, Vec<Value>>,
@@ -575,6 +593,17 @@ async fn salesforce_query(
     let mut records: Vec<Value> = fake.records.get(&sobject).cloned().unwrap_or_default();
     records.retain(|r| since.is_none_or(|t| modstamp(r) > t));
     records.sort_by_key(modstamp);
+    let selected: Vec<&str> = soql["SELECT ".len()..soql.find(" FROM ").unwrap()].split(", ").collect();
+    for r in &mut records {
+        if let Value::Object(fields) = r {
+            fields.retain(|k, _| {
+                k == "attributes"
+                    || selected
+                        .iter()
+                        .any(|f| f == k || f.strip_prefix(k.as_str()).is_some_and(|rest| rest.starts_with('.')))
+            });
+        }
+    }
     let locator = format!("01gD{}", fake.results.len());
     fake.results.insert(locator.clone(), records.clone());
     axum::Json(query_page(&locator, &records, 0)).into_response()

@@ -95,10 +95,9 @@ pub fn object(kind: &str, value: Value, version: i64) -> Option<ProviderObject> 
 const DELETED: [(&str, &str); 3] = [("company.", "company"), ("contact.", "contact"), ("deal.", "deal")];
 
 /// An object deleted at `ms`, as HubSpot lists it archived.
-fn deleted(kind: &str, id: String, ms: i64) -> ProviderObject {
+fn deleted(kind: &str, id: String, ms: i64) -> Option<ProviderObject> {
     let updated = time(ms).to_rfc3339_opts(chrono::SecondsFormat::Millis, true);
-    let value = json!({"id": id, "properties": {}, "updatedAt": updated, "archived": true});
-    object(kind, value, ms).expect("an id")
+    object(kind, json!({"id": id, "properties": {}, "updatedAt": updated, "archived": true}), ms)
 }
 
 /// A webhook delivery: a JSON array of events, each naming a changed object. Its id is the
@@ -127,7 +126,7 @@ pub fn delivery(body: &[u8]) -> Result<Delivery, WebhookError> {
         {
             let at =
                 e.get("occurredAt").and_then(Value::as_i64).ok_or_else(|| bad("a deletion has no `occurredAt`"))?;
-            objects.push(deleted(deleted_kind, object_id, at));
+            objects.extend(deleted(deleted_kind, object_id, at));
         }
     }
     ids.sort_unstable();
@@ -163,12 +162,13 @@ fn company_traits(company: &ProviderObject) -> Map<String, Value> {
     let p = &company.payload;
     let mut traits = Map::new();
     traits.insert("crm_id".into(), json!(company.object_id));
-    for (from, to) in
-        [("name", "name"), ("domain", "domain"), ("industry", "industry"), ("lifecyclestage", "lifecycle_stage")]
-    {
+    for (from, to) in [("name", "name"), ("industry", "industry"), ("lifecyclestage", "lifecycle_stage")] {
         if let Some(v) = prop(p, from) {
             traits.insert(to.into(), json!(v));
         }
+    }
+    if let Some(d) = prop(p, "domain").and_then(crate::matching::normalize_domain) {
+        traits.insert("domain".into(), json!(d));
     }
     if let Some(n) = number(p, "numberofemployees") {
         traits.insert("employees".into(), json!(n as i64));
@@ -206,7 +206,7 @@ fn deal(object: &ProviderObject) -> Deal {
     Deal { won, closed, renewal: prop(p, "dealtype") == Some("existingbusiness") }
 }
 
-fn archived(object: &ProviderObject) -> bool {
+pub fn archived(object: &ProviderObject) -> bool {
     object.payload.get("archived").and_then(Value::as_bool).unwrap_or(false)
 }
 

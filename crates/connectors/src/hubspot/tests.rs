@@ -60,7 +60,7 @@ fn companies_set_traits_with_their_owner_as_csm() {
     let traits = only_traits(outputs(&c, None));
     assert_eq!(
         Value::Object(traits),
-        json!({"crm_id": "512", "name": "Acme", "domain": "www.Acme.io", "industry": "COMPUTER_SOFTWARE",
+        json!({"crm_id": "512", "name": "Acme", "domain": "acme.io", "industry": "COMPUTER_SOFTWARE",
             "lifecycle_stage": "customer", "employees": 240, "csm_email": "mia@steward.io", "csm_name": "Mia Svensson"})
     );
     // Read again unchanged, it tells nothing; without an owner, the CSM is cleared.

@@ -130,7 +130,7 @@ fn opportunity(object: &ProviderObject) -> Opportunity {
     }
 }
 
-fn deleted(object: &ProviderObject) -> bool {
+pub fn deleted(object: &ProviderObject) -> bool {
     object.payload.get("IsDeleted").and_then(Value::as_bool).unwrap_or(false)
 }
 
