@@ -223,7 +223,7 @@ fn fields(kind: &str) -> &'static str {
 }
 
 /// The SOQL of a resource's first page: what changed after `since`, oldest change first.
-/// Accounts are asked for `account_field` too when it names a custom field (`..._c`).
+/// Accounts are asked for `account_field` too when it names a custom field (`...__c`).
 pub fn soql(resource: &Resource, since: Option<Timestamp>, account_field: &str) -> String {
     let mut fields = fields(resource.kind).to_owned();
     let custom = account_field.ends_with("__c") && account_field.chars().all(|c| c.is_ascii_alphanumeric() || c == '_');
