@@ -76,7 +76,7 @@ impl SqliteStore {
                     let seq = first_seq + i as i64;
                     if seq > after.seq && out.len() < limit {
                         if !payloads.wants(e.kind) {
-                            e.payload = "";
+                            e.payload = block::Payload::Whole("");
                         }
                         out.push(LoggedEvent { position: LogPosition { tx: 0, seq }, event: e.to_owned() });
                     }
