@@ -133,7 +133,14 @@ struct State<'a> {
     /// any event.
     joined: HashMap<String, Vec<AccountId>>,
     absorbed: HashMap<String, Vec<String>>,
+    /// The ids the last event named (user, anonymous, group; not an alias's) and the person
+    /// and account they resolved to: a log is mostly runs of one person's events, and
+    /// resolving the same ids again right after changes nothing and names the same two.
+    last: Option<(Ids<'a>, Option<String>, Option<AccountId>)>,
 }
+
+/// An event's user id, anonymous id and group id.
+type Ids<'a> = (Option<&'a str>, Option<&'a str>, Option<&'a str>);
 
 impl<'a> State<'a> {
     fn new(ws: &'a WorkspaceId, base: &'a Identities) -> Self {
@@ -149,17 +156,31 @@ impl<'a> State<'a> {
             metrics: Vec::new(),
             joined: HashMap::new(),
             absorbed: HashMap::new(),
+            last: None,
         }
     }
 
     fn event(&mut self, logged: &'a LoggedEvent) {
         let e = &logged.event;
         let at = e.timestamp;
-        let person = match (e.kind, &e.user_id, &e.previous_id) {
-            (EventType::Alias, Some(user), Some(previous)) => self.alias(user, previous, at),
-            _ => self.person(e.user_id.as_deref(), e.anonymous_id.as_deref(), at),
+        let ids = (e.user_id.as_deref(), e.anonymous_id.as_deref(), e.group_id.as_deref());
+        let (person, account) = match &self.last {
+            Some((last, person, account)) if *last == ids && e.kind != EventType::Alias => {
+                (person.clone(), account.clone())
+            }
+            _ => {
+                let person = match (e.kind, &e.user_id, &e.previous_id) {
+                    (EventType::Alias, Some(user), Some(previous)) => self.alias(user, previous, at),
+                    _ => self.person(e.user_id.as_deref(), e.anonymous_id.as_deref(), at),
+                };
+                let account = e.group_id.as_deref().and_then(|g| AccountId::parse(g).ok());
+                if let (Some(person), Some(account)) = (&person, &account) {
+                    self.membership(person, account, at);
+                }
+                self.last = (e.kind != EventType::Alias).then(|| (ids, person.clone(), account.clone()));
+                (person, account)
+            }
         };
-        let account = e.group_id.as_deref().and_then(|g| AccountId::parse(g).ok());
         let Some(person) = person else {
             // An account's record with no person (`steward import accounts` writes these):
             // the account and its traits.
@@ -171,9 +192,6 @@ impl<'a> State<'a> {
             }
             return;
         };
-        if let Some(account) = &account {
-            self.membership(&person, account, at);
-        }
         match e.kind {
             EventType::Identify => {
                 if let Some(traits) = traits_of(&e.payload) {
