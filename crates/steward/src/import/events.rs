@@ -169,6 +169,17 @@ impl CompactRows {
         self.rows.push(row);
     }
 
+    /// Makes room for the rows of a chunk of `text` (at most one a line) at once: a kept row
+    /// is 96 bytes, and growing the list copied every chunk's rows several times.
+    pub(super) fn reserve_for(&mut self, text: &[u8]) {
+        let lines = text.iter().filter(|&&b| b == b'\n').count() + 1;
+        self.rows.reserve(lines);
+    }
+
+    pub(super) fn len(&self) -> usize {
+        self.rows.len()
+    }
+
     /// Memory the rows hold, roughly.
     pub(super) fn bytes(&self) -> usize {
         self.text.capacity() + self.rows.capacity() * std::mem::size_of::<CompactRow>()
