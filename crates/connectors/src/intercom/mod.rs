@@ -227,7 +227,9 @@ pub fn outputs(object: &ProviderObject, previous: Option<&ProviderObject>, accou
 }
 
 /// What a backfill lists, in order: companies and contacts first, so that conversations
-/// find their account.
+/// find their account. Companies are paged by number (the scroll API's cursor expires after a
+/// minute, so a stopped backfill could not resume on it), which Intercom allows up to 10,000
+/// companies.
 pub fn resources() -> Vec<Resource> {
     vec![
         Resource { kind: "company", path: "/companies?per_page=50" },

@@ -123,10 +123,13 @@ pub fn delivery(body: &[u8]) -> Result<Delivery, WebhookError> {
             carried[FIRST_REPLY] = json!(stamp(at));
         }
     }
-    let objects = match domain {
-        "ticket" | "organization" | "user" => object(domain, carried, at.timestamp_millis()).into_iter().collect(),
-        _ => Vec::new(),
+    // Agents are users too: only end users (requesters) are matched, as a backfill lists them.
+    let role = str_of(detail, "role").map(|r| r.to_ascii_lowercase().replace('_', "-"));
+    let kept = match domain {
+        "user" => role.as_deref().is_none_or(|r| r == "end-user"),
+        _ => matches!(domain, "ticket" | "organization"),
     };
+    let objects = if kept { object(domain, carried, at.timestamp_millis()).into_iter().collect() } else { Vec::new() };
     Ok(Delivery { event_id: id.to_owned(), event_type: kind.to_owned(), objects })
 }
 

@@ -61,7 +61,16 @@ fn events_carry_the_ticket_at_its_update() {
     alone["organization_id"] = Value::Null;
     let o = ticket_of(&event("ticket.created", "2024-05-01T10:00:01Z", alone, json!({})));
     assert_eq!((o.parent_id.as_deref(), parent_kind(&o)), (Some("8447388090494"), "user"));
-    // Other domains are acknowledged with nothing to store; what is not Zendesk's is refused.
+    // Agents are not requesters; other domains are acknowledged with nothing to store; what
+    // is not Zendesk's is refused.
+    let user = |role: &str| {
+        json!({"id": "8447388090495", "email": "sam@vendor.io", "role": role,
+        "updated_at": "2024-05-01T10:00:00Z"})
+    };
+    let agent = event("user.created", "2024-05-01T10:00:01Z", user("AGENT"), json!({}));
+    assert!(delivery(&agent).unwrap().objects.is_empty());
+    let requester = event("user.created", "2024-05-01T10:00:01Z", user("END_USER"), json!({}));
+    assert_eq!(delivery(&requester).unwrap().objects[0].kind, "user");
     let other = event("agent.state_changed", "2024-05-01T10:00:01Z", json!({"id": "1"}), json!({}));
     assert!(delivery(&other).unwrap().objects.is_empty());
     for bad in
