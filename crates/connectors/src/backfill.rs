@@ -149,7 +149,13 @@ pub async fn run(
         connectors.error(ws, provider, "backfill", None, &message, None).await;
         return Ok(Report::default());
     };
-    let base = config.base_url.clone().unwrap_or_else(|| provider.default_base_url().to_owned());
+    let Some(base) = config.base_url.clone().or_else(|| provider.default_base_url().map(str::to_owned)) else {
+        let message = format!("the {} connector needs `config.base_url`, its account's API host", provider.name());
+        state.failed(&message);
+        save(connectors, ws, provider, &mut state, 0).await?;
+        connectors.error(ws, provider, "backfill", None, &message, None).await;
+        return Ok(Report::default());
+    };
     let headers = provider.auth_headers(&api_key);
     let directory = Directory::load(store.as_ref(), ws, &rules).await?;
     let resources = provider.resources();

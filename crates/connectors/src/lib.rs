@@ -1,5 +1,6 @@
 //! Connectors to the tools that hold the rest of the truth about an account: billing (Stripe),
-//! CRM and support. Every connector has the same shape:
+//! CRM (HubSpot, Salesforce) and support (Zendesk, Intercom). Every connector has the same
+//! shape:
 //!
 //! - **configuration**: a [`store::ConnectorRecord`] per provider and workspace, its settings
 //!   in [`Config`], its API key and webhook secrets sealed ([`secrets`]);
@@ -7,7 +8,7 @@
 //!   before anything is parsed ([`Provider::verify`]);
 //! - **a mirror**: each provider object is stored as last seen, the newest state winning
 //!   whatever order deliveries and backfill pages arrive in ([`store::ProviderObject`]);
-//! - **mapping**: a root object (a customer, a company) is matched to an account
+//! - **mapping**: a root object (a customer, a company, a requester) is matched to an account
 //!   ([`matching`]); each object then becomes Steward's records and events ([`Output`]),
 //!   compared with the state stored before it;
 //! - **a client** for backfills ([`backfill`]): the provider's list endpoints, page by page,
@@ -19,11 +20,14 @@
 
 pub mod backfill;
 pub mod hubspot;
+pub mod intercom;
 pub mod matching;
 pub mod salesforce;
 pub mod secrets;
 pub mod stripe;
+mod support;
 pub mod worker;
+pub mod zendesk;
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
@@ -43,12 +47,15 @@ pub use secrets::{SealingKey, Secrets};
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub enum Provider {
     Stripe,
+    Zendesk,
+    Intercom,
     HubSpot,
     Salesforce,
 }
 
 impl Provider {
-    pub const ALL: [Provider; 3] = [Provider::Stripe, Provider::HubSpot, Provider::Salesforce];
+    pub const ALL: [Provider; 5] =
+        [Provider::Stripe, Provider::Zendesk, Provider::Intercom, Provider::HubSpot, Provider::Salesforce];
 
     pub fn parse(name: &str) -> Option<Provider> {
         Provider::ALL.into_iter().find(|p| p.name() == name)
@@ -57,23 +64,48 @@ impl Provider {
     pub fn name(self) -> &'static str {
         match self {
             Provider::Stripe => stripe::NAME,
+            Provider::Zendesk => zendesk::NAME,
+            Provider::Intercom => intercom::NAME,
             Provider::HubSpot => hubspot::NAME,
             Provider::Salesforce => salesforce::NAME,
         }
     }
 
-    pub fn default_base_url(self) -> &'static str {
+    /// None where each customer of the provider has an API host of their own (Zendesk's
+    /// `https://<subdomain>.zendesk.com`, a Salesforce org's instance URL): the connector's
+    /// `base_url` must say it.
+    pub fn default_base_url(self) -> Option<&'static str> {
         match self {
-            Provider::Stripe => stripe::DEFAULT_BASE_URL,
-            Provider::HubSpot => hubspot::DEFAULT_BASE_URL,
-            Provider::Salesforce => salesforce::DEFAULT_BASE_URL,
+            Provider::Stripe => Some(stripe::DEFAULT_BASE_URL),
+            Provider::Zendesk | Provider::Salesforce => None,
+            Provider::Intercom => Some(intercom::DEFAULT_BASE_URL),
+            Provider::HubSpot => Some(hubspot::DEFAULT_BASE_URL),
         }
     }
 
-    /// The kind of object that matches an account; the others reach one through it.
-    pub fn root_kind(self) -> &'static str {
+    /// The kinds of object that match an account, the first the main one (a Zendesk ticket
+    /// reaches its account through its organization or, lacking one, its requester); the
+    /// others reach one through them.
+    pub fn root_kinds(self) -> &'static [&'static str] {
+        match self {
+            Provider::Stripe => &["customer"],
+            Provider::Zendesk => &zendesk::ROOTS,
+            Provider::Intercom => &intercom::ROOTS,
+            Provider::HubSpot => &["company"],
+            Provider::Salesforce => &["account"],
+        }
+    }
+
+    pub fn is_root(self, kind: &str) -> bool {
+        self.root_kinds().contains(&kind)
+    }
+
+    /// The kind of root an object's `parent_id` names.
+    pub fn parent_kind(self, object: &ProviderObject) -> &'static str {
         match self {
             Provider::Stripe => "customer",
+            Provider::Zendesk => zendesk::parent_kind(object),
+            Provider::Intercom => intercom::parent_kind(object),
             Provider::HubSpot => "company",
             Provider::Salesforce => "account",
         }
@@ -92,6 +124,18 @@ impl Provider {
             Provider::Stripe => stripe::signature::verify(header("stripe-signature").as_deref(), body, secrets, now)
                 .map(|_| ())
                 .map_err(|e| WebhookError::Signature(e.to_string())),
+            Provider::Zendesk => zendesk::signature::verify(
+                header(zendesk::signature::HEADER).as_deref(),
+                header(zendesk::signature::TIMESTAMP_HEADER).as_deref(),
+                body,
+                secrets,
+                now,
+            )
+            .map_err(|e| WebhookError::Signature(e.to_string())),
+            Provider::Intercom => {
+                intercom::signature::verify(header(intercom::signature::HEADER).as_deref(), body, secrets)
+                    .map_err(|e| WebhookError::Signature(e.to_string()))
+            }
             Provider::HubSpot => hubspot::signature::verify(header, body, secrets, now * 1000)
                 .map_err(|e| WebhookError::Signature(e.to_string())),
             Provider::Salesforce => Err(WebhookError::Signature(salesforce::NO_WEBHOOKS.into())),
@@ -101,6 +145,8 @@ impl Provider {
     pub fn delivery(self, body: &[u8]) -> Result<Delivery, WebhookError> {
         match self {
             Provider::Stripe => stripe::delivery(body),
+            Provider::Zendesk => zendesk::delivery(body),
+            Provider::Intercom => intercom::delivery(body),
             Provider::HubSpot => hubspot::delivery(body),
             Provider::Salesforce => Err(WebhookError::BadPayload(salesforce::NO_WEBHOOKS.into())),
         }
@@ -109,6 +155,8 @@ impl Provider {
     pub fn match_keys(self, root: &ProviderObject, rules: &MatchRules) -> MatchKeys {
         match self {
             Provider::Stripe => stripe::match_keys(root, &rules.metadata_key),
+            Provider::Zendesk => zendesk::match_keys(root, &rules.metadata_key),
+            Provider::Intercom => intercom::match_keys(root, &rules.metadata_key),
             Provider::HubSpot => hubspot::match_keys(root, &rules.metadata_key),
             Provider::Salesforce => salesforce::match_keys(root, &rules.metadata_key),
         }
@@ -122,8 +170,20 @@ impl Provider {
     ) -> Vec<Output> {
         match self {
             Provider::Stripe => stripe::outputs(object, previous, account),
+            Provider::Zendesk => zendesk::outputs(object, previous, account),
+            Provider::Intercom => intercom::outputs(object, previous, account),
             Provider::HubSpot => hubspot::outputs(object, previous),
             Provider::Salesforce => salesforce::outputs(object, previous),
+        }
+    }
+
+    /// Completes an object's newer state with what the stored one knew and it does not tell
+    /// (a Zendesk ticket event carries no metrics or rating): a webhook's partial state does
+    /// not erase a backfill's fuller one.
+    pub fn complete(self, object: &mut ProviderObject, previous: &ProviderObject) {
+        match self {
+            Provider::Stripe | Provider::Intercom | Provider::HubSpot | Provider::Salesforce => {}
+            Provider::Zendesk => zendesk::complete(object, previous),
         }
     }
 
@@ -138,16 +198,17 @@ impl Provider {
     pub fn owner_id(self, object: &ProviderObject) -> Option<String> {
         match self {
             Provider::HubSpot => hubspot::owner_id(object),
-            Provider::Stripe | Provider::Salesforce => None,
+            Provider::Stripe | Provider::Zendesk | Provider::Intercom | Provider::Salesforce => None,
         }
     }
 
-    /// Whether the object is the provider's word that it was deleted.
+    /// Whether the object is the provider's word that it was deleted (where a deletion can
+    /// be told by id alone).
     pub fn deleted(self, object: &ProviderObject) -> bool {
         match self {
             Provider::HubSpot => hubspot::archived(object),
             Provider::Salesforce => salesforce::deleted(object),
-            Provider::Stripe => object.payload.get("deleted").and_then(Value::as_bool).unwrap_or(false),
+            Provider::Stripe | Provider::Zendesk | Provider::Intercom => false,
         }
     }
 
@@ -157,7 +218,7 @@ impl Provider {
         match self {
             Provider::HubSpot => Some("deal"),
             Provider::Salesforce => Some("opportunity"),
-            Provider::Stripe => None,
+            Provider::Stripe | Provider::Zendesk | Provider::Intercom => None,
         }
     }
 
@@ -165,7 +226,7 @@ impl Provider {
         match self {
             Provider::HubSpot => hubspot::open_pipeline(children),
             Provider::Salesforce => salesforce::open_pipeline(children),
-            Provider::Stripe => Map::new(),
+            Provider::Stripe | Provider::Zendesk | Provider::Intercom => Map::new(),
         }
     }
 
@@ -173,13 +234,16 @@ impl Provider {
     pub fn resources(self) -> Vec<Resource> {
         match self {
             Provider::Stripe => stripe::resources(),
+            Provider::Zendesk => zendesk::resources(),
+            Provider::Intercom => intercom::resources(),
             Provider::HubSpot => hubspot::resources(),
             Provider::Salesforce => salesforce::resources(),
         }
     }
 
-    /// A backfill page of `resource`: its objects, stored under `version` unless the provider
-    /// dates them itself, and the next page's cursor.
+    /// A backfill page of `resource`: its objects, stored under `version` (the read's time)
+    /// unless they carry their own (Zendesk's and Intercom's `updated_at`, HubSpot's
+    /// `updatedAt`, Salesforce's `SystemModstamp`), and the next page's cursor.
     pub fn page(
         self,
         resource: &Resource,
@@ -191,6 +255,8 @@ impl Provider {
                 let (values, next) = stripe::page(body)?;
                 Ok((values.into_iter().filter_map(|v| stripe::object(v, version)).collect(), next))
             }
+            Provider::Zendesk => zendesk::page(body),
+            Provider::Intercom => intercom::page(body),
             Provider::HubSpot => hubspot::page(resource, body, version),
             Provider::Salesforce => salesforce::page(body, version),
         }
@@ -209,6 +275,8 @@ impl Provider {
     ) -> String {
         match self {
             Provider::Stripe => stripe::page_url(base, resource, cursor),
+            Provider::Zendesk => zendesk::page_url(base, resource, cursor),
+            Provider::Intercom => intercom::page_url(base, resource, cursor),
             Provider::HubSpot => hubspot::page_url(base, resource, cursor, &rules.metadata_key),
             Provider::Salesforce => salesforce::page_url(base, resource, cursor, since, &rules.metadata_key),
         }
@@ -226,6 +294,8 @@ impl Provider {
             Provider::Stripe | Provider::HubSpot | Provider::Salesforce => {
                 vec![("authorization", format!("Bearer {api_key}"))]
             }
+            Provider::Zendesk => zendesk::auth_headers(api_key),
+            Provider::Intercom => intercom::auth_headers(api_key),
         }
     }
 }
@@ -531,17 +601,20 @@ impl Connectors {
                 o.parent_id = p.parent_id.clone();
             }
         }
-        let mut parents: Vec<&str> =
-            objects.iter().filter(|o| o.kind != provider.root_kind()).filter_map(|o| o.parent_id.as_deref()).collect();
+        let mut parents: Vec<(&str, &str)> = objects
+            .iter()
+            .filter(|o| !provider.is_root(&o.kind))
+            .filter_map(|o| Some((provider.parent_kind(o), o.parent_id.as_deref()?)))
+            .collect();
         parents.sort_unstable();
         parents.dedup();
-        let queries: Vec<ObjectQuery> = parents.iter().map(|p| one(provider.root_kind(), p)).collect();
-        let roots: HashMap<String, ProviderObject> =
+        let queries: Vec<ObjectQuery> = parents.iter().map(|(kind, p)| one(kind, p)).collect();
+        let roots: HashMap<(String, String), ProviderObject> =
             try_join_all(queries.iter().map(|q| store.provider_objects(ws, provider.name(), q)))
                 .await?
                 .into_iter()
                 .filter_map(|mut found| found.pop())
-                .map(|root| (root.object_id.clone(), root))
+                .map(|root| ((root.kind.clone(), root.object_id.clone()), root))
                 .collect();
         // Objects whose owner the mapping needs carry the owner as stored (an owner in the
         // same set is newer).
@@ -568,11 +641,14 @@ impl Connectors {
         // Roots found to match nothing are matched again once with a directory read anew.
         let mut kept = None;
         for (o, prev) in objects.iter_mut().zip(&previous) {
+            if let Some(p) = prev.as_ref().filter(|p| p.version <= o.version) {
+                provider.complete(o, p);
+            }
             if let Some(p) = prev.as_ref().filter(|p| p.account_id.is_some() && p.version <= o.version) {
                 o.account_id = p.account_id.clone();
                 o.matched_by = p.matched_by.clone();
                 // A root's external id, if it names another account now, moves it.
-                if o.kind == provider.root_kind()
+                if provider.is_root(&o.kind)
                     && p.matched_by.as_deref() != Some("manual")
                     && let Some(a) =
                         provider.match_keys(o, rules).external_account.and_then(|a| AccountId::parse(&a).ok())
@@ -582,7 +658,7 @@ impl Connectors {
                 }
                 continue;
             }
-            if o.kind == provider.root_kind() {
+            if provider.is_root(&o.kind) {
                 let keys = provider.match_keys(o, rules);
                 let mut found = match directory {
                     Some(d) => d.find(store, ws, rules, &keys).await?,
@@ -603,7 +679,9 @@ impl Connectors {
                     o.account_id = Some(m.account);
                     o.matched_by = Some(m.by.into());
                 }
-            } else if let Some(root) = o.parent_id.as_ref().and_then(|p| roots.get(p)) {
+            } else if let Some(root) =
+                o.parent_id.as_ref().and_then(|p| roots.get(&(provider.parent_kind(o).to_owned(), p.clone())))
+            {
                 o.account_id = root.account_id.clone();
                 o.matched_by = root.matched_by.as_ref().map(|_| "parent".to_owned());
             }
@@ -623,7 +701,7 @@ impl Connectors {
             };
             writes.gather(provider, object, prev.as_ref(), account);
             // A root matched for the first time brings the objects that waited on it.
-            if object.kind == provider.root_kind() && prev.as_ref().is_none_or(|p| p.account_id.is_none()) {
+            if provider.is_root(&object.kind) && prev.as_ref().is_none_or(|p| p.account_id.is_none()) {
                 newly_matched.push((object, account));
             }
         }
@@ -636,8 +714,7 @@ impl Connectors {
             .collect();
         self.rollups(ws, provider, &changed, &newly_matched, &mut writes).await?;
         for (root, account) in newly_matched {
-            let q = ObjectQuery { parent_id: Some(root.object_id.clone()), unmatched: true, ..Default::default() };
-            let children = store.provider_objects(ws, provider.name(), &q).await?;
+            let children = waiting_on(store, ws, provider, root).await?;
             if children.is_empty() {
                 continue;
             }
@@ -701,7 +778,7 @@ impl Connectors {
                 continue;
             }
             let version = children.iter().map(|c| c.version).max().unwrap_or_default();
-            let id = format!("{}:{}:{root}:{kind}s:{version}", provider.name(), provider.root_kind());
+            let id = format!("{}:{}:{root}:{kind}s:{version}", provider.name(), provider.root_kinds()[0]);
             let at = chrono::DateTime::from_timestamp_millis(version).unwrap_or(now);
             writes.events.push(account_event(
                 id,
@@ -730,10 +807,9 @@ impl Connectors {
             ObjectQuery { kind: Some(kind.into()), object_id: Some(object_id.into()), limit: 1, ..Default::default() };
         let Some(object) = store.provider_objects(ws, provider.name(), &q).await?.pop() else { return Ok(None) };
         let mut children = Vec::new();
-        if kind == provider.root_kind() {
+        if provider.is_root(kind) {
             // The children to apply are those without an account before the link.
-            let q = ObjectQuery { parent_id: Some(object_id.into()), unmatched: true, ..Default::default() };
-            children = store.provider_objects(ws, provider.name(), &q).await?;
+            children = waiting_on(store, ws, provider, &object).await?;
         }
         store.link_provider_object(ws, provider.name(), kind, object_id, account, "manual").await?;
         let mut writes = Writes::default();
@@ -742,7 +818,7 @@ impl Connectors {
         for child in &children {
             writes.gather(provider, child, None, account);
         }
-        if kind == provider.root_kind() {
+        if provider.is_root(kind) {
             self.rollups(ws, provider, &[], &[(&linked, account)], &mut writes).await?;
         }
         let mut out = Ingested::default();
@@ -824,6 +900,20 @@ impl Connectors {
             tracing::warn!(workspace = %ws, provider = provider.name(), error = %e, "recording a connector error failed");
         }
     }
+}
+
+/// The objects without an account whose parent is `root` (a parent id names a root of one
+/// kind: another kind's object with the same id is not its parent).
+async fn waiting_on(
+    store: &dyn Store,
+    ws: &WorkspaceId,
+    provider: Provider,
+    root: &ProviderObject,
+) -> store::Result<Vec<ProviderObject>> {
+    let q = ObjectQuery { parent_id: Some(root.object_id.clone()), unmatched: true, ..Default::default() };
+    let mut children = store.provider_objects(ws, provider.name(), &q).await?;
+    children.retain(|c| !provider.is_root(&c.kind) && provider.parent_kind(c) == root.kind);
+    Ok(children)
 }
 
 /// A root whose children's sum may have changed.

@@ -79,7 +79,7 @@ pub fn domain_of(email: &str) -> Option<&str> {
 }
 
 /// A domain as an account trait may hold it: `acme.com`, `https://www.acme.com/about`.
-pub fn normalize_domain(value: &str) -> Option<String> {
+pub(crate) fn normalize_domain(value: &str) -> Option<String> {
     let v = value.trim().to_ascii_lowercase();
     let v = v.split_once("://").map_or(v.as_str(), |(_, rest)| rest);
     let host = v.split(['/', '?', '#', ':']).next()?;

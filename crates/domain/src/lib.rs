@@ -4,11 +4,13 @@ mod event;
 mod ids;
 mod keys;
 mod money;
+mod track;
 
 pub use event::{EventType, NewEvent, UnknownEventType, event_words, same_event};
 pub use ids::{AccountId, IdKind, IdentityKey, InvalidId, WorkspaceId, person_id_for};
 pub use keys::{ApiKey, KeyHash, KeyRole, NewApiKey, UnknownRole};
 pub use money::{Currency, InvalidMoney, Money};
+pub use track::TrackPayload;
 
 /// Timestamps are always UTC.
 pub type Timestamp = chrono::DateTime<chrono::Utc>;

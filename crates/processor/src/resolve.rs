@@ -136,7 +136,14 @@ struct State<'a> {
     /// Usage events of an account with no person (a billing system's `Payment Failed`):
     /// counted for the account they name, no one active.
     account_usage: Vec<(AccountId, NaiveDate, &'a str)>,
+    /// The ids the last event named (user, anonymous, group; not an alias's) and the person
+    /// and account they resolved to: a log is mostly runs of one person's events, and
+    /// resolving the same ids again right after changes nothing and names the same two.
+    last: Option<(Ids<'a>, Option<String>, Option<AccountId>)>,
 }
+
+/// An event's user id, anonymous id and group id.
+type Ids<'a> = (Option<&'a str>, Option<&'a str>, Option<&'a str>);
 
 impl<'a> State<'a> {
     fn new(ws: &'a WorkspaceId, base: &'a Identities) -> Self {
@@ -153,17 +160,31 @@ impl<'a> State<'a> {
             joined: HashMap::new(),
             absorbed: HashMap::new(),
             account_usage: Vec::new(),
+            last: None,
         }
     }
 
     fn event(&mut self, logged: &'a LoggedEvent) {
         let e = &logged.event;
         let at = e.timestamp;
-        let person = match (e.kind, &e.user_id, &e.previous_id) {
-            (EventType::Alias, Some(user), Some(previous)) => self.alias(user, previous, at),
-            _ => self.person(e.user_id.as_deref(), e.anonymous_id.as_deref(), at),
+        let ids = (e.user_id.as_deref(), e.anonymous_id.as_deref(), e.group_id.as_deref());
+        let (person, account) = match &self.last {
+            Some((last, person, account)) if *last == ids && e.kind != EventType::Alias => {
+                (person.clone(), account.clone())
+            }
+            _ => {
+                let person = match (e.kind, &e.user_id, &e.previous_id) {
+                    (EventType::Alias, Some(user), Some(previous)) => self.alias(user, previous, at),
+                    _ => self.person(e.user_id.as_deref(), e.anonymous_id.as_deref(), at),
+                };
+                let account = e.group_id.as_deref().and_then(|g| AccountId::parse(g).ok());
+                if let (Some(person), Some(account)) = (&person, &account) {
+                    self.membership(person, account, at);
+                }
+                self.last = (e.kind != EventType::Alias).then(|| (ids, person.clone(), account.clone()));
+                (person, account)
+            }
         };
-        let account = e.group_id.as_deref().and_then(|g| AccountId::parse(g).ok());
         let Some(person) = person else {
             // An account's record with no person (`steward import accounts` and connectors
             // write these): the account and its traits; or something that happened to the
@@ -182,9 +203,6 @@ impl<'a> State<'a> {
             }
             return;
         };
-        if let Some(account) = &account {
-            self.membership(&person, account, at);
-        }
         match e.kind {
             EventType::Identify => {
                 if let Some(traits) = traits_of(&e.payload) {

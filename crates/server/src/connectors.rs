@@ -302,8 +302,21 @@ pub(crate) async fn connector_errors(
     Ok(Json(json!({"data": errors})).into_response())
 }
 
-/// `GET /api/v1/connectors/{provider}/unmatched?limit=&after=`: the provider's customers or
-/// companies that match no account, with the records waiting on each.
+/// The root kind a request names (`kind`), one of the provider's; none names the main one.
+fn root_kind(p: Provider, kind: Option<&str>) -> Result<&'static str, ApiError> {
+    let roots = p.root_kinds();
+    match kind {
+        None => Ok(roots[0]),
+        Some(k) => roots.iter().copied().find(|r| *r == k).ok_or_else(|| {
+            ApiError::bad_request("invalid_parameter", format!("`kind` must be one of: {}", roots.join(", ")))
+                .field("kind")
+        }),
+    }
+}
+
+/// `GET /api/v1/connectors/{provider}/unmatched?kind=&limit=&after=`: the provider's
+/// customers, companies or requesters (`kind`, one of its root kinds, the main one by
+/// default) that match no account, with the records waiting on each.
 pub(crate) async fn unmatched(
     State(s): State<AppState>,
     headers: HeaderMap,
@@ -314,10 +327,11 @@ pub(crate) async fn unmatched(
     let p = provider(&name)?;
     s.store().get_connector(&ws, p.name()).await?.ok_or_else(|| not_found(p))?;
     let n = limit(&q)?;
+    let kind = root_kind(p, q.get("kind").map(String::as_str))?;
     let query = ObjectQuery {
-        kind: Some(p.root_kind().into()),
+        kind: Some(kind.into()),
         unmatched: true,
-        after: q.get("after").map(|a| (p.root_kind().to_owned(), a.clone())),
+        after: q.get("after").map(|a| (kind.to_owned(), a.clone())),
         limit: n,
         ..Default::default()
     };
@@ -327,7 +341,9 @@ pub(crate) async fn unmatched(
         let children = ObjectQuery { parent_id: Some(root.object_id.clone()), ..Default::default() };
         let waiting = s.store().provider_objects(&ws, p.name(), &children).await?;
         let mut by_kind: HashMap<&str, usize> = HashMap::new();
-        for c in &waiting {
+        // A parent id names a root of one kind: another kind's object with the same id is not
+        // this one's.
+        for c in waiting.iter().filter(|c| !p.is_root(&c.kind) && p.parent_kind(c) == kind) {
             *by_kind.entry(c.kind.as_str()).or_default() += 1;
         }
         data.push(json!({"kind": root.kind, "object_id": root.object_id, "label": root.label,
@@ -337,8 +353,9 @@ pub(crate) async fn unmatched(
     Ok(Json(json!({"data": data, "next_cursor": next})).into_response())
 }
 
-/// `POST /api/v1/connectors/{provider}/unmatched/{object_id}/link` `{"account_id"}` (member):
-/// links a customer or company to an account by hand; it and what waited on it are applied.
+/// `POST /api/v1/connectors/{provider}/unmatched/{object_id}/link` `{"account_id", "kind"?}`
+/// (member): links a customer, company or requester to an account by hand; it and what waited
+/// on it are applied. Without `kind`, the first of the provider's root kinds holding the id.
 pub(crate) async fn link_unmatched(
     State(s): State<AppState>,
     headers: HeaderMap,
@@ -355,9 +372,19 @@ pub(crate) async fn link_unmatched(
         .ok_or_else(|| ApiError::bad_request("invalid_parameter", "`account_id` is required").field("account_id"))?;
     let account = AccountId::parse(account)
         .map_err(|e| ApiError::bad_request("invalid_parameter", e.to_string()).field("account_id"))?;
-    let linked = syncer.connectors().link(&ws, p, p.root_kind(), &object_id, &account).await.map_err(webhook_error)?;
+    let kinds = match body.get("kind") {
+        None | Some(Value::Null) => p.root_kinds().to_vec(),
+        Some(k) => vec![root_kind(p, Some(k.as_str().unwrap_or_default()))?],
+    };
+    let mut linked = None;
+    for kind in &kinds {
+        linked = syncer.connectors().link(&ws, p, kind, &object_id, &account).await.map_err(webhook_error)?;
+        if linked.is_some() {
+            break;
+        }
+    }
     let applied = linked.ok_or_else(|| {
-        ApiError::not_found("connector", format!("no {} {object_id:?} in this connector", p.root_kind()))
+        ApiError::not_found("connector", format!("no {} {object_id:?} in this connector", kinds.join(" or ")))
             .field("object_id")
     })?;
     Ok(Json(json!({"linked": {"object_id": object_id, "account_id": account}, "applied": applied})).into_response())

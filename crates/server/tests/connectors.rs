@@ -4,6 +4,7 @@
 //! recorded, real-shaped responses, rate-limits and fails halfway.
 
 mod common;
+mod helpdesk;
 
 use std::collections::HashMap;
 use std::io::{BufRead, BufReader, Write};

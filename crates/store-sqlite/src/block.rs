@@ -12,15 +12,25 @@
 //! an optional string is its length plus one, or 0 for none. The stored form is a format byte
 //! followed by the LZ4 block of that, its decompressed size prepended.
 //!
+//! The payload (format 2) is an optional string: a track call whose payload is what its own
+//! fields write ([`TrackPayload`], as every imported event row's is) stores none, then only
+//! its properties' JSON, and reading rebuilds the same text. Such payloads repeat the event's
+//! id, name, user, time and account: encoding and compressing them was most of the cost of
+//! storing an import's blocks. In format 1 the payload is a string, always whole.
+//!
 //! The format is stored: a change needs a new format byte and a decoder for the old one.
 
-use domain::{EventType, NewEvent};
+use std::borrow::Cow;
+
+use domain::{EventType, NewEvent, TrackPayload};
 use store::{Result, StoreError};
 
 use crate::{ms, time};
 
-/// The only format so far.
+/// Every payload stored whole (blocks written before format 2).
 const FORMAT_LZ4_V1: u8 = 1;
+/// Payloads that their track call's fields write are rebuilt from them and their properties.
+const FORMAT_LZ4_V2: u8 = 2;
 /// A block never decompresses to more than this (a request is at most a few megabytes).
 const MAX_DECODED: usize = 64 << 20;
 
@@ -40,6 +50,7 @@ pub(crate) fn encode<'a>(events: impl ExactSizeIterator<Item = &'a NewEvent> + C
     // Sized once: a block is megabytes, and growing it copied it and touched fresh pages at
     // each doubling (a tenth of an import's CPU went to the kernel zeroing such pages).
     let mut raw = Vec::with_capacity(encoded_bound(events.clone()));
+    let mut scratch = String::new();
     put_uint(&mut raw, events.len() as u64);
     for e in events {
         put_str(&mut raw, &e.message_id);
@@ -47,14 +58,34 @@ pub(crate) fn encode<'a>(events: impl ExactSizeIterator<Item = &'a NewEvent> + C
         for field in [&e.name, &e.user_id, &e.anonymous_id, &e.group_id, &e.previous_id] {
             put_opt(&mut raw, field.as_deref());
         }
-        put_int(&mut raw, ms(&e.timestamp));
+        let timestamp = ms(&e.timestamp);
+        put_int(&mut raw, timestamp);
         put_int(&mut raw, ms(&e.received_at));
-        put_str(&mut raw, &e.payload);
+        // Compared with what reading will rebuild: the time as stored, to the millisecond.
+        let rebuilt = e.name.as_deref().filter(|_| e.kind == EventType::Track).and_then(|name| {
+            let fields = TrackPayload {
+                message_id: &e.message_id,
+                event: name,
+                user_id: e.user_id.as_deref(),
+                anonymous_id: e.anonymous_id.as_deref(),
+                timestamp: time(timestamp),
+                properties: None,
+                group_id: e.group_id.as_deref(),
+            };
+            fields.properties_in(&e.payload, &mut scratch)
+        });
+        match rebuilt {
+            Some(properties) => {
+                raw.push(0);
+                put_str(&mut raw, properties);
+            }
+            None => put_opt(&mut raw, Some(&e.payload)),
+        }
     }
     // The format byte, the decompressed size (as `compress_prepend_size` writes it) and the
     // LZ4 block, compressed in place rather than into a second buffer copied after.
     let mut out = vec![0u8; 1 + 4 + lz4_flex::block::get_maximum_output_size(raw.len())];
-    out[0] = FORMAT_LZ4_V1;
+    out[0] = FORMAT_LZ4_V2;
     out[1..5].copy_from_slice(&(raw.len() as u32).to_le_bytes());
     let n = lz4_flex::block::compress_into(&raw, &mut out[5..]).expect("room for the largest compressed size");
     out.truncate(5 + n);
@@ -66,6 +97,17 @@ pub(crate) struct Decoded {
     raw: Vec<u8>,
     /// Where each event starts in `raw`.
     starts: Vec<usize>,
+    format: u8,
+}
+
+/// A stored event's payload.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Payload<'a> {
+    Whole(&'a str),
+    /// The payload its track call's fields write with these properties.
+    Track {
+        properties: &'a str,
+    },
 }
 
 /// One event of a block, borrowing from it.
@@ -80,10 +122,30 @@ pub(crate) struct EventRef<'a> {
     pub previous_id: Option<&'a str>,
     pub timestamp_ms: i64,
     pub received_at_ms: i64,
-    pub payload: &'a str,
+    pub payload: Payload<'a>,
 }
 
-impl EventRef<'_> {
+impl<'a> EventRef<'a> {
+    /// The payload's text, as it was appended.
+    pub(crate) fn payload(&self) -> Cow<'a, str> {
+        match self.payload {
+            Payload::Whole(text) => Cow::Borrowed(text),
+            Payload::Track { properties } => Cow::Owned(
+                TrackPayload {
+                    message_id: self.message_id,
+                    // A rebuilt payload's event has a name: the decoder checks it.
+                    event: self.name.unwrap_or_default(),
+                    user_id: self.user_id,
+                    anonymous_id: self.anonymous_id,
+                    timestamp: time(self.timestamp_ms),
+                    properties: Some(properties),
+                    group_id: self.group_id,
+                }
+                .to_json(),
+            ),
+        }
+    }
+
     pub(crate) fn to_owned(self) -> NewEvent {
         let own = |s: Option<&str>| s.map(str::to_owned);
         NewEvent {
@@ -96,7 +158,7 @@ impl EventRef<'_> {
             previous_id: own(self.previous_id),
             timestamp: time(self.timestamp_ms),
             received_at: time(self.received_at_ms),
-            payload: self.payload.to_owned(),
+            payload: self.payload().into_owned(),
         }
     }
 }
@@ -104,7 +166,7 @@ impl EventRef<'_> {
 /// Decompresses a stored block and checks that every event in it reads.
 pub(crate) fn decode(stored: &[u8]) -> Result<Decoded> {
     let Some((&format, body)) = stored.split_first() else { return Err(corrupt("empty block")) };
-    if format != FORMAT_LZ4_V1 {
+    if format != FORMAT_LZ4_V1 && format != FORMAT_LZ4_V2 {
         return Err(corrupt(&format!("unknown block format {format}")));
     }
     let size = body.get(..4).map(|b| u32::from_le_bytes(b.try_into().expect("4 bytes")) as usize);
@@ -112,7 +174,7 @@ pub(crate) fn decode(stored: &[u8]) -> Result<Decoded> {
         return Err(corrupt("bad decompressed size"));
     }
     let raw = lz4_flex::block::decompress_size_prepended(body).map_err(|e| corrupt(&e.to_string()))?;
-    let mut r = Reader { buf: &raw, at: 0 };
+    let mut r = Reader { buf: &raw, at: 0, format };
     let count = r.uint()? as usize;
     if count > raw.len() {
         return Err(corrupt("bad event count"));
@@ -125,7 +187,7 @@ pub(crate) fn decode(stored: &[u8]) -> Result<Decoded> {
     if r.at != raw.len() {
         return Err(corrupt("trailing bytes"));
     }
-    Ok(Decoded { raw, starts })
+    Ok(Decoded { raw, starts, format })
 }
 
 impl Decoded {
@@ -137,7 +199,7 @@ impl Decoded {
     pub(crate) fn get(&self, i: usize) -> Option<EventRef<'_>> {
         let at = *self.starts.get(i)?;
         // Every event was read once by `decode`, so this cannot fail.
-        Reader { buf: &self.raw, at }.event().ok()
+        Reader { buf: &self.raw, at, format: self.format }.event().ok()
     }
 
     pub(crate) fn iter(&self) -> impl Iterator<Item = EventRef<'_>> {
@@ -210,11 +272,13 @@ fn put_opt(out: &mut Vec<u8>, s: Option<&str>) {
 pub(crate) struct Reader<'a> {
     buf: &'a [u8],
     at: usize,
+    /// The block format whose events it reads.
+    format: u8,
 }
 
 impl<'a> Reader<'a> {
     pub(crate) fn new(buf: &'a [u8]) -> Reader<'a> {
-        Reader { buf, at: 0 }
+        Reader { buf, at: 0, format: FORMAT_LZ4_V2 }
     }
 
     pub(crate) fn at_end(&self) -> bool {
@@ -271,7 +335,7 @@ impl<'a> Reader<'a> {
     }
 
     fn event(&mut self) -> Result<EventRef<'a>> {
-        Ok(EventRef {
+        let mut event = EventRef {
             message_id: self.str()?,
             kind: kind_from(self.byte()?)?,
             name: self.opt()?,
@@ -281,8 +345,19 @@ impl<'a> Reader<'a> {
             previous_id: self.opt()?,
             timestamp_ms: self.int()?,
             received_at_ms: self.int()?,
-            payload: self.str()?,
-        })
+            payload: Payload::Whole(""),
+        };
+        event.payload = match self.format {
+            FORMAT_LZ4_V1 => Payload::Whole(self.str()?),
+            _ => match self.opt()? {
+                Some(text) => Payload::Whole(text),
+                None if event.kind == EventType::Track && event.name.is_some() => {
+                    Payload::Track { properties: self.str()? }
+                }
+                None => return Err(corrupt("a rebuilt payload of an event that is not a named track call")),
+            },
+        };
+        Ok(event)
     }
 }
 
@@ -327,6 +402,89 @@ mod tests {
             })
             .sum();
         assert!(stored.len() < plain / 2, "{} bytes stored for {plain}", stored.len());
+    }
+
+    /// A track call as an import appends it: its payload is what its fields write.
+    fn imported(i: i64, properties: Option<&str>, group: Option<&str>) -> NewEvent {
+        let (message_id, user) = (format!("import_{i:032x}_1"), format!("7/{i}"));
+        let timestamp = time(1_579_510_042_000 + i * 1_001);
+        let payload = TrackPayload {
+            message_id: &message_id,
+            event: "Report \"Créé\"",
+            user_id: Some(&user),
+            anonymous_id: None,
+            timestamp,
+            properties,
+            group_id: group,
+        }
+        .to_json();
+        NewEvent {
+            message_id,
+            kind: EventType::Track,
+            name: Some("Report \"Créé\"".into()),
+            user_id: Some(user),
+            anonymous_id: None,
+            group_id: group.map(str::to_owned),
+            previous_id: None,
+            timestamp,
+            received_at: time(1_700_000_000_000 + i),
+            payload,
+        }
+    }
+
+    #[test]
+    fn payloads_their_fields_write_are_rebuilt_as_they_were() {
+        let mut events: Vec<NewEvent> = (0..300)
+            .map(|i| match i % 4 {
+                0 => imported(i, Some(r#"{"value":2.5}"#), Some("7")),
+                1 => imported(i, None, None),
+                2 => imported(i, Some(""), Some("acme \"x\"")),
+                _ => event(i, EventType::Track, true),
+            })
+            .collect();
+        // Fields that no longer say what the payload does: kept whole.
+        events[4].user_id = Some("someone else".into());
+        events[8].timestamp += chrono::Duration::milliseconds(1);
+        events[12].kind = EventType::Page;
+        // Finer than the log keeps a time: the payload has the milliseconds, the field more.
+        events[16].timestamp += chrono::Duration::microseconds(7);
+        let stored = encode(events.iter());
+        let decoded = decode(&stored).unwrap();
+        let rebuilt: Vec<bool> = decoded.iter().map(|e| matches!(e.payload, Payload::Track { .. })).collect();
+        assert!(rebuilt[0] && rebuilt[1] && rebuilt[2] && !rebuilt[3], "{:?}", &rebuilt[..4]);
+        assert!(!rebuilt[4] && !rebuilt[8] && !rebuilt[12] && rebuilt[16]);
+        for (e, back) in events.iter().zip(decoded.iter()) {
+            assert_eq!(back.payload(), e.payload.as_str());
+            assert_eq!(back.to_owned().payload, e.payload);
+        }
+        // Rebuilt payloads take no room beyond their properties.
+        let raw_size = |stored: &[u8]| u32::from_le_bytes(stored[1..5].try_into().unwrap()) as usize;
+        let whole: Vec<NewEvent> = events.iter().cloned().map(|e| NewEvent { payload: e.payload + " ", ..e }).collect();
+        let saved = raw_size(&encode(whole.iter())) - raw_size(&stored);
+        let rebuilt: usize = events.iter().zip(&rebuilt).filter(|(_, r)| **r).map(|(e, _)| e.payload.len()).sum();
+        assert!(saved > rebuilt * 9 / 10, "{saved} bytes saved of {rebuilt}");
+    }
+
+    #[test]
+    fn blocks_of_the_first_format_still_read() {
+        let events: Vec<NewEvent> = (0..20).map(|i| imported(i, Some(r#"{"value":1}"#), Some("7"))).collect();
+        let mut raw = Vec::new();
+        put_uint(&mut raw, events.len() as u64);
+        for e in &events {
+            put_str(&mut raw, &e.message_id);
+            raw.push(kind_code(e.kind));
+            for field in [&e.name, &e.user_id, &e.anonymous_id, &e.group_id, &e.previous_id] {
+                put_opt(&mut raw, field.as_deref());
+            }
+            put_int(&mut raw, ms(&e.timestamp));
+            put_int(&mut raw, ms(&e.received_at));
+            put_str(&mut raw, &e.payload);
+        }
+        let mut stored = vec![FORMAT_LZ4_V1];
+        stored.extend(lz4_flex::block::compress_prepend_size(&raw));
+        let decoded = decode(&stored).unwrap();
+        assert!(decoded.iter().all(|e| matches!(e.payload, Payload::Whole(_))));
+        assert_eq!(decoded.iter().map(EventRef::to_owned).collect::<Vec<_>>(), events);
     }
 
     #[test]

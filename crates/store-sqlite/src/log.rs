@@ -76,7 +76,7 @@ impl SqliteStore {
                     let seq = first_seq + i as i64;
                     if seq > after.seq && out.len() < limit {
                         if !payloads.wants(e.kind) {
-                            e.payload = "";
+                            e.payload = block::Payload::Whole("");
                         }
                         out.push(LoggedEvent { position: LogPosition { tx: 0, seq }, event: e.to_owned() });
                     }
@@ -236,18 +236,18 @@ impl Prepared {
             .query_row([], |r| r.get(0))
             .map_err(sql_error)?;
         let mut lookup = Lookup::new(conn);
-        lookup.probe(n, &hashes, recent.runs.as_ref().expect("loaded by ensure_owner"))?;
+        if recent.may_be_in_runs(conn, n)? {
+            lookup.probe(n, &hashes, recent.runs.as_ref().expect("loaded by ensure_owner"))?;
+        }
         let mut here = foldhash::HashSet::with_capacity_and_hasher(hashes.len(), Default::default());
         let mut keep = Vec::with_capacity(hashes.len());
         let mut stored = 0i64;
         let starts = std::iter::once(0).chain(ends.iter().copied());
         for ((hash, start), end) in hashes.iter().zip(starts).zip(&ends) {
             let message_id = &text[start..*end];
-            let new = here.insert(message_id) && recent.find(&mut lookup, n, *hash, message_id)?.is_none();
-            if new {
-                recent.add(n, *hash, first_seq + stored);
-                stored += 1;
-            }
+            let new =
+                here.insert(message_id) && recent.add_if_new(&mut lookup, n, *hash, message_id, first_seq + stored)?;
+            stored += i64::from(new);
             keep.push(new);
         }
         let report = AppendReport { stored: stored as usize, duplicates: hashes.len() - stored as usize };

@@ -37,12 +37,19 @@ const LINK_CHUNK: usize = 2_048;
 /// Encodes a slice's event people (in any order; of two entries for one event the later
 /// counts) as an `event_owners` row: `(first_seq, last_seq, data)`.
 pub(crate) fn encode(people: &[EventPerson]) -> Option<(i64, i64, Vec<u8>)> {
-    let mut last_of: HashMap<i64, usize> = HashMap::with_capacity(people.len());
-    for (i, e) in people.iter().enumerate() {
-        last_of.insert(e.seq, i);
-    }
-    let mut order: Vec<usize> = last_of.into_values().collect();
-    order.sort_unstable_by_key(|&i| people[i].seq);
+    // A slice is in log order, one entry per event: then that is the order, without a map
+    // and a sort of every event (a few percent of an import's CPU).
+    let order: Vec<usize> = if people.windows(2).all(|w| w[0].seq < w[1].seq) {
+        (0..people.len()).collect()
+    } else {
+        let mut last_of: HashMap<i64, usize> = HashMap::with_capacity(people.len());
+        for (i, e) in people.iter().enumerate() {
+            last_of.insert(e.seq, i);
+        }
+        let mut order: Vec<usize> = last_of.into_values().collect();
+        order.sort_unstable_by_key(|&i| people[i].seq);
+        order
+    };
     let (first, last) = (people[*order.first()?].seq, people[*order.last()?].seq);
     let mut strings = Strings::default();
     let mut body = Vec::with_capacity(order.len() * 6);
@@ -493,6 +500,9 @@ mod tests {
             ]
         );
         assert!(encode(&[]).is_none());
+        // Already in log order, one entry per event: the same row.
+        let in_order = [people[1].clone(), people[2].clone(), people[3].clone()];
+        assert_eq!(encode(&in_order), Some((first, last, data)));
     }
 
     #[test]

@@ -518,7 +518,7 @@ fn stored_event(
         account_ids,
         timestamp: time(e.timestamp_ms),
         received_at: time(e.received_at_ms),
-        message: json_col(e.payload),
+        message: json_col(&e.payload()),
     })
 }
 

@@ -29,6 +29,9 @@ pub(crate) type Id = (i64, i64, i64);
 const PAGE_BYTES: usize = 3_800;
 /// Id pages written per background transaction.
 const STEP_PAGES: usize = 48;
+/// Id pages written per transaction once nothing else waits for the writer (it is closing):
+/// a run of millions of ids is thousands of pages, and each transaction is a sync.
+const CLOSING_STEP_PAGES: usize = 4_096;
 /// Dead id pages deleted per background transaction.
 const DELETE_STEP: usize = 512;
 /// Live runs beyond which merging is not paced: every new id is checked against each run's
@@ -70,19 +73,28 @@ pub(crate) struct Runs {
     base: i64,
     /// Whether some class has [`FANOUT`] live runs (kept as `live` changes).
     merge_due: bool,
+    /// Id pages a build writes per transaction.
+    step_pages: usize,
 }
 
-/// What a finished flush wrote: its ids (for the writer to forget) and the last seq they cover.
+/// What a finished flush wrote: the last seq its ids cover (every id up to it).
 pub(crate) struct Flushed {
-    pub(crate) ids: Vec<Id>,
     pub(crate) through: i64,
 }
 
 impl Runs {
     /// The runs of the database; a build that a crash cut short is declared dead.
     pub(crate) fn load(conn: &Connection, base: i64) -> Result<Runs> {
-        let mut runs =
-            Runs { live: Vec::new(), flush: None, merge: None, dead: Vec::new(), next_run: 1, base, merge_due: false };
+        let mut runs = Runs {
+            live: Vec::new(),
+            flush: None,
+            merge: None,
+            dead: Vec::new(),
+            next_run: 1,
+            base,
+            merge_due: false,
+            step_pages: STEP_PAGES,
+        };
         let mut stmt = conn.prepare("SELECT run, state, ids, filter FROM id_runs ORDER BY run").map_err(sql_error)?;
         let mut rows = stmt.query([]).map_err(sql_error)?;
         while let Some(row) = rows.next().map_err(sql_error)? {
@@ -107,6 +119,11 @@ impl Runs {
 
     pub(crate) fn live(&self) -> usize {
         self.live.len()
+    }
+
+    /// Nothing else will wait for the writer: builds write larger steps.
+    pub(crate) fn closing(&mut self) {
+        self.step_pages = CLOSING_STEP_PAGES;
     }
 
     pub(crate) fn flushing(&self) -> bool {
@@ -153,7 +170,8 @@ impl Runs {
         }
         let slot = if self.flush.is_some() { &mut self.flush } else { &mut self.merge };
         if let Some(build) = slot {
-            let outcome = in_transaction(conn, |conn| build.step(conn));
+            let pages = self.step_pages;
+            let outcome = in_transaction(conn, |conn| build.step(conn, pages));
             return match outcome {
                 Ok(false) => Ok(None),
                 Ok(true) => {
@@ -161,7 +179,7 @@ impl Runs {
                     let run = Run { id: done.run, ids: done.ids, filter: done.filter };
                     self.live.push(run);
                     let flushed = match done.source {
-                        Source::Recent { ids, through, .. } => Some(Flushed { ids, through }),
+                        Source::Recent { through, .. } => Some(Flushed { through }),
                         Source::Merge { inputs } => {
                             let sources: Vec<i64> = inputs.iter().map(|r| r.run).collect();
                             self.live.retain(|r| !sources.contains(&r.id));
@@ -265,9 +283,9 @@ impl Build {
         Build { run, source, filter, ids: 0, pending: None, page: Vec::with_capacity(PAGE_BYTES + 32) }
     }
 
-    /// Writes up to [`STEP_PAGES`] pages; when the source is exhausted, makes the run live
-    /// (and its sources dead) and returns true. The caller holds the transaction.
-    fn step(&mut self, conn: &Connection) -> Result<bool> {
+    /// Writes up to `pages` pages; when the source is exhausted, makes the run live (and its
+    /// sources dead) and returns true. The caller holds the transaction.
+    fn step(&mut self, conn: &Connection, pages: usize) -> Result<bool> {
         if self.ids == 0 && self.pending.is_none() {
             conn.prepare_cached("INSERT INTO id_runs (run, state, ids, filter) VALUES (?1, 'building', 0, x'')")
                 .map_err(sql_error)?
@@ -277,7 +295,7 @@ impl Build {
         let mut insert = conn
             .prepare_cached("INSERT INTO id_pages (run, ws, hash, data) VALUES (?1, ?2, ?3, ?4)")
             .map_err(sql_error)?;
-        for _ in 0..STEP_PAGES {
+        for _ in 0..pages {
             self.page.clear();
             let mut first: Option<(i64, i64)> = None;
             let mut last: Option<(i64, i64)> = None;

@@ -356,6 +356,7 @@ fn run(conn: Connection, mut ids: RecentIds, rx: Receiver<(Job, Priority)>, stat
     if let Err(e) = sync_with(&conn, true) {
         tracing::warn!(error = %e, "could not sync the last commits");
     }
+    ids.closing();
     while ids.unflushed() {
         if flush_step(&conn, &mut ids, true, stats).is_some() {
             break;

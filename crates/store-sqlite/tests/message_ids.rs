@@ -7,16 +7,16 @@ use domain::{NewEvent, WorkspaceId};
 use store::{EventFilter, PageRequest, Store};
 use store_sqlite::SqliteStore;
 
-fn batch(from: usize, to: usize) -> Vec<NewEvent> {
+fn batch(from: i64, to: i64) -> Vec<NewEvent> {
     (from..to).map(|i| common::track(&format!("m-{i}"), &format!("user-{}", i % 50), 0)).collect()
 }
 
-async fn append_all(s: &SqliteStore, ws: &WorkspaceId, from: usize, to: usize) -> (usize, usize) {
+async fn append_all(s: &SqliteStore, ws: &WorkspaceId, from: i64, to: i64) -> (i64, i64) {
     let (mut stored, mut duplicates) = (0, 0);
     for start in (from..to).step_by(2_500) {
         let r = s.append_events(ws, &batch(start, (start + 2_500).min(to))).await.unwrap();
-        stored += r.stored;
-        duplicates += r.duplicates;
+        stored += r.stored as i64;
+        duplicates += r.duplicates as i64;
     }
     (stored, duplicates)
 }
@@ -29,12 +29,19 @@ async fn find(s: &SqliteStore, ws: &WorkspaceId, id: &str) -> usize {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn ids_are_found_in_memory_in_the_index_and_after_restarts() {
     let dir = tempfile::tempdir().unwrap();
+    // A workspace with ids in the index already, so that the writer holds only recent ones.
+    let ws = {
+        let s = SqliteStore::open_in_dir(dir.path()).unwrap();
+        let ws = s.create_workspace("acme").await.unwrap().workspace_id;
+        assert_eq!(s.append_events(&ws, &batch(-10, 0)).await.unwrap().stored, 10);
+        s.close();
+        ws
+    };
     // More ids than the writer keeps in memory, so at least one flush to the index happens
     // while ingest goes on.
     let n = 70_000;
     let ws = {
         let s = SqliteStore::open_in_dir(dir.path()).unwrap();
-        let ws = s.create_workspace("acme").await.unwrap().workspace_id;
         assert_eq!(append_all(&s, &ws, 0, n).await, (n, 0));
         // Again at once: some ids are in memory, some in the index, some half-way.
         assert_eq!(append_all(&s, &ws, 0, n).await, (0, n));
@@ -67,12 +74,40 @@ async fn ids_are_found_in_memory_in_the_index_and_after_restarts() {
     }
     let s = SqliteStore::open_in_dir(dir.path()).unwrap();
     assert_eq!(append_all(&s, &ws, 0, n + 20).await, (0, n + 20));
-    assert_eq!(s.log_status(&ws).await.unwrap().total_events, (n + 20) as i64);
+    assert_eq!(s.log_status(&ws).await.unwrap().total_events, n + 30);
     assert_eq!(find(&s, &ws, &format!("m-{}", n + 15)).await, 1);
 
     // Another workspace may use the same ids.
     let other = s.create_workspace("globex").await.unwrap().workspace_id;
     assert_eq!(append_all(&s, &other, 0, 100).await, (100, 0));
+}
+
+/// The live runs of the index: how many ids each holds.
+fn runs(dir: &std::path::Path) -> Vec<i64> {
+    let conn = rusqlite::Connection::open(dir.join("steward.db")).unwrap();
+    let mut stmt = conn.prepare("SELECT ids FROM id_runs WHERE state = 'live' ORDER BY run").unwrap();
+    stmt.query_map([], |r| r.get(0)).unwrap().collect::<rusqlite::Result<_>>().unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_new_workspaces_ids_stay_in_memory_and_are_written_as_one_run() {
+    let dir = tempfile::tempdir().unwrap();
+    let n = 70_000;
+    let ws = {
+        let s = SqliteStore::open_in_dir(dir.path()).unwrap();
+        let ws = s.create_workspace("acme").await.unwrap().workspace_id;
+        assert_eq!(append_all(&s, &ws, 0, n).await, (n, 0));
+        assert_eq!(runs(dir.path()), Vec::<i64>::new(), "more than a run's worth, none written yet");
+        assert_eq!(append_all(&s, &ws, 0, n).await, (0, n));
+        assert_eq!(find(&s, &ws, "m-69999").await, 1);
+        s.close();
+        ws
+    };
+    assert_eq!(runs(dir.path()), vec![n], "one run, not one per 65,536 ids merged");
+    let s = SqliteStore::open_in_dir(dir.path()).unwrap();
+    assert_eq!(append_all(&s, &ws, 0, n + 10).await, (10, n));
+    assert_eq!(find(&s, &ws, "m-0").await, 1);
+    s.close();
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -13,7 +13,7 @@ macro_rules! contract_tests {
     ($make:path) => {
         $crate::contract_tests!(@cases $make;
             workspaces_and_keys, operators, append_stores_each_message_once, batches_append_in_order_once,
-            read_log_in_order,
+            read_log_in_order, payloads_read_back_as_they_were_appended,
             processing_creates_people_accounts_and_traits, apply_changes_is_compare_and_set,
             merging_people_moves_everything, reset_processing_rewinds, event_filters_and_pages,
             explicit_account_wins_over_membership, billing_and_support_records_keep_the_newest,
@@ -247,6 +247,55 @@ pub async fn read_log_in_order<S: Store>(s: &S) {
     assert!(s.apply_changes(&ws, LogPosition::ZERO, log[1].position, &Changes::default()).await.unwrap());
     let status = s.log_status(&ws).await.unwrap();
     assert_eq!((status.cursor, status.pending_events), (log[1].position, 1));
+}
+
+/// Payloads come back as the text appended, whether a backend keeps them whole or rebuilds
+/// those that their track call's fields write (an import's).
+pub async fn payloads_read_back_as_they_were_appended<S: Store>(s: &S) {
+    let ws = workspace(s, "Payloads").await;
+    let mut appended = events(json!([track("captured", "u", "Signed Up", 2)]));
+    let shapes = [
+        (Some("7/0"), None, Some(r#"{"value":2.5}"#), Some("7")),
+        (None, Some("anon \"quoted\"\n"), None, None),
+        (Some("ü/1"), Some("a"), Some("{}"), Some("acme\\x")),
+    ];
+    for (i, (user, anonymous, properties, group)) in shapes.into_iter().enumerate() {
+        let message_id = format!("import_{i:032x}_1");
+        // Finer than milliseconds, which the payload (and the SQLite log) keeps.
+        let timestamp = t(3, 10) + Duration::microseconds(i as i64 * 1_500);
+        let payload = domain::TrackPayload {
+            message_id: &message_id,
+            event: "Report \"Created\"",
+            user_id: user,
+            anonymous_id: anonymous,
+            timestamp,
+            properties,
+            group_id: group,
+        }
+        .to_json();
+        appended.push(NewEvent {
+            message_id,
+            kind: EventType::Track,
+            name: Some("Report \"Created\"".into()),
+            user_id: user.map(str::to_owned),
+            anonymous_id: anonymous.map(str::to_owned),
+            group_id: group.map(str::to_owned),
+            previous_id: None,
+            timestamp,
+            received_at: t(20, 12),
+            payload,
+        });
+    }
+    s.append_event_batches(&ws, &[appended.clone()]).await.unwrap();
+    let log = s.read_log(&ws, LogPosition::ZERO, 10).await.unwrap();
+    let payloads: Vec<&str> = log.iter().map(|e| e.event.payload.as_str()).collect();
+    let expected: Vec<&str> = appended.iter().map(|e| e.payload.as_str()).collect();
+    assert_eq!(payloads, expected);
+    let listed = all_events(s, &ws, &EventFilter::default()).await;
+    for e in &appended {
+        let found = listed.iter().find(|l| l.message_id == e.message_id).expect("listed");
+        assert_eq!(found.message, serde_json::from_str::<Value>(&e.payload).unwrap(), "{}", e.message_id);
+    }
 }
 
 pub async fn processing_creates_people_accounts_and_traits<S: Store>(s: &S) {

@@ -22,8 +22,6 @@ use store::ProviderObject;
 use crate::{MatchKeys, Output, Resource};
 
 pub const NAME: &str = "salesforce";
-/// Where Salesforce's logins start: a connector sets its org's instance URL as `base_url`.
-pub const DEFAULT_BASE_URL: &str = "https://login.salesforce.com";
 /// The REST API version asked for.
 pub const API_VERSION: &str = "v59.0";
 /// Why a webhook to this provider is refused.

@@ -9,9 +9,8 @@
 use std::fmt::Write as _;
 use std::sync::Arc;
 
-use chrono::{DateTime, Datelike, Timelike, Utc};
-use domain::NewEvent;
-use serde_json::Value;
+use chrono::{DateTime, Utc};
+use domain::{NewEvent, TrackPayload};
 
 /// `import_<32 hex digits>_<n>`.
 pub(super) fn derived_id(key: u128, n: u32) -> String {
@@ -170,6 +169,17 @@ impl CompactRows {
         self.rows.push(row);
     }
 
+    /// Makes room for the rows of a chunk of `text` (at most one a line) at once: a kept row
+    /// is 96 bytes, and growing the list copied every chunk's rows several times.
+    pub(super) fn reserve_for(&mut self, text: &[u8]) {
+        let lines = text.iter().filter(|&&b| b == b'\n').count() + 1;
+        self.rows.reserve(lines);
+    }
+
+    pub(super) fn len(&self) -> usize {
+        self.rows.len()
+    }
+
     /// Memory the rows hold, roughly.
     pub(super) fn bytes(&self) -> usize {
         self.text.capacity() + self.rows.capacity() * std::mem::size_of::<CompactRow>()
@@ -205,7 +215,7 @@ impl EventFields<'_> {
             (None, key) => derived_id(key.expect("a key for rows without an id"), 1),
         };
         let user = self.user.map(|parts| parts.concat());
-        let payload = Track {
+        let payload = TrackPayload {
             message_id: &message_id,
             event: self.name,
             user_id: user.as_deref(),
@@ -230,92 +240,10 @@ impl EventFields<'_> {
     }
 }
 
-/// An imported event's payload: a track call as capture stores one. The same JSON as
-/// serialising the message with serde gives (keys in this order, absent ones left out).
-pub(super) struct Track<'a> {
-    pub message_id: &'a str,
-    pub event: &'a str,
-    pub user_id: Option<&'a str>,
-    pub anonymous_id: Option<&'a str>,
-    pub timestamp: DateTime<Utc>,
-    /// As JSON; `None` for `{}`.
-    pub properties: Option<&'a str>,
-    pub group_id: Option<&'a str>,
-}
-
-impl Track<'_> {
-    pub(super) fn to_json(&self) -> String {
-        // Room for the keys, the time and every value but large properties: one allocation.
-        let ids = [self.user_id, self.anonymous_id, self.group_id, self.properties]
-            .iter()
-            .flatten()
-            .map(|s| s.len())
-            .sum::<usize>();
-        let mut out = String::with_capacity(192 + self.message_id.len() + self.event.len() + ids);
-        out.push_str(r#"{"type":"track","messageId":"#);
-        json_str(&mut out, self.message_id);
-        out.push_str(r#","event":"#);
-        json_str(&mut out, self.event);
-        if let Some(u) = self.user_id {
-            out.push_str(r#","userId":"#);
-            json_str(&mut out, u);
-        }
-        if let Some(a) = self.anonymous_id {
-            out.push_str(r#","anonymousId":"#);
-            json_str(&mut out, a);
-        }
-        out.push_str(r#","timestamp":""#);
-        push_time(&mut out, self.timestamp);
-        out.push_str(r#"","properties":"#);
-        out.push_str(self.properties.unwrap_or("{}"));
-        if let Some(g) = self.group_id {
-            out.push_str(r#","context":{"groupId":"#);
-            json_str(&mut out, g);
-            out.push('}');
-        }
-        out.push('}');
-        out
-    }
-}
-
-/// A JSON string; most need no escaping.
-fn json_str(out: &mut String, s: &str) {
-    if s.bytes().all(|b| b >= 0x20 && b != b'"' && b != b'\\') {
-        out.push('"');
-        out.push_str(s);
-        out.push('"');
-    } else {
-        out.push_str(&Value::from(s).to_string());
-    }
-}
-
-/// RFC 3339 in UTC to the millisecond (`2020-01-20T08:47:22.000Z`), as chrono writes it,
-/// digit by digit (formatting machinery was a tenth of an import's parsing).
-fn push_time(out: &mut String, t: DateTime<Utc>) {
-    let ms = t.timestamp_subsec_millis();
-    if !(0..=9999).contains(&t.year()) || ms >= 1000 {
-        out.push_str(&t.to_rfc3339_opts(chrono::SecondsFormat::Millis, true));
-        return;
-    }
-    let mut digits = |v: u32, n: u32, after: char| {
-        for i in (0..n).rev() {
-            out.push((b'0' + (v / 10u32.pow(i) % 10) as u8) as char);
-        }
-        out.push(after);
-    };
-    digits(t.year() as u32, 4, '-');
-    digits(t.month(), 2, '-');
-    digits(t.day(), 2, 'T');
-    digits(t.hour(), 2, ':');
-    digits(t.minute(), 2, ':');
-    digits(t.second(), 2, '.');
-    digits(ms, 3, 'Z');
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-    use serde_json::{Map, json};
+    use serde_json::{Value, json};
 
     #[test]
     fn derived_ids_are_the_key_in_hex_and_the_copy() {
@@ -382,7 +310,7 @@ mod tests {
     fn repeated_keys_and_renumbering() {
         assert_eq!(repeated(vec![3, 1, 2, 3, 1, 3]), foldhash::HashSet::from_iter([1, 3]));
         let id = derived_id(7, 1);
-        let track = Track {
+        let track = TrackPayload {
             message_id: &id,
             event: "like",
             user_id: Some("7/0"),
@@ -407,58 +335,5 @@ mod tests {
         assert_eq!(event.message_id, derived_id(7, 3));
         let payload: Value = serde_json::from_str(&event.payload).unwrap();
         assert_eq!(payload["messageId"], json!(derived_id(7, 3)));
-    }
-
-    #[test]
-    fn payloads_are_the_json_serde_writes() {
-        #[derive(serde::Serialize)]
-        struct Message<'a> {
-            #[serde(rename = "type")]
-            kind: &'static str,
-            #[serde(rename = "messageId")]
-            message_id: &'a str,
-            event: &'a str,
-            #[serde(rename = "userId", skip_serializing_if = "Option::is_none")]
-            user_id: Option<&'a str>,
-            #[serde(rename = "anonymousId", skip_serializing_if = "Option::is_none")]
-            anonymous_id: Option<&'a str>,
-            timestamp: String,
-            properties: &'a Map<String, Value>,
-            #[serde(skip_serializing_if = "Option::is_none")]
-            context: Option<Value>,
-        }
-        let mut props = Map::new();
-        let times = ["2020-01-20T08:47:22.5Z", "1999-12-31T23:59:59Z", "2026-03-01T00:00:00.123Z"];
-        for (i, at) in times.iter().enumerate() {
-            let at = DateTime::parse_from_rfc3339(at).unwrap().with_timezone(&Utc);
-            let (user, anon, group) = match i {
-                0 => (Some("7/0"), None, Some("7")),
-                1 => (None, Some("anon \"quoted\"\n"), None),
-                _ => (Some("ü/1"), Some("a"), Some("acme\\x")),
-            };
-            let json = serde_json::to_string(&props).unwrap();
-            let track = Track {
-                message_id: "import_x_1",
-                event: "Report \"Created\"",
-                user_id: user,
-                anonymous_id: anon,
-                timestamp: at,
-                properties: (!props.is_empty()).then_some(json.as_str()),
-                group_id: group,
-            };
-            let serde = serde_json::to_string(&Message {
-                kind: "track",
-                message_id: track.message_id,
-                event: track.event,
-                user_id: user,
-                anonymous_id: anon,
-                timestamp: at.to_rfc3339_opts(chrono::SecondsFormat::Millis, true),
-                properties: &props,
-                context: group.map(|g| json!({"groupId": g})),
-            })
-            .unwrap();
-            assert_eq!(track.to_json(), serde);
-            props.insert(format!("k{i}"), json!(i as f64 + 0.5));
-        }
     }
 }

@@ -395,6 +395,9 @@ pub(super) fn check(options: &Options) -> Result<Checked> {
     fan_out(&options.file, &file, Feed::File, (!compact).then_some(&kept), |w, chunk| {
         if errors.matters(chunk.index) {
             let mut parser = parsers[w].lock().expect("parser lock");
+            if let (Some(rows), Body::Text(text)) = (parser.compact.as_mut(), &chunk.body) {
+                rows.reserve_for(text);
+            }
             match parse_chunk(&mut parser, &chunk, &layout, |_, _| {}) {
                 Ok(n) => progress.add(n, chunk.read),
                 Err(e) => errors.set(chunk.index, e),
@@ -484,7 +487,13 @@ pub(super) fn read(
                     return false;
                 }
                 let mut parser = parsers[w].lock().expect("parser lock");
-                let mut records = Vec::with_capacity(CHUNK / 32);
+                // Records are large (an event inline): sized once, for a chunk the check parsed
+                // exactly, rather than grown.
+                let expected = match &chunk.body {
+                    Body::Rows(rows) => rows.len(),
+                    Body::Text(_) => CHUNK / 32,
+                };
+                let mut records = Vec::with_capacity(expected);
                 let mut copies = Vec::new();
                 let parsed = parse_chunk(&mut parser, &chunk, layout, |record, repeated| {
                     if let Some(key) = repeated {

@@ -1,0 +1,221 @@
+use super::*;
+
+fn account() -> AccountId {
+    AccountId::parse("acme").unwrap()
+}
+
+/// An event subscription's delivery, as Zendesk sends it.
+fn event(kind: &str, time: &str, detail: Value, change: Value) -> Vec<u8> {
+    json!({"account_id": 12514403, "detail": detail, "event": change, "id": format!("evt-{kind}-{time}"),
+        "subject": "zen:ticket:5158", "time": time, "type": format!("zen:event-type:{kind}"),
+        "zendesk_event_version": "2022-11-06"})
+    .to_string()
+    .into_bytes()
+}
+
+fn detail(status: &str, priority: &str, updated: &str) -> Value {
+    json!({"actor_id": "8447388090494", "assignee_id": null, "brand_id": "8447346621310",
+        "created_at": "2024-05-01T10:00:00Z", "custom_status": "8447388052610", "description": "Exports fail",
+        "external_id": null, "form_id": "8646151517822", "group_id": "8447346622974", "id": "5158",
+        "is_public": true, "organization_id": "8447346624126", "priority": priority, "requester_id": "8447388090494",
+        "status": status, "subject": "Exports fail", "submitter_id": "8447388090494", "tags": ["export"],
+        "type": "INCIDENT", "updated_at": updated, "via": {"channel": "web_service"}})
+}
+
+fn ticket_of(body: &[u8]) -> ProviderObject {
+    delivery(body).unwrap().objects.pop().unwrap()
+}
+
+fn names(outputs: &[Output]) -> Vec<String> {
+    outputs
+        .iter()
+        .filter_map(|o| match o {
+            Output::Event { name, message_id, .. } => Some(format!("{name} {message_id}")),
+            _ => None,
+        })
+        .collect()
+}
+
+#[test]
+fn events_carry_the_ticket_at_its_update() {
+    let d = delivery(&event(
+        "ticket.created",
+        "2024-05-01T10:00:01Z",
+        detail("NEW", "HIGH", "2024-05-01T10:00:00Z"),
+        json!({}),
+    ))
+    .unwrap();
+    assert_eq!(d.event_type, "zen:event-type:ticket.created");
+    let o = &d.objects[0];
+    assert_eq!(
+        (o.kind.as_str(), o.object_id.as_str(), o.parent_id.as_deref(), o.version),
+        ("ticket", "5158", Some("8447346624126"), 1_714_557_600_000)
+    );
+    assert_eq!(parent_kind(o), "organization");
+    let t = ticket(o, &account());
+    assert_eq!((t.status, t.priority, t.subject.as_str()), (TicketStatus::New, TicketPriority::High, "Exports fail"));
+    assert_eq!((t.first_response_at, t.resolved_at, t.csat), (None, None, None));
+    assert_eq!(names(&outputs(o, None, &account())), ["Ticket Opened zendesk:5158:opened"]);
+    // Without an organization, the requester is the parent.
+    let mut alone = detail("OPEN", "LOW", "2024-05-01T10:00:00Z");
+    alone["organization_id"] = Value::Null;
+    let o = ticket_of(&event("ticket.created", "2024-05-01T10:00:01Z", alone, json!({})));
+    assert_eq!((o.parent_id.as_deref(), parent_kind(&o)), (Some("8447388090494"), "user"));
+    // Agents are not requesters; other domains are acknowledged with nothing to store; what
+    // is not Zendesk's is refused.
+    let user = |role: &str| {
+        json!({"id": "8447388090495", "email": "sam@vendor.io", "role": role,
+        "updated_at": "2024-05-01T10:00:00Z"})
+    };
+    let agent = event("user.created", "2024-05-01T10:00:01Z", user("AGENT"), json!({}));
+    assert!(delivery(&agent).unwrap().objects.is_empty());
+    let requester = event("user.created", "2024-05-01T10:00:01Z", user("END_USER"), json!({}));
+    assert_eq!(delivery(&requester).unwrap().objects[0].kind, "user");
+    let other = event("agent.state_changed", "2024-05-01T10:00:01Z", json!({"id": "1"}), json!({}));
+    assert!(delivery(&other).unwrap().objects.is_empty());
+    for bad in
+        [json!({"type": "customer.created"}), json!({"type": "zen:event-type:ticket.created", "id": "x"}), json!([1])]
+    {
+        assert!(matches!(delivery(bad.to_string().as_bytes()), Err(WebhookError::BadPayload(_))), "{bad}");
+    }
+}
+
+#[test]
+fn webhooks_keep_what_the_backfill_knew_and_mark_replies_and_resolutions() {
+    // As a backfill read it: a metric set and a rating.
+    let mut backfilled = ticket_of(&event(
+        "ticket.created",
+        "2024-05-01T10:00:01Z",
+        detail("open", "normal", "2024-05-01T11:00:00Z"),
+        json!({}),
+    ));
+    backfilled.payload["metric_set"] = json!({"ticket_id": 5158, "reply_time_in_minutes": {"calendar": 30, "business": 30},
+        "solved_at": null, "reopens": 0, "replies": 1});
+    backfilled.payload["satisfaction_rating"] = json!({"score": "offered"});
+    let t = ticket(&backfilled, &account());
+    assert_eq!(t.first_response_at.unwrap().to_rfc3339(), "2024-05-01T10:30:00+00:00");
+    // Solved by a webhook an hour later: the metrics stay, the resolution is the change's time.
+    let mut solved = ticket_of(&event(
+        "ticket.status_changed",
+        "2024-05-01T12:00:00Z",
+        detail("SOLVED", "NORMAL", "2024-05-01T12:00:00Z"),
+        json!({"current": "SOLVED", "previous": "OPEN"}),
+    ));
+    complete(&mut solved, &backfilled);
+    let t = ticket(&solved, &account());
+    assert_eq!((t.status, t.first_response_at.is_some()), (TicketStatus::Solved, true));
+    assert_eq!(t.resolved_at.unwrap().to_rfc3339(), "2024-05-01T12:00:00+00:00");
+    let before = ticket(&backfilled, &account());
+    assert_eq!(
+        names(&outputs(&solved, Some(&backfilled), &account())),
+        ["Ticket Solved zendesk:5158:solved:1714564800"]
+    );
+    assert_eq!(t.attributes["reopens"], 0);
+    assert!(before.resolved_at.is_none());
+    // Closed later: still resolved when it was solved, and told once.
+    let mut closed = ticket_of(&event(
+        "ticket.status_changed",
+        "2024-05-05T12:00:00Z",
+        detail("CLOSED", "NORMAL", "2024-05-05T12:00:00Z"),
+        json!({}),
+    ));
+    complete(&mut closed, &solved);
+    assert_eq!(ticket(&closed, &account()).resolved_at, t.resolved_at);
+    assert!(names(&outputs(&closed, Some(&solved), &account())).is_empty());
+    // Rated good by the backfill after: 5, told once.
+    let mut rated = closed.clone();
+    rated.payload["satisfaction_rating"] = json!({"id": 1001, "score": "good", "comment": "Quick!"});
+    rated.version += 1;
+    let r = ticket(&rated, &account());
+    assert_eq!((r.csat, r.attributes["csat_comment"].as_str()), (Some(5), Some("Quick!")));
+    assert_eq!(names(&outputs(&rated, Some(&closed), &account())), ["CSAT Rated zendesk:5158:csat:1001:5"]);
+    assert!(names(&outputs(&rated, Some(&rated), &account())).is_empty());
+    rated.payload["satisfaction_rating"]["score"] = json!("bad");
+    assert_eq!(ticket(&rated, &account()).csat, Some(1));
+}
+
+#[test]
+fn a_public_agent_comment_is_the_first_reply() {
+    let created = ticket_of(&event(
+        "ticket.created",
+        "2024-05-01T10:00:01Z",
+        detail("NEW", "LOW", "2024-05-01T10:00:00Z"),
+        json!({}),
+    ));
+    let comment = |public: bool, staff: bool, at: &str| {
+        event(
+            "ticket.comment_added",
+            at,
+            detail("OPEN", "LOW", at),
+            json!({"comment": {"id": "1", "body": "On it", "is_public": public,
+                "author": {"id": "8447388090495", "is_staff": staff, "name": "Agent"}}}),
+        )
+    };
+    let mut private = ticket_of(&comment(false, true, "2024-05-01T10:05:00Z"));
+    complete(&mut private, &created);
+    assert_eq!(ticket(&private, &account()).first_response_at, None);
+    let mut requester = ticket_of(&comment(true, false, "2024-05-01T10:06:00Z"));
+    complete(&mut requester, &private);
+    assert_eq!(ticket(&requester, &account()).first_response_at, None);
+    let mut reply = ticket_of(&comment(true, true, "2024-05-01T10:10:00Z"));
+    complete(&mut reply, &requester);
+    let first = ticket(&reply, &account()).first_response_at;
+    assert_eq!(first.unwrap().to_rfc3339(), "2024-05-01T10:10:00+00:00");
+    let mut later = ticket_of(&comment(true, true, "2024-05-01T11:00:00Z"));
+    complete(&mut later, &reply);
+    assert_eq!(ticket(&later, &account()).first_response_at, first, "the first reply stays the first");
+}
+
+#[test]
+fn organizations_and_users_match_by_their_fields() {
+    let org = object(
+        "organization",
+        json!({"id": 361898904439u64, "name": "Acme", "external_id": "acme", "domain_names": ["www.Acme.io", "acme.com"],
+            "organization_fields": {"steward_account_id": null}, "updated_at": "2024-03-01T09:00:00Z"}),
+        0,
+    )
+    .unwrap();
+    let keys = match_keys(&org, "steward_account_id");
+    assert_eq!(
+        (keys.external_account.as_deref(), keys.domain.as_deref(), keys.provider_id.as_str()),
+        (Some("acme"), Some("acme.io"), "361898904439")
+    );
+    let mut fielded = org.clone();
+    fielded.payload["organization_fields"]["steward_account_id"] = json!("acme-eu");
+    assert_eq!(match_keys(&fielded, "steward_account_id").external_account.as_deref(), Some("acme-eu"));
+    let user =
+        object("user", json!({"id": 35436, "name": "Ana", "email": "Ana@Acme.io", "role": "end-user"}), 7).unwrap();
+    assert_eq!((user.version, user.label.as_str()), (7, "Ana · Ana@Acme.io · 35436"));
+    let keys = match_keys(&user, "steward_account_id");
+    assert_eq!((keys.email.as_deref(), keys.domain.as_deref()), (Some("ana@acme.io"), Some("acme.io")));
+    assert_eq!(names(&outputs(&org, None, &account())), Vec::<String>::new());
+    assert!(matches!(&outputs(&org, None, &account())[..], [Output::AccountTraits { .. }]));
+    assert!(outputs(&org, Some(&org), &account()).is_empty(), "told again only when changed");
+}
+
+#[test]
+fn list_pages_their_metric_sets_and_cursors() {
+    let body = json!({"tickets": [{"id": 1, "subject": "A", "status": "solved", "priority": "urgent",
+            "created_at": "2024-05-01T10:00:00Z", "updated_at": "2024-05-02T10:00:00Z", "requester_id": 9,
+            "organization_id": null}],
+        "metric_sets": [{"ticket_id": 1, "solved_at": "2024-05-02T09:00:00Z",
+            "reply_time_in_minutes": {"calendar": 90, "business": 60}}],
+        "meta": {"has_more": true, "after_cursor": "xNjo=", "before_cursor": "yNz"},
+        "links": {"next": "https://acme.zendesk.com/api/v2/tickets.json?page%5Bafter%5D=xNjo%3D&page%5Bsize%5D=100"}});
+    let (objects, next) = page(body.to_string().as_bytes()).unwrap();
+    assert_eq!((objects.len(), next.as_deref()), (1, Some("xNjo=")));
+    let t = ticket(&objects[0], &account());
+    assert_eq!((t.status, t.priority), (TicketStatus::Solved, TicketPriority::Urgent));
+    assert_eq!(t.first_response_at.unwrap().to_rfc3339(), "2024-05-01T11:30:00+00:00");
+    assert_eq!(t.resolved_at.unwrap().to_rfc3339(), "2024-05-02T09:00:00+00:00");
+    let last = json!({"users": [], "meta": {"has_more": false, "after_cursor": null}});
+    assert_eq!(page(last.to_string().as_bytes()).unwrap().1, None);
+    assert!(page(b"{}").is_err());
+    let r = &resources()[2];
+    assert_eq!(
+        page_url("https://acme.zendesk.com/", r, Some("xNjo=")),
+        "https://acme.zendesk.com/api/v2/tickets.json?page[size]=100&include=metric_sets&page[after]=xNjo%3D"
+    );
+    assert_eq!(auth_headers("ana@acme.io/token:abc")[0].1, "Basic YW5hQGFjbWUuaW8vdG9rZW46YWJj");
+    assert_eq!(auth_headers("oauth-token")[0].1, "Bearer oauth-token");
+}
