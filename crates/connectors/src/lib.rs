@@ -931,6 +931,40 @@ impl<'a> Rollup<'a> {
     }
 }
 
+/// A provider object as just seen: not matched yet, stored now.
+pub(crate) fn seen(
+    kind: String,
+    object_id: String,
+    parent_id: Option<String>,
+    version: i64,
+    label: String,
+    payload: Value,
+) -> ProviderObject {
+    ProviderObject {
+        kind,
+        object_id,
+        parent_id,
+        version,
+        account_id: None,
+        matched_by: None,
+        label,
+        payload,
+        updated_at: Utc::now(),
+    }
+}
+
+/// A root's traits, told only when they differ from the state stored before (a backfill
+/// reads every root anew).
+pub(crate) fn changed_traits(
+    object: &ProviderObject,
+    previous: Option<&ProviderObject>,
+    traits: fn(&ProviderObject) -> Map<String, Value>,
+    at: Timestamp,
+) -> Option<Output> {
+    let now = traits(object);
+    previous.is_none_or(|prev| traits(prev) != now).then_some(Output::AccountTraits { traits: now, at })
+}
+
 /// What a set of objects means, gathered to be written together.
 #[derive(Default)]
 struct Writes {

@@ -78,17 +78,7 @@ pub fn object(kind: &str, value: Value, version: i64) -> Option<ProviderObject> 
         "contact" => prop(&value, "email").unwrap_or(&object_id).to_owned(),
         _ => str_of(&value, "email").unwrap_or(&object_id).to_owned(),
     };
-    Some(ProviderObject {
-        kind: kind.to_owned(),
-        object_id,
-        parent_id,
-        version,
-        account_id: None,
-        matched_by: None,
-        label,
-        payload: value,
-        updated_at: chrono::Utc::now(),
-    })
+    Some(crate::seen(kind.to_owned(), object_id, parent_id, version, label, value))
 }
 
 /// The kinds whose deletions are kept, by the prefix of their events' `subscriptionType`.
@@ -221,11 +211,7 @@ pub fn outputs(object: &ProviderObject, previous: Option<&ProviderObject>) -> Ve
     }
     match object.kind.as_str() {
         "company" => {
-            // Told again only when they change: a sync reads every company anew.
-            let traits = company_traits(object);
-            if previous.is_none_or(|prev| company_traits(prev) != traits) {
-                out.push(Output::AccountTraits { traits, at });
-            }
+            out.extend(crate::changed_traits(object, previous, company_traits, at));
         }
         "deal" => {
             let now = deal(object);

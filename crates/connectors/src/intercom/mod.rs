@@ -68,17 +68,7 @@ pub fn object(value: Value, fallback: i64) -> Option<ProviderObject> {
         "contact" => (None, join([str_of(&value, "name"), str_of(&value, "email"), Some(&object_id)])),
         _ => (first_contact(&value), format!("#{object_id} {}", subject(&value)).trim().to_owned()),
     };
-    Some(ProviderObject {
-        kind: kind.to_owned(),
-        object_id,
-        parent_id,
-        version,
-        account_id: None,
-        matched_by: None,
-        label,
-        payload: value,
-        updated_at: chrono::Utc::now(),
-    })
+    Some(crate::seen(kind.to_owned(), object_id, parent_id, version, label, value))
 }
 
 /// A notification: its id, and the object in `data.item`.
@@ -207,12 +197,8 @@ fn company_traits(company: &ProviderObject) -> Map<String, Value> {
 pub fn outputs(object: &ProviderObject, previous: Option<&ProviderObject>, account: &AccountId) -> Vec<Output> {
     match object.kind.as_str() {
         "company" => {
-            let traits = company_traits(object);
-            if previous.is_some_and(|prev| company_traits(prev) == traits) {
-                return Vec::new();
-            }
             let at = DateTime::from_timestamp_millis(object.version).unwrap_or_default();
-            vec![Output::AccountTraits { traits, at }]
+            crate::changed_traits(object, previous, company_traits, at).into_iter().collect()
         }
         "conversation" => {
             let t = ticket(object, account);

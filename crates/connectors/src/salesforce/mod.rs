@@ -64,17 +64,7 @@ pub fn object(value: Value, version: i64) -> Option<ProviderObject> {
         "contact" | "owner" => str_of(&value, "Email").unwrap_or(&object_id).to_owned(),
         _ => str_of(&value, "Name").unwrap_or(&object_id).to_owned(),
     };
-    Some(ProviderObject {
-        kind: kind.to_owned(),
-        object_id,
-        parent_id: parent_id.flatten(),
-        version,
-        account_id: None,
-        matched_by: None,
-        label,
-        payload: value,
-        updated_at: chrono::Utc::now(),
-    })
+    Some(crate::seen(kind.to_owned(), object_id, parent_id.flatten(), version, label, value))
 }
 
 /// How an Account is matched: Steward's account id in the custom field `field` (when one is
@@ -143,11 +133,7 @@ pub fn outputs(object: &ProviderObject, previous: Option<&ProviderObject>) -> Ve
     }
     match object.kind.as_str() {
         "account" => {
-            // Told again only when they change: a full sync reads every Account anew.
-            let traits = account_traits(object);
-            if previous.is_none_or(|prev| account_traits(prev) != traits) {
-                out.push(Output::AccountTraits { traits, at });
-            }
+            out.extend(crate::changed_traits(object, previous, account_traits, at));
         }
         "opportunity" => {
             let now = opportunity(object);

@@ -60,17 +60,7 @@ pub fn object(value: Value, version: i64) -> Option<ProviderObject> {
             .join(" · "),
         _ => object_id.clone(),
     };
-    Some(ProviderObject {
-        kind: kind.to_owned(),
-        object_id,
-        parent_id,
-        version,
-        account_id: None,
-        matched_by: None,
-        label,
-        payload: value,
-        updated_at: chrono::Utc::now(),
-    })
+    Some(crate::seen(kind.to_owned(), object_id, parent_id, version, label, value))
 }
 
 /// A webhook delivery's event: its id, and the object it carries stored under its time.
@@ -204,11 +194,7 @@ pub fn outputs(object: &ProviderObject, previous: Option<&ProviderObject>, accou
     let mut out = Vec::new();
     match object.kind.as_str() {
         "customer" => {
-            // Told again only when they change: a backfill reads every customer anew.
-            let traits = customer_traits(object);
-            if previous.is_none_or(|prev| customer_traits(prev) != traits) {
-                out.push(Output::AccountTraits { traits, at });
-            }
+            out.extend(crate::changed_traits(object, previous, customer_traits, at));
         }
         "subscription" => {
             let Some(sub) = subscription(object, account) else { return out };

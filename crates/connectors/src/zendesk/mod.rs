@@ -90,17 +90,7 @@ pub fn object(kind: &str, mut value: Value, fallback: i64) -> Option<ProviderObj
         ),
         _ => return None,
     };
-    Some(ProviderObject {
-        kind: kind.to_owned(),
-        object_id,
-        parent_id,
-        version,
-        account_id: None,
-        matched_by: None,
-        label,
-        payload: value,
-        updated_at: chrono::Utc::now(),
-    })
+    Some(crate::seen(kind.to_owned(), object_id, parent_id, version, label, value))
 }
 
 /// An event subscription's delivery: its id, and the object its `detail` carries.
@@ -291,12 +281,8 @@ fn organization_traits(org: &ProviderObject) -> Map<String, Value> {
 pub fn outputs(object: &ProviderObject, previous: Option<&ProviderObject>, account: &AccountId) -> Vec<Output> {
     match object.kind.as_str() {
         "organization" => {
-            let traits = organization_traits(object);
-            if previous.is_some_and(|prev| organization_traits(prev) == traits) {
-                return Vec::new();
-            }
             let at = DateTime::from_timestamp_millis(object.version).unwrap_or_default();
-            vec![Output::AccountTraits { traits, at }]
+            crate::changed_traits(object, previous, organization_traits, at).into_iter().collect()
         }
         "ticket" => {
             let t = ticket(object, account);
