@@ -19,6 +19,7 @@
 //! by hand; linking applies them.
 
 pub mod backfill;
+mod crm;
 pub mod hubspot;
 pub mod intercom;
 pub mod matching;

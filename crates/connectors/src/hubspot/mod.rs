@@ -20,6 +20,7 @@ use chrono::DateTime;
 use serde_json::{Map, Value, json};
 use store::ProviderObject;
 
+use crate::crm::{Deal, deal_events, pipeline};
 use crate::{Delivery, MatchKeys, Output, Resource, WebhookError};
 
 pub const NAME: &str = "hubspot";
@@ -181,13 +182,6 @@ fn company_traits(company: &ProviderObject) -> Map<String, Value> {
     traits
 }
 
-/// A deal's state as its events need it.
-struct Deal {
-    won: bool,
-    closed: bool,
-    renewal: bool,
-}
-
 fn deal(object: &ProviderObject) -> Deal {
     let p = &object.payload;
     let stage = prop(p, "dealstage").unwrap_or_default();
@@ -220,22 +214,8 @@ pub fn outputs(object: &ProviderObject, previous: Option<&ProviderObject>) -> Ve
             let props = json!({"deal_id": id, "name": prop(p, "dealname"), "amount": number(p, "amount"),
                 "close_date": prop(p, "closedate"), "stage": prop(p, "dealstage"), "pipeline": prop(p, "pipeline"),
                 "deal_type": prop(p, "dealtype")});
-            // Ids of their own: a webhook's sync and a full one tell each once.
-            let event = |name: &str, what: &str, at| Output::Event {
-                message_id: format!("hubspot:deal:{id}:{what}"),
-                name: name.to_owned(),
-                properties: props.clone(),
-                at,
-            };
-            if now.renewal && before.as_ref().is_none_or(|b| !b.renewal) {
-                let created = prop(p, "createdate").and_then(millis).map_or(at, time);
-                out.push(event("Renewal Opportunity Created", "renewal_created", created));
-            }
-            if now.won && before.as_ref().is_none_or(|b| !b.won) {
-                out.push(event("Deal Won", "won", closes));
-            } else if now.closed && !now.won && before.as_ref().is_none_or(|b| !b.closed || b.won) {
-                out.push(event("Deal Lost", "lost", closes));
-            }
+            let created = prop(p, "createdate").and_then(millis).map_or(at, time);
+            out.extend(deal_events(&format!("hubspot:deal:{id}"), &now, before.as_ref(), props, created, closes));
         }
         _ => {}
     }
@@ -244,12 +224,9 @@ pub fn outputs(object: &ProviderObject, previous: Option<&ProviderObject>) -> Ve
 
 /// The open pipeline of a company's deals: the sum of the amounts of those not closed.
 pub fn open_pipeline(deals: &[&ProviderObject]) -> Map<String, Value> {
-    let open: Vec<&&ProviderObject> = deals.iter().filter(|d| !archived(d) && !deal(d).closed).collect();
-    let amount: f64 = open.iter().filter_map(|d| number(&d.payload, "amount")).sum();
-    let mut traits = Map::new();
-    traits.insert("open_pipeline_amount".into(), json!(amount));
-    traits.insert("open_deals".into(), json!(open.len()));
-    traits
+    let open: Vec<Option<f64>> =
+        deals.iter().filter(|d| !archived(d) && !deal(d).closed).map(|d| number(&d.payload, "amount")).collect();
+    pipeline(&open)
 }
 
 /// What a sync lists, in order: owners (for the CSM), companies (the roots), then contacts

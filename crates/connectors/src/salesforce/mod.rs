@@ -19,6 +19,7 @@ use domain::Timestamp;
 use serde_json::{Map, Value, json};
 use store::ProviderObject;
 
+use crate::crm::{Deal, deal_events, pipeline};
 use crate::{MatchKeys, Output, Resource};
 
 pub const NAME: &str = "salesforce";
@@ -101,17 +102,10 @@ fn account_traits(account: &ProviderObject) -> Map<String, Value> {
     traits
 }
 
-/// An Opportunity's state as its events need it.
-struct Opportunity {
-    won: bool,
-    closed: bool,
-    renewal: bool,
-}
-
-fn opportunity(object: &ProviderObject) -> Opportunity {
+fn opportunity(object: &ProviderObject) -> Deal {
     let p = &object.payload;
     let flag = |k: &str| p.get(k).and_then(Value::as_bool).unwrap_or(false);
-    Opportunity {
+    Deal {
         won: flag("IsWon"),
         closed: flag("IsClosed"),
         renewal: str_of(p, "Type").is_some_and(|t| t.to_ascii_lowercase().contains("renewal")),
@@ -146,22 +140,15 @@ pub fn outputs(object: &ProviderObject, previous: Option<&ProviderObject>) -> Ve
             let closes = date("CloseDate").unwrap_or(at);
             let props = json!({"opportunity_id": id, "name": str_of(p, "Name"), "amount": p.get("Amount").and_then(Value::as_f64),
                 "close_date": str_of(p, "CloseDate"), "stage": str_of(p, "StageName"), "type": str_of(p, "Type")});
-            // Ids of their own: every sync that reads the record tells each once.
-            let event = |name: &str, what: &str, at| Output::Event {
-                message_id: format!("salesforce:opportunity:{id}:{what}"),
-                name: name.to_owned(),
-                properties: props.clone(),
-                at,
-            };
-            if now.renewal && before.as_ref().is_none_or(|b| !b.renewal) {
-                let created = str_of(p, "CreatedDate").and_then(millis).map_or(at, time);
-                out.push(event("Renewal Opportunity Created", "renewal_created", created));
-            }
-            if now.won && before.as_ref().is_none_or(|b| !b.won) {
-                out.push(event("Deal Won", "won", closes));
-            } else if now.closed && !now.won && before.as_ref().is_none_or(|b| !b.closed || b.won) {
-                out.push(event("Deal Lost", "lost", closes));
-            }
+            let created = str_of(p, "CreatedDate").and_then(millis).map_or(at, time);
+            out.extend(deal_events(
+                &format!("salesforce:opportunity:{id}"),
+                &now,
+                before.as_ref(),
+                props,
+                created,
+                closes,
+            ));
         }
         _ => {}
     }
@@ -171,12 +158,12 @@ pub fn outputs(object: &ProviderObject, previous: Option<&ProviderObject>) -> Ve
 /// The open pipeline of an Account's Opportunities: the sum of the amounts of those not
 /// closed.
 pub fn open_pipeline(opportunities: &[&ProviderObject]) -> Map<String, Value> {
-    let open: Vec<&&ProviderObject> = opportunities.iter().filter(|o| !deleted(o) && !opportunity(o).closed).collect();
-    let amount: f64 = open.iter().filter_map(|o| o.payload.get("Amount").and_then(Value::as_f64)).sum();
-    let mut traits = Map::new();
-    traits.insert("open_pipeline_amount".into(), json!(amount));
-    traits.insert("open_deals".into(), json!(open.len()));
-    traits
+    let open: Vec<Option<f64>> = opportunities
+        .iter()
+        .filter(|o| !deleted(o) && !opportunity(o).closed)
+        .map(|o| o.payload.get("Amount").and_then(Value::as_f64))
+        .collect();
+    pipeline(&open)
 }
 
 /// What a sync queries, in order: Users (the owners), Accounts (the roots), then Contacts
