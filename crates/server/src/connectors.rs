@@ -277,6 +277,14 @@ pub(crate) async fn sync_connector(
     Ok((StatusCode::ACCEPTED, Json(json!({"sync": sync}))).into_response())
 }
 
+/// The key's workspace and the provider named, which must have a connector there.
+async fn configured(s: &AppState, headers: &HeaderMap, name: &str) -> Result<(WorkspaceId, Provider), ApiError> {
+    let ws = workspace(s, headers).await?;
+    let p = provider(name)?;
+    s.store().get_connector(&ws, p.name()).await?.ok_or_else(|| not_found(p))?;
+    Ok((ws, p))
+}
+
 fn limit(q: &HashMap<String, String>) -> Result<usize, ApiError> {
     match q.get("limit") {
         None => Ok(100),
@@ -295,9 +303,7 @@ pub(crate) async fn connector_errors(
     Path(name): Path<String>,
     Query(q): Query<HashMap<String, String>>,
 ) -> Result<Response, ApiError> {
-    let ws = workspace(&s, &headers).await?;
-    let p = provider(&name)?;
-    s.store().get_connector(&ws, p.name()).await?.ok_or_else(|| not_found(p))?;
+    let (ws, p) = configured(&s, &headers, &name).await?;
     let errors = s.store().connector_errors(&ws, p.name(), limit(&q)?).await?;
     Ok(Json(json!({"data": errors})).into_response())
 }
@@ -323,9 +329,7 @@ pub(crate) async fn unmatched(
     Path(name): Path<String>,
     Query(q): Query<HashMap<String, String>>,
 ) -> Result<Response, ApiError> {
-    let ws = workspace(&s, &headers).await?;
-    let p = provider(&name)?;
-    s.store().get_connector(&ws, p.name()).await?.ok_or_else(|| not_found(p))?;
+    let (ws, p) = configured(&s, &headers, &name).await?;
     let n = limit(&q)?;
     let kind = root_kind(p, q.get("kind").map(String::as_str))?;
     let query = ObjectQuery {
