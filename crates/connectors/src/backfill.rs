@@ -5,19 +5,23 @@
 //! (`429` with `Retry-After`); other transient failures are retried with backoff.
 //!
 //! A finished backfill leaves a watermark: the next run asks a provider that can filter by
-//! modification time (Salesforce) only for what changed since the last one started, less
-//! [`WATERMARK_OVERLAP`]; the others read everything again, which changes nothing that did
-//! not change.
+//! modification time (Salesforce's SOQL, HubSpot's CRM search) only for what changed since
+//! the last one started, less [`WATERMARK_OVERLAP`]; the others read everything again, which
+//! changes nothing that did not change.
+//!
+//! A provider whose access tokens expire (Salesforce, given a refresh token) has its token
+//! renewed when it is missing or refused (`401`), and the new one sealed with its secrets; a
+//! refusal of the refresh stops the run with an error an operator sees.
 
 use std::time::Duration;
 
 use chrono::Utc;
 use domain::{Timestamp, WorkspaceId};
-use outbox::http::HttpClient;
+use outbox::http::{HttpClient, PostBody};
 use serde::{Deserialize, Serialize};
 use store::ConnectorProgress;
 
-use crate::{Config, Connectors, Directory, Provider, WebhookError};
+use crate::{Config, Connectors, Directory, PageRequest, Provider, Secrets, WebhookError};
 
 /// Where a connector's backfill is: kept in its record's `sync`.
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
@@ -139,50 +143,83 @@ pub async fn run(
     }
     state.started_at.get_or_insert_with(Utc::now);
     state.retry_at = None;
-    if provider.cursors_expire() {
-        state.cursor = None;
+    if let Some(resource) = provider.resources().get(state.resource) {
+        state.cursor = provider.resume_cursor(resource, state.cursor.take());
     }
-    let Some(api_key) = secrets.api_key.clone() else {
-        let message = "the connector has no API key to read the provider's history with".to_owned();
-        state.failed(&message);
-        save(connectors, ws, provider, &mut state, 0).await?;
-        connectors.error(ws, provider, "backfill", None, &message, None).await;
-        return Ok(Report::default());
-    };
     let Some(base) = config.base_url.clone().or_else(|| provider.default_base_url().map(str::to_owned)) else {
         let message = format!("the {} connector needs `config.base_url`, its account's API host", provider.name());
-        state.failed(&message);
-        save(connectors, ws, provider, &mut state, 0).await?;
-        connectors.error(ws, provider, "backfill", None, &message, None).await;
-        return Ok(Report::default());
+        return stop(connectors, ws, provider, &mut state, "backfill", &message, None, Report::default()).await;
     };
-    let headers = provider.auth_headers(&api_key);
+    let mut auth = Auth { sealed: record.secrets.clone(), secrets, refreshed: false };
+    if auth.secrets.api_key.is_none() && auth.can_refresh(provider) {
+        if let Err(message) = auth.refresh(connectors, http, ws, provider, &config, &base).await {
+            return stop(connectors, ws, provider, &mut state, "auth", &message, None, Report::default()).await;
+        }
+    }
+    let Some(api_key) = auth.secrets.api_key.clone() else {
+        let message = "the connector has no API key to read the provider's history with".to_owned();
+        return stop(connectors, ws, provider, &mut state, "backfill", &message, None, Report::default()).await;
+    };
+    let mut headers = provider.auth_headers(&api_key);
     let directory = Directory::load(store.as_ref(), ws, &rules).await?;
     let resources = provider.resources();
     let mut report = Report::default();
+    // Cursors found expired within this run and started again (bounded: a provider that
+    // keeps expiring them stops the run).
+    let mut restarts = 0;
+    // A refresh is tried once per page: a token refused right after its refresh is an error.
+    let mut refreshed_for_page = false;
     while let Some(resource) = resources.get(state.resource) {
-        let url = provider.page_url(&base, resource, state.cursor.as_deref(), state.since, &rules);
-        let body = match fetch(http, &url, &headers, retries).await {
+        let request = provider.page_request(&base, resource, state.cursor.as_deref(), state.since, &rules);
+        let body = match fetch(http, &request, &headers, retries).await {
             Ok(body) => body,
-            Err(message) => {
-                state.failed(&message);
-                save(connectors, ws, provider, &mut state, 0).await?;
-                let record = serde_json::json!({"url": url, "resource": resource.kind, "cursor": state.cursor});
-                connectors.error(ws, provider, "backfill", None, &message, Some(record)).await;
-                return Ok(report);
+            Err(failed) => {
+                if failed.status == Some(401) && !refreshed_for_page && auth.can_refresh(provider) {
+                    refreshed_for_page = true;
+                    match auth.refresh(connectors, http, ws, provider, &config, &base).await {
+                        Ok(()) => {
+                            headers = provider.auth_headers(auth.secrets.api_key.as_deref().unwrap_or_default());
+                            continue;
+                        }
+                        Err(message) => {
+                            return stop(connectors, ws, provider, &mut state, "auth", &message, None, report).await;
+                        }
+                    }
+                }
+                if let Some(again) = failed.status.and_then(|s| provider.expired_cursor(resource, state.cursor.as_deref(), s))
+                    && restarts < 3
+                {
+                    restarts += 1;
+                    tracing::info!(provider = provider.name(), resource = resource.kind, "an expired cursor is started again");
+                    state.cursor = again;
+                    continue;
+                }
+                let record = serde_json::json!({"url": request.url, "resource": resource.kind, "cursor": state.cursor});
+                return stop(connectors, ws, provider, &mut state, "backfill", &failed.message, Some(record), report).await;
             }
         };
+        refreshed_for_page = false;
         let version = Utc::now().timestamp_millis();
-        let (objects, next) = match provider.page(resource, &body, version) {
+        let page = provider.page(resource, state.cursor.as_deref(), state.since, &body, version);
+        let (mut objects, next) = match page {
             Ok(page) => page,
             Err(message) => {
-                state.failed(&message);
-                save(connectors, ws, provider, &mut state, 0).await?;
                 let record = serde_json::from_slice(&body).ok();
-                connectors.error(ws, provider, "backfill", None, &message, record).await;
-                return Ok(report);
+                return stop(connectors, ws, provider, &mut state, "backfill", &message, record, report).await;
             }
         };
+        // What the page does not say of its objects (HubSpot's search leaves out associations)
+        // is read before they are stored.
+        if let Some(follow) = provider.follow_up(&base, resource, &objects, state.since) {
+            let attached = match fetch(http, &follow, &headers, retries).await {
+                Ok(body) => provider.attach(resource, &mut objects, &body),
+                Err(failed) => Err(failed.message),
+            };
+            if let Err(message) = attached {
+                let record = serde_json::json!({"url": follow.url, "resource": resource.kind, "cursor": state.cursor});
+                return stop(connectors, ws, provider, &mut state, "backfill", &message, Some(record), report).await;
+            }
+        }
         let count = objects.len() as u64;
         let ingested = connectors.ingest(ws, provider, &rules, objects, Some(&directory)).await?;
         report.pages += 1;
@@ -223,6 +260,70 @@ pub async fn run(
     Ok(report)
 }
 
+/// Stops a run on `message`: the state records the failure (and when to try again), the
+/// connector's errors the message with its `record`.
+#[allow(clippy::too_many_arguments)]
+async fn stop(
+    connectors: &Connectors,
+    ws: &WorkspaceId,
+    provider: Provider,
+    state: &mut SyncState,
+    stage: &str,
+    message: &str,
+    record: Option<serde_json::Value>,
+    report: Report,
+) -> Result<Report, WebhookError> {
+    state.failed(message);
+    save(connectors, ws, provider, state, 0).await?;
+    connectors.error(ws, provider, stage, None, message, record).await;
+    Ok(report)
+}
+
+/// The API key a run calls with, renewed by the provider's OAuth refresh where it has one.
+struct Auth {
+    /// The secrets as stored (sealed), to replace only if no one changed them meanwhile.
+    sealed: String,
+    secrets: Secrets,
+    refreshed: bool,
+}
+
+impl Auth {
+    fn can_refresh(&self, provider: Provider) -> bool {
+        provider.refreshes_tokens() && self.secrets.refresh_token.is_some() && !self.refreshed
+    }
+
+    /// A new access token from the token endpoint (the connector's `login_url`, else its API
+    /// host), kept sealed with the other secrets; the error says why there is none.
+    async fn refresh(
+        &mut self,
+        connectors: &Connectors,
+        http: &HttpClient,
+        ws: &WorkspaceId,
+        provider: Provider,
+        config: &Config,
+        base: &str,
+    ) -> Result<(), String> {
+        self.refreshed = true;
+        let host = config.login_url.as_deref().unwrap_or(base);
+        let fresh = crate::oauth::refresh(http, host, &self.secrets).await.map_err(|e| e.to_string())?;
+        self.secrets.api_key = Some(fresh.access_token);
+        if let Some(rotated) = fresh.refresh_token {
+            self.secrets.refresh_token = Some(rotated);
+        }
+        let sealed = self.secrets.seal(connectors.key(), ws.as_str(), provider.name());
+        let kept = connectors.store().replace_connector_secrets(ws, provider.name(), &self.sealed, &sealed).await;
+        match kept {
+            Ok(true) => self.sealed = sealed,
+            // Changed meanwhile (an operator gave new secrets): this run uses the token it
+            // got; the next reads theirs.
+            Ok(false) => tracing::info!(workspace = %ws, provider = provider.name(), "refreshed token not kept: secrets changed"),
+            Err(e) => tracing::warn!(workspace = %ws, provider = provider.name(), error = %e, "keeping a refreshed token failed"),
+        }
+        tracing::info!(workspace = %ws, provider = provider.name(), "access token refreshed");
+        Ok(())
+    }
+}
+
 /// Saves `state`, keeping a webhook's word that changes came meanwhile.
 async fn save(
     connectors: &Connectors,
@@ -242,31 +343,44 @@ async fn save(
     connectors.store().record_connector_progress(ws, provider.name(), &progress, Utc::now()).await.map(|_| ())
 }
 
-/// One page, retried: `429` and `5xx` and failed connections after `Retry-After` or a
+/// Why a request gave nothing usable: the last status (if one came) and what was said.
+#[derive(Debug)]
+struct Failed {
+    status: Option<u16>,
+    message: String,
+}
+
+/// One request, retried: `429` and `5xx` and failed connections after `Retry-After` or a
 /// doubling backoff, other statuses not at all.
 async fn fetch(
     http: &HttpClient,
-    url: &str,
+    request: &PageRequest,
     headers: &[(&'static str, String)],
     retries: &Retries,
-) -> Result<Vec<u8>, String> {
+) -> Result<Vec<u8>, Failed> {
+    let url = request.url.as_str();
     let mut wait = retries.backoff;
-    let mut last = String::new();
+    let mut last = Failed { status: None, message: String::new() };
     for attempt in 1..=retries.attempts.max(1) {
-        let (retry_after, reason) = match http.get(url, headers, MAX_PAGE).await {
+        let answer = match &request.body {
+            Some(body) => http.post(url, headers, PostBody::Json(body), MAX_PAGE).await,
+            None => http.get(url, headers, MAX_PAGE).await,
+        };
+        let (retry_after, status, reason) = match answer {
             Ok(f) if (200..300).contains(&f.status) => return Ok(f.body),
             Ok(f) if f.status == 429 || f.status >= 500 => (
                 f.retry_after,
+                Some(f.status),
                 format!("HTTP {}: {}", f.status, String::from_utf8_lossy(&f.body[..f.body.len().min(300)])),
             ),
             Ok(f) => {
                 let said = String::from_utf8_lossy(&f.body[..f.body.len().min(300)]).into_owned();
-                return Err(format!("{url}: HTTP {}: {said}", f.status));
+                return Err(Failed { status: Some(f.status), message: format!("{url}: HTTP {}: {said}", f.status) });
             }
-            Err(e) => (None, e),
+            Err(e) => (None, None, e),
         };
-        last = format!("{url}: {reason} (attempt {attempt} of {})", retries.attempts);
-        tracing::debug!(url, reason = %last, "backfill page will be retried");
+        last = Failed { status, message: format!("{url}: {reason} (attempt {attempt} of {})", retries.attempts) };
+        tracing::debug!(url, reason = %last.message, "backfill page will be retried");
         if attempt < retries.attempts {
             tokio::time::sleep(retry_after.unwrap_or(wait).min(retries.max_wait)).await;
             wait = (wait * 2).min(retries.max_wait);

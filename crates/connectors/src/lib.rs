@@ -23,6 +23,7 @@ mod crm;
 pub mod hubspot;
 pub mod intercom;
 pub mod matching;
+pub mod oauth;
 pub mod salesforce;
 pub mod secrets;
 pub mod stripe;
@@ -242,12 +243,15 @@ impl Provider {
         }
     }
 
-    /// A backfill page of `resource`: its objects, stored under `version` (the read's time)
-    /// unless they carry their own (Zendesk's and Intercom's `updated_at`, HubSpot's
-    /// `updatedAt`, Salesforce's `SystemModstamp`), and the next page's cursor.
+    /// A backfill page of `resource` asked for after `cursor` (with the watermark `since`):
+    /// its objects, stored under `version` (the read's time) unless they carry their own
+    /// (Zendesk's and Intercom's `updated_at`, HubSpot's `updatedAt`, Salesforce's
+    /// `SystemModstamp`), and the next page's cursor.
     pub fn page(
         self,
         resource: &Resource,
+        cursor: Option<&str>,
+        since: Option<Timestamp>,
         body: &[u8],
         version: i64,
     ) -> Result<(Vec<ProviderObject>, Option<String>), String> {
@@ -258,34 +262,78 @@ impl Provider {
             }
             Provider::Zendesk => zendesk::page(body),
             Provider::Intercom => intercom::page(body),
-            Provider::HubSpot => hubspot::page(resource, body, version),
+            Provider::HubSpot => hubspot::page(resource, cursor, since, body, version),
             Provider::Salesforce => salesforce::page(body, version),
         }
     }
 
-    /// The URL of a page: the first of `resource` (only what changed since `since`, for a
-    /// provider that can be asked so, with the fields `rules` match on), or the one `cursor`
+    /// The request for a page: the first of `resource` (only what changed since `since`, for
+    /// a provider that can be asked so, with the fields `rules` match on), or the one `cursor`
     /// names.
-    pub fn page_url(
+    pub fn page_request(
         self,
         base: &str,
         resource: &Resource,
         cursor: Option<&str>,
         since: Option<Timestamp>,
         rules: &MatchRules,
-    ) -> String {
+    ) -> PageRequest {
+        let get = |url: String| PageRequest { url, body: None };
         match self {
-            Provider::Stripe => stripe::page_url(base, resource, cursor),
-            Provider::Zendesk => zendesk::page_url(base, resource, cursor),
-            Provider::Intercom => intercom::page_url(base, resource, cursor),
-            Provider::HubSpot => hubspot::page_url(base, resource, cursor, &rules.metadata_key),
-            Provider::Salesforce => salesforce::page_url(base, resource, cursor, since, &rules.metadata_key),
+            Provider::Stripe => get(stripe::page_url(base, resource, cursor)),
+            Provider::Zendesk => get(zendesk::page_url(base, resource, cursor)),
+            Provider::Intercom => get(intercom::page_url(base, resource, cursor)),
+            Provider::HubSpot => hubspot::page_request(base, resource, cursor, since, &rules.metadata_key),
+            Provider::Salesforce => get(salesforce::page_url(base, resource, cursor, since, &rules.metadata_key)),
         }
     }
 
-    /// Whether a cursor is good only for a while (Salesforce's query locators): a backfill
-    /// that resumes reads the list it stopped in from its first page.
-    pub fn cursors_expire(self) -> bool {
+    /// A request that completes a page's objects with what the page leaves out (the
+    /// companies of the contacts and deals a HubSpot search found), if one is needed.
+    pub fn follow_up(
+        self,
+        base: &str,
+        resource: &Resource,
+        objects: &[ProviderObject],
+        since: Option<Timestamp>,
+    ) -> Option<PageRequest> {
+        match self {
+            Provider::HubSpot => hubspot::associations_request(base, resource, objects, since),
+            Provider::Stripe | Provider::Zendesk | Provider::Intercom | Provider::Salesforce => None,
+        }
+    }
+
+    /// Completes `objects` with the answer to [`Provider::follow_up`]'s request.
+    pub fn attach(self, resource: &Resource, objects: &mut [ProviderObject], body: &[u8]) -> Result<(), String> {
+        match self {
+            Provider::HubSpot => hubspot::attach_companies(resource, objects, body),
+            Provider::Stripe | Provider::Zendesk | Provider::Intercom | Provider::Salesforce => Ok(()),
+        }
+    }
+
+    /// The cursor a backfill that resumes starts from, given the one it stopped at: cursors
+    /// good only for a while (Salesforce's query locators, Intercom's scroll) are not reused
+    /// (the list, or the scroll, is read again from its start).
+    pub fn resume_cursor(self, resource: &Resource, cursor: Option<String>) -> Option<String> {
+        match self {
+            Provider::Salesforce => None,
+            Provider::Intercom => intercom::resume_cursor(resource, cursor),
+            Provider::Stripe | Provider::Zendesk | Provider::HubSpot => cursor,
+        }
+    }
+
+    /// The cursor to go on from when the page `cursor` names was answered `status`, because
+    /// the cursor expired within the run (an Intercom scroll unused for a minute); none when
+    /// the answer is a failure.
+    pub fn expired_cursor(self, resource: &Resource, cursor: Option<&str>, status: u16) -> Option<Option<String>> {
+        match self {
+            Provider::Intercom => intercom::expired_cursor(resource, cursor, status),
+            Provider::Stripe | Provider::Zendesk | Provider::HubSpot | Provider::Salesforce => None,
+        }
+    }
+
+    /// Whether the API key may be an OAuth access token renewed with a refresh token.
+    pub fn refreshes_tokens(self) -> bool {
         matches!(self, Provider::Salesforce)
     }
 
@@ -308,6 +356,14 @@ pub struct Resource {
     /// Path and query of the first page, from the base URL (Salesforce: the sObject its
     /// query reads).
     pub path: &'static str,
+}
+
+/// A request for a backfill page: a GET of `url`, or a POST of the JSON `body` to it (a
+/// search).
+#[derive(Clone, Debug, PartialEq)]
+pub struct PageRequest {
+    pub url: String,
+    pub body: Option<Value>,
 }
 
 /// What a webhook delivery carries.
@@ -378,15 +434,22 @@ pub struct Config {
     /// changed (Salesforce), where each reads little.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub sync_every_minutes: Option<u32>,
+    /// Where an OAuth access token is refreshed (`https://login.salesforce.com`,
+    /// `https://test.salesforce.com` for a sandbox, or the org's My Domain); none: the
+    /// `base_url`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub login_url: Option<String>,
 }
 
 impl Config {
     pub fn from_value(value: &Value) -> Result<Config, String> {
         let c: Config = serde_json::from_value(value.clone()).map_err(|e| e.to_string())?;
-        if let Some(url) = &c.base_url
-            && !(url.starts_with("http://") || url.starts_with("https://"))
-        {
-            return Err(format!("base_url {url:?} must be an absolute http(s) URL"));
+        for (field, url) in [("base_url", &c.base_url), ("login_url", &c.login_url)] {
+            if let Some(url) = url
+                && !(url.starts_with("http://") || url.starts_with("https://"))
+            {
+                return Err(format!("{field} {url:?} must be an absolute http(s) URL"));
+            }
         }
         if c.sync_every_hours == Some(0) {
             return Err("sync_every_hours must be at least 1".into());
@@ -528,14 +591,11 @@ impl Connectors {
         };
         self.store.put_provider_objects(ws, provider.name(), std::slice::from_ref(&remembered)).await?;
         let mut progress = ConnectorProgress { webhooks: 1, records: ingested.stored as i64, ..Default::default() };
-        if provider.syncs_on_webhook() {
-            // What changed is read by a sync, from where one under way is or else anew.
+        // What changed is read by a sync: one under way is marked to run again (its state
+        // otherwise left as it saves it), else one is asked for.
+        if provider.syncs_on_webhook() && !self.store.mark_connector_sync_again(ws, provider.name(), now).await? {
             let mut sync = backfill::SyncState::of(&record);
-            if sync.requested {
-                sync.again = true;
-            } else {
-                sync.request(false);
-            }
+            sync.request(false);
             sync.retry_at = None;
             progress.sync = Some(serde_json::to_value(&sync).expect("state serializes"));
         }

@@ -91,6 +91,15 @@ pub struct Secrets {
     /// The secrets webhook deliveries are signed with; several while one is being rotated.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub webhook_secrets: Vec<String>,
+    /// An OAuth client's refresh token, with which a new access token (the API key) is asked
+    /// for when the one held expires or is missing ([`crate::oauth`]).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub refresh_token: Option<String>,
+    /// The OAuth client (a Salesforce connected app's consumer key and secret).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub client_id: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub client_secret: Option<String>,
 }
 
 impl std::fmt::Debug for Secrets {
@@ -98,6 +107,9 @@ impl std::fmt::Debug for Secrets {
         f.debug_struct("Secrets")
             .field("api_key", &self.api_key.as_ref().map(|_| "<set>"))
             .field("webhook_secrets", &self.webhook_secrets.len())
+            .field("refresh_token", &self.refresh_token.as_ref().map(|_| "<set>"))
+            .field("client_id", &self.client_id.as_ref().map(|_| "<set>"))
+            .field("client_secret", &self.client_secret.as_ref().map(|_| "<set>"))
             .finish()
     }
 }
@@ -123,6 +135,9 @@ impl Secrets {
         serde_json::json!({
             "api_key": self.api_key.is_some(),
             "webhook_secrets": self.webhook_secrets.len(),
+            "refresh_token": self.refresh_token.is_some(),
+            "client_id": self.client_id.is_some(),
+            "client_secret": self.client_secret.is_some(),
         })
     }
 }
@@ -138,8 +153,11 @@ mod tests {
     #[test]
     fn sealed_secrets_open_only_with_their_key_and_place() {
         let (k, other) = (key(), key());
-        let s =
-            Secrets { api_key: Some("sk_test_123".into()), webhook_secrets: vec!["whsec_a".into(), "whsec_b".into()] };
+        let s = Secrets {
+            api_key: Some("sk_test_123".into()),
+            webhook_secrets: vec!["whsec_a".into(), "whsec_b".into()],
+            ..Secrets::default()
+        };
         let sealed = s.seal(&k, "ws_1", "stripe");
         assert!(!sealed.contains("sk_test_123") && !sealed.contains("whsec"), "{sealed}");
         assert_eq!(Secrets::open(&k, "ws_1", "stripe", &sealed).unwrap(), s);
@@ -159,8 +177,16 @@ mod tests {
     fn keys_must_be_32_bytes_and_secrets_never_show_in_debug() {
         assert!(matches!(SealingKey::from_base64("c2hvcnQ="), Err(SecretError::BadKey(_))));
         assert!(matches!(SealingKey::from_base64("not base64!"), Err(SecretError::BadKey(_))));
-        let s = Secrets { api_key: Some("sk_live_secret".into()), webhook_secrets: vec!["whsec_x".into()] };
+        let s = Secrets {
+            api_key: Some("sk_live_secret".into()),
+            webhook_secrets: vec!["whsec_x".into()],
+            refresh_token: Some("5Aep861_refresh".into()),
+            client_id: Some("3MVG9_client".into()),
+            client_secret: Some("F7B1_client_secret".into()),
+        };
         let shown = format!("{s:?} {}", s.summary());
-        assert!(!shown.contains("sk_live") && !shown.contains("whsec"), "{shown}");
+        for secret in ["sk_live", "whsec", "5Aep861", "3MVG9", "F7B1"] {
+            assert!(!shown.contains(secret), "{shown}");
+        }
     }
 }

@@ -1,6 +1,6 @@
-//! The HTTPS client the webhook and Slack channels share: hyper over rustls (ring,
-//! Mozilla's roots), connect and total timeouts, redirects never followed, and the common
-//! reading of an HTTP answer as an [`Outcome`].
+//! The HTTPS client the webhook and Slack channels share, and the connectors read providers'
+//! APIs with: hyper over rustls (ring, Mozilla's roots), connect and total timeouts,
+//! redirects never followed, and the common reading of an HTTP answer as an [`Outcome`].
 
 use std::time::{Duration, SystemTime};
 
@@ -109,7 +109,7 @@ impl HttpClient {
     /// POSTs `body` to `url` with `headers` and reads the answer, all within the total
     /// timeout. Errors are already outcomes: a URL that cannot be used is `Rejected`, a
     /// connection that fails or an answer that does not come in time is `Retry`.
-    pub(crate) async fn post(
+    pub(crate) async fn deliver(
         &self,
         url: &str,
         content_type: &'static str,
@@ -160,7 +160,7 @@ impl HttpClient {
     }
 }
 
-/// A whole answer to a GET: its status, `Retry-After`, and its body.
+/// A whole answer to a GET or a POST: its status, `Retry-After`, and its body.
 #[derive(Debug, Clone)]
 pub struct Fetched {
     /// The HTTP status.
@@ -171,20 +171,87 @@ pub struct Fetched {
     pub body: Vec<u8>,
 }
 
+/// What a POST carries: form fields (`application/x-www-form-urlencoded`, as OAuth token
+/// endpoints take them) or a JSON document.
+#[derive(Clone, Copy, Debug)]
+pub enum PostBody<'a> {
+    /// Names and values, sent form-encoded.
+    Form(&'a [(&'a str, &'a str)]),
+    /// A JSON document.
+    Json(&'a serde_json::Value),
+}
+
+impl PostBody<'_> {
+    fn encode(&self) -> (&'static str, Bytes) {
+        match self {
+            PostBody::Form(fields) => ("application/x-www-form-urlencoded", Bytes::from(form_encode(fields))),
+            PostBody::Json(value) => ("application/json", Bytes::from(value.to_string())),
+        }
+    }
+}
+
+/// `fields` as an `application/x-www-form-urlencoded` body: names and values with every byte
+/// but the unreserved ones (RFC 3986) percent-encoded, joined by `&`.
+pub fn form_encode(fields: &[(&str, &str)]) -> String {
+    let escape = |text: &str| {
+        let mut out = String::with_capacity(text.len());
+        for b in text.bytes() {
+            match b {
+                b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'.' | b'_' | b'~' => out.push(b as char),
+                _ => out.push_str(&format!("%{b:02X}")),
+            }
+        }
+        out
+    };
+    fields.iter().map(|(k, v)| format!("{}={}", escape(k), escape(v))).collect::<Vec<_>>().join("&")
+}
+
 impl HttpClient {
     /// GETs `url` with `headers` and reads the whole answer (up to `max_body` bytes, else an
     /// error) within the total timeout: what a backfill reads a provider's list pages with.
     /// The error says why nothing usable came back (URL, connection, timeout, size).
     pub async fn get(&self, url: &str, headers: &[(&str, String)], max_body: usize) -> Result<Fetched, String> {
+        self.fetch(Method::GET, url, headers, None, max_body).await
+    }
+
+    /// POSTs `body` to `url` with `headers`, read as [`HttpClient::get`] reads: the same
+    /// URL rules, timeouts, size limit and errors, redirects not followed (a 3xx is an answer
+    /// like any other). What a connector searches a provider with (HubSpot's CRM search) or
+    /// refreshes an OAuth access token with.
+    pub async fn post(
+        &self,
+        url: &str,
+        headers: &[(&str, String)],
+        body: PostBody<'_>,
+        max_body: usize,
+    ) -> Result<Fetched, String> {
+        self.fetch(Method::POST, url, headers, Some(body.encode()), max_body).await
+    }
+
+    async fn fetch(
+        &self,
+        method: Method,
+        url: &str,
+        headers: &[(&str, String)],
+        body: Option<(&'static str, Bytes)>,
+        max_body: usize,
+    ) -> Result<Fetched, String> {
         let uri: Uri = url.parse().map_err(|e| format!("URL {url:?}: {e}"))?;
         if !matches!(uri.scheme_str(), Some("http" | "https")) || uri.host().is_none() {
             return Err(format!("URL {url:?}: must be an absolute http(s) URL"));
         }
-        let mut request = Request::builder().method(Method::GET).uri(uri).header(USER_AGENT, self.user_agent.clone());
+        let mut request = Request::builder().method(method).uri(uri).header(USER_AGENT, self.user_agent.clone());
+        let body = match body {
+            Some((content_type, bytes)) => {
+                request = request.header(CONTENT_TYPE, content_type);
+                bytes
+            }
+            None => Bytes::new(),
+        };
         for (name, value) in headers {
             request = request.header(*name, value);
         }
-        let request = request.body(Full::new(Bytes::new())).map_err(|e| format!("request: {e}"))?;
+        let request = request.body(Full::new(body)).map_err(|e| format!("request: {e}"))?;
         let attempt = async {
             let response = self.client.request(request).await.map_err(|e| describe(&e))?;
             let status = response.status().as_u16();
@@ -249,6 +316,12 @@ mod tests {
 
     fn answer(status: u16, body: &str) -> Answer {
         Answer { status, retry_after: None, body: body.into() }
+    }
+
+    #[test]
+    fn forms_are_percent_encoded() {
+        let fields = [("grant_type", "refresh_token"), ("refresh_token", "5Aep861.a/b+c=d&e f"), ("é", "")];
+        assert_eq!(form_encode(&fields), "grant_type=refresh_token&refresh_token=5Aep861.a%2Fb%2Bc%3Dd%26e%20f&%C3%A9=");
     }
 
     #[test]

@@ -43,7 +43,7 @@ impl Slack {
             Ok(body) => body,
             Err(e) => return Outcome::rejected(format!("Slack message: {e}")),
         };
-        match self.http.post(webhook_url, "application/json", &[], Bytes::from(body)).await {
+        match self.http.deliver(webhook_url, "application/json", &[], Bytes::from(body)).await {
             Ok(answer) => classify_slack(&answer),
             Err(outcome) => outcome,
         }

@@ -189,7 +189,7 @@ impl Webhook {
                 Err(_) => return Outcome::rejected(format!("{name}: not a valid header value")),
             }
         }
-        match self.http.post(url, "application/json", &checked, Bytes::copy_from_slice(body)).await {
+        match self.http.deliver(url, "application/json", &checked, Bytes::copy_from_slice(body)).await {
             Ok(answer) => classify(&answer),
             Err(outcome) => outcome,
         }

@@ -245,6 +245,40 @@ impl PgStore {
         Ok(done.rows_affected() > 0)
     }
 
+    pub(crate) async fn mark_connector_sync_again(&self, ws: &WorkspaceId, provider: &str, at: Timestamp) -> Result<bool> {
+        let done = sqlx::query(
+            "UPDATE connectors SET sync = jsonb_set(sync, '{again}', 'true'::jsonb), updated_at = $3
+             WHERE workspace_id = $1 AND provider = $2 AND sync -> 'requested' = 'true'::jsonb",
+        )
+        .bind(ws.as_str())
+        .bind(provider)
+        .bind(at)
+        .execute(&self.pool)
+        .await
+        .map_err(db_error)?;
+        Ok(done.rows_affected() > 0)
+    }
+
+    pub(crate) async fn replace_connector_secrets(
+        &self,
+        ws: &WorkspaceId,
+        provider: &str,
+        old: &str,
+        new: &str,
+    ) -> Result<bool> {
+        let done = sqlx::query(
+            "UPDATE connectors SET secrets = $4 WHERE workspace_id = $1 AND provider = $2 AND secrets = $3",
+        )
+        .bind(ws.as_str())
+        .bind(provider)
+        .bind(old)
+        .bind(new)
+        .execute(&self.pool)
+        .await
+        .map_err(db_error)?;
+        Ok(done.rows_affected() > 0)
+    }
+
     /// One transaction, which first locks the connector's row against deletion: objects of a
     /// connector that does not exist are not written. Objects are written in key order, so
     /// that processes writing overlapping slices never wait on each other in a cycle: all in

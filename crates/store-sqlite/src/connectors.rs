@@ -258,6 +258,43 @@ impl SqliteStore {
         .await
     }
 
+    pub(crate) async fn mark_connector_sync_again(&self, ws: &WorkspaceId, provider: &str, at: Timestamp) -> Result<bool> {
+        let (ws, provider) = (ws.clone(), provider.to_owned());
+        self.write(move |conn| {
+            let n = conn
+                .prepare_cached(
+                    "UPDATE connectors SET sync = json_set(sync, '$.again', json('true')), updated_at = ?3
+                     WHERE workspace_id = ?1 AND provider = ?2 AND json_extract(sync, '$.requested') = 1",
+                )
+                .map_err(sql_error)?
+                .execute(params![ws.as_str(), provider, ms(&at)])
+                .map_err(sql_error)?;
+            Ok(n > 0)
+        })
+        .await
+    }
+
+    pub(crate) async fn replace_connector_secrets(
+        &self,
+        ws: &WorkspaceId,
+        provider: &str,
+        old: &str,
+        new: &str,
+    ) -> Result<bool> {
+        let (ws, provider, old, new) = (ws.clone(), provider.to_owned(), old.to_owned(), new.to_owned());
+        self.write(move |conn| {
+            let n = conn
+                .prepare_cached(
+                    "UPDATE connectors SET secrets = ?4 WHERE workspace_id = ?1 AND provider = ?2 AND secrets = ?3",
+                )
+                .map_err(sql_error)?
+                .execute(params![ws.as_str(), provider, old, new])
+                .map_err(sql_error)?;
+            Ok(n > 0)
+        })
+        .await
+    }
+
     /// Objects of a connector that does not exist are not written: a mirror outliving its
     /// connector would come back with the next one made for the provider.
     pub(crate) async fn put_provider_objects(

@@ -659,6 +659,18 @@ mod store_impl {
         ) -> Result<bool> {
             SqliteStore::record_connector_progress(self, ws, provider, progress, at).await
         }
+        async fn mark_connector_sync_again(&self, ws: &WorkspaceId, provider: &str, at: Timestamp) -> Result<bool> {
+            SqliteStore::mark_connector_sync_again(self, ws, provider, at).await
+        }
+        async fn replace_connector_secrets(
+            &self,
+            ws: &WorkspaceId,
+            provider: &str,
+            old: &str,
+            new: &str,
+        ) -> Result<bool> {
+            SqliteStore::replace_connector_secrets(self, ws, provider, old, new).await
+        }
         async fn put_provider_objects(
             &self,
             ws: &WorkspaceId,

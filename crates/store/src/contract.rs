@@ -31,6 +31,7 @@ macro_rules! contract_tests {
             runs_advance_once_with_their_effects, the_outbox_leases_retries_and_replays,
             tasks_list_open_ones_by_due_date_and_are_closed_by_operators,
             connectors_are_one_per_provider_and_keep_their_state, connector_progress_adds_up,
+            a_sync_is_marked_again_alone, secrets_are_replaced_only_if_unchanged,
             provider_objects_keep_the_newest_version, provider_objects_are_found_by_each_field_and_in_pages,
             linking_an_object_links_its_unmatched_children, connector_errors_are_counted_and_the_newest_kept,
             connectors_are_isolated_by_workspace);
@@ -2080,6 +2081,46 @@ pub async fn connector_progress_adds_up<S: Store>(s: &S) {
     assert!(s.record_connector_progress(&ws, "stripe", &nothing, t(1, 13)).await.unwrap());
     assert_eq!(s.get_connector(&ws, "stripe").await.unwrap().unwrap().last_sync_at, Some(t(1, 12)));
     assert!(!s.record_connector_progress(&ws, "hubspot", &page, t(1, 13)).await.unwrap());
+}
+
+pub async fn a_sync_is_marked_again_alone<S: Store>(s: &S) {
+    let ws = workspace(s, "acme").await;
+    s.create_connector(&ws, &connector("hubspot", t(1, 9))).await.unwrap();
+    // No sync requested: nothing to mark, the caller requests one.
+    assert!(!s.mark_connector_sync_again(&ws, "hubspot", t(1, 10)).await.unwrap());
+    assert_eq!(s.get_connector(&ws, "hubspot").await.unwrap().unwrap().sync, json!({}));
+    let under_way = json!({"requested": true, "resource": 2, "cursor": "200", "pages": 7, "again": false});
+    let progress = ConnectorProgress { sync: Some(under_way.clone()), ..Default::default() };
+    assert!(s.record_connector_progress(&ws, "hubspot", &progress, t(1, 11)).await.unwrap());
+    assert!(s.mark_connector_sync_again(&ws, "hubspot", t(1, 12)).await.unwrap());
+    let c = s.get_connector(&ws, "hubspot").await.unwrap().unwrap();
+    let mut expected = under_way.clone();
+    expected["again"] = json!(true);
+    assert_eq!((c.sync, c.updated_at), (expected, t(1, 12)), "only the flag changed");
+    // The sync saves its cursor after: the mark stays if it keeps it, as the backfill does.
+    let next = json!({"requested": true, "resource": 2, "cursor": "300", "pages": 8, "again": true});
+    let progress = ConnectorProgress { sync: Some(next.clone()), ..Default::default() };
+    assert!(s.record_connector_progress(&ws, "hubspot", &progress, t(1, 13)).await.unwrap());
+    assert_eq!(s.get_connector(&ws, "hubspot").await.unwrap().unwrap().sync, next);
+    assert!(!s.mark_connector_sync_again(&ws, "stripe", t(1, 14)).await.unwrap(), "no such connector");
+    let other = workspace(s, "globex").await;
+    assert!(!s.mark_connector_sync_again(&other, "hubspot", t(1, 14)).await.unwrap(), "another workspace's");
+}
+
+pub async fn secrets_are_replaced_only_if_unchanged<S: Store>(s: &S) {
+    let ws = workspace(s, "acme").await;
+    let c = connector("salesforce", t(1, 9));
+    s.create_connector(&ws, &c).await.unwrap();
+    assert!(!s.replace_connector_secrets(&ws, "salesforce", "v1.other", "v1.new").await.unwrap());
+    assert_eq!(s.get_connector(&ws, "salesforce").await.unwrap().unwrap().secrets, c.secrets);
+    assert!(s.replace_connector_secrets(&ws, "salesforce", &c.secrets, "v1.new").await.unwrap());
+    let stored = s.get_connector(&ws, "salesforce").await.unwrap().unwrap();
+    assert_eq!((stored.secrets.as_str(), stored.config, stored.sync), ("v1.new", c.config, c.sync));
+    // A second refresh from the same old secrets (raced by the first) changes nothing.
+    assert!(!s.replace_connector_secrets(&ws, "salesforce", &c.secrets, "v1.newer").await.unwrap());
+    let other = workspace(s, "globex").await;
+    assert!(!s.replace_connector_secrets(&other, "salesforce", "v1.new", "v1.x").await.unwrap());
+    assert_eq!(s.get_connector(&ws, "salesforce").await.unwrap().unwrap().secrets, "v1.new");
 }
 
 pub async fn provider_objects_keep_the_newest_version<S: Store>(s: &S) {

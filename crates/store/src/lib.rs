@@ -498,6 +498,13 @@ pub trait Store: Send + Sync + 'static {
         progress: &ConnectorProgress,
         at: Timestamp,
     ) -> Result<bool>;
+    /// Marks a connector's requested sync to run `again` when it finishes, changing nothing
+    /// else of its state (a sync under way saves its cursor meanwhile); false if no sync is
+    /// requested (or there is no such connector), which the caller then requests whole.
+    async fn mark_connector_sync_again(&self, ws: &WorkspaceId, provider: &str, at: Timestamp) -> Result<bool>;
+    /// Replaces a connector's sealed secrets with `new` if they are still `old` (a refreshed
+    /// access token does not undo secrets an operator set meanwhile); false otherwise.
+    async fn replace_connector_secrets(&self, ws: &WorkspaceId, provider: &str, old: &str, new: &str) -> Result<bool>;
     /// Stores each object unless the one stored is newer (a higher `version`; an equal one
     /// is replaced), in one transaction. A replaced object keeps its account and how it was
     /// matched when the new one has none. Says for each whether it was written.

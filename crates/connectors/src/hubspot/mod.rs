@@ -8,11 +8,15 @@
 //! of events that name a changed object (`objectId`, `subscriptionType`, `propertyName`,
 //! `propertyValue`) without its state: the delivery is checked and remembered, and asks for
 //! a sync, which reads the objects through the CRM API (`/crm/v3/owners`,
-//! `/crm/v3/objects/{companies,contacts,deals}`, paged by `after`). HubSpot's list endpoints
-//! cannot filter by modification time, so a sync reads every object again; each is stored
-//! under its `updatedAt`, and one that did not change tells nothing. Deletions are the
-//! exception: the lists leave deleted objects out, so a `*.deletion` event is stored as the
-//! object archived, at the event's time (a deleted deal leaves the open pipeline).
+//! `/crm/v3/objects/{companies,contacts,deals}`, paged by `after`). The first sync (or a full
+//! one) pages those lists; the next ones ask the CRM search API only for what was modified
+//! since the watermark (`hs_lastmodifieddate`, a contact's `lastmodifieddate`, at or after
+//! it, oldest first, 100 a page), starting a new search from the last modification read
+//! when one reaches HubSpot's 10,000-result cap, and read the companies of the contacts and
+//! deals found through the associations API (search results carry none). Each object is
+//! stored under its `updatedAt`, and one that did not change tells nothing. Deletions are
+//! the exception: the lists leave deleted objects out, so a `*.deletion` event is stored as
+//! the object archived, at the event's time (a deleted deal leaves the open pipeline).
 
 pub mod signature;
 
@@ -249,13 +253,168 @@ pub fn resources() -> Vec<Resource> {
     ]
 }
 
-/// A list page: its objects and the cursor of the next (`paging.next.after`).
-pub fn page(resource: &Resource, body: &[u8], version: i64) -> Result<(Vec<ProviderObject>, Option<String>), String> {
+/// HubSpot's search answers at most this many results for one query: paging past it is
+/// refused, so a search that reaches it starts again from the last modification read.
+pub const SEARCH_CAP: u64 = 10_000;
+
+/// Results per search page, the most HubSpot gives.
+const SEARCH_PAGE: u64 = 100;
+
+/// The object type in the CRM's paths (`companies`) of a list resource, and the properties
+/// it asks for.
+fn listed(resource: &Resource) -> Option<(&'static str, Vec<&'static str>)> {
+    let rest = resource.path.strip_prefix("/crm/v3/objects/")?;
+    let (object, query) = rest.split_once('?').unwrap_or((rest, ""));
+    let properties = query
+        .split('&')
+        .find_map(|p| p.strip_prefix("properties="))
+        .map(|p| p.split(',').collect())
+        .unwrap_or_default();
+    Some((object, properties))
+}
+
+/// The property that holds a record's last modification: contacts have their own name.
+fn modified_property(resource: &Resource) -> &'static str {
+    if resource.kind == "contact" { "lastmodifieddate" } else { "hs_lastmodifieddate" }
+}
+
+/// Whether a page of `resource` is read through the search API: after the first sync (a
+/// watermark), for CRM objects (owners are few and have no search).
+fn searching(resource: &Resource, since: Option<domain::Timestamp>) -> bool {
+    since.is_some() && listed(resource).is_some()
+}
+
+/// A search cursor: the modification time searched from (milliseconds) and HubSpot's
+/// `after` within that search (none: its first page), written `<from>:<after>`.
+fn search_cursor(cursor: Option<&str>, since: domain::Timestamp) -> (i64, Option<String>) {
+    let parsed = cursor.and_then(|c| c.split_once(':')).and_then(|(from, after)| {
+        Some((from.parse::<i64>().ok()?, Some(after.to_owned()).filter(|a| !a.is_empty())))
+    });
+    parsed.unwrap_or((since.timestamp_millis(), None))
+}
+
+/// The request for a page: the list endpoint on a first (or full) sync; after it, a search
+/// for what was modified since the watermark, oldest change first, 100 a page.
+pub fn page_request(
+    base: &str,
+    resource: &Resource,
+    cursor: Option<&str>,
+    since: Option<domain::Timestamp>,
+    account_property: &str,
+) -> crate::PageRequest {
+    let (Some(since), Some((object, mut properties))) = (since, listed(resource)) else {
+        return crate::PageRequest { url: page_url(base, resource, cursor, account_property), body: None };
+    };
+    if resource.kind == "company" && plain_property(account_property) {
+        properties.push(account_property);
+    }
+    let (from, after) = search_cursor(cursor, since);
+    let modified = modified_property(resource);
+    let mut body = json!({
+        "filterGroups": [{"filters": [{"propertyName": modified, "operator": "GTE", "value": from.to_string()}]}],
+        "sorts": [{"propertyName": modified, "direction": "ASCENDING"}],
+        "properties": properties,
+        "limit": SEARCH_PAGE,
+    });
+    if let Some(after) = after {
+        body["after"] = json!(after);
+    }
+    let base = base.trim_end_matches('/');
+    crate::PageRequest { url: format!("{base}/crm/v3/objects/{object}/search"), body: Some(body) }
+}
+
+/// A list or search page: its objects and the cursor of the next (`paging.next.after`; for
+/// a search that would pass [`SEARCH_CAP`], a new search from the last modification read).
+pub fn page(
+    resource: &Resource,
+    cursor: Option<&str>,
+    since: Option<domain::Timestamp>,
+    body: &[u8],
+    version: i64,
+) -> Result<(Vec<ProviderObject>, Option<String>), String> {
     let list: Value = serde_json::from_slice(body).map_err(|e| format!("a list page that is not JSON: {e}"))?;
     let results = list.get("results").and_then(Value::as_array).ok_or("a list page with no `results`")?;
     let next = list.get("paging").and_then(|p| p.get("next")).and_then(|n| str_of(n, "after")).map(str::to_owned);
-    let objects = results.iter().filter_map(|v| object(resource.kind, v.clone(), version)).collect();
+    let objects: Vec<ProviderObject> = results.iter().filter_map(|v| object(resource.kind, v.clone(), version)).collect();
+    let Some(since) = since.filter(|_| searching(resource, since)) else { return Ok((objects, next)) };
+    let (from, _) = search_cursor(cursor, since);
+    let next = match next {
+        None => None,
+        Some(after) if after.parse::<u64>().is_ok_and(|a| a + SEARCH_PAGE > SEARCH_CAP) => {
+            // Sorted by modification, the last read is the newest: the next search starts
+            // there (what has that very time is read again, which changes nothing). Ten
+            // thousand changes within one millisecond would not move it: it moves on by one.
+            let last = objects.iter().map(|o| o.version).max().unwrap_or(from);
+            Some(format!("{}:", if last > from { last } else { from + 1 }))
+        }
+        Some(after) => Some(format!("{from}:{after}")),
+    };
     Ok((objects, next))
+}
+
+/// The companies of the contacts or deals a search found, which its results leave out: one
+/// batch read of their associations (`/crm/v4/associations/{type}/companies/batch/read`).
+pub fn associations_request(
+    base: &str,
+    resource: &Resource,
+    objects: &[ProviderObject],
+    since: Option<domain::Timestamp>,
+) -> Option<crate::PageRequest> {
+    if !searching(resource, since) || !matches!(resource.kind, "contact" | "deal") || objects.is_empty() {
+        return None;
+    }
+    let (object, _) = listed(resource)?;
+    let inputs: Vec<Value> = objects.iter().map(|o| json!({"id": o.object_id})).collect();
+    let base = base.trim_end_matches('/');
+    Some(crate::PageRequest {
+        url: format!("{base}/crm/v4/associations/{object}/companies/batch/read"),
+        body: Some(json!({"inputs": inputs})),
+    })
+}
+
+/// Puts the companies a batch read of associations answered into each object as a list
+/// page's `associations` would have them (the primary company first), and its parent.
+pub fn attach_companies(resource: &Resource, objects: &mut [ProviderObject], body: &[u8]) -> Result<(), String> {
+    let answer: Value =
+        serde_json::from_slice(body).map_err(|e| format!("an associations answer that is not JSON: {e}"))?;
+    let results = answer.get("results").and_then(Value::as_array).ok_or("an associations answer with no `results`")?;
+    let id_text = |v: Option<&Value>| match v {
+        Some(Value::String(s)) => Some(s.clone()),
+        Some(Value::Number(n)) => Some(n.to_string()),
+        _ => None,
+    };
+    let mut companies: std::collections::HashMap<String, Vec<(String, bool)>> = Default::default();
+    for r in results {
+        let Some(from) = id_text(r.get("from").and_then(|f| f.get("id"))) else { continue };
+        for to in r.get("to").and_then(Value::as_array).into_iter().flatten() {
+            let Some(company) = id_text(to.get("toObjectId")) else { continue };
+            let primary = to.get("associationTypes").and_then(Value::as_array).into_iter().flatten().any(|t| {
+                t.get("label").and_then(Value::as_str).is_some_and(|l| l.eq_ignore_ascii_case("primary"))
+            });
+            companies.entry(from.clone()).or_default().push((company, primary));
+        }
+    }
+    for o in objects.iter_mut() {
+        let mut found = companies.remove(&o.object_id).unwrap_or_default();
+        found.sort_by_key(|(_, primary)| !primary);
+        let kind = resource.kind;
+        let listed: Vec<Value> = found
+            .iter()
+            .map(|(id, primary)| {
+                let label = if *primary { format!("{kind}_to_company") } else { format!("{kind}_to_company_unlabeled") };
+                json!({"id": id, "type": label})
+            })
+            .collect();
+        if let Some(fields) = o.payload.as_object_mut() {
+            fields.insert("associations".into(), json!({"companies": {"results": listed}}));
+        }
+        o.parent_id = company_of(&o.payload);
+    }
+    Ok(())
+}
+
+fn plain_property(name: &str) -> bool {
+    !name.is_empty() && name.chars().all(|c| c.is_ascii_alphanumeric() || c == '_')
 }
 
 /// The URL of the page after `cursor`; companies are asked for the property holding
@@ -263,8 +422,7 @@ pub fn page(resource: &Resource, body: &[u8], version: i64) -> Result<(Vec<Provi
 pub fn page_url(base: &str, resource: &Resource, cursor: Option<&str>, account_property: &str) -> String {
     let base = base.trim_end_matches('/');
     let mut url = format!("{base}{}", resource.path);
-    let plain = |s: &str| !s.is_empty() && s.chars().all(|c| c.is_ascii_alphanumeric() || c == '_');
-    if resource.kind == "company" && plain(account_property) {
+    if resource.kind == "company" && plain_property(account_property) {
         url.push(',');
         url.push_str(account_property);
     }

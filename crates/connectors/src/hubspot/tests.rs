@@ -120,8 +120,8 @@ fn deliveries_name_changes_and_pages_follow_after() {
     assert!(url.ends_with(",hubspot_owner_id,steward_account_id&after=NTI1Cg%3D%3D"), "{url}");
     let body = json!({"results": [{"id": "1", "properties": {}, "updatedAt": "2025-01-01T00:00:00Z"}],
         "paging": {"next": {"after": "NTI1Cg==", "link": "https://api.hubapi.com/..."}}});
-    let (objects, next) = page(companies, body.to_string().as_bytes(), 5).unwrap();
+    let (objects, next) = page(companies, None, None, body.to_string().as_bytes(), 5).unwrap();
     assert_eq!((objects.len(), objects[0].kind.as_str(), next.as_deref()), (1, "company", Some("NTI1Cg==")));
-    let (_, last) = page(companies, br#"{"results": []}"#, 5).unwrap();
+    let (_, last) = page(companies, None, None, br#"{"results": []}"#, 5).unwrap();
     assert_eq!(last, None);
 }

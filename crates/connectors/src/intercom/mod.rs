@@ -5,8 +5,9 @@
 //!
 //! Webhooks (`POST /webhooks/intercom/{workspace}`) are notifications whose `data.item` is the
 //! whole object (`conversation.*`, `contact.*`, `company.*` topics), stored under its
-//! `updated_at`. A backfill lists companies (by page number), contacts and conversations (by
-//! `starting_after`), each stored under its own `updated_at`. The API key is an access token,
+//! `updated_at`. A backfill lists companies (by page number, or through the scroll API when
+//! there are more than 10,000), contacts and conversations (by `starting_after`), each stored
+//! under its own `updated_at`. The API key is an access token,
 //! sent as Bearer with the `Intercom-Version` the mapping is written for.
 
 pub mod signature;
@@ -213,9 +214,8 @@ pub fn outputs(object: &ProviderObject, previous: Option<&ProviderObject>, accou
 }
 
 /// What a backfill lists, in order: companies and contacts first, so that conversations
-/// find their account. Companies are paged by number (the scroll API's cursor expires after a
-/// minute, so a stopped backfill could not resume on it), which Intercom allows up to 10,000
-/// companies.
+/// find their account. Companies are paged by number, which Intercom serves up to 10,000
+/// companies; a workspace with more is read through the scroll API ([`SCROLL`]).
 pub fn resources() -> Vec<Resource> {
     vec![
         Resource { kind: "company", path: "/companies?per_page=50" },
@@ -224,8 +224,19 @@ pub fn resources() -> Vec<Resource> {
     ]
 }
 
+/// The most companies the page-number listing reaches.
+pub const PAGED_COMPANIES: i64 = 10_000;
+
+/// The cursor of a companies scroll's first page; `scroll:<scroll_param>` names a next one.
+/// A scroll unused for a minute expires (and one cut short by a network error must start
+/// again), so a backfill that resumes, or finds its scroll gone, starts a new one: the
+/// companies read again change nothing.
+pub const SCROLL: &str = "scroll";
+
 /// A list page (`data`, or `conversations`) and the cursor of the next one: `pages.next`'s
-/// `starting_after`, or the next page's number where the list is paged by number.
+/// `starting_after`, the next page's number where the list is paged by number (or the
+/// scroll's start, when there are more companies than numbered pages reach), or the
+/// scroll's `scroll_param` while it gives companies.
 pub fn page(body: &[u8]) -> Result<(Vec<ProviderObject>, Option<String>), String> {
     let list: Value = serde_json::from_slice(body).map_err(|e| format!("a list page that is not JSON: {e}"))?;
     let items = ["data", "conversations", "companies"]
@@ -234,10 +245,18 @@ pub fn page(body: &[u8]) -> Result<(Vec<ProviderObject>, Option<String>), String
         .ok_or("a list page with no `data` or `conversations`")?;
     let now = chrono::Utc::now().timestamp_millis();
     let objects = items.iter().filter_map(|item| object(item.clone(), now)).collect();
+    if let Some(param) = list.get("scroll_param").and_then(Value::as_str) {
+        // The end of a scroll is a page with no companies.
+        let next = (!items.is_empty() && !param.is_empty()).then(|| format!("{SCROLL}:{param}"));
+        return Ok((objects, next));
+    }
     let pages = list.get("pages").cloned().unwrap_or_default();
     let next = match pages.get("next") {
         Some(next) if next.is_object() => str_of(next, "starting_after").map(str::to_owned),
         _ => match (int_of(&pages, "page"), int_of(&pages, "total_pages")) {
+            (Some(1), Some(total)) if total > 1 && int_of(&list, "total_count").is_some_and(|n| n > PAGED_COMPANIES) => {
+                Some(SCROLL.to_owned())
+            }
             (Some(page), Some(total)) if page < total => Some((page + 1).to_string()),
             _ => None,
         },
@@ -245,15 +264,35 @@ pub fn page(body: &[u8]) -> Result<(Vec<ProviderObject>, Option<String>), String
     Ok((objects, next))
 }
 
-/// The URL of the page after `cursor`: a page number for companies, `starting_after` for
-/// the others.
+/// The URL of the page after `cursor`: a page number or a scroll for companies,
+/// `starting_after` for the others.
 pub fn page_url(base: &str, resource: &Resource, cursor: Option<&str>) -> String {
     let base = base.trim_end_matches('/');
     match cursor {
-        Some(c) if resource.kind == "company" => format!("{base}{}&page={}", resource.path, query_value(c)),
+        Some(SCROLL) if resource.kind == "company" => format!("{base}/companies/scroll"),
+        Some(c) if resource.kind == "company" => match c.strip_prefix("scroll:") {
+            Some(param) => format!("{base}/companies/scroll?scroll_param={}", query_value(param)),
+            None => format!("{base}{}&page={}", resource.path, query_value(c)),
+        },
         Some(c) => format!("{base}{}&starting_after={}", resource.path, query_value(c)),
         None => format!("{base}{}", resource.path),
     }
+}
+
+fn scrolling(resource: &Resource, cursor: Option<&str>) -> bool {
+    resource.kind == "company" && cursor.is_some_and(|c| c == SCROLL || c.starts_with("scroll:"))
+}
+
+/// A resumed backfill starts a scroll it was in anew: the scroll has expired since.
+pub fn resume_cursor(resource: &Resource, cursor: Option<String>) -> Option<String> {
+    if scrolling(resource, cursor.as_deref()) { Some(SCROLL.to_owned()) } else { cursor }
+}
+
+/// A scroll page answered `404` (the scroll expired: unused for a minute) or `5xx` (Intercom
+/// asks for the scroll to be started again after a network error) goes on from a new scroll.
+pub fn expired_cursor(resource: &Resource, cursor: Option<&str>, status: u16) -> Option<Option<String>> {
+    let next = cursor.filter(|c| c.starts_with("scroll:"));
+    (scrolling(resource, next) && (status == 404 || status >= 500)).then(|| Some(SCROLL.to_owned()))
 }
 
 pub fn auth_headers(api_key: &str) -> Vec<(&'static str, String)> {

@@ -8,7 +8,9 @@
 //! (`zen:event-type:ticket.*`, `user.*`, `organization.*`): their `detail` is the object's
 //! state, stored under its `updated_at`. A ticket event carries no metrics and no rating: the
 //! stored state's are kept ([`complete`]), a public reply by an agent (`comment_added`) marks
-//! the first reply, a change to solved marks the resolution. A backfill lists organizations,
+//! the first reply, a change to solved marks the resolution. Ratings come from a trigger
+//! whose webhook posts a body written with placeholders ([`rating_delivery`]), signed as the
+//! event subscriptions are. A backfill lists organizations,
 //! end users and tickets (with their metric sets) by cursor pagination, each stored under its
 //! own `updated_at`.
 //!
@@ -93,11 +95,19 @@ pub fn object(kind: &str, mut value: Value, fallback: i64) -> Option<ProviderObj
     Some(crate::seen(kind.to_owned(), object_id, parent_id, version, label, value))
 }
 
-/// An event subscription's delivery: its id, and the object its `detail` carries.
+/// The `type` of the body a trigger's webhook sends when a satisfaction rating changes (see
+/// [`rating_delivery`]).
+pub const RATING_TYPE: &str = "satisfaction_rating";
+
+/// An event subscription's delivery (its id, and the object its `detail` carries), or a
+/// trigger's satisfaction rating ([`rating_delivery`]).
 pub fn delivery(body: &[u8]) -> Result<Delivery, WebhookError> {
     let bad = |m: &str| WebhookError::BadPayload(m.to_owned());
     let event: Value = serde_json::from_slice(body).map_err(|e| WebhookError::BadPayload(format!("not JSON: {e}")))?;
     let kind = str_of(&event, "type").ok_or_else(|| bad("the event has no `type`"))?;
+    if kind == RATING_TYPE {
+        return rating_delivery(&event);
+    }
     let what = kind
         .strip_prefix("zen:event-type:")
         .ok_or_else(|| bad("not a Zendesk event (`type` is not `zen:event-type:...`)"))?;
@@ -123,10 +133,86 @@ pub fn delivery(body: &[u8]) -> Result<Delivery, WebhookError> {
     Ok(Delivery { event_id: id.to_owned(), event_type: kind.to_owned(), objects })
 }
 
+/// A satisfaction rating told by a trigger ("Satisfaction changed") whose webhook posts this
+/// JSON body, written with Zendesk's placeholders (event subscriptions carry no rating):
+///
+/// ```json
+/// {"type": "satisfaction_rating", "ticket_id": "{{ticket.id}}",
+///  "rating": "{{satisfaction.current_rating}}", "comment": "{{satisfaction.current_comment}}",
+///  "requester_id": "{{ticket.requester.id}}", "requester_email": "{{ticket.requester.email}}",
+///  "updated_at": "{{ticket.updated_at_with_timestamp}}"}
+/// ```
+///
+/// The rating is the placeholder's text (`Good, I'm satisfied`, `Bad, I'm unsatisfied`,
+/// `Offered`, `Unoffered`) or a score from 1 to 5. It becomes the ticket's
+/// `satisfaction_rating` at `updated_at`; what the rating does not say (status, subject,
+/// metrics) is kept from the ticket as stored ([`complete`]). Its id is the ticket's, the
+/// rating's and the time's, so a retried invocation is the same delivery.
+pub fn rating_delivery(event: &Value) -> Result<Delivery, WebhookError> {
+    let bad = |m: String| WebhookError::BadPayload(m);
+    let text = |key: &str| str_of(event, key).map(str::trim).filter(|t| !t.is_empty());
+    let ticket = match event.get("ticket_id") {
+        Some(Value::Number(n)) => n.to_string(),
+        _ => text("ticket_id").filter(|t| t.bytes().all(|b| b.is_ascii_digit())).map(str::to_owned).ok_or_else(|| {
+            bad("a satisfaction rating needs `ticket_id`, the ticket's number (`{{ticket.id}}`)".into())
+        })?,
+    };
+    let updated = text("updated_at").and_then(lenient_time).ok_or_else(|| {
+        bad("a satisfaction rating needs `updated_at`, an ISO 8601 time (`{{ticket.updated_at_with_timestamp}}`)".into())
+    })?;
+    let said = match event.get("rating") {
+        Some(Value::Number(n)) => n.to_string(),
+        _ => text("rating").unwrap_or_default().to_ascii_lowercase(),
+    };
+    let score = match said.as_str() {
+        s if s.starts_with("good") => json!("good"),
+        s if s.starts_with("bad") => json!("bad"),
+        "" | "offered" | "unoffered" => json!(if said.is_empty() { "unoffered" } else { said.as_str() }),
+        s => match s.parse::<i64>() {
+            Ok(n) if (1..=5).contains(&n) => json!(n),
+            _ => {
+                return Err(bad(format!(
+                    "`rating` {said:?} is not a Zendesk satisfaction rating (good, bad, offered, unoffered, or 1 to 5)"
+                )));
+            }
+        },
+    };
+    let mut rating = json!({"score": score, "steward_rated_at": stamp(updated)});
+    if let Some(comment) = text("comment") {
+        rating["comment"] = json!(comment);
+    }
+    let mut detail = json!({"id": ticket, "satisfaction_rating": rating, "updated_at": stamp(updated)});
+    // Ids only where the placeholder gave one (a requester's, a number).
+    for key in ["requester_id", "organization_id"] {
+        if let Some(id) = text(key).filter(|t| t.bytes().all(|b| b.is_ascii_digit())) {
+            detail[key] = json!(id);
+        }
+    }
+    if let Some(email) = text("requester_email") {
+        detail["requester"] = json!({"email": email.to_ascii_lowercase()});
+    }
+    let event_id = format!("{RATING_TYPE}:{ticket}:{said}:{}", updated.timestamp());
+    let objects = object("ticket", detail, updated.timestamp_millis()).into_iter().collect();
+    Ok(Delivery { event_id, event_type: RATING_TYPE.to_owned(), objects })
+}
+
+/// A time as Zendesk's placeholders write it: RFC 3339, or ISO 8601 to the minute
+/// (`2024-05-01T10:30Z`, what `{{ticket.updated_at_with_timestamp}}` gives).
+fn lenient_time(text: &str) -> Option<Timestamp> {
+    DateTime::parse_from_rfc3339(text)
+        .map(|t| t.to_utc())
+        .ok()
+        .or_else(|| chrono::NaiveDateTime::parse_from_str(text, "%Y-%m-%dT%H:%MZ").ok().map(|t| t.and_utc()))
+}
+
 /// Keeps what the stored state knew and a newer one does not tell (an event's ticket has no
 /// metric set, no rating, no marks), the earliest first reply, and the resolution's time while
 /// the ticket stays resolved (a change to resolved is marked at the change).
 pub fn complete(object: &mut ProviderObject, previous: &ProviderObject) {
+    // A rating (no status: a ticket partly told) belongs where the stored ticket does.
+    if object.parent_id.is_none() || (object.payload.get("status").is_none() && previous.parent_id.is_some()) {
+        object.parent_id = previous.parent_id.clone();
+    }
     let (Value::Object(now), Value::Object(before)) = (&mut object.payload, &previous.payload) else { return };
     for (key, value) in before {
         if !now.contains_key(key) {
@@ -284,10 +370,13 @@ pub fn outputs(object: &ProviderObject, previous: Option<&ProviderObject>, accou
             let at = DateTime::from_timestamp_millis(object.version).unwrap_or_default();
             crate::changed_traits(object, previous, organization_traits, at).into_iter().collect()
         }
+        // A rating of a ticket not seen yet is kept until the ticket is: it tells nothing alone.
+        "ticket" if object.payload.get("status").is_none() => Vec::new(),
         "ticket" => {
             let t = ticket(object, account);
-            let before = previous.map(|prev| ticket(prev, account));
-            let rating = object.payload.get("satisfaction_rating").and_then(|r| id_of(r, "id"));
+            let before = previous.filter(|p| p.payload.get("status").is_some()).map(|prev| ticket(prev, account));
+            let rating = object.payload.get("satisfaction_rating");
+            let rating = rating.and_then(|r| id_of(r, "id").or_else(|| str_of(r, "steward_rated_at").map(str::to_owned)));
             let mut out = ticket_events(NAME, &t, before.as_ref(), rating.as_deref().unwrap_or("-"));
             out.push(Output::Ticket(Box::new(t)));
             out

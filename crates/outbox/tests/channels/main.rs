@@ -1,8 +1,9 @@
 //! The outbox's channels against real receivers on this machine: an HTTP server in the
-//! test for webhooks and Slack, Python's aiosmtpd for email, the reference Standard
+//! test for webhooks, Slack and the API reads connectors make, Python's aiosmtpd for email, the reference Standard
 //! Webhooks library for signatures.
 
 mod email;
+mod fetch;
 mod python {
     pub use testkit::*;
 }
