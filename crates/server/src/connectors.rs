@@ -111,10 +111,13 @@ fn text_field(body: &Value, field: &'static str) -> Result<Option<String>, ApiEr
     }
 }
 
-/// `PUT /api/v1/connectors/{provider}` `{"enabled"?, "config"?, "api_key"?, "webhook_secrets"?}`
-/// (admin): creates or changes the connector. Secrets given replace those stored (a list of
-/// webhook secrets, several while one is rolled); secrets left out are kept. A connector
-/// created with an API key starts its first backfill.
+/// `PUT /api/v1/connectors/{provider}` `{"enabled"?, "config"?, "api_key"?, "webhook_secrets"?,
+/// "refresh_token"?, "client_id"?, "client_secret"?}` (admin): creates or changes the
+/// connector. Secrets given replace those stored (a list of webhook secrets, several while
+/// one is rolled); secrets left out are kept. The OAuth client's secrets (Salesforce's) renew
+/// its access token: a refresh token given without an access token has one asked for at the
+/// next backfill. A connector created with an API key or a refresh token starts its first
+/// backfill.
 pub(crate) async fn put_connector(
     State(s): State<AppState>,
     headers: HeaderMap,
@@ -130,7 +133,9 @@ pub(crate) async fn put_connector(
         return Err(ApiError::bad_request("invalid_connector", "the body must be a JSON object"));
     };
     for field in fields.keys() {
-        if !["enabled", "config", "api_key", "webhook_secrets"].contains(&field.as_str()) {
+        if !["enabled", "config", "api_key", "webhook_secrets", "refresh_token", "client_id", "client_secret"]
+            .contains(&field.as_str())
+        {
             return Err(
                 ApiError::bad_request("invalid_connector", format!("unknown field `{field}`")).field(field.clone())
             );
@@ -152,6 +157,20 @@ pub(crate) async fn put_connector(
         }
     };
     let api_key = text_field(&body, "api_key")?;
+    let refresh_token = text_field(&body, "refresh_token")?;
+    let client_id = text_field(&body, "client_id")?;
+    let client_secret = text_field(&body, "client_secret")?;
+    for (field, given) in
+        [("refresh_token", &refresh_token), ("client_id", &client_id), ("client_secret", &client_secret)]
+    {
+        if given.is_some() && !p.refreshes_tokens() {
+            return Err(ApiError::bad_request(
+                "invalid_connector",
+                format!("`{field}` is for a provider whose access tokens are refreshed (salesforce), not {}", p.name()),
+            )
+            .field(field));
+        }
+    }
     let webhook_secrets = match body.get("webhook_secrets") {
         None => None,
         Some(Value::Array(a)) if !a.is_empty() && a.len() <= 5 => Some(
@@ -179,9 +198,29 @@ pub(crate) async fn put_connector(
         Some(r) => Secrets::open(sealing, ws.as_str(), p.name(), &r.secrets).unwrap_or_default(),
         None => Secrets::default(),
     };
-    let new_key = api_key.is_some();
+    let new_key = api_key.is_some() || refresh_token.is_some();
     if let Some(k) = api_key {
         secrets.api_key = Some(k);
+    }
+    if let Some(t) = refresh_token {
+        secrets.refresh_token = Some(t);
+        // The access token held came with the refresh token replaced: the next run asks anew.
+        if !body.get("api_key").is_some_and(|k| !k.is_null()) {
+            secrets.api_key = None;
+        }
+    }
+    if client_id.is_some() {
+        secrets.client_id = client_id;
+    }
+    if client_secret.is_some() {
+        secrets.client_secret = client_secret;
+    }
+    if secrets.refresh_token.is_some() && secrets.client_id.is_none() {
+        return Err(ApiError::bad_request(
+            "invalid_connector",
+            "a refresh token needs `client_id`, the connected app's consumer key",
+        )
+        .field("client_id"));
     }
     if let Some(w) = webhook_secrets {
         secrets.webhook_secrets = w;
@@ -209,7 +248,7 @@ pub(crate) async fn put_connector(
     record.updated_at = now;
     if created {
         // The first backfill starts as soon as there is a key to read the history with.
-        if secrets.api_key.is_some() {
+        if secrets.api_key.is_some() || secrets.refresh_token.is_some() {
             let mut sync = SyncState::default();
             sync.request(true);
             record.sync = serde_json::to_value(sync).expect("state serializes");
@@ -217,7 +256,9 @@ pub(crate) async fn put_connector(
         s.store().create_connector(&ws, &record).await?;
     } else {
         s.store().update_connector(&ws, &record).await?;
-        if new_key && record.last_sync_at.is_none() {
+        // New credentials: a first backfill waiting for them, or one stopped on the old ones
+        // (a refused refresh), runs now.
+        if new_key && (record.last_sync_at.is_none() || SyncState::of(&record).last_error.is_some()) {
             request_sync(&s, &ws, p, false).await?;
         }
     }

@@ -166,10 +166,105 @@ async fn hubspot_list(
     axum::Json(page).into_response()
 }
 
+/// The milliseconds of a HubSpot time.
+fn hubspot_ms(text: &str) -> i64 {
+    chrono::DateTime::parse_from_rfc3339(text).unwrap().timestamp_millis()
+}
+
+/// HubSpot's CRM search, as its reference describes it: one filter on the last modification
+/// (`GTE`), sorted ascending, `after` an offset, at most `limit` (here `PAGE`) a page, the
+/// properties asked for and no associations; past 10,000 results a 400.
+async fn hubspot_search(
+    State(fake): State<Shared<FakeHubSpot>>,
+    axum::extract::Path(list): axum::extract::Path<String>,
+    headers: HeaderMap,
+    axum::Json(search): axum::Json<Value>,
+) -> Response {
+    if headers.get("authorization").and_then(|v| v.to_str().ok()) != Some("Bearer pat-na1-test") {
+        return (StatusCode::UNAUTHORIZED, axum::Json(json!({"status": "error", "category": "INVALID_AUTHENTICATION"})))
+            .into_response();
+    }
+    let filter = &search["filterGroups"][0]["filters"][0];
+    let modified = if list == "contacts" { "lastmodifieddate" } else { "hs_lastmodifieddate" };
+    assert_eq!((filter["propertyName"].as_str(), filter["operator"].as_str()), (Some(modified), Some("GTE")));
+    assert_eq!(search["sorts"], json!([{"propertyName": modified, "direction": "ASCENDING"}]));
+    assert_eq!(search["limit"], 100);
+    let from: i64 = filter["value"].as_str().unwrap().parse().unwrap();
+    let after = search["after"].as_str().map(str::to_owned);
+    let mut fake = fake.lock().unwrap();
+    fake.seen.push((format!("{list}/search>={from}"), after.clone()));
+    let start: usize = after.as_deref().map_or(0, |a| a.parse().unwrap());
+    if start >= 10_000 {
+        return (StatusCode::BAD_REQUEST, axum::Json(json!({"status": "error", "category": "VALIDATION_ERROR",
+            "message": "There was a problem with the request."}))).into_response();
+    }
+    let mut found: Vec<Value> = fake.lists.get(&list).cloned().unwrap_or_default();
+    found.retain(|o| hubspot_ms(o["updatedAt"].as_str().unwrap()) >= from);
+    found.sort_by_key(|o| hubspot_ms(o["updatedAt"].as_str().unwrap()));
+    let asked: Vec<String> =
+        search["properties"].as_array().unwrap().iter().map(|p| p.as_str().unwrap().to_owned()).collect();
+    let results: Vec<Value> = found
+        .iter()
+        .skip(start)
+        .take(PAGE)
+        .map(|o| {
+            let mut o = o.clone();
+            if let Some(Value::Object(props)) = o.get_mut("properties") {
+                props.retain(|k, _| k == "hs_object_id" || k == modified || asked.contains(k));
+            }
+            if let Value::Object(fields) = &mut o {
+                fields.remove("associations");
+            }
+            o
+        })
+        .collect();
+    let mut page = json!({"total": found.len(), "results": results});
+    if start + PAGE < found.len() {
+        page["paging"] = json!({"next": {"after": (start + PAGE).to_string()}});
+    }
+    axum::Json(page).into_response()
+}
+
+/// Associations v4's batch read of contacts' or deals' companies: each input's companies,
+/// the primary one labelled so.
+async fn hubspot_associations(
+    State(fake): State<Shared<FakeHubSpot>>,
+    axum::extract::Path(from): axum::extract::Path<String>,
+    axum::Json(body): axum::Json<Value>,
+) -> Response {
+    let mut fake = fake.lock().unwrap();
+    fake.seen.push((format!("associations/{from}"), None));
+    let objects = fake.lists.get(&from).cloned().unwrap_or_default();
+    let mut results = Vec::new();
+    for input in body["inputs"].as_array().unwrap() {
+        let id = input["id"].as_str().unwrap();
+        let Some(o) = objects.iter().find(|o| o["id"] == id) else { continue };
+        let mut to: Vec<Value> = Vec::new();
+        for c in o["associations"]["companies"]["results"].as_array().into_iter().flatten() {
+            let company: i64 = c["id"].as_str().unwrap().parse().unwrap();
+            if to.iter().any(|t| t["toObjectId"] == company) {
+                continue;
+            }
+            let primary = !c["type"].as_str().unwrap().ends_with("_unlabeled");
+            let mut types = vec![json!({"category": "HUBSPOT_DEFINED", "typeId": 341, "label": null})];
+            if primary {
+                types.insert(0, json!({"category": "HUBSPOT_DEFINED", "typeId": 5, "label": "Primary"}));
+            }
+            to.push(json!({"toObjectId": company, "associationTypes": types}));
+        }
+        results.push(json!({"from": {"id": id}, "to": to}));
+    }
+    axum::Json(json!({"status": "COMPLETE", "results": results, "startedAt": "2026-01-01T00:00:00.000Z",
+        "completedAt": "2026-01-01T00:00:00.050Z"}))
+    .into_response()
+}
+
 async fn hubspot(fake: &Shared<FakeHubSpot>) -> String {
     let router = axum::Router::new()
         .route("/crm/v3/owners", axum::routing::get(hubspot_list))
         .route("/crm/v3/objects/{list}", axum::routing::get(hubspot_list))
+        .route("/crm/v3/objects/{list}/search", axum::routing::post(hubspot_search))
+        .route("/crm/v4/associations/{from}/companies/batch/read", axum::routing::post(hubspot_associations))
         .with_state(fake.clone());
     serve(router).await
 }
@@ -510,21 +605,41 @@ async fn hubspot_syncs_page_wait_out_rate_limits_resume_and_keep_the_newest() {
     assert_eq!(log_size(&app, &ws).await, log);
     assert_eq!(traits(&app, &ws, "acme").await["name"], "Acme Analytics");
 
-    // Newer: Noah owns Acme now, and the renewal is won.
+    // Newer: Noah owns Acme now, and the renewal is won (changed now, as HubSpot stamps it).
+    let stamp = |s: i64| (Utc::now() + chrono::Duration::seconds(s)).to_rfc3339_opts(chrono::SecondsFormat::Millis, true);
     {
         let mut f = fake.lock().unwrap();
         let acme = &mut f.lists.get_mut("companies").unwrap()[0];
         acme["properties"]["name"] = json!("Acme Analytics");
         acme["properties"]["hubspot_owner_id"] = json!("52210044");
-        acme["updatedAt"] = json!("2025-02-01T09:00:00.000Z");
+        acme["properties"]["hs_lastmodifieddate"] = json!(stamp(0));
+        acme["updatedAt"] = json!(stamp(0));
         let renewal = &mut f.lists.get_mut("deals").unwrap()[0];
         renewal["properties"]["dealstage"] = json!("closedwon");
         renewal["properties"]["hs_is_closed"] = json!("true");
         renewal["properties"]["hs_is_closed_won"] = json!("true");
-        renewal["updatedAt"] = json!("2025-02-01T09:05:00.000Z");
+        renewal["properties"]["hs_lastmodifieddate"] = json!(stamp(1));
+        renewal["updatedAt"] = json!(stamp(1));
     }
+    // A sync after the first searches for what changed since its watermark: the owners' list
+    // (it has no search), then one search per object type, and the found deal's company.
+    let since = sync_state(&app, &ws, "hubspot").await.since.expect("a watermark").timestamp_millis();
     app.call("POST", "/api/v1/connectors/hubspot/sync", &ws.member, None).await;
-    assert!(run(&app, &ws, Provider::HubSpot).await.finished);
+    let before = fake.lock().unwrap().seen.len();
+    let report = run(&app, &ws, Provider::HubSpot).await;
+    assert_eq!((report.finished, report.objects), (true, 2 + 1 + 1), "{report:?}");
+    let seen = fake.lock().unwrap().seen[before..].to_vec();
+    let searched = |list: &str| (format!("{list}/search>={since}"), None);
+    assert_eq!(
+        seen,
+        [
+            ("owners".to_owned(), None),
+            searched("companies"),
+            searched("contacts"),
+            searched("deals"),
+            ("associations/deals".to_owned(), None)
+        ]
+    );
     let acme = traits(&app, &ws, "acme").await;
     assert_eq!(
         (
@@ -553,6 +668,69 @@ struct FakeSalesforce {
     results: HashMap<String, Vec<Value>>,
     limited_once: bool,
     fail_next: u32,
+    /// The access token the API takes (a plain one by default).
+    token: String,
+    /// The token endpoint: the refresh token it takes (none: it refuses every one, as for a
+    /// revoked grant), the refreshes asked for (their forms), and whether it rotates the
+    /// refresh token it answers with.
+    refresh_token: Option<String>,
+    refreshes: Vec<HashMap<String, String>>,
+    rotate: bool,
+}
+
+/// Salesforce's token endpoint (`grant_type=refresh_token`): a new access token (and, when
+/// the connected app rotates them, a new refresh token), or `invalid_grant`.
+async fn salesforce_token(
+    State(fake): State<Shared<FakeSalesforce>>,
+    headers: HeaderMap,
+    body: axum::body::Bytes,
+) -> Response {
+    assert_eq!(headers.get("content-type").unwrap(), "application/x-www-form-urlencoded");
+    let form: HashMap<String, String> = body
+        .split(|b| *b == b'&')
+        .map(|pair| {
+            let (k, v) = std::str::from_utf8(pair).unwrap().split_once('=').unwrap();
+            let decode = |t: &str| percent_decode(t);
+            (decode(k), decode(v))
+        })
+        .collect();
+    let mut fake = fake.lock().unwrap();
+    fake.refreshes.push(form.clone());
+    let good = form.get("grant_type").map(String::as_str) == Some("refresh_token")
+        && form.get("client_id").map(String::as_str) == Some("3MVG9lKcPoNINVBIPJjdw1J9LLM82Hn")
+        && form.get("client_secret").map(String::as_str) == Some("1955279925675241571")
+        && fake.refresh_token.is_some()
+        && form.get("refresh_token") == fake.refresh_token.as_ref();
+    if !good {
+        return (StatusCode::BAD_REQUEST, axum::Json(json!({"error": "invalid_grant",
+            "error_description": "expired access/refresh token"}))).into_response();
+    }
+    let n = fake.refreshes.len();
+    let mut answer = fixture("salesforce", "token");
+    fake.token = format!("00Dxx0000001gEH!AQ4AQ.refreshed-{n}");
+    answer["access_token"] = json!(fake.token);
+    if fake.rotate {
+        let rotated = format!("5Aep861rotated{n}");
+        fake.refresh_token = Some(rotated.clone());
+        answer["refresh_token"] = json!(rotated);
+    }
+    axum::Json(answer).into_response()
+}
+
+fn percent_decode(text: &str) -> String {
+    let bytes = text.as_bytes();
+    let mut out = Vec::new();
+    let mut i = 0;
+    while i < bytes.len() {
+        if bytes[i] == b'%' {
+            out.push(u8::from_str_radix(&text[i + 1..i + 3], 16).unwrap());
+            i += 3;
+        } else {
+            out.push(if bytes[i] == b'+' { b' ' } else { bytes[i] });
+            i += 1;
+        }
+    }
+    String::from_utf8(out).unwrap()
 }
 
 fn modstamp(record: &Value) -> chrono::DateTime<chrono::FixedOffset> {
@@ -575,11 +753,16 @@ async fn salesforce_query(
     headers: HeaderMap,
     Query(q): Query<HashMap<String, String>>,
 ) -> Response {
-    if headers.get("authorization").and_then(|v| v.to_str().ok()) != Some("Bearer 00Dxx0000001gEH!AQ4AQ.test") {
-        return (StatusCode::UNAUTHORIZED, axum::Json(json!([{"errorCode": "INVALID_SESSION_ID"}]))).into_response();
+    let mut fake = fake.lock().unwrap();
+    let bearer = format!("Bearer {}", fake.token);
+    if headers.get("authorization").and_then(|v| v.to_str().ok()) != Some(bearer.as_str()) {
+        return (
+            StatusCode::UNAUTHORIZED,
+            axum::Json(json!([{"message": "Session expired or invalid", "errorCode": "INVALID_SESSION_ID"}])),
+        )
+            .into_response();
     }
     let soql = q.get("q").cloned().unwrap_or_default();
-    let mut fake = fake.lock().unwrap();
     fake.seen.push(soql.clone());
     let sobject = soql.split(" FROM ").nth(1).unwrap().split(' ').next().unwrap().to_owned();
     if sobject == "Account" && !fake.limited_once {
@@ -674,7 +857,20 @@ fn org() -> FakeSalesforce {
             ],
         ),
     ];
-    FakeSalesforce { records: records.into_iter().map(|(k, v)| (k.to_owned(), v)).collect(), ..Default::default() }
+    FakeSalesforce {
+        records: records.into_iter().map(|(k, v)| (k.to_owned(), v)).collect(),
+        token: "00Dxx0000001gEH!AQ4AQ.test".into(),
+        ..Default::default()
+    }
+}
+
+async fn salesforce(fake: &Shared<FakeSalesforce>) -> String {
+    let router = axum::Router::new()
+        .route("/services/data/v59.0/queryAll", axum::routing::get(salesforce_query))
+        .route("/services/data/v59.0/query/{next}", axum::routing::get(salesforce_next))
+        .route("/services/oauth2/token", axum::routing::post(salesforce_token))
+        .with_state(fake.clone());
+    serve(router).await
 }
 
 #[tokio::test]
@@ -685,11 +881,7 @@ async fn salesforce_polls_changes_since_its_watermark_and_resumes_after_a_failur
     let mut org = org();
     org.fail_next = 100;
     let fake = Arc::new(Mutex::new(org));
-    let router = axum::Router::new()
-        .route("/services/data/v59.0/queryAll", axum::routing::get(salesforce_query))
-        .route("/services/data/v59.0/query/{next}", axum::routing::get(salesforce_next))
-        .with_state(fake.clone());
-    let base = serve(router).await;
+    let base = salesforce(&fake).await;
     let config = json!({"base_url": base, "account_id_field": "Steward_Account_Id__c", "sync_every_minutes": 5});
     let (status, _) = app
         .call(
@@ -829,4 +1021,114 @@ async fn salesforce_polls_changes_since_its_watermark_and_resumes_after_a_failur
     assert_eq!((acme["open_pipeline_amount"].clone(), acme["open_deals"].clone()), (json!(0.0), json!(0)));
     let events = account_events(&app, &ws, "acme").await;
     assert!(!events.iter().any(|(id, _)| id.contains("UpSe")), "{events:?}");
+}
+
+/// The connector's secrets as stored, opened.
+async fn stored_secrets(app: &App, ws: &Keys, provider: &str) -> (String, connectors::Secrets) {
+    let record = app.store.get_connector(&ws.id, provider).await.unwrap().unwrap();
+    let opened =
+        connectors::Secrets::open(app.syncer.connectors().key(), ws.id.as_str(), provider, &record.secrets).unwrap();
+    (record.secrets, opened)
+}
+
+#[tokio::test]
+async fn salesforce_access_tokens_are_refreshed_and_a_refused_refresh_is_an_error_shown() {
+    let app = App::new().await;
+    let ws = app.workspace("crm").await;
+    accounts(&app, &ws).await;
+    let mut org = org();
+    org.limited_once = true;
+    org.token = "none issued yet".into();
+    org.refresh_token = Some("5Aep861TSESvWeug_xvFHRBTTbf_YrTWgEyjBJrbRu6rVbnFTl".into());
+    let fake = Arc::new(Mutex::new(org));
+    let base = salesforce(&fake).await;
+    let put = |body: Value| app.call("PUT", "/api/v1/connectors/salesforce", &ws.admin, Some(body));
+
+    // Bad input changes nothing: OAuth secrets are Salesforce's, a refresh token needs its
+    // client, a login URL is a URL.
+    let (status, answer) = app
+        .call("PUT", "/api/v1/connectors/hubspot", &ws.admin, Some(json!({"refresh_token": "x"})))
+        .await;
+    assert_eq!((status, answer["error"]["field"].clone()), (StatusCode::BAD_REQUEST, json!("refresh_token")), "{answer}");
+    let (status, answer) = put(json!({"refresh_token": "x", "config": {"base_url": base}})).await;
+    assert_eq!((status, answer["error"]["field"].clone()), (StatusCode::BAD_REQUEST, json!("client_id")), "{answer}");
+    let (status, answer) = put(json!({"config": {"base_url": base, "login_url": "login.salesforce.com"}})).await;
+    assert_eq!((status, answer["error"]["field"].clone()), (StatusCode::BAD_REQUEST, json!("config")), "{answer}");
+    assert!(app.store.get_connector(&ws.id, "salesforce").await.unwrap().is_none());
+
+    // A refresh token and its client, no access token: one is asked for before the first page.
+    let (status, shown) = put(json!({"refresh_token": "5Aep861TSESvWeug_xvFHRBTTbf_YrTWgEyjBJrbRu6rVbnFTl",
+        "client_id": "3MVG9lKcPoNINVBIPJjdw1J9LLM82Hn", "client_secret": "1955279925675241571",
+        "config": {"base_url": base, "login_url": base, "account_id_field": "Steward_Account_Id__c"}}))
+    .await;
+    assert_eq!(status, StatusCode::CREATED, "{shown}");
+    assert_eq!(
+        shown["secrets"],
+        json!({"api_key": false, "webhook_secrets": 0, "refresh_token": true, "client_id": true, "client_secret": true})
+    );
+    for secret in ["5Aep861", "3MVG9", "1955279925675241571"] {
+        assert!(!shown.to_string().contains(secret), "{shown}");
+    }
+    let report = run(&app, &ws, Provider::Salesforce).await;
+    assert!(report.finished, "{report:?} {:?}", sync_state(&app, &ws, "salesforce").await);
+    let form = fake.lock().unwrap().refreshes[0].clone();
+    assert_eq!(
+        (form["grant_type"].as_str(), form["client_id"].as_str(), form["refresh_token"].as_str()),
+        ("refresh_token", "3MVG9lKcPoNINVBIPJjdw1J9LLM82Hn", "5Aep861TSESvWeug_xvFHRBTTbf_YrTWgEyjBJrbRu6rVbnFTl")
+    );
+    let (sealed, secrets) = stored_secrets(&app, &ws, "salesforce").await;
+    assert_eq!(secrets.api_key.as_deref(), Some("00Dxx0000001gEH!AQ4AQ.refreshed-1"), "the new token is kept");
+    assert!(!sealed.contains("refreshed"), "sealed, not in the clear");
+    assert_eq!(traits(&app, &ws, "acme").await["csm_email"], json!("ravi.patel@steward-demo.io"));
+
+    // The session expires (Salesforce answers 401 INVALID_SESSION_ID): the token is refreshed
+    // and the page asked again; a connected app that rotates refresh tokens gives a new one,
+    // kept for the next refresh.
+    {
+        let mut f = fake.lock().unwrap();
+        f.token = "expired".into();
+        f.rotate = true;
+    }
+    app.call("POST", "/api/v1/connectors/salesforce/sync", &ws.member, None).await;
+    assert!(run(&app, &ws, Provider::Salesforce).await.finished);
+    let (_, secrets) = stored_secrets(&app, &ws, "salesforce").await;
+    assert_eq!(
+        (secrets.api_key.as_deref(), secrets.refresh_token.as_deref()),
+        (Some("00Dxx0000001gEH!AQ4AQ.refreshed-2"), Some("5Aep861rotated2"))
+    );
+    fake.lock().unwrap().token = "expired again".into();
+    app.call("POST", "/api/v1/connectors/salesforce/sync", &ws.member, None).await;
+    assert!(run(&app, &ws, Provider::Salesforce).await.finished);
+    assert_eq!(fake.lock().unwrap().refreshes[2]["refresh_token"], "5Aep861rotated2");
+    assert_eq!(sync_state(&app, &ws, "salesforce").await.failures, 0);
+
+    // The grant is revoked: the run stops with an error an operator sees, in the connector's
+    // state and its errors, and waits before trying again instead of looping.
+    {
+        let mut f = fake.lock().unwrap();
+        f.token = "expired once more".into();
+        f.refresh_token = None;
+    }
+    app.call("POST", "/api/v1/connectors/salesforce/sync", &ws.member, None).await;
+    let refreshes = fake.lock().unwrap().refreshes.len();
+    let report = run(&app, &ws, Provider::Salesforce).await;
+    assert!(!report.finished);
+    assert_eq!(fake.lock().unwrap().refreshes.len(), refreshes + 1, "one refresh asked for, not a loop");
+    let (_, shown) = app.get("/api/v1/connectors/salesforce", &ws.viewer).await;
+    let error = shown["sync"]["last_error"].as_str().unwrap();
+    assert!(error.contains("invalid_grant") && error.contains("new refresh token"), "{shown}");
+    assert_eq!(shown["sync"]["failures"], 1);
+    assert!(shown["sync"]["retry_at"].is_string(), "{shown}");
+    let (_, errors) = app.get("/api/v1/connectors/salesforce/errors", &ws.viewer).await;
+    assert_eq!((errors["data"][0]["stage"].clone(), errors["data"][0]["message"].as_str()), (json!("auth"), Some(error)));
+
+    // A new refresh token from the operator: the stopped sync runs again, at once.
+    fake.lock().unwrap().refresh_token = Some("5Aep861NewGrant".into());
+    let (status, _) = put(json!({"refresh_token": "5Aep861NewGrant"})).await;
+    assert_eq!(status, StatusCode::OK);
+    let state = sync_state(&app, &ws, "salesforce").await;
+    assert!(state.requested && state.retry_at.is_none(), "{state:?}");
+    assert!(run(&app, &ws, Provider::Salesforce).await.finished);
+    let (_, secrets) = stored_secrets(&app, &ws, "salesforce").await;
+    assert_eq!(secrets.refresh_token.as_deref().map(|t| t.starts_with("5Aep861rotated")), Some(true));
 }
