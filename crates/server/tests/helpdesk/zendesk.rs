@@ -371,3 +371,110 @@ async fn zendesk_backfills_page_wait_out_rate_limits_and_resume_after_a_failure(
     assert!(run().await.unwrap().finished);
     assert_eq!(app.store.log_status(&ws.id).await.unwrap().total_events, log_before);
 }
+
+/// The body a "Satisfaction changed" trigger's webhook posts, as Zendesk renders the
+/// placeholders README documents (`{{ticket.updated_at_with_timestamp}}` is to the minute).
+fn rating(ticket: &str, rating: &str, comment: &str, updated_minute: i64) -> String {
+    let at = DateTime::from_timestamp(updated_minute * 60, 0).unwrap().format("%Y-%m-%dT%H:%MZ").to_string();
+    json!({"type": "satisfaction_rating", "ticket_id": ticket, "rating": rating, "comment": comment,
+        "requester_id": "8447388090494", "requester_email": "Ana.Lopez@acme.io", "updated_at": at})
+    .to_string()
+}
+
+#[tokio::test]
+async fn zendesk_satisfaction_ratings_come_live_from_a_trigger_webhook() {
+    let Some(signer) = Signer::new("zendesk_satisfaction_ratings_come_live_from_a_trigger_webhook") else { return };
+    let app = App::new().await;
+    let ws = app.workspace("support").await;
+    accounts(&app, &ws).await;
+    let (status, _) = configure(&app, &ws, json!({"webhook_secrets": [SECRET]})).await;
+    assert_eq!(status, StatusCode::CREATED);
+    let now = Utc::now().timestamp();
+    let opened = now - 7_200;
+    let org = json!({"id": "361898904439", "external_id": "acme", "name": "Acme Analytics",
+        "created_at": iso(opened - 100), "updated_at": iso(opened - 100)});
+    send(&app, &ws, &signer, &event("e-org", "organization.created", opened - 100, org, json!({})), SECRET).await;
+    let created = ticket_detail("5158", "NEW", "HIGH", opened, opened);
+    send(&app, &ws, &signer, &event("e-1", "ticket.created", opened, created, json!({})), SECRET).await;
+    let solved = ticket_detail("5158", "SOLVED", "HIGH", opened + 3_600, opened);
+    let change = json!({"current": "SOLVED", "previous": "NEW"});
+    send(&app, &ws, &signer, &event("e-2", "ticket.status_changed", opened + 3_600, solved, change), SECRET).await;
+    assert_eq!(tickets_of(&app, &ws, "acme").await["5158"].csat, None);
+
+    // Rated good a while after: the ticket keeps all it was, with the rating and its comment.
+    let minute = (opened + 4_000) / 60;
+    let good = rating("5158", "Good, I'm satisfied", "Quick and clear", minute);
+    // Signed as Zendesk signs every webhook: a tampered or unsigned body changes nothing.
+    let at = iso(Utc::now().timestamp());
+    let signature = signer.zendesk(&good, SECRET, &at);
+    let tampered = good.replace("Good", "Bad,");
+    for (body, headers) in [
+        (tampered.as_str(), vec![("x-zendesk-webhook-signature", signature.as_str()), ("x-zendesk-webhook-signature-timestamp", at.as_str())]),
+        (good.as_str(), vec![("x-zendesk-webhook-signature-timestamp", at.as_str())]),
+    ] {
+        let (status, answer) = deliver(&app, &ws, "zendesk", body, &headers).await;
+        assert_eq!((status, answer["error"]["code"].clone()), (StatusCode::BAD_REQUEST, json!("invalid_signature")));
+    }
+    assert_eq!(tickets_of(&app, &ws, "acme").await["5158"].csat, None);
+    let answer = send(&app, &ws, &signer, &good, SECRET).await;
+    assert_eq!((answer["stored"].clone(), answer["duplicate"].clone()), (json!(1), json!(false)), "{answer}");
+    assert_eq!(send(&app, &ws, &signer, &good, SECRET).await["duplicate"], true, "a retried invocation");
+    let t = &tickets_of(&app, &ws, "acme").await["5158"];
+    assert_eq!((t.csat, t.status, t.priority), (Some(5), TicketStatus::Solved, TicketPriority::High));
+    assert_eq!(t.resolved_at.map(|t| t.timestamp()), Some(opened + 3_600));
+    assert_eq!((t.subject.as_str(), t.attributes["csat_comment"].as_str()), ("Exports fail since this morning", Some("Quick and clear")));
+    assert_eq!(t.updated_at.timestamp(), minute * 60);
+
+    // Changed to bad later, then good again: each change is the ticket's CSAT and an event.
+    send(&app, &ws, &signer, &rating("5158", "Bad, I'm unsatisfied", "It broke again", minute + 5), SECRET).await;
+    assert_eq!(tickets_of(&app, &ws, "acme").await["5158"].csat, Some(1));
+    send(&app, &ws, &signer, &rating("5158", "Good, I'm satisfied", "", minute + 9), SECRET).await;
+    let t = &tickets_of(&app, &ws, "acme").await["5158"];
+    assert_eq!(t.csat, Some(5));
+    assert!(t.attributes.get("csat_comment").is_none(), "the new rating has no comment: {}", t.attributes);
+    let rated: Vec<String> = events_of(&app, &ws, "zendesk", "acme")
+        .await
+        .into_iter()
+        .filter(|(_, name)| name == "CSAT Rated")
+        .map(|(id, _)| id)
+        .collect();
+    assert_eq!(rated.len(), 3, "{rated:?}");
+    let log = app.store.read_log(&ws.id, LogPosition::ZERO, 100_000).await.unwrap();
+    let scores: Vec<i64> = log
+        .iter()
+        .filter(|e| e.event.name.as_deref() == Some("CSAT Rated"))
+        .map(|e| serde_json::from_str::<Value>(&e.event.payload).unwrap()["properties"]["score"].as_i64().unwrap())
+        .collect();
+    assert_eq!(scores, [5, 1, 5]);
+
+    // A ticket event after the rating (an agent's note) keeps it.
+    let noted = ticket_detail("5158", "SOLVED", "HIGH", (minute + 12) * 60, opened);
+    send(&app, &ws, &signer, &event("e-3", "ticket.tags_changed", (minute + 12) * 60, noted, json!({})), SECRET).await;
+    assert_eq!(tickets_of(&app, &ws, "acme").await["5158"].csat, Some(5));
+
+    // What is not a rating is refused with the reason, shown in the errors, and changes nothing.
+    for (body, reason) in [
+        (rating("5158", "Meh", "", minute + 20), "`rating` \"meh\""),
+        (rating("{{ticket.id}}", "Good", "", minute + 20), "`ticket_id`"),
+        (rating("5158", "Good", "", minute + 20).replace(&format!("{}Z", ""), "").replace("\"updated_at\"", "\"when\""), "`updated_at`"),
+    ] {
+        let at = iso(Utc::now().timestamp());
+        let signature = signer.zendesk(&body, SECRET, &at);
+        let headers = [("x-zendesk-webhook-signature", signature.as_str()), ("x-zendesk-webhook-signature-timestamp", at.as_str())];
+        let (status, answer) = deliver(&app, &ws, "zendesk", &body, &headers).await;
+        assert_eq!((status, answer["error"]["code"].clone()), (StatusCode::BAD_REQUEST, json!("invalid_payload")), "{body}");
+        assert!(answer["error"]["message"].as_str().unwrap().contains(reason), "{answer}");
+    }
+    let (_, errors) = app.get("/api/v1/connectors/zendesk/errors", &ws.viewer).await;
+    assert_eq!(errors["data"].as_array().unwrap().len(), 3, "{errors}");
+    assert_eq!(tickets_of(&app, &ws, "acme").await["5158"].csat, Some(5));
+
+    // A rating of a ticket not seen yet waits for it: it tells nothing alone, and the ticket
+    // brings it when it comes.
+    send(&app, &ws, &signer, &rating("5170", "Bad, I'm unsatisfied", "", minute), SECRET).await;
+    assert!(!tickets_of(&app, &ws, "acme").await.contains_key("5170"));
+    let later = ticket_detail("5170", "SOLVED", "LOW", minute * 60 + 30, opened);
+    send(&app, &ws, &signer, &event("e-9", "ticket.created", minute * 60 + 30, later, json!({})), SECRET).await;
+    let t = &tickets_of(&app, &ws, "acme").await["5170"];
+    assert_eq!((t.csat, t.status), (Some(1), TicketStatus::Solved));
+}
