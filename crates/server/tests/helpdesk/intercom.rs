@@ -342,3 +342,126 @@ async fn intercom_backfills_page_wait_out_rate_limits_and_resume_after_a_failure
     assert!(run().await.unwrap().finished);
     assert_eq!(app.store.log_status(&ws.id).await.unwrap().total_events, log_before);
 }
+
+/// A local Intercom with more companies than page numbers reach: `/companies` says so
+/// (`total_count`), `/companies/scroll` scrolls them 100 at a time (one scroll open at a
+/// time; a scroll parameter it is told to expire answers 404, as after a minute unused), and
+/// its pages fail while told to.
+#[derive(Default)]
+struct Scrolling {
+    companies: Vec<Value>,
+    /// Requests seen: path and page or scroll parameter.
+    seen: Vec<(String, Option<String>)>,
+    scrolls: usize,
+    /// The scroll parameter that answers 404 once, by its offset.
+    expire_at: Option<usize>,
+    /// Scroll pages at this offset fail (503) while this is above 0.
+    fail_at: Option<(usize, u32)>,
+}
+
+async fn scroll(
+    axum::extract::State(fake): axum::extract::State<Arc<Mutex<Scrolling>>>,
+    uri: axum::http::Uri,
+) -> axum::response::Response {
+    let q = query(&uri);
+    let mut fake = fake.lock().unwrap();
+    if uri.path() == "/companies" {
+        fake.seen.push(("/companies".into(), q.get("page").cloned()));
+        let total = fake.companies.len().div_ceil(50);
+        let data: Vec<Value> = fake.companies.iter().take(50).cloned().collect();
+        return axum::Json(json!({"type": "list", "data": data, "total_count": fake.companies.len(),
+            "pages": {"type": "pages", "next": "https://api.intercom.io/companies?per_page=50&page=2", "page": 1,
+                "per_page": 50, "total_pages": total}}))
+        .into_response();
+    }
+    let param = q.get("scroll_param").cloned();
+    fake.seen.push(("/companies/scroll".into(), param.clone()));
+    let (id, offset) = match &param {
+        None => {
+            fake.scrolls += 1;
+            (fake.scrolls, 0)
+        }
+        Some(p) => {
+            let (id, offset) = p.split_once('-').unwrap();
+            (id.parse().unwrap(), offset.parse().unwrap())
+        }
+    };
+    if param.is_some() && (id != fake.scrolls || fake.expire_at == Some(offset)) {
+        fake.expire_at = None;
+        return (StatusCode::NOT_FOUND, axum::Json(json!({"type": "error.list", "request_id": "req-1",
+            "errors": [{"code": "not_found", "message": "scroll parameter not found"}]}))).into_response();
+    }
+    if let Some((at, left)) = &mut fake.fail_at
+        && *at == offset
+        && *left > 0
+    {
+        *left -= 1;
+        return (StatusCode::SERVICE_UNAVAILABLE, "Request failed due to an internal network error").into_response();
+    }
+    let data: Vec<Value> = fake.companies.iter().skip(offset).take(100).cloned().collect();
+    axum::Json(json!({"type": "list", "data": data, "pages": null, "total_count": null,
+        "scroll_param": format!("{id}-{}", offset + data.len())}))
+    .into_response()
+}
+
+#[tokio::test]
+async fn intercom_companies_past_ten_thousand_are_scrolled_and_an_expired_scroll_starts_again() {
+    let app = App::new().await;
+    let ws = app.workspace("support").await;
+    let mut fake = Scrolling::default();
+    for i in 0..10_050 {
+        let mut company = fixture("intercom", "company");
+        company["id"] = json!(format!("co_{i:05}"));
+        company["company_id"] = json!(format!("customer-{i}"));
+        company["website"] = json!(null);
+        fake.companies.push(company);
+    }
+    fake.fail_at = Some((200, 100));
+    let fake = Arc::new(Mutex::new(fake));
+    let empty = |key: &'static str| {
+        move || async move { axum::Json(json!({"type": "list", key: [], "total_count": 0, "pages": {"type": "pages", "next": null, "page": 1, "per_page": 150, "total_pages": 0}})) }
+    };
+    let router = axum::Router::new()
+        .route("/companies", axum::routing::get(scroll))
+        .route("/companies/scroll", axum::routing::get(scroll))
+        .with_state(fake.clone())
+        .route("/contacts", axum::routing::get(empty("data")))
+        .route("/conversations", axum::routing::get(empty("conversations")));
+    let base = serve(router).await;
+    let (status, _) = configure(&app, &ws, json!({"api_key": "dG9rOmFjbWU=", "config": {"base_url": base}})).await;
+    assert_eq!(status, StatusCode::CREATED);
+    let retries = retries();
+    let run =
+        || connectors::backfill::run(app.syncer.connectors(), app.syncer.http(), &ws.id, Provider::Intercom, &retries);
+
+    // The first page says there are more than 10,000: the companies are scrolled from their
+    // start. A scroll that keeps failing (Intercom asks for it to be started again) is started
+    // again a few times, then the run stops.
+    let report = run().await.unwrap();
+    assert!(!report.finished, "{report:?}");
+    let seen = fake.lock().unwrap().seen.clone();
+    assert_eq!(seen[0], ("/companies".to_owned(), None));
+    assert_eq!(seen[1], ("/companies/scroll".to_owned(), None));
+    assert_eq!(seen.iter().filter(|(p, s)| p == "/companies/scroll" && s.is_none()).count(), 4, "{seen:?}");
+    let state = SyncState::of(&app.store.get_connector(&ws.id, "intercom").await.unwrap().unwrap());
+    assert!(state.cursor.as_deref().unwrap().starts_with("scroll:"), "{state:?}");
+    assert!(state.last_error.as_deref().unwrap().contains("HTTP 503"), "{state:?}");
+
+    // Resumed a while later, the scroll has expired: a new one starts; one that expires on the
+    // way (unused for a minute) starts again too, and the run reads every company.
+    {
+        let mut f = fake.lock().unwrap();
+        f.fail_at = None;
+        f.expire_at = Some(300);
+    }
+    let before = fake.lock().unwrap().seen.len();
+    let report = run().await.unwrap();
+    assert!(report.finished, "{report:?}");
+    let seen = fake.lock().unwrap().seen[before..].to_vec();
+    assert_eq!(seen[0], ("/companies/scroll".to_owned(), None), "a new scroll, not the stopped one's");
+    assert_eq!(seen.iter().filter(|(p, s)| p == "/companies/scroll" && s.is_none()).count(), 2, "{seen:?}");
+    let q = store::ObjectQuery { kind: Some("company".into()), limit: 20_000, ..Default::default() };
+    let companies = app.store.provider_objects(&ws.id, "intercom", &q).await.unwrap();
+    assert_eq!(companies.len(), 10_050);
+    assert!(companies.iter().any(|c| c.object_id == "co_10049"));
+}
