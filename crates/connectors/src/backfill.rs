@@ -151,10 +151,11 @@ pub async fn run(
         return stop(connectors, ws, provider, &mut state, "backfill", &message, None, Report::default()).await;
     };
     let mut auth = Auth { sealed: record.secrets.clone(), secrets, refreshed: false };
-    if auth.secrets.api_key.is_none() && auth.can_refresh(provider) {
-        if let Err(message) = auth.refresh(connectors, http, ws, provider, &config, &base).await {
-            return stop(connectors, ws, provider, &mut state, "auth", &message, None, Report::default()).await;
-        }
+    if auth.secrets.api_key.is_none()
+        && auth.can_refresh(provider)
+        && let Err(message) = auth.refresh(connectors, http, ws, provider, &config, &base).await
+    {
+        return stop(connectors, ws, provider, &mut state, "auth", &message, None, Report::default()).await;
     }
     let Some(api_key) = auth.secrets.api_key.clone() else {
         let message = "the connector has no API key to read the provider's history with".to_owned();
@@ -186,16 +187,22 @@ pub async fn run(
                         }
                     }
                 }
-                if let Some(again) = failed.status.and_then(|s| provider.expired_cursor(resource, state.cursor.as_deref(), s))
+                if let Some(again) =
+                    failed.status.and_then(|s| provider.expired_cursor(resource, state.cursor.as_deref(), s))
                     && restarts < 3
                 {
                     restarts += 1;
-                    tracing::info!(provider = provider.name(), resource = resource.kind, "an expired cursor is started again");
+                    tracing::info!(
+                        provider = provider.name(),
+                        resource = resource.kind,
+                        "an expired cursor is started again"
+                    );
                     state.cursor = again;
                     continue;
                 }
                 let record = serde_json::json!({"url": request.url, "resource": resource.kind, "cursor": state.cursor});
-                return stop(connectors, ws, provider, &mut state, "backfill", &failed.message, Some(record), report).await;
+                return stop(connectors, ws, provider, &mut state, "backfill", &failed.message, Some(record), report)
+                    .await;
             }
         };
         refreshed_for_page = false;
@@ -316,8 +323,12 @@ impl Auth {
             Ok(true) => self.sealed = sealed,
             // Changed meanwhile (an operator gave new secrets): this run uses the token it
             // got; the next reads theirs.
-            Ok(false) => tracing::info!(workspace = %ws, provider = provider.name(), "refreshed token not kept: secrets changed"),
-            Err(e) => tracing::warn!(workspace = %ws, provider = provider.name(), error = %e, "keeping a refreshed token failed"),
+            Ok(false) => {
+                tracing::info!(workspace = %ws, provider = provider.name(), "refreshed token not kept: secrets changed")
+            }
+            Err(e) => {
+                tracing::warn!(workspace = %ws, provider = provider.name(), error = %e, "keeping a refreshed token failed")
+            }
         }
         tracing::info!(workspace = %ws, provider = provider.name(), "access token refreshed");
         Ok(())

@@ -63,8 +63,7 @@ pub async fn refresh(http: &HttpClient, host: &str, secrets: &Secrets) -> Result
     }
     let url = format!("{}{TOKEN_PATH}", host.trim_end_matches('/'));
     let headers = [("accept", "application/json".to_owned())];
-    let answer =
-        http.post(&url, &headers, PostBody::Form(&form), MAX_ANSWER).await.map_err(RefreshError::Failed)?;
+    let answer = http.post(&url, &headers, PostBody::Form(&form), MAX_ANSWER).await.map_err(RefreshError::Failed)?;
     let body: Value = serde_json::from_slice(&answer.body).unwrap_or_default();
     let text = |key: &str| body.get(key).and_then(Value::as_str).map(str::to_owned).filter(|s| !s.is_empty());
     match answer.status {
@@ -75,9 +74,10 @@ pub async fn refresh(http: &HttpClient, host: &str, secrets: &Secrets) -> Result
             instance_url: text("instance_url"),
         }),
         // RFC 6749 5.2: a refused grant or client is a 400 (or 401) naming the error.
-        400 | 401 if text("error").is_some() => {
-            Err(RefreshError::Refused { error: text("error").unwrap_or_default(), description: text("error_description") })
-        }
+        400 | 401 if text("error").is_some() => Err(RefreshError::Refused {
+            error: text("error").unwrap_or_default(),
+            description: text("error_description"),
+        }),
         status => {
             let said = String::from_utf8_lossy(&answer.body[..answer.body.len().min(300)]).into_owned();
             Err(RefreshError::Failed(format!("{url}: HTTP {status}: {said}")))

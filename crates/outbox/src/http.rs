@@ -321,7 +321,10 @@ mod tests {
     #[test]
     fn forms_are_percent_encoded() {
         let fields = [("grant_type", "refresh_token"), ("refresh_token", "5Aep861.a/b+c=d&e f"), ("é", "")];
-        assert_eq!(form_encode(&fields), "grant_type=refresh_token&refresh_token=5Aep861.a%2Fb%2Bc%3Dd%26e%20f&%C3%A9=");
+        assert_eq!(
+            form_encode(&fields),
+            "grant_type=refresh_token&refresh_token=5Aep861.a%2Fb%2Bc%3Dd%26e%20f&%C3%A9="
+        );
     }
 
     #[test]

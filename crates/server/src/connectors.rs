@@ -205,7 +205,7 @@ pub(crate) async fn put_connector(
     if let Some(t) = refresh_token {
         secrets.refresh_token = Some(t);
         // The access token held came with the refresh token replaced: the next run asks anew.
-        if !body.get("api_key").is_some_and(|k| !k.is_null()) {
+        if body.get("api_key").is_none_or(Value::is_null) {
             secrets.api_key = None;
         }
     }

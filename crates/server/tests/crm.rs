@@ -181,7 +181,10 @@ async fn hubspot_search(
     axum::Json(search): axum::Json<Value>,
 ) -> Response {
     if headers.get("authorization").and_then(|v| v.to_str().ok()) != Some("Bearer pat-na1-test") {
-        return (StatusCode::UNAUTHORIZED, axum::Json(json!({"status": "error", "category": "INVALID_AUTHENTICATION"})))
+        return (
+            StatusCode::UNAUTHORIZED,
+            axum::Json(json!({"status": "error", "category": "INVALID_AUTHENTICATION"})),
+        )
             .into_response();
     }
     let filter = &search["filterGroups"][0]["filters"][0];
@@ -195,8 +198,12 @@ async fn hubspot_search(
     fake.seen.push((format!("{list}/search>={from}"), after.clone()));
     let start: usize = after.as_deref().map_or(0, |a| a.parse().unwrap());
     if start >= 10_000 {
-        return (StatusCode::BAD_REQUEST, axum::Json(json!({"status": "error", "category": "VALIDATION_ERROR",
-            "message": "There was a problem with the request."}))).into_response();
+        return (
+            StatusCode::BAD_REQUEST,
+            axum::Json(json!({"status": "error", "category": "VALIDATION_ERROR",
+            "message": "There was a problem with the request."})),
+        )
+            .into_response();
     }
     let mut found: Vec<Value> = fake.lists.get(&list).cloned().unwrap_or_default();
     found.retain(|o| hubspot_ms(o["updatedAt"].as_str().unwrap()) >= from);
@@ -606,7 +613,8 @@ async fn hubspot_syncs_page_wait_out_rate_limits_resume_and_keep_the_newest() {
     assert_eq!(traits(&app, &ws, "acme").await["name"], "Acme Analytics");
 
     // Newer: Noah owns Acme now, and the renewal is won (changed now, as HubSpot stamps it).
-    let stamp = |s: i64| (Utc::now() + chrono::Duration::seconds(s)).to_rfc3339_opts(chrono::SecondsFormat::Millis, true);
+    let stamp =
+        |s: i64| (Utc::now() + chrono::Duration::seconds(s)).to_rfc3339_opts(chrono::SecondsFormat::Millis, true);
     {
         let mut f = fake.lock().unwrap();
         let acme = &mut f.lists.get_mut("companies").unwrap()[0];
@@ -702,8 +710,12 @@ async fn salesforce_token(
         && fake.refresh_token.is_some()
         && form.get("refresh_token") == fake.refresh_token.as_ref();
     if !good {
-        return (StatusCode::BAD_REQUEST, axum::Json(json!({"error": "invalid_grant",
-            "error_description": "expired access/refresh token"}))).into_response();
+        return (
+            StatusCode::BAD_REQUEST,
+            axum::Json(json!({"error": "invalid_grant",
+            "error_description": "expired access/refresh token"})),
+        )
+            .into_response();
     }
     let n = fake.refreshes.len();
     let mut answer = fixture("salesforce", "token");
@@ -1046,10 +1058,13 @@ async fn salesforce_access_tokens_are_refreshed_and_a_refused_refresh_is_an_erro
 
     // Bad input changes nothing: OAuth secrets are Salesforce's, a refresh token needs its
     // client, a login URL is a URL.
-    let (status, answer) = app
-        .call("PUT", "/api/v1/connectors/hubspot", &ws.admin, Some(json!({"refresh_token": "x"})))
-        .await;
-    assert_eq!((status, answer["error"]["field"].clone()), (StatusCode::BAD_REQUEST, json!("refresh_token")), "{answer}");
+    let (status, answer) =
+        app.call("PUT", "/api/v1/connectors/hubspot", &ws.admin, Some(json!({"refresh_token": "x"}))).await;
+    assert_eq!(
+        (status, answer["error"]["field"].clone()),
+        (StatusCode::BAD_REQUEST, json!("refresh_token")),
+        "{answer}"
+    );
     let (status, answer) = put(json!({"refresh_token": "x", "config": {"base_url": base}})).await;
     assert_eq!((status, answer["error"]["field"].clone()), (StatusCode::BAD_REQUEST, json!("client_id")), "{answer}");
     let (status, answer) = put(json!({"config": {"base_url": base, "login_url": "login.salesforce.com"}})).await;
@@ -1120,7 +1135,10 @@ async fn salesforce_access_tokens_are_refreshed_and_a_refused_refresh_is_an_erro
     assert_eq!(shown["sync"]["failures"], 1);
     assert!(shown["sync"]["retry_at"].is_string(), "{shown}");
     let (_, errors) = app.get("/api/v1/connectors/salesforce/errors", &ws.viewer).await;
-    assert_eq!((errors["data"][0]["stage"].clone(), errors["data"][0]["message"].as_str()), (json!("auth"), Some(error)));
+    assert_eq!(
+        (errors["data"][0]["stage"].clone(), errors["data"][0]["message"].as_str()),
+        (json!("auth"), Some(error))
+    );
 
     // A new refresh token from the operator: the stopped sync runs again, at once.
     fake.lock().unwrap().refresh_token = Some("5Aep861NewGrant".into());

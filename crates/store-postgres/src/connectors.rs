@@ -245,7 +245,12 @@ impl PgStore {
         Ok(done.rows_affected() > 0)
     }
 
-    pub(crate) async fn mark_connector_sync_again(&self, ws: &WorkspaceId, provider: &str, at: Timestamp) -> Result<bool> {
+    pub(crate) async fn mark_connector_sync_again(
+        &self,
+        ws: &WorkspaceId,
+        provider: &str,
+        at: Timestamp,
+    ) -> Result<bool> {
         let done = sqlx::query(
             "UPDATE connectors SET sync = jsonb_set(sync, '{again}', 'true'::jsonb), updated_at = $3
              WHERE workspace_id = $1 AND provider = $2 AND sync -> 'requested' = 'true'::jsonb",

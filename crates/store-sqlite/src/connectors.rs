@@ -258,7 +258,12 @@ impl SqliteStore {
         .await
     }
 
-    pub(crate) async fn mark_connector_sync_again(&self, ws: &WorkspaceId, provider: &str, at: Timestamp) -> Result<bool> {
+    pub(crate) async fn mark_connector_sync_again(
+        &self,
+        ws: &WorkspaceId,
+        provider: &str,
+        at: Timestamp,
+    ) -> Result<bool> {
         let (ws, provider) = (ws.clone(), provider.to_owned());
         self.write(move |conn| {
             let n = conn

@@ -287,9 +287,9 @@ fn searching(resource: &Resource, since: Option<domain::Timestamp>) -> bool {
 /// A search cursor: the modification time searched from (milliseconds) and HubSpot's
 /// `after` within that search (none: its first page), written `<from>:<after>`.
 fn search_cursor(cursor: Option<&str>, since: domain::Timestamp) -> (i64, Option<String>) {
-    let parsed = cursor.and_then(|c| c.split_once(':')).and_then(|(from, after)| {
-        Some((from.parse::<i64>().ok()?, Some(after.to_owned()).filter(|a| !a.is_empty())))
-    });
+    let parsed = cursor
+        .and_then(|c| c.split_once(':'))
+        .and_then(|(from, after)| Some((from.parse::<i64>().ok()?, Some(after.to_owned()).filter(|a| !a.is_empty()))));
     parsed.unwrap_or((since.timestamp_millis(), None))
 }
 
@@ -335,7 +335,8 @@ pub fn page(
     let list: Value = serde_json::from_slice(body).map_err(|e| format!("a list page that is not JSON: {e}"))?;
     let results = list.get("results").and_then(Value::as_array).ok_or("a list page with no `results`")?;
     let next = list.get("paging").and_then(|p| p.get("next")).and_then(|n| str_of(n, "after")).map(str::to_owned);
-    let objects: Vec<ProviderObject> = results.iter().filter_map(|v| object(resource.kind, v.clone(), version)).collect();
+    let objects: Vec<ProviderObject> =
+        results.iter().filter_map(|v| object(resource.kind, v.clone(), version)).collect();
     let Some(since) = since.filter(|_| searching(resource, since)) else { return Ok((objects, next)) };
     let (from, _) = search_cursor(cursor, since);
     let next = match next {
@@ -388,9 +389,12 @@ pub fn attach_companies(resource: &Resource, objects: &mut [ProviderObject], bod
         let Some(from) = id_text(r.get("from").and_then(|f| f.get("id"))) else { continue };
         for to in r.get("to").and_then(Value::as_array).into_iter().flatten() {
             let Some(company) = id_text(to.get("toObjectId")) else { continue };
-            let primary = to.get("associationTypes").and_then(Value::as_array).into_iter().flatten().any(|t| {
-                t.get("label").and_then(Value::as_str).is_some_and(|l| l.eq_ignore_ascii_case("primary"))
-            });
+            let primary = to
+                .get("associationTypes")
+                .and_then(Value::as_array)
+                .into_iter()
+                .flatten()
+                .any(|t| t.get("label").and_then(Value::as_str).is_some_and(|l| l.eq_ignore_ascii_case("primary")));
             companies.entry(from.clone()).or_default().push((company, primary));
         }
     }
@@ -401,7 +405,8 @@ pub fn attach_companies(resource: &Resource, objects: &mut [ProviderObject], bod
         let listed: Vec<Value> = found
             .iter()
             .map(|(id, primary)| {
-                let label = if *primary { format!("{kind}_to_company") } else { format!("{kind}_to_company_unlabeled") };
+                let label =
+                    if *primary { format!("{kind}_to_company") } else { format!("{kind}_to_company_unlabeled") };
                 json!({"id": id, "type": label})
             })
             .collect();

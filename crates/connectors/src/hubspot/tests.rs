@@ -125,3 +125,72 @@ fn deliveries_name_changes_and_pages_follow_after() {
     let (_, last) = page(companies, None, None, br#"{"results": []}"#, 5).unwrap();
     assert_eq!(last, None);
 }
+
+#[test]
+fn later_syncs_search_what_changed_and_restart_at_the_cap() {
+    let since = DateTime::parse_from_rfc3339("2026-01-10T08:00:00Z").unwrap().to_utc();
+    let from = since.timestamp_millis();
+    let [owners, companies, contacts, deals] = <[Resource; 4]>::try_from(resources()).unwrap();
+    // Owners have no search: their list is read; so is every list on a first sync.
+    assert_eq!(page_request("https://api.hubapi.com", &owners, None, Some(since), "x").body, None);
+    assert_eq!(page_request("https://api.hubapi.com", &companies, None, None, "x").body, None);
+    let first = page_request("https://api.hubapi.com/", &contacts, None, Some(since), "steward_account_id");
+    assert_eq!(first.url, "https://api.hubapi.com/crm/v3/objects/contacts/search");
+    assert_eq!(
+        first.body.unwrap(),
+        json!({"filterGroups": [{"filters": [{"propertyName": "lastmodifieddate", "operator": "GTE", "value": from.to_string()}]}],
+            "sorts": [{"propertyName": "lastmodifieddate", "direction": "ASCENDING"}],
+            "properties": ["email", "firstname", "lastname", "jobtitle"], "limit": 100})
+    );
+    let next = page_request("https://api.hubapi.com", &companies, Some(&format!("{from}:200")), Some(since), "acct_id");
+    let body = next.body.unwrap();
+    assert_eq!(
+        (body["after"].clone(), body["filterGroups"][0]["filters"][0]["propertyName"].clone()),
+        (json!("200"), json!("hs_lastmodifieddate"))
+    );
+    assert_eq!(body["properties"].as_array().unwrap().last().unwrap(), "acct_id");
+
+    // A search page (HubSpot's answer): the next page within the search, then, where the next
+    // would pass 10,000 results, a new search from the newest modification read.
+    let result = |id: &str, updated: &str| {
+        json!({"id": id, "properties": {"dealname": "Renewal", "hs_lastmodifieddate": updated, "hs_object_id": id},
+            "createdAt": "2025-12-01T00:00:00Z", "updatedAt": updated, "archived": false})
+    };
+    let answer = |after: &str| {
+        json!({"total": 12000, "results": [result("1", "2026-01-10T09:00:00.000Z"), result("2", "2026-01-10T09:30:00.000Z")],
+            "paging": {"next": {"after": after}}})
+        .to_string()
+    };
+    let (objects, cursor) = page(&deals, None, Some(since), answer("100").as_bytes(), 5).unwrap();
+    assert_eq!((objects.len(), cursor), (2, Some(format!("{from}:100"))));
+    let (_, cursor) = page(&deals, Some(&format!("{from}:9800")), Some(since), answer("9900").as_bytes(), 5).unwrap();
+    assert_eq!(cursor, Some(format!("{from}:9900")), "the last page within the cap");
+    let (_, cursor) = page(&deals, Some(&format!("{from}:9900")), Some(since), answer("10000").as_bytes(), 5).unwrap();
+    let newest = DateTime::parse_from_rfc3339("2026-01-10T09:30:00Z").unwrap().timestamp_millis();
+    assert_eq!(cursor, Some(format!("{newest}:")), "a new search from the newest read");
+    let restarted = page_request("https://api.hubapi.com", &deals, cursor.as_deref(), Some(since), "x").body.unwrap();
+    assert_eq!(
+        (restarted["filterGroups"][0]["filters"][0]["value"].clone(), restarted.get("after")),
+        (json!(newest.to_string()), None)
+    );
+    let (_, end) = page(&deals, None, Some(since), br#"{"total": 0, "results": []}"#, 5).unwrap();
+    assert_eq!(end, None);
+
+    // Search results carry no associations: the deals' companies are read in one batch, the
+    // primary first.
+    let (mut found, _) = page(&deals, None, Some(since), answer("100").as_bytes(), 5).unwrap();
+    assert_eq!(found[0].parent_id, None);
+    let ask = associations_request("https://api.hubapi.com", &deals, &found, Some(since)).unwrap();
+    assert_eq!(ask.url, "https://api.hubapi.com/crm/v4/associations/deals/companies/batch/read");
+    assert_eq!(ask.body.unwrap(), json!({"inputs": [{"id": "1"}, {"id": "2"}]}));
+    assert!(associations_request("https://api.hubapi.com", &companies, &found, Some(since)).is_none());
+    assert!(associations_request("https://api.hubapi.com", &deals, &found, None).is_none(), "lists carry them");
+    let batch = json!({"status": "COMPLETE", "results": [{"from": {"id": "1"}, "to": [
+            {"toObjectId": 555, "associationTypes": [{"category": "HUBSPOT_DEFINED", "typeId": 341, "label": null}]},
+            {"toObjectId": 9876543210_i64, "associationTypes": [{"category": "HUBSPOT_DEFINED", "typeId": 5, "label": "Primary"},
+                {"category": "HUBSPOT_DEFINED", "typeId": 341, "label": null}]}]}],
+        "startedAt": "2026-01-10T10:00:00.000Z", "completedAt": "2026-01-10T10:00:00.020Z"});
+    attach_companies(&deals, &mut found, batch.to_string().as_bytes()).unwrap();
+    assert_eq!((found[0].parent_id.as_deref(), found[1].parent_id.as_deref()), (Some("9876543210"), None));
+    assert!(attach_companies(&deals, &mut found, b"{}").is_err());
+}

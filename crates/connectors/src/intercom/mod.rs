@@ -254,7 +254,9 @@ pub fn page(body: &[u8]) -> Result<(Vec<ProviderObject>, Option<String>), String
     let next = match pages.get("next") {
         Some(next) if next.is_object() => str_of(next, "starting_after").map(str::to_owned),
         _ => match (int_of(&pages, "page"), int_of(&pages, "total_pages")) {
-            (Some(1), Some(total)) if total > 1 && int_of(&list, "total_count").is_some_and(|n| n > PAGED_COMPANIES) => {
+            (Some(1), Some(total))
+                if total > 1 && int_of(&list, "total_count").is_some_and(|n| n > PAGED_COMPANIES) =>
+            {
                 Some(SCROLL.to_owned())
             }
             (Some(page), Some(total)) if page < total => Some((page + 1).to_string()),

@@ -132,3 +132,36 @@ fn list_pages_and_their_cursors() {
     assert_eq!(page_url("http://h", contacts, Some("Wz=")), "http://h/contacts?per_page=150&starting_after=Wz%3D");
     assert_eq!(auth_headers("tok")[1], ("intercom-version", API_VERSION.to_owned()));
 }
+
+#[test]
+fn companies_past_ten_thousand_are_scrolled() {
+    let companies = &resources()[0];
+    let listed = |total: i64, page: i64| {
+        json!({"type": "list", "data": [{"type": "company", "id": "c1", "updated_at": 1_700_000_000}],
+            "total_count": total, "pages": {"type": "pages", "page": page, "per_page": 50, "total_pages": total / 50 + 1}})
+        .to_string()
+    };
+    assert_eq!(page(listed(9_000, 1).as_bytes()).unwrap().1.as_deref(), Some("2"));
+    assert_eq!(page(listed(10_050, 1).as_bytes()).unwrap().1.as_deref(), Some(SCROLL));
+    assert_eq!(page_url("http://h/", companies, Some(SCROLL)), "http://h/companies/scroll");
+    let scrolled = json!({"type": "list", "data": [{"type": "company", "id": "c2", "updated_at": 1_700_000_000}],
+        "pages": null, "total_count": null, "scroll_param": "25b649f7-4d33-4ef6-88f5-60e5b8244309"});
+    let (objects, next) = page(scrolled.to_string().as_bytes()).unwrap();
+    assert_eq!(
+        (objects[0].object_id.as_str(), next.as_deref()),
+        ("c2", Some("scroll:25b649f7-4d33-4ef6-88f5-60e5b8244309"))
+    );
+    assert_eq!(
+        page_url("http://h", companies, next.as_deref()),
+        "http://h/companies/scroll?scroll_param=25b649f7-4d33-4ef6-88f5-60e5b8244309"
+    );
+    let done = json!({"type": "list", "data": [], "pages": null, "total_count": null, "scroll_param": "25b649f7"});
+    assert_eq!(page(done.to_string().as_bytes()).unwrap().1, None, "an empty page ends the scroll");
+    // A scroll does not outlive a minute unused: resumed or expired, it starts again.
+    assert_eq!(resume_cursor(companies, next.clone()).as_deref(), Some(SCROLL));
+    assert_eq!(resume_cursor(companies, Some("3".into())).as_deref(), Some("3"));
+    assert_eq!(expired_cursor(companies, next.as_deref(), 404), Some(Some(SCROLL.to_owned())));
+    assert_eq!(expired_cursor(companies, next.as_deref(), 400), None, "scroll_exists waits for the next run");
+    assert_eq!(expired_cursor(companies, Some("3"), 404), None);
+    assert_eq!(expired_cursor(&resources()[1], Some("scroll:x"), 404), None);
+}

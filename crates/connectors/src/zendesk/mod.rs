@@ -151,14 +151,16 @@ pub fn delivery(body: &[u8]) -> Result<Delivery, WebhookError> {
 pub fn rating_delivery(event: &Value) -> Result<Delivery, WebhookError> {
     let bad = |m: String| WebhookError::BadPayload(m);
     let text = |key: &str| str_of(event, key).map(str::trim).filter(|t| !t.is_empty());
-    let ticket = match event.get("ticket_id") {
-        Some(Value::Number(n)) => n.to_string(),
-        _ => text("ticket_id").filter(|t| t.bytes().all(|b| b.is_ascii_digit())).map(str::to_owned).ok_or_else(|| {
-            bad("a satisfaction rating needs `ticket_id`, the ticket's number (`{{ticket.id}}`)".into())
-        })?,
-    };
+    let ticket =
+        match event.get("ticket_id") {
+            Some(Value::Number(n)) => n.to_string(),
+            _ => text("ticket_id").filter(|t| t.bytes().all(|b| b.is_ascii_digit())).map(str::to_owned).ok_or_else(
+                || bad("a satisfaction rating needs `ticket_id`, the ticket's number (`{{ticket.id}}`)".into()),
+            )?,
+        };
     let updated = text("updated_at").and_then(lenient_time).ok_or_else(|| {
-        bad("a satisfaction rating needs `updated_at`, an ISO 8601 time (`{{ticket.updated_at_with_timestamp}}`)".into())
+        bad("a satisfaction rating needs `updated_at`, an ISO 8601 time (`{{ticket.updated_at_with_timestamp}}`)"
+            .into())
     })?;
     let said = match event.get("rating") {
         Some(Value::Number(n)) => n.to_string(),
@@ -376,7 +378,8 @@ pub fn outputs(object: &ProviderObject, previous: Option<&ProviderObject>, accou
             let t = ticket(object, account);
             let before = previous.filter(|p| p.payload.get("status").is_some()).map(|prev| ticket(prev, account));
             let rating = object.payload.get("satisfaction_rating");
-            let rating = rating.and_then(|r| id_of(r, "id").or_else(|| str_of(r, "steward_rated_at").map(str::to_owned)));
+            let rating =
+                rating.and_then(|r| id_of(r, "id").or_else(|| str_of(r, "steward_rated_at").map(str::to_owned)));
             let mut out = ticket_events(NAME, &t, before.as_ref(), rating.as_deref().unwrap_or("-"));
             out.push(Output::Ticket(Box::new(t)));
             out

@@ -219,3 +219,57 @@ fn list_pages_their_metric_sets_and_cursors() {
     assert_eq!(auth_headers("ana@acme.io/token:abc")[0].1, "Basic YW5hQGFjbWUuaW8vdG9rZW46YWJj");
     assert_eq!(auth_headers("oauth-token")[0].1, "Bearer oauth-token");
 }
+
+#[test]
+fn a_triggers_rating_body_is_read_as_zendesk_renders_it() {
+    let body = |rating: &str, updated: &str| {
+        json!({"type": "satisfaction_rating", "ticket_id": "5158", "rating": rating, "comment": "Thanks!",
+            "requester_id": "", "requester_email": "Ana@Acme.io", "updated_at": updated})
+        .to_string()
+        .into_bytes()
+    };
+    let d = delivery(&body("Good, I'm satisfied", "2024-05-01T10:30Z")).unwrap();
+    assert_eq!(
+        (d.event_id.as_str(), d.event_type.as_str()),
+        ("satisfaction_rating:5158:good, i'm satisfied:1714559400", RATING_TYPE)
+    );
+    let o = &d.objects[0];
+    assert_eq!(
+        (o.kind.as_str(), o.object_id.as_str(), o.parent_id.as_deref(), o.version),
+        ("ticket", "5158", None, 1_714_559_400_000)
+    );
+    assert_eq!(o.payload["satisfaction_rating"]["score"], "good");
+    assert_eq!(o.payload["requester"]["email"], "ana@acme.io");
+    // Alone, it tells nothing; over the stored ticket, it is its CSAT and one event.
+    assert!(outputs(o, None, &account()).is_empty());
+    let stored = ticket_of(&event(
+        "ticket.created",
+        "2024-05-01T10:00:01Z",
+        detail("SOLVED", "NORMAL", "2024-05-01T10:00:00Z"),
+        json!({}),
+    ));
+    let mut rated = o.clone();
+    complete(&mut rated, &stored);
+    assert_eq!(rated.parent_id.as_deref(), Some("8447346624126"), "where the ticket is");
+    let t = ticket(&rated, &account());
+    assert_eq!(
+        (t.csat, t.status, t.attributes["csat_comment"].as_str()),
+        (Some(5), TicketStatus::Solved, Some("Thanks!"))
+    );
+    assert_eq!(
+        names(&outputs(&rated, Some(&stored), &account())),
+        ["CSAT Rated zendesk:5158:csat:2024-05-01T10:30:00Z:5"]
+    );
+    for (rating, score) in [
+        ("Bad, I'm unsatisfied", json!("bad")),
+        ("Offered", json!("offered")),
+        ("", json!("unoffered")),
+        ("4", json!(4)),
+    ] {
+        let d = delivery(&body(rating, "2024-05-01T10:30:00Z")).unwrap();
+        assert_eq!(d.objects[0].payload["satisfaction_rating"]["score"], score, "{rating}");
+    }
+    for bad in [body("so-so", "2024-05-01T10:30Z"), body("Good", "yesterday"), body("9", "2024-05-01T10:30Z")] {
+        assert!(matches!(delivery(&bad), Err(WebhookError::BadPayload(_))));
+    }
+}

@@ -18,7 +18,13 @@ use crate::webhook::{client, serve};
 /// What the server saw: method, path, content type, body.
 type Seen = Arc<Mutex<Vec<(Method, String, Option<String>, Bytes)>>>;
 
-async fn answer(State(seen): State<Seen>, method: Method, uri: axum::http::Uri, headers: HeaderMap, body: Bytes) -> impl IntoResponse {
+async fn answer(
+    State(seen): State<Seen>,
+    method: Method,
+    uri: axum::http::Uri,
+    headers: HeaderMap,
+    body: Bytes,
+) -> impl IntoResponse {
     let content_type = headers.get(header::CONTENT_TYPE).map(|v| v.to_str().unwrap().to_owned());
     seen.lock().unwrap().push((method, uri.path().to_owned(), content_type, body.clone()));
     match uri.path() {

@@ -388,8 +388,12 @@ async fn scroll(
     };
     if param.is_some() && (id != fake.scrolls || fake.expire_at == Some(offset)) {
         fake.expire_at = None;
-        return (StatusCode::NOT_FOUND, axum::Json(json!({"type": "error.list", "request_id": "req-1",
-            "errors": [{"code": "not_found", "message": "scroll parameter not found"}]}))).into_response();
+        return (
+            StatusCode::NOT_FOUND,
+            axum::Json(json!({"type": "error.list", "request_id": "req-1",
+            "errors": [{"code": "not_found", "message": "scroll parameter not found"}]})),
+        )
+            .into_response();
     }
     if let Some((at, left)) = &mut fake.fail_at
         && *at == offset
@@ -419,7 +423,11 @@ async fn intercom_companies_past_ten_thousand_are_scrolled_and_an_expired_scroll
     fake.fail_at = Some((200, 100));
     let fake = Arc::new(Mutex::new(fake));
     let empty = |key: &'static str| {
-        move || async move { axum::Json(json!({"type": "list", key: [], "total_count": 0, "pages": {"type": "pages", "next": null, "page": 1, "per_page": 150, "total_pages": 0}})) }
+        move || async move {
+            axum::Json(
+                json!({"type": "list", key: [], "total_count": 0, "pages": {"type": "pages", "next": null, "page": 1, "per_page": 150, "total_pages": 0}}),
+            )
+        }
     };
     let router = axum::Router::new()
         .route("/companies", axum::routing::get(scroll))

@@ -409,7 +409,13 @@ async fn zendesk_satisfaction_ratings_come_live_from_a_trigger_webhook() {
     let signature = signer.zendesk(&good, SECRET, &at);
     let tampered = good.replace("Good", "Bad,");
     for (body, headers) in [
-        (tampered.as_str(), vec![("x-zendesk-webhook-signature", signature.as_str()), ("x-zendesk-webhook-signature-timestamp", at.as_str())]),
+        (
+            tampered.as_str(),
+            vec![
+                ("x-zendesk-webhook-signature", signature.as_str()),
+                ("x-zendesk-webhook-signature-timestamp", at.as_str()),
+            ],
+        ),
         (good.as_str(), vec![("x-zendesk-webhook-signature-timestamp", at.as_str())]),
     ] {
         let (status, answer) = deliver(&app, &ws, "zendesk", body, &headers).await;
@@ -422,7 +428,10 @@ async fn zendesk_satisfaction_ratings_come_live_from_a_trigger_webhook() {
     let t = &tickets_of(&app, &ws, "acme").await["5158"];
     assert_eq!((t.csat, t.status, t.priority), (Some(5), TicketStatus::Solved, TicketPriority::High));
     assert_eq!(t.resolved_at.map(|t| t.timestamp()), Some(opened + 3_600));
-    assert_eq!((t.subject.as_str(), t.attributes["csat_comment"].as_str()), ("Exports fail since this morning", Some("Quick and clear")));
+    assert_eq!(
+        (t.subject.as_str(), t.attributes["csat_comment"].as_str()),
+        ("Exports fail since this morning", Some("Quick and clear"))
+    );
     assert_eq!(t.updated_at.timestamp(), minute * 60);
 
     // Changed to bad later, then good again: each change is the ticket's CSAT and an event.
@@ -456,13 +465,25 @@ async fn zendesk_satisfaction_ratings_come_live_from_a_trigger_webhook() {
     for (body, reason) in [
         (rating("5158", "Meh", "", minute + 20), "`rating` \"meh\""),
         (rating("{{ticket.id}}", "Good", "", minute + 20), "`ticket_id`"),
-        (rating("5158", "Good", "", minute + 20).replace(&format!("{}Z", ""), "").replace("\"updated_at\"", "\"when\""), "`updated_at`"),
+        (
+            rating("5158", "Good", "", minute + 20)
+                .replace(&format!("{}Z", ""), "")
+                .replace("\"updated_at\"", "\"when\""),
+            "`updated_at`",
+        ),
     ] {
         let at = iso(Utc::now().timestamp());
         let signature = signer.zendesk(&body, SECRET, &at);
-        let headers = [("x-zendesk-webhook-signature", signature.as_str()), ("x-zendesk-webhook-signature-timestamp", at.as_str())];
+        let headers = [
+            ("x-zendesk-webhook-signature", signature.as_str()),
+            ("x-zendesk-webhook-signature-timestamp", at.as_str()),
+        ];
         let (status, answer) = deliver(&app, &ws, "zendesk", &body, &headers).await;
-        assert_eq!((status, answer["error"]["code"].clone()), (StatusCode::BAD_REQUEST, json!("invalid_payload")), "{body}");
+        assert_eq!(
+            (status, answer["error"]["code"].clone()),
+            (StatusCode::BAD_REQUEST, json!("invalid_payload")),
+            "{body}"
+        );
         assert!(answer["error"]["message"].as_str().unwrap().contains(reason), "{answer}");
     }
     let (_, errors) = app.get("/api/v1/connectors/zendesk/errors", &ws.viewer).await;
