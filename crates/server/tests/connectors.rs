@@ -250,7 +250,10 @@ async fn stripe_webhooks_are_verified_deduplicated_and_newest_wins() {
     assert_eq!(shown["webhooks_received"], 7, "{shown}");
     // The customer, the subscription three times (one delivery was older), the invoice.
     assert_eq!(shown["records_synced"], 5, "{shown}");
-    assert_eq!(shown["secrets"], json!({"api_key": false, "webhook_secrets": 2}));
+    assert_eq!(
+        shown["secrets"],
+        json!({"api_key": false, "webhook_secrets": 2, "refresh_token": false, "client_id": false, "client_secret": false})
+    );
     let text = shown.to_string();
     assert!(!text.contains(SECRET) && !text.contains(OLD_SECRET), "{text}");
     // And the metrics count deliveries by outcome.
@@ -373,7 +376,10 @@ async fn configuration_is_checked_secret_and_per_workspace() {
     assert!(!stored.secrets.contains("sk_test_abc") && !stored.secrets.contains(SECRET));
     let (status, shown) = configure(&app, &ws, json!({"config": {"account_trait": "stripe_id"}})).await;
     assert_eq!(status, StatusCode::OK);
-    assert_eq!(shown["secrets"], json!({"api_key": true, "webhook_secrets": 1}));
+    assert_eq!(
+        shown["secrets"],
+        json!({"api_key": true, "webhook_secrets": 1, "refresh_token": false, "client_id": false, "client_secret": false})
+    );
     assert_eq!(shown["config"], json!({"account_trait": "stripe_id", "create_accounts": false}));
     assert!(SyncState::of(&stored).requested, "a connector created with a key asks for its first backfill");
     // Another workspace sees none of it, and its deliveries are not this workspace's.
