@@ -113,7 +113,7 @@ pub async fn run(customers: usize, months: usize, rounds: usize, postgres: Optio
         for r in 0..rounds.max(1) {
             let ws = store.create_workspace("bench connectors").await?.workspace_id;
             let key = Arc::new(SealingKey::from_base64(&SealingKey::generate())?);
-            let secrets = Secrets { api_key: Some("sk_test_bench".into()), webhook_secrets: Vec::new() };
+            let secrets = Secrets { api_key: Some("sk_test_bench".into()), ..Secrets::default() };
             let now = Utc::now();
             let mut sync = SyncState::default();
             sync.request(true);
