@@ -163,7 +163,8 @@ impl PgStore {
     }
 
     pub(crate) async fn audit(&self, ws: &WorkspaceId, before: Option<i64>, limit: usize) -> Result<Vec<AuditEntry>> {
-        let rows: Vec<(i64, String, String, String, String, Value, DateTime<Utc>)> = sqlx::query_as(
+        type AuditRow = (i64, String, String, String, String, Value, DateTime<Utc>);
+        let rows: Vec<AuditRow> = sqlx::query_as(
             "SELECT seq, workspace_id, actor, action, target, details, at FROM audit_log
              WHERE workspace_id = $1 AND seq < $2 ORDER BY seq DESC LIMIT $3",
         )

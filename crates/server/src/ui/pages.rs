@@ -52,8 +52,8 @@ fn money_list(list: &[domain::Money]) -> String {
 
 /// The portfolio trend changes once a day (scoring writes a day's history): kept a few
 /// minutes per workspace so the overview does not aggregate the history on every visit.
-static TRENDS: std::sync::LazyLock<Mutex<HashMap<WorkspaceId, (Instant, NaiveDate, Vec<PortfolioDay>)>>> =
-    std::sync::LazyLock::new(Default::default);
+type Trends = HashMap<WorkspaceId, (Instant, NaiveDate, Vec<PortfolioDay>)>;
+static TRENDS: std::sync::LazyLock<Mutex<Trends>> = std::sync::LazyLock::new(Default::default);
 const TREND_TTL: Duration = Duration::from_secs(300);
 const TREND_DAYS: u64 = 90;
 
@@ -406,7 +406,7 @@ pub(crate) async fn account(
         context! {
             layout => layout(&signed, "accounts", &q),
             account => ser(&account),
-            score => ser(&score.as_ref().map(|sc| json!({
+            score => ser(score.as_ref().map(|sc| json!({
                 "health": sc.health, "band": sc.band.as_str(), "day": sc.day,
                 "churn_30d": sc.churn_30d, "expansion": sc.expansion,
                 "mrr": sc.mrr.map(|m| money(m.minor, m.currency.as_str())),

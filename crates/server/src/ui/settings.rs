@@ -59,7 +59,7 @@ async fn render_page(
             layout => layout(signed, "settings", q),
             keys => ser(&keys),
             connectors => ser(&connectors),
-            operators => ser(&operators.iter().map(|o| json!({
+            operators => ser(operators.iter().map(|o| json!({
                 "id": o.operator_id, "email": o.email, "name": o.name, "role": o.role.as_str(),
                 "disabled": o.disabled_at.is_some(), "created_at": o.created_at,
                 "me": o.operator_id == signed.operator.operator_id})).collect::<Vec<_>>()),

@@ -86,9 +86,8 @@ pub(crate) async fn tasks(
     Query(q): Query<HashMap<String, String>>,
 ) -> Result<Response, UiError> {
     let ws = &signed.operator.workspace_id;
-    let status = match q.get("status").map(String::as_str).unwrap_or("open") {
-        s => TaskStatus::parse(s).ok_or_else(|| UiError::bad("Show open, done or dismissed tasks."))?,
-    };
+    let status = TaskStatus::parse(q.get("status").map(String::as_str).unwrap_or("open"))
+        .ok_or_else(|| UiError::bad("Show open, done or dismissed tasks."))?;
     let who = q.get("who").map(String::as_str).unwrap_or("me");
     let mut list = Vec::new();
     let assignees: Vec<Option<String>> = match who {
