@@ -83,8 +83,12 @@ fn service(s: &AppState) -> Result<&std::sync::Arc<scoring::service::Service>, A
     })
 }
 
+fn text(q: &HashMap<String, String>, field: &str) -> Option<String> {
+    q.get(field).map(|v| v.trim()).filter(|v| !v.is_empty()).map(str::to_owned)
+}
+
 /// `GET /api/v1/accounts`: with `sort`, `order`, `band`, `health_min`, `health_max`,
-/// `churn_min`, `mrr_min`, `mrr_max`.
+/// `churn_min`, `mrr_min`, `mrr_max`, `search`, `plan`, `owner`, `segment`.
 pub(crate) async fn list_accounts(
     State(s): State<AppState>,
     headers: HeaderMap,
@@ -110,6 +114,10 @@ pub(crate) async fn list_accounts(
         churn_min: number(&q, "churn_min", 0.0..=1.0)?,
         mrr_min: parsed(&q, "mrr_min", "a whole number of minor units")?,
         mrr_max: parsed(&q, "mrr_max", "a whole number of minor units")?,
+        search: text(&q, "search"),
+        plan: text(&q, "plan"),
+        owner: text(&q, "owner"),
+        segment: text(&q, "segment"),
     };
     Ok(page_json(s.store().query_accounts(&ws, &query, &page).await?))
 }

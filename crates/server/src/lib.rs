@@ -12,6 +12,7 @@ mod journeys;
 mod messaging;
 mod ops;
 mod segments;
+pub mod ui;
 
 pub use error::ApiError;
 
@@ -37,6 +38,8 @@ pub struct ServerConfig {
     /// How long a looked-up API key is trusted before it is looked up again (so a revoked key
     /// stops working within this time).
     pub key_cache_ttl: Duration,
+    /// The dashboard's sessions and sign-ins.
+    pub ui: ui::UiConfig,
 }
 
 impl Default for ServerConfig {
@@ -46,6 +49,7 @@ impl Default for ServerConfig {
             max_inflight_events: 200_000,
             discard_events: false,
             key_cache_ttl: Duration::from_secs(5),
+            ui: ui::UiConfig::default(),
         }
     }
 }
@@ -67,6 +71,7 @@ struct Inner {
     membership: Arc<membership::Engine>,
     runner: Arc<runner::Runner>,
     connectors: Option<Arc<::connectors::worker::Syncer>>,
+    ui_failures: ui::session::Failures,
 }
 
 impl AppState {
@@ -84,6 +89,7 @@ impl AppState {
                 config,
                 scoring: None,
                 connectors: None,
+                ui_failures: Default::default(),
             }),
         }
     }
@@ -205,8 +211,10 @@ pub fn router(state: AppState) -> Router {
         .route("/healthz", get(ops::healthz))
         .route("/readyz", get(ops::readyz))
         .route("/metrics", get(ops::metrics));
+    let ui = ui::routes(state.clone());
     capture
         .merge(api)
+        .merge(ui)
         .merge(ops)
         .fallback(|| async { ApiError::not_found("route", "no such endpoint") })
         .layer(axum::middleware::from_fn(ops::track_requests))
@@ -221,5 +229,7 @@ pub async fn serve(
     shutdown: CancellationToken,
 ) -> std::io::Result<()> {
     let app = router(state);
-    axum::serve(listener, app).with_graceful_shutdown(async move { shutdown.cancelled().await }).await
+    axum::serve(listener, app.into_make_service_with_connect_info::<std::net::SocketAddr>())
+        .with_graceful_shutdown(async move { shutdown.cancelled().await })
+        .await
 }

@@ -19,7 +19,7 @@ use crate::{ApiError, AppState};
 /// The most members a preview lists.
 const MAX_SAMPLE: usize = 100;
 
-fn engine_error(e: Error) -> ApiError {
+pub(crate) fn engine_error(e: Error) -> ApiError {
     match e {
         Error::Invalid(e) => ApiError {
             details: Some(json!({"position": {"line": e.line, "column": e.column, "length": e.length}})),

@@ -78,6 +78,81 @@ pub async fn keys(config: Config, command: KeysCommand) -> Result<()> {
     Ok(())
 }
 
+/// Adds an operator to `ws` with a password hash of `password`.
+pub async fn add_operator(
+    store: &dyn store::Store,
+    ws: &domain::WorkspaceId,
+    email: &str,
+    name: &str,
+    role: KeyRole,
+    password: &str,
+) -> Result<store::Operator> {
+    if role == KeyRole::Write {
+        bail!("an operator's role is admin, member or viewer");
+    }
+    let email = email.trim().to_lowercase();
+    if !email.contains('@') || email.contains(char::is_whitespace) {
+        bail!("{email:?} is not an email address");
+    }
+    server::ui::password::check(password).map_err(|e| anyhow::anyhow!(e))?;
+    let op = store::Operator {
+        operator_id: format!("op_{}", domain::random_token(12)),
+        workspace_id: ws.clone(),
+        email: email.clone(),
+        name: name.to_owned(),
+        role,
+        password_hash: Some(server::ui::password::hash(password)),
+        created_at: chrono::Utc::now(),
+        disabled_at: None,
+    };
+    store.insert_operator(&op).await.with_context(|| format!("adding operator {email}"))?;
+    store
+        .append_audit(&store::AuditEntry {
+            seq: 0,
+            workspace_id: ws.clone(),
+            actor: "cli".into(),
+            action: "operator.add".into(),
+            target: op.operator_id.clone(),
+            details: json!({"email": email, "role": role.as_str()}),
+            at: op.created_at,
+        })
+        .await?;
+    Ok(op)
+}
+
+pub async fn operators(config: Config, command: crate::cli::OperatorCommand) -> Result<()> {
+    use crate::cli::OperatorCommand;
+    let backend = Backend::open(&config).await?;
+    let store = backend.store();
+    let out = match command {
+        OperatorCommand::Add { workspace, email, role, name, .. } => {
+            let ws = existing(store.as_ref(), &workspace).await?;
+            let role: KeyRole = role.parse()?;
+            let password = match std::env::var("STEWARD_OPERATOR_PASSWORD") {
+                Ok(p) if !p.is_empty() => p,
+                _ => {
+                    if std::io::IsTerminal::is_terminal(&std::io::stdin()) {
+                        eprint!("Password for {email}: ");
+                    }
+                    let mut line = String::new();
+                    std::io::stdin().read_line(&mut line).context("reading the password from standard input")?;
+                    line.trim_end_matches(['\n', '\r']).to_owned()
+                }
+            };
+            let name = name.unwrap_or_else(|| email.split('@').next().unwrap_or(&email).to_owned());
+            let op = add_operator(store.as_ref(), &ws, &email, &name, role, &password).await?;
+            json!(op)
+        }
+        OperatorCommand::List { workspace, .. } => {
+            let ws = existing(store.as_ref(), &workspace).await?;
+            json!(store.list_operators(&ws).await?)
+        }
+    };
+    println!("{out}");
+    backend.close().await;
+    Ok(())
+}
+
 pub async fn replay(config: Config, workspace: &str) -> Result<()> {
     let backend = Backend::open(&config).await?;
     let store = backend.store();

@@ -70,6 +70,11 @@ pub enum Command {
         #[command(subcommand)]
         command: KeysCommand,
     },
+    /// Manage the operators who sign in to the dashboard.
+    Operator {
+        #[command(subcommand)]
+        command: OperatorCommand,
+    },
     /// Process a workspace's event log again from the start, rebuilding people and accounts.
     Replay {
         #[arg(long)]
@@ -195,6 +200,34 @@ pub enum PlaybooksCommand {
 }
 
 #[derive(Subcommand, Debug)]
+pub enum OperatorCommand {
+    /// Add an operator who signs in with an email and a password: the password is read from
+    /// `STEWARD_OPERATOR_PASSWORD`, else from standard input (its first line). Prints the
+    /// operator as JSON.
+    Add {
+        #[arg(long)]
+        workspace: String,
+        #[arg(long)]
+        email: String,
+        /// admin, member or viewer.
+        #[arg(long)]
+        role: String,
+        /// The name shown in the dashboard (default: the email's local part).
+        #[arg(long)]
+        name: Option<String>,
+        #[command(flatten)]
+        location: Location,
+    },
+    /// List a workspace's operators as JSON.
+    List {
+        #[arg(long)]
+        workspace: String,
+        #[command(flatten)]
+        location: Location,
+    },
+}
+
+#[derive(Subcommand, Debug)]
 pub enum KeysCommand {
     /// Create a key; prints it (shown once) as JSON.
     Create {
@@ -235,6 +268,7 @@ pub async fn dispatch(cli: Cli, config: Config) -> Result<()> {
         }
         Command::Workspace { command } => crate::admin::workspace(config, command).await,
         Command::Keys { command } => crate::admin::keys(config, command).await,
+        Command::Operator { command } => crate::admin::operators(config, command).await,
         Command::Replay { workspace, .. } => crate::admin::replay(config, &workspace).await,
         Command::Bench { command } => crate::bench::run(config, command).await,
         Command::Playbooks { command: PlaybooksCommand::Install { workspace, enable, .. } } => {

@@ -29,6 +29,20 @@ pub struct Config {
     pub email: EmailConfig,
     pub outbox: OutboxConfig,
     pub connectors: ConnectorsConfig,
+    pub dashboard: DashboardConfig,
+}
+
+/// The web dashboard's sessions.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct DashboardConfig {
+    /// Mark the session cookie `Secure`: set it when Steward is reached over HTTPS (directly
+    /// or through a proxy that terminates TLS).
+    pub secure_cookies: bool,
+    /// Hours a session lasts after sign-in.
+    pub session_hours: u64,
+    /// Minutes a session may go unused before it ends.
+    pub idle_minutes: u64,
 }
 
 /// Connectors to billing, CRM and support providers.
@@ -161,6 +175,7 @@ impl Default for Config {
             database_url: None,
             log_format: "text".into(),
             ingest: IngestConfig { max_inflight_events: 200_000, key_cache_ttl_secs: 5 },
+            dashboard: DashboardConfig { secure_cookies: false, session_hours: 12, idle_minutes: 120 },
             processor: ProcessorSettings { batch: 2_000, max_batch: 8_000, gather_ms: 100 },
             scoring: ScoringConfig { enabled: true, rescore_minutes: 60, retrain_hours: 7 * 24 },
             segments: SegmentsConfig { tick_ms: 1_000, recompute_minutes: 5 },
@@ -274,6 +289,11 @@ impl Config {
                     | KeysCommand::List { location: l, .. }
                     | KeysCommand::Revoke { location: l, .. },
             } => (None, location(l)),
+            Command::Operator {
+                command:
+                    crate::cli::OperatorCommand::Add { location: l, .. }
+                    | crate::cli::OperatorCommand::List { location: l, .. },
+            } => (None, location(l)),
             Command::Playbooks { command: PlaybooksCommand::Install { location: l, .. } } => (None, location(l)),
             Command::Bench { .. } => (None, None),
         };
@@ -362,6 +382,12 @@ impl Config {
             max_inflight_events: self.ingest.max_inflight_events,
             key_cache_ttl: std::time::Duration::from_secs(self.ingest.key_cache_ttl_secs),
             discard_events,
+            ui: server::ui::UiConfig {
+                secure_cookies: self.dashboard.secure_cookies,
+                session_ttl: std::time::Duration::from_secs(self.dashboard.session_hours.max(1) * 3600),
+                idle_timeout: std::time::Duration::from_secs(self.dashboard.idle_minutes.max(1) * 60),
+                ..Default::default()
+            },
             ..Default::default()
         }
     }

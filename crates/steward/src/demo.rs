@@ -11,6 +11,9 @@ use simulator::{SimConfig, Simulation};
 use crate::client::Client;
 use crate::config::Config;
 
+/// The demo's operator.
+pub const DEMO_EMAIL: &str = "admin@demo.steward";
+
 pub async fn run(mut config: Config, seed: u64, accounts: usize, days: u32, no_serve: bool) -> Result<()> {
     if config.database_url.is_none() && !std::env::args().any(|a| a == "--data-dir") {
         // A fresh directory: a demo never mixes with real data.
@@ -19,6 +22,17 @@ pub async fn run(mut config: Config, seed: u64, accounts: usize, days: u32, no_s
     let running = crate::run::start(&config, false).await?;
     let base = format!("http://{}", running.addr);
     let ws = crate::admin::create_workspace(running.backend.store().as_ref(), "Demo: Acme Analytics").await?;
+    // An admin who signs in to the dashboard, with a password made for this demo.
+    let password = domain::random_token(16);
+    crate::admin::add_operator(
+        running.backend.store().as_ref(),
+        &ws.workspace_id,
+        DEMO_EMAIL,
+        "Demo Admin",
+        domain::KeyRole::Admin,
+        &password,
+    )
+    .await?;
     println!("Filling a demo workspace with {accounts} simulated accounts over {days} days (seed {seed})...");
 
     let started = Instant::now();
@@ -92,6 +106,7 @@ pub async fn run(mut config: Config, seed: u64, accounts: usize, days: u32, no_s
     println!("  workspace:     {}", ws.workspace_id);
     println!("  write key:     {}   (for the Segment/RudderStack SDKs: host {base})", ws.write_key);
     println!("  admin key:     {}", ws.admin_key);
+    println!("  dashboard:     {base}/login   email {DEMO_EMAIL}   password {password}");
     println!();
     println!("Try:");
     println!("  curl -s -H 'Authorization: Bearer {}' '{base}/api/v1/accounts?limit=5'", ws.admin_key);

@@ -9,7 +9,8 @@ use store::{Operator, Result, StoreError, Subscription, Ticket, Workspace};
 use crate::{PgStore, account_id, db_error, now, parse_col};
 
 const KEY_COLUMNS: &str = "key_id, workspace_id, role, prefix, hash, created_at, revoked_at";
-const OPERATOR_COLUMNS: &str = "operator_id, workspace_id, email, name, role, password_hash, created_at";
+pub(crate) const OPERATOR_COLUMNS: &str =
+    "operator_id, workspace_id, email, name, role, password_hash, created_at, disabled_at";
 pub(crate) const SUBSCRIPTION_COLUMNS: &str =
     "subscription_id, account_id, plan, status, mrr_minor, currency, quantity, started_at,
     ended_at, current_period_end, cancel_at_period_end, updated_at, attributes";
@@ -36,10 +37,11 @@ fn to_key(row: KeyRow) -> Result<ApiKey> {
     })
 }
 
-type OperatorRow = (String, String, String, String, String, Option<String>, DateTime<Utc>);
+pub(crate) type OperatorRow =
+    (String, String, String, String, String, Option<String>, DateTime<Utc>, Option<DateTime<Utc>>);
 
-fn to_operator(row: OperatorRow) -> Result<Operator> {
-    let (operator_id, ws, email, name, role, password_hash, created_at) = row;
+pub(crate) fn to_operator(row: OperatorRow) -> Result<Operator> {
+    let (operator_id, ws, email, name, role, password_hash, created_at, disabled_at) = row;
     Ok(Operator {
         operator_id,
         workspace_id: workspace_id(&ws)?,
@@ -48,6 +50,7 @@ fn to_operator(row: OperatorRow) -> Result<Operator> {
         role: parse_col(&role)?,
         password_hash,
         created_at,
+        disabled_at,
     })
 }
 
@@ -231,7 +234,7 @@ impl PgStore {
 
     pub(crate) async fn add_operator(&self, op: &Operator) -> Result<()> {
         sqlx::query(AssertSqlSafe(format!(
-            "INSERT INTO operators ({OPERATOR_COLUMNS}) VALUES ($1, $2, $3, $4, $5, $6, $7)"
+            "INSERT INTO operators ({OPERATOR_COLUMNS}) VALUES ($1, $2, $3, $4, $5, $6, $7, $8)"
         )))
         .bind(&op.operator_id)
         .bind(op.workspace_id.as_str())
@@ -241,6 +244,7 @@ impl PgStore {
         .bind(op.role.as_str())
         .bind(&op.password_hash)
         .bind(op.created_at)
+        .bind(op.disabled_at)
         .execute(&self.pool)
         .await
         .map_err(|e| match db_error(e) {

@@ -109,6 +109,30 @@ fn model(r: &PgRow, with_params: bool) -> Result<ModelRecord> {
     })
 }
 
+/// The conditions on the account itself (`a`): search, plan, owner, segment.
+fn account_filters(q: &AccountQuery, a: &mut Args) -> Result<String> {
+    let mut sql = String::new();
+    if let Some((anywhere, start)) = q.search_patterns() {
+        let (anywhere, start) = (a.arg(anywhere)?, a.arg(start)?);
+        sql +=
+            &format!(" AND (a.account_id ILIKE {start} ESCAPE '\\' OR a.traits->>'name' ILIKE {anywhere} ESCAPE '\\')");
+    }
+    if let Some(plan) = &q.plan {
+        sql += &format!(" AND a.traits->>'plan' = {}", a.arg(plan.clone())?);
+    }
+    if let Some(owner) = &q.owner {
+        sql += &format!(" AND a.traits->>'csm_email' = {}", a.arg(owner.clone())?);
+    }
+    if let Some(segment) = &q.segment {
+        sql += &format!(
+            " AND EXISTS (SELECT 1 FROM segment_members m WHERE m.workspace_id = a.workspace_id
+               AND m.segment_id = {} AND m.subject_id = a.account_id AND m.member)",
+            a.arg(segment.clone())?
+        );
+    }
+    Ok(sql)
+}
+
 fn sort_expr(sort: AccountSort) -> &'static str {
     match sort {
         AccountSort::Id => "s.account_id",
@@ -521,6 +545,7 @@ impl PgStore {
                  LEFT JOIN account_scores s ON s.workspace_id = a.workspace_id AND s.account_id = a.account_id
                  WHERE a.workspace_id = {w}"
             );
+            sql += &account_filters(q, &mut a)?;
             if let Some(c) = &page.after {
                 sql += &format!(" AND a.account_id {cmp} {}", a.arg(c.parts(1)?[0].clone())?);
             }
@@ -546,6 +571,7 @@ impl PgStore {
                     sql += &format!(" AND s.mrr_minor {op} {}", a.arg(v)?);
                 }
             }
+            sql += &account_filters(q, &mut a)?;
             let expr = sort_expr(q.sort);
             if let Some(c) = &page.after {
                 if q.sort == AccountSort::Id {

@@ -11,7 +11,9 @@ mod connectors;
 mod ids;
 mod journeys;
 mod log;
+mod operators;
 mod owners;
+mod portfolio;
 mod processing;
 mod reads;
 mod records;
@@ -40,6 +42,7 @@ const MIGRATIONS: &[&str] = &[
     include_str!("../migrations/0005_journeys.sql"),
     include_str!("../migrations/0006_account_changes.sql"),
     include_str!("../migrations/0007_connectors.sql"),
+    include_str!("../migrations/0008_operators.sql"),
 ];
 
 const READERS: usize = 4;
@@ -269,6 +272,38 @@ mod store_impl {
         async fn list_operators(&self, ws: &WorkspaceId) -> Result<Vec<Operator>> {
             self.operators(ws, None).await
         }
+        async fn get_operator(&self, ws: &WorkspaceId, operator_id: &str) -> Result<Option<Operator>> {
+            self.operator_by_id(ws, operator_id).await
+        }
+        async fn set_operator_disabled(
+            &self,
+            ws: &WorkspaceId,
+            operator_id: &str,
+            at: Option<Timestamp>,
+        ) -> Result<bool> {
+            self.disable_operator(ws, operator_id, at).await
+        }
+        async fn set_operator_password(&self, ws: &WorkspaceId, operator_id: &str, hash: &str) -> Result<bool> {
+            self.operator_password(ws, operator_id, hash).await
+        }
+        async fn insert_session(&self, session: &OperatorSession) -> Result<()> {
+            self.add_session(session).await
+        }
+        async fn find_session(&self, token_hash: &str) -> Result<Option<SignedIn>> {
+            self.session(token_hash).await
+        }
+        async fn touch_session(&self, token_hash: &str, at: Timestamp) -> Result<()> {
+            self.touch(token_hash, at).await
+        }
+        async fn delete_session(&self, token_hash: &str) -> Result<bool> {
+            self.end_session(token_hash).await
+        }
+        async fn append_audit(&self, entry: &AuditEntry) -> Result<i64> {
+            self.add_audit(entry).await
+        }
+        async fn list_audit(&self, ws: &WorkspaceId, before: Option<i64>, limit: usize) -> Result<Vec<AuditEntry>> {
+            self.audit(ws, before, limit).await
+        }
         async fn append_events(&self, ws: &WorkspaceId, events: &[NewEvent]) -> Result<AppendReport> {
             self.append(ws, events).await
         }
@@ -427,6 +462,17 @@ mod store_impl {
             at: Timestamp,
         ) -> Result<()> {
             self.set_setting(ws, key, value, at).await
+        }
+        async fn portfolio(&self, ws: &WorkspaceId, compare_day: chrono::NaiveDate) -> Result<Portfolio> {
+            self.portfolio_of(ws, compare_day).await
+        }
+        async fn portfolio_trend(
+            &self,
+            ws: &WorkspaceId,
+            from: chrono::NaiveDate,
+            to: chrono::NaiveDate,
+        ) -> Result<Vec<PortfolioDay>> {
+            self.portfolio_days(ws, from, to).await
         }
         async fn query_accounts(
             &self,

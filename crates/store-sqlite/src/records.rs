@@ -26,7 +26,8 @@ fn to_key(row: (String, String, String, String, String, i64, Option<i64>)) -> Re
 }
 
 const KEY_COLUMNS: &str = "key_id, workspace_id, role, prefix, hash, created_at, revoked_at";
-const OPERATOR_COLUMNS: &str = "operator_id, workspace_id, email, name, role, password_hash, created_at";
+pub(crate) const OPERATOR_COLUMNS: &str =
+    "operator_id, workspace_id, email, name, role, password_hash, created_at, disabled_at";
 pub(crate) const SUBSCRIPTION_COLUMNS: &str =
     "subscription_id, account_id, plan, status, mrr_minor, currency, quantity, started_at,
     ended_at, current_period_end, cancel_at_period_end, updated_at, attributes";
@@ -34,14 +35,14 @@ pub(crate) const TICKET_COLUMNS: &str =
     "ticket_id, account_id, person_id, subject, status, priority, opened_at, first_response_at,
     resolved_at, csat, updated_at, attributes";
 
-type OperatorRow = (String, String, String, String, String, Option<String>, i64);
+pub(crate) type OperatorRow = (String, String, String, String, String, Option<String>, i64, Option<i64>);
 
-fn to_operator(r: &Row<'_>) -> rusqlite::Result<OperatorRow> {
-    Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?, r.get(4)?, r.get(5)?, r.get(6)?))
+pub(crate) fn to_operator(r: &Row<'_>) -> rusqlite::Result<OperatorRow> {
+    Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?, r.get(4)?, r.get(5)?, r.get(6)?, r.get(7)?))
 }
 
-fn operator(row: (String, String, String, String, String, Option<String>, i64)) -> Result<Operator> {
-    let (operator_id, ws, email, name, role, password_hash, created) = row;
+pub(crate) fn operator(row: OperatorRow) -> Result<Operator> {
+    let (operator_id, ws, email, name, role, password_hash, created, disabled) = row;
     Ok(Operator {
         operator_id,
         workspace_id: WorkspaceId::parse(&ws).map_err(|e| StoreError::Backend(e.to_string()))?,
@@ -50,6 +51,7 @@ fn operator(row: (String, String, String, String, String, Option<String>, i64)) 
         role: parse_col(role)?,
         password_hash,
         created_at: time(created),
+        disabled_at: opt_time(disabled),
     })
 }
 
@@ -210,7 +212,7 @@ impl SqliteStore {
         let op = op.clone();
         self.write(move |conn| {
             conn.execute(
-                &format!("INSERT INTO operators ({OPERATOR_COLUMNS}) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)"),
+                &format!("INSERT INTO operators ({OPERATOR_COLUMNS}) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)"),
                 params![
                     op.operator_id,
                     op.workspace_id.as_str(),
@@ -218,7 +220,8 @@ impl SqliteStore {
                     op.name,
                     op.role.as_str(),
                     op.password_hash,
-                    ms(&op.created_at)
+                    ms(&op.created_at),
+                    op.disabled_at.as_ref().map(ms)
                 ],
             )
             .map_err(|e| match sql_error(e) {

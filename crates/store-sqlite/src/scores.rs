@@ -142,6 +142,35 @@ fn model(r: &Row<'_>, with_params: bool) -> rusqlite::Result<Result<ModelRecord>
 }
 
 /// The SQL of the value an account list sorts by.
+/// The conditions on the account itself (`a`): search, plan, owner, segment.
+fn account_filters(q: &AccountQuery, args: &mut Vec<Sql>) -> String {
+    let mut arg = |v: String| {
+        args.push(Sql::Text(v));
+        format!("?{}", args.len())
+    };
+    let mut sql = String::new();
+    if let Some((anywhere, start)) = q.search_patterns() {
+        let (anywhere, start) = (arg(anywhere), arg(start));
+        sql += &format!(
+            " AND (a.account_id LIKE {start} ESCAPE '\\' OR json_extract(a.traits, '$.name') LIKE {anywhere} ESCAPE '\\')"
+        );
+    }
+    if let Some(plan) = &q.plan {
+        sql += &format!(" AND json_extract(a.traits, '$.plan') = {}", arg(plan.clone()));
+    }
+    if let Some(owner) = &q.owner {
+        sql += &format!(" AND json_extract(a.traits, '$.csm_email') = {}", arg(owner.clone()));
+    }
+    if let Some(segment) = &q.segment {
+        sql += &format!(
+            " AND EXISTS (SELECT 1 FROM segment_members m WHERE m.workspace_id = a.workspace_id
+               AND m.segment_id = {} AND m.subject_id = a.account_id AND m.member = 1)",
+            arg(segment.clone())
+        );
+    }
+    sql
+}
+
 fn sort_expr(sort: AccountSort) -> &'static str {
     match sort {
         AccountSort::Id => "s.account_id",
@@ -480,6 +509,7 @@ impl SqliteStore {
                      LEFT JOIN account_scores s ON s.workspace_id = a.workspace_id AND s.account_id = a.account_id
                      WHERE a.workspace_id = ?1"
                 );
+                sql += &account_filters(&q, &mut args);
                 if let Some(c) = &page.after {
                     let p = arg(Sql::Text(c.parts(1)?[0].clone()), &mut args);
                     sql += &format!(" AND a.account_id {cmp} {p}");
@@ -506,6 +536,7 @@ impl SqliteStore {
                         sql += &format!(" AND {col} {op} {}", arg(v, &mut args));
                     }
                 }
+                sql += &account_filters(&q, &mut args);
                 let expr = sort_expr(q.sort);
                 if let Some(c) = &page.after {
                     if q.sort == AccountSort::Id {

@@ -12,7 +12,9 @@ use serde_json::{Value, json};
 macro_rules! contract_tests {
     ($make:path) => {
         $crate::contract_tests!(@cases $make;
-            workspaces_and_keys, operators, append_stores_each_message_once, batches_append_in_order_once,
+            workspaces_and_keys, operators, operator_sessions_end_and_are_isolated, the_audit_log_lists_newest_first_per_workspace,
+            accounts_are_searched_and_filtered_by_plan_owner_and_segment,
+            the_portfolio_adds_up_scores_alerts_tasks_and_band_changes, append_stores_each_message_once, batches_append_in_order_once,
             read_log_in_order, payloads_read_back_as_they_were_appended,
             processing_creates_people_accounts_and_traits, apply_changes_is_compare_and_set,
             merging_people_moves_everything, reset_processing_rewinds, event_filters_and_pages,
@@ -141,6 +143,7 @@ pub async fn operators<S: Store>(s: &S) {
         role: KeyRole::Member,
         password_hash: Some("$argon2id$v=19$m=19456,t=2,p=1$c2FsdA$aGFzaA".into()),
         created_at: t(1, 9),
+        disabled_at: None,
     };
     s.insert_operator(&op).await.unwrap();
     assert_eq!(s.find_operator_by_email(&ws, "CSM@steward.test").await.unwrap(), Some(op.clone()));
@@ -148,7 +151,215 @@ pub async fn operators<S: Store>(s: &S) {
     assert!(matches!(s.insert_operator(&dup).await, Err(StoreError::Conflict(_))));
     let other = workspace(s, "Other").await;
     assert!(s.find_operator_by_email(&other, "csm@steward.test").await.unwrap().is_none());
-    assert_eq!(s.list_operators(&ws).await.unwrap(), vec![op]);
+    assert_eq!(s.list_operators(&ws).await.unwrap(), vec![op.clone()]);
+    assert_eq!(s.get_operator(&ws, "op_1").await.unwrap(), Some(op.clone()));
+    assert_eq!(s.get_operator(&other, "op_1").await.unwrap(), None, "operators are found in their workspace only");
+    assert!(s.set_operator_disabled(&ws, "op_1", Some(t(2, 9))).await.unwrap());
+    assert_eq!(s.get_operator(&ws, "op_1").await.unwrap().unwrap().disabled_at, Some(t(2, 9)));
+    assert!(!s.set_operator_disabled(&other, "op_1", Some(t(2, 9))).await.unwrap());
+    assert!(s.set_operator_disabled(&ws, "op_1", None).await.unwrap());
+    assert!(s.set_operator_password(&ws, "op_1", "$argon2id$new").await.unwrap());
+    let changed = s.get_operator(&ws, "op_1").await.unwrap().unwrap();
+    assert_eq!((changed.password_hash.as_deref(), changed.disabled_at), (Some("$argon2id$new"), None));
+    assert!(!s.set_operator_password(&other, "op_1", "x").await.unwrap());
+}
+
+fn session(ws: &WorkspaceId, operator: &str, token: &str) -> OperatorSession {
+    OperatorSession {
+        token_hash: format!("hash-{token}"),
+        workspace_id: ws.clone(),
+        operator_id: operator.into(),
+        csrf_token: format!("csrf-{token}"),
+        created_at: t(1, 9),
+        last_seen_at: t(1, 9),
+        expires_at: t(2, 9),
+    }
+}
+
+fn operator_named(ws: &WorkspaceId, id: &str, email: &str, role: KeyRole) -> Operator {
+    Operator {
+        operator_id: id.into(),
+        workspace_id: ws.clone(),
+        email: email.into(),
+        name: id.to_uppercase(),
+        role,
+        password_hash: Some("$argon2id$x".into()),
+        created_at: t(1, 8),
+        disabled_at: None,
+    }
+}
+
+pub async fn operator_sessions_end_and_are_isolated<S: Store>(s: &S) {
+    let ws = workspace(s, "Sessions").await;
+    let other = workspace(s, "Other").await;
+    let ana = operator_named(&ws, "op_ana", "ana@steward.test", KeyRole::Admin);
+    let bo = operator_named(&other, "op_bo", "bo@steward.test", KeyRole::Viewer);
+    s.insert_operator(&ana).await.unwrap();
+    s.insert_operator(&bo).await.unwrap();
+    let (a1, a2, b1) = (session(&ws, "op_ana", "a1"), session(&ws, "op_ana", "a2"), session(&other, "op_bo", "b1"));
+    for x in [&a1, &a2, &b1] {
+        s.insert_session(x).await.unwrap();
+    }
+    let found = s.find_session("hash-a1").await.unwrap().unwrap();
+    assert_eq!(found, SignedIn { session: a1.clone(), operator: ana.clone() });
+    assert_eq!(s.find_session("hash-b1").await.unwrap().unwrap().operator, bo, "each session opens its own workspace");
+    assert_eq!(s.find_session("hash-nope").await.unwrap(), None);
+    s.touch_session("hash-a1", t(1, 11)).await.unwrap();
+    assert_eq!(s.find_session("hash-a1").await.unwrap().unwrap().session.last_seen_at, t(1, 11));
+    assert!(s.delete_session("hash-a1").await.unwrap());
+    assert!(!s.delete_session("hash-a1").await.unwrap());
+    assert_eq!(s.find_session("hash-a1").await.unwrap(), None);
+    // Disabling an operator ends every session of theirs, and only theirs.
+    assert!(s.set_operator_disabled(&ws, "op_ana", Some(t(1, 12))).await.unwrap());
+    assert_eq!(s.find_session("hash-a2").await.unwrap(), None);
+    assert!(s.find_session("hash-b1").await.unwrap().is_some());
+    // A new password ends them too.
+    assert!(s.set_operator_disabled(&ws, "op_ana", None).await.unwrap());
+    s.insert_session(&session(&ws, "op_ana", "a3")).await.unwrap();
+    assert!(s.set_operator_password(&ws, "op_ana", "$argon2id$y").await.unwrap());
+    assert_eq!(s.find_session("hash-a3").await.unwrap(), None);
+}
+
+pub async fn the_audit_log_lists_newest_first_per_workspace<S: Store>(s: &S) {
+    let ws = workspace(s, "Audit").await;
+    let other = workspace(s, "Other").await;
+    let entry = |ws: &WorkspaceId, n: u32| AuditEntry {
+        seq: 0,
+        workspace_id: ws.clone(),
+        actor: "op_ana".into(),
+        action: "alert.acknowledge".into(),
+        target: format!("al_{n}"),
+        details: json!({"n": n}),
+        at: t(1, n),
+    };
+    let mut seqs = Vec::new();
+    for n in 1..=5 {
+        seqs.push(s.append_audit(&entry(&ws, n)).await.unwrap());
+    }
+    s.append_audit(&entry(&other, 9)).await.unwrap();
+    assert!(seqs.windows(2).all(|w| w[0] < w[1]), "seqs increase: {seqs:?}");
+    let newest = s.list_audit(&ws, None, 3).await.unwrap();
+    let targets = |es: &[AuditEntry]| es.iter().map(|e| e.target.clone()).collect::<Vec<_>>();
+    assert_eq!(targets(&newest), ["al_5", "al_4", "al_3"]);
+    assert_eq!(newest[0], AuditEntry { seq: seqs[4], ..entry(&ws, 5) });
+    let older = s.list_audit(&ws, Some(newest[2].seq), 10).await.unwrap();
+    assert_eq!(targets(&older), ["al_2", "al_1"]);
+    assert_eq!(targets(&s.list_audit(&other, None, 10).await.unwrap()), ["al_9"]);
+}
+
+pub async fn the_portfolio_adds_up_scores_alerts_tasks_and_band_changes<S: Store>(s: &S) {
+    let ws = workspace(s, "Overview").await;
+    let other = workspace(s, "Other").await;
+    accounts_named(s, &ws, &["a", "b", "c"]).await;
+    let day = |d: &str| d.parse::<chrono::NaiveDate>().unwrap();
+    let week_ago =
+        [score("a", "2026-10-01", 80.0, Some(0.1), Some(9000)), score("b", "2026-10-01", 75.0, Some(0.2), Some(2000))];
+    s.put_scores(&ws, &week_ago).await.unwrap();
+    let today = [
+        score("a", "2026-10-08", 85.0, Some(0.3), Some(9000)),
+        score("b", "2026-10-08", 30.0, Some(0.7), Some(2000)),
+        score("c", "2026-10-08", 55.0, None, None),
+    ];
+    s.put_scores(&ws, &today).await.unwrap();
+    s.put_scores(&other, &[score("a", "2026-10-08", 10.0, Some(0.9), Some(100))]).await.unwrap();
+    s.sync_alerts(&ws, AlertScope::Workspace, &[signal("b", "churn_risk", Severity::High, 0.7)], t(8, 1))
+        .await
+        .unwrap();
+    s.insert_task(&ws, &task("t1", "Call", None, t(8, 2))).await.unwrap();
+    let p = s.portfolio(&ws, day("2026-10-01")).await.unwrap();
+    assert_eq!(p.histogram, [0, 0, 0, 1, 0, 1, 0, 0, 1, 0]);
+    assert_eq!(p.bands, BandCounts { healthy: 1, neutral: 1, at_risk: 1 });
+    let usd = |m| vec![Money::new(m, Currency::parse("USD").unwrap())];
+    assert_eq!(p.mrr_at_risk, usd(2000));
+    assert_eq!(p.expansion_pipeline, usd(9000), "a's expansion is 0.7, b's 0.3");
+    assert_eq!(p.mrr, usd(11000));
+    assert_eq!((p.open_alerts, p.open_tasks), (1, 1));
+    assert_eq!(
+        p.band_changes,
+        [BandChange {
+            account_id: acct("b"),
+            name: None,
+            from: HealthBand::Healthy,
+            to: HealthBand::AtRisk,
+            health: 30.0
+        }]
+    );
+    let trend = s.portfolio_trend(&ws, day("2026-10-01"), day("2026-10-09")).await.unwrap();
+    assert_eq!(trend.iter().map(|d| d.day).collect::<Vec<_>>(), [day("2026-10-01"), day("2026-10-08")]);
+    assert_eq!(trend[0].bands, BandCounts { healthy: 2, neutral: 0, at_risk: 0 });
+    assert_eq!(trend[1].bands, BandCounts { healthy: 1, neutral: 1, at_risk: 1 });
+    assert_eq!(trend[1].mrr_at_risk, usd(2000));
+    assert_eq!(trend[0].expansion_pipeline, usd(11000));
+    assert!(s.portfolio_trend(&ws, day("2026-10-02"), day("2026-10-08")).await.unwrap().is_empty());
+    let theirs = s.portfolio(&other, day("2026-10-01")).await.unwrap();
+    assert_eq!((theirs.bands.total(), theirs.open_alerts, theirs.open_tasks), (1, 0, 0));
+}
+
+pub async fn accounts_are_searched_and_filtered_by_plan_owner_and_segment<S: Store>(s: &S) {
+    let ws = workspace(s, "Filters").await;
+    accounts_named(s, &ws, &["acme", "acorn", "globex", "initech", "percent"]).await;
+    let traits = |id: &str, v: Value| Op::SetAccountTraits { account_id: acct(id), traits: obj(v), at: t(2, 1) };
+    let ops = vec![
+        traits("acme", json!({"name": "Acme Corp", "plan": "pro", "csm_email": "ana@steward.test"})),
+        traits("acorn", json!({"name": "Acorn Ltd", "plan": "team", "csm_email": "bo@steward.test"})),
+        traits("globex", json!({"name": "Globex ACME Division", "plan": "pro", "csm_email": "bo@steward.test"})),
+        traits("initech", json!({"name": "Initech", "plan": "pro"})),
+        traits("percent", json!({"name": "100% Uptime_Co"})),
+    ];
+    process(s, &ws, Changes { ops, event_people: vec![], ..Default::default() }).await;
+    s.put_scores(
+        &ws,
+        &[
+            score("acme", "2026-10-01", 80.0, Some(0.1), Some(9000)),
+            score("globex", "2026-10-01", 30.0, Some(0.7), Some(4000)),
+            score("initech", "2026-10-01", 35.0, Some(0.6), Some(1000)),
+        ],
+    )
+    .await
+    .unwrap();
+    let seg = SegmentRecord {
+        segment_id: "seg_1".into(),
+        name: "Big".into(),
+        kind: SubjectKind::Accounts,
+        condition: "mrr > 10".into(),
+        description: None,
+        created_at: t(1, 1),
+        updated_at: t(1, 1),
+    };
+    s.insert_segment(&ws, &seg).await.unwrap();
+    s.update_memberships(&ws, "seg_1", &[update("acme", true, None), update("initech", true, None)], t(3, 1))
+        .await
+        .unwrap();
+    let ids = |rows: Vec<(String, Option<f64>)>| rows.into_iter().map(|r| r.0).collect::<Vec<_>>();
+    let q = |f: fn(&mut AccountQuery)| {
+        let mut q = AccountQuery::default();
+        f(&mut q);
+        q
+    };
+    // An id's start, or anywhere in the name, in any case.
+    assert_eq!(ids(query_all(s, &ws, &q(|q| q.search = Some("ACO".into())), 1).await), ["acorn"]);
+    assert!(query_all(s, &ws, &q(|q| q.search = Some("cent".into())), 5).await.is_empty(), "ids match at the start");
+    assert_eq!(ids(query_all(s, &ws, &q(|q| q.search = Some("acme".into())), 1).await), ["acme", "globex"]);
+    // `%` and `_` are themselves.
+    assert_eq!(ids(query_all(s, &ws, &q(|q| q.search = Some("0%".into())), 5).await), ["percent"]);
+    assert!(ids(query_all(s, &ws, &q(|q| q.search = Some("a_me".into())), 5).await).is_empty());
+    assert_eq!(ids(query_all(s, &ws, &q(|q| q.plan = Some("pro".into())), 2).await), ["acme", "globex", "initech"]);
+    assert_eq!(ids(query_all(s, &ws, &q(|q| q.owner = Some("bo@steward.test".into())), 5).await), ["acorn", "globex"]);
+    assert_eq!(ids(query_all(s, &ws, &q(|q| q.segment = Some("seg_1".into())), 1).await), ["acme", "initech"]);
+    // With a score's sort and filter.
+    let risky = AccountQuery {
+        sort: AccountSort::ChurnRisk,
+        descending: true,
+        plan: Some("pro".into()),
+        band: Some(HealthBand::AtRisk),
+        ..Default::default()
+    };
+    assert_eq!(ids(query_all(s, &ws, &risky, 1).await), ["globex", "initech"]);
+    let in_segment = AccountQuery { sort: AccountSort::Health, segment: Some("seg_1".into()), ..Default::default() };
+    assert_eq!(ids(query_all(s, &ws, &in_segment, 1).await), ["initech", "acme"]);
+    let other = workspace(s, "Other").await;
+    assert!(query_all(s, &other, &q(|q| q.plan = Some("pro".into())), 5).await.is_empty());
+    assert!(query_all(s, &other, &q(|q| q.segment = Some("seg_1".into())), 5).await.is_empty());
 }
 
 pub async fn append_stores_each_message_once<S: Store>(s: &S) {

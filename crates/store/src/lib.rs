@@ -10,7 +10,9 @@
 mod changes;
 pub mod connectors;
 pub mod journeys;
+pub mod operators;
 mod page;
+pub mod portfolio;
 #[macro_use]
 mod records;
 pub mod scores;
@@ -27,7 +29,9 @@ pub use journeys::{
     OutboxMessage, Reentry, Run, RunFilter, RunStart, RunStatus, RunUpdate, StepCount, StepRecord, Task, TaskFilter,
     TaskStatus,
 };
+pub use operators::{AuditEntry, OperatorSession, SignedIn};
 pub use page::{Cursor, DEFAULT_LIMIT, MAX_LIMIT, Page, PageRequest};
+pub use portfolio::{BandChange, BandCounts, Portfolio, PortfolioDay, ScoreGroup};
 pub use records::*;
 pub use scores::{
     AccountChange, AccountChangeKind, AccountQuery, AccountRecords, AccountScore, AccountSort, Alert, AlertAction,
@@ -162,6 +166,26 @@ pub trait Store: Send + Sync + 'static {
     async fn insert_operator(&self, op: &Operator) -> Result<()>;
     async fn find_operator_by_email(&self, ws: &WorkspaceId, email: &str) -> Result<Option<Operator>>;
     async fn list_operators(&self, ws: &WorkspaceId) -> Result<Vec<Operator>>;
+    async fn get_operator(&self, ws: &WorkspaceId, operator_id: &str) -> Result<Option<Operator>>;
+    /// Disables an operator (ending their sessions) or enables one again; false when the
+    /// workspace has no such operator.
+    async fn set_operator_disabled(&self, ws: &WorkspaceId, operator_id: &str, at: Option<Timestamp>) -> Result<bool>;
+    /// Replaces an operator's password hash and ends their sessions; false when there is none.
+    async fn set_operator_password(&self, ws: &WorkspaceId, operator_id: &str, hash: &str) -> Result<bool>;
+
+    // Sessions and the audit log.
+    async fn insert_session(&self, session: &OperatorSession) -> Result<()>;
+    /// The session with this token hash and its operator, whatever its expiry (the caller
+    /// decides); none when there is no such session.
+    async fn find_session(&self, token_hash: &str) -> Result<Option<SignedIn>>;
+    /// Moves a session's `last_seen_at`.
+    async fn touch_session(&self, token_hash: &str, at: Timestamp) -> Result<()>;
+    /// Ends a session; false when there was none.
+    async fn delete_session(&self, token_hash: &str) -> Result<bool>;
+    /// Stores an entry (its `seq` is assigned) and returns its seq.
+    async fn append_audit(&self, entry: &AuditEntry) -> Result<i64>;
+    /// Entries newest first, before `before` (a seq) when given, at most `limit`.
+    async fn list_audit(&self, ws: &WorkspaceId, before: Option<i64>, limit: usize) -> Result<Vec<AuditEntry>>;
 
     // The event log.
     /// Stores events durably before returning, each `message_id` at most once per workspace.
@@ -308,6 +332,16 @@ pub trait Store: Send + Sync + 'static {
         ws: &WorkspaceId,
         day: chrono::NaiveDate,
     ) -> Result<Vec<(AccountId, ScorePoint)>>;
+    /// The portfolio's latest scores aggregated (see [`portfolio`]), with the open alerts
+    /// and tasks and the accounts whose band differs from the one they had on `compare_day`.
+    async fn portfolio(&self, ws: &WorkspaceId, compare_day: chrono::NaiveDate) -> Result<Portfolio>;
+    /// The portfolio as scored on each day of `[from, to)` that has scores, oldest first.
+    async fn portfolio_trend(
+        &self,
+        ws: &WorkspaceId,
+        from: chrono::NaiveDate,
+        to: chrono::NaiveDate,
+    ) -> Result<Vec<PortfolioDay>>;
     /// Accounts with their latest score, filtered and ordered as `query` says.
     async fn query_accounts(
         &self,

@@ -24,6 +24,8 @@ pub struct Operator {
     #[serde(skip)]
     pub password_hash: Option<String>,
     pub created_at: Timestamp,
+    /// A disabled operator cannot sign in.
+    pub disabled_at: Option<Timestamp>,
 }
 
 /// A customer account (a Segment group).

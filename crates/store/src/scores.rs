@@ -166,6 +166,14 @@ pub struct AccountQuery {
     pub churn_min: Option<f64>,
     pub mrr_min: Option<i64>,
     pub mrr_max: Option<i64>,
+    /// Accounts whose id starts with it or whose name contains it, ignoring ASCII case.
+    pub search: Option<String>,
+    /// The `plan` trait equals it.
+    pub plan: Option<String>,
+    /// The owner: the `csm_email` trait equals it.
+    pub owner: Option<String>,
+    /// Members of this account segment (by id) only.
+    pub segment: Option<String>,
 }
 
 impl Default for AccountQuery {
@@ -179,11 +187,29 @@ impl Default for AccountQuery {
             churn_min: None,
             mrr_min: None,
             mrr_max: None,
+            search: None,
+            plan: None,
+            owner: None,
+            segment: None,
         }
     }
 }
 
 impl AccountQuery {
+    /// `search` as a `LIKE` pattern matching anywhere (`%` and `_` escaped with `\\`), and
+    /// as one matching at the start.
+    pub fn search_patterns(&self) -> Option<(String, String)> {
+        let s = self.search.as_deref().map(str::trim).filter(|s| !s.is_empty())?;
+        let escaped: String = s
+            .chars()
+            .flat_map(|c| match c {
+                '%' | '_' | '\\' => vec!['\\', c],
+                c => vec![c],
+            })
+            .collect();
+        Some((format!("%{escaped}%"), format!("{escaped}%")))
+    }
+
     /// Whether the list is of scored accounts only.
     pub fn needs_score(&self) -> bool {
         self.sort != AccountSort::Id

@@ -1,0 +1,426 @@
+//! The reading pages: sign-in, the overview, the accounts table and an account's page.
+
+use std::collections::HashMap;
+use std::sync::Mutex;
+use std::time::{Duration, Instant};
+
+use axum::Extension;
+use axum::extract::{Path, Query, State};
+use axum::response::{Html, IntoResponse, Response};
+use chrono::{Days, NaiveDate, Utc};
+use domain::{AccountId, KeyRole, WorkspaceId};
+use minijinja::{Value, context};
+use serde_json::json;
+use store::{
+    AccountQuery, AccountSort, AlertFilter, HealthBand, MessageFilter, PageRequest, PortfolioDay, RunFilter, RunStatus,
+    TaskFilter, TaskStatus,
+};
+
+use super::chart::{self, Series};
+use super::session::Signed;
+use super::{UiError, money, render, ser};
+use crate::AppState;
+
+/// What every page's layout shows: who is signed in, where, what they may do.
+pub(crate) fn layout(signed: &Signed, active: &str, q: &HashMap<String, String>) -> Value {
+    ser(json!({
+        "workspace": signed.workspace_name,
+        "workspace_id": signed.operator.workspace_id,
+        "operator": {"name": signed.operator.name, "email": signed.operator.email, "role": signed.operator.role.as_str()},
+        "csrf": signed.session.csrf_token,
+        "active": active,
+        "can_act": signed.can(KeyRole::Member),
+        "is_admin": signed.can(KeyRole::Admin),
+        "done": q.get("done"),
+    }))
+}
+
+pub(crate) fn login(email: &str, workspace: &str, next: &str, error: &str) -> Result<Html<String>, UiError> {
+    render("login.html", context! { email, workspace, next, error })
+}
+
+fn svg(s: String) -> Value {
+    Value::from_safe_string(s)
+}
+
+fn money_list(list: &[domain::Money]) -> String {
+    if list.is_empty() {
+        return money(0, "");
+    }
+    list.iter().map(|m| money(m.minor, m.currency.as_str())).collect::<Vec<_>>().join(" + ")
+}
+
+/// The portfolio trend changes once a day (scoring writes a day's history): kept a few
+/// minutes per workspace so the overview does not aggregate the history on every visit.
+type Trends = HashMap<WorkspaceId, (Instant, NaiveDate, Vec<PortfolioDay>)>;
+static TRENDS: std::sync::LazyLock<Mutex<Trends>> = std::sync::LazyLock::new(Default::default);
+const TREND_TTL: Duration = Duration::from_secs(300);
+const TREND_DAYS: u64 = 90;
+
+async fn trend(s: &AppState, ws: &WorkspaceId, today: NaiveDate) -> Result<Vec<PortfolioDay>, UiError> {
+    if let Some((at, day, days)) = TRENDS.lock().expect("trends lock").get(ws)
+        && at.elapsed() < TREND_TTL
+        && *day == today
+    {
+        return Ok(days.clone());
+    }
+    let to = today + Days::new(1);
+    let days = s.store().portfolio_trend(ws, to - Days::new(TREND_DAYS), to).await?;
+    let mut cache = TRENDS.lock().expect("trends lock");
+    if cache.len() > 1000 {
+        cache.clear();
+    }
+    cache.insert(ws.clone(), (Instant::now(), today, days.clone()));
+    Ok(days)
+}
+
+/// `GET /overview`.
+pub(crate) async fn overview(
+    State(s): State<AppState>,
+    Extension(signed): Extension<Signed>,
+    Query(q): Query<HashMap<String, String>>,
+) -> Result<Response, UiError> {
+    let ws = &signed.operator.workspace_id;
+    let today = Utc::now().date_naive();
+    let portfolio = s.store().portfolio(ws, today - Days::new(7)).await?;
+    let days = trend(&s, ws, today).await?;
+    let labels: Vec<String> =
+        (0..10).map(|i| format!("{}–{}", i * 10, if i == 9 { 100 } else { i * 10 + 9 })).collect();
+    let histogram = chart::bars(
+        "Accounts by health score",
+        &labels,
+        &portfolio.histogram.map(|n| n as f64),
+        &["risk", "risk", "risk", "risk", "neutral", "neutral", "neutral", "healthy", "healthy", "healthy"],
+    );
+    let day_labels: Vec<String> = days.iter().map(|d| d.day.to_string()).collect();
+    let bands = chart::line(
+        "Accounts per band by day",
+        &day_labels,
+        &[
+            Series { name: "healthy", class: "healthy", values: days.iter().map(|d| d.bands.healthy as f64).collect() },
+            Series { name: "neutral", class: "neutral", values: days.iter().map(|d| d.bands.neutral as f64).collect() },
+            Series { name: "at risk", class: "risk", values: days.iter().map(|d| d.bands.at_risk as f64).collect() },
+        ],
+        None,
+    );
+    // Trends in the workspace's main currency (the one most of its MRR is in).
+    let currency = portfolio.mrr.iter().max_by_key(|m| m.minor).map(|m| m.currency);
+    let in_currency = |list: &[domain::Money]| {
+        list.iter().filter(|m| Some(m.currency) == currency).map(|m| m.minor as f64 / 100.0).sum::<f64>()
+    };
+    let cur = currency.map(|c| c.as_str().to_owned()).unwrap_or_default();
+    let at_risk_trend = chart::line(
+        &format!("MRR at risk by day ({cur})"),
+        &day_labels,
+        &[Series {
+            name: "MRR at risk",
+            class: "risk",
+            values: days.iter().map(|d| in_currency(&d.mrr_at_risk)).collect(),
+        }],
+        None,
+    );
+    let pipeline_trend = chart::line(
+        &format!("Expansion pipeline by day ({cur})"),
+        &day_labels,
+        &[Series {
+            name: "expansion pipeline",
+            class: "healthy",
+            values: days.iter().map(|d| in_currency(&d.expansion_pipeline)).collect(),
+        }],
+        None,
+    );
+    let scored = portfolio.bands.total();
+    let html = render(
+        "overview.html",
+        context! {
+            layout => layout(&signed, "overview", &q),
+            scored,
+            bands => ser(&portfolio.bands),
+            mrr => money_list(&portfolio.mrr),
+            mrr_at_risk => money_list(&portfolio.mrr_at_risk),
+            expansion_pipeline => money_list(&portfolio.expansion_pipeline),
+            open_alerts => portfolio.open_alerts,
+            open_tasks => portfolio.open_tasks,
+            band_changes => ser(&portfolio.band_changes),
+            histogram => svg(histogram),
+            bands_chart => svg(bands),
+            at_risk_chart => svg(at_risk_trend),
+            pipeline_chart => svg(pipeline_trend),
+            days => days.len(),
+        },
+    )?;
+    Ok(html.into_response())
+}
+
+fn param<'a>(q: &'a HashMap<String, String>, k: &str) -> Option<&'a str> {
+    q.get(k).map(|v| v.trim()).filter(|v| !v.is_empty())
+}
+
+/// The accounts table's query from its form, with what was wrong in it.
+fn account_query(q: &HashMap<String, String>) -> Result<AccountQuery, UiError> {
+    let sort = match param(q, "sort") {
+        None => AccountSort::Id,
+        Some(s) => s.parse().map_err(|_| UiError::bad("Sort by account, health, churn risk, expansion or MRR."))?,
+    };
+    let descending = match param(q, "order") {
+        Some("desc") => true,
+        Some("asc") => false,
+        None => matches!(sort, AccountSort::ChurnRisk | AccountSort::Mrr | AccountSort::Expansion),
+        Some(_) => return Err(UiError::bad("Order is asc or desc.")),
+    };
+    let band = param(q, "band")
+        .map(|b| b.parse::<HealthBand>().map_err(|_| UiError::bad("Band is healthy, neutral or at_risk.")))
+        .transpose()?;
+    let churn_min = param(q, "risk")
+        .map(|r| match r.parse::<f64>() {
+            Ok(v) if (0.0..=100.0).contains(&v) => Ok(v / 100.0),
+            _ => Err(UiError::bad("Churn risk is a percentage from 0 to 100.")),
+        })
+        .transpose()?;
+    Ok(AccountQuery {
+        sort,
+        descending,
+        band,
+        churn_min,
+        search: param(q, "q").map(str::to_owned),
+        plan: param(q, "plan").map(str::to_owned),
+        owner: param(q, "owner").map(str::to_owned),
+        segment: param(q, "segment").map(str::to_owned),
+        ..Default::default()
+    })
+}
+
+const PAGE_SIZE: usize = 50;
+
+/// `GET /accounts`: `q`, `band`, `risk` (minimum churn risk in %), `plan`, `owner`,
+/// `segment`, `sort`, `order`, `after` (the next page's cursor).
+pub(crate) async fn accounts(
+    State(s): State<AppState>,
+    Extension(signed): Extension<Signed>,
+    Query(q): Query<HashMap<String, String>>,
+) -> Result<Response, UiError> {
+    let ws = &signed.operator.workspace_id;
+    let query = account_query(&q)?;
+    let after = param(&q, "after")
+        .map(|c| store::Cursor::decode(c).map_err(|_| UiError::bad("That page link is no longer valid.")))
+        .transpose()?;
+    let page = s.store().query_accounts(ws, &query, &PageRequest { limit: PAGE_SIZE, after }).await?;
+    let segments: Vec<_> = s
+        .store()
+        .list_segments(ws)
+        .await?
+        .into_iter()
+        .filter(|seg| seg.kind == store::SubjectKind::Accounts)
+        .map(|seg| json!({"id": seg.segment_id, "name": seg.name}))
+        .collect();
+    let operators: Vec<_> =
+        s.store().list_operators(ws).await?.into_iter().map(|o| json!({"email": o.email, "name": o.name})).collect();
+    let rows: Vec<_> = page
+        .items
+        .iter()
+        .map(|a| {
+            let traits = &a.account.traits;
+            json!({
+                "id": a.account.account_id,
+                "name": a.account.name,
+                "plan": traits.get("plan"),
+                "owner": traits.get("csm_name").or(traits.get("csm_email")),
+                "people": a.account.people_count,
+                "health": a.score.as_ref().map(|s| s.health),
+                "band": a.score.as_ref().map(|s| s.band.as_str()),
+                "churn": a.score.as_ref().and_then(|s| s.churn_30d),
+                "expansion": a.score.as_ref().and_then(|s| s.expansion),
+                "mrr": a.score.as_ref().and_then(|s| s.mrr).map(|m| money(m.minor, m.currency.as_str())),
+                "last_seen": a.account.last_seen_at,
+            })
+        })
+        .collect();
+    // The same filters, from the start and with the next page's cursor.
+    let mut kept: Vec<(String, String)> = q
+        .iter()
+        .filter(|(k, v)| *k != "after" && *k != "done" && !v.is_empty())
+        .map(|(k, v)| (k.clone(), v.clone()))
+        .collect();
+    kept.sort();
+    let first = format!("/accounts?{}", serde_urlencoded::to_string(&kept).unwrap_or_default());
+    let next = page.next.map(|c| {
+        let mut with = kept.clone();
+        with.push(("after".into(), c.encode()));
+        format!("/accounts?{}", serde_urlencoded::to_string(with).unwrap_or_default())
+    });
+    let html = render(
+        "accounts.html",
+        context! {
+            layout => layout(&signed, "accounts", &q),
+            rows => ser(&rows),
+            f => ser(&q),
+            segments => ser(&segments),
+            operators => ser(&operators),
+            next,
+            first,
+            paged => q.contains_key("after"),
+        },
+    )?;
+    Ok(html.into_response())
+}
+
+/// `GET /accounts/{id}`.
+pub(crate) async fn account(
+    State(s): State<AppState>,
+    Extension(signed): Extension<Signed>,
+    Path(id): Path<String>,
+    Query(q): Query<HashMap<String, String>>,
+) -> Result<Response, UiError> {
+    let ws = &signed.operator.workspace_id;
+    let account_id = AccountId::parse(&id).map_err(|_| UiError::not_found("account"))?;
+    let store = s.store();
+    let account = store.get_account(ws, &account_id).await?.ok_or_else(|| UiError::not_found("account"))?;
+    let score = store.account_score(ws, &account_id).await?;
+    let (history, explanation) = match &score {
+        Some(sc) => {
+            let to = sc.day + Days::new(1);
+            (store.score_history(ws, &account_id, to - Days::new(90), to).await?, sc.explanation.to_value())
+        }
+        None => (Vec::new(), serde_json::Value::Null),
+    };
+    let labels: Vec<String> = history.iter().map(|p| p.day.to_string()).collect();
+    let health_chart = chart::line(
+        "Health score by day",
+        &labels,
+        &[Series { name: "health", class: "s1", values: history.iter().map(|p| p.health).collect() }],
+        Some((0.0, 100.0)),
+    );
+    let mrr_chart = chart::line(
+        "MRR by day",
+        &labels,
+        &[Series {
+            name: "MRR",
+            class: "healthy",
+            values: history.iter().map(|p| p.mrr.map_or(0.0, |m| m.minor as f64 / 100.0)).collect(),
+        }],
+        None,
+    );
+    let people = store.account_people(ws, &account_id, &PageRequest::first(25)).await?;
+    let subscriptions = store.account_subscriptions(ws, &account_id).await?;
+    let tickets = store.account_tickets(ws, &account_id).await?;
+    let events = store.account_timeline(ws, &account_id, &PageRequest::first(30)).await?.items;
+    let alerts = store
+        .list_alerts(
+            ws,
+            &AlertFilter { account_id: Some(account_id.clone()), ..Default::default() },
+            &PageRequest::first(50),
+        )
+        .await?
+        .items;
+    let tasks = store
+        .list_tasks(ws, &TaskFilter { account_id: Some(id.clone()), ..Default::default() }, &PageRequest::first(50))
+        .await?
+        .items;
+    let messages = store
+        .list_messages(
+            ws,
+            &MessageFilter { account_id: Some(id.clone()), ..Default::default() },
+            &PageRequest::first(30),
+        )
+        .await?
+        .items;
+    let runs = store
+        .list_runs(ws, &RunFilter { account_id: Some(id.clone()), ..Default::default() }, &PageRequest::first(30))
+        .await?
+        .items;
+    let journeys: HashMap<String, String> =
+        store.list_journeys(ws).await?.into_iter().map(|j| (j.journey_id, j.name)).collect();
+    let mut segments = Vec::new();
+    let names: HashMap<String, String> =
+        store.list_segments(ws).await?.into_iter().map(|seg| (seg.segment_id, seg.name)).collect();
+    for m in store.memberships_of(ws, account_id.as_str()).await? {
+        if let Some(name) = names.get(&m.segment_id) {
+            segments.push(json!({"id": m.segment_id, "name": name, "since": m.since}));
+        }
+    }
+
+    // One timeline, newest first: product events, messages sent, tickets, tasks, alerts and
+    // journey runs.
+    let mut timeline: Vec<(chrono::DateTime<Utc>, serde_json::Value)> = Vec::new();
+    for e in &events {
+        let what = e.name.clone().unwrap_or_else(|| e.kind.as_str().to_owned());
+        timeline.push((e.timestamp, json!({"kind": "event", "text": what, "who": e.user_id})));
+    }
+    for m in &messages {
+        let subject = m.payload.get("subject").and_then(|v| v.as_str()).unwrap_or("");
+        timeline.push((
+            m.created_at,
+            json!({"kind": "message", "text": format!("{} to {} {}", m.channel.as_str(), m.endpoint, subject).trim_end().to_owned(), "who": m.status.as_str()}),
+        ));
+    }
+    for t in &tickets {
+        timeline.push((t.opened_at, json!({"kind": "ticket", "text": if t.subject.is_empty() { t.ticket_id.clone() } else { t.subject.clone() }, "who": t.status.as_str()})));
+    }
+    for t in &tasks {
+        timeline.push((t.created_at, json!({"kind": "task", "text": t.title, "who": t.status.as_str()})));
+    }
+    for a in &alerts {
+        timeline.push((a.opened_at, json!({"kind": "alert", "text": a.title, "who": a.status.as_str()})));
+    }
+    for r in &runs {
+        let name = journeys.get(&r.journey_id).cloned().unwrap_or_else(|| r.journey_id.clone());
+        timeline.push((
+            r.started_at,
+            json!({"kind": "journey", "text": format!("entered {name}"), "who": r.status.as_str()}),
+        ));
+    }
+    timeline.sort_by_key(|t| std::cmp::Reverse(t.0));
+    timeline.truncate(60);
+    let timeline: Vec<_> = timeline
+        .into_iter()
+        .map(|(at, mut v)| {
+            v["at"] = json!(at);
+            v
+        })
+        .collect();
+
+    // What to do next: open tasks first, then unresolved alerts.
+    let mut next_actions = Vec::new();
+    for t in tasks.iter().filter(|t| t.status == TaskStatus::Open) {
+        next_actions.push(json!({"kind": "task", "text": t.title, "due": t.due_at, "priority": t.priority}));
+    }
+    for a in alerts.iter().filter(|a| a.status != store::AlertStatus::Resolved) {
+        next_actions.push(json!({"kind": "alert", "text": a.title, "severity": a.severity.as_str(), "id": a.alert_id}));
+    }
+    let in_progress: Vec<_> = runs
+        .iter()
+        .filter(|r| r.status == RunStatus::Active)
+        .map(|r| json!({"journey": journeys.get(&r.journey_id).cloned().unwrap_or_else(|| r.journey_id.clone()), "journey_id": r.journey_id, "step": r.step, "since": r.started_at}))
+        .collect();
+    let subs: Vec<_> = subscriptions
+        .iter()
+        .map(|sub| json!({"id": sub.subscription_id, "plan": sub.plan, "status": sub.status.as_str(), "mrr": money(sub.mrr.minor, sub.mrr.currency.as_str()), "seats": sub.quantity, "started": sub.started_at, "ended": sub.ended_at}))
+        .collect();
+    let people: Vec<_> = people
+        .items
+        .iter()
+        .map(|p| json!({"id": p.user_id.clone().unwrap_or_else(|| p.person_id.clone()), "email": p.traits.get("email"), "name": p.traits.get("name"), "last_seen": p.last_seen_at}))
+        .collect();
+    let html = render(
+        "account.html",
+        context! {
+            layout => layout(&signed, "accounts", &q),
+            account => ser(&account),
+            score => ser(score.as_ref().map(|sc| json!({
+                "health": sc.health, "band": sc.band.as_str(), "day": sc.day,
+                "churn_30d": sc.churn_30d, "expansion": sc.expansion,
+                "mrr": sc.mrr.map(|m| money(m.minor, m.currency.as_str())),
+            }))),
+            explanation => ser(&explanation),
+            health_chart => svg(health_chart),
+            mrr_chart => svg(mrr_chart),
+            people => ser(&people),
+            subscriptions => ser(&subs),
+            timeline => ser(&timeline),
+            next_actions => ser(&next_actions),
+            in_progress => ser(&in_progress),
+            segments => ser(&segments),
+        },
+    )?;
+    Ok(html.into_response())
+}

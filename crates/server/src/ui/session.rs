@@ -1,0 +1,380 @@
+//! Signing in and out, the session cookie, CSRF tokens, login rate limiting, and the checks
+//! every dashboard request passes: a live session, a valid CSRF token on anything that
+//! changes state, and a role high enough for the route.
+
+use std::collections::{HashMap, VecDeque};
+use std::net::SocketAddr;
+use std::sync::Mutex;
+use std::time::{Duration, Instant};
+
+use axum::extract::{ConnectInfo, Request, State};
+use axum::http::{HeaderMap, HeaderValue, Method, StatusCode, header};
+use axum::middleware::Next;
+use axum::response::{IntoResponse, Redirect, Response};
+use chrono::Utc;
+use domain::{KeyHash, KeyRole};
+use store::{AuditEntry, Operator, OperatorSession};
+
+use super::{UiError, audit, pages as page};
+use crate::AppState;
+
+pub(crate) const COOKIE: &str = "steward_session";
+
+/// How sessions and sign-ins behave.
+#[derive(Clone, Debug)]
+pub struct UiConfig {
+    /// Mark the session cookie `Secure` (set when Steward is served over HTTPS, directly or
+    /// behind a proxy).
+    pub secure_cookies: bool,
+    /// A session ends this long after sign-in, however active.
+    pub session_ttl: Duration,
+    /// A session unused this long ends.
+    pub idle_timeout: Duration,
+    /// Failed sign-ins allowed per email and per client address within `failure_window`.
+    pub max_failures: usize,
+    pub failure_window: Duration,
+}
+
+impl Default for UiConfig {
+    fn default() -> Self {
+        UiConfig {
+            secure_cookies: false,
+            session_ttl: Duration::from_secs(12 * 3600),
+            idle_timeout: Duration::from_secs(2 * 3600),
+            max_failures: 5,
+            failure_window: Duration::from_secs(15 * 60),
+        }
+    }
+}
+
+/// Recent failed sign-ins by email and by client address.
+#[derive(Default)]
+pub(crate) struct Failures {
+    recent: Mutex<HashMap<String, VecDeque<Instant>>>,
+}
+
+impl Failures {
+    /// Seconds until `key` may try again, when it has used up its failures.
+    fn blocked_for(&self, key: &str, config: &UiConfig, now: Instant) -> Option<u64> {
+        let mut recent = self.recent.lock().expect("failures lock");
+        let times = recent.get_mut(key)?;
+        while times.front().is_some_and(|t| now.duration_since(*t) >= config.failure_window) {
+            times.pop_front();
+        }
+        if times.len() < config.max_failures {
+            return None;
+        }
+        let oldest = *times.front()?;
+        Some((config.failure_window - now.duration_since(oldest)).as_secs().max(1))
+    }
+
+    fn record(&self, key: String, now: Instant) {
+        let mut recent = self.recent.lock().expect("failures lock");
+        if recent.len() > 100_000 {
+            // Bounded memory under a flood of made-up emails: forget the quiet ones.
+            recent.retain(|_, times| times.back().is_some_and(|t| now.duration_since(*t) < Duration::from_secs(900)));
+        }
+        recent.entry(key).or_default().push_back(now);
+    }
+
+    fn clear(&self, key: &str) {
+        self.recent.lock().expect("failures lock").remove(key);
+    }
+}
+
+/// The signed-in operator of a dashboard request.
+#[derive(Clone, Debug)]
+pub(crate) struct Signed {
+    pub operator: Operator,
+    pub session: OperatorSession,
+    pub workspace_name: String,
+}
+
+impl Signed {
+    pub(crate) fn can(&self, role: KeyRole) -> bool {
+        rank(self.operator.role) >= rank(role)
+    }
+
+    /// How the audit log names this operator.
+    pub(crate) fn actor(&self) -> String {
+        self.operator.operator_id.clone()
+    }
+}
+
+fn rank(role: KeyRole) -> u8 {
+    match role {
+        KeyRole::Admin => 3,
+        KeyRole::Member => 2,
+        KeyRole::Viewer => 1,
+        KeyRole::Write => 0,
+    }
+}
+
+pub(crate) fn cookie_token(headers: &HeaderMap) -> Option<String> {
+    headers.get_all(header::COOKIE).iter().filter_map(|v| v.to_str().ok()).flat_map(|v| v.split(';')).find_map(|c| {
+        let (name, value) = c.trim().split_once('=')?;
+        (name == COOKIE && !value.is_empty()).then(|| value.to_owned())
+    })
+}
+
+fn session_cookie(token: &str, config: &UiConfig, max_age: u64) -> HeaderValue {
+    let secure = if config.secure_cookies { "; Secure" } else { "" };
+    HeaderValue::from_str(&format!("{COOKIE}={token}; HttpOnly; SameSite=Lax; Path=/; Max-Age={max_age}{secure}"))
+        .expect("a cookie of token characters")
+}
+
+/// Equal bytes, compared in time that does not depend on where they differ.
+pub(crate) fn same(a: &[u8], b: &[u8]) -> bool {
+    a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
+}
+
+fn client_address(req_extensions: &axum::http::Extensions) -> String {
+    req_extensions.get::<ConnectInfo<SocketAddr>>().map_or_else(|| "local".to_owned(), |c| c.0.ip().to_string())
+}
+
+/// The workspace and email of a sign-in form: the workspace may be left out when the server
+/// has one workspace with an operator of that email.
+async fn find_operator(s: &AppState, workspace: &str, email: &str) -> Result<Option<Operator>, UiError> {
+    let store = s.store();
+    if !workspace.is_empty() {
+        let Ok(ws) = domain::WorkspaceId::parse(workspace) else { return Ok(None) };
+        return Ok(store.find_operator_by_email(&ws, email).await?);
+    }
+    let mut found = Vec::new();
+    for w in store.list_workspaces().await? {
+        if let Some(op) = store.find_operator_by_email(&w.workspace_id, email).await? {
+            found.push(op);
+        }
+    }
+    Ok(if found.len() == 1 { found.pop() } else { None })
+}
+
+/// `POST /login`: email, password (and a workspace id when the email is in several).
+pub(crate) async fn login(State(s): State<AppState>, req: Request) -> Result<Response, UiError> {
+    let address = client_address(req.extensions());
+    let form = super::form_of(req).await?;
+    let field = |k: &str| form.get(k).map(|v| v.trim().to_owned()).unwrap_or_default();
+    let (email, workspace, next) = (field("email").to_lowercase(), field("workspace"), field("next"));
+    let password = form.get("password").cloned().unwrap_or_default();
+    let config = &s.inner.config.ui;
+    let failures = &s.inner.ui_failures;
+    let now = Instant::now();
+    let (by_email, by_address) = (format!("email:{email}"), format!("ip:{address}"));
+    let blocked = [&by_email, &by_address].iter().filter_map(|k| failures.blocked_for(k, config, now)).max();
+    if let Some(secs) = blocked {
+        let mut resp = page::login(&email, &workspace, &next, "Too many failed sign-ins; try again later.")
+            .map(|html| (StatusCode::TOO_MANY_REQUESTS, html).into_response())?;
+        resp.headers_mut().insert(header::RETRY_AFTER, HeaderValue::from(secs));
+        return Ok(resp);
+    }
+    let operator = find_operator(&s, &workspace, &email).await?;
+    let hash = operator.as_ref().and_then(|o| o.password_hash.clone());
+    // Always one argon2 check, whether or not the email is known.
+    let matches = {
+        let hash = hash.unwrap_or_else(|| super::password::decoy().to_owned());
+        let password = password.clone();
+        tokio::task::spawn_blocking(move || super::password::verify(&password, &hash)).await.unwrap_or(false)
+    };
+    let operator = match operator {
+        Some(op) if matches && op.disabled_at.is_none() => op,
+        _ => {
+            failures.record(by_email, now);
+            failures.record(by_address, now);
+            tracing::info!(email = %email, address = %address, "a sign-in failed");
+            let html = page::login(&email, &workspace, &next, "Wrong email or password.")?;
+            return Ok((StatusCode::UNAUTHORIZED, html).into_response());
+        }
+    };
+    failures.clear(&by_email);
+    let token = domain::random_token(43);
+    let at = Utc::now();
+    let session = OperatorSession {
+        token_hash: KeyHash::of(&token).0,
+        workspace_id: operator.workspace_id.clone(),
+        operator_id: operator.operator_id.clone(),
+        csrf_token: domain::random_token(32),
+        created_at: at,
+        last_seen_at: at,
+        expires_at: at + chrono::Duration::from_std(config.session_ttl).unwrap_or(chrono::Duration::hours(12)),
+    };
+    s.store().insert_session(&session).await?;
+    audit(
+        &s,
+        AuditEntry {
+            seq: 0,
+            workspace_id: operator.workspace_id.clone(),
+            actor: operator.operator_id.clone(),
+            action: "session.sign_in".into(),
+            target: operator.email.clone(),
+            details: serde_json::json!({"address": address}),
+            at,
+        },
+    )
+    .await?;
+    // Only a path of ours: never an address elsewhere.
+    let next = if next.starts_with('/') && !next.starts_with("//") && !next.starts_with("/\\") {
+        next
+    } else {
+        "/overview".to_owned()
+    };
+    let mut resp = Redirect::to(&next).into_response();
+    resp.headers_mut().insert(header::SET_COOKIE, session_cookie(&token, config, config.session_ttl.as_secs()));
+    Ok(resp)
+}
+
+/// `POST /logout`: ends the session (the CSRF check has passed).
+pub(crate) async fn logout(
+    State(s): State<AppState>,
+    axum::Extension(signed): axum::Extension<Signed>,
+) -> Result<Response, UiError> {
+    s.store().delete_session(&signed.session.token_hash).await?;
+    audit(
+        &s,
+        AuditEntry {
+            seq: 0,
+            workspace_id: signed.operator.workspace_id.clone(),
+            actor: signed.actor(),
+            action: "session.sign_out".into(),
+            target: signed.operator.email.clone(),
+            details: serde_json::json!({}),
+            at: Utc::now(),
+        },
+    )
+    .await?;
+    let mut resp = Redirect::to("/login").into_response();
+    resp.headers_mut().insert(header::SET_COOKIE, session_cookie("", &s.inner.config.ui, 0));
+    Ok(resp)
+}
+
+/// The signed-in operator of a request, if its session is live.
+async fn signed_in(s: &AppState, headers: &HeaderMap) -> Result<Option<Signed>, UiError> {
+    let Some(token) = cookie_token(headers) else { return Ok(None) };
+    let hash = KeyHash::of(&token).0;
+    let Some(found) = s.store().find_session(&hash).await? else { return Ok(None) };
+    let now = Utc::now();
+    let idle = chrono::Duration::from_std(s.inner.config.ui.idle_timeout).unwrap_or(chrono::Duration::hours(2));
+    if found.session.expires_at <= now
+        || found.session.last_seen_at + idle <= now
+        || found.operator.disabled_at.is_some()
+    {
+        s.store().delete_session(&hash).await?;
+        return Ok(None);
+    }
+    if now - found.session.last_seen_at > chrono::Duration::minutes(1) {
+        s.store().touch_session(&hash, now).await?;
+    }
+    let workspace_name = s
+        .store()
+        .get_workspace(&found.operator.workspace_id)
+        .await?
+        .map_or_else(|| found.operator.workspace_id.to_string(), |w| w.name);
+    Ok(Some(Signed { operator: found.operator, session: found.session, workspace_name }))
+}
+
+/// Every dashboard route behind sign-in: no live session sends a page to the sign-in form
+/// (401 for anything else); a request that changes state must carry the session's CSRF
+/// token (the `csrf` form field or the `X-CSRF-Token` header), or is refused with 403.
+pub(crate) async fn require_session(State(s): State<AppState>, req: Request, next: Next) -> Response {
+    let signed = match signed_in(&s, req.headers()).await {
+        Ok(Some(signed)) => signed,
+        Ok(None) if req.method() == Method::GET || req.method() == Method::HEAD => {
+            let path = req.uri().path_and_query().map_or("/overview", |p| p.as_str());
+            let to = format!("/login?next={}", super::url_encode(path));
+            return Redirect::to(&to).into_response();
+        }
+        Ok(None) => return UiError::status(StatusCode::UNAUTHORIZED, "Sign in first.").into_response(),
+        Err(e) => return e.into_response(),
+    };
+    let mut req = req;
+    if !matches!(*req.method(), Method::GET | Method::HEAD) {
+        let header = req.headers().get("x-csrf-token").and_then(|v| v.to_str().ok()).map(str::to_owned);
+        let token = match header {
+            Some(t) => Some(t),
+            None => {
+                // The form field: read the body, then hand it on unchanged.
+                let (parts, body) = req.into_parts();
+                let bytes = match axum::body::to_bytes(body, super::MAX_FORM).await {
+                    Ok(b) => b,
+                    Err(_) => {
+                        return UiError::status(StatusCode::PAYLOAD_TOO_LARGE, "The form is too large.")
+                            .into_response();
+                    }
+                };
+                let token = serde_urlencoded::from_bytes::<Vec<(String, String)>>(&bytes)
+                    .ok()
+                    .and_then(|fields| fields.into_iter().find(|(k, _)| k == "csrf").map(|(_, v)| v));
+                req = Request::from_parts(parts, axum::body::Body::from(bytes));
+                token
+            }
+        };
+        if !token.is_some_and(|t| same(t.as_bytes(), signed.session.csrf_token.as_bytes())) {
+            tracing::warn!(operator = %signed.operator.operator_id, path = %req.uri().path(), "refused a request without a valid CSRF token");
+            return UiError::status(
+                StatusCode::FORBIDDEN,
+                "This form has expired or did not come from Steward: reload the page and try again.",
+            )
+            .into_response();
+        }
+    }
+    req.extensions_mut().insert(signed);
+    next.run(req).await
+}
+
+/// Routes for members (and admins): acting on accounts, alerts, tasks, segments, journeys.
+pub(crate) async fn require_member(req: Request, next: Next) -> Response {
+    require(KeyRole::Member, req, next).await
+}
+
+/// Routes for admins: keys, connectors, operators, settings, the audit log.
+pub(crate) async fn require_admin(req: Request, next: Next) -> Response {
+    require(KeyRole::Admin, req, next).await
+}
+
+async fn require(role: KeyRole, req: Request, next: Next) -> Response {
+    match req.extensions().get::<Signed>() {
+        Some(signed) if signed.can(role) => next.run(req).await,
+        Some(signed) => {
+            tracing::warn!(operator = %signed.operator.operator_id, path = %req.uri().path(), "refused: role too low");
+            UiError::status(
+                StatusCode::FORBIDDEN,
+                format!("This needs the {role} role; you are a {}.", signed.operator.role),
+            )
+            .into_response()
+        }
+        None => UiError::status(StatusCode::UNAUTHORIZED, "Sign in first.").into_response(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn failures_block_after_the_limit_until_the_window_passes() {
+        let config = UiConfig { max_failures: 2, failure_window: Duration::from_secs(60), ..Default::default() };
+        let f = Failures::default();
+        let t0 = Instant::now();
+        assert_eq!(f.blocked_for("email:a", &config, t0), None);
+        f.record("email:a".into(), t0);
+        f.record("email:a".into(), t0 + Duration::from_secs(10));
+        assert_eq!(f.blocked_for("email:a", &config, t0 + Duration::from_secs(20)), Some(40));
+        assert_eq!(f.blocked_for("email:b", &config, t0 + Duration::from_secs(20)), None);
+        assert_eq!(f.blocked_for("email:a", &config, t0 + Duration::from_secs(61)), None, "the oldest expired");
+    }
+
+    #[test]
+    fn the_cookie_is_found_among_others() {
+        let mut h = HeaderMap::new();
+        h.insert(header::COOKIE, HeaderValue::from_static("a=1; steward_session=tok; b=2"));
+        assert_eq!(cookie_token(&h).as_deref(), Some("tok"));
+        h.insert(header::COOKIE, HeaderValue::from_static("steward_session="));
+        assert_eq!(cookie_token(&h), None);
+    }
+
+    #[test]
+    fn tokens_compare_whole() {
+        assert!(same(b"abc", b"abc"));
+        assert!(!same(b"abc", b"abd"));
+        assert!(!same(b"abc", b"ab"));
+    }
+}

@@ -1,0 +1,332 @@
+//! The dashboard's sign-in and authorization, against the real router and SQLite: who may
+//! see and change what, CSRF, sessions, rate limiting and the audit log.
+
+mod common;
+
+use axum::body::Body;
+use axum::http::{Request, StatusCode, header};
+use chrono::Utc;
+use common::App;
+use domain::{AccountId, KeyRole, WorkspaceId};
+use serde_json::json;
+use store::{AlertKind, AlertScope, AlertSignal, Severity, Store, Task, TaskStatus};
+use tower::ServiceExt;
+
+const PASSWORD: &str = "a long enough password";
+
+struct Page {
+    status: StatusCode,
+    location: Option<String>,
+    cookie: Option<String>,
+    body: String,
+    retry_after: Option<String>,
+}
+
+async fn request(app: &App, method: &str, path: &str, cookie: Option<&str>, form: Option<&str>) -> Page {
+    let mut req = Request::builder().method(method).uri(path);
+    if let Some(c) = cookie {
+        req = req.header(header::COOKIE, c);
+    }
+    if form.is_some() {
+        req = req.header(header::CONTENT_TYPE, "application/x-www-form-urlencoded");
+    }
+    let req = req.body(form.map_or(Body::empty(), |f| Body::from(f.to_owned()))).unwrap();
+    let resp = app.router.clone().oneshot(req).await.unwrap();
+    let header =
+        |name| resp.headers().get(name).and_then(|v: &axum::http::HeaderValue| v.to_str().ok()).map(str::to_owned);
+    let (location, cookie, retry_after) =
+        (header(header::LOCATION), header(header::SET_COOKIE), header(header::RETRY_AFTER));
+    let status = resp.status();
+    let body = String::from_utf8(axum::body::to_bytes(resp.into_body(), usize::MAX).await.unwrap().to_vec()).unwrap();
+    Page { status, location, cookie, body, retry_after }
+}
+
+async fn operator(app: &App, ws: &WorkspaceId, email: &str, role: KeyRole) {
+    let op = store::Operator {
+        operator_id: format!("op_{}", email.split('@').next().unwrap()),
+        workspace_id: ws.clone(),
+        email: email.into(),
+        name: email.into(),
+        role,
+        password_hash: Some(server::ui::password::hash(PASSWORD)),
+        created_at: Utc::now(),
+        disabled_at: None,
+    };
+    app.store.insert_operator(&op).await.unwrap();
+}
+
+/// A signed-in operator: the session cookie and the page's CSRF token.
+struct Session {
+    cookie: String,
+    csrf: String,
+}
+
+fn form(fields: &[(&str, &str)]) -> String {
+    serde_urlencoded::to_string(fields).unwrap()
+}
+
+async fn sign_in(app: &App, email: &str) -> Session {
+    let page = request(app, "POST", "/login", None, Some(&form(&[("email", email), ("password", PASSWORD)]))).await;
+    assert_eq!(page.status, StatusCode::SEE_OTHER, "{}", page.body);
+    let set = page.cookie.expect("a session cookie");
+    assert!(set.contains("HttpOnly") && set.contains("SameSite=Lax") && set.contains("Path=/"), "{set}");
+    let cookie = set.split(';').next().unwrap().to_owned();
+    let overview = request(app, "GET", "/overview", Some(&cookie), None).await;
+    assert_eq!(overview.status, StatusCode::OK, "{}", overview.body);
+    let csrf =
+        overview.body.split(r#"name="csrf-token" content=""#).nth(1).unwrap().split('"').next().unwrap().to_owned();
+    Session { cookie, csrf }
+}
+
+async fn post(app: &App, s: &Session, path: &str, fields: &[(&str, &str)]) -> Page {
+    let mut all = vec![("csrf", s.csrf.as_str())];
+    all.extend_from_slice(fields);
+    request(app, "POST", path, Some(&s.cookie), Some(&form(&all))).await
+}
+
+fn open_task(id: &str, account: &str) -> Task {
+    let now = Utc::now();
+    Task {
+        task_id: id.into(),
+        title: format!("Call {account}"),
+        body: None,
+        assignee: "csm".into(),
+        priority: "high".into(),
+        due_at: None,
+        status: TaskStatus::Open,
+        account_id: Some(account.into()),
+        person_id: None,
+        journey_id: None,
+        run_id: None,
+        created_at: now,
+        updated_at: now,
+        closed_by: None,
+    }
+}
+
+/// Two workspaces, each with an account, an alert and a task; the first with an operator
+/// of every role.
+async fn setup() -> (App, WorkspaceId, WorkspaceId, String) {
+    let app = App::new().await;
+    let a = app.workspace("Alpha").await.id;
+    let b = app.workspace("Beta").await.id;
+    for (email, role) in
+        [("admin@a.test", KeyRole::Admin), ("member@a.test", KeyRole::Member), ("viewer@a.test", KeyRole::Viewer)]
+    {
+        operator(&app, &a, email, role).await;
+    }
+    operator(&app, &b, "member@b.test", KeyRole::Member).await;
+    let mut b_alert = String::new();
+    for (ws, account) in [(&a, "acme"), (&b, "globex")] {
+        let ops = vec![store::Op::UpsertAccount { account_id: AccountId::parse(account).unwrap(), at: Utc::now() }];
+        let changes = store::Changes { ops, ..Default::default() };
+        let status = app.store.log_status(ws).await.unwrap();
+        assert!(app.store.apply_changes(ws, status.cursor, status.cursor, &changes).await.unwrap());
+        let signal = AlertSignal {
+            account_id: AccountId::parse(account).unwrap(),
+            kind: AlertKind::Risk,
+            reason: "churn_risk".into(),
+            severity: Severity::High,
+            title: format!("{account} may churn"),
+            evidence: json!({}),
+        };
+        app.store.sync_alerts(ws, AlertScope::Workspace, &[signal], Utc::now()).await.unwrap();
+        if ws == &b {
+            let open = app.store.list_alerts(ws, &Default::default(), &store::PageRequest::first(5)).await.unwrap();
+            b_alert = open.items[0].alert_id.clone();
+        }
+        app.store.insert_task(ws, &open_task(&format!("task_{account}"), account)).await.unwrap();
+    }
+    (app, a, b, b_alert)
+}
+
+async fn task_status(app: &App, ws: &WorkspaceId, id: &str) -> TaskStatus {
+    app.store.get_task(ws, id).await.unwrap().unwrap().status
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn without_a_session_pages_send_to_sign_in_and_changes_are_refused() {
+    let (app, a, _, _) = setup().await;
+    let page = request(&app, "GET", "/accounts?band=at_risk", None, None).await;
+    assert_eq!(page.status, StatusCode::SEE_OTHER);
+    assert_eq!(page.location.as_deref(), Some("/login?next=%2Faccounts%3Fband%3Dat_risk"));
+    let refused = request(&app, "POST", "/tasks/task_acme/done", None, Some("csrf=x")).await;
+    assert_eq!(refused.status, StatusCode::UNAUTHORIZED);
+    let forged = request(&app, "GET", "/overview", Some("steward_session=made-up"), None).await;
+    assert_eq!(forged.status, StatusCode::SEE_OTHER);
+    assert_eq!(task_status(&app, &a, "task_acme").await, TaskStatus::Open);
+    // The sign-in form and the assets need no session.
+    assert_eq!(request(&app, "GET", "/login", None, None).await.status, StatusCode::OK);
+    assert_eq!(request(&app, "GET", "/assets/app.css", None, None).await.status, StatusCode::OK);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_wrong_password_or_email_gets_one_message_and_repeated_failures_are_limited() {
+    let (app, _, _, _) = setup().await;
+    let wrong = |email: &'static str, pw: &'static str| {
+        let app = &app;
+        async move { request(app, "POST", "/login", None, Some(&form(&[("email", email), ("password", pw)]))).await }
+    };
+    let bad_password = wrong("member@a.test", "not the password").await;
+    let bad_email = wrong("nobody@a.test", PASSWORD).await;
+    for p in [&bad_password, &bad_email] {
+        assert_eq!(p.status, StatusCode::UNAUTHORIZED);
+        assert!(p.body.contains("Wrong email or password."), "{}", p.body);
+        assert!(p.cookie.is_none());
+    }
+    for _ in 0..3 {
+        assert_eq!(wrong("member@a.test", "still wrong").await.status, StatusCode::UNAUTHORIZED);
+    }
+    // Five failures from this address: refused, even with the right password, for a while.
+    let limited = wrong("member@a.test", PASSWORD).await;
+    assert_eq!(limited.status, StatusCode::TOO_MANY_REQUESTS);
+    let secs: u64 = limited.retry_after.expect("Retry-After").parse().unwrap();
+    assert!((1..=900).contains(&secs), "{secs}");
+    assert!(limited.cookie.is_none());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_viewer_reads_but_changes_nothing() {
+    let (app, a, _, _) = setup().await;
+    let viewer = sign_in(&app, "viewer@a.test").await;
+    let accounts = request(&app, "GET", "/accounts", Some(&viewer.cookie), None).await;
+    assert_eq!(accounts.status, StatusCode::OK);
+    assert!(accounts.body.contains("/accounts/acme") && !accounts.body.contains("globex"), "its own workspace only");
+    let tasks = request(&app, "GET", "/tasks", Some(&viewer.cookie), None).await;
+    assert!(tasks.body.contains("Call acme") && !tasks.body.contains("Complete"), "no buttons for a viewer");
+    for (path, fields) in [
+        ("/tasks/task_acme/done", vec![]),
+        ("/segments/new", vec![("name", "Mine"), ("condition", "health < 40")]),
+        ("/settings/keys", vec![("role", "admin")]),
+    ] {
+        assert_eq!(post(&app, &viewer, path, &fields).await.status, StatusCode::FORBIDDEN, "{path}");
+    }
+    let alert =
+        app.store.list_alerts(&a, &Default::default(), &store::PageRequest::first(5)).await.unwrap().items[0].clone();
+    let acted = post(&app, &viewer, &format!("/alerts/{}/acknowledge", alert.alert_id), &[]).await;
+    assert_eq!(acted.status, StatusCode::FORBIDDEN);
+    assert_eq!(request(&app, "GET", "/settings", Some(&viewer.cookie), None).await.status, StatusCode::FORBIDDEN);
+    assert_eq!(task_status(&app, &a, "task_acme").await, TaskStatus::Open);
+    assert!(app.store.list_segments(&a).await.unwrap().is_empty());
+    assert_eq!(app.store.get_alert(&a, &alert.alert_id).await.unwrap().unwrap().status, store::AlertStatus::Open);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_member_acts_with_a_csrf_token_and_every_change_is_audited() {
+    let (app, a, _, _) = setup().await;
+    let member = sign_in(&app, "member@a.test").await;
+    // Without the token, or with another, nothing happens.
+    let missing = request(&app, "POST", "/tasks/task_acme/done", Some(&member.cookie), Some("")).await;
+    assert_eq!(missing.status, StatusCode::FORBIDDEN);
+    let wrong = request(&app, "POST", "/tasks/task_acme/done", Some(&member.cookie), Some("csrf=not-the-token")).await;
+    assert_eq!(wrong.status, StatusCode::FORBIDDEN);
+    assert_eq!(task_status(&app, &a, "task_acme").await, TaskStatus::Open);
+    let done = post(&app, &member, "/tasks/task_acme/done", &[]).await;
+    assert_eq!(done.status, StatusCode::SEE_OTHER, "{}", done.body);
+    assert_eq!(task_status(&app, &a, "task_acme").await, TaskStatus::Done);
+    // The header carries the token for scripts.
+    let req = Request::builder()
+        .method("POST")
+        .uri("/segments/preview")
+        .header(header::COOKIE, &member.cookie)
+        .header("x-csrf-token", &member.csrf)
+        .header(header::CONTENT_TYPE, "application/json")
+        .body(Body::from(json!({"condition": "health <"}).to_string()))
+        .unwrap();
+    let resp = app.router.clone().oneshot(req).await.unwrap();
+    assert_eq!(resp.status(), StatusCode::BAD_REQUEST, "an unfinished condition is an error, with where");
+    let body: serde_json::Value =
+        serde_json::from_slice(&axum::body::to_bytes(resp.into_body(), usize::MAX).await.unwrap()).unwrap();
+    assert_eq!(body["error"]["field"], "condition");
+    assert!(body["position"]["column"].as_u64().is_some(), "{body}");
+    let saved = post(&app, &member, "/segments/new", &[("name", "Everyone"), ("condition", "account_id is set")]).await;
+    assert_eq!(saved.status, StatusCode::SEE_OTHER, "{}", saved.body);
+    assert_eq!(app.store.list_segments(&a).await.unwrap()[0].name, "Everyone");
+    let bad = post(&app, &member, "/segments/new", &[("name", "Broken"), ("condition", "health = 4")]).await;
+    assert_eq!(bad.status, StatusCode::BAD_REQUEST);
+    assert!(bad.body.contains("is not an operator"), "{}", bad.body);
+    // Keys and operators are for admins.
+    assert_eq!(post(&app, &member, "/settings/keys", &[("role", "admin")]).await.status, StatusCode::FORBIDDEN);
+    let op = post(
+        &app,
+        &member,
+        "/settings/operators",
+        &[("email", "x@a.test"), ("name", "X"), ("role", "admin"), ("password", PASSWORD)],
+    )
+    .await;
+    assert_eq!(op.status, StatusCode::FORBIDDEN);
+    assert!(app.store.find_operator_by_email(&a, "x@a.test").await.unwrap().is_none());
+    let audit = app.store.list_audit(&a, None, 10).await.unwrap();
+    let actions: Vec<(&str, &str)> = audit.iter().map(|e| (e.action.as_str(), e.actor.as_str())).collect();
+    assert_eq!(
+        actions,
+        [("segment.create", "op_member"), ("task.done", "op_member"), ("session.sign_in", "op_member")]
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn nobody_reaches_another_workspace() {
+    let (app, a, b, b_alert) = setup().await;
+    let member = sign_in(&app, "member@a.test").await;
+    assert_eq!(
+        request(&app, "GET", "/accounts/globex", Some(&member.cookie), None).await.status,
+        StatusCode::NOT_FOUND
+    );
+    assert_eq!(post(&app, &member, &format!("/alerts/{b_alert}/acknowledge"), &[]).await.status, StatusCode::NOT_FOUND);
+    assert_eq!(post(&app, &member, "/tasks/task_globex/done", &[]).await.status, StatusCode::NOT_FOUND);
+    assert_eq!(app.store.get_alert(&b, &b_alert).await.unwrap().unwrap().status, store::AlertStatus::Open);
+    assert_eq!(task_status(&app, &b, "task_globex").await, TaskStatus::Open);
+    let alerts = request(&app, "GET", "/alerts", Some(&member.cookie), None).await;
+    assert!(alerts.body.contains("acme may churn") && !alerts.body.contains("globex may churn"));
+    // A session opens its own workspace whatever workspace id a form names.
+    let theirs = sign_in(&app, "member@b.test").await;
+    let overview = request(&app, "GET", "/overview", Some(&theirs.cookie), None).await;
+    assert!(overview.body.contains("Beta") && !overview.body.contains("Alpha"));
+    assert!(app.store.list_audit(&b, None, 10).await.unwrap().iter().all(|e| e.actor == "op_member"));
+    let _ = a;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_admin_manages_keys_and_operators_and_reads_the_audit_log() {
+    let (app, a, _, _) = setup().await;
+    let admin = sign_in(&app, "admin@a.test").await;
+    let created = post(&app, &admin, "/settings/keys", &[("role", "viewer")]).await;
+    assert_eq!(created.status, StatusCode::CREATED);
+    let secret = created.body.split(r#"<code id="new-secret">"#).nth(1).unwrap().split('<').next().unwrap();
+    assert_eq!(app.store.find_key(&domain::KeyHash::of(secret)).await.unwrap().unwrap().role, KeyRole::Viewer);
+    let short = post(
+        &app,
+        &admin,
+        "/settings/operators",
+        &[("email", "new@a.test"), ("name", "New"), ("role", "member"), ("password", "short")],
+    )
+    .await;
+    assert_eq!(short.status, StatusCode::BAD_REQUEST);
+    assert!(short.body.contains("at least 10 characters"));
+    let added = post(
+        &app,
+        &admin,
+        "/settings/operators",
+        &[("email", "new@a.test"), ("name", "New"), ("role", "member"), ("password", PASSWORD)],
+    )
+    .await;
+    assert_eq!(added.status, StatusCode::SEE_OTHER, "{}", added.body);
+    let newcomer = sign_in(&app, "new@a.test").await;
+    let id = app.store.find_operator_by_email(&a, "new@a.test").await.unwrap().unwrap().operator_id;
+    assert_eq!(
+        post(&app, &admin, &format!("/settings/operators/{id}/disable"), &[]).await.status,
+        StatusCode::SEE_OTHER
+    );
+    // Disabled: the session ends and signing in fails.
+    assert_eq!(request(&app, "GET", "/overview", Some(&newcomer.cookie), None).await.status, StatusCode::SEE_OTHER);
+    let again =
+        request(&app, "POST", "/login", None, Some(&form(&[("email", "new@a.test"), ("password", PASSWORD)]))).await;
+    assert_eq!(again.status, StatusCode::UNAUTHORIZED);
+    let settings = request(&app, "GET", "/settings", Some(&admin.cookie), None).await;
+    for action in ["key.create", "operator.add", "operator.disable", "session.sign_in"] {
+        assert!(settings.body.contains(action), "the audit log shows {action}");
+    }
+    // Signing out ends the session.
+    assert_eq!(post(&app, &admin, "/logout", &[]).await.status, StatusCode::SEE_OTHER);
+    assert_eq!(request(&app, "GET", "/settings", Some(&admin.cookie), None).await.status, StatusCode::SEE_OTHER);
+}
