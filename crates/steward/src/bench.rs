@@ -109,6 +109,25 @@ pub enum BenchCommand {
         #[arg(long)]
         postgres: Option<String>,
     },
+    /// The dashboard's server time per page (p50, p95, max) with a large portfolio: builds a
+    /// data directory of scored accounts with their history, alerts, tasks, segments and
+    /// journeys (or reuses one built before), starts the server, signs in and requests each
+    /// page; with `--browser`, the overview's load time in headless Chromium.
+    Ui {
+        #[arg(long, default_value_t = 100_000)]
+        accounts: usize,
+        /// Days of score history.
+        #[arg(long, default_value_t = 90)]
+        history_days: u32,
+        /// Requests per page.
+        #[arg(long, default_value_t = 50)]
+        requests: usize,
+        /// Where to build (and reuse) the data; a temporary directory if none.
+        #[arg(long)]
+        data_dir: Option<std::path::PathBuf>,
+        #[arg(long)]
+        browser: bool,
+    },
     /// Time training the churn model (the ensemble with its calibration folds) on synthetic
     /// observation rows.
     Train {
@@ -161,6 +180,9 @@ pub async fn run(config: Config, command: BenchCommand) -> Result<()> {
     }
     if let BenchCommand::Journeys { runs, rounds, postgres } = command {
         return crate::bench_journeys::run(runs, rounds, postgres).await;
+    }
+    if let BenchCommand::Ui { accounts, history_days, requests, data_dir, browser } = command {
+        return crate::bench_ui::run(accounts.max(10), history_days.max(1), requests, data_dir, browser).await;
     }
     if let BenchCommand::Segments { accounts, people, rate, seconds, full } = command {
         return crate::bench_segments::run(accounts, people, rate.max(1), seconds, full).await;

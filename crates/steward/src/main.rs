@@ -6,6 +6,7 @@ mod bench_connectors;
 mod bench_journeys;
 mod bench_score;
 mod bench_segments;
+mod bench_ui;
 mod cli;
 mod client;
 mod config;

@@ -102,7 +102,7 @@ impl Api {
     }
 
     /// As [`Api::call`], for a request that must succeed.
-    async fn ok(&self, method: Method, path: &str, body: Option<&Value>) -> Result<Value> {
+    pub(crate) async fn ok(&self, method: Method, path: &str, body: Option<&Value>) -> Result<Value> {
         let (status, reply) = self.call(method.clone(), path, body).await?;
         if !(200..300).contains(&status) {
             bail!("{method} {path}: {status} {}", refusal(&reply));
