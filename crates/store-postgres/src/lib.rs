@@ -37,6 +37,7 @@ const MIGRATIONS: &[&str] = &[
     include_str!("../migrations/0006_account_changes.sql"),
     include_str!("../migrations/0007_connectors.sql"),
     include_str!("../migrations/0008_operators.sql"),
+    include_str!("../migrations/0009_portfolio_days.sql"),
 ];
 
 /// Connections per process. Appends are one statement each, so a few connections carry a busy

@@ -79,15 +79,12 @@ impl PgStore {
         to: NaiveDate,
     ) -> Result<Vec<PortfolioDay>> {
         let rows: Vec<GroupRow> = sqlx::query_as(
-            "SELECT day, band, 0, currency, count(*),
-                    coalesce(sum(mrr_minor), 0)::bigint,
-                    coalesce(sum(CASE WHEN expansion >= $4 THEN mrr_minor END), 0)::bigint
-             FROM score_history WHERE workspace_id = $1 AND day >= $2 AND day < $3 GROUP BY 1, 2, 4",
+            "SELECT day, band, 0, nullif(currency, ''), accounts, mrr_minor, expansion_mrr
+             FROM portfolio_days WHERE workspace_id = $1 AND day >= $2 AND day < $3 AND accounts <> 0",
         )
         .bind(ws.as_str())
         .bind(from)
         .bind(to)
-        .bind(EXPANSION_PIPELINE_MIN)
         .fetch_all(&self.pool)
         .await
         .map_err(db_error)?;

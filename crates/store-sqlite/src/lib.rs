@@ -43,6 +43,7 @@ const MIGRATIONS: &[&str] = &[
     include_str!("../migrations/0006_account_changes.sql"),
     include_str!("../migrations/0007_connectors.sql"),
     include_str!("../migrations/0008_operators.sql"),
+    include_str!("../migrations/0009_portfolio_days.sql"),
 ];
 
 const READERS: usize = 4;

@@ -97,10 +97,9 @@ impl SqliteStore {
         self.read(move |conn| {
             let groups = groups(
                 conn,
-                "SELECT day, band, 0, currency, count(*),
-                        coalesce(sum(mrr_minor), 0), coalesce(sum(CASE WHEN expansion >= ?4 THEN mrr_minor END), 0)
-                 FROM score_history WHERE workspace_id = ?1 AND day >= ?2 AND day < ?3 GROUP BY 1, 2, 4",
-                params![ws.as_str(), from.to_string(), to.to_string(), EXPANSION_PIPELINE_MIN],
+                "SELECT day, band, 0, nullif(currency, ''), accounts, mrr_minor, expansion_mrr
+                 FROM portfolio_days WHERE workspace_id = ?1 AND day >= ?2 AND day < ?3 AND accounts <> 0",
+                params![ws.as_str(), from.to_string(), to.to_string()],
             )?;
             Ok(PortfolioDay::from_groups(&groups))
         })

@@ -201,8 +201,12 @@ fn write_scores(conn: &Connection, ws: &WorkspaceId, scores: &[AccountScore]) ->
         .map_err(sql_error)?;
     let mut history = conn
         .prepare_cached(&format!(
-            "INSERT OR REPLACE INTO score_history (workspace_id, account_id, {POINT_COLUMNS})
-             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12)"
+            "INSERT INTO score_history (workspace_id, account_id, {POINT_COLUMNS})
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12)
+             ON CONFLICT (workspace_id, account_id, day) DO UPDATE SET
+               health = excluded.health, band = excluded.band, churn_30d = excluded.churn_30d,
+               churn_60d = excluded.churn_60d, churn_90d = excluded.churn_90d, expansion = excluded.expansion,
+               mrr_minor = excluded.mrr_minor, currency = excluded.currency, components = excluded.components"
         ))
         .map_err(sql_error)?;
     for s in scores {

@@ -14,7 +14,8 @@ macro_rules! contract_tests {
         $crate::contract_tests!(@cases $make;
             workspaces_and_keys, operators, operator_sessions_end_and_are_isolated, the_audit_log_lists_newest_first_per_workspace,
             accounts_are_searched_and_filtered_by_plan_owner_and_segment,
-            the_portfolio_adds_up_scores_alerts_tasks_and_band_changes, append_stores_each_message_once, batches_append_in_order_once,
+            the_portfolio_adds_up_scores_alerts_tasks_and_band_changes,
+            the_trend_follows_a_day_scored_again, append_stores_each_message_once, batches_append_in_order_once,
             read_log_in_order, payloads_read_back_as_they_were_appended,
             processing_creates_people_accounts_and_traits, apply_changes_is_compare_and_set,
             merging_people_moves_everything, reset_processing_rewinds, event_filters_and_pages,
@@ -293,6 +294,50 @@ pub async fn the_portfolio_adds_up_scores_alerts_tasks_and_band_changes<S: Store
     assert!(s.portfolio_trend(&ws, day("2026-10-02"), day("2026-10-08")).await.unwrap().is_empty());
     let theirs = s.portfolio(&other, day("2026-10-01")).await.unwrap();
     assert_eq!((theirs.bands.total(), theirs.open_alerts, theirs.open_tasks), (1, 0, 0));
+}
+
+/// The trend's sums follow each history row as it is written, written again the same day
+/// (a band, an MRR, an expansion that change) and in another workspace.
+pub async fn the_trend_follows_a_day_scored_again<S: Store>(s: &S) {
+    let ws = workspace(s, "Trend").await;
+    let other = workspace(s, "Other").await;
+    let day = |d: &str| d.parse::<chrono::NaiveDate>().unwrap();
+    let usd = |m| vec![Money::new(m, Currency::parse("USD").unwrap())];
+    // Expansion is 1 - churn: a 0.6, b 0.9, c exactly 0.5 (counted: from 0.5 on).
+    s.put_scores(
+        &ws,
+        &[
+            score("a", "2026-10-08", 80.0, Some(0.4), Some(1000)),
+            score("b", "2026-10-08", 20.0, Some(0.1), Some(500)),
+            score("c", "2026-10-08", 50.0, Some(0.5), Some(700)),
+        ],
+    )
+    .await
+    .unwrap();
+    s.put_scores(&other, &[score("a", "2026-10-08", 10.0, Some(0.0), Some(99))]).await.unwrap();
+    let trend = s.portfolio_trend(&ws, day("2026-10-01"), day("2026-10-09")).await.unwrap();
+    assert_eq!(trend.len(), 1);
+    assert_eq!(trend[0].bands, BandCounts { healthy: 1, neutral: 1, at_risk: 1 });
+    assert_eq!(trend[0].mrr_at_risk, usd(500));
+    assert_eq!(trend[0].expansion_pipeline, usd(2200));
+    // Scored again the same day: a falls to at risk with more MRR; b recovers; c's MRR goes.
+    s.put_scores(
+        &ws,
+        &[
+            score("a", "2026-10-08", 30.0, Some(0.9), Some(1200)),
+            score("b", "2026-10-08", 75.0, Some(0.1), Some(500)),
+            score("c", "2026-10-08", 50.0, Some(0.5), None),
+        ],
+    )
+    .await
+    .unwrap();
+    let trend = s.portfolio_trend(&ws, day("2026-10-01"), day("2026-10-09")).await.unwrap();
+    assert_eq!(trend.len(), 1);
+    assert_eq!(trend[0].bands, BandCounts { healthy: 1, neutral: 1, at_risk: 1 });
+    assert_eq!(trend[0].mrr_at_risk, usd(1200));
+    assert_eq!(trend[0].expansion_pipeline, usd(500), "b's 0.9; a's 0.1 no longer; c has no MRR");
+    let theirs = s.portfolio_trend(&other, day("2026-10-01"), day("2026-10-09")).await.unwrap();
+    assert_eq!((theirs[0].bands.total(), theirs[0].mrr_at_risk.clone()), (1, usd(99)));
 }
 
 pub async fn accounts_are_searched_and_filtered_by_plan_owner_and_segment<S: Store>(s: &S) {

@@ -1,8 +1,6 @@
 //! The reading pages: sign-in, the overview, the accounts table and an account's page.
 
 use std::collections::HashMap;
-use std::sync::Mutex;
-use std::time::{Duration, Instant};
 
 use axum::Extension;
 use axum::extract::{Path, Query, State};
@@ -50,28 +48,13 @@ fn money_list(list: &[domain::Money]) -> String {
     list.iter().map(|m| money(m.minor, m.currency.as_str())).collect::<Vec<_>>().join(" + ")
 }
 
-/// The portfolio trend changes once a day (scoring writes a day's history): kept a few
-/// minutes per workspace so the overview does not aggregate the history on every visit.
-type Trends = HashMap<WorkspaceId, (Instant, NaiveDate, Vec<PortfolioDay>)>;
-static TRENDS: std::sync::LazyLock<Mutex<Trends>> = std::sync::LazyLock::new(Default::default);
-const TREND_TTL: Duration = Duration::from_secs(300);
 const TREND_DAYS: u64 = 90;
 
+/// The last [`TREND_DAYS`] days of the portfolio, from the sums kept by day as scores are
+/// written (a few hundred rows whatever the number of accounts).
 async fn trend(s: &AppState, ws: &WorkspaceId, today: NaiveDate) -> Result<Vec<PortfolioDay>, UiError> {
-    if let Some((at, day, days)) = TRENDS.lock().expect("trends lock").get(ws)
-        && at.elapsed() < TREND_TTL
-        && *day == today
-    {
-        return Ok(days.clone());
-    }
     let to = today + Days::new(1);
-    let days = s.store().portfolio_trend(ws, to - Days::new(TREND_DAYS), to).await?;
-    let mut cache = TRENDS.lock().expect("trends lock");
-    if cache.len() > 1000 {
-        cache.clear();
-    }
-    cache.insert(ws.clone(), (Instant::now(), today, days.clone()));
-    Ok(days)
+    Ok(s.store().portfolio_trend(ws, to - Days::new(TREND_DAYS), to).await?)
 }
 
 /// `GET /overview`.

@@ -1,0 +1,65 @@
+-- The portfolio by day (store::portfolio): the score history summed by day, band and
+-- currency ('' for none), kept by statement triggers as history rows are written, so that
+-- the overview's trend reads a few hundred rows instead of every account's history. Each
+-- statement applies its changes to the sums in key order, so two writers never wait on
+-- each other's rows in opposite orders. An account's MRR counts in the expansion pipeline
+-- from an expansion propensity of 0.5 (store::portfolio::EXPANSION_PIPELINE_MIN).
+CREATE TABLE portfolio_days (
+    workspace_id  text COLLATE "C" NOT NULL,
+    day           date NOT NULL,
+    band          text NOT NULL,
+    currency      text NOT NULL,
+    accounts      bigint NOT NULL,
+    mrr_minor     bigint NOT NULL,
+    expansion_mrr bigint NOT NULL,
+    PRIMARY KEY (workspace_id, day, band, currency)
+);
+
+INSERT INTO portfolio_days
+SELECT workspace_id, day, band, coalesce(currency, ''), count(*), coalesce(sum(mrr_minor), 0),
+       coalesce(sum(mrr_minor) FILTER (WHERE expansion >= 0.5), 0)
+FROM score_history GROUP BY 1, 2, 3, 4;
+
+CREATE FUNCTION portfolio_days_apply() RETURNS trigger LANGUAGE plpgsql AS $$
+BEGIN
+    IF TG_OP = 'INSERT' THEN
+        INSERT INTO portfolio_days AS p
+        SELECT workspace_id, day, band, coalesce(currency, ''), count(*), coalesce(sum(mrr_minor), 0),
+               coalesce(sum(mrr_minor) FILTER (WHERE expansion >= 0.5), 0)
+        FROM added GROUP BY 1, 2, 3, 4 ORDER BY 1, 2, 3, 4
+        ON CONFLICT (workspace_id, day, band, currency) DO UPDATE SET
+            accounts = p.accounts + excluded.accounts, mrr_minor = p.mrr_minor + excluded.mrr_minor,
+            expansion_mrr = p.expansion_mrr + excluded.expansion_mrr;
+    ELSIF TG_OP = 'UPDATE' THEN
+        INSERT INTO portfolio_days AS p
+        SELECT workspace_id, day, band, currency, sum(n), sum(mrr), sum(exp)
+        FROM (SELECT workspace_id, day, band, coalesce(currency, '') AS currency, 1 AS n,
+                     coalesce(mrr_minor, 0) AS mrr, CASE WHEN expansion >= 0.5 THEN coalesce(mrr_minor, 0) ELSE 0 END AS exp
+              FROM added
+              UNION ALL
+              SELECT workspace_id, day, band, coalesce(currency, ''), -1,
+                     -coalesce(mrr_minor, 0), CASE WHEN expansion >= 0.5 THEN -coalesce(mrr_minor, 0) ELSE 0 END
+              FROM removed) d
+        GROUP BY 1, 2, 3, 4 ORDER BY 1, 2, 3, 4
+        ON CONFLICT (workspace_id, day, band, currency) DO UPDATE SET
+            accounts = p.accounts + excluded.accounts, mrr_minor = p.mrr_minor + excluded.mrr_minor,
+            expansion_mrr = p.expansion_mrr + excluded.expansion_mrr;
+    ELSE
+        INSERT INTO portfolio_days AS p
+        SELECT workspace_id, day, band, coalesce(currency, ''), -count(*), -coalesce(sum(mrr_minor), 0),
+               -coalesce(sum(mrr_minor) FILTER (WHERE expansion >= 0.5), 0)
+        FROM removed GROUP BY 1, 2, 3, 4 ORDER BY 1, 2, 3, 4
+        ON CONFLICT (workspace_id, day, band, currency) DO UPDATE SET
+            accounts = p.accounts + excluded.accounts, mrr_minor = p.mrr_minor + excluded.mrr_minor,
+            expansion_mrr = p.expansion_mrr + excluded.expansion_mrr;
+    END IF;
+    RETURN NULL;
+END
+$$;
+
+CREATE TRIGGER portfolio_days_added AFTER INSERT ON score_history
+    REFERENCING NEW TABLE AS added FOR EACH STATEMENT EXECUTE FUNCTION portfolio_days_apply();
+CREATE TRIGGER portfolio_days_changed AFTER UPDATE ON score_history
+    REFERENCING OLD TABLE AS removed NEW TABLE AS added FOR EACH STATEMENT EXECUTE FUNCTION portfolio_days_apply();
+CREATE TRIGGER portfolio_days_removed AFTER DELETE ON score_history
+    REFERENCING OLD TABLE AS removed FOR EACH STATEMENT EXECUTE FUNCTION portfolio_days_apply();

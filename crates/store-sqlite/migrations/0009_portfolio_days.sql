@@ -1,0 +1,48 @@
+-- The portfolio by day (store::portfolio): the score history summed by day, band and
+-- currency ('' for none), kept by triggers as history rows are written, so that the
+-- overview's trend reads a few hundred rows instead of every account's history. An
+-- account's MRR counts in the expansion pipeline from an expansion propensity of 0.5
+-- (store::portfolio::EXPANSION_PIPELINE_MIN). (A row is added with `WHERE NOT EXISTS`, not
+-- `INSERT OR IGNORE`: an upsert's conflict policy would override the trigger's.)
+CREATE TABLE portfolio_days (
+    workspace_id  TEXT NOT NULL,
+    day           TEXT NOT NULL,
+    band          TEXT NOT NULL,
+    currency      TEXT NOT NULL,
+    accounts      INTEGER NOT NULL,
+    mrr_minor     INTEGER NOT NULL,
+    expansion_mrr INTEGER NOT NULL,
+    PRIMARY KEY (workspace_id, day, band, currency)
+) WITHOUT ROWID;
+
+INSERT INTO portfolio_days
+SELECT workspace_id, day, band, coalesce(currency, ''), count(*), coalesce(sum(mrr_minor), 0),
+       coalesce(sum(CASE WHEN expansion >= 0.5 THEN mrr_minor END), 0)
+FROM score_history GROUP BY 1, 2, 3, 4;
+
+CREATE TRIGGER portfolio_days_added AFTER INSERT ON score_history BEGIN
+    INSERT INTO portfolio_days SELECT NEW.workspace_id, NEW.day, NEW.band, coalesce(NEW.currency, ''), 0, 0, 0
+    WHERE NOT EXISTS (SELECT 1 FROM portfolio_days WHERE workspace_id = NEW.workspace_id AND day = NEW.day
+                      AND band = NEW.band AND currency = coalesce(NEW.currency, ''));
+    UPDATE portfolio_days SET accounts = accounts + 1, mrr_minor = mrr_minor + coalesce(NEW.mrr_minor, 0),
+        expansion_mrr = expansion_mrr + CASE WHEN NEW.expansion >= 0.5 THEN coalesce(NEW.mrr_minor, 0) ELSE 0 END
+    WHERE workspace_id = NEW.workspace_id AND day = NEW.day AND band = NEW.band AND currency = coalesce(NEW.currency, '');
+END;
+
+CREATE TRIGGER portfolio_days_removed AFTER DELETE ON score_history BEGIN
+    UPDATE portfolio_days SET accounts = accounts - 1, mrr_minor = mrr_minor - coalesce(OLD.mrr_minor, 0),
+        expansion_mrr = expansion_mrr - CASE WHEN OLD.expansion >= 0.5 THEN coalesce(OLD.mrr_minor, 0) ELSE 0 END
+    WHERE workspace_id = OLD.workspace_id AND day = OLD.day AND band = OLD.band AND currency = coalesce(OLD.currency, '');
+END;
+
+CREATE TRIGGER portfolio_days_changed AFTER UPDATE ON score_history BEGIN
+    UPDATE portfolio_days SET accounts = accounts - 1, mrr_minor = mrr_minor - coalesce(OLD.mrr_minor, 0),
+        expansion_mrr = expansion_mrr - CASE WHEN OLD.expansion >= 0.5 THEN coalesce(OLD.mrr_minor, 0) ELSE 0 END
+    WHERE workspace_id = OLD.workspace_id AND day = OLD.day AND band = OLD.band AND currency = coalesce(OLD.currency, '');
+    INSERT INTO portfolio_days SELECT NEW.workspace_id, NEW.day, NEW.band, coalesce(NEW.currency, ''), 0, 0, 0
+    WHERE NOT EXISTS (SELECT 1 FROM portfolio_days WHERE workspace_id = NEW.workspace_id AND day = NEW.day
+                      AND band = NEW.band AND currency = coalesce(NEW.currency, ''));
+    UPDATE portfolio_days SET accounts = accounts + 1, mrr_minor = mrr_minor + coalesce(NEW.mrr_minor, 0),
+        expansion_mrr = expansion_mrr + CASE WHEN NEW.expansion >= 0.5 THEN coalesce(NEW.mrr_minor, 0) ELSE 0 END
+    WHERE workspace_id = NEW.workspace_id AND day = NEW.day AND band = NEW.band AND currency = coalesce(NEW.currency, '');
+END;
