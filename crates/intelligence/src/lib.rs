@@ -10,6 +10,8 @@
 //! - [`signals`]: the account at a date beyond the model's features (breadth, people against
 //!   seats, money, support, feedback), the health measures made of it and the default
 //!   health configuration.
+//! - [`kpis`]: gross MRR churn, logo churn and net revenue retention per month from billing
+//!   periods, point-in-time; the activation rate of new accounts.
 //! - [`model`]: the learners (L2 logistic regression, gradient-boosted trees), their
 //!   ensemble with calibrated probabilities and per-row drivers, and the metrics of a model
 //!   card (AUC, PR-AUC, top-decile lift, calibration error).
@@ -17,5 +19,6 @@
 pub mod attributes;
 pub mod churn;
 pub mod health;
+pub mod kpis;
 pub mod model;
 pub mod signals;
