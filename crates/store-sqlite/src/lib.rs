@@ -10,6 +10,7 @@ mod checkpoint;
 mod connectors;
 mod ids;
 mod journeys;
+mod kpis;
 mod log;
 mod operators;
 mod owners;
@@ -43,7 +44,7 @@ const MIGRATIONS: &[&str] = &[
     include_str!("../migrations/0006_account_changes.sql"),
     include_str!("../migrations/0007_connectors.sql"),
     include_str!("../migrations/0008_operators.sql"),
-    include_str!("../migrations/0009_portfolio_days.sql"),
+    include_str!("../migrations/0009_overview.sql"),
 ];
 
 const READERS: usize = 4;
@@ -466,6 +467,12 @@ mod store_impl {
         }
         async fn portfolio(&self, ws: &WorkspaceId, compare_day: chrono::NaiveDate) -> Result<Portfolio> {
             self.portfolio_of(ws, compare_day).await
+        }
+        async fn put_kpis(&self, ws: &WorkspaceId, report: &store::KpiReport) -> Result<()> {
+            self.replace_kpis(ws, report).await
+        }
+        async fn kpis(&self, ws: &WorkspaceId) -> Result<Option<store::KpiReport>> {
+            self.kpi_report(ws).await
         }
         async fn portfolio_trend(
             &self,

@@ -15,7 +15,7 @@ macro_rules! contract_tests {
             workspaces_and_keys, operators, operator_sessions_end_and_are_isolated, the_audit_log_lists_newest_first_per_workspace,
             accounts_are_searched_and_filtered_by_plan_owner_and_segment,
             the_portfolio_adds_up_scores_alerts_tasks_and_band_changes,
-            the_trend_follows_a_day_scored_again, append_stores_each_message_once, batches_append_in_order_once,
+            the_trend_follows_a_day_scored_again, kpis_are_replaced_whole_per_workspace, append_stores_each_message_once, batches_append_in_order_once,
             read_log_in_order, payloads_read_back_as_they_were_appended,
             processing_creates_people_accounts_and_traits, apply_changes_is_compare_and_set,
             merging_people_moves_everything, reset_processing_rewinds, event_filters_and_pages,
@@ -338,6 +338,47 @@ pub async fn the_trend_follows_a_day_scored_again<S: Store>(s: &S) {
     assert_eq!(trend[0].expansion_pipeline, usd(500), "b's 0.9; a's 0.1 no longer; c has no MRR");
     let theirs = s.portfolio_trend(&other, day("2026-10-01"), day("2026-10-09")).await.unwrap();
     assert_eq!((theirs[0].bands.total(), theirs[0].mrr_at_risk.clone()), (1, usd(99)));
+}
+
+pub async fn kpis_are_replaced_whole_per_workspace<S: Store>(s: &S) {
+    use crate::{Kpi, KpiMonth, KpiReport};
+    let ws = workspace(s, "KPIs").await;
+    let other = workspace(s, "Other").await;
+    let month = |m: &str| m.parse::<chrono::NaiveDate>().unwrap();
+    let row = |kpi, m: &str, numerator, denominator| KpiMonth { kpi, month: month(m), numerator, denominator };
+    assert_eq!(s.kpis(&ws).await.unwrap(), None, "never computed");
+    let first = KpiReport {
+        computed_at: t(3, 4),
+        currency: Some(Currency::parse("EUR").unwrap()),
+        months: vec![
+            row(Kpi::Nrr, "2026-09-01", 500.0, 820.0),
+            row(Kpi::Activation, "2026-09-01", 1.0, 4.0),
+            row(Kpi::Nrr, "2026-08-01", 900.0, 1000.0),
+            row(Kpi::GrossMrrChurn, "2026-09-01", 420.0, 820.0),
+        ],
+    };
+    s.put_kpis(&ws, &first).await.unwrap();
+    let read = s.kpis(&ws).await.unwrap().unwrap();
+    assert_eq!(read.computed_at, t(3, 4));
+    assert_eq!(read.currency, first.currency);
+    // By KPI (its name), then month.
+    assert_eq!(
+        read.months,
+        [
+            row(Kpi::Activation, "2026-09-01", 1.0, 4.0),
+            row(Kpi::GrossMrrChurn, "2026-09-01", 420.0, 820.0),
+            row(Kpi::Nrr, "2026-08-01", 900.0, 1000.0),
+            row(Kpi::Nrr, "2026-09-01", 500.0, 820.0),
+        ]
+    );
+    assert_eq!(read.months[0].value(), Some(0.25));
+    assert_eq!(s.kpis(&other).await.unwrap(), None, "another workspace's are not ours");
+    let second =
+        KpiReport { computed_at: t(4, 5), currency: None, months: vec![row(Kpi::LogoChurn, "2026-10-01", 0.0, 0.0)] };
+    s.put_kpis(&ws, &second).await.unwrap();
+    let read = s.kpis(&ws).await.unwrap().unwrap();
+    assert_eq!(read, second, "replaced whole");
+    assert_eq!(read.months[0].value(), None, "nothing measured");
 }
 
 pub async fn accounts_are_searched_and_filtered_by_plan_owner_and_segment<S: Store>(s: &S) {

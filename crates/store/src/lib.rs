@@ -15,6 +15,7 @@ mod page;
 pub mod portfolio;
 #[macro_use]
 mod records;
+pub mod kpis;
 pub mod scores;
 pub mod segments;
 pub mod usage;
@@ -29,6 +30,7 @@ pub use journeys::{
     OutboxMessage, Reentry, Run, RunFilter, RunStart, RunStatus, RunUpdate, StepCount, StepRecord, Task, TaskFilter,
     TaskStatus,
 };
+pub use kpis::{Kpi, KpiMonth, KpiReport};
 pub use operators::{AuditEntry, OperatorSession, SignedIn};
 pub use page::{Cursor, DEFAULT_LIMIT, MAX_LIMIT, Page, PageRequest};
 pub use portfolio::{BandChange, BandCounts, Portfolio, PortfolioDay, ScoreGroup};
@@ -335,6 +337,10 @@ pub trait Store: Send + Sync + 'static {
     /// The portfolio's latest scores aggregated (see [`portfolio`]), with the open alerts
     /// and tasks and the accounts whose band differs from the one they had on `compare_day`.
     async fn portfolio(&self, ws: &WorkspaceId, compare_day: chrono::NaiveDate) -> Result<Portfolio>;
+    /// Replaces the workspace's KPIs with `report`'s.
+    async fn put_kpis(&self, ws: &WorkspaceId, report: &KpiReport) -> Result<()>;
+    /// The workspace's KPIs as last put, by KPI and month; none if never computed.
+    async fn kpis(&self, ws: &WorkspaceId) -> Result<Option<KpiReport>>;
     /// The portfolio as scored on each day of `[from, to)` that has scores, oldest first.
     async fn portfolio_trend(
         &self,

@@ -63,3 +63,18 @@ CREATE TRIGGER portfolio_days_changed AFTER UPDATE ON score_history
     REFERENCING OLD TABLE AS removed NEW TABLE AS added FOR EACH STATEMENT EXECUTE FUNCTION portfolio_days_apply();
 CREATE TRIGGER portfolio_days_removed AFTER DELETE ON score_history
     REFERENCING OLD TABLE AS removed FOR EACH STATEMENT EXECUTE FUNCTION portfolio_days_apply();
+
+-- The CS KPIs as last computed (store::kpis): one row per KPI and month.
+CREATE TABLE kpi_months (
+    workspace_id text COLLATE "C" NOT NULL,
+    kpi          text COLLATE "C" NOT NULL,
+    month        date NOT NULL,
+    numerator    double precision NOT NULL,
+    denominator  double precision NOT NULL,
+    PRIMARY KEY (workspace_id, kpi, month)
+);
+CREATE TABLE kpi_reports (
+    workspace_id text COLLATE "C" PRIMARY KEY,
+    currency     text,
+    computed_at  timestamptz NOT NULL
+);

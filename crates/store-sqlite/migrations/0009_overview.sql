@@ -46,3 +46,18 @@ CREATE TRIGGER portfolio_days_changed AFTER UPDATE ON score_history BEGIN
         expansion_mrr = expansion_mrr + CASE WHEN NEW.expansion >= 0.5 THEN coalesce(NEW.mrr_minor, 0) ELSE 0 END
     WHERE workspace_id = NEW.workspace_id AND day = NEW.day AND band = NEW.band AND currency = coalesce(NEW.currency, '');
 END;
+
+-- The CS KPIs as last computed (store::kpis): one row per KPI and month.
+CREATE TABLE kpi_months (
+    workspace_id TEXT NOT NULL,
+    kpi          TEXT NOT NULL,
+    month        TEXT NOT NULL,
+    numerator    REAL NOT NULL,
+    denominator  REAL NOT NULL,
+    PRIMARY KEY (workspace_id, kpi, month)
+) WITHOUT ROWID;
+CREATE TABLE kpi_reports (
+    workspace_id TEXT PRIMARY KEY,
+    currency     TEXT,
+    computed_at  INTEGER NOT NULL
+) WITHOUT ROWID;
