@@ -123,6 +123,8 @@ pub struct AccountHistory {
     pub churned: Vec<NaiveDate>,
     /// Its categorical traits (channel, region, plan, ...) as known over time.
     pub attributes: HashMap<String, crate::attributes::ValueHistory>,
+    /// The day it was first seen (its first event), when known.
+    pub first_seen: Option<NaiveDate>,
 }
 
 /// The bits of a month's day slots (slot 0 is `month`, up to the month's end) that fall in

@@ -10,6 +10,7 @@
 //!
 //! The arithmetic is pure and runs on the blocking pool, in parallel over accounts.
 
+pub mod kpis;
 pub mod load;
 pub mod rules;
 pub mod service;
@@ -899,9 +900,11 @@ pub async fn score_workspace(
 ) -> Result<(ScoreRun, Scorer)> {
     let settings = settings(store, ws).await?;
     let models = models(store, ws).await?;
-    let loaded = load(store, ws, day - chrono::Days::new(SCORING_DAYS), &settings).await?;
+    let usage_from = day - chrono::Days::new(SCORING_DAYS);
+    let loaded = load(store, ws, usage_from, &settings).await?;
     let settings = settings.matched_to(&loaded.metrics);
     let previous = Previous::load(store, ws, day).await?;
+    let kpis = kpis::report(&loaded, &settings, usage_from, day, now);
     // Each chunk of scores is written while the next is scored: the run holds a few chunks,
     // not the workspace's explanations.
     let (tx, mut rx) = tokio::sync::mpsc::channel::<Vec<AccountResult>>(2);
@@ -929,6 +932,7 @@ pub async fn score_workspace(
     let scorer = scoring.await.map_err(|e| Error::Invalid(format!("scoring stopped: {e}")))?;
     written?;
     let alerts = store.sync_alerts(ws, AlertScope::Workspace, &signals, now).await?;
+    store.put_kpis(ws, &kpis).await?;
     let run = ScoreRun {
         day,
         accounts,

@@ -52,6 +52,7 @@ pub async fn load(
         for a in &p.items {
             let i = add(&mut loaded, &a.account_id);
             take_traits(&mut loaded.histories[i], &a.traits);
+            loaded.histories[i].first_seen = a.first_seen_at.map(|t| t.date_naive());
         }
         match p.next {
             Some(c) => page.after = Some(c),

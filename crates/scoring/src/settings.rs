@@ -2,6 +2,7 @@
 //! default, so a workspace that never set one is scored sensibly.
 
 use intelligence::health::HealthConfig;
+use intelligence::kpis::ActivationRule;
 use intelligence::signals::{SignalConfig, default_health_config};
 use serde::{Deserialize, Serialize};
 
@@ -22,6 +23,9 @@ pub struct ScoringSettings {
     pub churn_events: Vec<String>,
     pub signals: SignalConfig,
     pub health: HealthConfig,
+    /// When a new account counts as activated (key events and people within days of its
+    /// first activity), for the activation KPI.
+    pub activation: ActivationRule,
 }
 
 /// One feature of the product and the events that mean it was used:
@@ -41,6 +45,7 @@ impl Default for ScoringSettings {
             churn_events: ["account_churned", "subscription_cancelled"].map(String::from).to_vec(),
             signals: SignalConfig::default(),
             health: default_health_config(),
+            activation: ActivationRule::default(),
         }
     }
 }
@@ -98,6 +103,9 @@ impl ScoringSettings {
             if p.weights.iter().any(|(_, w)| !(w.is_finite() && *w >= 0.0)) {
                 return Err(format!("health.profiles[{}]: weights must be zero or more", p.name));
             }
+        }
+        if !(1..=365).contains(&self.activation.within_days) {
+            return Err("activation.within_days: from 1 to 365 days".into());
         }
         if let Some(k) = &self.key_events
             && k.iter().any(|e| e.is_empty())

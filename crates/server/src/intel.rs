@@ -299,6 +299,33 @@ pub(crate) async fn alert_feedback(
     act(s, headers, id, AlertAction::Feedback { useful, note }).await
 }
 
+/// `GET /api/v1/kpis`: the CS KPIs by month as the last scoring run computed them, each
+/// month with its value, numerator and denominator, and the activation rule they used.
+pub(crate) async fn kpis(State(s): State<AppState>, headers: HeaderMap) -> Result<Response, ApiError> {
+    let ws = workspace(&s, &headers).await?;
+    let store = s.store();
+    let report = store.kpis(&ws).await?;
+    let settings = store.get_setting(&ws, scoring::settings::KEY).await?;
+    let rule = settings.and_then(|v| scoring::ScoringSettings::parse(&v).ok()).unwrap_or_default().activation;
+    let mut kpis = serde_json::Map::new();
+    if let Some(r) = &report {
+        for kpi in store::kpis::KPIS {
+            let months: Vec<_> = r
+                .series(kpi)
+                .map(|m| json!({"month": m.month, "value": m.value(), "numerator": m.numerator, "denominator": m.denominator}))
+                .collect();
+            kpis.insert(kpi.as_str().to_owned(), json!(months));
+        }
+    }
+    Ok(Json(json!({
+        "computed_at": report.as_ref().map(|r| r.computed_at),
+        "currency": report.as_ref().and_then(|r| r.currency),
+        "activation_rule": rule,
+        "kpis": kpis,
+    }))
+    .into_response())
+}
+
 /// `GET /api/v1/models`: every model with its card, newest first.
 pub(crate) async fn list_models(State(s): State<AppState>, headers: HeaderMap) -> Result<Response, ApiError> {
     let ws = workspace(&s, &headers).await?;

@@ -152,6 +152,7 @@ pub fn router(state: AppState) -> Router {
         .route("/api/v1/alerts/{id}/resolve", post(intel::resolve_alert))
         .route("/api/v1/alerts/{id}/feedback", post(intel::alert_feedback))
         .route("/api/v1/models", get(intel::list_models))
+        .route("/api/v1/kpis", get(intel::kpis))
         .route("/api/v1/models/train", post(intel::train_models))
         .route("/api/v1/settings/scoring", get(intel::get_scoring_settings).put(intel::put_scoring_settings))
         .route("/api/v1/segments", get(segments::list_segments).post(segments::create_segment))

@@ -168,3 +168,97 @@ async fn bad_parameters_and_settings_are_refused_and_change_nothing() {
     assert_eq!(status, StatusCode::OK);
     assert_eq!(app.get("/api/v1/settings/scoring", &ws.admin).await.1["key_events"], json!(["report_created"]));
 }
+
+/// The KPIs a scoring run computes, from billing periods placed in the last complete month,
+/// against figures worked out by hand; read through the API by a viewer, and by no one else.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn kpis_follow_billing_periods_month_by_month() {
+    use chrono::{Datelike, Days, Months, TimeZone, Utc};
+    use store::Store;
+    let app = App::new().await;
+    let ws = app.workspace("acme").await;
+    let other = app.workspace("globex").await;
+    app.send(&ws, common::story()).await;
+    let (_, none) = app.get("/api/v1/kpis", &ws.viewer).await;
+    assert_eq!((none["computed_at"].clone(), none["kpis"].clone()), (Value::Null, json!({})), "not scored yet");
+    let today = Utc::now().date_naive();
+    let m0 = today.with_day(1).unwrap() - Months::new(1);
+    let at = |d: chrono::NaiveDate| Utc.from_utc_datetime(&d.and_hms_opt(0, 0, 0).unwrap());
+    let period =
+        |account: &str, n: u32, from: chrono::NaiveDate, to: Option<chrono::NaiveDate>, mrr: i64| store::Subscription {
+            subscription_id: format!("sub_{account}_{n}"),
+            account_id: domain::AccountId::parse(account).unwrap(),
+            plan: Some("team".into()),
+            status: if to.is_some() { store::SubscriptionStatus::Canceled } else { store::SubscriptionStatus::Active },
+            mrr: domain::Money::new(mrr, domain::Currency::parse("USD").unwrap()),
+            quantity: 1,
+            started_at: at(from),
+            ended_at: to.map(at),
+            current_period_end: None,
+            cancel_at_period_end: false,
+            updated_at: at(from),
+            attributes: json!({}),
+        };
+    let (before, long_before) = (m0 - Days::new(60), m0 - Days::new(400));
+    for sub in [
+        // Steady all month.
+        period("busy", 0, before, None, 50_000),
+        // Expands on the 11th: +10,000.
+        period("steady", 0, before, Some(m0 + Days::new(10)), 20_000),
+        period("steady", 1, m0 + Days::new(10), None, 30_000),
+        // Lost on the 6th: 20,000 churned.
+        period("fading", 0, before, Some(m0 + Days::new(5)), 20_000),
+        // A customer for over a year, contracting on the 4th: -30,000.
+        period("gone", 0, long_before, Some(m0 + Days::new(3)), 90_000),
+        period("gone", 1, m0 + Days::new(3), None, 60_000),
+    ] {
+        app.store.upsert_subscription(&ws.id, &sub).await.unwrap();
+    }
+    let (status, run) = app.call("POST", "/api/v1/scores/run", &ws.admin, None).await;
+    assert_eq!(status, StatusCode::OK, "{run}");
+    let (status, k) = app.get("/api/v1/kpis", &ws.viewer).await;
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(k["currency"], "USD");
+    assert_eq!(k["activation_rule"], json!({"key_events": 5, "people": 2, "within_days": 14}));
+    let last = |kpi: &str| -> Value {
+        let months = k["kpis"][kpi].as_array().unwrap_or_else(|| panic!("{kpi} in {k}"));
+        assert_eq!(months.len(), 12, "{kpi}: the last twelve complete months");
+        months.last().unwrap().clone()
+    };
+    for kpi in ["gross_mrr_churn", "logo_churn", "nrr", "nrr_year"] {
+        assert_eq!(last(kpi)["month"], m0.to_string(), "{kpi}");
+    }
+    // Starting MRR 180,000 over four accounts; 20,000 churned, 30,000 contracted, 10,000 added.
+    assert_eq!(
+        (last("gross_mrr_churn")["numerator"].clone(), last("gross_mrr_churn")["denominator"].clone()),
+        (json!(50_000.0), json!(180_000.0))
+    );
+    assert_eq!(last("logo_churn")["value"], json!(0.25));
+    assert_eq!(
+        (last("nrr")["numerator"].clone(), last("nrr")["denominator"].clone()),
+        (json!(140_000.0), json!(180_000.0))
+    );
+    // Twelve months before the month's end only "gone" paid (90,000); it pays 60,000 now.
+    assert_eq!(
+        (last("nrr_year")["numerator"].clone(), last("nrr_year")["denominator"].clone()),
+        (json!(60_000.0), json!(90_000.0))
+    );
+    // Eleven months earlier only "gone" paid, and kept paying: nothing lost of 90,000.
+    let first = &k["kpis"]["gross_mrr_churn"][0];
+    assert_eq!((first["value"].clone(), first["denominator"].clone()), (json!(0.0), json!(90_000.0)), "{first}");
+    assert!(k["kpis"]["activation"].is_array());
+    // Another workspace's key sees its own (none).
+    let (_, theirs) = app.get("/api/v1/kpis", &other.viewer).await;
+    assert_eq!(theirs["computed_at"], Value::Null);
+    // The activation rule is the workspace's to set, within bounds.
+    let (_, mut settings) = app.get("/api/v1/settings/scoring", &ws.admin).await;
+    settings["activation"] = json!({"key_events": 3, "people": 1, "within_days": 0});
+    let (status, body) = app.call("PUT", "/api/v1/settings/scoring", &ws.admin, Some(settings.clone())).await;
+    assert_eq!(status, StatusCode::BAD_REQUEST, "{body}");
+    assert!(body["error"]["message"].as_str().unwrap().contains("activation.within_days"), "{body}");
+    settings["activation"]["within_days"] = json!(7);
+    let (status, body) = app.call("PUT", "/api/v1/settings/scoring", &ws.admin, Some(settings)).await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    let (_, k) = app.get("/api/v1/kpis", &ws.viewer).await;
+    assert_eq!(k["activation_rule"], json!({"key_events": 3, "people": 1, "within_days": 7}));
+}

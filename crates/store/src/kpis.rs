@@ -49,3 +49,13 @@ pub struct KpiReport {
     /// By KPI, then month, oldest first.
     pub months: Vec<KpiMonth>,
 }
+
+impl KpiReport {
+    /// One KPI's months, oldest first.
+    pub fn series(&self, kpi: Kpi) -> impl Iterator<Item = &KpiMonth> {
+        self.months.iter().filter(move |m| m.kpi == kpi)
+    }
+}
+
+/// Every KPI, in the order they are shown.
+pub const KPIS: [Kpi; 5] = [Kpi::Activation, Kpi::GrossMrrChurn, Kpi::LogoChurn, Kpi::Nrr, Kpi::NrrYear];

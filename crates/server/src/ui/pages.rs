@@ -112,6 +112,7 @@ pub(crate) async fn overview(
         }],
         None,
     );
+    let kpis = kpi_section(&s, ws).await?;
     let scored = portfolio.bands.total();
     let html = render(
         "overview.html",
@@ -130,9 +131,77 @@ pub(crate) async fn overview(
             at_risk_chart => svg(at_risk_trend),
             pipeline_chart => svg(pipeline_trend),
             days => days.len(),
+            kpis => kpis,
         },
     )?;
     Ok(html.into_response())
+}
+
+/// The CS KPIs as the last scoring run computed them: each one's latest month as a card, and
+/// its months as a line chart (months with nothing measured left out).
+async fn kpi_section(s: &AppState, ws: &WorkspaceId) -> Result<Value, UiError> {
+    use store::Kpi;
+    let Some(report) = s.store().kpis(ws).await? else { return Ok(Value::from(())) };
+    let month_label = |m: NaiveDate| m.format("%b %Y").to_string();
+    let points = |kpi: Kpi| -> Vec<(NaiveDate, f64)> {
+        report.series(kpi).filter_map(|m| Some((m.month, m.value()? * 100.0))).collect()
+    };
+    let chart_of = |title: &str, series: &[(Kpi, &'static str, &'static str)]| {
+        // The months every series has a value for.
+        let mut months: Vec<NaiveDate> = points(series[0].0).into_iter().map(|p| p.0).collect();
+        for (kpi, _, _) in &series[1..] {
+            let have: Vec<NaiveDate> = points(*kpi).into_iter().map(|p| p.0).collect();
+            months.retain(|m| have.contains(m));
+        }
+        let labels: Vec<String> = months.iter().map(|m| month_label(*m)).collect();
+        let lines: Vec<Series> = series
+            .iter()
+            .map(|(kpi, name, class)| Series {
+                name,
+                class,
+                values: points(*kpi).into_iter().filter(|p| months.contains(&p.0)).map(|p| p.1).collect(),
+            })
+            .collect();
+        svg(chart::line(title, &labels, &lines, None))
+    };
+    let card = |kpi: Kpi, label: &str, class: &str| {
+        let latest = report.series(kpi).filter(|m| m.value().is_some()).last();
+        json!({
+            "kpi": kpi.as_str(),
+            "label": label,
+            "class": class,
+            "value": latest.and_then(|m| m.value()).map(|v| format!("{:.1}%", v * 100.0)),
+            "month": latest.map(|m| month_label(m.month)),
+            "detail": latest.map(|m| format!("{} of {}", trim_number(m.numerator), trim_number(m.denominator))),
+        })
+    };
+    let cards = vec![
+        card(Kpi::Activation, "Activation", "healthy"),
+        card(Kpi::GrossMrrChurn, "Gross MRR churn", "risk"),
+        card(Kpi::LogoChurn, "Logo churn", "risk"),
+        card(Kpi::Nrr, "NRR (month)", ""),
+        card(Kpi::NrrYear, "NRR (12 months)", ""),
+    ];
+    let cur = report.currency.map(|c| c.as_str().to_owned()).unwrap_or_default();
+    Ok(context! {
+        cards => ser(&cards),
+        currency => cur,
+        computed_at => report.computed_at.to_rfc3339(),
+        activation_chart => chart_of("Activation rate by month of first activity (%)", &[(Kpi::Activation, "activation", "healthy")]),
+        churn_chart => chart_of(
+            "Churn by month (%)",
+            &[(Kpi::GrossMrrChurn, "gross MRR churn", "risk"), (Kpi::LogoChurn, "logo churn", "neutral")],
+        ),
+        nrr_chart => chart_of(
+            "Net revenue retention (%)",
+            &[(Kpi::Nrr, "NRR of the month", "s1"), (Kpi::NrrYear, "NRR over 12 months", "healthy")],
+        ),
+    })
+}
+
+/// A count or an amount in minor units, without a fraction when it has none.
+fn trim_number(v: f64) -> String {
+    if v.fract() == 0.0 { format!("{v:.0}") } else { format!("{v:.2}") }
 }
 
 fn param<'a>(q: &'a HashMap<String, String>, k: &str) -> Option<&'a str> {
