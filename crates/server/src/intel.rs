@@ -88,7 +88,8 @@ fn text(q: &HashMap<String, String>, field: &str) -> Option<String> {
 }
 
 /// `GET /api/v1/accounts`: with `sort`, `order`, `band`, `health_min`, `health_max`,
-/// `churn_min`, `mrr_min`, `mrr_max`, `search`, `plan`, `owner`, `segment`.
+/// `churn_min`, `mrr_min`, `mrr_max`, `search`, `plan`, `owner`, `segment`; `count=true`
+/// adds `total`, how many accounts match.
 pub(crate) async fn list_accounts(
     State(s): State<AppState>,
     headers: HeaderMap,
@@ -119,7 +120,14 @@ pub(crate) async fn list_accounts(
         owner: text(&q, "owner"),
         segment: text(&q, "segment"),
     };
-    Ok(page_json(s.store().query_accounts(&ws, &query, &page).await?))
+    let listed = s.store().query_accounts(&ws, &query, &page).await?;
+    let total = match q.get("count").map(String::as_str) {
+        None | Some("" | "false") => None,
+        Some("true") => Some(s.store().count_accounts(&ws, &query).await?),
+        Some(_) => return Err(invalid("count", "`count` must be true or false")),
+    };
+    Ok(Json(json!({"data": listed.items, "next_cursor": listed.next.map(|c| c.encode()), "total": total}))
+        .into_response())
 }
 
 /// `GET /api/v1/accounts/{id}/health`: the latest score, its components, trend and what moved,

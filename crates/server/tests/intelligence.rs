@@ -247,6 +247,13 @@ async fn kpis_follow_billing_periods_month_by_month() {
     let first = &k["kpis"]["gross_mrr_churn"][0];
     assert_eq!((first["value"].clone(), first["denominator"].clone()), (json!(0.0), json!(90_000.0)), "{first}");
     assert!(k["kpis"]["activation"].is_array());
+    // The accounts list counts its matches when asked, whatever the page's size.
+    let (_, listed) = app.get("/api/v1/accounts?count=true&limit=1", &ws.viewer).await;
+    assert_eq!((listed["data"].as_array().unwrap().len(), listed["total"].clone()), (1, json!(4)), "{listed}");
+    let (_, listed) = app.get("/api/v1/accounts?limit=1", &ws.viewer).await;
+    assert_eq!(listed["total"], Value::Null, "not counted unless asked");
+    let (status, bad) = app.get("/api/v1/accounts?count=maybe", &ws.viewer).await;
+    assert_eq!((status, bad["error"]["field"].as_str()), (StatusCode::BAD_REQUEST, Some("count")), "{bad}");
     // Another workspace's key sees its own (none).
     let (_, theirs) = app.get("/api/v1/kpis", &other.viewer).await;
     assert_eq!(theirs["computed_at"], Value::Null);

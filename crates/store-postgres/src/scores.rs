@@ -133,6 +133,42 @@ fn account_filters(q: &AccountQuery, a: &mut Args) -> Result<String> {
     Ok(sql)
 }
 
+/// `FROM ... WHERE ...` of the accounts `q` lists in `ws`.
+fn matching(ws: &WorkspaceId, q: &AccountQuery, a: &mut Args) -> Result<String> {
+    let w = a.arg(ws.as_str().to_owned())?;
+    if !q.needs_score() {
+        let mut sql = format!(
+            "FROM accounts a
+             LEFT JOIN account_scores s ON s.workspace_id = a.workspace_id AND s.account_id = a.account_id
+             WHERE a.workspace_id = {w}"
+        );
+        sql += &account_filters(q, a)?;
+        return Ok(sql);
+    }
+    let mut sql = format!(
+        "FROM account_scores s
+         JOIN accounts a ON a.workspace_id = s.workspace_id AND a.account_id = s.account_id
+         WHERE s.workspace_id = {w}"
+    );
+    if let Some(b) = q.band {
+        sql += &format!(" AND s.band = {}", a.arg(b.as_str().to_owned())?);
+    }
+    for (col, op, v) in
+        [("s.health", ">=", q.health_min), ("s.health", "<=", q.health_max), ("s.churn_30d", ">=", q.churn_min)]
+    {
+        if let Some(v) = v {
+            sql += &format!(" AND {col} {op} {}", a.arg(v)?);
+        }
+    }
+    for (op, v) in [(">=", q.mrr_min), ("<=", q.mrr_max)] {
+        if let Some(v) = v {
+            sql += &format!(" AND s.mrr_minor {op} {}", a.arg(v)?);
+        }
+    }
+    sql += &account_filters(q, a)?;
+    Ok(sql)
+}
+
 fn sort_expr(sort: AccountSort) -> &'static str {
     match sort {
         AccountSort::Id => "s.account_id",
@@ -529,6 +565,14 @@ impl PgStore {
         rows.iter().map(|r| point(r, 0)).collect()
     }
 
+    pub(crate) async fn count_scored_accounts(&self, ws: &WorkspaceId, q: &AccountQuery) -> Result<u64> {
+        let mut a = Args::new();
+        let sql = format!("SELECT count(*) {}", matching(ws, q, &mut a)?);
+        let n: i64 =
+            sqlx::query_scalar_with(AssertSqlSafe(sql), a.args).fetch_one(&self.pool).await.map_err(db_error)?;
+        Ok(n as u64)
+    }
+
     pub(crate) async fn scored_accounts(
         &self,
         ws: &WorkspaceId,
@@ -536,42 +580,14 @@ impl PgStore {
         page: &PageRequest,
     ) -> Result<Page<ScoredAccount>> {
         let mut a = Args::new();
-        let w = a.arg(ws.as_str().to_owned())?;
         let (cmp, dir) = if q.descending { ("<", "DESC") } else { (">", "ASC") };
-        let mut sql;
+        let mut sql = format!("SELECT {ACCOUNT_COLUMNS}, {SUMMARY_COLUMNS} {}", matching(ws, q, &mut a)?);
         if !q.needs_score() {
-            sql = format!(
-                "SELECT {ACCOUNT_COLUMNS}, {SUMMARY_COLUMNS} FROM accounts a
-                 LEFT JOIN account_scores s ON s.workspace_id = a.workspace_id AND s.account_id = a.account_id
-                 WHERE a.workspace_id = {w}"
-            );
-            sql += &account_filters(q, &mut a)?;
             if let Some(c) = &page.after {
                 sql += &format!(" AND a.account_id {cmp} {}", a.arg(c.parts(1)?[0].clone())?);
             }
             sql += &format!(" ORDER BY a.account_id {dir}");
         } else {
-            sql = format!(
-                "SELECT {ACCOUNT_COLUMNS}, {SUMMARY_COLUMNS} FROM account_scores s
-                 JOIN accounts a ON a.workspace_id = s.workspace_id AND a.account_id = s.account_id
-                 WHERE s.workspace_id = {w}"
-            );
-            if let Some(b) = q.band {
-                sql += &format!(" AND s.band = {}", a.arg(b.as_str().to_owned())?);
-            }
-            for (col, op, v) in
-                [("s.health", ">=", q.health_min), ("s.health", "<=", q.health_max), ("s.churn_30d", ">=", q.churn_min)]
-            {
-                if let Some(v) = v {
-                    sql += &format!(" AND {col} {op} {}", a.arg(v)?);
-                }
-            }
-            for (op, v) in [(">=", q.mrr_min), ("<=", q.mrr_max)] {
-                if let Some(v) = v {
-                    sql += &format!(" AND s.mrr_minor {op} {}", a.arg(v)?);
-                }
-            }
-            sql += &account_filters(q, &mut a)?;
             let expr = sort_expr(q.sort);
             if let Some(c) = &page.after {
                 if q.sort == AccountSort::Id {

@@ -482,6 +482,9 @@ mod store_impl {
         ) -> Result<Vec<PortfolioDay>> {
             self.portfolio_days(ws, from, to).await
         }
+        async fn count_accounts(&self, ws: &WorkspaceId, query: &AccountQuery) -> Result<u64> {
+            self.count_scored_accounts(ws, query).await
+        }
         async fn query_accounts(
             &self,
             ws: &WorkspaceId,

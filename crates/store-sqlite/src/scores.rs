@@ -171,6 +171,43 @@ fn account_filters(q: &AccountQuery, args: &mut Vec<Sql>) -> String {
     sql
 }
 
+/// `FROM ... WHERE ...` of the accounts `q` lists (the workspace is `?1`).
+fn matching(q: &AccountQuery, args: &mut Vec<Sql>) -> String {
+    let arg = |v: Sql, args: &mut Vec<Sql>| {
+        args.push(v);
+        format!("?{}", args.len())
+    };
+    if !q.needs_score() {
+        let mut sql = "FROM accounts a
+             LEFT JOIN account_scores s ON s.workspace_id = a.workspace_id AND s.account_id = a.account_id
+             WHERE a.workspace_id = ?1"
+            .to_owned();
+        sql += &account_filters(q, args);
+        return sql;
+    }
+    let mut sql = "FROM account_scores s
+         JOIN accounts a ON a.workspace_id = s.workspace_id AND a.account_id = s.account_id
+         WHERE s.workspace_id = ?1"
+        .to_owned();
+    if let Some(b) = q.band {
+        sql += &format!(" AND s.band = {}", arg(Sql::Text(b.as_str().into()), args));
+    }
+    let bounds: [(&str, &str, Option<Sql>); 5] = [
+        ("s.health", ">=", q.health_min.map(Sql::Real)),
+        ("s.health", "<=", q.health_max.map(Sql::Real)),
+        ("s.churn_30d", ">=", q.churn_min.map(Sql::Real)),
+        ("s.mrr_minor", ">=", q.mrr_min.map(Sql::Integer)),
+        ("s.mrr_minor", "<=", q.mrr_max.map(Sql::Integer)),
+    ];
+    for (col, op, v) in bounds {
+        if let Some(v) = v {
+            sql += &format!(" AND {col} {op} {}", arg(v, args));
+        }
+    }
+    sql += &account_filters(q, args);
+    sql
+}
+
 fn sort_expr(sort: AccountSort) -> &'static str {
     match sort {
         AccountSort::Id => "s.account_id",
@@ -492,6 +529,21 @@ impl SqliteStore {
         self.read(move |conn| history_on(conn, &ws, &id, from, to)).await
     }
 
+    pub(crate) async fn count_scored_accounts(&self, ws: &WorkspaceId, q: &AccountQuery) -> Result<u64> {
+        let (ws, q) = (ws.clone(), q.clone());
+        self.read(move |conn| {
+            let mut args: Vec<Sql> = vec![Sql::Text(ws.as_str().to_owned())];
+            let sql = format!("SELECT count(*) {}", matching(&q, &mut args));
+            let n: i64 = conn
+                .prepare_cached(&sql)
+                .map_err(sql_error)?
+                .query_row(params_from_iter(args), |r| r.get(0))
+                .map_err(sql_error)?;
+            Ok(n as u64)
+        })
+        .await
+    }
+
     pub(crate) async fn scored_accounts(
         &self,
         ws: &WorkspaceId,
@@ -506,41 +558,14 @@ impl SqliteStore {
                 format!("?{}", args.len())
             };
             let (cmp, dir) = if q.descending { ("<", "DESC") } else { (">", "ASC") };
-            let mut sql;
+            let mut sql = format!("SELECT {ACCOUNT_COLUMNS}, {SUMMARY_COLUMNS} {}", matching(&q, &mut args));
             if !q.needs_score() {
-                sql = format!(
-                    "SELECT {ACCOUNT_COLUMNS}, {SUMMARY_COLUMNS} FROM accounts a
-                     LEFT JOIN account_scores s ON s.workspace_id = a.workspace_id AND s.account_id = a.account_id
-                     WHERE a.workspace_id = ?1"
-                );
-                sql += &account_filters(&q, &mut args);
                 if let Some(c) = &page.after {
                     let p = arg(Sql::Text(c.parts(1)?[0].clone()), &mut args);
                     sql += &format!(" AND a.account_id {cmp} {p}");
                 }
                 sql += &format!(" ORDER BY a.account_id {dir}");
             } else {
-                sql = format!(
-                    "SELECT {ACCOUNT_COLUMNS}, {SUMMARY_COLUMNS} FROM account_scores s
-                     JOIN accounts a ON a.workspace_id = s.workspace_id AND a.account_id = s.account_id
-                     WHERE s.workspace_id = ?1"
-                );
-                if let Some(b) = q.band {
-                    sql += &format!(" AND s.band = {}", arg(Sql::Text(b.as_str().into()), &mut args));
-                }
-                let bounds: [(&str, &str, Option<Sql>); 5] = [
-                    ("s.health", ">=", q.health_min.map(Sql::Real)),
-                    ("s.health", "<=", q.health_max.map(Sql::Real)),
-                    ("s.churn_30d", ">=", q.churn_min.map(Sql::Real)),
-                    ("s.mrr_minor", ">=", q.mrr_min.map(Sql::Integer)),
-                    ("s.mrr_minor", "<=", q.mrr_max.map(Sql::Integer)),
-                ];
-                for (col, op, v) in bounds {
-                    if let Some(v) = v {
-                        sql += &format!(" AND {col} {op} {}", arg(v, &mut args));
-                    }
-                }
-                sql += &account_filters(&q, &mut args);
                 let expr = sort_expr(q.sort);
                 if let Some(c) = &page.after {
                     if q.sort == AccountSort::Id {

@@ -1222,7 +1222,7 @@ pub async fn scores_of_one_account_in_one_call<S: Store>(s: &S) {
     assert_eq!(s.account_score(&ws, &acct("a")).await.unwrap(), Some(batch[4].clone()));
 }
 
-/// Every page of a query, as (account, health).
+/// Every page of a query, as (account, health), checking that its count says as many.
 async fn query_all<S: Store>(s: &S, ws: &WorkspaceId, q: &AccountQuery, limit: usize) -> Vec<(String, Option<f64>)> {
     let mut out = Vec::new();
     let mut page = PageRequest::first(limit);
@@ -1231,9 +1231,12 @@ async fn query_all<S: Store>(s: &S, ws: &WorkspaceId, q: &AccountQuery, limit: u
         out.extend(p.items.into_iter().map(|a| (a.account.account_id.to_string(), a.score.map(|s| s.health))));
         match p.next {
             Some(c) => page.after = Some(c),
-            None => return out,
+            None => break,
         }
     }
+    // Every list's count is the accounts it lists, page after page.
+    assert_eq!(s.count_accounts(ws, q).await.unwrap(), out.len() as u64, "the count of {q:?}");
+    out
 }
 
 pub async fn accounts_sort_and_filter_by_their_scores<S: Store>(s: &S) {

@@ -348,6 +348,8 @@ pub trait Store: Send + Sync + 'static {
         from: chrono::NaiveDate,
         to: chrono::NaiveDate,
     ) -> Result<Vec<PortfolioDay>>;
+    /// How many accounts `query` lists (its order aside).
+    async fn count_accounts(&self, ws: &WorkspaceId, query: &AccountQuery) -> Result<u64>;
     /// Accounts with their latest score, filtered and ordered as `query` says.
     async fn query_accounts(
         &self,

@@ -257,6 +257,7 @@ pub(crate) async fn accounts(
         .map(|c| store::Cursor::decode(c).map_err(|_| UiError::bad("That page link is no longer valid.")))
         .transpose()?;
     let page = s.store().query_accounts(ws, &query, &PageRequest { limit: PAGE_SIZE, after }).await?;
+    let total = s.store().count_accounts(ws, &query).await?;
     let segments: Vec<_> = s
         .store()
         .list_segments(ws)
@@ -311,6 +312,7 @@ pub(crate) async fn accounts(
             next,
             first,
             paged => q.contains_key("after"),
+            total,
         },
     )?;
     Ok(html.into_response())
