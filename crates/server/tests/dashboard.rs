@@ -65,8 +65,25 @@ fn form(fields: &[(&str, &str)]) -> String {
     serde_urlencoded::to_string(fields).unwrap()
 }
 
+/// The sign-in form's cookie and token, as a browser gets them.
+async fn login_form(app: &App) -> (String, String) {
+    let page = request(app, "GET", "/login", None, None).await;
+    assert_eq!(page.status, StatusCode::OK);
+    let set = page.cookie.expect("the form's cookie");
+    assert!(set.starts_with("steward_login=") && set.contains("HttpOnly") && set.contains("Path=/login"), "{set}");
+    let token = page.body.split(r#"name="csrf" value=""#).nth(1).unwrap().split('"').next().unwrap().to_owned();
+    (set.split(';').next().unwrap().to_owned(), token)
+}
+
+/// A sign-in through the form as a browser sends it.
+async fn log_in(app: &App, email: &str, password: &str) -> Page {
+    let (cookie, token) = login_form(app).await;
+    let fields = form(&[("csrf", &token), ("email", email), ("password", password)]);
+    request(app, "POST", "/login", Some(&cookie), Some(&fields)).await
+}
+
 async fn sign_in(app: &App, email: &str) -> Session {
-    let page = request(app, "POST", "/login", None, Some(&form(&[("email", email), ("password", PASSWORD)]))).await;
+    let page = log_in(app, email, PASSWORD).await;
     assert_eq!(page.status, StatusCode::SEE_OTHER, "{}", page.body);
     let set = page.cookie.expect("a session cookie");
     assert!(set.contains("HttpOnly") && set.contains("SameSite=Lax") && set.contains("Path=/"), "{set}");
@@ -161,11 +178,38 @@ async fn without_a_session_pages_send_to_sign_in_and_changes_are_refused() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_sign_in_needs_the_token_of_its_own_form() {
+    let (app, _, _, _) = setup().await;
+    let (cookie, token) = login_form(&app).await;
+    let right = [("email", "member@a.test"), ("password", PASSWORD)];
+    let with = |t: &str| {
+        let mut f = vec![("csrf", t)];
+        f.extend_from_slice(&right);
+        form(&f)
+    };
+    // No cookie (a form posted from another site), no token, or another browser's token.
+    let (_, other) = login_form(&app).await;
+    for (cookie, body) in
+        [(None, with(&token)), (Some(cookie.as_str()), form(&right)), (Some(cookie.as_str()), with(&other))]
+    {
+        let page = request(&app, "POST", "/login", cookie, Some(&body)).await;
+        assert_eq!(page.status, StatusCode::FORBIDDEN, "{}", page.body);
+        assert!(page.body.contains("sign-in form has expired"), "{}", page.body);
+        assert!(!page.cookie.unwrap_or_default().starts_with("steward_session"), "no session");
+    }
+    // Its own token: signed in.
+    let page = request(&app, "POST", "/login", Some(&cookie), Some(&with(&token))).await;
+    assert_eq!(page.status, StatusCode::SEE_OTHER, "{}", page.body);
+    let resp_cookies = page.cookie.unwrap();
+    assert!(resp_cookies.starts_with("steward_session="), "{resp_cookies}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_wrong_password_or_email_gets_one_message_and_repeated_failures_are_limited() {
     let (app, _, _, _) = setup().await;
     let wrong = |email: &'static str, pw: &'static str| {
         let app = &app;
-        async move { request(app, "POST", "/login", None, Some(&form(&[("email", email), ("password", pw)]))).await }
+        async move { log_in(app, email, pw).await }
     };
     let bad_password = wrong("member@a.test", "not the password").await;
     let bad_email = wrong("nobody@a.test", PASSWORD).await;
@@ -319,8 +363,7 @@ async fn an_admin_manages_keys_and_operators_and_reads_the_audit_log() {
     );
     // Disabled: the session ends and signing in fails.
     assert_eq!(request(&app, "GET", "/overview", Some(&newcomer.cookie), None).await.status, StatusCode::SEE_OTHER);
-    let again =
-        request(&app, "POST", "/login", None, Some(&form(&[("email", "new@a.test"), ("password", PASSWORD)]))).await;
+    let again = log_in(&app, "new@a.test", PASSWORD).await;
     assert_eq!(again.status, StatusCode::UNAUTHORIZED);
     let settings = request(&app, "GET", "/settings", Some(&admin.cookie), None).await;
     for action in ["key.create", "operator.add", "operator.disable", "session.sign_in"] {

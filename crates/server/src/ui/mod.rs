@@ -174,13 +174,6 @@ fn asset(kind: &'static str, body: &'static str) -> Response {
     resp
 }
 
-async fn login_form(
-    axum::extract::Query(q): axum::extract::Query<HashMap<String, String>>,
-) -> Result<Response, UiError> {
-    let next = q.get("next").cloned().unwrap_or_default();
-    Ok(pages::login("", "", &next, "")?.into_response())
-}
-
 /// Every dashboard route, with who may use it.
 pub(crate) fn routes(state: AppState) -> Router<AppState> {
     let readers = Router::new()
@@ -213,7 +206,7 @@ pub(crate) fn routes(state: AppState) -> Router<AppState> {
         .merge(admins)
         .route_layer(axum::middleware::from_fn_with_state(state, session::require_session));
     Router::new()
-        .route("/login", get(login_form).post(session::login))
+        .route("/login", get(session::login_form).post(session::login))
         .route("/assets/app.css", get(stylesheet))
         .route("/assets/app.js", get(script))
         .merge(signed)

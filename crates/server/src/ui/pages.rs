@@ -33,8 +33,14 @@ pub(crate) fn layout(signed: &Signed, active: &str, q: &HashMap<String, String>)
     }))
 }
 
-pub(crate) fn login(email: &str, workspace: &str, next: &str, error: &str) -> Result<Html<String>, UiError> {
-    render("login.html", context! { email, workspace, next, error })
+pub(crate) fn login(
+    email: &str,
+    workspace: &str,
+    next: &str,
+    error: &str,
+    csrf: &str,
+) -> Result<Html<String>, UiError> {
+    render("login.html", context! { email, workspace, next, error, csrf })
 }
 
 fn svg(s: String) -> Value {

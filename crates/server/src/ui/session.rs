@@ -19,6 +19,10 @@ use super::{UiError, audit, pages as page};
 use crate::AppState;
 
 pub(crate) const COOKIE: &str = "steward_session";
+/// The sign-in form's own CSRF token, set with the form (only sent back to `/login`): a
+/// sign-in is accepted only with the same token in the form, so another site cannot sign a
+/// browser in to an account of its choosing.
+pub(crate) const LOGIN_COOKIE: &str = "steward_login";
 
 /// How sessions and sign-ins behave.
 #[derive(Clone, Debug)]
@@ -111,10 +115,56 @@ fn rank(role: KeyRole) -> u8 {
 }
 
 pub(crate) fn cookie_token(headers: &HeaderMap) -> Option<String> {
+    cookie(headers, COOKIE)
+}
+
+fn cookie(headers: &HeaderMap, wanted: &str) -> Option<String> {
     headers.get_all(header::COOKIE).iter().filter_map(|v| v.to_str().ok()).flat_map(|v| v.split(';')).find_map(|c| {
         let (name, value) = c.trim().split_once('=')?;
-        (name == COOKIE && !value.is_empty()).then(|| value.to_owned())
+        (name == wanted && !value.is_empty()).then(|| value.to_owned())
     })
+}
+
+/// The sign-in form's token: the browser's, when it has a well-formed one, else a new one.
+fn login_token(headers: &HeaderMap) -> (String, bool) {
+    match cookie(headers, LOGIN_COOKIE) {
+        Some(t) if t.len() == 32 && t.bytes().all(|b| b.is_ascii_alphanumeric()) => (t, false),
+        _ => (domain::random_token(32), true),
+    }
+}
+
+fn login_cookie(token: &str, config: &UiConfig, max_age: u64) -> HeaderValue {
+    let secure = if config.secure_cookies { "; Secure" } else { "" };
+    HeaderValue::from_str(&format!(
+        "{LOGIN_COOKIE}={token}; HttpOnly; SameSite=Lax; Path=/login; Max-Age={max_age}{secure}"
+    ))
+    .expect("a cookie of token characters")
+}
+
+/// The sign-in form with `status`, carrying the browser's sign-in token (set when new).
+fn login_page(
+    s: &AppState,
+    headers: &HeaderMap,
+    status: StatusCode,
+    (email, workspace, next, error): (&str, &str, &str, &str),
+) -> Result<Response, UiError> {
+    let (token, new) = login_token(headers);
+    let html = page::login(email, workspace, next, error, &token)?;
+    let mut resp = (status, html).into_response();
+    if new {
+        resp.headers_mut().insert(header::SET_COOKIE, login_cookie(&token, &s.inner.config.ui, 3600));
+    }
+    Ok(resp)
+}
+
+/// `GET /login`: the sign-in form.
+pub(crate) async fn login_form(
+    State(s): State<AppState>,
+    headers: HeaderMap,
+    axum::extract::Query(q): axum::extract::Query<HashMap<String, String>>,
+) -> Result<Response, UiError> {
+    let next = q.get("next").cloned().unwrap_or_default();
+    login_page(&s, &headers, StatusCode::OK, ("", "", &next, ""))
 }
 
 fn session_cookie(token: &str, config: &UiConfig, max_age: u64) -> HeaderValue {
@@ -152,9 +202,17 @@ async fn find_operator(s: &AppState, workspace: &str, email: &str) -> Result<Opt
 /// `POST /login`: email, password (and a workspace id when the email is in several).
 pub(crate) async fn login(State(s): State<AppState>, req: Request) -> Result<Response, UiError> {
     let address = client_address(req.extensions());
+    let headers = req.headers().clone();
     let form = super::form_of(req).await?;
     let field = |k: &str| form.get(k).map(|v| v.trim().to_owned()).unwrap_or_default();
     let (email, workspace, next) = (field("email").to_lowercase(), field("workspace"), field("next"));
+    // The form's token must be the one its page set: first, before anything is looked up.
+    let token = cookie(&headers, LOGIN_COOKIE);
+    if !token.is_some_and(|t| same(t.as_bytes(), field("csrf").as_bytes())) {
+        tracing::warn!(address = %address, "refused a sign-in without the form's token");
+        let expired = "This sign-in form has expired or did not come from Steward; please sign in again.";
+        return login_page(&s, &headers, StatusCode::FORBIDDEN, (&email, &workspace, &next, expired));
+    }
     let password = form.get("password").cloned().unwrap_or_default();
     let config = &s.inner.config.ui;
     let failures = &s.inner.ui_failures;
@@ -162,8 +220,12 @@ pub(crate) async fn login(State(s): State<AppState>, req: Request) -> Result<Res
     let (by_email, by_address) = (format!("email:{email}"), format!("ip:{address}"));
     let blocked = [&by_email, &by_address].iter().filter_map(|k| failures.blocked_for(k, config, now)).max();
     if let Some(secs) = blocked {
-        let mut resp = page::login(&email, &workspace, &next, "Too many failed sign-ins; try again later.")
-            .map(|html| (StatusCode::TOO_MANY_REQUESTS, html).into_response())?;
+        let mut resp = login_page(
+            &s,
+            &headers,
+            StatusCode::TOO_MANY_REQUESTS,
+            (&email, &workspace, &next, "Too many failed sign-ins; try again later."),
+        )?;
         resp.headers_mut().insert(header::RETRY_AFTER, HeaderValue::from(secs));
         return Ok(resp);
     }
@@ -181,8 +243,8 @@ pub(crate) async fn login(State(s): State<AppState>, req: Request) -> Result<Res
             failures.record(by_email, now);
             failures.record(by_address, now);
             tracing::info!(email = %email, address = %address, "a sign-in failed");
-            let html = page::login(&email, &workspace, &next, "Wrong email or password.")?;
-            return Ok((StatusCode::UNAUTHORIZED, html).into_response());
+            let wrong = (email.as_str(), workspace.as_str(), next.as_str(), "Wrong email or password.");
+            return login_page(&s, &headers, StatusCode::UNAUTHORIZED, wrong);
         }
     };
     failures.clear(&by_email);
@@ -219,6 +281,8 @@ pub(crate) async fn login(State(s): State<AppState>, req: Request) -> Result<Res
     };
     let mut resp = Redirect::to(&next).into_response();
     resp.headers_mut().insert(header::SET_COOKIE, session_cookie(&token, config, config.session_ttl.as_secs()));
+    // The sign-in token has served: a later sign-in gets a new one.
+    resp.headers_mut().append(header::SET_COOKIE, login_cookie("", config, 0));
     Ok(resp)
 }
 
