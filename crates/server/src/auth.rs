@@ -96,3 +96,42 @@ pub(crate) async fn secret_key(state: &AppState, headers: &HeaderMap) -> Result<
     }
     Ok(key)
 }
+
+/// Every change made through the API with a secret key, written to the audit log after it
+/// succeeded (a 2xx answer): the key's id as the actor (`key:<id>`), `api.<method>` as the
+/// action, the path as the target. Checks that change nothing (`.../preview`,
+/// `.../validate`) are left out; so are requests no key made (webhooks, unsubscribes).
+pub(crate) async fn audit_api_changes(
+    axum::extract::State(state): axum::extract::State<AppState>,
+    req: axum::extract::Request,
+    next: axum::middleware::Next,
+) -> axum::response::Response {
+    use axum::http::Method;
+    let method = req.method().clone();
+    let path = req.uri().path().to_owned();
+    let changes = matches!(method, Method::POST | Method::PUT | Method::PATCH | Method::DELETE)
+        && path.starts_with("/api/v1/")
+        && !path.ends_with("/preview")
+        && !path.ends_with("/validate");
+    let secret = if changes { bearer(req.headers()) } else { None };
+    let resp = next.run(req).await;
+    let Some(secret) = secret else { return resp };
+    if !resp.status().is_success() {
+        return resp;
+    }
+    let Ok(key) = lookup(&state, &secret).await else { return resp };
+    let entry = store::AuditEntry {
+        seq: 0,
+        workspace_id: key.workspace_id.clone(),
+        actor: format!("key:{}", key.key_id),
+        action: format!("api.{}", method.as_str().to_lowercase()),
+        target: path,
+        details: serde_json::json!({"role": key.role.as_str(), "status": resp.status().as_u16()}),
+        at: chrono::Utc::now(),
+    };
+    if let Err(e) = state.inner.store.append_audit(&entry).await {
+        // The change is made; failing its answer now would invite a retry that makes it twice.
+        tracing::error!(error = %e, actor = %entry.actor, target = %entry.target, "an API change was not written to the audit log");
+    }
+    resp
+}

@@ -204,6 +204,7 @@ pub fn router(state: AppState) -> Router {
         .route("/api/v1/connectors/{provider}/unmatched", get(connectors::unmatched))
         .route("/api/v1/connectors/{provider}/unmatched/{object_id}/link", post(connectors::link_unmatched))
         // Providers' deliveries are small; a larger body is refused before it is read.
+        .route_layer(axum::middleware::from_fn_with_state(state.clone(), auth::audit_api_changes))
         .route(
             "/webhooks/{provider}/{workspace}",
             post(connectors::webhook).layer(axum::extract::DefaultBodyLimit::max(connectors::MAX_WEBHOOK_BODY)),

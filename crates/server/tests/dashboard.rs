@@ -373,3 +373,37 @@ async fn an_admin_manages_keys_and_operators_and_reads_the_audit_log() {
     assert_eq!(post(&app, &admin, "/logout", &[]).await.status, StatusCode::SEE_OTHER);
     assert_eq!(request(&app, "GET", "/settings", Some(&admin.cookie), None).await.status, StatusCode::SEE_OTHER);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn changes_made_with_api_keys_are_in_the_audit_log() {
+    let app = App::new().await;
+    let ws = app.workspace("Alpha").await;
+    let other = app.workspace("Beta").await;
+    let segment = json!({"name": "Quiet", "kind": "accounts", "condition": "health < 40"});
+    let (status, _) = app.call("POST", "/api/v1/segments/preview", &ws.member, Some(segment.clone())).await;
+    assert_eq!(status, StatusCode::OK);
+    let (status, made) = app.call("POST", "/api/v1/segments", &ws.member, Some(segment)).await;
+    assert_eq!(status, StatusCode::CREATED, "{made}");
+    let id = made["segment"]["segment_id"].as_str().unwrap().to_owned();
+    // Refused or reading: nothing to record.
+    let bad = json!({"name": "Bad", "kind": "accounts", "condition": "health <"});
+    assert_eq!(app.call("POST", "/api/v1/segments", &ws.member, Some(bad)).await.0, StatusCode::BAD_REQUEST);
+    assert_eq!(app.call("DELETE", &format!("/api/v1/segments/{id}"), &ws.viewer, None).await.0, StatusCode::FORBIDDEN);
+    assert_eq!(app.get("/api/v1/segments", &ws.admin).await.0, StatusCode::OK);
+    let (status, _) = app.call("DELETE", &format!("/api/v1/segments/{id}"), &ws.admin, None).await;
+    assert_eq!(status, StatusCode::NO_CONTENT);
+    let keys = app.store.list_keys(&ws.id).await.unwrap();
+    let key_of = |role: KeyRole| keys.iter().find(|k| k.role == role).unwrap().key_id.clone();
+    let log = app.store.list_audit(&ws.id, None, 10).await.unwrap();
+    let entries: Vec<(String, String, String)> =
+        log.iter().map(|e| (e.actor.clone(), e.action.clone(), e.target.clone())).collect();
+    assert_eq!(
+        entries,
+        [
+            (format!("key:{}", key_of(KeyRole::Admin)), "api.delete".to_owned(), format!("/api/v1/segments/{id}")),
+            (format!("key:{}", key_of(KeyRole::Member)), "api.post".to_owned(), "/api/v1/segments".to_owned()),
+        ]
+    );
+    assert_eq!(log[1].details["status"], 201);
+    assert!(app.store.list_audit(&other.id, None, 10).await.unwrap().is_empty(), "in its own workspace's log");
+}
