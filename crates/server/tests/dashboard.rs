@@ -407,3 +407,76 @@ async fn changes_made_with_api_keys_are_in_the_audit_log() {
     assert_eq!(log[1].details["status"], 201);
     assert!(app.store.list_audit(&other.id, None, 10).await.unwrap().is_empty(), "in its own workspace's log");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn members_edit_and_delete_segments_and_switch_journeys_and_viewers_cannot() {
+    let (app, a, b, _) = setup().await;
+    let (member, viewer, theirs) = (
+        sign_in(&app, "member@a.test").await,
+        sign_in(&app, "viewer@a.test").await,
+        sign_in(&app, "member@b.test").await,
+    );
+    let now = Utc::now();
+    let seg = store::SegmentRecord {
+        segment_id: "seg_quiet".into(),
+        name: "Quiet".into(),
+        kind: store::SubjectKind::Accounts,
+        condition: "health < 40".into(),
+        description: None,
+        created_at: now,
+        updated_at: now,
+    };
+    app.store.insert_segment(&a, &seg).await.unwrap();
+    let draft = store::JourneyDraft {
+        journey_id: "jrn_call".into(),
+        name: "Call".into(),
+        kind: store::SubjectKind::Accounts,
+        enabled: false,
+        definition: json!({"name": "Call", "trigger": "manual", "reentry": "never", "steps": [{"id": "done", "end": {}}]}),
+    };
+    app.store.put_journey(&a, &draft, now).await.unwrap();
+    let store = app.store.clone();
+    let condition = || {
+        let (store, a) = (store.clone(), a.clone());
+        async move { store.get_segment(&a, "seg_quiet").await.unwrap().map(|s| s.condition) }
+    };
+    // The editor opens with the segment's definition.
+    let editor = request(&app, "GET", "/segments?edit=seg_quiet", Some(&member.cookie), None).await;
+    assert!(
+        editor.body.contains(r#"action="/segments/seg_quiet/edit""#) && editor.body.contains("health &lt; 40"),
+        "{}",
+        editor.body
+    );
+    // A viewer cannot; another workspace's operator finds no such segment or journey.
+    let edit = [("name", "Quiet"), ("condition", "health < 30")];
+    assert_eq!(post(&app, &viewer, "/segments/seg_quiet/edit", &edit).await.status, StatusCode::FORBIDDEN);
+    assert_eq!(post(&app, &viewer, "/segments/seg_quiet/delete", &[]).await.status, StatusCode::FORBIDDEN);
+    assert_eq!(post(&app, &viewer, "/journeys/jrn_call/enable", &[]).await.status, StatusCode::FORBIDDEN);
+    assert_eq!(post(&app, &theirs, "/segments/seg_quiet/edit", &edit).await.status, StatusCode::NOT_FOUND);
+    assert_eq!(post(&app, &theirs, "/segments/seg_quiet/delete", &[]).await.status, StatusCode::NOT_FOUND);
+    assert_eq!(post(&app, &theirs, "/journeys/jrn_call/enable", &[]).await.status, StatusCode::NOT_FOUND);
+    assert!(app.store.get_segment(&b, "seg_quiet").await.unwrap().is_none());
+    assert_eq!(condition().await.as_deref(), Some("health < 40"));
+    // A bad condition is shown with where it is wrong, and changes nothing.
+    let bad = post(&app, &member, "/segments/seg_quiet/edit", &[("name", "Quiet"), ("condition", "health <")]).await;
+    assert_eq!(bad.status, StatusCode::BAD_REQUEST);
+    assert!(bad.body.contains("segment-error") && bad.body.contains("seg_quiet/edit"), "{}", bad.body);
+    assert_eq!(condition().await.as_deref(), Some("health < 40"));
+    // A member edits, switches the journey on and off, and deletes.
+    let saved = post(&app, &member, "/segments/seg_quiet/edit", &edit).await;
+    assert_eq!(saved.status, StatusCode::SEE_OTHER, "{}", saved.body);
+    assert_eq!(condition().await.as_deref(), Some("health < 30"));
+    assert_eq!(post(&app, &member, "/journeys/jrn_call/enable", &[]).await.status, StatusCode::SEE_OTHER);
+    assert!(app.store.get_journey(&a, "jrn_call").await.unwrap().unwrap().enabled);
+    let page = request(&app, "GET", "/journeys/jrn_call", Some(&member.cookie), None).await;
+    assert!(page.body.contains(r#"action="/journeys/jrn_call/disable""#), "{}", page.body);
+    assert_eq!(post(&app, &member, "/journeys/jrn_call/disable", &[]).await.status, StatusCode::SEE_OTHER);
+    assert!(!app.store.get_journey(&a, "jrn_call").await.unwrap().unwrap().enabled);
+    assert_eq!(post(&app, &member, "/journeys/jrn_call/stop", &[]).await.status, StatusCode::NOT_FOUND);
+    assert_eq!(post(&app, &member, "/segments/seg_quiet/delete", &[]).await.status, StatusCode::SEE_OTHER);
+    assert_eq!(condition().await, None);
+    let log = app.store.list_audit(&a, None, 20).await.unwrap();
+    let actions: Vec<&str> = log.iter().filter(|e| e.actor == "op_member").map(|e| e.action.as_str()).collect();
+    assert_eq!(actions[..4], ["segment.delete", "journey.disable", "journey.enable", "segment.update"]);
+    assert_eq!(log.iter().find(|e| e.action == "segment.update").unwrap().details["was"]["condition"], "health < 40");
+}

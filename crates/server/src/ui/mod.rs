@@ -193,6 +193,9 @@ pub(crate) fn routes(state: AppState) -> Router<AppState> {
         .route("/alerts/{id}/{action}", post(work::act_on_alert))
         .route("/tasks/{id}/{status}", post(work::set_task))
         .route("/segments/new", post(work::create_segment))
+        .route("/segments/{id}/edit", post(work::update_segment))
+        .route("/segments/{id}/delete", post(work::delete_segment))
+        .route("/journeys/{id}/{action}", post(work::set_journey))
         .route_layer(axum::middleware::from_fn(session::require_member));
     let admins = Router::new()
         .route("/settings", get(settings::page))

@@ -146,7 +146,20 @@ async fn segments_page(
         let size = s.store().segment_size(ws, &seg.segment_id).await?;
         list.push(json!({"segment": seg, "size": size}));
     }
-    let (error, form) = error.map_or((None, HashMap::new()), |(e, f)| (Some(e), f));
+    let (error, mut form) = error.map_or((None, HashMap::new()), |(e, f)| (Some(e), f));
+    // The segment being edited: asked for by `?edit=`, or the one a refused edit was of.
+    let editing = form.get("id").or(q.get("edit")).cloned();
+    let editing = match editing {
+        Some(id) => list.iter().find(|x| x["segment"]["segment_id"] == id.as_str()).map(|x| x["segment"].clone()),
+        None => None,
+    };
+    if let Some(seg) = &editing
+        && error.is_none()
+    {
+        for k in ["name", "condition", "description", "kind"] {
+            form.insert(k.to_owned(), seg[k].as_str().unwrap_or_default().to_owned());
+        }
+    }
     let html = render(
         "segments.html",
         context! {
@@ -154,6 +167,7 @@ async fn segments_page(
             segments => ser(&list),
             error,
             form => ser(&form),
+            editing => ser(&editing),
         },
     )?;
     Ok((status, html).into_response())
@@ -190,6 +204,92 @@ pub(crate) async fn preview_segment(
         Ok(p) => Json(p).into_response(),
         Err(e) => crate::segments::engine_error(e).into_response(),
     }
+}
+
+/// `POST /segments/{id}/edit`: a new name, condition or description (the kind stays).
+pub(crate) async fn update_segment(
+    State(s): State<AppState>,
+    Extension(signed): Extension<Signed>,
+    Path(id): Path<String>,
+    Query(q): Query<HashMap<String, String>>,
+    req: Request,
+) -> Result<Response, UiError> {
+    let ws = &signed.operator.workspace_id;
+    let existing = s.store().get_segment(ws, &id).await?.ok_or_else(|| UiError::not_found("segment"))?;
+    let mut form = form_of(req).await?;
+    form.insert("id".into(), id.clone());
+    let field = |k: &str| form.get(k).map(|v| v.trim().to_owned()).unwrap_or_default();
+    let d = membership::Definition {
+        name: field("name"),
+        kind: existing.kind,
+        condition: form.get("condition").cloned().unwrap_or_default(),
+        description: Some(field("description")).filter(|d| !d.is_empty()),
+    };
+    if d.name.is_empty() {
+        let refused = Some(("Give the segment a name.".into(), form));
+        return segments_page(&s, &signed, &q, refused, StatusCode::BAD_REQUEST).await;
+    }
+    match s.membership().update(ws, &id, &d, Utc::now()).await {
+        Ok(saved) => {
+            let details = json!({"name": d.name, "condition": d.condition,
+                "was": {"name": existing.name, "condition": existing.condition}});
+            audit(&s, entry(&signed, "segment.update", &id, details)).await?;
+            Ok(done("/segments", &format!("Segment “{}” saved with {} members.", d.name, saved.size)))
+        }
+        Err(e) => {
+            let (message, status) = refusal(e);
+            segments_page(&s, &signed, &q, Some((message, form)), status).await
+        }
+    }
+}
+
+/// `POST /segments/{id}/delete`.
+pub(crate) async fn delete_segment(
+    State(s): State<AppState>,
+    Extension(signed): Extension<Signed>,
+    Path(id): Path<String>,
+    Query(q): Query<HashMap<String, String>>,
+) -> Result<Response, UiError> {
+    let ws = &signed.operator.workspace_id;
+    let existing = s.store().get_segment(ws, &id).await?.ok_or_else(|| UiError::not_found("segment"))?;
+    if let Err(e) = s.membership().delete(ws, &id).await {
+        let (message, status) = refusal(e);
+        return segments_page(&s, &signed, &q, Some((message, HashMap::new())), status).await;
+    }
+    let details = json!({"name": existing.name, "condition": existing.condition});
+    audit(&s, entry(&signed, "segment.delete", &id, details)).await?;
+    Ok(done("/segments", &format!("Segment “{}” deleted.", existing.name)))
+}
+
+/// What the segment engine refused, as the editor shows it.
+fn refusal(e: membership::Error) -> (String, StatusCode) {
+    let api = crate::segments::engine_error(e);
+    let message = match &api.field {
+        Some(f) => format!("{f}: {}", api.message),
+        None => api.message,
+    };
+    (message, api.status)
+}
+
+/// `POST /journeys/{id}/enable` and `/disable`: runs start from its trigger, or no new ones.
+pub(crate) async fn set_journey(
+    State(s): State<AppState>,
+    Extension(signed): Extension<Signed>,
+    Path((id, action)): Path<(String, String)>,
+) -> Result<Response, UiError> {
+    let enabled = match action.as_str() {
+        "enable" => true,
+        "disable" => false,
+        _ => return Err(UiError::not_found("action")),
+    };
+    let ws = &signed.operator.workspace_id;
+    if !s.store().set_journey_enabled(ws, &id, enabled, Utc::now()).await? {
+        return Err(UiError::not_found("journey"));
+    }
+    let name = s.store().get_journey(ws, &id).await?.map(|j| j.name).unwrap_or_default();
+    audit(&s, entry(&signed, &format!("journey.{action}"), &id, json!({"name": name}))).await?;
+    let what = if enabled { "enabled: runs start from its trigger" } else { "disabled: no new runs start" };
+    Ok(done(&format!("/journeys/{id}"), &format!("Journey “{name}” {what}.")))
 }
 
 /// `POST /segments/new`: name, condition, description, kind.
@@ -237,12 +337,7 @@ pub(crate) async fn create_segment(
             Ok(done("/segments", &format!("Segment “{}” saved with {} members.", d.name, saved.size)))
         }
         Err(e) => {
-            let api = crate::segments::engine_error(e);
-            let status = api.status;
-            let message = match &api.field {
-                Some(f) => format!("{f}: {}", api.message),
-                None => api.message,
-            };
+            let (message, status) = refusal(e);
             segments_page(&s, &signed, &q, Some((message, form)), status).await
         }
     }
