@@ -170,6 +170,7 @@ async fn kpi_section(s: &AppState, ws: &WorkspaceId) -> Result<Value, UiError> {
             .collect();
         svg(chart::line(title, &labels, &lines, None))
     };
+    let cur = report.currency.map(|c| c.as_str().to_owned()).unwrap_or_default();
     let card = |kpi: Kpi, label: &str, class: &str| {
         let latest = report.series(kpi).filter(|m| m.value().is_some()).last();
         json!({
@@ -178,7 +179,17 @@ async fn kpi_section(s: &AppState, ws: &WorkspaceId) -> Result<Value, UiError> {
             "class": class,
             "value": latest.and_then(|m| m.value()).map(|v| format!("{:.1}%", v * 100.0)),
             "month": latest.map(|m| month_label(m.month)),
-            "detail": latest.map(|m| format!("{} of {}", trim_number(m.numerator), trim_number(m.denominator))),
+            "detail": latest.map(|m| match kpi {
+                // MRR, in the currency's minor units.
+                Kpi::GrossMrrChurn | Kpi::Nrr | Kpi::NrrYear => format!(
+                    "{} of {}",
+                    money(m.numerator as i64, "").trim_end(),
+                    money(m.denominator as i64, &cur)
+                ),
+                Kpi::LogoChurn | Kpi::Activation => {
+                    format!("{} of {} accounts", trim_number(m.numerator), trim_number(m.denominator))
+                }
+            }),
         })
     };
     let cards = vec![
@@ -188,7 +199,6 @@ async fn kpi_section(s: &AppState, ws: &WorkspaceId) -> Result<Value, UiError> {
         card(Kpi::Nrr, "NRR (month)", ""),
         card(Kpi::NrrYear, "NRR (12 months)", ""),
     ];
-    let cur = report.currency.map(|c| c.as_str().to_owned()).unwrap_or_default();
     Ok(context! {
         cards => ser(&cards),
         currency => cur,

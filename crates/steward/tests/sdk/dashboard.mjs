@@ -31,7 +31,14 @@ try {
   const all = (await api("/api/v1/accounts?limit=1000")).data;
   const scored = all.filter((a) => a.score).length;
   check((await page.textContent('[data-kpi="scored"]')).trim() === String(scored), `overview: ${scored} accounts scored`);
-  check((await page.locator("svg.chart").count()) >= 4, "overview: its charts");
+  check((await page.locator("svg.chart").count()) >= 7, "overview: its charts, the KPIs' too");
+  const kpis = await api("/api/v1/kpis");
+  check(kpis.computed_at !== null, "overview: the KPIs were computed by scoring");
+  for (const k of ["activation", "gross_mrr_churn", "logo_churn", "nrr", "nrr_year"]) {
+    const measured = (kpis.kpis[k] || []).filter((m) => m.value !== null);
+    const want = measured.length ? `${(measured[measured.length - 1].value * 100).toFixed(1)}%` : "—";
+    check((await page.textContent(`[data-kpi="${k}"]`)).trim() === want, `overview: ${k} ${want}, as the API says`);
+  }
 
   await page.click('nav a[href="/accounts"]');
   await page.selectOption("#band", "at_risk");
@@ -40,6 +47,9 @@ try {
   const rows = page.locator("#accounts tbody tr[data-account]");
   check((await rows.count()) === Math.min(atRisk.length, 50), `accounts: the at-risk filter lists ${atRisk.length}`);
   check((await page.locator("#accounts tbody .band.at_risk").count()) === (await rows.count()), "accounts: every row at risk");
+  const counted = await api("/api/v1/accounts?band=at_risk&count=true&limit=1");
+  check(counted.total === atRisk.length, `accounts: the API counts ${atRisk.length} at risk`);
+  check((await page.textContent('[data-count="accounts"]')).trim() === String(atRisk.length), `accounts: the table says ${atRisk.length} match`);
 
   const first = atRisk.sort((a, b) => (a.account_id < b.account_id ? -1 : 1))[0];
   await Promise.all([page.waitForURL(`**/accounts/${first.account_id}`), page.click(`#accounts a[href="/accounts/${first.account_id}"]`)]);
@@ -80,6 +90,20 @@ try {
   await Promise.all([page.waitForURL("**/segments?*"), page.click("form.editor button[type=submit]")]);
   await shot("segments");
   check((await page.textContent('tr[data-segment="Below 50 (browser)"] td.n')).trim() === String(preview.size), "segments: saved with its members");
+  // Edited: opened in the editor, a new condition previewed and saved.
+  const wider = "health < 60";
+  const widerPreview = await api("/api/v1/segments/preview", { method: "POST", body: JSON.stringify({ condition: wider }) });
+  await Promise.all([page.waitForURL("**/segments?edit=*"), page.click('tr[data-segment="Below 50 (browser)"] a.edit')]);
+  check((await page.inputValue("#seg-condition")) === condition, "segments: the editor opens on the segment's condition");
+  await page.fill("#seg-condition", wider);
+  await page.waitForFunction((n) => document.querySelector("#seg-check.ok")?.textContent.includes(`${n} of`), widerPreview.size);
+  await Promise.all([page.waitForURL("**/segments?done=*"), page.click("form.editor button[type=submit]")]);
+  await shot("segment-edited");
+  const edited = (await api("/api/v1/segments")).data.find((x) => x.segment.name === "Below 50 (browser)");
+  check(edited.segment.condition === wider && edited.size === widerPreview.size, `segments: edited in the store, ${widerPreview.size} members`);
+  check((await page.textContent('tr[data-segment="Below 50 (browser)"] td.n')).trim() === String(widerPreview.size), "segments: the table shows the new size");
+  await Promise.all([page.waitForURL("**/segments?done=*"), page.click('tr[data-segment="Below 50 (browser)"] form[action$="/delete"] button')]);
+  check(!(await api("/api/v1/segments")).data.some((x) => x.segment.name === "Below 50 (browser)"), "segments: deleted");
 
   const journeys = (await api("/api/v1/journeys")).data;
   await page.goto(base + "/journeys");
@@ -89,6 +113,13 @@ try {
   await page.goto(`${base}/journeys/${j.journey_id}`);
   await shot("journey");
   check((await page.locator("svg.journey g.step").count()) === j.definition.steps.length, `journey: ${j.definition.steps.length} steps drawn`);
+  // Switched off and on again from its page.
+  const was = j.enabled;
+  await Promise.all([page.waitForURL(`**/journeys/${j.journey_id}?done=*`), page.click("#journey-toggle button")]);
+  check((await api(`/api/v1/journeys/${j.journey_id}`)).journey.enabled === !was, `journey: ${was ? "disabled" : "enabled"} in the store`);
+  check((await page.textContent("#journey-state")).trim() === (was ? "disabled" : "enabled"), "journey: the page says so");
+  await Promise.all([page.waitForURL(`**/journeys/${j.journey_id}?done=*`), page.click("#journey-toggle button")]);
+  check((await api(`/api/v1/journeys/${j.journey_id}`)).journey.enabled === was, "journey: back as it was");
 
   const models = (await api("/api/v1/models")).data;
   await page.goto(base + "/models");
@@ -98,7 +129,7 @@ try {
   await page.goto(base + "/settings");
   await shot("settings");
   const audit = await page.textContent("#audit");
-  for (const a of ["alert.acknowledge", "task.done", "segment.create", "session.sign_in"]) check(audit.includes(a), `settings: the audit log has ${a}`);
+  for (const a of ["alert.acknowledge", "task.done", "segment.create", "segment.update", "segment.delete", "journey.enable", "journey.disable", "session.sign_in"]) check(audit.includes(a), `settings: the audit log has ${a}`);
 
   await page.setViewportSize({ width: 390, height: 800 });
   await page.goto(base + "/overview");
