@@ -173,9 +173,8 @@ fn write_files(dir: &Path, n: usize, today: NaiveDate) -> Result<()> {
 }
 
 fn config_for(dir: &Path) -> Config {
-    let mut config = Config::default();
-    config.data_dir = dir.to_owned();
-    config.listen = "127.0.0.1:0".parse().expect("an address");
+    let mut config =
+        Config { data_dir: dir.to_owned(), listen: "127.0.0.1:0".parse().expect("an address"), ..Default::default() };
     // Nothing runs in the background while pages are timed: the data are built before.
     config.scoring.enabled = false;
     config.segments.recompute_minutes = 24 * 60;
