@@ -71,7 +71,6 @@ struct Inner {
     membership: Arc<membership::Engine>,
     runner: Arc<runner::Runner>,
     connectors: Option<Arc<::connectors::worker::Syncer>>,
-    ui_failures: ui::session::Failures,
 }
 
 impl AppState {
@@ -89,7 +88,6 @@ impl AppState {
                 config,
                 scoring: None,
                 connectors: None,
-                ui_failures: Default::default(),
             }),
         }
     }

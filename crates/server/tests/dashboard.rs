@@ -227,6 +227,12 @@ async fn a_wrong_password_or_email_gets_one_message_and_repeated_failures_are_li
     let secs: u64 = limited.retry_after.expect("Retry-After").parse().unwrap();
     assert!((1..=900).contains(&secs), "{secs}");
     assert!(limited.cookie.is_none());
+    // Another process on the same database counts the same failures.
+    let state = server::AppState::new(app.store.clone(), None, server::ServerConfig::default());
+    let mut second = app;
+    second.router = server::router(state);
+    let elsewhere = log_in(&second, "member@a.test", PASSWORD).await;
+    assert_eq!(elsewhere.status, StatusCode::TOO_MANY_REQUESTS, "{}", elsewhere.body);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

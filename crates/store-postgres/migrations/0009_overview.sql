@@ -78,3 +78,12 @@ CREATE TABLE kpi_reports (
     currency     text,
     computed_at  timestamptz NOT NULL
 );
+
+-- Failed sign-ins by email and by client address (`email:...`, `ip:...`), for the sign-in
+-- rate limit shared by every process; kept a little longer than its window.
+CREATE TABLE sign_in_failures (
+    key text COLLATE "C" NOT NULL,
+    at  timestamptz NOT NULL
+);
+CREATE INDEX sign_in_failures_key ON sign_in_failures (key, at);
+CREATE INDEX sign_in_failures_at ON sign_in_failures (at);

@@ -145,6 +145,41 @@ impl PgStore {
         Ok(done.rows_affected() == 1)
     }
 
+    pub(crate) async fn add_failure(&self, key: &str, at: Timestamp, forget_before: Timestamp) -> Result<()> {
+        sqlx::query("DELETE FROM sign_in_failures WHERE at < $1")
+            .bind(forget_before)
+            .execute(&self.pool)
+            .await
+            .map_err(db_error)?;
+        sqlx::query("INSERT INTO sign_in_failures (key, at) VALUES ($1, $2)")
+            .bind(key)
+            .bind(at)
+            .execute(&self.pool)
+            .await
+            .map_err(db_error)?;
+        Ok(())
+    }
+
+    pub(crate) async fn failures(&self, key: &str, since: Timestamp) -> Result<(u64, Option<Timestamp>)> {
+        let (n, oldest): (i64, Option<Timestamp>) =
+            sqlx::query_as("SELECT count(*), min(at) FROM sign_in_failures WHERE key = $1 AND at >= $2")
+                .bind(key)
+                .bind(since)
+                .fetch_one(&self.pool)
+                .await
+                .map_err(db_error)?;
+        Ok((n as u64, oldest))
+    }
+
+    pub(crate) async fn clear_failures(&self, key: &str) -> Result<()> {
+        sqlx::query("DELETE FROM sign_in_failures WHERE key = $1")
+            .bind(key)
+            .execute(&self.pool)
+            .await
+            .map_err(db_error)?;
+        Ok(())
+    }
+
     pub(crate) async fn add_audit(&self, e: &AuditEntry) -> Result<i64> {
         let (seq,): (i64,) = sqlx::query_as(
             "INSERT INTO audit_log (workspace_id, actor, action, target, details, at)

@@ -61,3 +61,12 @@ CREATE TABLE kpi_reports (
     currency     TEXT,
     computed_at  INTEGER NOT NULL
 ) WITHOUT ROWID;
+
+-- Failed sign-ins by email and by client address (`email:...`, `ip:...`), for the sign-in
+-- rate limit; kept a little longer than its window.
+CREATE TABLE sign_in_failures (
+    key TEXT NOT NULL,
+    at  INTEGER NOT NULL
+);
+CREATE INDEX sign_in_failures_key ON sign_in_failures (key, at);
+CREATE INDEX sign_in_failures_at ON sign_in_failures (at);

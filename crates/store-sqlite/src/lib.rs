@@ -297,6 +297,15 @@ mod store_impl {
         async fn touch_session(&self, token_hash: &str, at: Timestamp) -> Result<()> {
             self.touch(token_hash, at).await
         }
+        async fn record_sign_in_failure(&self, key: &str, at: Timestamp, forget_before: Timestamp) -> Result<()> {
+            self.add_failure(key, at, forget_before).await
+        }
+        async fn sign_in_failures(&self, key: &str, since: Timestamp) -> Result<(u64, Option<Timestamp>)> {
+            self.failures(key, since).await
+        }
+        async fn clear_sign_in_failures(&self, key: &str) -> Result<()> {
+            self.clear_failures(key).await
+        }
         async fn delete_session(&self, token_hash: &str) -> Result<bool> {
             self.end_session(token_hash).await
         }

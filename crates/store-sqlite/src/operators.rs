@@ -151,6 +151,39 @@ impl SqliteStore {
         .await
     }
 
+    pub(crate) async fn add_failure(&self, key: &str, at: Timestamp, forget_before: Timestamp) -> Result<()> {
+        let key = key.to_owned();
+        self.write(move |conn| {
+            conn.execute("DELETE FROM sign_in_failures WHERE at < ?1", [ms(&forget_before)]).map_err(sql_error)?;
+            conn.execute("INSERT INTO sign_in_failures (key, at) VALUES (?1, ?2)", params![key, ms(&at)])
+                .map_err(sql_error)?;
+            Ok(())
+        })
+        .await
+    }
+
+    pub(crate) async fn failures(&self, key: &str, since: Timestamp) -> Result<(u64, Option<Timestamp>)> {
+        let key = key.to_owned();
+        self.read(move |conn| {
+            let (n, oldest): (i64, Option<i64>) = conn
+                .prepare_cached("SELECT count(*), min(at) FROM sign_in_failures WHERE key = ?1 AND at >= ?2")
+                .map_err(sql_error)?
+                .query_row(params![key, ms(&since)], |r| Ok((r.get(0)?, r.get(1)?)))
+                .map_err(sql_error)?;
+            Ok((n as u64, oldest.map(time)))
+        })
+        .await
+    }
+
+    pub(crate) async fn clear_failures(&self, key: &str) -> Result<()> {
+        let key = key.to_owned();
+        self.write(move |conn| {
+            conn.execute("DELETE FROM sign_in_failures WHERE key = ?1", [key]).map_err(sql_error)?;
+            Ok(())
+        })
+        .await
+    }
+
     pub(crate) async fn add_audit(&self, e: &AuditEntry) -> Result<i64> {
         let e = e.clone();
         self.write(move |conn| {

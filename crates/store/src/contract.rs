@@ -15,7 +15,8 @@ macro_rules! contract_tests {
             workspaces_and_keys, operators, operator_sessions_end_and_are_isolated, the_audit_log_lists_newest_first_per_workspace,
             accounts_are_searched_and_filtered_by_plan_owner_and_segment,
             the_portfolio_adds_up_scores_alerts_tasks_and_band_changes,
-            the_trend_follows_a_day_scored_again, kpis_are_replaced_whole_per_workspace, append_stores_each_message_once, batches_append_in_order_once,
+            the_trend_follows_a_day_scored_again, kpis_are_replaced_whole_per_workspace,
+            sign_in_failures_are_counted_per_key_and_forgotten, append_stores_each_message_once, batches_append_in_order_once,
             read_log_in_order, payloads_read_back_as_they_were_appended,
             processing_creates_people_accounts_and_traits, apply_changes_is_compare_and_set,
             merging_people_moves_everything, reset_processing_rewinds, event_filters_and_pages,
@@ -338,6 +339,26 @@ pub async fn the_trend_follows_a_day_scored_again<S: Store>(s: &S) {
     assert_eq!(trend[0].expansion_pipeline, usd(500), "b's 0.9; a's 0.1 no longer; c has no MRR");
     let theirs = s.portfolio_trend(&other, day("2026-10-01"), day("2026-10-09")).await.unwrap();
     assert_eq!((theirs[0].bands.total(), theirs[0].mrr_at_risk.clone()), (1, usd(99)));
+}
+
+pub async fn sign_in_failures_are_counted_per_key_and_forgotten<S: Store>(s: &S) {
+    // Keys of this run alone: the table is shared by every workspace of the database.
+    let tag = domain::random_token(8);
+    let (ana, ip) = (format!("email:ana-{tag}@a.test"), format!("ip:10.0.0.{}", tag.len()));
+    for hour in [1, 2, 3] {
+        s.record_sign_in_failure(&ana, t(5, hour), t(1, 0)).await.unwrap();
+    }
+    s.record_sign_in_failure(&ip, t(5, 4), t(1, 0)).await.unwrap();
+    assert_eq!(s.sign_in_failures(&ana, t(5, 0)).await.unwrap(), (3, Some(t(5, 1))));
+    assert_eq!(s.sign_in_failures(&ana, t(5, 2)).await.unwrap(), (2, Some(t(5, 2))), "from `since` on");
+    assert_eq!(s.sign_in_failures(&ip, t(5, 0)).await.unwrap(), (1, Some(t(5, 4))));
+    s.clear_sign_in_failures(&ana).await.unwrap();
+    assert_eq!(s.sign_in_failures(&ana, t(5, 0)).await.unwrap(), (0, None));
+    assert_eq!(s.sign_in_failures(&ip, t(5, 0)).await.unwrap().0, 1, "another key's stay");
+    // A later failure forgets those before its horizon.
+    s.record_sign_in_failure(&ana, t(6, 0), t(5, 23)).await.unwrap();
+    assert_eq!(s.sign_in_failures(&ip, t(1, 0)).await.unwrap(), (0, None));
+    assert_eq!(s.sign_in_failures(&ana, t(1, 0)).await.unwrap(), (1, Some(t(6, 0))));
 }
 
 pub async fn kpis_are_replaced_whole_per_workspace<S: Store>(s: &S) {

@@ -184,6 +184,13 @@ pub trait Store: Send + Sync + 'static {
     async fn touch_session(&self, token_hash: &str, at: Timestamp) -> Result<()>;
     /// Ends a session; false when there was none.
     async fn delete_session(&self, token_hash: &str) -> Result<bool>;
+    /// Records a failed sign-in under `key` (an email or a client address: sign-in comes
+    /// before any workspace is known), and forgets every key's failures before `forget_before`.
+    async fn record_sign_in_failure(&self, key: &str, at: Timestamp, forget_before: Timestamp) -> Result<()>;
+    /// The failed sign-ins under `key` at or after `since`: how many, and the oldest's time.
+    async fn sign_in_failures(&self, key: &str, since: Timestamp) -> Result<(u64, Option<Timestamp>)>;
+    /// Forgets `key`'s failed sign-ins (it signed in).
+    async fn clear_sign_in_failures(&self, key: &str) -> Result<()>;
     /// Stores an entry (its `seq` is assigned) and returns its seq.
     async fn append_audit(&self, entry: &AuditEntry) -> Result<i64>;
     /// Entries newest first, before `before` (a seq) when given, at most `limit`.

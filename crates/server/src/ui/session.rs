@@ -2,10 +2,9 @@
 //! every dashboard request passes: a live session, a valid CSRF token on anything that
 //! changes state, and a role high enough for the route.
 
-use std::collections::{HashMap, VecDeque};
+use std::collections::HashMap;
 use std::net::SocketAddr;
-use std::sync::Mutex;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use axum::extract::{ConnectInfo, Request, State};
 use axum::http::{HeaderMap, HeaderValue, Method, StatusCode, header};
@@ -51,39 +50,26 @@ impl Default for UiConfig {
     }
 }
 
-/// Recent failed sign-ins by email and by client address.
-#[derive(Default)]
-pub(crate) struct Failures {
-    recent: Mutex<HashMap<String, VecDeque<Instant>>>,
+/// Seconds until `key` (an email or a client address) may try to sign in again, when it has
+/// used up its failures in the window. Failures are kept in the store, so that every
+/// process sharing a database counts them together.
+async fn blocked_for(s: &AppState, key: &str, config: &UiConfig) -> Result<Option<u64>, UiError> {
+    let now = Utc::now();
+    let window = chrono::Duration::from_std(config.failure_window).unwrap_or(chrono::Duration::minutes(15));
+    let (n, oldest) = s.store().sign_in_failures(key, now - window).await?;
+    if (n as usize) < config.max_failures {
+        return Ok(None);
+    }
+    let Some(oldest) = oldest else { return Ok(None) };
+    Ok(Some((oldest + window - now).num_seconds().max(1) as u64))
 }
 
-impl Failures {
-    /// Seconds until `key` may try again, when it has used up its failures.
-    fn blocked_for(&self, key: &str, config: &UiConfig, now: Instant) -> Option<u64> {
-        let mut recent = self.recent.lock().expect("failures lock");
-        let times = recent.get_mut(key)?;
-        while times.front().is_some_and(|t| now.duration_since(*t) >= config.failure_window) {
-            times.pop_front();
-        }
-        if times.len() < config.max_failures {
-            return None;
-        }
-        let oldest = *times.front()?;
-        Some((config.failure_window - now.duration_since(oldest)).as_secs().max(1))
-    }
-
-    fn record(&self, key: String, now: Instant) {
-        let mut recent = self.recent.lock().expect("failures lock");
-        if recent.len() > 100_000 {
-            // Bounded memory under a flood of made-up emails: forget the quiet ones.
-            recent.retain(|_, times| times.back().is_some_and(|t| now.duration_since(*t) < Duration::from_secs(900)));
-        }
-        recent.entry(key).or_default().push_back(now);
-    }
-
-    fn clear(&self, key: &str) {
-        self.recent.lock().expect("failures lock").remove(key);
-    }
+async fn record_failure(s: &AppState, key: &str, config: &UiConfig) -> Result<(), UiError> {
+    let now = Utc::now();
+    // Older failures count for nothing: forgotten as new ones come.
+    let horizon = chrono::Duration::from_std(config.failure_window * 2).unwrap_or(chrono::Duration::minutes(30));
+    s.store().record_sign_in_failure(key, now, now - horizon).await?;
+    Ok(())
 }
 
 /// The signed-in operator of a dashboard request.
@@ -215,10 +201,8 @@ pub(crate) async fn login(State(s): State<AppState>, req: Request) -> Result<Res
     }
     let password = form.get("password").cloned().unwrap_or_default();
     let config = &s.inner.config.ui;
-    let failures = &s.inner.ui_failures;
-    let now = Instant::now();
     let (by_email, by_address) = (format!("email:{email}"), format!("ip:{address}"));
-    let blocked = [&by_email, &by_address].iter().filter_map(|k| failures.blocked_for(k, config, now)).max();
+    let blocked = blocked_for(&s, &by_email, config).await?.max(blocked_for(&s, &by_address, config).await?);
     if let Some(secs) = blocked {
         let mut resp = login_page(
             &s,
@@ -240,14 +224,14 @@ pub(crate) async fn login(State(s): State<AppState>, req: Request) -> Result<Res
     let operator = match operator {
         Some(op) if matches && op.disabled_at.is_none() => op,
         _ => {
-            failures.record(by_email, now);
-            failures.record(by_address, now);
+            record_failure(&s, &by_email, config).await?;
+            record_failure(&s, &by_address, config).await?;
             tracing::info!(email = %email, address = %address, "a sign-in failed");
             let wrong = (email.as_str(), workspace.as_str(), next.as_str(), "Wrong email or password.");
             return login_page(&s, &headers, StatusCode::UNAUTHORIZED, wrong);
         }
     };
-    failures.clear(&by_email);
+    s.store().clear_sign_in_failures(&by_email).await?;
     let token = domain::random_token(43);
     let at = Utc::now();
     let session = OperatorSession {
@@ -412,19 +396,6 @@ async fn require(role: KeyRole, req: Request, next: Next) -> Response {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn failures_block_after_the_limit_until_the_window_passes() {
-        let config = UiConfig { max_failures: 2, failure_window: Duration::from_secs(60), ..Default::default() };
-        let f = Failures::default();
-        let t0 = Instant::now();
-        assert_eq!(f.blocked_for("email:a", &config, t0), None);
-        f.record("email:a".into(), t0);
-        f.record("email:a".into(), t0 + Duration::from_secs(10));
-        assert_eq!(f.blocked_for("email:a", &config, t0 + Duration::from_secs(20)), Some(40));
-        assert_eq!(f.blocked_for("email:b", &config, t0 + Duration::from_secs(20)), None);
-        assert_eq!(f.blocked_for("email:a", &config, t0 + Duration::from_secs(61)), None, "the oldest expired");
-    }
 
     #[test]
     fn the_cookie_is_found_among_others() {
