@@ -87,3 +87,7 @@ CREATE TABLE sign_in_failures (
 );
 CREATE INDEX sign_in_failures_key ON sign_in_failures (key, at);
 CREATE INDEX sign_in_failures_at ON sign_in_failures (at);
+
+-- The latest scores' numbers without their explanations: what the overview aggregates and
+-- what counting a filtered accounts list reads.
+CREATE INDEX account_scores_summary ON account_scores (workspace_id, band, health, churn_30d, expansion, mrr_minor, currency);

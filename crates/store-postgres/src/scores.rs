@@ -133,23 +133,32 @@ fn account_filters(q: &AccountQuery, a: &mut Args) -> Result<String> {
     Ok(sql)
 }
 
-/// `FROM ... WHERE ...` of the accounts `q` lists in `ws`.
-fn matching(ws: &WorkspaceId, q: &AccountQuery, a: &mut Args) -> Result<String> {
+/// `FROM ... WHERE ...` of the accounts `q` lists in `ws`; to count them, only the tables
+/// its filters need.
+fn matching(ws: &WorkspaceId, q: &AccountQuery, a: &mut Args, counting: bool) -> Result<String> {
     let w = a.arg(ws.as_str().to_owned())?;
     if !q.needs_score() {
-        let mut sql = format!(
-            "FROM accounts a
-             LEFT JOIN account_scores s ON s.workspace_id = a.workspace_id AND s.account_id = a.account_id
-             WHERE a.workspace_id = {w}"
-        );
+        let mut sql = if counting {
+            format!("FROM accounts a WHERE a.workspace_id = {w}")
+        } else {
+            format!(
+                "FROM accounts a
+                 LEFT JOIN account_scores s ON s.workspace_id = a.workspace_id AND s.account_id = a.account_id
+                 WHERE a.workspace_id = {w}"
+            )
+        };
         sql += &account_filters(q, a)?;
         return Ok(sql);
     }
-    let mut sql = format!(
-        "FROM account_scores s
-         JOIN accounts a ON a.workspace_id = s.workspace_id AND a.account_id = s.account_id
-         WHERE s.workspace_id = {w}"
-    );
+    let mut sql = if counting && !q.filters_accounts() {
+        format!("FROM account_scores s WHERE s.workspace_id = {w}")
+    } else {
+        format!(
+            "FROM account_scores s
+             JOIN accounts a ON a.workspace_id = s.workspace_id AND a.account_id = s.account_id
+             WHERE s.workspace_id = {w}"
+        )
+    };
     if let Some(b) = q.band {
         sql += &format!(" AND s.band = {}", a.arg(b.as_str().to_owned())?);
     }
@@ -567,7 +576,7 @@ impl PgStore {
 
     pub(crate) async fn count_scored_accounts(&self, ws: &WorkspaceId, q: &AccountQuery) -> Result<u64> {
         let mut a = Args::new();
-        let sql = format!("SELECT count(*) {}", matching(ws, q, &mut a)?);
+        let sql = format!("SELECT count(*) {}", matching(ws, q, &mut a, true)?);
         let n: i64 =
             sqlx::query_scalar_with(AssertSqlSafe(sql), a.args).fetch_one(&self.pool).await.map_err(db_error)?;
         Ok(n as u64)
@@ -581,7 +590,7 @@ impl PgStore {
     ) -> Result<Page<ScoredAccount>> {
         let mut a = Args::new();
         let (cmp, dir) = if q.descending { ("<", "DESC") } else { (">", "ASC") };
-        let mut sql = format!("SELECT {ACCOUNT_COLUMNS}, {SUMMARY_COLUMNS} {}", matching(ws, q, &mut a)?);
+        let mut sql = format!("SELECT {ACCOUNT_COLUMNS}, {SUMMARY_COLUMNS} {}", matching(ws, q, &mut a, false)?);
         if !q.needs_score() {
             if let Some(c) = &page.after {
                 sql += &format!(" AND a.account_id {cmp} {}", a.arg(c.parts(1)?[0].clone())?);

@@ -171,24 +171,33 @@ fn account_filters(q: &AccountQuery, args: &mut Vec<Sql>) -> String {
     sql
 }
 
-/// `FROM ... WHERE ...` of the accounts `q` lists (the workspace is `?1`).
-fn matching(q: &AccountQuery, args: &mut Vec<Sql>) -> String {
+/// `FROM ... WHERE ...` of the accounts `q` lists (the workspace is `?1`); to count them,
+/// only the tables its filters need.
+fn matching(q: &AccountQuery, args: &mut Vec<Sql>, counting: bool) -> String {
     let arg = |v: Sql, args: &mut Vec<Sql>| {
         args.push(v);
         format!("?{}", args.len())
     };
     if !q.needs_score() {
-        let mut sql = "FROM accounts a
+        let mut sql = if counting {
+            "FROM accounts a WHERE a.workspace_id = ?1".to_owned()
+        } else {
+            "FROM accounts a
              LEFT JOIN account_scores s ON s.workspace_id = a.workspace_id AND s.account_id = a.account_id
              WHERE a.workspace_id = ?1"
-            .to_owned();
+                .to_owned()
+        };
         sql += &account_filters(q, args);
         return sql;
     }
-    let mut sql = "FROM account_scores s
+    let mut sql = if counting && !q.filters_accounts() {
+        "FROM account_scores s WHERE s.workspace_id = ?1".to_owned()
+    } else {
+        "FROM account_scores s
          JOIN accounts a ON a.workspace_id = s.workspace_id AND a.account_id = s.account_id
          WHERE s.workspace_id = ?1"
-        .to_owned();
+            .to_owned()
+    };
     if let Some(b) = q.band {
         sql += &format!(" AND s.band = {}", arg(Sql::Text(b.as_str().into()), args));
     }
@@ -533,7 +542,7 @@ impl SqliteStore {
         let (ws, q) = (ws.clone(), q.clone());
         self.read(move |conn| {
             let mut args: Vec<Sql> = vec![Sql::Text(ws.as_str().to_owned())];
-            let sql = format!("SELECT count(*) {}", matching(&q, &mut args));
+            let sql = format!("SELECT count(*) {}", matching(&q, &mut args, true));
             let n: i64 = conn
                 .prepare_cached(&sql)
                 .map_err(sql_error)?
@@ -558,7 +567,7 @@ impl SqliteStore {
                 format!("?{}", args.len())
             };
             let (cmp, dir) = if q.descending { ("<", "DESC") } else { (">", "ASC") };
-            let mut sql = format!("SELECT {ACCOUNT_COLUMNS}, {SUMMARY_COLUMNS} {}", matching(&q, &mut args));
+            let mut sql = format!("SELECT {ACCOUNT_COLUMNS}, {SUMMARY_COLUMNS} {}", matching(&q, &mut args, false));
             if !q.needs_score() {
                 if let Some(c) = &page.after {
                     let p = arg(Sql::Text(c.parts(1)?[0].clone()), &mut args);

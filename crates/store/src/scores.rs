@@ -210,6 +210,11 @@ impl AccountQuery {
         Some((format!("%{escaped}%"), format!("{escaped}%")))
     }
 
+    /// Whether it filters by the account itself (its id or name, a trait, a segment).
+    pub fn filters_accounts(&self) -> bool {
+        self.search.is_some() || self.plan.is_some() || self.owner.is_some() || self.segment.is_some()
+    }
+
     /// Whether the list is of scored accounts only.
     pub fn needs_score(&self) -> bool {
         self.sort != AccountSort::Id
