@@ -47,11 +47,10 @@ impl PgStore {
         .map_err(db_error)?;
         (p.open_alerts, p.open_tasks) = (alerts as u64, tasks as u64);
         let changes: Vec<(String, Option<String>, String, String, f64)> = sqlx::query_as(AssertSqlSafe(
-            "SELECT s.account_id, a.traits->>'name', h.band, s.band, s.health
+            "SELECT s.account_id, a.traits->>'name', s.band_from, s.band, s.health
              FROM account_scores s
-             JOIN score_history h ON h.workspace_id = s.workspace_id AND h.account_id = s.account_id AND h.day = $2
              LEFT JOIN accounts a ON a.workspace_id = s.workspace_id AND a.account_id = s.account_id
-             WHERE s.workspace_id = $1 AND h.band <> s.band
+             WHERE s.workspace_id = $1 AND s.band_since > $2 AND s.band_from <> s.band
              ORDER BY s.health, s.account_id LIMIT 100"
                 .to_owned(),
         ))

@@ -266,7 +266,11 @@ async fn write_score_rows(
                churn_30d = excluded.churn_30d, churn_60d = excluded.churn_60d, churn_90d = excluded.churn_90d,
                expansion = excluded.expansion, mrr_minor = excluded.mrr_minor, currency = excluded.currency,
                components = excluded.components, explanation = excluded.explanation,
-               scored_at = excluded.scored_at
+               scored_at = excluded.scored_at,
+               band_from = CASE WHEN excluded.band <> account_scores.band THEN account_scores.band
+                                ELSE account_scores.band_from END,
+               band_since = CASE WHEN excluded.band <> account_scores.band THEN excluded.day
+                                 ELSE account_scores.band_since END
              WHERE excluded.day >= account_scores.day",
             ),
             ws,

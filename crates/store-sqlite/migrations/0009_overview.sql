@@ -71,6 +71,21 @@ CREATE TABLE sign_in_failures (
 CREATE INDEX sign_in_failures_key ON sign_in_failures (key, at);
 CREATE INDEX sign_in_failures_at ON sign_in_failures (at);
 
--- The latest scores' numbers without their explanations: what the overview aggregates and
--- what counting a filtered accounts list reads, a few dozen bytes an account.
-CREATE INDEX account_scores_summary ON account_scores (workspace_id, band, health, churn_30d, expansion, mrr_minor, currency);
+-- The latest scores' numbers without their explanations, in account order: what the
+-- overview aggregates, what counting a filtered accounts list reads, and what a list by
+-- account filtered by a score walks, a few dozen bytes an account.
+CREATE INDEX account_scores_summary
+    ON account_scores (workspace_id, account_id, day, health, band, churn_30d, expansion, mrr_minor, currency);
+
+-- When each account's band last changed and from what, kept as its latest score is
+-- written: the overview's "changed band this week" reads the few that changed, instead of
+-- comparing every account with its history a week ago. Accounts scored before are given
+-- the band of their history point a week before their latest day.
+ALTER TABLE account_scores ADD COLUMN band_from TEXT;
+ALTER TABLE account_scores ADD COLUMN band_since TEXT;
+UPDATE account_scores SET
+    band_from = (SELECT h.band FROM score_history h WHERE h.workspace_id = account_scores.workspace_id
+                   AND h.account_id = account_scores.account_id AND h.day <= date(account_scores.day, '-7 days')
+                 ORDER BY h.day DESC LIMIT 1);
+UPDATE account_scores SET band_since = day WHERE band_from IS NOT NULL AND band_from <> band;
+CREATE INDEX account_scores_band_since ON account_scores (workspace_id, band_since) WHERE band_since IS NOT NULL;

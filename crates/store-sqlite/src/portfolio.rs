@@ -47,17 +47,19 @@ impl SqliteStore {
                  FROM account_scores WHERE workspace_id = ?1 GROUP BY 2, 3, 4",
                 params![ws.as_str(), EXPANSION_PIPELINE_MIN],
             )?);
-            p.open_alerts =
-                count(conn, "SELECT count(*) FROM alerts WHERE workspace_id = ?1 AND status <> 'resolved'", ws.as_str())?;
+            p.open_alerts = count(
+                conn,
+                "SELECT count(*) FROM alerts WHERE workspace_id = ?1 AND status <> 'resolved'",
+                ws.as_str(),
+            )?;
             p.open_tasks =
                 count(conn, "SELECT count(*) FROM tasks WHERE workspace_id = ?1 AND status = 'open'", ws.as_str())?;
             let mut stmt = conn
                 .prepare_cached(
-                    "SELECT s.account_id, json_extract(a.traits, '$.name'), h.band, s.band, s.health
+                    "SELECT s.account_id, json_extract(a.traits, '$.name'), s.band_from, s.band, s.health
                      FROM account_scores s
-                     JOIN score_history h ON h.workspace_id = s.workspace_id AND h.account_id = s.account_id AND h.day = ?2
                      LEFT JOIN accounts a ON a.workspace_id = s.workspace_id AND a.account_id = s.account_id
-                     WHERE s.workspace_id = ?1 AND h.band <> s.band
+                     WHERE s.workspace_id = ?1 AND s.band_since > ?2 AND s.band_from <> s.band
                      ORDER BY s.health, s.account_id LIMIT 100",
                 )
                 .map_err(sql_error)?;

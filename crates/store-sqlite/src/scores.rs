@@ -241,7 +241,11 @@ fn write_scores(conn: &Connection, ws: &WorkspaceId, scores: &[AccountScore]) ->
                churn_90d = excluded.churn_90d, expansion = excluded.expansion,
                mrr_minor = excluded.mrr_minor, currency = excluded.currency,
                components = excluded.components, explanation = excluded.explanation,
-               scored_at = excluded.scored_at
+               scored_at = excluded.scored_at,
+               band_from = CASE WHEN excluded.band <> account_scores.band THEN account_scores.band
+                                ELSE account_scores.band_from END,
+               band_since = CASE WHEN excluded.band <> account_scores.band THEN excluded.day
+                                 ELSE account_scores.band_since END
              WHERE excluded.day >= account_scores.day",
         )
         .map_err(sql_error)?;

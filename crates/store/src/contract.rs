@@ -16,7 +16,8 @@ macro_rules! contract_tests {
             accounts_are_searched_and_filtered_by_plan_owner_and_segment,
             the_portfolio_adds_up_scores_alerts_tasks_and_band_changes,
             the_trend_follows_a_day_scored_again, kpis_are_replaced_whole_per_workspace,
-            sign_in_failures_are_counted_per_key_and_forgotten, append_stores_each_message_once, batches_append_in_order_once,
+            sign_in_failures_are_counted_per_key_and_forgotten, band_changes_are_each_accounts_latest,
+            append_stores_each_message_once, batches_append_in_order_once,
             read_log_in_order, payloads_read_back_as_they_were_appended,
             processing_creates_people_accounts_and_traits, apply_changes_is_compare_and_set,
             merging_people_moves_everything, reset_processing_rewinds, event_filters_and_pages,
@@ -339,6 +340,40 @@ pub async fn the_trend_follows_a_day_scored_again<S: Store>(s: &S) {
     assert_eq!(trend[0].expansion_pipeline, usd(500), "b's 0.9; a's 0.1 no longer; c has no MRR");
     let theirs = s.portfolio_trend(&other, day("2026-10-01"), day("2026-10-09")).await.unwrap();
     assert_eq!((theirs[0].bands.total(), theirs[0].mrr_at_risk.clone()), (1, usd(99)));
+}
+
+pub async fn band_changes_are_each_accounts_latest<S: Store>(s: &S) {
+    let ws = workspace(s, "Bands").await;
+    accounts_named(s, &ws, &["up", "down", "back", "still", "old"]).await;
+    let day = |d: &str| d.parse::<chrono::NaiveDate>().unwrap();
+    let runs: [&[(&str, f64)]; 4] = [
+        &[("up", 30.0), ("down", 80.0), ("back", 80.0), ("still", 50.0), ("old", 80.0)],
+        &[("old", 20.0)],
+        &[("back", 20.0), ("up", 50.0)],
+        &[("back", 75.0), ("up", 90.0), ("down", 35.0), ("still", 55.0)],
+    ];
+    for (run, d) in runs.iter().zip(["2026-09-20", "2026-09-25", "2026-10-03", "2026-10-08"]) {
+        let scores: Vec<AccountScore> = run.iter().map(|(a, h)| score(a, d, *h, None, None)).collect();
+        s.put_scores(&ws, &scores).await.unwrap();
+    }
+    // Since October 1st: "down" fell, "up" rose twice (its latest change counts: from
+    // neutral), "back" fell and recovered (from at risk); "still" stayed neutral; "old"
+    // changed before.
+    let changes = s.portfolio(&ws, day("2026-10-01")).await.unwrap().band_changes;
+    let seen: Vec<(String, HealthBand, HealthBand)> =
+        changes.iter().map(|c| (c.account_id.to_string(), c.from, c.to)).collect();
+    assert_eq!(
+        seen,
+        [
+            ("down".to_owned(), HealthBand::Healthy, HealthBand::AtRisk),
+            ("back".to_owned(), HealthBand::AtRisk, HealthBand::Healthy),
+            ("up".to_owned(), HealthBand::Neutral, HealthBand::Healthy),
+        ]
+    );
+    // An older score written later changes nothing.
+    s.put_scores(&ws, &[score("down", "2026-10-02", 90.0, None, None)]).await.unwrap();
+    assert_eq!(s.portfolio(&ws, day("2026-10-01")).await.unwrap().band_changes, changes);
+    assert!(s.portfolio(&ws, day("2026-10-08")).await.unwrap().band_changes.is_empty(), "none after the 8th");
 }
 
 pub async fn sign_in_failures_are_counted_per_key_and_forgotten<S: Store>(s: &S) {

@@ -342,7 +342,8 @@ pub trait Store: Send + Sync + 'static {
         day: chrono::NaiveDate,
     ) -> Result<Vec<(AccountId, ScorePoint)>>;
     /// The portfolio's latest scores aggregated (see [`portfolio`]), with the open alerts
-    /// and tasks and the accounts whose band differs from the one they had on `compare_day`.
+    /// and tasks and the accounts whose band changed after `compare_day` (each from the band
+    /// it had before its latest change).
     async fn portfolio(&self, ws: &WorkspaceId, compare_day: chrono::NaiveDate) -> Result<Portfolio>;
     /// Replaces the workspace's KPIs with `report`'s.
     async fn put_kpis(&self, ws: &WorkspaceId, report: &KpiReport) -> Result<()>;

@@ -72,7 +72,8 @@ pub struct Portfolio {
     /// Alerts not resolved.
     pub open_alerts: u64,
     pub open_tasks: u64,
-    /// Accounts whose band differs from the one they had on the day asked for (at most 100).
+    /// Accounts whose band changed after the day asked for, from the band before their latest
+    /// change (at most 100, lowest health first).
     pub band_changes: Vec<BandChange>,
 }
 
