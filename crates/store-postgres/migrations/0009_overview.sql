@@ -105,4 +105,71 @@ UPDATE account_scores s SET
                    AND h.account_id = s.account_id AND h.day <= s.day - 7
                  ORDER BY h.day DESC LIMIT 1);
 UPDATE account_scores SET band_since = day WHERE band_from IS NOT NULL AND band_from <> band;
-CREATE INDEX account_scores_band_since ON account_scores (workspace_id, band_since) WHERE band_since IS NOT NULL;
+
+-- The portfolio now (store::portfolio): the latest scores summed by band, tenth of the
+-- health range (9 holds 100) and currency, kept by statement triggers like
+-- `portfolio_days`, so that the overview reads a few dozen rows however many accounts.
+CREATE TABLE portfolio_now (
+    workspace_id  text COLLATE "C" NOT NULL,
+    band          text NOT NULL,
+    bucket        int NOT NULL,
+    currency      text NOT NULL,
+    accounts      bigint NOT NULL,
+    mrr_minor     bigint NOT NULL,
+    expansion_mrr bigint NOT NULL,
+    PRIMARY KEY (workspace_id, band, bucket, currency)
+);
+
+INSERT INTO portfolio_now
+SELECT workspace_id, band, least(floor(health / 10)::int, 9), coalesce(currency, ''), count(*),
+       coalesce(sum(mrr_minor), 0), coalesce(sum(mrr_minor) FILTER (WHERE expansion >= 0.5), 0)
+FROM account_scores GROUP BY 1, 2, 3, 4;
+
+CREATE FUNCTION portfolio_now_apply() RETURNS trigger LANGUAGE plpgsql AS $$
+BEGIN
+    IF TG_OP = 'INSERT' THEN
+        INSERT INTO portfolio_now AS p
+        SELECT workspace_id, band, least(floor(health / 10)::int, 9), coalesce(currency, ''), count(*),
+               coalesce(sum(mrr_minor), 0), coalesce(sum(mrr_minor) FILTER (WHERE expansion >= 0.5), 0)
+        FROM added GROUP BY 1, 2, 3, 4 ORDER BY 1, 2, 3, 4
+        ON CONFLICT (workspace_id, band, bucket, currency) DO UPDATE SET
+            accounts = p.accounts + excluded.accounts, mrr_minor = p.mrr_minor + excluded.mrr_minor,
+            expansion_mrr = p.expansion_mrr + excluded.expansion_mrr;
+    ELSIF TG_OP = 'UPDATE' THEN
+        INSERT INTO portfolio_now AS p
+        SELECT workspace_id, band, bucket, currency, sum(n), sum(mrr), sum(exp)
+        FROM (SELECT workspace_id, band, least(floor(health / 10)::int, 9) AS bucket, coalesce(currency, '') AS currency,
+                     1 AS n, coalesce(mrr_minor, 0) AS mrr,
+                     CASE WHEN expansion >= 0.5 THEN coalesce(mrr_minor, 0) ELSE 0 END AS exp
+              FROM added
+              UNION ALL
+              SELECT workspace_id, band, least(floor(health / 10)::int, 9), coalesce(currency, ''), -1,
+                     -coalesce(mrr_minor, 0), CASE WHEN expansion >= 0.5 THEN -coalesce(mrr_minor, 0) ELSE 0 END
+              FROM removed) d
+        GROUP BY 1, 2, 3, 4 ORDER BY 1, 2, 3, 4
+        ON CONFLICT (workspace_id, band, bucket, currency) DO UPDATE SET
+            accounts = p.accounts + excluded.accounts, mrr_minor = p.mrr_minor + excluded.mrr_minor,
+            expansion_mrr = p.expansion_mrr + excluded.expansion_mrr;
+    ELSE
+        INSERT INTO portfolio_now AS p
+        SELECT workspace_id, band, least(floor(health / 10)::int, 9), coalesce(currency, ''), -count(*),
+               -coalesce(sum(mrr_minor), 0), -coalesce(sum(mrr_minor) FILTER (WHERE expansion >= 0.5), 0)
+        FROM removed GROUP BY 1, 2, 3, 4 ORDER BY 1, 2, 3, 4
+        ON CONFLICT (workspace_id, band, bucket, currency) DO UPDATE SET
+            accounts = p.accounts + excluded.accounts, mrr_minor = p.mrr_minor + excluded.mrr_minor,
+            expansion_mrr = p.expansion_mrr + excluded.expansion_mrr;
+    END IF;
+    RETURN NULL;
+END
+$$;
+
+CREATE TRIGGER portfolio_now_added AFTER INSERT ON account_scores
+    REFERENCING NEW TABLE AS added FOR EACH STATEMENT EXECUTE FUNCTION portfolio_now_apply();
+CREATE TRIGGER portfolio_now_changed AFTER UPDATE ON account_scores
+    REFERENCING OLD TABLE AS removed NEW TABLE AS added FOR EACH STATEMENT EXECUTE FUNCTION portfolio_now_apply();
+CREATE TRIGGER portfolio_now_removed AFTER DELETE ON account_scores
+    REFERENCING OLD TABLE AS removed FOR EACH STATEMENT EXECUTE FUNCTION portfolio_now_apply();
+
+-- The accounts whose band changed, by health: the overview's list walks it and stops at 100.
+CREATE INDEX account_scores_changed ON account_scores (workspace_id, health, account_id)
+    INCLUDE (band_since, band_from, band) WHERE band_since IS NOT NULL;

@@ -3,7 +3,6 @@
 use chrono::NaiveDate;
 use domain::{Currency, WorkspaceId};
 use sqlx::AssertSqlSafe;
-use store::portfolio::EXPANSION_PIPELINE_MIN;
 use store::{BandChange, Portfolio, PortfolioDay, Result, ScoreGroup, StoreError};
 
 use crate::{PgStore, account_id, db_error, parse_col};
@@ -26,13 +25,10 @@ fn group(row: GroupRow) -> Result<ScoreGroup> {
 impl PgStore {
     pub(crate) async fn portfolio_of(&self, ws: &WorkspaceId, compare_day: NaiveDate) -> Result<Portfolio> {
         let rows: Vec<GroupRow> = sqlx::query_as(
-            "SELECT NULL::date, band, least(floor(health / 10)::int, 9), currency, count(*),
-                    coalesce(sum(mrr_minor), 0)::bigint,
-                    coalesce(sum(CASE WHEN expansion >= $2 THEN mrr_minor END), 0)::bigint
-             FROM account_scores WHERE workspace_id = $1 GROUP BY 2, 3, 4",
+            "SELECT NULL::date, band, bucket, nullif(currency, ''), accounts, mrr_minor, expansion_mrr
+             FROM portfolio_now WHERE workspace_id = $1 AND accounts <> 0",
         )
         .bind(ws.as_str())
-        .bind(EXPANSION_PIPELINE_MIN)
         .fetch_all(&self.pool)
         .await
         .map_err(db_error)?;

@@ -88,4 +88,57 @@ UPDATE account_scores SET
                    AND h.account_id = account_scores.account_id AND h.day <= date(account_scores.day, '-7 days')
                  ORDER BY h.day DESC LIMIT 1);
 UPDATE account_scores SET band_since = day WHERE band_from IS NOT NULL AND band_from <> band;
-CREATE INDEX account_scores_band_since ON account_scores (workspace_id, band_since) WHERE band_since IS NOT NULL;
+
+-- The portfolio now (store::portfolio): the latest scores summed by band, tenth of the
+-- health range (9 holds 100) and currency, kept by triggers like `portfolio_days`, so that
+-- the overview reads a few dozen rows however many accounts there are.
+CREATE TABLE portfolio_now (
+    workspace_id  TEXT NOT NULL,
+    band          TEXT NOT NULL,
+    bucket        INTEGER NOT NULL,
+    currency      TEXT NOT NULL,
+    accounts      INTEGER NOT NULL,
+    mrr_minor     INTEGER NOT NULL,
+    expansion_mrr INTEGER NOT NULL,
+    PRIMARY KEY (workspace_id, band, bucket, currency)
+) WITHOUT ROWID;
+
+INSERT INTO portfolio_now
+SELECT workspace_id, band, min(CAST(health / 10 AS INTEGER), 9), coalesce(currency, ''), count(*),
+       coalesce(sum(mrr_minor), 0), coalesce(sum(CASE WHEN expansion >= 0.5 THEN mrr_minor END), 0)
+FROM account_scores GROUP BY 1, 2, 3, 4;
+
+CREATE TRIGGER portfolio_now_added AFTER INSERT ON account_scores BEGIN
+    INSERT INTO portfolio_now SELECT NEW.workspace_id, NEW.band, min(CAST(NEW.health / 10 AS INTEGER), 9), coalesce(NEW.currency, ''), 0, 0, 0
+    WHERE NOT EXISTS (SELECT 1 FROM portfolio_now WHERE workspace_id = NEW.workspace_id AND band = NEW.band
+                      AND bucket = min(CAST(NEW.health / 10 AS INTEGER), 9) AND currency = coalesce(NEW.currency, ''));
+    UPDATE portfolio_now SET accounts = accounts + 1, mrr_minor = mrr_minor + coalesce(NEW.mrr_minor, 0),
+        expansion_mrr = expansion_mrr + CASE WHEN NEW.expansion >= 0.5 THEN coalesce(NEW.mrr_minor, 0) ELSE 0 END
+    WHERE workspace_id = NEW.workspace_id AND band = NEW.band AND bucket = min(CAST(NEW.health / 10 AS INTEGER), 9)
+      AND currency = coalesce(NEW.currency, '');
+END;
+
+CREATE TRIGGER portfolio_now_removed AFTER DELETE ON account_scores BEGIN
+    UPDATE portfolio_now SET accounts = accounts - 1, mrr_minor = mrr_minor - coalesce(OLD.mrr_minor, 0),
+        expansion_mrr = expansion_mrr - CASE WHEN OLD.expansion >= 0.5 THEN coalesce(OLD.mrr_minor, 0) ELSE 0 END
+    WHERE workspace_id = OLD.workspace_id AND band = OLD.band AND bucket = min(CAST(OLD.health / 10 AS INTEGER), 9)
+      AND currency = coalesce(OLD.currency, '');
+END;
+
+CREATE TRIGGER portfolio_now_changed AFTER UPDATE OF band, health, currency, mrr_minor, expansion ON account_scores BEGIN
+    UPDATE portfolio_now SET accounts = accounts - 1, mrr_minor = mrr_minor - coalesce(OLD.mrr_minor, 0),
+        expansion_mrr = expansion_mrr - CASE WHEN OLD.expansion >= 0.5 THEN coalesce(OLD.mrr_minor, 0) ELSE 0 END
+    WHERE workspace_id = OLD.workspace_id AND band = OLD.band AND bucket = min(CAST(OLD.health / 10 AS INTEGER), 9)
+      AND currency = coalesce(OLD.currency, '');
+    INSERT INTO portfolio_now SELECT NEW.workspace_id, NEW.band, min(CAST(NEW.health / 10 AS INTEGER), 9), coalesce(NEW.currency, ''), 0, 0, 0
+    WHERE NOT EXISTS (SELECT 1 FROM portfolio_now WHERE workspace_id = NEW.workspace_id AND band = NEW.band
+                      AND bucket = min(CAST(NEW.health / 10 AS INTEGER), 9) AND currency = coalesce(NEW.currency, ''));
+    UPDATE portfolio_now SET accounts = accounts + 1, mrr_minor = mrr_minor + coalesce(NEW.mrr_minor, 0),
+        expansion_mrr = expansion_mrr + CASE WHEN NEW.expansion >= 0.5 THEN coalesce(NEW.mrr_minor, 0) ELSE 0 END
+    WHERE workspace_id = NEW.workspace_id AND band = NEW.band AND bucket = min(CAST(NEW.health / 10 AS INTEGER), 9)
+      AND currency = coalesce(NEW.currency, '');
+END;
+
+-- The accounts whose band changed, by health: the overview's list walks it and stops at 100.
+CREATE INDEX account_scores_changed ON account_scores (workspace_id, health, account_id, band_since, band_from, band)
+    WHERE band_since IS NOT NULL;

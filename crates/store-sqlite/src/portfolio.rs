@@ -3,7 +3,6 @@
 use chrono::NaiveDate;
 use domain::{Currency, WorkspaceId};
 use rusqlite::{Connection, params};
-use store::portfolio::EXPANSION_PIPELINE_MIN;
 use store::{BandChange, HealthBand, Portfolio, PortfolioDay, Result, ScoreGroup, StoreError};
 
 use crate::{SqliteStore, parse_col, sql_error};
@@ -42,10 +41,9 @@ impl SqliteStore {
         self.read(move |conn| {
             let mut p = Portfolio::from_groups(&groups(
                 conn,
-                "SELECT NULL, band, min(CAST(health / 10 AS INTEGER), 9), currency, count(*),
-                        coalesce(sum(mrr_minor), 0), coalesce(sum(CASE WHEN expansion >= ?2 THEN mrr_minor END), 0)
-                 FROM account_scores WHERE workspace_id = ?1 GROUP BY 2, 3, 4",
-                params![ws.as_str(), EXPANSION_PIPELINE_MIN],
+                "SELECT NULL, band, bucket, nullif(currency, ''), accounts, mrr_minor, expansion_mrr
+                 FROM portfolio_now WHERE workspace_id = ?1 AND accounts <> 0",
+                params![ws.as_str()],
             )?);
             p.open_alerts = count(
                 conn,

@@ -373,7 +373,11 @@ pub async fn band_changes_are_each_accounts_latest<S: Store>(s: &S) {
     // An older score written later changes nothing.
     s.put_scores(&ws, &[score("down", "2026-10-02", 90.0, None, None)]).await.unwrap();
     assert_eq!(s.portfolio(&ws, day("2026-10-01")).await.unwrap().band_changes, changes);
-    assert!(s.portfolio(&ws, day("2026-10-08")).await.unwrap().band_changes.is_empty(), "none after the 8th");
+    let now = s.portfolio(&ws, day("2026-10-08")).await.unwrap();
+    assert!(now.band_changes.is_empty(), "none after the 8th");
+    // The sums of the latest scores followed every change: 90, 35, 75, 55 and 20.
+    assert_eq!(now.bands, BandCounts { healthy: 2, neutral: 1, at_risk: 2 });
+    assert_eq!(now.histogram, [0, 0, 1, 1, 0, 1, 0, 1, 0, 1]);
 }
 
 pub async fn sign_in_failures_are_counted_per_key_and_forgotten<S: Store>(s: &S) {
