@@ -173,3 +173,7 @@ CREATE TRIGGER portfolio_now_removed AFTER DELETE ON account_scores
 -- The accounts whose band changed, by health: the overview's list walks it and stops at 100.
 CREATE INDEX account_scores_changed ON account_scores (workspace_id, health, account_id)
     INCLUDE (band_since, band_from, band) WHERE band_since IS NOT NULL;
+
+-- A plan and an owner together are found in one index (which also serves a plan alone).
+DROP INDEX accounts_plan;
+CREATE INDEX accounts_plan_owner ON accounts (workspace_id, (traits->>'plan'), (traits->>'csm_email'));

@@ -111,6 +111,11 @@ fn model(r: &PgRow, with_params: bool) -> Result<ModelRecord> {
 
 /// The conditions on the account itself (`a`): search, plan, owner, segment.
 fn account_filters(q: &AccountQuery, a: &mut Args) -> Result<String> {
+    account_filters_but(q, a, false)
+}
+
+/// The account filters, the segment's left out when the query reads its members already.
+fn account_filters_but(q: &AccountQuery, a: &mut Args, from_members: bool) -> Result<String> {
     let mut sql = String::new();
     if let Some((anywhere, start)) = q.search_patterns() {
         let (anywhere, start) = (a.arg(anywhere)?, a.arg(start)?);
@@ -123,7 +128,7 @@ fn account_filters(q: &AccountQuery, a: &mut Args) -> Result<String> {
     if let Some(owner) = &q.owner {
         sql += &format!(" AND a.traits->>'csm_email' = {}", a.arg(owner.clone())?);
     }
-    if let Some(segment) = &q.segment {
+    if let Some(segment) = q.segment.as_ref().filter(|_| !from_members) {
         sql += &format!(
             " AND EXISTS (SELECT 1 FROM segment_members m WHERE m.workspace_id = a.workspace_id
                AND m.segment_id = {} AND m.subject_id = a.account_id AND m.member)",
@@ -137,6 +142,25 @@ fn account_filters(q: &AccountQuery, a: &mut Args) -> Result<String> {
 /// its filters need.
 fn matching(ws: &WorkspaceId, q: &AccountQuery, a: &mut Args, counting: bool) -> Result<String> {
     let w = a.arg(ws.as_str().to_owned())?;
+    if counting && let Some(segment) = &q.segment {
+        // A segment's members, then their accounts (and scores), instead of a look into the
+        // members for every account of the workspace.
+        let seg = a.arg(segment.clone())?;
+        let scores = if q.needs_score() {
+            "JOIN account_scores s ON s.workspace_id = a.workspace_id AND s.account_id = a.account_id"
+        } else {
+            ""
+        };
+        let mut sql = format!(
+            "FROM segment_members m
+             JOIN accounts a ON a.workspace_id = m.workspace_id AND a.account_id = m.subject_id
+             {scores}
+             WHERE m.workspace_id = {w} AND m.segment_id = {seg} AND m.member"
+        );
+        sql += &score_filters(q, a)?;
+        sql += &account_filters_but(q, a, true)?;
+        return Ok(sql);
+    }
     if !q.needs_score() {
         let mut sql = if counting {
             format!("FROM accounts a WHERE a.workspace_id = {w}")
@@ -159,6 +183,14 @@ fn matching(ws: &WorkspaceId, q: &AccountQuery, a: &mut Args, counting: bool) ->
              WHERE s.workspace_id = {w}"
         )
     };
+    sql += &score_filters(q, a)?;
+    sql += &account_filters(q, a)?;
+    Ok(sql)
+}
+
+/// The filters on the latest score (`s`).
+fn score_filters(q: &AccountQuery, a: &mut Args) -> Result<String> {
+    let mut sql = String::new();
     if let Some(b) = q.band {
         sql += &format!(" AND s.band = {}", a.arg(b.as_str().to_owned())?);
     }
@@ -174,7 +206,6 @@ fn matching(ws: &WorkspaceId, q: &AccountQuery, a: &mut Args, counting: bool) ->
             sql += &format!(" AND s.mrr_minor {op} {}", a.arg(v)?);
         }
     }
-    sql += &account_filters(q, a)?;
     Ok(sql)
 }
 

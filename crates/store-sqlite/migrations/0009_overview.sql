@@ -142,3 +142,9 @@ END;
 -- The accounts whose band changed, by health: the overview's list walks it and stops at 100.
 CREATE INDEX account_scores_changed ON account_scores (workspace_id, health, account_id, band_since, band_from, band)
     WHERE band_since IS NOT NULL;
+
+-- Counting a search reads names without parsing every account's traits; a plan and an
+-- owner together are found in one index (which also serves a plan alone).
+CREATE INDEX accounts_name ON accounts (workspace_id, json_extract(traits, '$.name'));
+DROP INDEX accounts_plan;
+CREATE INDEX accounts_plan_owner ON accounts (workspace_id, json_extract(traits, '$.plan'), json_extract(traits, '$.csm_email'));

@@ -144,6 +144,11 @@ fn model(r: &Row<'_>, with_params: bool) -> rusqlite::Result<Result<ModelRecord>
 /// The SQL of the value an account list sorts by.
 /// The conditions on the account itself (`a`): search, plan, owner, segment.
 fn account_filters(q: &AccountQuery, args: &mut Vec<Sql>) -> String {
+    account_filters_but(q, args, false)
+}
+
+/// The account filters, the segment's left out when the query reads its members already.
+fn account_filters_but(q: &AccountQuery, args: &mut Vec<Sql>, from_members: bool) -> String {
     let mut arg = |v: String| {
         args.push(Sql::Text(v));
         format!("?{}", args.len())
@@ -161,7 +166,7 @@ fn account_filters(q: &AccountQuery, args: &mut Vec<Sql>) -> String {
     if let Some(owner) = &q.owner {
         sql += &format!(" AND json_extract(a.traits, '$.csm_email') = {}", arg(owner.clone()));
     }
-    if let Some(segment) = &q.segment {
+    if let Some(segment) = q.segment.as_ref().filter(|_| !from_members) {
         sql += &format!(
             " AND EXISTS (SELECT 1 FROM segment_members m WHERE m.workspace_id = a.workspace_id
                AND m.segment_id = {} AND m.subject_id = a.account_id AND m.member = 1)",
@@ -178,6 +183,25 @@ fn matching(q: &AccountQuery, args: &mut Vec<Sql>, counting: bool) -> String {
         args.push(v);
         format!("?{}", args.len())
     };
+    if counting && let Some(segment) = &q.segment {
+        // A segment's members, then their accounts (and scores): in account order, instead
+        // of a look into the members for every account of the workspace.
+        let seg = arg(Sql::Text(segment.clone()), args);
+        let mut sql = format!(
+            "FROM segment_members m
+             JOIN accounts a ON a.workspace_id = m.workspace_id AND a.account_id = m.subject_id
+             {}
+             WHERE m.workspace_id = ?1 AND m.segment_id = {seg} AND m.member = 1",
+            if q.needs_score() {
+                "JOIN account_scores s ON s.workspace_id = a.workspace_id AND s.account_id = a.account_id"
+            } else {
+                ""
+            }
+        );
+        sql += &score_filters(q, args);
+        sql += &account_filters_but(q, args, true);
+        return sql;
+    }
     if !q.needs_score() {
         let mut sql = if counting {
             "FROM accounts a WHERE a.workspace_id = ?1".to_owned()
@@ -198,8 +222,20 @@ fn matching(q: &AccountQuery, args: &mut Vec<Sql>, counting: bool) -> String {
          WHERE s.workspace_id = ?1"
             .to_owned()
     };
+    sql += &score_filters(q, args);
+    sql += &account_filters(q, args);
+    sql
+}
+
+/// The filters on the latest score (`s`).
+fn score_filters(q: &AccountQuery, args: &mut Vec<Sql>) -> String {
+    let mut arg = |v: Sql| {
+        args.push(v);
+        format!("?{}", args.len())
+    };
+    let mut sql = String::new();
     if let Some(b) = q.band {
-        sql += &format!(" AND s.band = {}", arg(Sql::Text(b.as_str().into()), args));
+        sql += &format!(" AND s.band = {}", arg(Sql::Text(b.as_str().into())));
     }
     let bounds: [(&str, &str, Option<Sql>); 5] = [
         ("s.health", ">=", q.health_min.map(Sql::Real)),
@@ -210,10 +246,9 @@ fn matching(q: &AccountQuery, args: &mut Vec<Sql>, counting: bool) -> String {
     ];
     for (col, op, v) in bounds {
         if let Some(v) = v {
-            sql += &format!(" AND {col} {op} {}", arg(v, args));
+            sql += &format!(" AND {col} {op} {}", arg(v));
         }
     }
-    sql += &account_filters(q, args);
     sql
 }
 

@@ -492,6 +492,17 @@ pub async fn accounts_are_searched_and_filtered_by_plan_owner_and_segment<S: Sto
     assert_eq!(ids(query_all(s, &ws, &q(|q| q.plan = Some("pro".into())), 2).await), ["acme", "globex", "initech"]);
     assert_eq!(ids(query_all(s, &ws, &q(|q| q.owner = Some("bo@steward.test".into())), 5).await), ["acorn", "globex"]);
     assert_eq!(ids(query_all(s, &ws, &q(|q| q.segment = Some("seg_1".into())), 1).await), ["acme", "initech"]);
+    // A segment with a score filter, and with a search (each list's count checked too).
+    let at_risk_members = q(|q| {
+        q.segment = Some("seg_1".into());
+        q.band = Some(HealthBand::AtRisk);
+    });
+    assert_eq!(ids(query_all(s, &ws, &at_risk_members, 1).await), ["initech"]);
+    let named = q(|q| {
+        q.segment = Some("seg_1".into());
+        q.search = Some("corp".into());
+    });
+    assert_eq!(ids(query_all(s, &ws, &named, 1).await), ["acme"]);
     // With a score's sort and filter.
     let risky = AccountQuery {
         sort: AccountSort::ChurnRisk,

@@ -272,8 +272,11 @@ pub(crate) async fn accounts(
     let after = param(&q, "after")
         .map(|c| store::Cursor::decode(c).map_err(|_| UiError::bad("That page link is no longer valid.")))
         .transpose()?;
-    let page = s.store().query_accounts(ws, &query, &PageRequest { limit: PAGE_SIZE, after }).await?;
-    let total = s.store().count_accounts(ws, &query).await?;
+    // The page and the count side by side (each on a reader of its own).
+    let request = PageRequest { limit: PAGE_SIZE, after };
+    let (page, total) =
+        tokio::join!(s.store().query_accounts(ws, &query, &request), s.store().count_accounts(ws, &query));
+    let (page, total) = (page?, total?);
     let segments: Vec<_> = s
         .store()
         .list_segments(ws)
