@@ -123,7 +123,7 @@ pub(crate) async fn list_accounts(
     let listed = s.store().query_accounts(&ws, &query, &page).await?;
     let total = match q.get("count").map(String::as_str) {
         None | Some("" | "false") => None,
-        Some("true") => Some(s.store().count_accounts(&ws, &query).await?),
+        Some("true") => Some(s.store().count_accounts(&ws, &query, None).await?),
         Some(_) => return Err(invalid("count", "`count` must be true or false")),
     };
     Ok(Json(json!({"data": listed.items, "next_cursor": listed.next.map(|c| c.encode()), "total": total}))

@@ -461,8 +461,8 @@ mod store_impl {
         ) -> Result<Vec<PortfolioDay>> {
             self.portfolio_days(ws, from, to).await
         }
-        async fn count_accounts(&self, ws: &WorkspaceId, query: &AccountQuery) -> Result<u64> {
-            self.count_scored_accounts(ws, query).await
+        async fn count_accounts(&self, ws: &WorkspaceId, query: &AccountQuery, at_most: Option<u64>) -> Result<u64> {
+            self.count_scored_accounts(ws, query, at_most).await
         }
         async fn query_accounts(
             &self,

@@ -609,9 +609,18 @@ impl PgStore {
         rows.iter().map(|r| point(r, 0)).collect()
     }
 
-    pub(crate) async fn count_scored_accounts(&self, ws: &WorkspaceId, q: &AccountQuery) -> Result<u64> {
+    pub(crate) async fn count_scored_accounts(
+        &self,
+        ws: &WorkspaceId,
+        q: &AccountQuery,
+        at_most: Option<u64>,
+    ) -> Result<u64> {
         let mut a = Args::new();
-        let sql = format!("SELECT count(*) {}", matching(ws, q, &mut a, true)?);
+        let from = matching(ws, q, &mut a, true)?;
+        let sql = match at_most {
+            Some(n) => format!("SELECT count(*) FROM (SELECT 1 {from} LIMIT {n}) AS found"),
+            None => format!("SELECT count(*) {from}"),
+        };
         let n: i64 =
             sqlx::query_scalar_with(AssertSqlSafe(sql), a.args).fetch_one(&self.pool).await.map_err(db_error)?;
         Ok(n as u64)

@@ -143,8 +143,6 @@ END;
 CREATE INDEX account_scores_changed ON account_scores (workspace_id, health, account_id, band_since, band_from, band)
     WHERE band_since IS NOT NULL;
 
--- Counting a search reads names without parsing every account's traits; a plan and an
--- owner together are found in one index (which also serves a plan alone).
-CREATE INDEX accounts_name ON accounts (workspace_id, json_extract(traits, '$.name'));
+-- A plan and an owner together are found in one index (which also serves a plan alone).
 DROP INDEX accounts_plan;
 CREATE INDEX accounts_plan_owner ON accounts (workspace_id, json_extract(traits, '$.plan'), json_extract(traits, '$.csm_email'));

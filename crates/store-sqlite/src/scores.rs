@@ -577,11 +577,20 @@ impl SqliteStore {
         self.read(move |conn| history_on(conn, &ws, &id, from, to)).await
     }
 
-    pub(crate) async fn count_scored_accounts(&self, ws: &WorkspaceId, q: &AccountQuery) -> Result<u64> {
+    pub(crate) async fn count_scored_accounts(
+        &self,
+        ws: &WorkspaceId,
+        q: &AccountQuery,
+        at_most: Option<u64>,
+    ) -> Result<u64> {
         let (ws, q) = (ws.clone(), q.clone());
         self.read(move |conn| {
             let mut args: Vec<Sql> = vec![Sql::Text(ws.as_str().to_owned())];
-            let sql = format!("SELECT count(*) {}", matching(&q, &mut args, true));
+            let from = matching(&q, &mut args, true);
+            let sql = match at_most {
+                Some(n) => format!("SELECT count(*) FROM (SELECT 1 {from} LIMIT {n})"),
+                None => format!("SELECT count(*) {from}"),
+            };
             let n: i64 = conn
                 .prepare_cached(&sql)
                 .map_err(sql_error)?

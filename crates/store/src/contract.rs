@@ -1306,7 +1306,12 @@ async fn query_all<S: Store>(s: &S, ws: &WorkspaceId, q: &AccountQuery, limit: u
         }
     }
     // Every list's count is the accounts it lists, page after page.
-    assert_eq!(s.count_accounts(ws, q).await.unwrap(), out.len() as u64, "the count of {q:?}");
+    assert_eq!(s.count_accounts(ws, q, None).await.unwrap(), out.len() as u64, "the count of {q:?}");
+    if !out.is_empty() {
+        let fewer = out.len() as u64 - 1;
+        assert_eq!(s.count_accounts(ws, q, Some(fewer)).await.unwrap(), fewer, "counted up to {fewer}: {q:?}");
+        assert_eq!(s.count_accounts(ws, q, Some(1000)).await.unwrap(), out.len() as u64);
+    }
     out
 }
 

@@ -356,8 +356,10 @@ pub trait Store: Send + Sync + 'static {
         from: chrono::NaiveDate,
         to: chrono::NaiveDate,
     ) -> Result<Vec<PortfolioDay>>;
-    /// How many accounts `query` lists (its order aside).
-    async fn count_accounts(&self, ws: &WorkspaceId, query: &AccountQuery) -> Result<u64>;
+    /// How many accounts `query` lists (its order aside), counting no further than `at_most`
+    /// when given (a free-text search reads every account; the first thousand matches are
+    /// found sooner).
+    async fn count_accounts(&self, ws: &WorkspaceId, query: &AccountQuery, at_most: Option<u64>) -> Result<u64>;
     /// Accounts with their latest score, filtered and ordered as `query` says.
     async fn query_accounts(
         &self,

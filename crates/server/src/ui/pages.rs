@@ -259,6 +259,8 @@ fn account_query(q: &HashMap<String, String>) -> Result<AccountQuery, UiError> {
 }
 
 const PAGE_SIZE: usize = 50;
+/// How far a search's matches are counted ("1,000 or more").
+const SEARCH_COUNTED: u64 = 1_000;
 
 /// `GET /accounts`: `q`, `band`, `risk` (minimum churn risk in %), `plan`, `owner`,
 /// `segment`, `sort`, `order`, `after` (the next page's cursor).
@@ -274,9 +276,12 @@ pub(crate) async fn accounts(
         .transpose()?;
     // The page and the count side by side (each on a reader of its own).
     let request = PageRequest { limit: PAGE_SIZE, after };
+    // A free-text search reads every account's name: it is counted up to a thousand.
+    let at_most = query.search.is_some().then_some(SEARCH_COUNTED);
     let (page, total) =
-        tokio::join!(s.store().query_accounts(ws, &query, &request), s.store().count_accounts(ws, &query));
+        tokio::join!(s.store().query_accounts(ws, &query, &request), s.store().count_accounts(ws, &query, at_most));
     let (page, total) = (page?, total?);
+    let more = at_most == Some(total);
     let segments: Vec<_> = s
         .store()
         .list_segments(ws)
@@ -332,6 +337,7 @@ pub(crate) async fn accounts(
             first,
             paged => q.contains_key("after"),
             total,
+            more,
         },
     )?;
     Ok(html.into_response())
