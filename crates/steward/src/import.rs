@@ -582,6 +582,10 @@ pub async fn import(store: Arc<dyn Store>, ws: &WorkspaceId, options: &Options) 
     let check = options.clone();
     let checked = tokio::task::spawn_blocking(move || pipeline::check(&check)).await??;
     let checked_in = started.elapsed();
+    if matches!(options.kind, Kind::Events | Kind::People | Kind::Accounts) {
+        // Most rows become one event each (a people row two).
+        store.expect_appends(ws, usize::try_from(checked.rows()).unwrap_or(usize::MAX)).await?;
+    }
 
     // Then read on blocking threads, stored here in batches as they come, in file order.
     const BATCH: usize = 5_000;

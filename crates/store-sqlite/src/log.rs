@@ -23,6 +23,19 @@ impl SqliteStore {
             .await
     }
 
+    /// Makes room in the memory of recent ids for `events` more, so that an import's ids
+    /// are not rehashed each time the table doubles (a third of the writer's work on them).
+    pub(crate) async fn expect_appends(&self, ws: &WorkspaceId, events: usize) -> Result<()> {
+        self.existing_ws(ws).await?;
+        self.writer
+            .write(Priority::Now, Durability::Derived, move |conn, recent| {
+                recent.ensure_owner(conn)?;
+                recent.reserve(events);
+                Ok(())
+            })
+            .await
+    }
+
     /// Appends each batch as its own block, in order, in one transaction; says where each
     /// event went.
     pub(crate) async fn append_batches(&self, ws: &WorkspaceId, batches: &[Vec<NewEvent>]) -> Result<BatchesReport> {
