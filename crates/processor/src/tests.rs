@@ -189,18 +189,19 @@ async fn slicing_the_log_differently_gives_the_same_result() {
     }
 }
 
-/// Events an import appended are processed from memory, at the positions the store gave
-/// them, as the log would give them: the state is what a replay of the log builds. Given a
-/// position processing is not at, nothing is processed.
-#[tokio::test]
-async fn appended_events_processed_from_memory_give_what_the_log_gives() {
-    let app = App::new().await;
-    let body = json!({ "batch": story() }).to_string();
+/// Appends `messages` in groups of `size` events, two batches a group and one event repeated
+/// from the group before (a duplicate), each with where the log was before it and its events
+/// at the positions the store gave them.
+async fn appended_groups(
+    app: &App,
+    messages: Value,
+    size: usize,
+) -> Vec<(store::LogPosition, Vec<store::LoggedEvent>)> {
+    let body = json!({ "batch": messages }).to_string();
     let now = Utc.with_ymd_and_hms(2026, 11, 1, 0, 0, 0).unwrap();
     let events = capture::parse_batch(body.as_bytes(), now, &capture::Limits::default()).unwrap().events;
-    let p = Processor::new(app.store.clone(), ProcessorConfig::default());
-    for (round, group) in events.chunks(6).enumerate() {
-        // Two batches a group, one event repeated from the group before (a duplicate).
+    let mut groups = Vec::new();
+    for (round, group) in events.chunks(size).enumerate() {
         let mut batches = vec![group[..group.len() / 2].to_vec(), group[group.len() / 2..].to_vec()];
         if round > 0 {
             batches[0].insert(0, events[0].clone());
@@ -213,16 +214,105 @@ async fn appended_events_processed_from_memory_give_what_the_log_gives() {
             .zip(placement.positions)
             .filter_map(|(event, position)| Some(store::LoggedEvent { position: position?, event }))
             .collect();
-        assert_eq!(logged.len(), group.len());
-        let wrong = store::LogPosition { tx: 0, seq: placement.after.seq + 1 };
-        assert!(!p.process_appended(&app.ws, wrong, logged.clone()).await.unwrap(), "not where processing is");
-        assert_eq!(app.store.log_status(&app.ws).await.unwrap().cursor, placement.after);
-        assert!(p.process_appended(&app.ws, placement.after, logged).await.unwrap());
+        assert_eq!(logged.len(), group.len(), "the duplicate is left out");
+        groups.push((placement.after, logged));
     }
+    groups
+}
+
+/// Sends `groups` through a processing stream, calling `between` after each is sent.
+async fn stream(
+    app: &App,
+    groups: Vec<(store::LogPosition, Vec<store::LoggedEvent>)>,
+    mut between: impl AsyncFnMut(usize),
+) {
+    let p = Arc::new(Processor::new(app.store.clone(), ProcessorConfig::default()));
+    let (tx, rx) = tokio::sync::mpsc::channel(1);
+    let task = tokio::spawn({
+        let (p, ws) = (p.clone(), app.ws.clone());
+        async move { p.process_appended_stream(&ws, rx).await }
+    });
+    for (i, group) in groups.into_iter().enumerate() {
+        tx.send(group).await.unwrap();
+        between(i).await;
+    }
+    drop(tx);
+    task.await.unwrap().unwrap();
+}
+
+/// Events an import appended are processed from memory, at the positions the store gave
+/// them, each group resolved while the one before is applied, as the log would give them:
+/// the state is what a replay of the log builds. The story merges people (aliases), after
+/// which the next group waits for the store.
+#[tokio::test]
+async fn appended_events_processed_from_memory_give_what_the_log_gives() {
+    for size in [1, 2, 6, 15] {
+        let app = App::new().await;
+        let groups = appended_groups(&app, story(), size).await;
+        stream(&app, groups, async |_| {}).await;
+        assert_eq!(app.store.log_status(&app.ws).await.unwrap().pending_events, 0, "groups of {size}");
+        let from_memory = app.snapshot().await;
+        assert_eq!(Processor::new(app.store.clone(), ProcessorConfig::default()).replay(&app.ws).await.unwrap(), 15);
+        assert_eq!(app.snapshot().await, from_memory, "groups of {size}");
+    }
+}
+
+/// A group that is not where processing is (processing is behind it), and groups resolved
+/// ahead while another process moves the cursor, are processed from the log instead: each
+/// event once, the same state as a replay.
+#[tokio::test]
+async fn appended_events_not_where_processing_is_are_processed_from_the_log() {
+    // Processing told the wrong place for every other group.
+    let app = App::new().await;
+    let mut groups = appended_groups(&app, story(), 3).await;
+    for (i, (after, _)) in groups.iter_mut().enumerate() {
+        if i % 2 == 1 {
+            after.seq += 1;
+        }
+    }
+    stream(&app, groups, async |_| {}).await;
     assert_eq!(app.store.log_status(&app.ws).await.unwrap().pending_events, 0);
-    let from_memory = app.snapshot().await;
-    assert_eq!(Processor::new(app.store.clone(), ProcessorConfig::default()).replay(&app.ws).await.unwrap(), 15);
-    assert_eq!(app.snapshot().await, from_memory);
+    let told_wrong = app.snapshot().await;
+    Processor::new(app.store.clone(), ProcessorConfig::default()).replay(&app.ws).await.unwrap();
+    assert_eq!(app.snapshot().await, told_wrong);
+
+    // Another process moves the cursor one event into a group the stream has resolved or is
+    // about to: after the first group is applied (the stream then has the second group
+    // applied from a cursor that is not the store's, and the third resolved counting on it),
+    // or after all but the last are (the last then cannot be applied, and the rest of it is
+    // read from the log).
+    // Usage alone, so that no group merges people (after which the stream would wait).
+    let usage: Vec<Value> = (0..12)
+        .map(|i| {
+            let user = ["ana", "bob", "cy"][i % 3];
+            msg(
+                "track",
+                &format!("u{i}"),
+                json!({"userId": user, "event": "Report Created", "context": {"groupId": "acme"}}),
+            )
+        })
+        .collect();
+    for moved_after in [0, 1] {
+        let app = App::new().await;
+        let groups = appended_groups(&app, Value::from(usage.clone()), 4).await;
+        let pending: i64 = groups[moved_after + 1..].iter().map(|g| g.1.len() as i64).sum();
+        stream(&app, groups, async |i| {
+            if i == moved_after {
+                while app.store.log_status(&app.ws).await.unwrap().pending_events > pending {
+                    tokio::time::sleep(std::time::Duration::from_millis(2)).await;
+                }
+                // A processor that knows nothing yet, as another process's would.
+                let other =
+                    Processor::new(app.store.clone(), ProcessorConfig { batch: 1, max_batch: 1, ..Default::default() });
+                assert_eq!(other.run_once(&app.ws).await.unwrap(), 1);
+            }
+        })
+        .await;
+        assert_eq!(app.store.log_status(&app.ws).await.unwrap().pending_events, 0, "moved after group {moved_after}");
+        let raced = app.snapshot().await;
+        Processor::new(app.store.clone(), ProcessorConfig::default()).replay(&app.ws).await.unwrap();
+        assert_eq!(app.snapshot().await, raced, "moved after group {moved_after}: each event counted once");
+    }
 }
 
 #[tokio::test]

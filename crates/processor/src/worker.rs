@@ -5,7 +5,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use domain::{AccountId, EventType, IdKind, IdentityKey, WorkspaceId};
-use store::{LogPosition, LoggedEvent, Op, Payloads, Result, Store};
+use store::{Changes, LogPosition, LoggedEvent, Op, Payloads, Result, Store};
 use tokio::sync::{Mutex, Notify};
 use tokio_util::sync::CancellationToken;
 
@@ -273,34 +273,6 @@ impl Processor {
         Ok(self.process(cursors, ws, cursor, events, next_slice).await?.unwrap_or(0))
     }
 
-    /// Processes `events`, which the caller has just appended to `ws`'s log right after
-    /// `after` (as [`store::Placement`] says), as the slice the log would give: the same
-    /// changes, without reading back what is already in memory. Returns false, doing
-    /// nothing, when processing is not at `after` (it is behind, or another process moved
-    /// it): then the events are processed from the log.
-    pub async fn process_appended(
-        &self,
-        ws: &WorkspaceId,
-        after: LogPosition,
-        mut events: Vec<LoggedEvent>,
-    ) -> Result<bool> {
-        let mut cursors = self.cursors.lock().await;
-        let cursor = self.take_cursor(&mut cursors, ws).await?;
-        if cursor.at != after || events.is_empty() {
-            let at = cursor.at;
-            cursors.insert(ws.clone(), cursor);
-            return Ok(at == after && events.is_empty());
-        }
-        // What a read of the log gives: the payloads resolution reads, and no others.
-        for e in &mut events {
-            if !PAYLOADS.wants(e.event.kind) {
-                e.event.payload = String::new();
-            }
-        }
-        let slice = cursor.slice;
-        Ok(self.process(cursors, ws, cursor, events, slice).await?.is_some())
-    }
-
     /// Processes the log of `ws` until processing is at `to` or past it, or the log has no
     /// more to give.
     pub async fn run_through(&self, ws: &WorkspaceId, to: LogPosition) -> Result<()> {
@@ -332,14 +304,42 @@ impl Processor {
         events: Vec<LoggedEvent>,
         next_slice: usize,
     ) -> Result<Option<usize>> {
+        let Resolved { from, to, count, mut known, changes, learned, seen } = self.resolve(ws, cursor, events).await?;
+        if self.store.apply_changes(ws, from, to, &changes).await? {
+            known.learn(learned, seen, &changes.ops);
+            announce(&self.touched, ws, changes, count);
+            cursors.insert(ws.clone(), Cursor { at: to, slice: next_slice, known });
+            drop(cursors);
+            // The backend's bulk indexes keep pace with processing, a step per slice.
+            self.store.maintain(ws, false).await?;
+            Ok(Some(count))
+        } else {
+            // Another process processed this slice first: start again from where it is.
+            tracing::debug!(workspace = %ws, "processing cursor moved elsewhere; reloading");
+            Ok(None)
+        }
+    }
+
+    /// What `events`, the log after `cursor` (not empty), change: the identities they name
+    /// that the cursor does not know are asked of the store, then resolution runs.
+    async fn resolve(&self, ws: &WorkspaceId, cursor: Cursor, events: Vec<LoggedEvent>) -> Result<Resolved> {
         let Cursor { at: from, mut known, .. } = cursor;
         let to = events.last().expect("a slice with events").position;
         // The keys the slice names that this worker does not know yet, asked of the store.
         let mut unknown: Vec<IdentityKey> = Vec::new();
         {
             let mut asked: HashSet<(IdKind, &str)> = HashSet::default();
+            // A log is mostly runs of one person's events: an event naming what the one
+            // before it named asks nothing new.
+            let mut last: Option<&domain::NewEvent> = None;
             for e in &events {
                 let e = &e.event;
+                if last.is_some_and(|l| {
+                    l.user_id == e.user_id && l.anonymous_id == e.anonymous_id && l.previous_id == e.previous_id
+                }) {
+                    continue;
+                }
+                last = Some(e);
                 let keys = [
                     e.user_id.as_deref().map(|v| (IdKind::User, v)),
                     e.anonymous_id.as_deref().map(|v| (IdKind::Anonymous, v)),
@@ -363,29 +363,119 @@ impl Processor {
         // requests are not held up behind it.
         let count = events.len();
         let workspace = ws.clone();
-        let (mut known, changes, learned, seen) = tokio::task::spawn_blocking(move || {
+        tokio::task::spawn_blocking(move || {
             let (mut changes, learned) = resolve_with(&workspace, &events, &known.identities);
             let seen = known.skip_unneeded(&mut changes.ops);
-            (known, changes, learned, seen)
+            discard(events, count);
+            Resolved { from, to, count, known, changes, learned, seen }
         })
         .await
-        .map_err(|e| store::StoreError::Backend(format!("resolving a slice failed: {e}")))?;
-        if self.store.apply_changes(ws, from, to, &changes).await? {
-            if self.touched.receiver_count() > 0 {
-                // None listening is the only way this fails.
-                let _ = self.touched.send(Touched::of(ws, &changes));
+        .map_err(|e| store::StoreError::Backend(format!("resolving a slice failed: {e}")))
+    }
+
+    /// Processes groups of events as they are appended (each with the log position right
+    /// before it), from memory, so that an import's events are not read back and decoded: a
+    /// group is processed as the slice the log would give (the same payloads left out) when
+    /// processing is right before it; otherwise (processing behind, or another process moved
+    /// it) the log is processed up to the group's end. Each group is resolved while the store
+    /// applies the one before: the two take about as long. A group resolved ahead counts on the one
+    /// before it being applied; if that fails (another process moved the cursor), both are
+    /// processed again from the log. A group whose changes merge people is applied before
+    /// the next is resolved, since the identities the store gives afterwards depend on it.
+    /// Returns once the channel is closed and every group received is processed.
+    pub async fn process_appended_stream(
+        &self,
+        ws: &WorkspaceId,
+        mut groups: tokio::sync::mpsc::Receiver<(LogPosition, Vec<LoggedEvent>)>,
+    ) -> Result<()> {
+        // The cursor this stream holds, as of the last group resolved; `None` when the
+        // workspace's cursor is in the shared map.
+        let mut mine: Option<Cursor> = None;
+        // The group being applied: whether it was.
+        let mut applying: Option<tokio::task::JoinHandle<Result<bool>>> = None;
+        async fn settle(applying: &mut Option<tokio::task::JoinHandle<Result<bool>>>) -> Result<bool> {
+            match applying.take() {
+                None => Ok(true),
+                Some(task) => {
+                    task.await.map_err(|e| store::StoreError::Backend(format!("applying a slice failed: {e}")))?
+                }
             }
+        }
+        while let Some((after, mut events)) = groups.recv().await {
+            let Some(last) = events.last().map(|e| e.position) else { continue };
+            let cursor = match mine.take() {
+                Some(c) => c,
+                None => {
+                    let mut cursors = self.cursors.lock().await;
+                    self.take_cursor(&mut cursors, ws).await?
+                }
+            };
+            if cursor.at != after {
+                // Processing is not right before these: whatever is pending first, then the
+                // log up to their end.
+                let applied = settle(&mut applying).await?;
+                self.give_back(ws, applied.then_some(cursor)).await;
+                self.run_through(ws, last).await?;
+                continue;
+            }
+            // What a read of the log gives: the payloads resolution reads, and no others.
+            let unread: Vec<String> = events
+                .iter_mut()
+                .filter(|e| !PAYLOADS.wants(e.event.kind))
+                .map(|e| std::mem::take(&mut e.event.payload))
+                .collect();
+            let n = unread.len();
+            discard(unread, n);
+            let slice = cursor.slice;
+            let Resolved { from, to, count, mut known, changes, learned, seen } =
+                self.resolve(ws, cursor, events).await?;
+            if !settle(&mut applying).await? {
+                // The group before was not applied, and this one was resolved counting on it.
+                self.give_back(ws, None).await;
+                self.run_through(ws, last).await?;
+                continue;
+            }
+            let merges = changes.ops.iter().any(|op| matches!(op, Op::MergePeople { .. }));
+            // Known as of this group's end, ahead of the store, for resolving the next.
             known.learn(learned, seen, &changes.ops);
-            cursors.insert(ws.clone(), Cursor { at: to, slice: next_slice, known });
-            drop(cursors);
-            metrics::counter!("steward_events_processed_total").increment(count as u64);
-            // The backend's bulk indexes keep pace with processing, a step per slice.
-            self.store.maintain(ws, false).await?;
-            Ok(Some(count))
-        } else {
-            // Another process processed this slice first: start again from where it is.
-            tracing::debug!(workspace = %ws, "processing cursor moved elsewhere; reloading");
-            Ok(None)
+            mine = Some(Cursor { at: to, slice, known });
+            let (store, touched, workspace) = (self.store.clone(), self.touched.clone(), ws.clone());
+            applying = Some(tokio::spawn(async move {
+                if !store.apply_changes(&workspace, from, to, &changes).await? {
+                    return Ok(false);
+                }
+                announce(&touched, &workspace, changes, count);
+                store.maintain(&workspace, false).await?;
+                Ok(true)
+            }));
+            if merges && !settle(&mut applying).await? {
+                mine = None;
+                self.give_back(ws, None).await;
+                self.run_through(ws, to).await?;
+            }
+        }
+        let end = mine.as_ref().map(|c| c.at);
+        let applied = settle(&mut applying).await?;
+        self.give_back(ws, if applied { mine } else { None }).await;
+        if let (false, Some(end)) = (applied, end) {
+            // The last group was not applied: another process moved the cursor, maybe not
+            // past it.
+            self.run_through(ws, end).await?;
+        }
+        Ok(())
+    }
+
+    /// Puts back a cursor taken out of the shared map; `None` forgets it, so that the next
+    /// use reads it from the store.
+    async fn give_back(&self, ws: &WorkspaceId, cursor: Option<Cursor>) {
+        let mut cursors = self.cursors.lock().await;
+        match cursor {
+            Some(c) => {
+                cursors.insert(ws.clone(), c);
+            }
+            None => {
+                cursors.remove(ws);
+            }
         }
     }
 
@@ -460,5 +550,38 @@ impl Processor {
             }
         }
         tracing::info!("processor stopped");
+    }
+}
+
+/// Once the store has applied a slice: says what it touched, and frees its changes.
+fn announce(touched: &tokio::sync::broadcast::Sender<Touched>, ws: &WorkspaceId, changes: Changes, count: usize) {
+    if touched.receiver_count() > 0 {
+        // None listening is the only way this fails.
+        let _ = touched.send(Touched::of(ws, &changes));
+    }
+    discard(changes, count);
+    metrics::counter!("steward_events_processed_total").increment(count as u64);
+}
+
+/// A slice resolved, not yet applied.
+struct Resolved {
+    from: LogPosition,
+    to: LogPosition,
+    count: usize,
+    known: KnownIdentities,
+    changes: Changes,
+    learned: Identities,
+    seen: Vec<Widened>,
+}
+
+/// Slices at least this large are freed apart.
+const DISCARD_APART: usize = 8_192;
+
+/// Frees what a slice is done with on a blocking thread, not in line: a large slice holds
+/// millions of strings, and freeing them one by one would hold up the next slice.
+/// Small slices are freed in line.
+fn discard<T: Send + 'static>(done: T, items: usize) {
+    if items >= DISCARD_APART && tokio::runtime::Handle::try_current().is_ok() {
+        drop(tokio::task::spawn_blocking(move || drop(done)));
     }
 }

@@ -563,24 +563,16 @@ struct Appended {
     group: Vec<Vec<NewEvent>>,
 }
 
-/// Processes a group of appended events: as they are in memory when the log has them right
-/// after where processing is, else from the log, up to them.
-async fn process_appended(processor: &processor::Processor, ws: &WorkspaceId, appended: Appended) -> Result<()> {
-    let Some(placement) = appended.placement else {
-        // Where they went is not known: the log up to its end, which holds them.
-        processor.run_through(ws, store::LogPosition { tx: i64::MAX, seq: i64::MAX }).await?;
-        return Ok(());
-    };
+/// The events of an appended group with the positions the store gave them, and where the log
+/// was before them; `None` when the store did not say where they went.
+fn placed(appended: Appended) -> Option<(store::LogPosition, Vec<store::LoggedEvent>)> {
+    let placement = appended.placement?;
     // Sized once: a group is tens of thousands of events, and growing the list would copy
     // them again at each doubling.
     let mut events = Vec::with_capacity(placement.positions.iter().flatten().count());
     let appended = appended.group.into_iter().flatten().zip(placement.positions);
     events.extend(appended.filter_map(|(event, position)| Some(store::LoggedEvent { position: position?, event })));
-    let Some(last) = events.last().map(|e| e.position) else { return Ok(()) };
-    if !processor.process_appended(ws, placement.after, events).await? {
-        processor.run_through(ws, last).await?;
-    }
-    Ok(())
+    Some((placement.after, events))
 }
 
 /// Imports the file into `ws`, then brings processing up to date.
@@ -590,6 +582,10 @@ pub async fn import(store: Arc<dyn Store>, ws: &WorkspaceId, options: &Options) 
     let check = options.clone();
     let checked = tokio::task::spawn_blocking(move || pipeline::check(&check)).await??;
     let checked_in = started.elapsed();
+    if matches!(options.kind, Kind::Events | Kind::People | Kind::Accounts) {
+        // Most rows become one event each (a people row two).
+        store.expect_appends(ws, usize::try_from(checked.rows()).unwrap_or(usize::MAX)).await?;
+    }
 
     // Then read on blocking threads, stored here in batches as they come, in file order.
     const BATCH: usize = 5_000;
@@ -623,10 +619,37 @@ pub async fn import(store: Arc<dyn Store>, ws: &WorkspaceId, options: &Options) 
     let processing = tokio::spawn({
         let (processor, ws) = (processor.clone(), ws.clone());
         async move {
+            // Groups whose place is known go to processing from memory, one resolved while
+            // the one before is applied; the others are read from the log.
+            let (placed_tx, placed_rx) = tokio::sync::mpsc::channel(1);
+            let stream = tokio::spawn({
+                let (processor, ws) = (processor.clone(), ws.clone());
+                async move { processor.process_appended_stream(&ws, placed_rx).await }
+            });
             while let Some(appended) = appended_rx.recv().await {
-                if let Err(e) = process_appended(&processor, &ws, appended).await {
-                    // Whatever is left is processed from the log once the import is stored.
-                    tracing::warn!(workspace = %ws, error = %e, "processing beside the import failed; will retry");
+                match placed(appended) {
+                    Some(group) => {
+                        if placed_tx.send(group).await.is_err() {
+                            break;
+                        }
+                    }
+                    None => {
+                        let end = store::LogPosition { tx: i64::MAX, seq: i64::MAX };
+                        if let Err(e) = processor.run_through(&ws, end).await {
+                            tracing::warn!(workspace = %ws, error = %e, "processing beside the import failed; will retry");
+                        }
+                    }
+                }
+            }
+            drop(placed_tx);
+            match stream.await {
+                Ok(Ok(())) => {}
+                // Whatever is left is processed from the log once the import is stored.
+                Ok(Err(e)) => {
+                    tracing::warn!(workspace = %ws, error = %e, "processing beside the import failed; will retry")
+                }
+                Err(e) => {
+                    tracing::warn!(workspace = %ws, error = %e, "processing beside the import stopped; will retry")
                 }
             }
         }

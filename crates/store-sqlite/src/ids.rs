@@ -221,6 +221,11 @@ impl RecentIds {
         Ok(None)
     }
 
+    /// Makes room for `ids` more without growing as they come.
+    pub(crate) fn reserve(&mut self, ids: usize) {
+        self.first.reserve(ids);
+    }
+
     /// Records a newly appended event's id (undone if its transaction does not commit).
     pub(crate) fn add(&mut self, ws: i64, hash: i64, seq: i64) {
         use std::collections::hash_map::Entry;

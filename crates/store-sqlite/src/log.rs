@@ -23,10 +23,23 @@ impl SqliteStore {
             .await
     }
 
+    /// Makes room in the memory of recent ids for `events` more, so that an import's ids
+    /// are not rehashed each time the table doubles (a third of the writer's work on them).
+    pub(crate) async fn expect_appends(&self, ws: &WorkspaceId, events: usize) -> Result<()> {
+        self.existing_ws(ws).await?;
+        self.writer
+            .write(Priority::Now, Durability::Derived, move |conn, recent| {
+                recent.ensure_owner(conn)?;
+                recent.reserve(events);
+                Ok(())
+            })
+            .await
+    }
+
     /// Appends each batch as its own block, in order, in one transaction; says where each
     /// event went.
     pub(crate) async fn append_batches(&self, ws: &WorkspaceId, batches: &[Vec<NewEvent>]) -> Result<BatchesReport> {
-        let blocks: Vec<Prepared> = batches.iter().filter(|b| !b.is_empty()).map(|b| Prepared::new(b)).collect();
+        let blocks = prepare_all(batches);
         let n = if blocks.is_empty() { self.ws_number(ws).await?.unwrap_or(-1) } else { self.existing_ws(ws).await? };
         self.writer
             .write(Priority::Now, Durability::Synced, move |conn, recent| {
@@ -197,6 +210,32 @@ pub(crate) fn cursor(conn: &rusqlite::Connection, ws: &WorkspaceId) -> Result<Lo
 }
 
 /// One append's events, encoded and hashed off the writer.
+/// Blocks this large are worth a thread of their own when there are several.
+const PARALLEL_EVENTS: usize = 4_096;
+
+/// Prepares each non-empty batch as a block, in order: on several threads when there are
+/// several large batches (an import's group), since encoding and compressing them is most of
+/// an append's work and the writer waits for it.
+fn prepare_all(batches: &[Vec<NewEvent>]) -> Vec<Prepared> {
+    let batches: Vec<&Vec<NewEvent>> = batches.iter().filter(|b| !b.is_empty()).collect();
+    let threads = std::thread::available_parallelism().map_or(1, |n| n.get()).min(batches.len()).min(8);
+    if threads < 2 || batches.iter().map(|b| b.len()).sum::<usize>() < 2 * PARALLEL_EVENTS {
+        return batches.into_iter().map(|b| Prepared::new(b)).collect();
+    }
+    // Batch i goes to thread i % threads; each thread's blocks come back in its order.
+    let mut prepared: Vec<Vec<Prepared>> = std::thread::scope(|scope| {
+        let handles: Vec<_> = (0..threads)
+            .map(|t| {
+                let mine: Vec<&Vec<NewEvent>> = batches.iter().skip(t).step_by(threads).copied().collect();
+                scope.spawn(move || mine.into_iter().map(|b| Prepared::new(b)).collect::<Vec<_>>())
+            })
+            .collect();
+        handles.into_iter().map(|h| h.join().expect("preparing a block panicked")).collect()
+    });
+    let mut lanes: Vec<std::vec::IntoIter<Prepared>> = prepared.drain(..).map(Vec::into_iter).collect();
+    (0..batches.len()).map(|i| lanes[i % threads].next().expect("one block per batch")).collect()
+}
+
 struct Prepared {
     data: Vec<u8>,
     /// Of every event sent: a duplicate left out makes it wider than needed, never narrower.

@@ -206,6 +206,13 @@ pub trait Store: Send + Sync + 'static {
     /// whose log is ordered by commit, does not (`placement` is `None`), so a reader finds
     /// them in the log.
     async fn append_event_batches(&self, ws: &WorkspaceId, batches: &[Vec<NewEvent>]) -> Result<BatchesReport>;
+    /// Says that about `events` events are about to be appended to `ws` (an import), so that
+    /// a backend may size what it keeps per event once rather than grow it as they come.
+    /// Changes nothing stored; a wrong guess costs memory or time, never correctness.
+    async fn expect_appends(&self, ws: &WorkspaceId, events: usize) -> Result<()> {
+        let _ = (ws, events);
+        Ok(())
+    }
     /// Up to `limit` events after `after`, in log order.
     async fn read_log(&self, ws: &WorkspaceId, after: LogPosition, limit: usize) -> Result<Vec<LoggedEvent>> {
         self.read_log_with(ws, after, limit, Payloads::ALL).await

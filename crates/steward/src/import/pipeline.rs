@@ -68,6 +68,13 @@ pub(super) struct Checked {
     chunks: Option<Vec<Chunk>>,
 }
 
+impl Checked {
+    /// The rows the file holds.
+    pub(super) fn rows(&self) -> u64 {
+        self.rows
+    }
+}
+
 /// Counts the `"` in `text`.
 fn quotes(text: &[u8]) -> usize {
     memchr::memchr_iter(b'"', text).count()
