@@ -211,7 +211,7 @@ pub fn router(state: AppState) -> Router {
         .route("/healthz", get(ops::healthz))
         .route("/readyz", get(ops::readyz))
         .route("/metrics", get(ops::metrics));
-    let ui = ui::routes(state.clone());
+    let ui = ui::routes(state.clone()).layer(axum::middleware::from_fn(ui::security_headers));
     capture
         .merge(api)
         .merge(ui)

@@ -20,6 +20,7 @@ struct Page {
     cookie: Option<String>,
     body: String,
     retry_after: Option<String>,
+    headers: axum::http::HeaderMap,
 }
 
 async fn request(app: &App, method: &str, path: &str, cookie: Option<&str>, form: Option<&str>) -> Page {
@@ -36,9 +37,9 @@ async fn request(app: &App, method: &str, path: &str, cookie: Option<&str>, form
         |name| resp.headers().get(name).and_then(|v: &axum::http::HeaderValue| v.to_str().ok()).map(str::to_owned);
     let (location, cookie, retry_after) =
         (header(header::LOCATION), header(header::SET_COOKIE), header(header::RETRY_AFTER));
-    let status = resp.status();
+    let (status, headers) = (resp.status(), resp.headers().clone());
     let body = String::from_utf8(axum::body::to_bytes(resp.into_body(), usize::MAX).await.unwrap().to_vec()).unwrap();
-    Page { status, location, cookie, body, retry_after }
+    Page { status, location, cookie, body, retry_after, headers }
 }
 
 async fn operator(app: &App, ws: &WorkspaceId, email: &str, role: KeyRole) {
@@ -485,4 +486,33 @@ async fn members_edit_and_delete_segments_and_switch_journeys_and_viewers_cannot
     let actions: Vec<&str> = log.iter().filter(|e| e.actor == "op_member").map(|e| e.action.as_str()).collect();
     assert_eq!(actions[..4], ["segment.delete", "journey.disable", "journey.enable", "segment.update"]);
     assert_eq!(log.iter().find(|e| e.action == "segment.update").unwrap().details["was"]["condition"], "health < 40");
+}
+
+/// Every answer of the dashboard, signed in or not, keeps the page to this server's own code,
+/// out of other sites' frames and, but for the embedded CSS and JS, out of caches.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn pages_keep_to_their_own_code_out_of_frames_and_caches() {
+    let (app, _, _, _) = setup().await;
+    let session = sign_in(&app, "member@a.test").await;
+    let header = |page: &Page, name: &str| page.headers.get(name).map(|v| v.to_str().unwrap().to_owned());
+    for (path, cookie) in [("/login", None), ("/overview", Some(session.cookie.as_str())), ("/assets/app.js", None)] {
+        let page = request(&app, "GET", path, cookie, None).await;
+        assert_eq!(page.status, StatusCode::OK, "{path}");
+        let policy = header(&page, "content-security-policy").unwrap_or_else(|| panic!("{path}: no policy"));
+        for rule in ["default-src 'self'", "script-src 'self'", "style-src 'self'", "frame-ancestors 'none'"] {
+            assert!(policy.contains(rule), "{path}: {policy}");
+        }
+        assert!(!policy.contains("unsafe-inline"), "{path}: {policy}");
+        assert_eq!(header(&page, "x-frame-options").as_deref(), Some("DENY"), "{path}");
+        assert_eq!(header(&page, "x-content-type-options").as_deref(), Some("nosniff"), "{path}");
+        let cache = header(&page, "cache-control").unwrap_or_default();
+        if path.starts_with("/assets/") {
+            assert!(cache.starts_with("public"), "{path}: {cache}");
+        } else {
+            assert_eq!(cache, "no-store", "{path}");
+        }
+    }
+    // A page with customers' data carries no inline script or style the policy would block.
+    let overview = request(&app, "GET", "/overview", Some(&session.cookie), None).await;
+    assert!(!overview.body.contains(" style=\"") && !overview.body.contains("<script>"), "inline code in the page");
 }

@@ -8,6 +8,7 @@
 //! what a role may do is decided in one place: [`routes`].
 
 mod chart;
+mod headers;
 mod pages;
 pub mod password;
 pub(crate) mod session;
@@ -25,6 +26,7 @@ use axum::routing::{get, post};
 use minijinja::Environment;
 use store::AuditEntry;
 
+pub(crate) use headers::security_headers;
 pub use session::UiConfig;
 
 use crate::AppState;
