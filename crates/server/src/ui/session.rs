@@ -89,6 +89,19 @@ impl Signed {
     pub(crate) fn actor(&self) -> String {
         self.operator.operator_id.clone()
     }
+
+    /// An entry of the audit log: this operator did `action` to `target`, now.
+    pub(crate) fn audit_entry(&self, action: &str, target: &str, details: serde_json::Value) -> AuditEntry {
+        AuditEntry {
+            seq: 0,
+            workspace_id: self.operator.workspace_id.clone(),
+            actor: self.actor(),
+            action: action.into(),
+            target: target.into(),
+            details,
+            at: Utc::now(),
+        }
+    }
 }
 
 fn rank(role: KeyRole) -> u8 {
@@ -276,19 +289,7 @@ pub(crate) async fn logout(
     axum::Extension(signed): axum::Extension<Signed>,
 ) -> Result<Response, UiError> {
     s.store().delete_session(&signed.session.token_hash).await?;
-    audit(
-        &s,
-        AuditEntry {
-            seq: 0,
-            workspace_id: signed.operator.workspace_id.clone(),
-            actor: signed.actor(),
-            action: "session.sign_out".into(),
-            target: signed.operator.email.clone(),
-            details: serde_json::json!({}),
-            at: Utc::now(),
-        },
-    )
-    .await?;
+    audit(&s, signed.audit_entry("session.sign_out", &signed.operator.email, serde_json::json!({}))).await?;
     let mut resp = Redirect::to("/login").into_response();
     resp.headers_mut().insert(header::SET_COOKIE, session_cookie("", &s.inner.config.ui, 0));
     Ok(resp)

@@ -10,24 +10,12 @@ use chrono::Utc;
 use domain::{KeyRole, NewApiKey};
 use minijinja::context;
 use serde_json::json;
-use store::{AuditEntry, Operator};
+use store::Operator;
 
 use super::pages::layout;
 use super::session::Signed;
 use super::{UiError, audit, done, form_of, password, render, ser};
 use crate::AppState;
-
-fn entry(signed: &Signed, action: &str, target: &str, details: serde_json::Value) -> AuditEntry {
-    AuditEntry {
-        seq: 0,
-        workspace_id: signed.operator.workspace_id.clone(),
-        actor: signed.actor(),
-        action: action.into(),
-        target: target.into(),
-        details,
-        at: Utc::now(),
-    }
-}
 
 async fn render_page(
     s: &AppState,
@@ -94,7 +82,7 @@ pub(crate) async fn create_key(
         .ok_or_else(|| UiError::bad("A key's role is admin, member, viewer or write."))?;
     let key = NewApiKey::generate(&signed.operator.workspace_id, role, Utc::now());
     s.store().insert_key(&key.key).await?;
-    audit(&s, entry(&signed, "key.create", &key.key.key_id, json!({"role": role.as_str()}))).await?;
+    audit(&s, signed.audit_entry("key.create", &key.key.key_id, json!({"role": role.as_str()}))).await?;
     let q = HashMap::from([("done".to_owned(), format!("Key {} created; copy its secret now.", key.key.key_id))]);
     render_page(&s, &signed, &q, (None, Some(key.secret)), StatusCode::CREATED).await
 }
@@ -108,7 +96,7 @@ pub(crate) async fn revoke_key(
     if !s.store().revoke_key(&signed.operator.workspace_id, &id, Utc::now()).await? {
         return Err(UiError::not_found("active key"));
     }
-    audit(&s, entry(&signed, "key.revoke", &id, json!({}))).await?;
+    audit(&s, signed.audit_entry("key.revoke", &id, json!({}))).await?;
     Ok(done("/settings", &format!("Key {id} revoked.")))
 }
 
@@ -173,7 +161,8 @@ pub(crate) async fn add_operator(
         }
         Err(e) => return Err(e.into()),
     }
-    audit(&s, entry(&signed, "operator.add", &op.operator_id, json!({"email": email, "role": role.as_str()}))).await?;
+    audit(&s, signed.audit_entry("operator.add", &op.operator_id, json!({"email": email, "role": role.as_str()})))
+        .await?;
     Ok(done("/settings", &format!("{email} can now sign in as {role}.")))
 }
 
@@ -192,6 +181,6 @@ pub(crate) async fn operator_action(
     if !s.store().set_operator_disabled(&signed.operator.workspace_id, &id, at).await? {
         return Err(UiError::not_found("operator"));
     }
-    audit(&s, entry(&signed, &format!("operator.{action}"), &id, json!({}))).await?;
+    audit(&s, signed.audit_entry(&format!("operator.{action}"), &id, json!({}))).await?;
     Ok(done("/settings", &format!("Operator {id}: {action}d.")))
 }

@@ -10,24 +10,12 @@ use axum::{Extension, Json};
 use chrono::Utc;
 use minijinja::{Value, context};
 use serde_json::json;
-use store::{AlertAction, AlertFilter, AlertStatus, AuditEntry, PageRequest, SubjectKind, TaskFilter, TaskStatus};
+use store::{AlertAction, AlertFilter, AlertStatus, PageRequest, SubjectKind, TaskFilter, TaskStatus};
 
 use super::pages::layout;
 use super::session::Signed;
 use super::{UiError, audit, chart::escape, done, form_of, render, ser};
 use crate::AppState;
-
-fn entry(signed: &Signed, action: &str, target: &str, details: serde_json::Value) -> AuditEntry {
-    AuditEntry {
-        seq: 0,
-        workspace_id: signed.operator.workspace_id.clone(),
-        actor: signed.actor(),
-        action: action.into(),
-        target: target.into(),
-        details,
-        at: Utc::now(),
-    }
-}
 
 /// `GET /alerts?status=open|acknowledged|resolved|unresolved` (default unresolved).
 pub(crate) async fn alerts(
@@ -72,7 +60,11 @@ pub(crate) async fn act_on_alert(
     let alert = alert.ok_or_else(|| UiError::not_found("alert"))?;
     audit(
         &s,
-        entry(&signed, &format!("alert.{action}"), &id, json!({"account_id": alert.account_id, "title": alert.title})),
+        signed.audit_entry(
+            &format!("alert.{action}"),
+            &id,
+            json!({"account_id": alert.account_id, "title": alert.title}),
+        ),
     )
     .await?;
     Ok(done("/alerts", &format!("Alert “{}”: {}.", alert.title, action.replace('_', " "))))
@@ -118,7 +110,7 @@ pub(crate) async fn set_task(
     let task = task.ok_or_else(|| UiError::not_found("task"))?;
     audit(
         &s,
-        entry(&signed, &format!("task.{status}"), &id, json!({"title": task.title, "account_id": task.account_id})),
+        signed.audit_entry(&format!("task.{status}"), &id, json!({"title": task.title, "account_id": task.account_id})),
     )
     .await?;
     Ok(done("/tasks", &format!("Task “{}” is {}.", task.title, to.as_str())))
@@ -233,7 +225,7 @@ pub(crate) async fn update_segment(
         Ok(saved) => {
             let details = json!({"name": d.name, "condition": d.condition,
                 "was": {"name": existing.name, "condition": existing.condition}});
-            audit(&s, entry(&signed, "segment.update", &id, details)).await?;
+            audit(&s, signed.audit_entry("segment.update", &id, details)).await?;
             Ok(done("/segments", &format!("Segment “{}” saved with {} members.", d.name, saved.size)))
         }
         Err(e) => {
@@ -257,7 +249,7 @@ pub(crate) async fn delete_segment(
         return segments_page(&s, &signed, &q, Some((message, HashMap::new())), status).await;
     }
     let details = json!({"name": existing.name, "condition": existing.condition});
-    audit(&s, entry(&signed, "segment.delete", &id, details)).await?;
+    audit(&s, signed.audit_entry("segment.delete", &id, details)).await?;
     Ok(done("/segments", &format!("Segment “{}” deleted.", existing.name)))
 }
 
@@ -287,7 +279,7 @@ pub(crate) async fn set_journey(
         return Err(UiError::not_found("journey"));
     }
     let name = s.store().get_journey(ws, &id).await?.map(|j| j.name).unwrap_or_default();
-    audit(&s, entry(&signed, &format!("journey.{action}"), &id, json!({"name": name}))).await?;
+    audit(&s, signed.audit_entry(&format!("journey.{action}"), &id, json!({"name": name}))).await?;
     let what = if enabled { "enabled: runs start from its trigger" } else { "disabled: no new runs start" };
     Ok(done(&format!("/journeys/{id}"), &format!("Journey “{name}” {what}.")))
 }
@@ -326,8 +318,7 @@ pub(crate) async fn create_segment(
         Ok(saved) => {
             audit(
                 &s,
-                entry(
-                    &signed,
+                signed.audit_entry(
                     "segment.create",
                     &saved.segment.segment_id,
                     json!({"name": d.name, "condition": d.condition}),
