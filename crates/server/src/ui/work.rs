@@ -210,27 +210,55 @@ pub(crate) async fn update_segment(
     let existing = s.store().get_segment(ws, &id).await?.ok_or_else(|| UiError::not_found("segment"))?;
     let mut form = form_of(req).await?;
     form.insert("id".into(), id.clone());
+    let d = definition(&form, existing.kind);
+    if d.name.is_empty() {
+        return unnamed(&s, &signed, &q, form).await;
+    }
+    let saved = s.membership().update(ws, &id, &d, Utc::now()).await;
+    let details = json!({"name": d.name, "condition": d.condition,
+        "was": {"name": existing.name, "condition": existing.condition}});
+    saved_segment(&s, &signed, &q, form, &d, saved.map(|saved| (id, "segment.update", details, saved.size))).await
+}
+
+/// A segment defined by the editor's form, of `kind`.
+fn definition(form: &HashMap<String, String>, kind: SubjectKind) -> membership::Definition {
     let field = |k: &str| form.get(k).map(|v| v.trim().to_owned()).unwrap_or_default();
-    let d = membership::Definition {
+    membership::Definition {
         name: field("name"),
-        kind: existing.kind,
+        kind,
         condition: form.get("condition").cloned().unwrap_or_default(),
         description: Some(field("description")).filter(|d| !d.is_empty()),
-    };
-    if d.name.is_empty() {
-        let refused = Some(("Give the segment a name.".into(), form));
-        return segments_page(&s, &signed, &q, refused, StatusCode::BAD_REQUEST).await;
     }
-    match s.membership().update(ws, &id, &d, Utc::now()).await {
-        Ok(saved) => {
-            let details = json!({"name": d.name, "condition": d.condition,
-                "was": {"name": existing.name, "condition": existing.condition}});
-            audit(&s, signed.audit_entry("segment.update", &id, details)).await?;
-            Ok(done("/segments", &format!("Segment “{}” saved with {} members.", d.name, saved.size)))
+}
+
+/// The editor again, its form kept, when the segment has no name.
+async fn unnamed(
+    s: &AppState,
+    signed: &Signed,
+    q: &HashMap<String, String>,
+    form: HashMap<String, String>,
+) -> Result<Response, UiError> {
+    segments_page(s, signed, q, Some(("Give the segment a name.".into(), form)), StatusCode::BAD_REQUEST).await
+}
+
+/// After a segment was created or changed: audited with its id, action and details and back
+/// to the list, or the editor again with the form and why it was refused.
+async fn saved_segment(
+    s: &AppState,
+    signed: &Signed,
+    q: &HashMap<String, String>,
+    form: HashMap<String, String>,
+    d: &membership::Definition,
+    saved: Result<(String, &str, serde_json::Value, u64), membership::Error>,
+) -> Result<Response, UiError> {
+    match saved {
+        Ok((id, action, details, size)) => {
+            audit(s, signed.audit_entry(action, &id, details)).await?;
+            Ok(done("/segments", &format!("Segment “{}” saved with {size} members.", d.name)))
         }
         Err(e) => {
             let (message, status) = refusal(e);
-            segments_page(&s, &signed, &q, Some((message, form)), status).await
+            segments_page(s, signed, q, Some((message, form)), status).await
         }
     }
 }
@@ -298,40 +326,14 @@ pub(crate) async fn create_segment(
         "people" => SubjectKind::People,
         _ => return Err(UiError::bad("A segment is of accounts or of people.")),
     };
-    let d = membership::Definition {
-        name: field("name"),
-        kind,
-        condition: form.get("condition").cloned().unwrap_or_default(),
-        description: Some(field("description")).filter(|d| !d.is_empty()),
-    };
+    let d = definition(&form, kind);
     if d.name.is_empty() {
-        return segments_page(
-            &s,
-            &signed,
-            &q,
-            Some(("Give the segment a name.".into(), form)),
-            StatusCode::BAD_REQUEST,
-        )
-        .await;
+        return unnamed(&s, &signed, &q, form).await;
     }
-    match s.membership().create(&signed.operator.workspace_id, &d, Utc::now()).await {
-        Ok(saved) => {
-            audit(
-                &s,
-                signed.audit_entry(
-                    "segment.create",
-                    &saved.segment.segment_id,
-                    json!({"name": d.name, "condition": d.condition}),
-                ),
-            )
-            .await?;
-            Ok(done("/segments", &format!("Segment “{}” saved with {} members.", d.name, saved.size)))
-        }
-        Err(e) => {
-            let (message, status) = refusal(e);
-            segments_page(&s, &signed, &q, Some((message, form)), status).await
-        }
-    }
+    let saved = s.membership().create(&signed.operator.workspace_id, &d, Utc::now()).await;
+    let details = json!({"name": d.name, "condition": d.condition});
+    let saved = saved.map(|saved| (saved.segment.segment_id, "segment.create", details, saved.size));
+    saved_segment(&s, &signed, &q, form, &d, saved).await
 }
 
 /// `GET /journeys`.
