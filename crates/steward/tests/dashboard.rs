@@ -6,36 +6,12 @@ mod common;
 
 use std::path::PathBuf;
 
-use common::{Server, free_port, steward};
-
-fn printed<'a>(out: &'a str, label: &str) -> &'a str {
-    let line = out.lines().find(|l| l.trim_start().starts_with(label)).unwrap_or_else(|| panic!("no {label} in {out}"));
-    line.trim_start()[label.len()..].trim()
-}
+use common::{Server, demo, printed};
 
 #[tokio::test]
 async fn an_operator_signs_in_and_works_through_every_page() {
     let dir = tempfile::tempdir().unwrap();
-    let listen = format!("127.0.0.1:{}", free_port());
-    let data = dir.path().to_str().unwrap();
-    let out = steward(&[
-        "demo",
-        "--no-serve",
-        "--accounts",
-        "40",
-        "--days",
-        "90",
-        "--seed",
-        "11",
-        "--listen",
-        &listen,
-        "--data-dir",
-        data,
-    ])
-    .output()
-    .unwrap();
-    let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
-    assert!(out.status.success(), "{stdout}{}", String::from_utf8_lossy(&out.stderr));
+    let stdout = demo(dir.path(), 40, 90, 11);
     let admin = printed(&stdout, "admin key:").to_owned();
     // "dashboard:     http://.../login   email E   password P"
     let sign_in: Vec<&str> = printed(&stdout, "dashboard:").split_whitespace().collect();

@@ -30,6 +30,25 @@ pub fn free_port() -> u16 {
     std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
 }
 
+/// Runs `steward demo --no-serve` into `data_dir`: a simulated company of `accounts` over
+/// `days`, from `seed`. Returns what it printed.
+pub fn demo(data_dir: &Path, accounts: u32, days: u32, seed: u64) -> String {
+    let listen = format!("127.0.0.1:{}", free_port());
+    let (accounts, days, seed) = (accounts.to_string(), days.to_string(), seed.to_string());
+    let data = data_dir.to_str().unwrap();
+    let args = ["demo", "--no-serve", "--accounts", &accounts, "--days", &days, "--seed", &seed];
+    let out = steward(&args).args(["--listen", &listen, "--data-dir", data]).output().unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
+    assert!(out.status.success(), "{stdout}{}", String::from_utf8_lossy(&out.stderr));
+    stdout
+}
+
+/// What `out` prints after `label` on the line that starts with it.
+pub fn printed<'a>(out: &'a str, label: &str) -> &'a str {
+    let line = out.lines().find(|l| l.trim_start().starts_with(label)).unwrap_or_else(|| panic!("no {label} in {out}"));
+    line.trim_start()[label.len()..].trim()
+}
+
 pub struct Workspace {
     pub id: String,
     pub write_key: String,
