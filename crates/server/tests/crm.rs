@@ -109,18 +109,21 @@ struct FakeHubSpot {
 
 type Shared<T> = Arc<Mutex<T>>;
 
+/// HubSpot's answer to a request without the connector's private app token.
+fn hubspot_refuses(headers: &HeaderMap) -> Option<Response> {
+    let authorized = headers.get("authorization").and_then(|v| v.to_str().ok()) == Some("Bearer pat-na1-test");
+    let body = json!({"status": "error", "category": "INVALID_AUTHENTICATION"});
+    (!authorized).then(|| (StatusCode::UNAUTHORIZED, axum::Json(body)).into_response())
+}
+
 async fn hubspot_list(
     State(fake): State<Shared<FakeHubSpot>>,
     uri: Uri,
     headers: HeaderMap,
     Query(q): Query<HashMap<String, String>>,
 ) -> Response {
-    if headers.get("authorization").and_then(|v| v.to_str().ok()) != Some("Bearer pat-na1-test") {
-        return (
-            StatusCode::UNAUTHORIZED,
-            axum::Json(json!({"status": "error", "category": "INVALID_AUTHENTICATION"})),
-        )
-            .into_response();
+    if let Some(refused) = hubspot_refuses(&headers) {
+        return refused;
     }
     let list = uri.path().rsplit('/').next().unwrap().to_owned();
     let after = q.get("after").cloned();
@@ -180,12 +183,8 @@ async fn hubspot_search(
     headers: HeaderMap,
     axum::Json(search): axum::Json<Value>,
 ) -> Response {
-    if headers.get("authorization").and_then(|v| v.to_str().ok()) != Some("Bearer pat-na1-test") {
-        return (
-            StatusCode::UNAUTHORIZED,
-            axum::Json(json!({"status": "error", "category": "INVALID_AUTHENTICATION"})),
-        )
-            .into_response();
+    if let Some(refused) = hubspot_refuses(&headers) {
+        return refused;
     }
     let filter = &search["filterGroups"][0]["filters"][0];
     let modified = if list == "contacts" { "lastmodifieddate" } else { "hs_lastmodifieddate" };
