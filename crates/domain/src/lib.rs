@@ -5,12 +5,14 @@ mod ids;
 mod keys;
 mod money;
 mod track;
+mod tracks;
 
 pub use event::{EventType, NewEvent, UnknownEventType, event_words, same_event};
 pub use ids::{AccountId, IdKind, IdentityKey, InvalidId, WorkspaceId, person_id_for};
 pub use keys::{ApiKey, KeyHash, KeyRole, NewApiKey, UnknownRole};
 pub use money::{Currency, InvalidMoney, Money};
 pub use track::TrackPayload;
+pub use tracks::{NewTrack, Track, TrackRows};
 
 /// Timestamps are always UTC.
 pub type Timestamp = chrono::DateTime<chrono::Utc>;

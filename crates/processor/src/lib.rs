@@ -11,7 +11,7 @@ mod resolve;
 mod worker;
 
 pub use resolve::resolve;
-pub use worker::{Processor, ProcessorConfig, SEEN_RESOLUTION_MS, Touched};
+pub use worker::{Appended, Processor, ProcessorConfig, SEEN_RESOLUTION_MS, Touched};
 
 #[cfg(test)]
 mod tests;

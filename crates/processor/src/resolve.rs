@@ -23,22 +23,71 @@ pub fn resolve(ws: &WorkspaceId, events: &[LoggedEvent], known: Vec<(IdentityKey
     for (key, person) in known {
         base.learn_stored(key, person);
     }
-    resolve_with(ws, events, &base).0
+    resolve_with(ws, events.iter().map(EventView::of), events.len(), &base).0
+}
+
+/// What resolution reads of an event, borrowed from wherever it is held.
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct EventView<'a> {
+    pub seq: i64,
+    pub kind: EventType,
+    pub name: Option<&'a str>,
+    pub user_id: Option<&'a str>,
+    pub anonymous_id: Option<&'a str>,
+    pub group_id: Option<&'a str>,
+    pub previous_id: Option<&'a str>,
+    pub timestamp: DateTime<Utc>,
+    /// Read for identify and group calls only.
+    pub payload: &'a str,
+}
+
+impl<'a> EventView<'a> {
+    pub(crate) fn of(logged: &'a LoggedEvent) -> EventView<'a> {
+        let e = &logged.event;
+        EventView {
+            seq: logged.position.seq,
+            kind: e.kind,
+            name: e.name.as_deref(),
+            user_id: e.user_id.as_deref(),
+            anonymous_id: e.anonymous_id.as_deref(),
+            group_id: e.group_id.as_deref(),
+            previous_id: e.previous_id.as_deref(),
+            timestamp: e.timestamp,
+            payload: &e.payload,
+        }
+    }
+
+    /// A track call given in columns, at `seq`.
+    pub(crate) fn of_track(seq: i64, t: domain::Track<'a>) -> EventView<'a> {
+        EventView {
+            seq,
+            kind: EventType::Track,
+            name: Some(t.event),
+            user_id: t.user_id,
+            anonymous_id: t.anonymous_id,
+            group_id: t.group_id,
+            previous_id: None,
+            timestamp: t.timestamp,
+            payload: "",
+        }
+    }
 }
 
 /// Like [`resolve`], given the identities as of the slice's start (which must hold every key
-/// the slice names that the store knows); also returns what the slice changed in them.
+/// the slice names that the store knows) and the slice's `len` events; also returns what the
+/// slice changed in them.
 pub(crate) fn resolve_with<'a>(
     ws: &'a WorkspaceId,
-    events: &'a [LoggedEvent],
+    events: impl Iterator<Item = EventView<'a>>,
+    len: usize,
     base: &'a Identities,
 ) -> (Changes, Identities) {
     let mut state = State::new(ws, base);
     // Every event has its person, most are usage: sized once rather than grown.
-    state.event_people.reserve(events.len());
-    state.metrics.reserve(events.len());
-    for logged in events {
-        state.event(logged);
+    state.event_people.reserve(len);
+    state.metrics.reserve(len);
+    for e in events {
+        state.event(e);
     }
     state.finish()
 }
@@ -164,20 +213,19 @@ impl<'a> State<'a> {
         }
     }
 
-    fn event(&mut self, logged: &'a LoggedEvent) {
-        let e = &logged.event;
+    fn event(&mut self, e: EventView<'a>) {
         let at = e.timestamp;
-        let ids = (e.user_id.as_deref(), e.anonymous_id.as_deref(), e.group_id.as_deref());
+        let ids = (e.user_id, e.anonymous_id, e.group_id);
         let (person, account) = match &self.last {
             Some((last, person, account)) if *last == ids && e.kind != EventType::Alias => {
                 (person.clone(), account.clone())
             }
             _ => {
-                let person = match (e.kind, &e.user_id, &e.previous_id) {
+                let person = match (e.kind, e.user_id, e.previous_id) {
                     (EventType::Alias, Some(user), Some(previous)) => self.alias(user, previous, at),
-                    _ => self.person(e.user_id.as_deref(), e.anonymous_id.as_deref(), at),
+                    _ => self.person(e.user_id, e.anonymous_id, at),
                 };
-                let account = e.group_id.as_deref().and_then(|g| AccountId::parse(g).ok());
+                let account = e.group_id.and_then(|g| AccountId::parse(g).ok());
                 if let (Some(person), Some(account)) = (&person, &account) {
                     self.membership(person, account, at);
                 }
@@ -193,10 +241,10 @@ impl<'a> State<'a> {
             if let Some(account) = &account {
                 if e.kind == EventType::Group {
                     self.account(account, at);
-                    if let Some(traits) = traits_of(&e.payload) {
+                    if let Some(traits) = traits_of(e.payload) {
                         self.ops.push(Op::SetAccountTraits { account_id: account.clone(), traits, at });
                     }
-                } else if let Some(metric) = usage::metric_of(e.kind, e.name.as_deref()) {
+                } else if let Some(metric) = usage::metric_of(e.kind, e.name) {
                     self.account(account, at);
                     self.account_usage.push((account.clone(), at.date_naive(), metric));
                 }
@@ -205,12 +253,12 @@ impl<'a> State<'a> {
         };
         match e.kind {
             EventType::Identify => {
-                if let Some(traits) = traits_of(&e.payload) {
+                if let Some(traits) = traits_of(e.payload) {
                     self.ops.push(Op::SetPersonTraits { person_id: person.clone(), traits, at });
                 }
             }
             EventType::Group => {
-                if let (Some(account), Some(traits)) = (&account, traits_of(&e.payload)) {
+                if let (Some(account), Some(traits)) = (&account, traits_of(e.payload)) {
                     self.ops.push(Op::SetAccountTraits { account_id: account.clone(), traits, at });
                 }
             }
@@ -230,7 +278,7 @@ impl<'a> State<'a> {
             },
             None => activity.unnamed.widen(at),
         }
-        if let Some(metric) = usage::metric_of(e.kind, e.name.as_deref()) {
+        if let Some(metric) = usage::metric_of(e.kind, e.name) {
             let credit = match &account {
                 Some(_) => None,
                 None => Some(Credit::Members {
@@ -243,12 +291,7 @@ impl<'a> State<'a> {
             };
             self.metrics.push((self.event_people.len(), metric, credit));
         }
-        self.event_people.push(EventPerson {
-            seq: logged.position.seq,
-            person_id: person,
-            account_id: account,
-            timestamp: at,
-        });
+        self.event_people.push(EventPerson { seq: e.seq, person_id: person, account_id: account, timestamp: at });
     }
 
     /// The person a key names now (following merges).

@@ -6,7 +6,7 @@ use serde_json::{Value, json};
 use store::{EventFilter, PageRequest, Store};
 use store_sqlite::SqliteStore;
 
-use crate::{Processor, ProcessorConfig};
+use crate::{Appended, Processor, ProcessorConfig};
 
 struct App {
     _dir: tempfile::TempDir,
@@ -192,11 +192,7 @@ async fn slicing_the_log_differently_gives_the_same_result() {
 /// Appends `messages` in groups of `size` events, two batches a group and one event repeated
 /// from the group before (a duplicate), each with where the log was before it and its events
 /// at the positions the store gave them.
-async fn appended_groups(
-    app: &App,
-    messages: Value,
-    size: usize,
-) -> Vec<(store::LogPosition, Vec<store::LoggedEvent>)> {
+async fn appended_groups(app: &App, messages: Value, size: usize) -> Vec<(store::LogPosition, Appended)> {
     let body = json!({ "batch": messages }).to_string();
     let now = Utc.with_ymd_and_hms(2026, 11, 1, 0, 0, 0).unwrap();
     let events = capture::parse_batch(body.as_bytes(), now, &capture::Limits::default()).unwrap().events;
@@ -215,17 +211,13 @@ async fn appended_groups(
             .filter_map(|(event, position)| Some(store::LoggedEvent { position: position?, event }))
             .collect();
         assert_eq!(logged.len(), group.len(), "the duplicate is left out");
-        groups.push((placement.after, logged));
+        groups.push((placement.after, Appended::Events(logged)));
     }
     groups
 }
 
 /// Sends `groups` through a processing stream, calling `between` after each is sent.
-async fn stream(
-    app: &App,
-    groups: Vec<(store::LogPosition, Vec<store::LoggedEvent>)>,
-    mut between: impl AsyncFnMut(usize),
-) {
+async fn stream(app: &App, groups: Vec<(store::LogPosition, Appended)>, mut between: impl AsyncFnMut(usize)) {
     let p = Arc::new(Processor::new(app.store.clone(), ProcessorConfig::default()));
     let (tx, rx) = tokio::sync::mpsc::channel(1);
     let task = tokio::spawn({
@@ -255,6 +247,55 @@ async fn appended_events_processed_from_memory_give_what_the_log_gives() {
         assert_eq!(Processor::new(app.store.clone(), ProcessorConfig::default()).replay(&app.ws).await.unwrap(), 15);
         assert_eq!(app.snapshot().await, from_memory, "groups of {size}");
     }
+}
+
+/// Track calls an import appended in columns are processed from memory as the log would give
+/// them: rows the store left out as duplicates (repeated within a group, or stored by an
+/// earlier group) are not counted again, and the state is what a replay builds.
+#[tokio::test]
+async fn appended_track_rows_processed_from_memory_give_what_the_log_gives() {
+    let app = App::new().await;
+    let now = Utc.with_ymd_and_hms(2026, 11, 1, 0, 0, 0).unwrap();
+    let mut groups = Vec::new();
+    for round in 0..3u32 {
+        let mut batches = Vec::new();
+        for half in 0..2u32 {
+            let mut rows = domain::TrackRows::with_capacity(now, 8, 256);
+            for i in 0..6u32 {
+                let n = round * 12 + half * 6 + i;
+                // Each batch's last row repeats an id: its own first row's, or in later rounds
+                // the very first one (stored by the first round).
+                let id = match i {
+                    5 if round > 0 && half == 0 => "t0".to_owned(),
+                    5 => format!("t{}", round * 12 + half * 6),
+                    _ => format!("t{n}"),
+                };
+                let (account, user) = (["acme", "globex"][(n % 2) as usize], ["ana", "bo", "cy"][(n % 3) as usize]);
+                let day = Utc.with_ymd_and_hms(2026, 10, 1 + n % 20, 9, 0, 0).unwrap();
+                rows.push(&domain::NewTrack {
+                    message_id: &id,
+                    event: ["Report Created", "Seen"][(n % 2) as usize],
+                    user_id: Some([account, "/", user]),
+                    anonymous_id: None,
+                    group_id: Some(account),
+                    properties: (n % 4 == 0).then_some(r#"{"value":2}"#),
+                    timestamp: day,
+                });
+            }
+            batches.push(Arc::new(rows));
+        }
+        let appended = app.store.append_track_batches(&app.ws, &batches).await.unwrap();
+        let placement = appended.placement.expect("SQLite places what it appends");
+        assert!(placement.positions.iter().any(Option::is_none), "round {round} has duplicates");
+        groups.push((placement.after, Appended::Tracks { batches, positions: placement.positions }));
+    }
+    let stored: usize = groups.iter().map(|(_, g)| g.len()).sum();
+    stream(&app, groups, async |_| {}).await;
+    assert_eq!(app.store.log_status(&app.ws).await.unwrap().pending_events, 0);
+    let from_memory = app.snapshot().await;
+    let replayed = Processor::new(app.store.clone(), ProcessorConfig::default()).replay(&app.ws).await.unwrap();
+    assert_eq!(replayed, stored);
+    assert_eq!(app.snapshot().await, from_memory);
 }
 
 /// A group that is not where processing is (processing is behind it), and groups resolved

@@ -9,7 +9,7 @@ use store::{Changes, LogPosition, LoggedEvent, Op, Payloads, Result, Store};
 use tokio::sync::{Mutex, Notify};
 use tokio_util::sync::CancellationToken;
 
-use crate::resolve::{Identities, resolve_with};
+use crate::resolve::{EventView, Identities, resolve_with};
 
 #[derive(Clone, Debug)]
 pub struct ProcessorConfig {
@@ -102,6 +102,45 @@ impl Touched {
 
 /// Slices' [`Touched`] waiting for a slow listener; beyond, it is told it missed some.
 const TOUCHED_BACKLOG: usize = 1_024;
+
+/// Events just appended, as they were given to the store, with where it put them.
+pub enum Appended {
+    /// Whole events at their positions.
+    Events(Vec<LoggedEvent>),
+    /// Track calls in columns, batch after batch, and the position of each row in that order
+    /// (`None` for a duplicate the store left out).
+    Tracks { batches: Vec<Arc<domain::TrackRows>>, positions: Vec<Option<LogPosition>> },
+}
+
+impl Appended {
+    /// The events stored, in log order.
+    pub(crate) fn views(&self) -> Box<dyn Iterator<Item = EventView<'_>> + '_> {
+        match self {
+            Appended::Events(events) => Box::new(events.iter().map(EventView::of)),
+            Appended::Tracks { batches, positions } => Box::new(
+                batches
+                    .iter()
+                    .flat_map(|b| b.iter())
+                    .zip(positions)
+                    .filter_map(|(t, at)| Some(EventView::of_track(at.as_ref()?.seq, t))),
+            ),
+        }
+    }
+
+    pub(crate) fn len(&self) -> usize {
+        match self {
+            Appended::Events(events) => events.len(),
+            Appended::Tracks { positions, .. } => positions.iter().flatten().count(),
+        }
+    }
+
+    pub(crate) fn last_position(&self) -> Option<LogPosition> {
+        match self {
+            Appended::Events(events) => events.last().map(|e| e.position),
+            Appended::Tracks { positions, .. } => positions.iter().rev().flatten().next().copied(),
+        }
+    }
+}
 
 pub struct Processor {
     store: Arc<dyn Store>,
@@ -304,7 +343,8 @@ impl Processor {
         events: Vec<LoggedEvent>,
         next_slice: usize,
     ) -> Result<Option<usize>> {
-        let Resolved { from, to, count, mut known, changes, learned, seen } = self.resolve(ws, cursor, events).await?;
+        let Resolved { from, to, count, mut known, changes, learned, seen } =
+            self.resolve(ws, cursor, Appended::Events(events)).await?;
         if self.store.apply_changes(ws, from, to, &changes).await? {
             known.learn(learned, seen, &changes.ops);
             announce(&self.touched, ws, changes, count);
@@ -322,18 +362,17 @@ impl Processor {
 
     /// What `events`, the log after `cursor` (not empty), change: the identities they name
     /// that the cursor does not know are asked of the store, then resolution runs.
-    async fn resolve(&self, ws: &WorkspaceId, cursor: Cursor, events: Vec<LoggedEvent>) -> Result<Resolved> {
+    async fn resolve(&self, ws: &WorkspaceId, cursor: Cursor, events: Appended) -> Result<Resolved> {
         let Cursor { at: from, mut known, .. } = cursor;
-        let to = events.last().expect("a slice with events").position;
+        let to = events.last_position().expect("a slice with events");
         // The keys the slice names that this worker does not know yet, asked of the store.
         let mut unknown: Vec<IdentityKey> = Vec::new();
         {
             let mut asked: HashSet<(IdKind, &str)> = HashSet::default();
             // A log is mostly runs of one person's events: an event naming what the one
             // before it named asks nothing new.
-            let mut last: Option<&domain::NewEvent> = None;
-            for e in &events {
-                let e = &e.event;
+            let mut last: Option<EventView<'_>> = None;
+            for e in events.views() {
                 if last.is_some_and(|l| {
                     l.user_id == e.user_id && l.anonymous_id == e.anonymous_id && l.previous_id == e.previous_id
                 }) {
@@ -341,10 +380,10 @@ impl Processor {
                 }
                 last = Some(e);
                 let keys = [
-                    e.user_id.as_deref().map(|v| (IdKind::User, v)),
-                    e.anonymous_id.as_deref().map(|v| (IdKind::Anonymous, v)),
-                    e.previous_id.as_deref().map(|v| (IdKind::User, v)),
-                    e.previous_id.as_deref().map(|v| (IdKind::Anonymous, v)),
+                    e.user_id.map(|v| (IdKind::User, v)),
+                    e.anonymous_id.map(|v| (IdKind::Anonymous, v)),
+                    e.previous_id.map(|v| (IdKind::User, v)),
+                    e.previous_id.map(|v| (IdKind::Anonymous, v)),
                 ];
                 for (kind, value) in keys.into_iter().flatten() {
                     if known.identities.person_of.get(kind, value).is_none() && asked.insert((kind, value)) {
@@ -364,7 +403,7 @@ impl Processor {
         let count = events.len();
         let workspace = ws.clone();
         tokio::task::spawn_blocking(move || {
-            let (mut changes, learned) = resolve_with(&workspace, &events, &known.identities);
+            let (mut changes, learned) = resolve_with(&workspace, events.views(), count, &known.identities);
             let seen = known.skip_unneeded(&mut changes.ops);
             discard(events, count);
             Resolved { from, to, count, known, changes, learned, seen }
@@ -386,7 +425,7 @@ impl Processor {
     pub async fn process_appended_stream(
         &self,
         ws: &WorkspaceId,
-        mut groups: tokio::sync::mpsc::Receiver<(LogPosition, Vec<LoggedEvent>)>,
+        mut groups: tokio::sync::mpsc::Receiver<(LogPosition, Appended)>,
     ) -> Result<()> {
         // The cursor this stream holds, as of the last group resolved; `None` when the
         // workspace's cursor is in the shared map.
@@ -402,7 +441,7 @@ impl Processor {
             }
         }
         while let Some((after, mut events)) = groups.recv().await {
-            let Some(last) = events.last().map(|e| e.position) else { continue };
+            let Some(last) = events.last_position() else { continue };
             let cursor = match mine.take() {
                 Some(c) => c,
                 None => {
@@ -419,13 +458,15 @@ impl Processor {
                 continue;
             }
             // What a read of the log gives: the payloads resolution reads, and no others.
-            let unread: Vec<String> = events
-                .iter_mut()
-                .filter(|e| !PAYLOADS.wants(e.event.kind))
-                .map(|e| std::mem::take(&mut e.event.payload))
-                .collect();
-            let n = unread.len();
-            discard(unread, n);
+            if let Appended::Events(events) = &mut events {
+                let unread: Vec<String> = events
+                    .iter_mut()
+                    .filter(|e| !PAYLOADS.wants(e.event.kind))
+                    .map(|e| std::mem::take(&mut e.event.payload))
+                    .collect();
+                let n = unread.len();
+                discard(unread, n);
+            }
             let slice = cursor.slice;
             let Resolved { from, to, count, mut known, changes, learned, seen } =
                 self.resolve(ws, cursor, events).await?;

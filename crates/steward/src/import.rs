@@ -355,6 +355,18 @@ enum Record {
     Ticket(Box<tickets::Pending>),
     /// A row found valid, when only checking.
     Checked,
+    /// A chunk of event rows the check parsed, as track calls in columns.
+    Tracks(domain::TrackRows),
+}
+
+impl Record {
+    /// The rows of the file it holds.
+    fn rows(&self) -> u64 {
+        match self {
+            Record::Tracks(t) => t.len() as u64,
+            _ => 1,
+        }
+    }
 }
 
 struct Parser<'a> {
@@ -557,24 +569,6 @@ const IMPORT_SLICE: usize = 65_536;
 /// Batches of events (a block of the log each) appended together, in one transaction.
 const APPEND_GROUP: usize = 8;
 
-/// Events just appended, for processing.
-struct Appended {
-    placement: Option<store::Placement>,
-    group: Vec<Vec<NewEvent>>,
-}
-
-/// The events of an appended group with the positions the store gave them, and where the log
-/// was before them; `None` when the store did not say where they went.
-fn placed(appended: Appended) -> Option<(store::LogPosition, Vec<store::LoggedEvent>)> {
-    let placement = appended.placement?;
-    // Sized once: a group is tens of thousands of events, and growing the list would copy
-    // them again at each doubling.
-    let mut events = Vec::with_capacity(placement.positions.iter().flatten().count());
-    let appended = appended.group.into_iter().flatten().zip(placement.positions);
-    events.extend(appended.filter_map(|(event, position)| Some(store::LoggedEvent { position: position?, event })));
-    Some((placement.after, events))
-}
-
 /// Imports the file into `ws`, then brings processing up to date.
 pub async fn import(store: Arc<dyn Store>, ws: &WorkspaceId, options: &Options) -> Result<Imported> {
     // First the whole file is checked: a bad line stores nothing.
@@ -593,12 +587,15 @@ pub async fn import(store: Arc<dyn Store>, ws: &WorkspaceId, options: &Options) 
     let read = options.clone();
     let reader = tokio::task::spawn_blocking(move || {
         let mut batch = Vec::with_capacity(BATCH);
+        let mut batch_rows = 0;
         let rows = pipeline::read(&read, checked, |records| {
             for record in records {
+                batch_rows += record.rows();
                 batch.push(record);
-                if batch.len() >= BATCH {
+                if batch_rows >= BATCH as u64 {
                     tx.blocking_send(std::mem::replace(&mut batch, Vec::with_capacity(BATCH)))
                         .map_err(|_| anyhow!("the import stopped"))?;
+                    batch_rows = 0;
                 }
             }
             Ok(())
@@ -615,7 +612,9 @@ pub async fn import(store: Arc<dyn Store>, ws: &WorkspaceId, options: &Options) 
     // person's row fewer times (the result does not depend on the slicing).
     let config = processor::ProcessorConfig { max_batch: IMPORT_SLICE, ..Default::default() };
     let processor = processor::Processor::new(store.clone(), config);
-    let (appended_tx, mut appended_rx) = tokio::sync::mpsc::channel::<Appended>(2);
+    // Each append's events with where the store put them, or `None` when it did not say.
+    let (appended_tx, mut appended_rx) =
+        tokio::sync::mpsc::channel::<Option<(store::LogPosition, processor::Appended)>>(2);
     let processing = tokio::spawn({
         let (processor, ws) = (processor.clone(), ws.clone());
         async move {
@@ -627,7 +626,7 @@ pub async fn import(store: Arc<dyn Store>, ws: &WorkspaceId, options: &Options) 
                 async move { processor.process_appended_stream(&ws, placed_rx).await }
             });
             while let Some(appended) = appended_rx.recv().await {
-                match placed(appended) {
+                match appended {
                     Some(group) => {
                         if placed_tx.send(group).await.is_err() {
                             break;
@@ -655,12 +654,32 @@ pub async fn import(store: Arc<dyn Store>, ws: &WorkspaceId, options: &Options) 
         }
     });
     let mut out = Imported::default();
+    // What is read waits here to be appended: whole events, or track calls in columns (an
+    // events file the check kept), never both at once, so that the file's order is kept.
     let mut group: Vec<Vec<NewEvent>> = Vec::new();
+    let mut tracks: Vec<Arc<domain::TrackRows>> = Vec::new();
     let append = async |group: Vec<Vec<NewEvent>>| -> Result<u64> {
         let report = store.append_event_batches(ws, &group).await?;
         let stored = report.report.stored as u64;
+        let placed = report.placement.map(|placement| {
+            // Sized once: a group is tens of thousands of events, and growing the list would
+            // copy them again at each doubling.
+            let mut events = Vec::with_capacity(placement.positions.iter().flatten().count());
+            let appended = group.into_iter().flatten().zip(placement.positions);
+            events.extend(appended.filter_map(|(event, at)| Some(store::LoggedEvent { position: at?, event })));
+            (placement.after, processor::Appended::Events(events))
+        });
         // Processing may lag; the import waits for it rather than holding more in memory.
-        let _ = appended_tx.send(Appended { placement: report.placement, group }).await;
+        let _ = appended_tx.send(placed).await;
+        Ok(stored)
+    };
+    let append_tracks = async |batches: Vec<Arc<domain::TrackRows>>| -> Result<u64> {
+        let report = store.append_track_batches(ws, &batches).await?;
+        let stored = report.report.stored as u64;
+        let placed = report.placement.map(|placement| {
+            (placement.after, processor::Appended::Tracks { batches, positions: placement.positions })
+        });
+        let _ = appended_tx.send(placed).await;
         Ok(stored)
     };
     while let Some(batch) = rx.recv().await {
@@ -673,6 +692,12 @@ pub async fn import(store: Arc<dyn Store>, ws: &WorkspaceId, options: &Options) 
                 Record::Events(e) => events.extend(e),
                 Record::Account { account, traits } => events.push(account_event(account, traits)),
                 Record::Checked => {}
+                Record::Tracks(t) => {
+                    if !group.is_empty() {
+                        out.stored += append(std::mem::take(&mut group)).await?;
+                    }
+                    tracks.push(Arc::new(t));
+                }
                 Record::Subscription(s) => {
                     let (store, ws) = (store.clone(), ws.clone());
                     records.spawn(async move { store.upsert_subscription(&ws, &s).await });
@@ -686,12 +711,22 @@ pub async fn import(store: Arc<dyn Store>, ws: &WorkspaceId, options: &Options) 
             out.stored += u64::from(done??);
         }
         if !events.is_empty() {
+            if !tracks.is_empty() {
+                out.stored += append_tracks(std::mem::take(&mut tracks)).await?;
+            }
             group.push(events);
         }
         // Whatever has been read goes in one append (in file order), up to a group of batches.
+        let track_rows: usize = tracks.iter().map(|t| t.len()).sum();
+        if track_rows >= APPEND_GROUP * BATCH || (rx.is_empty() && !tracks.is_empty()) {
+            out.stored += append_tracks(std::mem::take(&mut tracks)).await?;
+        }
         if group.len() >= APPEND_GROUP || (rx.is_empty() && !group.is_empty()) {
             out.stored += append(std::mem::take(&mut group)).await?;
         }
+    }
+    if !tracks.is_empty() {
+        out.stored += append_tracks(tracks).await?;
     }
     if !group.is_empty() {
         out.stored += append(group).await?;

@@ -34,52 +34,68 @@ const FORMAT_LZ4_V2: u8 = 2;
 /// A block never decompresses to more than this (a request is at most a few megabytes).
 const MAX_DECODED: usize = 64 << 20;
 
-/// At least the bytes [`encode`] writes before compressing: each string's bytes, and the
+/// At least the bytes [`encode_refs`] writes before compressing: each string's bytes, and the
 /// most a varint or a code takes.
-fn encoded_bound<'a>(events: impl ExactSizeIterator<Item = &'a NewEvent>) -> usize {
+fn encoded_bound<'a>(events: impl ExactSizeIterator<Item = EventRef<'a>>) -> usize {
     const VARINT: usize = 10;
-    let strings = |e: &NewEvent| {
-        let opt = [&e.name, &e.user_id, &e.anonymous_id, &e.group_id, &e.previous_id];
-        e.message_id.len() + e.payload.len() + opt.iter().map(|f| f.as_deref().map_or(0, str::len)).sum::<usize>()
+    let strings = |e: &EventRef<'_>| {
+        let opt = [e.name, e.user_id, e.anonymous_id, e.group_id, e.previous_id];
+        let payload = match e.payload {
+            Payload::Whole(text) => text.len(),
+            Payload::Track { properties } => properties.len(),
+        };
+        e.message_id.len() + payload + opt.iter().map(|f| f.map_or(0, str::len)).sum::<usize>()
     };
-    VARINT + events.map(|e| strings(e) + 1 + 9 * VARINT).sum::<usize>()
+    VARINT + events.map(|e| strings(&e) + 1 + 9 * VARINT).sum::<usize>()
 }
 
 /// Encodes and compresses events for one `event_blocks` row.
+#[cfg(test)]
 pub(crate) fn encode<'a>(events: impl ExactSizeIterator<Item = &'a NewEvent> + Clone) -> Vec<u8> {
+    encode_refs(events.map(EventRef::of))
+}
+
+/// Encodes and compresses events for one `event_blocks` row. A whole payload that is what its
+/// track call's fields write is stored as its properties alone, as one given that way is.
+pub(crate) fn encode_refs<'a>(events: impl ExactSizeIterator<Item = EventRef<'a>> + Clone) -> Vec<u8> {
     // Sized once: a block is megabytes, and growing it copied it and touched fresh pages at
     // each doubling (a tenth of an import's CPU went to the kernel zeroing such pages).
     let mut raw = Vec::with_capacity(encoded_bound(events.clone()));
     let mut scratch = String::new();
     put_uint(&mut raw, events.len() as u64);
     for e in events {
-        put_str(&mut raw, &e.message_id);
+        put_str(&mut raw, e.message_id);
         raw.push(kind_code(e.kind));
-        for field in [&e.name, &e.user_id, &e.anonymous_id, &e.group_id, &e.previous_id] {
-            put_opt(&mut raw, field.as_deref());
+        for field in [e.name, e.user_id, e.anonymous_id, e.group_id, e.previous_id] {
+            put_opt(&mut raw, field);
         }
-        let timestamp = ms(&e.timestamp);
-        put_int(&mut raw, timestamp);
-        put_int(&mut raw, ms(&e.received_at));
-        // Compared with what reading will rebuild: the time as stored, to the millisecond.
-        let rebuilt = e.name.as_deref().filter(|_| e.kind == EventType::Track).and_then(|name| {
-            let fields = TrackPayload {
-                message_id: &e.message_id,
-                event: name,
-                user_id: e.user_id.as_deref(),
-                anonymous_id: e.anonymous_id.as_deref(),
-                timestamp: time(timestamp),
-                properties: None,
-                group_id: e.group_id.as_deref(),
-            };
-            fields.properties_in(&e.payload, &mut scratch)
-        });
+        put_int(&mut raw, e.timestamp_ms);
+        put_int(&mut raw, e.received_at_ms);
+        let rebuilt = match e.payload {
+            Payload::Track { properties } => Some(properties),
+            // Compared with what reading will rebuild: the time as stored, to the millisecond.
+            Payload::Whole(payload) => e.name.filter(|_| e.kind == EventType::Track).and_then(|name| {
+                let fields = TrackPayload {
+                    message_id: e.message_id,
+                    event: name,
+                    user_id: e.user_id,
+                    anonymous_id: e.anonymous_id,
+                    timestamp: time(e.timestamp_ms),
+                    properties: None,
+                    group_id: e.group_id,
+                };
+                fields.properties_in(payload, &mut scratch)
+            }),
+        };
         match rebuilt {
             Some(properties) => {
                 raw.push(0);
                 put_str(&mut raw, properties);
             }
-            None => put_opt(&mut raw, Some(&e.payload)),
+            None => match e.payload {
+                Payload::Whole(payload) => put_opt(&mut raw, Some(payload)),
+                Payload::Track { .. } => unreachable!("a track's properties are always rebuilt"),
+            },
         }
     }
     // The format byte, the decompressed size (as `compress_prepend_size` writes it) and the
@@ -126,6 +142,38 @@ pub(crate) struct EventRef<'a> {
 }
 
 impl<'a> EventRef<'a> {
+    /// An event to store, its payload as given.
+    pub(crate) fn of(e: &'a NewEvent) -> EventRef<'a> {
+        EventRef {
+            message_id: &e.message_id,
+            kind: e.kind,
+            name: e.name.as_deref(),
+            user_id: e.user_id.as_deref(),
+            anonymous_id: e.anonymous_id.as_deref(),
+            group_id: e.group_id.as_deref(),
+            previous_id: e.previous_id.as_deref(),
+            timestamp_ms: ms(&e.timestamp),
+            received_at_ms: ms(&e.received_at),
+            payload: Payload::Whole(&e.payload),
+        }
+    }
+
+    /// A track call given in columns: its payload is what its fields write.
+    pub(crate) fn of_track(t: &domain::Track<'a>, received_at: &domain::Timestamp) -> EventRef<'a> {
+        EventRef {
+            message_id: t.message_id,
+            kind: EventType::Track,
+            name: Some(t.event),
+            user_id: t.user_id,
+            anonymous_id: t.anonymous_id,
+            group_id: t.group_id,
+            previous_id: None,
+            timestamp_ms: ms(&t.timestamp),
+            received_at_ms: ms(received_at),
+            payload: Payload::Track { properties: t.properties.unwrap_or("{}") },
+        }
+    }
+
     /// The payload's text, as it was appended.
     pub(crate) fn payload(&self) -> Cow<'a, str> {
         match self.payload {
@@ -220,11 +268,11 @@ pub(crate) struct Summary {
     pub max_ts: i64,
 }
 
-pub(crate) fn summarize<'a>(events: impl Iterator<Item = &'a NewEvent>) -> Summary {
+pub(crate) fn summarize<'a>(events: impl Iterator<Item = EventRef<'a>>) -> Summary {
     events.fold(Summary { types: 0, min_ts: i64::MAX, max_ts: i64::MIN }, |s, e| Summary {
         types: s.types | type_bit(e.kind),
-        min_ts: s.min_ts.min(ms(&e.timestamp)),
-        max_ts: s.max_ts.max(ms(&e.timestamp)),
+        min_ts: s.min_ts.min(e.timestamp_ms),
+        max_ts: s.max_ts.max(e.timestamp_ms),
     })
 }
 

@@ -321,6 +321,13 @@ mod store_impl {
         async fn append_event_batches(&self, ws: &WorkspaceId, batches: &[Vec<NewEvent>]) -> Result<BatchesReport> {
             self.append_batches(ws, batches).await
         }
+        async fn append_track_batches(
+            &self,
+            ws: &WorkspaceId,
+            batches: &[std::sync::Arc<domain::TrackRows>],
+        ) -> Result<BatchesReport> {
+            self.append_track_batches(ws, batches).await
+        }
         async fn expect_appends(&self, ws: &WorkspaceId, events: usize) -> Result<()> {
             self.expect_appends(ws, events).await
         }

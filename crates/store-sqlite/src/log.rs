@@ -39,7 +39,20 @@ impl SqliteStore {
     /// Appends each batch as its own block, in order, in one transaction; says where each
     /// event went.
     pub(crate) async fn append_batches(&self, ws: &WorkspaceId, batches: &[Vec<NewEvent>]) -> Result<BatchesReport> {
-        let blocks = prepare_all(batches);
+        self.append_prepared(ws, prepare_all(batches, |b| b.len(), |b| Prepared::new(b))).await
+    }
+
+    /// Like [`SqliteStore::append_batches`], for track calls in columns: each row is encoded
+    /// from its fields, with no event built for it.
+    pub(crate) async fn append_track_batches(
+        &self,
+        ws: &WorkspaceId,
+        batches: &[std::sync::Arc<domain::TrackRows>],
+    ) -> Result<BatchesReport> {
+        self.append_prepared(ws, prepare_all(batches, |b| b.len(), |b| Prepared::of_tracks(b))).await
+    }
+
+    async fn append_prepared(&self, ws: &WorkspaceId, blocks: Vec<Prepared>) -> Result<BatchesReport> {
         let n = if blocks.is_empty() { self.ws_number(ws).await?.unwrap_or(-1) } else { self.existing_ws(ws).await? };
         self.writer
             .write(Priority::Now, Durability::Synced, move |conn, recent| {
@@ -216,18 +229,23 @@ const PARALLEL_EVENTS: usize = 4_096;
 /// Prepares each non-empty batch as a block, in order: on several threads when there are
 /// several large batches (an import's group), since encoding and compressing them is most of
 /// an append's work and the writer waits for it.
-fn prepare_all(batches: &[Vec<NewEvent>]) -> Vec<Prepared> {
-    let batches: Vec<&Vec<NewEvent>> = batches.iter().filter(|b| !b.is_empty()).collect();
+fn prepare_all<B: Sync>(
+    batches: &[B],
+    len: impl Fn(&B) -> usize + Sync,
+    prepare: impl Fn(&B) -> Prepared + Sync,
+) -> Vec<Prepared> {
+    let batches: Vec<&B> = batches.iter().filter(|b| len(b) > 0).collect();
     let threads = std::thread::available_parallelism().map_or(1, |n| n.get()).min(batches.len()).min(8);
-    if threads < 2 || batches.iter().map(|b| b.len()).sum::<usize>() < 2 * PARALLEL_EVENTS {
-        return batches.into_iter().map(|b| Prepared::new(b)).collect();
+    if threads < 2 || batches.iter().map(|b| len(b)).sum::<usize>() < 2 * PARALLEL_EVENTS {
+        return batches.into_iter().map(prepare).collect();
     }
     // Batch i goes to thread i % threads; each thread's blocks come back in its order.
+    let prepare = &prepare;
     let mut prepared: Vec<Vec<Prepared>> = std::thread::scope(|scope| {
         let handles: Vec<_> = (0..threads)
             .map(|t| {
-                let mine: Vec<&Vec<NewEvent>> = batches.iter().skip(t).step_by(threads).copied().collect();
-                scope.spawn(move || mine.into_iter().map(|b| Prepared::new(b)).collect::<Vec<_>>())
+                let mine: Vec<&B> = batches.iter().skip(t).step_by(threads).copied().collect();
+                scope.spawn(move || mine.into_iter().map(prepare).collect::<Vec<_>>())
             })
             .collect();
         handles.into_iter().map(|h| h.join().expect("preparing a block panicked")).collect()
@@ -245,29 +263,65 @@ struct Prepared {
     hashes: Vec<i64>,
     text: String,
     ends: Vec<usize>,
+    /// The events whose id an earlier event of the block has, in order (most blocks have none).
+    repeats: Vec<usize>,
 }
 
 impl Prepared {
     fn new(events: &[NewEvent]) -> Prepared {
+        Prepared::of(events.iter().map(EventRef::of))
+    }
+
+    fn of_tracks(rows: &domain::TrackRows) -> Prepared {
+        let received_at = rows.received_at();
+        Prepared::of(rows.iter().map(move |t| EventRef::of_track(&t, &received_at)))
+    }
+
+    fn of<'a>(events: impl ExactSizeIterator<Item = EventRef<'a>> + Clone) -> Prepared {
         // The ids' text and ends sized once, not grown.
-        let mut text = String::with_capacity(events.iter().map(|e| e.message_id.len()).sum());
+        let mut text = String::with_capacity(events.clone().map(|e| e.message_id.len()).sum());
         let mut ends = Vec::with_capacity(events.len());
-        for e in events {
-            text.push_str(&e.message_id);
+        for e in events.clone() {
+            text.push_str(e.message_id);
             ends.push(text.len());
         }
+        let hashes: Vec<i64> = events.clone().map(|e| id_hash(e.message_id)).collect();
+        // Repeats within the block, found here rather than by the writer that every append
+        // waits for: by hash, then confirmed by id.
+        let mut repeats = Vec::new();
+        {
+            let mut seen: foldhash::HashMap<i64, usize> =
+                foldhash::HashMap::with_capacity_and_hasher(hashes.len(), Default::default());
+            let mut same_hash: Vec<(i64, usize)> = Vec::new();
+            let id = |i: usize| &text[if i == 0 { 0 } else { ends[i - 1] }..ends[i]];
+            for (i, &hash) in hashes.iter().enumerate() {
+                if let Some(&first) = seen.get(&hash) {
+                    let earlier = std::iter::once(first)
+                        .chain(same_hash.iter().filter(|(h, _)| *h == hash).map(|(_, j)| *j))
+                        .any(|j| id(j) == id(i));
+                    if earlier {
+                        repeats.push(i);
+                    } else {
+                        same_hash.push((hash, i));
+                    }
+                } else {
+                    seen.insert(hash, i);
+                }
+            }
+        }
         Prepared {
-            data: block::encode(events.iter()),
-            summary: block::summarize(events.iter()),
-            hashes: events.iter().map(|e| id_hash(&e.message_id)).collect(),
+            data: block::encode_refs(events.clone()),
+            summary: block::summarize(events),
+            hashes,
             text,
             ends,
+            repeats,
         }
     }
 
     /// Stores the events whose ids are new as the next block of the log, under the writer.
     fn insert(self, conn: &Connection, recent: &mut RecentIds, n: i64) -> Result<Inserted> {
-        let Prepared { data, summary, hashes, text, ends } = self;
+        let Prepared { data, summary, hashes, text, ends, repeats } = self;
         recent.ensure_owner(conn)?;
         let first_seq: i64 = conn
             .prepare_cached("SELECT coalesce(max(last_seq), 0) + 1 FROM event_blocks")
@@ -278,14 +332,14 @@ impl Prepared {
         if recent.may_be_in_runs(conn, n)? {
             lookup.probe(n, &hashes, recent.runs.as_ref().expect("loaded by ensure_owner"))?;
         }
-        let mut here = foldhash::HashSet::with_capacity_and_hasher(hashes.len(), Default::default());
         let mut keep = Vec::with_capacity(hashes.len());
         let mut stored = 0i64;
+        let mut repeats = repeats.into_iter().peekable();
         let starts = std::iter::once(0).chain(ends.iter().copied());
-        for ((hash, start), end) in hashes.iter().zip(starts).zip(&ends) {
+        for (i, ((hash, start), end)) in hashes.iter().zip(starts).zip(&ends).enumerate() {
             let message_id = &text[start..*end];
-            let new =
-                here.insert(message_id) && recent.add_if_new(&mut lookup, n, *hash, message_id, first_seq + stored)?;
+            let repeat = repeats.next_if_eq(&i).is_some();
+            let new = !repeat && recent.add_if_new(&mut lookup, n, *hash, message_id, first_seq + stored)?;
             stored += i64::from(new);
             keep.push(new);
         }
@@ -297,8 +351,8 @@ impl Prepared {
             data
         } else {
             let all = block::decode(&data)?;
-            let kept: Vec<NewEvent> = all.iter().zip(&keep).filter(|(_, k)| **k).map(|(e, _)| e.to_owned()).collect();
-            block::encode(kept.iter())
+            let kept: Vec<EventRef<'_>> = all.iter().zip(&keep).filter(|(_, k)| **k).map(|(e, _)| e).collect();
+            block::encode_refs(kept.into_iter())
         };
         conn.prepare_cached(
             "INSERT INTO event_blocks (last_seq, ws, first_seq, types, min_ts, max_ts, data)

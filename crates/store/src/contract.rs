@@ -17,7 +17,7 @@ macro_rules! contract_tests {
             the_portfolio_adds_up_scores_alerts_tasks_and_band_changes,
             the_trend_follows_a_day_scored_again, kpis_are_replaced_whole_per_workspace,
             sign_in_failures_are_counted_per_key_and_forgotten, band_changes_are_each_accounts_latest,
-            append_stores_each_message_once, batches_append_in_order_once,
+            append_stores_each_message_once, batches_append_in_order_once, track_batches_are_stored_as_their_events,
             read_log_in_order, payloads_read_back_as_they_were_appended,
             processing_creates_people_accounts_and_traits, apply_changes_is_compare_and_set,
             merging_people_moves_everything, reset_processing_rewinds, event_filters_and_pages,
@@ -587,6 +587,74 @@ pub async fn batches_append_in_order_once<S: Store>(s: &S) {
         assert!(appended.placement.is_some(), "SQLite places what it appends");
     }
     assert_eq!(s.log_status(&ws).await.unwrap().total_events, 5);
+}
+
+pub async fn track_batches_are_stored_as_their_events<S: Store>(s: &S) {
+    use domain::{NewTrack, TrackRows};
+    let received = t(20, 12);
+    let row = |rows: &mut TrackRows, id: &str, user: Option<&str>, props: Option<&str>, at: chrono::DateTime<Utc>| {
+        rows.push(&NewTrack {
+            message_id: id,
+            event: "Report Created",
+            user_id: user.map(|u| ["acme", "/", u]),
+            anonymous_id: user.is_none().then_some("anon-1"),
+            group_id: Some("acme"),
+            properties: props,
+            timestamp: at,
+        })
+    };
+    let mut first = TrackRows::with_capacity(received, 4, 256);
+    row(&mut first, "k1", Some("ana"), Some(r#"{"value":3,"plan":"pro \"x\""}"#), t(3, 10));
+    row(&mut first, "k2", None, None, t(3, 11) + chrono::Duration::nanoseconds(1_234_567));
+    row(&mut first, "k1", Some("ana"), None, t(3, 12));
+    row(&mut first, "stored", Some("bo"), None, t(3, 13));
+    let mut second = TrackRows::with_capacity(received, 2, 64);
+    row(&mut second, "k2", None, None, t(4, 10));
+    row(&mut second, "k3", Some("cy"), Some("{}"), t(4, 11));
+    let batches = vec![std::sync::Arc::new(first), std::sync::Arc::new(second)];
+    let events: Vec<Vec<NewEvent>> = batches.iter().map(|b| b.to_events()).collect();
+    assert_eq!(events[0][0].user_id.as_deref(), Some("acme/ana"));
+
+    // The same rows, once in columns and once as events, each in a workspace of its own that
+    // already holds one of the ids.
+    let (columns, whole) = (workspace(s, "Columns").await, workspace(s, "Whole").await);
+    let mut stored = events[0][3].clone();
+    stored.received_at = t(1, 1);
+    for ws in [&columns, &whole] {
+        s.append_events(ws, std::slice::from_ref(&stored)).await.unwrap();
+    }
+    let by_columns = s.append_track_batches(&columns, &batches).await.unwrap();
+    let by_events = s.append_event_batches(&whole, &events).await.unwrap();
+    assert_eq!(by_columns.report, AppendReport { stored: 3, duplicates: 3 });
+    assert_eq!(by_columns.report, by_events.report);
+    let pattern =
+        |r: &BatchesReport| r.placement.as_ref().map(|p| p.positions.iter().map(Option::is_some).collect::<Vec<_>>());
+    assert_eq!(pattern(&by_columns), pattern(&by_events));
+    if let Some(kept) = pattern(&by_columns) {
+        assert_eq!(kept, [true, true, false, false, false, true], "repeats and the stored id are left out");
+    }
+    let mut logs = Vec::new();
+    for ws in [&columns, &whole] {
+        let log = s.read_log(ws, LogPosition::ZERO, 100).await.unwrap();
+        logs.push(log.into_iter().map(|e| e.event).collect::<Vec<NewEvent>>());
+    }
+    let (a, b) = (&logs[0], &logs[1]);
+    assert_eq!(a.len(), 4);
+    assert_eq!(a, b, "the same events, payloads included");
+    let ids: Vec<&str> = a.iter().map(|e| e.message_id.as_str()).collect();
+    assert_eq!(ids, ["stored", "k1", "k2", "k3"]);
+    let payload: Value = serde_json::from_str(&a[1].payload).unwrap();
+    assert_eq!(payload["properties"], json!({"value": 3, "plan": "pro \"x\""}));
+    assert_eq!(payload["context"]["groupId"], "acme");
+    assert_eq!(a[2].anonymous_id.as_deref(), Some("anon-1"));
+    let mut listed = Vec::new();
+    for ws in [&columns, &whole] {
+        let mut all = all_events(s, ws, &EventFilter::default()).await;
+        all.sort_by(|x, y| x.message_id.cmp(&y.message_id));
+        listed.push(all.into_iter().map(|e| (e.message_id, e.timestamp, e.message)).collect::<Vec<_>>());
+    }
+    assert_eq!(listed[0], listed[1]);
+    assert_eq!(listed[0].len(), 4);
 }
 
 pub async fn read_log_in_order<S: Store>(s: &S) {

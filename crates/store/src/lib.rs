@@ -206,6 +206,17 @@ pub trait Store: Send + Sync + 'static {
     /// whose log is ordered by commit, does not (`placement` is `None`), so a reader finds
     /// them in the log.
     async fn append_event_batches(&self, ws: &WorkspaceId, batches: &[Vec<NewEvent>]) -> Result<BatchesReport>;
+    /// Appends track calls given in columns (a bulk import's rows) exactly as
+    /// [`Store::append_event_batches`] would the events they are: a backend that can store
+    /// them without building each event does.
+    async fn append_track_batches(
+        &self,
+        ws: &WorkspaceId,
+        batches: &[std::sync::Arc<domain::TrackRows>],
+    ) -> Result<BatchesReport> {
+        let events: Vec<Vec<NewEvent>> = batches.iter().map(|b| b.to_events()).collect();
+        self.append_event_batches(ws, &events).await
+    }
     /// Says that about `events` events are about to be appended to `ws` (an import), so that
     /// a backend may size what it keeps per event once rather than grow it as they come.
     /// Changes nothing stored; a wrong guess costs memory or time, never correctness.

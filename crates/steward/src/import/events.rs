@@ -14,8 +14,14 @@ use domain::{NewEvent, TrackPayload};
 
 /// `import_<32 hex digits>_<n>`.
 pub(super) fn derived_id(key: u128, n: u32) -> String {
-    const HEX: &[u8; 16] = b"0123456789abcdef";
     let mut id = String::with_capacity(7 + 32 + 1 + 10);
+    push_derived_id(&mut id, key, n);
+    id
+}
+
+/// Appends [`derived_id`] to `id`.
+fn push_derived_id(id: &mut String, key: u128, n: u32) {
+    const HEX: &[u8; 16] = b"0123456789abcdef";
     id.push_str("import_");
     for i in (0..32).rev() {
         id.push(HEX[((key >> (i * 4)) & 0xf) as usize] as char);
@@ -25,7 +31,6 @@ pub(super) fn derived_id(key: u128, n: u32) -> String {
     } else {
         let _ = write!(id, "_{n}");
     }
-    id
 }
 
 /// Gives an event built with the derived id of the first row of its content (`_1`) that of
@@ -36,6 +41,15 @@ pub(super) fn renumber(event: &mut NewEvent, n: u32) {
     let (old, new) = (format!("\"messageId\":\"{}\"", event.message_id), format!("\"messageId\":\"{id}\""));
     event.payload = event.payload.replacen(&old, &new, 1);
     event.message_id = id;
+}
+
+/// Gives the row `i` of `rows`, built with the derived id of the first row of its content
+/// (`_1`), that of the `n`th.
+pub(super) fn renumber_track(rows: &mut domain::TrackRows, i: usize, n: u32) {
+    let Some(row) = rows.get_row(i) else { return };
+    let Some(stem) = row.message_id.strip_suffix("_1") else { return };
+    let id = format!("{stem}_{n}");
+    rows.set_message_id(i, &id);
 }
 
 /// The keys of event rows whose id is derived from their content, collected while checking
@@ -176,13 +190,50 @@ impl CompactRows {
         self.rows.reserve(lines);
     }
 
-    pub(super) fn len(&self) -> usize {
-        self.rows.len()
-    }
-
     /// Memory the rows hold, roughly.
     pub(super) fn bytes(&self) -> usize {
         self.text.capacity() + self.rows.capacity() * std::mem::size_of::<CompactRow>()
+    }
+
+    /// The rows as track calls received at `received_at`, each with the derived id of the
+    /// first row of its content (`_1`) when it has no message id; `keys` is given each such
+    /// row's key, and the rows whose key may have copies before them are returned with it
+    /// (numbered by whoever reads the chunks in order).
+    pub(super) fn tracks(
+        &self,
+        received_at: DateTime<Utc>,
+        keys: &mut RowKeys,
+    ) -> (domain::TrackRows, Vec<(usize, u64)>) {
+        // Each row's text, and a derived id's 40 bytes.
+        let mut rows =
+            domain::TrackRows::with_capacity(received_at, self.rows.len(), self.text.len() + 40 * self.rows.len());
+        let mut copies = Vec::new();
+        let mut derived = String::new();
+        for (i, f) in self.fields().enumerate() {
+            let message_id = match (f.message_id, f.key) {
+                (Some(id), _) => id,
+                (None, key) => {
+                    let key = key.expect("a key for rows without an id");
+                    keys.add(key);
+                    if let Some(repeated) = keys.take_repeated() {
+                        copies.push((i, repeated));
+                    }
+                    derived.clear();
+                    push_derived_id(&mut derived, key, 1);
+                    &derived
+                }
+            };
+            rows.push(&domain::NewTrack {
+                message_id,
+                event: f.name,
+                user_id: f.user,
+                anonymous_id: f.anonymous,
+                group_id: f.account,
+                properties: f.properties,
+                timestamp: f.at,
+            });
+        }
+        (rows, copies)
     }
 
     /// Each row's fields, in file order.

@@ -229,26 +229,26 @@ fn parse_chunk(
     parser: &mut Parser<'_>,
     chunk: &Chunk,
     layout: &Layout,
-    mut each: impl FnMut(Record, Option<u64>),
+    mut each: impl FnMut(Record, &[(usize, u64)]),
 ) -> Result<u64> {
-    let mut rows = 0;
-    let mut parsed = |parser: &mut Parser<'_>, record: Record| {
-        each(record, parser.keys.take_repeated());
-        rows += 1;
-    };
     let text = match &chunk.body {
         Body::Text(text) => text,
         Body::Rows(compact) => {
-            // Checked already: each row's event is built, its copies numbered as when parsed.
-            for fields in compact.fields() {
-                if let Some(key) = fields.key {
-                    parser.keys.add(key);
-                }
-                let event = fields.event(parser.now);
-                parsed(parser, Record::Event(event));
-            }
-            return Ok(rows);
+            // Checked already: the chunk's rows become track calls in columns, with no event
+            // built for each, their copies numbered as when parsed.
+            let (tracks, copies) = compact.tracks(parser.now, &mut parser.keys);
+            let n = tracks.len() as u64;
+            each(Record::Tracks(tracks), &copies);
+            return Ok(n);
         }
+    };
+    let mut rows = 0;
+    let mut parsed = |parser: &mut Parser<'_>, record: Record| {
+        match parser.keys.take_repeated() {
+            Some(key) => each(record, &[(0, key)]),
+            None => each(record, &[]),
+        }
+        rows += 1;
     };
     match layout {
         Layout::Csv { columns, width } => {
@@ -477,7 +477,7 @@ pub(super) fn read(
         .collect();
     let errors = FirstError::new();
     // Parsed chunks go back in order through here.
-    type Parsed = (usize, Vec<Record>, Vec<(usize, u64)>);
+    type Parsed = (usize, Vec<Record>, Vec<(usize, usize, u64)>);
     let (done_tx, done_rx) = sync_channel::<Parsed>(2 * workers());
     let stop = std::sync::atomic::AtomicBool::new(false);
     let feed = match &checked.chunks {
@@ -497,15 +497,13 @@ pub(super) fn read(
                 // Records are large (an event inline): sized once, for a chunk the check parsed
                 // exactly, rather than grown.
                 let expected = match &chunk.body {
-                    Body::Rows(rows) => rows.len(),
+                    Body::Rows(_) => 1,
                     Body::Text(_) => CHUNK / 32,
                 };
                 let mut records = Vec::with_capacity(expected);
                 let mut copies = Vec::new();
                 let parsed = parse_chunk(&mut parser, &chunk, layout, |record, repeated| {
-                    if let Some(key) = repeated {
-                        copies.push((records.len(), key));
-                    }
+                    copies.extend(repeated.iter().map(|&(row, key)| (records.len(), row, key)));
                     records.push(record);
                 });
                 match parsed {
@@ -527,14 +525,16 @@ pub(super) fn read(
         for parsed in done_rx {
             waiting.insert(parsed.0, parsed);
             while let Some((_, mut records, copies)) = waiting.remove(&next) {
-                for (i, key) in copies {
+                for (i, row, key) in copies {
                     let n = seen.entry(key).or_default();
                     *n += 1;
-                    if let (Record::Event(e), true) = (&mut records[i], *n > 1) {
-                        events::renumber(e, *n);
+                    match (&mut records[i], *n > 1) {
+                        (Record::Event(e), true) => events::renumber(e, *n),
+                        (Record::Tracks(t), true) => events::renumber_track(t, row, *n),
+                        _ => {}
                     }
                 }
-                rows += records.len() as u64;
+                rows += records.iter().map(Record::rows).sum::<u64>();
                 next += 1;
                 if failed.is_none()
                     && let Err(e) = each(records)

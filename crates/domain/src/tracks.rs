@@ -1,0 +1,241 @@
+//! Track calls in columns: what a bulk import's rows become, stored and processed without an
+//! event (seven strings and its payload's JSON) for each row.
+//!
+//! The rows' strings are spans of one text; a row's payload is what its fields write
+//! ([`TrackPayload`]), so it is never held, only written when something asks for a whole
+//! [`NewEvent`].
+
+use crate::{EventType, NewEvent, Timestamp, TrackPayload};
+
+/// A string of a [`TrackRows`]: where it is in the text, or none.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+struct Span {
+    start: u32,
+    len: u32,
+}
+
+impl Span {
+    const NONE: Span = Span { start: 0, len: u32::MAX };
+}
+
+#[derive(Clone, Copy, Debug)]
+struct Row {
+    message_id: Span,
+    name: Span,
+    user_id: Span,
+    anonymous_id: Span,
+    group_id: Span,
+    /// The properties as JSON; none for `{}`.
+    properties: Span,
+    seconds: i64,
+    nanos: u32,
+}
+
+/// A track call's fields, to add to a [`TrackRows`]. The user id is given in parts, joined
+/// when stored (an import's `<account>/<user>`).
+#[derive(Clone, Copy, Debug)]
+pub struct NewTrack<'a> {
+    pub message_id: &'a str,
+    pub event: &'a str,
+    pub user_id: Option<[&'a str; 3]>,
+    pub anonymous_id: Option<&'a str>,
+    pub group_id: Option<&'a str>,
+    /// As JSON; `None` for `{}`.
+    pub properties: Option<&'a str>,
+    pub timestamp: Timestamp,
+}
+
+/// One row of a [`TrackRows`], borrowing from it.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct Track<'a> {
+    pub message_id: &'a str,
+    pub event: &'a str,
+    pub user_id: Option<&'a str>,
+    pub anonymous_id: Option<&'a str>,
+    pub group_id: Option<&'a str>,
+    /// As JSON; `None` for `{}`.
+    pub properties: Option<&'a str>,
+    pub timestamp: Timestamp,
+}
+
+impl<'a> Track<'a> {
+    /// The payload its fields write.
+    pub fn payload(&self) -> TrackPayload<'a> {
+        TrackPayload {
+            message_id: self.message_id,
+            event: self.event,
+            user_id: self.user_id,
+            anonymous_id: self.anonymous_id,
+            timestamp: self.timestamp,
+            properties: self.properties,
+            group_id: self.group_id,
+        }
+    }
+}
+
+/// Track calls received together, in order, in columns.
+#[derive(Clone, Debug)]
+pub struct TrackRows {
+    text: String,
+    rows: Vec<Row>,
+    received_at: Timestamp,
+}
+
+impl TrackRows {
+    /// Rows received at `received_at`, with room for `rows` of them and `text` bytes of their
+    /// strings.
+    pub fn with_capacity(received_at: Timestamp, rows: usize, text: usize) -> TrackRows {
+        TrackRows { text: String::with_capacity(text), rows: Vec::with_capacity(rows), received_at }
+    }
+
+    fn put(&mut self, parts: &[&str]) -> Span {
+        let start = self.text.len();
+        for p in parts {
+            self.text.push_str(p);
+        }
+        let (start, len) = (u32::try_from(start), u32::try_from(self.text.len() - start));
+        match (start, len) {
+            (Ok(start), Ok(len)) if len != u32::MAX => Span { start, len },
+            _ => panic!("track rows hold at most 4 GiB of text"),
+        }
+    }
+
+    fn put_opt(&mut self, s: Option<&str>) -> Span {
+        s.map_or(Span::NONE, |s| self.put(&[s]))
+    }
+
+    fn get(&self, s: Span) -> Option<&str> {
+        (s.len != u32::MAX).then(|| &self.text[s.start as usize..(s.start + s.len) as usize])
+    }
+
+    /// Adds a row at the end.
+    pub fn push(&mut self, t: &NewTrack<'_>) {
+        let row = Row {
+            message_id: self.put(&[t.message_id]),
+            name: self.put(&[t.event]),
+            user_id: t.user_id.map_or(Span::NONE, |parts| self.put(&parts)),
+            anonymous_id: self.put_opt(t.anonymous_id),
+            group_id: self.put_opt(t.group_id),
+            properties: self.put_opt(t.properties),
+            seconds: t.timestamp.timestamp(),
+            nanos: t.timestamp.timestamp_subsec_nanos(),
+        };
+        self.rows.push(row);
+    }
+
+    /// Gives row `i` another message id.
+    pub fn set_message_id(&mut self, i: usize, message_id: &str) {
+        let span = self.put(&[message_id]);
+        self.rows[i].message_id = span;
+    }
+
+    pub fn len(&self) -> usize {
+        self.rows.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.rows.is_empty()
+    }
+
+    pub fn received_at(&self) -> Timestamp {
+        self.received_at
+    }
+
+    /// Row `i`.
+    pub fn get_row(&self, i: usize) -> Option<Track<'_>> {
+        self.rows.get(i).map(|r| self.track(r))
+    }
+
+    fn track(&self, r: &Row) -> Track<'_> {
+        Track {
+            message_id: self.get(r.message_id).expect("every row has a message id"),
+            event: self.get(r.name).expect("every row has an event"),
+            user_id: self.get(r.user_id),
+            anonymous_id: self.get(r.anonymous_id),
+            group_id: self.get(r.group_id),
+            properties: self.get(r.properties),
+            timestamp: Timestamp::from_timestamp(r.seconds, r.nanos).expect("a time that was one"),
+        }
+    }
+
+    /// The rows, in order.
+    pub fn iter(&self) -> impl ExactSizeIterator<Item = Track<'_>> + Clone {
+        self.rows.iter().map(|r| self.track(r))
+    }
+
+    /// Each row as a whole event.
+    pub fn to_events(&self) -> Vec<NewEvent> {
+        self.iter().map(|t| t.to_event(self.received_at)).collect()
+    }
+}
+
+impl Track<'_> {
+    /// The event this row is, received at `received_at`.
+    pub fn to_event(&self, received_at: Timestamp) -> NewEvent {
+        NewEvent {
+            message_id: self.message_id.to_owned(),
+            kind: EventType::Track,
+            name: Some(self.event.to_owned()),
+            user_id: self.user_id.map(str::to_owned),
+            anonymous_id: self.anonymous_id.map(str::to_owned),
+            group_id: self.group_id.map(str::to_owned),
+            previous_id: None,
+            timestamp: self.timestamp,
+            received_at,
+            payload: self.payload().to_json(),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn at(s: &str) -> Timestamp {
+        chrono::DateTime::parse_from_rfc3339(s).unwrap().with_timezone(&chrono::Utc)
+    }
+
+    #[test]
+    fn rows_give_back_their_fields_and_the_events_they_are() {
+        let received = at("2024-05-01T00:00:00Z");
+        let mut rows = TrackRows::with_capacity(received, 2, 64);
+        rows.push(&NewTrack {
+            message_id: "m-1",
+            event: "like",
+            user_id: Some(["7", "/", "0"]),
+            anonymous_id: None,
+            group_id: Some("7"),
+            properties: Some(r#"{"value":2.5}"#),
+            timestamp: at("2020-01-03T10:00:00.123456789Z"),
+        });
+        rows.push(&NewTrack {
+            message_id: "m-2",
+            event: "Report \"Created\"",
+            user_id: None,
+            anonymous_id: Some(""),
+            group_id: None,
+            properties: None,
+            timestamp: at("1999-12-31T23:59:59Z"),
+        });
+        rows.set_message_id(1, "m-2b");
+        assert_eq!(rows.len(), 2);
+        let first = rows.get_row(0).unwrap();
+        assert_eq!(first.user_id, Some("7/0"));
+        assert_eq!(first.timestamp, at("2020-01-03T10:00:00.123456789Z"), "to the nanosecond");
+        let second = rows.get_row(1).unwrap();
+        assert_eq!((second.message_id, second.anonymous_id, second.user_id), ("m-2b", Some(""), None));
+        assert!(rows.get_row(2).is_none());
+
+        let events = rows.to_events();
+        assert_eq!(events[0].message_id, "m-1");
+        assert_eq!(events[0].kind, EventType::Track);
+        assert_eq!(events[0].received_at, received);
+        let payload: serde_json::Value = serde_json::from_str(&events[0].payload).unwrap();
+        assert_eq!(payload["properties"]["value"], serde_json::json!(2.5));
+        assert_eq!(payload["context"]["groupId"], "7");
+        let payload: serde_json::Value = serde_json::from_str(&events[1].payload).unwrap();
+        assert_eq!(payload["event"], "Report \"Created\"");
+        assert_eq!(payload["messageId"], "m-2b");
+        assert_eq!(payload["properties"], serde_json::json!({}));
+    }
+}
