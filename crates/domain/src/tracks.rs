@@ -129,6 +129,17 @@ impl TrackRows {
         self.rows[i].message_id = span;
     }
 
+    /// Makes room for `rows` more rows and `text` more bytes of their strings.
+    pub fn reserve(&mut self, rows: usize, text: usize) {
+        self.rows.reserve(rows);
+        self.text.reserve(text);
+    }
+
+    /// Memory the rows hold, roughly.
+    pub fn bytes(&self) -> usize {
+        self.text.capacity() + self.rows.capacity() * std::mem::size_of::<Row>()
+    }
+
     pub fn len(&self) -> usize {
         self.rows.len()
     }

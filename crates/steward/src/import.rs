@@ -130,6 +130,10 @@ trait Row {
     fn get(&self, name: &str) -> Option<&str>;
     /// The fields Steward does not know, as JSON values.
     fn extra(&self) -> Map<String, Value>;
+    /// Whether [`Row::extra`] has any.
+    fn has_extra(&self) -> bool {
+        !self.extra().is_empty()
+    }
     /// The whole row's [`content_key`]: what an event's id is derived from.
     fn key(&self) -> u128;
 }
@@ -194,9 +198,19 @@ impl Row for CsvRow<'_> {
         self.columns.extra(self.record)
     }
 
+    fn has_extra(&self) -> bool {
+        self.columns.others.iter().any(|(_, i)| self.record.get(*i).is_some_and(|v| !v.trim().is_empty()))
+    }
+
     fn key(&self) -> u128 {
         content_key(self.record.iter().map(str::trim))
     }
+}
+
+/// The properties of an event row whose only other field is its value `v`: the text the map
+/// of the one entry serialises to, without building the map.
+fn value_properties(v: &str) -> String {
+    format!("{{\"value\":{}}}", scalar(v))
 }
 
 fn scalar(v: &str) -> Value {
@@ -378,13 +392,13 @@ struct Parser<'a> {
     /// Only check the rows: build nothing that is not needed to know they are valid.
     check_only: bool,
     /// While checking an events file: its rows as storing needs them, kept so that it
-    /// parses them once (see [`events::CompactRows`]).
-    compact: Option<events::CompactRows>,
+    /// parses them once (see [`events::KeptRows`]).
+    compact: Option<events::KeptRows>,
 }
 
 impl<'a> Parser<'a> {
     fn new(options: &'a Options, file: &str, now: DateTime<Utc>, check_only: bool, keys: RowKeys) -> Parser<'a> {
-        let compact = (check_only && options.kind == Kind::Events).then(events::CompactRows::default);
+        let compact = (check_only && options.kind == Kind::Events).then(|| events::KeptRows::new(now));
         Parser { options, file: file.to_owned(), keys, now, check_only, compact }
     }
 
@@ -491,12 +505,16 @@ impl<'a> Parser<'a> {
                     (None, Some(a)) if scoped && anonymous.is_none() => Some([a.as_str(), "", ""]),
                     (None, _) => None,
                 };
-                let mut properties = row.extra();
-                if let Some(v) = row.get("event_value") {
-                    properties.insert("value".into(), scalar(v));
-                }
-                let properties = (!properties.is_empty())
-                    .then(|| serde_json::to_string(&properties).expect("a JSON map serialises"));
+                let properties = if row.has_extra() {
+                    let mut properties = row.extra();
+                    if let Some(v) = row.get("event_value") {
+                        properties.insert("value".into(), scalar(v));
+                    }
+                    Some(serde_json::to_string(&properties).expect("a JSON map serialises"))
+                } else {
+                    // The usual row: its value alone, written as the map above would be.
+                    row.get("event_value").map(value_properties)
+                };
                 // Copies of a row are numbered by whoever reads the rows in order.
                 let fields = events::EventFields {
                     account: account.as_ref().map(|a| a.as_str()),
@@ -743,6 +761,14 @@ pub async fn import(store: Arc<dyn Store>, ws: &WorkspaceId, options: &Options) 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_value_alone_is_written_as_its_map_would_be() {
+        for v in ["3", "-0", "2.5", "1e3", "1e400", "abc", "say \"hi\"", "0x10", "NaN"] {
+            let map: Map<String, Value> = [("value".to_owned(), scalar(v))].into_iter().collect();
+            assert_eq!(value_properties(v), serde_json::to_string(&map).unwrap(), "{v}");
+        }
+    }
 
     #[test]
     fn amounts_are_exact_in_minor_units() {

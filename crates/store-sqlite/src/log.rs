@@ -269,23 +269,24 @@ struct Prepared {
 
 impl Prepared {
     fn new(events: &[NewEvent]) -> Prepared {
-        Prepared::of(events.iter().map(EventRef::of))
+        Prepared::of(&events.iter().map(EventRef::of).collect::<Vec<_>>())
     }
 
     fn of_tracks(rows: &domain::TrackRows) -> Prepared {
         let received_at = rows.received_at();
-        Prepared::of(rows.iter().map(move |t| EventRef::of_track(&t, &received_at)))
+        // Each row read once: it is read five times below.
+        Prepared::of(&rows.iter().map(|t| EventRef::of_track(&t, &received_at)).collect::<Vec<_>>())
     }
 
-    fn of<'a>(events: impl ExactSizeIterator<Item = EventRef<'a>> + Clone) -> Prepared {
+    fn of(events: &[EventRef<'_>]) -> Prepared {
         // The ids' text and ends sized once, not grown.
-        let mut text = String::with_capacity(events.clone().map(|e| e.message_id.len()).sum());
+        let mut text = String::with_capacity(events.iter().map(|e| e.message_id.len()).sum());
         let mut ends = Vec::with_capacity(events.len());
-        for e in events.clone() {
+        for e in events {
             text.push_str(e.message_id);
             ends.push(text.len());
         }
-        let hashes: Vec<i64> = events.clone().map(|e| id_hash(e.message_id)).collect();
+        let hashes: Vec<i64> = events.iter().map(|e| id_hash(e.message_id)).collect();
         // Repeats within the block, found here rather than by the writer that every append
         // waits for: by hash, then confirmed by id.
         let mut repeats = Vec::new();
@@ -310,8 +311,8 @@ impl Prepared {
             }
         }
         Prepared {
-            data: block::encode_refs(events.clone()),
-            summary: block::summarize(events),
+            data: block::encode_refs(events.iter().copied()),
+            summary: block::summarize(events.iter().copied()),
             hashes,
             text,
             ends,

@@ -89,48 +89,76 @@ pub(super) fn repeated(mut keys: Vec<u64>) -> foldhash::HashSet<u64> {
     keys.windows(2).filter(|w| w[0] == w[1]).map(|w| w[0]).collect()
 }
 
-/// A string of a [`CompactRows`]: where it is in the chunk's text, or none.
-#[derive(Clone, Copy)]
-struct Text {
-    start: u32,
-    len: u32,
-}
-
-impl Text {
-    const NONE: Text = Text { start: 0, len: u32::MAX };
-}
-
-/// Where a kept row's message id comes from.
-#[derive(Clone, Copy)]
-enum MessageId {
-    Given(Text),
-    /// Derived from the row's content key (numbered when storing).
-    Derived(u128),
-}
-
-/// An event row as the check parsed it: what storing needs to build its event, without the
-/// file's text.
-struct CompactRow {
-    account: Text,
-    name: Text,
-    /// The person's user id as stored (`<account>/<user>` with user ids per account).
-    user: Text,
-    anonymous: Text,
-    /// The properties as JSON; none for `{}`.
-    properties: Text,
-    message_id: MessageId,
-    seconds: i64,
-    nanos: u32,
-}
-
 /// The event rows of a chunk, parsed once by the check and kept for storing, so that the
-/// file is neither read nor parsed a second time: each row's fields as spans of one text
-/// per chunk and its time as numbers: 96 bytes a row and its fields' text (for ChurnSim's
-/// rows of 40 bytes, nearly three times the file's text).
-#[derive(Default)]
-pub(super) struct CompactRows {
-    text: String,
-    rows: Vec<CompactRow>,
+/// file is neither read nor parsed a second time: the rows as the track calls they become
+/// (each with the derived id of the first row of its content, `_1`, when it has none), and
+/// 64 bits of the content key of each such row, to number its copies when storing.
+#[derive(Clone)]
+pub(super) struct KeptRows {
+    tracks: domain::TrackRows,
+    /// (row, key) of the rows whose id is derived from their content.
+    derived: Vec<(u32, u64)>,
+    /// A derived id's text, reused.
+    id: String,
+}
+
+impl KeptRows {
+    /// Rows received at `received_at`.
+    pub(super) fn new(received_at: DateTime<Utc>) -> KeptRows {
+        KeptRows { tracks: domain::TrackRows::with_capacity(received_at, 0, 0), derived: Vec::new(), id: String::new() }
+    }
+
+    /// Keeps a row.
+    pub(super) fn push(&mut self, f: &EventFields<'_>) {
+        let message_id = match (f.message_id, f.key) {
+            (Some(id), _) => id,
+            (None, key) => {
+                let key = key.expect("a key for rows without an id");
+                let row = u32::try_from(self.tracks.len()).expect("a chunk holds fewer than 2^32 rows");
+                self.derived.push((row, key as u64));
+                self.id.clear();
+                push_derived_id(&mut self.id, key, 1);
+                &self.id
+            }
+        };
+        self.tracks.push(&domain::NewTrack {
+            message_id,
+            event: f.name,
+            user_id: f.user,
+            anonymous_id: f.anonymous,
+            group_id: f.account,
+            properties: f.properties,
+            timestamp: f.at,
+        });
+    }
+
+    /// Makes room for the rows of a chunk of `text` (at most one a line) at once: growing
+    /// the list copied every chunk's rows several times.
+    pub(super) fn reserve_for(&mut self, text: &[u8]) {
+        let lines = text.iter().filter(|&&b| b == b'\n').count() + 1;
+        // A row's text is at most its line's, and a derived id's 41 bytes.
+        self.tracks.reserve(lines, text.len() + 41 * lines);
+    }
+
+    /// Memory the rows hold, roughly.
+    pub(super) fn bytes(&self) -> usize {
+        self.tracks.bytes() + self.derived.capacity() * std::mem::size_of::<(u32, u64)>()
+    }
+
+    /// The rows as track calls, and those whose key is among the keys `repeated` in the
+    /// file with it (in order), to number when storing.
+    pub(super) fn into_tracks(self, repeated: &foldhash::HashSet<u64>) -> (domain::TrackRows, Vec<(usize, u64)>) {
+        let copies = if repeated.is_empty() {
+            Vec::new()
+        } else {
+            self.derived
+                .iter()
+                .filter(|(_, key)| repeated.contains(key))
+                .map(|&(row, key)| (row as usize, key))
+                .collect()
+        };
+        (self.tracks, copies)
+    }
 }
 
 /// An event row's fields, parsed: what its event is built from.
@@ -146,115 +174,6 @@ pub(super) struct EventFields<'a> {
     pub message_id: Option<&'a str>,
     /// The content key of a row without a message id.
     pub key: Option<u128>,
-}
-
-impl CompactRows {
-    fn put(&mut self, parts: &[&str]) -> Text {
-        let start = self.text.len() as u32;
-        for p in parts {
-            self.text.push_str(p);
-        }
-        Text { start, len: self.text.len() as u32 - start }
-    }
-
-    fn put_opt(&mut self, s: Option<&str>) -> Text {
-        s.map_or(Text::NONE, |s| self.put(&[s]))
-    }
-
-    fn get(&self, t: Text) -> Option<&str> {
-        (t.len != u32::MAX).then(|| &self.text[t.start as usize..(t.start + t.len) as usize])
-    }
-
-    /// Keeps a row.
-    pub(super) fn push(&mut self, f: &EventFields<'_>) {
-        let row = CompactRow {
-            account: self.put_opt(f.account),
-            name: self.put(&[f.name]),
-            user: f.user.map_or(Text::NONE, |parts| self.put(&parts)),
-            anonymous: self.put_opt(f.anonymous),
-            properties: self.put_opt(f.properties),
-            message_id: match (f.message_id, f.key) {
-                (Some(id), _) => MessageId::Given(self.put(&[id])),
-                (None, key) => MessageId::Derived(key.expect("a key for rows without an id")),
-            },
-            seconds: f.at.timestamp(),
-            nanos: f.at.timestamp_subsec_nanos(),
-        };
-        self.rows.push(row);
-    }
-
-    /// Makes room for the rows of a chunk of `text` (at most one a line) at once: a kept row
-    /// is 96 bytes, and growing the list copied every chunk's rows several times.
-    pub(super) fn reserve_for(&mut self, text: &[u8]) {
-        let lines = text.iter().filter(|&&b| b == b'\n').count() + 1;
-        self.rows.reserve(lines);
-    }
-
-    /// Memory the rows hold, roughly.
-    pub(super) fn bytes(&self) -> usize {
-        self.text.capacity() + self.rows.capacity() * std::mem::size_of::<CompactRow>()
-    }
-
-    /// The rows as track calls received at `received_at`, each with the derived id of the
-    /// first row of its content (`_1`) when it has no message id; `keys` is given each such
-    /// row's key, and the rows whose key may have copies before them are returned with it
-    /// (numbered by whoever reads the chunks in order).
-    pub(super) fn tracks(
-        &self,
-        received_at: DateTime<Utc>,
-        keys: &mut RowKeys,
-    ) -> (domain::TrackRows, Vec<(usize, u64)>) {
-        // Each row's text, and a derived id's 40 bytes.
-        let mut rows =
-            domain::TrackRows::with_capacity(received_at, self.rows.len(), self.text.len() + 40 * self.rows.len());
-        let mut copies = Vec::new();
-        let mut derived = String::new();
-        for (i, f) in self.fields().enumerate() {
-            let message_id = match (f.message_id, f.key) {
-                (Some(id), _) => id,
-                (None, key) => {
-                    let key = key.expect("a key for rows without an id");
-                    keys.add(key);
-                    if let Some(repeated) = keys.take_repeated() {
-                        copies.push((i, repeated));
-                    }
-                    derived.clear();
-                    push_derived_id(&mut derived, key, 1);
-                    &derived
-                }
-            };
-            rows.push(&domain::NewTrack {
-                message_id,
-                event: f.name,
-                user_id: f.user,
-                anonymous_id: f.anonymous,
-                group_id: f.account,
-                properties: f.properties,
-                timestamp: f.at,
-            });
-        }
-        (rows, copies)
-    }
-
-    /// Each row's fields, in file order.
-    pub(super) fn fields(&self) -> impl Iterator<Item = EventFields<'_>> {
-        self.rows.iter().map(|r| {
-            let (message_id, key) = match r.message_id {
-                MessageId::Given(t) => (self.get(t), None),
-                MessageId::Derived(key) => (None, Some(key)),
-            };
-            EventFields {
-                account: self.get(r.account),
-                at: DateTime::from_timestamp(r.seconds, r.nanos).expect("a time that was parsed"),
-                name: self.get(r.name).expect("every row has a name"),
-                user: self.get(r.user).map(|u| [u, "", ""]),
-                anonymous: self.get(r.anonymous),
-                properties: self.get(r.properties),
-                message_id,
-                key,
-            }
-        })
-    }
 }
 
 impl EventFields<'_> {
@@ -339,12 +258,16 @@ mod tests {
                 key: Some(u128::MAX),
             },
         ];
-        let mut kept = CompactRows::default();
+        let received = Utc::now();
+        let mut kept = KeptRows::new(received);
         for row in &rows {
             kept.push(row);
         }
-        let received = Utc::now();
-        let built: Vec<NewEvent> = kept.fields().map(|f| f.event(received)).collect();
+        let (_, none) = kept.clone().into_tracks(&foldhash::HashSet::default());
+        assert!(none.is_empty(), "no key repeats in the file");
+        let (tracks, copies) = kept.into_tracks(&foldhash::HashSet::from_iter([0xabc_u64, 7]));
+        assert_eq!(copies, [(0, 0xabc)], "the rows with a derived id whose key repeats");
+        let built = tracks.to_events();
         let direct: Vec<NewEvent> = rows.iter().map(|f| f.event(received)).collect();
         assert_eq!(built, direct);
         assert_eq!(built[0].user_id.as_deref(), Some("7/0"));
@@ -352,9 +275,10 @@ mod tests {
         assert_eq!(built[1].timestamp, rows[1].at, "to the nanosecond");
         assert_eq!(built[1].message_id, "m-1");
         assert_eq!(built[2].anonymous_id.as_deref(), Some(""), "an empty string is not none");
-        let keys: Vec<Option<u128>> = kept.fields().map(|f| f.key).collect();
-        assert_eq!(keys, [Some(0xabc), None, Some(u128::MAX)]);
-        assert!(std::mem::size_of::<CompactRow>() <= 96, "kept for every row of a file");
+        let mut renumbered = tracks.clone();
+        renumber_track(&mut renumbered, 0, 3);
+        assert_eq!(renumbered.get_row(0).unwrap().message_id, derived_id(0xabc, 3));
+        assert_eq!(renumbered.get_row(1).unwrap().message_id, "m-1", "a given id is never renumbered");
     }
 
     #[test]

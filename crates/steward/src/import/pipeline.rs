@@ -2,7 +2,7 @@
 //! (inflating it if it is gzipped) and cuts the text into chunks of whole records; workers
 //! parse the chunks; the caller gets their rows back in file order. The check keeps, up to
 //! [`KEEP_TEXT`] bytes, what storing needs without reading and inflating the file a second
-//! time: for an events file each chunk's rows as it parsed them ([`CompactRows`]), so that
+//! time: for an events file each chunk's rows as it parsed them ([`KeptRows`]), so that
 //! they are parsed once; for other kinds the chunks' text, parsed again.
 //!
 //! A CSV chunk ends at a line end outside quotes: CSV escapes a quote by doubling it, so a
@@ -19,7 +19,7 @@ use std::sync::{Arc, Mutex};
 
 use anyhow::{Context, Result, anyhow, bail};
 
-use super::events::{self, CompactRows, RowKeys};
+use super::events::{self, KeptRows, RowKeys};
 use super::{Columns, CsvRow, Format, Options, Parser, Record, check_mapping, describe, format_of, jsonl, progress};
 
 /// Text per chunk: a few thousand rows.
@@ -43,7 +43,7 @@ pub(super) struct Chunk {
 enum Body {
     Text(Arc<Vec<u8>>),
     /// Event rows the check parsed (events files only).
-    Rows(Arc<CompactRows>),
+    Rows(Arc<KeptRows>),
 }
 
 /// How a file's rows are laid out.
@@ -233,14 +233,7 @@ fn parse_chunk(
 ) -> Result<u64> {
     let text = match &chunk.body {
         Body::Text(text) => text,
-        Body::Rows(compact) => {
-            // Checked already: the chunk's rows become track calls in columns, with no event
-            // built for each, their copies numbered as when parsed.
-            let (tracks, copies) = compact.tracks(parser.now, &mut parser.keys);
-            let n = tracks.len() as u64;
-            each(Record::Tracks(tracks), &copies);
-            return Ok(n);
-        }
+        Body::Rows(_) => unreachable!("kept rows are stored as they are, not parsed"),
     };
     let mut rows = 0;
     let mut parsed = |parser: &mut Parser<'_>, record: Record| {
@@ -284,8 +277,9 @@ fn parse_chunk(
 }
 
 /// The chunks to parse: those kept by the check, or the file read again.
-enum Feed<'a> {
-    Kept(&'a [Chunk]),
+enum Feed {
+    /// Each chunk the check kept, given away.
+    Kept(Vec<Chunk>),
     File,
 }
 
@@ -295,7 +289,7 @@ enum Feed<'a> {
 fn fan_out(
     path: &Path,
     file: &str,
-    feed: Feed<'_>,
+    feed: Feed,
     keep: Option<&Mutex<Option<Vec<Chunk>>>>,
     work: impl Fn(usize, Chunk) -> bool + Sync,
 ) -> Result<()> {
@@ -318,7 +312,7 @@ fn fan_out(
         let cutting = match feed {
             Feed::Kept(chunks) => {
                 for c in chunks {
-                    if tx.send(c.clone()).is_err() {
+                    if tx.send(c).is_err() {
                         break;
                     }
                 }
@@ -409,7 +403,7 @@ pub(super) fn check(options: &Options) -> Result<Checked> {
                 Ok(n) => progress.add(n, chunk.read),
                 Err(e) => errors.set(chunk.index, e),
             }
-            if let Some(rows) = parser.compact.as_mut().map(std::mem::take) {
+            if let Some(rows) = parser.compact.as_mut().map(|rows| std::mem::replace(rows, KeptRows::new(now))) {
                 let bytes = parsed_bytes.fetch_add(rows.bytes(), Ordering::Relaxed) + rows.bytes();
                 let mut parsed = parsed.lock().expect("parsed chunks lock");
                 match parsed.as_mut() {
@@ -468,10 +462,11 @@ pub(super) fn read(
     let file = options.file.display().to_string();
     let progress = progress::Bar::new("importing", Some(checked.rows), &options.file);
     let now = chrono::Utc::now();
-    let layout = &checked.layout;
+    let Checked { layout, rows: _, repeated, chunks } = checked;
+    let (layout, repeated) = (&layout, &repeated);
     let parsers: Vec<Mutex<Parser<'_>>> = (0..workers())
         .map(|_| {
-            let keys = RowKeys::Number { repeated: checked.repeated.clone(), last: None };
+            let keys = RowKeys::Number { repeated: repeated.clone(), last: None };
             Mutex::new(Parser::new(options, &file, now, false, keys))
         })
         .collect();
@@ -480,7 +475,7 @@ pub(super) fn read(
     type Parsed = (usize, Vec<Record>, Vec<(usize, usize, u64)>);
     let (done_tx, done_rx) = sync_channel::<Parsed>(2 * workers());
     let stop = std::sync::atomic::AtomicBool::new(false);
-    let feed = match &checked.chunks {
+    let feed = match chunks {
         Some(chunks) => Feed::Kept(chunks),
         None => Feed::File,
     };
@@ -493,14 +488,18 @@ pub(super) fn read(
                 if stop.load(Ordering::Relaxed) || !first_error.matters(chunk.index) {
                     return false;
                 }
+                if let Body::Rows(kept) = chunk.body {
+                    // Checked already: the chunk's rows are the track calls they become, with
+                    // no event built for each; their copies are numbered in file order.
+                    let kept = Arc::try_unwrap(kept).unwrap_or_else(|shared| (*shared).clone());
+                    let (tracks, copies) = kept.into_tracks(repeated);
+                    progress.add(tracks.len() as u64, chunk.read);
+                    let copies = copies.into_iter().map(|(row, key)| (0, row, key)).collect();
+                    return done_tx.send((chunk.index, vec![Record::Tracks(tracks)], copies)).is_ok();
+                }
                 let mut parser = parsers[w].lock().expect("parser lock");
-                // Records are large (an event inline): sized once, for a chunk the check parsed
-                // exactly, rather than grown.
-                let expected = match &chunk.body {
-                    Body::Rows(_) => 1,
-                    Body::Text(_) => CHUNK / 32,
-                };
-                let mut records = Vec::with_capacity(expected);
+                // Records are large (an event inline): sized once rather than grown.
+                let mut records = Vec::with_capacity(CHUNK / 32);
                 let mut copies = Vec::new();
                 let parsed = parse_chunk(&mut parser, &chunk, layout, |record, repeated| {
                     copies.extend(repeated.iter().map(|&(row, key)| (records.len(), row, key)));
