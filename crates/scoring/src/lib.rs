@@ -944,6 +944,98 @@ pub async fn score_workspace(
     Ok((run, scorer))
 }
 
+/// What scoring past days wrote.
+#[derive(Clone, Debug, serde::Serialize)]
+pub struct HistoryRun {
+    /// The days scored, `[from, to)`.
+    pub from: NaiveDate,
+    pub to: NaiveDate,
+    /// Account-days written to the history.
+    pub scores: usize,
+}
+
+/// Scores each day of `[from, to)`, oldest first, point-in-time (from what was known by the
+/// day's end: usage, billing periods, tickets), with the workspace's settings and models of
+/// now, and writes each account's score of the day to its history alone
+/// ([`Store::put_score_history`]). A past day's run leaves the latest scores as they are and
+/// opens, updates or resolves no alert and replaces no KPI: nothing journeys, messages or
+/// tasks start from is written for a change that is long past. An account counts from the
+/// day it was first seen or its first billing period began. This builds the trends of a
+/// workspace that arrives with months of past data (an import, the demo), which would
+/// otherwise start on its first day of scoring.
+pub async fn score_past_days(
+    store: &dyn Store,
+    ws: &WorkspaceId,
+    from: NaiveDate,
+    to: NaiveDate,
+    now: Timestamp,
+) -> Result<HistoryRun> {
+    let settings = settings(store, ws).await?;
+    let models = models(store, ws).await?;
+    let loaded = load(store, ws, from - chrono::Days::new(SCORING_DAYS), &settings).await?;
+    let settings = settings.matched_to(&loaded.metrics);
+    let days: Vec<NaiveDate> = from.iter_days().take_while(|d| *d < to).collect();
+    let (tx, mut rx) = tokio::sync::mpsc::channel::<Vec<AccountScore>>(2);
+    let scoring = tokio::task::spawn_blocking(move || {
+        let (mut settings, mut models) = (settings, models);
+        for day in days {
+            let known = known_by(&loaded, day);
+            let scorer = Scorer::score_in_chunks(
+                settings,
+                models,
+                known.as_ref().unwrap_or(&loaded),
+                day,
+                &Previous::default(),
+                now,
+                |chunk| {
+                    // Refused only once a write failed, which the run reports below.
+                    let _ = tx.blocking_send(chunk.into_iter().map(|r| r.score).collect());
+                },
+            );
+            (settings, models) = (scorer.settings, scorer.models);
+        }
+    });
+    let mut scores = 0;
+    let written: Result<()> = async {
+        // Days of a small workspace are written together.
+        let mut pending: Vec<AccountScore> = Vec::new();
+        while let Some(chunk) = rx.recv().await {
+            scores += chunk.len();
+            pending.extend(chunk);
+            if pending.len() >= CHUNK {
+                store.put_score_history(ws, &std::mem::take(&mut pending)).await?;
+            }
+        }
+        store.put_score_history(ws, &pending).await?;
+        Ok(())
+    }
+    .await;
+    drop(rx);
+    scoring.await.map_err(|e| Error::Invalid(format!("scoring stopped: {e}")))?;
+    written?;
+    tracing::info!(workspace = %ws, %from, %to, scores, "scored past days");
+    Ok(HistoryRun { from, to, scores })
+}
+
+/// The accounts of `loaded` known by the end of `day` (first seen, or a billing period
+/// begun, by then); none when that is all of them.
+fn known_by(loaded: &Loaded, day: NaiveDate) -> Option<Loaded> {
+    let known =
+        |h: &AccountHistory| [h.first_seen, h.first_start()].into_iter().flatten().min().is_some_and(|d| d <= day);
+    let keep: Vec<usize> = (0..loaded.ids.len()).filter(|&i| known(&loaded.histories[i])).collect();
+    if keep.len() == loaded.ids.len() {
+        return None;
+    }
+    Some(Loaded {
+        ids: keep.iter().map(|&i| loaded.ids[i].clone()).collect(),
+        histories: keep.iter().map(|&i| loaded.histories[i].clone()).collect(),
+        currencies: keep.iter().map(|&i| loaded.currencies[i]).collect(),
+        sources: loaded.sources,
+        end: loaded.end,
+        metrics: loaded.metrics.clone(),
+    })
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

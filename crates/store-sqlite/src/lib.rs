@@ -428,6 +428,9 @@ mod store_impl {
         async fn put_scores(&self, ws: &WorkspaceId, scores: &[AccountScore]) -> Result<()> {
             SqliteStore::put_scores(self, ws, scores).await
         }
+        async fn put_score_history(&self, ws: &WorkspaceId, scores: &[AccountScore]) -> Result<()> {
+            self.put_history(ws, scores).await
+        }
         async fn put_account_score(
             &self,
             ws: &WorkspaceId,

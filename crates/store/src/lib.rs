@@ -311,6 +311,10 @@ pub trait Store: Send + Sync + 'static {
     /// Stores scores: each replaces its account's latest unless that is of a later day, and
     /// is kept as the account's history for its day (replacing an earlier run's of that day).
     async fn put_scores(&self, ws: &WorkspaceId, scores: &[AccountScore]) -> Result<()>;
+    /// Stores scores in the daily history alone (each replacing an earlier run's of its
+    /// day): the latest scores, and so the band changes journeys start from, stay as they
+    /// are. What scoring a past day point-in-time writes.
+    async fn put_score_history(&self, ws: &WorkspaceId, scores: &[AccountScore]) -> Result<()>;
     /// Stores one account's score as [`Store::put_scores`] does and syncs its alerts as
     /// [`Store::sync_alerts`] does for [`AlertScope::Accounts`] of that account, in one
     /// transaction: what rescoring an account after an event writes.
@@ -342,7 +346,8 @@ pub trait Store: Send + Sync + 'static {
         to: chrono::NaiveDate,
     ) -> Result<Vec<ScorePoint>>;
     /// Each account's latest history point of a day on or before `day`: what scoring
-    /// compares with (the last run, a week ago, a month ago).
+    /// compares with (the last run, a week ago, a month ago). Accounts whose days were
+    /// scored in the history alone ([`Store::put_score_history`]) are among them.
     async fn score_points_as_of(
         &self,
         ws: &WorkspaceId,
