@@ -8,8 +8,12 @@
 //!   raise. It keeps a [`Scorer`], which rescores one account after an event without the
 //!   others ([`Scorer::rescore`]).
 //!
+//! - [`actions::recommendations`] reads a stored score back into an account's recommended
+//!   next actions.
+//!
 //! The arithmetic is pure and runs on the blocking pool, in parallel over accounts.
 
+pub mod actions;
 pub mod kpis;
 pub mod load;
 pub mod rules;

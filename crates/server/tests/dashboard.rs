@@ -516,3 +516,93 @@ async fn pages_keep_to_their_own_code_out_of_frames_and_caches() {
     let overview = request(&app, "GET", "/overview", Some(&session.cookie), None).await;
     assert!(!overview.body.contains(" style=\"") && !overview.body.contains("<script>"), "inline code in the page");
 }
+
+/// A score of `account` whose explanation says it failed two payments and is otherwise fine.
+fn scored_with_failed_payments(account: &str) -> store::AccountScore {
+    let explanation = json!({
+        "health": {"score": 55.0, "band": "neutral", "profile": "mature", "components": [
+            {"component": "financial", "score": 20.0, "weight": 1.0, "points": 20.0, "measures": []}]},
+        "churn": [{"horizon_days": 30, "probability": 0.2, "source": "prior",
+                   "drivers": [{"name": "payment failed (2 in 90 days)", "contribution": 1.0}]}],
+        "expansion": null,
+        "signals": {"payment_failures_90d": 2, "mrr": 9900, "tenure_days": 200, "days_since_active": 1,
+                    "events_28d": 100, "events_prev_28d": 100},
+        "models": {"churn": null, "expansion": null}
+    });
+    store::AccountScore {
+        account_id: AccountId::parse(account).unwrap(),
+        day: Utc::now().date_naive(),
+        health: 55.0,
+        band: store::HealthBand::Neutral,
+        churn_30d: Some(0.2),
+        churn_60d: None,
+        churn_90d: None,
+        expansion: None,
+        mrr: None,
+        components: json!({"financial": 20.0}),
+        explanation: store::JsonText::from_value(&explanation),
+        scored_at: Utc::now(),
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_member_makes_a_task_of_a_recommendation_once_and_viewers_and_strangers_cannot() {
+    let (app, a, b, _) = setup().await;
+    app.store.put_scores(&a, &[scored_with_failed_payments("acme")]).await.unwrap();
+    app.store.put_scores(&b, &[scored_with_failed_payments("globex")]).await.unwrap();
+    let (member, viewer, theirs) = (
+        sign_in(&app, "member@a.test").await,
+        sign_in(&app, "viewer@a.test").await,
+        sign_in(&app, "member@b.test").await,
+    );
+    let path = "/accounts/acme/next/payment_failed/task";
+    // The page shows the recommendation with its evidence; a viewer gets no button.
+    let page = request(&app, "GET", "/accounts/acme", Some(&member.cookie), None).await;
+    assert!(page.body.contains(r#"data-recommendation="payment_failed""#), "{}", page.body);
+    assert!(page.body.contains("2 failed payments in 90 days: confirm the billing details"));
+    assert!(page.body.contains("financial component 20 of 100") && page.body.contains("payment failed (2 in 90 days)"));
+    assert!(page.body.contains(&format!(r#"action="{path}""#)));
+    let seen = request(&app, "GET", "/accounts/acme", Some(&viewer.cookie), None).await;
+    assert!(seen.body.contains(r#"data-recommendation="payment_failed""#) && !seen.body.contains(path));
+    let tasks_of = |ws: WorkspaceId| {
+        let store = app.store.clone();
+        async move {
+            let filter = store::TaskFilter { account_id: None, ..Default::default() };
+            let all = store.list_tasks(&ws, &filter, &store::PageRequest::first(50)).await.unwrap().items;
+            all.into_iter().filter(|t| t.task_id.starts_with("rec_")).collect::<Vec<_>>()
+        }
+    };
+    // Refused: a viewer, no CSRF token, another workspace's account, a kind that does not
+    // exist or that the account does not call for. Nothing is made.
+    assert_eq!(post(&app, &viewer, path, &[]).await.status, StatusCode::FORBIDDEN);
+    assert_eq!(request(&app, "POST", path, Some(&member.cookie), Some("")).await.status, StatusCode::FORBIDDEN);
+    assert_eq!(request(&app, "POST", path, None, Some("csrf=x")).await.status, StatusCode::UNAUTHORIZED);
+    assert_eq!(post(&app, &theirs, path, &[]).await.status, StatusCode::NOT_FOUND);
+    assert_eq!(post(&app, &member, "/accounts/acme/next/bribe/task", &[]).await.status, StatusCode::NOT_FOUND);
+    let not_called = post(&app, &member, "/accounts/acme/next/gone_quiet/task", &[]).await;
+    assert_eq!(not_called.status, StatusCode::CONFLICT);
+    assert!(not_called.body.contains("no longer calls for that action"), "{}", not_called.body);
+    assert!(tasks_of(a.clone()).await.is_empty() && tasks_of(b.clone()).await.is_empty());
+    // A member makes it: one task, for them, audited; again, none more.
+    let made = post(&app, &member, path, &[]).await;
+    assert_eq!(made.status, StatusCode::SEE_OTHER, "{}", made.body);
+    assert!(made.location.as_deref().unwrap().starts_with("/accounts/acme?done="), "{:?}", made.location);
+    let again = post(&app, &member, path, &[]).await;
+    assert_eq!(again.status, StatusCode::SEE_OTHER);
+    let tasks = tasks_of(a.clone()).await;
+    assert_eq!(tasks.len(), 1, "{tasks:?}");
+    let task = &tasks[0];
+    assert_eq!(task.title, "Confirm the billing details: 2 failed payments in 90 days");
+    assert_eq!((task.assignee.as_str(), task.priority.as_str()), ("member@a.test", "high"));
+    assert_eq!(task.account_id.as_deref(), Some("acme"));
+    assert!(task.body.as_deref().unwrap().contains("payment failures in 90 days: 2"), "{:?}", task.body);
+    assert!(tasks_of(b.clone()).await.is_empty(), "the other workspace's account is untouched");
+    let log = app.store.list_audit(&a, None, 10).await.unwrap();
+    let created: Vec<_> = log.iter().filter(|e| e.action == "task.create").collect();
+    assert_eq!(created.len(), 1);
+    assert_eq!((created[0].actor.as_str(), created[0].target.as_str()), ("op_member", task.task_id.as_str()));
+    assert_eq!(created[0].details["recommendation"], "payment_failed");
+    // The page now points at the open task instead of offering another.
+    let page = request(&app, "GET", "/accounts/acme", Some(&member.cookie), None).await;
+    assert!(page.body.contains(&task.task_id) && !page.body.contains(&format!(r#"action="{path}""#)));
+}

@@ -9,6 +9,7 @@
 
 mod chart;
 mod headers;
+mod next;
 mod pages;
 pub mod password;
 pub(crate) mod session;
@@ -192,6 +193,7 @@ pub(crate) fn routes(state: AppState) -> Router<AppState> {
         .route("/models", get(work::models))
         .route("/logout", post(session::logout));
     let members = Router::new()
+        .route("/accounts/{id}/next/{kind}/task", post(next::create_task))
         .route("/alerts/{id}/{action}", post(work::act_on_alert))
         .route("/tasks/{id}/{status}", post(work::set_task))
         .route("/segments/new", post(work::create_segment))

@@ -1,6 +1,6 @@
 //! The reading pages: sign-in, the overview, the accounts table and an account's page.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 
 use axum::Extension;
 use axum::extract::{Path, Query, State};
@@ -15,6 +15,7 @@ use store::{
 };
 
 use super::chart::{self, Series};
+use super::next;
 use super::session::Signed;
 use super::{UiError, money, render, ser};
 use crate::AppState;
@@ -407,16 +408,35 @@ pub(crate) async fn account(
         .list_runs(ws, &RunFilter { account_id: Some(id.clone()), ..Default::default() }, &PageRequest::first(30))
         .await?
         .items;
+    let journey_records = store.list_journeys(ws).await?;
     let journeys: HashMap<String, String> =
-        store.list_journeys(ws).await?.into_iter().map(|j| (j.journey_id, j.name)).collect();
+        journey_records.iter().map(|j| (j.journey_id.clone(), j.name.clone())).collect();
     let mut segments = Vec::new();
-    let names: HashMap<String, String> =
-        store.list_segments(ws).await?.into_iter().map(|seg| (seg.segment_id, seg.name)).collect();
-    for m in store.memberships_of(ws, account_id.as_str()).await? {
-        if let Some(name) = names.get(&m.segment_id) {
+    let segment_records = store.list_segments(ws).await?;
+    let names: HashMap<&str, &str> =
+        segment_records.iter().map(|seg| (seg.segment_id.as_str(), seg.name.as_str())).collect();
+    let memberships = store.memberships_of(ws, account_id.as_str()).await?;
+    for m in &memberships {
+        if let Some(name) = names.get(m.segment_id.as_str()) {
             segments.push(json!({"id": m.segment_id, "name": name, "since": m.since}));
         }
     }
+    let member_of: HashSet<String> = memberships.into_iter().map(|m| m.segment_id).collect();
+    let recommended = match &score {
+        Some(sc) => {
+            let records = next::Records {
+                band: Some(sc.band),
+                subscriptions: &subscriptions,
+                member_of: &member_of,
+                segments: &segment_records,
+                journeys: &journey_records,
+                runs: &runs,
+                alerts: &alerts,
+            };
+            next::shown(&next::recommendations(&explanation, &records, Utc::now()), &tasks)
+        }
+        None => Vec::new(),
+    };
 
     // One timeline, newest first: product events, messages sent, tickets, tasks, alerts and
     // journey runs.
@@ -497,6 +517,8 @@ pub(crate) async fn account(
             subscriptions => ser(&subs),
             timeline => ser(&timeline),
             next_actions => ser(&next_actions),
+            recommended => ser(&recommended),
+            account_segment => super::url_encode(account_id.as_str()),
             in_progress => ser(&in_progress),
             segments => ser(&segments),
         },
