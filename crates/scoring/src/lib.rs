@@ -739,6 +739,34 @@ fn write_explanation(view: &Explanation) -> String {
     })
 }
 
+/// Adds to each forecast of a stored explanation that the rule-based prior made (`source`
+/// `prior`) how it came about, as `prior`: the base rate, the rules that held (its drivers)
+/// with the factor each multiplies the odds by, and the rules checked that did not hold
+/// (see [`intelligence::churn::read_prior`]). What a reader needs to see why, when the
+/// workspace has no model.
+pub fn read_priors(explanation: &mut Value) {
+    let read = |forecast: &mut Value, outcome: Outcome| {
+        if forecast["source"] != "prior" {
+            return;
+        }
+        let Some(horizon) = forecast["horizon_days"].as_u64().and_then(|h| u32::try_from(h).ok()) else { return };
+        let drivers: Vec<(String, f64)> = forecast["drivers"]
+            .as_array()
+            .map(|ds| {
+                ds.iter().filter_map(|d| Some((d["name"].as_str()?.to_owned(), d["contribution"].as_f64()?))).collect()
+            })
+            .unwrap_or_default();
+        let reading = intelligence::churn::read_prior(outcome, horizon, &drivers);
+        forecast["prior"] = serde_json::to_value(reading).unwrap_or(Value::Null);
+    };
+    if let Some(churn) = explanation.get_mut("churn").and_then(Value::as_array_mut) {
+        churn.iter_mut().for_each(|f| read(f, Outcome::Churn));
+    }
+    if let Some(expansion) = explanation.get_mut("expansion").filter(|e| e.is_object()) {
+        read(expansion, Outcome::Expansion);
+    }
+}
+
 /// `raw` as it is, then `value` as JSON.
 fn put(out: &mut Vec<u8>, raw: &str, value: &impl serde::Serialize) {
     out.extend_from_slice(raw.as_bytes());
@@ -1307,6 +1335,31 @@ mod tests {
             assert_eq!(written, serde_json::to_string(&derived).unwrap());
             assert!(serde_json::from_str::<Value>(&written).is_ok());
         }
+    }
+
+    #[test]
+    fn a_prior_s_forecasts_say_how_they_came_about_and_a_model_s_are_left_as_they_are() {
+        let mut explanation = json!({
+            "churn": [
+                {"horizon_days": 30, "probability": 0.0706, "source": "prior",
+                 "drivers": [{"name": "usage down by half (77 to 38 events in 28 days)", "contribution": 0.9}]},
+                {"horizon_days": 60, "probability": 0.2, "source": "model",
+                 "drivers": [{"name": "active days (28 days)", "contribution": 0.4}]}
+            ],
+            "expansion": {"horizon_days": 90, "probability": 0.05, "source": "prior", "drivers": []}
+        });
+        read_priors(&mut explanation);
+        let prior = &explanation["churn"][0]["prior"];
+        assert!((prior["base_rate"].as_f64().unwrap() - 0.03).abs() < 1e-12);
+        assert_eq!(prior["held"][0]["driver"], "usage down by half (77 to 38 events in 28 days)");
+        assert!((prior["held"][0]["odds"].as_f64().unwrap() - 0.9f64.exp()).abs() < 1e-12);
+        let not_held: Vec<&str> =
+            prior["not_held"].as_array().unwrap().iter().map(|r| r["name"].as_str().unwrap()).collect();
+        assert_eq!(not_held, ["no activity for 30 days", "ticket surge", "payment failed", "negative feedback"]);
+        assert!(explanation["churn"][1].get("prior").is_none(), "a model's forecast has its drivers");
+        let expansion = &explanation["expansion"]["prior"];
+        assert!(expansion["held"].as_array().unwrap().is_empty());
+        assert_eq!(expansion["not_held"].as_array().unwrap().len(), 3);
     }
 
     #[test]

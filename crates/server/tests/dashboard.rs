@@ -562,6 +562,12 @@ async fn a_member_makes_a_task_of_a_recommendation_once_and_viewers_and_stranger
     assert!(page.body.contains("2 failed payments in 90 days: confirm the billing details"));
     assert!(page.body.contains("financial component 20 of 100") && page.body.contains("payment failed (2 in 90 days)"));
     assert!(page.body.contains(&format!(r#"action="{path}""#)));
+    // The churn forecast of the rule-based prior says why: its base rate, the rule that held
+    // and those it checked, and why there is no model.
+    assert!(page.body.contains("No churn model: no model has been trained yet"), "{}", page.body);
+    assert!(page.body.contains("Base rate 3% within 30 days, raised by each sign that holds"));
+    assert!(page.body.contains("payment failed (2 in 90 days) <span class=\"muted\">odds ×2.7 (+1.00)"));
+    assert!(page.body.contains("Checked, not seen: no activity for 30 days"));
     let seen = request(&app, "GET", "/accounts/acme", Some(&viewer.cookie), None).await;
     assert!(seen.body.contains(r#"data-recommendation="payment_failed""#) && !seen.body.contains(path));
     let tasks_of = |ws: WorkspaceId| {

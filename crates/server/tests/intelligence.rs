@@ -51,6 +51,14 @@ async fn scores_explain_themselves_and_alerts_are_kept_one_per_reason() {
     assert_eq!(horizons, [30, 60, 90]);
     assert_eq!(p["churn"][0]["source"], "prior");
     assert_eq!(p["churn"][0]["drivers"][0]["name"], "no activity for 30 days");
+    // The prior says how it came about: its base rate, what held and what it checked.
+    let prior = &p["churn"][0]["prior"];
+    assert!((prior["base_rate"].as_f64().unwrap() - 0.03).abs() < 1e-9, "{prior}");
+    assert_eq!(prior["held"][0]["driver"], "no activity for 30 days");
+    assert!((prior["held"][0]["odds"].as_f64().unwrap() - 1.6f64.exp()).abs() < 1e-9);
+    let checked: Vec<&str> =
+        prior["not_held"].as_array().unwrap().iter().map(|r| r["name"].as_str().unwrap()).collect();
+    assert!(!checked.contains(&"no activity for 30 days") && checked.contains(&"ticket surge"), "{checked:?}");
     let (_, busy_p) = app.get("/api/v1/accounts/busy/predictions", &ws.admin).await;
     assert!(busy_p["churn"][0]["probability"].as_f64() < p["churn"][0]["probability"].as_f64());
     assert!(busy_p["expansion"]["drivers"][0]["name"].as_str().unwrap().starts_with("seats nearly full"), "{busy_p}");

@@ -356,13 +356,25 @@ pub(crate) async fn account(
     let store = s.store();
     let account = store.get_account(ws, &account_id).await?.ok_or_else(|| UiError::not_found("account"))?;
     let score = store.account_score(ws, &account_id).await?;
-    let (history, explanation) = match &score {
+    let (history, mut explanation) = match &score {
         Some(sc) => {
             let to = sc.day + Days::new(1);
             (store.score_history(ws, &account_id, to - Days::new(90), to).await?, sc.explanation.to_value())
         }
         None => (Vec::new(), serde_json::Value::Null),
     };
+    // A forecast of the rule-based prior says how it came about, and why there is no model.
+    scoring::read_priors(&mut explanation);
+    let models = store.list_models(ws).await?;
+    let why_no_model = |kind: store::ModelKind| match models.iter().find(|m| m.kind == kind) {
+        Some(m) if m.status != store::ModelStatus::Active => m.reason.clone(),
+        Some(_) => "the active model could not be read when this score was made".to_owned(),
+        None => "no model has been trained yet".to_owned(),
+    };
+    let no_model = json!({
+        "churn": explanation["models"]["churn"].is_null().then(|| why_no_model(store::ModelKind::Churn)),
+        "expansion": explanation["models"]["expansion"].is_null().then(|| why_no_model(store::ModelKind::Expansion)),
+    });
     let labels: Vec<String> = history.iter().map(|p| p.day.to_string()).collect();
     let health_chart = chart::line(
         "Health score by day",
@@ -511,6 +523,7 @@ pub(crate) async fn account(
                 "mrr": sc.mrr.map(|m| money(m.minor, m.currency.as_str())),
             }))),
             explanation => ser(&explanation),
+            no_model => ser(&no_model),
             health_chart => svg(health_chart),
             mrr_chart => svg(mrr_chart),
             people => ser(&people),
