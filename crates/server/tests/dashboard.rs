@@ -523,6 +523,8 @@ fn scored_with_failed_payments(account: &str) -> store::AccountScore {
         "health": {"score": 55.0, "band": "neutral", "profile": "mature", "components": [
             {"component": "financial", "score": 20.0, "weight": 1.0, "points": 20.0, "measures": []}]},
         "churn": [{"horizon_days": 30, "probability": 0.2, "source": "prior",
+                   "drivers": [{"name": "payment failed (2 in 90 days)", "contribution": 1.0}]},
+                  {"horizon_days": 60, "probability": 0.3, "source": "prior",
                    "drivers": [{"name": "payment failed (2 in 90 days)", "contribution": 1.0}]}],
         "expansion": null,
         "signals": {"payment_failures_90d": 2, "mrr": 9900, "tenure_days": 200, "days_since_active": 1,
@@ -568,6 +570,7 @@ async fn a_member_makes_a_task_of_a_recommendation_once_and_viewers_and_stranger
     assert!(page.body.contains("Base rate 3% within 30 days, raised by each sign that holds"));
     assert!(page.body.contains("payment failed (2 in 90 days) <span class=\"muted\">odds ×2.7 (+1.00)"));
     assert!(page.body.contains("Checked, not seen: no activity for 30 days"));
+    assert!(page.body.contains("Base rate 6% within 60 days, raised by the same signs."));
     let seen = request(&app, "GET", "/accounts/acme", Some(&viewer.cookie), None).await;
     assert!(seen.body.contains(r#"data-recommendation="payment_failed""#) && !seen.body.contains(path));
     let tasks_of = |ws: WorkspaceId| {
