@@ -936,7 +936,9 @@ pub async fn score_workspace(
     let loaded = load(store, ws, usage_from, &settings).await?;
     let settings = settings.matched_to(&loaded.metrics);
     let previous = Previous::load(store, ws, day).await?;
-    let kpis = kpis::report(&loaded, &settings, usage_from, day, now);
+    let earlier = kpis::earlier_cohorts(store, ws, &loaded, &settings, kpis::cohorts_from(day), usage_from).await?;
+    let kpis = kpis::report(&loaded, &earlier, &settings, usage_from, day, now);
+    drop(earlier);
     // Each chunk of scores is written while the next is scored: the run holds a few chunks,
     // not the workspace's explanations.
     let (tx, mut rx) = tokio::sync::mpsc::channel::<Vec<AccountResult>>(2);

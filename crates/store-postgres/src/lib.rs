@@ -374,6 +374,13 @@ mod store_impl {
         ) -> Result<Vec<UsageRow>> {
             self.usage_rows(ws, account, from, to).await
         }
+        async fn accounts_usage_each(
+            &self,
+            ws: &WorkspaceId,
+            ranges: &[(AccountId, chrono::NaiveDate, chrono::NaiveDate)],
+        ) -> Result<Vec<UsageRow>> {
+            self.usage_rows_each(ws, ranges).await
+        }
         async fn upsert_subscription(&self, ws: &WorkspaceId, sub: &Subscription) -> Result<bool> {
             self.put_subscription(ws, sub).await
         }

@@ -1189,6 +1189,16 @@ pub async fn usage_rollups_count_events_and_people_per_day<S: Store>(s: &S) {
     assert_eq!(s.accounts_usage(&ws, Some(&acct("acme")), day(1, 1), day(12, 31)).await.unwrap(), all);
     assert!(s.accounts_usage(&ws, Some(&acct("nobody")), day(1, 1), day(12, 31)).await.unwrap().is_empty());
     assert!(all.iter().all(|r| r.people.is_empty()), "people are kept for the any-metric only");
+    // Each account for its own months: acme's October alone, nothing of an unknown account.
+    let each = s
+        .accounts_usage_each(&ws, &[(acct("nobody"), day(1, 1), day(12, 31)), (acct("acme"), day(10, 5), day(10, 19))])
+        .await
+        .unwrap();
+    assert_eq!(each, all[..1], "{each:?}");
+    let november = s.accounts_usage_each(&ws, &[(acct("acme"), day(11, 1), day(11, 15))]).await.unwrap();
+    assert_eq!(november, all[1..]);
+    assert!(s.accounts_usage_each(&other, &[(acct("acme"), day(1, 1), day(12, 31))]).await.unwrap().is_empty());
+    assert!(s.accounts_usage_each(&ws, &[]).await.unwrap().is_empty());
     // p2 turns out to be p1: on the 31st they are one person active.
     process(
         s,

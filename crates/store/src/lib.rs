@@ -288,6 +288,15 @@ pub trait Store: Send + Sync + 'static {
         to: chrono::NaiveDate,
     ) -> Result<Vec<UsageRow>>;
 
+    /// Each account's monthly usage rows for the months holding its own `[from, to)`, ordered
+    /// by account, metric and month: what the activation of accounts first seen before a
+    /// scoring run's usage reads (their first days alone).
+    async fn accounts_usage_each(
+        &self,
+        ws: &WorkspaceId,
+        ranges: &[(AccountId, chrono::NaiveDate, chrono::NaiveDate)],
+    ) -> Result<Vec<UsageRow>>;
+
     // Billing and support records.
     /// Inserts or updates a subscription; an update older than the stored one (`updated_at`)
     /// is ignored, so out-of-order deliveries converge on the newest state. Returns whether it
