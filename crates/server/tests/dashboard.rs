@@ -615,3 +615,74 @@ async fn a_member_makes_a_task_of_a_recommendation_once_and_viewers_and_stranger
     let page = request(&app, "GET", "/accounts/acme", Some(&member.cookie), None).await;
     assert!(page.body.contains(&task.task_id) && !page.body.contains(&format!(r#"action="{path}""#)));
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_admin_sets_up_an_integration_whose_secrets_are_never_shown_and_others_cannot() {
+    let (app, a, b, _) = setup().await;
+    let (admin, member, viewer) = (
+        sign_in(&app, "admin@a.test").await,
+        sign_in(&app, "member@a.test").await,
+        sign_in(&app, "viewer@a.test").await,
+    );
+    let api_key = "rk_test_never_shown_4242";
+    let setup_form = [
+        ("api_key", api_key),
+        ("webhook_secrets", "whsec_first\nwhsec_second\n"),
+        ("config", r#"{"account_id_field": "acct"}"#),
+        ("enabled", "on"),
+    ];
+    // Members and viewers cannot set up, switch or sync; nothing is made.
+    for who in [&member, &viewer] {
+        for path in
+            ["/settings/connectors/stripe", "/settings/connectors/stripe/sync", "/settings/connectors/stripe/disable"]
+        {
+            assert_eq!(post(&app, who, path, &setup_form).await.status, StatusCode::FORBIDDEN, "{path}");
+        }
+    }
+    assert!(app.store.get_connector(&a, "stripe").await.unwrap().is_none());
+    // Bad input says what is wrong and changes nothing.
+    let bad_json = post(&app, &admin, "/settings/connectors/stripe", &[("config", "{not json")]).await;
+    assert_eq!(bad_json.status, StatusCode::BAD_REQUEST);
+    assert!(bad_json.body.contains("config: not JSON"), "{}", bad_json.body);
+    let bad_config = post(&app, &admin, "/settings/connectors/stripe", &[("config", r#"{"colour": "red"}"#)]).await;
+    assert_eq!(bad_config.status, StatusCode::BAD_REQUEST);
+    assert!(bad_config.body.contains("config:"), "{}", bad_config.body);
+    let not_salesforce = post(&app, &admin, "/settings/connectors/stripe", &[("refresh_token", "x")]).await;
+    assert_eq!(not_salesforce.status, StatusCode::BAD_REQUEST);
+    assert!(not_salesforce.body.contains("refresh_token:"), "{}", not_salesforce.body);
+    assert_eq!(post(&app, &admin, "/settings/connectors/nope", &setup_form).await.status, StatusCode::NOT_FOUND);
+    assert!(app.store.get_connector(&a, "stripe").await.unwrap().is_none());
+    // Set up: sealed, enabled, a first backfill asked for; the page says what is set, not what.
+    let made = post(&app, &admin, "/settings/connectors/stripe", &setup_form).await;
+    assert_eq!(made.status, StatusCode::SEE_OTHER, "{}", made.body);
+    let record = app.store.get_connector(&a, "stripe").await.unwrap().unwrap();
+    assert!(record.enabled && !record.secrets.contains(api_key) && !record.secrets.contains("whsec_first"));
+    assert_eq!(record.config["account_id_field"], "acct");
+    assert!(connectors::backfill::SyncState::of(&record).requested, "a key: its first backfill");
+    let page = request(&app, "GET", "/settings", Some(&admin.cookie), None).await;
+    assert!(!page.body.contains(api_key) && !page.body.contains("whsec_first"), "secrets are never shown back");
+    assert!(page.body.contains("API key set; 2 webhook secrets."), "{}", page.body);
+    // Edited: new webhook secrets only; the key is kept.
+    let edited =
+        post(&app, &admin, "/settings/connectors/stripe", &[("webhook_secrets", "whsec_third"), ("enabled", "on")])
+            .await;
+    assert_eq!(edited.status, StatusCode::SEE_OTHER, "{}", edited.body);
+    let page = request(&app, "GET", "/settings", Some(&admin.cookie), None).await;
+    assert!(page.body.contains("API key set; 1 webhook secret."), "{}", page.body);
+    // Disabled, then a full backfill asked for.
+    assert_eq!(post(&app, &admin, "/settings/connectors/stripe/disable", &[]).await.status, StatusCode::SEE_OTHER);
+    assert!(!app.store.get_connector(&a, "stripe").await.unwrap().unwrap().enabled);
+    let synced = post(&app, &admin, "/settings/connectors/stripe/sync", &[("full", "on")]).await;
+    assert_eq!(synced.status, StatusCode::SEE_OTHER, "{}", synced.body);
+    assert_eq!(post(&app, &admin, "/settings/connectors/hubspot/enable", &[]).await.status, StatusCode::NOT_FOUND);
+    // Every change audited, no secret in the log; the other workspace has no connector.
+    let log = app.store.list_audit(&a, None, 20).await.unwrap();
+    let actions: Vec<&str> =
+        log.iter().filter(|e| e.action.starts_with("connector.")).map(|e| e.action.as_str()).collect();
+    assert_eq!(actions, ["connector.sync", "connector.disable", "connector.save", "connector.save"]);
+    assert!(log.iter().all(|e| e.actor == "op_admin" || !e.action.starts_with("connector.")));
+    let logged = serde_json::to_string(&log.iter().map(|e| &e.details).collect::<Vec<_>>()).unwrap();
+    assert!(!logged.contains(api_key) && !logged.contains("whsec_"), "{logged}");
+    assert!(logged.contains(r#""secrets_replaced":["api_key","webhook_secrets"]"#), "{logged}");
+    assert!(app.store.get_connector(&b, "stripe").await.unwrap().is_none());
+}

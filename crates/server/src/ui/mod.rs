@@ -9,6 +9,7 @@
 
 mod chart;
 mod headers;
+mod integrations;
 mod next;
 mod pages;
 pub mod password;
@@ -207,6 +208,9 @@ pub(crate) fn routes(state: AppState) -> Router<AppState> {
         .route("/settings/keys/{id}/revoke", post(settings::revoke_key))
         .route("/settings/operators", post(settings::add_operator))
         .route("/settings/operators/{id}/{action}", post(settings::operator_action))
+        .route("/settings/connectors/{provider}", post(integrations::save))
+        .route("/settings/connectors/{provider}/sync", post(integrations::sync))
+        .route("/settings/connectors/{provider}/{action}", post(integrations::switch))
         .route_layer(axum::middleware::from_fn(session::require_admin));
     let signed = readers
         .merge(members)
