@@ -512,52 +512,132 @@ pub fn prior(account: &AccountHistory, d: NaiveDate, horizon_days: u32) -> (f64,
     churn_prior(&snap, horizon_days)
 }
 
-/// The churn prior of an account at a date: about 3% of accounts churn in a month in a
-/// typical SaaS book, and each warning sign raises the odds by a fixed amount.
+/// A rule of a rule-based prior: the warning (or buying) sign it looks for and how much
+/// it raises the log-odds when the sign holds. A forecast's driver is the rule's name, with
+/// what was seen in parentheses when there is more to say.
+#[derive(Clone, Copy, Debug, PartialEq, Serialize)]
+pub struct PriorRule {
+    pub name: &'static str,
+    /// More of what it looks for, beside its name, for whoever reads a forecast it did not
+    /// raise.
+    pub when: &'static str,
+    pub weight: f64,
+}
+
+/// The churn prior's rules, in the order they are checked.
+pub const CHURN_RULES: [PriorRule; 5] = [
+    PriorRule { name: "no activity for 30 days", when: "an account of 30 days or more", weight: 1.6 },
+    PriorRule { name: "usage down by half", when: "of 10 events or more in the 28 days before", weight: 0.9 },
+    PriorRule { name: "ticket surge", when: "3 tickets or more in 7 days, twice the usual week", weight: 0.7 },
+    PriorRule { name: "payment failed", when: "in the last 90 days", weight: 1.0 },
+    PriorRule {
+        name: "negative feedback",
+        when: "CSAT of 2.5 or less over 90 days, or an NPS of 6 or less",
+        weight: 0.8,
+    },
+];
+
+/// The expansion prior's rules.
+pub const EXPANSION_RULES: [PriorRule; 3] = [
+    PriorRule { name: "seats nearly full", when: "active people on nearly every seat", weight: 1.2 },
+    PriorRule { name: "usage growing", when: "30% more events than the 28 days before, of 20 or more", weight: 0.7 },
+    PriorRule { name: "plan limits hit", when: "in the last 28 days", weight: 1.0 },
+];
+
+/// A prior's probability with no sign holding: about 3% of a typical SaaS book churns in a
+/// month, about 5% expands in a quarter.
+pub fn base_rate(outcome: Outcome, horizon_days: u32) -> f64 {
+    match outcome {
+        Outcome::Churn => 1.0 - 0.97f64.powf(horizon_days as f64 / 30.0),
+        Outcome::Expansion => 1.0 - 0.95f64.powf(horizon_days as f64 / 90.0),
+    }
+}
+
+/// A rule that held for a forecast: its driver as the forecast names it, its contribution to
+/// the log-odds, and the factor it multiplies the odds by.
+#[derive(Clone, Debug, PartialEq, Serialize)]
+pub struct HeldRule {
+    pub driver: String,
+    pub contribution: f64,
+    pub odds: f64,
+}
+
+/// Why a prior's forecast is what it is: the base rate, the rules that held (its drivers)
+/// and those checked that did not.
+#[derive(Clone, Debug, PartialEq, Serialize)]
+pub struct PriorReading {
+    pub base_rate: f64,
+    pub held: Vec<HeldRule>,
+    pub not_held: Vec<PriorRule>,
+}
+
+/// Reads a prior's forecast of `outcome` at `horizon_days` from its drivers (the rules that
+/// held, as [`churn_prior`] and [`expansion_prior`] name them).
+pub fn read_prior(outcome: Outcome, horizon_days: u32, drivers: &[(String, f64)]) -> PriorReading {
+    let rules: &[PriorRule] = match outcome {
+        Outcome::Churn => &CHURN_RULES,
+        Outcome::Expansion => &EXPANSION_RULES,
+    };
+    let of_rule = |driver: &str, rule: &PriorRule| {
+        driver == rule.name || driver.strip_prefix(rule.name).is_some_and(|rest| rest.starts_with(" ("))
+    };
+    PriorReading {
+        base_rate: base_rate(outcome, horizon_days),
+        held: drivers
+            .iter()
+            .map(|(driver, c)| HeldRule { driver: driver.clone(), contribution: *c, odds: c.exp() })
+            .collect(),
+        not_held: rules.iter().filter(|r| !drivers.iter().any(|(d, _)| of_rule(d, r))).copied().collect(),
+    }
+}
+
+/// The churn prior of an account at a date: the base rate raised by each of
+/// [`CHURN_RULES`] that holds.
 pub fn churn_prior(s: &crate::signals::Snapshot, horizon_days: u32) -> (f64, Vec<(String, f64)>) {
-    let base = 1.0 - 0.97f64.powf(horizon_days as f64 / 30.0);
+    let [quiet, down, surge, payment, feedback] = CHURN_RULES;
     let mut drivers = Vec::new();
     if s.tenure_days >= 30 && s.days_since_active.is_none_or(|d| d >= 30) {
-        drivers.push(("no activity for 30 days".to_string(), 1.6));
+        drivers.push((quiet.name.to_string(), quiet.weight));
     } else if s.events_prev_28d >= 10 && (s.events_28d as f64) < s.events_prev_28d as f64 / 2.0 {
-        drivers
-            .push((format!("usage down by half ({} to {} events in 28 days)", s.events_prev_28d, s.events_28d), 0.9));
+        drivers.push((
+            format!("{} ({} to {} events in 28 days)", down.name, s.events_prev_28d, s.events_28d),
+            down.weight,
+        ));
     }
     let weekly_before = s.tickets_prev_28d as f64 / 4.0;
     if s.tickets_7d >= 3 && s.tickets_7d as f64 > 2.0 * weekly_before {
-        drivers.push((format!("ticket surge ({} tickets in 7 days)", s.tickets_7d), 0.7));
+        drivers.push((format!("{} ({} tickets in 7 days)", surge.name, s.tickets_7d), surge.weight));
     }
     if s.payment_failures_90d > 0 {
-        drivers.push((format!("payment failed ({} in 90 days)", s.payment_failures_90d), 1.0));
+        drivers.push((format!("{} ({} in 90 days)", payment.name, s.payment_failures_90d), payment.weight));
     }
     if s.csat_90d.is_some_and(|c| c <= 2.5) || s.nps.is_some_and(|n| n <= 6.0) {
-        drivers.push(("negative feedback (CSAT of 2.5 or less, or an NPS detractor)".to_string(), 0.8));
+        drivers.push((format!("{} (CSAT of 2.5 or less, or an NPS detractor)", feedback.name), feedback.weight));
     }
-    prior_probability(base, drivers)
+    prior_probability(base_rate(Outcome::Churn, horizon_days), drivers)
 }
 
-/// The expansion prior: about 5% of accounts expand in a quarter, more when seats are nearly
-/// full, usage grows or the plan's limits are hit.
+/// The expansion prior: the base rate raised by each of [`EXPANSION_RULES`] that holds.
 pub fn expansion_prior(
     s: &crate::signals::Snapshot,
     config: &crate::signals::SignalConfig,
     horizon_days: u32,
 ) -> (f64, Vec<(String, f64)>) {
-    let base = 1.0 - 0.95f64.powf(horizon_days as f64 / 90.0);
+    let [seats, growing, limits] = EXPANSION_RULES;
     let mut drivers = Vec::new();
     if let Some(u) = s.seat_utilisation().filter(|&u| u >= config.seats_nearly_full * 100.0) {
         drivers.push((
-            format!("seats nearly full ({} active of {} seats, {u:.0}%)", s.active_users_28d, s.seats.unwrap_or(0)),
-            1.2,
+            format!("{} ({} active of {} seats, {u:.0}%)", seats.name, s.active_users_28d, s.seats.unwrap_or(0)),
+            seats.weight,
         ));
     }
     if let Some(t) = s.usage_trend().filter(|&t| t >= 30.0 && s.events_prev_28d >= 20) {
-        drivers.push((format!("usage growing ({t:+.0}% in 28 days)"), 0.7));
+        drivers.push((format!("{} ({t:+.0}% in 28 days)", growing.name), growing.weight));
     }
     if s.limit_hits_28d > 0 {
-        drivers.push((format!("plan limits hit ({} times in 28 days)", s.limit_hits_28d), 1.0));
+        drivers.push((format!("{} ({} times in 28 days)", limits.name, s.limit_hits_28d), limits.weight));
     }
-    prior_probability(base, drivers)
+    prior_probability(base_rate(Outcome::Expansion, horizon_days), drivers)
 }
 
 fn prior_probability(base: f64, drivers: Vec<(String, f64)>) -> (f64, Vec<(String, f64)>) {
@@ -1031,5 +1111,46 @@ mod tests {
             "{:?}",
             by_risk[0]
         );
+    }
+
+    #[test]
+    fn a_prior_s_forecast_reads_back_as_its_base_rate_and_the_rules_that_held() {
+        use crate::model::{logit, sigmoid};
+        use crate::signals::Snapshot;
+        let snap = Snapshot {
+            tenure_days: 200,
+            days_since_active: Some(2),
+            events_28d: 30,
+            events_prev_28d: 90,
+            payment_failures_90d: 1,
+            ..Default::default()
+        };
+        let (p, drivers) = churn_prior(&snap, 30);
+        let reading = read_prior(Outcome::Churn, 30, &drivers);
+        assert!((reading.base_rate - 0.03).abs() < 1e-12);
+        let held: Vec<&str> = reading.held.iter().map(|h| h.driver.as_str()).collect();
+        assert_eq!(held, ["usage down by half (90 to 30 events in 28 days)", "payment failed (1 in 90 days)"]);
+        assert!((reading.held[1].odds - 1f64.exp()).abs() < 1e-12, "a weight of 1 multiplies the odds by e");
+        let not_held: Vec<&str> = reading.not_held.iter().map(|r| r.name).collect();
+        assert_eq!(not_held, ["no activity for 30 days", "ticket surge", "negative feedback"]);
+        // The probability is the base rate's log-odds raised by what held, nothing else.
+        let z = logit(reading.base_rate) + reading.held.iter().map(|h| h.contribution).sum::<f64>();
+        assert!((sigmoid(z) - p).abs() < 1e-12);
+        // Nothing held: the base rate, every rule checked and not seen.
+        let calm = Snapshot {
+            tenure_days: 200,
+            days_since_active: Some(1),
+            events_28d: 50,
+            events_prev_28d: 50,
+            ..Default::default()
+        };
+        let (p, drivers) = churn_prior(&calm, 90);
+        let reading = read_prior(Outcome::Churn, 90, &drivers);
+        assert!(reading.held.is_empty() && (p - reading.base_rate).abs() < 1e-12);
+        assert_eq!(reading.not_held, CHURN_RULES);
+        let (_, drivers) = expansion_prior(&Snapshot { limit_hits_28d: 2, ..calm }, &Default::default(), 90);
+        let reading = read_prior(Outcome::Expansion, 90, &drivers);
+        assert_eq!(reading.held[0].driver, "plan limits hit (2 times in 28 days)");
+        assert_eq!(reading.not_held.iter().map(|r| r.name).collect::<Vec<_>>(), ["seats nearly full", "usage growing"]);
     }
 }

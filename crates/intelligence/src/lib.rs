@@ -12,10 +12,14 @@
 //!   health configuration.
 //! - [`kpis`]: gross MRR churn, logo churn and net revenue retention per month from billing
 //!   periods, point-in-time; the activation rate of new accounts.
+//! - [`actions`]: recommended next actions for an account from its state (signals, health
+//!   components, forecasts and their drivers, renewal), ranked, each with its evidence and
+//!   the playbook that handles it.
 //! - [`model`]: the learners (L2 logistic regression, gradient-boosted trees), their
 //!   ensemble with calibrated probabilities and per-row drivers, and the metrics of a model
 //!   card (AUC, PR-AUC, top-decile lift, calibration error).
 
+pub mod actions;
 pub mod attributes;
 pub mod churn;
 pub mod health;

@@ -51,8 +51,9 @@ pub struct Sources {
     pub payment_events: bool,
 }
 
-/// One account at one date.
-#[derive(Clone, Debug, Default, PartialEq, Serialize)]
+/// One account at one date (read back from a stored explanation with what it has).
+#[derive(Clone, Debug, Default, PartialEq, Serialize, serde::Deserialize)]
+#[serde(default)]
 pub struct Snapshot {
     pub events_7d: u64,
     pub events_28d: u64,

@@ -28,23 +28,31 @@ pub(crate) struct AccountFacts<'a> {
     pub now: Timestamp,
 }
 
+/// Subscriptions that are paying or about to (trials and unpaid invoices included) at `now`.
+fn current(subscriptions: &[Subscription], now: Timestamp) -> impl Iterator<Item = &Subscription> {
+    subscriptions.iter().filter(move |s| {
+        matches!(s.status, SubscriptionStatus::Active | SubscriptionStatus::Trialing | SubscriptionStatus::PastDue)
+            && s.started_at <= now
+            && s.ended_at.is_none_or(|e| e > now)
+    })
+}
+
+/// When an account's current paid period or contract ends (what `renews_at` reads): the
+/// latest end of its subscriptions active (or past due) at `now`.
+pub fn renews_at(subscriptions: &[Subscription], now: Timestamp) -> Option<Timestamp> {
+    current(subscriptions, now)
+        .filter(|s| matches!(s.status, SubscriptionStatus::Active | SubscriptionStatus::PastDue))
+        .filter_map(|s| s.current_period_end.max(s.ended_at))
+        .max()
+}
+
 impl AccountFacts<'_> {
-    /// Subscriptions that are paying or about to (trials and unpaid invoices included) now.
     fn current(&self) -> impl Iterator<Item = &Subscription> {
-        self.subscriptions.iter().filter(|s| {
-            matches!(s.status, SubscriptionStatus::Active | SubscriptionStatus::Trialing | SubscriptionStatus::PastDue)
-                && s.started_at <= self.now
-                && s.ended_at.is_none_or(|e| e > self.now)
-        })
+        current(self.subscriptions, self.now)
     }
 
-    /// When the current paid period or contract ends: the latest end of the subscriptions
-    /// active (or past due) now.
     fn renews_at(&self) -> Option<Timestamp> {
-        self.current()
-            .filter(|s| matches!(s.status, SubscriptionStatus::Active | SubscriptionStatus::PastDue))
-            .filter_map(|s| s.current_period_end.max(s.ended_at))
-            .max()
+        renews_at(self.subscriptions, self.now)
     }
 
     /// Tickets not solved or closed, and those of them marked high or urgent.

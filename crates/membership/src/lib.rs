@@ -22,6 +22,7 @@ use store::{
     SubjectKind, Subscription, Ticket, UsageRow,
 };
 
+pub use crate::facts::renews_at;
 use crate::facts::{AccountFacts, PersonFacts};
 
 #[derive(Debug, thiserror::Error)]

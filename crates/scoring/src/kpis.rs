@@ -4,17 +4,75 @@
 //!
 //! Revenue KPIs (gross MRR churn, logo churn, NRR by month; NRR over twelve months) cover the
 //! last twelve complete months in the workspace's main currency: the one most MRR is in now.
-//! Activation covers the new accounts (first seen) of each month whose first day is in the
-//! usage read, counted once their window has passed.
+//! Activation covers the new accounts (first seen) of the same twelve months and of this
+//! one, each counted once its window has passed: those first seen within the usage a run
+//! reads from it, the earlier ones from their first days' usage alone ([`earlier_cohorts`]),
+//! so that the KPI's reach does not depend on how much usage scoring reads.
 
-use chrono::{Months, NaiveDate};
-use domain::{Currency, Timestamp};
-use intelligence::churn::FeatureSpec;
+use chrono::{Datelike, Months, NaiveDate};
+use domain::{AccountId, Currency, Timestamp, WorkspaceId};
+use intelligence::churn::{AccountHistory, FeatureSpec, Series};
 use intelligence::kpis::{activation_months, complete_months, month_of, revenue_months, trailing_nrr};
-use store::{Kpi, KpiMonth, KpiReport};
+use std::collections::HashMap;
+use store::{Kpi, KpiMonth, KpiReport, Store};
 
 use crate::ScoringSettings;
 use crate::load::Loaded;
+use crate::settings::same_event;
+
+/// The first day of the first month whose new accounts the activation KPI covers as of
+/// `today`: that of the revenue KPIs' twelve complete months.
+pub fn cohorts_from(today: NaiveDate) -> NaiveDate {
+    complete_months(today, REVENUE_MONTHS).first().copied().unwrap_or_else(|| month_of(today))
+}
+
+/// The accounts of `loaded` first seen in `[from, usage_from)` (before the usage `loaded`
+/// holds), each with its usage of the days of its activation window alone: what their
+/// activation is counted from. One store read of their first months.
+pub async fn earlier_cohorts(
+    store: &dyn Store,
+    ws: &WorkspaceId,
+    loaded: &Loaded,
+    settings: &ScoringSettings,
+    from: NaiveDate,
+    usage_from: NaiveDate,
+) -> crate::Result<Vec<AccountHistory>> {
+    let window = chrono::Days::new(u64::from(settings.activation.within_days));
+    let mut ranges: Vec<(AccountId, NaiveDate, NaiveDate)> = Vec::new();
+    let mut out: Vec<AccountHistory> = Vec::new();
+    let mut index: HashMap<AccountId, usize> = HashMap::new();
+    for (id, h) in loaded.ids.iter().zip(&loaded.histories) {
+        let Some(first) = h.first_seen.filter(|f| *f >= from && *f < usage_from) else { continue };
+        ranges.push((id.clone(), first, first + window));
+        index.insert(id.clone(), out.len());
+        out.push(AccountHistory { account_id: h.account_id.clone(), first_seen: Some(first), ..Default::default() });
+    }
+    if ranges.is_empty() {
+        return Ok(out);
+    }
+    let mut days: HashMap<(usize, String), Vec<(NaiveDate, u32)>> = HashMap::new();
+    for row in store.accounts_usage_each(ws, &ranges).await? {
+        let Some(&i) = index.get(&row.account_id) else { continue };
+        let (first, end) = (ranges[i].1, ranges[i].2);
+        let entry = days.entry((i, settings.feature_of(&row.metric).to_owned())).or_default();
+        for (slot, &n) in row.events.iter().enumerate() {
+            let day = row.month + chrono::Days::new(slot as u64);
+            if n > 0 && day.month() == row.month.month() && day >= first && day < end {
+                entry.push((day, n));
+            }
+        }
+        out[i].people.extend(row.people.iter().map(|&(key, bits)| (key, row.month, bits)));
+    }
+    for ((i, metric), mut d) in days {
+        d.sort_unstable();
+        let h = &mut out[i];
+        if settings.churn_events.iter().any(|e| same_event(e, &metric)) {
+            h.churned.extend(d.iter().map(|(day, _)| *day));
+        }
+        h.usage.insert(metric, Series::new(d));
+    }
+    Ok(out)
+}
 
 /// Months of revenue KPIs.
 pub const REVENUE_MONTHS: u32 = 12;
@@ -33,9 +91,12 @@ fn main_currency(loaded: &Loaded, today: NaiveDate) -> Option<Currency> {
     sums.first().map(|(c, _)| *c)
 }
 
-/// The KPIs as of `today` (`usage_from`: the first day of usage in `loaded`).
+/// The KPIs as of `today` (`usage_from`: the first day of usage in `loaded`; `earlier`: the
+/// accounts first seen before it, from [`cohorts_from`] on, as [`earlier_cohorts`] reads
+/// them).
 pub fn report(
     loaded: &Loaded,
+    earlier: &[AccountHistory],
     settings: &ScoringSettings,
     usage_from: NaiveDate,
     today: NaiveDate,
@@ -68,10 +129,11 @@ pub fn report(
     let key_events = settings.key_events.clone().unwrap_or_else(|| {
         FeatureSpec::most_frequent(&loaded.histories, today.succ_opt().unwrap_or(today), 10).metrics
     });
-    // Cohorts from the first whole month of usage read.
-    let from = if month_of(usage_from) == usage_from { usage_from } else { month_of(usage_from) + Months::new(1) };
-    let new = loaded.histories.iter().filter_map(|h| Some((h, h.first_seen?)));
-    for m in activation_months(new, &key_events, &settings.activation, from, today) {
+    // Accounts first seen within the usage read have it whole; the earlier ones come with
+    // their first days.
+    let within = loaded.histories.iter().filter_map(|h| Some((h, h.first_seen.filter(|f| *f >= usage_from)?)));
+    let new = within.chain(earlier.iter().filter_map(|h| Some((h, h.first_seen?))));
+    for m in activation_months(new, &key_events, &settings.activation, cohorts_from(today), today) {
         rows.push(row(Kpi::Activation, m.month, m.activated as f64, m.accounts as f64));
     }
     KpiReport { computed_at: now, currency, months: rows }

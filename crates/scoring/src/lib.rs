@@ -8,8 +8,12 @@
 //!   raise. It keeps a [`Scorer`], which rescores one account after an event without the
 //!   others ([`Scorer::rescore`]).
 //!
+//! - [`actions::recommendations`] reads a stored score back into an account's recommended
+//!   next actions.
+//!
 //! The arithmetic is pure and runs on the blocking pool, in parallel over accounts.
 
+pub mod actions;
 pub mod kpis;
 pub mod load;
 pub mod rules;
@@ -735,6 +739,34 @@ fn write_explanation(view: &Explanation) -> String {
     })
 }
 
+/// Adds to each forecast of a stored explanation that the rule-based prior made (`source`
+/// `prior`) how it came about, as `prior`: the base rate, the rules that held (its drivers)
+/// with the factor each multiplies the odds by, and the rules checked that did not hold
+/// (see [`intelligence::churn::read_prior`]). What a reader needs to see why, when the
+/// workspace has no model.
+pub fn read_priors(explanation: &mut Value) {
+    let read = |forecast: &mut Value, outcome: Outcome| {
+        if forecast["source"] != "prior" {
+            return;
+        }
+        let Some(horizon) = forecast["horizon_days"].as_u64().and_then(|h| u32::try_from(h).ok()) else { return };
+        let drivers: Vec<(String, f64)> = forecast["drivers"]
+            .as_array()
+            .map(|ds| {
+                ds.iter().filter_map(|d| Some((d["name"].as_str()?.to_owned(), d["contribution"].as_f64()?))).collect()
+            })
+            .unwrap_or_default();
+        let reading = intelligence::churn::read_prior(outcome, horizon, &drivers);
+        forecast["prior"] = serde_json::to_value(reading).unwrap_or(Value::Null);
+    };
+    if let Some(churn) = explanation.get_mut("churn").and_then(Value::as_array_mut) {
+        churn.iter_mut().for_each(|f| read(f, Outcome::Churn));
+    }
+    if let Some(expansion) = explanation.get_mut("expansion").filter(|e| e.is_object()) {
+        read(expansion, Outcome::Expansion);
+    }
+}
+
 /// `raw` as it is, then `value` as JSON.
 fn put(out: &mut Vec<u8>, raw: &str, value: &impl serde::Serialize) {
     out.extend_from_slice(raw.as_bytes());
@@ -904,7 +936,9 @@ pub async fn score_workspace(
     let loaded = load(store, ws, usage_from, &settings).await?;
     let settings = settings.matched_to(&loaded.metrics);
     let previous = Previous::load(store, ws, day).await?;
-    let kpis = kpis::report(&loaded, &settings, usage_from, day, now);
+    let earlier = kpis::earlier_cohorts(store, ws, &loaded, &settings, kpis::cohorts_from(day), usage_from).await?;
+    let kpis = kpis::report(&loaded, &earlier, &settings, usage_from, day, now);
+    drop(earlier);
     // Each chunk of scores is written while the next is scored: the run holds a few chunks,
     // not the workspace's explanations.
     let (tx, mut rx) = tokio::sync::mpsc::channel::<Vec<AccountResult>>(2);
@@ -942,6 +976,98 @@ pub async fn score_workspace(
     };
     tracing::info!(workspace = %ws, accounts = run.accounts, opened = alerts.opened, resolved = alerts.resolved, "scored");
     Ok((run, scorer))
+}
+
+/// What scoring past days wrote.
+#[derive(Clone, Debug, serde::Serialize)]
+pub struct HistoryRun {
+    /// The days scored, `[from, to)`.
+    pub from: NaiveDate,
+    pub to: NaiveDate,
+    /// Account-days written to the history.
+    pub scores: usize,
+}
+
+/// Scores each day of `[from, to)`, oldest first, point-in-time (from what was known by the
+/// day's end: usage, billing periods, tickets), with the workspace's settings and models of
+/// now, and writes each account's score of the day to its history alone
+/// ([`Store::put_score_history`]). A past day's run leaves the latest scores as they are and
+/// opens, updates or resolves no alert and replaces no KPI: nothing journeys, messages or
+/// tasks start from is written for a change that is long past. An account counts from the
+/// day it was first seen or its first billing period began. This builds the trends of a
+/// workspace that arrives with months of past data (an import, the demo), which would
+/// otherwise start on its first day of scoring.
+pub async fn score_past_days(
+    store: &dyn Store,
+    ws: &WorkspaceId,
+    from: NaiveDate,
+    to: NaiveDate,
+    now: Timestamp,
+) -> Result<HistoryRun> {
+    let settings = settings(store, ws).await?;
+    let models = models(store, ws).await?;
+    let loaded = load(store, ws, from - chrono::Days::new(SCORING_DAYS), &settings).await?;
+    let settings = settings.matched_to(&loaded.metrics);
+    let days: Vec<NaiveDate> = from.iter_days().take_while(|d| *d < to).collect();
+    let (tx, mut rx) = tokio::sync::mpsc::channel::<Vec<AccountScore>>(2);
+    let scoring = tokio::task::spawn_blocking(move || {
+        let (mut settings, mut models) = (settings, models);
+        for day in days {
+            let known = known_by(&loaded, day);
+            let scorer = Scorer::score_in_chunks(
+                settings,
+                models,
+                known.as_ref().unwrap_or(&loaded),
+                day,
+                &Previous::default(),
+                now,
+                |chunk| {
+                    // Refused only once a write failed, which the run reports below.
+                    let _ = tx.blocking_send(chunk.into_iter().map(|r| r.score).collect());
+                },
+            );
+            (settings, models) = (scorer.settings, scorer.models);
+        }
+    });
+    let mut scores = 0;
+    let written: Result<()> = async {
+        // Days of a small workspace are written together.
+        let mut pending: Vec<AccountScore> = Vec::new();
+        while let Some(chunk) = rx.recv().await {
+            scores += chunk.len();
+            pending.extend(chunk);
+            if pending.len() >= CHUNK {
+                store.put_score_history(ws, &std::mem::take(&mut pending)).await?;
+            }
+        }
+        store.put_score_history(ws, &pending).await?;
+        Ok(())
+    }
+    .await;
+    drop(rx);
+    scoring.await.map_err(|e| Error::Invalid(format!("scoring stopped: {e}")))?;
+    written?;
+    tracing::info!(workspace = %ws, %from, %to, scores, "scored past days");
+    Ok(HistoryRun { from, to, scores })
+}
+
+/// The accounts of `loaded` known by the end of `day` (first seen, or a billing period
+/// begun, by then); none when that is all of them.
+fn known_by(loaded: &Loaded, day: NaiveDate) -> Option<Loaded> {
+    let known =
+        |h: &AccountHistory| [h.first_seen, h.first_start()].into_iter().flatten().min().is_some_and(|d| d <= day);
+    let keep: Vec<usize> = (0..loaded.ids.len()).filter(|&i| known(&loaded.histories[i])).collect();
+    if keep.len() == loaded.ids.len() {
+        return None;
+    }
+    Some(Loaded {
+        ids: keep.iter().map(|&i| loaded.ids[i].clone()).collect(),
+        histories: keep.iter().map(|&i| loaded.histories[i].clone()).collect(),
+        currencies: keep.iter().map(|&i| loaded.currencies[i]).collect(),
+        sources: loaded.sources,
+        end: loaded.end,
+        metrics: loaded.metrics.clone(),
+    })
 }
 
 #[cfg(test)]
@@ -1211,6 +1337,31 @@ mod tests {
             assert_eq!(written, serde_json::to_string(&derived).unwrap());
             assert!(serde_json::from_str::<Value>(&written).is_ok());
         }
+    }
+
+    #[test]
+    fn a_prior_s_forecasts_say_how_they_came_about_and_a_model_s_are_left_as_they_are() {
+        let mut explanation = json!({
+            "churn": [
+                {"horizon_days": 30, "probability": 0.0706, "source": "prior",
+                 "drivers": [{"name": "usage down by half (77 to 38 events in 28 days)", "contribution": 0.9}]},
+                {"horizon_days": 60, "probability": 0.2, "source": "model",
+                 "drivers": [{"name": "active days (28 days)", "contribution": 0.4}]}
+            ],
+            "expansion": {"horizon_days": 90, "probability": 0.05, "source": "prior", "drivers": []}
+        });
+        read_priors(&mut explanation);
+        let prior = &explanation["churn"][0]["prior"];
+        assert!((prior["base_rate"].as_f64().unwrap() - 0.03).abs() < 1e-12);
+        assert_eq!(prior["held"][0]["driver"], "usage down by half (77 to 38 events in 28 days)");
+        assert!((prior["held"][0]["odds"].as_f64().unwrap() - 0.9f64.exp()).abs() < 1e-12);
+        let not_held: Vec<&str> =
+            prior["not_held"].as_array().unwrap().iter().map(|r| r["name"].as_str().unwrap()).collect();
+        assert_eq!(not_held, ["no activity for 30 days", "ticket surge", "payment failed", "negative feedback"]);
+        assert!(explanation["churn"][1].get("prior").is_none(), "a model's forecast has its drivers");
+        let expansion = &explanation["expansion"]["prior"];
+        assert!(expansion["held"].as_array().unwrap().is_empty());
+        assert_eq!(expansion["not_held"].as_array().unwrap().len(), 3);
     }
 
     #[test]

@@ -125,6 +125,22 @@ pub fn compile(text: &str, schema: &Schema) -> Result<Segment, Error> {
     check::check(text, &expr, schema)
 }
 
+/// The names a condition's text uses, lowercased, in order and each once: its fields,
+/// traits, functions and keywords, without checking it (none when it does not read as
+/// tokens). What tells what a condition is about without the workspace's schema.
+pub fn names(text: &str) -> Vec<String> {
+    let mut out: Vec<String> = Vec::new();
+    for (tok, _) in lex::tokens(text).unwrap_or_default() {
+        if let lex::Tok::Ident(name) = tok {
+            let name = name.to_lowercase();
+            if !out.contains(&name) {
+                out.push(name);
+            }
+        }
+    }
+    out
+}
+
 /// The first cycle among segments that test each other's membership, as the names along it
 /// (the first repeated at the end), if there is one. `segments` lists each segment's name
 /// and the names it depends on.

@@ -413,3 +413,11 @@ fn membership_cycles_are_found() {
             .unwrap();
     assert_eq!(s.depends_on, ["Onboarding", "Champions"]);
 }
+
+#[test]
+fn a_condition_s_names_are_listed_without_a_schema() {
+    let text = "mrr > 0 and not in segment \"High churn risk\"\n  and (Band == \"neutral\" or churn_risk_30d >= 0.25) # band again: band";
+    assert_eq!(names(text), ["mrr", "and", "not", "in", "segment", "band", "or", "churn_risk_30d"]);
+    assert_eq!(names("count(event \"Report Created\", 28d) > traits.seats"), ["count", "event", "traits", "seats"]);
+    assert!(names("health < \"unterminated").is_empty(), "text that does not read as tokens names nothing");
+}

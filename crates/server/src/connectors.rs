@@ -127,8 +127,24 @@ pub(crate) async fn put_connector(
     let key = admin(&s, &headers).await?;
     let ws = key.workspace_id;
     let p = provider(&name)?;
-    let syncer = syncer(&s)?;
     let body = body_json(&body)?;
+    let saved = save(&s, &ws, p, &body).await?;
+    let status = if saved.created { StatusCode::CREATED } else { StatusCode::OK };
+    Ok((status, Json(view(&s, &ws, &saved.record, saved.secrets.as_ref()))).into_response())
+}
+
+/// A connector as saved.
+pub(crate) struct Saved {
+    pub created: bool,
+    pub record: ConnectorRecord,
+    pub secrets: Option<Secrets>,
+}
+
+/// Creates or changes the workspace's connector of `p` from `body`, as
+/// `PUT /api/v1/connectors/{provider}` takes it (the caller checked it may): every field
+/// checked first, so a refused change changes nothing.
+pub(crate) async fn save(s: &AppState, ws: &WorkspaceId, p: Provider, body: &Value) -> Result<Saved, ApiError> {
+    let syncer = syncer(s)?;
     let Some(fields) = body.as_object() else {
         return Err(ApiError::bad_request("invalid_connector", "the body must be a JSON object"));
     };
@@ -156,10 +172,10 @@ pub(crate) async fn put_connector(
             return Err(ApiError::bad_request("invalid_connector", "`enabled` must be true or false").field("enabled"));
         }
     };
-    let api_key = text_field(&body, "api_key")?;
-    let refresh_token = text_field(&body, "refresh_token")?;
-    let client_id = text_field(&body, "client_id")?;
-    let client_secret = text_field(&body, "client_secret")?;
+    let api_key = text_field(body, "api_key")?;
+    let refresh_token = text_field(body, "refresh_token")?;
+    let client_id = text_field(body, "client_id")?;
+    let client_secret = text_field(body, "client_secret")?;
     for (field, given) in
         [("refresh_token", &refresh_token), ("client_id", &client_id), ("client_secret", &client_secret)]
     {
@@ -192,7 +208,7 @@ pub(crate) async fn put_connector(
     };
     let sealing = syncer.connectors().key();
     let now = Utc::now();
-    let existing = s.store().get_connector(&ws, p.name()).await?;
+    let existing = s.store().get_connector(ws, p.name()).await?;
     let created = existing.is_none();
     let mut secrets = match &existing {
         Some(r) => Secrets::open(sealing, ws.as_str(), p.name(), &r.secrets).unwrap_or_default(),
@@ -253,19 +269,18 @@ pub(crate) async fn put_connector(
             sync.request(true);
             record.sync = serde_json::to_value(sync).expect("state serializes");
         }
-        s.store().create_connector(&ws, &record).await?;
+        s.store().create_connector(ws, &record).await?;
     } else {
-        s.store().update_connector(&ws, &record).await?;
+        s.store().update_connector(ws, &record).await?;
         // New credentials: a first backfill waiting for them, or one stopped on the old ones
         // (a refused refresh), runs now.
         if new_key && (record.last_sync_at.is_none() || SyncState::of(&record).last_error.is_some()) {
-            request_sync(&s, &ws, p, false).await?;
+            request_sync(s, ws, p, false).await?;
         }
     }
     syncer.wake();
-    let (record, secrets) = load(&s, &ws, p).await?;
-    let status = if created { StatusCode::CREATED } else { StatusCode::OK };
-    Ok((status, Json(view(&s, &ws, &record, secrets.as_ref()))).into_response())
+    let (record, secrets) = load(s, ws, p).await?;
+    Ok(Saved { created, record, secrets })
 }
 
 /// `DELETE /api/v1/connectors/{provider}` (admin): the connector, its mirror and its errors.
@@ -281,6 +296,15 @@ pub(crate) async fn delete_connector(
         return Err(not_found(p));
     }
     Ok(StatusCode::NO_CONTENT.into_response())
+}
+
+/// Asks for a backfill of the workspace's connector of `p` now (`full`: from the start) and
+/// wakes the worker.
+pub(crate) async fn ask_sync(s: &AppState, ws: &WorkspaceId, p: Provider, full: bool) -> Result<SyncState, ApiError> {
+    let syncer = syncer(s)?;
+    let sync = request_sync(s, ws, p, full).await?;
+    syncer.wake();
+    Ok(sync)
 }
 
 async fn request_sync(s: &AppState, ws: &WorkspaceId, p: Provider, full: bool) -> Result<SyncState, ApiError> {
@@ -306,15 +330,14 @@ pub(crate) async fn sync_connector(
 ) -> Result<Response, ApiError> {
     let ws = operator(&s, &headers).await?.workspace_id;
     let p = provider(&name)?;
-    let syncer = syncer(&s)?;
+    syncer(&s)?;
     let body = if body.is_empty() { json!({}) } else { body_json(&body)? };
     let full = match body.get("full") {
         None => false,
         Some(Value::Bool(b)) => *b,
         Some(_) => return Err(ApiError::bad_request("invalid_parameter", "`full` must be true or false").field("full")),
     };
-    let sync = request_sync(&s, &ws, p, full).await?;
-    syncer.wake();
+    let sync = ask_sync(&s, &ws, p, full).await?;
     Ok((StatusCode::ACCEPTED, Json(json!({"sync": sync}))).into_response())
 }
 

@@ -189,7 +189,8 @@ pub(crate) async fn account_predictions(
             format!("account {id:?} has not been scored yet"),
         ));
     };
-    let explanation = score.explanation.to_value();
+    let mut explanation = score.explanation.to_value();
+    scoring::read_priors(&mut explanation);
     Ok(Json(json!({
         "account_id": account,
         "day": score.day,

@@ -516,3 +516,173 @@ async fn pages_keep_to_their_own_code_out_of_frames_and_caches() {
     let overview = request(&app, "GET", "/overview", Some(&session.cookie), None).await;
     assert!(!overview.body.contains(" style=\"") && !overview.body.contains("<script>"), "inline code in the page");
 }
+
+/// A score of `account` whose explanation says it failed two payments and is otherwise fine.
+fn scored_with_failed_payments(account: &str) -> store::AccountScore {
+    let explanation = json!({
+        "health": {"score": 55.0, "band": "neutral", "profile": "mature", "components": [
+            {"component": "financial", "score": 20.0, "weight": 1.0, "points": 20.0, "measures": []}]},
+        "churn": [{"horizon_days": 30, "probability": 0.2, "source": "prior",
+                   "drivers": [{"name": "payment failed (2 in 90 days)", "contribution": 1.0}]},
+                  {"horizon_days": 60, "probability": 0.3, "source": "prior",
+                   "drivers": [{"name": "payment failed (2 in 90 days)", "contribution": 1.0}]}],
+        "expansion": null,
+        "signals": {"payment_failures_90d": 2, "mrr": 9900, "tenure_days": 200, "days_since_active": 1,
+                    "events_28d": 100, "events_prev_28d": 100},
+        "models": {"churn": null, "expansion": null}
+    });
+    store::AccountScore {
+        account_id: AccountId::parse(account).unwrap(),
+        day: Utc::now().date_naive(),
+        health: 55.0,
+        band: store::HealthBand::Neutral,
+        churn_30d: Some(0.2),
+        churn_60d: None,
+        churn_90d: None,
+        expansion: None,
+        mrr: None,
+        components: json!({"financial": 20.0}),
+        explanation: store::JsonText::from_value(&explanation),
+        scored_at: Utc::now(),
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_member_makes_a_task_of_a_recommendation_once_and_viewers_and_strangers_cannot() {
+    let (app, a, b, _) = setup().await;
+    app.store.put_scores(&a, &[scored_with_failed_payments("acme")]).await.unwrap();
+    app.store.put_scores(&b, &[scored_with_failed_payments("globex")]).await.unwrap();
+    let (member, viewer, theirs) = (
+        sign_in(&app, "member@a.test").await,
+        sign_in(&app, "viewer@a.test").await,
+        sign_in(&app, "member@b.test").await,
+    );
+    let path = "/accounts/acme/next/payment_failed/task";
+    // The page shows the recommendation with its evidence; a viewer gets no button.
+    let page = request(&app, "GET", "/accounts/acme", Some(&member.cookie), None).await;
+    assert!(page.body.contains(r#"data-recommendation="payment_failed""#), "{}", page.body);
+    assert!(page.body.contains("2 failed payments in 90 days: confirm the billing details"));
+    assert!(page.body.contains("financial component 20 of 100") && page.body.contains("payment failed (2 in 90 days)"));
+    assert!(page.body.contains(&format!(r#"action="{path}""#)));
+    // The churn forecast of the rule-based prior says why: its base rate, the rule that held
+    // and those it checked, and why there is no model.
+    assert!(page.body.contains("No churn model: no model has been trained yet"), "{}", page.body);
+    assert!(page.body.contains("Base rate 3% within 30 days, raised by each sign that holds"));
+    assert!(page.body.contains("payment failed (2 in 90 days) <span class=\"muted\">odds ×2.7 (+1.00)"));
+    assert!(page.body.contains("Checked, not seen: no activity for 30 days"));
+    assert!(page.body.contains("Base rate 6% within 60 days, raised by the same signs."));
+    let seen = request(&app, "GET", "/accounts/acme", Some(&viewer.cookie), None).await;
+    assert!(seen.body.contains(r#"data-recommendation="payment_failed""#) && !seen.body.contains(path));
+    let tasks_of = |ws: WorkspaceId| {
+        let store = app.store.clone();
+        async move {
+            let filter = store::TaskFilter { account_id: None, ..Default::default() };
+            let all = store.list_tasks(&ws, &filter, &store::PageRequest::first(50)).await.unwrap().items;
+            all.into_iter().filter(|t| t.task_id.starts_with("rec_")).collect::<Vec<_>>()
+        }
+    };
+    // Refused: a viewer, no CSRF token, another workspace's account, a kind that does not
+    // exist or that the account does not call for. Nothing is made.
+    assert_eq!(post(&app, &viewer, path, &[]).await.status, StatusCode::FORBIDDEN);
+    assert_eq!(request(&app, "POST", path, Some(&member.cookie), Some("")).await.status, StatusCode::FORBIDDEN);
+    assert_eq!(request(&app, "POST", path, None, Some("csrf=x")).await.status, StatusCode::UNAUTHORIZED);
+    assert_eq!(post(&app, &theirs, path, &[]).await.status, StatusCode::NOT_FOUND);
+    assert_eq!(post(&app, &member, "/accounts/acme/next/bribe/task", &[]).await.status, StatusCode::NOT_FOUND);
+    let not_called = post(&app, &member, "/accounts/acme/next/gone_quiet/task", &[]).await;
+    assert_eq!(not_called.status, StatusCode::CONFLICT);
+    assert!(not_called.body.contains("no longer calls for that action"), "{}", not_called.body);
+    assert!(tasks_of(a.clone()).await.is_empty() && tasks_of(b.clone()).await.is_empty());
+    // A member makes it: one task, for them, audited; again, none more.
+    let made = post(&app, &member, path, &[]).await;
+    assert_eq!(made.status, StatusCode::SEE_OTHER, "{}", made.body);
+    assert!(made.location.as_deref().unwrap().starts_with("/accounts/acme?done="), "{:?}", made.location);
+    let again = post(&app, &member, path, &[]).await;
+    assert_eq!(again.status, StatusCode::SEE_OTHER);
+    let tasks = tasks_of(a.clone()).await;
+    assert_eq!(tasks.len(), 1, "{tasks:?}");
+    let task = &tasks[0];
+    assert_eq!(task.title, "Confirm the billing details: 2 failed payments in 90 days");
+    assert_eq!((task.assignee.as_str(), task.priority.as_str()), ("member@a.test", "high"));
+    assert_eq!(task.account_id.as_deref(), Some("acme"));
+    assert!(task.body.as_deref().unwrap().contains("payment failures in 90 days: 2"), "{:?}", task.body);
+    assert!(tasks_of(b.clone()).await.is_empty(), "the other workspace's account is untouched");
+    let log = app.store.list_audit(&a, None, 10).await.unwrap();
+    let created: Vec<_> = log.iter().filter(|e| e.action == "task.create").collect();
+    assert_eq!(created.len(), 1);
+    assert_eq!((created[0].actor.as_str(), created[0].target.as_str()), ("op_member", task.task_id.as_str()));
+    assert_eq!(created[0].details["recommendation"], "payment_failed");
+    // The page now points at the open task instead of offering another.
+    let page = request(&app, "GET", "/accounts/acme", Some(&member.cookie), None).await;
+    assert!(page.body.contains(&task.task_id) && !page.body.contains(&format!(r#"action="{path}""#)));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_admin_sets_up_an_integration_whose_secrets_are_never_shown_and_others_cannot() {
+    let (app, a, b, _) = setup().await;
+    let (admin, member, viewer) = (
+        sign_in(&app, "admin@a.test").await,
+        sign_in(&app, "member@a.test").await,
+        sign_in(&app, "viewer@a.test").await,
+    );
+    let api_key = "rk_test_never_shown_4242";
+    let setup_form = [
+        ("api_key", api_key),
+        ("webhook_secrets", "whsec_first\nwhsec_second\n"),
+        ("config", r#"{"account_id_field": "acct"}"#),
+        ("enabled", "on"),
+    ];
+    // Members and viewers cannot set up, switch or sync; nothing is made.
+    for who in [&member, &viewer] {
+        for path in
+            ["/settings/connectors/stripe", "/settings/connectors/stripe/sync", "/settings/connectors/stripe/disable"]
+        {
+            assert_eq!(post(&app, who, path, &setup_form).await.status, StatusCode::FORBIDDEN, "{path}");
+        }
+    }
+    assert!(app.store.get_connector(&a, "stripe").await.unwrap().is_none());
+    // Bad input says what is wrong and changes nothing.
+    let bad_json = post(&app, &admin, "/settings/connectors/stripe", &[("config", "{not json")]).await;
+    assert_eq!(bad_json.status, StatusCode::BAD_REQUEST);
+    assert!(bad_json.body.contains("config: not JSON"), "{}", bad_json.body);
+    let bad_config = post(&app, &admin, "/settings/connectors/stripe", &[("config", r#"{"colour": "red"}"#)]).await;
+    assert_eq!(bad_config.status, StatusCode::BAD_REQUEST);
+    assert!(bad_config.body.contains("config:"), "{}", bad_config.body);
+    let not_salesforce = post(&app, &admin, "/settings/connectors/stripe", &[("refresh_token", "x")]).await;
+    assert_eq!(not_salesforce.status, StatusCode::BAD_REQUEST);
+    assert!(not_salesforce.body.contains("refresh_token:"), "{}", not_salesforce.body);
+    assert_eq!(post(&app, &admin, "/settings/connectors/nope", &setup_form).await.status, StatusCode::NOT_FOUND);
+    assert!(app.store.get_connector(&a, "stripe").await.unwrap().is_none());
+    // Set up: sealed, enabled, a first backfill asked for; the page says what is set, not what.
+    let made = post(&app, &admin, "/settings/connectors/stripe", &setup_form).await;
+    assert_eq!(made.status, StatusCode::SEE_OTHER, "{}", made.body);
+    let record = app.store.get_connector(&a, "stripe").await.unwrap().unwrap();
+    assert!(record.enabled && !record.secrets.contains(api_key) && !record.secrets.contains("whsec_first"));
+    assert_eq!(record.config["account_id_field"], "acct");
+    assert!(connectors::backfill::SyncState::of(&record).requested, "a key: its first backfill");
+    let page = request(&app, "GET", "/settings", Some(&admin.cookie), None).await;
+    assert!(!page.body.contains(api_key) && !page.body.contains("whsec_first"), "secrets are never shown back");
+    assert!(page.body.contains("API key set; 2 webhook secrets."), "{}", page.body);
+    // Edited: new webhook secrets only; the key is kept.
+    let edited =
+        post(&app, &admin, "/settings/connectors/stripe", &[("webhook_secrets", "whsec_third"), ("enabled", "on")])
+            .await;
+    assert_eq!(edited.status, StatusCode::SEE_OTHER, "{}", edited.body);
+    let page = request(&app, "GET", "/settings", Some(&admin.cookie), None).await;
+    assert!(page.body.contains("API key set; 1 webhook secret."), "{}", page.body);
+    // Disabled, then a full backfill asked for.
+    assert_eq!(post(&app, &admin, "/settings/connectors/stripe/disable", &[]).await.status, StatusCode::SEE_OTHER);
+    assert!(!app.store.get_connector(&a, "stripe").await.unwrap().unwrap().enabled);
+    let synced = post(&app, &admin, "/settings/connectors/stripe/sync", &[("full", "on")]).await;
+    assert_eq!(synced.status, StatusCode::SEE_OTHER, "{}", synced.body);
+    assert_eq!(post(&app, &admin, "/settings/connectors/hubspot/enable", &[]).await.status, StatusCode::NOT_FOUND);
+    // Every change audited, no secret in the log; the other workspace has no connector.
+    let log = app.store.list_audit(&a, None, 20).await.unwrap();
+    let actions: Vec<&str> =
+        log.iter().filter(|e| e.action.starts_with("connector.")).map(|e| e.action.as_str()).collect();
+    assert_eq!(actions, ["connector.sync", "connector.disable", "connector.save", "connector.save"]);
+    assert!(log.iter().all(|e| e.actor == "op_admin" || !e.action.starts_with("connector.")));
+    let logged = serde_json::to_string(&log.iter().map(|e| &e.details).collect::<Vec<_>>()).unwrap();
+    assert!(!logged.contains(api_key) && !logged.contains("whsec_"), "{logged}");
+    assert!(logged.contains(r#""secrets_replaced":["api_key","webhook_secrets"]"#), "{logged}");
+    assert!(app.store.get_connector(&b, "stripe").await.unwrap().is_none());
+}

@@ -51,6 +51,14 @@ async fn scores_explain_themselves_and_alerts_are_kept_one_per_reason() {
     assert_eq!(horizons, [30, 60, 90]);
     assert_eq!(p["churn"][0]["source"], "prior");
     assert_eq!(p["churn"][0]["drivers"][0]["name"], "no activity for 30 days");
+    // The prior says how it came about: its base rate, what held and what it checked.
+    let prior = &p["churn"][0]["prior"];
+    assert!((prior["base_rate"].as_f64().unwrap() - 0.03).abs() < 1e-9, "{prior}");
+    assert_eq!(prior["held"][0]["driver"], "no activity for 30 days");
+    assert!((prior["held"][0]["odds"].as_f64().unwrap() - 1.6f64.exp()).abs() < 1e-9);
+    let checked: Vec<&str> =
+        prior["not_held"].as_array().unwrap().iter().map(|r| r["name"].as_str().unwrap()).collect();
+    assert!(!checked.contains(&"no activity for 30 days") && checked.contains(&"ticket surge"), "{checked:?}");
     let (_, busy_p) = app.get("/api/v1/accounts/busy/predictions", &ws.admin).await;
     assert!(busy_p["churn"][0]["probability"].as_f64() < p["churn"][0]["probability"].as_f64());
     assert!(busy_p["expansion"]["drivers"][0]["name"].as_str().unwrap().starts_with("seats nearly full"), "{busy_p}");
@@ -268,4 +276,73 @@ async fn kpis_follow_billing_periods_month_by_month() {
     assert_eq!(status, StatusCode::OK, "{body}");
     let (_, k) = app.get("/api/v1/kpis", &ws.viewer).await;
     assert_eq!(k["activation_rule"], json!({"key_events": 3, "people": 1, "within_days": 7}));
+}
+
+/// Activation counts the new accounts of the same twelve months as the revenue KPIs, not
+/// only those first seen within the usage a scoring run reads: an account first seen eight
+/// months ago is counted from its first days.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn activation_counts_the_new_accounts_of_the_last_twelve_months() {
+    use chrono::{Datelike, Days, Duration, Months, Utc};
+    let app = App::new().await;
+    let ws = app.workspace("acme").await;
+    let now = Utc::now();
+    let today = now.date_naive();
+    // (account, first seen days ago, people, events in its first days): activated with five
+    // key events by two people within 14 days.
+    let accounts = [
+        ("early", 250, 2, 6),
+        ("early_idle", 230, 1, 2),
+        ("spring", 170, 2, 8),
+        ("recent", 50, 2, 6),
+        ("too_new", 5, 2, 6),
+    ];
+    let mut batch = Vec::new();
+    let mut n = 0;
+    for (account, ago, people, events) in accounts {
+        let first = now - Duration::days(ago);
+        for p in 0..people {
+            let user = format!("{account}-u{p}");
+            batch.push(json!({"type": "group", "messageId": format!("g-{user}"), "userId": user,
+                              "groupId": account, "timestamp": first.to_rfc3339()}));
+        }
+        for e in 0..events {
+            n += 1;
+            let user = format!("{account}-u{}", e % people);
+            let at = first + Duration::hours(1 + 20 * i64::from(e));
+            batch
+                .push(json!({"type": "track", "messageId": format!("t{n}"), "userId": user, "event": "report_created",
+                              "context": {"groupId": account}, "timestamp": at.to_rfc3339()}));
+        }
+    }
+    app.send(&ws, batch).await;
+    let (status, run) = app.call("POST", "/api/v1/scores/run", &ws.admin, None).await;
+    assert_eq!(status, StatusCode::OK, "{run}");
+    let (_, k) = app.get("/api/v1/kpis", &ws.viewer).await;
+    let months = k["kpis"]["activation"].as_array().unwrap_or_else(|| panic!("{k}"));
+    // The twelve complete months and this one, the oldest first, as the revenue KPIs start.
+    let first_month = (today - Months::new(12)).with_day0(0).unwrap();
+    assert_eq!(months.len(), 13, "{months:?}");
+    assert_eq!(months[0]["month"], first_month.to_string());
+    let month_of = |ago: i64| (today - Days::new(ago as u64)).with_day0(0).unwrap().to_string();
+    let counted = |month: String| {
+        months
+            .iter()
+            .find(|m| m["month"] == month)
+            .map(|m| (m["numerator"].as_f64().unwrap(), m["denominator"].as_f64().unwrap()))
+            .unwrap()
+    };
+    let mut expected: std::collections::BTreeMap<String, (f64, f64)> = Default::default();
+    for (_, ago, people, events) in accounts.iter().filter(|a| a.1 >= 14) {
+        let e = expected.entry(month_of(*ago)).or_default();
+        e.0 += f64::from(u8::from(*people >= 2 && *events >= 5));
+        e.1 += 1.0;
+    }
+    for (month, want) in &expected {
+        assert_eq!(counted(month.clone()), *want, "{month}: {months:?}");
+    }
+    // Eight months back, before the 120 days of usage a scoring run reads, counts too.
+    assert!(counted(month_of(250)).1 >= 1.0);
+    let total: f64 = months.iter().map(|m| m["denominator"].as_f64().unwrap()).sum();
+    assert_eq!(total, 4.0, "every account but the one whose window has not passed");
 }

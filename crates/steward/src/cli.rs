@@ -123,6 +123,10 @@ pub enum Command {
         workspace: String,
         #[arg(long)]
         day: Option<chrono::NaiveDate>,
+        /// First score each of the DAYS days before it as it was then, into the history alone
+        /// (the trends of data imported with its past; no alert, no band change).
+        #[arg(long, value_name = "DAYS")]
+        history: Option<u32>,
         #[command(flatten)]
         location: Location,
     },
@@ -278,7 +282,7 @@ pub async fn dispatch(cli: Cli, config: Config) -> Result<()> {
             crate::intel::evaluate(config, &workspace, as_of, test_from, json).await
         }
         Command::Train { workspace, as_of, .. } => crate::intel::train(config, &workspace, as_of).await,
-        Command::Score { workspace, day, .. } => crate::intel::score(config, &workspace, day).await,
+        Command::Score { workspace, day, history, .. } => crate::intel::score(config, &workspace, day, history).await,
         Command::Predict { workspace, at, out, .. } => crate::intel::predict(config, &workspace, at, &out).await,
         Command::Import { workspace, kind, file, columns, user_scope, currency, .. } => {
             let currency = domain::Currency::parse(&currency)?;

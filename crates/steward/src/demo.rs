@@ -66,6 +66,18 @@ pub async fn run(mut config: Config, seed: u64, accounts: usize, days: u32, no_s
     for t in &trained {
         println!("Trained the {} model: {} ({}).", t.kind.as_str(), t.status.as_str(), t.reason);
     }
+    // The days before today, each as it was then, so that trends have their history; then
+    // today, which alone opens alerts and moves the bands journeys start from.
+    let started = Instant::now();
+    let today = Utc::now().date_naive();
+    let from = today - chrono::Days::new(u64::from(days.min(HISTORY_DAYS)));
+    let past = scoring::score_past_days(store.as_ref(), &ws.workspace_id, from, today, Utc::now()).await?;
+    println!(
+        "Scored the {} days before today as they were then: {} daily scores for the trends, in {:.1} s.",
+        (today - from).num_days(),
+        past.scores,
+        started.elapsed().as_secs_f64()
+    );
     let run = running.scoring.score(&ws.workspace_id).await?;
     let at_risk = store
         .query_accounts(
@@ -162,6 +174,9 @@ async fn playbooks(running: &crate::run::Running, base: &str, ws: &crate::admin:
     );
     Ok(())
 }
+
+/// Days before today the demo scores point-in-time: the dashboard's trends span 90 days.
+const HISTORY_DAYS: u32 = 90;
 
 /// The segments a CS team starts with, over the simulated product's events.
 const SEGMENTS: [(&str, &str); 6] = [

@@ -51,15 +51,25 @@ pub async fn train(config: Config, workspace: &str, as_of: Option<NaiveDate>) ->
     Ok(())
 }
 
-pub async fn score(config: Config, workspace: &str, day: Option<NaiveDate>) -> Result<()> {
+pub async fn score(config: Config, workspace: &str, day: Option<NaiveDate>, history: Option<u32>) -> Result<()> {
     let backend = Backend::open(&config).await?;
     let store = backend.store();
     let ws = existing(store.as_ref(), workspace).await?;
     let day = day.unwrap_or_else(|| chrono::Utc::now().date_naive());
     let started = std::time::Instant::now();
+    let past = match history {
+        Some(days) => {
+            let from = day - chrono::Days::new(u64::from(days));
+            Some(scoring::score_past_days(store.as_ref(), &ws, from, day, chrono::Utc::now()).await?)
+        }
+        None => None,
+    };
     let (run, _) = scoring::score_workspace(store.as_ref(), &ws, day, chrono::Utc::now()).await?;
     backend.close().await;
     let mut out = serde_json::to_value(&run)?;
+    if let Some(past) = past {
+        out["history"] = serde_json::to_value(&past)?;
+    }
     out["seconds"] = serde_json::json!(started.elapsed().as_secs_f64());
     println!("{out}");
     Ok(())

@@ -1,6 +1,9 @@
 //! The dashboard in a real headless browser (Debian's Chromium driven by playwright-core):
-//! `steward demo` prints a sign-in that works, and every page shows the store's numbers.
-//! Screenshots land in `target/dashboard-screenshots/`.
+//! `steward demo` prints a sign-in that works, and every page shows the store's numbers:
+//! trends of the days the demo scored before today, an account's health history, the
+//! rule-based prior's reasons, a recommended action with its evidence made a task; and
+//! every page fits a window 400 pixels wide. Screenshots land in
+//! `target/dashboard-screenshots/`.
 
 mod common;
 

@@ -16,6 +16,7 @@ async fn the_demo_shows_health_forecasts_alerts_and_models_from_every_kind_of_da
     let admin = printed(&stdout, "admin key:").to_owned();
     let tickets: usize = stdout.split("Stored ").nth(2).and_then(|s| s.split(' ').next()).unwrap().parse().unwrap();
     assert!(tickets > 60, "{stdout}");
+    past_days_are_history_alone(dir.path(), printed(&stdout, "workspace:")).await;
 
     let server = Server::start(dir.path()).await;
     let http = Http::new();
@@ -51,6 +52,15 @@ async fn the_demo_shows_health_forecasts_alerts_and_models_from_every_kind_of_da
         ["usage", "engagement", "support", "financial", "relationship"].map(String::from).into_iter().collect();
     assert_eq!(components, all);
     assert!(with_tickets > 10, "{with_tickets} accounts wrote in over the last 28 days");
+
+    // Each account's health has its history from the days before today, day by day.
+    let oldest = accounts.iter().find(|a| a["account_id"] == "acct_0001").unwrap_or(&accounts[0]);
+    let id = oldest["account_id"].as_str().unwrap();
+    let health = get(format!("/api/v1/accounts/{id}/health")).await;
+    let days = health["history"].as_array().unwrap();
+    assert!(days.len() >= 60, "{id}: {} days of history", days.len());
+    let distinct: HashSet<String> = days.iter().map(|p| p["score"].to_string()).collect();
+    assert!(distinct.len() > 5, "the score moved over the days: {distinct:?}");
 
     let riskiest = get("/api/v1/accounts?sort=churn_risk&order=desc&limit=1".into()).await;
     let worst = riskiest["data"][0]["account_id"].as_str().unwrap();
@@ -125,4 +135,54 @@ async fn the_demo_shows_health_forecasts_alerts_and_models_from_every_kind_of_da
     assert!(!tasks.is_empty(), "runs of the high risk or renewal playbooks ask the team to act");
     let messaging = get("/api/v1/settings/messaging".into()).await;
     assert_eq!(messaging["email_from"]["address"], "cs@acme-analytics.example");
+}
+
+/// The demo scored the 90 days before today point-in-time: the trend has a sum for each of
+/// them, and they wrote nothing that journeys, alerts or messages start from. Read from the
+/// demo's database before a server opens it.
+async fn past_days_are_history_alone(dir: &std::path::Path, workspace: &str) {
+    use store::Store;
+    {
+        let store = store_sqlite::SqliteStore::open_in_dir(dir).unwrap();
+        let ws = domain::WorkspaceId::parse(workspace).unwrap();
+        let today = chrono::Utc::now().date_naive();
+        let trend =
+            store.portfolio_trend(&ws, today - chrono::Days::new(120), today + chrono::Days::new(1)).await.unwrap();
+        assert!(trend.len() >= 90, "{} days in the trend", trend.len());
+        assert!(trend.iter().all(|d| d.day >= today - chrono::Days::new(90)), "90 days before today, no more");
+        let (first, last) = (&trend[0], &trend[trend.len() - 1]);
+        assert!(first.bands.total() > 0 && first.bands.total() <= last.bands.total(), "{first:?} {last:?}");
+        // Band changes: only each account's first score, today's. Alerts: today's run opened them.
+        let changes = store.account_changes(&ws, store::LogPosition::ZERO, 100_000).await.unwrap();
+        let bands: Vec<_> = changes
+            .iter()
+            .filter_map(|c| match &c.what {
+                store::AccountChangeKind::Band { from, day, .. } => Some((from, *day)),
+                store::AccountChangeKind::AlertOpened { .. } => None,
+            })
+            .collect();
+        assert_eq!(bands.len(), last.bands.total() as usize, "one first score per account scored today");
+        assert!(bands.iter().all(|(from, day)| from.is_none() && *day >= today - chrono::Days::new(1)), "{bands:?}");
+        let alerts = store
+            .list_alerts(&ws, &store::AlertFilter::default(), &store::PageRequest::first(store::MAX_LIMIT))
+            .await
+            .unwrap()
+            .items;
+        assert!(!alerts.is_empty());
+        let opened_at = |d: chrono::DateTime<chrono::Utc>| d.date_naive() >= today - chrono::Days::new(1);
+        assert!(alerts.iter().all(|a| opened_at(a.opened_at)), "no alert of a past day");
+        let runs = store
+            .list_runs(&ws, &store::RunFilter::default(), &store::PageRequest::first(store::MAX_LIMIT))
+            .await
+            .unwrap()
+            .items;
+        assert!(!runs.is_empty() && runs.iter().all(|r| opened_at(r.started_at)), "no run of a past day");
+        let messages = store
+            .list_messages(&ws, &store::MessageFilter::default(), &store::PageRequest::first(store::MAX_LIMIT))
+            .await
+            .unwrap()
+            .items;
+        assert!(messages.iter().all(|m| opened_at(m.created_at)), "no message of a past day");
+        store.close();
+    }
 }

@@ -374,6 +374,13 @@ mod store_impl {
         ) -> Result<Vec<UsageRow>> {
             self.usage_rows(ws, account, from, to).await
         }
+        async fn accounts_usage_each(
+            &self,
+            ws: &WorkspaceId,
+            ranges: &[(AccountId, chrono::NaiveDate, chrono::NaiveDate)],
+        ) -> Result<Vec<UsageRow>> {
+            self.usage_rows_each(ws, ranges).await
+        }
         async fn upsert_subscription(&self, ws: &WorkspaceId, sub: &Subscription) -> Result<bool> {
             self.put_subscription(ws, sub).await
         }
@@ -394,6 +401,9 @@ mod store_impl {
         }
         async fn put_scores(&self, ws: &WorkspaceId, scores: &[AccountScore]) -> Result<()> {
             PgStore::put_scores(self, ws, scores).await
+        }
+        async fn put_score_history(&self, ws: &WorkspaceId, scores: &[AccountScore]) -> Result<()> {
+            self.put_history(ws, scores).await
         }
         async fn put_account_score(
             &self,

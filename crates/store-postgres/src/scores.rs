@@ -311,6 +311,11 @@ async fn write_score_rows(
         .execute(&mut *conn)
         .await
         .map_err(db_error)?;
+    write_history_rows(conn, ws, daily).await
+}
+
+/// `daily` (one per account and day) as the accounts' history points of their days.
+async fn write_history_rows(conn: &mut PgConnection, ws: &WorkspaceId, daily: &[AccountScore]) -> Result<()> {
     let history = format!(
         "INSERT INTO score_history (workspace_id, account_id, {POINT_COLUMNS})
          SELECT $1, a, d, h, b, c30, c60, c90, e, m, c, co::jsonb
@@ -511,6 +516,29 @@ impl PgStore {
             let mut tx = self.pool.begin().await.map_err(db_error)?;
             derived(&mut tx).await?;
             write_scores(&mut tx, ws, chunk).await?;
+            tx.commit().await.map_err(db_error)?;
+        }
+        Ok(())
+    }
+
+    /// Scores in the history alone, as [`PgStore::put_scores`] writes them there.
+    pub(crate) async fn put_history(&self, ws: &WorkspaceId, scores: &[AccountScore]) -> Result<()> {
+        for chunk in scores.chunks(SCORES_PER_WRITE) {
+            // One row per account and day in a statement: the last of a day wins.
+            let mut daily: HashMap<(&str, NaiveDate), &AccountScore> = HashMap::with_capacity(chunk.len());
+            for s in chunk {
+                daily.insert((s.account_id.as_str(), s.day), s);
+            }
+            let kept: Vec<AccountScore>;
+            let daily = if daily.len() == chunk.len() {
+                chunk
+            } else {
+                kept = daily.into_values().cloned().collect();
+                &kept
+            };
+            let mut tx = self.pool.begin().await.map_err(db_error)?;
+            derived(&mut tx).await?;
+            write_history_rows(&mut tx, ws, daily).await?;
             tx.commit().await.map_err(db_error)?;
         }
         Ok(())
@@ -814,11 +842,12 @@ impl PgStore {
 
     pub(crate) async fn points_as_of(&self, ws: &WorkspaceId, day: NaiveDate) -> Result<Vec<(AccountId, ScorePoint)>> {
         let rows = sqlx::query(AssertSqlSafe(format!(
-            "SELECT h.account_id, h.{} FROM account_scores s
-             JOIN score_history h ON h.workspace_id = s.workspace_id AND h.account_id = s.account_id
+            "SELECT h.account_id, h.{}
+             FROM (SELECT account_id FROM accounts WHERE workspace_id = $1
+                   UNION SELECT account_id FROM account_scores WHERE workspace_id = $1) s
+             JOIN score_history h ON h.workspace_id = $1 AND h.account_id = s.account_id
                AND h.day = (SELECT max(x.day) FROM score_history x
-                            WHERE x.workspace_id = s.workspace_id AND x.account_id = s.account_id AND x.day <= $2)
-             WHERE s.workspace_id = $1",
+                            WHERE x.workspace_id = $1 AND x.account_id = s.account_id AND x.day <= $2)",
             POINT_COLUMNS.replace(", ", ", h.")
         )))
         .bind(ws.as_str())

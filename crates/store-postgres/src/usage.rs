@@ -170,6 +170,36 @@ impl PgStore {
     }
 
     /// Every account's monthly rows for the months holding `[from, to)`.
+    /// Each account's rows for the months holding its own range, in one query.
+    pub(crate) async fn usage_rows_each(
+        &self,
+        ws: &WorkspaceId,
+        ranges: &[(AccountId, NaiveDate, NaiveDate)],
+    ) -> Result<Vec<UsageRow>> {
+        let ids: Vec<&str> = ranges.iter().map(|r| r.0.as_str()).collect();
+        let firsts: Vec<i32> = ranges.iter().map(|r| month_of(r.1)).collect();
+        let lasts: Vec<i32> = ranges.iter().map(|r| month_of(r.2)).collect();
+        let rows: Vec<(String, String, i32, Vec<u8>)> = sqlx::query_as(
+            "SELECT u.account_id, u.metric, u.month, u.data
+             FROM UNNEST($2::text[], $3::int4[], $4::int4[]) AS r (a, f, l)
+             JOIN usage_months u ON u.workspace_id = $1 AND u.account_id = r.a AND u.month BETWEEN r.f AND r.l
+             ORDER BY u.account_id, u.metric, u.month",
+        )
+        .bind(ws.as_str())
+        .bind(&ids)
+        .bind(&firsts)
+        .bind(&lasts)
+        .fetch_all(&self.pool)
+        .await
+        .map_err(db_error)?;
+        rows.into_iter()
+            .map(|(id, metric, month, data)| {
+                let row = UsageMonth::decode(&data).ok_or_else(|| corrupt(&id))?;
+                Ok(UsageRow::new(account_id(&id)?, metric, month, &row))
+            })
+            .collect()
+    }
+
     pub(crate) async fn usage_rows(
         &self,
         ws: &WorkspaceId,

@@ -263,7 +263,7 @@ fn sort_expr(sort: AccountSort) -> &'static str {
 }
 
 /// Writes each score as the account's latest (unless that is of a later day) and as its
-/// history point of the day.
+/// history point of the day (as [`write_history`] does).
 fn write_scores(conn: &Connection, ws: &WorkspaceId, scores: &[AccountScore]) -> Result<()> {
     let mut latest = conn
         .prepare_cached(
@@ -284,16 +284,7 @@ fn write_scores(conn: &Connection, ws: &WorkspaceId, scores: &[AccountScore]) ->
              WHERE excluded.day >= account_scores.day",
         )
         .map_err(sql_error)?;
-    let mut history = conn
-        .prepare_cached(&format!(
-            "INSERT INTO score_history (workspace_id, account_id, {POINT_COLUMNS})
-             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12)
-             ON CONFLICT (workspace_id, account_id, day) DO UPDATE SET
-               health = excluded.health, band = excluded.band, churn_30d = excluded.churn_30d,
-               churn_60d = excluded.churn_60d, churn_90d = excluded.churn_90d, expansion = excluded.expansion,
-               mrr_minor = excluded.mrr_minor, currency = excluded.currency, components = excluded.components"
-        ))
-        .map_err(sql_error)?;
+    let mut history = conn.prepare_cached(&history_upsert()).map_err(sql_error)?;
     for s in scores {
         let day = s.day.to_string();
         let components = s.components.to_string();
@@ -330,6 +321,42 @@ fn write_scores(conn: &Connection, ws: &WorkspaceId, scores: &[AccountScore]) ->
                 minor,
                 currency,
                 components,
+            ])
+            .map_err(sql_error)?;
+    }
+    Ok(())
+}
+
+/// A history point's upsert: a day scored again replaces its point.
+fn history_upsert() -> String {
+    format!(
+        "INSERT INTO score_history (workspace_id, account_id, {POINT_COLUMNS})
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12)
+         ON CONFLICT (workspace_id, account_id, day) DO UPDATE SET
+           health = excluded.health, band = excluded.band, churn_30d = excluded.churn_30d,
+           churn_60d = excluded.churn_60d, churn_90d = excluded.churn_90d, expansion = excluded.expansion,
+           mrr_minor = excluded.mrr_minor, currency = excluded.currency, components = excluded.components"
+    )
+}
+
+/// Each score as its account's history point of its day.
+fn write_history(conn: &Connection, ws: &WorkspaceId, scores: &[AccountScore]) -> Result<()> {
+    let mut history = conn.prepare_cached(&history_upsert()).map_err(sql_error)?;
+    for s in scores {
+        history
+            .execute(params![
+                ws.as_str(),
+                s.account_id.as_str(),
+                s.day.to_string(),
+                s.health,
+                s.band.as_str(),
+                s.churn_30d,
+                s.churn_60d,
+                s.churn_90d,
+                s.expansion,
+                s.mrr.map(|m| m.minor),
+                s.mrr.map(|m| m.currency.as_str().to_owned()),
+                s.components.to_string(),
             ])
             .map_err(sql_error)?;
     }
@@ -486,6 +513,16 @@ impl SqliteStore {
             let write = move |conn: &rusqlite::Connection| write_scores(conn, &ws, &chunk);
             let priority = if scores.len() <= 16 { Priority::Now } else { Priority::Background };
             self.write_derived(priority, write).await?;
+        }
+        Ok(())
+    }
+
+    /// Scores in the history alone, as [`SqliteStore::put_scores`] writes them there.
+    pub(crate) async fn put_history(&self, ws: &WorkspaceId, scores: &[AccountScore]) -> Result<()> {
+        for chunk in scores.chunks(SCORES_PER_WRITE) {
+            let (ws, chunk) = (ws.clone(), chunk.to_vec());
+            let write = move |conn: &rusqlite::Connection| write_history(conn, &ws, &chunk);
+            self.write_derived(Priority::Background, write).await?;
         }
         Ok(())
     }
@@ -819,11 +856,12 @@ impl SqliteStore {
         let ws = ws.clone();
         self.read(move |conn| {
             let sql = format!(
-                "SELECT h.account_id, h.{} FROM account_scores s
-                 JOIN score_history h ON h.workspace_id = s.workspace_id AND h.account_id = s.account_id
+                "SELECT h.account_id, h.{}
+                 FROM (SELECT account_id FROM accounts WHERE workspace_id = ?1
+                       UNION SELECT account_id FROM account_scores WHERE workspace_id = ?1) s
+                 JOIN score_history h ON h.workspace_id = ?1 AND h.account_id = s.account_id
                    AND h.day = (SELECT max(x.day) FROM score_history x
-                                WHERE x.workspace_id = s.workspace_id AND x.account_id = s.account_id AND x.day <= ?2)
-                 WHERE s.workspace_id = ?1",
+                                WHERE x.workspace_id = ?1 AND x.account_id = s.account_id AND x.day <= ?2)",
                 POINT_COLUMNS.replace(", ", ", h.")
             );
             let mut stmt = conn.prepare_cached(&sql).map_err(sql_error)?;

@@ -149,6 +149,27 @@ impl SqliteStore {
     }
 }
 
+impl SqliteStore {
+    /// Each account's rows for the months holding its own range: one reader, a seek per account.
+    pub(crate) async fn usage_rows_each(
+        &self,
+        ws: &WorkspaceId,
+        ranges: &[(AccountId, NaiveDate, NaiveDate)],
+    ) -> Result<Vec<UsageRow>> {
+        let Some(n) = self.ws_number(ws).await? else { return Ok(Vec::new()) };
+        let mut ranges = ranges.to_vec();
+        ranges.sort_by(|a, b| a.0.cmp(&b.0));
+        self.read(move |conn| {
+            let mut out = Vec::new();
+            for (account, from, to) in &ranges {
+                out.extend(usage_rows_on(conn, n, Some(account.as_str()), *from, *to)?);
+            }
+            Ok(out)
+        })
+        .await
+    }
+}
+
 /// The monthly rows of workspace number `n` (of `account` alone, if given) for the months
 /// holding `[from, to)`.
 pub(crate) fn usage_rows_on(

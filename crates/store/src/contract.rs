@@ -25,6 +25,7 @@ macro_rules! contract_tests {
             workspaces_are_isolated, account_list_pages_in_order, filters_find_events_of_every_append,
             reads_agree_before_and_after_maintenance, usage_rollups_count_events_and_people_per_day,
             scores_keep_the_latest_and_a_daily_history, scores_of_one_account_in_one_call,
+            past_days_go_to_the_history_alone,
             accounts_sort_and_filter_by_their_scores,
             one_model_is_active_per_kind, alerts_stay_one_per_account_kind_and_reason,
             band_changes_and_opened_alerts_are_read_in_order,
@@ -1256,6 +1257,16 @@ pub async fn usage_rollups_count_events_and_people_per_day<S: Store>(s: &S) {
     assert_eq!(s.accounts_usage(&ws, Some(&acct("acme")), day(1, 1), day(12, 31)).await.unwrap(), all);
     assert!(s.accounts_usage(&ws, Some(&acct("nobody")), day(1, 1), day(12, 31)).await.unwrap().is_empty());
     assert!(all.iter().all(|r| r.people.is_empty()), "people are kept for the any-metric only");
+    // Each account for its own months: acme's October alone, nothing of an unknown account.
+    let each = s
+        .accounts_usage_each(&ws, &[(acct("nobody"), day(1, 1), day(12, 31)), (acct("acme"), day(10, 5), day(10, 19))])
+        .await
+        .unwrap();
+    assert_eq!(each, all[..1], "{each:?}");
+    let november = s.accounts_usage_each(&ws, &[(acct("acme"), day(11, 1), day(11, 15))]).await.unwrap();
+    assert_eq!(november, all[1..]);
+    assert!(s.accounts_usage_each(&other, &[(acct("acme"), day(1, 1), day(12, 31))]).await.unwrap().is_empty());
+    assert!(s.accounts_usage_each(&ws, &[]).await.unwrap().is_empty());
     // p2 turns out to be p1: on the 31st they are one person active.
     process(
         s,
@@ -1361,6 +1372,38 @@ pub async fn scores_of_one_account_in_one_call<S: Store>(s: &S) {
     // An earlier day in a later call still does not replace the latest.
     s.put_scores(&ws, &[score("a", "2026-10-02", 10.0, Some(0.9), Some(100))]).await.unwrap();
     assert_eq!(s.account_score(&ws, &acct("a")).await.unwrap(), Some(batch[4].clone()));
+}
+
+/// Past days scored point-in-time are history only: no latest score, so no band change for
+/// journeys to start from, while the trend by day counts them; a day written twice keeps
+/// its last.
+pub async fn past_days_go_to_the_history_alone<S: Store>(s: &S) {
+    let ws = workspace(s, "History").await;
+    let other = workspace(s, "Other").await;
+    accounts_named(s, &ws, &["a", "b"]).await;
+    let day = |d: &str| d.parse::<chrono::NaiveDate>().unwrap();
+    let past = [
+        score("a", "2026-10-01", 80.0, Some(0.1), Some(5000)),
+        score("b", "2026-10-01", 30.0, Some(0.6), Some(2000)),
+        score("a", "2026-10-02", 35.0, Some(0.5), Some(5000)),
+        score("a", "2026-10-02", 38.0, Some(0.5), Some(5000)),
+    ];
+    s.put_score_history(&ws, &past).await.unwrap();
+    assert_eq!(s.account_score(&ws, &acct("a")).await.unwrap(), None, "no latest score");
+    assert!(s.account_changes(&ws, LogPosition::ZERO, 10).await.unwrap().is_empty(), "no band change");
+    assert_eq!(s.portfolio(&ws, day("2026-09-01")).await.unwrap().bands.total(), 0);
+    let history = s.score_history(&ws, &acct("a"), day("2026-09-01"), day("2026-11-01")).await.unwrap();
+    assert_eq!(history, [past[0].point(), past[3].point()]);
+    let trend = s.portfolio_trend(&ws, day("2026-10-01"), day("2026-10-03")).await.unwrap();
+    assert_eq!(
+        trend.iter().map(|d| d.bands.clone()).collect::<Vec<_>>(),
+        [BandCounts { healthy: 1, neutral: 0, at_risk: 1 }, BandCounts { healthy: 0, neutral: 0, at_risk: 1 }]
+    );
+    // Today's run then writes the latest as ever: one first score per account.
+    s.put_scores(&ws, &[score("a", "2026-10-03", 75.0, Some(0.1), Some(5000))]).await.unwrap();
+    assert_eq!(s.account_changes(&ws, LogPosition::ZERO, 10).await.unwrap().len(), 1);
+    assert_eq!(s.score_points_as_of(&ws, day("2026-10-02")).await.unwrap().len(), 2, "a's 2nd and b's 1st");
+    assert!(s.score_history(&other, &acct("a"), day("2026-09-01"), day("2026-11-01")).await.unwrap().is_empty());
 }
 
 /// Every page of a query, as (account, health), checking that its count says as many.

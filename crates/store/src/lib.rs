@@ -299,6 +299,15 @@ pub trait Store: Send + Sync + 'static {
         to: chrono::NaiveDate,
     ) -> Result<Vec<UsageRow>>;
 
+    /// Each account's monthly usage rows for the months holding its own `[from, to)`, ordered
+    /// by account, metric and month: what the activation of accounts first seen before a
+    /// scoring run's usage reads (their first days alone).
+    async fn accounts_usage_each(
+        &self,
+        ws: &WorkspaceId,
+        ranges: &[(AccountId, chrono::NaiveDate, chrono::NaiveDate)],
+    ) -> Result<Vec<UsageRow>>;
+
     // Billing and support records.
     /// Inserts or updates a subscription; an update older than the stored one (`updated_at`)
     /// is ignored, so out-of-order deliveries converge on the newest state. Returns whether it
@@ -322,6 +331,10 @@ pub trait Store: Send + Sync + 'static {
     /// Stores scores: each replaces its account's latest unless that is of a later day, and
     /// is kept as the account's history for its day (replacing an earlier run's of that day).
     async fn put_scores(&self, ws: &WorkspaceId, scores: &[AccountScore]) -> Result<()>;
+    /// Stores scores in the daily history alone (each replacing an earlier run's of its
+    /// day): the latest scores, and so the band changes journeys start from, stay as they
+    /// are. What scoring a past day point-in-time writes.
+    async fn put_score_history(&self, ws: &WorkspaceId, scores: &[AccountScore]) -> Result<()>;
     /// Stores one account's score as [`Store::put_scores`] does and syncs its alerts as
     /// [`Store::sync_alerts`] does for [`AlertScope::Accounts`] of that account, in one
     /// transaction: what rescoring an account after an event writes.
@@ -353,7 +366,8 @@ pub trait Store: Send + Sync + 'static {
         to: chrono::NaiveDate,
     ) -> Result<Vec<ScorePoint>>;
     /// Each account's latest history point of a day on or before `day`: what scoring
-    /// compares with (the last run, a week ago, a month ago).
+    /// compares with (the last run, a week ago, a month ago). Accounts whose days were
+    /// scored in the history alone ([`Store::put_score_history`]) are among them.
     async fn score_points_as_of(
         &self,
         ws: &WorkspaceId,

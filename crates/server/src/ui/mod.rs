@@ -9,6 +9,8 @@
 
 mod chart;
 mod headers;
+mod integrations;
+mod next;
 mod pages;
 pub mod password;
 pub(crate) mod session;
@@ -192,6 +194,7 @@ pub(crate) fn routes(state: AppState) -> Router<AppState> {
         .route("/models", get(work::models))
         .route("/logout", post(session::logout));
     let members = Router::new()
+        .route("/accounts/{id}/next/{kind}/task", post(next::create_task))
         .route("/alerts/{id}/{action}", post(work::act_on_alert))
         .route("/tasks/{id}/{status}", post(work::set_task))
         .route("/segments/new", post(work::create_segment))
@@ -205,6 +208,9 @@ pub(crate) fn routes(state: AppState) -> Router<AppState> {
         .route("/settings/keys/{id}/revoke", post(settings::revoke_key))
         .route("/settings/operators", post(settings::add_operator))
         .route("/settings/operators/{id}/{action}", post(settings::operator_action))
+        .route("/settings/connectors/{provider}", post(integrations::save))
+        .route("/settings/connectors/{provider}/sync", post(integrations::sync))
+        .route("/settings/connectors/{provider}/{action}", post(integrations::switch))
         .route_layer(axum::middleware::from_fn(session::require_admin));
     let signed = readers
         .merge(members)

@@ -1,6 +1,6 @@
 //! The reading pages: sign-in, the overview, the accounts table and an account's page.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 
 use axum::Extension;
 use axum::extract::{Path, Query, State};
@@ -15,6 +15,7 @@ use store::{
 };
 
 use super::chart::{self, Series};
+use super::next;
 use super::session::Signed;
 use super::{UiError, money, render, ser};
 use crate::AppState;
@@ -355,13 +356,25 @@ pub(crate) async fn account(
     let store = s.store();
     let account = store.get_account(ws, &account_id).await?.ok_or_else(|| UiError::not_found("account"))?;
     let score = store.account_score(ws, &account_id).await?;
-    let (history, explanation) = match &score {
+    let (history, mut explanation) = match &score {
         Some(sc) => {
             let to = sc.day + Days::new(1);
             (store.score_history(ws, &account_id, to - Days::new(90), to).await?, sc.explanation.to_value())
         }
         None => (Vec::new(), serde_json::Value::Null),
     };
+    // A forecast of the rule-based prior says how it came about, and why there is no model.
+    scoring::read_priors(&mut explanation);
+    let models = store.list_models(ws).await?;
+    let why_no_model = |kind: store::ModelKind| match models.iter().find(|m| m.kind == kind) {
+        Some(m) if m.status != store::ModelStatus::Active => m.reason.clone(),
+        Some(_) => "the active model could not be read when this score was made".to_owned(),
+        None => "no model has been trained yet".to_owned(),
+    };
+    let no_model = json!({
+        "churn": explanation["models"]["churn"].is_null().then(|| why_no_model(store::ModelKind::Churn)),
+        "expansion": explanation["models"]["expansion"].is_null().then(|| why_no_model(store::ModelKind::Expansion)),
+    });
     let labels: Vec<String> = history.iter().map(|p| p.day.to_string()).collect();
     let health_chart = chart::line(
         "Health score by day",
@@ -407,16 +420,35 @@ pub(crate) async fn account(
         .list_runs(ws, &RunFilter { account_id: Some(id.clone()), ..Default::default() }, &PageRequest::first(30))
         .await?
         .items;
+    let journey_records = store.list_journeys(ws).await?;
     let journeys: HashMap<String, String> =
-        store.list_journeys(ws).await?.into_iter().map(|j| (j.journey_id, j.name)).collect();
+        journey_records.iter().map(|j| (j.journey_id.clone(), j.name.clone())).collect();
     let mut segments = Vec::new();
-    let names: HashMap<String, String> =
-        store.list_segments(ws).await?.into_iter().map(|seg| (seg.segment_id, seg.name)).collect();
-    for m in store.memberships_of(ws, account_id.as_str()).await? {
-        if let Some(name) = names.get(&m.segment_id) {
+    let segment_records = store.list_segments(ws).await?;
+    let names: HashMap<&str, &str> =
+        segment_records.iter().map(|seg| (seg.segment_id.as_str(), seg.name.as_str())).collect();
+    let memberships = store.memberships_of(ws, account_id.as_str()).await?;
+    for m in &memberships {
+        if let Some(name) = names.get(m.segment_id.as_str()) {
             segments.push(json!({"id": m.segment_id, "name": name, "since": m.since}));
         }
     }
+    let member_of: HashSet<String> = memberships.into_iter().map(|m| m.segment_id).collect();
+    let recommended = match &score {
+        Some(sc) => {
+            let records = next::Records {
+                band: Some(sc.band),
+                subscriptions: &subscriptions,
+                member_of: &member_of,
+                segments: &segment_records,
+                journeys: &journey_records,
+                runs: &runs,
+                alerts: &alerts,
+            };
+            next::shown(&next::recommendations(&explanation, &records, Utc::now()), &tasks)
+        }
+        None => Vec::new(),
+    };
 
     // One timeline, newest first: product events, messages sent, tickets, tasks, alerts and
     // journey runs.
@@ -491,12 +523,15 @@ pub(crate) async fn account(
                 "mrr": sc.mrr.map(|m| money(m.minor, m.currency.as_str())),
             }))),
             explanation => ser(&explanation),
+            no_model => ser(&no_model),
             health_chart => svg(health_chart),
             mrr_chart => svg(mrr_chart),
             people => ser(&people),
             subscriptions => ser(&subs),
             timeline => ser(&timeline),
             next_actions => ser(&next_actions),
+            recommended => ser(&recommended),
+            account_segment => super::url_encode(account_id.as_str()),
             in_progress => ser(&in_progress),
             segments => ser(&segments),
         },

@@ -1,4 +1,5 @@
-//! Settings, for admins: API keys, connectors' status, operators and the audit log.
+//! Settings, for admins: API keys, integrations (see [`super::integrations`]), operators
+//! and the audit log.
 
 use std::collections::HashMap;
 
@@ -17,7 +18,7 @@ use super::session::Signed;
 use super::{UiError, audit, done, form_of, password, render, ser};
 use crate::AppState;
 
-async fn render_page(
+pub(super) async fn render_page(
     s: &AppState,
     signed: &Signed,
     q: &HashMap<String, String>,
@@ -26,16 +27,7 @@ async fn render_page(
 ) -> Result<Response, UiError> {
     let ws = &signed.operator.workspace_id;
     let keys = s.store().list_keys(ws).await?;
-    let connectors: Vec<_> = s
-        .store()
-        .list_connectors(ws)
-        .await?
-        .into_iter()
-        .map(|c| {
-            json!({"provider": c.provider, "enabled": c.enabled, "last_sync_at": c.last_sync_at,
-            "records": c.records_synced, "webhooks": c.webhooks_received, "errors": c.errors})
-        })
-        .collect();
+    let connectors = super::integrations::view(s, ws).await?;
     let operators = s.store().list_operators(ws).await?;
     let before = q.get("before").and_then(|b| b.parse::<i64>().ok());
     let entries = s.store().list_audit(ws, before, 50).await?;
@@ -47,6 +39,7 @@ async fn render_page(
             layout => layout(signed, "settings", q),
             keys => ser(&keys),
             connectors => ser(&connectors),
+            connectors_running => s.connectors().is_some(),
             operators => ser(operators.iter().map(|o| json!({
                 "id": o.operator_id, "email": o.email, "name": o.name, "role": o.role.as_str(),
                 "disabled": o.disabled_at.is_some(), "created_at": o.created_at,

@@ -10,6 +10,16 @@
     if (question && !window.confirm(question)) e.preventDefault();
   });
 
+  // A table wider than its card scrolls within it: a keyboard reaches it to scroll it too.
+  Array.prototype.forEach.call(document.querySelectorAll(".scroll"), function (box) {
+    if (box.scrollWidth > box.clientWidth + 1) {
+      box.setAttribute("tabindex", "0");
+      box.setAttribute("role", "region");
+      var table = box.querySelector("table");
+      box.setAttribute("aria-label", (table && (table.caption ? table.caption.textContent : table.id)) || "Table");
+    }
+  });
+
   // The segment editor checks the condition as it is typed and shows how many it selects.
   var editor = document.querySelector("textarea[data-preview]");
   if (!editor) return;
