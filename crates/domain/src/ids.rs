@@ -58,9 +58,10 @@ impl fmt::Display for WorkspaceId {
 }
 
 /// An account's id is the customer's own group id (Segment's `groupId`): users think in their ids.
+/// Shared, not copied, when cloned: processing names an account for every event of it.
 #[derive(Clone, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
 #[serde(try_from = "String", into = "String")]
-pub struct AccountId(String);
+pub struct AccountId(std::sync::Arc<str>);
 
 impl AccountId {
     pub const MAX_LEN: usize = 256;
@@ -72,7 +73,7 @@ impl AccountId {
         if s.len() > Self::MAX_LEN {
             return Err(InvalidId { what: "account id", reason: "longer than 256 bytes" });
         }
-        Ok(AccountId(s.to_owned()))
+        Ok(AccountId(s.into()))
     }
 
     pub fn as_str(&self) -> &str {
@@ -89,7 +90,7 @@ impl TryFrom<String> for AccountId {
 
 impl From<AccountId> for String {
     fn from(a: AccountId) -> String {
-        a.0
+        a.0.to_string()
     }
 }
 

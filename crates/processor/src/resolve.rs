@@ -10,6 +10,8 @@
 //! - a group call, or `context.groupId` on any message, makes the person a member of the
 //!   account; identify traits go to the person, group traits to the account.
 
+use std::sync::Arc;
+
 use chrono::{DateTime, NaiveDate, Utc};
 use domain::{AccountId, EventType, IdKind, IdentityKey, WorkspaceId, person_id_for};
 use foldhash::{HashMap, HashMapExt, HashSet};
@@ -188,7 +190,7 @@ struct State<'a> {
     /// The ids the last event named (user, anonymous, group; not an alias's) and the person
     /// and account they resolved to: a log is mostly runs of one person's events, and
     /// resolving the same ids again right after changes nothing and names the same two.
-    last: Option<(Ids<'a>, Option<String>, Option<AccountId>)>,
+    last: Option<(Ids<'a>, Option<Arc<str>>, Option<AccountId>)>,
 }
 
 /// An event's user id, anonymous id and group id.
@@ -225,6 +227,7 @@ impl<'a> State<'a> {
                     (EventType::Alias, Some(user), Some(previous)) => self.alias(user, previous, at),
                     _ => self.person(e.user_id, e.anonymous_id, at),
                 };
+                let person: Option<Arc<str>> = person.map(Arc::from);
                 let account = e.group_id.and_then(|g| AccountId::parse(g).ok());
                 if let (Some(person), Some(account)) = (&person, &account) {
                     self.membership(person, account, at);
@@ -254,7 +257,7 @@ impl<'a> State<'a> {
         match e.kind {
             EventType::Identify => {
                 if let Some(traits) = traits_of(e.payload) {
-                    self.ops.push(Op::SetPersonTraits { person_id: person.clone(), traits, at });
+                    self.ops.push(Op::SetPersonTraits { person_id: person.to_string(), traits, at });
                 }
             }
             EventType::Group => {
@@ -266,9 +269,9 @@ impl<'a> State<'a> {
         }
         // Most events are of a person and account seen before in the slice: look up before
         // copying a key.
-        let activity = match self.seen.get_mut(&person) {
+        let activity = match self.seen.get_mut(&*person) {
             Some(activity) => activity,
-            None => self.seen.entry(person.clone()).or_default(),
+            None => self.seen.entry(person.to_string()).or_default(),
         };
         activity.all.widen(at);
         match &account {
@@ -282,11 +285,10 @@ impl<'a> State<'a> {
             let credit = match &account {
                 Some(_) => None,
                 None => Some(Credit::Members {
-                    people: std::iter::once(&person)
-                        .chain(self.absorbed.get(&person).into_iter().flatten())
-                        .cloned()
+                    people: std::iter::once(person.to_string())
+                        .chain(self.absorbed.get(&*person).into_iter().flatten().cloned())
                         .collect(),
-                    joined: self.joined.get(&person).cloned().unwrap_or_default(),
+                    joined: self.joined.get(&*person).cloned().unwrap_or_default(),
                 }),
             };
             self.metrics.push((self.event_people.len(), metric, credit));
@@ -453,8 +455,8 @@ impl<'a> State<'a> {
     fn finish(mut self) -> (Changes, Identities) {
         let mut event_people = std::mem::take(&mut self.event_people);
         for e in &mut event_people {
-            if self.final_id(&e.person_id) != e.person_id {
-                e.person_id = self.final_id(&e.person_id).to_owned();
+            if self.final_id(&e.person_id) != &*e.person_id {
+                e.person_id = Arc::from(self.final_id(&e.person_id));
             }
         }
         let mut people: HashMap<String, Activity> = HashMap::new();
@@ -532,7 +534,7 @@ fn usage_of<'a>(event_people: &'a [EventPerson], metrics: &'a [(usize, &'a str, 
             (None, Some(a)) => CreditRef::Named(a),
             (None, None) => continue,
         };
-        let key = (e.person_id.as_str(), e.timestamp.date_naive(), credit);
+        let key = (&*e.person_id, e.timestamp.date_naive(), credit);
         if run != Some(key)
             && let Some(done) = run.replace(key)
         {

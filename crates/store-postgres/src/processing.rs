@@ -158,7 +158,7 @@ async fn assign_events(conn: &mut PgConnection, ws: &WorkspaceId, event_people: 
         .iter()
         .enumerate()
         .filter(|(i, e)| last.get(&e.seq) == Some(i))
-        .map(|(_, e)| (e.seq, e.person_id.as_str()))
+        .map(|(_, e)| (e.seq, &*e.person_id))
         .unzip();
     sqlx::query(
         "UPDATE events e SET person_id = v.person_id

@@ -89,14 +89,15 @@ pub struct Changes {
 #[derive(Clone, Debug, PartialEq)]
 pub struct EventPerson {
     pub seq: i64,
-    pub person_id: String,
+    /// Shared by the events of one person in a slice rather than copied for each.
+    pub person_id: std::sync::Arc<str>,
     /// The account the event names (`group`, `context.groupId`), if any.
     pub account_id: Option<AccountId>,
     pub timestamp: Timestamp,
 }
 
 impl EventPerson {
-    pub fn of(logged: &crate::LoggedEvent, person_id: impl Into<String>) -> EventPerson {
+    pub fn of(logged: &crate::LoggedEvent, person_id: impl Into<std::sync::Arc<str>>) -> EventPerson {
         EventPerson {
             seq: logged.position.seq,
             person_id: person_id.into(),
