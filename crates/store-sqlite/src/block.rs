@@ -18,6 +18,13 @@
 //! id, name, user, time and account: encoding and compressing them was most of the cost of
 //! storing an import's blocks. In format 1 the payload is a string, always whole.
 //!
+//! In format 3 the message id is a code and what it says: an id of one of two common shapes
+//! is kept as the 16 bytes its 32 hex digits write (code 0: `import_<32 hex>_<n>`, the id
+//! `steward import` derives for a row, followed by `n`; code 1: a lowercase UUID, as the
+//! SDKs send), any other as a string (code `2 + length`, then its bytes). Hex digits do not
+//! compress: such ids were most of an imported block's stored bytes. Reading writes them out
+//! again, the same text.
+//!
 //! The format is stored: a change needs a new format byte and a decoder for the old one.
 
 use std::borrow::Cow;
@@ -31,6 +38,127 @@ use crate::{ms, time};
 const FORMAT_LZ4_V1: u8 = 1;
 /// Payloads that their track call's fields write are rebuilt from them and their properties.
 const FORMAT_LZ4_V2: u8 = 2;
+/// Message ids of two common shapes kept as the bytes their hex digits write.
+const FORMAT_LZ4_V3: u8 = 3;
+
+/// The prefix of the ids `steward import` derives: `import_<32 hex>_<n>`.
+const DERIVED_PREFIX: &str = "import_";
+const ID_DERIVED: u64 = 0;
+const ID_UUID: u64 = 1;
+/// Codes from this one up are a string of `code - ID_TEXT` bytes.
+const ID_TEXT: u64 = 2;
+
+/// The 16 bytes 32 lowercase hex digits write; `None` for anything else.
+fn hex16(digits: &[u8]) -> Option<[u8; 16]> {
+    fn nibble(c: u8) -> Option<u8> {
+        match c {
+            b'0'..=b'9' => Some(c - b'0'),
+            b'a'..=b'f' => Some(c - b'a' + 10),
+            _ => None,
+        }
+    }
+    if digits.len() != 32 {
+        return None;
+    }
+    let mut out = [0u8; 16];
+    for (i, pair) in digits.chunks_exact(2).enumerate() {
+        out[i] = (nibble(pair[0])? << 4) | nibble(pair[1])?;
+    }
+    Some(out)
+}
+
+/// Appends the 32 lowercase hex digits of `bytes` to `out`.
+fn push_hex(out: &mut String, bytes: &[u8]) {
+    const HEX: &[u8; 16] = b"0123456789abcdef";
+    for b in bytes {
+        out.push(HEX[(b >> 4) as usize] as char);
+        out.push(HEX[(b & 0xf) as usize] as char);
+    }
+}
+
+/// Writes a message id in format 3: compact when it has one of the two shapes exactly (so
+/// that writing it out again gives the same text), else as a string.
+fn put_id(out: &mut Vec<u8>, id: &str) {
+    if let Some((key, n)) = derived_id(id) {
+        put_uint(out, ID_DERIVED);
+        out.extend_from_slice(&key);
+        put_uint(out, n);
+    } else if let Some(bytes) = uuid(id.as_bytes()) {
+        put_uint(out, ID_UUID);
+        out.extend_from_slice(&bytes);
+    } else {
+        put_uint(out, ID_TEXT + id.len() as u64);
+        out.extend_from_slice(id.as_bytes());
+    }
+}
+
+/// The key and `n` of `import_<32 hex>_<n>` (`n` in decimal as `u64` writes it).
+fn derived_id(id: &str) -> Option<([u8; 16], u64)> {
+    let rest = id.strip_prefix(DERIVED_PREFIX)?;
+    let (digits, n) = (rest.get(..32)?, rest.get(32..)?.strip_prefix('_')?);
+    let key = hex16(digits.as_bytes())?;
+    if n.is_empty() || n.starts_with('0') || !n.bytes().all(|b| b.is_ascii_digit()) {
+        return None;
+    }
+    Some((key, n.parse().ok()?))
+}
+
+/// The 16 bytes of a UUID in its lowercase hyphenated form.
+fn uuid(b: &[u8]) -> Option<[u8; 16]> {
+    if b.len() != 36 || [8, 13, 18, 23].iter().any(|&i| b[i] != b'-') {
+        return None;
+    }
+    let mut digits = [0u8; 32];
+    for (d, &c) in digits.iter_mut().zip(b.iter().filter(|&&c| c != b'-')) {
+        *d = c;
+    }
+    // A hyphen elsewhere leaves fewer than 32 digits, which `hex16` refuses.
+    if b.iter().filter(|&&c| c == b'-').count() != 4 {
+        return None;
+    }
+    hex16(&digits)
+}
+
+/// Writes out a compact message id read from a format 3 block.
+fn write_id(out: &mut String, code: u64, bytes: &[u8; 16], n: u64) {
+    if code == ID_DERIVED {
+        out.push_str(DERIVED_PREFIX);
+        push_hex(out, bytes);
+        out.push('_');
+        out.push_str(itoa(n).as_str());
+    } else {
+        for (i, part) in [&bytes[..4], &bytes[4..6], &bytes[6..8], &bytes[8..10], &bytes[10..]].iter().enumerate() {
+            if i > 0 {
+                out.push('-');
+            }
+            push_hex(out, part);
+        }
+    }
+}
+
+/// `n` in decimal, without allocating.
+fn itoa(mut n: u64) -> Digits {
+    let mut d = Digits { buf: [0; 20], start: 20 };
+    loop {
+        d.start -= 1;
+        d.buf[d.start] = b'0' + (n % 10) as u8;
+        n /= 10;
+        if n == 0 {
+            return d;
+        }
+    }
+}
+
+struct Digits {
+    buf: [u8; 20],
+    start: usize,
+}
+
+impl Digits {
+    fn as_str(&self) -> &str {
+        std::str::from_utf8(&self.buf[self.start..]).expect("digits are ASCII")
+    }
+}
 /// A block never decompresses to more than this (a request is at most a few megabytes).
 const MAX_DECODED: usize = 64 << 20;
 
@@ -64,7 +192,7 @@ pub(crate) fn encode_refs<'a>(events: impl ExactSizeIterator<Item = EventRef<'a>
     let mut scratch = String::new();
     put_uint(&mut raw, events.len() as u64);
     for e in events {
-        put_str(&mut raw, e.message_id);
+        put_id(&mut raw, e.message_id);
         raw.push(kind_code(e.kind));
         for field in [e.name, e.user_id, e.anonymous_id, e.group_id, e.previous_id] {
             put_opt(&mut raw, field);
@@ -101,7 +229,7 @@ pub(crate) fn encode_refs<'a>(events: impl ExactSizeIterator<Item = EventRef<'a>
     // The format byte, the decompressed size (as `compress_prepend_size` writes it) and the
     // LZ4 block, compressed in place rather than into a second buffer copied after.
     let mut out = vec![0u8; 1 + 4 + lz4_flex::block::get_maximum_output_size(raw.len())];
-    out[0] = FORMAT_LZ4_V2;
+    out[0] = FORMAT_LZ4_V3;
     out[1..5].copy_from_slice(&(raw.len() as u32).to_le_bytes());
     let n = lz4_flex::block::compress_into(&raw, &mut out[5..]).expect("room for the largest compressed size");
     out.truncate(5 + n);
@@ -114,6 +242,10 @@ pub(crate) struct Decoded {
     /// Where each event starts in `raw`.
     starts: Vec<usize>,
     format: u8,
+    /// Format 3: the compact message ids written out, one after the other, and where each
+    /// event's ends (an event whose id is a string in `raw` adds nothing).
+    ids: String,
+    id_ends: Vec<usize>,
 }
 
 /// A stored event's payload.
@@ -214,7 +346,7 @@ impl<'a> EventRef<'a> {
 /// Decompresses a stored block and checks that every event in it reads.
 pub(crate) fn decode(stored: &[u8]) -> Result<Decoded> {
     let Some((&format, body)) = stored.split_first() else { return Err(corrupt("empty block")) };
-    if format != FORMAT_LZ4_V1 && format != FORMAT_LZ4_V2 {
+    if !(FORMAT_LZ4_V1..=FORMAT_LZ4_V3).contains(&format) {
         return Err(corrupt(&format!("unknown block format {format}")));
     }
     let size = body.get(..4).map(|b| u32::from_le_bytes(b.try_into().expect("4 bytes")) as usize);
@@ -228,14 +360,26 @@ pub(crate) fn decode(stored: &[u8]) -> Result<Decoded> {
         return Err(corrupt("bad event count"));
     }
     let mut starts = Vec::with_capacity(count);
+    let (mut ids, mut id_ends) = (String::new(), Vec::new());
+    if format == FORMAT_LZ4_V3 {
+        id_ends.reserve(count);
+    }
     for _ in 0..count {
         starts.push(r.at);
+        if format == FORMAT_LZ4_V3
+            && let Some((code, bytes, n)) = r.compact_id()?
+        {
+            write_id(&mut ids, code, &bytes, n);
+        }
         r.event()?;
+        if format == FORMAT_LZ4_V3 {
+            id_ends.push(ids.len());
+        }
     }
     if r.at != raw.len() {
         return Err(corrupt("trailing bytes"));
     }
-    Ok(Decoded { raw, starts, format })
+    Ok(Decoded { raw, starts, format, ids, id_ends })
 }
 
 impl Decoded {
@@ -247,7 +391,14 @@ impl Decoded {
     pub(crate) fn get(&self, i: usize) -> Option<EventRef<'_>> {
         let at = *self.starts.get(i)?;
         // Every event was read once by `decode`, so this cannot fail.
-        Reader { buf: &self.raw, at, format: self.format }.event().ok()
+        let mut event = Reader { buf: &self.raw, at, format: self.format }.event().ok()?;
+        if self.format == FORMAT_LZ4_V3 {
+            let start = if i == 0 { 0 } else { self.id_ends[i - 1] };
+            if self.id_ends[i] > start {
+                event.message_id = &self.ids[start..self.id_ends[i]];
+            }
+        }
+        Some(event)
     }
 
     pub(crate) fn iter(&self) -> impl Iterator<Item = EventRef<'_>> {
@@ -382,9 +533,51 @@ impl<'a> Reader<'a> {
         }
     }
 
+    /// Format 3: a compact message id at the reader, if it is one (the reader stays put).
+    fn compact_id(&self) -> Result<Option<(u64, [u8; 16], u64)>> {
+        let mut r = Reader { buf: self.buf, at: self.at, format: self.format };
+        let code = r.uint()?;
+        if code >= ID_TEXT {
+            return Ok(None);
+        }
+        let bytes: [u8; 16] =
+            r.buf.get(r.at..r.at + 16).and_then(|b| b.try_into().ok()).ok_or_else(|| corrupt("truncated"))?;
+        r.at += 16;
+        let n = if code == ID_DERIVED { r.uint()? } else { 0 };
+        Ok(Some((code, bytes, n)))
+    }
+
+    /// The message id: a string, or in format 3 an empty one for a compact id (written out by
+    /// [`decode`]), which is skipped.
+    fn message_id(&mut self) -> Result<&'a str> {
+        if self.format != FORMAT_LZ4_V3 {
+            return self.str();
+        }
+        match self.uint()? {
+            ID_DERIVED => {
+                self.skip(16)?;
+                self.uint()?;
+                Ok("")
+            }
+            ID_UUID => {
+                self.skip(16)?;
+                Ok("")
+            }
+            code => self.bytes((code - ID_TEXT) as usize),
+        }
+    }
+
+    fn skip(&mut self, n: usize) -> Result<()> {
+        if self.buf.len() - self.at < n {
+            return Err(corrupt("truncated"));
+        }
+        self.at += n;
+        Ok(())
+    }
+
     fn event(&mut self) -> Result<EventRef<'a>> {
         let mut event = EventRef {
-            message_id: self.str()?,
+            message_id: self.message_id()?,
             kind: kind_from(self.byte()?)?,
             name: self.opt()?,
             user_id: self.opt()?,
@@ -532,6 +725,82 @@ mod tests {
         stored.extend(lz4_flex::block::compress_prepend_size(&raw));
         let decoded = decode(&stored).unwrap();
         assert!(decoded.iter().all(|e| matches!(e.payload, Payload::Whole(_))));
+        assert_eq!(decoded.iter().map(EventRef::to_owned).collect::<Vec<_>>(), events);
+    }
+
+    #[test]
+    fn ids_of_the_two_shapes_are_kept_compact_and_read_back_the_same() {
+        let hex = "0123456789abcdef0123456789abcdef";
+        let compact = [
+            format!("import_{hex}_1"),
+            format!("import_{hex}_12"),
+            format!("import_{hex}_{}", u64::MAX),
+            "a1b2c3d4-0000-4fff-8abc-0123456789ab".to_owned(),
+        ];
+        // Near misses, each stored as the string it is.
+        let plain = [
+            format!("import_{}_1", hex.to_uppercase()),
+            format!("import_{}_1", &hex[1..]),
+            format!("import_{hex}_01"),
+            format!("import_{hex}_0"),
+            format!("import_{hex}_"),
+            format!("import_{hex}"),
+            format!("import_{hex}_1x"),
+            format!("import_{hex}_18446744073709551616"),
+            format!("export_{hex}_1"),
+            "A1B2C3D4-0000-4FFF-8ABC-0123456789AB".to_owned(),
+            "a1b2c3d4-0000-4fff-8abc0-123456789ab".to_owned(),
+            "a1b2c3d400004fff8abc0123456789ab".to_owned(),
+            "a1b2c3d4-0000-4fff-8abc-0123456789a-".to_owned(),
+            "m-1".to_owned(),
+            String::new(),
+        ];
+        let events: Vec<NewEvent> = compact
+            .iter()
+            .chain(&plain)
+            .enumerate()
+            .map(|(i, id)| NewEvent { message_id: id.clone(), ..imported(i as i64, None, Some("7")) })
+            .collect();
+        let stored = encode(events.iter());
+        assert_eq!(stored[0], FORMAT_LZ4_V3);
+        let decoded = decode(&stored).unwrap();
+        let ids: Vec<&str> = decoded.iter().map(|e| e.message_id).collect();
+        assert_eq!(ids, events.iter().map(|e| e.message_id.as_str()).collect::<Vec<_>>());
+        for (e, back) in events.iter().zip(decoded.iter()) {
+            assert_eq!(back.payload(), e.payload.as_str(), "the payload names the id it had");
+        }
+        for id in &compact {
+            let mut raw = Vec::new();
+            put_id(&mut raw, id);
+            assert!(raw.len() <= 1 + 16 + 10, "{id} takes {} bytes", raw.len());
+        }
+        for id in &plain {
+            let mut raw = Vec::new();
+            put_id(&mut raw, id);
+            assert_eq!(raw.len(), 1 + id.len(), "{id} is kept as a string");
+        }
+    }
+
+    #[test]
+    fn blocks_of_the_second_format_still_read() {
+        let events: Vec<NewEvent> = (0..20).map(|i| imported(i, Some(r#"{"value":1}"#), Some("7"))).collect();
+        let mut raw = Vec::new();
+        put_uint(&mut raw, events.len() as u64);
+        for e in &events {
+            put_str(&mut raw, &e.message_id);
+            raw.push(kind_code(e.kind));
+            for field in [&e.name, &e.user_id, &e.anonymous_id, &e.group_id, &e.previous_id] {
+                put_opt(&mut raw, field.as_deref());
+            }
+            put_int(&mut raw, ms(&e.timestamp));
+            put_int(&mut raw, ms(&e.received_at));
+            raw.push(0);
+            put_str(&mut raw, r#"{"value":1}"#);
+        }
+        let mut stored = vec![FORMAT_LZ4_V2];
+        stored.extend(lz4_flex::block::compress_prepend_size(&raw));
+        let decoded = decode(&stored).unwrap();
+        assert!(decoded.iter().all(|e| matches!(e.payload, Payload::Track { .. })));
         assert_eq!(decoded.iter().map(EventRef::to_owned).collect::<Vec<_>>(), events);
     }
 
