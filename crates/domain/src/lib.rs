@@ -12,7 +12,7 @@ pub use ids::{AccountId, IdKind, IdentityKey, InvalidId, WorkspaceId, person_id_
 pub use keys::{ApiKey, KeyHash, KeyRole, NewApiKey, UnknownRole};
 pub use money::{Currency, InvalidMoney, Money};
 pub use track::TrackPayload;
-pub use tracks::{NewTrack, Track, TrackRows};
+pub use tracks::{NewTrack, Track, TrackRows, same_opt, same_str};
 
 /// Timestamps are always UTC.
 pub type Timestamp = chrono::DateTime<chrono::Utc>;

@@ -73,6 +73,33 @@ impl<'a> Track<'a> {
     }
 }
 
+/// Whether `parts` joined are `s`.
+fn joined_is(s: &str, parts: &[&str; 3]) -> bool {
+    let mut rest = s;
+    for p in parts {
+        match rest.strip_prefix(p) {
+            Some(r) => rest = r,
+            None => return false,
+        }
+    }
+    rest.is_empty()
+}
+
+/// Whether two strings are the same, by where they are first (strings a [`TrackRows`]
+/// shares between rows are one), then by their bytes.
+pub fn same_str(a: &str, b: &str) -> bool {
+    (std::ptr::eq(a.as_ptr(), b.as_ptr()) && a.len() == b.len()) || a == b
+}
+
+/// [`same_str`] of two optional strings.
+pub fn same_opt(a: Option<&str>, b: Option<&str>) -> bool {
+    match (a, b) {
+        (Some(a), Some(b)) => same_str(a, b),
+        (None, None) => true,
+        _ => false,
+    }
+}
+
 /// Track calls received together, in order, in columns.
 #[derive(Clone, Debug)]
 pub struct TrackRows {
@@ -108,14 +135,35 @@ impl TrackRows {
         (s.len != u32::MAX).then(|| &self.text[s.start as usize..(s.start + s.len) as usize])
     }
 
-    /// Adds a row at the end.
+    /// Adds a row at the end. A name, user, anonymous id or account the row before has too
+    /// is shared with it rather than written again (rows come in runs of one person's), so
+    /// that readers find them equal by where they are.
     pub fn push(&mut self, t: &NewTrack<'_>) {
+        let last = self.rows.last().copied();
+        let message_id = self.put(&[t.message_id]);
+        let name = match last {
+            Some(l) if self.get(l.name) == Some(t.event) => l.name,
+            _ => self.put(&[t.event]),
+        };
+        let user_id = match (last, t.user_id) {
+            (_, None) => Span::NONE,
+            (Some(l), Some(parts)) if self.get(l.user_id).is_some_and(|u| joined_is(u, &parts)) => l.user_id,
+            (_, Some(parts)) => self.put(&parts),
+        };
+        let anonymous_id = match last {
+            Some(l) if t.anonymous_id.is_some() && self.get(l.anonymous_id) == t.anonymous_id => l.anonymous_id,
+            _ => self.put_opt(t.anonymous_id),
+        };
+        let group_id = match last {
+            Some(l) if t.group_id.is_some() && self.get(l.group_id) == t.group_id => l.group_id,
+            _ => self.put_opt(t.group_id),
+        };
         let row = Row {
-            message_id: self.put(&[t.message_id]),
-            name: self.put(&[t.event]),
-            user_id: t.user_id.map_or(Span::NONE, |parts| self.put(&parts)),
-            anonymous_id: self.put_opt(t.anonymous_id),
-            group_id: self.put_opt(t.group_id),
+            message_id,
+            name,
+            user_id,
+            anonymous_id,
+            group_id,
             properties: self.put_opt(t.properties),
             seconds: t.timestamp.timestamp(),
             nanos: t.timestamp.timestamp_subsec_nanos(),
@@ -228,14 +276,26 @@ mod tests {
             properties: None,
             timestamp: at("1999-12-31T23:59:59Z"),
         });
+        rows.push(&NewTrack {
+            message_id: "m-3",
+            event: "Report \"Created\"",
+            user_id: None,
+            anonymous_id: Some(""),
+            group_id: None,
+            properties: None,
+            timestamp: at("2000-01-01T00:00:00Z"),
+        });
+        let (b, c) = (rows.get_row(1).unwrap(), rows.get_row(2).unwrap());
+        assert!(std::ptr::eq(b.event.as_ptr(), c.event.as_ptr()), "a run's strings are shared");
+        assert!(same_opt(b.anonymous_id, c.anonymous_id) && same_str("x", "x") && !same_opt(Some(""), None));
         rows.set_message_id(1, "m-2b");
-        assert_eq!(rows.len(), 2);
+        assert_eq!(rows.len(), 3);
         let first = rows.get_row(0).unwrap();
         assert_eq!(first.user_id, Some("7/0"));
         assert_eq!(first.timestamp, at("2020-01-03T10:00:00.123456789Z"), "to the nanosecond");
         let second = rows.get_row(1).unwrap();
         assert_eq!((second.message_id, second.anonymous_id, second.user_id), ("m-2b", Some(""), None));
-        assert!(rows.get_row(2).is_none());
+        assert!(rows.get_row(3).is_none());
 
         let events = rows.to_events();
         assert_eq!(events[0].message_id, "m-1");

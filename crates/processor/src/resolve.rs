@@ -196,6 +196,12 @@ struct State<'a> {
 /// An event's user id, anonymous id and group id.
 type Ids<'a> = (Option<&'a str>, Option<&'a str>, Option<&'a str>);
 
+/// Whether two events name the same ids (found by where the strings are when the events share
+/// them, as a run of imported rows does).
+fn same_ids(a: Ids<'_>, b: Ids<'_>) -> bool {
+    domain::same_opt(a.0, b.0) && domain::same_opt(a.1, b.1) && domain::same_opt(a.2, b.2)
+}
+
 impl<'a> State<'a> {
     fn new(ws: &'a WorkspaceId, base: &'a Identities) -> Self {
         State {
@@ -219,7 +225,7 @@ impl<'a> State<'a> {
         let at = e.timestamp;
         let ids = (e.user_id, e.anonymous_id, e.group_id);
         let (person, account) = match &self.last {
-            Some((last, person, account)) if *last == ids && e.kind != EventType::Alias => {
+            Some((last, person, account)) if same_ids(*last, ids) && e.kind != EventType::Alias => {
                 (person.clone(), account.clone())
             }
             _ => {
@@ -535,9 +541,16 @@ fn usage_of<'a>(event_people: &'a [EventPerson], metrics: &'a [(usize, &'a str, 
             (None, None) => continue,
         };
         let key = (&*e.person_id, e.timestamp.date_naive(), credit);
-        if run != Some(key)
-            && let Some(done) = run.replace(key)
-        {
+        // A run's events share their person and account: equal by where they are.
+        let same_run = run.is_some_and(|(person, day, c)| {
+            day == key.1
+                && domain::same_str(person, key.0)
+                && match (c, credit) {
+                    (CreditRef::Named(a), CreditRef::Named(b)) => domain::same_str(a.as_str(), b.as_str()),
+                    (a, b) => a == b,
+                }
+        });
+        if !same_run && let Some(done) = run.replace(key) {
             add_run(done, &mut run_metrics);
         }
         match run_metrics.iter_mut().find(|(m, _)| m == metric) {

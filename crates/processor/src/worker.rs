@@ -374,7 +374,9 @@ impl Processor {
             let mut last: Option<EventView<'_>> = None;
             for e in events.views() {
                 if last.is_some_and(|l| {
-                    l.user_id == e.user_id && l.anonymous_id == e.anonymous_id && l.previous_id == e.previous_id
+                    domain::same_opt(l.user_id, e.user_id)
+                        && domain::same_opt(l.anonymous_id, e.anonymous_id)
+                        && domain::same_opt(l.previous_id, e.previous_id)
                 }) {
                     continue;
                 }

@@ -48,32 +48,45 @@ const ID_UUID: u64 = 1;
 /// Codes from this one up are a string of `code - ID_TEXT` bytes.
 const ID_TEXT: u64 = 2;
 
-/// The 16 bytes 32 lowercase hex digits write; `None` for anything else.
+/// Each byte's value as a lowercase hex digit, or 0xFF for any other byte.
+static HEX_VALUE: [u8; 256] = {
+    let mut t = [0xFF; 256];
+    let mut c = 0;
+    while c < 10 {
+        t[b'0' as usize + c] = c as u8;
+        c += 1;
+    }
+    let mut c = 0;
+    while c < 6 {
+        t[b'a' as usize + c] = 10 + c as u8;
+        c += 1;
+    }
+    t
+};
+
+/// The 16 bytes 32 lowercase hex digits write; `None` for anything else. Without a branch
+/// per digit: every imported event's id goes through it.
 fn hex16(digits: &[u8]) -> Option<[u8; 16]> {
-    fn nibble(c: u8) -> Option<u8> {
-        match c {
-            b'0'..=b'9' => Some(c - b'0'),
-            b'a'..=b'f' => Some(c - b'a' + 10),
-            _ => None,
-        }
-    }
-    if digits.len() != 32 {
-        return None;
-    }
+    let digits: &[u8; 32] = digits.try_into().ok()?;
     let mut out = [0u8; 16];
-    for (i, pair) in digits.chunks_exact(2).enumerate() {
-        out[i] = (nibble(pair[0])? << 4) | nibble(pair[1])?;
+    let mut bad = 0u8;
+    for (o, pair) in out.iter_mut().zip(digits.chunks_exact(2)) {
+        let (hi, lo) = (HEX_VALUE[pair[0] as usize], HEX_VALUE[pair[1] as usize]);
+        bad |= hi | lo;
+        *o = (hi << 4) | (lo & 0xf);
     }
-    Some(out)
+    (bad & 0xF0 == 0).then_some(out)
 }
 
-/// Appends the 32 lowercase hex digits of `bytes` to `out`.
+/// Appends the lowercase hex digits of `bytes` to `out`.
 fn push_hex(out: &mut String, bytes: &[u8]) {
     const HEX: &[u8; 16] = b"0123456789abcdef";
-    for b in bytes {
-        out.push(HEX[(b >> 4) as usize] as char);
-        out.push(HEX[(b & 0xf) as usize] as char);
+    let mut digits = [0u8; 32];
+    for (pair, b) in digits.chunks_exact_mut(2).zip(bytes) {
+        pair[0] = HEX[(b >> 4) as usize];
+        pair[1] = HEX[(b & 0xf) as usize];
     }
+    out.push_str(std::str::from_utf8(&digits[..2 * bytes.len().min(16)]).expect("hex digits are ASCII"));
 }
 
 /// Writes a message id in format 3: compact when it has one of the two shapes exactly (so

@@ -23,9 +23,11 @@ pub(super) fn derived_id(key: u128, n: u32) -> String {
 fn push_derived_id(id: &mut String, key: u128, n: u32) {
     const HEX: &[u8; 16] = b"0123456789abcdef";
     id.push_str("import_");
-    for i in (0..32).rev() {
-        id.push(HEX[((key >> (i * 4)) & 0xf) as usize] as char);
+    let mut digits = [0u8; 32];
+    for (i, d) in digits.iter_mut().enumerate() {
+        *d = HEX[((key >> ((31 - i) * 4)) & 0xf) as usize];
     }
+    id.push_str(std::str::from_utf8(&digits).expect("hex digits are ASCII"));
     if n == 1 {
         id.push_str("_1");
     } else {
