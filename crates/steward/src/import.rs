@@ -586,6 +586,11 @@ fn account_event(account: AccountId, traits: Map<String, Value>) -> NewEvent {
 const IMPORT_SLICE: usize = 65_536;
 /// Batches of events (a block of the log each) appended together, in one transaction.
 const APPEND_GROUP: usize = 8;
+/// Kept event rows appended together, in one transaction (a block per kept chunk), and so
+/// processed together: a group rewrites each account's monthly rollups once, and four times
+/// fewer groups than of [`APPEND_GROUP`] batches took 6% less time to import ChurnSim's 3.6
+/// million events (for about 130 MB more memory).
+const TRACK_GROUP: usize = 160_000;
 
 /// Imports the file into `ws`, then brings processing up to date.
 pub async fn import(store: Arc<dyn Store>, ws: &WorkspaceId, options: &Options) -> Result<Imported> {
@@ -736,7 +741,7 @@ pub async fn import(store: Arc<dyn Store>, ws: &WorkspaceId, options: &Options) 
         }
         // Whatever has been read goes in one append (in file order), up to a group of batches.
         let track_rows: usize = tracks.iter().map(|t| t.len()).sum();
-        if track_rows >= APPEND_GROUP * BATCH || (rx.is_empty() && !tracks.is_empty()) {
+        if track_rows >= TRACK_GROUP || (rx.is_empty() && !tracks.is_empty()) {
             out.stored += append_tracks(std::mem::take(&mut tracks)).await?;
         }
         if group.len() >= APPEND_GROUP || (rx.is_empty() && !group.is_empty()) {
