@@ -855,11 +855,14 @@ impl SqliteStore {
     pub(crate) async fn points_as_of(&self, ws: &WorkspaceId, day: NaiveDate) -> Result<Vec<(AccountId, ScorePoint)>> {
         let ws = ws.clone();
         self.read(move |conn| {
+            // CROSS JOIN keeps the accounts outside: one seek of the history per account. With
+            // a plain JOIN SQLite walked the workspace's whole history instead, finding each
+            // row's day again (42 s for 100,000 accounts with 90 days each, against 1.2 s).
             let sql = format!(
                 "SELECT h.account_id, h.{}
                  FROM (SELECT account_id FROM accounts WHERE workspace_id = ?1
                        UNION SELECT account_id FROM account_scores WHERE workspace_id = ?1) s
-                 JOIN score_history h ON h.workspace_id = ?1 AND h.account_id = s.account_id
+                 CROSS JOIN score_history h ON h.workspace_id = ?1 AND h.account_id = s.account_id
                    AND h.day = (SELECT max(x.day) FROM score_history x
                                 WHERE x.workspace_id = ?1 AND x.account_id = s.account_id AND x.day <= ?2)",
                 POINT_COLUMNS.replace(", ", ", h.")
