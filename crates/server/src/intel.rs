@@ -202,6 +202,33 @@ pub(crate) async fn account_predictions(
     .into_response())
 }
 
+/// `GET /api/v1/accounts/{id}/actions`: the account's recommended next actions, most urgent
+/// first, as its page in the dashboard shows them (each with its evidence, the playbook for
+/// it and the open task made from it).
+pub(crate) async fn account_actions(
+    State(s): State<AppState>,
+    headers: HeaderMap,
+    Path(id): Path<String>,
+) -> Result<Response, ApiError> {
+    let ws = workspace(&s, &headers).await?;
+    let account = existing_account(&s, &ws, &id).await?;
+    let Some(loaded) = crate::ui::next::Loaded::of(s.store().as_ref(), &ws, &account).await? else {
+        return Err(ApiError::new(
+            StatusCode::NOT_FOUND,
+            "not_scored",
+            format!("account {id:?} has not been scored yet"),
+        ));
+    };
+    let actions = crate::ui::next::shown(&loaded.recommendations(Utc::now()), &loaded.open_tasks);
+    Ok(Json(json!({
+        "account_id": account,
+        "day": loaded.score.day,
+        "scored_at": loaded.score.scored_at,
+        "data": actions,
+    }))
+    .into_response())
+}
+
 /// `POST /api/v1/accounts/{id}/score`: scores the account again now.
 pub(crate) async fn rescore_account(
     State(s): State<AppState>,

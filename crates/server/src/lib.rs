@@ -142,6 +142,7 @@ pub fn router(state: AppState) -> Router {
         .route("/api/v1/accounts/{id}/segments", get(segments::account_segments))
         .route("/api/v1/accounts/{id}/health", get(intel::account_health))
         .route("/api/v1/accounts/{id}/predictions", get(intel::account_predictions))
+        .route("/api/v1/accounts/{id}/actions", get(intel::account_actions))
         .route("/api/v1/accounts/{id}/score", post(intel::rescore_account))
         .route("/api/v1/scores/run", post(intel::run_scoring))
         .route("/api/v1/alerts", get(intel::list_alerts))

@@ -686,3 +686,77 @@ async fn an_admin_sets_up_an_integration_whose_secrets_are_never_shown_and_other
     assert!(logged.contains(r#""secrets_replaced":["api_key","webhook_secrets"]"#), "{logged}");
     assert!(app.store.get_connector(&b, "stripe").await.unwrap().is_none());
 }
+
+/// The recommendation kinds an account's page shows, in their order.
+fn recommended_on(page: &str) -> Vec<String> {
+    page.split(r#"data-recommendation=""#).skip(1).map(|s| s.split('"').next().unwrap().to_owned()).collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_api_lists_an_accounts_next_actions_as_its_page_shows_them_to_its_workspace_alone() {
+    let app = App::new().await;
+    let (a, b) = (app.workspace("Alpha").await, app.workspace("Beta").await);
+    operator(&app, &a.id, "member@a.test", KeyRole::Member).await;
+    for (ws, account) in [(&a.id, "acme"), (&a.id, "unscored"), (&b.id, "globex")] {
+        let ops = vec![store::Op::UpsertAccount { account_id: AccountId::parse(account).unwrap(), at: Utc::now() }];
+        let status = app.store.log_status(ws).await.unwrap();
+        let changes = store::Changes { ops, ..Default::default() };
+        assert!(app.store.apply_changes(ws, status.cursor, status.cursor, &changes).await.unwrap());
+    }
+    app.store.put_scores(&a.id, &[scored_with_failed_payments("acme")]).await.unwrap();
+    app.store.put_scores(&b.id, &[scored_with_failed_payments("globex")]).await.unwrap();
+    let path = "/api/v1/accounts/acme/actions";
+
+    // Every secret key of the workspace reads them: the page's, in the page's order.
+    let member = sign_in(&app, "member@a.test").await;
+    let page = request(&app, "GET", "/accounts/acme", Some(&member.cookie), None).await;
+    let shown = recommended_on(&page.body);
+    assert_eq!(shown.first().map(String::as_str), Some("payment_failed"), "{}", page.body);
+    for key in [&a.viewer, &a.member, &a.admin] {
+        let (status, body) = app.get(path, key).await;
+        assert_eq!(status, StatusCode::OK, "{body}");
+        let kinds: Vec<&str> = body["data"].as_array().unwrap().iter().map(|r| r["kind"].as_str().unwrap()).collect();
+        assert_eq!(kinds, shown, "{body}");
+    }
+    let (_, body) = app.get(path, &a.viewer).await;
+    assert_eq!(
+        (body["account_id"].as_str(), body["day"].as_str()),
+        (Some("acme"), Some(&*Utc::now().date_naive().to_string()))
+    );
+    let first = &body["data"][0];
+    assert_eq!(first["title"], "2 failed payments in 90 days: confirm the billing details");
+    assert_eq!((first["priority"].as_str(), first["need"].as_str()), (Some("high"), Some("billing")));
+    let evidence: Vec<(&str, &str)> = first["evidence"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| (e["source"].as_str().unwrap(), e["text"].as_str().unwrap()))
+        .collect();
+    assert!(evidence.contains(&("signal", "payment failures in 90 days: 2")), "{evidence:?}");
+    assert!(evidence.iter().any(|(s, t)| *s == "churn" && t.contains("payment failed (2 in 90 days)")), "{evidence:?}");
+    assert!(first["playbook"].is_null() && first["task"].is_null(), "{first}");
+
+    // Another workspace's account is not found, whichever key asks; its own is.
+    let code = |body: &serde_json::Value| body["error"]["code"].as_str().unwrap_or_default().to_owned();
+    let (status, body) = app.get("/api/v1/accounts/globex/actions", &a.admin).await;
+    assert_eq!((status, code(&body)), (StatusCode::NOT_FOUND, "account_not_found".into()));
+    let (status, body) = app.get(path, &b.admin).await;
+    assert_eq!((status, code(&body)), (StatusCode::NOT_FOUND, "account_not_found".into()));
+    assert_eq!(app.get("/api/v1/accounts/globex/actions", &b.viewer).await.0, StatusCode::OK);
+    // Not scored yet, no key, a bad key, a write key.
+    let (status, body) = app.get("/api/v1/accounts/unscored/actions", &a.viewer).await;
+    assert_eq!((status, code(&body)), (StatusCode::NOT_FOUND, "not_scored".into()));
+    let bare = Request::get(path).body(Body::empty()).unwrap();
+    assert_eq!(app.router.clone().oneshot(bare).await.unwrap().status(), StatusCode::UNAUTHORIZED);
+    let (status, body) = app.get(path, "stw_sk_nothing").await;
+    assert_eq!((status, code(&body)), (StatusCode::UNAUTHORIZED, "invalid_api_key".into()));
+    let (status, body) = app.get(path, &a.write).await;
+    assert_eq!((status, code(&body)), (StatusCode::FORBIDDEN, "wrong_key_type".into()));
+
+    // A task made of one on the page is named by the API's.
+    let made = post(&app, &member, "/accounts/acme/next/payment_failed/task", &[]).await;
+    assert_eq!(made.status, StatusCode::SEE_OTHER, "{}", made.body);
+    let (_, body) = app.get(path, &a.viewer).await;
+    let task = body["data"][0]["task"].as_str().expect("the open task's id");
+    assert_eq!(app.store.get_task(&a.id, task).await.unwrap().map(|t| t.status), Some(TaskStatus::Open));
+}

@@ -8,6 +8,10 @@ use clap::{Args, Parser, Subcommand};
 
 use crate::config::Config;
 
+/// The most days `steward score --history` scores before its day: a year of trends. Each day
+/// costs about a full rescore and writes a history row per account.
+const HISTORY_DAYS_MAX: u32 = 365;
+
 #[derive(Parser, Debug)]
 #[command(name = "steward", version, about = "A self-hosted, autonomous customer success manager")]
 pub struct Cli {
@@ -124,8 +128,9 @@ pub enum Command {
         #[arg(long)]
         day: Option<chrono::NaiveDate>,
         /// First score each of the DAYS days before it as it was then, into the history alone
-        /// (the trends of data imported with its past; no alert, no band change).
-        #[arg(long, value_name = "DAYS")]
+        /// (the trends of data imported with its past; no alert, no band change). From 1 to 365.
+        #[arg(long, value_name = "DAYS", allow_negative_numbers = true,
+              value_parser = clap::value_parser!(u32).range(1..=i64::from(HISTORY_DAYS_MAX)))]
         history: Option<u32>,
         #[command(flatten)]
         location: Location,

@@ -163,6 +163,17 @@ async fn past_days_are_history_alone(dir: &std::path::Path, workspace: &str) {
             .collect();
         assert_eq!(bands.len(), last.bands.total() as usize, "one first score per account scored today");
         assert!(bands.iter().all(|(from, day)| from.is_none() && *day >= today - chrono::Days::new(1)), "{bands:?}");
+        // Yet the overview lists the accounts whose band changed this week, as the past
+        // days show it: each was in its former band on a day of the last week or so.
+        let week_ago = today - chrono::Days::new(7);
+        let changed = store.portfolio(&ws, week_ago).await.unwrap().band_changes;
+        assert!(!changed.is_empty(), "some of {} accounts changed band this week", last.bands.total());
+        for c in &changed {
+            assert_ne!(c.from, c.to, "{c:?}");
+            let days = store.score_history(&ws, &c.account_id, week_ago - chrono::Days::new(1), today).await.unwrap();
+            assert!(days.iter().any(|p| p.band == c.from), "{c:?} was {:?} this week: {days:?}", c.from);
+            assert_eq!(store.account_score(&ws, &c.account_id).await.unwrap().map(|s| s.band), Some(c.to), "{c:?}");
+        }
         let alerts = store
             .list_alerts(&ws, &store::AlertFilter::default(), &store::PageRequest::first(store::MAX_LIMIT))
             .await

@@ -39,6 +39,7 @@ const MIGRATIONS: &[&str] = &[
     include_str!("../migrations/0007_connectors.sql"),
     include_str!("../migrations/0008_operators.sql"),
     include_str!("../migrations/0009_overview.sql"),
+    include_str!("../migrations/0010_band_from_history.sql"),
 ];
 
 /// Connections per process. Appends are one statement each, so a few connections carry a busy

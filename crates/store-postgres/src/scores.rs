@@ -274,13 +274,17 @@ async fn write_scores(conn: &mut PgConnection, ws: &WorkspaceId, all: &[AccountS
     write_score_rows(conn, ws, &latest, &daily).await
 }
 
-/// `latest` has one score per account, `daily` one per account and day.
+/// `latest` has one score per account, `daily` one per account and day. The history goes
+/// first, so that an account's first latest score finds its earlier days of the same call
+/// when it takes its band change from them, as it does in SQLite, which writes one score
+/// after the other.
 async fn write_score_rows(
     conn: &mut PgConnection,
     ws: &WorkspaceId,
     latest: &[AccountScore],
     daily: &[AccountScore],
 ) -> Result<()> {
+    write_history_rows(conn, ws, daily).await?;
     let explanations: Vec<&str> = latest.iter().map(|s| s.explanation.as_str()).collect();
     let scored: Vec<DateTime<Utc>> = latest.iter().map(|s| s.scored_at).collect();
     ScoreColumns::of(latest)
@@ -311,7 +315,7 @@ async fn write_score_rows(
         .execute(&mut *conn)
         .await
         .map_err(db_error)?;
-    write_history_rows(conn, ws, daily).await
+    Ok(())
 }
 
 /// `daily` (one per account and day) as the accounts' history points of their days.

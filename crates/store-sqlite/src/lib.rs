@@ -45,6 +45,7 @@ const MIGRATIONS: &[&str] = &[
     include_str!("../migrations/0007_connectors.sql"),
     include_str!("../migrations/0008_operators.sql"),
     include_str!("../migrations/0009_overview.sql"),
+    include_str!("../migrations/0010_band_from_history.sql"),
 ];
 
 const READERS: usize = 4;
@@ -181,9 +182,16 @@ fn connect(path: &Path, read_only: bool) -> Result<Connection> {
     // FULL: a commit is on disk before the caller hears of it. Measured to cost little with
     // group commit, and it makes the guarantee hold across power loss, not only a crash.
     // Checkpoints are the checkpoint thread's; the automatic one is only a bound.
+    // Temporary storage: in memory for readers. Not for writing connections: under the
+    // writer's savepoint per job, each statement with triggers or several rows keeps its
+    // pages in a statement journal, and SQLite gives an in-memory one back at the
+    // statement's end by walking it from its start; over a job of thousands of statements
+    // (2,000 scores) that walk was 94% of a full rescore's time through SQLite (147 to 190 s
+    // for 100,000 accounts, 8 to 14 s with the journal in a temporary file).
+    let temp_store = if read_only { "MEMORY" } else { "FILE" };
     conn.execute_batch(&format!(
         "PRAGMA journal_mode = WAL; PRAGMA synchronous = FULL; PRAGMA foreign_keys = ON;
-         PRAGMA cache_size = -65536; PRAGMA temp_store = MEMORY;
+         PRAGMA cache_size = -65536; PRAGMA temp_store = {temp_store};
          PRAGMA wal_autocheckpoint = {};",
         checkpoint::WRITER_BOUND_PAGES
     ))
@@ -795,5 +803,24 @@ mod store_impl {
         ) -> Result<Vec<ConnectorError>> {
             SqliteStore::connector_errors(self, ws, provider, limit).await
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The writer keeps its temporary storage, statement journals included, in files, and
+    /// readers theirs in memory (see `connect`).
+    #[tokio::test]
+    async fn the_writer_keeps_statement_journals_out_of_memory() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = SqliteStore::open_in_dir(dir.path()).unwrap();
+        let temp_store =
+            |conn: &Connection| conn.query_row("PRAGMA temp_store", [], |r| r.get::<_, i64>(0)).map_err(sql_error);
+        // 1 is FILE, 2 MEMORY.
+        assert_eq!(store.write(temp_store).await.unwrap(), 1);
+        assert_eq!(store.read(temp_store).await.unwrap(), 2);
+        store.close();
     }
 }

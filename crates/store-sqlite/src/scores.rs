@@ -383,6 +383,22 @@ fn history_on(
     rows.map(|r| r.map_err(sql_error)?).collect()
 }
 
+/// Each account's (of the accounts table, or scored) latest history point of a day on or
+/// before `?2`. CROSS JOIN keeps the accounts outside: one seek of the history per account.
+/// With a plain JOIN, SQLite 3.51 walked the workspace's whole history instead, finding each
+/// row's day again (26 s for 100,000 accounts with 90 days each, against 1.2 s).
+fn points_as_of_sql() -> String {
+    format!(
+        "SELECT h.account_id, h.{}
+         FROM (SELECT account_id FROM accounts WHERE workspace_id = ?1
+               UNION SELECT account_id FROM account_scores WHERE workspace_id = ?1) s
+         CROSS JOIN score_history h ON h.workspace_id = ?1 AND h.account_id = s.account_id
+           AND h.day = (SELECT max(x.day) FROM score_history x
+                        WHERE x.workspace_id = ?1 AND x.account_id = s.account_id AND x.day <= ?2)",
+        POINT_COLUMNS.replace(", ", ", h.")
+    )
+}
+
 /// Opens, updates and resolves the alerts of `accounts` (all of the workspace's: none) as
 /// [`plan_alerts`] decides.
 fn sync_on(
@@ -855,16 +871,7 @@ impl SqliteStore {
     pub(crate) async fn points_as_of(&self, ws: &WorkspaceId, day: NaiveDate) -> Result<Vec<(AccountId, ScorePoint)>> {
         let ws = ws.clone();
         self.read(move |conn| {
-            let sql = format!(
-                "SELECT h.account_id, h.{}
-                 FROM (SELECT account_id FROM accounts WHERE workspace_id = ?1
-                       UNION SELECT account_id FROM account_scores WHERE workspace_id = ?1) s
-                 JOIN score_history h ON h.workspace_id = ?1 AND h.account_id = s.account_id
-                   AND h.day = (SELECT max(x.day) FROM score_history x
-                                WHERE x.workspace_id = ?1 AND x.account_id = s.account_id AND x.day <= ?2)",
-                POINT_COLUMNS.replace(", ", ", h.")
-            );
-            let mut stmt = conn.prepare_cached(&sql).map_err(sql_error)?;
+            let mut stmt = conn.prepare_cached(&points_as_of_sql()).map_err(sql_error)?;
             let rows = stmt
                 .query_map(params![ws.as_str(), day.to_string()], |r| Ok((r.get::<_, String>(0)?, point(r, 1)?)))
                 .map_err(sql_error)?;
@@ -969,5 +976,33 @@ impl SqliteStore {
             Ok(out)
         })
         .await
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// What SQLite plans for scoring's look-up of past scores: the history is searched by
+    /// account and day, never walked whole (on a new database as on a large one: the plan
+    /// takes no statistics, which Steward does not gather).
+    #[tokio::test]
+    async fn past_scores_are_looked_up_one_account_at_a_time() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = SqliteStore::open_in_dir(dir.path()).unwrap();
+        let plan = store
+            .read(|conn| {
+                let mut stmt =
+                    conn.prepare(&format!("EXPLAIN QUERY PLAN {}", points_as_of_sql())).map_err(sql_error)?;
+                let rows = stmt.query_map(params!["ws", "2026-10-01"], |r| r.get::<_, String>(3)).map_err(sql_error)?;
+                rows.map(|r| r.map_err(sql_error)).collect::<Result<Vec<String>>>()
+            })
+            .await
+            .unwrap();
+        let at = |line: &str| plan.iter().position(|l| l == line);
+        let (accounts, seek) =
+            (at("SCAN s"), at("SEARCH h USING PRIMARY KEY (workspace_id=? AND account_id=? AND day=?)"));
+        assert!(matches!((accounts, seek), (Some(a), Some(h)) if a < h), "the accounts lead, then a seek: {plan:?}");
+        store.close();
     }
 }

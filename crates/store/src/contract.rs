@@ -25,7 +25,7 @@ macro_rules! contract_tests {
             workspaces_are_isolated, account_list_pages_in_order, filters_find_events_of_every_append,
             reads_agree_before_and_after_maintenance, usage_rollups_count_events_and_people_per_day,
             scores_keep_the_latest_and_a_daily_history, scores_of_one_account_in_one_call,
-            past_days_go_to_the_history_alone,
+            past_days_go_to_the_history_alone, a_first_score_takes_its_band_change_from_the_history,
             accounts_sort_and_filter_by_their_scores,
             one_model_is_active_per_kind, alerts_stay_one_per_account_kind_and_reason,
             band_changes_and_opened_alerts_are_read_in_order,
@@ -1404,6 +1404,88 @@ pub async fn past_days_go_to_the_history_alone<S: Store>(s: &S) {
     assert_eq!(s.account_changes(&ws, LogPosition::ZERO, 10).await.unwrap().len(), 1);
     assert_eq!(s.score_points_as_of(&ws, day("2026-10-02")).await.unwrap().len(), 2, "a's 2nd and b's 1st");
     assert!(s.score_history(&other, &acct("a"), day("2026-09-01"), day("2026-11-01")).await.unwrap().is_empty());
+}
+
+/// An account's first latest score, written on top of past days scored into the history
+/// alone, has the band change those days show, as if each had been scored live: the band
+/// before the latest change and that change's day. Journeys still see a first score only.
+pub async fn a_first_score_takes_its_band_change_from_the_history<S: Store>(s: &S) {
+    let ws = workspace(s, "Past bands").await;
+    let other = workspace(s, "Other").await;
+    let names = ["fell", "dipped", "steady", "long_ago", "fresh", "batch"];
+    accounts_named(s, &ws, &names).await;
+    let day = |d: &str| d.parse::<chrono::NaiveDate>().unwrap();
+    let past: Vec<AccountScore> = [
+        ("fell", "2026-10-01", 80.0),
+        ("fell", "2026-10-07", 82.0),
+        ("dipped", "2026-10-01", 80.0),
+        ("dipped", "2026-10-04", 30.0),
+        ("dipped", "2026-10-06", 75.0),
+        ("dipped", "2026-10-07", 76.0),
+        ("steady", "2026-10-01", 50.0),
+        ("steady", "2026-10-07", 52.0),
+        // A day after the score's is not before it: it changes nothing.
+        ("steady", "2026-10-09", 20.0),
+        ("long_ago", "2026-09-01", 20.0),
+        ("long_ago", "2026-09-10", 80.0),
+        ("long_ago", "2026-10-07", 84.0),
+    ]
+    .iter()
+    .map(|(a, d, h)| score(a, d, *h, None, None))
+    .collect();
+    s.put_score_history(&ws, &past).await.unwrap();
+    // Another workspace's history of an account of the same id is not this one's.
+    s.put_score_history(&other, &[score("steady", "2026-10-05", 10.0, None, None)]).await.unwrap();
+    let today: Vec<AccountScore> =
+        [("fell", 30.0), ("dipped", 78.0), ("steady", 55.0), ("long_ago", 85.0), ("fresh", 20.0)]
+            .iter()
+            .map(|(a, h)| score(a, "2026-10-08", *h, None, None))
+            .collect();
+    s.put_scores(&ws, &today).await.unwrap();
+    // Two days of a new account in one call: the earlier is its history, the later its score.
+    s.put_scores(
+        &ws,
+        &[score("batch", "2026-10-02", 80.0, None, None), score("batch", "2026-10-07", 45.0, None, None)],
+    )
+    .await
+    .unwrap();
+    let ws_ref = &ws;
+    let changes = |since: &'static str| async move {
+        let p = s.portfolio(ws_ref, day(since)).await.unwrap();
+        p.band_changes.iter().map(|c| (c.account_id.to_string(), c.from, c.to, c.health)).collect::<Vec<_>>()
+    };
+    let this_week = [
+        ("fell".to_owned(), HealthBand::Healthy, HealthBand::AtRisk, 30.0),
+        ("batch".to_owned(), HealthBand::Healthy, HealthBand::Neutral, 45.0),
+        ("dipped".to_owned(), HealthBand::AtRisk, HealthBand::Healthy, 78.0),
+    ];
+    assert_eq!(changes("2026-10-01").await, this_week);
+    // "dipped" recovered on the 6th, "batch" changed on the 7th, "fell" on the 8th.
+    assert_eq!(changes("2026-10-06").await, [this_week[0].clone(), this_week[1].clone()]);
+    assert_eq!(changes("2026-10-07").await, [this_week[0].clone()]);
+    // "long_ago" changed on September 10th.
+    let since_september = changes("2026-09-05").await;
+    assert_eq!(since_september.len(), 4);
+    assert_eq!(since_september[3], ("long_ago".to_owned(), HealthBand::AtRisk, HealthBand::Healthy, 85.0));
+    // Rescored in the same band, an account keeps the change it had.
+    s.put_scores(&ws, &[score("fell", "2026-10-09", 32.0, None, None)]).await.unwrap();
+    assert_eq!(changes("2026-10-01").await[0], ("fell".to_owned(), HealthBand::Healthy, HealthBand::AtRisk, 32.0));
+    // What journeys start from: one first score per account, none of the history's changes
+    // (SQLite, writing one score after the other, also has batch's of the 7th).
+    let bands: Vec<(String, Option<HealthBand>)> = s
+        .account_changes(&ws, LogPosition::ZERO, 100)
+        .await
+        .unwrap()
+        .into_iter()
+        .filter_map(|c| match c.what {
+            AccountChangeKind::Band { from, .. } => Some((c.account_id.to_string(), from)),
+            AccountChangeKind::AlertOpened { .. } => None,
+        })
+        .collect();
+    let firsts = bands.iter().filter(|(_, from)| from.is_none()).count();
+    assert_eq!(firsts, names.len(), "{bands:?}");
+    assert!(bands.iter().all(|(id, from)| from.is_none() || id == "batch"), "{bands:?}");
+    assert!(s.portfolio(&other, day("2026-09-01")).await.unwrap().band_changes.is_empty());
 }
 
 /// Every page of a query, as (account, health), checking that its count says as many.

@@ -10,7 +10,7 @@
 mod chart;
 mod headers;
 mod integrations;
-mod next;
+pub(crate) mod next;
 mod pages;
 pub mod password;
 pub(crate) mod session;

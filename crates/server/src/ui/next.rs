@@ -14,8 +14,8 @@ use intelligence::actions::{Kind, Need, Playbook, Recommendation};
 use serde_json::{Value, json};
 use sha2::{Digest, Sha256};
 use store::{
-    Alert, AlertFilter, AlertKind, HealthBand, JourneyRecord, PageRequest, Run, RunFilter, RunStatus, SegmentRecord,
-    SubjectKind, Subscription, Task, TaskFilter, TaskStatus,
+    AccountScore, Alert, AlertFilter, AlertKind, HealthBand, JourneyRecord, PageRequest, Run, RunFilter, RunStatus,
+    SegmentRecord, Store, StoreError, SubjectKind, Subscription, Task, TaskFilter, TaskStatus,
 };
 
 use super::session::Signed;
@@ -34,6 +34,60 @@ pub(crate) struct Records<'a> {
     pub runs: &'a [Run],
     /// Its alerts (the unresolved ones start playbooks).
     pub alerts: &'a [Alert],
+}
+
+/// What an account's recommendations are read from, loaded for it alone: its latest score
+/// and the records beside it (its active runs and unresolved alerts, the only ones that
+/// tell which playbooks run or apply), and its open tasks, which say what was made of them.
+pub(crate) struct Loaded {
+    pub score: AccountScore,
+    subscriptions: Vec<Subscription>,
+    member_of: HashSet<String>,
+    segments: Vec<SegmentRecord>,
+    journeys: Vec<JourneyRecord>,
+    runs: Vec<Run>,
+    alerts: Vec<Alert>,
+    pub open_tasks: Vec<Task>,
+}
+
+impl Loaded {
+    /// The account's, if it has been scored. The account is taken to exist in `ws`.
+    pub(crate) async fn of(
+        store: &dyn Store,
+        ws: &WorkspaceId,
+        account: &AccountId,
+    ) -> Result<Option<Loaded>, StoreError> {
+        let Some(score) = store.account_score(ws, account).await? else { return Ok(None) };
+        let id = account.as_str().to_owned();
+        let all = PageRequest::first(store::MAX_LIMIT);
+        let runs = RunFilter { account_id: Some(id.clone()), status: Some(RunStatus::Active), ..Default::default() };
+        let alerts = AlertFilter { account_id: Some(account.clone()), unresolved: true, ..Default::default() };
+        let tasks = TaskFilter { status: Some(TaskStatus::Open), account_id: Some(id), ..Default::default() };
+        Ok(Some(Loaded {
+            subscriptions: store.account_subscriptions(ws, account).await?,
+            member_of: store.memberships_of(ws, account.as_str()).await?.into_iter().map(|m| m.segment_id).collect(),
+            segments: store.list_segments(ws).await?,
+            journeys: store.list_journeys(ws).await?,
+            runs: store.list_runs(ws, &runs, &all).await?.items,
+            alerts: store.list_alerts(ws, &alerts, &all).await?.items,
+            open_tasks: store.list_tasks(ws, &tasks, &all).await?.items,
+            score,
+        }))
+    }
+
+    /// The account's recommendations as of `now`, most urgent first.
+    pub(crate) fn recommendations(&self, now: Timestamp) -> Vec<Recommendation> {
+        let records = Records {
+            band: Some(self.score.band),
+            subscriptions: &self.subscriptions,
+            member_of: &self.member_of,
+            segments: &self.segments,
+            journeys: &self.journeys,
+            runs: &self.runs,
+            alerts: &self.alerts,
+        };
+        recommendations(&self.score.explanation.to_value(), &records, now)
+    }
 }
 
 /// The workspace's enabled account playbooks, each with what it is for and whether the
@@ -105,8 +159,8 @@ fn task_id(ws: &WorkspaceId, account: &AccountId, kind: Kind, now: Timestamp) ->
     format!("{}{}", task_prefix(kind), hex::encode(&h.finalize()[..10]))
 }
 
-/// The recommendations as the account's page shows them: each with the open task made from
-/// it, if any.
+/// The recommendations as the account's page shows them and the API lists them: each with
+/// the open task made from it, if any.
 pub(crate) fn shown(recommendations: &[Recommendation], tasks: &[Task]) -> Vec<Value> {
     recommendations
         .iter()
@@ -144,48 +198,10 @@ pub(crate) async fn create_task(
             "This account no longer calls for that action (its latest score says otherwise); no task was made.",
         )
     };
-    let score = store.account_score(ws, &account_id).await?.ok_or_else(no_longer)?;
-    let subscriptions = store.account_subscriptions(ws, &account_id).await?;
-    let member_of: HashSet<String> =
-        store.memberships_of(ws, account_id.as_str()).await?.into_iter().map(|m| m.segment_id).collect();
-    let segments = store.list_segments(ws).await?;
-    let journeys = store.list_journeys(ws).await?;
-    let runs = store
-        .list_runs(
-            ws,
-            &RunFilter { account_id: Some(id.clone()), status: Some(RunStatus::Active), ..Default::default() },
-            &PageRequest::first(store::MAX_LIMIT),
-        )
-        .await?
-        .items;
-    let alerts = store
-        .list_alerts(
-            ws,
-            &AlertFilter { account_id: Some(account_id.clone()), unresolved: true, ..Default::default() },
-            &PageRequest::first(store::MAX_LIMIT),
-        )
-        .await?
-        .items;
-    let records = Records {
-        band: Some(score.band),
-        subscriptions: &subscriptions,
-        member_of: &member_of,
-        segments: &segments,
-        journeys: &journeys,
-        runs: &runs,
-        alerts: &alerts,
-    };
+    let loaded = Loaded::of(store.as_ref(), ws, &account_id).await?.ok_or_else(no_longer)?;
     let now = Utc::now();
-    let all = recommendations(&score.explanation.to_value(), &records, now);
-    let rec = all.into_iter().find(|r| r.kind == kind).ok_or_else(no_longer)?;
-    let open = store
-        .list_tasks(
-            ws,
-            &TaskFilter { status: Some(TaskStatus::Open), account_id: Some(id.clone()), ..Default::default() },
-            &PageRequest::first(store::MAX_LIMIT),
-        )
-        .await?
-        .items;
+    let rec = loaded.recommendations(now).into_iter().find(|r| r.kind == kind).ok_or_else(no_longer)?;
+    let open = &loaded.open_tasks;
     if let Some(t) = open.iter().find(|t| t.task_id.starts_with(&task_prefix(kind))) {
         return Ok(done(&page, &format!("A task for this is open already: “{}”.", t.title)));
     }
