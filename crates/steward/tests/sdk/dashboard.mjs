@@ -63,6 +63,11 @@ try {
   const first = atRisk.sort((a, b) => (a.account_id < b.account_id ? -1 : 1))[0];
   await Promise.all([page.waitForURL(`**/accounts/${first.account_id}`), page.click(`#accounts a[href="/accounts/${first.account_id}"]`)]);
   await shot("account");
+  const peopleFit = await page.evaluate(() => {
+    const t = document.querySelector("#people");
+    return [t.scrollWidth, t.parentElement.clientWidth];
+  });
+  check(peopleFit[0] <= peopleFit[1], `account: the people table fits its card (${peopleFit[0]} of ${peopleFit[1]}px)`);
   check((await page.textContent("h1")).includes(first.name || first.account_id), `account: ${first.account_id}'s page`);
   check((await page.textContent('[data-kpi="health"]')).trim() === fmt(first.score.health), `account: health ${fmt(first.score.health)}`);
   check((await page.locator("#components tbody tr").count()) >= 3, "account: the health components");
