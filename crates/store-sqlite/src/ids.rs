@@ -307,9 +307,9 @@ impl RecentIds {
         let due = self.flush_due(idle);
         let Some(runs) = &mut self.runs else { return Ok(false) };
         if due && !runs.flushing() {
-            let mut ids: Vec<Id> =
+            let ids: Vec<Id> =
                 self.first.iter().map(|(&(ws, hash), &seq)| (ws, hash, seq)).chain(self.more.iter().copied()).collect();
-            ids.sort_unstable();
+            let ids = sort_ids(ids);
             let through = ids.iter().map(|i| i.2).max().unwrap_or(0);
             runs.start_flush(ids, through);
         }
@@ -330,6 +330,57 @@ impl RecentIds {
         }
         Ok(self.wants_flush(idle))
     }
+}
+
+/// Ids this many or more are sorted on several threads.
+const PARALLEL_SORT: usize = 1 << 18;
+
+/// `ids` sorted: on every core when there are many (a flush at close sorts millions, with
+/// nothing else left for the other cores to do), in parts then merged.
+fn sort_ids(mut ids: Vec<Id>) -> Vec<Id> {
+    let threads = std::thread::available_parallelism().map_or(1, |n| n.get()).min(8);
+    if threads < 2 || ids.len() < PARALLEL_SORT {
+        ids.sort_unstable();
+        return ids;
+    }
+    let part = ids.len().div_ceil(threads);
+    std::thread::scope(|s| {
+        for chunk in ids.chunks_mut(part) {
+            s.spawn(|| chunk.sort_unstable());
+        }
+    });
+    // Sorted parts merged pairwise until one is left.
+    let mut parts: Vec<Vec<Id>> = ids.chunks(part).map(<[Id]>::to_vec).collect();
+    drop(ids);
+    while parts.len() > 1 {
+        let mut next = Vec::with_capacity(parts.len().div_ceil(2));
+        let mut it = parts.into_iter();
+        while let Some(a) = it.next() {
+            next.push(match it.next() {
+                Some(b) => merge_sorted(&a, &b),
+                None => a,
+            });
+        }
+        parts = next;
+    }
+    parts.pop().unwrap_or_default()
+}
+
+fn merge_sorted(a: &[Id], b: &[Id]) -> Vec<Id> {
+    let mut out = Vec::with_capacity(a.len() + b.len());
+    let (mut i, mut j) = (0, 0);
+    while i < a.len() && j < b.len() {
+        if a[i] <= b[j] {
+            out.push(a[i]);
+            i += 1;
+        } else {
+            out.push(b[j]);
+            j += 1;
+        }
+    }
+    out.extend_from_slice(&a[i..]);
+    out.extend_from_slice(&b[j..]);
+    out
 }
 
 /// What [`RecentIds::find`] reads with, made once per append.
@@ -377,6 +428,27 @@ pub(crate) fn flushed_through(conn: &Connection) -> Result<i64> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn many_ids_sort_as_few_do() {
+        // A spread of workspaces, hashes (some equal) and seqs, past the parallel threshold.
+        let mut x: u64 = 0x9e37_79b9_7f4a_7c15;
+        let ids: Vec<Id> = (0..PARALLEL_SORT as i64 + 12_345)
+            .map(|seq| {
+                x ^= x << 13;
+                x ^= x >> 7;
+                x ^= x << 17;
+                ((x % 3) as i64, (x >> 40) as i64 - (1 << 23), seq)
+            })
+            .collect();
+        let mut expected = ids.clone();
+        expected.sort_unstable();
+        assert_eq!(sort_ids(ids), expected);
+        assert_eq!(
+            merge_sorted(&[(1, 1, 1), (1, 2, 3)], &[(0, 5, 5), (1, 2, 2)]),
+            [(0, 5, 5), (1, 1, 1), (1, 2, 2), (1, 2, 3)]
+        );
+    }
 
     #[test]
     fn undo_forgets_only_what_the_failed_work_added() {

@@ -5,7 +5,7 @@ use chrono::NaiveDate;
 use domain::{AccountId, WorkspaceId};
 use rusqlite::{Connection, OptionalExtension, params};
 use std::collections::HashMap;
-use store::usage::{UsageMonth, UsageRowKey, apply_usage, days_of, month_of, people_needing_memberships, usage_rows};
+use store::usage::{UsageMonth, days_of, gains, month_of, people_needing_memberships};
 use store::{DailyUsage, Result, StoreError, Usage, UsageRow};
 
 use crate::{SqliteStore, sql_error};
@@ -54,27 +54,22 @@ pub(crate) fn apply(
     if usage.is_empty() {
         return Ok(());
     }
-    let mut rows: HashMap<UsageRowKey, UsageMonth> = HashMap::new();
-    {
-        let mut stmt = conn
-            .prepare_cached(
-                "SELECT data FROM usage_months WHERE ws = ?1 AND account_id = ?2 AND metric = ?3 AND month = ?4",
-            )
-            .map_err(sql_error)?;
-        for key in usage_rows(usage, memberships) {
-            let data: Option<Vec<u8>> =
-                stmt.query_row(params![n, key.0.as_str(), key.1, key.2], |r| r.get(0)).optional().map_err(sql_error)?;
-            if let Some(data) = data {
-                let row = UsageMonth::decode(&data).ok_or_else(|| corrupt(key.0.as_str()))?;
-                rows.insert(key, row);
-            }
-        }
-    }
-    let changed = apply_usage(usage, memberships, &mut rows);
-    let mut stmt = conn.prepare_cached(UPSERT).map_err(sql_error)?;
-    for key in changed {
-        let data = rows[&key].encode();
-        stmt.execute(params![n, key.0.as_str(), key.1, key.2, data]).map_err(sql_error)?;
+    // Each row touched read, added to and written back once, in key order.
+    let mut read = conn
+        .prepare_cached(
+            "SELECT data FROM usage_months WHERE ws = ?1 AND account_id = ?2 AND metric = ?3 AND month = ?4",
+        )
+        .map_err(sql_error)?;
+    let mut write = conn.prepare_cached(UPSERT).map_err(sql_error)?;
+    for ((account, metric, month), gain) in gains(usage, memberships) {
+        let stored: Option<Vec<u8>> =
+            read.query_row(params![n, account.as_str(), metric, month], |r| r.get(0)).optional().map_err(sql_error)?;
+        let mut row = match stored {
+            Some(data) => UsageMonth::decode(&data).ok_or_else(|| corrupt(account.as_str()))?,
+            None => UsageMonth::default(),
+        };
+        gain.add_to(&mut row);
+        write.execute(params![n, account.as_str(), metric, month, row.encode()]).map_err(sql_error)?;
     }
     Ok(())
 }

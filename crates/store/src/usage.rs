@@ -172,54 +172,89 @@ pub fn people_needing_memberships(usage: &[Usage]) -> Vec<String> {
     people
 }
 
+/// A row's part of a slice's usage: the events of each day slot, and who was active on
+/// which day.
+#[derive(Debug, Default)]
+pub struct Gain<'a> {
+    events: Vec<(usize, u32)>,
+    people: Vec<(&'a str, usize)>,
+}
+
+impl Gain<'_> {
+    /// Adds this gain to the row.
+    pub fn add_to(&self, row: &mut UsageMonth) {
+        for &(slot, n) in &self.events {
+            row.events[slot] = row.events[slot].saturating_add(n);
+        }
+        for &(person, slot) in &self.people {
+            row.active(person, slot);
+        }
+    }
+}
+
+/// A row's key with borrowed parts: `(account, metric, month)`.
+pub type RowRef<'a> = (&'a AccountId, &'a str, i32);
+
+/// What `usage` adds to each row it touches, given each person's memberships before the
+/// slice, in the rows' order: one entry per row, so that each is read and written once.
+pub fn gains<'a>(usage: &'a [Usage], memberships: &'a HashMap<String, Vec<AccountId>>) -> Vec<(RowRef<'a>, Gain<'a>)> {
+    // A slice names each row many times, and an account's usages mostly come together (they
+    // are sorted by person): the last row found is tried first (ids compare by pointer first).
+    let mut at: foldhash::HashMap<RowRef<'a>, usize> = foldhash::HashMap::default();
+    let mut out: Vec<(RowRef<'a>, Gain<'a>)> = Vec::new();
+    let mut add = |key: RowRef<'a>, u: &'a Usage, slot: usize| {
+        let i = match out.last() {
+            Some((last, _)) if *last == key => out.len() - 1,
+            _ => *at.entry(key).or_insert_with(|| {
+                out.push((key, Gain::default()));
+                out.len() - 1
+            }),
+        };
+        let gain = &mut out[i].1;
+        gain.events.push((slot, u.events));
+        if u.events > 0 && !u.person_id.is_empty() {
+            gain.people.push((u.person_id.as_str(), slot));
+        }
+    };
+    for u in usage {
+        let slot = u.day.day0() as usize;
+        let month = month_of(u.day);
+        match &u.credit {
+            Credit::Named(a) => add((a, u.metric.as_str(), month), u, slot),
+            Credit::Members { .. } => {
+                // A membership known both before and in the slice names an account twice.
+                let mut accounts: Vec<&AccountId> = credited(u, memberships).collect();
+                accounts.sort_unstable();
+                accounts.dedup();
+                for a in accounts {
+                    add((a, u.metric.as_str(), month), u, slot);
+                }
+            }
+        }
+    }
+    out.sort_unstable_by(|(a, _), (b, _)| a.cmp(b));
+    out
+}
+
 /// The rows applying `usage` reads and writes, sorted.
 pub fn usage_rows(usage: &[Usage], memberships: &HashMap<String, Vec<AccountId>>) -> Vec<UsageRowKey> {
-    let mut keys: Vec<(&AccountId, &str, i32)> =
-        usage.iter().flat_map(|u| credited(u, memberships).map(|a| (a, u.metric.as_str(), month_of(u.day)))).collect();
-    keys.sort_unstable();
-    keys.dedup();
-    keys.into_iter().map(|(a, m, mo)| (a.clone(), m.to_owned(), mo)).collect()
+    gains(usage, memberships).into_iter().map(|((a, m, mo), _)| (a.clone(), m.to_owned(), mo)).collect()
 }
 
 /// Adds `usage` to `rows`, which hold the stored rows of [`usage_rows`] (absent ones
-/// missing). Returns the keys of the rows it changed.
+/// missing). Returns the keys of the rows it changed, sorted.
 pub fn apply_usage(
     usage: &[Usage],
     memberships: &HashMap<String, Vec<AccountId>>,
     rows: &mut HashMap<UsageRowKey, UsageMonth>,
 ) -> Vec<UsageRowKey> {
-    // First what each row gains, keyed by borrowed parts: a slice names each row many times.
-    type Gain<'a> = (Vec<(usize, u32)>, Vec<(&'a str, usize)>);
-    let mut gains: HashMap<(&AccountId, &str, i32), Gain> = HashMap::new();
-    for u in usage {
-        let slot = u.day.day0() as usize;
-        // A membership known both before and in the slice names an account twice.
-        let mut accounts: Vec<&AccountId> = credited(u, memberships).collect();
-        if accounts.len() > 1 {
-            accounts.sort_unstable();
-            accounts.dedup();
-        }
-        for a in accounts {
-            let gain = gains.entry((a, u.metric.as_str(), month_of(u.day))).or_default();
-            gain.0.push((slot, u.events));
-            if u.events > 0 && !u.person_id.is_empty() {
-                gain.1.push((u.person_id.as_str(), slot));
-            }
-        }
-    }
+    let gains = gains(usage, memberships);
     let mut changed = Vec::with_capacity(gains.len());
-    for ((a, metric, month), (events, people)) in gains {
+    for ((a, metric, month), gain) in gains {
         let key = (a.clone(), metric.to_owned(), month);
-        let row = rows.entry(key.clone()).or_default();
-        for (slot, n) in events {
-            row.events[slot] = row.events[slot].saturating_add(n);
-        }
-        for (person, slot) in people {
-            row.active(person, slot);
-        }
+        gain.add_to(rows.entry(key.clone()).or_default());
         changed.push(key);
     }
-    changed.sort();
     changed
 }
 
