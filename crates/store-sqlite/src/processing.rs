@@ -57,13 +57,13 @@ impl SqliteStore {
         // Everything but the statements is done here, off the writer.
         let owners = crate::owners::encode(&changes.event_people);
         let ops = changes.ops.clone();
-        let usage = changes.usage.clone();
+        let usage = crate::usage::SliceUsage::of(&changes.usage);
         // Nobody waits on processing but the processor: appends go first.
         self.write_background(move |conn| {
             if cursor(conn, &ws)? != from {
                 return Ok(false);
             }
-            let members_before = crate::usage::memberships_before(conn, &ws, &usage)?;
+            let members_before = usage.memberships_before(conn, &ws)?;
             // Runs of first/last-seen ops (processing ends each slice with one per person and
             // account) go as a few statements; every other op is applied on its own, in order.
             let mut seen = SeenRun::default();
@@ -74,7 +74,7 @@ impl SqliteStore {
                 }
             }
             seen.apply(conn, &ws)?;
-            crate::usage::apply(conn, n, &usage, &members_before)?;
+            usage.apply(conn, n, &members_before)?;
             if let Some((first_seq, last_seq, data)) = owners {
                 conn.prepare_cached("INSERT INTO event_owners (last_seq, ws, first_seq, data) VALUES (?1, ?2, ?3, ?4)")
                     .map_err(sql_error)?

@@ -5,7 +5,9 @@ use chrono::NaiveDate;
 use domain::{AccountId, WorkspaceId};
 use rusqlite::{Connection, OptionalExtension, params};
 use std::collections::HashMap;
-use store::usage::{UsageMonth, days_of, gains, month_of, people_needing_memberships};
+use store::usage::{
+    Gain, RowRef, UsageMonth, UsageRowKey, days_of, gains, month_of, names_its_accounts, people_needing_memberships,
+};
 use store::{DailyUsage, Result, StoreError, Usage, UsageRow};
 
 use crate::{SqliteStore, sql_error};
@@ -43,25 +45,63 @@ pub(crate) fn memberships_before(
     Ok(memberships)
 }
 
-/// Adds a slice's usage to the rollups, inside the slice's transaction: one row read and
-/// written per account, metric and month it touches.
-pub(crate) fn apply(
-    conn: &Connection,
-    n: i64,
-    usage: &[Usage],
-    memberships: &HashMap<String, Vec<AccountId>>,
-) -> Result<()> {
-    if usage.is_empty() {
-        return Ok(());
+/// A slice's usage, as its transaction takes it.
+pub(crate) enum SliceUsage {
+    /// What each row gains, worked out before (every usage names its account).
+    Gains(Vec<(UsageRowKey, Gain)>),
+    /// Usage that credits people's accounts: worked out with their memberships before the
+    /// slice, which only the transaction can read.
+    Usage(Vec<Usage>),
+}
+
+impl SliceUsage {
+    /// The slice's usage, worked out here when it needs no memberships (off the writer).
+    pub(crate) fn of(usage: &[Usage]) -> SliceUsage {
+        if names_its_accounts(usage) {
+            let none = HashMap::new();
+            SliceUsage::Gains(
+                gains(usage, &none)
+                    .into_iter()
+                    .map(|((a, m, month), g)| ((a.clone(), m.to_owned(), month), g))
+                    .collect(),
+            )
+        } else {
+            SliceUsage::Usage(usage.to_vec())
+        }
     }
-    // Each row touched read, added to and written back once, in key order.
+
+    /// The accounts of each person it credits through memberships, as they were before the
+    /// slice: read before the slice's own changes.
+    pub(crate) fn memberships_before(
+        &self,
+        conn: &Connection,
+        ws: &WorkspaceId,
+    ) -> Result<HashMap<String, Vec<AccountId>>> {
+        match self {
+            SliceUsage::Gains(_) => Ok(HashMap::new()),
+            SliceUsage::Usage(usage) => memberships_before(conn, ws, usage),
+        }
+    }
+
+    /// Adds the usage to the rollups, inside the slice's transaction: one row read and
+    /// written per account, metric and month it touches.
+    pub(crate) fn apply(&self, conn: &Connection, n: i64, memberships: &HashMap<String, Vec<AccountId>>) -> Result<()> {
+        match self {
+            SliceUsage::Gains(rows) => add_gains(conn, n, rows.iter().map(|((a, m, mo), g)| ((a, m.as_str(), *mo), g))),
+            SliceUsage::Usage(usage) => add_gains(conn, n, gains(usage, memberships).iter().map(|(k, g)| (*k, g))),
+        }
+    }
+}
+
+/// Adds each gain to its row, read and written back once, in the order given (the rows').
+fn add_gains<'a>(conn: &Connection, n: i64, gains: impl Iterator<Item = (RowRef<'a>, &'a Gain)>) -> Result<()> {
     let mut read = conn
         .prepare_cached(
             "SELECT data FROM usage_months WHERE ws = ?1 AND account_id = ?2 AND metric = ?3 AND month = ?4",
         )
         .map_err(sql_error)?;
     let mut write = conn.prepare_cached(UPSERT).map_err(sql_error)?;
-    for ((account, metric, month), gain) in gains(usage, memberships) {
+    for ((account, metric, month), gain) in gains {
         let stored: Option<Vec<u8>> =
             read.query_row(params![n, account.as_str(), metric, month], |r| r.get(0)).optional().map_err(sql_error)?;
         let mut row = match stored {
@@ -195,4 +235,58 @@ pub(crate) fn usage_rows_on(
         out.push(UsageRow::new(parse_account(id)?, metric, month, &row));
     }
     Ok(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use store::usage::Credit;
+
+    fn rows(conn: &Connection) -> Vec<(String, String, i32, Vec<u8>)> {
+        let mut stmt =
+            conn.prepare("SELECT account_id, metric, month, data FROM usage_months ORDER BY 1, 2, 3").unwrap();
+        stmt.query_map([], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?))).unwrap().map(Result::unwrap).collect()
+    }
+
+    /// Usage that names its accounts is worked out before the transaction, the rest in it;
+    /// both add to the rows as the rollups' arithmetic does.
+    #[test]
+    fn usage_worked_out_before_the_transaction_adds_what_it_would_in_it() {
+        let day = |d: &str| NaiveDate::parse_from_str(d, "%Y-%m-%d").unwrap();
+        let acme = AccountId::parse("acme").unwrap();
+        let named = |person: &str, d: &str, metric: &str, events: u32| Usage {
+            person_id: person.into(),
+            day: day(d),
+            metric: metric.into(),
+            credit: Credit::Named(acme.clone()),
+            events,
+        };
+        let slices = [
+            vec![named("ana", "2026-03-05", "report", 2), named("bo", "2026-03-05", "report", 1)],
+            vec![named("ana", "2026-03-05", "report", 3), named("ana", "2026-04-01", "$any", 1)],
+        ];
+        let applied = |as_gains: bool| {
+            let conn = Connection::open_in_memory().unwrap();
+            conn.execute_batch(include_str!("../migrations/0001_init.sql")).unwrap();
+            conn.execute_batch(include_str!("../migrations/0002_usage.sql")).unwrap();
+            for slice in &slices {
+                let usage = if as_gains { SliceUsage::of(slice) } else { SliceUsage::Usage(slice.clone()) };
+                assert_eq!(matches!(usage, SliceUsage::Gains(_)), as_gains);
+                let before = usage.memberships_before(&conn, &WorkspaceId::parse("ws_test").unwrap()).unwrap();
+                usage.apply(&conn, 1, &before).unwrap();
+            }
+            rows(&conn)
+        };
+        let (before, within) = (applied(true), applied(false));
+        assert_eq!(before, within);
+        assert_eq!(before.len(), 2);
+        let march = UsageMonth::decode(&before.iter().find(|r| r.1 == "report").unwrap().3).unwrap();
+        assert_eq!((march.events[4], march.users(4)), (6, 2));
+        // Usage crediting a person's accounts waits for the transaction.
+        let members = Usage {
+            credit: Credit::Members { people: vec!["cy".into()], joined: vec![] },
+            ..named("cy", "2026-03-06", "report", 1)
+        };
+        assert!(matches!(SliceUsage::of(&[members]), SliceUsage::Usage(_)));
+    }
 }

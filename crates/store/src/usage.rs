@@ -94,7 +94,11 @@ impl UsageMonth {
 
     /// Marks `person` active on day slot `slot`.
     pub fn active(&mut self, person: &str, slot: usize) {
-        let key = person_key(person);
+        self.active_key(person_key(person), slot);
+    }
+
+    /// [`UsageMonth::active`] for the person whose [`person_key`] is `key`.
+    pub fn active_key(&mut self, key: u64, slot: usize) {
         match self.people.binary_search_by_key(&key, |p| p.0) {
             Ok(i) => self.people[i].1 |= 1 << slot,
             Err(i) => self.people.insert(i, (key, 1 << slot)),
@@ -175,19 +179,20 @@ pub fn people_needing_memberships(usage: &[Usage]) -> Vec<String> {
 /// A row's part of a slice's usage: the events of each day slot, and who was active on
 /// which day.
 #[derive(Debug, Default)]
-pub struct Gain<'a> {
+pub struct Gain {
     events: Vec<(usize, u32)>,
-    people: Vec<(&'a str, usize)>,
+    /// Each person's [`person_key`] and day slot.
+    people: Vec<(u64, usize)>,
 }
 
-impl Gain<'_> {
+impl Gain {
     /// Adds this gain to the row.
     pub fn add_to(&self, row: &mut UsageMonth) {
         for &(slot, n) in &self.events {
             row.events[slot] = row.events[slot].saturating_add(n);
         }
-        for &(person, slot) in &self.people {
-            row.active(person, slot);
+        for &(key, slot) in &self.people {
+            row.active_key(key, slot);
         }
     }
 }
@@ -197,11 +202,11 @@ pub type RowRef<'a> = (&'a AccountId, &'a str, i32);
 
 /// What `usage` adds to each row it touches, given each person's memberships before the
 /// slice, in the rows' order: one entry per row, so that each is read and written once.
-pub fn gains<'a>(usage: &'a [Usage], memberships: &'a HashMap<String, Vec<AccountId>>) -> Vec<(RowRef<'a>, Gain<'a>)> {
+pub fn gains<'a>(usage: &'a [Usage], memberships: &'a HashMap<String, Vec<AccountId>>) -> Vec<(RowRef<'a>, Gain)> {
     // A slice names each row many times, and an account's usages mostly come together (they
     // are sorted by person): the last row found is tried first (ids compare by pointer first).
     let mut at: foldhash::HashMap<RowRef<'a>, usize> = foldhash::HashMap::default();
-    let mut out: Vec<(RowRef<'a>, Gain<'a>)> = Vec::new();
+    let mut out: Vec<(RowRef<'a>, Gain)> = Vec::new();
     let mut add = |key: RowRef<'a>, u: &'a Usage, slot: usize| {
         let i = match out.last() {
             Some((last, _)) if *last == key => out.len() - 1,
@@ -213,7 +218,7 @@ pub fn gains<'a>(usage: &'a [Usage], memberships: &'a HashMap<String, Vec<Accoun
         let gain = &mut out[i].1;
         gain.events.push((slot, u.events));
         if u.events > 0 && !u.person_id.is_empty() {
-            gain.people.push((u.person_id.as_str(), slot));
+            gain.people.push((person_key(&u.person_id), slot));
         }
     };
     for u in usage {
@@ -234,6 +239,12 @@ pub fn gains<'a>(usage: &'a [Usage], memberships: &'a HashMap<String, Vec<Accoun
     }
     out.sort_unstable_by(|(a, _), (b, _)| a.cmp(b));
     out
+}
+
+/// Whether applying `usage` needs no memberships (every usage names its account), so that
+/// its [`gains`] can be worked out before the slice is applied.
+pub fn names_its_accounts(usage: &[Usage]) -> bool {
+    usage.iter().all(|u| matches!(u.credit, Credit::Named(_)))
 }
 
 /// The rows applying `usage` reads and writes, sorted.
