@@ -237,7 +237,7 @@ pub fn gains<'a>(usage: &'a [Usage], memberships: &'a HashMap<String, Vec<Accoun
             }
         }
     }
-    out.sort_unstable_by(|(a, _), (b, _)| a.cmp(b));
+    out.sort_unstable_by_key(|(key, _)| *key);
     out
 }
 
