@@ -722,9 +722,18 @@ mod tests {
     #[test]
     fn blocks_of_the_first_format_still_read() {
         let events: Vec<NewEvent> = (0..20).map(|i| imported(i, Some(r#"{"value":1}"#), Some("7"))).collect();
+        let stored = older_block(FORMAT_LZ4_V1, &events, |raw, e| put_str(raw, &e.payload));
+        let decoded = decode(&stored).unwrap();
+        assert!(decoded.iter().all(|e| matches!(e.payload, Payload::Whole(_))));
+        assert_eq!(decoded.iter().map(EventRef::to_owned).collect::<Vec<_>>(), events);
+    }
+
+    /// A block of an earlier format: each event's fields as formats 1 and 2 wrote them (ids
+    /// as strings), then its payload as `payload` writes it.
+    fn older_block(format: u8, events: &[NewEvent], payload: impl Fn(&mut Vec<u8>, &NewEvent)) -> Vec<u8> {
         let mut raw = Vec::new();
         put_uint(&mut raw, events.len() as u64);
-        for e in &events {
+        for e in events {
             put_str(&mut raw, &e.message_id);
             raw.push(kind_code(e.kind));
             for field in [&e.name, &e.user_id, &e.anonymous_id, &e.group_id, &e.previous_id] {
@@ -732,13 +741,11 @@ mod tests {
             }
             put_int(&mut raw, ms(&e.timestamp));
             put_int(&mut raw, ms(&e.received_at));
-            put_str(&mut raw, &e.payload);
+            payload(&mut raw, e);
         }
-        let mut stored = vec![FORMAT_LZ4_V1];
+        let mut stored = vec![format];
         stored.extend(lz4_flex::block::compress_prepend_size(&raw));
-        let decoded = decode(&stored).unwrap();
-        assert!(decoded.iter().all(|e| matches!(e.payload, Payload::Whole(_))));
-        assert_eq!(decoded.iter().map(EventRef::to_owned).collect::<Vec<_>>(), events);
+        stored
     }
 
     #[test]
@@ -797,21 +804,11 @@ mod tests {
     #[test]
     fn blocks_of_the_second_format_still_read() {
         let events: Vec<NewEvent> = (0..20).map(|i| imported(i, Some(r#"{"value":1}"#), Some("7"))).collect();
-        let mut raw = Vec::new();
-        put_uint(&mut raw, events.len() as u64);
-        for e in &events {
-            put_str(&mut raw, &e.message_id);
-            raw.push(kind_code(e.kind));
-            for field in [&e.name, &e.user_id, &e.anonymous_id, &e.group_id, &e.previous_id] {
-                put_opt(&mut raw, field.as_deref());
-            }
-            put_int(&mut raw, ms(&e.timestamp));
-            put_int(&mut raw, ms(&e.received_at));
+        // Format 2 wrote a track call's payload as its properties alone, after a 0.
+        let stored = older_block(FORMAT_LZ4_V2, &events, |raw, _| {
             raw.push(0);
-            put_str(&mut raw, r#"{"value":1}"#);
-        }
-        let mut stored = vec![FORMAT_LZ4_V2];
-        stored.extend(lz4_flex::block::compress_prepend_size(&raw));
+            put_str(raw, r#"{"value":1}"#);
+        });
         let decoded = decode(&stored).unwrap();
         assert!(decoded.iter().all(|e| matches!(e.payload, Payload::Track { .. })));
         assert_eq!(decoded.iter().map(EventRef::to_owned).collect::<Vec<_>>(), events);
