@@ -383,6 +383,44 @@ fn history_on(
     rows.map(|r| r.map_err(sql_error)?).collect()
 }
 
+/// The statement listing a workspace's alerts by `f`, newest first, and its arguments. An
+/// account's alerts are read through its index and then sorted: left to itself, SQLite walked
+/// the workspace's alerts newest first to spare the sort (93 ms for 34,000 alerts, against
+/// 0.1 ms), and an account's page asks for them on every view.
+fn alerts_query(ws: &WorkspaceId, f: &AlertFilter, page: &PageRequest) -> Result<(String, Vec<Sql>)> {
+    let mut args: Vec<Sql> = vec![Sql::Text(ws.as_str().to_owned())];
+    let index = if f.account_id.is_some() { " INDEXED BY alerts_account" } else { "" };
+    let mut sql = format!("SELECT {ALERT_COLUMNS} FROM alerts{index} WHERE workspace_id = ?1");
+    let add = |cond: &str, v: Sql, args: &mut Vec<Sql>| {
+        args.push(v);
+        format!(" AND {cond} ?{}", args.len())
+    };
+    if let Some(s) = f.status {
+        sql += &add("status =", Sql::Text(s.as_str().into()), &mut args);
+    }
+    if f.unresolved {
+        sql += " AND status <> 'resolved'";
+    }
+    if let Some(a) = &f.account_id {
+        sql += &add("account_id =", Sql::Text(a.as_str().into()), &mut args);
+    }
+    if let Some(k) = f.kind {
+        sql += &add("kind =", Sql::Text(k.as_str().into()), &mut args);
+    }
+    if let Some(s) = f.severity {
+        sql += &add("severity =", Sql::Text(s.as_str().into()), &mut args);
+    }
+    if let Some(c) = &page.after {
+        let at = c.int(0)?;
+        let id = c.parts(2)?[1].clone();
+        args.push(Sql::Integer(at));
+        args.push(Sql::Text(id));
+        sql += &format!(" AND (opened_at, alert_id) < (?{}, ?{})", args.len() - 1, args.len());
+    }
+    sql += &format!(" ORDER BY opened_at DESC, alert_id DESC LIMIT {}", page.fetch_limit());
+    Ok((sql, args))
+}
+
 /// Each account's (of the accounts table, or scored) latest history point of a day on or
 /// before `?2`. CROSS JOIN keeps the accounts outside: one seek of the history per account.
 /// With a plain JOIN, SQLite 3.51 walked the workspace's whole history instead, finding each
@@ -792,35 +830,7 @@ impl SqliteStore {
     pub(crate) async fn alerts(&self, ws: &WorkspaceId, f: &AlertFilter, page: &PageRequest) -> Result<Page<Alert>> {
         let (ws, f, page) = (ws.clone(), f.clone(), page.clone());
         self.read(move |conn| {
-            let mut args: Vec<Sql> = vec![Sql::Text(ws.as_str().to_owned())];
-            let mut sql = format!("SELECT {ALERT_COLUMNS} FROM alerts WHERE workspace_id = ?1");
-            let add = |cond: &str, v: Sql, args: &mut Vec<Sql>| {
-                args.push(v);
-                format!(" AND {cond} ?{}", args.len())
-            };
-            if let Some(s) = f.status {
-                sql += &add("status =", Sql::Text(s.as_str().into()), &mut args);
-            }
-            if f.unresolved {
-                sql += " AND status <> 'resolved'";
-            }
-            if let Some(a) = &f.account_id {
-                sql += &add("account_id =", Sql::Text(a.as_str().into()), &mut args);
-            }
-            if let Some(k) = f.kind {
-                sql += &add("kind =", Sql::Text(k.as_str().into()), &mut args);
-            }
-            if let Some(s) = f.severity {
-                sql += &add("severity =", Sql::Text(s.as_str().into()), &mut args);
-            }
-            if let Some(c) = &page.after {
-                let at = c.int(0)?;
-                let id = c.parts(2)?[1].clone();
-                args.push(Sql::Integer(at));
-                args.push(Sql::Text(id));
-                sql += &format!(" AND (opened_at, alert_id) < (?{}, ?{})", args.len() - 1, args.len());
-            }
-            sql += &format!(" ORDER BY opened_at DESC, alert_id DESC LIMIT {}", page.fetch_limit());
+            let (sql, args) = alerts_query(&ws, &f, &page)?;
             let rows = query(conn, &sql, params_from_iter(args), alert, |a| a)?;
             Ok(page.finish(rows, |a| Cursor(vec![ms(&a.opened_at).to_string(), a.alert_id.clone()])))
         })
@@ -982,6 +992,31 @@ impl SqliteStore {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// An account's alerts are found through the account's index, whatever else is asked.
+    #[tokio::test]
+    async fn an_accounts_alerts_are_read_through_its_index() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = SqliteStore::open_in_dir(dir.path()).unwrap();
+        let ws = WorkspaceId::parse("ws_plan").unwrap();
+        let f =
+            AlertFilter { account_id: Some(AccountId::parse("acme").unwrap()), unresolved: true, ..Default::default() };
+        let (sql, args) = alerts_query(&ws, &f, &PageRequest::first(store::MAX_LIMIT)).unwrap();
+        let plan = store
+            .read(move |conn| {
+                let mut stmt = conn.prepare(&format!("EXPLAIN QUERY PLAN {sql}")).map_err(sql_error)?;
+                let rows = stmt.query_map(params_from_iter(args), |r| r.get::<_, String>(3)).map_err(sql_error)?;
+                rows.map(|r| r.map_err(sql_error)).collect::<Result<Vec<String>>>()
+            })
+            .await
+            .unwrap();
+        assert!(
+            plan.iter()
+                .any(|l| l.starts_with("SEARCH alerts USING INDEX alerts_account (workspace_id=? AND account_id=?)")),
+            "{plan:?}"
+        );
+        store.close();
+    }
 
     /// What SQLite plans for scoring's look-up of past scores: the history is searched by
     /// account and day, never walked whole (on a new database as on a large one: the plan
