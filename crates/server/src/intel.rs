@@ -145,11 +145,7 @@ pub(crate) async fn account_health(
         return Err(invalid("days", "`days` must be from 1 to 3660"));
     }
     let Some(score) = s.store().account_score(&ws, &account).await? else {
-        return Err(ApiError::new(
-            StatusCode::NOT_FOUND,
-            "not_scored",
-            format!("account {id:?} has not been scored yet"),
-        ));
+        return Err(not_scored(&id));
     };
     let to = score.day.succ_opt().unwrap_or(score.day);
     let history = s.store().score_history(&ws, &account, to - chrono::Days::new(days as u64), to).await?;
@@ -174,6 +170,11 @@ pub(crate) async fn account_health(
     .into_response())
 }
 
+/// 404 for an account that exists but has no score yet.
+fn not_scored(id: &str) -> ApiError {
+    ApiError::new(StatusCode::NOT_FOUND, "not_scored", format!("account {id:?} has not been scored yet"))
+}
+
 /// `GET /api/v1/accounts/{id}/predictions`: churn per horizon and expansion, with drivers.
 pub(crate) async fn account_predictions(
     State(s): State<AppState>,
@@ -183,11 +184,7 @@ pub(crate) async fn account_predictions(
     let ws = workspace(&s, &headers).await?;
     let account = existing_account(&s, &ws, &id).await?;
     let Some(score) = s.store().account_score(&ws, &account).await? else {
-        return Err(ApiError::new(
-            StatusCode::NOT_FOUND,
-            "not_scored",
-            format!("account {id:?} has not been scored yet"),
-        ));
+        return Err(not_scored(&id));
     };
     let mut explanation = score.explanation.to_value();
     scoring::read_priors(&mut explanation);
@@ -213,11 +210,7 @@ pub(crate) async fn account_actions(
     let ws = workspace(&s, &headers).await?;
     let account = existing_account(&s, &ws, &id).await?;
     let Some(loaded) = crate::ui::next::Loaded::of(s.store().as_ref(), &ws, &account).await? else {
-        return Err(ApiError::new(
-            StatusCode::NOT_FOUND,
-            "not_scored",
-            format!("account {id:?} has not been scored yet"),
-        ));
+        return Err(not_scored(&id));
     };
     let actions = crate::ui::next::shown(&loaded.recommendations(Utc::now()), &loaded.open_tasks);
     Ok(Json(json!({
