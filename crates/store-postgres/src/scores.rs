@@ -129,13 +129,22 @@ fn account_filters_but(q: &AccountQuery, a: &mut Args, from_members: bool) -> Re
         sql += &format!(" AND a.traits->>'csm_email' = {}", a.arg(owner.clone())?);
     }
     if let Some(segment) = q.segment.as_ref().filter(|_| !from_members) {
+        let seg = a.arg(segment.clone())?;
         sql += &format!(
             " AND EXISTS (SELECT 1 FROM segment_members m WHERE m.workspace_id = a.workspace_id
-               AND m.segment_id = {} AND m.subject_id = a.account_id AND m.member)",
-            a.arg(segment.clone())?
+               AND m.segment_id = {seg} AND m.subject_id = a.account_id AND m.member){}",
+            of_accounts("a.workspace_id", &seg)
         );
     }
     Ok(sql)
+}
+
+/// The condition that segment `seg` of workspace `ws` (placeholders or columns) is of
+/// accounts: a segment of people lists none, whatever its members' ids.
+fn of_accounts(ws: &str, seg: &str) -> String {
+    format!(
+        " AND EXISTS (SELECT 1 FROM segments g WHERE g.workspace_id = {ws} AND g.segment_id = {seg} AND g.kind = 'accounts')"
+    )
 }
 
 /// `FROM ... WHERE ...` of the accounts `q` lists in `ws`; to count them, only the tables
@@ -155,7 +164,8 @@ fn matching(ws: &WorkspaceId, q: &AccountQuery, a: &mut Args, counting: bool) ->
             "FROM segment_members m
              JOIN accounts a ON a.workspace_id = m.workspace_id AND a.account_id = m.subject_id
              {scores}
-             WHERE m.workspace_id = {w} AND m.segment_id = {seg} AND m.member"
+             WHERE m.workspace_id = {w} AND m.segment_id = {seg} AND m.member{}",
+            of_accounts(&w, &seg)
         );
         sql += &score_filters(q, a)?;
         sql += &account_filters_but(q, a, true)?;

@@ -141,7 +141,6 @@ fn model(r: &Row<'_>, with_params: bool) -> rusqlite::Result<Result<ModelRecord>
     })())
 }
 
-/// The SQL of the value an account list sorts by.
 /// The conditions on the account itself (`a`): search, plan, owner, segment.
 fn account_filters(q: &AccountQuery, args: &mut Vec<Sql>) -> String {
     account_filters_but(q, args, false)
@@ -167,13 +166,22 @@ fn account_filters_but(q: &AccountQuery, args: &mut Vec<Sql>, from_members: bool
         sql += &format!(" AND json_extract(a.traits, '$.csm_email') = {}", arg(owner.clone()));
     }
     if let Some(segment) = q.segment.as_ref().filter(|_| !from_members) {
+        let seg = arg(segment.clone());
         sql += &format!(
             " AND EXISTS (SELECT 1 FROM segment_members m WHERE m.workspace_id = a.workspace_id
-               AND m.segment_id = {} AND m.subject_id = a.account_id AND m.member = 1)",
-            arg(segment.clone())
+               AND m.segment_id = {seg} AND m.subject_id = a.account_id AND m.member = 1){}",
+            of_accounts(&seg)
         );
     }
     sql
+}
+
+/// The condition that segment `seg` (a placeholder) is of accounts: a segment of people
+/// lists none, whatever its members' ids. Read once per statement.
+fn of_accounts(seg: &str) -> String {
+    format!(
+        " AND EXISTS (SELECT 1 FROM segments g WHERE g.workspace_id = ?1 AND g.segment_id = {seg} AND g.kind = 'accounts')"
+    )
 }
 
 /// `FROM ... WHERE ...` of the accounts `q` lists (the workspace is `?1`); to count them,
@@ -183,21 +191,29 @@ fn matching(q: &AccountQuery, args: &mut Vec<Sql>, counting: bool) -> String {
         args.push(v);
         format!("?{}", args.len())
     };
-    if counting && let Some(segment) = &q.segment {
-        // A segment's members, then their accounts (and scores): in account order, instead
-        // of a look into the members for every account of the workspace.
+    if let Some(segment) = q.segment.as_ref().filter(|_| counting || !q.needs_score()) {
+        // A segment's members (`segment_members_of`), then what else the query needs of
+        // them: in member order, instead of a look into the members for every account of
+        // the workspace. A count joins only what its filters read.
         let seg = arg(Sql::Text(segment.clone()), args);
+        let record = !counting || q.reads_traits();
+        let score = if !counting {
+            "LEFT JOIN account_scores s ON s.workspace_id = m.workspace_id AND s.account_id = m.subject_id"
+        } else if q.needs_score() {
+            "JOIN account_scores s ON s.workspace_id = m.workspace_id AND s.account_id = m.subject_id"
+        } else {
+            ""
+        };
         let mut sql = format!(
-            "FROM segment_members m
-             JOIN accounts a ON a.workspace_id = m.workspace_id AND a.account_id = m.subject_id
-             {}
+            "FROM segment_members m {} {score}
              WHERE m.workspace_id = ?1 AND m.segment_id = {seg} AND m.member = 1",
-            if q.needs_score() {
-                "JOIN account_scores s ON s.workspace_id = a.workspace_id AND s.account_id = a.account_id"
+            if record {
+                "JOIN accounts a ON a.workspace_id = m.workspace_id AND a.account_id = m.subject_id"
             } else {
                 ""
             }
         );
+        sql += &of_accounts(&seg);
         sql += &score_filters(q, args);
         sql += &account_filters_but(q, args, true);
         return sql;
@@ -252,6 +268,58 @@ fn score_filters(q: &AccountQuery, args: &mut Vec<Sql>) -> String {
     sql
 }
 
+/// The statement counting the accounts `q` lists in `ws` (up to `at_most`), and its arguments.
+fn accounts_count_query(ws: &WorkspaceId, q: &AccountQuery, at_most: Option<u64>) -> (String, Vec<Sql>) {
+    let mut args: Vec<Sql> = vec![Sql::Text(ws.as_str().to_owned())];
+    let from = matching(q, &mut args, true);
+    let sql = match at_most {
+        Some(n) => format!("SELECT count(*) FROM (SELECT 1 {from} LIMIT {n})"),
+        None => format!("SELECT count(*) {from}"),
+    };
+    (sql, args)
+}
+
+/// The statement reading a page of the accounts `q` lists in `ws`, and its arguments.
+fn accounts_page_query(ws: &WorkspaceId, q: &AccountQuery, page: &PageRequest) -> Result<(String, Vec<Sql>)> {
+    let mut args: Vec<Sql> = vec![Sql::Text(ws.as_str().to_owned())];
+    let arg = |v: Sql, args: &mut Vec<Sql>| {
+        args.push(v);
+        format!("?{}", args.len())
+    };
+    let (cmp, dir) = if q.descending { ("<", "DESC") } else { (">", "ASC") };
+    let mut sql = format!("SELECT {ACCOUNT_COLUMNS}, {SUMMARY_COLUMNS} {}", matching(q, &mut args, false));
+    if !q.needs_score() {
+        // A segment's list walks its members (see `matching`).
+        let id = if q.segment.is_some() { "m.subject_id" } else { "a.account_id" };
+        if let Some(c) = &page.after {
+            let p = arg(Sql::Text(c.parts(1)?[0].clone()), &mut args);
+            sql += &format!(" AND {id} {cmp} {p}");
+        }
+        sql += &format!(" ORDER BY {id} {dir}");
+    } else {
+        let expr = sort_expr(q.sort);
+        if let Some(c) = &page.after {
+            if q.sort == AccountSort::Id {
+                sql += &format!(" AND s.account_id {cmp} {}", arg(Sql::Text(c.parts(1)?[0].clone()), &mut args));
+            } else {
+                let parts = c.parts(2)?;
+                let v: f64 = parts[0].parse().map_err(|_| StoreError::InvalidCursor)?;
+                let v = arg(Sql::Real(v), &mut args);
+                let id = arg(Sql::Text(parts[1].clone()), &mut args);
+                sql += &format!(" AND ({expr}, s.account_id) {cmp} ({v}, {id})");
+            }
+        }
+        if q.sort == AccountSort::Id {
+            sql += &format!(" ORDER BY s.account_id {dir}");
+        } else {
+            sql += &format!(" ORDER BY {expr} {dir}, s.account_id {dir}");
+        }
+    }
+    sql += &format!(" LIMIT {}", page.fetch_limit());
+    Ok((sql, args))
+}
+
+/// The SQL of the value an account list sorts by.
 fn sort_expr(sort: AccountSort) -> &'static str {
     match sort {
         AccountSort::Id => "s.account_id",
@@ -674,14 +742,8 @@ impl SqliteStore {
         q: &AccountQuery,
         at_most: Option<u64>,
     ) -> Result<u64> {
-        let (ws, q) = (ws.clone(), q.clone());
+        let (sql, args) = accounts_count_query(ws, q, at_most);
         self.read(move |conn| {
-            let mut args: Vec<Sql> = vec![Sql::Text(ws.as_str().to_owned())];
-            let from = matching(&q, &mut args, true);
-            let sql = match at_most {
-                Some(n) => format!("SELECT count(*) FROM (SELECT 1 {from} LIMIT {n})"),
-                None => format!("SELECT count(*) {from}"),
-            };
             let n: i64 = conn
                 .prepare_cached(&sql)
                 .map_err(sql_error)?
@@ -698,42 +760,9 @@ impl SqliteStore {
         q: &AccountQuery,
         page: &PageRequest,
     ) -> Result<Page<ScoredAccount>> {
-        let (ws, q, page) = (ws.clone(), q.clone(), page.clone());
+        let (sql, args) = accounts_page_query(ws, q, page)?;
+        let (q, page) = (q.clone(), page.clone());
         self.read(move |conn| {
-            let mut args: Vec<Sql> = vec![Sql::Text(ws.as_str().to_owned())];
-            let arg = |v: Sql, args: &mut Vec<Sql>| {
-                args.push(v);
-                format!("?{}", args.len())
-            };
-            let (cmp, dir) = if q.descending { ("<", "DESC") } else { (">", "ASC") };
-            let mut sql = format!("SELECT {ACCOUNT_COLUMNS}, {SUMMARY_COLUMNS} {}", matching(&q, &mut args, false));
-            if !q.needs_score() {
-                if let Some(c) = &page.after {
-                    let p = arg(Sql::Text(c.parts(1)?[0].clone()), &mut args);
-                    sql += &format!(" AND a.account_id {cmp} {p}");
-                }
-                sql += &format!(" ORDER BY a.account_id {dir}");
-            } else {
-                let expr = sort_expr(q.sort);
-                if let Some(c) = &page.after {
-                    if q.sort == AccountSort::Id {
-                        sql +=
-                            &format!(" AND s.account_id {cmp} {}", arg(Sql::Text(c.parts(1)?[0].clone()), &mut args));
-                    } else {
-                        let parts = c.parts(2)?;
-                        let v: f64 = parts[0].parse().map_err(|_| StoreError::InvalidCursor)?;
-                        let v = arg(Sql::Real(v), &mut args);
-                        let id = arg(Sql::Text(parts[1].clone()), &mut args);
-                        sql += &format!(" AND ({expr}, s.account_id) {cmp} ({v}, {id})");
-                    }
-                }
-                if q.sort == AccountSort::Id {
-                    sql += &format!(" ORDER BY s.account_id {dir}");
-                } else {
-                    sql += &format!(" ORDER BY {expr} {dir}, s.account_id {dir}");
-                }
-            }
-            sql += &format!(" LIMIT {}", page.fetch_limit());
             let rows = query(
                 conn,
                 &sql,
@@ -1015,6 +1044,49 @@ mod tests {
                 .any(|l| l.starts_with("SEARCH alerts USING INDEX alerts_account (workspace_id=? AND account_id=?)")),
             "{plan:?}"
         );
+        store.close();
+    }
+
+    /// What SQLite plans for a segment's list of accounts and its count: the segment's
+    /// members through their own index, never its rows of subjects that are not members, nor
+    /// every account of the workspace.
+    #[tokio::test]
+    async fn a_segments_accounts_are_read_from_its_members() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = SqliteStore::open_in_dir(dir.path()).unwrap();
+        let ws = WorkspaceId::parse("ws_plan").unwrap();
+        let plan_of = |(sql, args): (String, Vec<Sql>)| {
+            store.read(move |conn| {
+                let mut stmt = conn.prepare(&format!("EXPLAIN QUERY PLAN {sql}")).map_err(sql_error)?;
+                let rows = stmt.query_map(params_from_iter(args), |r| r.get::<_, String>(3)).map_err(sql_error)?;
+                rows.map(|r| r.map_err(sql_error)).collect::<Result<Vec<String>>>()
+            })
+        };
+        let members = "SEARCH m USING COVERING INDEX segment_members_of (workspace_id=? AND segment_id=?";
+        let in_segment = AccountQuery { segment: Some("seg_1".into()), ..Default::default() };
+        let mut deep = PageRequest::first(50);
+        deep.after = Some(Cursor(vec!["acct_050000".into()]));
+        let mut backwards = in_segment.clone();
+        backwards.descending = true;
+        let queries = [
+            accounts_page_query(&ws, &in_segment, &PageRequest::first(50)).unwrap(),
+            accounts_page_query(&ws, &in_segment, &deep).unwrap(),
+            accounts_page_query(&ws, &backwards, &deep).unwrap(),
+            accounts_count_query(&ws, &in_segment, None),
+            accounts_count_query(
+                &ws,
+                &AccountQuery { band: Some(store::HealthBand::AtRisk), ..in_segment.clone() },
+                None,
+            ),
+            accounts_count_query(&ws, &AccountQuery { plan: Some("team".into()), ..in_segment.clone() }, Some(1000)),
+        ];
+        for (sql, args) in queries {
+            let plan = plan_of((sql.clone(), args)).await.unwrap();
+            assert!(plan.iter().any(|l| l.starts_with(members)), "{sql}\n{plan:?}");
+            assert!(!plan.iter().any(|l| l.contains("TEMP B-TREE")), "no sort: {sql}\n{plan:?}");
+            let scans = plan.iter().filter(|l| l.starts_with("SCAN") && !l.starts_with("SCAN (subquery"));
+            assert_eq!(scans.count(), 0, "no table walked whole: {sql}\n{plan:?}");
+        }
         store.close();
     }
 

@@ -474,9 +474,21 @@ pub async fn accounts_are_searched_and_filtered_by_plan_owner_and_segment<S: Sto
         updated_at: t(1, 1),
     };
     s.insert_segment(&ws, &seg).await.unwrap();
-    s.update_memberships(&ws, "seg_1", &[update("acme", true, None), update("initech", true, None)], t(3, 1))
-        .await
-        .unwrap();
+    // Members, and subjects that are not (yet): waiting on a time, or left.
+    let updates = [
+        update("acme", true, None),
+        update("acorn", true, None),
+        update("globex", false, Some(t(9, 1))),
+        update("initech", true, None),
+        update("percent", true, None),
+    ];
+    s.update_memberships(&ws, "seg_1", &updates, t(3, 1)).await.unwrap();
+    s.update_memberships(&ws, "seg_1", &[update("percent", false, Some(t(9, 2)))], t(3, 2)).await.unwrap();
+    // A segment of people: its id lists no account.
+    let people = SegmentRecord { segment_id: "seg_people".into(), kind: SubjectKind::People, ..seg.clone() };
+    let people = SegmentRecord { name: "People".into(), ..people };
+    s.insert_segment(&ws, &people).await.unwrap();
+    s.update_memberships(&ws, "seg_people", &[update("acme", true, None)], t(3, 1)).await.unwrap();
     let ids = |rows: Vec<(String, Option<f64>)>| rows.into_iter().map(|r| r.0).collect::<Vec<_>>();
     let q = |f: fn(&mut AccountQuery)| {
         let mut q = AccountQuery::default();
@@ -492,7 +504,16 @@ pub async fn accounts_are_searched_and_filtered_by_plan_owner_and_segment<S: Sto
     assert!(ids(query_all(s, &ws, &q(|q| q.search = Some("a_me".into())), 5).await).is_empty());
     assert_eq!(ids(query_all(s, &ws, &q(|q| q.plan = Some("pro".into())), 2).await), ["acme", "globex", "initech"]);
     assert_eq!(ids(query_all(s, &ws, &q(|q| q.owner = Some("bo@steward.test".into())), 5).await), ["acorn", "globex"]);
-    assert_eq!(ids(query_all(s, &ws, &q(|q| q.segment = Some("seg_1".into())), 1).await), ["acme", "initech"]);
+    // Scored or not (acorn is not), in account order either way.
+    let members = q(|q| q.segment = Some("seg_1".into()));
+    assert_eq!(ids(query_all(s, &ws, &members, 1).await), ["acme", "acorn", "initech"]);
+    let backwards = q(|q| {
+        q.segment = Some("seg_1".into());
+        q.descending = true;
+    });
+    assert_eq!(ids(query_all(s, &ws, &backwards, 1).await), ["initech", "acorn", "acme"]);
+    assert!(query_all(s, &ws, &q(|q| q.segment = Some("seg_people".into())), 5).await.is_empty());
+    assert!(query_all(s, &ws, &q(|q| q.segment = Some("seg_none".into())), 5).await.is_empty());
     // A segment with a score filter, and with a search (each list's count checked too).
     let at_risk_members = q(|q| {
         q.segment = Some("seg_1".into());
@@ -504,6 +525,11 @@ pub async fn accounts_are_searched_and_filtered_by_plan_owner_and_segment<S: Sto
         q.search = Some("corp".into());
     });
     assert_eq!(ids(query_all(s, &ws, &named, 1).await), ["acme"]);
+    let team_members = q(|q| {
+        q.segment = Some("seg_1".into());
+        q.plan = Some("team".into());
+    });
+    assert_eq!(ids(query_all(s, &ws, &team_members, 1).await), ["acorn"]);
     // With a score's sort and filter.
     let risky = AccountQuery {
         sort: AccountSort::ChurnRisk,

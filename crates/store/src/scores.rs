@@ -212,7 +212,12 @@ impl AccountQuery {
 
     /// Whether it filters by the account itself (its id or name, a trait, a segment).
     pub fn filters_accounts(&self) -> bool {
-        self.search.is_some() || self.plan.is_some() || self.owner.is_some() || self.segment.is_some()
+        self.reads_traits() || self.segment.is_some()
+    }
+
+    /// Whether it filters by the account's record: its id or name, a trait.
+    pub fn reads_traits(&self) -> bool {
+        self.search.is_some() || self.plan.is_some() || self.owner.is_some()
     }
 
     /// Whether the list is of scored accounts only.
