@@ -12,7 +12,7 @@
 
 use std::sync::Arc;
 
-use chrono::{DateTime, NaiveDate, Utc};
+use chrono::{DateTime, Datelike, NaiveDate, Utc};
 use domain::{AccountId, EventType, IdKind, IdentityKey, WorkspaceId, person_id_for};
 use foldhash::{HashMap, HashMapExt, HashSet};
 use serde_json::{Map, Value};
@@ -503,6 +503,12 @@ impl<'a> State<'a> {
 
 /// The slice's events that are usage, counted per person (as the slice ended), day, metric
 /// and credit, also under [`usage::ANY`]; sorted.
+///
+/// A slice has nearly as many counts as usage events, so they are not kept in maps keyed by
+/// text: each person, metric and credit gets a number where first met (looked up once per
+/// run of events of one person, day and credit, a log being mostly each account's activity
+/// in turn), the counts are listed as numbers, the numbers are turned into ranks in the
+/// values' order, and the list is sorted as integers and summed where keys are equal.
 fn usage_of<'a>(event_people: &'a [EventPerson], metrics: &'a [(usize, &'a str, Option<Credit>)]) -> Vec<Usage> {
     /// A credit by reference, so that counting allocates per distinct key, not per event.
     /// Ordered as [`Credit`] is (`Named` first, then by what each holds).
@@ -511,27 +517,24 @@ fn usage_of<'a>(event_people: &'a [EventPerson], metrics: &'a [(usize, &'a str, 
         Named(&'c AccountId),
         Members(&'c Credit),
     }
-    // Sized for the slice: a slice has nearly as many keys as usage events, and growing the
-    // maps rehashed every key several times.
-    let mut counts: HashMap<(&str, NaiveDate, &str, CreditRef), u32> =
-        HashMap::with_capacity_and_hasher(metrics.len(), Default::default());
-    // Each key's events also count under `$any`.
-    let mut any: HashMap<(&str, NaiveDate, CreditRef), u32> =
-        HashMap::with_capacity_and_hasher(metrics.len(), Default::default());
-    // Events come in runs of one person, day and credit (a log is mostly each account's
-    // activity in turn): a run's metrics are counted in a short list, then added to the maps
-    // once per metric rather than once per event.
     type Key<'r> = (&'r str, NaiveDate, CreditRef<'r>);
+    let mut persons: Numbered<&str> = Numbered::default();
+    let mut credits: Numbered<CreditRef> = Numbered::default();
+    let mut names: Numbered<&str> = Numbered::default();
+    let any = names.number(usage::ANY);
+    // (person, day, metric, credit) by number, and the events counted.
+    let mut counts: Vec<([u32; 4], u32)> = Vec::with_capacity(metrics.len());
     let mut run: Option<Key> = None;
     let mut run_metrics: Vec<(&str, u32)> = Vec::new();
-    let mut add_run = |key: Key<'a>, run_metrics: &mut Vec<(&'a str, u32)>| {
-        let (person, day, credit) = key;
+    let mut add_run = |(person, day, credit): Key<'a>, run_metrics: &mut Vec<(&'a str, u32)>| {
+        let (person, credit) = (persons.number(person), credits.number(credit));
+        let day = day_number(day);
         let mut total = 0;
         for (metric, n) in run_metrics.drain(..) {
-            *counts.entry((person, day, metric, credit)).or_default() += n;
+            counts.push(([person, day, names.number(metric), credit], n));
             total += n;
         }
-        *any.entry((person, day, credit)).or_default() += total;
+        counts.push(([person, day, any, credit], total));
     };
     for (i, metric, credit) in metrics {
         let e = &event_people[*i];
@@ -561,28 +564,96 @@ fn usage_of<'a>(event_people: &'a [EventPerson], metrics: &'a [(usize, &'a str, 
     if let Some(done) = run {
         add_run(done, &mut run_metrics);
     }
-    let owned = |c: CreditRef| match c {
-        CreditRef::Named(a) => Credit::Named(a.clone()),
-        CreditRef::Members(c) => c.clone(),
-    };
-    // Sorted by reference (smaller to move than owned rows), in the order `Usage` sorts in:
-    // its fields are these, in this order.
-    let mut keyed: Vec<(&str, NaiveDate, &str, CreditRef, u32)> = Vec::with_capacity(counts.len() + any.len());
-    keyed.extend(
-        counts.into_iter().map(|((person, day, metric, credit), events)| (person, day, metric, credit, events)),
-    );
-    keyed.extend(any.into_iter().map(|((person, day, credit), events)| (person, day, usage::ANY, credit, events)));
-    keyed.sort_unstable();
-    keyed
+    // Numbers to ranks, then one integer per key, in the order of the values it stands for.
+    let (person_rank, persons) = persons.ranked();
+    let (credit_rank, credits) = credits.ranked();
+    let (name_rank, names) = names.ranked();
+    let mut keyed: Vec<(u128, u32)> = counts
         .into_iter()
-        .map(|(person, day, metric, credit, events)| Usage {
-            person_id: person.to_owned(),
-            day,
-            metric: metric.to_owned(),
-            credit: owned(credit),
-            events,
+        .map(|([person, day, metric, credit], n)| {
+            let key = u128::from(person_rank[person as usize]) << 96
+                | u128::from(day) << 64
+                | u128::from(name_rank[metric as usize]) << 32
+                | u128::from(credit_rank[credit as usize]);
+            (key, n)
         })
-        .collect()
+        .collect();
+    keyed.sort_unstable_by_key(|k| k.0);
+    let mut usage: Vec<Usage> = Vec::with_capacity(keyed.len());
+    let mut last = None;
+    for (key, n) in keyed {
+        if last == Some(key) {
+            usage.last_mut().expect("a row for the key before").events += n;
+            continue;
+        }
+        last = Some(key);
+        let part = |shift: u32| (key >> shift) as u32 as usize;
+        usage.push(Usage {
+            person_id: persons[part(96)].to_owned(),
+            day: day_of(part(64) as u32),
+            metric: names[part(32)].to_owned(),
+            credit: match credits[part(0)] {
+                CreditRef::Named(a) => Credit::Named(a.clone()),
+                CreditRef::Members(c) => c.clone(),
+            },
+            events: n,
+        });
+    }
+    usage
+}
+
+/// A day as a number that sorts as the day does.
+fn day_number(day: NaiveDate) -> u32 {
+    (i64::from(day.num_days_from_ce()) - i64::from(i32::MIN)) as u32
+}
+
+/// The day of a [`day_number`].
+fn day_of(n: u32) -> NaiveDate {
+    let days = (i64::from(n) + i64::from(i32::MIN)) as i32;
+    NaiveDate::from_num_days_from_ce_opt(days).expect("the number of a day")
+}
+
+/// Distinct values numbered as first met.
+struct Numbered<K> {
+    numbers: HashMap<K, u32>,
+    values: Vec<K>,
+    /// The value numbered last, looked up first: runs of one person are common.
+    last: Option<(K, u32)>,
+}
+
+impl<K> Default for Numbered<K> {
+    fn default() -> Self {
+        Numbered { numbers: HashMap::new(), values: Vec::new(), last: None }
+    }
+}
+
+impl<K: Copy + Eq + std::hash::Hash + Ord> Numbered<K> {
+    fn number(&mut self, k: K) -> u32 {
+        if let Some((v, n)) = self.last
+            && v == k
+        {
+            return n;
+        }
+        let values = &mut self.values;
+        let n = *self.numbers.entry(k).or_insert_with(|| {
+            values.push(k);
+            (values.len() - 1) as u32
+        });
+        self.last = Some((k, n));
+        n
+    }
+
+    /// Each number's rank in the values' order, and the values in that order.
+    fn ranked(self) -> (Vec<u32>, Vec<K>) {
+        let mut order: Vec<u32> = (0..self.values.len() as u32).collect();
+        order.sort_unstable_by(|a, b| self.values[*a as usize].cmp(&self.values[*b as usize]));
+        let mut rank = vec![0u32; order.len()];
+        for (r, &n) in order.iter().enumerate() {
+            rank[n as usize] = r as u32;
+        }
+        let values = order.into_iter().map(|n| self.values[n as usize]).collect();
+        (rank, values)
+    }
 }
 
 /// Usage of accounts by no one, counted per account, day and metric, also under
@@ -648,5 +719,78 @@ fn traits_of(payload: &str) -> Option<Map<String, Value>> {
     match serde_json::from_str::<Value>(payload).ok()?.get_mut("traits")?.take() {
         Value::Object(m) if !m.is_empty() => Some(m),
         _ => None,
+    }
+}
+
+#[cfg(test)]
+mod usage_tests {
+    use super::*;
+    use std::collections::BTreeMap;
+
+    /// The counts as plainly as they can be made: every event added to its key in an ordered
+    /// map, and again under `$any`.
+    fn counted_plainly(event_people: &[EventPerson], metrics: &[(usize, &str, Option<Credit>)]) -> Vec<Usage> {
+        let mut counts: BTreeMap<(String, NaiveDate, String, Credit), u32> = BTreeMap::new();
+        for (i, metric, credit) in metrics {
+            let e = &event_people[*i];
+            let credit = match (credit, &e.account_id) {
+                (Some(c), _) => c.clone(),
+                (None, Some(a)) => Credit::Named(a.clone()),
+                (None, None) => continue,
+            };
+            let day = e.timestamp.date_naive();
+            for m in [*metric, usage::ANY] {
+                *counts.entry((e.person_id.to_string(), day, m.to_owned(), credit.clone())).or_default() += 1;
+            }
+        }
+        counts
+            .into_iter()
+            .map(|((person_id, day, metric, credit), events)| Usage { person_id, day, metric, credit, events })
+            .collect()
+    }
+
+    #[test]
+    fn usage_is_counted_and_sorted_as_plain_counting_does() {
+        // A seeded mix: runs of one person, the same keys again later, people in several
+        // accounts, credits of members, days far apart, events of no account.
+        let mut x: u64 = 0x2545_F491_4F6C_DD1D;
+        let mut next = |n: u64| {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            x % n
+        };
+        let people: Vec<Arc<str>> =
+            ["", "u/1", "u/10", "u/2", "acme/ann", "zed"].iter().map(|p| Arc::from(*p)).collect();
+        let accounts: Vec<AccountId> = ["acme", "globex", "a"].iter().map(|a| AccountId::parse(a).unwrap()).collect();
+        let members = [
+            Credit::Members { people: vec!["u/1".into()], joined: vec![] },
+            Credit::Members { people: vec!["u/1".into(), "u/2".into()], joined: vec![accounts[1].clone()] },
+        ];
+        let names = ["Report Created", "$any", "a", "Zeta", "login"];
+        let start = DateTime::parse_from_rfc3339("1999-12-30T23:00:00Z").unwrap().with_timezone(&Utc);
+        let mut event_people = Vec::new();
+        let mut metrics = Vec::new();
+        let (mut person, mut account, mut day) = (0, 0, 0);
+        for i in 0..5_000 {
+            // Mostly the same person, account and day as the event before.
+            if next(5) == 0 {
+                person = next(people.len() as u64) as usize;
+                account = next(accounts.len() as u64 + 1) as usize;
+                day = if next(10) == 0 { next(20_000) } else { next(4) };
+            }
+            event_people.push(EventPerson {
+                seq: i,
+                person_id: people[person].clone(),
+                account_id: accounts.get(account).cloned(),
+                timestamp: start + chrono::Duration::days(day as i64) + chrono::Duration::minutes(next(60 * 30) as i64),
+            });
+            let credit = (next(6) == 0).then(|| members[next(2) as usize].clone());
+            metrics.push((i as usize, names[next(names.len() as u64) as usize], credit));
+        }
+        let expected = counted_plainly(&event_people, &metrics);
+        assert!(expected.len() > 500, "a mix with many keys: {}", expected.len());
+        assert_eq!(usage_of(&event_people, &metrics), expected);
+        assert!(usage_of(&[], &[]).is_empty());
     }
 }
