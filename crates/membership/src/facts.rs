@@ -11,7 +11,7 @@ use store::{
 };
 
 /// Days over which `active_users` counts people.
-pub(crate) const ACTIVE_USERS_DAYS: u64 = 28;
+pub(crate) const ACTIVE_USERS_DAYS: u64 = segments::ACTIVE_USERS_DAYS as u64;
 
 /// An account's records as of `now`.
 pub(crate) struct AccountFacts<'a> {

@@ -844,8 +844,12 @@ impl Engine {
                 }
             }
         }
-        for row in self.store.accounts_usage(ws, None, from, today + Days::new(1)).await? {
-            records.usage.entry(row.account_id.to_string()).or_default().push(row);
+        // Conditions that count no events read no usage (at 100,000 accounts, a month's rows
+        // are most of what a preview reads).
+        if reads.usage_days != Some(0) {
+            for row in self.store.accounts_usage(ws, None, from, today + Days::new(1)).await? {
+                records.usage.entry(row.account_id.to_string()).or_default().push(row);
+            }
         }
         Ok(Subjects::Accounts(records))
     }
@@ -979,11 +983,11 @@ fn schema_of(vocabulary: &store::Vocabulary, all: &[SegmentRecord], kind: Subjec
     }
 }
 
-/// The first day of usage to read for conditions that read `usage_days` (all for `None`):
-/// at least the days `active_users` counts.
+/// The first day of usage to read for conditions that read `usage_days` (all for `None`; a
+/// condition naming `active_users` reads the days it counts).
 fn usage_from(today: NaiveDate, usage_days: Option<u32>) -> NaiveDate {
     match usage_days {
-        Some(days) => today - Days::new(u64::from(days).max(facts::ACTIVE_USERS_DAYS)),
+        Some(days) => today - Days::new(u64::from(days)),
         None => NaiveDate::MIN,
     }
 }

@@ -436,3 +436,25 @@ async fn ticket_counts_follow_the_tickets_status_and_priority() {
     assert_eq!(w.members(&urgent).await, ["beta"]);
     assert_eq!(entries(&w.engine.recompute_all(&w.ws, later).await.unwrap()), []);
 }
+
+/// `active_users` reads the 28 days it counts, though the condition counts no events: in a
+/// preview, a full pass and an account's evaluation alike.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn active_users_are_counted_over_their_days() {
+    let w = World::new(story()).await;
+    // 28 days, today included: from November 18th (beta's login and gamma's) on the 15th of
+    // December, from the 19th (gamma's alone) on the 16th.
+    for (now, members) in [(at(12, 15, 12), vec!["beta", "gamma"]), (at(12, 16, 12), vec!["gamma"])] {
+        let condition = "active_users >= 1 and health is not set";
+        let p = w.engine.preview(&w.ws, SubjectKind::Accounts, condition, now, 10).await.unwrap();
+        assert_eq!(p.sample, members, "a preview on {now}");
+        let name = format!("Active on {}", now.day());
+        let saved = w.create(&name, condition, now).await.unwrap();
+        assert_eq!(w.members(&saved.segment.segment_id).await, members, "saved on {now}");
+        w.engine.recompute_all(&w.ws, now).await.unwrap();
+        assert_eq!(w.members(&saved.segment.segment_id).await, members, "a full pass on {now}");
+        let ids = ["acme", "beta", "gamma"].map(|a| AccountId::parse(a).unwrap());
+        w.engine.evaluate_accounts(&w.ws, &ids, now).await.unwrap();
+        assert_eq!(w.members(&saved.segment.segment_id).await, members, "each account on {now}");
+    }
+}

@@ -48,7 +48,7 @@ pub enum Field {
     /// Monthly recurring revenue in the currency's major unit (dollars, not cents).
     Mrr,
     Seats,
-    /// People active in the last 28 days.
+    /// People active in the last [`ACTIVE_USERS_DAYS`] days, today included.
     ActiveUsers,
     CreatedAt,
     LastSeen,
@@ -61,7 +61,15 @@ pub enum Field {
     UrgentTickets,
 }
 
+/// Days over which `active_users` counts people, today included.
+pub const ACTIVE_USERS_DAYS: u32 = 28;
+
 impl Field {
+    /// Days of usage the field reads, today included: none but for `active_users`.
+    pub fn usage_days(self) -> u32 {
+        if self == Field::ActiveUsers { ACTIVE_USERS_DAYS } else { 0 }
+    }
+
     /// Whether the field is read from the account's support tickets.
     pub fn reads_tickets(self) -> bool {
         matches!(self, Field::OpenTickets | Field::UrgentTickets)
@@ -388,6 +396,7 @@ impl Checker<'_> {
             let name = &path[0];
             if let Some((_, f, ty)) = fields.iter().find(|(n, _, _)| n == name) {
                 self.tickets |= f.reads_tickets();
+                self.window_days = self.window_days.max(f.usage_days());
                 return Ok((Term::Field(*f), *ty));
             }
             if self.schema.traits.contains(name) {

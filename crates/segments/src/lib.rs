@@ -48,7 +48,7 @@ mod eval;
 mod lex;
 mod parse;
 
-pub use check::{Field, Kind, Schema, Warning};
+pub use check::{ACTIVE_USERS_DAYS, Field, Kind, Schema, Warning};
 pub use eval::{Facts, Val, Verdict};
 pub use lex::Cmp;
 

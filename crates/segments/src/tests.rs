@@ -421,3 +421,13 @@ fn a_condition_s_names_are_listed_without_a_schema() {
     assert_eq!(names("count(event \"Report Created\", 28d) > traits.seats"), ["count", "event", "traits", "seats"]);
     assert!(names("health < \"unterminated").is_empty(), "text that does not read as tokens names nothing");
 }
+
+#[test]
+fn the_usage_a_condition_reads_is_what_it_names() {
+    let days = |c: &str| compile(c, &accounts()).unwrap().usage_days;
+    assert_eq!(days("health < 40 and plan == \"pro\""), Some(0), "no events, no usage");
+    assert_eq!(days("active_users >= 3"), Some(crate::ACTIVE_USERS_DAYS));
+    assert_eq!(days("count(event \"Project Created\", 7d) > 0"), Some(7));
+    assert_eq!(days("count(event \"Project Created\", 7d) > 0 and active_users > 1"), Some(28));
+    assert_eq!(days("count(event \"Project Created\", 90d) > 0 or active_users > 1"), Some(90));
+}

@@ -507,8 +507,47 @@ async fn measure(
         );
     }
     println!("\nworst p95: {worst:.1} ms (bar: 100 ms); load {}", load());
+    segment_editor(&crate::client::Client::with_api_key(base, &built.admin_key), requests).await?;
     if browser {
         overview_in_browser(base)?;
+    }
+    Ok(())
+}
+
+/// What the segment editor waits for as a condition is typed: its check and preview
+/// (`POST /api/v1/segments/preview`, what the editor's own route calls), for a condition
+/// with a mistake, one on traits and scores, and one that counts events.
+async fn segment_editor(api: &crate::client::Client, requests: usize) -> Result<()> {
+    let conditions = [
+        ("a mistake", "plan ==", 400),
+        ("traits and scores", "plan == \"enterprise\" and band == \"at_risk\"", 200),
+        ("events counted", "count(event \"Report Created\", 28d) < 2", 200),
+    ];
+    println!("\nThe segment editor, {} previews each:\n", requests.min(10));
+    println!("| condition | p50 (ms) | p95 (ms) | max (ms) | members |");
+    println!("| --- | ---: | ---: | ---: | ---: |");
+    for (name, condition, expected) in conditions {
+        let body = Bytes::from(json!({"kind": "accounts", "condition": condition}).to_string());
+        let mut times = Vec::new();
+        let mut members = String::new();
+        for _ in 0..requests.clamp(1, 10) {
+            let t = Instant::now();
+            let (status, reply) =
+                api.request(hyper::Method::POST, "/api/v1/segments/preview", Some(body.clone())).await?;
+            times.push(t.elapsed().as_secs_f64() * 1e3);
+            if status != expected {
+                bail!("a preview of {condition} answered {status}: {}", String::from_utf8_lossy(&reply));
+            }
+            let v: serde_json::Value = serde_json::from_slice(&reply)?;
+            members = v.get("size").map_or("-".into(), |n| n.to_string());
+        }
+        times.sort_by(f64::total_cmp);
+        println!(
+            "| {name} | {:.1} | {:.1} | {:.1} | {members} |",
+            quantile(&times, 0.5),
+            quantile(&times, 0.95),
+            times.last().copied().unwrap_or_default()
+        );
     }
     Ok(())
 }

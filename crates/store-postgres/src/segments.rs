@@ -66,18 +66,35 @@ impl PgStore {
     }
 
     pub(crate) async fn vocabulary(&self, ws: &WorkspaceId) -> Result<Vocabulary> {
+        // Each distinct value the least after the one before: one seek each in
+        // `trait_history_keys` and `usage_months_metrics`, where `DISTINCT` reads every row.
         let traits = |kind: &'static str| {
-            sqlx::query("SELECT DISTINCT key FROM trait_history WHERE workspace_id = $1 AND subject_kind = $2")
-                .bind(ws.as_str())
-                .bind(kind)
-                .fetch_all(&self.pool)
+            sqlx::query(
+                "WITH RECURSIVE k(key) AS (
+                   SELECT (SELECT min(key) FROM trait_history WHERE workspace_id = $1 AND subject_kind = $2)
+                   UNION ALL
+                   SELECT (SELECT min(t.key) FROM trait_history t
+                           WHERE t.workspace_id = $1 AND t.subject_kind = $2 AND t.key > k.key)
+                   FROM k WHERE k.key IS NOT NULL)
+                 SELECT key FROM k WHERE key IS NOT NULL",
+            )
+            .bind(ws.as_str())
+            .bind(kind)
+            .fetch_all(&self.pool)
         };
         let (accounts, people, events) = tokio::try_join!(
             traits("account"),
             traits("person"),
-            sqlx::query("SELECT DISTINCT metric FROM usage_months WHERE workspace_id = $1")
-                .bind(ws.as_str())
-                .fetch_all(&self.pool),
+            sqlx::query(
+                "WITH RECURSIVE m(metric) AS (
+                   SELECT (SELECT min(metric) FROM usage_months WHERE workspace_id = $1)
+                   UNION ALL
+                   SELECT (SELECT min(u.metric) FROM usage_months u WHERE u.workspace_id = $1 AND u.metric > m.metric)
+                   FROM m WHERE m.metric IS NOT NULL)
+                 SELECT metric FROM m WHERE metric IS NOT NULL",
+            )
+            .bind(ws.as_str())
+            .fetch_all(&self.pool),
         )
         .map_err(db_error)?;
         let sorted = |rows: Vec<sqlx::postgres::PgRow>| {

@@ -47,6 +47,7 @@ const MIGRATIONS: &[&str] = &[
     include_str!("../migrations/0009_overview.sql"),
     include_str!("../migrations/0010_band_from_history.sql"),
     include_str!("../migrations/0011_segment_members_of.sql"),
+    include_str!("../migrations/0012_vocabulary.sql"),
 ];
 
 const READERS: usize = 4;

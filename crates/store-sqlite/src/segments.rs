@@ -12,6 +12,26 @@ use crate::{SqliteStore, ms, opt_time, sql_error, time};
 
 const SEGMENT_COLUMNS: &str = "segment_id, name, kind, condition, description, created_at, updated_at";
 
+/// The distinct trait keys of a workspace's (`?1`) subjects of a kind (`?2`), in order: each
+/// the least key after the one before, one seek each in `trait_history_keys`, where
+/// `DISTINCT` walks every change of every trait.
+const VOCABULARY_TRAITS: &str = "WITH RECURSIVE k(key) AS (
+       SELECT (SELECT min(key) FROM trait_history WHERE workspace_id = ?1 AND subject_kind = ?2)
+       UNION ALL
+       SELECT (SELECT min(t.key) FROM trait_history t
+               WHERE t.workspace_id = ?1 AND t.subject_kind = ?2 AND t.key > k.key)
+       FROM k WHERE k.key IS NOT NULL)
+     SELECT key FROM k WHERE key IS NOT NULL";
+
+/// The distinct metrics of a workspace's (`?1`, its number) usage, the same way through
+/// `usage_months_metrics`.
+const VOCABULARY_EVENTS: &str = "WITH RECURSIVE m(metric) AS (
+       SELECT (SELECT min(metric) FROM usage_months WHERE ws = ?1)
+       UNION ALL
+       SELECT (SELECT min(u.metric) FROM usage_months u WHERE u.ws = ?1 AND u.metric > m.metric)
+       FROM m WHERE m.metric IS NOT NULL)
+     SELECT metric FROM m WHERE metric IS NOT NULL";
+
 fn segment(r: &Row<'_>) -> rusqlite::Result<SegmentRow> {
     Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?, r.get(4)?, r.get(5)?, r.get(6)?))
 }
@@ -92,11 +112,11 @@ impl SqliteStore {
                 out.sort();
                 Ok(out)
             };
-            let traits = "SELECT DISTINCT key FROM trait_history WHERE workspace_id = ?1 AND subject_kind = ?2";
             let events = match n {
-                Some(n) => strings("SELECT DISTINCT metric FROM usage_months WHERE ws = ?1", &[&n])?,
+                Some(n) => strings(VOCABULARY_EVENTS, &[&n])?,
                 None => Vec::new(),
             };
+            let traits = VOCABULARY_TRAITS;
             Ok(Vocabulary {
                 account_traits: strings(traits, &[&ws.as_str(), &"account"])?,
                 person_traits: strings(traits, &[&ws.as_str(), &"person"])?,
@@ -394,5 +414,42 @@ impl SqliteStore {
             rows.collect::<rusqlite::Result<Vec<_>>>().map_err(sql_error)
         })
         .await
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// What SQLite plans for the vocabulary: seeks in the indexes of trait keys and of
+    /// metrics, never a walk over the trait changes or the usage rows.
+    #[tokio::test]
+    async fn the_vocabulary_is_read_with_a_seek_per_word() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = SqliteStore::open_in_dir(dir.path()).unwrap();
+        use rusqlite::types::Value;
+        let traits = vec![Value::Text("ws".into()), Value::Text("account".into())];
+        for (sql, index, args) in [
+            (VOCABULARY_TRAITS, "trait_history_keys", traits),
+            (VOCABULARY_EVENTS, "usage_months_metrics", vec![Value::Integer(1)]),
+        ] {
+            let plan = store
+                .read(move |conn| {
+                    let mut stmt = conn.prepare(&format!("EXPLAIN QUERY PLAN {sql}")).map_err(sql_error)?;
+                    let rows = stmt
+                        .query_map(rusqlite::params_from_iter(args), |r| r.get::<_, String>(3))
+                        .map_err(sql_error)?;
+                    rows.map(|r| r.map_err(sql_error)).collect::<Result<Vec<String>>>()
+                })
+                .await
+                .unwrap();
+            let seeks =
+                plan.iter().filter(|l| l.starts_with("SEARCH") && l.contains(&format!("COVERING INDEX {index} ")));
+            assert_eq!(seeks.count(), 2, "the first word and each next one: {plan:?}");
+            let tables =
+                plan.iter().filter(|l| l.starts_with("SCAN") && !l.starts_with("SCAN k") && !l.starts_with("SCAN m"));
+            assert_eq!(tables.filter(|l| !l.contains("CONSTANT ROW")).count(), 0, "no table walked: {plan:?}");
+        }
+        store.close();
     }
 }

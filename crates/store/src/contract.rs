@@ -2119,6 +2119,18 @@ pub async fn the_vocabulary_is_what_the_data_names<S: Store>(s: &S) {
     assert_eq!(v.person_traits, ["email", "role"]);
     assert_eq!(v.events, ["Report Created", "login"]);
     assert_eq!(s.vocabulary(&other).await.unwrap(), Vocabulary::default());
+    // Another workspace's words are its own, and a key before and after this one's.
+    let ops = vec![
+        Op::UpsertAccount { account_id: acct("initech"), at: t(1, 1) },
+        Op::SetAccountTraits {
+            account_id: acct("initech"),
+            traits: traits(json!({"a_first": 1, "tier": "gold", "plan": "x"})),
+            at: t(1, 1),
+        },
+    ];
+    process(s, &other, Changes { ops, ..Default::default() }).await;
+    assert_eq!(s.vocabulary(&other).await.unwrap().account_traits, ["a_first", "plan", "tier"]);
+    assert_eq!(s.vocabulary(&ws).await.unwrap(), v);
 }
 
 pub async fn people_list_in_pages_by_id<S: Store>(s: &S) {
