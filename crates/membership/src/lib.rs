@@ -103,25 +103,41 @@ struct Kinded {
     reads: Reads,
 }
 
-/// What evaluating some conditions reads of an account beyond its record, scores and
-/// subscriptions.
+/// What evaluating some conditions reads of an account beyond its record.
 #[derive(Clone, Copy, Debug, Default)]
 struct Reads {
     /// How far back any condition looks at usage: `None` for all of it.
     usage_days: Option<u32>,
     /// Whether any condition counts support tickets.
     tickets: bool,
+    /// Whether any condition reads the latest score.
+    scores: bool,
+    /// Whether any condition reads subscriptions.
+    subscriptions: bool,
 }
 
 impl Reads {
+    /// Nothing beyond the record.
+    const NONE: Reads = Reads { usage_days: Some(0), tickets: false, scores: false, subscriptions: false };
+
     fn of(segment: &Segment) -> Reads {
-        Reads { usage_days: segment.usage_days, tickets: segment.tickets }
+        Reads {
+            usage_days: segment.usage_days,
+            tickets: segment.tickets,
+            scores: segment.scores,
+            subscriptions: segment.subscriptions,
+        }
     }
 
     /// What these and `b` read together.
     fn and(self, b: Reads) -> Reads {
         let usage_days = self.usage_days.zip(b.usage_days).map(|(x, y)| x.max(y));
-        Reads { usage_days, tickets: self.tickets || b.tickets }
+        Reads {
+            usage_days,
+            tickets: self.tickets || b.tickets,
+            scores: self.scores || b.scores,
+            subscriptions: self.subscriptions || b.subscriptions,
+        }
     }
 }
 
@@ -477,8 +493,7 @@ impl Engine {
         }
         let kinded = |compiled: Vec<Compiled>| {
             let ordered = order(compiled);
-            let none = Reads { usage_days: Some(0), tickets: false };
-            let reads = ordered.iter().fold(none, |r, c| r.and(Reads::of(&c.segment)));
+            let reads = ordered.iter().fold(Reads::NONE, |r, c| r.and(Reads::of(&c.segment)));
             Kinded { ordered, reads }
         };
         let w = Arc::new(Workspace { made: Instant::now(), accounts: kinded(accounts), people: kinded(people) });
@@ -831,10 +846,16 @@ impl Engine {
                 None => break,
             }
         }
-        records.scores =
-            self.store.score_points_as_of(ws, today).await?.into_iter().map(|(id, p)| (id.to_string(), p)).collect();
-        for s in self.store.list_subscriptions(ws).await? {
-            records.subscriptions.entry(s.account_id.to_string()).or_default().push(s);
+        // Only what the conditions read: at 100,000 accounts the score points and the
+        // subscriptions are half of what a preview reads.
+        if reads.scores {
+            let points = self.store.score_points_as_of(ws, today).await?;
+            records.scores = points.into_iter().map(|(id, p)| (id.to_string(), p)).collect();
+        }
+        if reads.subscriptions {
+            for s in self.store.list_subscriptions(ws).await? {
+                records.subscriptions.entry(s.account_id.to_string()).or_default().push(s);
+            }
         }
         if reads.tickets {
             // A ticket opened long ago may still be open: all of them.

@@ -458,3 +458,50 @@ async fn active_users_are_counted_over_their_days() {
         assert_eq!(w.members(&saved.segment.segment_id).await, members, "each account on {now}");
     }
 }
+
+/// Scores and subscriptions are read when a condition names what comes from them, and only
+/// then: each such condition agrees in a preview, a full pass and an account's evaluation.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn scores_and_subscriptions_are_read_for_the_conditions_that_name_them() {
+    use store::SubscriptionStatus::Active;
+    let w = World::new(story()).await;
+    let score = |account: &str, health: f64, band: store::HealthBand| store::AccountScore {
+        account_id: AccountId::parse(account).unwrap(),
+        day: chrono::NaiveDate::from_ymd_opt(2026, 11, 19).unwrap(),
+        health,
+        band,
+        churn_30d: Some(1.0 - health / 100.0),
+        churn_60d: None,
+        churn_90d: None,
+        expansion: None,
+        mrr: None,
+        components: json!({}),
+        explanation: store::JsonText::from_value(&json!({})),
+        scored_at: at(11, 19, 23),
+    };
+    let scores = [score("acme", 80.0, store::HealthBand::Healthy), score("gamma", 30.0, store::HealthBand::AtRisk)];
+    w.store.put_scores(&w.ws, &scores).await.unwrap();
+    // beta pays for a plan; its trait says otherwise, and the subscription wins.
+    w.store.upsert_subscription(&w.ws, &subscription("s1", "beta", Active, at(12, 24, 0))).await.unwrap();
+    let now = at(11, 20, 12);
+    let cases = [
+        ("health < 40", vec!["gamma"]),
+        ("band == \"healthy\" or churn_risk_30d > 0.5", vec!["acme", "gamma"]),
+        ("plan == \"pro\"", vec!["beta"]),
+        ("mrr >= 100 and seats == 5", vec!["beta"]),
+        ("health is not set and plan is not set", vec![]),
+        ("days_since(last_seen) < 2", vec!["gamma"]),
+    ];
+    for (i, (condition, members)) in cases.into_iter().enumerate() {
+        let p = w.engine.preview(&w.ws, SubjectKind::Accounts, condition, now, 10).await.unwrap();
+        assert_eq!(p.sample, members, "a preview of {condition}");
+        let saved = w.create(&format!("Case {i}"), condition, now).await.unwrap();
+        let id = saved.segment.segment_id;
+        assert_eq!(w.members(&id).await, members, "{condition} saved");
+        w.engine.recompute_all(&w.ws, now).await.unwrap();
+        assert_eq!(w.members(&id).await, members, "{condition} in a full pass");
+        let ids = ["acme", "beta", "gamma"].map(|a| AccountId::parse(a).unwrap());
+        w.engine.evaluate_accounts(&w.ws, &ids, now).await.unwrap();
+        assert_eq!(w.members(&id).await, members, "{condition} account by account");
+    }
+}

@@ -74,6 +74,25 @@ impl Field {
     pub fn reads_tickets(self) -> bool {
         matches!(self, Field::OpenTickets | Field::UrgentTickets)
     }
+
+    /// Whether the field is read from the account's latest score (`mrr` falls back on it).
+    pub fn reads_score(self) -> bool {
+        matches!(
+            self,
+            Field::Health
+                | Field::Band
+                | Field::ChurnRisk30
+                | Field::ChurnRisk60
+                | Field::ChurnRisk90
+                | Field::Expansion
+                | Field::Mrr
+        )
+    }
+
+    /// Whether the field is read from the account's subscriptions.
+    pub fn reads_subscriptions(self) -> bool {
+        matches!(self, Field::Plan | Field::Mrr | Field::Seats | Field::RenewsAt)
+    }
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -188,6 +207,8 @@ struct Checker<'a> {
     window_days: u32,
     all_usage: bool,
     tickets: bool,
+    scores: bool,
+    subscriptions: bool,
     warnings: Vec<Warning>,
 }
 
@@ -200,6 +221,8 @@ pub(crate) fn check(text: &str, expr: &Expr, schema: &Schema) -> Result<Segment,
         window_days: 0,
         all_usage: false,
         tickets: false,
+        scores: false,
+        subscriptions: false,
         warnings: Vec::new(),
     };
     let cond = c.cond(expr)?;
@@ -210,6 +233,8 @@ pub(crate) fn check(text: &str, expr: &Expr, schema: &Schema) -> Result<Segment,
         events: c.events,
         usage_days,
         tickets: c.tickets,
+        scores: c.scores,
+        subscriptions: c.subscriptions,
         warnings: c.warnings,
     })
 }
@@ -396,6 +421,8 @@ impl Checker<'_> {
             let name = &path[0];
             if let Some((_, f, ty)) = fields.iter().find(|(n, _, _)| n == name) {
                 self.tickets |= f.reads_tickets();
+                self.scores |= f.reads_score();
+                self.subscriptions |= f.reads_subscriptions();
                 self.window_days = self.window_days.max(f.usage_days());
                 return Ok((Term::Field(*f), *ty));
             }

@@ -115,6 +115,11 @@ pub struct Segment {
     pub usage_days: Option<u32>,
     /// Whether it reads the account's support tickets (`open_tickets`, `urgent_tickets`).
     pub tickets: bool,
+    /// Whether it reads the account's latest score (`health`, `band`, the risks, `expansion`,
+    /// `mrr`).
+    pub scores: bool,
+    /// Whether it reads the account's subscriptions (`plan`, `mrr`, `seats`, `renews_at`).
+    pub subscriptions: bool,
     /// What is valid but probably not what was meant.
     pub warnings: Vec<Warning>,
 }

@@ -431,3 +431,17 @@ fn the_usage_a_condition_reads_is_what_it_names() {
     assert_eq!(days("count(event \"Project Created\", 7d) > 0 and active_users > 1"), Some(28));
     assert_eq!(days("count(event \"Project Created\", 90d) > 0 or active_users > 1"), Some(90));
 }
+
+#[test]
+fn a_condition_reads_scores_and_subscriptions_when_it_names_their_fields() {
+    let reads = |c: &str| {
+        let s = compile(c, &accounts()).unwrap();
+        (s.scores, s.subscriptions, s.tickets)
+    };
+    assert_eq!(reads("days_since(last_seen) > 14 and traits.region == \"EMEA\""), (false, false, false));
+    assert_eq!(reads("health < 40 or band == \"at_risk\""), (true, false, false));
+    assert_eq!(reads("churn_risk_90d > 0.5 or expansion > 0.5"), (true, false, false));
+    assert_eq!(reads("plan == \"pro\" or seats > 10 or days_until(renews_at) < 30"), (false, true, false));
+    assert_eq!(reads("mrr > 100"), (true, true, false), "mrr is the subscriptions', else the score's");
+    assert_eq!(reads("urgent_tickets > 0"), (false, false, true));
+}
