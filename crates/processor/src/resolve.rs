@@ -257,6 +257,13 @@ impl<'a> State<'a> {
                     self.account(account, at);
                     self.account_usage.push((account.clone(), at.date_naive(), metric));
                 }
+                // The account's own event, of no one: on its timeline like any other.
+                self.event_people.push(EventPerson {
+                    seq: e.seq,
+                    person_id: Arc::from(""),
+                    account_id: Some(account.clone()),
+                    timestamp: at,
+                });
             }
             return;
         };

@@ -494,6 +494,21 @@ async fn an_accounts_own_events_count_in_its_usage_with_no_one_active() {
         assert_eq!(of("$any"), Some((3, 1)), "Ana is the one person active");
         let account = app.store.get_account(&app.ws, &initech).await.unwrap().unwrap();
         assert_eq!(account.people_count, 1);
+        // On the account's timeline (newest first) with Ana's event, as no one's: processed,
+        // then indexed.
+        for indexed in [false, true] {
+            if indexed {
+                while app.store.maintain(&app.ws, true).await.unwrap() {}
+            }
+            let page = app.store.account_timeline(&app.ws, &initech, &store::PageRequest::first(10)).await.unwrap();
+            let got: Vec<_> = page.items.iter().map(|e| (e.message_id.as_str(), e.person_id.is_some())).collect();
+            assert_eq!(
+                got,
+                [("stripe:in_1:payment_failed:2", false), ("stripe:in_1:payment_failed:1", false), ("u1", true)],
+                "indexed: {indexed}"
+            );
+            assert!(page.items.iter().all(|e| e.account_ids == [initech.clone()]));
+        }
         results.push(format!("{usage:?}"));
     }
     assert_eq!(results[0], results[1]);

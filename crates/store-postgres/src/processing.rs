@@ -154,12 +154,17 @@ async fn assign_events(conn: &mut PgConnection, ws: &WorkspaceId, event_people: 
     // Applied one by one (as SQLite does), a later assignment of the same event wins; an UPDATE
     // joined to duplicates would pick one arbitrarily, so keep only the last of each.
     let last: HashMap<i64, usize> = event_people.iter().enumerate().map(|(i, e)| (e.seq, i)).collect();
+    // An account's own event of no one keeps no person (the timeline finds it by its
+    // `group_id`).
     let (seqs, people): (Vec<i64>, Vec<&str>) = event_people
         .iter()
         .enumerate()
-        .filter(|(i, e)| last.get(&e.seq) == Some(i))
+        .filter(|(i, e)| last.get(&e.seq) == Some(i) && !e.person_id.is_empty())
         .map(|(_, e)| (e.seq, &*e.person_id))
         .unzip();
+    if seqs.is_empty() {
+        return Ok(());
+    }
     sqlx::query(
         "UPDATE events e SET person_id = v.person_id
          FROM UNNEST($2::bigint[], $3::text[]) AS v (seq, person_id)

@@ -248,6 +248,8 @@ impl<'c> Owners<'c> {
         }
         let Some((_, _, row)) = &self.current else { return Ok(None) };
         match row.find(seq) {
+            // An account's own event of no one.
+            Some(e) if row.person(e).is_empty() => Ok(None),
             Some(e) => self.merges.resolve(self.conn, row.person(e)).map(Some),
             None => Ok(None),
         }
@@ -375,10 +377,13 @@ impl LinkBuild {
             let mut slot_of: Vec<Option<usize>> = vec![None; row.strings.len()];
             let mut account_slot_of: Vec<Option<usize>> = vec![None; row.strings.len()];
             for e in row.entries() {
-                let person = subjects.slot(&mut slot_of[e.person as usize], || {
-                    Ok(format!("p:{}", merges.resolve(conn, row.person(e))?))
-                })?;
-                subjects.lists[person].1.push((e.ts, e.seq, e.account != 0));
+                // An account's own event of no one is in the account's list alone.
+                if !row.person(e).is_empty() {
+                    let person = subjects.slot(&mut slot_of[e.person as usize], || {
+                        Ok(format!("p:{}", merges.resolve(conn, row.person(e))?))
+                    })?;
+                    subjects.lists[person].1.push((e.ts, e.seq, e.account != 0));
+                }
                 if let Some(a) = e.account.checked_sub(1) {
                     let account = subjects
                         .slot(&mut account_slot_of[a as usize], || Ok(format!("g:{}", row.strings[a as usize])))?;

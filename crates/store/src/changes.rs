@@ -89,7 +89,9 @@ pub struct Changes {
 #[derive(Clone, Debug, PartialEq)]
 pub struct EventPerson {
     pub seq: i64,
-    /// Shared by the events of one person in a slice rather than copied for each.
+    /// Shared by the events of one person in a slice rather than copied for each. Empty for
+    /// an event of an account with no person (a connector's `Payment Failed`): it is the
+    /// account's alone.
     pub person_id: std::sync::Arc<str>,
     /// The account the event names (`group`, `context.groupId`), if any.
     pub account_id: Option<AccountId>,
