@@ -519,6 +519,18 @@ async fn a_change_of_health_band_starts_a_run_once_and_the_same_band_again_none(
     assert_eq!(w.runner.tick(&w.ws, at(6, 9)).await.unwrap().started, 1);
     assert_eq!(w.runs(&j).await.len(), 1);
     assert_eq!(w.runs(&any).await.len(), 2);
+    // The changes read are kept 30 days, then forgotten; the runs they started stay.
+    let kept = || async { w.store.account_changes(&w.ws, store::LogPosition::ZERO, 100).await.unwrap().len() };
+    assert_eq!(kept().await, 5);
+    w.store
+        .put_scores(&w.ws, &[band_score("acme", "2026-12-06", Healthy, at(6, 9) + chrono::Duration::days(30))])
+        .await
+        .unwrap();
+    assert_eq!(w.runner.tick(&w.ws, at(6, 9) + chrono::Duration::days(30)).await.unwrap().started, 1);
+    let left = w.store.account_changes(&w.ws, store::LogPosition::ZERO, 100).await.unwrap();
+    let days: Vec<String> = left.iter().map(|c| c.at.date_naive().to_string()).collect();
+    assert_eq!(days, ["2026-11-06", "2026-12-06"], "those of the last 30 days");
+    assert_eq!(w.runs(&any).await.len(), 3);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

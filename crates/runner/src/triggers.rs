@@ -15,6 +15,8 @@ use crate::{Result, Runner, zone};
 
 /// The setting holding how far journeys have read band changes and alerts opened.
 const ACCOUNT_CURSOR: &str = "journeys.account_cursor";
+/// Days band changes and alerts opened are kept once journeys have read them.
+const KEEP_CHANGES_DAYS: i64 = 30;
 /// The prefix of the setting holding, per journey, the last time its schedule was handled.
 const SCHEDULE_CURSOR: &str = "journeys.schedule.";
 const CHANGES_PER_READ: usize = 5_000;
@@ -147,6 +149,9 @@ impl Runner {
             self.store.put_setting(ws, ACCOUNT_CURSOR, &json!({"tx": last.tx, "seq": last.seq}), now).await?;
             after = last;
             if changes.len() < CHANGES_PER_READ {
+                // What has been read is kept a while (to look into), then forgotten.
+                let before = now - chrono::Duration::days(KEEP_CHANGES_DAYS);
+                self.store.prune_account_changes(ws, after, before).await?;
                 break;
             }
         }

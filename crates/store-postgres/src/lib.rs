@@ -514,6 +514,14 @@ mod store_impl {
         ) -> Result<Vec<AccountChange>> {
             self.changes_after(ws, after, limit).await
         }
+        async fn prune_account_changes(
+            &self,
+            ws: &WorkspaceId,
+            through: LogPosition,
+            before: Timestamp,
+        ) -> Result<u64> {
+            self.prune_changes(ws, through, before).await
+        }
         async fn get_alert(&self, ws: &WorkspaceId, id: &str) -> Result<Option<Alert>> {
             self.alert(ws, id).await
         }

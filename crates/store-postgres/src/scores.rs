@@ -935,6 +935,25 @@ type HeldChangeRow = (
 );
 
 impl PgStore {
+    /// Forgets the changes at or before `through` that happened before `before`.
+    pub(crate) async fn prune_changes(
+        &self,
+        ws: &WorkspaceId,
+        through: store::LogPosition,
+        before: Timestamp,
+    ) -> Result<u64> {
+        let done =
+            sqlx::query("DELETE FROM account_changes WHERE workspace_id = $1 AND (tx, seq) <= ($2, $3) AND at < $4")
+                .bind(ws.as_str())
+                .bind(through.tx)
+                .bind(through.seq)
+                .bind(before)
+                .execute(&self.pool)
+                .await
+                .map_err(db_error)?;
+        Ok(done.rows_affected())
+    }
+
     /// Band changes and alerts opened after `after`, only of transactions older than every
     /// one still running. Changes held back by a running transaction (of any workspace: the
     /// horizon is the database's) are waited for a little, as the event log's reader does;

@@ -959,6 +959,26 @@ impl SqliteStore {
 }
 
 impl SqliteStore {
+    /// Forgets the changes up to `through.seq` that happened before `before`, in the
+    /// background.
+    pub(crate) async fn prune_changes(
+        &self,
+        ws: &WorkspaceId,
+        through: store::LogPosition,
+        before: Timestamp,
+    ) -> Result<u64> {
+        let ws = ws.clone();
+        self.write_background(move |conn| {
+            let n = conn
+                .prepare_cached("DELETE FROM account_changes WHERE workspace_id = ?1 AND seq <= ?2 AND at < ?3")
+                .map_err(sql_error)?
+                .execute(params![ws.as_str(), through.seq, ms(&before)])
+                .map_err(sql_error)?;
+            Ok(n as u64)
+        })
+        .await
+    }
+
     /// Band changes and alerts opened after `after` (its `tx` is always 0 here).
     pub(crate) async fn changes_after(
         &self,

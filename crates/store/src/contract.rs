@@ -1721,6 +1721,17 @@ pub async fn band_changes_and_opened_alerts_are_read_in_order<S: Store>(s: &S) {
     assert_eq!(rest, all[2..4].to_vec(), "read after a position, up to a limit");
     assert!(s.account_changes(&ws, all[4].position, 10).await.unwrap().is_empty());
     assert!(s.account_changes(&other, LogPosition::ZERO, 10).await.unwrap().is_empty());
+
+    // Pruned: only what was read (up to a position) and is old enough, of this workspace.
+    accounts_named(s, &other, &["a"]).await;
+    s.put_scores(&other, &[score("a", "2026-10-01", 80.0, None, None)]).await.unwrap();
+    let early = all[0].at.min(all[1].at);
+    assert_eq!(s.prune_account_changes(&ws, all[1].position, early).await.unwrap(), 0, "none that old");
+    let later = all.iter().map(|c| c.at).max().unwrap() + chrono::Duration::days(1);
+    assert_eq!(s.prune_account_changes(&ws, all[1].position, later).await.unwrap(), 2);
+    assert_eq!(s.account_changes(&ws, LogPosition::ZERO, 100).await.unwrap(), all[2..].to_vec());
+    assert_eq!(s.prune_account_changes(&ws, all[1].position, later).await.unwrap(), 0, "done already");
+    assert_eq!(s.account_changes(&other, LogPosition::ZERO, 10).await.unwrap().len(), 1, "another workspace's stay");
 }
 
 pub async fn operators_act_on_alerts_and_their_feedback_is_kept<S: Store>(s: &S) {

@@ -435,6 +435,10 @@ pub trait Store: Send + Sync + 'static {
     /// position skips none.
     async fn account_changes(&self, ws: &WorkspaceId, after: LogPosition, limit: usize) -> Result<Vec<AccountChange>>;
 
+    /// Forgets the changes at or before `through` (read by the one who follows them) that
+    /// happened before `before`; says how many. Without it they would pile up for ever.
+    async fn prune_account_changes(&self, ws: &WorkspaceId, through: LogPosition, before: Timestamp) -> Result<u64>;
+
     // Segments.
     /// The workspace's people by id, as people segments read them.
     async fn list_people(&self, ws: &WorkspaceId, page: &PageRequest) -> Result<Page<PersonSummary>>;
