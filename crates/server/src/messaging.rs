@@ -88,11 +88,10 @@ pub(crate) async fn put_template(
     let ws = operator(&s, &headers).await?.workspace_id;
     template_name(&name)?;
     let template = template_of(&body_json(&body)?)?;
-    let mut all = templates(&s, &ws).await?;
     let value =
         serde_json::to_value(&template).map_err(|e| ApiError::bad_request("invalid_template", e.to_string()))?;
-    let existed = all.insert(name.clone(), value.clone()).is_some();
-    s.store().put_setting(&ws, TEMPLATES, &Value::Object(all), Utc::now()).await?;
+    // One entry of the templates, in one step: two templates saved at once both stay.
+    let existed = s.store().put_setting_entry(&ws, TEMPLATES, &name, Some(&value), Utc::now()).await?;
     let status = if existed { StatusCode::OK } else { StatusCode::CREATED };
     Ok((status, Json(json!({"name": name, "template": value}))).into_response())
 }
@@ -117,11 +116,9 @@ pub(crate) async fn delete_template(
     Path(name): Path<String>,
 ) -> Result<Response, ApiError> {
     let ws = operator(&s, &headers).await?.workspace_id;
-    let mut all = templates(&s, &ws).await?;
-    if all.remove(&name).is_none() {
+    if !s.store().put_setting_entry(&ws, TEMPLATES, &name, None, Utc::now()).await? {
         return Err(ApiError::new(StatusCode::NOT_FOUND, "template_not_found", "no such template"));
     }
-    s.store().put_setting(&ws, TEMPLATES, &Value::Object(all), Utc::now()).await?;
     Ok(StatusCode::NO_CONTENT.into_response())
 }
 

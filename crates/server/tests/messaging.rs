@@ -132,7 +132,26 @@ async fn templates_are_checked_when_saved_and_previewed_with_a_context() {
     let (status, _) = app.call("DELETE", &format!("/api/v1/templates/{}", "a".repeat(100)), &member, None).await;
     assert_eq!(status, StatusCode::NO_CONTENT);
     // Nothing a refused request carried was stored.
+    assert_eq!(stored_templates(&app, &ws).await, Some(saved.clone()));
+    let (status, _) = app.call("DELETE", "/api/v1/templates/never-saved", &ws.admin, None).await;
+    assert_eq!(status, StatusCode::NOT_FOUND);
     assert_eq!(stored_templates(&app, &ws).await, Some(saved));
+
+    // Saved at the same moment by several, each stays.
+    let paths: Vec<String> = (1..=4).map(|n| format!("/api/v1/templates/at-once-{n}")).collect();
+    let done = tokio::join!(
+        app.call("PUT", &paths[0], &ws.admin, Some(welcome())),
+        app.call("PUT", &paths[1], &ws.admin, Some(welcome())),
+        app.call("PUT", &paths[2], &ws.admin, Some(welcome())),
+        app.call("PUT", &paths[3], &ws.admin, Some(welcome())),
+    );
+    assert!([done.0.0, done.1.0, done.2.0, done.3.0].iter().all(|s| *s == StatusCode::CREATED));
+    let stored = stored_templates(&app, &ws).await.unwrap();
+    assert!((1..=4).all(|n| stored.get(format!("at-once-{n}")).is_some()), "{stored}");
+    for n in 1..=4 {
+        let (status, _) = app.call("DELETE", &format!("/api/v1/templates/at-once-{n}"), &ws.admin, None).await;
+        assert_eq!(status, StatusCode::NO_CONTENT);
+    }
 
     // Previewed with a context: values escaped in the HTML part only.
     let context = json!({"person": {"first_name": "Zoë <3"}, "account": {"name": "Acme & Co"}});

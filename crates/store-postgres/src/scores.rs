@@ -883,6 +883,59 @@ impl PgStore {
         Ok(row.map(|r| r.0))
     }
 
+    /// One entry of an object-valued setting, set or removed in a transaction that holds the
+    /// setting's row (inserted empty first if missing), so writers of entries take turns.
+    pub(crate) async fn set_setting_entry(
+        &self,
+        ws: &WorkspaceId,
+        key: &str,
+        name: &str,
+        value: Option<&serde_json::Value>,
+        at: Timestamp,
+    ) -> Result<bool> {
+        let mut tx = self.pool.begin().await.map_err(db_error)?;
+        sqlx::query(
+            "INSERT INTO workspace_settings (workspace_id, key, value, updated_at) VALUES ($1, $2, '{}'::jsonb, $3)
+             ON CONFLICT (workspace_id, key) DO NOTHING",
+        )
+        .bind(ws.as_str())
+        .bind(key)
+        .bind(at)
+        .execute(&mut *tx)
+        .await
+        .map_err(db_error)?;
+        let (current,): (serde_json::Value,) =
+            sqlx::query_as("SELECT value FROM workspace_settings WHERE workspace_id = $1 AND key = $2 FOR UPDATE")
+                .bind(ws.as_str())
+                .bind(key)
+                .fetch_one(&mut *tx)
+                .await
+                .map_err(db_error)?;
+        let mut entries = match current {
+            serde_json::Value::Object(m) => m,
+            _ => serde_json::Map::new(),
+        };
+        let existed = match value {
+            Some(v) => entries.insert(name.to_owned(), v.clone()).is_some(),
+            None => entries.remove(name).is_some(),
+        };
+        if value.is_none() && !existed {
+            // Nothing to remove: nothing written (the row made for the lock goes too).
+            tx.rollback().await.map_err(db_error)?;
+            return Ok(false);
+        }
+        sqlx::query("UPDATE workspace_settings SET value = $3, updated_at = $4 WHERE workspace_id = $1 AND key = $2")
+            .bind(ws.as_str())
+            .bind(key)
+            .bind(serde_json::Value::Object(entries))
+            .bind(at)
+            .execute(&mut *tx)
+            .await
+            .map_err(db_error)?;
+        tx.commit().await.map_err(db_error)?;
+        Ok(existed)
+    }
+
     pub(crate) async fn set_setting(
         &self,
         ws: &WorkspaceId,

@@ -504,6 +504,16 @@ mod store_impl {
         ) -> Result<()> {
             self.set_setting(ws, key, value, at).await
         }
+        async fn put_setting_entry(
+            &self,
+            ws: &WorkspaceId,
+            key: &str,
+            name: &str,
+            value: Option<&serde_json::Value>,
+            at: Timestamp,
+        ) -> Result<bool> {
+            self.set_setting_entry(ws, key, name, value, at).await
+        }
         async fn portfolio(&self, ws: &WorkspaceId, compare_day: chrono::NaiveDate) -> Result<Portfolio> {
             self.portfolio_of(ws, compare_day).await
         }

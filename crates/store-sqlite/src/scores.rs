@@ -959,6 +959,48 @@ impl SqliteStore {
 }
 
 impl SqliteStore {
+    /// One entry of an object-valued setting, set or removed on the writer: the read and the
+    /// write are one step.
+    pub(crate) async fn set_setting_entry(
+        &self,
+        ws: &WorkspaceId,
+        key: &str,
+        name: &str,
+        value: Option<&serde_json::Value>,
+        at: Timestamp,
+    ) -> Result<bool> {
+        let (ws, key, name, value) = (ws.clone(), key.to_owned(), name.to_owned(), value.cloned());
+        self.write(move |conn| {
+            let current: Option<String> = conn
+                .prepare_cached("SELECT value FROM workspace_settings WHERE workspace_id = ?1 AND key = ?2")
+                .map_err(sql_error)?
+                .query_row(params![ws.as_str(), key], |r| r.get(0))
+                .optional()
+                .map_err(sql_error)?;
+            let mut entries = match current.map(|v| json_col(&v)) {
+                Some(serde_json::Value::Object(m)) => m,
+                _ => serde_json::Map::new(),
+            };
+            let (existed, removing) = match value {
+                Some(v) => (entries.insert(name, v).is_some(), false),
+                None => (entries.remove(&name).is_some(), true),
+            };
+            if removing && !existed {
+                // Nothing to remove: nothing written.
+                return Ok(false);
+            }
+            conn.prepare_cached(
+                "INSERT INTO workspace_settings (workspace_id, key, value, updated_at) VALUES (?1, ?2, ?3, ?4)
+                 ON CONFLICT (workspace_id, key) DO UPDATE SET value = excluded.value, updated_at = excluded.updated_at",
+            )
+            .map_err(sql_error)?
+            .execute(params![ws.as_str(), key, serde_json::Value::Object(entries).to_string(), ms(&at)])
+            .map_err(sql_error)?;
+            Ok(existed)
+        })
+        .await
+    }
+
     /// Forgets the changes up to `through.seq` that happened before `before`, in the
     /// background.
     pub(crate) async fn prune_changes(

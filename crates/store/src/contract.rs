@@ -1946,6 +1946,31 @@ pub async fn settings_are_kept_per_workspace<S: Store>(s: &S) {
     s.put_setting(&ws, "scoring", &json!({"key_events": ["b", "c"]}), t(2, 1)).await.unwrap();
     assert_eq!(s.get_setting(&ws, "scoring").await.unwrap(), Some(json!({"key_events": ["b", "c"]})));
     assert_eq!(s.get_setting(&other, "scoring").await.unwrap(), None);
+
+    // Entries of an object-valued setting, written at once by several: none is lost.
+    let put = |name: &'static str| {
+        let value = json!({"subject": name});
+        let ws = ws.clone();
+        async move { s.put_setting_entry(&ws, "templates", name, Some(&value), t(3, 1)).await.unwrap() }
+    };
+    let added = tokio::join!(put("a"), put("b"), put("c"), put("d"), put("e"), put("f"), put("g"), put("h"));
+    assert_eq!(added, (false, false, false, false, false, false, false, false), "each new");
+    let names = |v: Option<Value>| v.unwrap().as_object().unwrap().keys().cloned().collect::<Vec<_>>();
+    assert_eq!(names(s.get_setting(&ws, "templates").await.unwrap()), ["a", "b", "c", "d", "e", "f", "g", "h"]);
+    assert!(s.put_setting_entry(&ws, "templates", "a", Some(&json!({"subject": "A"})), t(3, 2)).await.unwrap());
+    assert!(s.put_setting_entry(&ws, "templates", "b", None, t(3, 2)).await.unwrap(), "removed");
+    assert!(!s.put_setting_entry(&ws, "templates", "b", None, t(3, 2)).await.unwrap(), "gone already");
+    let templates = s.get_setting(&ws, "templates").await.unwrap().unwrap();
+    assert_eq!(templates["a"], json!({"subject": "A"}));
+    assert_eq!(names(Some(templates)), ["a", "c", "d", "e", "f", "g", "h"]);
+    // A setting that is not an object becomes one.
+    s.put_setting(&ws, "sender", &json!("cs@steward.test"), t(4, 1)).await.unwrap();
+    assert!(!s.put_setting_entry(&ws, "sender", "x", Some(&json!(1)), t(4, 1)).await.unwrap());
+    assert_eq!(s.get_setting(&ws, "sender").await.unwrap(), Some(json!({"x": 1})));
+    assert_eq!(s.get_setting(&other, "templates").await.unwrap(), None);
+    // Removing what is not there writes nothing.
+    assert!(!s.put_setting_entry(&other, "templates", "a", None, t(4, 1)).await.unwrap());
+    assert_eq!(s.get_setting(&other, "templates").await.unwrap(), None);
 }
 
 fn segment(name: &str, condition: &str) -> SegmentRecord {

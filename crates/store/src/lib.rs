@@ -326,6 +326,17 @@ pub trait Store: Send + Sync + 'static {
     // Settings: a workspace's configuration, one JSON document per key.
     async fn get_setting(&self, ws: &WorkspaceId, key: &str) -> Result<Option<serde_json::Value>>;
     async fn put_setting(&self, ws: &WorkspaceId, key: &str, value: &serde_json::Value, at: Timestamp) -> Result<()>;
+    /// Sets (`Some`) or removes (`None`) the entry `name` of the object-valued setting `key`
+    /// (none, or not an object: an empty one) in one step, so that two writers of different
+    /// entries never lose each other's; says whether the entry was there before.
+    async fn put_setting_entry(
+        &self,
+        ws: &WorkspaceId,
+        key: &str,
+        name: &str,
+        value: Option<&serde_json::Value>,
+        at: Timestamp,
+    ) -> Result<bool>;
 
     // Scores, models and alerts.
     /// Stores scores: each replaces its account's latest unless that is of a later day, and
