@@ -516,10 +516,12 @@ async fn measure(
 
 /// What the segment editor waits for as a condition is typed: its check and preview
 /// (`POST /api/v1/segments/preview`, what the editor's own route calls), for a condition
-/// with a mistake, one on traits and scores, and one that counts events.
+/// with a mistake, one on the account's record alone, one on traits and scores, and one
+/// that counts events.
 async fn segment_editor(api: &crate::client::Client, requests: usize) -> Result<()> {
     let conditions = [
         ("a mistake", "plan ==", 400),
+        ("the account alone", "days_since(last_seen) > 14", 200),
         ("traits and scores", "plan == \"enterprise\" and band == \"at_risk\"", 200),
         ("events counted", "count(event \"Report Created\", 28d) < 2", 200),
     ];
