@@ -911,14 +911,7 @@ impl PgStore {
                 .fetch_one(&mut *tx)
                 .await
                 .map_err(db_error)?;
-        let mut entries = match current {
-            serde_json::Value::Object(m) => m,
-            _ => serde_json::Map::new(),
-        };
-        let existed = match value {
-            Some(v) => entries.insert(name.to_owned(), v.clone()).is_some(),
-            None => entries.remove(name).is_some(),
-        };
+        let (entries, existed) = store::with_setting_entry(Some(current), name, value);
         if value.is_none() && !existed {
             // Nothing to remove: nothing written (the row made for the lock goes too).
             tx.rollback().await.map_err(db_error)?;

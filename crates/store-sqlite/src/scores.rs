@@ -977,15 +977,8 @@ impl SqliteStore {
                 .query_row(params![ws.as_str(), key], |r| r.get(0))
                 .optional()
                 .map_err(sql_error)?;
-            let mut entries = match current.map(|v| json_col(&v)) {
-                Some(serde_json::Value::Object(m)) => m,
-                _ => serde_json::Map::new(),
-            };
-            let (existed, removing) = match value {
-                Some(v) => (entries.insert(name, v).is_some(), false),
-                None => (entries.remove(&name).is_some(), true),
-            };
-            if removing && !existed {
+            let (entries, existed) = store::with_setting_entry(current.map(|v| json_col(&v)), &name, value.as_ref());
+            if value.is_none() && !existed {
                 // Nothing to remove: nothing written.
                 return Ok(false);
             }

@@ -637,3 +637,22 @@ pub trait Store: Send + Sync + 'static {
     /// A connector's errors, newest first.
     async fn connector_errors(&self, ws: &WorkspaceId, provider: &str, limit: usize) -> Result<Vec<ConnectorError>>;
 }
+
+/// An object-valued setting as it is (none, or not an object: an empty one) with its entry
+/// `name` set (`Some`) or removed (`None`), and whether the entry was there: what
+/// [`crate::Store::put_setting_entry`] writes.
+pub fn with_setting_entry(
+    current: Option<serde_json::Value>,
+    name: &str,
+    value: Option<&serde_json::Value>,
+) -> (serde_json::Map<String, serde_json::Value>, bool) {
+    let mut entries = match current {
+        Some(serde_json::Value::Object(m)) => m,
+        _ => serde_json::Map::new(),
+    };
+    let existed = match value {
+        Some(v) => entries.insert(name.to_owned(), v.clone()).is_some(),
+        None => entries.remove(name).is_some(),
+    };
+    (entries, existed)
+}
