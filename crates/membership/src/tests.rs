@@ -465,23 +465,12 @@ async fn active_users_are_counted_over_their_days() {
 async fn scores_and_subscriptions_are_read_for_the_conditions_that_name_them() {
     use store::SubscriptionStatus::Active;
     let w = World::new(story()).await;
-    let score = |account: &str, health: f64, band: store::HealthBand| store::AccountScore {
-        account_id: AccountId::parse(account).unwrap(),
-        day: chrono::NaiveDate::from_ymd_opt(2026, 11, 19).unwrap(),
-        health,
-        band,
-        churn_30d: Some(1.0 - health / 100.0),
-        churn_60d: None,
-        churn_90d: None,
-        expansion: None,
-        mrr: None,
-        components: json!({}),
-        explanation: store::JsonText::from_value(&json!({})),
-        scored_at: at(11, 19, 23),
+    let score = |account: &str, health: f64, churn: f64| {
+        store::contract::score(account, "2026-11-19", health, Some(churn), None)
     };
-    let scores = [score("acme", 80.0, store::HealthBand::Healthy), score("gamma", 30.0, store::HealthBand::AtRisk)];
+    let scores = [score("acme", 80.0, 0.2), score("gamma", 30.0, 0.7)];
     w.store.put_scores(&w.ws, &scores).await.unwrap();
-    // beta pays for a plan; its trait says otherwise, and the subscription wins.
+    // beta pays for a plan: its plan, MRR and seats are its subscription's.
     w.store.upsert_subscription(&w.ws, &subscription("s1", "beta", Active, at(12, 24, 0))).await.unwrap();
     let now = at(11, 20, 12);
     let cases = [

@@ -1317,7 +1317,9 @@ pub async fn usage_rollups_count_events_and_people_per_day<S: Store>(s: &S) {
     assert!(s.accounts_usage(&ws, None, day(1, 1), day(12, 31)).await.unwrap().is_empty(), "a replay starts over");
 }
 
-fn score(account: &str, day: &str, health: f64, churn: Option<f64>, mrr: Option<i64>) -> AccountScore {
+/// A score of `account` on `day`, its band from its health (healthy from 70, at risk below 40),
+/// the longer risks and the expansion drawn from `churn`.
+pub fn score(account: &str, day: &str, health: f64, churn: Option<f64>, mrr: Option<i64>) -> AccountScore {
     let band = if health >= 70.0 {
         HealthBand::Healthy
     } else if health < 40.0 {
