@@ -105,6 +105,8 @@ struct FakeHubSpot {
     limited_once: bool,
     /// This list's page after this cursor fails while the count is above 0.
     fail: Option<(String, String, u32)>,
+    /// Results per search page, when not `PAGE` (HubSpot's is the `limit` asked, at most 100).
+    search_page: Option<usize>,
 }
 
 type Shared<T> = Arc<Mutex<T>>;
@@ -174,9 +176,10 @@ fn hubspot_ms(text: &str) -> i64 {
     chrono::DateTime::parse_from_rfc3339(text).unwrap().timestamp_millis()
 }
 
-/// HubSpot's CRM search, as its reference describes it: one filter on the last modification
-/// (`GTE`), sorted ascending, `after` an offset, at most `limit` (here `PAGE`) a page, the
-/// properties asked for and no associations; past 10,000 results a 400.
+/// HubSpot's CRM search, as its reference describes it: a filter on the last modification
+/// (`GTE`) sorted by it, or one millisecond's (`EQ`) above an id (`hs_object_id` `GT`) sorted
+/// by id; ascending, `after` an offset, at most `limit` (here `PAGE`, unless the portal says)
+/// a page, the properties asked for and no associations; past 10,000 results a 400.
 async fn hubspot_search(
     State(fake): State<Shared<FakeHubSpot>>,
     axum::extract::Path(list): axum::extract::Path<String>,
@@ -186,15 +189,34 @@ async fn hubspot_search(
     if let Some(refused) = hubspot_refuses(&headers) {
         return refused;
     }
-    let filter = &search["filterGroups"][0]["filters"][0];
+    let filters = search["filterGroups"][0]["filters"].as_array().unwrap();
     let modified = if list == "contacts" { "lastmodifieddate" } else { "hs_lastmodifieddate" };
-    assert_eq!((filter["propertyName"].as_str(), filter["operator"].as_str()), (Some(modified), Some("GTE")));
-    assert_eq!(search["sorts"], json!([{"propertyName": modified, "direction": "ASCENDING"}]));
+    let filter = &filters[0];
+    let value = |f: &Value| f["value"].as_str().unwrap().parse::<i64>().unwrap();
+    let from = value(filter);
+    // `None`: modified at `from` or later; `Some(id)`: at `from` exactly, with a higher id.
+    let above = match filters.as_slice() {
+        [f] if f["propertyName"] == modified && f["operator"] == "GTE" => None,
+        [f, id]
+            if f["propertyName"] == modified
+                && f["operator"] == "EQ"
+                && id["propertyName"] == "hs_object_id"
+                && id["operator"] == "GT" =>
+        {
+            Some(value(id))
+        }
+        other => panic!("filters HubSpot's search is not asked with here: {other:?}"),
+    };
+    let sort = if above.is_some() { "hs_object_id" } else { modified };
+    assert_eq!(search["sorts"], json!([{"propertyName": sort, "direction": "ASCENDING"}]));
     assert_eq!(search["limit"], 100);
-    let from: i64 = filter["value"].as_str().unwrap().parse().unwrap();
     let after = search["after"].as_str().map(str::to_owned);
     let mut fake = fake.lock().unwrap();
-    fake.seen.push((format!("{list}/search>={from}"), after.clone()));
+    let searched = match above {
+        None => format!("{list}/search>={from}"),
+        Some(id) => format!("{list}/search={from}>#{id}"),
+    };
+    fake.seen.push((searched, after.clone()));
     let start: usize = after.as_deref().map_or(0, |a| a.parse().unwrap());
     if start >= 10_000 {
         return (
@@ -204,17 +226,28 @@ async fn hubspot_search(
         )
             .into_response();
     }
-    let mut found: Vec<Value> = fake.lists.get(&list).cloned().unwrap_or_default();
-    found.retain(|o| hubspot_ms(o["updatedAt"].as_str().unwrap()) >= from);
-    found.sort_by_key(|o| hubspot_ms(o["updatedAt"].as_str().unwrap()));
+    let ms = |o: &Value| hubspot_ms(o["updatedAt"].as_str().unwrap());
+    let id = |o: &Value| o["id"].as_str().unwrap().parse::<i64>().unwrap();
+    let mut found: Vec<&Value> = fake.lists.get(&list).into_iter().flatten().collect();
+    match above {
+        None => {
+            found.retain(|o| ms(o) >= from);
+            found.sort_by_cached_key(|o| ms(o));
+        }
+        Some(above) => {
+            found.retain(|o| ms(o) == from && id(o) > above);
+            found.sort_by_cached_key(|o| id(o));
+        }
+    }
     let asked: Vec<String> =
         search["properties"].as_array().unwrap().iter().map(|p| p.as_str().unwrap().to_owned()).collect();
+    let page_size = fake.search_page.unwrap_or(PAGE);
     let results: Vec<Value> = found
         .iter()
         .skip(start)
-        .take(PAGE)
+        .take(page_size)
         .map(|o| {
-            let mut o = o.clone();
+            let mut o = (*o).clone();
             if let Some(Value::Object(props)) = o.get_mut("properties") {
                 props.retain(|k, _| k == "hs_object_id" || k == modified || asked.contains(k));
             }
@@ -225,8 +258,8 @@ async fn hubspot_search(
         })
         .collect();
     let mut page = json!({"total": found.len(), "results": results});
-    if start + PAGE < found.len() {
-        page["paging"] = json!({"next": {"after": (start + PAGE).to_string()}});
+    if start + page_size < found.len() {
+        page["paging"] = json!({"next": {"after": (start + page_size).to_string()}});
     }
     axum::Json(page).into_response()
 }
@@ -240,11 +273,12 @@ async fn hubspot_associations(
 ) -> Response {
     let mut fake = fake.lock().unwrap();
     fake.seen.push((format!("associations/{from}"), None));
-    let objects = fake.lists.get(&from).cloned().unwrap_or_default();
+    let objects: HashMap<&str, &Value> =
+        fake.lists.get(&from).into_iter().flatten().map(|o| (o["id"].as_str().unwrap(), o)).collect();
     let mut results = Vec::new();
     for input in body["inputs"].as_array().unwrap() {
         let id = input["id"].as_str().unwrap();
-        let Some(o) = objects.iter().find(|o| o["id"] == id) else { continue };
+        let Some(o) = objects.get(id) else { continue };
         let mut to: Vec<Value> = Vec::new();
         for c in o["associations"]["companies"]["results"].as_array().into_iter().flatten() {
             let company: i64 = c["id"].as_str().unwrap().parse().unwrap();
@@ -661,6 +695,65 @@ async fn hubspot_syncs_page_wait_out_rate_limits_resume_and_keep_the_newest() {
     let events = account_events(&app, &ws, "acme").await;
     assert!(events.contains(&("hubspot:deal:18342977521:won".into(), "Deal Won".into())), "{events:?}");
     assert_eq!(events.len(), 4, "{events:?}");
+}
+
+#[tokio::test]
+async fn hubspot_reads_every_change_of_one_millisecond_past_the_search_cap() {
+    let app = App::new().await;
+    let ws = app.workspace("crm").await;
+    accounts(&app, &ws).await;
+    let fake = Arc::new(Mutex::new(FakeHubSpot { search_page: Some(100), ..portal() }));
+    let base = hubspot(&fake).await;
+    let config = json!({"api_key": "pat-na1-test", "config": {"base_url": base}});
+    assert_eq!(app.call("PUT", "/api/v1/connectors/hubspot", &ws.admin, Some(config)).await.0, StatusCode::CREATED);
+    assert!(run(&app, &ws, Provider::HubSpot).await.finished, "the first sync reads the lists");
+
+    // A workflow touches more contacts than one search answers, all in one millisecond (the
+    // watermark's); the list holds them with the highest ids first, so that a search sorted
+    // by modification gives them in no order of id.
+    const TOUCHED: usize = 10_150;
+    let at = sync_state(&app, &ws, "hubspot").await.since.expect("a watermark");
+    let stamp = at.to_rfc3339_opts(chrono::SecondsFormat::Millis, true);
+    let ms = at.timestamp_millis();
+    {
+        let mut f = fake.lock().unwrap();
+        let contact = fixture("hubspot", "contact");
+        let contacts = f.lists.get_mut("contacts").unwrap();
+        for i in (0..TOUCHED).rev() {
+            let id = (700_000 + i).to_string();
+            contacts.push(with(
+                contact.clone(),
+                json!({"id": id, "updatedAt": stamp, "associations": null,
+                    "properties": {"email": format!("user{i}@acme.io"), "hs_object_id": id, "lastmodifieddate": stamp}}),
+            ));
+        }
+    }
+    app.call("POST", "/api/v1/connectors/hubspot/sync", &ws.member, None).await;
+    let before = fake.lock().unwrap().seen.len();
+    assert!(run(&app, &ws, Provider::HubSpot).await.finished);
+
+    let query = store::ObjectQuery { kind: Some("contact".into()), limit: 20_000, ..Default::default() };
+    let stored = app.store.provider_objects(&ws.id, "hubspot", &query).await.unwrap();
+    let touched = stored.iter().filter(|o| o.version == ms).count();
+    assert_eq!(touched, TOUCHED, "every contact changed in that millisecond is mirrored");
+    // The searches: from the watermark up to the cap (every result of that millisecond), the
+    // millisecond alone by id from the first, again from the highest id read at its cap, then
+    // what follows it. Before, the search moved on past the millisecond at the cap, and the
+    // 150 contacts beyond it were never read.
+    let seen = fake.lock().unwrap().seen[before..].to_vec();
+    let mut searches: Vec<String> =
+        seen.iter().filter(|(l, _)| l.starts_with("contacts/search")).map(|(l, _)| l.clone()).collect();
+    searches.dedup();
+    let highest_at_cap = 700_000 + 10_000 - 1;
+    assert_eq!(
+        searches,
+        [
+            format!("contacts/search>={ms}"),
+            format!("contacts/search={ms}>#0"),
+            format!("contacts/search={ms}>#{highest_at_cap}"),
+            format!("contacts/search>={}", ms + 1),
+        ]
+    );
 }
 
 /// A local Salesforce: SOQL queries answered from records by sObject, with the fields selected

@@ -12,8 +12,10 @@
 //! one) pages those lists; the next ones ask the CRM search API only for what was modified
 //! since the watermark (`hs_lastmodifieddate`, a contact's `lastmodifieddate`, at or after
 //! it, oldest first, 100 a page), starting a new search from the last modification read
-//! when one reaches HubSpot's 10,000-result cap, and read the companies of the contacts and
-//! deals found through the associations API (search results carry none). Each object is
+//! when one reaches HubSpot's 10,000-result cap (or, when all 10,000 were modified in the
+//! same millisecond, searching that millisecond alone by object id, then what follows it),
+//! and read the companies of the contacts and deals found through the associations API
+//! (search results carry none). Each object is
 //! stored under its `updatedAt`, and one that did not change tells nothing. Deletions are
 //! the exception: the lists leave deleted objects out, so a `*.deletion` event is stored as
 //! the object archived, at the event's time (a deleted deal leaves the open pipeline).
@@ -284,13 +286,49 @@ fn searching(resource: &Resource, since: Option<domain::Timestamp>) -> bool {
     since.is_some() && listed(resource).is_some()
 }
 
-/// A search cursor: the modification time searched from (milliseconds) and HubSpot's
-/// `after` within that search (none: its first page), written `<from>:<after>`.
-fn search_cursor(cursor: Option<&str>, since: domain::Timestamp) -> (i64, Option<String>) {
-    let parsed = cursor
-        .and_then(|c| c.split_once(':'))
-        .and_then(|(from, after)| Some((from.parse::<i64>().ok()?, Some(after.to_owned()).filter(|a| !a.is_empty()))));
-    parsed.unwrap_or((since.timestamp_millis(), None))
+/// Where a search is: the modification time searched from (milliseconds), HubSpot's `after`
+/// within that search (none: its first page), and, while reading the objects modified in
+/// that very millisecond alone, by id, the id they follow. Written `<from>:<after>`, or
+/// `<from>=<id>:<after>` within a millisecond.
+#[derive(Debug, PartialEq)]
+struct SearchCursor {
+    from: i64,
+    after: Option<String>,
+    /// Within millisecond `from`: the objects whose id is above this one.
+    above: Option<u64>,
+}
+
+impl SearchCursor {
+    fn parse(cursor: Option<&str>, since: domain::Timestamp) -> SearchCursor {
+        let parsed = cursor.and_then(|c| c.split_once(':')).and_then(|(at, after)| {
+            let (from, above) = match at.split_once('=') {
+                Some((from, id)) => (from, Some(id.parse::<u64>().ok()?)),
+                None => (at, None),
+            };
+            Some(SearchCursor {
+                from: from.parse().ok()?,
+                after: Some(after.to_owned()).filter(|a| !a.is_empty()),
+                above,
+            })
+        });
+        parsed.unwrap_or(SearchCursor { from: since.timestamp_millis(), after: None, above: None })
+    }
+
+    /// The first page of a new search: from `from` on, or within it above `above`.
+    fn start(from: i64, above: Option<u64>) -> String {
+        match above {
+            Some(id) => format!("{from}={id}:"),
+            None => format!("{from}:"),
+        }
+    }
+
+    /// The next page of this search.
+    fn next(&self, after: &str) -> String {
+        match self.above {
+            Some(id) => format!("{}={id}:{after}", self.from),
+            None => format!("{}:{after}", self.from),
+        }
+    }
 }
 
 /// The request for a page: the list endpoint on a first (or full) sync; after it, a search
@@ -308,11 +346,23 @@ pub fn page_request(
     if resource.kind == "company" && plain_property(account_property) {
         properties.push(account_property);
     }
-    let (from, after) = search_cursor(cursor, since);
+    let SearchCursor { from, after, above } = SearchCursor::parse(cursor, since);
     let modified = modified_property(resource);
+    let (filters, sort) = match above {
+        None => (json!([{"propertyName": modified, "operator": "GTE", "value": from.to_string()}]), modified),
+        // Within one millisecond, by id: what HubSpot's cap leaves unread of it follows the last
+        // id read.
+        Some(id) => (
+            json!([
+                {"propertyName": modified, "operator": "EQ", "value": from.to_string()},
+                {"propertyName": "hs_object_id", "operator": "GT", "value": id.to_string()}
+            ]),
+            "hs_object_id",
+        ),
+    };
     let mut body = json!({
-        "filterGroups": [{"filters": [{"propertyName": modified, "operator": "GTE", "value": from.to_string()}]}],
-        "sorts": [{"propertyName": modified, "direction": "ASCENDING"}],
+        "filterGroups": [{"filters": filters}],
+        "sorts": [{"propertyName": sort, "direction": "ASCENDING"}],
         "properties": properties,
         "limit": SEARCH_PAGE,
     });
@@ -324,7 +374,9 @@ pub fn page_request(
 }
 
 /// A list or search page: its objects and the cursor of the next (`paging.next.after`; for
-/// a search that would pass [`SEARCH_CAP`], a new search from the last modification read).
+/// a search that would pass [`SEARCH_CAP`], a new search from the last modification read, or
+/// within it by id when the whole search was one millisecond's; after a millisecond read by
+/// id, a search of what follows it).
 pub fn page(
     resource: &Resource,
     cursor: Option<&str>,
@@ -338,17 +390,35 @@ pub fn page(
     let objects: Vec<ProviderObject> =
         results.iter().filter_map(|v| object(resource.kind, v.clone(), version)).collect();
     let Some(since) = since.filter(|_| searching(resource, since)) else { return Ok((objects, next)) };
-    let (from, _) = search_cursor(cursor, since);
+    let at = SearchCursor::parse(cursor, since);
     let next = match next {
+        // The millisecond is read: on with what was modified after it.
+        None if at.above.is_some() => Some(SearchCursor::start(at.from + 1, None)),
         None => None,
-        Some(after) if after.parse::<u64>().is_ok_and(|a| a + SEARCH_PAGE > SEARCH_CAP) => {
-            // Sorted by modification, the last read is the newest: the next search starts
-            // there (what has that very time is read again, which changes nothing). Ten
-            // thousand changes within one millisecond would not move it: it moves on by one.
-            let last = objects.iter().map(|o| o.version).max().unwrap_or(from);
-            Some(format!("{}:", if last > from { last } else { from + 1 }))
-        }
-        Some(after) => Some(format!("{from}:{after}")),
+        Some(after) if after.parse::<u64>().is_ok_and(|a| a + SEARCH_PAGE > SEARCH_CAP) => match at.above {
+            // Sorted by id within the millisecond, the last page holds the highest id read:
+            // on from there (past the millisecond should ids not be numbers).
+            Some(above) => {
+                let highest = objects.iter().filter_map(|o| o.object_id.parse::<u64>().ok()).max();
+                Some(match highest.filter(|&id| id > above) {
+                    Some(id) => SearchCursor::start(at.from, Some(id)),
+                    None => SearchCursor::start(at.from + 1, None),
+                })
+            }
+            None => {
+                // Sorted by modification, the last read is the newest: the next search starts
+                // there (what has that very time is read again, which changes nothing). When
+                // the whole search was that one millisecond, starting there again would read
+                // the same ten thousand: the millisecond is read alone, by id, from the start.
+                let last = objects.iter().map(|o| o.version).max().unwrap_or(at.from);
+                Some(if last > at.from {
+                    SearchCursor::start(last, None)
+                } else {
+                    SearchCursor::start(at.from, Some(0))
+                })
+            }
+        },
+        Some(after) => Some(at.next(&after)),
     };
     Ok((objects, next))
 }

@@ -176,6 +176,54 @@ fn later_syncs_search_what_changed_and_restart_at_the_cap() {
     let (_, end) = page(&deals, None, Some(since), br#"{"total": 0, "results": []}"#, 5).unwrap();
     assert_eq!(end, None);
 
+    // A search whose ten thousand results are all of one millisecond: the millisecond is read
+    // alone, by id, from the first; at that search's cap, on from the highest id read; once
+    // it is read, what follows it.
+    let same_ms = |ids: [&str; 2], after: Option<&str>| {
+        let mut page = json!({"total": 12000, "results": [result(ids[0], "2026-01-10T08:00:00.000Z"),
+            result(ids[1], "2026-01-10T08:00:00.000Z")]});
+        if let Some(after) = after {
+            page["paging"] = json!({"next": {"after": after}});
+        }
+        page.to_string()
+    };
+    let (_, cursor) =
+        page(&deals, Some(&format!("{from}:9900")), Some(since), same_ms(["9", "4"], Some("10000")).as_bytes(), 5)
+            .unwrap();
+    assert_eq!(cursor, Some(format!("{from}=0:")), "the millisecond by id, from the first");
+    let by_id = page_request("https://api.hubapi.com", &deals, cursor.as_deref(), Some(since), "x").body.unwrap();
+    assert_eq!(
+        (by_id["filterGroups"].clone(), by_id["sorts"].clone(), by_id.get("after")),
+        (
+            json!([{"filters": [
+                {"propertyName": "hs_lastmodifieddate", "operator": "EQ", "value": from.to_string()},
+                {"propertyName": "hs_object_id", "operator": "GT", "value": "0"}]}]),
+            json!([{"propertyName": "hs_object_id", "direction": "ASCENDING"}]),
+            None
+        )
+    );
+    let within = format!("{from}=0:");
+    let (_, cursor) = page(&deals, Some(&within), Some(since), same_ms(["3", "4"], Some("100")).as_bytes(), 5).unwrap();
+    assert_eq!(cursor, Some(format!("{from}=0:100")), "the next page of that search");
+    let next = page_request("https://api.hubapi.com", &deals, cursor.as_deref(), Some(since), "x").body.unwrap();
+    assert_eq!(
+        (next["after"].clone(), next["filterGroups"][0]["filters"][1]["value"].clone()),
+        (json!("100"), json!("0"))
+    );
+    let at_cap = format!("{from}=0:9900");
+    let (_, cursor) =
+        page(&deals, Some(&at_cap), Some(since), same_ms(["10006", "10007"], Some("10000")).as_bytes(), 5).unwrap();
+    assert_eq!(cursor, Some(format!("{from}=10007:")), "on from the highest id read");
+    let (_, cursor) =
+        page(&deals, Some(&format!("{from}=10007:")), Some(since), same_ms(["10008", "10009"], None).as_bytes(), 5)
+            .unwrap();
+    assert_eq!(cursor, Some(format!("{}:", from + 1)), "the millisecond is read: what follows it");
+    // Ids that are not numbers cannot be followed: the search moves past the millisecond
+    // rather than read the same again.
+    let (_, cursor) =
+        page(&deals, Some(&at_cap), Some(since), same_ms(["a", "b"], Some("10000")).as_bytes(), 5).unwrap();
+    assert_eq!(cursor, Some(format!("{}:", from + 1)));
+
     // Search results carry no associations: the deals' companies are read in one batch, the
     // primary first.
     let (mut found, _) = page(&deals, None, Some(since), answer("100").as_bytes(), 5).unwrap();
