@@ -189,6 +189,17 @@ impl Provider {
         }
     }
 
+    /// Makes an object older than the one stored into the stored one with what it newly
+    /// tells, when it tells what the stored state does not know yet (a Zendesk rating
+    /// delivered after a later event of its ticket); says whether it did. An object left as
+    /// it was is stale.
+    pub fn late(self, object: &mut ProviderObject, stored: &ProviderObject) -> bool {
+        match self {
+            Provider::Stripe | Provider::Intercom | Provider::HubSpot | Provider::Salesforce => false,
+            Provider::Zendesk => zendesk::late(object, stored),
+        }
+    }
+
     /// A delivery that names what changed without carrying it (HubSpot's) asks for a sync,
     /// which reads it.
     pub fn syncs_on_webhook(self) -> bool {
@@ -702,6 +713,9 @@ impl Connectors {
         // Roots found to match nothing are matched again once with a directory read anew.
         let mut kept = None;
         for (o, prev) in objects.iter_mut().zip(&previous) {
+            if let Some(p) = prev.as_ref().filter(|p| p.version > o.version) {
+                provider.late(o, p);
+            }
             if let Some(p) = prev.as_ref().filter(|p| p.version <= o.version) {
                 provider.complete(o, p);
             }

@@ -1,6 +1,7 @@
 //! What support tools share: a ticket's changes told as the account's events, each with a
 //! message id of its own so that a webhook and a backfill tell it once.
 
+use domain::Timestamp;
 use serde_json::json;
 use store::{Ticket, TicketStatus};
 
@@ -14,7 +15,15 @@ pub(crate) fn resolved(status: TicketStatus) -> bool {
 /// `Ticket Opened` the first time a ticket is seen (at its opening), `Ticket Solved` each
 /// time it becomes resolved (at its resolution, an id per resolution), `CSAT Rated` each
 /// time its rating changes (`rating` names the rating, so a new rating is a new event).
-pub(crate) fn ticket_events(provider: &str, ticket: &Ticket, before: Option<&Ticket>, rating: &str) -> Vec<Output> {
+/// `rating` names the ticket's rating (its `CSAT Rated` event's id), given at `rated_at` (by
+/// default when the ticket was last updated).
+pub(crate) fn ticket_events(
+    provider: &str,
+    ticket: &Ticket,
+    before: Option<&Ticket>,
+    rating: &str,
+    rated_at: Option<Timestamp>,
+) -> Vec<Output> {
     let id = &ticket.ticket_id;
     let props = || {
         json!({"ticket_id": id, "provider": provider, "subject": ticket.subject, "status": ticket.status.as_str(),
@@ -54,7 +63,7 @@ pub(crate) fn ticket_events(provider: &str, ticket: &Ticket, before: Option<&Tic
             message_id: format!("{provider}:{id}:csat:{rating}:{score}"),
             name: "CSAT Rated".into(),
             properties: p,
-            at: ticket.updated_at,
+            at: rated_at.unwrap_or(ticket.updated_at),
         });
     }
     out

@@ -205,7 +205,7 @@ pub fn outputs(object: &ProviderObject, previous: Option<&ProviderObject>, accou
             let t = ticket(object, account);
             let before = previous.map(|prev| ticket(prev, account));
             let rated = object.payload.get("conversation_rating").and_then(|r| int_of(r, "created_at"));
-            let mut out = ticket_events(NAME, &t, before.as_ref(), &rated.map_or("-".into(), |t| t.to_string()));
+            let mut out = ticket_events(NAME, &t, before.as_ref(), &rated.map_or("-".into(), |t| t.to_string()), None);
             out.push(Output::Ticket(Box::new(t)));
             out
         }

@@ -179,7 +179,7 @@ pub fn rating_delivery(event: &Value) -> Result<Delivery, WebhookError> {
             }
         },
     };
-    let mut rating = json!({"score": score, "steward_rated_at": stamp(updated)});
+    let mut rating = json!({"score": score, RATED_AT: stamp(updated)});
     if let Some(comment) = text("comment") {
         rating["comment"] = json!(comment);
     }
@@ -207,19 +207,62 @@ fn lenient_time(text: &str) -> Option<Timestamp> {
         .or_else(|| chrono::NaiveDateTime::parse_from_str(text, "%Y-%m-%dT%H:%MZ").ok().map(|t| t.and_utc()))
 }
 
+const RATING: &str = "satisfaction_rating";
+/// When the rating a ticket holds was given, or known: a trigger's rating says when it was
+/// given; one read with the ticket (a backfill's) is known as of that read.
+const RATED_AT: &str = "steward_rated_at";
+
+/// The time (milliseconds) as of which the stored ticket's rating is known: when it was
+/// given, or when it was read with the ticket; `None` when it holds none.
+fn rating_known_at(stored: &ProviderObject) -> Option<i64> {
+    let rating = stored.payload.get(RATING)?;
+    Some(time_of(rating, RATED_AT).map_or(stored.version, |t| t.timestamp_millis()))
+}
+
+/// A trigger's rating older than the ticket stored (its webhook was retried late, after a
+/// ticket event): the stored ticket takes it, at the stored ticket's version, when the stored
+/// rating is older still (or there is none); otherwise it is stale. Says whether `object` is
+/// now that ticket. A ticket event carries no rating, so without this a rating delivered after
+/// a later event of its ticket would be left out until a backfill read it.
+pub fn late(object: &mut ProviderObject, stored: &ProviderObject) -> bool {
+    let given = object.payload.get(RATING).filter(|r| r.get(RATED_AT).is_some());
+    let (true, true, Some(rating)) = (object.kind == "ticket", object.payload.get("status").is_none(), given) else {
+        return false;
+    };
+    if stored.version <= object.version || rating_known_at(stored).is_some_and(|known| known >= object.version) {
+        return false;
+    }
+    let mut payload = stored.payload.clone();
+    let Value::Object(fields) = &mut payload else { return false };
+    fields.insert(RATING.into(), rating.clone());
+    object.payload = payload;
+    object.version = stored.version;
+    object.parent_id = stored.parent_id.clone().or(object.parent_id.take());
+    true
+}
+
 /// Keeps what the stored state knew and a newer one does not tell (an event's ticket has no
 /// metric set, no rating, no marks), the earliest first reply, and the resolution's time while
-/// the ticket stays resolved (a change to resolved is marked at the change).
+/// the ticket stays resolved (a change to resolved is marked at the change). A rating kept
+/// from a state read whole (a backfill's) is marked as known as of that state.
 pub fn complete(object: &mut ProviderObject, previous: &ProviderObject) {
     // A rating (no status: a ticket partly told) belongs where the stored ticket does.
     if object.parent_id.is_none() || (object.payload.get("status").is_none() && previous.parent_id.is_some()) {
         object.parent_id = previous.parent_id.clone();
     }
     let (Value::Object(now), Value::Object(before)) = (&mut object.payload, &previous.payload) else { return };
+    let rating_kept = !now.contains_key(RATING);
     for (key, value) in before {
         if !now.contains_key(key) {
             now.insert(key.clone(), value.clone());
         }
+    }
+    if rating_kept
+        && let Some(Value::Object(rating)) = now.get_mut(RATING)
+        && !rating.contains_key(RATED_AT)
+    {
+        let read = DateTime::from_timestamp_millis(previous.version).unwrap_or_default();
+        rating.insert(RATED_AT.into(), json!(stamp(read)));
     }
     if let (Some(Value::String(a)), Some(Value::String(b))) = (now.get(FIRST_REPLY), before.get(FIRST_REPLY))
         && b < a
@@ -377,10 +420,11 @@ pub fn outputs(object: &ProviderObject, previous: Option<&ProviderObject>, accou
         "ticket" => {
             let t = ticket(object, account);
             let before = previous.filter(|p| p.payload.get("status").is_some()).map(|prev| ticket(prev, account));
-            let rating = object.payload.get("satisfaction_rating");
-            let rating =
-                rating.and_then(|r| id_of(r, "id").or_else(|| str_of(r, "steward_rated_at").map(str::to_owned)));
-            let mut out = ticket_events(NAME, &t, before.as_ref(), rating.as_deref().unwrap_or("-"));
+            let rating = object.payload.get(RATING);
+            let rated_at = rating.and_then(|r| time_of(r, RATED_AT));
+            let rating = rating.and_then(|r| id_of(r, "id").or_else(|| str_of(r, RATED_AT).map(str::to_owned)));
+            // A rating delivered late is told at the time it was given.
+            let mut out = ticket_events(NAME, &t, before.as_ref(), rating.as_deref().unwrap_or("-"), rated_at);
             out.push(Output::Ticket(Box::new(t)));
             out
         }

@@ -273,3 +273,59 @@ fn a_triggers_rating_body_is_read_as_zendesk_renders_it() {
         assert!(matches!(delivery(&bad), Err(WebhookError::BadPayload(_))));
     }
 }
+
+#[test]
+fn a_rating_delivered_after_a_later_event_of_its_ticket_is_taken_when_newer_than_what_it_knows() {
+    let rating = |rating: &str, updated: &str| {
+        let body = json!({"type": "satisfaction_rating", "ticket_id": "5158", "rating": rating,
+            "updated_at": updated});
+        delivery(body.to_string().as_bytes()).unwrap().objects.pop().unwrap()
+    };
+    // Read by a backfill at 11:00 with no rating yet; an agent's note at 12:00.
+    let backfilled = ticket_of(&event(
+        "ticket.created",
+        "2024-05-01T11:00:00Z",
+        detail("SOLVED", "NORMAL", "2024-05-01T11:00:00Z"),
+        json!({}),
+    ));
+    let mut noted = ticket_of(&event(
+        "ticket.tags_changed",
+        "2024-05-01T12:00:00Z",
+        detail("SOLVED", "HIGH", "2024-05-01T12:00:00Z"),
+        json!({}),
+    ));
+    complete(&mut noted, &backfilled);
+    assert!(noted.payload.get(RATING).is_none());
+    // Rated bad at 11:30, delivered after the note: the noted ticket with the rating.
+    let mut late_bad = rating("Bad, I'm unsatisfied", "2024-05-01T11:30Z");
+    assert!(late(&mut late_bad, &noted));
+    assert_eq!((late_bad.version, late_bad.parent_id.as_deref()), (noted.version, Some("8447346624126")));
+    let t = ticket(&late_bad, &account());
+    assert_eq!((t.csat, t.priority, t.status), (Some(1), TicketPriority::High, TicketStatus::Solved));
+    let told = outputs(&late_bad, Some(&noted), &account());
+    assert_eq!(names(&told), ["CSAT Rated zendesk:5158:csat:2024-05-01T11:30:00Z:1"]);
+    let Some(Output::Event { at, .. }) = told.first() else { unreachable!("an event first") };
+    assert_eq!(at.to_rfc3339(), "2024-05-01T11:30:00+00:00", "told when it was given");
+    // What is older than the rating the ticket holds is stale; so is what is not older than
+    // the ticket, and what is not a trigger's rating.
+    let mut older = rating("Good, I'm satisfied", "2024-05-01T11:20Z");
+    assert!(!late(&mut older, &late_bad));
+    assert_eq!(older.version, 1_714_562_400_000, "left as it was");
+    assert!(!late(&mut rating("Good, I'm satisfied", "2024-05-01T12:10Z"), &noted), "newer: not late");
+    assert!(!late(&mut backfilled.clone(), &noted), "a ticket's whole state");
+
+    // A rating read with the ticket by a backfill is known as of that read, also once a later
+    // event keeps it: a trigger's rating from before that read is stale, one from after it is
+    // taken.
+    let mut read = backfilled.clone();
+    read.payload[RATING] = json!({"id": 1001, "score": "good"});
+    let mut kept = noted.clone();
+    kept.payload.as_object_mut().unwrap().remove(RATING);
+    complete(&mut kept, &read);
+    assert_eq!(kept.payload[RATING][RATED_AT], "2024-05-01T11:00:00Z", "known as of the backfill's read");
+    assert!(!late(&mut rating("Bad, I'm unsatisfied", "2024-05-01T10:50Z"), &kept));
+    let mut after_read = rating("Bad, I'm unsatisfied", "2024-05-01T11:10Z");
+    assert!(late(&mut after_read, &kept));
+    assert_eq!(ticket(&after_read, &account()).csat, Some(1));
+    assert!(!late(&mut rating("Bad, I'm unsatisfied", "2024-05-01T10:50Z"), &read), "the read itself");
+}

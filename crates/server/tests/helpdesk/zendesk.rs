@@ -498,4 +498,36 @@ async fn zendesk_satisfaction_ratings_come_live_from_a_trigger_webhook() {
     send(&app, &ws, &signer, &event("e-9", "ticket.created", minute * 60 + 30, later, json!({})), SECRET).await;
     let t = &tickets_of(&app, &ws, "acme").await["5170"];
     assert_eq!((t.csat, t.status), (Some(1), TicketStatus::Solved));
+
+    // A rating delivered late, after a later event of its ticket (the trigger's webhook was
+    // retried): the ticket takes it, and keeps what the event told.
+    let solved = ticket_detail("5180", "SOLVED", "NORMAL", opened + 600, opened);
+    send(&app, &ws, &signer, &event("e-20", "ticket.created", opened + 600, solved, json!({})), SECRET).await;
+    let rated_minute = (opened + 1_200) / 60;
+    let noted = ticket_detail("5180", "SOLVED", "URGENT", (rated_minute + 30) * 60, opened);
+    send(
+        &app,
+        &ws,
+        &signer,
+        &event("e-21", "ticket.priority_changed", (rated_minute + 30) * 60, noted, json!({})),
+        SECRET,
+    )
+    .await;
+    let late = rating("5180", "Bad, I'm unsatisfied", "Too slow", rated_minute);
+    let answer = send(&app, &ws, &signer, &late, SECRET).await;
+    assert_eq!((answer["stored"].clone(), answer["stale"].clone()), (json!(1), json!(0)), "{answer}");
+    let t = &tickets_of(&app, &ws, "acme").await["5180"];
+    assert_eq!((t.csat, t.priority), (Some(1), TicketPriority::Urgent));
+    assert_eq!(t.attributes["csat_comment"], "Too slow");
+    assert_eq!(t.updated_at.timestamp(), (rated_minute + 30) * 60, "the ticket as of its last event");
+    let rated = |events: Vec<(String, String)>| {
+        events.into_iter().filter(|(id, name)| name == "CSAT Rated" && id.contains(":5180:")).count()
+    };
+    assert_eq!(rated(events_of(&app, &ws, "zendesk", "acme").await), 1);
+    // An older rating still, arriving after it, is stale: the ticket knows a newer one.
+    let older = rating("5180", "Good, I'm satisfied", "", rated_minute - 5);
+    let answer = send(&app, &ws, &signer, &older, SECRET).await;
+    assert_eq!((answer["stored"].clone(), answer["stale"].clone()), (json!(0), json!(1)), "{answer}");
+    assert_eq!(tickets_of(&app, &ws, "acme").await["5180"].csat, Some(1));
+    assert_eq!(rated(events_of(&app, &ws, "zendesk", "acme").await), 1);
 }
