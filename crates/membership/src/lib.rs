@@ -103,8 +103,8 @@ struct Kinded {
     reads: Reads,
 }
 
-/// What evaluating some conditions reads of an account beyond its record.
-#[derive(Clone, Copy, Debug, Default)]
+/// What evaluating some conditions reads of an account beyond its record, and of its record.
+#[derive(Clone, Debug, Default)]
 struct Reads {
     /// How far back any condition looks at usage: `None` for all of it.
     usage_days: Option<u32>,
@@ -114,11 +114,14 @@ struct Reads {
     scores: bool,
     /// Whether any condition reads subscriptions.
     subscriptions: bool,
+    /// The account traits the conditions read, sorted (the others are not parsed).
+    traits: Vec<String>,
 }
 
 impl Reads {
     /// Nothing beyond the record.
-    const NONE: Reads = Reads { usage_days: Some(0), tickets: false, scores: false, subscriptions: false };
+    const NONE: Reads =
+        Reads { usage_days: Some(0), tickets: false, scores: false, subscriptions: false, traits: Vec::new() };
 
     fn of(segment: &Segment) -> Reads {
         Reads {
@@ -126,13 +129,19 @@ impl Reads {
             tickets: segment.tickets,
             scores: segment.scores,
             subscriptions: segment.subscriptions,
+            traits: segment.traits.clone(),
         }
     }
 
     /// What these and `b` read together.
     fn and(self, b: Reads) -> Reads {
         let usage_days = self.usage_days.zip(b.usage_days).map(|(x, y)| x.max(y));
+        let mut traits = self.traits;
+        traits.extend(b.traits);
+        traits.sort_unstable();
+        traits.dedup();
         Reads {
+            traits,
             usage_days,
             tickets: self.tickets || b.tickets,
             scores: self.scores || b.scores,
@@ -420,7 +429,8 @@ impl Engine {
         let segment = self.check(ws, &d, None).await?;
         let w = self.workspace(ws).await?;
         let subjects = self.load_all(ws, kind, Reads::of(&segment), now).await?;
-        let current = self.all_memberships(ws, w.of(kind)).await?;
+        // The memberships the condition tests, of the segments it names (most name none).
+        let current = self.memberships_of_names(ws, w.of(kind), &segment.depends_on).await?;
         let (mut size, mut of, mut members) = (0u64, 0u64, Vec::new());
         let none = HashSet::new();
         for id in subjects.ids() {
@@ -503,8 +513,20 @@ impl Engine {
 
     /// Every subject's memberships of segments of one kind, by subject id, as segment names.
     async fn all_memberships(&self, ws: &WorkspaceId, k: &Kinded) -> Result<HashMap<String, HashSet<String>>> {
+        let names: Vec<String> = k.ordered.iter().map(|c| c.record.name.clone()).collect();
+        self.memberships_of_names(ws, k, &names).await
+    }
+
+    /// Each subject's memberships of the segments of one kind named `names`, by subject id, as
+    /// segment names.
+    async fn memberships_of_names(
+        &self,
+        ws: &WorkspaceId,
+        k: &Kinded,
+        names: &[String],
+    ) -> Result<HashMap<String, HashSet<String>>> {
         let mut out: HashMap<String, HashSet<String>> = HashMap::new();
-        for c in &k.ordered {
+        for c in k.ordered.iter().filter(|c| names.contains(&c.record.name)) {
             for id in self.members(ws, &c.record.segment_id).await? {
                 out.entry(id).or_default().insert(c.record.name.clone());
             }
@@ -533,7 +555,7 @@ impl Engine {
         let k = w.of(kind);
         let target = k.ordered.iter().find(|c| c.record.segment_id == id).ok_or(Error::NotFound)?;
         let pass = self.begin_pass(ws);
-        let subjects = self.load_all(ws, kind, k.reads, now).await?;
+        let subjects = self.load_all(ws, kind, k.reads.clone(), now).await?;
         let current = self.all_memberships(ws, k).await?;
         let was: HashSet<String> = self.members(ws, id).await?.into_iter().collect();
         let mut updates = Vec::new();
@@ -566,7 +588,7 @@ impl Engine {
                 continue;
             }
             let pass = self.begin_pass(ws);
-            let subjects = self.load_all(ws, kind, k.reads, now).await?;
+            let subjects = self.load_all(ws, kind, k.reads.clone(), now).await?;
             let current = self.all_memberships(ws, k).await?;
             let updates = evaluate_in_order(k, &subjects, &subjects.ids(), current, now);
             for (c, u) in k.ordered.iter().zip(&updates) {
@@ -769,7 +791,7 @@ impl Engine {
         ids.sort_unstable();
         ids.dedup();
         self.mark_evaluated(ws, &ids).await;
-        let subjects = self.load_some(ws, kind, &ids, k.reads, now).await?;
+        let subjects = self.load_some(ws, kind, &ids, k.reads.clone(), now).await?;
         let by_id: HashMap<&str, &str> =
             k.ordered.iter().map(|c| (c.record.segment_id.as_str(), c.record.name.as_str())).collect();
         let present = subjects.ids();
@@ -839,7 +861,9 @@ impl Engine {
         let mut records = Records::default();
         let mut page = PageRequest::first(store::MAX_LIMIT);
         loop {
-            let p = self.store.list_accounts(ws, &page).await?;
+            // The traits the conditions name only: parsing every trait of every account was a
+            // quarter of a preview.
+            let p = self.store.list_account_records(ws, &page, &reads.traits).await?;
             records.accounts.extend(p.items.into_iter().map(|a| (a.account_id.to_string(), a)));
             match p.next {
                 Some(c) => page.after = Some(c),
@@ -849,7 +873,7 @@ impl Engine {
         // Only what the conditions read: at 100,000 accounts the score points and the
         // subscriptions are half of what a preview reads.
         if reads.scores {
-            let points = self.store.score_points_as_of(ws, today).await?;
+            let points = self.store.score_headlines_as_of(ws, today).await?;
             records.scores = points.into_iter().map(|(id, p)| (id.to_string(), p)).collect();
         }
         if reads.subscriptions {

@@ -147,6 +147,17 @@ async fn a_preview_counts_without_saving_and_bad_definitions_are_refused() {
 
     let a = w.create("A", "health < 40", now).await.unwrap();
     w.create("B", "in segment \"A\"", now).await.unwrap();
+    // A preview reads the memberships of the segments its condition names.
+    let c = w.create("C", "first(event \"Report Created\") is set and traits.tier is not set", now).await.unwrap();
+    let mut in_c = w.members(&c.segment.segment_id).await;
+    in_c.sort();
+    assert_eq!(in_c.len(), 2, "{in_c:?}");
+    let p = w.engine.preview(&w.ws, SubjectKind::Accounts, "in segment \"C\"", now, 10).await.unwrap();
+    let mut sample = p.sample.clone();
+    sample.sort();
+    assert_eq!((p.size, sample), (2, in_c.clone()));
+    let p = w.engine.preview(&w.ws, SubjectKind::Accounts, "not in segment \"C\" or in segment \"A\"", now, 10).await;
+    assert_eq!(p.unwrap().size, 1);
     let d = Definition {
         name: "A".into(),
         kind: SubjectKind::Accounts,
@@ -312,7 +323,7 @@ async fn a_full_pass_never_writes_over_a_fresher_result() {
     let compiled = w.engine.workspace(&w.ws).await.unwrap();
     let k = compiled.of(SubjectKind::Accounts);
     let pass = w.engine.begin_pass(&w.ws);
-    let subjects = w.engine.load_all(&w.ws, SubjectKind::Accounts, k.reads, now).await.unwrap();
+    let subjects = w.engine.load_all(&w.ws, SubjectKind::Accounts, k.reads.clone(), now).await.unwrap();
     let current = w.engine.all_memberships(&w.ws, k).await.unwrap();
     let stale = evaluate_in_order(k, &subjects, &subjects.ids(), current, now);
     // ...then beta creates a report and is evaluated alone, leaving...
@@ -485,6 +496,48 @@ async fn scores_and_subscriptions_are_read_for_the_conditions_that_name_them() {
         let p = w.engine.preview(&w.ws, SubjectKind::Accounts, condition, now, 10).await.unwrap();
         assert_eq!(p.sample, members, "a preview of {condition}");
         let saved = w.create(&format!("Case {i}"), condition, now).await.unwrap();
+        let id = saved.segment.segment_id;
+        assert_eq!(w.members(&id).await, members, "{condition} saved");
+        w.engine.recompute_all(&w.ws, now).await.unwrap();
+        assert_eq!(w.members(&id).await, members, "{condition} in a full pass");
+        let ids = ["acme", "beta", "gamma"].map(|a| AccountId::parse(a).unwrap());
+        w.engine.evaluate_accounts(&w.ws, &ids, now).await.unwrap();
+        assert_eq!(w.members(&id).await, members, "{condition} account by account");
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_traits_a_condition_names_are_read_and_agree_everywhere() {
+    let w = World::new(story()).await;
+    let group = |id: &str, user: &str, account: &str, traits: Value| {
+        json!({"type": "group", "messageId": id, "userId": user, "groupId": account, "traits": traits,
+            "timestamp": at(11, 19, 10).to_rfc3339()})
+    };
+    w.add(json!([
+        group(
+            "g1",
+            "u1",
+            "acme",
+            json!({"name": "Acme", "plan": "team", "region": "EMEA", "website": "acme.io",
+            "notes": {"long": ["x", "y"], "plan": "ignored"}})
+        ),
+        group("g2", "u3", "gamma", json!({"region": "US", "seats": 7, "domain": "gamma.dev", "plan": null})),
+    ]))
+    .await;
+    let now = at(11, 20, 12);
+    let cases = [
+        ("traits.region == \"EMEA\"", vec!["acme"]),
+        ("region is set and region != \"EMEA\"", vec!["gamma"]),
+        ("domain == \"acme.io\" or domain == \"gamma.dev\"", vec!["acme", "gamma"]),
+        ("plan == \"team\" or seats == 7", vec!["acme", "gamma"]),
+        ("traits.tier is not set and region == \"US\"", vec!["gamma"]),
+        ("name == \"Acme\"", vec!["acme"]),
+        ("plan is not set and name is not set", vec!["beta", "gamma"]),
+    ];
+    for (i, (condition, members)) in cases.into_iter().enumerate() {
+        let p = w.engine.preview(&w.ws, SubjectKind::Accounts, condition, now, 10).await.unwrap();
+        assert_eq!(p.sample, members, "a preview of {condition}");
+        let saved = w.create(&format!("Traits {i}"), condition, now).await.unwrap();
         let id = saved.segment.segment_id;
         assert_eq!(w.members(&id).await, members, "{condition} saved");
         w.engine.recompute_all(&w.ws, now).await.unwrap();

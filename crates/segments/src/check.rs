@@ -93,6 +93,18 @@ impl Field {
     pub fn reads_subscriptions(self) -> bool {
         matches!(self, Field::Plan | Field::Mrr | Field::Seats | Field::RenewsAt)
     }
+
+    /// The traits the field is read from, or falls back on.
+    pub fn trait_keys(self) -> &'static [&'static str] {
+        match self {
+            Field::Name => &["name"],
+            Field::Email => &["email"],
+            Field::Domain => &["domain", "website"],
+            Field::Plan => &["plan"],
+            Field::Seats => &["seats"],
+            _ => &[],
+        }
+    }
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -209,6 +221,7 @@ struct Checker<'a> {
     tickets: bool,
     scores: bool,
     subscriptions: bool,
+    traits: Vec<String>,
     warnings: Vec<Warning>,
 }
 
@@ -223,6 +236,7 @@ pub(crate) fn check(text: &str, expr: &Expr, schema: &Schema) -> Result<Segment,
         tickets: false,
         scores: false,
         subscriptions: false,
+        traits: Vec::new(),
         warnings: Vec::new(),
     };
     let cond = c.cond(expr)?;
@@ -235,6 +249,12 @@ pub(crate) fn check(text: &str, expr: &Expr, schema: &Schema) -> Result<Segment,
         tickets: c.tickets,
         scores: c.scores,
         subscriptions: c.subscriptions,
+        traits: {
+            let mut traits = c.traits;
+            traits.sort_unstable();
+            traits.dedup();
+            traits
+        },
         warnings: c.warnings,
     })
 }
@@ -423,10 +443,12 @@ impl Checker<'_> {
                 self.tickets |= f.reads_tickets();
                 self.scores |= f.reads_score();
                 self.subscriptions |= f.reads_subscriptions();
+                self.traits.extend(f.trait_keys().iter().map(|k| (*k).to_owned()));
                 self.window_days = self.window_days.max(f.usage_days());
                 return Ok((Term::Field(*f), *ty));
             }
             if self.schema.traits.contains(name) {
+                self.traits.push(name.clone());
                 return Ok((Term::Trait(name.clone()), Type::Any));
             }
             let mut known: Vec<&str> = fields.iter().map(|(n, _, _)| *n).collect();
@@ -451,6 +473,7 @@ impl Checker<'_> {
             if !self.schema.traits.contains(&key) {
                 self.warn(span, format!("no one has the trait {key:?} yet"));
             }
+            self.traits.push(key.clone());
             return Ok((Term::Trait(key), Type::Any));
         }
         Err(self.error(span, format!("`{}` has no fields; only traits.<name> does", path[0])))

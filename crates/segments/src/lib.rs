@@ -120,6 +120,9 @@ pub struct Segment {
     pub scores: bool,
     /// Whether it reads the account's subscriptions (`plan`, `mrr`, `seats`, `renews_at`).
     pub subscriptions: bool,
+    /// The traits it reads, by key, sorted: those it names, and those its fields are read
+    /// from or fall back on (`domain` and `website`, `plan`, `seats`, `name`, `email`).
+    pub traits: Vec<String>,
     /// What is valid but probably not what was meant.
     pub warnings: Vec<Warning>,
 }

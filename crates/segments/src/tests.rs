@@ -445,3 +445,13 @@ fn a_condition_reads_scores_and_subscriptions_when_it_names_their_fields() {
     assert_eq!(reads("mrr > 100"), (true, true, false), "mrr is the subscriptions', else the score's");
     assert_eq!(reads("urgent_tickets > 0"), (false, false, true));
 }
+
+#[test]
+fn a_condition_names_the_traits_it_reads() {
+    let traits = |c: &str| compile(c, &accounts()).unwrap().traits;
+    assert!(traits("health < 40 and days_since(last_seen) > 14").is_empty());
+    assert_eq!(traits("traits.region == \"EMEA\" and traits.region != \"x\""), ["region"]);
+    assert_eq!(traits("employees > 50 or traits.tier is not set"), ["employees", "tier"]);
+    assert_eq!(traits("domain == \"acme.io\""), ["domain", "website"], "the fallback too");
+    assert_eq!(traits("plan == \"pro\" or seats > 10 or name == \"Acme\""), ["name", "plan", "seats"]);
+}

@@ -378,6 +378,14 @@ mod store_impl {
         async fn list_accounts(&self, ws: &WorkspaceId, page: &PageRequest) -> Result<Page<Account>> {
             self.accounts(ws, page).await
         }
+        async fn list_account_records(
+            &self,
+            ws: &WorkspaceId,
+            page: &PageRequest,
+            traits: &[String],
+        ) -> Result<Page<Account>> {
+            self.account_records(ws, page, traits).await
+        }
         async fn get_account(&self, ws: &WorkspaceId, id: &AccountId) -> Result<Option<Account>> {
             self.account(ws, id).await
         }
@@ -490,7 +498,14 @@ mod store_impl {
             ws: &WorkspaceId,
             day: chrono::NaiveDate,
         ) -> Result<Vec<(AccountId, ScorePoint)>> {
-            self.points_as_of(ws, day).await
+            self.points_as_of(ws, day, true).await
+        }
+        async fn score_headlines_as_of(
+            &self,
+            ws: &WorkspaceId,
+            day: chrono::NaiveDate,
+        ) -> Result<Vec<(AccountId, ScorePoint)>> {
+            self.points_as_of(ws, day, false).await
         }
         async fn get_setting(&self, ws: &WorkspaceId, key: &str) -> Result<Option<serde_json::Value>> {
             self.setting(ws, key).await

@@ -73,6 +73,48 @@ impl SqliteStore {
         .await
     }
 
+    /// Accounts with the traits named `traits` only and no people counted, for conditions:
+    /// a page of them without a count of members per account or every trait parsed.
+    pub(crate) async fn account_records(
+        &self,
+        ws: &WorkspaceId,
+        page: &PageRequest,
+        traits: &[String],
+    ) -> Result<Page<Account>> {
+        let (ws, page) = (ws.clone(), page.clone());
+        let mut traits = traits.to_vec();
+        if !traits.iter().any(|k| k == "name") {
+            traits.push("name".into());
+        }
+        self.read(move |conn| {
+            let after = match &page.after {
+                Some(c) => c.parts(1)?[0].clone(),
+                None => String::new(),
+            };
+            let rows = query(
+                conn,
+                "SELECT a.account_id, a.traits, a.first_seen_at, a.last_seen_at, a.created_at, 0 FROM accounts a
+                 WHERE a.workspace_id = ?1 AND a.account_id > ?2 ORDER BY a.account_id LIMIT ?3",
+                params![ws.as_str(), after, page.fetch_limit() as i64],
+                account_row,
+                |(id, text, first, last, created, people)| {
+                    let named = store::traits_named(&text, &traits);
+                    Ok(Account {
+                        account_id: AccountId::parse(&id).map_err(|e| StoreError::Backend(e.to_string()))?,
+                        name: named.get("name").and_then(|n| n.as_str()).map(str::to_owned),
+                        traits: named,
+                        people_count: people,
+                        first_seen_at: opt_time(first),
+                        last_seen_at: opt_time(last),
+                        created_at: time(created),
+                    })
+                },
+            )?;
+            Ok(page.finish(rows, |a| Cursor(vec![a.account_id.to_string()])))
+        })
+        .await
+    }
+
     pub(crate) async fn account(&self, ws: &WorkspaceId, id: &AccountId) -> Result<Option<Account>> {
         let (ws, id) = (ws.clone(), id.clone());
         self.read(move |conn| account_on(conn, &ws, &id)).await

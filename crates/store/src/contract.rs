@@ -1137,6 +1137,38 @@ pub async fn account_list_pages_in_order<S: Store>(s: &S) {
     }
     let expected: Vec<_> = (0..25).map(|i| format!("acct_{i:02}")).collect();
     assert_eq!(ids, expected);
+
+    // Records for conditions: the same accounts in the same pages, with the traits named (and
+    // the name) only, and no people counted.
+    let traits = obj(json!({"name": "Acme", "plan": "pro", "region": "EMEA", "nested": {"plan": "x"},
+        "tags": ["a", "b"], "seats": 12}));
+    let ops = vec![
+        Op::SetAccountTraits { account_id: acct("acct_03"), traits, at: t(2, 1) },
+        Op::AddMembership { person_id: "p_1".into(), account_id: acct("acct_03"), at: t(2, 1) },
+    ];
+    process(s, &ws, Changes { ops, event_people: vec![], ..Default::default() }).await;
+    let full = s.get_account(&ws, &acct("acct_03")).await.unwrap().unwrap();
+    assert_eq!(full.people_count, 1);
+    let named = ["seats".to_owned(), "plan".to_owned(), "missing".to_owned()];
+    let mut page = PageRequest::first(10);
+    let mut records = Vec::new();
+    loop {
+        let p = s.list_account_records(&ws, &page, &named).await.unwrap();
+        records.extend(p.items);
+        match p.next {
+            Some(c) => page.after = Some(c),
+            None => break,
+        }
+    }
+    assert_eq!(records.iter().map(|a| a.account_id.to_string()).collect::<Vec<_>>(), expected);
+    let acme = &records[3];
+    assert_eq!(acme.traits, json!({"name": "Acme", "plan": "pro", "seats": 12}));
+    assert_eq!((acme.name.as_deref(), acme.people_count), (Some("Acme"), 0));
+    assert_eq!(
+        (acme.first_seen_at, acme.last_seen_at, acme.created_at),
+        (full.first_seen_at, full.last_seen_at, full.created_at)
+    );
+    assert_eq!(records[4].traits, json!({}), "an account without traits");
 }
 
 /// What the read API shows of a workspace's events: every event with its person and accounts,
@@ -1430,7 +1462,14 @@ pub async fn past_days_go_to_the_history_alone<S: Store>(s: &S) {
     // Today's run then writes the latest as ever: one first score per account.
     s.put_scores(&ws, &[score("a", "2026-10-03", 75.0, Some(0.1), Some(5000))]).await.unwrap();
     assert_eq!(s.account_changes(&ws, LogPosition::ZERO, 10).await.unwrap().len(), 1);
-    assert_eq!(s.score_points_as_of(&ws, day("2026-10-02")).await.unwrap().len(), 2, "a's 2nd and b's 1st");
+    let points = s.score_points_as_of(&ws, day("2026-10-02")).await.unwrap();
+    assert_eq!(points.len(), 2, "a's 2nd and b's 1st");
+    assert!(points.iter().all(|(_, p)| p.components.is_object()), "{points:?}");
+    // The headlines: the same points without their components.
+    let headlines = s.score_headlines_as_of(&ws, day("2026-10-02")).await.unwrap();
+    let stripped: Vec<_> =
+        points.into_iter().map(|(id, p)| (id, ScorePoint { components: Value::Null, ..p })).collect();
+    assert_eq!(headlines, stripped);
     assert!(s.score_history(&other, &acct("a"), day("2026-09-01"), day("2026-11-01")).await.unwrap().is_empty());
 }
 

@@ -263,6 +263,24 @@ pub trait Store: Send + Sync + 'static {
 
     // Reads.
     async fn list_accounts(&self, ws: &WorkspaceId, page: &PageRequest) -> Result<Page<Account>>;
+    /// Like [`Store::list_accounts`], for a reader of some traits of every account (segment
+    /// conditions): each account's traits are those named `traits` only (and `name`, which
+    /// names it), and its `people_count` is not counted (0).
+    async fn list_account_records(
+        &self,
+        ws: &WorkspaceId,
+        page: &PageRequest,
+        traits: &[String],
+    ) -> Result<Page<Account>> {
+        let mut accounts = self.list_accounts(ws, page).await?;
+        for a in &mut accounts.items {
+            if let serde_json::Value::Object(all) = &mut a.traits {
+                all.retain(|k, _| k == "name" || traits.contains(k));
+            }
+            a.people_count = 0;
+        }
+        Ok(accounts)
+    }
     async fn get_account(&self, ws: &WorkspaceId, id: &AccountId) -> Result<Option<Account>>;
     async fn account_people(&self, ws: &WorkspaceId, id: &AccountId, page: &PageRequest) -> Result<Page<Person>>;
     /// The account's events, newest first: those sent for it explicitly (`group`,
@@ -384,6 +402,20 @@ pub trait Store: Send + Sync + 'static {
         ws: &WorkspaceId,
         day: chrono::NaiveDate,
     ) -> Result<Vec<(AccountId, ScorePoint)>>;
+    /// Like [`Store::score_points_as_of`], without each point's components (`Value::Null`):
+    /// for readers of the headline numbers alone (segment conditions), who need not read
+    /// or parse them.
+    async fn score_headlines_as_of(
+        &self,
+        ws: &WorkspaceId,
+        day: chrono::NaiveDate,
+    ) -> Result<Vec<(AccountId, ScorePoint)>> {
+        let mut points = self.score_points_as_of(ws, day).await?;
+        for (_, p) in &mut points {
+            p.components = serde_json::Value::Null;
+        }
+        Ok(points)
+    }
     /// The portfolio's latest scores aggregated (see [`portfolio`]), with the open alerts
     /// and tasks and the accounts whose band changed after `compare_day` (each from the band
     /// it had before its latest change).

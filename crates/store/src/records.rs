@@ -187,3 +187,74 @@ pub struct Ticket {
     pub updated_at: Timestamp,
     pub attributes: Value,
 }
+
+/// The entries of the JSON object `text` whose keys are among `keys`, parsed; the others are
+/// read past without being built (a reader of a few traits of every account does not pay for
+/// all of them). `Value::Null` if `text` is not a JSON object.
+pub fn traits_named(text: &str, keys: &[String]) -> Value {
+    use serde::de::{DeserializeSeed, Deserializer, IgnoredAny, MapAccess, Visitor};
+    use std::borrow::Cow;
+
+    /// A key, borrowed from the text unless it has escapes.
+    struct Key;
+    impl<'de> DeserializeSeed<'de> for Key {
+        type Value = Cow<'de, str>;
+        fn deserialize<D: Deserializer<'de>>(self, d: D) -> std::result::Result<Self::Value, D::Error> {
+            d.deserialize_str(self)
+        }
+    }
+    impl<'de> Visitor<'de> for Key {
+        type Value = Cow<'de, str>;
+        fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+            f.write_str("a key")
+        }
+        fn visit_borrowed_str<E>(self, v: &'de str) -> std::result::Result<Self::Value, E> {
+            Ok(Cow::Borrowed(v))
+        }
+        fn visit_str<E>(self, v: &str) -> std::result::Result<Self::Value, E> {
+            Ok(Cow::Owned(v.to_owned()))
+        }
+    }
+    struct Named<'k>(&'k [String]);
+    impl<'de> Visitor<'de> for Named<'_> {
+        type Value = serde_json::Map<String, Value>;
+        fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+            f.write_str("an object")
+        }
+        fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> std::result::Result<Self::Value, A::Error> {
+            let mut out = serde_json::Map::new();
+            while let Some(key) = map.next_key_seed(Key)? {
+                if self.0.iter().any(|k| *k == key) {
+                    out.insert(key.into_owned(), map.next_value::<Value>()?);
+                } else {
+                    map.next_value::<IgnoredAny>()?;
+                }
+            }
+            Ok(out)
+        }
+    }
+    let mut d = serde_json::Deserializer::from_str(text);
+    match d.deserialize_map(Named(keys)).and_then(|m| d.end().map(|()| m)) {
+        Ok(map) => Value::Object(map),
+        Err(_) => Value::Null,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    #[test]
+    fn only_the_named_traits_are_parsed_whatever_the_others_hold() {
+        let keys = ["plan".to_owned(), "tab\tkey".to_owned(), "deep".to_owned()];
+        let text = r#"{"name": "Acme", "plan": "pro", "tab\tkey": [1, {"a": null}], "other": {"plan": "no", "x": [1, 2, "}"]},
+            "deep": {"k": "v"}, "s": "quote \" and \\ \u00e9"}"#;
+        assert_eq!(traits_named(text, &keys), json!({"plan": "pro", "tab\tkey": [1, {"a": null}], "deep": {"k": "v"}}));
+        assert_eq!(traits_named("{}", &keys), json!({}));
+        assert_eq!(traits_named(r#"{"plan": 1}"#, &[]), json!({}));
+        for not_an_object in ["[1]", "null", "", "{\"plan\": ", "{} trailing"] {
+            assert_eq!(traits_named(not_an_object, &keys), Value::Null, "{not_an_object:?}");
+        }
+    }
+}
