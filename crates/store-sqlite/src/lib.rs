@@ -48,6 +48,7 @@ const MIGRATIONS: &[&str] = &[
     include_str!("../migrations/0010_band_from_history.sql"),
     include_str!("../migrations/0011_segment_members_of.sql"),
     include_str!("../migrations/0012_vocabulary.sql"),
+    include_str!("../migrations/0013_history_past.sql"),
 ];
 
 const READERS: usize = 4;

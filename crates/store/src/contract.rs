@@ -26,6 +26,7 @@ macro_rules! contract_tests {
             reads_agree_before_and_after_maintenance, usage_rollups_count_events_and_people_per_day,
             scores_keep_the_latest_and_a_daily_history, scores_of_one_account_in_one_call,
             past_days_go_to_the_history_alone, a_first_score_takes_its_band_change_from_the_history,
+            headlines_are_the_points_as_of_whatever_wrote_them,
             accounts_sort_and_filter_by_their_scores,
             one_model_is_active_per_kind, alerts_stay_one_per_account_kind_and_reason,
             band_changes_and_opened_alerts_are_read_in_order,
@@ -1471,6 +1472,91 @@ pub async fn past_days_go_to_the_history_alone<S: Store>(s: &S) {
         points.into_iter().map(|(id, p)| (id, ScorePoint { components: Value::Null, ..p })).collect();
     assert_eq!(headlines, stripped);
     assert!(s.score_history(&other, &acct("a"), day("2026-09-01"), day("2026-11-01")).await.unwrap().is_empty());
+}
+
+/// The headline numbers as of a day are each account's point as of that day, whatever mix of
+/// live runs and past days scored into the history alone wrote them: after past days, after
+/// a live run, after a past day written on or after an account's latest day, as of a day
+/// before some latest score, for an account with no record, and along a random mix.
+pub async fn headlines_are_the_points_as_of_whatever_wrote_them<S: Store>(s: &S) {
+    let ws = workspace(s, "Headlines").await;
+    let other = workspace(s, "Other").await;
+    let day = |d: &str| d.parse::<chrono::NaiveDate>().unwrap();
+    accounts_named(s, &ws, &["a", "b", "c", "d"]).await;
+    let check = async |as_of: &str, when: &str| {
+        let as_of = day(as_of);
+        let mut points: Vec<_> = s
+            .score_points_as_of(&ws, as_of)
+            .await
+            .unwrap()
+            .into_iter()
+            .map(|(id, p)| (id, ScorePoint { components: Value::Null, ..p }))
+            .collect();
+        points.sort_by(|x, y| x.0.cmp(&y.0));
+        let mut headlines = s.score_headlines_as_of(&ws, as_of).await.unwrap();
+        headlines.sort_by(|x, y| x.0.cmp(&y.0));
+        assert_eq!(headlines, points, "{when}, as of {as_of}");
+        headlines
+    };
+    let days: Vec<String> = (1..=9).map(|d| format!("2026-10-0{d}")).collect();
+    // Past days for a, b and c, then today's run for a, b and e (no record).
+    let past: Vec<AccountScore> = ["a", "b", "c"]
+        .iter()
+        .flat_map(|a| days[..5].iter().map(move |d| score(a, d, 50.0, Some(0.3), None)))
+        .collect();
+    s.put_score_history(&ws, &past).await.unwrap();
+    s.put_score_history(&other, &[score("a", &days[8], 10.0, None, None)]).await.unwrap();
+    let live = ["a", "b", "e"].map(|a| score(a, &days[5], 80.0, Some(0.1), Some(900)));
+    s.put_scores(&ws, &live).await.unwrap();
+    let now = check(&days[6], "after a live run").await;
+    let health: Vec<_> = now.iter().map(|(id, p)| (id.to_string(), p.health, p.day.to_string())).collect();
+    assert_eq!(
+        health,
+        [
+            ("a".into(), 80.0, days[5].clone()),
+            ("b".into(), 80.0, days[5].clone()),
+            ("c".into(), 50.0, days[4].clone()),
+            ("e".into(), 80.0, days[5].clone())
+        ]
+    );
+    check(&days[5], "on the live day").await;
+    check(&days[3], "before it").await;
+    // A past day written on the latest day, and one after it: the history's points.
+    s.put_score_history(&ws, &[score("b", &days[5], 20.0, None, None), score("a", &days[6], 30.0, None, None)])
+        .await
+        .unwrap();
+    let now = check(&days[7], "after past days on and after the latest").await;
+    assert_eq!(now.iter().map(|(_, p)| p.health).collect::<Vec<_>>(), [30.0, 20.0, 50.0, 80.0]);
+    // The next live run is after every past day again.
+    s.put_scores(&ws, &["a", "b", "c", "d"].map(|a| score(a, &days[7], 60.0, None, None))).await.unwrap();
+    let now = check(&days[8], "after the next live run").await;
+    assert_eq!(now.iter().map(|(_, p)| p.health).collect::<Vec<_>>(), [60.0, 60.0, 60.0, 60.0, 80.0]);
+    // A random mix of live runs and past days.
+    let mut x: u64 = 0x2545_f491_4f6c_dd1d;
+    let mut next = |n: u64| {
+        x ^= x << 13;
+        x ^= x >> 7;
+        x ^= x << 17;
+        (x % n) as usize
+    };
+    for step in 0..40 {
+        let account = ["a", "b", "c", "d", "e", "f"][next(6)];
+        let d = &days[next(9)];
+        let written = score(account, d, next(100) as f64, Some(next(10) as f64 / 10.0), None);
+        if next(2) == 0 {
+            s.put_scores(&ws, &[written]).await.unwrap();
+        } else {
+            s.put_score_history(&ws, &[written]).await.unwrap();
+        }
+        if step % 4 == 3 {
+            for as_of in ["2026-10-03", "2026-10-09", "2026-10-20"] {
+                check(as_of, &format!("step {step}")).await;
+            }
+        }
+    }
+    s.put_scores(&other, &[score("z", "2026-10-02", 40.0, None, None)]).await.unwrap();
+    let others = s.score_headlines_as_of(&other, day("2026-10-20")).await.unwrap();
+    assert_eq!(others.iter().map(|(id, _)| id.to_string()).collect::<Vec<_>>(), ["z"], "its own workspace's");
 }
 
 /// An account's first latest score, written on top of past days scored into the history
