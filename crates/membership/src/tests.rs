@@ -492,18 +492,7 @@ async fn scores_and_subscriptions_are_read_for_the_conditions_that_name_them() {
         ("health is not set and plan is not set", vec![]),
         ("days_since(last_seen) < 2", vec!["gamma"]),
     ];
-    for (i, (condition, members)) in cases.into_iter().enumerate() {
-        let p = w.engine.preview(&w.ws, SubjectKind::Accounts, condition, now, 10).await.unwrap();
-        assert_eq!(p.sample, members, "a preview of {condition}");
-        let saved = w.create(&format!("Case {i}"), condition, now).await.unwrap();
-        let id = saved.segment.segment_id;
-        assert_eq!(w.members(&id).await, members, "{condition} saved");
-        w.engine.recompute_all(&w.ws, now).await.unwrap();
-        assert_eq!(w.members(&id).await, members, "{condition} in a full pass");
-        let ids = ["acme", "beta", "gamma"].map(|a| AccountId::parse(a).unwrap());
-        w.engine.evaluate_accounts(&w.ws, &ids, now).await.unwrap();
-        assert_eq!(w.members(&id).await, members, "{condition} account by account");
-    }
+    agree_everywhere(&w, "Case", &cases, now).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -534,16 +523,22 @@ async fn the_traits_a_condition_names_are_read_and_agree_everywhere() {
         ("name == \"Acme\"", vec!["acme"]),
         ("plan is not set and name is not set", vec!["beta", "gamma"]),
     ];
-    for (i, (condition, members)) in cases.into_iter().enumerate() {
+    agree_everywhere(&w, "Traits", &cases, now).await;
+}
+
+/// Each condition selects its members alike in a preview, once saved, in a full pass and
+/// evaluated account by account (segments named `<prefix> <n>`).
+async fn agree_everywhere(w: &World, prefix: &str, cases: &[(&str, Vec<&str>)], now: DateTime<Utc>) {
+    for (i, (condition, members)) in cases.iter().enumerate() {
         let p = w.engine.preview(&w.ws, SubjectKind::Accounts, condition, now, 10).await.unwrap();
-        assert_eq!(p.sample, members, "a preview of {condition}");
-        let saved = w.create(&format!("Traits {i}"), condition, now).await.unwrap();
+        assert_eq!(&p.sample, members, "a preview of {condition}");
+        let saved = w.create(&format!("{prefix} {i}"), condition, now).await.unwrap();
         let id = saved.segment.segment_id;
-        assert_eq!(w.members(&id).await, members, "{condition} saved");
+        assert_eq!(&w.members(&id).await, members, "{condition} saved");
         w.engine.recompute_all(&w.ws, now).await.unwrap();
-        assert_eq!(w.members(&id).await, members, "{condition} in a full pass");
+        assert_eq!(&w.members(&id).await, members, "{condition} in a full pass");
         let ids = ["acme", "beta", "gamma"].map(|a| AccountId::parse(a).unwrap());
         w.engine.evaluate_accounts(&w.ws, &ids, now).await.unwrap();
-        assert_eq!(w.members(&id).await, members, "{condition} account by account");
+        assert_eq!(&w.members(&id).await, members, "{condition} account by account");
     }
 }
