@@ -694,11 +694,12 @@ impl Engine {
                             let (engine, of) = (self.clone(), ws.clone());
                             let task = tokio::spawn(async move {
                                 let ws = of;
+                                let started = Instant::now();
                                 match engine.recompute_all(&ws, chrono::Utc::now()).await {
-                                    Ok(c) if !c.is_empty() => {
-                                        tracing::debug!(workspace = %ws, changes = c.len(), "a full segment pass changed memberships")
+                                    Ok(c) => {
+                                        let seconds = started.elapsed().as_secs_f64();
+                                        tracing::debug!(workspace = %ws, changes = c.len(), seconds, "a full segment pass")
                                     }
-                                    Ok(_) => {}
                                     Err(e) => tracing::warn!(workspace = %ws, error = %e, "a full segment pass failed"),
                                 }
                             });
