@@ -499,10 +499,6 @@ fn alerts_query(ws: &WorkspaceId, f: &AlertFilter, page: &PageRequest) -> Result
     Ok((sql, args))
 }
 
-/// Each account's (of the accounts table, or scored) latest history point of a day on or
-/// before `?2`. CROSS JOIN keeps the accounts outside: one seek of the history per account.
-/// With a plain JOIN, SQLite 3.51 walked the workspace's whole history instead, finding each
-/// row's day again (26 s for 100,000 accounts with 90 days each, against 1.2 s).
 /// Each account's latest point on or before `day`, without components, read from the latest
 /// scores where they are that point: when `day` is on or after every latest score's day, an
 /// account's latest score of a day after every point written to the history alone is its
@@ -578,6 +574,10 @@ fn headlines_from_latest(
     out.into_iter().map(|(id, p)| Ok((account_id(id)?, p))).collect::<Result<Vec<_>>>().map(Some)
 }
 
+/// Each account's (of the accounts table, or scored) latest history point of a day on or
+/// before `?2`. CROSS JOIN keeps the accounts outside: one seek of the history per account.
+/// With a plain JOIN, SQLite 3.51 walked the workspace's whole history instead, finding each
+/// row's day again (26 s for 100,000 accounts with 90 days each, against 1.2 s).
 /// Without `components`, the components column is a `NULL` in its place.
 fn points_as_of_sql(components: bool) -> String {
     let columns = if components { POINT_COLUMNS.to_owned() } else { POINT_COLUMNS.replace(", components", ", NULL") };
