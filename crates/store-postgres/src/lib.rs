@@ -331,6 +331,14 @@ mod store_impl {
         async fn list_accounts(&self, ws: &WorkspaceId, page: &PageRequest) -> Result<Page<Account>> {
             self.accounts(ws, page).await
         }
+        async fn list_account_records(
+            &self,
+            ws: &WorkspaceId,
+            page: &PageRequest,
+            traits: &[String],
+        ) -> Result<Page<Account>> {
+            self.account_records(ws, page, traits).await
+        }
         async fn get_account(&self, ws: &WorkspaceId, id: &AccountId) -> Result<Option<Account>> {
             self.account(ws, id).await
         }

@@ -143,6 +143,36 @@ impl PgStore {
         Ok(page.finish(accounts, |a| Cursor(vec![a.account_id.to_string()])))
     }
 
+    /// Accounts for conditions: the traits named `traits` only (and `name`), picked out by the
+    /// database, and no members counted.
+    pub(crate) async fn account_records(
+        &self,
+        ws: &WorkspaceId,
+        page: &PageRequest,
+        traits: &[String],
+    ) -> Result<Page<Account>> {
+        let after = match &page.after {
+            Some(c) => c.parts(1)?[0].clone(),
+            None => String::new(),
+        };
+        let rows: Vec<AccountRow> = sqlx::query_as(
+            "SELECT a.account_id,
+                    (SELECT coalesce(jsonb_object_agg(t.key, t.value), '{}'::jsonb) FROM jsonb_each(a.traits) t
+                     WHERE t.key = 'name' OR t.key = ANY($4)),
+                    a.first_seen_at, a.last_seen_at, a.created_at, 0::bigint
+             FROM accounts a WHERE a.workspace_id = $1 AND a.account_id > $2 ORDER BY a.account_id LIMIT $3",
+        )
+        .bind(ws.as_str())
+        .bind(after)
+        .bind(page.fetch_limit() as i64)
+        .bind(traits)
+        .fetch_all(&self.pool)
+        .await
+        .map_err(db_error)?;
+        let accounts = rows.into_iter().map(to_account).collect::<Result<Vec<_>>>()?;
+        Ok(page.finish(accounts, |a| Cursor(vec![a.account_id.to_string()])))
+    }
+
     pub(crate) async fn account(&self, ws: &WorkspaceId, id: &AccountId) -> Result<Option<Account>> {
         let row: Option<AccountRow> = sqlx::query_as(AssertSqlSafe(format!(
             "SELECT {ACCOUNT_COLUMNS} FROM accounts a WHERE a.workspace_id = $1 AND a.account_id = $2"
