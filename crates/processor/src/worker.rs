@@ -434,6 +434,8 @@ impl Processor {
         let mut mine: Option<Cursor> = None;
         // The group being applied: whether it was.
         let mut applying: Option<tokio::task::JoinHandle<Result<bool>>> = None;
+        // Held by the step of the store's upkeep under way, if any.
+        let upkeep = Arc::new(tokio::sync::Semaphore::new(1));
         async fn settle(applying: &mut Option<tokio::task::JoinHandle<Result<bool>>>) -> Result<bool> {
             match applying.take() {
                 None => Ok(true),
@@ -483,12 +485,23 @@ impl Processor {
             known.learn(learned, seen, &changes.ops);
             mine = Some(Cursor { at: to, slice, known });
             let (store, touched, workspace) = (self.store.clone(), self.touched.clone(), ws.clone());
+            let upkeep = upkeep.clone();
             applying = Some(tokio::spawn(async move {
                 if !store.apply_changes(&workspace, from, to, &changes).await? {
                     return Ok(false);
                 }
                 announce(&touched, &workspace, changes, count);
-                store.maintain(&workspace, false).await?;
+                // The store's upkeep (linking events to their people's and accounts' lists) goes
+                // on beside the next groups, a step at a time: the next group waits for this
+                // one to be applied, not for it. Whatever is left is done once the stream ends.
+                if let Ok(step) = upkeep.try_acquire_owned() {
+                    tokio::spawn(async move {
+                        if let Err(e) = store.maintain(&workspace, false).await {
+                            tracing::warn!(workspace = %workspace, error = %e, "upkeep beside processing failed; will retry");
+                        }
+                        drop(step);
+                    });
+                }
                 Ok(true)
             }));
             if merges && !settle(&mut applying).await? {
@@ -499,6 +512,8 @@ impl Processor {
         }
         let end = mine.as_ref().map(|c| c.at);
         let applied = settle(&mut applying).await?;
+        // No step of upkeep outlives the stream.
+        let _ = upkeep.acquire().await;
         self.give_back(ws, if applied { mine } else { None }).await;
         if let (false, Some(end)) = (applied, end) {
             // The last group was not applied: another process moved the cursor, maybe not
