@@ -493,7 +493,8 @@ impl Processor {
                 announce(&touched, &workspace, changes, count);
                 // The store's upkeep (linking events to their people's and accounts' lists) goes
                 // on beside the next groups, a step at a time: the next group waits for this
-                // one to be applied, not for it. Whatever is left is done once the stream ends.
+                // one to be applied, not for it. A step skipped while another runs is left to later
+                // upkeep (an import runs processing until idle once its stream ends).
                 if let Ok(step) = upkeep.try_acquire_owned() {
                     tokio::spawn(async move {
                         if let Err(e) = store.maintain(&workspace, false).await {
