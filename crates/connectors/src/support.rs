@@ -14,9 +14,8 @@ pub(crate) fn resolved(status: TicketStatus) -> bool {
 
 /// `Ticket Opened` the first time a ticket is seen (at its opening), `Ticket Solved` each
 /// time it becomes resolved (at its resolution, an id per resolution), `CSAT Rated` each
-/// time its rating changes (`rating` names the rating, so a new rating is a new event).
-/// `rating` names the ticket's rating (its `CSAT Rated` event's id), given at `rated_at` (by
-/// default when the ticket was last updated).
+/// time its rating changes (`rating` names the rating, so a new rating is a new event; it is
+/// told at `rated_at`, by default when the ticket was last updated).
 pub(crate) fn ticket_events(
     provider: &str,
     ticket: &Ticket,

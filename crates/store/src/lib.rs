@@ -271,16 +271,7 @@ pub trait Store: Send + Sync + 'static {
         ws: &WorkspaceId,
         page: &PageRequest,
         traits: &[String],
-    ) -> Result<Page<Account>> {
-        let mut accounts = self.list_accounts(ws, page).await?;
-        for a in &mut accounts.items {
-            if let serde_json::Value::Object(all) = &mut a.traits {
-                all.retain(|k, _| k == "name" || traits.contains(k));
-            }
-            a.people_count = 0;
-        }
-        Ok(accounts)
-    }
+    ) -> Result<Page<Account>>;
     async fn get_account(&self, ws: &WorkspaceId, id: &AccountId) -> Result<Option<Account>>;
     async fn account_people(&self, ws: &WorkspaceId, id: &AccountId, page: &PageRequest) -> Result<Page<Person>>;
     /// The account's events, newest first: those sent for it explicitly (`group`,
