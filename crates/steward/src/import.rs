@@ -141,25 +141,29 @@ trait Row {
 /// Where each known column is, and the others by name.
 #[derive(Clone)]
 struct Columns {
-    at: foldhash::HashMap<&'static str, usize>,
+    /// A short list, read for each field of each row: scanned, not hashed (a kind knows at
+    /// most a dozen names, and a row asks for each by the same text as [`known`] holds).
+    at: Vec<(&'static str, usize)>,
     others: Vec<(String, usize)>,
 }
 
 impl Columns {
     fn new(kind: Kind, header: &csv::StringRecord, mapping: &[(String, String)], file: &str) -> Result<Columns> {
-        let mut at = foldhash::HashMap::default();
+        let mut at: Vec<(&'static str, usize)> = Vec::new();
         let mut others = Vec::new();
         for (i, col) in header.iter().enumerate() {
             let col = col.trim();
             match steward_name(kind, mapping, col) {
-                Some(name) => {
-                    at.insert(name, i);
-                }
+                // A name given twice: its last column, as a map would keep.
+                Some(name) => match at.iter_mut().find(|(n, _)| *n == name) {
+                    Some(place) => place.1 = i,
+                    None => at.push((name, i)),
+                },
                 None => others.push((col.to_owned(), i)),
             }
         }
         for (name, required) in known(kind) {
-            if *required && !at.contains_key(name) {
+            if *required && !at.iter().any(|(n, _)| n == name) {
                 bail!("{file}: no column {name:?} in the header (map one with --column {name}=<column>)");
             }
         }
@@ -167,7 +171,10 @@ impl Columns {
     }
 
     fn get<'r>(&self, row: &'r csv::StringRecord, name: &str) -> Option<&'r str> {
-        let v = row.get(*self.at.get(name)?)?.trim();
+        // The same text at the same place is the usual match; the bytes are compared otherwise.
+        let &(_, i) = self.at.iter().find(|(n, _)| std::ptr::eq(n.as_ptr(), name.as_ptr()) && n.len() == name.len())
+            .or_else(|| self.at.iter().find(|(n, _)| *n == name))?;
+        let v = row.get(i)?.trim();
         (!v.is_empty()).then_some(v)
     }
 

@@ -19,6 +19,9 @@ use crate::log::Blocks;
 use crate::runs::{Flushed, Id, Runs, find_in_run};
 use crate::sql_error;
 
+mod table;
+use table::IdTable;
+
 /// The 8 bytes of a message id's SHA-256 that stored ids key on. Stable across versions:
 /// it is stored.
 pub(crate) fn id_hash(message_id: &str) -> i64 {
@@ -68,16 +71,14 @@ impl std::hash::Hasher for IdHasher {
     }
 }
 
-type IdMap<V> = HashMap<(i64, i64), V, std::hash::BuildHasherDefault<IdHasher>>;
-
 #[derive(Default)]
 pub(crate) struct RecentIds {
     /// Held while this process appends events: the memory is only right if no other process
     /// appends to the same database. `None` until the first append.
     owner: Option<std::fs::File>,
     lock_path: std::path::PathBuf,
-    /// (workspace, hash) → seq of the first event with that hash.
-    first: IdMap<i64>,
+    /// Per workspace: hash → seq of the first event with that hash.
+    first: std::collections::BTreeMap<i64, IdTable>,
     /// Further events whose id shares a hash with another (different ids; vanishingly rare).
     more: Vec<(i64, i64, i64)>,
     /// What the open transaction added, to undo if it does not commit.
@@ -151,7 +152,20 @@ impl RecentIds {
     }
 
     pub(crate) fn len(&self) -> usize {
-        self.first.len() + self.more.len()
+        self.first.values().map(IdTable::len).sum::<usize>() + self.more.len()
+    }
+
+    /// The seq held first for `hash` in workspace `ws`.
+    fn held(&self, ws: i64, hash: i64) -> Option<i64> {
+        self.first.get(&ws)?.get(hash)
+    }
+
+    /// Before [`RecentIds::add_if_new`] of each of `hashes`: reads where each would be held,
+    /// so that the memory's cache misses overlap rather than come one at a time.
+    pub(crate) fn touch(&self, ws: i64, hashes: &[i64]) {
+        if let Some(table) = self.first.get(&ws) {
+            std::hint::black_box(table.touch(hashes));
+        }
     }
 
     /// Before an append to workspace `ws`: whether some of its ids may be in a run, so that
@@ -187,10 +201,7 @@ impl RecentIds {
         message_id: &str,
         seq: i64,
     ) -> Result<bool> {
-        if let std::collections::hash_map::Entry::Vacant(v) = self.first.entry((ws, hash))
-            && !lookup.stored.contains_key(&hash)
-        {
-            v.insert(seq);
+        if !lookup.stored.contains_key(&hash) && self.first.entry(ws).or_default().insert_new(hash, seq) {
             self.journal.push((ws, hash, seq));
             return Ok(true);
         }
@@ -206,7 +217,7 @@ impl RecentIds {
     /// must have been given its hash.
     fn find(&self, lookup: &mut Lookup<'_>, ws: i64, hash: i64, message_id: &str) -> Result<Option<i64>> {
         lookup.candidates.clear();
-        if let Some(&seq) = self.first.get(&(ws, hash)) {
+        if let Some(seq) = self.held(ws, hash) {
             lookup.candidates.push(seq);
             lookup.candidates.extend(self.more.iter().filter(|m| m.0 == ws && m.1 == hash).map(|m| m.2));
         }
@@ -221,19 +232,15 @@ impl RecentIds {
         Ok(None)
     }
 
-    /// Makes room for `ids` more without growing as they come.
-    pub(crate) fn reserve(&mut self, ids: usize) {
-        self.first.reserve(ids);
+    /// Makes room for `ids` more of workspace `ws` without growing as they come.
+    pub(crate) fn reserve(&mut self, ws: i64, ids: usize) {
+        self.first.entry(ws).or_default().reserve(ids);
     }
 
     /// Records a newly appended event's id (undone if its transaction does not commit).
     pub(crate) fn add(&mut self, ws: i64, hash: i64, seq: i64) {
-        use std::collections::hash_map::Entry;
-        match self.first.entry((ws, hash)) {
-            Entry::Vacant(v) => {
-                v.insert(seq);
-            }
-            Entry::Occupied(_) => self.more.push((ws, hash, seq)),
+        if !self.first.entry(ws).or_default().insert_new(hash, seq) {
+            self.more.push((ws, hash, seq));
         }
         self.journal.push((ws, hash, seq));
     }
@@ -246,12 +253,12 @@ impl RecentIds {
     /// Forgets what was added since `mark`: its savepoint or transaction was rolled back.
     pub(crate) fn undo_to(&mut self, mark: usize) {
         for (ws, hash, seq) in self.journal.drain(mark..).rev() {
-            if self.first.get(&(ws, hash)) == Some(&seq) {
-                self.first.remove(&(ws, hash));
+            let table = self.first.entry(ws).or_default();
+            if table.remove(hash, seq) {
                 // A colliding id added later takes the first place.
                 if let Some(i) = self.more.iter().position(|m| m.0 == ws && m.1 == hash) {
                     let (_, _, next) = self.more.remove(i);
-                    self.first.insert((ws, hash), next);
+                    table.insert_new(hash, next);
                 }
             } else if let Some(i) = self.more.iter().position(|m| *m == (ws, hash, seq)) {
                 self.more.remove(i);
@@ -305,65 +312,51 @@ impl RecentIds {
     /// whether work is left.
     pub(crate) fn flush_step(&mut self, conn: &Connection, idle: bool) -> Result<bool> {
         let due = self.flush_due(idle);
-        let Some(runs) = &mut self.runs else { return Ok(false) };
-        if due && !runs.flushing() {
-            let ids: Vec<Id> =
-                self.first.iter().map(|(&(ws, hash), &seq)| (ws, hash, seq)).chain(self.more.iter().copied()).collect();
-            let ids = sort_ids(ids);
+        if due && self.runs.as_ref().is_some_and(|runs| !runs.flushing()) {
+            let ids = self.sorted();
             let through = ids.iter().map(|i| i.2).max().unwrap_or(0);
-            runs.start_flush(ids, through);
+            self.runs.as_mut().expect("checked above").start_flush(ids, through);
         }
+        let Some(runs) = &mut self.runs else { return Ok(false) };
         if let Some(Flushed { through }) = runs.step(conn)? {
             // Seqs grow across workspaces: the flush took every id up to `through`, and ids
             // added while it was written are newer.
-            self.first.retain(|_, seq| *seq > through);
+            for table in self.first.values_mut() {
+                table.retain(|seq| seq > through);
+            }
+            // A workspace with none left gives its memory back.
+            self.first.retain(|_, table| !table.is_empty());
             self.more.retain(|m| m.2 > through);
             self.through = through;
             // Workspaces it covered now have ids in a run; the others are asked again.
             self.in_runs.clear();
             self.holds_fresh = false;
             // A colliding id that stays (newer than the flush) must remain findable.
-            for &(ws, hash, seq) in &self.more {
-                self.first.entry((ws, hash)).or_insert(seq);
+            let mut more = std::mem::take(&mut self.more);
+            more.sort_unstable();
+            for (ws, hash, seq) in more {
+                if !self.first.entry(ws).or_default().insert_new(hash, seq) {
+                    self.more.push((ws, hash, seq));
+                }
             }
-            self.more.retain(|m| self.first.get(&(m.0, m.1)) != Some(&m.2));
         }
         Ok(self.wants_flush(idle))
     }
-}
 
-/// Ids this many or more are sorted on several threads.
-const PARALLEL_SORT: usize = 1 << 18;
-
-/// `ids` sorted: on every core when there are many (a flush at close sorts millions, with
-/// nothing else left for the other cores to do), in parts then merged.
-fn sort_ids(mut ids: Vec<Id>) -> Vec<Id> {
-    let threads = std::thread::available_parallelism().map_or(1, |n| n.get()).min(8);
-    if threads < 2 || ids.len() < PARALLEL_SORT {
-        ids.sort_unstable();
-        return ids;
-    }
-    let part = ids.len().div_ceil(threads);
-    std::thread::scope(|s| {
-        for chunk in ids.chunks_mut(part) {
-            s.spawn(|| chunk.sort_unstable());
+    /// Every id held, sorted as runs are: the tables are read in order, and the rare ids
+    /// that share a hash with another are merged in.
+    fn sorted(&self) -> Vec<Id> {
+        let mut ids = Vec::with_capacity(self.len());
+        for (&ws, table) in &self.first {
+            ids.extend(table.iter().map(|(hash, seq)| (ws, hash, seq)));
         }
-    });
-    // Sorted parts merged pairwise until one is left.
-    let mut parts: Vec<Vec<Id>> = ids.chunks(part).map(<[Id]>::to_vec).collect();
-    drop(ids);
-    while parts.len() > 1 {
-        let mut next = Vec::with_capacity(parts.len().div_ceil(2));
-        let mut it = parts.into_iter();
-        while let Some(a) = it.next() {
-            next.push(match it.next() {
-                Some(b) => merge_sorted(&a, &b),
-                None => a,
-            });
+        if self.more.is_empty() {
+            return ids;
         }
-        parts = next;
+        let mut more = self.more.clone();
+        more.sort_unstable();
+        merge_sorted(&ids, &more)
     }
-    parts.pop().unwrap_or_default()
 }
 
 fn merge_sorted(a: &[Id], b: &[Id]) -> Vec<Id> {
@@ -430,20 +423,29 @@ mod tests {
     use super::*;
 
     #[test]
-    fn many_ids_sort_as_few_do() {
-        // A spread of workspaces, hashes (some equal) and seqs, past the parallel threshold.
+    fn held_ids_come_out_sorted_as_runs_are() {
+        // A spread of workspaces and hashes, some shared by different ids.
         let mut x: u64 = 0x9e37_79b9_7f4a_7c15;
-        let ids: Vec<Id> = (0..PARALLEL_SORT as i64 + 12_345)
-            .map(|seq| {
-                x ^= x << 13;
-                x ^= x >> 7;
-                x ^= x << 17;
-                ((x % 3) as i64, (x >> 40) as i64 - (1 << 23), seq)
-            })
-            .collect();
-        let mut expected = ids.clone();
-        expected.sort_unstable();
-        assert_eq!(sort_ids(ids), expected);
+        let mut ids = RecentIds::default();
+        let mut all: Vec<Id> = Vec::new();
+        for seq in 1..=50_000i64 {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            let (ws, hash) = if seq % 1_000 == 0 {
+                let (ws, hash, _) = all[(seq / 2) as usize];
+                (ws, hash)
+            } else {
+                ((x % 3) as i64, x as i64)
+            };
+            ids.add(ws, hash, seq);
+            all.push((ws, hash, seq));
+        }
+        ids.committed();
+        assert!(!ids.more.is_empty(), "some ids share a hash");
+        all.sort_unstable();
+        assert_eq!(ids.sorted(), all);
+        assert_eq!(ids.len(), all.len());
         assert_eq!(
             merge_sorted(&[(1, 1, 1), (1, 2, 3)], &[(0, 5, 5), (1, 2, 2)]),
             [(0, 5, 5), (1, 1, 1), (1, 2, 2), (1, 2, 3)]
@@ -460,7 +462,7 @@ mod tests {
         ids.add(1, 10, 3); // a different id with the same hash
         ids.undo_to(mark);
         assert_eq!(ids.len(), 1);
-        assert_eq!(ids.first.get(&(1, 10)), Some(&1));
+        assert_eq!(ids.held(1, 10), Some(1));
         assert!(ids.more.is_empty());
     }
 }

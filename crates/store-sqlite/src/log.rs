@@ -26,11 +26,11 @@ impl SqliteStore {
     /// Makes room in the memory of recent ids for `events` more, so that an import's ids
     /// are not rehashed each time the table doubles (a third of the writer's work on them).
     pub(crate) async fn expect_appends(&self, ws: &WorkspaceId, events: usize) -> Result<()> {
-        self.existing_ws(ws).await?;
+        let n = self.existing_ws(ws).await?;
         self.writer
             .write(Priority::Now, Durability::Derived, move |conn, recent| {
                 recent.ensure_owner(conn)?;
-                recent.reserve(events);
+                recent.reserve(n, events);
                 Ok(())
             })
             .await
@@ -338,6 +338,9 @@ impl Prepared {
         let mut repeats = repeats.into_iter().peekable();
         let starts = std::iter::once(0).chain(ends.iter().copied());
         for (i, ((hash, start), end)) in hashes.iter().zip(starts).zip(&ends).enumerate() {
+            if i % TOUCH == 0 {
+                recent.touch(n, &hashes[i..hashes.len().min(i + TOUCH)]);
+            }
             let message_id = &text[start..*end];
             let repeat = repeats.next_if_eq(&i).is_some();
             let new = !repeat && recent.add_if_new(&mut lookup, n, *hash, message_id, first_seq + stored)?;
@@ -365,6 +368,10 @@ impl Prepared {
         Ok(Inserted { report, first_seq, kept: keep })
     }
 }
+
+/// Ids whose places in the memory of recent ids are read ahead together: enough that their
+/// cache misses overlap, few enough that what is read stays cached until it is used.
+const TOUCH: usize = 256;
 
 /// What [`Prepared::insert`] stored: the events kept have consecutive seqs from `first_seq`.
 struct Inserted {

@@ -1,0 +1,300 @@
+//! One workspace's recent ids in memory: an ordered hash table of `(hash, seq)`.
+//!
+//! Linear probing whose home slot is the hash's top bits, with each run of occupied slots
+//! kept in hash order (an insert shifts the larger entries of its run one slot on). The
+//! slots, read in order, are then the ids sorted by hash: writing them out as a run of the
+//! log-structured merge ([`crate::runs`]) needs no sort. A lookup ends at the first larger
+//! hash, and an entry is 16 bytes.
+//!
+//! The hashes are the first bytes of SHA-256 digests, so uniform: the top bits spread them
+//! evenly without mixing. A batch of lookups first touches every home slot
+//! ([`IdTable::touch`]), so that their cache misses overlap instead of coming one by one: an
+//! import's millions of ids are nearly all new, and each would otherwise wait on memory.
+
+/// Kept while a slot is empty: seqs start at 1.
+const EMPTY: Slot = Slot { key: 0, seq: 0 };
+
+/// Slots past the last home slot, so that the last runs need not wrap around to the start
+/// (which would break the order); more are added if a run would go past them.
+const SLACK: usize = 256;
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+struct Slot {
+    /// The hash with its sign bit flipped: ordered as unsigned, as the hashes are as signed.
+    key: u64,
+    seq: i64,
+}
+
+impl Slot {
+    fn is_empty(self) -> bool {
+        self.seq == 0
+    }
+}
+
+fn key_of(hash: i64) -> u64 {
+    (hash as u64) ^ (1 << 63)
+}
+
+fn hash_of(key: u64) -> i64 {
+    (key ^ (1 << 63)) as i64
+}
+
+#[derive(Debug, Default)]
+pub(crate) struct IdTable {
+    /// The home slots, then at least [`SLACK`] more.
+    slots: Vec<Slot>,
+    homes: usize,
+    /// `64 - log2(homes)`: a key's home is its top bits.
+    shift: u32,
+    len: usize,
+}
+
+impl IdTable {
+    /// A table that holds `ids` without growing.
+    pub(crate) fn with_capacity(ids: usize) -> IdTable {
+        // At most three quarters full: runs stay short.
+        let homes = (ids.max(16) * 4 / 3 + 1).next_power_of_two();
+        IdTable { slots: vec![EMPTY; homes + SLACK], homes, shift: 64 - homes.trailing_zeros(), len: 0 }
+    }
+
+    pub(crate) fn len(&self) -> usize {
+        self.len
+    }
+
+    pub(crate) fn is_empty(&self) -> bool {
+        self.len == 0
+    }
+
+    fn home(&self, key: u64) -> usize {
+        if self.slots.is_empty() { 0 } else { (key >> self.shift) as usize }
+    }
+
+    /// Makes room for `more` ids beyond those held.
+    pub(crate) fn reserve(&mut self, more: usize) {
+        let want = self.len + more;
+        if want * 4 > self.homes * 3 {
+            self.rebuild(want);
+        }
+    }
+
+    /// The same entries in a table sized for `ids`.
+    fn rebuild(&mut self, ids: usize) {
+        let mut bigger = IdTable::with_capacity(ids.max(self.len));
+        let mut next = 0;
+        for s in self.slots.iter().copied().filter(|s| !s.is_empty()) {
+            // In order, each entry goes at its home or right after the one before.
+            let at = bigger.home(s.key).max(next);
+            if at == bigger.slots.len() {
+                bigger.slots.push(EMPTY);
+            }
+            bigger.slots[at] = s;
+            next = at + 1;
+        }
+        bigger.len = self.len;
+        *self = bigger;
+    }
+
+    /// Reads each hash's home slot, so that the misses of a batch of lookups overlap; what
+    /// is read is returned only so that the reads are not left out.
+    pub(crate) fn touch(&self, hashes: &[i64]) -> u64 {
+        if self.slots.is_empty() {
+            return 0;
+        }
+        hashes.iter().fold(0u64, |acc, &h| acc ^ self.slots[self.home(key_of(h))].key)
+    }
+
+    /// Where `key` is, or where it would go.
+    fn position(&self, key: u64) -> (usize, bool) {
+        let mut i = self.home(key);
+        while let Some(s) = self.slots.get(i)
+            && !s.is_empty()
+        {
+            if s.key >= key {
+                return (i, s.key == key);
+            }
+            i += 1;
+        }
+        (i, false)
+    }
+
+    /// The seq held for `hash`.
+    pub(crate) fn get(&self, hash: i64) -> Option<i64> {
+        match self.position(key_of(hash)) {
+            (i, true) => Some(self.slots[i].seq),
+            _ => None,
+        }
+    }
+
+    /// Holds `seq` for `hash` unless some seq is held for it already; says whether it did.
+    pub(crate) fn insert_new(&mut self, hash: i64, seq: i64) -> bool {
+        debug_assert!(seq > 0, "seqs start at 1");
+        if (self.len + 1) * 4 > self.homes * 3 {
+            self.rebuild((self.len + 1) * 2);
+        }
+        let key = key_of(hash);
+        let (at, found) = self.position(key);
+        if found {
+            return false;
+        }
+        let free = match self.slots[at..].iter().position(|s| s.is_empty()) {
+            Some(f) => at + f,
+            // The last run reaches the end: one more slot (hashes alike enough to come here
+            // are not spread by more home slots).
+            None => {
+                self.slots.push(EMPTY);
+                self.slots.len() - 1
+            }
+        };
+        self.slots.copy_within(at..free, at + 1);
+        self.slots[at] = Slot { key, seq };
+        self.len += 1;
+        true
+    }
+
+    /// Forgets `hash` if `seq` is what is held for it; says whether it did.
+    pub(crate) fn remove(&mut self, hash: i64, seq: i64) -> bool {
+        let (mut at, found) = self.position(key_of(hash));
+        if !found || self.slots[at].seq != seq {
+            return false;
+        }
+        // The entries after it that are past their home move back one.
+        while let Some(&next) = self.slots.get(at + 1)
+            && !next.is_empty()
+            && self.home(next.key) <= at
+        {
+            self.slots[at] = next;
+            at += 1;
+        }
+        self.slots[at] = EMPTY;
+        self.len -= 1;
+        true
+    }
+
+    /// Keeps only the entries whose seq `keep` accepts, in place.
+    pub(crate) fn retain(&mut self, keep: impl Fn(i64) -> bool) {
+        let mut next = 0;
+        for read in 0..self.slots.len() {
+            let s = self.slots[read];
+            if s.is_empty() {
+                continue;
+            }
+            self.slots[read] = EMPTY;
+            if keep(s.seq) {
+                // Never after where it was: its home and the entries kept before it are not.
+                let at = self.home(s.key).max(next);
+                self.slots[at] = s;
+                next = at + 1;
+            } else {
+                self.len -= 1;
+            }
+        }
+    }
+
+    /// `(hash, seq)` in hash order.
+    pub(crate) fn iter(&self) -> impl Iterator<Item = (i64, i64)> + '_ {
+        self.slots.iter().filter(|s| !s.is_empty()).map(|s| (hash_of(s.key), s.seq))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::collections::BTreeMap;
+
+    /// A reproducible spread of hashes: uniform, with runs of near neighbours and extremes.
+    fn hashes(n: usize, seed: u64) -> Vec<i64> {
+        let mut x = seed | 1;
+        (0..n)
+            .map(|i| {
+                x ^= x << 13;
+                x ^= x >> 7;
+                x ^= x << 17;
+                match i % 50 {
+                    0 => i64::MIN + (x % 4) as i64,
+                    1 => i64::MAX - (x % 4) as i64,
+                    // Neighbours: the same home slot, so long runs.
+                    2..=9 => 0x1234_5678_0000_0000 + (x % 64) as i64,
+                    _ => x as i64,
+                }
+            })
+            .collect()
+    }
+
+    fn check(table: &IdTable, model: &BTreeMap<i64, i64>) {
+        let held: Vec<(i64, i64)> = table.iter().collect();
+        let expected: Vec<(i64, i64)> = model.iter().map(|(h, s)| (*h, *s)).collect();
+        assert_eq!(held, expected, "in hash order, as a sorted map holds them");
+        assert_eq!(table.len(), model.len());
+        for (&h, &s) in model {
+            assert_eq!(table.get(h), Some(s));
+        }
+    }
+
+    #[test]
+    fn agrees_with_a_sorted_map_through_inserts_removals_and_retains() {
+        for (start, seed) in [(0usize, 7u64), (4, 99), (100_000, 12_345)] {
+            let mut table = IdTable::with_capacity(start);
+            let mut model = BTreeMap::new();
+            let all = hashes(20_000, seed);
+            for (i, &h) in all.iter().enumerate() {
+                let seq = i as i64 + 1;
+                let new = !model.contains_key(&h);
+                assert_eq!(table.insert_new(h, seq), new, "hash {h:x}");
+                if new {
+                    model.insert(h, seq);
+                }
+                if i % 7 == 3
+                    && let Some(&held) = model.get(&all[i / 2])
+                {
+                    // A removal of the wrong seq changes nothing.
+                    let victim = all[i / 2];
+                    assert!(!table.remove(victim, held + 1_000_000));
+                    assert!(table.remove(victim, held));
+                    model.remove(&victim);
+                    assert_eq!(table.get(victim), None);
+                }
+                if i % 5_000 == 4_999 {
+                    check(&table, &model);
+                }
+            }
+            check(&table, &model);
+            let cut = 12_000;
+            table.retain(|seq| seq > cut);
+            model.retain(|_, seq| *seq > cut);
+            check(&table, &model);
+            for (i, &h) in hashes(5_000, seed + 1).iter().enumerate() {
+                let seq = 100_000 + i as i64;
+                if table.insert_new(h, seq) {
+                    assert!(model.insert(h, seq).is_none());
+                }
+            }
+            check(&table, &model);
+            table.retain(|_| false);
+            assert!(table.is_empty());
+            assert_eq!(table.iter().count(), 0);
+        }
+    }
+
+    #[test]
+    fn a_crowd_at_the_end_lengthens_the_table_instead_of_wrapping() {
+        let mut table = IdTable::with_capacity(16);
+        let mut model = BTreeMap::new();
+        for i in 0..(3 * SLACK as i64) {
+            let h = i64::MAX - 3 * i;
+            assert!(table.insert_new(h, i + 1));
+            model.insert(h, i + 1);
+        }
+        check(&table, &model);
+        table.reserve(10_000);
+        check(&table, &model);
+    }
+
+    #[test]
+    fn touching_reads_without_changing() {
+        let mut table = IdTable::default();
+        assert_eq!(table.touch(&[1, 2, 3]), 0, "an empty table has nothing to read");
+        assert!(table.insert_new(5, 1));
+        let _ = table.touch(&hashes(1_000, 3));
+        assert_eq!(table.iter().collect::<Vec<_>>(), [(5, 1)]);
+    }
+}
