@@ -170,33 +170,63 @@ impl Columns {
         Ok(Columns { at, others })
     }
 
-    fn get<'r>(&self, row: &'r csv::StringRecord, name: &str) -> Option<&'r str> {
+    fn get<'r>(&self, row: &'r impl Fields, name: &str) -> Option<&'r str> {
         // The same text at the same place is the usual match; the bytes are compared otherwise.
-        let &(_, i) = self.at.iter().find(|(n, _)| std::ptr::eq(n.as_ptr(), name.as_ptr()) && n.len() == name.len())
+        let &(_, i) = self
+            .at
+            .iter()
+            .find(|(n, _)| std::ptr::eq(n.as_ptr(), name.as_ptr()) && n.len() == name.len())
             .or_else(|| self.at.iter().find(|(n, _)| *n == name))?;
-        let v = row.get(i)?.trim();
+        let v = row.field(i)?.trim();
         (!v.is_empty()).then_some(v)
     }
 
     /// The columns Steward does not know, as JSON values (numbers where they parse).
-    fn extra(&self, row: &csv::StringRecord) -> Map<String, Value> {
+    fn extra(&self, row: &impl Fields) -> Map<String, Value> {
         self.others
             .iter()
             .filter_map(|(name, i)| {
-                let v = row.get(*i)?.trim();
+                let v = row.field(*i)?.trim();
                 (!v.is_empty()).then(|| (name.clone(), scalar(v)))
             })
             .collect()
     }
 }
 
-/// A CSV record with the columns that say what its fields are.
-struct CsvRow<'a> {
-    columns: &'a Columns,
-    record: &'a csv::StringRecord,
+/// The fields of one CSV record, by place.
+trait Fields {
+    fn field(&self, i: usize) -> Option<&str>;
+    fn fields(&self) -> impl Iterator<Item = &str>;
 }
 
-impl Row for CsvRow<'_> {
+impl Fields for csv::StringRecord {
+    fn field(&self, i: usize) -> Option<&str> {
+        self.get(i)
+    }
+
+    fn fields(&self) -> impl Iterator<Item = &str> {
+        self.iter()
+    }
+}
+
+/// A record split at its commas: a line that needs no unquoting.
+impl Fields for Vec<&str> {
+    fn field(&self, i: usize) -> Option<&str> {
+        self.get(i).copied()
+    }
+
+    fn fields(&self) -> impl Iterator<Item = &str> {
+        self.iter().copied()
+    }
+}
+
+/// A CSV record with the columns that say what its fields are.
+struct CsvRow<'a, F> {
+    columns: &'a Columns,
+    record: &'a F,
+}
+
+impl<F: Fields> Row for CsvRow<'_, F> {
     fn get(&self, name: &str) -> Option<&str> {
         self.columns.get(self.record, name)
     }
@@ -206,11 +236,11 @@ impl Row for CsvRow<'_> {
     }
 
     fn has_extra(&self) -> bool {
-        self.columns.others.iter().any(|(_, i)| self.record.get(*i).is_some_and(|v| !v.trim().is_empty()))
+        self.columns.others.iter().any(|(_, i)| self.record.field(*i).is_some_and(|v| !v.trim().is_empty()))
     }
 
     fn key(&self) -> u128 {
-        content_key(self.record.iter().map(str::trim))
+        content_key(self.record.fields().map(str::trim))
     }
 }
 

@@ -243,28 +243,48 @@ fn parse_chunk(
         }
         rows += 1;
     };
-    match layout {
-        Layout::Csv { columns, width } => {
+    let plain = match layout {
+        Layout::Csv { .. } => plain_csv(text),
+        Layout::JsonLines => None,
+    };
+    match (layout, plain) {
+        // Most exports quote nothing: their lines are split at commas, with no reader.
+        (Layout::Csv { columns, width }, Some(text)) => {
+            let mut fields: Vec<&str> = Vec::with_capacity(*width);
+            for (line, record) in plain_records(text, chunk.line) {
+                fields.clear();
+                fields.extend(record.split(','));
+                if fields.len() != *width {
+                    bail!("{} line {line}: {} fields where the header has {width}", parser.file, fields.len());
+                }
+                let row = parser.parse(&CsvRow { columns, record: &fields }, line)?;
+                parsed(parser, row);
+            }
+        }
+        (Layout::Csv { columns, width }, None) => {
             let mut reader = csv::ReaderBuilder::new().has_headers(false).flexible(true).from_reader(&text[..]);
             let mut record = csv::StringRecord::new();
-            let mut records = 0;
+            // The reader counts records' lines but not blank ones: lines are counted here.
+            let mut lines = Lines { text, at: 0, line: chunk.line };
             loop {
-                let line_of = |p: Option<&csv::Position>| p.map_or(chunk.line + records, |p| chunk.line + p.line() - 1);
-                match reader.read_record(&mut record) {
+                let at_fault = reader.read_record(&mut record);
+                let line = match at_fault.as_ref().err().map_or(record.position(), csv::Error::position) {
+                    Some(p) => lines.record(p.byte() as usize),
+                    None => lines.line,
+                };
+                match at_fault {
                     Ok(false) => break,
                     Ok(true) => {}
-                    Err(e) => bail!("{} line {}: {}", parser.file, line_of(e.position()), describe(&e)),
+                    Err(e) => bail!("{} line {line}: {}", parser.file, describe(&e)),
                 }
-                let line = line_of(record.position());
                 if record.len() != *width {
                     bail!("{} line {line}: {} fields where the header has {width}", parser.file, record.len());
                 }
                 let row = parser.parse(&CsvRow { columns, record: &record }, line)?;
                 parsed(parser, row);
-                records += 1;
             }
         }
-        Layout::JsonLines => {
+        (Layout::JsonLines, _) => {
             for (line, text) in (chunk.line..).zip(text.split(|b| *b == b'\n')) {
                 if let Some(row) = jsonl::row(text, parser, line)? {
                     let row = parser.parse(&row, line)?;
@@ -274,6 +294,54 @@ fn parse_chunk(
         }
     }
     Ok(rows)
+}
+
+/// A chunk's text when splitting its lines at commas reads them as a CSV reader would: no
+/// quotes, no carriage returns (which end records too), and valid UTF-8.
+fn plain_csv(text: &[u8]) -> Option<&str> {
+    if memchr::memchr2(b'"', b'\r', text).is_some() {
+        return None;
+    }
+    std::str::from_utf8(text).ok()
+}
+
+/// Line numbers of places in a chunk, asked in order.
+struct Lines<'a> {
+    text: &'a [u8],
+    at: usize,
+    /// The line of `at`.
+    line: u64,
+}
+
+impl Lines<'_> {
+    /// The line of the record a reader says starts at byte `at`: the reader's position is
+    /// before the blank lines it skipped.
+    fn record(&mut self, at: usize) -> u64 {
+        let blank =
+            self.text.get(at..).map_or(0, |rest| rest.iter().take_while(|b| matches!(b, b'\n' | b'\r')).count());
+        self.of(at + blank)
+    }
+
+    /// The line byte `to` is on: each `\n`, or `\r` not before one, before it ends one.
+    fn of(&mut self, to: usize) -> u64 {
+        let to = to.min(self.text.len());
+        if to > self.at {
+            let ends = self.text[self.at..to]
+                .iter()
+                .enumerate()
+                .filter(|&(i, &b)| b == b'\n' || (b == b'\r' && self.text.get(self.at + i + 1) != Some(&b'\n')))
+                .count();
+            self.line += ends as u64;
+            self.at = to;
+        }
+        self.line
+    }
+}
+
+/// The records of a chunk [`plain_csv`] accepted, each with its line: blank lines are no
+/// records, as for a CSV reader.
+fn plain_records(text: &str, line: u64) -> impl Iterator<Item = (u64, &str)> {
+    (line..).zip(text.split('\n')).filter(|(_, record)| !record.is_empty())
 }
 
 /// The chunks to parse: those kept by the check, or the file read again.
@@ -560,6 +628,37 @@ pub(super) fn read(
 
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn plain_lines_split_as_a_csv_reader_reads_them() {
+        let cases =
+            ["a,b\nc,d\n", "a,b\n\n\nc,d", "\n\na,b\n", " a , b ,\n,,\n", "one\n", "é,ü,日本\nx,y,z\n", "a,b\n\n", ""];
+        for text in cases {
+            assert!(super::plain_csv(text.as_bytes()).is_some(), "{text:?}");
+            let mut reader = csv::ReaderBuilder::new().has_headers(false).flexible(true).from_reader(text.as_bytes());
+            let mut lines = super::Lines { text: text.as_bytes(), at: 0, line: 10 };
+            let read: Vec<(u64, Vec<String>)> = reader
+                .records()
+                .map(|r| {
+                    let r = r.unwrap();
+                    (lines.record(r.position().unwrap().byte() as usize), r.iter().map(str::to_owned).collect())
+                })
+                .collect();
+            let split: Vec<(u64, Vec<String>)> = super::plain_records(text, 10)
+                .map(|(line, record)| (line, record.split(',').map(str::to_owned).collect()))
+                .collect();
+            assert_eq!(split, read, "{text:?}");
+        }
+        // Lines are the file's, blank ones counted.
+        let lines: Vec<u64> = super::plain_records("a\n\n\nb\n\nc", 1).map(|(line, _)| line).collect();
+        assert_eq!(lines, [1, 4, 6]);
+        let mut lines = super::Lines { text: b"a\r\n\r\nb\rc\n\"d\ne\"\nf", at: 0, line: 1 };
+        assert_eq!([0, 6, 8, 10, 17].map(|byte| lines.of(byte)), [1, 3, 4, 5, 7]);
+        for needs_the_reader in ["a,\"b,c\"\n", "a,b\r\nc,d\r\n", "a\rb\n"] {
+            assert!(super::plain_csv(needs_the_reader.as_bytes()).is_none(), "{needs_the_reader:?}");
+        }
+        assert!(super::plain_csv(b"a,\xff\n").is_none(), "not UTF-8: the reader says where");
+    }
+
     use super::*;
 
     #[test]

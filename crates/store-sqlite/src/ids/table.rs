@@ -12,23 +12,28 @@
 //! import's millions of ids are nearly all new, and each would otherwise wait on memory.
 
 /// Kept while a slot is empty: seqs start at 1.
-const EMPTY: Slot = Slot { key: 0, seq: 0 };
+const EMPTY: Slot = [0, 0];
 
 /// Slots past the last home slot, so that the last runs need not wrap around to the start
 /// (which would break the order); more are added if a run would go past them.
 const SLACK: usize = 256;
 
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-struct Slot {
-    /// The hash with its sign bit flipped: ordered as unsigned, as the hashes are as signed.
-    key: u64,
-    seq: i64,
+/// The key (the hash with its sign bit flipped: ordered as unsigned, as the hashes are as
+/// signed) and the seq. Plain words, so that a new table is memory the system gives zeroed,
+/// touched only where entries go, rather than written empty first (a large import's table is
+/// over a hundred megabytes).
+type Slot = [u64; 2];
+
+fn key(s: &Slot) -> u64 {
+    s[0]
 }
 
-impl Slot {
-    fn is_empty(self) -> bool {
-        self.seq == 0
-    }
+fn seq(s: &Slot) -> i64 {
+    s[1] as i64
+}
+
+fn is_empty(s: &Slot) -> bool {
+    s[1] == 0
 }
 
 fn key_of(hash: i64) -> u64 {
@@ -54,7 +59,7 @@ impl IdTable {
     pub(crate) fn with_capacity(ids: usize) -> IdTable {
         // At most three quarters full: runs stay short.
         let homes = (ids.max(16) * 4 / 3 + 1).next_power_of_two();
-        IdTable { slots: vec![EMPTY; homes + SLACK], homes, shift: 64 - homes.trailing_zeros(), len: 0 }
+        IdTable { slots: vec![[0u64; 2]; homes + SLACK], homes, shift: 64 - homes.trailing_zeros(), len: 0 }
     }
 
     pub(crate) fn len(&self) -> usize {
@@ -81,9 +86,9 @@ impl IdTable {
     fn rebuild(&mut self, ids: usize) {
         let mut bigger = IdTable::with_capacity(ids.max(self.len));
         let mut next = 0;
-        for s in self.slots.iter().copied().filter(|s| !s.is_empty()) {
+        for s in self.slots.iter().copied().filter(|s| !is_empty(s)) {
             // In order, each entry goes at its home or right after the one before.
-            let at = bigger.home(s.key).max(next);
+            let at = bigger.home(key(&s)).max(next);
             if at == bigger.slots.len() {
                 bigger.slots.push(EMPTY);
             }
@@ -100,17 +105,17 @@ impl IdTable {
         if self.slots.is_empty() {
             return 0;
         }
-        hashes.iter().fold(0u64, |acc, &h| acc ^ self.slots[self.home(key_of(h))].key)
+        hashes.iter().fold(0u64, |acc, &h| acc ^ key(&self.slots[self.home(key_of(h))]))
     }
 
     /// Where `key` is, or where it would go.
     fn position(&self, key: u64) -> (usize, bool) {
         let mut i = self.home(key);
         while let Some(s) = self.slots.get(i)
-            && !s.is_empty()
+            && !is_empty(s)
         {
-            if s.key >= key {
-                return (i, s.key == key);
+            if self::key(s) >= key {
+                return (i, self::key(s) == key);
             }
             i += 1;
         }
@@ -120,7 +125,7 @@ impl IdTable {
     /// The seq held for `hash`.
     pub(crate) fn get(&self, hash: i64) -> Option<i64> {
         match self.position(key_of(hash)) {
-            (i, true) => Some(self.slots[i].seq),
+            (i, true) => Some(seq(&self.slots[i])),
             _ => None,
         }
     }
@@ -136,7 +141,7 @@ impl IdTable {
         if found {
             return false;
         }
-        let free = match self.slots[at..].iter().position(|s| s.is_empty()) {
+        let free = match self.slots[at..].iter().position(is_empty) {
             Some(f) => at + f,
             // The last run reaches the end: one more slot (hashes alike enough to come here
             // are not spread by more home slots).
@@ -146,7 +151,7 @@ impl IdTable {
             }
         };
         self.slots.copy_within(at..free, at + 1);
-        self.slots[at] = Slot { key, seq };
+        self.slots[at] = [key, seq as u64];
         self.len += 1;
         true
     }
@@ -154,13 +159,13 @@ impl IdTable {
     /// Forgets `hash` if `seq` is what is held for it; says whether it did.
     pub(crate) fn remove(&mut self, hash: i64, seq: i64) -> bool {
         let (mut at, found) = self.position(key_of(hash));
-        if !found || self.slots[at].seq != seq {
+        if !found || self::seq(&self.slots[at]) != seq {
             return false;
         }
         // The entries after it that are past their home move back one.
         while let Some(&next) = self.slots.get(at + 1)
-            && !next.is_empty()
-            && self.home(next.key) <= at
+            && !is_empty(&next)
+            && self.home(key(&next)) <= at
         {
             self.slots[at] = next;
             at += 1;
@@ -175,13 +180,13 @@ impl IdTable {
         let mut next = 0;
         for read in 0..self.slots.len() {
             let s = self.slots[read];
-            if s.is_empty() {
+            if is_empty(&s) {
                 continue;
             }
             self.slots[read] = EMPTY;
-            if keep(s.seq) {
+            if keep(seq(&s)) {
                 // Never after where it was: its home and the entries kept before it are not.
-                let at = self.home(s.key).max(next);
+                let at = self.home(key(&s)).max(next);
                 self.slots[at] = s;
                 next = at + 1;
             } else {
@@ -192,7 +197,7 @@ impl IdTable {
 
     /// `(hash, seq)` in hash order.
     pub(crate) fn iter(&self) -> impl Iterator<Item = (i64, i64)> + '_ {
-        self.slots.iter().filter(|s| !s.is_empty()).map(|s| (hash_of(s.key), s.seq))
+        self.slots.iter().filter(|s| !is_empty(s)).map(|s| (hash_of(key(s)), seq(s)))
     }
 }
 
