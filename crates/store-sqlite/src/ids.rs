@@ -322,7 +322,7 @@ impl RecentIds {
             // Seqs grow across workspaces: the flush took every id up to `through`, and ids
             // added while it was written are newer.
             for table in self.first.values_mut() {
-                table.retain(|seq| seq > through);
+                table.retain_after(through);
             }
             // A workspace with none left gives its memory back.
             self.first.retain(|_, table| !table.is_empty());

@@ -498,7 +498,7 @@ pub(super) fn check(options: &Options) -> Result<Checked> {
     let mut keys = Vec::new();
     for p in parsers {
         if let RowKeys::Collect(k) = p.into_inner().expect("parser lock").keys {
-            keys.extend(k);
+            keys.push(k);
         }
     }
     Ok(Checked { layout, rows: progress.rows(), repeated: Arc::new(events::repeated(keys)), chunks })

@@ -52,6 +52,8 @@ pub(crate) struct IdTable {
     /// `64 - log2(homes)`: a key's home is its top bits.
     shift: u32,
     len: usize,
+    /// No seq held is larger.
+    max_seq: i64,
 }
 
 impl IdTable {
@@ -59,7 +61,7 @@ impl IdTable {
     pub(crate) fn with_capacity(ids: usize) -> IdTable {
         // At most three quarters full: runs stay short.
         let homes = (ids.max(16) * 4 / 3 + 1).next_power_of_two();
-        IdTable { slots: vec![[0u64; 2]; homes + SLACK], homes, shift: 64 - homes.trailing_zeros(), len: 0 }
+        IdTable { slots: vec![[0u64; 2]; homes + SLACK], homes, shift: 64 - homes.trailing_zeros(), len: 0, max_seq: 0 }
     }
 
     pub(crate) fn len(&self) -> usize {
@@ -96,6 +98,7 @@ impl IdTable {
             next = at + 1;
         }
         bigger.len = self.len;
+        bigger.max_seq = self.max_seq;
         *self = bigger;
     }
 
@@ -153,6 +156,7 @@ impl IdTable {
         self.slots.copy_within(at..free, at + 1);
         self.slots[at] = [key, seq as u64];
         self.len += 1;
+        self.max_seq = self.max_seq.max(seq);
         true
     }
 
@@ -175,8 +179,14 @@ impl IdTable {
         true
     }
 
-    /// Keeps only the entries whose seq `keep` accepts, in place.
-    pub(crate) fn retain(&mut self, keep: impl Fn(i64) -> bool) {
+    /// Keeps only the entries whose seq is after `through`, in place; when none is, the
+    /// memory goes back at once (a first import's ids are all written out when it ends).
+    pub(crate) fn retain_after(&mut self, through: i64) {
+        if self.max_seq <= through {
+            *self = IdTable::default();
+            return;
+        }
+        let keep = |seq: i64| seq > through;
         let mut next = 0;
         for read in 0..self.slots.len() {
             let s = self.slots[read];
@@ -264,7 +274,7 @@ mod tests {
             }
             check(&table, &model);
             let cut = 12_000;
-            table.retain(|seq| seq > cut);
+            table.retain_after(cut);
             model.retain(|_, seq| *seq > cut);
             check(&table, &model);
             for (i, &h) in hashes(5_000, seed + 1).iter().enumerate() {
@@ -274,9 +284,11 @@ mod tests {
                 }
             }
             check(&table, &model);
-            table.retain(|_| false);
+            table.retain_after(i64::MAX - 1);
             assert!(table.is_empty());
             assert_eq!(table.iter().count(), 0);
+            assert!(table.insert_new(all[0], 7), "a cleared table takes ids again");
+            assert_eq!(table.get(all[0]), Some(7));
         }
     }
 
