@@ -165,7 +165,7 @@ impl KeptRows {
     /// Makes room for the rows of a chunk of `text` (at most one a line) at once: growing
     /// the list copied every chunk's rows several times.
     pub(super) fn reserve_for(&mut self, text: &[u8]) {
-        let lines = text.iter().filter(|&&b| b == b'\n').count() + 1;
+        let lines = memchr::memchr_iter(b'\n', text).count() + 1;
         // A row's text is at most its line's, and a derived id's 41 bytes.
         self.tracks.reserve(lines, text.len() + 41 * lines);
     }

@@ -341,7 +341,12 @@ impl Lines<'_> {
 /// The records of a chunk [`plain_csv`] accepted, each with its line: blank lines are no
 /// records, as for a CSV reader.
 fn plain_records(text: &str, line: u64) -> impl Iterator<Item = (u64, &str)> {
-    (line..).zip(text.split('\n')).filter(|(_, record)| !record.is_empty())
+    let ends = memchr::memchr_iter(b'\n', text.as_bytes()).chain(std::iter::once(text.len()));
+    let starts = std::iter::once(0).chain(memchr::memchr_iter(b'\n', text.as_bytes()).map(|end| end + 1));
+    (line..)
+        .zip(starts.zip(ends))
+        .filter(|(_, (start, end))| end > start)
+        .map(|(line, (start, end))| (line, &text[start..end]))
 }
 
 /// The chunks to parse: those kept by the check, or the file read again.
