@@ -141,29 +141,31 @@ trait Row {
 /// Where each known column is, and the others by name.
 #[derive(Clone)]
 struct Columns {
-    /// A short list, read for each field of each row: scanned, not hashed (a kind knows at
-    /// most a dozen names, and a row asks for each by the same text as [`known`] holds).
-    at: Vec<(&'static str, usize)>,
+    /// Each name the kind knows, with its column if the file has one: a short list, read for
+    /// each field of each row, so scanned rather than hashed (a row asks for a name by the
+    /// same text as [`known`] holds, found by where it is before its bytes are compared).
+    at: Vec<(&'static str, Option<usize>)>,
     others: Vec<(String, usize)>,
 }
 
 impl Columns {
     fn new(kind: Kind, header: &csv::StringRecord, mapping: &[(String, String)], file: &str) -> Result<Columns> {
-        let mut at: Vec<(&'static str, usize)> = Vec::new();
+        let mut at: Vec<(&'static str, Option<usize>)> = known(kind).iter().map(|(n, _)| (*n, None)).collect();
         let mut others = Vec::new();
         for (i, col) in header.iter().enumerate() {
             let col = col.trim();
             match steward_name(kind, mapping, col) {
                 // A name given twice: its last column, as a map would keep.
-                Some(name) => match at.iter_mut().find(|(n, _)| *n == name) {
-                    Some(place) => place.1 = i,
-                    None => at.push((name, i)),
-                },
+                Some(name) => {
+                    if let Some(place) = at.iter_mut().find(|(n, _)| *n == name) {
+                        place.1 = Some(i);
+                    }
+                }
                 None => others.push((col.to_owned(), i)),
             }
         }
-        for (name, required) in known(kind) {
-            if *required && !at.iter().any(|(n, _)| n == name) {
+        for ((name, required), (_, column)) in known(kind).iter().zip(&at) {
+            if *required && column.is_none() {
                 bail!("{file}: no column {name:?} in the header (map one with --column {name}=<column>)");
             }
         }
@@ -171,13 +173,12 @@ impl Columns {
     }
 
     fn get<'r>(&self, row: &'r impl Fields, name: &str) -> Option<&'r str> {
-        // The same text at the same place is the usual match; the bytes are compared otherwise.
         let &(_, i) = self
             .at
             .iter()
             .find(|(n, _)| std::ptr::eq(n.as_ptr(), name.as_ptr()) && n.len() == name.len())
             .or_else(|| self.at.iter().find(|(n, _)| *n == name))?;
-        let v = row.field(i)?.trim();
+        let v = row.field(i?)?.trim();
         (!v.is_empty()).then_some(v)
     }
 
