@@ -67,13 +67,19 @@ impl AccountId {
     pub const MAX_LEN: usize = 256;
 
     pub fn parse(s: &str) -> Result<Self, InvalidId> {
+        Self::check(s)?;
+        Ok(AccountId(s.into()))
+    }
+
+    /// Whether `s` is a valid account id, without making one (for text that is only read).
+    pub fn check(s: &str) -> Result<&str, InvalidId> {
         if s.is_empty() {
             return Err(InvalidId { what: "account id", reason: "must not be empty" });
         }
         if s.len() > Self::MAX_LEN {
             return Err(InvalidId { what: "account id", reason: "longer than 256 bytes" });
         }
-        Ok(AccountId(s.into()))
+        Ok(s)
     }
 
     pub fn as_str(&self) -> &str {

@@ -519,7 +519,11 @@ impl<'a> Parser<'a> {
                 })))
             }
             Kind::Events => {
-                let account = self.account(row, line)?;
+                // Checked, not made: a row's account is only read (no copy of millions of them).
+                let account = row
+                    .get("account_id")
+                    .map(|v| AccountId::check(v).map_err(|e| anyhow!("{} line {line}: account_id: {e}", self.file)))
+                    .transpose()?;
                 let at = self.some(self.time(row, line, "event_time")?, line, "event_time")?;
                 let name = self.some(row.get("event_type"), line, "event_type")?;
                 let (user, anonymous) = (row.get("user_id"), row.get("anonymous_id"));
@@ -537,10 +541,10 @@ impl<'a> Parser<'a> {
                 }
                 // With user ids numbered per account, the person is `<account>/<user>`, or the
                 // account itself when the row names no one.
-                let user = match (user, &account) {
-                    (Some(u), Some(a)) if scoped => Some([a.as_str(), "/", u]),
+                let user = match (user, account) {
+                    (Some(u), Some(a)) if scoped => Some([a, "/", u]),
                     (Some(u), _) => Some([u, "", ""]),
-                    (None, Some(a)) if scoped && anonymous.is_none() => Some([a.as_str(), "", ""]),
+                    (None, Some(a)) if scoped && anonymous.is_none() => Some([a, "", ""]),
                     (None, _) => None,
                 };
                 let properties = if row.has_extra() {
@@ -555,7 +559,7 @@ impl<'a> Parser<'a> {
                 };
                 // Copies of a row are numbered by whoever reads the rows in order.
                 let fields = events::EventFields {
-                    account: account.as_ref().map(|a| a.as_str()),
+                    account,
                     at,
                     name,
                     user,

@@ -106,6 +106,28 @@ fn a_bad_line_is_named_and_nothing_is_stored() {
     assert!(!ok);
     assert!(err.contains("line 2") && err.contains("2 fields where the header has 3"), "{err}");
 
+    // An account id too long, after a blank line: the line is the file's.
+    let long = "a".repeat(257);
+    std::fs::write(
+        &file,
+        format!("ts,name,user,account_id\n2020-01-03 10:00:00,like,u1,acme\n\n2020-01-03 10:00:01,like,u1,{long}\n"),
+    )
+    .unwrap();
+    let (ok, _, err) = import(dir.path(), &ws.id, &args);
+    assert!(!ok);
+    assert!(err.contains("line 4") && err.contains("account_id") && err.contains("longer than 256 bytes"), "{err}");
+    // The same with a quoted field, which the CSV reader reads: the same line.
+    std::fs::write(
+        &file,
+        format!(
+            "ts,name,user,account_id\n2020-01-03 10:00:00,\"like\",u1,acme\n\n2020-01-03 10:00:01,like,u1,{long}\n"
+        ),
+    )
+    .unwrap();
+    let (ok, _, err) = import(dir.path(), &ws.id, &args);
+    assert!(!ok);
+    assert!(err.contains("line 4") && err.contains("longer than 256 bytes"), "{err}");
+
     // Fixed, it imports: the failed attempts stored nothing (the first good row is new now).
     std::fs::write(&file, "ts,name,user\n2020-01-03 10:00:00,like,u1\n").unwrap();
     let (ok, out, err) = import(dir.path(), &ws.id, &args);

@@ -36,7 +36,7 @@ const LINK_CHUNK: usize = 2_048;
 
 /// Encodes a slice's event people (in any order; of two entries for one event the later
 /// counts) as an `event_owners` row: `(first_seq, last_seq, data)`.
-pub(crate) fn encode(people: &[EventPerson]) -> Option<(i64, i64, Vec<u8>)> {
+pub(crate) fn encode<'a>(people: &'a [EventPerson]) -> Option<(i64, i64, Vec<u8>)> {
     // A slice is in log order, one entry per event: then that is the order, without a map
     // and a sort of every event (a few percent of an import's CPU).
     let order: Vec<usize> = if people.windows(2).all(|w| w[0].seq < w[1].seq) {
@@ -54,10 +54,22 @@ pub(crate) fn encode(people: &[EventPerson]) -> Option<(i64, i64, Vec<u8>)> {
     let mut strings = Strings::default();
     let mut body = Vec::with_capacity(order.len() * 6);
     let (mut prev_seq, mut prev_ts) = (first, 0i64);
+    // Events come in runs of one person's and one account's: the string before is tried
+    // first, by where its text is, before the map.
+    let mut last_person: Option<(&str, u64)> = None;
+    let mut last_account: Option<(&str, u64)> = None;
+    let index = |strings: &mut Strings<'a>, last: &mut Option<(&'a str, u64)>, s: &'a str| match *last {
+        Some((text, n)) if std::ptr::eq(text, s) || text == s => n,
+        _ => {
+            let n = strings.index(s);
+            *last = Some((s, n));
+            n
+        }
+    };
     for &i in &order {
         let e = &people[i];
-        let person = strings.index(&e.person_id);
-        let account = e.account_id.as_ref().map_or(0, |a| strings.index(a.as_str()) + 1);
+        let person = index(&mut strings, &mut last_person, &e.person_id);
+        let account = e.account_id.as_ref().map_or(0, |a| index(&mut strings, &mut last_account, a.as_str()) + 1);
         let ts = e.timestamp.timestamp_millis();
         put_uint(&mut body, (e.seq - prev_seq) as u64);
         put_uint(&mut body, person);
