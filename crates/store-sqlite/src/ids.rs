@@ -190,6 +190,18 @@ impl RecentIds {
         Ok(in_runs)
     }
 
+    /// Records an appended event's id if no stored event can have it: no held id and, if
+    /// the workspace may have ids in runs, no probed one shares its hash (an import's ids
+    /// nearly all). Says whether it did; if not, [`RecentIds::add_if_new`] decides with the id.
+    /// `Lookup::probe` must have been given its hash if the workspace may have ids in runs.
+    pub(crate) fn add_if_fresh(&mut self, lookup: &Lookup<'_>, ws: i64, hash: i64, seq: i64) -> bool {
+        if !lookup.stored.contains_key(&hash) && self.first.entry(ws).or_default().insert_new(hash, seq) {
+            self.journal.push((ws, hash, seq));
+            return true;
+        }
+        false
+    }
+
     /// Records an appended event's id unless an event with that id is stored; says whether
     /// it was new. `Lookup::probe` must have been given its hash if the workspace may have ids
     /// in runs. A new id costs one probe of the memory (an import's are all new).
@@ -201,8 +213,7 @@ impl RecentIds {
         message_id: &str,
         seq: i64,
     ) -> Result<bool> {
-        if !lookup.stored.contains_key(&hash) && self.first.entry(ws).or_default().insert_new(hash, seq) {
-            self.journal.push((ws, hash, seq));
+        if self.add_if_fresh(lookup, ws, hash, seq) {
             return Ok(true);
         }
         // Some stored event has the same hash: the same id, or (rarely) another.

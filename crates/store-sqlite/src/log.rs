@@ -258,11 +258,10 @@ struct Prepared {
     data: Vec<u8>,
     /// Of every event sent: a duplicate left out makes it wider than needed, never narrower.
     summary: block::Summary,
-    /// Each event's id hash, and its id: the ids one after the other in `text`, each ending
-    /// where `ends` says (one string for the block rather than one per event).
+    /// Each event's id hash. The ids themselves are read back from `data` in the rare case
+    /// that the writer needs them (a hash it holds already): an import's millions of ids
+    /// are not copied again.
     hashes: Vec<i64>,
-    text: String,
-    ends: Vec<usize>,
     /// The events whose id an earlier event of the block has, in order (most blocks have none).
     repeats: Vec<usize>,
 }
@@ -279,13 +278,6 @@ impl Prepared {
     }
 
     fn of(events: &[EventRef<'_>]) -> Prepared {
-        // The ids' text and ends sized once, not grown.
-        let mut text = String::with_capacity(events.iter().map(|e| e.message_id.len()).sum());
-        let mut ends = Vec::with_capacity(events.len());
-        for e in events {
-            text.push_str(e.message_id);
-            ends.push(text.len());
-        }
         let hashes: Vec<i64> = events.iter().map(|e| id_hash(e.message_id)).collect();
         // Repeats within the block, found here rather than by the writer that every append
         // waits for: by hash, then confirmed by id.
@@ -294,7 +286,7 @@ impl Prepared {
             let mut seen: foldhash::HashMap<i64, usize> =
                 foldhash::HashMap::with_capacity_and_hasher(hashes.len(), Default::default());
             let mut same_hash: Vec<(i64, usize)> = Vec::new();
-            let id = |i: usize| &text[if i == 0 { 0 } else { ends[i - 1] }..ends[i]];
+            let id = |i: usize| events[i].message_id;
             for (i, &hash) in hashes.iter().enumerate() {
                 if let Some(&first) = seen.get(&hash) {
                     let earlier = std::iter::once(first)
@@ -314,15 +306,13 @@ impl Prepared {
             data: block::encode_refs(events.iter().copied()),
             summary: block::summarize(events.iter().copied()),
             hashes,
-            text,
-            ends,
             repeats,
         }
     }
 
     /// Stores the events whose ids are new as the next block of the log, under the writer.
     fn insert(self, conn: &Connection, recent: &mut RecentIds, n: i64) -> Result<Inserted> {
-        let Prepared { data, summary, hashes, text, ends, repeats } = self;
+        let Prepared { data, summary, hashes, repeats } = self;
         recent.ensure_owner(conn)?;
         let first_seq: i64 = conn
             .prepare_cached("SELECT coalesce(max(last_seq), 0) + 1 FROM event_blocks")
@@ -336,14 +326,25 @@ impl Prepared {
         let mut keep = Vec::with_capacity(hashes.len());
         let mut stored = 0i64;
         let mut repeats = repeats.into_iter().peekable();
-        let starts = std::iter::once(0).chain(ends.iter().copied());
-        for (i, ((hash, start), end)) in hashes.iter().zip(starts).zip(&ends).enumerate() {
+        // The block read back, once, if some id's hash is held already.
+        let mut decoded: Option<block::Decoded> = None;
+        for (i, &hash) in hashes.iter().enumerate() {
             if i % TOUCH == 0 {
                 recent.touch(n, &hashes[i..hashes.len().min(i + TOUCH)]);
             }
-            let message_id = &text[start..*end];
-            let repeat = repeats.next_if_eq(&i).is_some();
-            let new = !repeat && recent.add_if_new(&mut lookup, n, *hash, message_id, first_seq + stored)?;
+            let seq = first_seq + stored;
+            let new = if repeats.next_if_eq(&i).is_some() {
+                false
+            } else if recent.add_if_fresh(&lookup, n, hash, seq) {
+                true
+            } else {
+                if decoded.is_none() {
+                    decoded = Some(block::decode(&data)?);
+                }
+                let event = decoded.as_ref().and_then(|d| d.get(i));
+                let event = event.ok_or_else(|| StoreError::Backend(format!("a prepared block without event {i}")))?;
+                recent.add_if_new(&mut lookup, n, hash, event.message_id, seq)?
+            };
             stored += i64::from(new);
             keep.push(new);
         }
@@ -354,7 +355,10 @@ impl Prepared {
         let data = if report.duplicates == 0 {
             data
         } else {
-            let all = block::decode(&data)?;
+            let all = match decoded {
+                Some(all) => all,
+                None => block::decode(&data)?,
+            };
             let kept: Vec<EventRef<'_>> = all.iter().zip(&keep).filter(|(_, k)| **k).map(|(e, _)| e).collect();
             block::encode_refs(kept.into_iter())
         };
