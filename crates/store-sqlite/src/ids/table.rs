@@ -60,7 +60,7 @@ impl IdTable {
     /// A table that holds `ids` without growing.
     pub(crate) fn with_capacity(ids: usize) -> IdTable {
         // At most three quarters full: runs stay short.
-        let homes = (ids.max(16) * 4 / 3 + 1).next_power_of_two();
+        let homes = (ids.max(16) * 4).div_ceil(3).next_power_of_two();
         IdTable { slots: vec![[0u64; 2]; homes + SLACK], homes, shift: 64 - homes.trailing_zeros(), len: 0, max_seq: 0 }
     }
 
@@ -86,20 +86,27 @@ impl IdTable {
 
     /// The same entries in a table sized for `ids`.
     fn rebuild(&mut self, ids: usize) {
-        let mut bigger = IdTable::with_capacity(ids.max(self.len));
-        let mut next = 0;
-        for s in self.slots.iter().copied().filter(|s| !is_empty(s)) {
-            // In order, each entry goes at its home or right after the one before.
-            let at = bigger.home(key(&s)).max(next);
-            if at == bigger.slots.len() {
-                bigger.slots.push(EMPTY);
-            }
-            bigger.slots[at] = s;
-            next = at + 1;
-        }
-        bigger.len = self.len;
+        let entries = self.slots.iter().copied().filter(|s| !is_empty(s));
+        let mut bigger = IdTable::placed(ids.max(self.len), entries);
         bigger.max_seq = self.max_seq;
         *self = bigger;
+    }
+
+    /// A table sized for `ids` holding `entries`, which come in order.
+    fn placed(ids: usize, entries: impl Iterator<Item = Slot>) -> IdTable {
+        let mut table = IdTable::with_capacity(ids);
+        let mut next = 0;
+        for s in entries {
+            // In order, each entry goes at its home or right after the one before.
+            let at = table.home(key(&s)).max(next);
+            if at == table.slots.len() {
+                table.slots.push(EMPTY);
+            }
+            table.slots[at] = s;
+            next = at + 1;
+            table.len += 1;
+        }
+        table
     }
 
     /// Reads each hash's home slot, so that the misses of a batch of lookups overlap; what
@@ -137,7 +144,8 @@ impl IdTable {
     pub(crate) fn insert_new(&mut self, hash: i64, seq: i64) -> bool {
         debug_assert!(seq > 0, "seqs start at 1");
         if (self.len + 1) * 4 > self.homes * 3 {
-            self.rebuild((self.len + 1) * 2);
+            // Twice the home slots.
+            self.rebuild((self.homes * 3 / 2).max(16));
         }
         let key = key_of(hash);
         let (at, found) = self.position(key);
@@ -179,30 +187,20 @@ impl IdTable {
         true
     }
 
-    /// Keeps only the entries whose seq is after `through`, in place; when none is, the
-    /// memory goes back at once (a first import's ids are all written out when it ends).
+    /// Keeps only the entries whose seq is after `through` (those appended while a run was
+    /// written): read once, put in a table their size, and the old one let go, rather than
+    /// every slot of a large table written again on the writer (tens of milliseconds that
+    /// single requests waited on). When none is kept, the memory goes back at once (a first
+    /// import's ids are all written out when it ends).
     pub(crate) fn retain_after(&mut self, through: i64) {
         if self.max_seq <= through {
             *self = IdTable::default();
             return;
         }
-        let keep = |seq: i64| seq > through;
-        let mut next = 0;
-        for read in 0..self.slots.len() {
-            let s = self.slots[read];
-            if is_empty(&s) {
-                continue;
-            }
-            self.slots[read] = EMPTY;
-            if keep(seq(&s)) {
-                // Never after where it was: its home and the entries kept before it are not.
-                let at = self.home(key(&s)).max(next);
-                self.slots[at] = s;
-                next = at + 1;
-            } else {
-                self.len -= 1;
-            }
-        }
+        let kept: Vec<Slot> = self.slots.iter().copied().filter(|s| !is_empty(s) && seq(s) > through).collect();
+        let mut table = IdTable::placed(kept.len(), kept.into_iter());
+        table.max_seq = self.max_seq;
+        *self = table;
     }
 
     /// `(hash, seq)` in hash order.
@@ -304,6 +302,18 @@ mod tests {
         check(&table, &model);
         table.reserve(10_000);
         check(&table, &model);
+    }
+
+    #[test]
+    fn grows_by_doubling_and_shrinks_to_what_it_keeps() {
+        let mut table = IdTable::default();
+        for (i, h) in hashes(100_000, 5).into_iter().enumerate() {
+            table.insert_new(h, i as i64 + 1);
+            // Never more than twice the home slots three quarters of them need.
+            assert!(table.homes <= 2 * (table.len() * 4).div_ceil(3).next_power_of_two().max(32), "{}", table.homes);
+        }
+        table.retain_after(99_000);
+        assert!(table.len() <= 1_000 && table.homes <= 2048, "{} ids in {} home slots", table.len(), table.homes);
     }
 
     #[test]
