@@ -188,10 +188,10 @@ impl IdTable {
     }
 
     /// Keeps only the entries whose seq is after `through` (those appended while a run was
-    /// written): read once, put in a table their size, and the old one let go, rather than
-    /// every slot of a large table written again on the writer (tens of milliseconds that
-    /// single requests waited on). When none is kept, the memory goes back at once (a first
-    /// import's ids are all written out when it ends).
+    /// written): read once and put in a table their size, the old one let go, rather than
+    /// every slot of a large table written again on the writer that appends wait for. When
+    /// none is kept, the memory goes back at once (a first import's ids are all written out
+    /// when it ends).
     pub(crate) fn retain_after(&mut self, through: i64) {
         if self.max_seq <= through {
             *self = IdTable::default();
