@@ -41,6 +41,15 @@ impl Checkpointer {
         Checkpointer { stop: Mutex::new(Some(stop)), thread: Mutex::new(Some(thread)) }
     }
 
+    /// The store is closing: from now on, copy what the writer commits as soon as it does,
+    /// so that its last writes (the ids it holds, written out) are mostly copied by the
+    /// time it stops, and the last checkpoint has little left to copy.
+    pub(crate) fn hurry(&self) {
+        if let Some(stop) = self.stop.lock().expect("checkpoint stop lock").as_ref() {
+            let _ = stop.send(());
+        }
+    }
+
     /// Stops the thread after one last checkpoint.
     pub(crate) fn close(&self) {
         self.stop.lock().expect("checkpoint stop lock").take();
@@ -56,10 +65,21 @@ impl Drop for Checkpointer {
     }
 }
 
+/// How often the WAL is copied once the store is closing.
+const CLOSING_EVERY: Duration = Duration::from_millis(5);
+
 fn run(conn: &Connection, writer: &WriterStats, stopped: &Receiver<()>) {
     let mut copied_up_to = writer.commits.load(Relaxed);
+    let mut every = EVERY;
     loop {
-        let last = matches!(stopped.recv_timeout(EVERY), Err(RecvTimeoutError::Disconnected));
+        let last = match stopped.recv_timeout(every) {
+            Ok(()) => {
+                every = CLOSING_EVERY;
+                false
+            }
+            Err(RecvTimeoutError::Timeout) => false,
+            Err(RecvTimeoutError::Disconnected) => true,
+        };
         let now = writer.commits.load(Relaxed);
         if now != copied_up_to || last {
             let started = Instant::now();
