@@ -3,6 +3,7 @@
 mod event;
 mod ids;
 mod keys;
+mod message_id;
 mod money;
 mod track;
 mod tracks;
@@ -10,6 +11,7 @@ mod tracks;
 pub use event::{EventType, NewEvent, UnknownEventType, event_words, same_event};
 pub use ids::{AccountId, IdKind, IdentityKey, InvalidId, WorkspaceId, person_id_for};
 pub use keys::{ApiKey, KeyHash, KeyRole, NewApiKey, UnknownRole};
+pub use message_id::{DerivedId, MessageId};
 pub use money::{Currency, InvalidMoney, Money};
 pub use track::TrackPayload;
 pub use tracks::{NewTrack, Track, TrackRows, same_opt, same_str};

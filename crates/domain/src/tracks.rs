@@ -5,7 +5,7 @@
 //! ([`TrackPayload`]), so it is never held, only written when something asks for a whole
 //! [`NewEvent`].
 
-use crate::{EventType, NewEvent, Timestamp, TrackPayload};
+use crate::{DerivedId, EventType, MessageId, NewEvent, Timestamp, TrackPayload};
 
 /// A string of a [`TrackRows`]: where it is in the text, or none.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -20,6 +20,7 @@ impl Span {
 
 #[derive(Clone, Copy, Debug)]
 struct Row {
+    /// The message id's text; for a derived id (`copy` above 0), its key's place in `keys`.
     message_id: Span,
     name: Span,
     user_id: Span,
@@ -29,13 +30,15 @@ struct Row {
     properties: Span,
     seconds: i64,
     nanos: u32,
+    /// For a derived message id, its `n`; 0 for an id held as text.
+    copy: u32,
 }
 
 /// A track call's fields, to add to a [`TrackRows`]. The user id is given in parts, joined
 /// when stored (an import's `<account>/<user>`).
 #[derive(Clone, Copy, Debug)]
 pub struct NewTrack<'a> {
-    pub message_id: &'a str,
+    pub message_id: MessageId<'a>,
     pub event: &'a str,
     pub user_id: Option<[&'a str; 3]>,
     pub anonymous_id: Option<&'a str>,
@@ -48,7 +51,7 @@ pub struct NewTrack<'a> {
 /// One row of a [`TrackRows`], borrowing from it.
 #[derive(Clone, Copy, Debug, PartialEq)]
 pub struct Track<'a> {
-    pub message_id: &'a str,
+    pub message_id: MessageId<'a>,
     pub event: &'a str,
     pub user_id: Option<&'a str>,
     pub anonymous_id: Option<&'a str>,
@@ -59,10 +62,13 @@ pub struct Track<'a> {
 }
 
 impl<'a> Track<'a> {
-    /// The payload its fields write.
-    pub fn payload(&self) -> TrackPayload<'a> {
+    /// The payload its fields write, given its message id's text.
+    pub fn payload<'b>(&self, message_id: &'b str) -> TrackPayload<'b>
+    where
+        'a: 'b,
+    {
         TrackPayload {
-            message_id: self.message_id,
+            message_id,
             event: self.event,
             user_id: self.user_id,
             anonymous_id: self.anonymous_id,
@@ -105,6 +111,8 @@ pub fn same_opt(a: Option<&str>, b: Option<&str>) -> bool {
 pub struct TrackRows {
     text: String,
     rows: Vec<Row>,
+    /// The keys of derived message ids.
+    keys: Vec<u128>,
     received_at: Timestamp,
 }
 
@@ -112,7 +120,7 @@ impl TrackRows {
     /// Rows received at `received_at`, with room for `rows` of them and `text` bytes of their
     /// strings.
     pub fn with_capacity(received_at: Timestamp, rows: usize, text: usize) -> TrackRows {
-        TrackRows { text: String::with_capacity(text), rows: Vec::with_capacity(rows), received_at }
+        TrackRows { text: String::with_capacity(text), rows: Vec::with_capacity(rows), keys: Vec::new(), received_at }
     }
 
     fn put(&mut self, parts: &[&str]) -> Span {
@@ -140,7 +148,19 @@ impl TrackRows {
     /// that readers find them equal by where they are.
     pub fn push(&mut self, t: &NewTrack<'_>) {
         let last = self.rows.last().copied();
-        let message_id = self.put(&[t.message_id]);
+        let (message_id, copy) = match t.message_id {
+            MessageId::Text(text) => (self.put(&[text]), 0),
+            // Held in parts when its `n` fits where a row keeps it (it always does for an
+            // import's ids), else as its text.
+            MessageId::Derived(id) => match u32::try_from(id.n).ok().filter(|n| *n > 0) {
+                Some(n) => {
+                    let at = u32::try_from(self.keys.len()).expect("track rows hold fewer than 2^32 rows");
+                    self.keys.push(id.key);
+                    (Span { start: at, len: 0 }, n)
+                }
+                None => (self.put(&[&id.to_string()]), 0),
+            },
+        };
         let name = match last {
             Some(l) if self.get(l.name) == Some(t.event) => l.name,
             _ => self.put(&[t.event]),
@@ -167,6 +187,7 @@ impl TrackRows {
             properties: self.put_opt(t.properties),
             seconds: t.timestamp.timestamp(),
             nanos: t.timestamp.timestamp_subsec_nanos(),
+            copy,
         };
         self.rows.push(row);
     }
@@ -175,17 +196,29 @@ impl TrackRows {
     pub fn set_message_id(&mut self, i: usize, message_id: &str) {
         let span = self.put(&[message_id]);
         self.rows[i].message_id = span;
+        self.rows[i].copy = 0;
     }
 
-    /// Makes room for `rows` more rows and `text` more bytes of their strings.
-    pub fn reserve(&mut self, rows: usize, text: usize) {
+    /// Gives row `i`, if its message id is derived, that of the `n`th row of its content.
+    pub fn set_copy(&mut self, i: usize, n: u32) {
+        if let Some(row) = self.rows.get_mut(i).filter(|r| r.copy > 0) {
+            row.copy = n.max(1);
+        }
+    }
+
+    /// Makes room for `rows` more rows, `text` more bytes of their strings and `derived`
+    /// more derived message ids.
+    pub fn reserve(&mut self, rows: usize, text: usize, derived: usize) {
         self.rows.reserve(rows);
         self.text.reserve(text);
+        self.keys.reserve(derived);
     }
 
     /// Memory the rows hold, roughly.
     pub fn bytes(&self) -> usize {
-        self.text.capacity() + self.rows.capacity() * std::mem::size_of::<Row>()
+        self.text.capacity()
+            + self.rows.capacity() * std::mem::size_of::<Row>()
+            + self.keys.capacity() * std::mem::size_of::<u128>()
     }
 
     pub fn len(&self) -> usize {
@@ -206,8 +239,12 @@ impl TrackRows {
     }
 
     fn track(&self, r: &Row) -> Track<'_> {
+        let message_id = match r.copy {
+            0 => MessageId::Text(self.get(r.message_id).expect("every row has a message id")),
+            n => MessageId::Derived(DerivedId { key: self.keys[r.message_id.start as usize], n: u64::from(n) }),
+        };
         Track {
-            message_id: self.get(r.message_id).expect("every row has a message id"),
+            message_id,
             event: self.get(r.name).expect("every row has an event"),
             user_id: self.get(r.user_id),
             anonymous_id: self.get(r.anonymous_id),
@@ -231,8 +268,10 @@ impl TrackRows {
 impl Track<'_> {
     /// The event this row is, received at `received_at`.
     pub fn to_event(&self, received_at: Timestamp) -> NewEvent {
+        let message_id = self.message_id.to_string();
+        let payload = self.payload(&message_id).to_json();
         NewEvent {
-            message_id: self.message_id.to_owned(),
+            message_id,
             kind: EventType::Track,
             name: Some(self.event.to_owned()),
             user_id: self.user_id.map(str::to_owned),
@@ -241,7 +280,7 @@ impl Track<'_> {
             previous_id: None,
             timestamp: self.timestamp,
             received_at,
-            payload: self.payload().to_json(),
+            payload,
         }
     }
 }
@@ -259,7 +298,7 @@ mod tests {
         let received = at("2024-05-01T00:00:00Z");
         let mut rows = TrackRows::with_capacity(received, 2, 64);
         rows.push(&NewTrack {
-            message_id: "m-1",
+            message_id: MessageId::Text("m-1"),
             event: "like",
             user_id: Some(["7", "/", "0"]),
             anonymous_id: None,
@@ -268,7 +307,7 @@ mod tests {
             timestamp: at("2020-01-03T10:00:00.123456789Z"),
         });
         rows.push(&NewTrack {
-            message_id: "m-2",
+            message_id: MessageId::Text("m-2"),
             event: "Report \"Created\"",
             user_id: None,
             anonymous_id: Some(""),
@@ -277,7 +316,7 @@ mod tests {
             timestamp: at("1999-12-31T23:59:59Z"),
         });
         rows.push(&NewTrack {
-            message_id: "m-3",
+            message_id: MessageId::Text("m-3"),
             event: "Report \"Created\"",
             user_id: None,
             anonymous_id: Some(""),
@@ -294,8 +333,37 @@ mod tests {
         assert_eq!(first.user_id, Some("7/0"));
         assert_eq!(first.timestamp, at("2020-01-03T10:00:00.123456789Z"), "to the nanosecond");
         let second = rows.get_row(1).unwrap();
-        assert_eq!((second.message_id, second.anonymous_id, second.user_id), ("m-2b", Some(""), None));
-        assert!(rows.get_row(3).is_none());
+        assert_eq!((second.message_id, second.anonymous_id, second.user_id), (MessageId::Text("m-2b"), Some(""), None));
+        rows.set_copy(1, 5);
+        assert_eq!(rows.get_row(1).unwrap().message_id, "m-2b", "an id given as text has no copies");
+        let derived = DerivedId { key: 0xabc, n: 1 };
+        rows.push(&NewTrack {
+            message_id: MessageId::Derived(derived),
+            event: "like",
+            user_id: None,
+            anonymous_id: Some("a"),
+            group_id: None,
+            properties: None,
+            timestamp: at("2000-01-01T00:00:00Z"),
+        });
+        assert_eq!(rows.get_row(3).unwrap().message_id, MessageId::Derived(derived));
+        rows.set_copy(3, 4);
+        assert_eq!(rows.get_row(3).unwrap().message_id, MessageId::Derived(DerivedId { key: 0xabc, n: 4 }));
+        assert_eq!(rows.to_events()[3].message_id, DerivedId { key: 0xabc, n: 4 }.to_string());
+        let big = DerivedId { key: 1, n: u64::from(u32::MAX) + 1 };
+        rows.push(&NewTrack {
+            message_id: MessageId::Derived(big),
+            event: "e",
+            user_id: None,
+            anonymous_id: Some("a"),
+            group_id: None,
+            properties: None,
+            timestamp: at("2000-01-01T00:00:00Z"),
+        });
+        assert_eq!(rows.get_row(4).unwrap().message_id, MessageId::Text(&big.to_string()), "kept as its text");
+        rows.set_message_id(3, "m-4");
+        assert_eq!(rows.get_row(3).unwrap().message_id, "m-4");
+        assert!(rows.get_row(5).is_none());
 
         let events = rows.to_events();
         assert_eq!(events[0].message_id, "m-1");

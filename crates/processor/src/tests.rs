@@ -273,7 +273,7 @@ async fn appended_track_rows_processed_from_memory_give_what_the_log_gives() {
                 let (account, user) = (["acme", "globex"][(n % 2) as usize], ["ana", "bo", "cy"][(n % 3) as usize]);
                 let day = Utc.with_ymd_and_hms(2026, 10, 1 + n % 20, 9, 0, 0).unwrap();
                 rows.push(&domain::NewTrack {
-                    message_id: &id,
+                    message_id: (&id).into(),
                     event: ["Report Created", "Seen"][(n % 2) as usize],
                     user_id: Some([account, "/", user]),
                     anonymous_id: None,

@@ -29,7 +29,7 @@
 
 use std::borrow::Cow;
 
-use domain::{EventType, NewEvent, TrackPayload};
+use domain::{DerivedId, EventType, MessageId, NewEvent, TrackPayload};
 use store::{Result, StoreError};
 
 use crate::{ms, time};
@@ -41,8 +41,6 @@ const FORMAT_LZ4_V2: u8 = 2;
 /// Message ids of two common shapes kept as the bytes their hex digits write.
 const FORMAT_LZ4_V3: u8 = 3;
 
-/// The prefix of the ids `steward import` derives: `import_<32 hex>_<n>`.
-const DERIVED_PREFIX: &str = "import_";
 const ID_DERIVED: u64 = 0;
 const ID_UUID: u64 = 1;
 /// Codes from this one up are a string of `code - ID_TEXT` bytes.
@@ -91,11 +89,13 @@ fn push_hex(out: &mut String, bytes: &[u8]) {
 
 /// Writes a message id in format 3: compact when it has one of the two shapes exactly (so
 /// that writing it out again gives the same text), else as a string.
-fn put_id(out: &mut Vec<u8>, id: &str) {
-    if let Some((key, n)) = derived_id(id) {
-        put_uint(out, ID_DERIVED);
-        out.extend_from_slice(&key);
-        put_uint(out, n);
+fn put_id(out: &mut Vec<u8>, id: MessageId<'_>) {
+    let id = match id {
+        MessageId::Derived(d) => return put_derived(out, d),
+        MessageId::Text(text) => text,
+    };
+    if let Some(d) = DerivedId::parse(id) {
+        put_derived(out, d);
     } else if let Some(bytes) = uuid(id.as_bytes()) {
         put_uint(out, ID_UUID);
         out.extend_from_slice(&bytes);
@@ -105,15 +105,11 @@ fn put_id(out: &mut Vec<u8>, id: &str) {
     }
 }
 
-/// The key and `n` of `import_<32 hex>_<n>` (`n` in decimal as `u64` writes it).
-fn derived_id(id: &str) -> Option<([u8; 16], u64)> {
-    let rest = id.strip_prefix(DERIVED_PREFIX)?;
-    let (digits, n) = (rest.get(..32)?, rest.get(32..)?.strip_prefix('_')?);
-    let key = hex16(digits.as_bytes())?;
-    if n.is_empty() || n.starts_with('0') || !n.bytes().all(|b| b.is_ascii_digit()) {
-        return None;
-    }
-    Some((key, n.parse().ok()?))
+/// A derived id: the 16 bytes its hex digits write, then `n`.
+fn put_derived(out: &mut Vec<u8>, id: DerivedId) {
+    put_uint(out, ID_DERIVED);
+    out.extend_from_slice(&id.key.to_be_bytes());
+    put_uint(out, id.n);
 }
 
 /// The 16 bytes of a UUID in its lowercase hyphenated form.
@@ -135,7 +131,7 @@ fn uuid(b: &[u8]) -> Option<[u8; 16]> {
 /// Writes out a compact message id read from a format 3 block.
 fn write_id(out: &mut String, code: u64, bytes: &[u8; 16], n: u64) {
     if code == ID_DERIVED {
-        out.push_str(DERIVED_PREFIX);
+        out.push_str(DerivedId::PREFIX);
         push_hex(out, bytes);
         out.push('_');
         out.push_str(itoa(n).as_str());
@@ -216,8 +212,9 @@ pub(crate) fn encode_refs<'a>(events: impl ExactSizeIterator<Item = EventRef<'a>
             Payload::Track { properties } => Some(properties),
             // Compared with what reading will rebuild: the time as stored, to the millisecond.
             Payload::Whole(payload) => e.name.filter(|_| e.kind == EventType::Track).and_then(|name| {
+                let id = e.message_id.text();
                 let fields = TrackPayload {
-                    message_id: e.message_id,
+                    message_id: &id,
                     event: name,
                     user_id: e.user_id,
                     anonymous_id: e.anonymous_id,
@@ -274,7 +271,7 @@ pub(crate) enum Payload<'a> {
 /// One event of a block, borrowing from it.
 #[derive(Debug, Clone, Copy)]
 pub(crate) struct EventRef<'a> {
-    pub message_id: &'a str,
+    pub message_id: MessageId<'a>,
     pub kind: EventType,
     pub name: Option<&'a str>,
     pub user_id: Option<&'a str>,
@@ -290,7 +287,7 @@ impl<'a> EventRef<'a> {
     /// An event to store, its payload as given.
     pub(crate) fn of(e: &'a NewEvent) -> EventRef<'a> {
         EventRef {
-            message_id: &e.message_id,
+            message_id: MessageId::Text(&e.message_id),
             kind: e.kind,
             name: e.name.as_deref(),
             user_id: e.user_id.as_deref(),
@@ -325,7 +322,7 @@ impl<'a> EventRef<'a> {
             Payload::Whole(text) => Cow::Borrowed(text),
             Payload::Track { properties } => Cow::Owned(
                 TrackPayload {
-                    message_id: self.message_id,
+                    message_id: &self.message_id.text(),
                     // A rebuilt payload's event has a name: the decoder checks it.
                     event: self.name.unwrap_or_default(),
                     user_id: self.user_id,
@@ -342,7 +339,7 @@ impl<'a> EventRef<'a> {
     pub(crate) fn to_owned(self) -> NewEvent {
         let own = |s: Option<&str>| s.map(str::to_owned);
         NewEvent {
-            message_id: self.message_id.to_owned(),
+            message_id: self.message_id.text().into_owned(),
             kind: self.kind,
             name: own(self.name),
             user_id: own(self.user_id),
@@ -408,7 +405,7 @@ impl Decoded {
         if self.format == FORMAT_LZ4_V3 {
             let start = if i == 0 { 0 } else { self.id_ends[i - 1] };
             if self.id_ends[i] > start {
-                event.message_id = &self.ids[start..self.id_ends[i]];
+                event.message_id = MessageId::Text(&self.ids[start..self.id_ends[i]]);
             }
         }
         Some(event)
@@ -590,7 +587,7 @@ impl<'a> Reader<'a> {
 
     fn event(&mut self) -> Result<EventRef<'a>> {
         let mut event = EventRef {
-            message_id: self.message_id()?,
+            message_id: MessageId::Text(self.message_id()?),
             kind: kind_from(self.byte()?)?,
             name: self.opt()?,
             user_id: self.opt()?,
@@ -784,19 +781,19 @@ mod tests {
         let stored = encode(events.iter());
         assert_eq!(stored[0], FORMAT_LZ4_V3);
         let decoded = decode(&stored).unwrap();
-        let ids: Vec<&str> = decoded.iter().map(|e| e.message_id).collect();
-        assert_eq!(ids, events.iter().map(|e| e.message_id.as_str()).collect::<Vec<_>>());
+        let ids: Vec<String> = decoded.iter().map(|e| e.message_id.to_string()).collect();
+        assert_eq!(ids, events.iter().map(|e| e.message_id.clone()).collect::<Vec<_>>());
         for (e, back) in events.iter().zip(decoded.iter()) {
             assert_eq!(back.payload(), e.payload.as_str(), "the payload names the id it had");
         }
         for id in &compact {
             let mut raw = Vec::new();
-            put_id(&mut raw, id);
+            put_id(&mut raw, MessageId::Text(id));
             assert!(raw.len() <= 1 + 16 + 10, "{id} takes {} bytes", raw.len());
         }
         for id in &plain {
             let mut raw = Vec::new();
-            put_id(&mut raw, id);
+            put_id(&mut raw, MessageId::Text(id));
             assert_eq!(raw.len(), 1 + id.len(), "{id} is kept as a string");
         }
     }

@@ -10,6 +10,7 @@
 //! Architecture Invariant: only the writer thread touches [`RecentIds`], and every change to
 //! it is undone when the transaction that made it does not commit.
 
+use domain::{DerivedId, MessageId};
 use rusqlite::{Connection, OptionalExtension};
 use sha2::{Digest, Sha256};
 use std::collections::HashMap;
@@ -24,8 +25,9 @@ use table::IdTable;
 
 /// The 8 bytes of a message id's SHA-256 that stored ids key on. Stable across versions:
 /// it is stored.
-pub(crate) fn id_hash(message_id: &str) -> i64 {
-    let digest = Sha256::digest(message_id.as_bytes());
+pub(crate) fn id_hash<'a>(message_id: impl Into<MessageId<'a>>) -> i64 {
+    let mut text = [0; DerivedId::MAX_LEN];
+    let digest = Sha256::digest(message_id.into().bytes(&mut text));
     i64::from_be_bytes(digest[..8].try_into().expect("a SHA-256 digest has 8 bytes"))
 }
 
@@ -210,7 +212,7 @@ impl RecentIds {
         lookup: &mut Lookup<'_>,
         ws: i64,
         hash: i64,
-        message_id: &str,
+        message_id: MessageId<'_>,
         seq: i64,
     ) -> Result<bool> {
         if self.add_if_fresh(lookup, ws, hash, seq) {
@@ -226,7 +228,7 @@ impl RecentIds {
 
     /// The seq of the stored event with this message id, if there is one. `Lookup::probe`
     /// must have been given its hash.
-    fn find(&self, lookup: &mut Lookup<'_>, ws: i64, hash: i64, message_id: &str) -> Result<Option<i64>> {
+    fn find(&self, lookup: &mut Lookup<'_>, ws: i64, hash: i64, message_id: MessageId<'_>) -> Result<Option<i64>> {
         lookup.candidates.clear();
         if let Some(seq) = self.held(ws, hash) {
             lookup.candidates.push(seq);

@@ -387,7 +387,7 @@ fn candidates(
         let through;
         (seqs, through) = crate::runs::stored_seqs(conn, n, id_hash(m))?;
         let m = m.clone();
-        (through, Box::new(move |e| e.message_id == m))
+        (through, Box::new(move |e| e.message_id == m.as_str()))
     } else if let Some(u) = &filter.user_id {
         let person: Option<String> = conn
             .prepare_cached("SELECT person_id FROM identities WHERE workspace_id = ?1 AND kind = 'user' AND value = ?2")
@@ -508,7 +508,7 @@ impl<'f> Check<'f> {
 
     fn matches(&self, owners: &mut Owners<'_>, seq: i64, e: &EventRef<'_>) -> Result<bool> {
         let f = self.filter;
-        let basic = f.message_id.as_deref().is_none_or(|m| m == e.message_id)
+        let basic = f.message_id.as_deref().is_none_or(|m| e.message_id == m)
             && f.user_id.as_deref().is_none_or(|u| Some(u) == e.user_id)
             && f.kind.is_none_or(|k| k == e.kind)
             && f.since.is_none_or(|t| e.timestamp_ms >= ms(&t))
@@ -551,7 +551,7 @@ fn stored_event(
     };
     Ok(StoredEvent {
         seq,
-        message_id: e.message_id.to_owned(),
+        message_id: e.message_id.text().into_owned(),
         kind: e.kind,
         name: e.name.map(str::to_owned),
         user_id: e.user_id.map(str::to_owned),

@@ -618,9 +618,13 @@ pub async fn batches_append_in_order_once<S: Store>(s: &S) {
 }
 
 pub async fn track_batches_are_stored_as_their_events<S: Store>(s: &S) {
-    use domain::{NewTrack, TrackRows};
+    use domain::{DerivedId, MessageId, NewTrack, TrackRows};
     let received = t(20, 12);
-    let row = |rows: &mut TrackRows, id: &str, user: Option<&str>, props: Option<&str>, at: chrono::DateTime<Utc>| {
+    let row = |rows: &mut TrackRows,
+               id: MessageId<'_>,
+               user: Option<&str>,
+               props: Option<&str>,
+               at: chrono::DateTime<Utc>| {
         rows.push(&NewTrack {
             message_id: id,
             event: "Report Created",
@@ -632,13 +636,18 @@ pub async fn track_batches_are_stored_as_their_events<S: Store>(s: &S) {
         })
     };
     let mut first = TrackRows::with_capacity(received, 4, 256);
-    row(&mut first, "k1", Some("ana"), Some(r#"{"value":3,"plan":"pro \"x\""}"#), t(3, 10));
-    row(&mut first, "k2", None, None, t(3, 11) + chrono::Duration::nanoseconds(1_234_567));
-    row(&mut first, "k1", Some("ana"), None, t(3, 12));
-    row(&mut first, "stored", Some("bo"), None, t(3, 13));
+    // An id an import derives, held in parts, is the same id as its text.
+    let derived = DerivedId { key: 0x0123_4567_89ab_cdef_0011_2233_4455_6677, n: 2 };
+    let derived_text = derived.to_string();
+    row(&mut first, "k1".into(), Some("ana"), Some(r#"{"value":3,"plan":"pro \"x\""}"#), t(3, 10));
+    row(&mut first, "k2".into(), None, None, t(3, 11) + chrono::Duration::nanoseconds(1_234_567));
+    row(&mut first, "k1".into(), Some("ana"), None, t(3, 12));
+    row(&mut first, "stored".into(), Some("bo"), None, t(3, 13));
+    row(&mut first, MessageId::Derived(derived), Some("di"), None, t(3, 14));
     let mut second = TrackRows::with_capacity(received, 2, 64);
-    row(&mut second, "k2", None, None, t(4, 10));
-    row(&mut second, "k3", Some("cy"), Some("{}"), t(4, 11));
+    row(&mut second, "k2".into(), None, None, t(4, 10));
+    row(&mut second, MessageId::Text(&derived_text), Some("di"), None, t(4, 11));
+    row(&mut second, "k3".into(), Some("cy"), Some("{}"), t(4, 12));
     let batches = vec![std::sync::Arc::new(first), std::sync::Arc::new(second)];
     let events: Vec<Vec<NewEvent>> = batches.iter().map(|b| b.to_events()).collect();
     assert_eq!(events[0][0].user_id.as_deref(), Some("acme/ana"));
@@ -653,13 +662,17 @@ pub async fn track_batches_are_stored_as_their_events<S: Store>(s: &S) {
     }
     let by_columns = s.append_track_batches(&columns, &batches).await.unwrap();
     let by_events = s.append_event_batches(&whole, &events).await.unwrap();
-    assert_eq!(by_columns.report, AppendReport { stored: 3, duplicates: 3 });
+    assert_eq!(by_columns.report, AppendReport { stored: 4, duplicates: 4 });
     assert_eq!(by_columns.report, by_events.report);
     let pattern =
         |r: &BatchesReport| r.placement.as_ref().map(|p| p.positions.iter().map(Option::is_some).collect::<Vec<_>>());
     assert_eq!(pattern(&by_columns), pattern(&by_events));
     if let Some(kept) = pattern(&by_columns) {
-        assert_eq!(kept, [true, true, false, false, false, true], "repeats and the stored id are left out");
+        assert_eq!(
+            kept,
+            [true, true, false, false, true, false, false, true],
+            "repeats and the stored id are left out"
+        );
     }
     let mut logs = Vec::new();
     for ws in [&columns, &whole] {
@@ -667,10 +680,12 @@ pub async fn track_batches_are_stored_as_their_events<S: Store>(s: &S) {
         logs.push(log.into_iter().map(|e| e.event).collect::<Vec<NewEvent>>());
     }
     let (a, b) = (&logs[0], &logs[1]);
-    assert_eq!(a.len(), 4);
+    assert_eq!(a.len(), 5);
     assert_eq!(a, b, "the same events, payloads included");
     let ids: Vec<&str> = a.iter().map(|e| e.message_id.as_str()).collect();
-    assert_eq!(ids, ["stored", "k1", "k2", "k3"]);
+    assert_eq!(ids, ["stored", "k1", "k2", &derived_text, "k3"]);
+    let payload: Value = serde_json::from_str(&a[3].payload).unwrap();
+    assert_eq!(payload["messageId"], json!(derived_text));
     let payload: Value = serde_json::from_str(&a[1].payload).unwrap();
     assert_eq!(payload["properties"], json!({"value": 3, "plan": "pro \"x\""}));
     assert_eq!(payload["context"]["groupId"], "acme");
@@ -682,7 +697,7 @@ pub async fn track_batches_are_stored_as_their_events<S: Store>(s: &S) {
         listed.push(all.into_iter().map(|e| (e.message_id, e.timestamp, e.message)).collect::<Vec<_>>());
     }
     assert_eq!(listed[0], listed[1]);
-    assert_eq!(listed[0].len(), 4);
+    assert_eq!(listed[0].len(), 5);
 }
 
 pub async fn read_log_in_order<S: Store>(s: &S) {

@@ -6,33 +6,14 @@
 //! one. Importing the same file again gives the same ids, so it stores nothing twice. Rows are
 //! parsed on several threads, so `n` is settled in two steps (see [`RowKeys`]).
 
-use std::fmt::Write as _;
 use std::sync::Arc;
 
 use chrono::{DateTime, Utc};
-use domain::{NewEvent, TrackPayload};
+use domain::{DerivedId, MessageId, NewEvent, TrackPayload};
 
 /// `import_<32 hex digits>_<n>`.
 pub(super) fn derived_id(key: u128, n: u32) -> String {
-    let mut id = String::with_capacity(7 + 32 + 1 + 10);
-    push_derived_id(&mut id, key, n);
-    id
-}
-
-/// Appends [`derived_id`] to `id`.
-fn push_derived_id(id: &mut String, key: u128, n: u32) {
-    const HEX: &[u8; 16] = b"0123456789abcdef";
-    id.push_str("import_");
-    let mut digits = [0u8; 32];
-    for (i, d) in digits.iter_mut().enumerate() {
-        *d = HEX[((key >> ((31 - i) * 4)) & 0xf) as usize];
-    }
-    id.push_str(std::str::from_utf8(&digits).expect("hex digits are ASCII"));
-    if n == 1 {
-        id.push_str("_1");
-    } else {
-        let _ = write!(id, "_{n}");
-    }
+    DerivedId { key, n: u64::from(n) }.to_string()
 }
 
 /// Gives an event built with the derived id of the first row of its content (`_1`) that of
@@ -48,10 +29,7 @@ pub(super) fn renumber(event: &mut NewEvent, n: u32) {
 /// Gives the row `i` of `rows`, built with the derived id of the first row of its content
 /// (`_1`), that of the `n`th.
 pub(super) fn renumber_track(rows: &mut domain::TrackRows, i: usize, n: u32) {
-    let Some(row) = rows.get_row(i) else { return };
-    let Some(stem) = row.message_id.strip_suffix("_1") else { return };
-    let id = format!("{stem}_{n}");
-    rows.set_message_id(i, &id);
+    rows.set_copy(i, n);
 }
 
 /// The keys of event rows whose id is derived from their content, collected while checking
@@ -102,33 +80,30 @@ pub(super) fn repeated(mut lists: Vec<Vec<u64>>) -> foldhash::HashSet<u64> {
 /// The event rows of a chunk, parsed once by the check and kept for storing, so that the
 /// file is neither read nor parsed a second time: the rows as the track calls they become
 /// (each with the derived id of the first row of its content, `_1`, when it has none), and
-/// 64 bits of the content key of each such row, to number its copies when storing.
+/// 64 bits of the content key of each such row, to number its copies when storing. A derived
+/// id is kept in its parts, never written out as text unless something asks for it.
 #[derive(Clone)]
 pub(super) struct KeptRows {
     tracks: domain::TrackRows,
     /// (row, key) of the rows whose id is derived from their content.
     derived: Vec<(u32, u64)>,
-    /// A derived id's text, reused.
-    id: String,
 }
 
 impl KeptRows {
     /// Rows received at `received_at`.
     pub(super) fn new(received_at: DateTime<Utc>) -> KeptRows {
-        KeptRows { tracks: domain::TrackRows::with_capacity(received_at, 0, 0), derived: Vec::new(), id: String::new() }
+        KeptRows { tracks: domain::TrackRows::with_capacity(received_at, 0, 0), derived: Vec::new() }
     }
 
     /// Keeps a row.
     pub(super) fn push(&mut self, f: &EventFields<'_>) {
         let message_id = match (f.message_id, f.key) {
-            (Some(id), _) => id,
+            (Some(id), _) => MessageId::Text(id),
             (None, key) => {
                 let key = key.expect("a key for rows without an id");
                 let row = u32::try_from(self.tracks.len()).expect("a chunk holds fewer than 2^32 rows");
                 self.derived.push((row, key as u64));
-                self.id.clear();
-                push_derived_id(&mut self.id, key, 1);
-                &self.id
+                MessageId::Derived(DerivedId { key, n: 1 })
             }
         };
         self.tracks.push(&domain::NewTrack {
@@ -146,8 +121,9 @@ impl KeptRows {
     /// the list copied every chunk's rows several times.
     pub(super) fn reserve_for(&mut self, text: &[u8]) {
         let lines = memchr::memchr_iter(b'\n', text).count() + 1;
-        // A row's text is at most its line's, and a derived id's 41 bytes.
-        self.tracks.reserve(lines, text.len() + 41 * lines);
+        // A row's text is about its line's: its account again in its user id, and a value
+        // written as JSON, add a few bytes.
+        self.tracks.reserve(lines, text.len() + 16 * lines, lines);
     }
 
     /// Memory the rows hold, roughly.
@@ -287,7 +263,7 @@ mod tests {
         assert_eq!(built[2].anonymous_id.as_deref(), Some(""), "an empty string is not none");
         let mut renumbered = tracks.clone();
         renumber_track(&mut renumbered, 0, 3);
-        assert_eq!(renumbered.get_row(0).unwrap().message_id, derived_id(0xabc, 3));
+        assert_eq!(renumbered.get_row(0).unwrap().message_id.to_string(), derived_id(0xabc, 3));
         assert_eq!(renumbered.get_row(1).unwrap().message_id, "m-1", "a given id is never renumbered");
     }
 

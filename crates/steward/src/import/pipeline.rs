@@ -253,7 +253,7 @@ fn parse_chunk(
             let mut fields: Vec<&str> = Vec::with_capacity(*width);
             for (line, record) in plain_records(text, chunk.line) {
                 fields.clear();
-                fields.extend(record.split(','));
+                split_commas(record, &mut fields);
                 if fields.len() != *width {
                     bail!("{} line {line}: {} fields where the header has {width}", parser.file, fields.len());
                 }
@@ -303,6 +303,18 @@ fn plain_csv(text: &[u8]) -> Option<&str> {
         return None;
     }
     std::str::from_utf8(text).ok()
+}
+
+/// Puts the fields of `record` (a line [`plain_csv`] accepted) in `fields`: what
+/// `record.split(',')` gives, found by bytes (a comma is one byte, never part of another
+/// character) rather than by comparing characters.
+fn split_commas<'a>(record: &'a str, fields: &mut Vec<&'a str>) {
+    let mut start = 0;
+    for comma in memchr::memchr_iter(b',', record.as_bytes()) {
+        fields.push(&record[start..comma]);
+        start = comma + 1;
+    }
+    fields.push(&record[start..]);
 }
 
 /// Line numbers of places in a chunk, asked in order.
@@ -649,7 +661,11 @@ mod tests {
                 })
                 .collect();
             let split: Vec<(u64, Vec<String>)> = super::plain_records(text, 10)
-                .map(|(line, record)| (line, record.split(',').map(str::to_owned).collect()))
+                .map(|(line, record)| {
+                    let mut fields = Vec::new();
+                    super::split_commas(record, &mut fields);
+                    (line, fields.into_iter().map(str::to_owned).collect())
+                })
                 .collect();
             assert_eq!(split, read, "{text:?}");
         }
