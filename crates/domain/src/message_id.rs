@@ -39,8 +39,10 @@ impl DerivedId {
         const HEX: &[u8; 16] = b"0123456789abcdef";
         let p = Self::PREFIX.len();
         buf[..p].copy_from_slice(Self::PREFIX.as_bytes());
-        for (i, d) in buf[p..p + 32].iter_mut().enumerate() {
-            *d = HEX[((self.key >> ((31 - i) * 4)) & 0xf) as usize];
+        // A byte at a time: every id an import stores is written out to be hashed.
+        for (pair, b) in buf[p..p + 32].chunks_exact_mut(2).zip(self.key.to_be_bytes()) {
+            pair[0] = HEX[(b >> 4) as usize];
+            pair[1] = HEX[(b & 0xf) as usize];
         }
         buf[p + 32] = b'_';
         let mut digits = [0u8; 20];

@@ -259,6 +259,11 @@ impl TrackRows {
         self.rows.iter().map(|r| self.track(r))
     }
 
+    /// Each row's user id and anonymous id, in order: who the rows name, without the rest.
+    pub fn people(&self) -> impl Iterator<Item = (Option<&str>, Option<&str>)> {
+        self.rows.iter().map(|r| (self.get(r.user_id), self.get(r.anonymous_id)))
+    }
+
     /// Each row as a whole event.
     pub fn to_events(&self) -> Vec<NewEvent> {
         self.iter().map(|t| t.to_event(self.received_at)).collect()
@@ -364,6 +369,10 @@ mod tests {
         rows.set_message_id(3, "m-4");
         assert_eq!(rows.get_row(3).unwrap().message_id, "m-4");
         assert!(rows.get_row(5).is_none());
+        let people: Vec<_> = rows.people().collect();
+        let of_rows: Vec<_> = rows.iter().map(|t| (t.user_id, t.anonymous_id)).collect();
+        assert_eq!(people, of_rows);
+        assert_eq!(people[0], (Some("7/0"), None));
 
         let events = rows.to_events();
         assert_eq!(events[0].message_id, "m-1");

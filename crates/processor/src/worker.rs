@@ -114,15 +114,29 @@ pub enum Appended {
 
 impl Appended {
     /// The events stored, in log order.
-    pub(crate) fn views(&self) -> Box<dyn Iterator<Item = EventView<'_>> + '_> {
+    pub(crate) fn views(&self) -> Views<'_> {
         match self {
-            Appended::Events(events) => Box::new(events.iter().map(EventView::of)),
+            Appended::Events(events) => Views::Events(events.iter()),
+            Appended::Tracks { batches, positions } => {
+                Views::Tracks(TrackViews { batches, positions: positions.iter(), batch: 0, row: 0 })
+            }
+        }
+    }
+
+    /// The people each event stored names, in log order: its user id, anonymous id and
+    /// previous id, read without the rest of the event.
+    fn people(&self) -> Box<dyn Iterator<Item = [Option<&str>; 3]> + '_> {
+        match self {
+            Appended::Events(events) => Box::new(events.iter().map(|e| {
+                let e = &e.event;
+                [e.user_id.as_deref(), e.anonymous_id.as_deref(), e.previous_id.as_deref()]
+            })),
             Appended::Tracks { batches, positions } => Box::new(
                 batches
                     .iter()
-                    .flat_map(|b| b.iter())
+                    .flat_map(|b| b.people())
                     .zip(positions)
-                    .filter_map(|(t, at)| Some(EventView::of_track(at.as_ref()?.seq, t))),
+                    .filter_map(|((user, anonymous), at)| at.and(Some([user, anonymous, None]))),
             ),
         }
     }
@@ -138,6 +152,53 @@ impl Appended {
         match self {
             Appended::Events(events) => events.last().map(|e| e.position),
             Appended::Tracks { positions, .. } => positions.iter().rev().flatten().next().copied(),
+        }
+    }
+}
+
+/// The events of an [`Appended`], as views, in log order.
+pub(crate) enum Views<'a> {
+    Events(std::slice::Iter<'a, LoggedEvent>),
+    Tracks(TrackViews<'a>),
+}
+
+impl<'a> Iterator for Views<'a> {
+    type Item = EventView<'a>;
+
+    fn next(&mut self) -> Option<EventView<'a>> {
+        match self {
+            Views::Events(events) => events.next().map(EventView::of),
+            Views::Tracks(rows) => rows.next(),
+        }
+    }
+}
+
+/// The rows of track batches that the store kept, as views, in order: a row at a time from
+/// each batch in turn (millions of them in an import, each read twice).
+pub(crate) struct TrackViews<'a> {
+    batches: &'a [Arc<domain::TrackRows>],
+    /// Where each row went, `None` for one left out.
+    positions: std::slice::Iter<'a, Option<LogPosition>>,
+    batch: usize,
+    row: usize,
+}
+
+impl<'a> Iterator for TrackViews<'a> {
+    type Item = EventView<'a>;
+
+    fn next(&mut self) -> Option<EventView<'a>> {
+        loop {
+            let rows = self.batches.get(self.batch)?;
+            if self.row == rows.len() {
+                self.batch += 1;
+                self.row = 0;
+                continue;
+            }
+            let i = self.row;
+            self.row += 1;
+            if let Some(at) = self.positions.next()? {
+                return Some(EventView::of_track(at.seq, rows.get_row(i)?));
+            }
         }
     }
 }
@@ -371,21 +432,18 @@ impl Processor {
             let mut asked: HashSet<(IdKind, &str)> = HashSet::default();
             // A log is mostly runs of one person's events: an event naming what the one
             // before it named asks nothing new.
-            let mut last: Option<EventView<'_>> = None;
-            for e in events.views() {
-                if last.is_some_and(|l| {
-                    domain::same_opt(l.user_id, e.user_id)
-                        && domain::same_opt(l.anonymous_id, e.anonymous_id)
-                        && domain::same_opt(l.previous_id, e.previous_id)
-                }) {
+            let mut last: Option<[Option<&str>; 3]> = None;
+            for named in events.people() {
+                if last.is_some_and(|l| l.iter().zip(&named).all(|(a, b)| domain::same_opt(*a, *b))) {
                     continue;
                 }
-                last = Some(e);
+                last = Some(named);
+                let [user_id, anonymous_id, previous_id] = named;
                 let keys = [
-                    e.user_id.map(|v| (IdKind::User, v)),
-                    e.anonymous_id.map(|v| (IdKind::Anonymous, v)),
-                    e.previous_id.map(|v| (IdKind::User, v)),
-                    e.previous_id.map(|v| (IdKind::Anonymous, v)),
+                    user_id.map(|v| (IdKind::User, v)),
+                    anonymous_id.map(|v| (IdKind::Anonymous, v)),
+                    previous_id.map(|v| (IdKind::User, v)),
+                    previous_id.map(|v| (IdKind::Anonymous, v)),
                 ];
                 for (kind, value) in keys.into_iter().flatten() {
                     if known.identities.person_of.get(kind, value).is_none() && asked.insert((kind, value)) {

@@ -124,6 +124,7 @@ impl KeptRows {
         // A row's text is about its line's: its account again in its user id, and a value
         // written as JSON, add a few bytes.
         self.tracks.reserve(lines, text.len() + 16 * lines, lines);
+        self.derived.reserve(lines);
     }
 
     /// Memory the rows hold, roughly.
