@@ -196,12 +196,11 @@ fn connect(path: &Path, read_only: bool) -> Result<Connection> {
     // (2,000 scores) that walk was 94% of a full rescore's time through SQLite (147 to 190 s
     // for 100,000 accounts, 8 to 14 s with the journal in a temporary file).
     let temp_store = if read_only { "MEMORY" } else { "FILE" };
-    // Pages of 16 KiB for a new database (an existing one keeps its own): the log's blocks
-    // and the id index are written a page at a time, and with 4 KiB pages an import of
-    // ChurnSim's 3.6 million events made 188,000 writes and took 8% longer.
-    let page_size = if read_only { "" } else { "PRAGMA page_size = 16384;" };
+    // Pages stay SQLite's 4 KiB: with 16 KiB an import of ChurnSim's events took 8% less
+    // time (a fourth of the page writes), but a commit of a few rows writes whole pages, and
+    // one account's rescore took twice as long to write (see BENCHMARKS.md).
     conn.execute_batch(&format!(
-        "{page_size} PRAGMA journal_mode = WAL; PRAGMA synchronous = FULL; PRAGMA foreign_keys = ON;
+        "PRAGMA journal_mode = WAL; PRAGMA synchronous = FULL; PRAGMA foreign_keys = ON;
          PRAGMA cache_size = -65536; PRAGMA temp_store = {temp_store};
          PRAGMA wal_autocheckpoint = {};",
         checkpoint::WRITER_BOUND_PAGES
