@@ -63,7 +63,7 @@ static HEX_VALUE: [u8; 256] = {
 };
 
 /// The 16 bytes 32 lowercase hex digits write; `None` for anything else. Without a branch
-/// per digit: every imported event's id goes through it.
+/// per digit: every UUID an SDK sends goes through it.
 fn hex16(digits: &[u8]) -> Option<[u8; 16]> {
     let digits: &[u8; 32] = digits.try_into().ok()?;
     let mut out = [0u8; 16];
@@ -790,6 +790,12 @@ mod tests {
             let mut raw = Vec::new();
             put_id(&mut raw, MessageId::Text(id));
             assert!(raw.len() <= 1 + 16 + 10, "{id} takes {} bytes", raw.len());
+            // An id an import holds in its parts is written as its text would be.
+            if let Some(parts) = DerivedId::parse(id) {
+                let mut from_parts = Vec::new();
+                put_id(&mut from_parts, MessageId::Derived(parts));
+                assert_eq!(from_parts, raw, "{id}");
+            }
         }
         for id in &plain {
             let mut raw = Vec::new();

@@ -198,7 +198,7 @@ fn connect(path: &Path, read_only: bool) -> Result<Connection> {
     let temp_store = if read_only { "MEMORY" } else { "FILE" };
     // Pages stay SQLite's 4 KiB: with 16 KiB an import of ChurnSim's events took 8% less
     // time (a fourth of the page writes), but a commit of a few rows writes whole pages, and
-    // one account's rescore took twice as long to write (see BENCHMARKS.md).
+    // one account's rescore took more than twice as long to write (see BENCHMARKS.md).
     conn.execute_batch(&format!(
         "PRAGMA journal_mode = WAL; PRAGMA synchronous = FULL; PRAGMA foreign_keys = ON;
          PRAGMA cache_size = -65536; PRAGMA temp_store = {temp_store};
