@@ -192,13 +192,6 @@ impl TrackRows {
         self.rows.push(row);
     }
 
-    /// Gives row `i` another message id.
-    pub fn set_message_id(&mut self, i: usize, message_id: &str) {
-        let span = self.put(&[message_id]);
-        self.rows[i].message_id = span;
-        self.rows[i].copy = 0;
-    }
-
     /// Gives row `i`, if its message id is derived, that of the `n`th row of its content.
     pub fn set_copy(&mut self, i: usize, n: u32) {
         if let Some(row) = self.rows.get_mut(i).filter(|r| r.copy > 0) {
@@ -332,15 +325,14 @@ mod tests {
         let (b, c) = (rows.get_row(1).unwrap(), rows.get_row(2).unwrap());
         assert!(std::ptr::eq(b.event.as_ptr(), c.event.as_ptr()), "a run's strings are shared");
         assert!(same_opt(b.anonymous_id, c.anonymous_id) && same_str("x", "x") && !same_opt(Some(""), None));
-        rows.set_message_id(1, "m-2b");
         assert_eq!(rows.len(), 3);
         let first = rows.get_row(0).unwrap();
         assert_eq!(first.user_id, Some("7/0"));
         assert_eq!(first.timestamp, at("2020-01-03T10:00:00.123456789Z"), "to the nanosecond");
         let second = rows.get_row(1).unwrap();
-        assert_eq!((second.message_id, second.anonymous_id, second.user_id), (MessageId::Text("m-2b"), Some(""), None));
+        assert_eq!((second.message_id, second.anonymous_id, second.user_id), (MessageId::Text("m-2"), Some(""), None));
         rows.set_copy(1, 5);
-        assert_eq!(rows.get_row(1).unwrap().message_id, "m-2b", "an id given as text has no copies");
+        assert_eq!(rows.get_row(1).unwrap().message_id, "m-2", "an id given as text has no copies");
         let derived = DerivedId { key: 0xabc, n: 1 };
         rows.push(&NewTrack {
             message_id: MessageId::Derived(derived),
@@ -366,8 +358,6 @@ mod tests {
             timestamp: at("2000-01-01T00:00:00Z"),
         });
         assert_eq!(rows.get_row(4).unwrap().message_id, MessageId::Text(&big.to_string()), "kept as its text");
-        rows.set_message_id(3, "m-4");
-        assert_eq!(rows.get_row(3).unwrap().message_id, "m-4");
         assert!(rows.get_row(5).is_none());
         let people: Vec<_> = rows.people().collect();
         let of_rows: Vec<_> = rows.iter().map(|t| (t.user_id, t.anonymous_id)).collect();
@@ -383,7 +373,7 @@ mod tests {
         assert_eq!(payload["context"]["groupId"], "7");
         let payload: serde_json::Value = serde_json::from_str(&events[1].payload).unwrap();
         assert_eq!(payload["event"], "Report \"Created\"");
-        assert_eq!(payload["messageId"], "m-2b");
+        assert_eq!(payload["messageId"], "m-2");
         assert_eq!(payload["properties"], serde_json::json!({}));
     }
 }

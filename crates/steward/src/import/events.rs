@@ -26,12 +26,6 @@ pub(super) fn renumber(event: &mut NewEvent, n: u32) {
     event.message_id = id;
 }
 
-/// Gives the row `i` of `rows`, built with the derived id of the first row of its content
-/// (`_1`), that of the `n`th.
-pub(super) fn renumber_track(rows: &mut domain::TrackRows, i: usize, n: u32) {
-    rows.set_copy(i, n);
-}
-
 /// The keys of event rows whose id is derived from their content, collected while checking
 /// and used while storing. Chunks of rows are parsed on several threads, so a parser cannot
 /// count the copies before its row; instead the check finds the keys that occur more than
@@ -263,7 +257,7 @@ mod tests {
         assert_eq!(built[1].message_id, "m-1");
         assert_eq!(built[2].anonymous_id.as_deref(), Some(""), "an empty string is not none");
         let mut renumbered = tracks.clone();
-        renumber_track(&mut renumbered, 0, 3);
+        renumbered.set_copy(0, 3);
         assert_eq!(renumbered.get_row(0).unwrap().message_id.to_string(), derived_id(0xabc, 3));
         assert_eq!(renumbered.get_row(1).unwrap().message_id, "m-1", "a given id is never renumbered");
     }

@@ -614,7 +614,7 @@ pub(super) fn read(
                     *n += 1;
                     match (&mut records[i], *n > 1) {
                         (Record::Event(e), true) => events::renumber(e, *n),
-                        (Record::Tracks(t), true) => events::renumber_track(t, row, *n),
+                        (Record::Tracks(t), true) => t.set_copy(row, *n),
                         _ => {}
                     }
                 }
