@@ -290,6 +290,7 @@ pub async fn dispatch(cli: Cli, config: Config) -> Result<()> {
         Command::Score { workspace, day, history, .. } => crate::intel::score(config, &workspace, day, history).await,
         Command::Predict { workspace, at, out, .. } => crate::intel::predict(config, &workspace, at, &out).await,
         Command::Import { workspace, kind, file, columns, user_scope, currency, .. } => {
+            crate::keep_freed_memory();
             let currency = domain::Currency::parse(&currency)?;
             let options = crate::import::Options { kind, file, columns, user_scope, currency };
             crate::admin::import(config, &workspace, options).await

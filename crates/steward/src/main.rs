@@ -24,10 +24,45 @@ use clap::Parser;
 #[global_allocator]
 static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
+/// mimalloc's `mi_option_purge_delay` (the bindings name only some options), whose default
+/// in the mimalloc they build is 1000 ms.
+const PURGE_DELAY: libmimalloc_sys::mi_option_t = 15;
+
+/// For a command that is one burst of work and then ends (an import): memory freed is kept
+/// for the process rather than given back to the system a second later. An import's stages
+/// free and allocate hundreds of megabytes in turn, and memory given back was faulted in
+/// again, zeroed by the kernel: with it kept, an import of ChurnSim's 3.6 million events
+/// took 5% less time (BENCHMARKS.md). The option is changed only while it has its default,
+/// so that one set in the environment (`MIMALLOC_PURGE_DELAY`) is kept, and so that a
+/// mimalloc whose options were numbered otherwise is left alone.
+fn keep_freed_memory() {
+    // SAFETY: mimalloc's option calls take and return plain integers, may be made from any
+    // thread at any time, and change when memory is given back, never what is allocated.
+    #[allow(unsafe_code)]
+    unsafe {
+        if libmimalloc_sys::mi_option_get(PURGE_DELAY) == 1000 {
+            libmimalloc_sys::mi_option_set(PURGE_DELAY, -1);
+        }
+    }
+}
+
 fn main() -> Result<()> {
     let cli = cli::Cli::parse();
     let config = config::Config::load(&cli)?;
     config::init_logging(&config);
     let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
     runtime.block_on(cli::dispatch(cli, config))
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn freed_memory_is_kept_once_asked() {
+        // The option numbered as assumed has the purge delay's default, or was set already.
+        super::keep_freed_memory();
+        #[allow(unsafe_code)]
+        // SAFETY: as in `keep_freed_memory`.
+        let delay = unsafe { libmimalloc_sys::mi_option_get(super::PURGE_DELAY) };
+        assert_eq!(delay, -1, "mimalloc's purge delay is not option {} here", super::PURGE_DELAY);
+    }
 }

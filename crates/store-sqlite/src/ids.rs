@@ -97,6 +97,8 @@ pub(crate) struct RecentIds {
     pub(crate) runs: Option<Runs>,
     /// The last seq whose id is in a live run (`event_ids_through`).
     through: i64,
+    /// The writer is closing: nothing more is appended or looked up.
+    closing: bool,
 }
 
 impl RecentIds {
@@ -303,6 +305,7 @@ impl RecentIds {
     /// in large steps.
     pub(crate) fn closing(&mut self) {
         self.holds_fresh = false;
+        self.closing = true;
         if let Some(runs) = &mut self.runs {
             runs.closing();
         }
@@ -326,9 +329,18 @@ impl RecentIds {
     pub(crate) fn flush_step(&mut self, conn: &Connection, idle: bool) -> Result<bool> {
         let due = self.flush_due(idle);
         if due && self.runs.as_ref().is_some_and(|runs| !runs.flushing()) {
-            let ids = self.sorted();
-            let through = ids.iter().map(|i| i.2).max().unwrap_or(0);
-            self.runs.as_mut().expect("checked above").start_flush(ids, through);
+            let count = self.len();
+            let ids: Box<dyn Iterator<Item = Id> + Send> = if self.closing {
+                // Nothing will look the ids up again: the run is written from the tables
+                // themselves, not from a sorted copy (a large import's is tens of megabytes,
+                // made on the one thread the close waits for).
+                let mut more = std::mem::take(&mut self.more);
+                more.sort_unstable();
+                Box::new(Taken::new(std::mem::take(&mut self.first), more))
+            } else {
+                Box::new(self.sorted().into_iter())
+            };
+            self.runs.as_mut().expect("checked above").start_flush(ids, count);
         }
         let Some(runs) = &mut self.runs else { return Ok(false) };
         if let Some(Flushed { through }) = runs.step(conn)? {
@@ -369,6 +381,49 @@ impl RecentIds {
         let mut more = self.more.clone();
         more.sort_unstable();
         merge_sorted(&ids, &more)
+    }
+}
+
+/// Every id of the tables and of `more` (sorted), owned, in the order runs are sorted by.
+struct Taken {
+    tables: std::collections::btree_map::IntoIter<i64, IdTable>,
+    /// The table being read, its workspace, and the next slot to look at.
+    table: Option<(i64, IdTable, usize)>,
+    more: std::iter::Peekable<std::vec::IntoIter<Id>>,
+}
+
+impl Taken {
+    fn new(tables: std::collections::BTreeMap<i64, IdTable>, more: Vec<Id>) -> Taken {
+        Taken { tables: tables.into_iter(), table: None, more: more.into_iter().peekable() }
+    }
+
+    /// The next id of the tables, not taken yet.
+    fn peek_table(&mut self) -> Option<Id> {
+        loop {
+            if let Some((ws, table, at)) = &mut self.table
+                && let Some((slot, hash, seq)) = table.occupied_from(*at)
+            {
+                *at = slot;
+                return Some((*ws, hash, seq));
+            }
+            let (ws, table) = self.tables.next()?;
+            self.table = Some((ws, table, 0));
+        }
+    }
+}
+
+impl Iterator for Taken {
+    type Item = Id;
+
+    fn next(&mut self) -> Option<Id> {
+        let Some(t) = self.peek_table() else { return self.more.next() };
+        if self.more.peek().is_some_and(|&m| m < t) {
+            return self.more.next();
+        }
+        if let Some((_, _, at)) = &mut self.table {
+            *at += 1;
+        }
+        Some(t)
     }
 }
 
@@ -459,6 +514,14 @@ mod tests {
         all.sort_unstable();
         assert_eq!(ids.sorted(), all);
         assert_eq!(ids.len(), all.len());
+        // Taken out of memory (a closing writer's last flush), in the same order.
+        let mut more = std::mem::take(&mut ids.more);
+        more.sort_unstable();
+        let taken: Vec<Id> = Taken::new(std::mem::take(&mut ids.first), more).collect();
+        assert_eq!(taken, all);
+        assert_eq!(ids.len(), 0);
+        let empty = Taken::new(Default::default(), vec![(2, 5, 7)]).collect::<Vec<_>>();
+        assert_eq!(empty, [(2, 5, 7)]);
         assert_eq!(
             merge_sorted(&[(1, 1, 1), (1, 2, 3)], &[(0, 5, 5), (1, 2, 2)]),
             [(0, 5, 5), (1, 1, 1), (1, 2, 2), (1, 2, 3)]

@@ -135,11 +135,11 @@ impl Runs {
         self.flush.is_some() || self.merge.is_some() || !self.dead.is_empty() || self.merge_due
     }
 
-    /// Starts writing `ids` (sorted) as a new run; they cover the log up to `through`.
-    pub(crate) fn start_flush(&mut self, ids: Vec<Id>, through: i64) {
-        debug_assert!(ids.is_sorted());
-        let filter = Bloom::with_capacity(ids.len());
-        self.flush = Some(Build::new(self.next_run, Source::Recent { ids, at: 0, through }, filter));
+    /// Starts writing `count` ids, given in order, as a new run; they cover the log up to the
+    /// largest of their seqs.
+    pub(crate) fn start_flush(&mut self, ids: Box<dyn Iterator<Item = Id> + Send>, count: usize) {
+        let filter = Bloom::with_capacity(count);
+        self.flush = Some(Build::new(self.next_run, Source::Recent { ids, last: None, through: 0 }, filter));
         self.next_run += 1;
     }
 
@@ -246,8 +246,9 @@ struct Build {
 }
 
 enum Source {
-    /// The writer's recent ids, sorted, covering the log up to `through`.
-    Recent { ids: Vec<Id>, at: usize, through: i64 },
+    /// The writer's recent ids, in order; they cover the log up to the largest of their
+    /// seqs, `through` once all are read.
+    Recent { ids: Box<dyn Iterator<Item = Id> + Send>, last: Option<Id>, through: i64 },
     /// Live runs being merged.
     Merge { inputs: Vec<RunReader> },
 }
@@ -255,9 +256,13 @@ enum Source {
 impl Source {
     fn next(&mut self, conn: &Connection) -> Result<Option<Id>> {
         match self {
-            Source::Recent { ids, at, .. } => {
-                let id = ids.get(*at).copied();
-                *at += usize::from(id.is_some());
+            Source::Recent { ids, last, through } => {
+                let id = ids.next();
+                if let Some(id) = id {
+                    debug_assert!(last.is_none_or(|l| l <= id), "ids come in order");
+                    *last = Some(id);
+                    *through = (*through).max(id.2);
+                }
                 Ok(id)
             }
             Source::Merge { inputs } => {
@@ -557,8 +562,8 @@ mod tests {
     }
 
     fn flush(conn: &Connection, runs: &mut Runs, ids: Vec<Id>) {
-        let through = ids.iter().map(|i| i.2).max().unwrap();
-        runs.start_flush(ids, through);
+        let count = ids.len();
+        runs.start_flush(Box::new(ids.into_iter()), count);
         while runs.flushing() {
             runs.step(conn).unwrap();
         }
@@ -616,7 +621,7 @@ mod tests {
     fn a_build_cut_short_is_deleted_at_the_next_start() {
         let conn = db();
         let mut runs = Runs::load(&conn, 100_000).unwrap();
-        runs.start_flush(ids(1, 20_000, 1), 19_999);
+        runs.start_flush(Box::new(ids(1, 20_000, 1).into_iter()), 19_999);
         runs.step(&conn).unwrap();
         assert!(runs.flushing(), "20,000 ids take more than one step");
         let mut restarted = Runs::load(&conn, 100_000).unwrap();

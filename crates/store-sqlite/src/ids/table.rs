@@ -203,6 +203,13 @@ impl IdTable {
         *self = table;
     }
 
+    /// The first entry at slot `from` or after: its slot, hash and seq.
+    pub(crate) fn occupied_from(&self, from: usize) -> Option<(usize, i64, i64)> {
+        let at = from + self.slots.get(from..)?.iter().position(|s| !is_empty(s))?;
+        let s = &self.slots[at];
+        Some((at, hash_of(key(s)), seq(s)))
+    }
+
     /// `(hash, seq)` in hash order.
     pub(crate) fn iter(&self) -> impl Iterator<Item = (i64, i64)> + '_ {
         self.slots.iter().filter(|s| !is_empty(s)).map(|s| (hash_of(key(s)), seq(s)))
