@@ -31,6 +31,65 @@ pub(crate) fn id_hash<'a>(message_id: impl Into<MessageId<'a>>) -> i64 {
     i64::from_be_bytes(digest[..8].try_into().expect("a SHA-256 digest has 8 bytes"))
 }
 
+/// How a database's message ids are hashed: every id by [`id_hash`], or, in a database with
+/// a key for them (its log was empty when the key was made, migration 14), a derived id
+/// (`import_<key>_<n>`, given in parts or as its text) by a keyed mix of its parts: a few
+/// nanoseconds where SHA-256 of its text took about sixty, for each of an import's rows. An
+/// id's text that reads as a derived id hashes as its parts, so the two forms of one id
+/// meet. The key is the database's own and random, so ids cannot be picked to share a hash
+/// (which would only cost time: a shared hash is confirmed against the stored id).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub(crate) struct IdHashing {
+    derived: Option<[u64; 2]>,
+}
+
+impl IdHashing {
+    /// The database's hashing, from `store_meta`.
+    pub(crate) fn of(conn: &Connection) -> Result<IdHashing> {
+        let part = |key: &str| -> Result<Option<i64>> {
+            conn.prepare_cached("SELECT value FROM store_meta WHERE key = ?1")
+                .map_err(sql_error)?
+                .query_row([key], |r| r.get(0))
+                .optional()
+                .map_err(sql_error)
+        };
+        Ok(match (part("derived_id_key_0")?, part("derived_id_key_1")?) {
+            (Some(a), Some(b)) => IdHashing { derived: Some([a as u64, b as u64]) },
+            _ => IdHashing { derived: None },
+        })
+    }
+
+    /// The hash `message_id` is stored under. Stable across versions: it is stored.
+    pub(crate) fn hash<'a>(&self, message_id: impl Into<MessageId<'a>>) -> i64 {
+        let id = message_id.into();
+        if let Some(secret) = self.derived {
+            let derived = match id {
+                MessageId::Derived(d) => Some(d).filter(|d| d.n > 0),
+                MessageId::Text(t) => DerivedId::parse(t),
+            };
+            if let Some(d) = derived {
+                return derived_hash(secret, d);
+            }
+        }
+        id_hash(id)
+    }
+}
+
+/// A derived id's hash under `secret`: folded multiplies of its parts with the key (as in
+/// wyhash), whose high bits are as even as a digest's (the memory of recent ids places an id
+/// by them). Stable across versions: it is stored.
+fn derived_hash(secret: [u64; 2], id: DerivedId) -> i64 {
+    const M: [u64; 3] = [0xa076_1d64_78bd_642f, 0xe703_7ed1_a0b4_28db, 0x8ebc_6af0_9c88_c6e3];
+    fn fold(a: u64, b: u64) -> u64 {
+        let m = u128::from(a) * u128::from(b);
+        (m as u64) ^ ((m >> 64) as u64)
+    }
+    let (high, low) = ((id.key >> 64) as u64, id.key as u64);
+    let a = fold(low ^ secret[0], high ^ secret[1]);
+    let b = fold(id.n ^ M[0], secret[0].rotate_left(32) ^ M[1]);
+    fold(a ^ M[2], b ^ secret[1]) as i64
+}
+
 /// Recent ids beyond which they are written out as a run even while ingest is busy; also the
 /// size of the smallest class of runs.
 pub(crate) const FLUSH_AT: usize = 65_536;
@@ -136,6 +195,7 @@ impl RecentIds {
     /// Rebuilds the memory from the events whose ids are not yet in a run.
     fn load(conn: &Connection) -> Result<RecentIds> {
         let through = flushed_through(conn)?;
+        let hashing = IdHashing::of(conn)?;
         let mut ids = RecentIds { through, ..RecentIds::default() };
         crate::log::each_block(
             conn,
@@ -146,7 +206,7 @@ impl RecentIds {
                 for (i, e) in block.iter().enumerate() {
                     let seq = first_seq + i as i64;
                     if seq > through {
-                        ids.add(ws, id_hash(e.message_id), seq);
+                        ids.add(ws, hashing.hash(e.message_id), seq);
                     }
                 }
                 Ok(true)
@@ -526,6 +586,41 @@ mod tests {
             merge_sorted(&[(1, 1, 1), (1, 2, 3)], &[(0, 5, 5), (1, 2, 2)]),
             [(0, 5, 5), (1, 1, 1), (1, 2, 2), (1, 2, 3)]
         );
+    }
+
+    #[test]
+    fn a_derived_id_hashes_alike_in_parts_and_as_text_and_its_high_bits_spread() {
+        let keyed = IdHashing { derived: Some([0x1234_5678_9abc_def0, 0x0fed_cba9_8765_4321]) };
+        let other = IdHashing { derived: Some([7, 11]) };
+        let plain = IdHashing::default();
+        let id = DerivedId { key: 0x0123_4567_89ab_cdef_0011_2233_4455_6677, n: 3 };
+        let text = id.to_string();
+        assert_eq!(keyed.hash(MessageId::Derived(id)), keyed.hash(text.as_str()));
+        assert_ne!(keyed.hash(MessageId::Derived(id)), id_hash(text.as_str()), "keyed, not SHA-256");
+        assert_ne!(keyed.hash(MessageId::Derived(id)), other.hash(MessageId::Derived(id)), "each key its own");
+        assert_ne!(keyed.hash(MessageId::Derived(id)), keyed.hash(MessageId::Derived(DerivedId { n: 4, ..id })));
+        // Without a key, and for any other id, SHA-256 of the text.
+        assert_eq!(plain.hash(MessageId::Derived(id)), id_hash(text.as_str()));
+        assert_eq!(plain.hash(text.as_str()), id_hash(text.as_str()));
+        for not_derived in ["m-1", "import_0123", &text.to_uppercase(), &format!("{text}x"), &text.replace("_3", "_03")]
+        {
+            assert_eq!(keyed.hash(not_derived), id_hash(not_derived), "{not_derived}");
+        }
+        // An `n` of 0 has no text that reads back as parts: both forms hash as the text.
+        let zero = DerivedId { n: 0, ..id };
+        assert_eq!(keyed.hash(MessageId::Derived(zero)), keyed.hash(zero.to_string().as_str()));
+        // The memory of recent ids places a hash by its top bits: an import's ids (keys that
+        // differ, and runs of one key numbered 1, 2, ...) fall evenly into 16 places.
+        let mut places = [0u32; 16];
+        let mut x: u128 = 0x9e37_79b9_7f4a_7c15_f39c_c060_5ced_c834;
+        for i in 0..64_000u64 {
+            x = x.wrapping_mul(0x2360_ed05_1fc6_5da4_4385_df64_9fcc_f645).wrapping_add(1);
+            let id = DerivedId { key: x, n: 1 + i % 4 };
+            places[(keyed.hash(MessageId::Derived(id)) as u64 >> 60) as usize] += 1;
+        }
+        for (place, n) in places.iter().enumerate() {
+            assert!((3_600..4_400).contains(n), "place {place} holds {n} of 64,000");
+        }
     }
 
     #[test]

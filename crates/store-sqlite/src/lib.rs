@@ -49,6 +49,7 @@ const MIGRATIONS: &[&str] = &[
     include_str!("../migrations/0011_segment_members_of.sql"),
     include_str!("../migrations/0012_vocabulary.sql"),
     include_str!("../migrations/0013_history_past.sql"),
+    include_str!("../migrations/0014_derived_id_key.sql"),
 ];
 
 const READERS: usize = 4;
@@ -63,6 +64,8 @@ pub struct SqliteStore {
     ws_numbers: std::sync::RwLock<std::collections::HashMap<domain::WorkspaceId, i64>>,
     /// Builds of `event_links` under way, by workspace number.
     link_builds: tokio::sync::Mutex<std::collections::HashMap<i64, owners::LinkBuild>>,
+    /// How this database's message ids are hashed.
+    hashing: ids::IdHashing,
 }
 
 impl SqliteStore {
@@ -74,6 +77,7 @@ impl SqliteStore {
         }
         let conn = connect(&path, false)?;
         migrate(&conn)?;
+        let hashing = ids::IdHashing::of(&conn)?;
         let ids = ids::RecentIds::new(lock_path(&path));
         let readers = (0..READERS).map(|_| connect(&path, true)).collect::<Result<Vec<_>>>()?;
         let writer = Writer::start(conn, ids);
@@ -86,6 +90,7 @@ impl SqliteStore {
             readers: Mutex::new(readers),
             reader_permits: Semaphore::new(READERS),
             link_builds: Default::default(),
+            hashing,
         })
     }
 

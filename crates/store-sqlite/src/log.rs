@@ -5,7 +5,7 @@ use rusqlite::{Connection, OptionalExtension, params};
 use store::{AppendReport, BatchesReport, LogPosition, LogStatus, LoggedEvent, Placement, Result, StoreError};
 
 use crate::block::{self, Decoded, EventRef};
-use crate::ids::{Lookup, RecentIds, id_hash};
+use crate::ids::{IdHashing, Lookup, RecentIds};
 use crate::writer::{Durability, Priority};
 use crate::{SqliteStore, sql_error, time};
 
@@ -17,7 +17,7 @@ impl SqliteStore {
         let n = self.existing_ws(ws).await?;
         // Encoding and hashing happen here, on the caller's thread; the writer only checks the
         // ids and inserts one row.
-        let block = Prepared::new(events);
+        let block = Prepared::new(events, self.hashing);
         self.writer
             .write(Priority::Now, Durability::Synced, move |conn, recent| Ok(block.insert(conn, recent, n)?.report))
             .await
@@ -39,7 +39,8 @@ impl SqliteStore {
     /// Appends each batch as its own block, in order, in one transaction; says where each
     /// event went.
     pub(crate) async fn append_batches(&self, ws: &WorkspaceId, batches: &[Vec<NewEvent>]) -> Result<BatchesReport> {
-        self.append_prepared(ws, prepare_all(batches, |b| b.len(), |b| Prepared::new(b))).await
+        let hashing = self.hashing;
+        self.append_prepared(ws, prepare_all(batches, |b| b.len(), |b| Prepared::new(b, hashing))).await
     }
 
     /// Like [`SqliteStore::append_batches`], for track calls in columns: each row is encoded
@@ -49,7 +50,8 @@ impl SqliteStore {
         ws: &WorkspaceId,
         batches: &[std::sync::Arc<domain::TrackRows>],
     ) -> Result<BatchesReport> {
-        self.append_prepared(ws, prepare_all(batches, |b| b.len(), |b| Prepared::of_tracks(b))).await
+        let hashing = self.hashing;
+        self.append_prepared(ws, prepare_all(batches, |b| b.len(), |b| Prepared::of_tracks(b, hashing))).await
     }
 
     async fn append_prepared(&self, ws: &WorkspaceId, blocks: Vec<Prepared>) -> Result<BatchesReport> {
@@ -267,18 +269,18 @@ struct Prepared {
 }
 
 impl Prepared {
-    fn new(events: &[NewEvent]) -> Prepared {
-        Prepared::of(&events.iter().map(EventRef::of).collect::<Vec<_>>())
+    fn new(events: &[NewEvent], hashing: IdHashing) -> Prepared {
+        Prepared::of(&events.iter().map(EventRef::of).collect::<Vec<_>>(), hashing)
     }
 
-    fn of_tracks(rows: &domain::TrackRows) -> Prepared {
+    fn of_tracks(rows: &domain::TrackRows, hashing: IdHashing) -> Prepared {
         let received_at = rows.received_at();
         // Each row read once: it is read five times below.
-        Prepared::of(&rows.iter().map(|t| EventRef::of_track(&t, &received_at)).collect::<Vec<_>>())
+        Prepared::of(&rows.iter().map(|t| EventRef::of_track(&t, &received_at)).collect::<Vec<_>>(), hashing)
     }
 
-    fn of(events: &[EventRef<'_>]) -> Prepared {
-        let hashes: Vec<i64> = events.iter().map(|e| id_hash(e.message_id)).collect();
+    fn of(events: &[EventRef<'_>], hashing: IdHashing) -> Prepared {
+        let hashes: Vec<i64> = events.iter().map(|e| hashing.hash(e.message_id)).collect();
         // Repeats within the block, found here rather than by the writer that every append
         // waits for: by hash, then confirmed by id.
         let mut repeats = Vec::new();

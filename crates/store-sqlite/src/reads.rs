@@ -7,7 +7,7 @@ use store::{
 };
 
 use crate::block::EventRef;
-use crate::ids::id_hash;
+use crate::ids::IdHashing;
 use crate::log::Blocks;
 use crate::owners::{Merges, Owners};
 use crate::processing::kind_of;
@@ -385,7 +385,7 @@ fn candidates(
     // `tail` is where the written lookups end; `tail_matches` picks events after it.
     let (tail, tail_matches): (i64, Pick) = if let Some(m) = &filter.message_id {
         let through;
-        (seqs, through) = crate::runs::stored_seqs(conn, n, id_hash(m))?;
+        (seqs, through) = crate::runs::stored_seqs(conn, n, IdHashing::of(conn)?.hash(m))?;
         let m = m.clone();
         (through, Box::new(move |e| e.message_id == m.as_str()))
     } else if let Some(u) = &filter.user_id {

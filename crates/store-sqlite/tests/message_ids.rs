@@ -127,3 +127,58 @@ async fn only_one_process_appends_to_a_database() {
     let r = second.append_events(&ws, &batch(5, 15)).await.unwrap();
     assert_eq!((r.stored, r.duplicates), (5, 5));
 }
+
+/// An import's derived ids hash by the database's own key when its log was empty as the key
+/// was made; a database whose log already held ids when it was upgraded hashes every id by
+/// SHA-256 as before, and finds its ids in memory, in the index and by message id.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn derived_ids_hash_by_the_databases_key_unless_its_log_is_older() {
+    let dir = tempfile::tempdir().unwrap();
+    let ids: Vec<String> =
+        (1..=40).map(|n| domain::DerivedId { key: 0xfeed_beef_0000_1111_2222_3333_4444_5555, n }.to_string()).collect();
+    let events: Vec<NewEvent> = ids.iter().map(|id| common::track(id, "user-1", 0)).collect();
+    let keys = |dir: &std::path::Path| -> i64 {
+        let conn = rusqlite::Connection::open(dir.join("steward.db")).unwrap();
+        conn.query_row("SELECT count(*) FROM store_meta WHERE key LIKE 'derived_id_key_%'", [], |r| r.get(0)).unwrap()
+    };
+    let ws = {
+        let s = SqliteStore::open_in_dir(dir.path()).unwrap();
+        let ws = s.create_workspace("acme").await.unwrap().workspace_id;
+        assert_eq!(s.append_events(&ws, &events).await.unwrap().stored, 40);
+        assert_eq!(s.append_events(&ws, &events).await.unwrap().duplicates, 40);
+        assert_eq!(find(&s, &ws, &ids[7]).await, 1);
+        s.close();
+        ws
+    };
+    assert_eq!(keys(dir.path()), 2, "a new database has a key");
+    {
+        let s = SqliteStore::open_in_dir(dir.path()).unwrap();
+        assert_eq!(s.append_events(&ws, &events).await.unwrap().duplicates, 40, "found in the index");
+        s.close();
+    }
+    // The same log as a database made before the key: its index gone (rebuilt from the log at
+    // the next start), no key, and the migration that makes one still to run.
+    {
+        let conn = rusqlite::Connection::open(dir.path().join("steward.db")).unwrap();
+        conn.execute_batch(
+            "DELETE FROM id_pages; DELETE FROM id_runs;
+             DELETE FROM store_meta WHERE key = 'event_ids_through' OR key LIKE 'derived_id_key_%';
+             PRAGMA user_version = 13;",
+        )
+        .unwrap();
+    }
+    {
+        let s = SqliteStore::open_in_dir(dir.path()).unwrap();
+        assert_eq!(keys(dir.path()), 0, "a log with ids keeps hashing them as it did");
+        assert_eq!(s.append_events(&ws, &events).await.unwrap().duplicates, 40, "found in memory");
+        assert_eq!(find(&s, &ws, &ids[7]).await, 1);
+        s.close();
+    }
+    let s = SqliteStore::open_in_dir(dir.path()).unwrap();
+    let more: Vec<NewEvent> =
+        ids.iter().chain(["m-new".to_owned()].iter()).map(|id| common::track(id, "user-1", 0)).collect();
+    let r = s.append_events(&ws, &more).await.unwrap();
+    assert_eq!((r.stored, r.duplicates), (1, 40), "found in the index written at the last close");
+    assert_eq!(find(&s, &ws, &ids[39]).await, 1);
+    s.close();
+}
