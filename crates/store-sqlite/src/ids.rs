@@ -158,13 +158,15 @@ pub(crate) struct RecentIds {
     through: i64,
     /// The writer is closing: nothing more is appended or looked up.
     closing: bool,
+    /// How the database's ids are hashed (to rebuild the memory from the log).
+    hashing: IdHashing,
 }
 
 impl RecentIds {
     /// Ids for the database whose append lock file is `lock_path`; nothing is loaded until
     /// the first append.
-    pub(crate) fn new(lock_path: std::path::PathBuf) -> RecentIds {
-        RecentIds { lock_path, ..Default::default() }
+    pub(crate) fn new(lock_path: std::path::PathBuf, hashing: IdHashing) -> RecentIds {
+        RecentIds { lock_path, hashing, ..Default::default() }
     }
 
     /// Before an append: takes the database's append lock for this process and loads the ids
@@ -185,7 +187,7 @@ impl RecentIds {
                 self.lock_path.display()
             )));
         }
-        let loaded = RecentIds::load(conn)?;
+        let loaded = RecentIds::load(conn, self.hashing)?;
         (self.first, self.more, self.through) = (loaded.first, loaded.more, loaded.through);
         self.runs = Some(Runs::load(conn, FLUSH_AT as i64)?);
         self.owner = Some(file);
@@ -193,9 +195,8 @@ impl RecentIds {
     }
 
     /// Rebuilds the memory from the events whose ids are not yet in a run.
-    fn load(conn: &Connection) -> Result<RecentIds> {
+    fn load(conn: &Connection, hashing: IdHashing) -> Result<RecentIds> {
         let through = flushed_through(conn)?;
-        let hashing = IdHashing::of(conn)?;
         let mut ids = RecentIds { through, ..RecentIds::default() };
         crate::log::each_block(
             conn,

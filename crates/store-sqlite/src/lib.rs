@@ -78,7 +78,7 @@ impl SqliteStore {
         let conn = connect(&path, false)?;
         migrate(&conn)?;
         let hashing = ids::IdHashing::of(&conn)?;
-        let ids = ids::RecentIds::new(lock_path(&path));
+        let ids = ids::RecentIds::new(lock_path(&path), hashing);
         let readers = (0..READERS).map(|_| connect(&path, true)).collect::<Result<Vec<_>>>()?;
         let writer = Writer::start(conn, ids);
         let checkpointer = checkpoint::Checkpointer::start(connect(&path, false)?, writer.stats.clone());

@@ -253,6 +253,7 @@ impl SqliteStore {
     ) -> Result<Page<StoredEvent>> {
         let n = self.ws_number(ws).await?.unwrap_or(-1);
         let (ws, filter, page) = (ws.clone(), filter.clone(), page.clone());
+        let hashing = self.hashing;
         self.read(move |conn| {
             let before = match &page.after {
                 Some(c) => c.int(0)?,
@@ -262,7 +263,7 @@ impl SqliteStore {
             let check = Check::new(conn, &ws, &filter)?;
             let mut owners = Owners::new(conn, n, ws.as_str());
             let mut out = Vec::new();
-            match candidates(conn, &ws, n, &filter, &check.members, owners.merges(), before)? {
+            match candidates(conn, &ws, n, &filter, hashing, &check.members, owners.merges(), before)? {
                 // A selective filter: look at the events it names, newest first.
                 Some(seqs) => {
                     let mut blocks = Blocks::new(conn);
@@ -372,11 +373,13 @@ type Pick = Box<dyn Fn(&EventRef<'_>) -> bool>;
 /// when no filter is selective and the log must be read. Processed events are found through
 /// what processing wrote (the links, and the owner rows not linked yet); the rest in the
 /// log's tail. A superset is fine: each candidate is checked.
+#[allow(clippy::too_many_arguments)]
 fn candidates(
     conn: &Connection,
     ws: &WorkspaceId,
     n: i64,
     filter: &EventFilter,
+    hashing: IdHashing,
     members: &HashSet<String>,
     merges: &mut Merges,
     before: i64,
@@ -385,7 +388,7 @@ fn candidates(
     // `tail` is where the written lookups end; `tail_matches` picks events after it.
     let (tail, tail_matches): (i64, Pick) = if let Some(m) = &filter.message_id {
         let through;
-        (seqs, through) = crate::runs::stored_seqs(conn, n, IdHashing::of(conn)?.hash(m))?;
+        (seqs, through) = crate::runs::stored_seqs(conn, n, hashing.hash(m))?;
         let m = m.clone();
         (through, Box::new(move |e| e.message_id == m.as_str()))
     } else if let Some(u) = &filter.user_id {

@@ -427,7 +427,7 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("w.db");
         let conn = crate::connect(&path, false).unwrap();
-        let writer = Writer::start(conn, RecentIds::new(dir.path().join("w.lock")));
+        let writer = Writer::start(conn, RecentIds::new(dir.path().join("w.lock"), Default::default()));
         const NORMAL: i64 = 1;
         const FULL: i64 = 2;
         assert_eq!(setting_seen(&writer, Durability::Synced).await, FULL);
