@@ -494,6 +494,11 @@ impl<'a> Reader<'a> {
         self.at == self.buf.len()
     }
 
+    /// What is left to read.
+    pub(crate) fn rest(&self) -> &'a [u8] {
+        &self.buf[self.at..]
+    }
+
     pub(crate) fn byte(&mut self) -> Result<u8> {
         let b = *self.buf.get(self.at).ok_or_else(|| corrupt("truncated"))?;
         self.at += 1;

@@ -3,10 +3,11 @@
 //! A B-tree over random message ids costs a page write per insert once it outgrows a batch of
 //! inserts, so the price of exactly-once would grow with the log. Instead each flush of the
 //! writer's recent ids writes one new *run*: its ids sorted and packed into pages of about one
-//! database page (`id_pages`, keyed by the run and the page's first id), with a Bloom filter of
-//! the run kept in `id_runs` and in memory. Runs of one size class are merged [`FANOUT`] at a
-//! time, so an id is rewritten about once each time the log grows fourfold, always
-//! sequentially; a lookup reads one page of each run whose filter may hold the id.
+//! database page (`id_pages`, keyed by the run and the page's first id; [`pages`] says how a
+//! page holds them), with a Bloom filter of the run kept in `id_runs` and in memory. Runs of
+//! one size class are merged [`FANOUT`] at a time, so an id is rewritten about once each time
+//! the log grows fourfold, always sequentially; a lookup reads one page of each run whose
+//! filter may hold the id.
 //!
 //! A run is `building` while its pages are written (in steps that give way to appends), `live`
 //! once complete and `dead` once merged into another; dead runs' pages are deleted in steps.
@@ -17,16 +18,18 @@
 //! because the switch is one transaction and they read inside one.
 
 use rusqlite::{Connection, OptionalExtension, params};
+use std::sync::mpsc::{Receiver, sync_channel};
+use std::thread::JoinHandle;
 use store::Result;
 
-use crate::block::{Reader, put_uint};
 use crate::sql_error;
+
+mod pages;
+use pages::PageBuilder;
 
 /// `(workspace, hash, seq)`, in the order runs are sorted by.
 pub(crate) type Id = (i64, i64, i64);
 
-/// An id page is filled to about this many bytes, so that it fits one 4 KB database page.
-const PAGE_BYTES: usize = 3_800;
 /// Id pages written per background transaction.
 const STEP_PAGES: usize = 48;
 /// Id pages written per transaction once nothing else waits for the writer (it is closing):
@@ -138,8 +141,7 @@ impl Runs {
     /// Starts writing `count` ids, given in order, as a new run; they cover the log up to the
     /// largest of their seqs.
     pub(crate) fn start_flush(&mut self, ids: Box<dyn Iterator<Item = Id> + Send>, count: usize) {
-        let filter = Bloom::with_capacity(count);
-        self.flush = Some(Build::new(self.next_run, Source::Recent { ids, last: None, through: 0 }, filter));
+        self.flush = Some(Build::new(self.next_run, Source::recent(ids, count)));
         self.next_run += 1;
     }
 
@@ -164,8 +166,8 @@ impl Runs {
         {
             let inputs: Vec<RunReader> = picked.iter().map(|&i| RunReader::new(self.live[i].id)).collect();
             let ids: i64 = picked.iter().map(|&i| self.live[i].ids).sum();
-            let filter = Bloom::with_capacity(ids as usize);
-            self.merge = Some(Build::new(self.next_run, Source::Merge { inputs }, filter));
+            let packer = Packer::new(Bloom::with_capacity(ids as usize));
+            self.merge = Some(Build::new(self.next_run, Source::Merge { inputs, packer }));
             self.next_run += 1;
         }
         let slot = if self.flush.is_some() { &mut self.flush } else { &mut self.merge };
@@ -176,11 +178,11 @@ impl Runs {
                 Ok(false) => Ok(None),
                 Ok(true) => {
                     let done = slot.take().expect("a build is under way");
-                    let run = Run { id: done.run, ids: done.ids, filter: done.filter };
-                    self.live.push(run);
+                    let (ids, filter) = done.packed.expect("a finished build is packed");
+                    self.live.push(Run { id: done.run, ids, filter });
                     let flushed = match done.source {
-                        Source::Recent { through, .. } => Some(Flushed { through }),
-                        Source::Merge { inputs } => {
+                        Source::Recent { .. } => Some(Flushed { through: done.through }),
+                        Source::Merge { inputs, .. } => {
                             let sources: Vec<i64> = inputs.iter().map(|r| r.run).collect();
                             self.live.retain(|r| !sources.contains(&r.id));
                             self.dead.extend(sources);
@@ -238,34 +240,101 @@ fn in_transaction<R>(conn: &Connection, f: impl FnOnce(&Connection) -> Result<R>
 struct Build {
     run: i64,
     source: Source,
-    filter: Bloom,
-    ids: i64,
-    /// Read from the source, not yet written.
-    pending: Option<Id>,
-    page: Vec<u8>,
+    /// Whether its `id_runs` row is written.
+    begun: bool,
+    /// Once its source is exhausted: how many ids it holds and their filter.
+    packed: Option<(i64, Bloom)>,
+    /// The last seq the ids of a flush cover (every id up to it), once packed.
+    through: i64,
 }
 
+/// Id pages ahead of the writer that a flush's packer may hold (under 4 KB each): as many as
+/// a closing transaction writes, so that packing goes on while the writer commits.
+const PACKED_AHEAD: usize = CLOSING_STEP_PAGES;
+
 enum Source {
-    /// The writer's recent ids, in order; they cover the log up to the largest of their
-    /// seqs, `through` once all are read.
-    Recent { ids: Box<dyn Iterator<Item = Id> + Send>, last: Option<Id>, through: i64 },
-    /// Live runs being merged.
-    Merge { inputs: Vec<RunReader> },
+    /// The writer's recent ids, packed into pages by a thread of their own while the writer
+    /// inserts them: a close writes millions, and the writer is the thread it waits for.
+    Recent { pages: Receiver<Page>, packer: Option<JoinHandle<(Packer, i64)>> },
+    /// Live runs being merged, packed on the writer as they are read.
+    Merge { inputs: Vec<RunReader>, packer: Packer },
+}
+
+/// One id page: the key of its first id, and its bytes.
+struct Page {
+    first: (i64, i64),
+    data: Vec<u8>,
+}
+
+/// Packs ids, given in order, into pages, and adds each to a filter.
+struct Packer {
+    filter: Bloom,
+    ids: i64,
+    /// Read from the source, not yet packed.
+    pending: Option<Id>,
+}
+
+impl Packer {
+    fn new(filter: Bloom) -> Packer {
+        Packer { filter, ids: 0, pending: None }
+    }
+
+    /// The next page of ids from `next`, or `None` once it has none left.
+    fn page(&mut self, mut next: impl FnMut() -> Result<Option<Id>>) -> Result<Option<Page>> {
+        let mut page = PageBuilder::default();
+        loop {
+            let id = match self.pending.take() {
+                Some(id) => Some(id),
+                None => next()?,
+            };
+            let Some(id) = id else { break };
+            if !page.take(id) {
+                self.pending = Some(id);
+                break;
+            }
+            self.filter.add(id.0, id.1);
+            self.ids += 1;
+        }
+        Ok(page.first().map(|first| Page { first, data: page.encode() }))
+    }
 }
 
 impl Source {
-    fn next(&mut self, conn: &Connection) -> Result<Option<Id>> {
-        match self {
-            Source::Recent { ids, last, through } => {
-                let id = ids.next();
-                if let Some(id) = id {
-                    debug_assert!(last.is_none_or(|l| l <= id), "ids come in order");
-                    *last = Some(id);
-                    *through = (*through).max(id.2);
+    /// Packs `count` ids, given in order, on a thread of its own.
+    fn recent(ids: Box<dyn Iterator<Item = Id> + Send>, count: usize) -> Source {
+        let (tx, rx) = sync_channel(PACKED_AHEAD);
+        let packer = std::thread::Builder::new()
+            .name("sqlite-id-pages".into())
+            .spawn(move || {
+                let mut packer = Packer::new(Bloom::with_capacity(count));
+                let (mut ids, mut last, mut through) = (ids, None, 0);
+                let mut next = || {
+                    let id = ids.next();
+                    if let Some(id) = id {
+                        debug_assert!(last.is_none_or(|l| l <= id), "ids come in order");
+                        last = Some(id);
+                        through = through.max(id.2);
+                    }
+                    Ok(id)
+                };
+                // Stops early when the build is given up (the receiver is gone).
+                while let Ok(Some(page)) = packer.page(&mut next) {
+                    if tx.send(page).is_err() {
+                        break;
+                    }
                 }
-                Ok(id)
-            }
-            Source::Merge { inputs } => {
+                (packer, through)
+            })
+            .expect("spawn the id page packer");
+        Source::Recent { pages: rx, packer: Some(packer) }
+    }
+
+    /// The next page to write, or `None` once the source is exhausted.
+    fn page(&mut self, conn: &Connection) -> Result<Option<Page>> {
+        match self {
+            // The packer hangs up once it has sent every page.
+            Source::Recent { pages, .. } => Ok(pages.recv().ok()),
+            Source::Merge { inputs, packer } => packer.page(|| {
                 let mut best: Option<(usize, Id)> = None;
                 for (i, input) in inputs.iter_mut().enumerate() {
                     if let Some(head) = input.head(conn)?
@@ -278,69 +347,60 @@ impl Source {
                     inputs[i].at += 1;
                     id
                 }))
-            }
+            }),
         }
+    }
+
+    /// Once exhausted: the ids packed, their filter, and the last seq they cover (for a
+    /// flush).
+    fn packed(&mut self) -> Result<(i64, Bloom, i64)> {
+        let (packer, through) = match self {
+            Source::Recent { packer, .. } => packer
+                .take()
+                .expect("a flush is packed once")
+                .join()
+                .map_err(|_| store::StoreError::Backend("the id page packer panicked".into()))?,
+            Source::Merge { packer, .. } => (std::mem::replace(packer, Packer::new(Bloom::with_capacity(0))), 0),
+        };
+        Ok((packer.ids, packer.filter, through))
     }
 }
 
 impl Build {
-    fn new(run: i64, source: Source, filter: Bloom) -> Build {
-        Build { run, source, filter, ids: 0, pending: None, page: Vec::with_capacity(PAGE_BYTES + 32) }
+    fn new(run: i64, source: Source) -> Build {
+        Build { run, source, begun: false, packed: None, through: 0 }
     }
 
     /// Writes up to `pages` pages; when the source is exhausted, makes the run live (and its
     /// sources dead) and returns true. The caller holds the transaction.
     fn step(&mut self, conn: &Connection, pages: usize) -> Result<bool> {
-        if self.ids == 0 && self.pending.is_none() {
+        if !self.begun {
             conn.prepare_cached("INSERT INTO id_runs (run, state, ids, filter) VALUES (?1, 'building', 0, x'')")
                 .map_err(sql_error)?
                 .execute([self.run])
                 .map_err(sql_error)?;
+            self.begun = true;
         }
         let mut insert = conn
             .prepare_cached("INSERT INTO id_pages (run, ws, hash, data) VALUES (?1, ?2, ?3, ?4)")
             .map_err(sql_error)?;
         for _ in 0..pages {
-            self.page.clear();
-            let mut first: Option<(i64, i64)> = None;
-            let mut last: Option<(i64, i64)> = None;
-            loop {
-                let next = match self.pending.take() {
-                    Some(id) => Some(id),
-                    None => self.source.next(conn)?,
-                };
-                let Some((ws, hash, seq)) = next else { break };
-                // Equal keys stay on one page, so a lookup reads one page per run.
-                if self.page.len() >= PAGE_BYTES && last != Some((ws, hash)) {
-                    self.pending = Some((ws, hash, seq));
-                    break;
-                }
-                put_uint(&mut self.page, ws as u64);
-                self.page.extend_from_slice(&hash.to_le_bytes());
-                put_uint(&mut self.page, seq as u64);
-                self.filter.add(ws, hash);
-                self.ids += 1;
-                first.get_or_insert((ws, hash));
-                last = Some((ws, hash));
-            }
-            let Some((ws, hash)) = first else {
+            let Some(Page { first: (ws, hash), data }) = self.source.page(conn)? else {
                 return self.finish(conn).map(|()| true);
             };
-            insert.execute(params![self.run, ws, hash, self.page]).map_err(sql_error)?;
-            if self.pending.is_none() {
-                return self.finish(conn).map(|()| true);
-            }
+            insert.execute(params![self.run, ws, hash, data]).map_err(sql_error)?;
         }
         Ok(false)
     }
 
     fn finish(&mut self, conn: &Connection) -> Result<()> {
+        let (ids, filter, through) = self.source.packed()?;
         conn.prepare_cached("UPDATE id_runs SET state = 'live', ids = ?2, filter = ?3 WHERE run = ?1")
             .map_err(sql_error)?
-            .execute(params![self.run, self.ids, self.filter.to_bytes()])
+            .execute(params![self.run, ids, filter.to_bytes()])
             .map_err(sql_error)?;
         match &self.source {
-            Source::Recent { through, .. } => {
+            Source::Recent { .. } => {
                 conn.prepare_cached(
                     "INSERT INTO store_meta (key, value) VALUES ('event_ids_through', ?1)
                      ON CONFLICT (key) DO UPDATE SET value = max(value, excluded.value)",
@@ -349,7 +409,7 @@ impl Build {
                 .execute([through])
                 .map_err(sql_error)?;
             }
-            Source::Merge { inputs } => {
+            Source::Merge { inputs, .. } => {
                 let mut kill =
                     conn.prepare_cached("UPDATE id_runs SET state = 'dead' WHERE run = ?1").map_err(sql_error)?;
                 for input in inputs {
@@ -357,6 +417,8 @@ impl Build {
                 }
             }
         }
+        self.packed = Some((ids, filter));
+        self.through = through;
         Ok(())
     }
 }
@@ -396,23 +458,12 @@ impl RunReader {
                     self.after = (ws, hash);
                     self.page.clear();
                     self.at = 0;
-                    decode_page(&data, |id| self.page.push(id))?;
+                    pages::decode(&data, |id| self.page.push(id))?;
                 }
             }
         }
         Ok(Some(self.page[self.at]))
     }
-}
-
-fn decode_page(data: &[u8], mut f: impl FnMut(Id)) -> Result<()> {
-    let mut r = Reader::new(data);
-    while !r.at_end() {
-        let ws = r.uint()? as i64;
-        let hash = i64::from_le_bytes(r.fixed::<8>()?);
-        let seq = r.uint()? as i64;
-        f((ws, hash, seq));
-    }
-    Ok(())
 }
 
 /// Adds to `out` the seqs that `run` holds under `(ws, hash)`.
@@ -427,7 +478,7 @@ pub(crate) fn find_in_run(conn: &Connection, run: i64, ws: i64, hash: i64, out: 
         .optional()
         .map_err(sql_error)?;
     if let Some(page) = page {
-        decode_page(&page, |(w, h, seq)| {
+        pages::decode(&page, |(w, h, seq)| {
             if (w, h) == (ws, hash) {
                 out.push(seq);
             }
@@ -621,9 +672,9 @@ mod tests {
     fn a_build_cut_short_is_deleted_at_the_next_start() {
         let conn = db();
         let mut runs = Runs::load(&conn, 100_000).unwrap();
-        runs.start_flush(Box::new(ids(1, 20_000, 1).into_iter()), 19_999);
+        runs.start_flush(Box::new(ids(1, 60_000, 1).into_iter()), 59_999);
         runs.step(&conn).unwrap();
-        assert!(runs.flushing(), "20,000 ids take more than one step");
+        assert!(runs.flushing(), "60,000 ids take more than one step");
         let mut restarted = Runs::load(&conn, 100_000).unwrap();
         assert_eq!(restarted.live(), 0);
         assert!(restarted.has_work());
