@@ -645,6 +645,18 @@ const APPEND_GROUP: usize = 8;
 /// fewer groups than of [`APPEND_GROUP`] batches took 6% less time to import ChurnSim's 3.6
 /// million events (for about 130 MB more memory).
 const TRACK_GROUP: usize = 160_000;
+/// The smallest group of kept rows, at the start and the end of a file: groups double up to
+/// [`TRACK_GROUP`] and halve as the file runs out (see [`track_group`]).
+const FIRST_TRACK_GROUP: u64 = 16_384;
+
+/// How many kept rows the next group takes, `appended` rows of `total` being appended
+/// already. Processing follows storing a group behind: until the first group is stored it has
+/// nothing to do, and once the last is, the import waits for it to process that one. Small
+/// groups at either end keep both waits short.
+fn track_group(appended: u64, total: u64) -> u64 {
+    let remaining = total.saturating_sub(appended);
+    appended.min(remaining / 2).clamp(FIRST_TRACK_GROUP, TRACK_GROUP as u64)
+}
 
 /// Imports the file into `ws`, then brings processing up to date.
 pub async fn import(store: Arc<dyn Store>, ws: &WorkspaceId, options: &Options) -> Result<Imported> {
@@ -653,10 +665,13 @@ pub async fn import(store: Arc<dyn Store>, ws: &WorkspaceId, options: &Options) 
     let check = options.clone();
     let checked = tokio::task::spawn_blocking(move || pipeline::check(&check)).await??;
     let checked_in = started.elapsed();
-    if matches!(options.kind, Kind::Events | Kind::People | Kind::Accounts) {
-        // Most rows become one event each (a people row two).
-        store.expect_appends(ws, usize::try_from(checked.rows()).unwrap_or(usize::MAX)).await?;
-    }
+    let total_rows = checked.rows();
+    // Most rows become one event each (a people row two). The store makes room while the
+    // first rows are read and prepared (its memory of ids is tens of megabytes to clear).
+    let expecting = matches!(options.kind, Kind::Events | Kind::People | Kind::Accounts).then(|| {
+        let (store, ws, rows) = (store.clone(), ws.clone(), usize::try_from(checked.rows()).unwrap_or(usize::MAX));
+        tokio::spawn(async move { store.expect_appends(&ws, rows).await })
+    });
 
     // Then read on blocking threads, stored here in batches as they come, in file order.
     const BATCH: usize = 5_000;
@@ -735,7 +750,17 @@ pub async fn import(store: Arc<dyn Store>, ws: &WorkspaceId, options: &Options) 
     // events file the check kept), never both at once, so that the file's order is kept.
     let mut group: Vec<Vec<NewEvent>> = Vec::new();
     let mut tracks: Vec<Arc<domain::TrackRows>> = Vec::new();
+    let mut tracks_appended = 0u64;
+    // Appends wait for the room the store is making for them.
+    let expecting = tokio::sync::Mutex::new(expecting);
+    let ready = async || -> Result<()> {
+        if let Some(expecting) = expecting.lock().await.take() {
+            expecting.await??;
+        }
+        Ok(())
+    };
     let append = async |group: Vec<Vec<NewEvent>>| -> Result<u64> {
+        ready().await?;
         let report = store.append_event_batches(ws, &group).await?;
         let stored = report.report.stored as u64;
         let placed = report.placement.map(|placement| {
@@ -751,6 +776,7 @@ pub async fn import(store: Arc<dyn Store>, ws: &WorkspaceId, options: &Options) 
         Ok(stored)
     };
     let append_tracks = async |batches: Vec<Arc<domain::TrackRows>>| -> Result<u64> {
+        ready().await?;
         let report = store.append_track_batches(ws, &batches).await?;
         let stored = report.report.stored as u64;
         let placed = report.placement.map(|placement| {
@@ -794,9 +820,10 @@ pub async fn import(store: Arc<dyn Store>, ws: &WorkspaceId, options: &Options) 
             group.push(events);
         }
         // Whatever has been read goes in one append (in file order), up to a group of batches.
-        let track_rows: usize = tracks.iter().map(|t| t.len()).sum();
-        if track_rows >= TRACK_GROUP || (rx.is_empty() && !tracks.is_empty()) {
+        let track_rows: u64 = tracks.iter().map(|t| t.len() as u64).sum();
+        if track_rows >= track_group(tracks_appended, total_rows) || (rx.is_empty() && !tracks.is_empty()) {
             out.stored += append_tracks(std::mem::take(&mut tracks)).await?;
+            tracks_appended += track_rows;
         }
         if group.len() >= APPEND_GROUP || (rx.is_empty() && !group.is_empty()) {
             out.stored += append(std::mem::take(&mut group)).await?;
@@ -809,6 +836,7 @@ pub async fn import(store: Arc<dyn Store>, ws: &WorkspaceId, options: &Options) 
         out.stored += append(group).await?;
     }
     out.rows = reader.await??;
+    ready().await?;
     let stored = started.elapsed();
     drop(appended_tx);
     processing.await?;
@@ -820,6 +848,23 @@ pub async fn import(store: Arc<dyn Store>, ws: &WorkspaceId, options: &Options) 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn groups_of_kept_rows_double_from_the_start_and_halve_to_the_end() {
+        let total = 3_000_000;
+        let (mut appended, mut sizes) = (0, Vec::new());
+        while appended < total {
+            let group = track_group(appended, total).min(total - appended);
+            sizes.push(group);
+            appended += group;
+        }
+        assert_eq!(sizes[..6], [16_384, 16_384, 32_768, 65_536, 131_072, 160_000]);
+        assert!(sizes.iter().all(|&g| g <= TRACK_GROUP as u64));
+        let tail = &sizes[sizes.len() - 5..];
+        assert!(tail.windows(2).all(|w| w[1] < w[0]), "the last groups shrink: {tail:?}");
+        assert!(tail[4] <= FIRST_TRACK_GROUP, "{tail:?}");
+        assert!(sizes.len() < 30, "{} groups", sizes.len());
+    }
 
     #[test]
     fn a_value_alone_is_written_as_its_map_would_be() {

@@ -132,6 +132,16 @@ impl std::hash::Hasher for IdHasher {
     }
 }
 
+/// Memory for ids made ready before the writer takes it ([`RecentIds::reserve`]).
+pub(crate) struct Room(IdTable);
+
+impl Room {
+    /// Room for `ids` ids, cleared and faulted in by the calling thread.
+    pub(crate) fn for_ids(ids: usize) -> Room {
+        Room(IdTable::touched(ids))
+    }
+}
+
 #[derive(Default)]
 pub(crate) struct RecentIds {
     /// Held while this process appends events: the memory is only right if no other process
@@ -308,9 +318,10 @@ impl RecentIds {
         Ok(None)
     }
 
-    /// Makes room for `ids` more of workspace `ws` without growing as they come.
-    pub(crate) fn reserve(&mut self, ws: i64, ids: usize) {
-        self.first.entry(ws).or_default().reserve(ids);
+    /// Makes room for `ids` more of workspace `ws` without growing as they come, in `room`
+    /// (made for them off the writer) if it is large enough.
+    pub(crate) fn reserve(&mut self, ws: i64, ids: usize, room: Room) {
+        self.first.entry(ws).or_default().reserve_in(ids, room.0);
     }
 
     /// Records a newly appended event's id (undone if its transaction does not commit).

@@ -25,12 +25,16 @@ impl SqliteStore {
 
     /// Makes room in the memory of recent ids for `events` more, so that an import's ids
     /// are not rehashed each time the table doubles (a third of the writer's work on them).
+    /// The memory is made ready off the writer, which only moves into it.
     pub(crate) async fn expect_appends(&self, ws: &WorkspaceId, events: usize) -> Result<()> {
         let n = self.existing_ws(ws).await?;
+        let room = tokio::task::spawn_blocking(move || crate::ids::Room::for_ids(events))
+            .await
+            .map_err(|e| StoreError::Backend(format!("making room for ids: {e}")))?;
         self.writer
             .write(Priority::Now, Durability::Derived, move |conn, recent| {
                 recent.ensure_owner(conn)?;
-                recent.reserve(n, events);
+                recent.reserve(n, events, room);
                 Ok(())
             })
             .await

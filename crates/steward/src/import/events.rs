@@ -33,7 +33,7 @@ pub(super) fn renumber(event: &mut NewEvent, n: u32) {
 /// that puts the chunks back in order. Every other row is the only one of its content.
 pub(super) enum RowKeys {
     /// Checking: 64 bits of each key, to find those that repeat.
-    Collect(Vec<u64>),
+    Collect(KeyBuckets),
     /// Storing: the keys that repeat, and the last row's if it is one of them.
     Number { repeated: Arc<foldhash::HashSet<u64>>, last: Option<u64> },
 }
@@ -41,7 +41,7 @@ pub(super) enum RowKeys {
 impl RowKeys {
     pub(super) fn add(&mut self, key: u128) {
         match self {
-            RowKeys::Collect(keys) => keys.push(key as u64),
+            RowKeys::Collect(keys) => keys.add(key as u64),
             RowKeys::Number { repeated, last } => {
                 *last = repeated.contains(&(key as u64)).then_some(key as u64);
             }
@@ -57,18 +57,45 @@ impl RowKeys {
     }
 }
 
-/// The keys that occur more than once among the lists: each sorted on its own thread (the
-/// check's workers each collect one; a file's millions took a tenth of a second to sort on
-/// one), then merged (a stable sort of sorted runs merges them).
-pub(super) fn repeated(mut lists: Vec<Vec<u64>>) -> foldhash::HashSet<u64> {
+/// Keys as a check's worker collects them: by their top byte, so that finding those that
+/// repeat sorts 256 lists that each fit in a cache (a sort of a worker's millions at once took
+/// a tenth of a second, between the check and storing).
+pub(super) struct KeyBuckets(Vec<Vec<u64>>);
+
+impl KeyBuckets {
+    pub(super) fn new() -> KeyBuckets {
+        KeyBuckets(vec![Vec::new(); 256])
+    }
+
+    fn add(&mut self, key: u64) {
+        self.0[(key >> 56) as usize].push(key);
+    }
+}
+
+/// The keys that occur more than once among the workers' collections: each byte's bucket
+/// (the workers' lists of it together) sorted on its own, the buckets shared among threads.
+pub(super) fn repeated(collected: Vec<KeyBuckets>) -> foldhash::HashSet<u64> {
+    let threads = std::thread::available_parallelism().map_or(2, |n| n.get()).clamp(1, 8);
+    let collected = &collected;
     std::thread::scope(|s| {
-        for list in lists.iter_mut().filter(|l| l.len() > 1) {
-            s.spawn(|| list.sort_unstable());
-        }
-    });
-    let mut sorted = lists.concat();
-    sorted.sort();
-    sorted.windows(2).filter(|w| w[0] == w[1]).map(|w| w[0]).collect()
+        let found: Vec<_> = (0..threads)
+            .map(|t| {
+                s.spawn(move || {
+                    let (mut all, mut found) = (Vec::new(), Vec::new());
+                    for bucket in (t..256).step_by(threads) {
+                        all.clear();
+                        for keys in collected {
+                            all.extend_from_slice(&keys.0[bucket]);
+                        }
+                        all.sort_unstable();
+                        found.extend(all.windows(2).filter(|w| w[0] == w[1]).map(|w| w[0]));
+                    }
+                    found
+                })
+            })
+            .collect();
+        found.into_iter().flat_map(|f| f.join().expect("a sorting thread panicked")).collect()
+    })
 }
 
 /// The event rows of a chunk, parsed once by the check and kept for storing, so that the
@@ -262,12 +289,31 @@ mod tests {
         assert_eq!(renumbered.get_row(1).unwrap().message_id, "m-1", "a given id is never renumbered");
     }
 
+    fn collected(lists: &[&[u64]]) -> Vec<KeyBuckets> {
+        lists
+            .iter()
+            .map(|keys| {
+                let mut buckets = KeyBuckets::new();
+                keys.iter().for_each(|&k| buckets.add(k));
+                buckets
+            })
+            .collect()
+    }
+
     #[test]
     fn repeated_keys_and_renumbering() {
-        assert_eq!(repeated(vec![vec![3, 1, 2, 3, 1, 3]]), foldhash::HashSet::from_iter([1, 3]));
-        // A key repeated only across the lists, or only within one.
-        assert_eq!(repeated(vec![vec![9, 4, 7], vec![], vec![5, 4], vec![8, 8]]), foldhash::HashSet::from_iter([4, 8]));
-        assert!(repeated(vec![vec![2, 1], vec![3]]).is_empty());
+        let set = |keys: &[u64]| foldhash::HashSet::from_iter(keys.iter().copied());
+        assert_eq!(repeated(collected(&[&[3, 1, 2, 3, 1, 3]])), set(&[1, 3]));
+        // A key repeated only across the lists, or only within one; keys in every bucket.
+        let (high, top) = (0xff00_0000_0000_0001, u64::MAX);
+        assert_eq!(
+            repeated(collected(&[&[9, 4, 7, high], &[], &[5, 4, top, high], &[8, 8, top - 1]])),
+            set(&[4, 8, high])
+        );
+        let spread: Vec<u64> = (0..10_000u64).map(|i| i.wrapping_mul(0x9e37_79b9_7f4a_7c15)).collect();
+        let (a, b) = spread.split_at(5_000);
+        assert!(repeated(collected(&[a, b])).is_empty());
+        assert_eq!(repeated(collected(&[a, b, &spread[4_990..5_010]])).len(), 20);
         assert!(repeated(Vec::new()).is_empty());
         let id = derived_id(7, 1);
         let track = TrackPayload {

@@ -469,7 +469,7 @@ pub(super) fn check(options: &Options) -> Result<Checked> {
     let layout = layout(options, &file)?;
     let now = chrono::Utc::now();
     let parsers: Vec<Mutex<Parser<'_>>> = (0..workers())
-        .map(|_| Mutex::new(Parser::new(options, &file, now, true, RowKeys::Collect(Vec::new()))))
+        .map(|_| Mutex::new(Parser::new(options, &file, now, true, RowKeys::Collect(events::KeyBuckets::new()))))
         .collect();
     let progress = progress::Bar::new("checking", None, &options.file);
     let errors = FirstError::new();

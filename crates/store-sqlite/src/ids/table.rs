@@ -76,12 +76,33 @@ impl IdTable {
         if self.slots.is_empty() { 0 } else { (key >> self.shift) as usize }
     }
 
-    /// Makes room for `more` ids beyond those held.
-    pub(crate) fn reserve(&mut self, more: usize) {
-        let want = self.len + more;
-        if want * 4 > self.homes * 3 {
-            self.rebuild(want);
+    /// An empty table for `ids`, its memory written once here, page by page: the writer
+    /// that takes it (see [`IdTable::reserve_in`]) then neither clears nor faults in what may
+    /// be a hundred megabytes while appends wait.
+    pub(crate) fn touched(ids: usize) -> IdTable {
+        let mut table = IdTable::with_capacity(ids);
+        // A slot is 16 bytes: one in 256 is one a 4 KiB page. What is written is hidden from
+        // the compiler, which would otherwise know the memory is zero already.
+        for at in (0..table.slots.len()).step_by(256) {
+            table.slots[at] = std::hint::black_box(EMPTY);
         }
+        table
+    }
+
+    /// Makes room for `more` ids beyond those held, moving into `empty` (made for them off
+    /// the writer) if it is large enough.
+    pub(crate) fn reserve_in(&mut self, more: usize, empty: IdTable) {
+        let want = self.len + more;
+        if want * 4 <= self.homes * 3 {
+            return;
+        }
+        if empty.len > 0 || want * 4 > empty.homes * 3 {
+            return self.rebuild(want);
+        }
+        let entries = self.slots.iter().copied().filter(|s| !is_empty(s));
+        let mut bigger = IdTable::fill(empty, entries);
+        bigger.max_seq = self.max_seq;
+        *self = bigger;
     }
 
     /// The same entries in a table sized for `ids`.
@@ -94,7 +115,11 @@ impl IdTable {
 
     /// A table sized for `ids` holding `entries`, which come in order.
     fn placed(ids: usize, entries: impl Iterator<Item = Slot>) -> IdTable {
-        let mut table = IdTable::with_capacity(ids);
+        IdTable::fill(IdTable::with_capacity(ids), entries)
+    }
+
+    /// `table` (empty) holding `entries`, which come in order.
+    fn fill(mut table: IdTable, entries: impl Iterator<Item = Slot>) -> IdTable {
         let mut next = 0;
         for s in entries {
             // In order, each entry goes at its home or right after the one before.
@@ -307,7 +332,25 @@ mod tests {
             model.insert(h, i + 1);
         }
         check(&table, &model);
-        table.reserve(10_000);
+        // Room made too small for what it is to hold: the table is rebuilt instead.
+        table.reserve_in(10_000, IdTable::touched(100));
+        check(&table, &model);
+        assert!(table.homes * 3 >= (model.len() + 10_000) * 4);
+        // Room large enough: the entries move into it.
+        let room = IdTable::touched(100_000);
+        let homes = room.homes;
+        table.reserve_in(50_000, room);
+        check(&table, &model);
+        assert_eq!(table.homes, homes);
+        for i in 0..1_000 {
+            let h = i64::MIN + 7 * i;
+            assert!(table.insert_new(h, 10_000 + i));
+            model.insert(h, 10_000 + i);
+        }
+        check(&table, &model);
+        // Room enough already: nothing changes.
+        table.reserve_in(10, IdTable::touched(1));
+        assert_eq!(table.homes, homes);
         check(&table, &model);
     }
 
