@@ -69,7 +69,7 @@ impl<'a> EventView<'a> {
             anonymous_id: t.anonymous_id,
             group_id: t.group_id,
             previous_id: None,
-            timestamp: t.timestamp,
+            timestamp: t.timestamp(),
             payload: "",
         }
     }

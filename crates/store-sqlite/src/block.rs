@@ -310,7 +310,7 @@ impl<'a> EventRef<'a> {
             anonymous_id: t.anonymous_id,
             group_id: t.group_id,
             previous_id: None,
-            timestamp_ms: ms(&t.timestamp),
+            timestamp_ms: t.millis(),
             received_at_ms: ms(received_at),
             payload: Payload::Track { properties: t.properties.unwrap_or("{}") },
         }
