@@ -25,6 +25,13 @@
 //! compress: such ids were most of an imported block's stored bytes. Reading writes them out
 //! again, the same text.
 //!
+//! Format 4 takes the 16 bytes of each compact id out of what is compressed: they are random,
+//! so LZ4 only spent time on them (a third of an imported event's bytes before compression).
+//! The stored form is then the format byte, the number of compact ids (4 bytes,
+//! little-endian), their 16 bytes each in event order, and the LZ4 block. Times are written
+//! as steps from the event before (the first from 0): an import's are hours apart and its
+//! receipt times all one, a few bytes where the whole time took six each.
+//!
 //! The format is stored: a change needs a new format byte and a decoder for the old one.
 
 use std::borrow::Cow;
@@ -40,6 +47,8 @@ const FORMAT_LZ4_V1: u8 = 1;
 const FORMAT_LZ4_V2: u8 = 2;
 /// Message ids of two common shapes kept as the bytes their hex digits write.
 const FORMAT_LZ4_V3: u8 = 3;
+/// Those bytes kept apart, uncompressed, and times as steps.
+const FORMAT_LZ4_V4: u8 = 4;
 
 const ID_DERIVED: u64 = 0;
 const ID_UUID: u64 = 1;
@@ -89,27 +98,31 @@ fn push_hex(out: &mut String, bytes: &[u8]) {
 
 /// Writes a message id in format 3: compact when it has one of the two shapes exactly (so
 /// that writing it out again gives the same text), else as a string.
-fn put_id(out: &mut Vec<u8>, id: MessageId<'_>) {
-    let id = match id {
-        MessageId::Derived(d) => return put_derived(out, d),
-        MessageId::Text(text) => text,
+/// Writes a message id: its code, the 16 bytes of a compact one onto `keys` (which may be
+/// `out` itself, as in format 3), and a derived id's `n`.
+fn put_id(out: &mut Vec<u8>, mut keys: Option<&mut Vec<u8>>, id: MessageId<'_>) {
+    let mut key = |out: &mut Vec<u8>, bytes: &[u8]| match keys.as_deref_mut() {
+        Some(keys) => keys.extend_from_slice(bytes),
+        None => out.extend_from_slice(bytes),
     };
-    if let Some(d) = DerivedId::parse(id) {
-        put_derived(out, d);
-    } else if let Some(bytes) = uuid(id.as_bytes()) {
+    let derived = match id {
+        MessageId::Derived(d) => Some(d),
+        MessageId::Text(text) => DerivedId::parse(text),
+    };
+    if let Some(d) = derived {
+        put_uint(out, ID_DERIVED);
+        key(out, &d.key.to_be_bytes());
+        put_uint(out, d.n);
+        return;
+    }
+    let MessageId::Text(id) = id else { unreachable!("a derived id is written above") };
+    if let Some(bytes) = uuid(id.as_bytes()) {
         put_uint(out, ID_UUID);
-        out.extend_from_slice(&bytes);
+        key(out, &bytes);
     } else {
         put_uint(out, ID_TEXT + id.len() as u64);
         out.extend_from_slice(id.as_bytes());
     }
-}
-
-/// A derived id: the 16 bytes its hex digits write, then `n`.
-fn put_derived(out: &mut Vec<u8>, id: DerivedId) {
-    put_uint(out, ID_DERIVED);
-    out.extend_from_slice(&id.key.to_be_bytes());
-    put_uint(out, id.n);
 }
 
 /// The 16 bytes of a UUID in its lowercase hyphenated form.
@@ -195,19 +208,33 @@ pub(crate) fn encode<'a>(events: impl ExactSizeIterator<Item = &'a NewEvent> + C
 /// Encodes and compresses events for one `event_blocks` row. A whole payload that is what its
 /// track call's fields write is stored as its properties alone, as one given that way is.
 pub(crate) fn encode_refs<'a>(events: impl ExactSizeIterator<Item = EventRef<'a>> + Clone) -> Vec<u8> {
+    encode_as(FORMAT_LZ4_V4, events)
+}
+
+/// Encodes events in format 3 or 4 (format 3 only for the tests that read it back).
+fn encode_as<'a>(format: u8, events: impl ExactSizeIterator<Item = EventRef<'a>> + Clone) -> Vec<u8> {
+    let apart = format == FORMAT_LZ4_V4;
     // Sized once: a block is megabytes, and growing it copied it and touched fresh pages at
     // each doubling (a tenth of an import's CPU went to the kernel zeroing such pages).
     let mut raw = Vec::with_capacity(encoded_bound(events.clone()));
+    let mut keys = Vec::with_capacity(if apart { 16 * events.len() } else { 0 });
     let mut scratch = String::new();
+    let (mut last_ts, mut last_received) = (0i64, 0i64);
     put_uint(&mut raw, events.len() as u64);
     for e in events {
-        put_id(&mut raw, e.message_id);
+        put_id(&mut raw, apart.then_some(&mut keys), e.message_id);
         raw.push(kind_code(e.kind));
         for field in [e.name, e.user_id, e.anonymous_id, e.group_id, e.previous_id] {
             put_opt(&mut raw, field);
         }
-        put_int(&mut raw, e.timestamp_ms);
-        put_int(&mut raw, e.received_at_ms);
+        if apart {
+            put_int(&mut raw, e.timestamp_ms.wrapping_sub(last_ts));
+            put_int(&mut raw, e.received_at_ms.wrapping_sub(last_received));
+            (last_ts, last_received) = (e.timestamp_ms, e.received_at_ms);
+        } else {
+            put_int(&mut raw, e.timestamp_ms);
+            put_int(&mut raw, e.received_at_ms);
+        }
         let rebuilt = match e.payload {
             Payload::Track { properties } => Some(properties),
             // Compared with what reading will rebuild: the time as stored, to the millisecond.
@@ -236,13 +263,19 @@ pub(crate) fn encode_refs<'a>(events: impl ExactSizeIterator<Item = EventRef<'a>
             },
         }
     }
-    // The format byte, the decompressed size (as `compress_prepend_size` writes it) and the
-    // LZ4 block, compressed in place rather than into a second buffer copied after.
-    let mut out = vec![0u8; 1 + 4 + lz4_flex::block::get_maximum_output_size(raw.len())];
-    out[0] = FORMAT_LZ4_V3;
-    out[1..5].copy_from_slice(&(raw.len() as u32).to_le_bytes());
-    let n = lz4_flex::block::compress_into(&raw, &mut out[5..]).expect("room for the largest compressed size");
-    out.truncate(5 + n);
+    // The format byte, the compact ids' bytes (format 4), the decompressed size (as
+    // `compress_prepend_size` writes it) and the LZ4 block, compressed in place rather than
+    // into a second buffer copied after.
+    let head = if apart { 1 + 4 + keys.len() } else { 1 };
+    let mut out = vec![0u8; head + 4 + lz4_flex::block::get_maximum_output_size(raw.len())];
+    out[0] = format;
+    if apart {
+        out[1..5].copy_from_slice(&((keys.len() / 16) as u32).to_le_bytes());
+        out[5..head].copy_from_slice(&keys);
+    }
+    out[head..head + 4].copy_from_slice(&(raw.len() as u32).to_le_bytes());
+    let n = lz4_flex::block::compress_into(&raw, &mut out[head + 4..]).expect("room for the largest compressed size");
+    out.truncate(head + 4 + n);
     out
 }
 
@@ -252,10 +285,12 @@ pub(crate) struct Decoded {
     /// Where each event starts in `raw`.
     starts: Vec<usize>,
     format: u8,
-    /// Format 3: the compact message ids written out, one after the other, and where each
-    /// event's ends (an event whose id is a string in `raw` adds nothing).
+    /// Formats 3 and 4: the compact message ids written out, one after the other, and where
+    /// each event's ends (an event whose id is a string in `raw` adds nothing).
     ids: String,
     id_ends: Vec<usize>,
+    /// Format 4: each event's time and receipt time (`raw` holds their steps).
+    times: Vec<(i64, i64)>,
 }
 
 /// A stored event's payload.
@@ -356,9 +391,17 @@ impl<'a> EventRef<'a> {
 /// Decompresses a stored block and checks that every event in it reads.
 pub(crate) fn decode(stored: &[u8]) -> Result<Decoded> {
     let Some((&format, body)) = stored.split_first() else { return Err(corrupt("empty block")) };
-    if !(FORMAT_LZ4_V1..=FORMAT_LZ4_V3).contains(&format) {
+    if !(FORMAT_LZ4_V1..=FORMAT_LZ4_V4).contains(&format) {
         return Err(corrupt(&format!("unknown block format {format}")));
     }
+    let (keys, body) = if format == FORMAT_LZ4_V4 {
+        let count = body.get(..4).map(|b| u32::from_le_bytes(b.try_into().expect("4 bytes")) as usize);
+        let end = count.and_then(|c| c.checked_mul(16)).map(|len| 4 + len).filter(|&end| end <= body.len());
+        let end = end.ok_or_else(|| corrupt("bad id count"))?;
+        (&body[4..end], &body[end..])
+    } else {
+        (&[][..], body)
+    };
     let size = body.get(..4).map(|b| u32::from_le_bytes(b.try_into().expect("4 bytes")) as usize);
     if size.is_none_or(|s| s > MAX_DECODED) {
         return Err(corrupt("bad decompressed size"));
@@ -369,27 +412,48 @@ pub(crate) fn decode(stored: &[u8]) -> Result<Decoded> {
     if count > raw.len() {
         return Err(corrupt("bad event count"));
     }
+    let compact = format >= FORMAT_LZ4_V3;
     let mut starts = Vec::with_capacity(count);
-    let (mut ids, mut id_ends) = (String::new(), Vec::new());
-    if format == FORMAT_LZ4_V3 {
+    let (mut ids, mut id_ends, mut times) = (String::new(), Vec::new(), Vec::new());
+    if compact {
         id_ends.reserve(count);
     }
+    let (mut key_at, mut ts, mut received) = (0usize, 0i64, 0i64);
     for _ in 0..count {
         starts.push(r.at);
-        if format == FORMAT_LZ4_V3
-            && let Some((code, bytes, n)) = r.compact_id()?
-        {
-            write_id(&mut ids, code, &bytes, n);
+        if compact && let Some((code, n)) = r.compact_id()? {
+            let bytes = if format == FORMAT_LZ4_V4 {
+                let bytes = keys.get(key_at..key_at + 16).ok_or_else(|| corrupt("too few ids"))?;
+                key_at += 16;
+                bytes
+            } else {
+                let at = r.at + varint_len(code);
+                r.buf.get(at..at + 16).ok_or_else(|| corrupt("truncated"))?
+            };
+            write_id(&mut ids, code, bytes.try_into().expect("16 bytes"), n);
         }
-        r.event()?;
-        if format == FORMAT_LZ4_V3 {
+        let event = r.event()?;
+        if compact {
             id_ends.push(ids.len());
+        }
+        if format == FORMAT_LZ4_V4 {
+            ts = ts.wrapping_add(event.timestamp_ms);
+            received = received.wrapping_add(event.received_at_ms);
+            times.push((ts, received));
         }
     }
     if r.at != raw.len() {
         return Err(corrupt("trailing bytes"));
     }
-    Ok(Decoded { raw, starts, format, ids, id_ends })
+    if key_at != keys.len() {
+        return Err(corrupt("ids no event has"));
+    }
+    Ok(Decoded { raw, starts, format, ids, id_ends, times })
+}
+
+/// The bytes of `v` as a varint.
+fn varint_len(v: u64) -> usize {
+    (64 - (v | 1).leading_zeros() as usize).div_ceil(7)
 }
 
 impl Decoded {
@@ -402,11 +466,14 @@ impl Decoded {
         let at = *self.starts.get(i)?;
         // Every event was read once by `decode`, so this cannot fail.
         let mut event = Reader { buf: &self.raw, at, format: self.format }.event().ok()?;
-        if self.format == FORMAT_LZ4_V3 {
+        if self.format >= FORMAT_LZ4_V3 {
             let start = if i == 0 { 0 } else { self.id_ends[i - 1] };
             if self.id_ends[i] > start {
                 event.message_id = MessageId::Text(&self.ids[start..self.id_ends[i]]);
             }
+        }
+        if self.format == FORMAT_LZ4_V4 {
+            (event.timestamp_ms, event.received_at_ms) = self.times[i];
         }
         Some(event)
     }
@@ -548,34 +615,36 @@ impl<'a> Reader<'a> {
         }
     }
 
-    /// Format 3: a compact message id at the reader, if it is one (the reader stays put).
-    fn compact_id(&self) -> Result<Option<(u64, [u8; 16], u64)>> {
+    /// Formats 3 and 4: the code and `n` of a compact message id at the reader, if it is one
+    /// (the reader stays put; in format 3 its 16 bytes follow the code).
+    fn compact_id(&self) -> Result<Option<(u64, u64)>> {
         let mut r = Reader { buf: self.buf, at: self.at, format: self.format };
         let code = r.uint()?;
         if code >= ID_TEXT {
             return Ok(None);
         }
-        let bytes: [u8; 16] =
-            r.buf.get(r.at..r.at + 16).and_then(|b| b.try_into().ok()).ok_or_else(|| corrupt("truncated"))?;
-        r.at += 16;
+        if self.format == FORMAT_LZ4_V3 {
+            r.skip(16)?;
+        }
         let n = if code == ID_DERIVED { r.uint()? } else { 0 };
-        Ok(Some((code, bytes, n)))
+        Ok(Some((code, n)))
     }
 
-    /// The message id: a string, or in format 3 an empty one for a compact id (written out by
-    /// [`decode`]), which is skipped.
+    /// The message id: a string, or in formats 3 and 4 an empty one for a compact id
+    /// (written out by [`decode`]), which is skipped.
     fn message_id(&mut self) -> Result<&'a str> {
-        if self.format != FORMAT_LZ4_V3 {
+        if self.format < FORMAT_LZ4_V3 {
             return self.str();
         }
+        let inline = if self.format == FORMAT_LZ4_V3 { 16 } else { 0 };
         match self.uint()? {
             ID_DERIVED => {
-                self.skip(16)?;
+                self.skip(inline)?;
                 self.uint()?;
                 Ok("")
             }
             ID_UUID => {
-                self.skip(16)?;
+                self.skip(inline)?;
                 Ok("")
             }
             code => self.bytes((code - ID_TEXT) as usize),
@@ -714,7 +783,11 @@ mod tests {
             assert_eq!(back.to_owned().payload, e.payload);
         }
         // Rebuilt payloads take no room beyond their properties.
-        let raw_size = |stored: &[u8]| u32::from_le_bytes(stored[1..5].try_into().unwrap()) as usize;
+        let raw_size = |stored: &[u8]| {
+            let ids = u32::from_le_bytes(stored[1..5].try_into().unwrap()) as usize;
+            let at = 5 + 16 * ids;
+            u32::from_le_bytes(stored[at..at + 4].try_into().unwrap()) as usize
+        };
         let whole: Vec<NewEvent> = events.iter().cloned().map(|e| NewEvent { payload: e.payload + " ", ..e }).collect();
         let saved = raw_size(&encode(whole.iter())) - raw_size(&stored);
         let rebuilt: usize = events.iter().zip(&rebuilt).filter(|(_, r)| **r).map(|(e, _)| e.payload.len()).sum();
@@ -784,29 +857,73 @@ mod tests {
             .map(|(i, id)| NewEvent { message_id: id.clone(), ..imported(i as i64, None, Some("7")) })
             .collect();
         let stored = encode(events.iter());
-        assert_eq!(stored[0], FORMAT_LZ4_V3);
-        let decoded = decode(&stored).unwrap();
-        let ids: Vec<String> = decoded.iter().map(|e| e.message_id.to_string()).collect();
-        assert_eq!(ids, events.iter().map(|e| e.message_id.clone()).collect::<Vec<_>>());
-        for (e, back) in events.iter().zip(decoded.iter()) {
-            assert_eq!(back.payload(), e.payload.as_str(), "the payload names the id it had");
+        assert_eq!(stored[0], FORMAT_LZ4_V4);
+        assert_eq!(stored[1..5], (compact.len() as u32).to_le_bytes(), "the compact ids are kept apart");
+        // Blocks of format 3, which kept them among the rest, still read.
+        let third = encode_as(FORMAT_LZ4_V3, events.iter().map(EventRef::of));
+        assert_eq!(third[0], FORMAT_LZ4_V3);
+        for stored in [stored, third] {
+            let decoded = decode(&stored).unwrap();
+            let ids: Vec<String> = decoded.iter().map(|e| e.message_id.to_string()).collect();
+            assert_eq!(ids, events.iter().map(|e| e.message_id.clone()).collect::<Vec<_>>());
+            for (e, back) in events.iter().zip(decoded.iter()) {
+                assert_eq!(back.payload(), e.payload.as_str(), "the payload names the id it had");
+            }
+            assert_eq!(decoded.iter().map(EventRef::to_owned).collect::<Vec<_>>(), events);
         }
         for id in &compact {
             let mut raw = Vec::new();
-            put_id(&mut raw, MessageId::Text(id));
+            put_id(&mut raw, None, MessageId::Text(id));
             assert!(raw.len() <= 1 + 16 + 10, "{id} takes {} bytes", raw.len());
             // An id an import holds in its parts is written as its text would be.
             if let Some(parts) = DerivedId::parse(id) {
                 let mut from_parts = Vec::new();
-                put_id(&mut from_parts, MessageId::Derived(parts));
+                put_id(&mut from_parts, None, MessageId::Derived(parts));
                 assert_eq!(from_parts, raw, "{id}");
             }
         }
         for id in &plain {
             let mut raw = Vec::new();
-            put_id(&mut raw, MessageId::Text(id));
+            put_id(&mut raw, None, MessageId::Text(id));
             assert_eq!(raw.len(), 1 + id.len(), "{id} is kept as a string");
         }
+    }
+
+    #[test]
+    fn times_are_kept_as_steps_and_read_back_whole() {
+        let at = [0, -86_400_000, 1_700_000_000_000, 1_699_999_999_999, 253_402_300_799_000, -62_135_596_800_000, 5];
+        let events: Vec<NewEvent> = at
+            .iter()
+            .enumerate()
+            .map(|(i, &ms)| NewEvent {
+                timestamp: time(ms),
+                received_at: time(1_700_000_000_000 + (i as i64 % 2) * 1_000),
+                ..imported(i as i64, None, Some("7"))
+            })
+            .collect();
+        let stored = encode(events.iter());
+        let decoded = decode(&stored).unwrap();
+        assert_eq!(decoded.iter().map(EventRef::to_owned).collect::<Vec<_>>(), events);
+        for (i, e) in events.iter().enumerate().rev() {
+            let one = decoded.get(i).unwrap();
+            assert_eq!((one.timestamp_ms, one.received_at_ms), (ms(&e.timestamp), ms(&e.received_at)), "event {i}");
+        }
+        // An import's times, a few hours apart and received at once, take a few bytes each
+        // (its ids' keys are as random as a hash's).
+        let hourly: Vec<NewEvent> = (0..1_000)
+            .map(|i| {
+                let key = (i as u128 + 1).wrapping_mul(0x9e37_79b9_7f4a_7c15_f39c_c060_5ced_c835);
+                NewEvent {
+                    message_id: format!("import_{key:032x}_1"),
+                    timestamp: time(1_600_000_000_000 + i * 3_600_000 + (i * 7_919 % 1_000) * 1_000),
+                    received_at: time(1_700_000_000_000),
+                    ..imported(i, None, Some("7"))
+                }
+            })
+            .collect();
+        let steps = encode(hourly.iter());
+        let whole = encode_as(FORMAT_LZ4_V3, hourly.iter().map(EventRef::of));
+        assert!(steps.len() < whole.len(), "{} bytes as steps, {} whole", steps.len(), whole.len());
     }
 
     #[test]
