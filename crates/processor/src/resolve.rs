@@ -191,6 +191,16 @@ struct State<'a> {
     /// and account they resolved to: a log is mostly runs of one person's events, and
     /// resolving the same ids again right after changes nothing and names the same two.
     last: Option<(Ids<'a>, Option<Arc<str>>, Option<AccountId>)>,
+    /// The activity of the last events, all of one person and one account (or of none): put
+    /// in `seen` and `account_seen` once an event of another comes, not looked up for each.
+    run: Option<SeenRun>,
+}
+
+struct SeenRun {
+    person: Arc<str>,
+    account: Option<AccountId>,
+    activity: Activity,
+    account_span: Span,
 }
 
 /// An event's user id, anonymous id and group id.
@@ -218,6 +228,19 @@ impl<'a> State<'a> {
             absorbed: HashMap::new(),
             account_usage: Vec::new(),
             last: None,
+            run: None,
+        }
+    }
+
+    /// Adds the run of one person's and account's activity to what the slice saw.
+    fn end_run(&mut self) {
+        let Some(run) = self.run.take() else { return };
+        match self.seen.get_mut(&*run.person) {
+            Some(activity) => activity.add(&run.activity),
+            None => self.seen.entry(run.person.to_string()).or_default().add(&run.activity),
+        }
+        if let Some(account) = run.account {
+            self.account_seen.entry(account).or_default().join(run.account_span);
         }
     }
 
@@ -280,19 +303,18 @@ impl<'a> State<'a> {
             }
             _ => {}
         }
-        // Most events are of a person and account seen before in the slice: look up before
-        // copying a key.
-        let activity = match self.seen.get_mut(&*person) {
-            Some(activity) => activity,
-            None => self.seen.entry(person.to_string()).or_default(),
-        };
-        activity.all.widen(at);
+        // Most events continue a run of one person's in one account.
+        let same_run = self.run.as_ref().is_some_and(|r| Arc::ptr_eq(&r.person, &person) && r.account == account);
+        if !same_run {
+            self.end_run();
+            let (activity, account_span) = (Activity::default(), Span::default());
+            self.run = Some(SeenRun { person: person.clone(), account: account.clone(), activity, account_span });
+        }
+        let run = self.run.as_mut().expect("a run is under way");
+        run.activity.all.widen(at);
         match &account {
-            Some(account) => match self.account_seen.get_mut(account) {
-                Some(span) => span.widen(at),
-                None => self.account_seen.entry(account.clone()).or_default().widen(at),
-            },
-            None => activity.unnamed.widen(at),
+            Some(_) => run.account_span.widen(at),
+            None => run.activity.unnamed.widen(at),
         }
         if let Some(metric) = usage::metric_of(e.kind, e.name) {
             let credit = match &account {
@@ -466,10 +488,14 @@ impl<'a> State<'a> {
     /// The slice's changes, with one first/last-seen update per person and per account it
     /// touched (not one per event or per pair).
     fn finish(mut self) -> (Changes, Identities) {
+        self.end_run();
         let mut event_people = std::mem::take(&mut self.event_people);
-        for e in &mut event_people {
-            if self.final_id(&e.person_id) != &*e.person_id {
-                e.person_id = Arc::from(self.final_id(&e.person_id));
+        // People merged: each event names the person it ended as (most slices merge no one).
+        if !self.own.merged.is_empty() || !self.base.merged.is_empty() {
+            for e in &mut event_people {
+                if self.final_id(&e.person_id) != &*e.person_id {
+                    e.person_id = Arc::from(self.final_id(&e.person_id));
+                }
             }
         }
         let mut people: HashMap<String, Activity> = HashMap::new();
