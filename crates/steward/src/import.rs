@@ -681,7 +681,7 @@ pub async fn import(store: Arc<dyn Store>, ws: &WorkspaceId, options: &Options) 
     // Most rows become one event each (a people row two). The store makes room while the
     // first rows are read and prepared (its memory of ids is tens of megabytes to clear).
     let expecting = matches!(options.kind, Kind::Events | Kind::People | Kind::Accounts).then(|| {
-        let (store, ws, rows) = (store.clone(), ws.clone(), usize::try_from(checked.rows()).unwrap_or(usize::MAX));
+        let (store, ws, rows) = (store.clone(), ws.clone(), usize::try_from(total_rows).unwrap_or(usize::MAX));
         tokio::spawn(async move { store.expect_appends(&ws, rows).await })
     });
 

@@ -181,6 +181,13 @@ pub(super) fn decode(data: &[u8], mut f: impl FnMut(Id)) -> Result<()> {
     if step_bits > 64 || seq_bits > 64 {
         return Err(corrupt("a width above 64 bits"));
     }
+    // More ids than the bytes hold (no two ids of a page are alike, so only a page of one
+    // takes no bits).
+    let id_bits = u64::from(step_bits + seq_bits);
+    let needed = count.saturating_sub(1).saturating_mul(id_bits.max(1));
+    if needed > 8 * r.rest().len() as u64 {
+        return Err(corrupt("more ids than bytes"));
+    }
     let mut bits = BitReader { bytes: r.rest(), at: 0, acc: 0, filled: 0 };
     for i in 0..count {
         if i > 0 {
@@ -308,5 +315,15 @@ mod tests {
         let mut wide = page.clone();
         wide[widths] = 65;
         assert!(decode(&wide, |_| {}).is_err(), "a width above 64 bits");
+        // A count far beyond the bytes, with widths of nothing, is refused before any id.
+        let mut page = vec![FORMAT_2];
+        put_uint(&mut page, 1);
+        put_uint(&mut page, u64::MAX);
+        page.extend_from_slice(&7i64.to_le_bytes());
+        put_uint(&mut page, 1);
+        page.extend_from_slice(&[0, 0]);
+        let mut seen = 0;
+        assert!(decode(&page, |_| seen += 1).is_err());
+        assert_eq!(seen, 0);
     }
 }
