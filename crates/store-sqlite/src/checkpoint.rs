@@ -21,9 +21,15 @@ use crate::writer::WriterStats;
 /// commits be copied once; shorter keeps the WAL, and each copy, small.
 const EVERY: Duration = Duration::from_millis(250);
 
+/// How often while the WAL grows fast (an import writes tens of megabytes a second): a
+/// checkpoint that found [`BUSY_PAGES`] or more is followed by the next this soon, so that
+/// the WAL never reaches the writer's own bound and the writer never copies it itself.
+const BUSY_EVERY: Duration = Duration::from_millis(40);
+const BUSY_PAGES: i64 = 512;
+
 /// The writer's own automatic checkpoint, in pages: a bound on the WAL for when this thread
 /// cannot keep up, never reached while it does.
-pub(crate) const WRITER_BOUND_PAGES: u32 = 4_096;
+pub(crate) const WRITER_BOUND_PAGES: u32 = 16_384;
 
 pub(crate) struct Checkpointer {
     stop: Mutex<Option<Sender<()>>>,
@@ -86,6 +92,9 @@ fn run(conn: &Connection, writer: &WriterStats, stopped: &Receiver<()>) {
             match checkpoint(conn) {
                 Ok((wal_pages, copied)) => {
                     copied_up_to = now;
+                    if every != CLOSING_EVERY {
+                        every = if wal_pages >= BUSY_PAGES { BUSY_EVERY } else { EVERY };
+                    }
                     metrics::histogram!("steward_sqlite_checkpoint_seconds").record(started.elapsed().as_secs_f64());
                     tracing::trace!(wal_pages, copied, "checkpointed");
                 }

@@ -402,17 +402,26 @@ impl RecentIds {
         let due = self.flush_due(idle);
         if due && self.runs.as_ref().is_some_and(|runs| !runs.flushing()) {
             let count = self.len();
-            let ids: Box<dyn Iterator<Item = Id> + Send> = if self.closing {
+            let parts: Vec<Box<dyn Iterator<Item = Id> + Send>> = if self.closing {
                 // Nothing will look the ids up again: the run is written from the tables
                 // themselves, not from a sorted copy (a large import's is tens of megabytes,
-                // made on the one thread the close waits for).
+                // made on the one thread the close waits for), and packed by a thread per
+                // core when there are many.
                 let mut more = std::mem::take(&mut self.more);
                 more.sort_unstable();
-                Box::new(Taken::new(std::mem::take(&mut self.first), more))
+                let threads = if count >= PACK_APART {
+                    std::thread::available_parallelism().map_or(1, |n| n.get()).clamp(1, 4)
+                } else {
+                    1
+                };
+                Taken::parts(std::mem::take(&mut self.first), more, threads)
+                    .into_iter()
+                    .map(|part| Box::new(part) as Box<dyn Iterator<Item = Id> + Send>)
+                    .collect()
             } else {
-                Box::new(self.sorted().into_iter())
+                vec![Box::new(self.sorted().into_iter())]
             };
-            self.runs.as_mut().expect("checked above").start_flush(ids, count);
+            self.runs.as_mut().expect("checked above").start_flush(parts, count);
         }
         let Some(runs) = &mut self.runs else { return Ok(false) };
         if let Some(Flushed { through }) = runs.step(conn)? {
@@ -456,30 +465,80 @@ impl RecentIds {
     }
 }
 
-/// Every id of the tables and of `more` (sorted), owned, in the order runs are sorted by.
+/// Ids from which a closing writer's run is packed by several threads.
+const PACK_APART: usize = 1 << 16;
+
+/// Every id of the tables and of `more` (sorted), owned, in the order runs are sorted by: or
+/// a stretch of them (see [`Taken::parts`]).
 struct Taken {
-    tables: std::collections::btree_map::IntoIter<i64, IdTable>,
-    /// The table being read, its workspace, and the next slot to look at.
-    table: Option<(i64, IdTable, usize)>,
+    /// The tables to read, each from one slot up to another.
+    tables: std::collections::VecDeque<(i64, std::sync::Arc<IdTable>, std::ops::Range<usize>)>,
+    /// The table being read, its workspace, the next slot to look at and where to stop.
+    table: Option<(i64, std::sync::Arc<IdTable>, std::ops::Range<usize>)>,
     more: std::iter::Peekable<std::vec::IntoIter<Id>>,
 }
 
 impl Taken {
-    fn new(tables: std::collections::BTreeMap<i64, IdTable>, more: Vec<Id>) -> Taken {
-        Taken { tables: tables.into_iter(), table: None, more: more.into_iter().peekable() }
+    /// The ids cut into at most `parts` stretches of about as many ids each, in order (every
+    /// id of a stretch sorts before every id of the next): a closing writer's run is packed
+    /// by several threads. Hashes are uniform, so a table is cut where the share of its
+    /// slots is the share of its ids wanted.
+    fn parts(tables: std::collections::BTreeMap<i64, IdTable>, more: Vec<Id>, parts: usize) -> Vec<Taken> {
+        let total = tables.values().map(IdTable::len).sum::<usize>() + more.len();
+        let per_part = total.div_ceil(parts.max(1)).max(1);
+        let mut out: Vec<(std::collections::VecDeque<_>, usize)> = vec![(Default::default(), 0)];
+        // Where each part after the first begins: the first id of its first stretch of table.
+        let mut cuts: Vec<Id> = Vec::new();
+        for (ws, table) in tables {
+            let table = std::sync::Arc::new(table);
+            let (len, slots) = (table.len(), table.slots());
+            let mut from = 0;
+            while from < slots {
+                let last = out.len() == parts.max(1);
+                let (part, held) = out.last_mut().expect("a part");
+                let room = per_part.saturating_sub(*held);
+                let left = ((len as u128 * (slots - from) as u128) / slots as u128) as usize;
+                if left <= room || last {
+                    part.push_back((ws, table.clone(), from..slots));
+                    *held += left;
+                    break;
+                }
+                // This table fills the part: cut it where about `room` of its ids are read.
+                let cut = from + ((room as u128 * slots as u128) / len.max(1) as u128) as usize;
+                let Some((at, hash, seq)) = table.occupied_from(cut.clamp(from + 1, slots)) else {
+                    part.push_back((ws, table.clone(), from..slots));
+                    *held += left;
+                    break;
+                };
+                part.push_back((ws, table.clone(), from..at));
+                *held += room;
+                cuts.push((ws, hash, seq));
+                out.push((Default::default(), 0));
+                from = at;
+            }
+        }
+        // Each colliding id goes with the part whose stretch it sorts into.
+        let mut mores: Vec<Vec<Id>> = vec![Vec::new(); out.len()];
+        for m in more {
+            mores[cuts.partition_point(|c| *c <= m)].push(m);
+        }
+        out.into_iter()
+            .zip(mores)
+            .map(|((tables, _), more)| Taken { tables, table: None, more: more.into_iter().peekable() })
+            .collect()
     }
 
     /// The next id of the tables, not taken yet.
     fn peek_table(&mut self) -> Option<Id> {
         loop {
-            if let Some((ws, table, at)) = &mut self.table
-                && let Some((slot, hash, seq)) = table.occupied_from(*at)
+            if let Some((ws, table, range)) = &mut self.table
+                && let Some((slot, hash, seq)) = table.occupied_from(range.start)
+                && slot < range.end
             {
-                *at = slot;
+                range.start = slot;
                 return Some((*ws, hash, seq));
             }
-            let (ws, table) = self.tables.next()?;
-            self.table = Some((ws, table, 0));
+            self.table = Some(self.tables.pop_front()?);
         }
     }
 }
@@ -492,8 +551,8 @@ impl Iterator for Taken {
         if self.more.peek().is_some_and(|&m| m < t) {
             return self.more.next();
         }
-        if let Some((_, _, at)) = &mut self.table {
-            *at += 1;
+        if let Some((_, _, range)) = &mut self.table {
+            range.start += 1;
         }
         Some(t)
     }
@@ -562,13 +621,13 @@ pub(crate) fn flushed_through(conn: &Connection) -> Result<i64> {
 mod tests {
     use super::*;
 
-    #[test]
-    fn held_ids_come_out_sorted_as_runs_are() {
-        // A spread of workspaces and hashes, some shared by different ids.
+    /// Ids spread over three workspaces and hashes, one in a thousand sharing the hash of an
+    /// earlier one; held, and all of them sorted.
+    fn spread(n: i64) -> (RecentIds, Vec<Id>) {
         let mut x: u64 = 0x9e37_79b9_7f4a_7c15;
         let mut ids = RecentIds::default();
         let mut all: Vec<Id> = Vec::new();
-        for seq in 1..=50_000i64 {
+        for seq in 1..=n {
             x ^= x << 13;
             x ^= x >> 7;
             x ^= x << 17;
@@ -582,22 +641,56 @@ mod tests {
             all.push((ws, hash, seq));
         }
         ids.committed();
-        assert!(!ids.more.is_empty(), "some ids share a hash");
         all.sort_unstable();
+        (ids, all)
+    }
+
+    #[test]
+    fn held_ids_come_out_sorted_as_runs_are() {
+        let (mut ids, all) = spread(50_000);
+        assert!(!ids.more.is_empty(), "some ids share a hash");
         assert_eq!(ids.sorted(), all);
         assert_eq!(ids.len(), all.len());
         // Taken out of memory (a closing writer's last flush), in the same order.
         let mut more = std::mem::take(&mut ids.more);
         more.sort_unstable();
-        let taken: Vec<Id> = Taken::new(std::mem::take(&mut ids.first), more).collect();
+        let taken: Vec<Id> = Taken::parts(std::mem::take(&mut ids.first), more, 1).into_iter().flatten().collect();
         assert_eq!(taken, all);
         assert_eq!(ids.len(), 0);
-        let empty = Taken::new(Default::default(), vec![(2, 5, 7)]).collect::<Vec<_>>();
+        let empty = Taken::parts(Default::default(), vec![(2, 5, 7)], 3).into_iter().flatten().collect::<Vec<_>>();
         assert_eq!(empty, [(2, 5, 7)]);
         assert_eq!(
             merge_sorted(&[(1, 1, 1), (1, 2, 3)], &[(0, 5, 5), (1, 2, 2)]),
             [(0, 5, 5), (1, 1, 1), (1, 2, 2), (1, 2, 3)]
         );
+    }
+
+    #[test]
+    fn held_ids_cut_into_parts_keep_their_order_and_share_them_out() {
+        for parts in 1..=5 {
+            let (mut ids, all) = spread(60_000);
+            let mut more = std::mem::take(&mut ids.more);
+            more.sort_unstable();
+            let taken: Vec<Vec<Id>> =
+                Taken::parts(std::mem::take(&mut ids.first), more, parts).into_iter().map(Iterator::collect).collect();
+            assert_eq!(taken.len(), parts, "{parts} parts");
+            // Read in turn, the parts are every id in order: each part's ids sort before the next's.
+            assert_eq!(taken.concat(), all, "{parts} parts");
+            // About as many in each: the cuts follow the share of each table's slots.
+            let fair = all.len() / parts;
+            for part in &taken {
+                assert!(part.len().abs_diff(fair) < fair / 5 + 100, "{} ids in a part, {fair} fair", part.len());
+            }
+        }
+        // One workspace's few ids stay in one part rather than being cut to nothing.
+        let mut ids = RecentIds::default();
+        ids.add(1, 5, 1);
+        ids.add(1, 9, 2);
+        ids.committed();
+        let taken: Vec<Vec<Id>> =
+            Taken::parts(std::mem::take(&mut ids.first), Vec::new(), 4).into_iter().map(Iterator::collect).collect();
+        assert_eq!(taken.concat(), [(1, 5, 1), (1, 9, 2)]);
+        assert!(taken.len() <= 4);
     }
 
     #[test]

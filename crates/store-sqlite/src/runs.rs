@@ -33,8 +33,11 @@ pub(crate) type Id = (i64, i64, i64);
 /// Id pages written per background transaction.
 const STEP_PAGES: usize = 48;
 /// Id pages written per transaction once nothing else waits for the writer (it is closing):
-/// a run of millions of ids is thousands of pages, and each transaction is a sync.
-const CLOSING_STEP_PAGES: usize = 4_096;
+/// a run of millions of ids is thousands of pages. Each transaction is a sync, but one for
+/// them all would leave every page's write to the WAL until the packers are done; in steps
+/// of a couple of megabytes the writes go on while they pack (and are checkpointed while
+/// the next are written).
+const CLOSING_STEP_PAGES: usize = 512;
 /// Dead id pages deleted per background transaction.
 const DELETE_STEP: usize = 512;
 /// Live runs beyond which merging is not paced: every new id is checked against each run's
@@ -138,10 +141,11 @@ impl Runs {
         self.flush.is_some() || self.merge.is_some() || !self.dead.is_empty() || self.merge_due
     }
 
-    /// Starts writing `count` ids, given in order, as a new run; they cover the log up to the
-    /// largest of their seqs.
-    pub(crate) fn start_flush(&mut self, ids: Box<dyn Iterator<Item = Id> + Send>, count: usize) {
-        self.flush = Some(Build::new(self.next_run, Source::recent(ids, count)));
+    /// Starts writing `count` ids as a new run, given in parts in order (each part's ids in
+    /// order, and before the next part's), each part packed on a thread of its own; they
+    /// cover the log up to the largest of their seqs.
+    pub(crate) fn start_flush(&mut self, parts: Vec<Box<dyn Iterator<Item = Id> + Send>>, count: usize) {
+        self.flush = Some(Build::new(self.next_run, Source::recent(parts, count)));
         self.next_run += 1;
     }
 
@@ -248,14 +252,15 @@ struct Build {
     through: i64,
 }
 
-/// Id pages ahead of the writer that a flush's packer may hold (under 4 KB each): as many as
-/// a closing transaction writes, so that packing goes on while the writer commits.
-const PACKED_AHEAD: usize = CLOSING_STEP_PAGES;
+/// Id pages ahead of the writer that each of a flush's packers may hold (under 4 KB each):
+/// a packer whose part comes later packs its whole part while the ones before are written.
+const PACKED_AHEAD: usize = 4_096;
 
 enum Source {
-    /// The writer's recent ids, packed into pages by a thread of their own while the writer
+    /// The writer's recent ids, packed into pages by threads of their own while the writer
     /// inserts them: a close writes millions, and the writer is the thread it waits for.
-    Recent { pages: Receiver<Page>, packer: Option<JoinHandle<(Packer, i64)>> },
+    /// Each thread packs a stretch of the ids; their pages are written in turn.
+    Recent { pages: std::collections::VecDeque<Receiver<Page>>, packers: Vec<JoinHandle<(Packer, i64)>> },
     /// Live runs being merged, packed on the writer as they are read.
     Merge { inputs: Vec<RunReader>, packer: Packer },
 }
@@ -300,40 +305,54 @@ impl Packer {
 }
 
 impl Source {
-    /// Packs `count` ids, given in order, on a thread of its own.
-    fn recent(ids: Box<dyn Iterator<Item = Id> + Send>, count: usize) -> Source {
-        let (tx, rx) = sync_channel(PACKED_AHEAD);
-        let packer = std::thread::Builder::new()
-            .name("sqlite-id-pages".into())
-            .spawn(move || {
-                let mut packer = Packer::new(Bloom::with_capacity(count));
-                let (mut ids, mut last, mut through) = (ids, None, 0);
-                let mut next = || {
-                    let id = ids.next();
-                    if let Some(id) = id {
-                        debug_assert!(last.is_none_or(|l| l <= id), "ids come in order");
-                        last = Some(id);
-                        through = through.max(id.2);
+    /// Packs `count` ids, given in parts in order, each part on a thread of its own.
+    fn recent(parts: Vec<Box<dyn Iterator<Item = Id> + Send>>, count: usize) -> Source {
+        let (mut pages, mut packers) = (std::collections::VecDeque::new(), Vec::new());
+        for ids in parts {
+            let (tx, rx) = sync_channel(PACKED_AHEAD);
+            let packer = std::thread::Builder::new()
+                .name("sqlite-id-pages".into())
+                .spawn(move || {
+                    // Every part's filter has the whole run's size: they are joined by OR.
+                    let mut packer = Packer::new(Bloom::with_capacity(count));
+                    let (mut ids, mut last, mut through) = (ids, None, 0);
+                    let mut next = || {
+                        let id = ids.next();
+                        if let Some(id) = id {
+                            debug_assert!(last.is_none_or(|l| l <= id), "ids come in order");
+                            last = Some(id);
+                            through = through.max(id.2);
+                        }
+                        Ok(id)
+                    };
+                    // Stops early when the build is given up (the receiver is gone).
+                    while let Ok(Some(page)) = packer.page(&mut next) {
+                        if tx.send(page).is_err() {
+                            break;
+                        }
                     }
-                    Ok(id)
-                };
-                // Stops early when the build is given up (the receiver is gone).
-                while let Ok(Some(page)) = packer.page(&mut next) {
-                    if tx.send(page).is_err() {
-                        break;
-                    }
-                }
-                (packer, through)
-            })
-            .expect("spawn the id page packer");
-        Source::Recent { pages: rx, packer: Some(packer) }
+                    (packer, through)
+                })
+                .expect("spawn the id page packer");
+            pages.push_back(rx);
+            packers.push(packer);
+        }
+        Source::Recent { pages, packers }
     }
 
     /// The next page to write, or `None` once the source is exhausted.
     fn page(&mut self, conn: &Connection) -> Result<Option<Page>> {
         match self {
-            // The packer hangs up once it has sent every page.
-            Source::Recent { pages, .. } => Ok(pages.recv().ok()),
+            // A packer hangs up once it has sent every page of its part.
+            Source::Recent { pages, .. } => {
+                while let Some(part) = pages.front() {
+                    if let Ok(page) = part.recv() {
+                        return Ok(Some(page));
+                    }
+                    pages.pop_front();
+                }
+                Ok(None)
+            }
             Source::Merge { inputs, packer } => packer.page(|| {
                 let mut best: Option<(usize, Id)> = None;
                 for (i, input) in inputs.iter_mut().enumerate() {
@@ -354,15 +373,27 @@ impl Source {
     /// Once exhausted: the ids packed, their filter, and the last seq they cover (for a
     /// flush).
     fn packed(&mut self) -> Result<(i64, Bloom, i64)> {
-        let (packer, through) = match self {
-            Source::Recent { packer, .. } => packer
-                .take()
-                .expect("a flush is packed once")
-                .join()
-                .map_err(|_| store::StoreError::Backend("the id page packer panicked".into()))?,
-            Source::Merge { packer, .. } => (std::mem::replace(packer, Packer::new(Bloom::with_capacity(0))), 0),
-        };
-        Ok((packer.ids, packer.filter, through))
+        match self {
+            Source::Recent { packers, .. } => {
+                let mut packed: Option<(i64, Bloom, i64)> = None;
+                for packer in std::mem::take(packers) {
+                    let (part, through) =
+                        packer.join().map_err(|_| store::StoreError::Backend("the id page packer panicked".into()))?;
+                    packed = Some(match packed {
+                        None => (part.ids, part.filter, through),
+                        Some((ids, mut filter, before)) => {
+                            filter.join(&part.filter);
+                            (ids + part.ids, filter, before.max(through))
+                        }
+                    });
+                }
+                packed.ok_or_else(|| store::StoreError::Backend("a flush is packed once".into()))
+            }
+            Source::Merge { packer, .. } => {
+                let packer = std::mem::replace(packer, Packer::new(Bloom::with_capacity(0)));
+                Ok((packer.ids, packer.filter, 0))
+            }
+        }
     }
 }
 
@@ -546,6 +577,16 @@ impl Bloom {
         }
     }
 
+    /// Adds every id `other` holds; both have one size.
+    fn join(&mut self, other: &Bloom) {
+        debug_assert_eq!(self.blocks.len(), other.blocks.len(), "filters of one size");
+        for (block, theirs) in self.blocks.iter_mut().zip(&other.blocks) {
+            for (word, t) in block.iter_mut().zip(theirs) {
+                *word |= t;
+            }
+        }
+    }
+
     pub(crate) fn may_hold(&self, ws: i64, hash: i64) -> bool {
         let (block, bits) = self.place(ws, hash);
         let block = &self.blocks[block];
@@ -614,7 +655,7 @@ mod tests {
 
     fn flush(conn: &Connection, runs: &mut Runs, ids: Vec<Id>) {
         let count = ids.len();
-        runs.start_flush(Box::new(ids.into_iter()), count);
+        runs.start_flush(vec![Box::new(ids.into_iter())], count);
         while runs.flushing() {
             runs.step(conn).unwrap();
         }
@@ -669,10 +710,49 @@ mod tests {
     }
 
     #[test]
+    fn a_run_packed_in_parts_holds_every_id_once_in_order() {
+        let conn = db();
+        let mut runs = Runs::load(&conn, 1_000).unwrap();
+        // Two workspaces' ids, cut into three parts in order (one cut inside a workspace).
+        let mut all = ids(1, 20_001, 1);
+        all.extend(ids(20_001, 30_001, 2));
+        let count = all.len();
+        let mut first = all;
+        let mut second = first.split_off(12_345);
+        let third = second.split_off(second.len() - 9_000);
+        let parts: Vec<Box<dyn Iterator<Item = Id> + Send>> =
+            vec![Box::new(first.into_iter()), Box::new(second.into_iter()), Box::new(third.into_iter())];
+        runs.start_flush(parts, count);
+        let mut flushed = None;
+        while runs.flushing() {
+            flushed = runs.step(&conn).unwrap().or(flushed);
+        }
+        assert_eq!(flushed.map(|f| f.through), Some(30_000), "the largest seq of any part");
+        assert_eq!(runs.live(), 1);
+        // Each part's filter was joined: every id of every part is found, once.
+        for i in (1..=30_000).step_by(7) {
+            let ws = if i <= 20_000 { 1 } else { 2 };
+            assert_eq!(find(&conn, &runs, ws, i), vec![i], "m-{i}");
+        }
+        assert!(find(&conn, &runs, 1, 25_000).is_empty(), "another workspace's id");
+        // The pages, read in order, are the ids in order.
+        let (ids_held, in_order): (i64, bool) = conn
+            .query_row(
+                "SELECT (SELECT ids FROM id_runs),
+                        (SELECT count(*) = 0 FROM (SELECT ws, hash, lag(ws) OVER w AS pws, lag(hash) OVER w AS ph
+                           FROM id_pages WINDOW w AS (ORDER BY id)) WHERE (pws, ph) >= (ws, hash))",
+                [],
+                |r| Ok((r.get(0)?, r.get(1)?)),
+            )
+            .unwrap();
+        assert_eq!((ids_held, in_order), (30_000, true));
+    }
+
+    #[test]
     fn a_build_cut_short_is_deleted_at_the_next_start() {
         let conn = db();
         let mut runs = Runs::load(&conn, 100_000).unwrap();
-        runs.start_flush(Box::new(ids(1, 60_000, 1).into_iter()), 59_999);
+        runs.start_flush(vec![Box::new(ids(1, 60_000, 1).into_iter())], 59_999);
         runs.step(&conn).unwrap();
         assert!(runs.flushing(), "60,000 ids take more than one step");
         let mut restarted = Runs::load(&conn, 100_000).unwrap();

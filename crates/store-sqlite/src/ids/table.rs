@@ -64,6 +64,11 @@ impl IdTable {
         IdTable { slots: vec![[0u64; 2]; homes + SLACK], homes, shift: 64 - homes.trailing_zeros(), len: 0, max_seq: 0 }
     }
 
+    /// Slots, occupied or not.
+    pub(crate) fn slots(&self) -> usize {
+        self.slots.len()
+    }
+
     pub(crate) fn len(&self) -> usize {
         self.len
     }
