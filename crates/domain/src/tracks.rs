@@ -91,6 +91,24 @@ impl<'a> Track<'a> {
     }
 }
 
+/// Who did what and when in a row of a [`TrackRows`]: [`Track`] without its message id and
+/// properties.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct Activity<'a> {
+    pub event: &'a str,
+    pub user_id: Option<&'a str>,
+    pub anonymous_id: Option<&'a str>,
+    pub group_id: Option<&'a str>,
+    seconds: i64,
+    nanos: u32,
+}
+
+impl Activity<'_> {
+    pub fn timestamp(&self) -> Timestamp {
+        Timestamp::from_timestamp(self.seconds, self.nanos).expect("a time that was one")
+    }
+}
+
 /// Whether `parts` joined are `s`.
 fn joined_is(s: &str, parts: &[&str; 3]) -> bool {
     let mut rest = s;
@@ -260,6 +278,20 @@ impl TrackRows {
         }
     }
 
+    /// Who did what and when in row `i`: its event, user, anonymous id, account and time,
+    /// without its message id and properties (processing reads millions of rows for these).
+    pub fn activity(&self, i: usize) -> Option<Activity<'_>> {
+        let r = self.rows.get(i)?;
+        Some(Activity {
+            event: self.get(r.name).expect("every row has an event"),
+            user_id: self.get(r.user_id),
+            anonymous_id: self.get(r.anonymous_id),
+            group_id: self.get(r.group_id),
+            seconds: r.seconds,
+            nanos: r.nanos,
+        })
+    }
+
     /// The rows, in order.
     pub fn iter(&self) -> impl ExactSizeIterator<Item = Track<'_>> + Clone {
         self.rows.iter().map(|r| self.track(r))
@@ -345,6 +377,15 @@ mod tests {
         assert_eq!(first.millis(), at("2020-01-03T10:00:00.123Z").timestamp_millis());
         let second = rows.get_row(1).unwrap();
         assert_eq!((second.message_id, second.anonymous_id, second.user_id), (MessageId::Text("m-2"), Some(""), None));
+        // What processing reads of a row is the row's.
+        for i in 0..rows.len() {
+            let (row, activity) = (rows.get_row(i).unwrap(), rows.activity(i).unwrap());
+            assert_eq!(
+                (activity.event, activity.user_id, activity.anonymous_id, activity.group_id, activity.timestamp()),
+                (row.event, row.user_id, row.anonymous_id, row.group_id, row.timestamp())
+            );
+        }
+        assert!(rows.activity(3).is_none());
         rows.set_copy(1, 5);
         assert_eq!(rows.get_row(1).unwrap().message_id, "m-2", "an id given as text has no copies");
         let derived = DerivedId { key: 0xabc, n: 1 };

@@ -60,7 +60,7 @@ impl<'a> EventView<'a> {
     }
 
     /// A track call given in columns, at `seq`.
-    pub(crate) fn of_track(seq: i64, t: domain::Track<'a>) -> EventView<'a> {
+    pub(crate) fn of_track(seq: i64, t: domain::Activity<'a>) -> EventView<'a> {
         EventView {
             seq,
             kind: EventType::Track,
@@ -87,7 +87,7 @@ pub(crate) fn resolve_with<'a>(
     let mut state = State::new(ws, base);
     // Every event has its person, most are usage: sized once rather than grown.
     state.event_people.reserve(len);
-    state.metrics.reserve(len);
+    state.metrics.events.reserve(len);
     for e in events {
         state.event(e);
     }
@@ -176,9 +176,8 @@ struct State<'a> {
     account_seen: HashMap<AccountId, Span>,
     /// The accounts the slice named and the people it made members of each.
     members: HashMap<AccountId, HashSet<String>>,
-    /// Each event that is usage: its index in `event_people`, metric, and the accounts it
-    /// counts for as of the event when it named none (else the account it named).
-    metrics: Vec<(usize, &'a str, Option<Credit>)>,
+    /// Each event that is usage, and the accounts it counts for when it named none.
+    metrics: Metrics<'a>,
     /// Accounts each person joined in the slice so far, and the people merged into each in
     /// the slice so far: with what the store knew before the slice, a person's accounts at
     /// any event.
@@ -203,6 +202,29 @@ struct SeenRun {
     account_span: Span,
 }
 
+/// A slice's events that are usage, in order: each one's index in the slice's event people
+/// and its metric, and for those that named no account, the accounts they count for as of the
+/// event (an event that named one counts for it). Credits are kept apart: most events name an
+/// account, and room for a credit beside each would be tens of megabytes in an import.
+#[derive(Default)]
+struct Metrics<'a> {
+    events: Vec<(u32, &'a str)>,
+    /// The place in `events` of each event that named no account, with its credit; in order.
+    credits: Vec<(usize, Credit)>,
+}
+
+impl<'a> Metrics<'a> {
+    /// Each event's index in the event people, metric and credit (none when it named an
+    /// account).
+    fn iter(&self) -> impl Iterator<Item = (usize, &'a str, Option<&Credit>)> + '_ {
+        let mut credits = self.credits.iter().peekable();
+        self.events.iter().enumerate().map(move |(k, &(i, metric))| {
+            let credit = credits.next_if(|(at, _)| *at == k).map(|(_, c)| c);
+            (i as usize, metric, credit)
+        })
+    }
+}
+
 /// An event's user id, anonymous id and group id.
 type Ids<'a> = (Option<&'a str>, Option<&'a str>, Option<&'a str>);
 
@@ -223,7 +245,7 @@ impl<'a> State<'a> {
             seen: HashMap::new(),
             account_seen: HashMap::new(),
             members: HashMap::new(),
-            metrics: Vec::new(),
+            metrics: Metrics::default(),
             joined: HashMap::new(),
             absorbed: HashMap::new(),
             account_usage: Vec::new(),
@@ -317,16 +339,16 @@ impl<'a> State<'a> {
             None => run.activity.unnamed.widen(at),
         }
         if let Some(metric) = usage::metric_of(e.kind, e.name) {
-            let credit = match &account {
-                Some(_) => None,
-                None => Some(Credit::Members {
+            if account.is_none() {
+                let credit = Credit::Members {
                     people: std::iter::once(person.to_string())
                         .chain(self.absorbed.get(&*person).into_iter().flatten().cloned())
                         .collect(),
                     joined: self.joined.get(&*person).cloned().unwrap_or_default(),
-                }),
-            };
-            self.metrics.push((self.event_people.len(), metric, credit));
+                };
+                self.metrics.credits.push((self.metrics.events.len(), credit));
+            }
+            self.metrics.events.push((self.event_people.len() as u32, metric));
         }
         self.event_people.push(EventPerson { seq: e.seq, person_id: person, account_id: account, timestamp: at });
     }
@@ -525,7 +547,7 @@ impl<'a> State<'a> {
                 self.ops.push(Op::PersonSeen { person_id: person, first, last });
             }
         }
-        let mut usage = usage_of(&event_people, &self.metrics);
+        let mut usage = usage_of(&event_people, self.metrics.iter(), self.metrics.events.len());
         if !self.account_usage.is_empty() {
             usage.extend(account_usage_of(std::mem::take(&mut self.account_usage)));
             usage.sort_unstable();
@@ -542,7 +564,11 @@ impl<'a> State<'a> {
 /// run of events of one person, day and credit, a log being mostly each account's activity
 /// in turn), the counts are listed as numbers, the numbers are turned into ranks in the
 /// values' order, and the list is sorted as integers and summed where keys are equal.
-fn usage_of<'a>(event_people: &'a [EventPerson], metrics: &'a [(usize, &'a str, Option<Credit>)]) -> Vec<Usage> {
+fn usage_of<'a>(
+    event_people: &'a [EventPerson],
+    metrics: impl Iterator<Item = (usize, &'a str, Option<&'a Credit>)>,
+    len: usize,
+) -> Vec<Usage> {
     /// A credit by reference, so that counting allocates per distinct key, not per event.
     /// Ordered as [`Credit`] is (`Named` first, then by what each holds).
     #[derive(Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
@@ -556,7 +582,7 @@ fn usage_of<'a>(event_people: &'a [EventPerson], metrics: &'a [(usize, &'a str, 
     let mut names: Numbered<&str> = Numbered::default();
     let any = names.number(usage::ANY);
     // (person, day, metric, credit) by number, and the events counted.
-    let mut counts: Vec<([u32; 4], u32)> = Vec::with_capacity(metrics.len());
+    let mut counts: Vec<([u32; 4], u32)> = Vec::with_capacity(len);
     let mut run: Option<Key> = None;
     let mut run_metrics: Vec<(&str, u32)> = Vec::new();
     let mut add_run = |(person, day, credit): Key<'a>, run_metrics: &mut Vec<(&'a str, u32)>| {
@@ -570,7 +596,7 @@ fn usage_of<'a>(event_people: &'a [EventPerson], metrics: &'a [(usize, &'a str, 
         counts.push(([person, day, any, credit], total));
     };
     for (i, metric, credit) in metrics {
-        let e = &event_people[*i];
+        let e = &event_people[i];
         let credit = match (credit, &e.account_id) {
             (Some(c), _) => CreditRef::Members(c),
             (None, Some(a)) => CreditRef::Named(a),
@@ -589,7 +615,7 @@ fn usage_of<'a>(event_people: &'a [EventPerson], metrics: &'a [(usize, &'a str, 
         if !same_run && let Some(done) = run.replace(key) {
             add_run(done, &mut run_metrics);
         }
-        match run_metrics.iter_mut().find(|(m, _)| m == metric) {
+        match run_metrics.iter_mut().find(|(m, _)| *m == metric) {
             Some((_, n)) => *n += 1,
             None => run_metrics.push((metric, 1)),
         }
@@ -823,7 +849,8 @@ mod usage_tests {
         }
         let expected = counted_plainly(&event_people, &metrics);
         assert!(expected.len() > 500, "a mix with many keys: {}", expected.len());
-        assert_eq!(usage_of(&event_people, &metrics), expected);
-        assert!(usage_of(&[], &[]).is_empty());
+        let given = metrics.iter().map(|(i, m, c)| (*i, *m, c.as_ref()));
+        assert_eq!(usage_of(&event_people, given, metrics.len()), expected);
+        assert!(usage_of(&[], std::iter::empty(), 0).is_empty());
     }
 }

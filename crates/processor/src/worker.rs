@@ -197,7 +197,7 @@ impl<'a> Iterator for TrackViews<'a> {
             let i = self.row;
             self.row += 1;
             if let Some(at) = self.positions.next()? {
-                return Some(EventView::of_track(at.seq, rows.get_row(i)?));
+                return Some(EventView::of_track(at.seq, rows.activity(i)?));
             }
         }
     }
