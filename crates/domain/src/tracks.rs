@@ -278,6 +278,23 @@ impl TrackRows {
         }
     }
 
+    /// The rows in runs that name one user and anonymous id: each run's rows and the two.
+    /// Rows come in runs of one person's, and a run's strings are shared, so that this reads
+    /// where each row's strings are, not the strings.
+    pub fn people_runs(&self) -> impl Iterator<Item = (std::ops::Range<usize>, Option<&str>, Option<&str>)> {
+        let mut at = 0;
+        std::iter::from_fn(move || {
+            let first = self.rows.get(at)?;
+            let start = at;
+            at += 1;
+            while self.rows.get(at).is_some_and(|r| r.user_id == first.user_id && r.anonymous_id == first.anonymous_id)
+            {
+                at += 1;
+            }
+            Some((start..at, self.get(first.user_id), self.get(first.anonymous_id)))
+        })
+    }
+
     /// Who did what and when in row `i`: its event, user, anonymous id, account and time,
     /// without its message id and properties (processing reads millions of rows for these).
     pub fn activity(&self, i: usize) -> Option<Activity<'_>> {
@@ -295,11 +312,6 @@ impl TrackRows {
     /// The rows, in order.
     pub fn iter(&self) -> impl ExactSizeIterator<Item = Track<'_>> + Clone {
         self.rows.iter().map(|r| self.track(r))
-    }
-
-    /// Each row's user id and anonymous id, in order: who the rows name, without the rest.
-    pub fn people(&self) -> impl Iterator<Item = (Option<&str>, Option<&str>)> {
-        self.rows.iter().map(|r| (self.get(r.user_id), self.get(r.anonymous_id)))
     }
 
     /// Each row as a whole event.
@@ -386,6 +398,9 @@ mod tests {
             );
         }
         assert!(rows.activity(3).is_none());
+        // Rows 1 and 2 share their anonymous id (and have no user): one run.
+        let runs: Vec<_> = rows.people_runs().collect();
+        assert_eq!(runs, [(0..1, Some("7/0"), None), (1..3, None, Some(""))]);
         rows.set_copy(1, 5);
         assert_eq!(rows.get_row(1).unwrap().message_id, "m-2", "an id given as text has no copies");
         let derived = DerivedId { key: 0xabc, n: 1 };
@@ -414,7 +429,9 @@ mod tests {
         });
         assert_eq!(rows.get_row(4).unwrap().message_id, MessageId::Text(&big.to_string()), "kept as its text");
         assert!(rows.get_row(5).is_none());
-        let people: Vec<_> = rows.people().collect();
+        // The runs of people, row by row, are each row's people.
+        let people: Vec<_> =
+            rows.people_runs().flat_map(|(run, user, anonymous)| run.map(move |_| (user, anonymous))).collect();
         let of_rows: Vec<_> = rows.iter().map(|t| (t.user_id, t.anonymous_id)).collect();
         assert_eq!(people, of_rows);
         assert_eq!(people[0], (Some("7/0"), None));

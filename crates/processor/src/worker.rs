@@ -131,12 +131,20 @@ impl Appended {
                 let e = &e.event;
                 [e.user_id.as_deref(), e.anonymous_id.as_deref(), e.previous_id.as_deref()]
             })),
+            // Once per run of rows that name the same people, if the store kept any of them.
             Appended::Tracks { batches, positions } => Box::new(
                 batches
                     .iter()
-                    .flat_map(|b| b.people())
-                    .zip(positions)
-                    .filter_map(|((user, anonymous), at)| at.and(Some([user, anonymous, None]))),
+                    .scan(0, |before, b| {
+                        let first = *before;
+                        *before += b.len();
+                        Some(b.people_runs().map(move |(rows, user, anonymous)| {
+                            (first + rows.start..first + rows.end, user, anonymous)
+                        }))
+                    })
+                    .flatten()
+                    .filter(|(rows, ..)| positions.get(rows.clone()).is_some_and(|at| at.iter().any(Option::is_some)))
+                    .map(|(_, user, anonymous)| [user, anonymous, None]),
             ),
         }
     }
