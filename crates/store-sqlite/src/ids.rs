@@ -17,7 +17,7 @@ use std::collections::HashMap;
 use store::{Result, StoreError};
 
 use crate::log::Blocks;
-use crate::runs::{Flushed, Id, Runs, find_in_run};
+use crate::runs::{Flushed, Id, PageCache, Runs};
 use crate::sql_error;
 
 mod table;
@@ -170,6 +170,8 @@ pub(crate) struct RecentIds {
     closing: bool,
     /// How the database's ids are hashed (to rebuild the memory from the log).
     hashing: IdHashing,
+    /// Id pages the open transaction's lookups decoded.
+    pub(crate) pages: PageCache,
 }
 
 impl RecentIds {
@@ -339,6 +341,7 @@ impl RecentIds {
 
     /// Forgets what was added since `mark`: its savepoint or transaction was rolled back.
     pub(crate) fn undo_to(&mut self, mark: usize) {
+        self.pages.clear();
         for (ws, hash, seq) in self.journal.drain(mark..).rev() {
             let table = self.first.entry(ws).or_default();
             if table.remove(hash, seq) {
@@ -356,6 +359,7 @@ impl RecentIds {
     /// The open transaction committed: its additions stay.
     pub(crate) fn committed(&mut self) {
         self.journal.clear();
+        self.pages.clear();
     }
 
     /// Whether recent ids are waiting to be written out (or being written).
@@ -591,7 +595,9 @@ impl<'c> Lookup<'c> {
     }
 
     /// Looks up `hashes` in the runs whose filters may hold them.
-    pub(crate) fn probe(&mut self, ws: i64, hashes: &[i64], runs: &Runs) -> Result<()> {
+    /// Looks up `hashes` in the runs whose filters may hold them, through pages decoded before
+    /// in the transaction.
+    pub(crate) fn probe(&mut self, ws: i64, hashes: &[i64], runs: &Runs, pages: &mut PageCache) -> Result<()> {
         for &hash in hashes {
             let mut held = runs.may_hold(ws, hash).peekable();
             if held.peek().is_none() || self.stored.contains_key(&hash) {
@@ -599,7 +605,7 @@ impl<'c> Lookup<'c> {
             }
             let mut seqs = Vec::new();
             for run in held {
-                find_in_run(self.conn, run, ws, hash, &mut seqs)?;
+                pages.find_in_run(self.conn, run, ws, hash, &mut seqs)?;
             }
             self.stored.insert(hash, seqs);
         }

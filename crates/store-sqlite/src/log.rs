@@ -19,7 +19,10 @@ impl SqliteStore {
         // ids and inserts one row.
         let block = Prepared::new(events, self.hashing);
         self.writer
-            .write(Priority::Now, Durability::Synced, move |conn, recent| Ok(block.insert(conn, recent, n)?.report))
+            .write(Priority::Now, Durability::Synced, move |conn, recent| {
+                let mut lookup = lookup_for(conn, recent, n, [&block.hashes[..]])?;
+                Ok(block.insert(conn, recent, n, &mut lookup)?.report)
+            })
             .await
     }
 
@@ -71,8 +74,9 @@ impl SqliteStore {
                     .map_err(sql_error)?;
                 let mut report = AppendReport::default();
                 let mut positions = Vec::with_capacity(blocks.iter().map(|b| b.hashes.len()).sum());
+                let mut lookup = lookup_for(conn, recent, n, blocks.iter().map(|b| &b.hashes[..]))?;
                 for block in blocks {
-                    let placed = block.insert(conn, recent, n)?;
+                    let placed = block.insert(conn, recent, n, &mut lookup)?;
                     report.stored += placed.report.stored;
                     report.duplicates += placed.report.duplicates;
                     let mut seq = placed.first_seq;
@@ -260,6 +264,30 @@ fn prepare_all<B: Sync>(
     (0..batches.len()).map(|i| lanes[i % threads].next().expect("one block per batch")).collect()
 }
 
+/// What the writer reads to check the ids of blocks it is about to insert: the seqs of those
+/// that the workspace's runs may hold, looked up all at once in hash order, so that each id
+/// page is read once however the ids are spread over the blocks (an import run again has
+/// every id of every page in each group).
+fn lookup_for<'c, 'h>(
+    conn: &'c Connection,
+    recent: &mut RecentIds,
+    n: i64,
+    blocks: impl IntoIterator<Item = &'h [i64]>,
+) -> Result<Lookup<'c>> {
+    recent.ensure_owner(conn)?;
+    let mut lookup = Lookup::new(conn);
+    if recent.may_be_in_runs(conn, n)? {
+        let mut hashes: Vec<i64> = blocks.into_iter().flatten().copied().collect();
+        hashes.sort_unstable();
+        hashes.dedup();
+        let mut pages = std::mem::take(&mut recent.pages);
+        let probed = lookup.probe(n, &hashes, recent.runs.as_ref().expect("loaded by ensure_owner"), &mut pages);
+        recent.pages = pages;
+        probed?;
+    }
+    Ok(lookup)
+}
+
 struct Prepared {
     data: Vec<u8>,
     /// Of every event sent: a duplicate left out makes it wider than needed, never narrower.
@@ -316,19 +344,15 @@ impl Prepared {
         }
     }
 
-    /// Stores the events whose ids are new as the next block of the log, under the writer.
-    fn insert(self, conn: &Connection, recent: &mut RecentIds, n: i64) -> Result<Inserted> {
+    /// Stores the events whose ids are new as the next block of the log, under the writer,
+    /// with `lookup` made by [`lookup_for`] for its ids.
+    fn insert(self, conn: &Connection, recent: &mut RecentIds, n: i64, lookup: &mut Lookup<'_>) -> Result<Inserted> {
         let Prepared { data, summary, hashes, repeats } = self;
-        recent.ensure_owner(conn)?;
         let first_seq: i64 = conn
             .prepare_cached("SELECT coalesce(max(last_seq), 0) + 1 FROM event_blocks")
             .map_err(sql_error)?
             .query_row([], |r| r.get(0))
             .map_err(sql_error)?;
-        let mut lookup = Lookup::new(conn);
-        if recent.may_be_in_runs(conn, n)? {
-            lookup.probe(n, &hashes, recent.runs.as_ref().expect("loaded by ensure_owner"))?;
-        }
         let mut keep = Vec::with_capacity(hashes.len());
         let mut stored = 0i64;
         let mut repeats = repeats.into_iter().peekable();
@@ -341,7 +365,7 @@ impl Prepared {
             let seq = first_seq + stored;
             let new = if repeats.next_if_eq(&i).is_some() {
                 false
-            } else if recent.add_if_fresh(&lookup, n, hash, seq) {
+            } else if recent.add_if_fresh(lookup, n, hash, seq) {
                 true
             } else {
                 if decoded.is_none() {
@@ -349,7 +373,7 @@ impl Prepared {
                 }
                 let event = decoded.as_ref().and_then(|d| d.get(i));
                 let event = event.ok_or_else(|| StoreError::Backend(format!("a prepared block without event {i}")))?;
-                recent.add_if_new(&mut lookup, n, hash, event.message_id, seq)?
+                recent.add_if_new(lookup, n, hash, event.message_id, seq)?
             };
             stored += i64::from(new);
             keep.push(new);

@@ -18,6 +18,7 @@
 //! because the switch is one transaction and they read inside one.
 
 use rusqlite::{Connection, OptionalExtension, params};
+use std::collections::HashMap;
 use std::sync::mpsc::{Receiver, sync_channel};
 use std::thread::JoinHandle;
 use store::Result;
@@ -499,16 +500,7 @@ impl RunReader {
 
 /// Adds to `out` the seqs that `run` holds under `(ws, hash)`.
 pub(crate) fn find_in_run(conn: &Connection, run: i64, ws: i64, hash: i64, out: &mut Vec<i64>) -> Result<()> {
-    let page: Option<Vec<u8>> = conn
-        .prepare_cached(
-            "SELECT data FROM id_pages WHERE run = ?1 AND (ws, hash) <= (?2, ?3)
-             ORDER BY ws DESC, hash DESC LIMIT 1",
-        )
-        .map_err(sql_error)?
-        .query_row(params![run, ws, hash], |r| r.get(0))
-        .optional()
-        .map_err(sql_error)?;
-    if let Some(page) = page {
+    if let Some(page) = page_for(conn, run, ws, hash)? {
         pages::decode(&page, |(w, h, seq)| {
             if (w, h) == (ws, hash) {
                 out.push(seq);
@@ -516,6 +508,68 @@ pub(crate) fn find_in_run(conn: &Connection, run: i64, ws: i64, hash: i64, out: 
         })?;
     }
     Ok(())
+}
+
+/// The bytes of the page of `run` where `(ws, hash)` would be: the last whose first id is not
+/// after it.
+fn page_for(conn: &Connection, run: i64, ws: i64, hash: i64) -> Result<Option<Vec<u8>>> {
+    conn.prepare_cached(
+        "SELECT data FROM id_pages WHERE run = ?1 AND (ws, hash) <= (?2, ?3)
+         ORDER BY ws DESC, hash DESC LIMIT 1",
+    )
+    .map_err(sql_error)?
+    .query_row(params![run, ws, hash], |r| r.get(0))
+    .optional()
+    .map_err(sql_error)
+}
+
+/// The last id page each live run gave to lookups, decoded: lookups made in hash order (an
+/// append looks up all its ids at once, sorted) ask about each page's ids together, so that
+/// each page is read once. Pages of a live run never change.
+#[derive(Default)]
+pub(crate) struct PageCache {
+    /// By run: its last page's ids, in order, and whether the page is known to hold every id
+    /// of its last key (format 2 keeps equal keys on one page).
+    pages: HashMap<i64, (Vec<Id>, bool)>,
+    /// Pages read and decoded.
+    read: usize,
+}
+
+impl PageCache {
+    /// Like [`find_in_run`], from the page read last from `run` when it is the one.
+    pub(crate) fn find_in_run(
+        &mut self,
+        conn: &Connection,
+        run: i64,
+        ws: i64,
+        hash: i64,
+        out: &mut Vec<i64>,
+    ) -> Result<()> {
+        let key = (ws, hash);
+        // The page holds the id if the id is from its first on and not after its last (at
+        // its last, unless the page keeps equal keys together, the next page may start with
+        // the same key and be the one `page_for` picks).
+        let held = self.pages.get(&run).is_some_and(|(ids, whole)| match (ids.first(), ids.last()) {
+            (Some(&(w, h, _)), Some(&(lw, lh, _))) => (w, h) <= key && (key < (lw, lh) || (*whole && key == (lw, lh))),
+            _ => false,
+        });
+        if !held {
+            let Some(data) = page_for(conn, run, ws, hash)? else { return Ok(()) };
+            let (mut ids, _) = self.pages.remove(&run).unwrap_or_default();
+            ids.clear();
+            pages::decode(&data, |id| ids.push(id))?;
+            self.read += 1;
+            self.pages.insert(run, (ids, pages::keeps_equal_keys(&data)));
+        }
+        let page = &self.pages[&run].0;
+        let at = page.partition_point(|&(w, h, _)| (w, h) < key);
+        out.extend(page[at..].iter().take_while(|&&(w, h, _)| (w, h) == key).map(|&(_, _, seq)| seq));
+        Ok(())
+    }
+
+    pub(crate) fn clear(&mut self) {
+        self.pages.clear();
+    }
 }
 
 /// For readers: the seqs of stored events whose id has this hash, and the last seq that the
@@ -746,6 +800,51 @@ mod tests {
             )
             .unwrap();
         assert_eq!((ids_held, in_order), (30_000, true));
+    }
+
+    #[test]
+    fn lookups_through_the_page_cache_find_what_the_pages_hold_reading_each_once() {
+        let conn = db();
+        let mut runs = Runs::load(&conn, 1_000).unwrap();
+        flush(&conn, &mut runs, ids(1, 20_001, 1));
+        // A colliding hash: two seqs under one key, in another run.
+        flush(&conn, &mut runs, vec![(1, id_hash("m-7"), 99_999)]);
+        let pages: i64 = conn.query_row("SELECT count(*) FROM id_pages", [], |r| r.get(0)).unwrap();
+        let mut cache = PageCache::default();
+        // Asked in hash order, as an append asks (then in no order, which reads more).
+        let mut asked: Vec<i64> = (1..=20_000).collect();
+        asked.sort_by_key(|i| id_hash(&format!("m-{i}")));
+        for round in 0..3 {
+            if round == 1 {
+                asked.sort_by_key(|i| (i * 7_919) % 20_000);
+            }
+            for &i in &asked {
+                let hash = id_hash(&format!("m-{i}"));
+                let mut seqs = Vec::new();
+                for run in runs.may_hold(1, hash).collect::<Vec<_>>() {
+                    cache.find_in_run(&conn, run, 1, hash, &mut seqs).unwrap();
+                }
+                seqs.sort();
+                let expected = if i == 7 { vec![7, 99_999] } else { vec![i] };
+                assert_eq!(seqs, expected, "m-{i}, round {round}");
+                // Another workspace's id of the same hash is not found.
+                let mut other = Vec::new();
+                for run in runs.may_hold(2, hash).collect::<Vec<_>>() {
+                    cache.find_in_run(&conn, run, 2, hash, &mut other).unwrap();
+                }
+                assert!(other.is_empty());
+            }
+            if round == 0 {
+                // In hash order, each page was read once (and again after a false positive of
+                // a filter for the other workspace, which reads another page of the run).
+                assert!(cache.read as i64 <= pages + 80, "{} pages read for {pages}", cache.read);
+            }
+        }
+        let before = cache.read;
+        cache.clear();
+        let mut seqs = Vec::new();
+        cache.find_in_run(&conn, 1, 1, id_hash("m-5"), &mut seqs).unwrap();
+        assert_eq!((seqs, cache.read), (vec![5], before + 1), "read again once cleared");
     }
 
     #[test]

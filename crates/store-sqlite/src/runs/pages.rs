@@ -160,6 +160,12 @@ impl BitReader<'_> {
     }
 }
 
+/// Whether the page keeps every id of its keys (format 2 never splits equal keys between
+/// pages).
+pub(super) fn keeps_equal_keys(data: &[u8]) -> bool {
+    data.first() == Some(&FORMAT_2)
+}
+
 /// Calls `f` with each id of a page, in order, whichever its format.
 pub(super) fn decode(data: &[u8], mut f: impl FnMut(Id)) -> Result<()> {
     let mut r = Reader::new(data);
