@@ -352,9 +352,11 @@ fn run(conn: Connection, mut ids: RecentIds, rx: Receiver<(Job, Priority)>, stat
         }
     }
     // Leave as little as possible to rebuild at the next start; merges can wait for it.
-    // Synced, which also puts any derived commits before it on disk.
-    if let Err(e) = sync_with(&conn, true) {
-        tracing::warn!(error = %e, "could not sync the last commits");
+    // Its steps commit without a sync each (a run is thousands of pages; a step lost to a
+    // crash leaves a run that is not live, and the ids are read from the log again at the
+    // next start): the store's last checkpoint, after the writer stops, syncs the WAL.
+    if let Err(e) = sync_with(&conn, false) {
+        tracing::warn!(error = %e, "could not write the held ids out without syncing each step");
     }
     ids.closing();
     while ids.unflushed() {
