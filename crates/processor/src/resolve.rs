@@ -585,6 +585,7 @@ fn usage_of<'a>(
     let mut counts: Vec<([u32; 4], u32)> = Vec::with_capacity(len);
     let mut run: Option<Key> = None;
     let mut run_metrics: Vec<(&str, u32)> = Vec::new();
+    let mut days = Days::default();
     let mut add_run = |(person, day, credit): Key<'a>, run_metrics: &mut Vec<(&'a str, u32)>| {
         let (person, credit) = (persons.number(person), credits.number(credit));
         let day = day_number(day);
@@ -602,7 +603,7 @@ fn usage_of<'a>(
             (None, Some(a)) => CreditRef::Named(a),
             (None, None) => continue,
         };
-        let key = (&*e.person_id, e.timestamp.date_naive(), credit);
+        let key = (&*e.person_id, days.of(e.timestamp), credit);
         // A run's events share their person and account: equal by where they are.
         let same_run = run.is_some_and(|(person, day, c)| {
             day == key.1
@@ -659,6 +660,25 @@ fn usage_of<'a>(
         });
     }
     usage
+}
+
+/// The days of moments that come mostly in runs of one day: a moment within the day of the
+/// one before is that day, found by two comparisons rather than made a date.
+#[derive(Default)]
+struct Days(Option<(DateTime<Utc>, DateTime<Utc>, NaiveDate)>);
+
+impl Days {
+    fn of(&mut self, at: DateTime<Utc>) -> NaiveDate {
+        match self.0 {
+            Some((start, end, day)) if start <= at && at < end => day,
+            _ => {
+                let day = at.date_naive();
+                let start = day.and_time(chrono::NaiveTime::MIN).and_utc();
+                self.0 = Some((start, start + chrono::TimeDelta::days(1), day));
+                day
+            }
+        }
+    }
 }
 
 /// A day as a number that sorts as the day does.
@@ -806,6 +826,23 @@ mod usage_tests {
             .into_iter()
             .map(|((person_id, day, metric, credit), events)| Usage { person_id, day, metric, credit, events })
             .collect()
+    }
+
+    #[test]
+    fn a_moment_is_on_the_day_a_date_says() {
+        let mut days = Days::default();
+        let start = DateTime::parse_from_rfc3339("1999-12-31T22:00:00Z").unwrap().with_timezone(&Utc);
+        // Back and forth over midnight, to the nanosecond either side of it.
+        let steps = [0, 3_599, 7_199, 7_200, 7_201, 7_199, 100_000, -100_000, 86_400 * 400];
+        for s in steps {
+            for ns in [0, 1, 999_999_999] {
+                let at = start + chrono::TimeDelta::seconds(s) + chrono::TimeDelta::nanoseconds(ns);
+                assert_eq!(days.of(at), at.date_naive(), "{at}");
+            }
+        }
+        let midnight = DateTime::parse_from_rfc3339("2000-01-01T00:00:00Z").unwrap().with_timezone(&Utc);
+        assert_eq!(days.of(midnight - chrono::TimeDelta::nanoseconds(1)).to_string(), "1999-12-31");
+        assert_eq!(days.of(midnight).to_string(), "2000-01-01");
     }
 
     #[test]
