@@ -14,7 +14,7 @@ pub use keys::{ApiKey, KeyHash, KeyRole, NewApiKey, UnknownRole};
 pub use message_id::{DerivedId, MessageId};
 pub use money::{Currency, InvalidMoney, Money};
 pub use track::TrackPayload;
-pub use tracks::{Activity, NewTrack, Track, TrackRows, same_opt, same_str};
+pub use tracks::{Activity, Days, NewTrack, Track, TrackRows, same_opt, same_str};
 
 /// Timestamps are always UTC.
 pub type Timestamp = chrono::DateTime<chrono::Utc>;

@@ -107,7 +107,29 @@ impl Activity<'_> {
     pub fn timestamp(&self) -> Timestamp {
         Timestamp::from_timestamp(self.seconds, self.nanos).expect("a time that was one")
     }
+
+    /// [`Activity::timestamp`], the date worked out once per day in `days`: rows come in runs
+    /// of one day's, and making the date is most of the cost of a time.
+    pub fn timestamp_in(&self, days: &mut Days) -> Timestamp {
+        let (day, second) = (self.seconds.div_euclid(86_400), self.seconds.rem_euclid(86_400));
+        let date = match days.0 {
+            Some((d, date)) if d == day => date,
+            _ => {
+                let date = Timestamp::from_timestamp(day * 86_400, 0).expect("a time that was one").date_naive();
+                days.0 = Some((day, date));
+                date
+            }
+        };
+        let time = chrono::NaiveTime::from_num_seconds_from_midnight_opt(second as u32, self.nanos)
+            .expect("a time that was one");
+        chrono::NaiveDateTime::new(date, time).and_utc()
+    }
 }
+
+/// The day of the last row whose time was made, as a count of days since 1970 and a date
+/// (see [`Activity::timestamp_in`]).
+#[derive(Clone, Copy, Debug, Default)]
+pub struct Days(Option<(i64, chrono::NaiveDate)>);
 
 /// Whether `parts` joined are `s`.
 fn joined_is(s: &str, parts: &[&str; 3]) -> bool {
@@ -398,6 +420,12 @@ mod tests {
             );
         }
         assert!(rows.activity(3).is_none());
+        // Times made with the day before's date are the times, whatever the order of days.
+        let mut days = Days::default();
+        for i in [0, 1, 2, 2, 0, 1] {
+            let activity = rows.activity(i).unwrap();
+            assert_eq!(activity.timestamp_in(&mut days), activity.timestamp(), "row {i}");
+        }
         // Rows 1 and 2 share their anonymous id (and have no user): one run.
         let runs: Vec<_> = rows.people_runs().collect();
         assert_eq!(runs, [(0..1, Some("7/0"), None), (1..3, None, Some(""))]);

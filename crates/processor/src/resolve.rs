@@ -60,7 +60,7 @@ impl<'a> EventView<'a> {
     }
 
     /// A track call given in columns, at `seq`.
-    pub(crate) fn of_track(seq: i64, t: domain::Activity<'a>) -> EventView<'a> {
+    pub(crate) fn of_track(seq: i64, t: domain::Activity<'a>, days: &mut domain::Days) -> EventView<'a> {
         EventView {
             seq,
             kind: EventType::Track,
@@ -69,7 +69,7 @@ impl<'a> EventView<'a> {
             anonymous_id: t.anonymous_id,
             group_id: t.group_id,
             previous_id: None,
-            timestamp: t.timestamp(),
+            timestamp: t.timestamp_in(days),
             payload: "",
         }
     }

@@ -117,9 +117,13 @@ impl Appended {
     pub(crate) fn views(&self) -> Views<'_> {
         match self {
             Appended::Events(events) => Views::Events(events.iter()),
-            Appended::Tracks { batches, positions } => {
-                Views::Tracks(TrackViews { batches, positions: positions.iter(), batch: 0, row: 0 })
-            }
+            Appended::Tracks { batches, positions } => Views::Tracks(TrackViews {
+                batches,
+                positions: positions.iter(),
+                batch: 0,
+                row: 0,
+                days: domain::Days::default(),
+            }),
         }
     }
 
@@ -189,6 +193,8 @@ pub(crate) struct TrackViews<'a> {
     positions: std::slice::Iter<'a, Option<LogPosition>>,
     batch: usize,
     row: usize,
+    /// The day of the last row read.
+    days: domain::Days,
 }
 
 impl<'a> Iterator for TrackViews<'a> {
@@ -205,7 +211,7 @@ impl<'a> Iterator for TrackViews<'a> {
             let i = self.row;
             self.row += 1;
             if let Some(at) = self.positions.next()? {
-                return Some(EventView::of_track(at.seq, rows.activity(i)?));
+                return Some(EventView::of_track(at.seq, rows.activity(i)?, &mut self.days));
             }
         }
     }
