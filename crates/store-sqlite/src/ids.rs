@@ -170,7 +170,7 @@ pub(crate) struct RecentIds {
     closing: bool,
     /// How the database's ids are hashed (to rebuild the memory from the log).
     hashing: IdHashing,
-    /// Id pages the open transaction's lookups decoded.
+    /// The last id page of each run the open transaction's lookups read, decoded.
     pub(crate) pages: PageCache,
 }
 
@@ -594,9 +594,8 @@ impl<'c> Lookup<'c> {
         Lookup { conn, stored: HashMap::default(), blocks: Blocks::new(conn), candidates: Vec::new() }
     }
 
-    /// Looks up `hashes` in the runs whose filters may hold them.
-    /// Looks up `hashes` in the runs whose filters may hold them, through pages decoded before
-    /// in the transaction.
+    /// Looks up `hashes` in the runs whose filters may hold them, each run's last page kept
+    /// decoded in `pages` (given in hash order, each page is read once).
     pub(crate) fn probe(&mut self, ws: i64, hashes: &[i64], runs: &Runs, pages: &mut PageCache) -> Result<()> {
         for &hash in hashes {
             let mut held = runs.may_hold(ws, hash).peekable();
