@@ -34,10 +34,10 @@ pub(crate) type Id = (i64, i64, i64);
 /// Id pages written per background transaction.
 const STEP_PAGES: usize = 48;
 /// Id pages written per transaction once nothing else waits for the writer (it is closing):
-/// a run of millions of ids is thousands of pages. Each transaction is a sync, but one for
-/// them all would leave every page's write to the WAL until the packers are done; in steps
-/// of a couple of megabytes the writes go on while they pack (and are checkpointed while
-/// the next are written).
+/// a run of millions of ids is thousands of pages. One transaction for them all would leave
+/// every page's write to the WAL until the packers are done; in steps of a couple of
+/// megabytes (committed without a sync each, see `writer.rs`) the writes go on while they
+/// pack, and are checkpointed while the next are written.
 const CLOSING_STEP_PAGES: usize = 512;
 /// Dead id pages deleted per background transaction.
 const DELETE_STEP: usize = 512;
