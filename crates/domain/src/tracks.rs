@@ -18,21 +18,39 @@ impl Span {
     const NONE: Span = Span { start: 0, len: u32::MAX };
 }
 
-#[derive(Clone, Copy, Debug)]
-struct Row {
-    /// The message id's text; for a derived id (`copy` above 0), its key's place in `keys`.
-    message_id: Span,
-    name: Span,
+/// Whose a run of rows is: rows that name the same user, anonymous id and account share one.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+struct Who {
     user_id: Span,
     anonymous_id: Span,
     group_id: Span,
-    /// The properties as JSON; none for `{}`.
-    properties: Span,
+}
+
+/// A row: 32 bytes, its strings by their place in the lists of a [`TrackRows`] (an import
+/// keeps millions of rows in memory between checking a file and storing it).
+#[derive(Clone, Copy, Debug)]
+struct Row {
     seconds: i64,
     nanos: u32,
+    /// Its place in `who`.
+    who: u32,
+    /// Its place in `names`.
+    name: u32,
+    /// For a derived message id (`copy` above 0), its key's place in `keys`; else its text's
+    /// place in `spans`.
+    message_id: u32,
     /// For a derived message id, its `n`; 0 for an id held as text.
     copy: u32,
+    /// The properties' place in `spans`, or [`NO_SPAN`] for `{}`.
+    properties: u32,
 }
+
+/// A place in `spans` that holds nothing: a row's `properties` when it has none.
+const NO_SPAN: u32 = u32::MAX;
+
+/// How many of the last distinct event names a new row's is looked for among: a file names
+/// a few dozen events, and rows of a few of them alternate.
+const RECENT_NAMES: usize = 32;
 
 /// A track call's fields, to add to a [`TrackRows`]. The user id is given in parts, joined
 /// when stored (an import's `<account>/<user>`).
@@ -159,6 +177,12 @@ pub fn same_opt(a: Option<&str>, b: Option<&str>) -> bool {
 pub struct TrackRows {
     text: String,
     rows: Vec<Row>,
+    /// Whose each run of rows is.
+    who: Vec<Who>,
+    /// The event names, each once among the last [`RECENT_NAMES`].
+    names: Vec<Span>,
+    /// Message ids and properties held as text.
+    spans: Vec<Span>,
     /// The keys of derived message ids.
     keys: Vec<u128>,
     received_at: Timestamp,
@@ -168,7 +192,15 @@ impl TrackRows {
     /// Rows received at `received_at`, with room for `rows` of them and `text` bytes of their
     /// strings.
     pub fn with_capacity(received_at: Timestamp, rows: usize, text: usize) -> TrackRows {
-        TrackRows { text: String::with_capacity(text), rows: Vec::with_capacity(rows), keys: Vec::new(), received_at }
+        TrackRows {
+            text: String::with_capacity(text),
+            rows: Vec::with_capacity(rows),
+            who: Vec::new(),
+            names: Vec::new(),
+            spans: Vec::new(),
+            keys: Vec::new(),
+            received_at,
+        }
     }
 
     fn put(&mut self, parts: &[&str]) -> Span {
@@ -191,28 +223,66 @@ impl TrackRows {
         (s.len != u32::MAX).then(|| &self.text[s.start as usize..(s.start + s.len) as usize])
     }
 
-    /// Adds a row at the end. A name, user, anonymous id or account the row before has too
-    /// is shared with it rather than written again (rows come in runs of one person's), so
-    /// that readers find them equal by where they are.
+    /// Adds a row at the end. A user, anonymous id or account the row before has too is
+    /// shared with it rather than written again (rows come in runs of one person's), and so is
+    /// an event name among the last few; readers find them equal by where they are.
     pub fn push(&mut self, t: &NewTrack<'_>) {
-        let last = self.rows.last().copied();
         let (message_id, copy) = match t.message_id {
-            MessageId::Text(text) => (self.put(&[text]), 0),
+            MessageId::Text(text) => (self.put_span(&[text]), 0),
             // Held in parts when its `n` fits where a row keeps it (it always does for an
             // import's ids), else as its text.
             MessageId::Derived(id) => match u32::try_from(id.n).ok().filter(|n| *n > 0) {
                 Some(n) => {
                     let at = u32::try_from(self.keys.len()).expect("track rows hold fewer than 2^32 rows");
                     self.keys.push(id.key);
-                    (Span { start: at, len: 0 }, n)
+                    (at, n)
                 }
-                None => (self.put(&[&id.to_string()]), 0),
+                None => (self.put_span(&[&id.to_string()]), 0),
             },
         };
-        let name = match last {
-            Some(l) if self.get(l.name) == Some(t.event) => l.name,
-            _ => self.put(&[t.event]),
+        let name = self.name(t.event);
+        let who = self.who(t);
+        let properties = match t.properties {
+            Some(p) => self.put_span(&[p]),
+            None => NO_SPAN,
         };
+        self.rows.push(Row {
+            seconds: t.timestamp.timestamp(),
+            nanos: t.timestamp.timestamp_subsec_nanos(),
+            who,
+            name,
+            message_id,
+            copy,
+            properties,
+        });
+    }
+
+    /// Puts a string in `spans`: its place there.
+    fn put_span(&mut self, parts: &[&str]) -> u32 {
+        let span = self.put(parts);
+        self.spans.push(span);
+        u32::try_from(self.spans.len() - 1).expect("track rows hold fewer than 2^32 strings")
+    }
+
+    /// The place in `names` of `event`: one of the last few names, or a new one.
+    fn name(&mut self, event: &str) -> u32 {
+        let recent = self.names.len().saturating_sub(RECENT_NAMES);
+        let found = self.names[recent..].iter().rposition(|s| self.get(*s) == Some(event));
+        let at = match found {
+            Some(i) => recent + i,
+            None => {
+                let span = self.put(&[event]);
+                self.names.push(span);
+                self.names.len() - 1
+            }
+        };
+        u32::try_from(at).expect("track rows hold fewer than 2^32 names")
+    }
+
+    /// The place in `who` of the row's user, anonymous id and account: the last one's when
+    /// it is theirs, else a new one sharing what it can with the last.
+    fn who(&mut self, t: &NewTrack<'_>) -> u32 {
+        let last = self.who.last().copied();
         let user_id = match (last, t.user_id) {
             (_, None) => Span::NONE,
             (Some(l), Some(parts)) if self.get(l.user_id).is_some_and(|u| joined_is(u, &parts)) => l.user_id,
@@ -226,18 +296,11 @@ impl TrackRows {
             Some(l) if t.group_id.is_some() && self.get(l.group_id) == t.group_id => l.group_id,
             _ => self.put_opt(t.group_id),
         };
-        let row = Row {
-            message_id,
-            name,
-            user_id,
-            anonymous_id,
-            group_id,
-            properties: self.put_opt(t.properties),
-            seconds: t.timestamp.timestamp(),
-            nanos: t.timestamp.timestamp_subsec_nanos(),
-            copy,
-        };
-        self.rows.push(row);
+        let who = Who { user_id, anonymous_id, group_id };
+        if last != Some(who) {
+            self.who.push(who);
+        }
+        u32::try_from(self.who.len() - 1).expect("track rows hold fewer than 2^32 rows")
     }
 
     /// Gives row `i`, if its message id is derived, that of the `n`th row of its content.
@@ -255,11 +318,39 @@ impl TrackRows {
         self.keys.reserve(derived);
     }
 
+    /// Gives back the room the rows do not use: the lists are copied to their size when they
+    /// hold much more. For rows kept a while (an import's, between checking and storing).
+    pub fn fit(&mut self) {
+        fn fit<T: Copy>(v: &mut Vec<T>) {
+            if v.capacity() - v.len() > v.len() / 16 + 64 {
+                let mut exact = Vec::with_capacity(v.len());
+                exact.extend_from_slice(v);
+                *v = exact;
+            }
+        }
+        let mut text = std::mem::take(&mut self.text).into_bytes();
+        fit(&mut text);
+        self.text = String::from_utf8(text).expect("the text was a string");
+        fit(&mut self.rows);
+        fit(&mut self.who);
+        fit(&mut self.names);
+        fit(&mut self.spans);
+        fit(&mut self.keys);
+    }
+
     /// Memory the rows hold, roughly.
     pub fn bytes(&self) -> usize {
         self.text.capacity()
             + self.rows.capacity() * std::mem::size_of::<Row>()
+            + self.who.capacity() * std::mem::size_of::<Who>()
+            + (self.names.capacity() + self.spans.capacity()) * std::mem::size_of::<Span>()
             + self.keys.capacity() * std::mem::size_of::<u128>()
+    }
+
+    /// The rows whose message id is derived, with their ids' keys, in order.
+    pub fn derived(&self) -> impl Iterator<Item = (usize, u128)> + '_ {
+        let rows = self.rows.iter().enumerate();
+        rows.filter(|(_, r)| r.copy > 0).map(|(i, r)| (i, self.keys[r.message_id as usize]))
     }
 
     pub fn len(&self) -> usize {
@@ -281,19 +372,28 @@ impl TrackRows {
 
     fn track(&self, r: &Row) -> Track<'_> {
         let message_id = match r.copy {
-            0 => MessageId::Text(self.get(r.message_id).expect("every row has a message id")),
-            n => MessageId::Derived(DerivedId { key: self.keys[r.message_id.start as usize], n: u64::from(n) }),
+            0 => MessageId::Text(self.span(r.message_id).expect("every row has a message id")),
+            n => MessageId::Derived(DerivedId { key: self.keys[r.message_id as usize], n: u64::from(n) }),
         };
+        let who = self.who[r.who as usize];
         Track {
             message_id,
-            event: self.get(r.name).expect("every row has an event"),
-            user_id: self.get(r.user_id),
-            anonymous_id: self.get(r.anonymous_id),
-            group_id: self.get(r.group_id),
-            properties: self.get(r.properties),
+            event: self.event(r),
+            user_id: self.get(who.user_id),
+            anonymous_id: self.get(who.anonymous_id),
+            group_id: self.get(who.group_id),
+            properties: self.span(r.properties),
             seconds: r.seconds,
             nanos: r.nanos,
         }
+    }
+
+    fn span(&self, at: u32) -> Option<&str> {
+        (at != NO_SPAN).then(|| self.get(self.spans[at as usize]).expect("a span of text"))
+    }
+
+    fn event(&self, r: &Row) -> &str {
+        self.get(self.names[r.name as usize]).expect("every row has an event")
     }
 
     /// The rows in runs that name one user and anonymous id: each run's rows and the two.
@@ -303,13 +403,16 @@ impl TrackRows {
         let mut at = 0;
         std::iter::from_fn(move || {
             let first = self.rows.get(at)?;
+            let who = self.who[first.who as usize];
             let start = at;
             at += 1;
-            while self.rows.get(at).is_some_and(|r| r.user_id == first.user_id && r.anonymous_id == first.anonymous_id)
-            {
+            while self.rows.get(at).is_some_and(|r| {
+                let w = &self.who[r.who as usize];
+                r.who == first.who || (w.user_id == who.user_id && w.anonymous_id == who.anonymous_id)
+            }) {
                 at += 1;
             }
-            Some((start..at, self.get(first.user_id), self.get(first.anonymous_id)))
+            Some((start..at, self.get(who.user_id), self.get(who.anonymous_id)))
         })
     }
 
@@ -317,11 +420,12 @@ impl TrackRows {
     /// without its message id and properties (processing reads millions of rows for these).
     pub fn activity(&self, i: usize) -> Option<Activity<'_>> {
         let r = self.rows.get(i)?;
+        let who = self.who[r.who as usize];
         Some(Activity {
-            event: self.get(r.name).expect("every row has an event"),
-            user_id: self.get(r.user_id),
-            anonymous_id: self.get(r.anonymous_id),
-            group_id: self.get(r.group_id),
+            event: self.event(r),
+            user_id: self.get(who.user_id),
+            anonymous_id: self.get(who.anonymous_id),
+            group_id: self.get(who.group_id),
             seconds: r.seconds,
             nanos: r.nanos,
         })
@@ -471,5 +575,59 @@ mod tests {
         assert_eq!(payload["event"], "Report \"Created\"");
         assert_eq!(payload["messageId"], "m-2");
         assert_eq!(payload["properties"], serde_json::json!({}));
+    }
+
+    #[test]
+    fn names_alternating_rows_and_fitted_rows_read_as_they_were_pushed() {
+        let mut rows = TrackRows::with_capacity(at("2024-05-01T00:00:00Z"), 0, 0);
+        rows.reserve(1_000, 10_000, 1_000);
+        let names = ["post", "like", "post", "reply", "like", "post"];
+        let mut pushed = Vec::new();
+        for i in 0..60u32 {
+            let user = (i / 7).to_string();
+            let account = (i / 20).to_string();
+            let id = DerivedId { key: u128::from(i) << 64 | 7, n: 1 };
+            let message_id = if i % 5 == 0 { MessageId::Text("given") } else { MessageId::Derived(id) };
+            let properties = (i % 3 == 0).then_some(r#"{"value":1}"#);
+            rows.push(&NewTrack {
+                message_id,
+                event: names[i as usize % names.len()],
+                user_id: Some(["u", "/", &user]),
+                anonymous_id: None,
+                group_id: Some(&account),
+                properties,
+                timestamp: at("2020-01-03T10:00:00Z") + chrono::TimeDelta::seconds(i64::from(i)),
+            });
+            pushed.push((
+                message_id.to_string(),
+                names[i as usize % names.len()],
+                format!("u/{user}"),
+                account,
+                properties,
+            ));
+        }
+        let before = rows.bytes();
+        rows.fit();
+        assert!(rows.bytes() < before / 4, "fitted: {} of {before} bytes", rows.bytes());
+        let read: Vec<_> = rows
+            .iter()
+            .map(|t| {
+                let user = t.user_id.unwrap().to_owned();
+                (t.message_id.to_string(), t.event, user, t.group_id.unwrap().to_owned(), t.properties)
+            })
+            .collect();
+        let expected: Vec<_> = pushed.iter().map(|(m, e, u, a, p)| (m.clone(), *e, u.clone(), a.clone(), *p)).collect();
+        assert_eq!(read, expected);
+        // A name among the last few is held once, wherever its rows are.
+        let (first, later) = (rows.get_row(0).unwrap().event, rows.get_row(2).unwrap().event);
+        assert!(std::ptr::eq(first, later), "rows of one name share it");
+        // Every derived id is listed with its row, in order; given ids are not.
+        let derived: Vec<_> = rows.derived().collect();
+        let expected: Vec<_> =
+            (0..60u32).filter(|i| i % 5 != 0).map(|i| (i as usize, u128::from(i) << 64 | 7)).collect();
+        assert_eq!(derived, expected);
+        // People's runs break where the user does (every 7 rows), not where the account does.
+        let starts: Vec<usize> = rows.people_runs().map(|(run, ..)| run.start).collect();
+        assert_eq!(starts, (0..60).step_by(7).collect::<Vec<_>>());
     }
 }

@@ -100,32 +100,25 @@ pub(super) fn repeated(collected: Vec<KeyBuckets>) -> foldhash::HashSet<u64> {
 
 /// The event rows of a chunk, parsed once by the check and kept for storing, so that the
 /// file is neither read nor parsed a second time: the rows as the track calls they become
-/// (each with the derived id of the first row of its content, `_1`, when it has none), and
-/// 64 bits of the content key of each such row, to number its copies when storing. A derived
-/// id is kept in its parts, never written out as text unless something asks for it.
+/// (each with the derived id of the first row of its content, `_1`, when it has none), the
+/// content key of each such row kept with it to number its copies when storing. A derived id
+/// is kept in its parts, never written out as text unless something asks for it.
 #[derive(Clone)]
 pub(super) struct KeptRows {
     tracks: domain::TrackRows,
-    /// (row, key) of the rows whose id is derived from their content.
-    derived: Vec<(u32, u64)>,
 }
 
 impl KeptRows {
     /// Rows received at `received_at`.
     pub(super) fn new(received_at: DateTime<Utc>) -> KeptRows {
-        KeptRows { tracks: domain::TrackRows::with_capacity(received_at, 0, 0), derived: Vec::new() }
+        KeptRows { tracks: domain::TrackRows::with_capacity(received_at, 0, 0) }
     }
 
     /// Keeps a row.
     pub(super) fn push(&mut self, f: &EventFields<'_>) {
         let message_id = match (f.message_id, f.key) {
             (Some(id), _) => MessageId::Text(id),
-            (None, key) => {
-                let key = key.expect("a key for rows without an id");
-                let row = u32::try_from(self.tracks.len()).expect("a chunk holds fewer than 2^32 rows");
-                self.derived.push((row, key as u64));
-                MessageId::Derived(DerivedId { key, n: 1 })
-            }
+            (None, key) => MessageId::Derived(DerivedId { key: key.expect("a key for rows without an id"), n: 1 }),
         };
         self.tracks.push(&domain::NewTrack {
             message_id,
@@ -142,15 +135,19 @@ impl KeptRows {
     /// the list copied every chunk's rows several times.
     pub(super) fn reserve_for(&mut self, text: &[u8]) {
         let lines = memchr::memchr_iter(b'\n', text).count() + 1;
-        // A row's text is about its line's: its account again in its user id, and a value
-        // written as JSON, add a few bytes.
-        self.tracks.reserve(lines, text.len() + 16 * lines, lines);
-        self.derived.reserve(lines);
+        // Rows in runs of one person's keep a few bytes of text each.
+        self.tracks.reserve(lines, text.len() / 4, lines);
+    }
+
+    /// Gives back the room reserved for rows the chunk did not have: what is kept until it
+    /// is stored is the rows' own size.
+    pub(super) fn fit(&mut self) {
+        self.tracks.fit();
     }
 
     /// Memory the rows hold, roughly.
     pub(super) fn bytes(&self) -> usize {
-        self.tracks.bytes() + self.derived.capacity() * std::mem::size_of::<(u32, u64)>()
+        self.tracks.bytes()
     }
 
     /// The rows as track calls, and those whose key is among the keys `repeated` in the
@@ -159,11 +156,8 @@ impl KeptRows {
         let copies = if repeated.is_empty() {
             Vec::new()
         } else {
-            self.derived
-                .iter()
-                .filter(|(_, key)| repeated.contains(key))
-                .map(|&(row, key)| (row as usize, key))
-                .collect()
+            let derived = self.tracks.derived().map(|(row, key)| (row, key as u64));
+            derived.filter(|(_, key)| repeated.contains(key)).collect()
         };
         (self.tracks, copies)
     }

@@ -488,7 +488,8 @@ pub(super) fn check(options: &Options) -> Result<Checked> {
                 Ok(n) => progress.add(n, chunk.read),
                 Err(e) => errors.set(chunk.index, e),
             }
-            if let Some(rows) = parser.compact.as_mut().map(|rows| std::mem::replace(rows, KeptRows::new(now))) {
+            if let Some(mut rows) = parser.compact.as_mut().map(|rows| std::mem::replace(rows, KeptRows::new(now))) {
+                rows.fit();
                 let bytes = parsed_bytes.fetch_add(rows.bytes(), Ordering::Relaxed) + rows.bytes();
                 let mut parsed = parsed.lock().expect("parsed chunks lock");
                 match parsed.as_mut() {
