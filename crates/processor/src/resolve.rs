@@ -576,8 +576,8 @@ fn usage_of<'a>(
         Named(&'c AccountId),
         Members(&'c Credit),
     }
-    type Key<'r> = (&'r str, NaiveDate, CreditRef<'r>);
-    let mut persons: Numbered<&str> = Numbered::default();
+    type Key<'r> = (&'r Arc<str>, NaiveDate, CreditRef<'r>);
+    let mut persons: Numbered<&Arc<str>> = Numbered::default();
     let mut credits: Numbered<CreditRef> = Numbered::default();
     let mut names: Numbered<&str> = Numbered::default();
     let any = names.number(usage::ANY);
@@ -603,11 +603,11 @@ fn usage_of<'a>(
             (None, Some(a)) => CreditRef::Named(a),
             (None, None) => continue,
         };
-        let key = (&*e.person_id, days.of(e.timestamp), credit);
+        let key = (&e.person_id, days.of(e.timestamp), credit);
         // A run's events share their person and account: equal by where they are.
         let same_run = run.is_some_and(|(person, day, c)| {
             day == key.1
-                && domain::same_str(person, key.0)
+                && domain::same_str(person, &**key.0)
                 && match (c, credit) {
                     (CreditRef::Named(a), CreditRef::Named(b)) => domain::same_str(a.as_str(), b.as_str()),
                     (a, b) => a == b,
@@ -628,6 +628,7 @@ fn usage_of<'a>(
     let (person_rank, persons) = persons.ranked();
     let (credit_rank, credits) = credits.ranked();
     let (name_rank, names) = names.ranked();
+    let names: Vec<Arc<str>> = names.into_iter().map(Arc::from).collect();
     let mut keyed: Vec<(u128, u32)> = counts
         .into_iter()
         .map(|([person, day, metric, credit], n)| {
@@ -649,9 +650,9 @@ fn usage_of<'a>(
         last = Some(key);
         let part = |shift: u32| (key >> shift) as u32 as usize;
         usage.push(Usage {
-            person_id: persons[part(96)].to_owned(),
+            person_id: Arc::clone(persons[part(96)]),
             day: day_of(part(64) as u32),
-            metric: names[part(32)].to_owned(),
+            metric: Arc::clone(&names[part(32)]),
             credit: match credits[part(0)] {
                 CreditRef::Named(a) => Credit::Named(a.clone()),
                 CreditRef::Members(c) => c.clone(),
@@ -746,9 +747,9 @@ fn account_usage_of(events: Vec<(AccountId, NaiveDate, &str)>) -> Vec<Usage> {
     counts
         .into_iter()
         .map(|((account, day, metric), events)| Usage {
-            person_id: String::new(),
+            person_id: Arc::from(""),
             day,
-            metric: metric.to_owned(),
+            metric: Arc::from(metric),
             credit: Credit::Named(account),
             events,
         })
@@ -824,7 +825,13 @@ mod usage_tests {
         }
         counts
             .into_iter()
-            .map(|((person_id, day, metric, credit), events)| Usage { person_id, day, metric, credit, events })
+            .map(|((person_id, day, metric, credit), events)| Usage {
+                person_id: person_id.into(),
+                day,
+                metric: metric.into(),
+                credit,
+                events,
+            })
             .collect()
     }
 

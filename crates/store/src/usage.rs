@@ -17,6 +17,7 @@
 use chrono::{Datelike, NaiveDate};
 use domain::{AccountId, EventType};
 use std::collections::HashMap;
+use std::sync::Arc;
 
 /// Every tracked event, page and screen view.
 pub const ANY: &str = "$any";
@@ -39,10 +40,12 @@ pub fn metric_of(kind: EventType, name: Option<&str>) -> Option<&str> {
 #[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub struct Usage {
     /// Whose rollups count the events: the person as the slice ended (after its merges);
-    /// empty for events of an account with no person, which mark no one active.
-    pub person_id: String,
+    /// empty for events of an account with no person, which mark no one active. Shared, as
+    /// the metric is, by the rows of a slice that name it (a slice of an import makes a
+    /// row for each person, day and metric: millions).
+    pub person_id: Arc<str>,
     pub day: NaiveDate,
-    pub metric: String,
+    pub metric: Arc<str>,
     /// Which accounts the events count for.
     pub credit: Credit,
     pub events: u32,
@@ -225,14 +228,14 @@ pub fn gains<'a>(usage: &'a [Usage], memberships: &'a HashMap<String, Vec<Accoun
         let slot = u.day.day0() as usize;
         let month = month_of(u.day);
         match &u.credit {
-            Credit::Named(a) => add((a, u.metric.as_str(), month), u, slot),
+            Credit::Named(a) => add((a, &*u.metric, month), u, slot),
             Credit::Members { .. } => {
                 // A membership known both before and in the slice names an account twice.
                 let mut accounts: Vec<&AccountId> = credited(u, memberships).collect();
                 accounts.sort_unstable();
                 accounts.dedup();
                 for a in accounts {
-                    add((a, u.metric.as_str(), month), u, slot);
+                    add((a, &*u.metric, month), u, slot);
                 }
             }
         }
