@@ -690,15 +690,18 @@ pub async fn import(store: Arc<dyn Store>, ws: &WorkspaceId, options: &Options) 
     let (tx, mut rx) = tokio::sync::mpsc::channel::<Vec<Record>>(2 * APPEND_GROUP);
     let read = options.clone();
     let reader = tokio::task::spawn_blocking(move || {
-        let mut batch = Vec::with_capacity(BATCH);
+        // Sized by the records each chunk gives: a chunk of an events file the check kept is
+        // one record of thousands of rows, and room for a batch of records (a megabyte)
+        // made for each such chunk was most of what an import allocated.
+        let mut batch = Vec::new();
         let mut batch_rows = 0;
         let rows = pipeline::read(&read, checked, |records| {
+            batch.reserve(records.len());
             for record in records {
                 batch_rows += record.rows();
                 batch.push(record);
                 if batch_rows >= BATCH as u64 {
-                    tx.blocking_send(std::mem::replace(&mut batch, Vec::with_capacity(BATCH)))
-                        .map_err(|_| anyhow!("the import stopped"))?;
+                    tx.blocking_send(std::mem::take(&mut batch)).map_err(|_| anyhow!("the import stopped"))?;
                     batch_rows = 0;
                 }
             }
