@@ -35,10 +35,6 @@ const PURGE_DELAY: libmimalloc_sys::mi_option_t = 15;
 /// took 5% less time (BENCHMARKS.md). The option is changed only while it has its default,
 /// so that one set in the environment (`MIMALLOC_PURGE_DELAY`) is kept, and so that a
 /// mimalloc whose options were numbered otherwise is left alone.
-///
-/// Such a command also keeps transparent huge pages, which every other turns off
-/// ([`no_huge_pages`]): memory it takes from the system is then faulted in 2 MiB at a time
-/// (an import of ChurnSim faulted 237,000 times with 4 KiB pages, 31,000 with them).
 fn keep_freed_memory() {
     // SAFETY: mimalloc's option calls take and return plain integers, may be made from any
     // thread at any time, and change when memory is given back, never what is allocated.
@@ -50,10 +46,13 @@ fn keep_freed_memory() {
     }
 }
 
-/// For every command but an import, which keeps what it frees: no transparent huge pages
-/// for the process. A long-running process gives freed memory back and later takes it
-/// again, and with huge pages the kernel zeroed 2 MiB for each fault (a quarter of an
-/// import's CPU went to it before imports kept their memory).
+/// No transparent huge pages for the process. A long-running process gives freed memory back
+/// and later takes it again, and with huge pages the kernel zeroed 2 MiB for each fault (a
+/// quarter of an import's CPU went to it before imports kept their memory). An import, which
+/// keeps its memory, faults far less often with them, but each fault of memory the system
+/// has not lately used costs more than its 512 small pages do: on a virtual machine whose
+/// host takes back what the guest frees, faulting in 700 MB right after another program's
+/// work took 0.9 to 2.8 s with huge pages and 0.4 s without (BENCHMARKS.md).
 fn no_huge_pages() {
     #[cfg(target_os = "linux")]
     // SAFETY: `prctl` with these arguments only sets a flag of the calling process; it reads
@@ -66,9 +65,7 @@ fn no_huge_pages() {
 
 fn main() -> Result<()> {
     let cli = cli::Cli::parse();
-    if !matches!(cli.command, cli::Command::Import { .. }) {
-        no_huge_pages();
-    }
+    no_huge_pages();
     let config = config::Config::load(&cli)?;
     config::init_logging(&config);
     let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
