@@ -147,14 +147,30 @@ pub struct Days(Option<(i64, chrono::NaiveDate)>);
 
 /// Whether `parts` joined are `s`.
 fn joined_is(s: &str, parts: &[&str; 3]) -> bool {
-    let mut rest = s;
-    for p in parts {
-        match rest.strip_prefix(p) {
-            Some(r) => rest = r,
-            None => return false,
-        }
+    if s.len() != parts.iter().map(|p| p.len()).sum::<usize>() {
+        return false;
     }
-    rest.is_empty()
+    let mut at = 0;
+    parts.iter().all(|p| {
+        let same = short_eq(&s.as_bytes()[at..at + p.len()], p.as_bytes());
+        at += p.len();
+        same
+    })
+}
+
+/// Whether two byte strings are equal, compared here rather than by a call to `memcmp`: a row's
+/// names and ids are a few bytes, and each row compares several with the row before's.
+fn short_eq(a: &[u8], b: &[u8]) -> bool {
+    a.len() == b.len() && (a.len() > 32 && a == b || a.iter().zip(b).all(|(x, y)| x == y))
+}
+
+/// [`short_eq`] of two optional strings.
+fn short_eq_opt(a: Option<&str>, b: Option<&str>) -> bool {
+    match (a, b) {
+        (Some(a), Some(b)) => short_eq(a.as_bytes(), b.as_bytes()),
+        (None, None) => true,
+        _ => false,
+    }
 }
 
 /// Whether two strings are the same, by where they are first (strings a [`TrackRows`]
@@ -267,7 +283,7 @@ impl TrackRows {
     /// The place in `names` of `event`: one of the last few names, or a new one.
     fn name(&mut self, event: &str) -> u32 {
         let recent = self.names.len().saturating_sub(RECENT_NAMES);
-        let found = self.names[recent..].iter().rposition(|s| self.get(*s) == Some(event));
+        let found = self.names[recent..].iter().rposition(|s| short_eq_opt(self.get(*s), Some(event)));
         let at = match found {
             Some(i) => recent + i,
             None => {
@@ -289,11 +305,13 @@ impl TrackRows {
             (_, Some(parts)) => self.put(&parts),
         };
         let anonymous_id = match last {
-            Some(l) if t.anonymous_id.is_some() && self.get(l.anonymous_id) == t.anonymous_id => l.anonymous_id,
+            Some(l) if t.anonymous_id.is_some() && short_eq_opt(self.get(l.anonymous_id), t.anonymous_id) => {
+                l.anonymous_id
+            }
             _ => self.put_opt(t.anonymous_id),
         };
         let group_id = match last {
-            Some(l) if t.group_id.is_some() && self.get(l.group_id) == t.group_id => l.group_id,
+            Some(l) if t.group_id.is_some() && short_eq_opt(self.get(l.group_id), t.group_id) => l.group_id,
             _ => self.put_opt(t.group_id),
         };
         let who = Who { user_id, anonymous_id, group_id };
@@ -629,5 +647,18 @@ mod tests {
         // People's runs break where the user does (every 7 rows), not where the account does.
         let starts: Vec<usize> = rows.people_runs().map(|(run, ..)| run.start).collect();
         assert_eq!(starts, (0..60).step_by(7).collect::<Vec<_>>());
+    }
+
+    #[test]
+    fn joined_parts_and_short_strings_compare_by_their_bytes() {
+        assert!(joined_is("7/0", &["7", "/", "0"]));
+        assert!(joined_is("70", &["7", "", "0"]) && joined_is("", &["", "", ""]));
+        assert!(!joined_is("7/0", &["7", "/", "1"]) && !joined_is("7/0", &["7/", "", "1"]));
+        assert!(!joined_is("7/01", &["7", "/", "0"]) && !joined_is("7/", &["7", "/", "0"]));
+        let long = "a".repeat(40);
+        let other = format!("{}b", "a".repeat(39));
+        assert!(short_eq(long.as_bytes(), long.clone().as_bytes()) && !short_eq(long.as_bytes(), other.as_bytes()));
+        assert!(short_eq(b"post", b"post") && !short_eq(b"post", b"like") && !short_eq(b"post", b"posts"));
+        assert!(short_eq_opt(None, None) && !short_eq_opt(Some(""), None) && short_eq_opt(Some(""), Some("")));
     }
 }

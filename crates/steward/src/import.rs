@@ -424,15 +424,17 @@ enum Record {
         traits: Map<String, Value>,
     },
     Subscription(Box<Subscription>),
-    /// Not boxed: most imports are millions of these, and a box is an allocation each.
-    Event(NewEvent),
+    /// Boxed, as every large variant is, so that a record is small: the check parses millions
+    /// of rows into records it drops, and each was moved whole (a quarter kilobyte) several
+    /// times. Most events files are kept as [`Record::Tracks`] and never make these.
+    Event(Box<NewEvent>),
     /// A row that becomes several events (a person: identify, then group).
     Events(Vec<NewEvent>),
     Ticket(Box<tickets::Pending>),
     /// A row found valid, when only checking.
     Checked,
     /// A chunk of event rows the check parsed, as track calls in columns.
-    Tracks(domain::TrackRows),
+    Tracks(Box<domain::TrackRows>),
 }
 
 impl Record {
@@ -597,7 +599,7 @@ impl<'a> Parser<'a> {
                         rows.push(&fields);
                         Ok(Record::Checked)
                     }
-                    None => Ok(Record::Event(fields.event(self.now))),
+                    None => Ok(Record::Event(Box::new(fields.event(self.now)))),
                 }
             }
             Kind::People => people::parse(self, row, line),
@@ -806,7 +808,7 @@ pub async fn import(store: Arc<dyn Store>, ws: &WorkspaceId, options: &Options) 
         let mut records = tokio::task::JoinSet::new();
         for record in batch {
             match record {
-                Record::Event(e) => events.push(e),
+                Record::Event(e) => events.push(*e),
                 Record::Events(e) => events.extend(e),
                 Record::Account { account, traits } => events.push(account_event(account, traits)),
                 Record::Checked => {}
@@ -814,7 +816,7 @@ pub async fn import(store: Arc<dyn Store>, ws: &WorkspaceId, options: &Options) 
                     if !group.is_empty() {
                         out.stored += append(std::mem::take(&mut group)).await?;
                     }
-                    tracks.push(Arc::new(t));
+                    tracks.push(Arc::from(t));
                 }
                 Record::Subscription(s) => {
                     let (store, ws) = (store.clone(), ws.clone());

@@ -581,7 +581,7 @@ pub(super) fn read(
                     let (tracks, copies) = kept.into_tracks(repeated);
                     progress.add(tracks.len() as u64, chunk.read);
                     let copies = copies.into_iter().map(|(row, key)| (0, row, key)).collect();
-                    return done_tx.send((chunk.index, vec![Record::Tracks(tracks)], copies)).is_ok();
+                    return done_tx.send((chunk.index, vec![Record::Tracks(Box::new(tracks))], copies)).is_ok();
                 }
                 let mut parser = parsers[w].lock().expect("parser lock");
                 // Records are large (an event inline): sized once rather than grown.
