@@ -63,7 +63,62 @@ fn no_huge_pages() {
     }
 }
 
+/// SQLite's memory from the process's allocator (mimalloc) rather than the C library's: one
+/// pool, so that memory either frees is the other's again. An import's SQLite took 100 MB of
+/// fresh memory from the system while Rust's freed more (BENCHMARKS.md). Must come before any
+/// database is opened; SQLite refuses it afterwards, and then keeps its own. Whether it took it.
+fn sqlite_memory_from_mimalloc() -> bool {
+    use libmimalloc_sys as mi;
+    use rusqlite::ffi;
+    use std::ffi::{c_int, c_void};
+    // SAFETY (all five): mimalloc's functions take any size and any pointer it returned (or
+    // null), which is what SQLite passes; sizes SQLite asks for are positive and below 2 GiB.
+    #[allow(unsafe_code)]
+    unsafe extern "C" fn malloc(n: c_int) -> *mut c_void {
+        unsafe { mi::mi_malloc(n as usize) }
+    }
+    #[allow(unsafe_code)]
+    unsafe extern "C" fn free(p: *mut c_void) {
+        unsafe { mi::mi_free(p) }
+    }
+    #[allow(unsafe_code)]
+    unsafe extern "C" fn realloc(p: *mut c_void, n: c_int) -> *mut c_void {
+        unsafe { mi::mi_realloc(p, n as usize) }
+    }
+    #[allow(unsafe_code)]
+    unsafe extern "C" fn size(p: *mut c_void) -> c_int {
+        if p.is_null() { 0 } else { unsafe { mi::mi_usable_size(p) as c_int } }
+    }
+    #[allow(unsafe_code)]
+    unsafe extern "C" fn roundup(n: c_int) -> c_int {
+        unsafe { mi::mi_good_size(n as usize) as c_int }
+    }
+    #[allow(unsafe_code)]
+    unsafe extern "C" fn init(_: *mut c_void) -> c_int {
+        ffi::SQLITE_OK
+    }
+    #[allow(unsafe_code)]
+    unsafe extern "C" fn shutdown(_: *mut c_void) {}
+    let methods = ffi::sqlite3_mem_methods {
+        xMalloc: Some(malloc),
+        xFree: Some(free),
+        xRealloc: Some(realloc),
+        xSize: Some(size),
+        xRoundup: Some(roundup),
+        xInit: Some(init),
+        xShutdown: Some(shutdown),
+        pAppData: std::ptr::null_mut(),
+    };
+    // SAFETY: SQLite copies the methods before the call returns; it is made before SQLite is
+    // initialised (first thing in `main`), and if it were not SQLite would refuse it.
+    #[allow(unsafe_code)]
+    unsafe {
+        ffi::sqlite3_config(ffi::SQLITE_CONFIG_MALLOC, &methods as *const ffi::sqlite3_mem_methods) == ffi::SQLITE_OK
+    }
+}
+
 fn main() -> Result<()> {
+    let _ = sqlite_memory_from_mimalloc();
     let cli = cli::Cli::parse();
     no_huge_pages();
     let config = config::Config::load(&cli)?;
@@ -74,6 +129,36 @@ fn main() -> Result<()> {
 
 #[cfg(test)]
 mod tests {
+    /// SQLite's allocator is set once per process, before anything opens a database, so this
+    /// is checked in a process of its own: the test binary run again for this test alone.
+    #[test]
+    fn sqlite_allocates_from_mimalloc() {
+        const CHILD: &str = "STEWARD_TEST_SQLITE_MEMORY";
+        if std::env::var_os(CHILD).is_none() {
+            let out = std::process::Command::new(std::env::current_exe().unwrap())
+                .args(["--exact", "tests::sqlite_allocates_from_mimalloc", "--test-threads=1"])
+                .env(CHILD, "1")
+                .output()
+                .unwrap();
+            let stdout = String::from_utf8_lossy(&out.stdout);
+            assert!(out.status.success() && stdout.contains("1 passed"), "{stdout}");
+            return;
+        }
+        assert!(super::sqlite_memory_from_mimalloc(), "SQLite was set up before");
+        let conn = rusqlite::Connection::open_in_memory().unwrap();
+        conn.execute_batch("CREATE TABLE t(x); INSERT INTO t VALUES (randomblob(100000));").unwrap();
+        let n: i64 = conn.query_row("SELECT length(x) FROM t", [], |r| r.get(0)).unwrap();
+        assert_eq!(n, 100_000);
+        #[allow(unsafe_code)]
+        // SAFETY: a block SQLite allocates is given back to it; mimalloc only reads the address.
+        unsafe {
+            let p = rusqlite::ffi::sqlite3_malloc(1_000);
+            assert!(!p.is_null() && libmimalloc_sys::mi_is_in_heap_region(p), "SQLite's block is mimalloc's");
+            rusqlite::ffi::sqlite3_free(p);
+        }
+        assert!(!super::sqlite_memory_from_mimalloc(), "SQLite refuses it once set up");
+    }
+
     #[test]
     fn freed_memory_is_kept_once_asked() {
         // The option numbered as assumed has the purge delay's default, or was set already.
