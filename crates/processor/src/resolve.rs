@@ -607,7 +607,7 @@ fn usage_of<'a>(
         // A run's events share their person and account: equal by where they are.
         let same_run = run.is_some_and(|(person, day, c)| {
             day == key.1
-                && domain::same_str(person, &**key.0)
+                && domain::same_str(person, key.0)
                 && match (c, credit) {
                     (CreditRef::Named(a), CreditRef::Named(b)) => domain::same_str(a.as_str(), b.as_str()),
                     (a, b) => a == b,
