@@ -339,21 +339,24 @@ impl TrackRows {
     /// Gives back the room the rows do not use: the lists are copied to their size when they
     /// hold much more. For rows kept a while (an import's, between checking and storing).
     pub fn fit(&mut self) {
-        fn fit<T: Copy>(v: &mut Vec<T>) {
-            if v.capacity() - v.len() > v.len() / 16 + 64 {
+        let wastes = |capacity: usize, len: usize| capacity - len > len / 16 + 64;
+        fn fit<T: Copy>(v: &mut Vec<T>, wastes: impl Fn(usize, usize) -> bool) {
+            if wastes(v.capacity(), v.len()) {
                 let mut exact = Vec::with_capacity(v.len());
                 exact.extend_from_slice(v);
                 *v = exact;
             }
         }
-        let mut text = std::mem::take(&mut self.text).into_bytes();
-        fit(&mut text);
-        self.text = String::from_utf8(text).expect("the text was a string");
-        fit(&mut self.rows);
-        fit(&mut self.who);
-        fit(&mut self.names);
-        fit(&mut self.spans);
-        fit(&mut self.keys);
+        if wastes(self.text.capacity(), self.text.len()) {
+            let mut text = String::with_capacity(self.text.len());
+            text.push_str(&self.text);
+            self.text = text;
+        }
+        fit(&mut self.rows, wastes);
+        fit(&mut self.who, wastes);
+        fit(&mut self.names, wastes);
+        fit(&mut self.spans, wastes);
+        fit(&mut self.keys, wastes);
     }
 
     /// Memory the rows hold, roughly.
@@ -634,8 +637,7 @@ mod tests {
                 (t.message_id.to_string(), t.event, user, t.group_id.unwrap().to_owned(), t.properties)
             })
             .collect();
-        let expected: Vec<_> = pushed.iter().map(|(m, e, u, a, p)| (m.clone(), *e, u.clone(), a.clone(), *p)).collect();
-        assert_eq!(read, expected);
+        assert_eq!(read, pushed);
         // A name among the last few is held once, wherever its rows are.
         let (first, later) = (rows.get_row(0).unwrap().event, rows.get_row(2).unwrap().event);
         assert!(std::ptr::eq(first, later), "rows of one name share it");

@@ -584,7 +584,7 @@ pub(super) fn read(
                     return done_tx.send((chunk.index, vec![Record::Tracks(Box::new(tracks))], copies)).is_ok();
                 }
                 let mut parser = parsers[w].lock().expect("parser lock");
-                // Records are large (an event inline): sized once rather than grown.
+                // A record a row: sized once for the chunk rather than grown.
                 let mut records = Vec::with_capacity(CHUNK / 32);
                 let mut copies = Vec::new();
                 let parsed = parse_chunk(&mut parser, &chunk, layout, |record, repeated| {
