@@ -101,6 +101,17 @@ fn known(kind: Kind) -> &'static [(&'static str, bool)] {
     }
 }
 
+/// Where each of an events file's fields is in [`known`]'s list for [`Kind::Events`].
+mod event_field {
+    pub(super) const ACCOUNT_ID: usize = 0;
+    pub(super) const USER_ID: usize = 1;
+    pub(super) const ANONYMOUS_ID: usize = 2;
+    pub(super) const EVENT_TIME: usize = 3;
+    pub(super) const EVENT_TYPE: usize = 4;
+    pub(super) const EVENT_VALUE: usize = 5;
+    pub(super) const MESSAGE_ID: usize = 6;
+}
+
 /// Refuses a `--column` mapping to a name the kind does not know.
 fn check_mapping(kind: Kind, mapping: &[(String, String)]) -> Result<()> {
     let names = known(kind);
@@ -128,6 +139,12 @@ fn steward_name(kind: Kind, mapping: &[(String, String)], col: &str) -> Option<&
 trait Row {
     /// A known field's value, trimmed; `None` when it is absent or empty.
     fn get(&self, name: &str) -> Option<&str>;
+    /// [`Row::get`] of the known field at `place` in [`known`]'s list for the kind, which is
+    /// `name`: for the fields of every row of a large file, found without comparing names.
+    fn get_known(&self, place: usize, name: &str) -> Option<&str> {
+        let _ = place;
+        self.get(name)
+    }
     /// The fields Steward does not know, as JSON values.
     fn extra(&self) -> Map<String, Value>;
     /// Whether [`Row::extra`] has any.
@@ -179,6 +196,12 @@ impl Columns {
             .find(|(n, _)| std::ptr::eq(n.as_ptr(), name.as_ptr()) && n.len() == name.len())
             .or_else(|| self.at.iter().find(|(n, _)| *n == name))?;
         let v = trim(row.field(i?)?);
+        (!v.is_empty()).then_some(v)
+    }
+
+    /// [`Columns::get`] of the name at `place` in [`known`]'s list.
+    fn get_known<'r>(&self, row: &'r impl Fields, place: usize) -> Option<&'r str> {
+        let v = trim(row.field(self.at.get(place)?.1?)?);
         (!v.is_empty()).then_some(v)
     }
 
@@ -244,6 +267,11 @@ impl<F: Fields> Row for CsvRow<'_, F> {
         self.columns.get(self.record, name)
     }
 
+    fn get_known(&self, place: usize, name: &str) -> Option<&str> {
+        debug_assert!(self.columns.at.get(place).is_some_and(|(n, _)| *n == name), "{name} is at {place}");
+        self.columns.get_known(self.record, place)
+    }
+
     fn extra(&self) -> Map<String, Value> {
         self.columns.extra(self.record)
     }
@@ -273,15 +301,36 @@ fn scalar(v: &str) -> Value {
     }
 }
 
-/// `YYYY-MM-DD HH:MM:SS` (UTC), RFC 3339, or a date (midnight UTC).
+/// [`parse_time_in`] with no date read before.
+#[cfg(test)]
 fn parse_time(v: &str) -> Option<DateTime<Utc>> {
+    parse_time_in(v, &LastDate::default())
+}
+
+/// The last date [`parse_time_in`] read, by its text: an export's rows come in runs of one
+/// day (an account's events in time order), and checking a date is valid took a fifth of
+/// reading a time.
+#[derive(Default)]
+struct LastDate(std::cell::Cell<Option<([u8; 10], NaiveDate)>>);
+
+/// `YYYY-MM-DD HH:MM:SS` (UTC), RFC 3339, or a date (midnight UTC); a date the same as the
+/// last one read (`last`) is not worked out again.
+fn parse_time_in(v: &str, last: &LastDate) -> Option<DateTime<Utc>> {
     // Exports are mostly the first or last shape: read those digit by digit.
     let b = v.as_bytes();
     let num = |r: std::ops::Range<usize>| -> Option<u32> {
         b.get(r)?.iter().try_fold(0u32, |n, &c| c.is_ascii_digit().then(|| n * 10 + (c - b'0') as u32))
     };
     if (b.len() == 10 || b.len() == 19) && b[4] == b'-' && b[7] == b'-' {
-        let date = NaiveDate::from_ymd_opt(num(0..4)? as i32, num(5..7)?, num(8..10)?)?;
+        let text: [u8; 10] = b[..10].try_into().expect("ten bytes");
+        let date = match last.0.get() {
+            Some((t, date)) if t == text => date,
+            _ => {
+                let date = NaiveDate::from_ymd_opt(num(0..4)? as i32, num(5..7)?, num(8..10)?)?;
+                last.0.set(Some((text, date)));
+                date
+            }
+        };
         if b.len() == 10 {
             return Some(date.and_hms_opt(0, 0, 0)?.and_utc());
         }
@@ -458,12 +507,13 @@ struct Parser<'a> {
     /// While checking an events file: its rows as storing needs them, kept so that it
     /// parses them once (see [`events::KeptRows`]).
     compact: Option<events::KeptRows>,
+    last_date: LastDate,
 }
 
 impl<'a> Parser<'a> {
     fn new(options: &'a Options, file: &str, now: DateTime<Utc>, check_only: bool, keys: RowKeys) -> Parser<'a> {
         let compact = (check_only && options.kind == Kind::Events).then(|| events::KeptRows::new(now));
-        Parser { options, file: file.to_owned(), keys, now, check_only, compact }
+        Parser { options, file: file.to_owned(), keys, now, check_only, compact, last_date: LastDate::default() }
     }
 
     fn error(&self, line: u64, column: &str, value: &str, expected: &str) -> anyhow::Error {
@@ -471,9 +521,14 @@ impl<'a> Parser<'a> {
     }
 
     fn time(&self, row: &impl Row, line: u64, name: &str) -> Result<Option<DateTime<Utc>>> {
-        match row.get(name) {
+        self.time_in(row.get(name), line, name)
+    }
+
+    /// The time field `name` holds, `value`.
+    fn time_in(&self, value: Option<&str>, line: u64, name: &str) -> Result<Option<DateTime<Utc>>> {
+        match value {
             None => Ok(None),
-            Some(v) => parse_time(v)
+            Some(v) => parse_time_in(v, &self.last_date)
                 .map(Some)
                 .ok_or_else(|| self.error(line, name, v, "a time (YYYY-MM-DD, YYYY-MM-DD HH:MM:SS or RFC 3339)")),
         }
@@ -547,17 +602,21 @@ impl<'a> Parser<'a> {
             Kind::Events => {
                 // Checked, not made: a row's account is only read (no copy of millions of them).
                 let account = row
-                    .get("account_id")
+                    .get_known(event_field::ACCOUNT_ID, "account_id")
                     .map(|v| AccountId::check(v).map_err(|e| anyhow!("{} line {line}: account_id: {e}", self.file)))
                     .transpose()?;
-                let at = self.some(self.time(row, line, "event_time")?, line, "event_time")?;
-                let name = self.some(row.get("event_type"), line, "event_type")?;
-                let (user, anonymous) = (row.get("user_id"), row.get("anonymous_id"));
+                let at = self.time_in(row.get_known(event_field::EVENT_TIME, "event_time"), line, "event_time")?;
+                let at = self.some(at, line, "event_time")?;
+                let name = self.some(row.get_known(event_field::EVENT_TYPE, "event_type"), line, "event_type")?;
+                let (user, anonymous) = (
+                    row.get_known(event_field::USER_ID, "user_id"),
+                    row.get_known(event_field::ANONYMOUS_ID, "anonymous_id"),
+                );
                 let scoped = self.options.user_scope == UserScope::Account;
                 if user.is_none() && anonymous.is_none() && !(scoped && account.is_some()) {
                     bail!("{} line {line}: user_id and anonymous_id are both empty", self.file);
                 }
-                let given_id = row.get("message_id");
+                let given_id = row.get_known(event_field::MESSAGE_ID, "message_id");
                 let key = given_id.is_none().then(|| row.key());
                 if let Some(key) = key {
                     self.keys.add(key);
@@ -575,13 +634,13 @@ impl<'a> Parser<'a> {
                 };
                 let properties = if row.has_extra() {
                     let mut properties = row.extra();
-                    if let Some(v) = row.get("event_value") {
+                    if let Some(v) = row.get_known(event_field::EVENT_VALUE, "event_value") {
                         properties.insert("value".into(), scalar(v));
                     }
                     Some(serde_json::to_string(&properties).expect("a JSON map serialises"))
                 } else {
                     // The usual row: its value alone, written as the map above would be.
-                    row.get("event_value").map(value_properties)
+                    row.get_known(event_field::EVENT_VALUE, "event_value").map(value_properties)
                 };
                 // Copies of a row are numbered by whoever reads the rows in order.
                 let fields = events::EventFields {
@@ -970,5 +1029,44 @@ mod tests {
         assert_eq!(t("2020-01-31").as_deref(), Some("2020-01-31T00:00:00+00:00"));
         assert_eq!(t("2020-01-31T10:00:00+02:00").as_deref(), Some("2020-01-31T08:00:00+00:00"));
         assert_eq!(t("31/01/2020"), None);
+    }
+
+    #[test]
+    fn event_fields_are_where_the_kind_lists_them() {
+        let names = known(Kind::Events).iter().map(|(n, _)| *n).collect::<Vec<_>>();
+        let places = [
+            (event_field::ACCOUNT_ID, "account_id"),
+            (event_field::USER_ID, "user_id"),
+            (event_field::ANONYMOUS_ID, "anonymous_id"),
+            (event_field::EVENT_TIME, "event_time"),
+            (event_field::EVENT_TYPE, "event_type"),
+            (event_field::EVENT_VALUE, "event_value"),
+            (event_field::MESSAGE_ID, "message_id"),
+        ];
+        assert_eq!(places.len(), names.len());
+        for (place, name) in places {
+            assert_eq!(names[place], name);
+        }
+    }
+
+    #[test]
+    fn a_date_read_before_reads_as_it_did() {
+        let last = LastDate::default();
+        let times = [
+            "2020-01-31 23:59:59",
+            "2020-01-31 00:00:01",
+            "2020-01-31",
+            "2020-01-31 25:00:00",
+            "2020-01-31x00:00:00",
+            "2020-02-30 10:00:00",
+            "2020-01-31 08:00:00",
+            "2021-01-31 10:00:00",
+            "2020-01-31T10:00:00+02:00",
+            "2020-01-31 10:00:00",
+        ];
+        for v in times {
+            assert_eq!(parse_time_in(v, &last), parse_time(v), "{v}");
+        }
+        assert_eq!(parse_time_in("2020-02-30 10:00:00", &last), None, "an invalid date is never kept");
     }
 }

@@ -59,16 +59,29 @@ impl RowKeys {
 
 /// Keys as a check's worker collects them: by their top byte, so that finding those that
 /// repeat sorts 256 lists that each fit in a cache (a sort of a worker's millions at once took
-/// a tenth of a second, between the check and storing).
-pub(super) struct KeyBuckets(Vec<Vec<u64>>);
+/// a tenth of a second, between the check and storing). Each byte's keys are held in blocks
+/// of [`KEY_BLOCK`], so that a list grows without being copied: doubling 256 lists copied
+/// every key about twice and left as much freed behind.
+pub(super) struct KeyBuckets(Vec<Vec<Vec<u64>>>);
+
+/// Keys a block of a [`KeyBuckets`] list holds: 4 KiB.
+const KEY_BLOCK: usize = 512;
 
 impl KeyBuckets {
     pub(super) fn new() -> KeyBuckets {
-        KeyBuckets(vec![Vec::new(); 256])
+        KeyBuckets((0..256).map(|_| Vec::new()).collect())
     }
 
     fn add(&mut self, key: u64) {
-        self.0[(key >> 56) as usize].push(key);
+        let blocks = &mut self.0[(key >> 56) as usize];
+        match blocks.last_mut() {
+            Some(block) if block.len() < KEY_BLOCK => block.push(key),
+            _ => {
+                let mut block = Vec::with_capacity(KEY_BLOCK);
+                block.push(key);
+                blocks.push(block);
+            }
+        }
     }
 }
 
@@ -84,8 +97,8 @@ pub(super) fn repeated(collected: Vec<KeyBuckets>) -> foldhash::HashSet<u64> {
                     let (mut all, mut found) = (Vec::new(), Vec::new());
                     for bucket in (t..256).step_by(threads) {
                         all.clear();
-                        for keys in collected {
-                            all.extend_from_slice(&keys.0[bucket]);
+                        for block in collected.iter().flat_map(|keys| &keys.0[bucket]) {
+                            all.extend_from_slice(block);
                         }
                         all.sort_unstable();
                         found.extend(all.windows(2).filter(|w| w[0] == w[1]).map(|w| w[0]));
@@ -309,6 +322,15 @@ mod tests {
         assert!(repeated(collected(&[a, b])).is_empty());
         assert_eq!(repeated(collected(&[a, b, &spread[4_990..5_010]])).len(), 20);
         assert!(repeated(Vec::new()).is_empty());
+        // One byte's keys over several blocks: repeats within a block, across two, and first
+        // and last.
+        let one_byte: Vec<u64> = (0..3 * KEY_BLOCK as u64 + 7).collect();
+        let mut copies = vec![0, 1, 1, KEY_BLOCK as u64 - 1, KEY_BLOCK as u64 + 2, 3 * KEY_BLOCK as u64 + 6];
+        copies.push(0);
+        assert_eq!(
+            repeated(collected(&[&one_byte, &copies])),
+            set(&[0, 1, KEY_BLOCK as u64 - 1, KEY_BLOCK as u64 + 2, 3 * KEY_BLOCK as u64 + 6])
+        );
         let id = derived_id(7, 1);
         let track = TrackPayload {
             message_id: &id,
