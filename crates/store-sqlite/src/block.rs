@@ -37,7 +37,7 @@
 //!
 //! The format is stored: a change needs a new format byte and a decoder for the old one.
 
-use std::borrow::Cow;
+use std::borrow::{Borrow, Cow};
 
 use domain::{DerivedId, EventType, MessageId, NewEvent, TrackPayload};
 use store::{Result, StoreError};
@@ -99,10 +99,9 @@ fn push_hex(out: &mut String, bytes: &[u8]) {
     out.push_str(std::str::from_utf8(&digits[..2 * bytes.len().min(16)]).expect("hex digits are ASCII"));
 }
 
-/// Writes a message id in format 3: compact when it has one of the two shapes exactly (so
-/// that writing it out again gives the same text), else as a string.
-/// Writes a message id: its code, the 16 bytes of a compact one onto `keys` (which may be
-/// `out` itself, as in format 3), and a derived id's `n`.
+/// Writes a message id: its code, the 16 bytes of a compact one onto `keys` (format 4) or
+/// `out` (format 3), and a derived id's `n`. An id is compact when it has one of the two
+/// shapes exactly (so that writing it out again gives the same text), else a string.
 fn put_id(out: &mut Vec<u8>, mut keys: Option<&mut Vec<u8>>, id: MessageId<'_>) {
     let mut key = |out: &mut Vec<u8>, bytes: &[u8]| match keys.as_deref_mut() {
         Some(keys) => keys.extend_from_slice(bytes),
@@ -189,7 +188,7 @@ const MAX_DECODED: usize = 64 << 20;
 
 /// At least the bytes [`encode_refs`] writes before compressing: each string's bytes, and the
 /// most a varint or a code takes.
-fn encoded_bound<'a>(events: impl ExactSizeIterator<Item = EventRef<'a>>) -> usize {
+fn encoded_bound<'a, E: Borrow<EventRef<'a>>>(events: impl ExactSizeIterator<Item = E>) -> usize {
     const VARINT: usize = 10;
     let strings = |e: &EventRef<'_>| {
         let opt = [e.name, e.user_id, e.anonymous_id, e.group_id, e.previous_id];
@@ -199,7 +198,7 @@ fn encoded_bound<'a>(events: impl ExactSizeIterator<Item = EventRef<'a>>) -> usi
         };
         e.message_id.len() + payload + opt.iter().map(|f| f.map_or(0, str::len)).sum::<usize>()
     };
-    VARINT + events.map(|e| strings(&e) + 1 + 9 * VARINT).sum::<usize>()
+    VARINT + events.map(|e| strings(e.borrow()) + 1 + 9 * VARINT).sum::<usize>()
 }
 
 /// Encodes and compresses events for one `event_blocks` row.
@@ -210,7 +209,7 @@ pub(crate) fn encode<'a>(events: impl ExactSizeIterator<Item = &'a NewEvent> + C
 
 /// Encodes and compresses events for one `event_blocks` row. A whole payload that is what its
 /// track call's fields write is stored as its properties alone, as one given that way is.
-pub(crate) fn encode_refs<'a>(events: impl ExactSizeIterator<Item = EventRef<'a>> + Clone) -> Vec<u8> {
+pub(crate) fn encode_refs<'a, E: Borrow<EventRef<'a>>>(events: impl ExactSizeIterator<Item = E> + Clone) -> Vec<u8> {
     encode_as(FORMAT_LZ4_V4, events)
 }
 
@@ -224,19 +223,30 @@ fn same_field(a: Option<&str>, b: Option<&str>) -> bool {
     }
 }
 
-/// Encodes events in format 3 or 4 (format 3 only for the tests that read it back).
-fn encode_as<'a>(format: u8, events: impl ExactSizeIterator<Item = EventRef<'a>> + Clone) -> Vec<u8> {
+/// Encodes events in format 3 or 4 (format 3 only for the tests that read it back). Events
+/// are read where they are (an event of a few hundred bytes was copied out for each).
+fn encode_as<'a, E: Borrow<EventRef<'a>>>(format: u8, events: impl ExactSizeIterator<Item = E> + Clone) -> Vec<u8> {
     let apart = format == FORMAT_LZ4_V4;
     // Sized once: a block is megabytes, and growing it copied it and touched fresh pages at
     // each doubling (a tenth of an import's CPU went to the kernel zeroing such pages).
-    let mut raw = Vec::with_capacity(encoded_bound(events.clone()));
-    let mut keys = Vec::with_capacity(if apart { 16 * events.len() } else { 0 });
+    let bound = encoded_bound(events.clone());
+    let mut raw = Vec::with_capacity(bound);
+    // Format 4's compact ids go straight where they are stored, after the format byte and
+    // their count (written once they are counted), rather than into a list copied there.
+    let mut stored = Vec::with_capacity(
+        1 + if apart { 4 + 16 * events.len() } else { 0 } + 4 + lz4_flex::block::get_maximum_output_size(bound),
+    );
+    stored.push(format);
+    if apart {
+        stored.extend_from_slice(&[0; 4]);
+    }
     let mut scratch = String::new();
     let (mut last_ts, mut last_received) = (0i64, 0i64);
     let mut last: Option<[Option<&str>; 4]> = None;
     put_uint(&mut raw, events.len() as u64);
     for e in events {
-        put_id(&mut raw, apart.then_some(&mut keys), e.message_id);
+        let e = e.borrow();
+        put_id(&mut raw, apart.then_some(&mut stored), e.message_id);
         let fields = [e.name, e.user_id, e.anonymous_id, e.group_id];
         let mut same = 0u8;
         if let Some(last) = last.filter(|_| apart) {
@@ -290,20 +300,18 @@ fn encode_as<'a>(format: u8, events: impl ExactSizeIterator<Item = EventRef<'a>>
             },
         }
     }
-    // The format byte, the compact ids' bytes (format 4), the decompressed size (as
-    // `compress_prepend_size` writes it) and the LZ4 block, compressed in place rather than
-    // into a second buffer copied after.
-    let head = if apart { 1 + 4 + keys.len() } else { 1 };
-    let mut out = vec![0u8; head + 4 + lz4_flex::block::get_maximum_output_size(raw.len())];
-    out[0] = format;
+    // Then the decompressed size (as `compress_prepend_size` writes it) and the LZ4 block,
+    // compressed in place rather than into a second buffer copied after.
     if apart {
-        out[1..5].copy_from_slice(&((keys.len() / 16) as u32).to_le_bytes());
-        out[5..head].copy_from_slice(&keys);
+        let ids = (stored.len() - 5) / 16;
+        stored[1..5].copy_from_slice(&(ids as u32).to_le_bytes());
     }
-    out[head..head + 4].copy_from_slice(&(raw.len() as u32).to_le_bytes());
-    let n = lz4_flex::block::compress_into(&raw, &mut out[head + 4..]).expect("room for the largest compressed size");
-    out.truncate(head + 4 + n);
-    out
+    stored.extend_from_slice(&(raw.len() as u32).to_le_bytes());
+    let head = stored.len();
+    stored.resize(head + lz4_flex::block::get_maximum_output_size(raw.len()), 0);
+    let n = lz4_flex::block::compress_into(&raw, &mut stored[head..]).expect("room for the largest compressed size");
+    stored.truncate(head + n);
+    stored
 }
 
 /// A block's events, decompressed and checked; [`Decoded::get`] reads one without copying.

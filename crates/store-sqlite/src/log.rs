@@ -288,6 +288,38 @@ fn lookup_for<'c, 'h>(
     Ok(lookup)
 }
 
+/// The events of a block whose id an earlier event of it has (by index, in order), given
+/// their ids' hashes: each event's index is put in a table of twice the block's size by its
+/// hash's top bits (the hashes are even, as a digest's are), probing on past the slots of
+/// other ids; an event that finds its own id is a repeat. A map keyed by hash took a tenth of
+/// the time an import spent preparing blocks.
+fn repeats_of(events: &[EventRef<'_>], hashes: &[i64]) -> Vec<usize> {
+    const EMPTY: u32 = u32::MAX;
+    let mut repeats = Vec::new();
+    if hashes.len() < 2 {
+        return repeats;
+    }
+    let slots = (2 * hashes.len()).next_power_of_two();
+    let shift = 64 - slots.trailing_zeros();
+    let mut table = vec![EMPTY; slots];
+    for (i, &hash) in hashes.iter().enumerate() {
+        let mut at = ((hash as u64) >> shift) as usize;
+        loop {
+            if table[at] == EMPTY {
+                table[at] = u32::try_from(i).expect("a block holds fewer than 2^32 events");
+                break;
+            }
+            let j = table[at] as usize;
+            if hashes[j] == hash && events[j].message_id == events[i].message_id {
+                repeats.push(i);
+                break;
+            }
+            at = (at + 1) & (slots - 1);
+        }
+    }
+    repeats
+}
+
 struct Prepared {
     data: Vec<u8>,
     /// Of every event sent: a duplicate left out makes it wider than needed, never narrower.
@@ -315,29 +347,9 @@ impl Prepared {
         let hashes: Vec<i64> = events.iter().map(|e| hashing.hash(e.message_id)).collect();
         // Repeats within the block, found here rather than by the writer that every append
         // waits for: by hash, then confirmed by id.
-        let mut repeats = Vec::new();
-        {
-            let mut seen: foldhash::HashMap<i64, usize> =
-                foldhash::HashMap::with_capacity_and_hasher(hashes.len(), Default::default());
-            let mut same_hash: Vec<(i64, usize)> = Vec::new();
-            let id = |i: usize| events[i].message_id;
-            for (i, &hash) in hashes.iter().enumerate() {
-                if let Some(&first) = seen.get(&hash) {
-                    let earlier = std::iter::once(first)
-                        .chain(same_hash.iter().filter(|(h, _)| *h == hash).map(|(_, j)| *j))
-                        .any(|j| id(j) == id(i));
-                    if earlier {
-                        repeats.push(i);
-                    } else {
-                        same_hash.push((hash, i));
-                    }
-                } else {
-                    seen.insert(hash, i);
-                }
-            }
-        }
+        let repeats = repeats_of(events, &hashes);
         Prepared {
-            data: block::encode_refs(events.iter().copied()),
+            data: block::encode_refs(events.iter()),
             summary: block::summarize(events.iter().copied()),
             hashes,
             repeats,
@@ -413,4 +425,46 @@ struct Inserted {
     first_seq: i64,
     /// Whether each event given was stored (not a duplicate).
     kept: Vec<bool>,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use domain::{EventType, NewEvent};
+
+    fn with_id(id: &str) -> NewEvent {
+        NewEvent {
+            message_id: id.to_owned(),
+            kind: EventType::Track,
+            name: Some("A".into()),
+            user_id: Some("u".into()),
+            anonymous_id: None,
+            group_id: None,
+            previous_id: None,
+            timestamp: chrono::DateTime::UNIX_EPOCH,
+            received_at: chrono::DateTime::UNIX_EPOCH,
+            payload: "{}".into(),
+        }
+    }
+
+    #[test]
+    fn repeats_are_found_by_id_among_hashes_that_collide() {
+        let repeats = |ids: &[&str], hashes: &[i64]| {
+            let events: Vec<NewEvent> = ids.iter().map(|id| with_id(id)).collect();
+            let refs: Vec<EventRef<'_>> = events.iter().map(EventRef::of).collect();
+            repeats_of(&refs, hashes)
+        };
+        // Ids of one hash told apart by their text; a repeat of each found.
+        let ids = ["a", "b", "a", "c", "b", "d", "c", "a"];
+        assert_eq!(repeats(&ids, &[5, 5, 5, 7, 5, -3, 7, 5]), [2, 4, 6, 7]);
+        // Hashes in the last slots: probing wraps around to the first.
+        let last = [-1, -1, -1, -2, -1, i64::MAX];
+        assert_eq!(repeats(&["x", "y", "z", "w", "y", "v"], &last), [4]);
+        // Every id of one hash, none repeated, more than the table's half.
+        let many: Vec<String> = (0..100).map(|i| format!("m{i}")).collect();
+        let many: Vec<&str> = many.iter().map(String::as_str).collect();
+        assert!(repeats(&many, &[42; 100]).is_empty());
+        assert_eq!(repeats(&["only"], &[1]), Vec::<usize>::new());
+        assert_eq!(repeats(&[], &[]), Vec::<usize>::new());
+    }
 }
