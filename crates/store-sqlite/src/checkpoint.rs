@@ -22,14 +22,14 @@ use crate::writer::WriterStats;
 const EVERY: Duration = Duration::from_millis(250);
 
 /// How often while the WAL grows fast (an import writes tens of megabytes a second): a
-/// checkpoint that found [`BUSY_PAGES`] or more is followed by the next this soon, so that
+/// checkpoint that found [`BUSY_BYTES`] or more is followed by the next this soon, so that
 /// the WAL never reaches the writer's own bound and the writer never copies it itself.
 const BUSY_EVERY: Duration = Duration::from_millis(40);
-const BUSY_PAGES: i64 = 512;
+const BUSY_BYTES: i64 = 2 << 20;
 
-/// The writer's own automatic checkpoint, in pages: a bound on the WAL for when this thread
-/// cannot keep up, never reached while it does.
-pub(crate) const WRITER_BOUND_PAGES: u32 = 16_384;
+/// The writer's own automatic checkpoint: a bound on the WAL for when this thread cannot keep
+/// up, never reached while it does. In bytes, as a database's pages may be 4 or 16 KiB.
+pub(crate) const WRITER_BOUND_BYTES: i64 = 64 << 20;
 
 pub(crate) struct Checkpointer {
     stop: Mutex<Option<Sender<()>>>,
@@ -75,6 +75,7 @@ impl Drop for Checkpointer {
 const CLOSING_EVERY: Duration = Duration::from_millis(5);
 
 fn run(conn: &Connection, writer: &WriterStats, stopped: &Receiver<()>) {
+    let busy_pages = BUSY_BYTES / crate::page_size(conn).unwrap_or(4096);
     let mut copied_up_to = writer.commits.load(Relaxed);
     let mut every = EVERY;
     loop {
@@ -93,7 +94,7 @@ fn run(conn: &Connection, writer: &WriterStats, stopped: &Receiver<()>) {
                 Ok((wal_pages, copied)) => {
                     copied_up_to = now;
                     if every != CLOSING_EVERY {
-                        every = if wal_pages >= BUSY_PAGES { BUSY_EVERY } else { EVERY };
+                        every = if wal_pages >= busy_pages { BUSY_EVERY } else { EVERY };
                     }
                     metrics::histogram!("steward_sqlite_checkpoint_seconds").record(started.elapsed().as_secs_f64());
                     tracing::trace!(wal_pages, copied, "checkpointed");

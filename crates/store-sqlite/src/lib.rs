@@ -201,18 +201,35 @@ fn connect(path: &Path, read_only: bool) -> Result<Connection> {
     // (2,000 scores) that walk was 94% of a full rescore's time through SQLite (147 to 190 s
     // for 100,000 accounts, 8 to 14 s with the journal in a temporary file).
     let temp_store = if read_only { "MEMORY" } else { "FILE" };
-    // Pages stay SQLite's 4 KiB: with 16 KiB an import of ChurnSim's events took 8% less
-    // time (a fourth of the page writes), but a commit of a few rows writes whole pages, and
-    // one account's rescore took more than twice as long to write (see BENCHMARKS.md).
+    // A new database has pages of 16 KiB (SQLite's default is 4 KiB; one made before keeps
+    // its own, which only a rebuild of the file changes). Most of what Steward writes is
+    // blocks of events, their ids and their owners, tens of kilobytes a row: with larger pages
+    // each takes a fourth of the page writes, WAL frames and checkpoint copies, and an import
+    // of ChurnSim's events took 9% less time; capture, journeys and segments were as fast
+    // or faster. A commit of a few rows writes whole pages, so one account's rescore takes
+    // longer to write: its median went from about 0.4 to 0.6 ms, under its 1 ms bar (see
+    // BENCHMARKS.md).
+    if !read_only {
+        conn.execute_batch(&format!("PRAGMA page_size = {PAGE_SIZE}")).map_err(sql_error)?;
+    }
     conn.execute_batch(&format!(
         "PRAGMA journal_mode = WAL; PRAGMA synchronous = FULL; PRAGMA foreign_keys = ON;
-         PRAGMA cache_size = -65536; PRAGMA temp_store = {temp_store};
-         PRAGMA wal_autocheckpoint = {};",
-        checkpoint::WRITER_BOUND_PAGES
+         PRAGMA cache_size = -65536; PRAGMA temp_store = {temp_store};"
     ))
     .map_err(sql_error)?;
+    let page = page_size(&conn)?;
+    conn.execute_batch(&format!("PRAGMA wal_autocheckpoint = {}", checkpoint::WRITER_BOUND_BYTES / page))
+        .map_err(sql_error)?;
     conn.set_prepared_statement_cache_capacity(64);
     Ok(conn)
+}
+
+/// The size of a page of a new database, in bytes (see [`connect`]).
+const PAGE_SIZE: i64 = 16 << 10;
+
+/// The size of the database's pages, in bytes.
+pub(crate) fn page_size(conn: &Connection) -> Result<i64> {
+    conn.query_row("PRAGMA page_size", [], |r| r.get(0)).map_err(sql_error)
 }
 
 fn migrate(conn: &Connection) -> Result<()> {
@@ -870,5 +887,43 @@ mod tests {
         assert_eq!(store.write(temp_store).await.unwrap(), 1);
         assert_eq!(store.read(temp_store).await.unwrap(), 2);
         store.close();
+    }
+
+    /// A new database has 16 KiB pages; one made with SQLite's default 4 KiB keeps them and
+    /// works as before. The writer's bound on the WAL is the same number of bytes either way.
+    #[tokio::test]
+    async fn new_databases_have_large_pages_and_older_ones_keep_theirs() {
+        use store::Store;
+        let dir = tempfile::tempdir().unwrap();
+        let older = dir.path().join("older.db");
+        Connection::open(&older)
+            .unwrap()
+            .execute_batch("PRAGMA page_size = 4096; PRAGMA journal_mode = WAL; CREATE TABLE before (v INTEGER)")
+            .unwrap();
+        for (path, page) in [(dir.path().join("new.db"), 16_384), (older, 4_096)] {
+            let store = SqliteStore::open(&path).unwrap();
+            assert_eq!(store.read(page_size).await.unwrap(), page, "{}", path.display());
+            let bound = |c: &Connection| {
+                c.query_row("PRAGMA wal_autocheckpoint", [], |r| r.get::<_, i64>(0)).map_err(sql_error)
+            };
+            assert_eq!(store.write(bound).await.unwrap() * page, checkpoint::WRITER_BOUND_BYTES);
+            let ws = store.create_workspace("pages").await.unwrap().workspace_id;
+            let event = domain::NewEvent {
+                message_id: "m1".into(),
+                kind: domain::EventType::Track,
+                name: Some("Seen".into()),
+                user_id: Some("u1".into()),
+                anonymous_id: None,
+                group_id: None,
+                previous_id: None,
+                timestamp: chrono::Utc::now(),
+                received_at: chrono::Utc::now(),
+                payload: r#"{"type":"track","event":"Seen","userId":"u1","messageId":"m1"}"#.into(),
+            };
+            assert_eq!(store.append_events(&ws, &[event]).await.unwrap().stored, 1);
+            let log = store.read_log(&ws, store::LogPosition::ZERO, 10).await.unwrap();
+            assert_eq!(log.iter().map(|e| e.event.message_id.as_str()).collect::<Vec<_>>(), ["m1"]);
+            store.close();
+        }
     }
 }
