@@ -164,6 +164,18 @@ fn short_eq(a: &[u8], b: &[u8]) -> bool {
     a.len() == b.len() && (a.len() > 32 && a == b || a.iter().zip(b).all(|(x, y)| x == y))
 }
 
+/// A name's length and first seven bytes in one word: names with different tags differ, so
+/// a row's name is compared by its text only with those of its tag (most files have a few
+/// names, met in turn).
+fn name_tag(name: &str) -> u64 {
+    let b = name.as_bytes();
+    let mut word = [0u8; 8];
+    let n = b.len().min(7);
+    word[..n].copy_from_slice(&b[..n]);
+    word[7] = b.len().min(255) as u8;
+    u64::from_le_bytes(word)
+}
+
 /// [`short_eq`] of two optional strings.
 fn short_eq_opt(a: Option<&str>, b: Option<&str>) -> bool {
     match (a, b) {
@@ -197,6 +209,8 @@ pub struct TrackRows {
     who: Vec<Who>,
     /// The event names, each once among the last [`RECENT_NAMES`].
     names: Vec<Span>,
+    /// Each name's [`name_tag`], looked through before any name's text.
+    name_tags: Vec<u64>,
     /// Message ids and properties held as text.
     spans: Vec<Span>,
     /// The keys of derived message ids.
@@ -213,6 +227,7 @@ impl TrackRows {
             rows: Vec::with_capacity(rows),
             who: Vec::new(),
             names: Vec::new(),
+            name_tags: Vec::new(),
             spans: Vec::new(),
             keys: Vec::new(),
             received_at,
@@ -283,12 +298,16 @@ impl TrackRows {
     /// The place in `names` of `event`: one of the last few names, or a new one.
     fn name(&mut self, event: &str) -> u32 {
         let recent = self.names.len().saturating_sub(RECENT_NAMES);
-        let found = self.names[recent..].iter().rposition(|s| short_eq_opt(self.get(*s), Some(event)));
+        let tag = name_tag(event);
+        let found = (recent..self.names.len())
+            .rev()
+            .find(|&i| self.name_tags[i] == tag && short_eq_opt(self.get(self.names[i]), Some(event)));
         let at = match found {
-            Some(i) => recent + i,
+            Some(i) => i,
             None => {
                 let span = self.put(&[event]);
                 self.names.push(span);
+                self.name_tags.push(tag);
                 self.names.len() - 1
             }
         };
@@ -355,6 +374,7 @@ impl TrackRows {
         fit(&mut self.rows, wastes);
         fit(&mut self.who, wastes);
         fit(&mut self.names, wastes);
+        fit(&mut self.name_tags, wastes);
         fit(&mut self.spans, wastes);
         fit(&mut self.keys, wastes);
     }
@@ -365,6 +385,7 @@ impl TrackRows {
             + self.rows.capacity() * std::mem::size_of::<Row>()
             + self.who.capacity() * std::mem::size_of::<Who>()
             + (self.names.capacity() + self.spans.capacity()) * std::mem::size_of::<Span>()
+            + self.name_tags.capacity() * std::mem::size_of::<u64>()
             + self.keys.capacity() * std::mem::size_of::<u128>()
     }
 
@@ -602,7 +623,8 @@ mod tests {
     fn names_alternating_rows_and_fitted_rows_read_as_they_were_pushed() {
         let mut rows = TrackRows::with_capacity(at("2024-05-01T00:00:00Z"), 0, 0);
         rows.reserve(1_000, 10_000, 1_000);
-        let names = ["post", "like", "post", "reply", "like", "post"];
+        // Two names of one length and first seven bytes: told apart by their text.
+        let names = ["post", "like", "post", "feature_a_used", "reply", "feature_b_used", "like", "post"];
         let mut pushed = Vec::new();
         for i in 0..60u32 {
             let user = (i / 7).to_string();

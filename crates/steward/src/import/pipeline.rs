@@ -150,12 +150,12 @@ fn open(path: &Path) -> Result<Source> {
     Ok(Source { reader, format, read })
 }
 
-/// Reads up to a chunk more of the file onto `pending`; true at the end of the file.
+/// Reads up to a chunk more of the file onto `pending`; true at the end of the file. Read
+/// into the list's spare room, which is not zeroed first (that was as many bytes written as
+/// the file has, for nothing).
 fn read_more(pending: &mut Vec<u8>, source: &mut Source, file: &str) -> Result<bool> {
-    let at = pending.len();
-    pending.resize(at + CHUNK, 0);
-    let n = source.reader.read(&mut pending[at..]).with_context(|| format!("reading {file}"))?;
-    pending.truncate(at + n);
+    pending.reserve(CHUNK);
+    let n = (&mut source.reader).take(CHUNK as u64).read_to_end(pending).with_context(|| format!("reading {file}"))?;
     Ok(n == 0)
 }
 
