@@ -394,8 +394,9 @@ impl<'a> EventRef<'a> {
         }
     }
 
-    /// A track call given in columns: its payload is what its fields write.
-    pub(crate) fn of_track(t: &domain::Track<'a>, received_at: &domain::Timestamp) -> EventRef<'a> {
+    /// A track call given in columns: its payload is what its fields write. `received_at_ms`
+    /// is worked out once for all the rows received together.
+    pub(crate) fn of_track(t: &domain::Track<'a>, received_at_ms: i64) -> EventRef<'a> {
         EventRef {
             message_id: t.message_id,
             kind: EventType::Track,
@@ -405,7 +406,7 @@ impl<'a> EventRef<'a> {
             group_id: t.group_id,
             previous_id: None,
             timestamp_ms: t.millis(),
-            received_at_ms: ms(received_at),
+            received_at_ms,
             payload: Payload::Track { properties: t.properties.unwrap_or("{}") },
         }
     }

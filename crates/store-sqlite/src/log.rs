@@ -338,9 +338,9 @@ impl Prepared {
     }
 
     fn of_tracks(rows: &domain::TrackRows, hashing: IdHashing) -> Prepared {
-        let received_at = rows.received_at();
+        let received_at = crate::ms(&rows.received_at());
         // Each row read once: it is read five times below.
-        Prepared::of(&rows.iter().map(|t| EventRef::of_track(&t, &received_at)).collect::<Vec<_>>(), hashing)
+        Prepared::of(&rows.iter().map(|t| EventRef::of_track(&t, received_at)).collect::<Vec<_>>(), hashing)
     }
 
     fn of(events: &[EventRef<'_>], hashing: IdHashing) -> Prepared {
