@@ -141,8 +141,7 @@ trait Row {
     fn get(&self, name: &str) -> Option<&str>;
     /// [`Row::get`] of the known field at `place` in [`known`]'s list for the kind, which is
     /// `name`: for the fields of every row of a large file, found without comparing names.
-    fn get_known(&self, place: usize, name: &str) -> Option<&str> {
-        let _ = place;
+    fn get_known(&self, _place: usize, name: &str) -> Option<&str> {
         self.get(name)
     }
     /// The fields Steward does not know, as JSON values.
