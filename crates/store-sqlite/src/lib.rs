@@ -908,18 +908,7 @@ mod tests {
             };
             assert_eq!(store.write(bound).await.unwrap() * page, checkpoint::WRITER_BOUND_BYTES);
             let ws = store.create_workspace("pages").await.unwrap().workspace_id;
-            let event = domain::NewEvent {
-                message_id: "m1".into(),
-                kind: domain::EventType::Track,
-                name: Some("Seen".into()),
-                user_id: Some("u1".into()),
-                anonymous_id: None,
-                group_id: None,
-                previous_id: None,
-                timestamp: chrono::Utc::now(),
-                received_at: chrono::Utc::now(),
-                payload: r#"{"type":"track","event":"Seen","userId":"u1","messageId":"m1"}"#.into(),
-            };
+            let event = crate::log::tests::with_id("m1");
             assert_eq!(store.append_events(&ws, &[event]).await.unwrap().stored, 1);
             let log = store.read_log(&ws, store::LogPosition::ZERO, 10).await.unwrap();
             assert_eq!(log.iter().map(|e| e.event.message_id.as_str()).collect::<Vec<_>>(), ["m1"]);

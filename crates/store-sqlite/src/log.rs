@@ -428,11 +428,12 @@ struct Inserted {
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
     use domain::{EventType, NewEvent};
 
-    fn with_id(id: &str) -> NewEvent {
+    /// A track call of `u` with message id `id`, for tests of the log.
+    pub(crate) fn with_id(id: &str) -> NewEvent {
         NewEvent {
             message_id: id.to_owned(),
             kind: EventType::Track,
