@@ -889,6 +889,31 @@ mod tests {
         store.close();
     }
 
+    /// Processing's results are derived from the log, with the cursor they reach: their
+    /// commits do not wait for the disk, while an append's do.
+    #[tokio::test]
+    async fn processing_commits_without_waiting_for_the_disk() {
+        use std::sync::atomic::Ordering::Relaxed;
+        use store::Store;
+        let dir = tempfile::tempdir().unwrap();
+        let store = SqliteStore::open_in_dir(dir.path()).unwrap();
+        let ws = store.create_workspace("durability").await.unwrap().workspace_id;
+        let counts = || (store.writer.stats.commits.load(Relaxed), store.writer.stats.synced.load(Relaxed));
+        let before = counts();
+        assert_eq!(store.append_events(&ws, &[crate::log::tests::with_id("m1")]).await.unwrap().stored, 1);
+        let appended = counts();
+        // (Writing held ids out, should the writer idle, commits too, but is no group's.)
+        assert!(appended.0 > before.0);
+        assert_eq!(appended.1 - before.1, 1, "an append is synced");
+        let to = store::LogPosition { tx: 0, seq: 1 };
+        assert!(store.apply_changes(&ws, store::LogPosition::ZERO, to, &store::Changes::default()).await.unwrap());
+        let applied = counts();
+        assert!(applied.0 > appended.0, "processing committed");
+        assert_eq!(applied.1, appended.1, "processing is not synced");
+        assert_eq!(store.log_status(&ws).await.unwrap().cursor, to);
+        store.close();
+    }
+
     /// A new database has 16 KiB pages; one made with SQLite's default 4 KiB keeps them and
     /// works as before. The writer's bound on the WAL is the same number of bytes either way.
     #[tokio::test]

@@ -8,6 +8,7 @@ use store::{Changes, KnownPerson, LogPosition, Op, Result};
 
 use crate::log::cursor;
 use crate::owners::LinkBuild;
+use crate::writer::Priority;
 use crate::{SqliteStore, ms, sql_error};
 
 impl SqliteStore {
@@ -58,8 +59,10 @@ impl SqliteStore {
         let owners = crate::owners::encode(&changes.event_people);
         let ops = changes.ops.clone();
         let usage = crate::usage::SliceUsage::of(&changes.usage);
-        // Nobody waits on processing but the processor: appends go first.
-        self.write_background(move |conn| {
+        // Nobody waits on processing but the processor: appends go first. What it writes is
+        // derived from the log, with the cursor that says how far: lost to a power cut, it is
+        // made again from there, so its commit does not wait for the disk.
+        self.write_derived(Priority::Background, move |conn| {
             if cursor(conn, &ws)? != from {
                 return Ok(false);
             }
@@ -110,7 +113,7 @@ impl SqliteStore {
         };
         let workspace = ws.clone();
         let (build, over) = self
-            .write_background(move |conn| {
+            .write_derived(Priority::Background, move |conn| {
                 let mut build = build;
                 let over = build.write_chunk(conn, n, workspace.as_str())?;
                 Ok((build, over))

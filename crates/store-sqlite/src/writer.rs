@@ -30,8 +30,9 @@ pub(crate) enum Durability {
     /// On disk (the WAL synced): what callers are told is stored survives power loss.
     Synced,
     /// Visible to readers at once, on disk with the next synced commit or checkpoint. For
-    /// what is derived from durable data and made again if lost (scores and the alerts they
-    /// open): its commit does not wait for the disk. The WAL keeps commits in order, so a
+    /// what is derived from durable data and made again if lost (processing's people,
+    /// accounts, rollups and event lists with the cursor they reach, scores and the alerts
+    /// they open): its commit does not wait for the disk. The WAL keeps commits in order, so a
     /// synced commit makes every earlier one durable with it, and nothing written later can
     /// survive a power loss without what was derived before it.
     Derived,
@@ -98,6 +99,8 @@ pub(crate) struct WriterStats {
     pub jobs: std::sync::atomic::AtomicU64,
     /// Transactions committed, those of id flushes included.
     pub commits: std::sync::atomic::AtomicU64,
+    /// Groups of work committed that waited for the disk (some [`Durability::Synced`] work).
+    pub synced: std::sync::atomic::AtomicU64,
 }
 
 impl Writer {
@@ -313,22 +316,51 @@ fn run(conn: Connection, mut ids: RecentIds, rx: Receiver<(Job, Priority)>, stat
         }
         let group_mark = ids.mark();
         let mut ran = Vec::with_capacity(group.len());
+        // Whether the transaction is open: a failed first job closes it.
+        let mut begun = true;
         for mut job in group {
+            if !begun {
+                if let Err(e) = conn.execute_batch("BEGIN IMMEDIATE").map_err(sql_error) {
+                    job.finish(Err(e));
+                    continue;
+                }
+                begun = true;
+            }
+            // The transaction's first job runs without a savepoint of its own: should it fail,
+            // the transaction is rolled back, and begun again for the jobs after it. Inside a
+            // savepoint SQLite first copies each page a job changes to a statement journal (a
+            // megabyte or more for a group of processing's changes), for a rollback that the
+            // first job can have without one.
+            if ran.is_empty() {
+                let ok = run_job(&conn, &mut ids, &mut *job);
+                if !ok {
+                    let _ = conn.execute_batch("ROLLBACK");
+                    ids.undo_to(group_mark);
+                    begun = false;
+                    // Its own outcome: the error it returned.
+                    job.finish(Ok(()));
+                    continue;
+                }
+                ran.push((job, None));
+                continue;
+            }
             if let Err(e) = conn.execute_batch("SAVEPOINT job") {
                 ran.push((job, Some(sql_error(e))));
                 continue;
             }
             let mark = ids.mark();
-            let ok = catch_unwind(AssertUnwindSafe(|| job.run(&conn, &mut ids))).unwrap_or_else(|_| {
-                tracing::error!("a write panicked; its savepoint is rolled back");
-                false
-            });
+            let ok = run_job(&conn, &mut ids, &mut *job);
             if !ok {
                 ids.undo_to(mark);
             }
             let end = if ok { "RELEASE job" } else { "ROLLBACK TO job; RELEASE job" };
             let err = conn.execute_batch(end).err().map(sql_error);
             ran.push((job, err));
+        }
+        if !begun {
+            // Every job failed or could not begin.
+            ids.committed();
+            continue;
         }
         let committed = conn.execute_batch("COMMIT").map_err(sql_error);
         if committed.is_err() {
@@ -338,6 +370,9 @@ fn run(conn: Connection, mut ids: RecentIds, rx: Receiver<(Job, Priority)>, stat
         ids.committed();
         if committed.is_ok() {
             stats.commits.fetch_add(1, Relaxed);
+            if want_sync {
+                stats.synced.fetch_add(1, Relaxed);
+            }
         }
         for (job, err) in ran {
             let outcome = match (&committed, err) {
@@ -364,6 +399,14 @@ fn run(conn: Connection, mut ids: RecentIds, rx: Receiver<(Job, Priority)>, stat
             break;
         }
     }
+}
+
+/// Runs `job`; says whether it succeeded (a panic is a failure).
+fn run_job(conn: &Connection, ids: &mut RecentIds, job: &mut dyn Work) -> bool {
+    catch_unwind(AssertUnwindSafe(|| job.run(conn, ids))).unwrap_or_else(|_| {
+        tracing::error!("a write panicked; it is rolled back");
+        false
+    })
 }
 
 fn flush_failed_with(e: &StoreError) -> Option<Instant> {
@@ -437,6 +480,105 @@ mod tests {
         assert_eq!(setting_seen(&writer, Durability::Derived).await, NORMAL);
         assert_eq!(setting_seen(&writer, Durability::Synced).await, FULL, "back to FULL after derived work");
         writer.close();
+    }
+
+    /// Jobs queued together while the writer is busy, so that they share one transaction:
+    /// each inserts its name into `t`, then fails if its name starts with "fail" (or panics
+    /// if it starts with "panic"). Returns each job's outcome and the names stored.
+    async fn group_of(names: &[&'static str]) -> (Vec<Result<()>>, Vec<String>) {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("g.db");
+        crate::connect(&path, false).unwrap().execute_batch("CREATE TABLE t (name TEXT NOT NULL)").unwrap();
+        let writer = Arc::new(Writer::start(
+            crate::connect(&path, false).unwrap(),
+            RecentIds::new(dir.path().join("g.lock"), Default::default()),
+        ));
+        // A job that holds the writer until the others are queued.
+        let (started_tx, started) = std::sync::mpsc::channel();
+        let (release, released) = std::sync::mpsc::channel::<()>();
+        let holder = tokio::spawn({
+            let writer = writer.clone();
+            async move {
+                writer
+                    .write(Priority::Now, Durability::Synced, move |_, _| {
+                        started_tx.send(()).unwrap();
+                        released.recv().unwrap();
+                        Ok(())
+                    })
+                    .await
+            }
+        });
+        tokio::task::spawn_blocking(move || started.recv().unwrap()).await.unwrap();
+        let mut jobs = Vec::new();
+        for &name in names {
+            let writer = writer.clone();
+            jobs.push(tokio::spawn(async move {
+                writer
+                    .write(Priority::Now, Durability::Synced, move |conn, _| {
+                        conn.execute("INSERT INTO t VALUES (?1)", [name]).map_err(sql_error)?;
+                        if name.starts_with("panic") {
+                            panic!("{name} panics");
+                        }
+                        if name.starts_with("fail") {
+                            return Err(StoreError::Backend(format!("{name} failed")));
+                        }
+                        Ok(())
+                    })
+                    .await
+            }));
+            // Each is queued before the next is spawned (a single-threaded runtime runs them
+            // in turn up to their wait).
+            tokio::task::yield_now().await;
+        }
+        let transactions = writer.stats.transactions.load(std::sync::atomic::Ordering::Relaxed);
+        release.send(()).unwrap();
+        holder.await.unwrap().unwrap();
+        let mut outcomes = Vec::new();
+        for job in jobs {
+            outcomes.push(job.await.unwrap());
+        }
+        assert_eq!(
+            writer.stats.transactions.load(std::sync::atomic::Ordering::Relaxed),
+            transactions + 1,
+            "the jobs shared a transaction"
+        );
+        writer.close();
+        let conn = crate::connect(&path, true).unwrap();
+        let mut stmt = conn.prepare("SELECT name FROM t ORDER BY rowid").unwrap();
+        let stored = stmt.query_map([], |r| r.get(0)).unwrap().collect::<rusqlite::Result<Vec<String>>>().unwrap();
+        (outcomes, stored)
+    }
+
+    fn messages(outcomes: &[Result<()>]) -> Vec<Option<String>> {
+        outcomes.iter().map(|o| o.as_ref().err().map(|e| e.to_string())).collect()
+    }
+
+    #[tokio::test]
+    async fn a_failed_job_changes_nothing_and_the_others_of_its_transaction_are_stored() {
+        // The first job of a transaction runs without a savepoint: its failure rolls the
+        // transaction back, and the jobs after it run in a new one.
+        let (outcomes, stored) = group_of(&["fail-a", "b", "fail-c", "d", "panic-e", "f"]).await;
+        let errors = messages(&outcomes);
+        assert!(errors[0].as_deref().is_some_and(|e| e.contains("fail-a failed")), "{errors:?}");
+        assert_eq!(errors[1], None);
+        assert!(errors[2].as_deref().is_some_and(|e| e.contains("fail-c failed")), "{errors:?}");
+        assert_eq!(errors[3], None);
+        assert!(errors[4].is_some(), "a panicking job fails: {errors:?}");
+        assert_eq!(errors[5], None);
+        assert_eq!(stored, ["b", "d", "f"]);
+
+        let failed = |outcomes: &[Result<()>]| outcomes.iter().map(Result::is_err).collect::<Vec<_>>();
+        let (outcomes, stored) = group_of(&["fail-a", "fail-b", "c"]).await;
+        assert_eq!(failed(&outcomes), [true, true, false]);
+        assert_eq!(stored, ["c"]);
+
+        let (outcomes, stored) = group_of(&["panic-a", "b", "fail-c"]).await;
+        assert_eq!(failed(&outcomes), [true, false, true]);
+        assert_eq!(stored, ["b"]);
+
+        let (outcomes, stored) = group_of(&["a", "b"]).await;
+        assert!(outcomes.iter().all(Result::is_ok));
+        assert_eq!(stored, ["a", "b"]);
     }
 
     #[test]
