@@ -93,23 +93,73 @@ impl SliceUsage {
     }
 }
 
-/// Adds each gain to its row, read and written back once, in the order given (the rows').
+/// An account's gains in a slice from which its rows are read with one statement (those of
+/// the months the gains span) rather than one each: a slice of an import gains tens of rows
+/// per account (a month of each metric), a slice of live events a row or two.
+const READ_ACCOUNT_AT: usize = 8;
+
+/// Adds each gain to its row, read and written back once, in the order given (the rows':
+/// an account's gains together).
 fn add_gains<'a>(conn: &Connection, n: i64, gains: impl Iterator<Item = (RowRef<'a>, &'a Gain)>) -> Result<()> {
     let mut read = conn
         .prepare_cached(
             "SELECT data FROM usage_months WHERE ws = ?1 AND account_id = ?2 AND metric = ?3 AND month = ?4",
         )
         .map_err(sql_error)?;
+    let mut read_account = conn
+        .prepare_cached(
+            "SELECT metric, month, data FROM usage_months
+             WHERE ws = ?1 AND account_id = ?2 AND month BETWEEN ?3 AND ?4",
+        )
+        .map_err(sql_error)?;
     let mut write = conn.prepare_cached(UPSERT).map_err(sql_error)?;
-    for ((account, metric, month), gain) in gains {
-        let stored: Option<Vec<u8>> =
-            read.query_row(params![n, account.as_str(), metric, month], |r| r.get(0)).optional().map_err(sql_error)?;
-        let mut row = match stored {
-            Some(data) => UsageMonth::decode(&data).ok_or_else(|| corrupt(account.as_str()))?,
-            None => UsageMonth::default(),
-        };
-        gain.add_to(&mut row);
-        write.execute(params![n, account.as_str(), metric, month, row.encode()]).map_err(sql_error)?;
+    let mut gains = gains.peekable();
+    let mut of_account: Vec<(RowRef<'a>, &'a Gain)> = Vec::new();
+    let mut stored: Vec<((String, i32), Vec<u8>)> = Vec::new();
+    while let Some(first) = gains.next() {
+        let account = first.0.0;
+        of_account.clear();
+        of_account.push(first);
+        while let Some(next) = gains.next_if(|((a, _, _), _)| *a == account) {
+            of_account.push(next);
+        }
+        let whole = of_account.len() >= READ_ACCOUNT_AT;
+        if whole {
+            let (from, to) =
+                of_account.iter().fold((i32::MAX, i32::MIN), |(lo, hi), ((_, _, m), _)| (lo.min(*m), hi.max(*m)));
+            stored.clear();
+            let rows = read_account
+                .query_map(params![n, account.as_str(), from, to], |r| Ok(((r.get(0)?, r.get(1)?), r.get(2)?)))
+                .map_err(sql_error)?;
+            for row in rows {
+                stored.push(row.map_err(sql_error)?);
+            }
+            stored.sort_unstable_by(|a, b| a.0.cmp(&b.0));
+        }
+        for &((_, metric, month), gain) in &of_account {
+            let at = whole.then(|| stored.binary_search_by(|((m, mo), _)| (m.as_str(), *mo).cmp(&(metric, month))));
+            let data: Option<Vec<u8>> = match at {
+                Some(Ok(i)) => Some(std::mem::take(&mut stored[i].1)),
+                Some(Err(_)) => None,
+                None => read
+                    .query_row(params![n, account.as_str(), metric, month], |r| r.get(0))
+                    .optional()
+                    .map_err(sql_error)?,
+            };
+            let mut row = match data {
+                Some(data) => UsageMonth::decode(&data).ok_or_else(|| corrupt(account.as_str()))?,
+                None => UsageMonth::default(),
+            };
+            gain.add_to(&mut row);
+            let data = row.encode();
+            write.execute(params![n, account.as_str(), metric, month, &data]).map_err(sql_error)?;
+            // Should a row come twice, the second adds to what the first wrote.
+            match at {
+                Some(Ok(i)) => stored[i].1 = data,
+                Some(Err(i)) => stored.insert(i, ((metric.to_owned(), month), data)),
+                None => {}
+            }
+        }
     }
     Ok(())
 }
@@ -288,5 +338,64 @@ mod tests {
             ..named("cy", "2026-03-06", "report", 1)
         };
         assert!(matches!(SliceUsage::of(&[members]), SliceUsage::Usage(_)));
+    }
+
+    /// An account with many rows in a slice has them read with one statement (those of the
+    /// months its gains span), one with few a statement each: both add what the rows hold
+    /// already, rows outside the span are left as they were, and the outcome is the same as
+    /// usage applied one event at a time.
+    #[test]
+    fn rows_read_by_account_or_one_by_one_add_up_alike() {
+        let day = |d: &str| NaiveDate::parse_from_str(d, "%Y-%m-%d").unwrap();
+        let usage = |account: &str, person: &str, d: &str, metric: &str, events: u32| Usage {
+            person_id: person.into(),
+            day: day(d),
+            metric: metric.into(),
+            credit: Credit::Named(AccountId::parse(account).unwrap()),
+            events,
+        };
+        // "big" gains 12 rows in the second slice (three metrics over four months), one of
+        // them and a row of an earlier month stored by the first; "small" gains two.
+        let first = vec![
+            usage("big", "ana", "2026-01-10", "report", 4),
+            usage("big", "ana", "2026-03-02", "export", 1),
+            usage("small", "cy", "2026-03-02", "report", 2),
+        ];
+        let mut second = Vec::new();
+        for (i, metric) in ["export", "login", "report"].into_iter().enumerate() {
+            for month in 3..=6 {
+                let d = format!("2026-{month:02}-{:02}", 2 + i);
+                second.push(usage("big", if i == 1 { "bo" } else { "ana" }, &d, metric, month as u32));
+            }
+        }
+        second.push(usage("small", "cy", "2026-03-02", "report", 1));
+        second.push(usage("small", "dee", "2026-04-09", "report", 5));
+        assert!(second.iter().filter(|u| !matches!(&*u.person_id, "cy" | "dee")).count() >= READ_ACCOUNT_AT);
+        let applied = |slices: Vec<Vec<Usage>>| {
+            let conn = Connection::open_in_memory().unwrap();
+            conn.execute_batch(include_str!("../migrations/0001_init.sql")).unwrap();
+            conn.execute_batch(include_str!("../migrations/0002_usage.sql")).unwrap();
+            for slice in &slices {
+                let usage = SliceUsage::of(slice);
+                let before = usage.memberships_before(&conn, &WorkspaceId::parse("ws_test").unwrap()).unwrap();
+                usage.apply(&conn, 1, &before).unwrap();
+            }
+            rows(&conn)
+        };
+        let together = applied(vec![first.clone(), second.clone()]);
+        let one_by_one = applied(first.iter().chain(&second).map(|u| vec![u.clone()]).collect());
+        assert_eq!(together, one_by_one);
+        assert_eq!(together.len(), 1 + 12 + 2, "big's January row, its twelve, small's two");
+        let row = |account: &str, metric: &str, month: i32| {
+            let r = together.iter().find(|r| r.0 == account && r.1 == metric && r.2 == month).unwrap();
+            UsageMonth::decode(&r.3).unwrap()
+        };
+        let march = month_of(day("2026-03-01"));
+        // Stored by the first slice and added to by the second.
+        assert_eq!(row("big", "export", march).events[1], 1 + 3);
+        assert_eq!(row("small", "report", march).events[1], 2 + 1);
+        // Outside the second slice's months: as the first left it.
+        assert_eq!(row("big", "report", month_of(day("2026-01-01"))).events[9], 4);
+        assert_eq!(row("big", "login", march + 3).users(2), 1);
     }
 }
