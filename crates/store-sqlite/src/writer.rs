@@ -360,6 +360,9 @@ fn run(conn: Connection, mut ids: RecentIds, rx: Receiver<(Job, Priority)>, stat
         if !begun {
             // Every job failed or could not begin.
             ids.committed();
+            if background {
+                waiting.ran_background(started.elapsed());
+            }
             continue;
         }
         let committed = conn.execute_batch("COMMIT").map_err(sql_error);
