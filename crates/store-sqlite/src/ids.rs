@@ -101,6 +101,15 @@ pub(crate) const FLUSH_AT: usize = 65_536;
 /// per 65,536 ids merged four at a time, each id's lookup probing every run's filter (a
 /// quarter of such an import's CPU). About 40 bytes of memory per id.
 const HOLD_FRESH: usize = 4 * 1024 * 1024;
+/// An import that says how many events it brings ([`RecentIds::reserve`]) has room made for
+/// their ids, and they are held up to that many, up to this: the room is memory taken
+/// already. Past [`HOLD_FRESH`] ids, a first import's later ids were looked up in the run
+/// just written, the table that held them was cut down to the ids appended meanwhile and
+/// grown again by doubling, and each 65,536 ids more made a run to merge: its appends took
+/// 4.6 times as long for three times ChurnSim's events. At most about 0.5 GiB of table; the
+/// ids held are those read again from the log should the process die before writing them
+/// out.
+pub(crate) const HOLD_MOST: usize = 16 * 1024 * 1024;
 /// While holding such ids, how long the writer must have had no append before it writes them
 /// out as idle: a pause of an import (its file read behind) is not the end of it.
 const HOLD_IDLE: std::time::Duration = std::time::Duration::from_secs(1);
@@ -136,9 +145,9 @@ impl std::hash::Hasher for IdHasher {
 pub(crate) struct Room(IdTable);
 
 impl Room {
-    /// Room for `ids` ids, cleared and faulted in by the calling thread.
+    /// Room for `ids` ids, up to [`HOLD_MOST`], cleared and faulted in by the calling thread.
     pub(crate) fn for_ids(ids: usize) -> Room {
-        Room(IdTable::touched(ids))
+        Room(IdTable::touched(ids.min(HOLD_MOST)))
     }
 }
 
@@ -158,8 +167,11 @@ pub(crate) struct RecentIds {
     /// run. A workspace with none has every stored id in memory.
     in_runs: HashMap<i64, bool, std::hash::BuildHasherDefault<IdHasher>>,
     /// Whether memory holds ids of a workspace with none in a run (flushing then waits, up
-    /// to [`HOLD_FRESH`] ids, or [`HOLD_IDLE`] without an append).
+    /// to [`RecentIds::hold_limit`] ids, or [`HOLD_IDLE`] without an append).
     holds_fresh: bool,
+    /// The ids an import made room for ([`RecentIds::reserve`]), as many as are held with
+    /// them; until the next flush.
+    reserved: usize,
     /// When the last append began.
     last_append: Option<std::time::Instant>,
     /// The runs on disk, known from the first append on.
@@ -323,7 +335,17 @@ impl RecentIds {
     /// Makes room for `ids` more of workspace `ws` without growing as they come, in `room`
     /// (made for them off the writer) if it is large enough.
     pub(crate) fn reserve(&mut self, ws: i64, ids: usize, room: Room) {
+        let ids = ids.min(HOLD_MOST);
+        self.reserved = self.reserved.max((self.len() + ids).min(HOLD_MOST));
         self.first.entry(ws).or_default().reserve_in(ids, room.0);
+    }
+
+    /// How many ids are held, while some workspace has none in a run, before they are
+    /// written out with ingest busy: [`HOLD_FRESH`], or one more than an import made room
+    /// for (its last append is not followed by writing every id out while it is processed:
+    /// that is left to the close or the idle writer).
+    fn hold_limit(&self) -> usize {
+        (self.reserved + 1).max(HOLD_FRESH)
     }
 
     /// Records a newly appended event's id (undone if its transaction does not commit).
@@ -370,11 +392,16 @@ impl RecentIds {
     /// Whether the recent ids are due to be written out: always when `idle`, otherwise once
     /// there are many.
     fn flush_due(&self, idle: bool) -> bool {
+        self.flush_due_holding(self.len(), idle)
+    }
+
+    /// [`RecentIds::flush_due`] with `held` ids in memory.
+    fn flush_due_holding(&self, held: usize, idle: bool) -> bool {
         if !self.holds_fresh {
-            return self.len() >= FLUSH_AT || (idle && self.len() > 0);
+            return held >= FLUSH_AT || (idle && held > 0);
         }
         let quiet = self.last_append.is_none_or(|at| at.elapsed() >= HOLD_IDLE);
-        self.len() >= HOLD_FRESH || (idle && quiet && self.len() > 0)
+        held >= self.hold_limit() || (idle && quiet && held > 0)
     }
 
     /// Nothing more will be appended (the writer is closing): held ids are written out now,
@@ -441,6 +468,7 @@ impl RecentIds {
             // Workspaces it covered now have ids in a run; the others are asked again.
             self.in_runs.clear();
             self.holds_fresh = false;
+            self.reserved = 0;
             // A colliding id that stays (newer than the flush) must remain findable.
             let mut more = std::mem::take(&mut self.more);
             more.sort_unstable();
@@ -731,6 +759,38 @@ mod tests {
         for (place, n) in places.iter().enumerate() {
             assert!((3_600..4_400).contains(n), "place {place} holds {n} of 64,000");
         }
+    }
+
+    #[test]
+    fn ids_an_import_made_room_for_are_held_until_written_out() {
+        let dir = tempfile::tempdir().unwrap();
+        let conn = crate::connect(&dir.path().join("t.db"), false).unwrap();
+        crate::migrate(&conn).unwrap();
+        let mut ids = RecentIds::new(dir.path().join("t.lock"), IdHashing::default());
+        ids.ensure_owner(&conn).unwrap();
+        assert!(!ids.may_be_in_runs(&conn, 1).unwrap(), "an empty log has no ids in runs");
+        // Whether so many ids held are written out while ingest is busy.
+        let due = |ids: &RecentIds, held: usize| ids.flush_due_holding(held, false);
+        assert!(!due(&ids, HOLD_FRESH - 1) && due(&ids, HOLD_FRESH));
+        // An import of ten million events: their ids are held, not those past the fourth
+        // million written out and looked up in runs.
+        ids.reserve(1, 10_000_000, Room(IdTable::default()));
+        assert!(ids.first[&1].slots() > 10_000_000, "room for them all");
+        assert!(!due(&ids, HOLD_FRESH) && !due(&ids, 10_000_000) && due(&ids, 10_000_001));
+        // Room and holding have a bound.
+        ids.reserve(1, usize::MAX / 2, Room(IdTable::default()));
+        assert!(!due(&ids, HOLD_MOST) && due(&ids, HOLD_MOST + 1));
+        // Once the ids are written out (the writer idle), the next import starts over.
+        for seq in 1..=1_000 {
+            ids.add(1, seq * 0x9e37_79b9, seq);
+        }
+        ids.committed();
+        ids.last_append = None;
+        while ids.flush_step(&conn, true).unwrap() {}
+        assert_eq!(ids.len(), 0);
+        assert_eq!(ids.hold_limit(), HOLD_FRESH);
+        let held: i64 = conn.query_row("SELECT sum(ids) FROM id_runs WHERE state = 'live'", [], |r| r.get(0)).unwrap();
+        assert_eq!(held, 1_000);
     }
 
     #[test]
